@@ -1,0 +1,8 @@
+from django.urls import path
+
+from campaigns.api import views
+
+urlpatterns = [
+    path("campaigns", views.CampaignList.as_view(), name="campaign-list"),
+    path("campaigns/<int:pk>", views.CampaignDetail.as_view(), name="campaign-detail"),
+]

@@ -1,0 +1,1 @@
+"""Ingestion runs and quarantined rows (built by the ingestion issues)."""

@@ -1,0 +1,152 @@
+"""Callbacks for the Unfold admin chrome: environment badge, org switcher, dashboards."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, Q
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+
+from p360.audit.models import AuditEvent
+from p360.jobs.models import Job, JobStatus
+from p360.jobs.services import last_heartbeat
+from tenants.access import orgs_manageable_by, orgs_visible_to, restrict_by_org
+from tenants.middleware import ORG_PREFIX
+
+_OBJECT_PATH = re.compile(r"^(?P<model>admin/[^/]+/[^/]+/)(?P<rest>[^/]+/.*)$")
+
+
+def environment_badge(request: HttpRequest) -> list[str]:
+    if settings.IS_PROD:
+        return ["Production", "danger"]
+    return ["Test" if settings.TESTING else "Development", "warning"]
+
+
+def switch_org_path(path: str, target_slug: str) -> str:
+    """The same page in another org: /o/a/admin/x/y/ -> /o/b/admin/x/y/.
+
+    Object pages (ids differ between orgs) fall back to the model's list; global pages go to the
+    target org's home of the same kind (admin or marketer pages).
+    """
+    if path.startswith(ORG_PREFIX):
+        rest = path[len(ORG_PREFIX) :].split("/", 1)[1] if "/" in path[len(ORG_PREFIX) :] else ""
+        match = _OBJECT_PATH.match(rest)
+        if match:
+            rest = match.group("model")
+        elif not rest.startswith("admin/") and rest.count("/") > 1:
+            rest = rest.split("/", 1)[0] + "/"
+        return f"{ORG_PREFIX}{target_slug}/{rest}"
+    if path.startswith("/admin/"):
+        return f"{ORG_PREFIX}{target_slug}/admin/"
+    return f"{ORG_PREFIX}{target_slug}/"
+
+
+def org_switcher_items(request: HttpRequest) -> list[dict[str, Any]]:
+    current = getattr(getattr(request, "org", None), "slug", None)
+    items: list[dict[str, Any]] = []
+    if request.user.is_authenticated and request.user.is_staff:
+        items.append({"title": "All organisations (global admin)", "link": "/admin/", "icon": "public"})
+    for org in orgs_visible_to(request.user).only("name", "slug"):
+        items.append(
+            {
+                "title": f"{org.name}{'  (current)' if org.slug == current else ''}",
+                "link": switch_org_path(request.path, org.slug),
+                "icon": "check" if org.slug == current else "domain",
+            }
+        )
+    return items
+
+
+def current_org_name(request: HttpRequest) -> str:
+    org = getattr(request, "org", None)
+    return org.name if org is not None else "P360"
+
+
+def org_home_url(request: HttpRequest) -> str:
+    org = getattr(request, "org", None)
+    return f"{ORG_PREFIX}{org.slug}/" if org is not None else "/"
+
+
+def _job_rows(jobs: list[Job]) -> list[dict[str, Any]]:
+    return [
+        {
+            "job": job,
+            "percent": job.percent,
+            "org": job.org.slug if job.org else "global",
+        }
+        for job in jobs
+    ]
+
+
+def _cluster_status() -> dict[str, Any]:
+    beat = last_heartbeat()
+    if beat is None:
+        return {"ok": False, "label": "no heartbeat yet"}
+    age = (timezone.now() - beat.seen_at).total_seconds()
+    ok = age <= settings.P360_HEARTBEAT_STALE_SECONDS
+    return {"ok": ok, "label": f"last heartbeat {int(age)} s ago"}
+
+
+def global_dashboard(request: HttpRequest, context: dict[str, Any]) -> dict[str, Any]:
+    from tenants.access import users_manageable_by
+
+    orgs = orgs_manageable_by(request.user)
+    jobs = restrict_by_org(Job.objects.select_related("org"), request.user)
+    audit = AuditEvent.objects.all()
+    if not request.user.is_super_admin:  # type: ignore[union-attr]
+        audit = audit.filter(org_id__in=list(orgs.values_list("pk", flat=True)))
+    job_counts = jobs.aggregate(
+        running=Count("pk", filter=Q(status=JobStatus.RUNNING)),
+        queued=Count("pk", filter=Q(status=JobStatus.QUEUED)),
+        failed=Count("pk", filter=Q(status=JobStatus.FAILED)),
+    )
+    context.update(
+        {
+            "dashboard_scope": "global",
+            "kpis": [
+                {"title": "Organisations", "value": orgs.filter(is_active=True).count(),
+                 "footer": f"{orgs.filter(is_active=False).count()} inactive", "href": reverse("admin:tenants_organization_changelist")},
+                {"title": "Users", "value": users_manageable_by(request.user).filter(is_active=True).count(),
+                 "footer": "active accounts", "href": reverse("admin:tenants_user_changelist")},
+                {"title": "Jobs running", "value": job_counts["running"],
+                 "footer": f"{job_counts['queued']} queued, {job_counts['failed']} failed", "href": reverse("admin:jobs_job_changelist")},
+            ],
+            "cluster": _cluster_status(),
+            "recent_jobs": _job_rows(list(jobs[:8])),
+            "recent_events": list(audit[:10]),
+            "audit_url": reverse("admin:audit_auditevent_changelist"),
+            "jobs_url": reverse("admin:jobs_job_changelist"),
+        }
+    )
+    return context
+
+
+def org_dashboard(request: HttpRequest, context: dict[str, Any]) -> dict[str, Any]:
+    from audiences.models import Audience
+    from campaigns.models import Campaign, CampaignStatus
+
+    org = request.org  # type: ignore[attr-defined]
+    jobs = Job.objects.filter(org=org).select_related("org")
+    context.update(
+        {
+            "dashboard_scope": "org",
+            "kpis": [
+                {"title": "Audiences", "value": Audience.objects.count(),
+                 "footer": "imported and built", "href": reverse("admin:audiences_audience_changelist")},
+                {"title": "Campaigns", "value": Campaign.objects.count(),
+                 "footer": f"{Campaign.objects.filter(status=CampaignStatus.ACTIVE).count()} active",
+                 "href": reverse("admin:campaigns_campaign_changelist")},
+                {"title": "Jobs running", "value": jobs.filter(status=JobStatus.RUNNING).count(),
+                 "footer": f"{jobs.filter(status=JobStatus.FAILED).count()} failed", "href": reverse("admin:jobs_job_changelist")},
+            ],
+            "cluster": _cluster_status(),
+            "recent_jobs": _job_rows(list(jobs[:8])),
+            "recent_events": list(AuditEvent.objects.filter(org_id=org.pk)[:10]),
+            "jobs_url": reverse("admin:jobs_job_changelist"),
+        }
+    )
+    return context

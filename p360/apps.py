@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class P360Config(AppConfig):
+    name = "p360"
+    verbose_name = "P360 portal"
+
+    def ready(self) -> None:
+        from p360 import checks  # noqa: F401  (registers system checks)
+        from p360.jobs import signals  # noqa: F401  (schema reset around every task)

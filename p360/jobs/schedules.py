@@ -1,0 +1,21 @@
+"""The recurring tasks every installation runs (created idempotently after migrations)."""
+
+from __future__ import annotations
+
+from django_q.models import Schedule
+
+SCHEDULES = [
+    # (name, func, minutes)
+    ("p360: worker heartbeat", "p360.jobs.services.record_heartbeat", 1),
+    ("p360: reap stale jobs", "p360.jobs.services.reap_stale_jobs", 5),
+]
+
+
+def ensure_schedules() -> int:
+    created = 0
+    for name, func, minutes in SCHEDULES:
+        _, was_created = Schedule.objects.update_or_create(
+            name=name, defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1}
+        )
+        created += was_created
+    return created

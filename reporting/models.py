@@ -1,0 +1,1 @@
+"""Metrics, summaries and attribution (built by the reporting issues)."""

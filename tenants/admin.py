@@ -1,0 +1,353 @@
+"""Global admin for organisations, users, org assignments and API tokens. Writes go through services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, QuerySet
+from django.forms import ModelForm
+from django.http import HttpRequest
+from django.utils.html import format_html
+from unfold.admin import ModelAdmin, TabularInline
+from unfold.decorators import action
+
+from p360.admin_sites import global_admin
+from p360.jobs.services import job_start
+from tenants import services
+from tenants.access import orgs_manageable_by, users_manageable_by
+from tenants.models import ApiToken, Membership, Organization, Role, User
+
+
+def _service_call(request: HttpRequest, fn: Any, **kwargs: Any) -> Any:
+    """Run a service from an admin form; a refused change becomes a form-level error."""
+    try:
+        return fn(**kwargs)
+    except services.ServiceError as exc:
+        raise ValidationError(str(exc)) from exc
+
+
+# --- Organisations -------------------------------------------------------------------------------
+
+
+class OrganizationAddForm(ModelForm):
+    class Meta:
+        model = Organization
+        fields = ["name", "slug", "ttd_advertiser_id", "salesforce_account_id"]
+
+    def clean_slug(self) -> str:
+        try:
+            return services.validate_slug(self.cleaned_data["slug"])
+        except services.ServiceError as exc:
+            raise ValidationError(str(exc)) from exc
+
+
+class MembershipInline(TabularInline):
+    model = Membership
+    extra = 0
+    fields = ["user", "created_at"]
+    readonly_fields = ["user", "created_at"]
+    can_delete = False
+    verbose_name_plural = "assigned users"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Organization, site=global_admin)
+class OrganizationAdmin(ModelAdmin):
+    list_display = ["name", "slug", "status", "ttd_advertiser_id", "user_count", "created_at", "links"]
+    list_filter = ["is_active"]
+    search_fields = ["name", "slug", "ttd_advertiser_id", "salesforce_account_id"]
+    ordering = ["name"]
+    list_per_page = 50
+    inlines = [MembershipInline]
+    actions = ["deactivate", "activate", "run_health_check"]
+    readonly_fields = ["slug", "schema_name", "created_at", "updated_at", "links"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
+        return orgs_manageable_by(request.user).annotate(user_total=Count("memberships"))
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = OrganizationAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return ["name", "slug", "ttd_advertiser_id", "salesforce_account_id"]
+        return [
+            "name", "slug", "schema_name", "is_active", "require_mfa", "ttd_advertiser_id",
+            "salesforce_account_id", "created_at", "updated_at", "links",
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [] if obj is None else list(self.readonly_fields)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # deactivate instead: a schema holds the org's data
+
+    @admin.display(description="status", boolean=True, ordering="is_active")
+    def status(self, org: Organization) -> bool:
+        return org.is_active
+
+    @admin.display(description="users", ordering="user_total")
+    def user_count(self, org: Organization) -> int:
+        return getattr(org, "user_total", 0)
+
+    @admin.display(description="open")
+    def links(self, org: Organization) -> str:
+        if not org.pk or not org.is_active:
+            return "—"
+        return format_html(
+            "<a class='text-primary-600' href='/o/{0}/admin/'>org admin</a> · "
+            "<a class='text-primary-600' href='/o/{0}/'>pages</a>",
+            org.slug,
+        )
+
+    def save_model(self, request: HttpRequest, obj: Organization, form: Any, change: bool) -> None:
+        if not change:
+            created = _service_call(
+                request,
+                services.org_create,
+                slug=obj.slug,
+                name=obj.name,
+                ttd_advertiser_id=obj.ttd_advertiser_id,
+                salesforce_account_id=obj.salesforce_account_id,
+                actor=request.user,
+            )
+            obj.pk, obj.schema_name = created.pk, created.schema_name
+            return
+        changes = {field: getattr(obj, field) for field in form.changed_data}
+        original = Organization.objects.get(pk=obj.pk)
+        _service_call(request, services.org_update, org=original, actor=request.user, **changes)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        form.save_m2m()  # the membership inline is read-only; assignments go through their own admin
+
+    @action(description="Deactivate selected organisations (URLs 404, data kept)")
+    def deactivate(self, request: HttpRequest, queryset: QuerySet[Organization]) -> None:
+        self._require_super_admin(request)
+        for org in queryset:
+            services.org_set_active(org=org, active=False, actor=request.user)  # type: ignore[arg-type]
+        messages.success(request, f"Deactivated {queryset.count()} organisations.")
+
+    @action(description="Reactivate selected organisations")
+    def activate(self, request: HttpRequest, queryset: QuerySet[Organization]) -> None:
+        self._require_super_admin(request)
+        for org in queryset:
+            services.org_set_active(org=org, active=True, actor=request.user)  # type: ignore[arg-type]
+        messages.success(request, f"Reactivated {queryset.count()} organisations.")
+
+    @action(description="Run a health check job for selected organisations")
+    def run_health_check(self, request: HttpRequest, queryset: QuerySet[Organization]) -> None:
+        jobs = [job_start(kind="org.health_check", org=org, actor=request.user) for org in queryset.filter(is_active=True)]  # type: ignore[arg-type]
+        messages.success(request, f"Queued {len(jobs)} health check jobs; follow them under Jobs.")
+
+    @staticmethod
+    def _require_super_admin(request: HttpRequest) -> None:
+        if not request.user.is_super_admin:  # type: ignore[union-attr]
+            raise PermissionDenied
+
+
+# --- Users ---------------------------------------------------------------------------------------
+
+
+class UserAdminForm(ModelForm):
+    orgs = forms.ModelMultipleChoiceField(
+        queryset=Organization.objects.none(),
+        required=False,
+        help_text="Campaign managers: the orgs they manage. Marketers: exactly one.",
+    )
+    password = forms.CharField(
+        required=False, widget=forms.PasswordInput(render_value=False),
+        help_text="Optional. Leave empty to keep the current password (or to invite later).",
+    )
+
+    class Meta:
+        model = User
+        fields = ["email", "full_name", "role", "is_active"]
+
+    def __init__(self, *args: Any, request: HttpRequest, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.request = request
+        self.fields["orgs"].queryset = orgs_manageable_by(request.user)
+        if not request.user.is_super_admin:  # type: ignore[union-attr]
+            self.fields["role"].choices = [(Role.MARKETER.value, Role.MARKETER.label)]
+        if self.instance.pk:
+            self.fields["orgs"].initial = list(self.instance.memberships.values_list("org_id", flat=True))
+            self.fields["email"].disabled = True
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        role, orgs = data.get("role"), list(data.get("orgs") or [])
+        if role == Role.MARKETER and len(orgs) != 1:
+            self.add_error("orgs", "A marketer belongs to exactly one organisation.")
+        if role == Role.SUPER_ADMIN and orgs:
+            self.add_error("orgs", "A super admin sees every organisation; leave this empty.")
+        return data
+
+
+@admin.register(User, site=global_admin)
+class UserAdmin(ModelAdmin):
+    list_display = ["email", "full_name", "role", "is_active", "org_list", "last_login"]
+    list_filter = ["role", "is_active"]
+    search_fields = ["email", "full_name"]
+    ordering = ["email"]
+    list_per_page = 50
+    actions = ["deactivate_users", "activate_users"]
+    readonly_fields = ["last_login", "date_joined"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
+        return users_manageable_by(request.user).prefetch_related("memberships__org")
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        kwargs["form"] = UserAdminForm
+        form_class = super().get_form(request, obj, change=change, **kwargs)
+
+        class RequestBoundForm(form_class):  # type: ignore[misc, valid-type]
+            def __init__(self, *args: Any, **kw: Any) -> None:
+                super().__init__(*args, request=request, **kw)
+
+        return RequestBoundForm
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        fields = ["email", "full_name", "role", "orgs", "password"]
+        return fields + (["is_active", "last_login", "date_joined"] if obj else [])
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and not request.user.is_super_admin and obj.role != Role.MARKETER:  # type: ignore[union-attr]
+            return False  # campaign managers manage marketers, not other staff
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # deactivate instead: audit rows and history name the user
+
+    @admin.display(description="organisations")
+    def org_list(self, user: User) -> str:
+        if user.role == Role.SUPER_ADMIN:
+            return "all"
+        return ", ".join(m.org.slug for m in user.memberships.all()) or "—"
+
+    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        orgs = list(data.get("orgs") or [])
+        actor = request.user
+        if not change:
+            created = _service_call(
+                request, services.user_create, email=data["email"], role=data["role"], orgs=orgs,
+                password=data.get("password") or None, full_name=data.get("full_name", ""), actor=actor,
+            )
+            obj.pk = created.pk
+            return
+        user = User.objects.get(pk=obj.pk)
+        if "full_name" in form.changed_data:
+            user.full_name = data["full_name"]
+            user.save(update_fields=["full_name"])
+        if {"role", "orgs"} & set(form.changed_data):
+            _service_call(request, services.user_set_role, user=user, role=data["role"], orgs=orgs, actor=actor)
+        if "is_active" in form.changed_data:
+            _service_call(request, services.user_set_active, user=user, active=data["is_active"], actor=actor)
+        if data.get("password"):
+            user.set_password(data["password"])
+            user.save(update_fields=["password"])
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        pass  # assignments were saved by the service
+
+    @action(description="Deactivate selected users")
+    def deactivate_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        self._set_active(request, queryset, active=False)
+
+    @action(description="Reactivate selected users")
+    def activate_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        self._set_active(request, queryset, active=True)
+
+    def _set_active(self, request: HttpRequest, queryset: QuerySet[User], *, active: bool) -> None:
+        done = 0
+        for user in queryset:
+            if not self.has_change_permission(request, user):
+                continue
+            try:
+                services.user_set_active(user=user, active=active, actor=request.user)  # type: ignore[arg-type]
+                done += 1
+            except services.ServiceError as exc:
+                messages.warning(request, f"{user.email}: {exc}")
+        messages.success(request, f"{'Reactivated' if active else 'Deactivated'} {done} users.")
+
+
+# --- Org assignments -----------------------------------------------------------------------------
+
+
+class MembershipOrgFilter(admin.SimpleListFilter):
+    title = "organisation"
+    parameter_name = "org"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(str(org.pk), org.name) for org in orgs_manageable_by(request.user)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(org_id=self.value()) if self.value() else queryset
+
+
+@admin.register(Membership, site=global_admin)
+class MembershipAdmin(ModelAdmin):
+    list_display = ["user", "user_role", "org", "created_at"]
+    list_filter = [MembershipOrgFilter, "user__role"]
+    search_fields = ["user__email", "org__name", "org__slug"]
+    autocomplete_fields = ["user", "org"]
+    list_select_related = ["user", "org"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Membership]:
+        return super().get_queryset(request).filter(org__in=orgs_manageable_by(request.user))
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # an assignment is added or removed, never edited
+
+    @admin.display(description="role", ordering="user__role")
+    def user_role(self, membership: Membership) -> str:
+        return membership.user.get_role_display()
+
+    def save_model(self, request: HttpRequest, obj: Membership, form: Any, change: bool) -> None:
+        if obj.org not in orgs_manageable_by(request.user) or obj.user not in users_manageable_by(request.user):
+            raise PermissionDenied
+        created = _service_call(request, services.membership_add, user=obj.user, org=obj.org, actor=request.user)
+        obj.pk = created.pk
+
+    def delete_model(self, request: HttpRequest, obj: Membership) -> None:
+        services.membership_remove(membership=obj, actor=request.user)  # type: ignore[arg-type]
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Membership]) -> None:
+        for membership in queryset:
+            services.membership_remove(membership=membership, actor=request.user)  # type: ignore[arg-type]
+
+
+# --- API tokens ----------------------------------------------------------------------------------
+
+
+@admin.register(ApiToken, site=global_admin)
+class ApiTokenAdmin(ModelAdmin):
+    list_display = ["name", "user", "prefix", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    search_fields = ["name", "user__email", "prefix"]
+    list_select_related = ["user"]
+    actions = ["revoke"]
+    readonly_fields = ["user", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    fields = readonly_fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApiToken]:
+        return super().get_queryset(request).filter(user__in=users_manageable_by(request.user))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # tokens are created by their owner (profile page, `create_api_token`)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @action(description="Revoke selected tokens")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        for token in queryset.filter(revoked_at__isnull=True):
+            services.api_token_revoke(token=token, actor=request.user)  # type: ignore[arg-type]
+        messages.success(request, "Revoked the selected tokens.")

@@ -1,0 +1,103 @@
+"""Authentication pieces: role-based permissions, API tokens (middleware and DRF)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth.backends import ModelBackend
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.utils.functional import SimpleLazyObject
+from rest_framework import authentication, exceptions
+from rest_framework.request import Request
+
+from p360.audit.services import record
+from tenants.access import role_has_module, role_has_perm
+from tenants.models import ApiToken, User, hash_token
+
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class RoleBackend(ModelBackend):
+    """Email + password login; permissions come from the user's role (see `tenants.access`)."""
+
+    def get_all_permissions(self, user_obj: Any, obj: Any = None) -> set[str]:
+        return set()
+
+    def has_perm(self, user_obj: Any, perm: str, obj: Any = None) -> bool:
+        return bool(user_obj.is_active and getattr(user_obj, "role", None) and role_has_perm(user_obj.role, perm))
+
+    def has_module_perms(self, user_obj: Any, app_label: str) -> bool:
+        return bool(user_obj.is_active and getattr(user_obj, "role", None) and role_has_module(user_obj.role, app_label))
+
+
+def _token_from_header(request: HttpRequest) -> str | None:
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    keyword, _, value = header.partition(" ")
+    if keyword.lower() not in {"token", "bearer"} or not value.strip():
+        return None
+    return value.strip()
+
+
+class InvalidToken(Exception):
+    pass
+
+
+def user_for_token(raw: str) -> User:
+    """The active user a raw API token belongs to; audits use of a revoked token."""
+    token = ApiToken.objects.select_related("user").filter(token_hash=hash_token(raw)).first()
+    if token is None:
+        raise InvalidToken("Invalid API token.")
+    if token.revoked_at is not None:
+        record(action="token.revoked_used", actor=token.user, entity=token, after={"name": token.name})
+        raise InvalidToken("This API token has been revoked.")
+    if not token.user.is_active:
+        raise InvalidToken("The user of this API token is deactivated.")
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return token.user
+
+
+class ApiTokenMiddleware:
+    """Authenticate `Authorization: Token <token>` before org routing, so one access check covers
+    session and token requests alike. A bad token yields 401 (never a silent anonymous request)."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        raw = _token_from_header(request)
+        if raw is not None:
+            try:
+                user = user_for_token(raw)
+            except InvalidToken as exc:
+                from p360.api.errors import error_response
+
+                return error_response(401, str(exc), "authentication_failed")
+            request.user = SimpleLazyObject(lambda: user)  # type: ignore[assignment]
+            request._p360_token_user = user  # type: ignore[attr-defined]
+            request._dont_enforce_csrf_checks = True  # type: ignore[attr-defined]  (no cookies involved)
+        return self.get_response(request)
+
+
+class ApiTokenAuthentication(authentication.BaseAuthentication):
+    """DRF side of token auth: reuses the user the middleware resolved."""
+
+    keyword = "Token"
+
+    def authenticate(self, request: Request) -> tuple[User, None] | None:
+        user = getattr(request._request, "_p360_token_user", None)
+        if user is not None:
+            return user, None
+        raw = _token_from_header(request._request)
+        if raw is None:
+            return None
+        try:
+            return user_for_token(raw), None
+        except InvalidToken as exc:
+            raise exceptions.AuthenticationFailed(str(exc)) from exc
+
+    def authenticate_header(self, request: Request) -> str:
+        return self.keyword

@@ -1,0 +1,94 @@
+"""Organisation routing and the access check for every URL under /o/<slug>/.
+
+Order of decisions, before any query runs in a tenant schema:
+1. not under /o/ -> the public schema and the public URLconf;
+2. anonymous -> login redirect (pages) or 401 (API), whether or not the slug exists, so the
+   response never tells an outsider which organisations exist;
+3. unknown or inactive slug, or an org the user may not see -> 404;
+4. otherwise the connection switches to the org's schema and the org's URLconf is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.db import connection
+from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import set_urlconf
+from django_tenants.urlresolvers import get_subfolder_urlconf
+
+from p360 import context
+from p360.api.errors import error_response, is_api_path
+from tenants.access import can_see_org
+from tenants.models import Organization
+
+ORG_PREFIX = f"/{settings.TENANT_SUBFOLDER_PREFIX}/"
+
+
+def public_tenant() -> Organization:
+    """An unsaved stand-in for the public schema (no placeholder row is needed)."""
+    return Organization(schema_name="public", slug="", name="P360")
+
+
+_URLCONFS: dict[str, object] = {}
+
+
+def org_urlconf(org: Organization) -> object:
+    """The org's URLconf module, built once per slug so Django's resolver cache stays warm."""
+    slug = org.domain_subfolder  # type: ignore[attr-defined]
+    if slug not in _URLCONFS:
+        _URLCONFS[slug] = get_subfolder_urlconf(org)
+    return _URLCONFS[slug]
+
+
+def slug_from_path(path: str) -> str | None:
+    if not path.startswith(ORG_PREFIX):
+        return None
+    return path[len(ORG_PREFIX) :].split("/", 1)[0] or None
+
+
+class OrgMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        connection.set_schema_to_public()
+        try:
+            response = self._route(request)
+        finally:
+            # Never let a pooled connection carry an org's search_path into the next request.
+            connection.set_schema_to_public()
+            set_urlconf(None)
+        return response
+
+    def _route(self, request: HttpRequest) -> HttpResponse:
+        slug = slug_from_path(request.path)
+        if request.user.is_authenticated:
+            context.update(user=str(request.user.pk))
+        if slug is None:
+            request.tenant = public_tenant()  # type: ignore[attr-defined]
+            request.urlconf = settings.PUBLIC_SCHEMA_URLCONF  # type: ignore[attr-defined]
+            set_urlconf(request.urlconf)  # type: ignore[attr-defined]
+            return self.get_response(request)
+
+        if not request.user.is_authenticated:
+            if is_api_path(request.path):
+                return error_response(401, "Authentication credentials were not provided.", "not_authenticated")
+            return redirect_to_login(request.get_full_path())
+
+        org = Organization.objects.active().filter(domains__domain=slug).first()
+        if org is None or not can_see_org(request.user, org):
+            raise Http404("No such organisation")
+
+        org.domain_subfolder = slug  # type: ignore[attr-defined]
+        org.domain_url = request.get_host()  # type: ignore[attr-defined]
+        request.tenant = org  # type: ignore[attr-defined]
+        request.org = org  # type: ignore[attr-defined]
+        context.update(org=org.slug)
+        connection.set_tenant(org)
+        urlconf = org_urlconf(org)
+        request.urlconf = urlconf  # type: ignore[attr-defined]
+        set_urlconf(urlconf)
+        return self.get_response(request)
