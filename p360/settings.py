@@ -8,7 +8,6 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
-from django.urls import reverse_lazy
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -65,8 +64,9 @@ else:
         }
     }
     EMBEDDED_DATABASE = True
+if env("P360_DB_NAME") and not EMBEDDED_DATABASE:
+    DATABASES["default"]["NAME"] = env("P360_DB_NAME")
 DATABASES["default"]["ENGINE"] = "django_tenants.postgresql_backend"
-DATABASES["default"].setdefault("TEST", {})["NAME"] = env("P360_TEST_DB_NAME") or None
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -108,14 +108,13 @@ TENANT_MODEL = "tenants.Organization"
 TENANT_DOMAIN_MODEL = "tenants.Domain"
 TENANT_SUBFOLDER_PREFIX = "o"
 TENANT_LIMIT_SET_CALLS = False  # django-tenants #1262: a savepoint rollback can leave another schema
-PUBLIC_SCHEMA_URLCONF = "p360.urls_public"
-ROOT_URLCONF = "p360.urls_tenant"
+ROOT_URLCONF = PUBLIC_SCHEMA_URLCONF = "p360.urls_public"
+ORG_URLCONF = "p360.urls_tenant"  # mounted under /o/<slug>/ by tenants.middleware
 AUTH_USER_MODEL = "tenants.User"
 
 MIDDLEWARE = [
     "p360.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -157,7 +156,7 @@ AUTH_PASSWORD_VALIDATORS = [
 if TESTING:
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
-LOGIN_URL = reverse_lazy("account_login")
+LOGIN_URL = "/accounts/login/"  # a path, not a name: org URLconfs do not contain the accounts URLs
 LOGIN_REDIRECT_URL = "/"
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
@@ -348,16 +347,19 @@ if IS_PROD:
     SECURE_CONTENT_TYPE_NOSNIFF = True
     SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+if IS_PROD:  # dev serves static files through runserver; prod through WhiteNoise
+    MIDDLEWARE.insert(2, "whitenoise.middleware.WhiteNoiseMiddleware")
 
-EMAIL_BACKEND = env(
-    "P360_EMAIL_BACKEND",
-    "django.core.mail.backends.smtp.EmailBackend" if IS_PROD else "django.core.mail.backends.console.EmailBackend",
-)
-EMAIL_HOST = env("SMTP_HOST", "localhost")
-EMAIL_PORT = int(env("SMTP_PORT", "25"))
-EMAIL_HOST_USER = env("SMTP_USER")
-EMAIL_HOST_PASSWORD = env("SMTP_PASSWORD")
-EMAIL_USE_TLS = env_bool("SMTP_USE_TLS")
+# Email: SMTP when SMTP_HOST is set, the console otherwise (tests use Django's in-memory outbox).
+if env("SMTP_HOST"):
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = env("SMTP_HOST")
+    EMAIL_PORT = int(env("SMTP_PORT", "587"))
+    EMAIL_HOST_USER = env("SMTP_USER")
+    EMAIL_HOST_PASSWORD = env("SMTP_PASSWORD")
+    EMAIL_USE_TLS = env_bool("SMTP_USE_TLS", True)
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = env("P360_FROM_EMAIL", "P360 <no-reply@p360.local>")
 
 # How long after its last heartbeat the task cluster still counts as alive for /healthz.

@@ -11,13 +11,14 @@ Order of decisions, before any query runs in a tenant schema:
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib import import_module
+from types import ModuleType
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse
-from django.urls import set_urlconf
-from django_tenants.urlresolvers import get_subfolder_urlconf
+from django.urls import include, path, set_urlconf
 
 from p360 import context
 from p360.api.errors import error_response, is_api_path
@@ -32,14 +33,18 @@ def public_tenant() -> Organization:
     return Organization(schema_name="public", slug="", name="P360")
 
 
-_URLCONFS: dict[str, object] = {}
+_URLCONFS: dict[str, ModuleType] = {}
 
 
-def org_urlconf(org: Organization) -> object:
-    """The org's URLconf module, built once per slug so Django's resolver cache stays warm."""
-    slug = org.domain_subfolder  # type: ignore[attr-defined]
+def org_urlconf(slug: str) -> ModuleType:
+    """The org URLconf mounted under /o/<slug>/, built once per slug so Django's resolver cache stays warm."""
     if slug not in _URLCONFS:
-        _URLCONFS[slug] = get_subfolder_urlconf(org)
+        base = import_module(settings.ORG_URLCONF)
+        module = ModuleType(f"{settings.ORG_URLCONF}_{slug}")
+        module.urlpatterns = [path(f"{settings.TENANT_SUBFOLDER_PREFIX}/{slug}/", include(base.urlpatterns))]  # type: ignore[attr-defined]
+        for handler in ("handler400", "handler403", "handler404", "handler500"):
+            setattr(module, handler, getattr(base, handler))
+        _URLCONFS[slug] = module
     return _URLCONFS[slug]
 
 
@@ -88,7 +93,7 @@ class OrgMiddleware:
         request.org = org  # type: ignore[attr-defined]
         context.update(org=org.slug)
         connection.set_tenant(org)
-        urlconf = org_urlconf(org)
+        urlconf = org_urlconf(slug)
         request.urlconf = urlconf  # type: ignore[attr-defined]
         set_urlconf(urlconf)
         return self.get_response(request)

@@ -1,0 +1,101 @@
+"""Shared fixtures: two organisations (acme, globex) with identical primary keys in their schemas,
+and one user per role. Created once per test session in the test database; each test runs in a
+transaction that is rolled back."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's event loop + live_server
+
+PASSWORD = "test-pass-360"
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> None:
+    from django_tenants.utils import schema_context
+
+    from audiences.models import Audience
+    from campaigns.models import Campaign
+    from tenants.models import Role
+    from tenants.services import org_create, user_create
+
+    with django_db_blocker.unblock():
+        acme = org_create(slug="acme", name="Acme Corporation", ttd_advertiser_id="acme01")
+        globex = org_create(slug="globex", name="Globex Industries", ttd_advertiser_id="globex01")
+        user_create(email="admin@test.local", role=Role.SUPER_ADMIN, password=PASSWORD)
+        user_create(email="manager@test.local", role=Role.CAMPAIGN_MANAGER, orgs=[acme], password=PASSWORD)
+        user_create(email="marketer@acme.test", role=Role.MARKETER, orgs=[acme], password=PASSWORD)
+        user_create(email="marketer@globex.test", role=Role.MARKETER, orgs=[globex], password=PASSWORD)
+        # The same primary keys exist in both schemas, with different (canary) contents.
+        for org in (acme, globex):
+            with schema_context(org.schema_name):
+                for index in (1, 2):
+                    Audience.objects.create(name=f"{org.slug}-canary-audience-{index}", record_count=index)
+                    Campaign.objects.create(name=f"{org.slug}-canary-campaign-{index}")
+        connection.set_schema_to_public()
+
+
+@pytest.fixture(autouse=True)
+def _public_schema_after_test() -> Iterator[None]:
+    yield
+    connection.set_schema_to_public()
+
+
+@pytest.fixture
+def acme(db: Any) -> Any:
+    from tenants.models import Organization
+
+    return Organization.objects.get(slug="acme")
+
+
+@pytest.fixture
+def globex(db: Any) -> Any:
+    from tenants.models import Organization
+
+    return Organization.objects.get(slug="globex")
+
+
+def _user(email: str) -> Any:
+    from tenants.models import User
+
+    return User.objects.get(email=email)
+
+
+@pytest.fixture
+def super_admin(db: Any) -> Any:
+    return _user("admin@test.local")
+
+
+@pytest.fixture
+def manager(db: Any) -> Any:
+    """A campaign manager assigned to acme only."""
+    return _user("manager@test.local")
+
+
+@pytest.fixture
+def acme_marketer(db: Any) -> Any:
+    return _user("marketer@acme.test")
+
+
+@pytest.fixture
+def globex_marketer(db: Any) -> Any:
+    return _user("marketer@globex.test")
+
+
+@pytest.fixture
+def login() -> Any:
+    """login(user) -> a test client with that user's session."""
+
+    def make(user: Any) -> Client:
+        client = Client()
+        client.force_login(user, backend="tenants.auth.RoleBackend")
+        return client
+
+    return make

@@ -1,0 +1,23 @@
+"""factory-boy factories for the shared models (tenant-schema factories live with their tests)."""
+
+from __future__ import annotations
+
+import factory
+
+from tenants.models import Role, User
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+
+    email = factory.Sequence(lambda n: f"user{n}@example.test")
+    full_name = factory.Faker("name")
+    role = Role.MARKETER
+    password = factory.django.Password("test-pass-360")
+
+    @factory.post_generation
+    def sync_role(obj: User, create: bool, extracted: object, **kwargs: object) -> None:  # type: ignore[misc]
+        obj.sync_flags_from_role()
+        if create:
+            obj.save()
