@@ -35,6 +35,8 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "tenants.view_membership",
         "tenants.add_membership",
         "tenants.delete_membership",
+        "tenants.view_apitoken",
+        "tenants.change_apitoken",
         "jobs.view_job",
         "audit.view_auditevent",
     ),

@@ -70,6 +70,9 @@ class OrganizationAdmin(ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
         return orgs_manageable_by(request.user).annotate(user_total=Count("memberships"))
 
+    def get_inlines(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        return list(self.inlines) if obj is not None else []
+
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         if obj is None:
             kwargs["form"] = OrganizationAddForm

@@ -1,0 +1,136 @@
+"""Both admins: dashboards, role scoping in lists, filters and autocompletes, the org switcher."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from p360.admin_ui import switch_org_path
+from tenants.models import Organization, User
+
+pytestmark = pytest.mark.django_db
+
+GLOBAL_CHANGELISTS = [
+    "/admin/tenants/organization/",
+    "/admin/tenants/user/",
+    "/admin/tenants/membership/",
+    "/admin/tenants/apitoken/",
+    "/admin/audit/auditevent/",
+    "/admin/jobs/job/",
+]
+ORG_CHANGELISTS = [
+    "/o/acme/admin/audiences/audience/",
+    "/o/acme/admin/campaigns/campaign/",
+    "/o/acme/admin/jobs/job/",
+    "/o/acme/admin/audit/auditevent/",
+]
+
+
+@pytest.mark.parametrize("url", ["/admin/", "/o/acme/admin/", *GLOBAL_CHANGELISTS, *ORG_CHANGELISTS])
+def test_pages_render_for_super_admin_and_campaign_manager(login, super_admin, manager, url):
+    for user in (super_admin, manager):
+        response = login(user).get(url)
+        assert response.status_code == 200, (user.email, url)
+        assert b"Development" in response.content or b"Test" in response.content  # environment label
+
+
+@pytest.mark.parametrize("url", [*GLOBAL_CHANGELISTS, *ORG_CHANGELISTS])
+def test_changelists_use_a_bounded_number_of_queries(login, super_admin, url):
+    client = login(super_admin)
+    client.get(url)  # warm caches (content types, sessions)
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200
+    assert len(queries) <= 30, [q["sql"][:120] for q in queries.captured_queries]
+
+
+def test_campaign_manager_sees_only_assigned_orgs_in_lists_filters_and_autocomplete(login, manager):
+    client = login(manager)
+    orgs_page = client.get("/admin/tenants/organization/").content.decode()
+    assert "Acme Corporation" in orgs_page and "Globex" not in orgs_page
+    users_page = client.get("/admin/tenants/user/").content.decode()
+    assert "marketer@acme.test" in users_page and "marketer@globex.test" not in users_page
+    assert "admin@test.local" not in users_page
+    filters = client.get("/admin/jobs/job/").content.decode()
+    assert "Globex" not in filters
+    autocomplete = client.get(
+        "/admin/autocomplete/",
+        {"app_label": "tenants", "model_name": "membership", "field_name": "org", "term": ""},
+    ).json()
+    assert [row["text"] for row in autocomplete["results"]] == ["Acme Corporation"]
+    assert client.get(f"/admin/tenants/organization/{Organization.objects.get(slug='globex').pk}/change/").status_code in (302, 404)
+
+
+def test_campaign_manager_cannot_edit_staff_or_see_task_queue_tables(login, manager, super_admin):
+    client = login(manager)
+    assert client.get(f"/admin/tenants/user/{super_admin.pk}/change/").status_code in (302, 404)
+    assert client.get("/admin/django_q/schedule/").status_code == 403 or client.get("/admin/django_q/schedule/").status_code == 404
+
+
+def test_marketer_cannot_use_the_global_admin(login, acme_marketer):
+    response = login(acme_marketer).get("/admin/")
+    assert response.status_code == 302 and "login" in response["Location"]
+    assert login(acme_marketer).get("/admin/tenants/user/").status_code == 302
+
+
+def test_org_switcher_lists_visible_orgs_and_keeps_the_page(login, manager, super_admin):
+    page = login(manager).get("/o/acme/admin/audiences/audience/").content.decode()
+    assert "/o/acme/admin/audiences/audience/" in page and "/o/globex/" not in page
+    page = login(super_admin).get("/o/acme/admin/audiences/audience/").content.decode()
+    assert 'href="/o/globex/admin/audiences/audience/"' in page
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/o/acme/admin/audiences/audience/", "/o/globex/admin/audiences/audience/"),
+        ("/o/acme/admin/audiences/audience/1/change/", "/o/globex/admin/audiences/audience/"),
+        ("/o/acme/admin/", "/o/globex/admin/"),
+        ("/o/acme/", "/o/globex/"),
+        ("/admin/tenants/user/", "/o/globex/admin/"),
+        ("/orgs/", "/o/globex/"),
+    ],
+)
+def test_switch_org_path(path, expected):
+    assert switch_org_path(path, "globex") == expected
+
+
+def test_creating_an_org_in_the_admin_goes_through_the_service(login, super_admin):
+    response = login(super_admin).post(
+        "/admin/tenants/organization/add/", {"name": "Umbrella", "slug": "umbrella", "ttd_advertiser_id": "", "salesforce_account_id": ""}
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    org = Organization.objects.get(slug="umbrella")
+    assert org.schema_name == "org_umbrella" and org.domains.get().domain == "umbrella"
+
+
+def test_admin_rejects_a_bad_slug_with_a_clear_message(login, super_admin):
+    response = login(super_admin).post("/admin/tenants/organization/add/", {"name": "Bad", "slug": "Bad Slug"})
+    assert response.status_code == 200
+    assert "invalid slug" in response.content.decode()
+
+
+def test_campaign_manager_creates_a_marketer_in_their_org(login, manager, acme):
+    response = login(manager).post(
+        "/admin/tenants/user/add/",
+        {"email": "new@acme.test", "full_name": "New Person", "role": "marketer", "orgs": [acme.pk], "password": ""},
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    user = User.objects.get(email="new@acme.test")
+    assert list(user.memberships.values_list("org__slug", flat=True)) == ["acme"]
+
+
+def test_admin_history_is_kept_per_org(login, super_admin):
+    client = login(super_admin)
+    client.post("/o/acme/admin/audiences/audience/1/change/", {"name": "acme renamed", "description": "", "kind": "imported", "status": "draft"})
+    assert "acme renamed" in client.get("/o/acme/admin/audiences/audience/1/history/").content.decode()
+    history = client.get("/o/globex/admin/audiences/audience/1/history/").content.decode()
+    assert "acme renamed" not in history and "Changed name" not in history
+
+
+def test_dashboards_show_counts_and_recent_activity(login, super_admin):
+    client = login(super_admin)
+    org_dashboard = client.get("/o/acme/admin/").content.decode()
+    assert "Audiences" in org_dashboard and "Recent activity" in org_dashboard
+    global_dashboard = client.get("/admin/").content.decode()
+    assert "Organisations" in global_dashboard and "Recent jobs" in global_dashboard
