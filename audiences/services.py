@@ -16,7 +16,12 @@ if TYPE_CHECKING:
 
 
 def _snapshot(audience: Audience) -> dict[str, Any]:
-    return {"name": audience.name, "kind": audience.kind, "status": audience.status, "description": audience.description}
+    return {
+        "name": audience.name,
+        "kind": audience.kind,
+        "status": audience.status,
+        "description": audience.description,
+    }
 
 
 @org_task
@@ -46,4 +51,11 @@ def audience_delete(*, audience: Audience, actor: User | None) -> None:
     before = _snapshot(audience)
     pk = audience.pk
     audience.delete()
-    record(action="audience.deleted", actor=actor, org=current_org(), entity_type="audiences.audience", entity_id=pk, before=before)
+    record(
+        action="audience.deleted",
+        actor=actor,
+        org=current_org(),
+        entity_type="audiences.audience",
+        entity_id=pk,
+        before=before,
+    )

@@ -52,6 +52,10 @@ def campaign_delete(*, campaign: Campaign, actor: User | None) -> None:
     pk = campaign.pk
     campaign.delete()
     record(
-        action="campaign.deleted", actor=actor, org=current_org(),
-        entity_type="campaigns.campaign", entity_id=pk, before=before,
+        action="campaign.deleted",
+        actor=actor,
+        org=current_org(),
+        entity_type="campaigns.campaign",
+        entity_id=pk,
+        before=before,
     )

@@ -109,7 +109,9 @@ class P360Command(BaseCommand):
         slugs = options.get("org") or []
         slugs = [slugs] if isinstance(slugs, str) else slugs
         if not slugs:
-            raise CommandFailed("name an organisation with --org SLUG" + (" or use --all-orgs" if self.org_option == "many" else ""))
+            raise CommandFailed(
+                "name an organisation with --org SLUG" + (" or use --all-orgs" if self.org_option == "many" else "")
+            )
         orgs = []
         for slug in slugs:
             org = Organization.objects.active().filter(slug=slug).first()

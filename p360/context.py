@@ -20,7 +20,8 @@ class RequestContext:
     user_agent: str = ""
 
 
-_current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar("p360_context", default=RequestContext())
+_EMPTY = RequestContext()  # frozen, so sharing it as the default is safe
+_current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar("p360_context", default=_EMPTY)
 
 
 def current() -> RequestContext:

@@ -19,7 +19,11 @@ def portal(request: HttpRequest) -> dict[str, Any]:
         if user is None or not user.is_authenticated:
             return []
         return [
-            {"org": other, "url": switch_org_path(request.path, other.slug), "current": org is not None and other.pk == org.pk}
+            {
+                "org": other,
+                "url": switch_org_path(request.path, other.slug),
+                "current": org is not None and other.pk == org.pk,
+            }
             for other in orgs_visible_to(user).only("name", "slug")
         ]
 

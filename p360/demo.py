@@ -23,7 +23,12 @@ DEMO_PASSWORD = "p360-demo-pass"
 
 ORGS = [
     {"slug": "acme", "name": "Acme Corporation", "ttd_advertiser_id": "acme01", "salesforce_account_id": "001ACME"},
-    {"slug": "globex", "name": "Globex Industries", "ttd_advertiser_id": "globex01", "salesforce_account_id": "001GLOBEX"},
+    {
+        "slug": "globex",
+        "name": "Globex Industries",
+        "ttd_advertiser_id": "globex01",
+        "salesforce_account_id": "001GLOBEX",
+    },
 ]
 
 USERS = [
@@ -61,7 +66,7 @@ def _ensure_org(spec: dict[str, str]) -> tuple[Organization, bool]:
     org = Organization.objects.filter(slug=spec["slug"]).first()
     if org is not None:
         return org, False
-    return org_create(**spec), True
+    return org_create(**spec), True  # type: ignore[arg-type]
 
 
 def _ensure_user(spec: dict[str, Any]) -> tuple[User, bool]:
@@ -88,9 +93,11 @@ def load_demo() -> dict[str, Any]:
         with schema_context(org.schema_name):
             for name, kind, status, count in AUDIENCES.get(org.slug, []):
                 if not Audience.objects.filter(name=name).exists():
-                    audience_save(audience=Audience(name=name, kind=kind, status=status, record_count=count), actor=None)
+                    audience_save(
+                        audience=Audience(name=name, kind=kind, status=status, record_count=count), actor=None
+                    )
                     created["audiences"] += 1
-            for name, status, start, end, budget in CAMPAIGNS.get(org.slug, []):
+            for name, status, start, end, budget in CAMPAIGNS.get(org.slug, []):  # type: ignore[attr-defined]
                 if not Campaign.objects.filter(name=name).exists():
                     campaign_save(
                         campaign=Campaign(name=name, status=status, start_date=start, end_date=end, budget=budget),

@@ -36,9 +36,7 @@ DATA_DIR = Path(env("P360_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 DEV_SECRET_KEY = "p360-dev-only-insecure-secret-key-change-me-in-production-0123456789"
 SECRET_KEY = env("SECRET_KEY", DEV_SECRET_KEY)
 if IS_PROD and (not SECRET_KEY or SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 50):
-    raise ImproperlyConfigured(
-        "P360_ENV=prod needs SECRET_KEY set to a random value of at least 50 characters"
-    )
+    raise ImproperlyConfigured("P360_ENV=prod needs SECRET_KEY set to a random value of at least 50 characters")
 
 DEBUG = env_bool("P360_DEBUG", default=P360_ENV == "dev")
 ALLOWED_HOSTS = env_list("P360_ALLOWED_HOSTS", "" if IS_PROD else "127.0.0.1,localhost,testserver")

@@ -19,7 +19,7 @@ api_v1 = [
 # The OpenAPI document covers the global API and, with {slug} as a path parameter, every org's API.
 schema_patterns = [
     path("api/v1/", include(api_v1)),
-    path("o/<slug:slug>/api/v1/", include(org_api_patterns)),
+    path("o/<slug:slug>/api/v1/", include(org_api_patterns)),  # type: ignore[arg-type]
 ]
 
 urlpatterns = [
@@ -29,8 +29,16 @@ urlpatterns = [
     path("admin/", global_admin.urls),
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include(api_v1)),
-    path("api/schema/", SpectacularAPIView.as_view(patterns=schema_patterns, permission_classes=[AllowAny]), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=[AllowAny]), name="api-docs"),
+    path(
+        "api/schema/",
+        SpectacularAPIView.as_view(patterns=schema_patterns, permission_classes=[AllowAny]),
+        name="api-schema",
+    ),
+    path(
+        "api/docs/",
+        SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=[AllowAny]),
+        name="api-docs",
+    ),
 ]
 
 handler400 = json_or_html_handler(400, "Bad request.")

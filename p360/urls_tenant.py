@@ -16,7 +16,7 @@ api_patterns = [
 urlpatterns = [
     path("", org_views.org_home, name="org-home"),
     path("admin/", org_admin.urls),
-    path("api/v1/", include(api_patterns)),
+    path("api/v1/", include(api_patterns)),  # type: ignore[arg-type]
 ]
 
 handler400 = json_or_html_handler(400, "Bad request.")

@@ -93,7 +93,9 @@ def can_use_org_admin(user: User | AnonymousUser | None, org: Organization) -> b
     return bool(user and user.is_authenticated and user.role in STAFF_ROLES and can_see_org(user, org))
 
 
-def restrict_by_org[M: Model](queryset: QuerySet[M], user: User | AnonymousUser | None, org_field: str = "org") -> QuerySet[M]:
+def restrict_by_org[M: Model](
+    queryset: QuerySet[M], user: User | AnonymousUser | None, org_field: str = "org"
+) -> QuerySet[M]:
     """Limit a public-schema queryset with an org foreign key to the orgs the user may manage."""
     if user is not None and user.is_authenticated and user.role == Role.SUPER_ADMIN:
         return queryset

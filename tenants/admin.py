@@ -82,8 +82,16 @@ class OrganizationAdmin(ModelAdmin):
         if obj is None:
             return ["name", "slug", "ttd_advertiser_id", "salesforce_account_id"]
         return [
-            "name", "slug", "schema_name", "is_active", "require_mfa", "ttd_advertiser_id",
-            "salesforce_account_id", "created_at", "updated_at", "links",
+            "name",
+            "slug",
+            "schema_name",
+            "is_active",
+            "require_mfa",
+            "ttd_advertiser_id",
+            "salesforce_account_id",
+            "created_at",
+            "updated_at",
+            "links",
         ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
@@ -146,7 +154,8 @@ class OrganizationAdmin(ModelAdmin):
 
     @action(description="Run a health check job for selected organisations")
     def run_health_check(self, request: HttpRequest, queryset: QuerySet[Organization]) -> None:
-        jobs = [job_start(kind="org.health_check", org=org, actor=request.user) for org in queryset.filter(is_active=True)]  # type: ignore[arg-type]
+        actor = request.user if isinstance(request.user, User) else None
+        jobs = [job_start(kind="org.health_check", org=org, actor=actor) for org in queryset.filter(is_active=True)]
         messages.success(request, f"Queued {len(jobs)} health check jobs; follow them under Jobs.")
 
     @staticmethod
@@ -165,7 +174,8 @@ class UserAdminForm(ModelForm):
         help_text="Campaign managers: the orgs they manage. Marketers: exactly one.",
     )
     password = forms.CharField(
-        required=False, widget=forms.PasswordInput(render_value=False),
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
         help_text="Optional. Leave empty to keep the current password (or to invite later).",
     )
 
@@ -176,9 +186,9 @@ class UserAdminForm(ModelForm):
     def __init__(self, *args: Any, request: HttpRequest, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.request = request
-        self.fields["orgs"].queryset = orgs_manageable_by(request.user)
+        self.fields["orgs"].queryset = orgs_manageable_by(request.user)  # type: ignore[attr-defined]
         if not request.user.is_super_admin:  # type: ignore[union-attr]
-            self.fields["role"].choices = [(Role.MARKETER.value, Role.MARKETER.label)]
+            self.fields["role"].choices = [(Role.MARKETER.value, Role.MARKETER.label)]  # type: ignore[attr-defined]
         if self.instance.pk:
             self.fields["orgs"].initial = list(self.instance.memberships.values_list("org_id", flat=True))
             self.fields["email"].disabled = True
@@ -240,8 +250,14 @@ class UserAdmin(ModelAdmin):
         actor = request.user
         if not change:
             created = _service_call(
-                request, services.user_create, email=data["email"], role=data["role"], orgs=orgs,
-                password=data.get("password") or None, full_name=data.get("full_name", ""), actor=actor,
+                request,
+                services.user_create,
+                email=data["email"],
+                role=data["role"],
+                orgs=orgs,
+                password=data.get("password") or None,
+                full_name=data.get("full_name", ""),
+                actor=actor,
             )
             obj.pk = created.pk
             return

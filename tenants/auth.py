@@ -29,7 +29,9 @@ class RoleBackend(ModelBackend):
         return bool(user_obj.is_active and getattr(user_obj, "role", None) and role_has_perm(user_obj.role, perm))
 
     def has_module_perms(self, user_obj: Any, app_label: str) -> bool:
-        return bool(user_obj.is_active and getattr(user_obj, "role", None) and role_has_module(user_obj.role, app_label))
+        return bool(
+            user_obj.is_active and getattr(user_obj, "role", None) and role_has_module(user_obj.role, app_label)
+        )
 
 
 def _token_from_header(request: HttpRequest) -> str | None:
@@ -78,7 +80,7 @@ class ApiTokenMiddleware:
                 return error_response(401, str(exc), "authentication_failed")
             request.user = SimpleLazyObject(lambda: user)  # type: ignore[assignment]
             request._p360_token_user = user  # type: ignore[attr-defined]
-            request._dont_enforce_csrf_checks = True  # type: ignore[attr-defined]  (no cookies involved)
+            request._dont_enforce_csrf_checks = True  # type: ignore[attr-defined]  # token requests carry no cookies
         return self.get_response(request)
 
 

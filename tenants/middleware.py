@@ -59,12 +59,12 @@ class OrgMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        connection.set_schema_to_public()
+        connection.set_schema_to_public()  # type: ignore[attr-defined]
         try:
             response = self._route(request)
         finally:
             # Never let a pooled connection carry an org's search_path into the next request.
-            connection.set_schema_to_public()
+            connection.set_schema_to_public()  # type: ignore[attr-defined]
             set_urlconf(None)
         return response
 
@@ -92,8 +92,8 @@ class OrgMiddleware:
         request.tenant = org  # type: ignore[attr-defined]
         request.org = org  # type: ignore[attr-defined]
         context.update(org=org.slug)
-        connection.set_tenant(org)
+        connection.set_tenant(org)  # type: ignore[attr-defined]
         urlconf = org_urlconf(slug)
-        request.urlconf = urlconf  # type: ignore[attr-defined]
-        set_urlconf(urlconf)
+        request.urlconf = urlconf  # type: ignore[assignment, attr-defined]
+        set_urlconf(urlconf)  # type: ignore[arg-type]
         return self.get_response(request)

@@ -16,6 +16,6 @@ def current_org() -> Organization | None:
     tenant = getattr(connection, "tenant", None)
     if isinstance(tenant, Organization) and tenant.pk is not None:
         return tenant
-    if connection.schema_name == get_public_schema_name():
+    if connection.schema_name == get_public_schema_name():  # type: ignore[attr-defined]
         return None
-    return Organization.objects.filter(schema_name=connection.schema_name).first()
+    return Organization.objects.filter(schema_name=connection.schema_name).first()  # type: ignore[attr-defined]

@@ -29,7 +29,9 @@ _DEFAULT_CODES = {
 
 
 def error_body(status: int, message: str, code: str | None = None, details: dict[str, Any] | None = None) -> dict:
-    return {"error": {"code": code or _DEFAULT_CODES.get(status, "error"), "message": message, "details": details or {}}}
+    return {
+        "error": {"code": code or _DEFAULT_CODES.get(status, "error"), "message": message, "details": details or {}}
+    }
 
 
 def error_response(
@@ -73,7 +75,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else None
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         extra = getattr(exc, "details", None)
-        response.data = error_body(response.status_code, str(detail), code, extra)
+        response.data = error_body(response.status_code, str(detail), code, extra)  # type: ignore[arg-type]
     return response
 
 

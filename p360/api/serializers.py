@@ -13,7 +13,16 @@ class OrganizationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Organization
-        fields = ["id", "slug", "name", "is_active", "ttd_advertiser_id", "salesforce_account_id", "pages_url", "api_url"]
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "is_active",
+            "ttd_advertiser_id",
+            "salesforce_account_id",
+            "pages_url",
+            "api_url",
+        ]
 
     def get_pages_url(self, org: Organization) -> str:
         return f"/o/{org.slug}/"

@@ -39,8 +39,18 @@ class _AuditAdminBase(ReadOnlyAdmin):
     list_per_page = 50
     readonly_fields = ["changes"]
     fields = [
-        "created_at", "action", "actor_email", "actor_id", "org_slug", "org_id", "entity_type", "entity_id",
-        "changes", "ip", "user_agent", "request_id",
+        "created_at",
+        "action",
+        "actor_email",
+        "actor_id",
+        "org_slug",
+        "org_id",
+        "entity_type",
+        "entity_id",
+        "changes",
+        "ip",
+        "user_agent",
+        "request_id",
     ]
 
     @admin.display(description="entity")
@@ -58,7 +68,7 @@ class _AuditAdminBase(ReadOnlyAdmin):
 
 @admin.register(AuditEvent, site=global_admin)
 class AuditEventAdmin(_AuditAdminBase):
-    list_filter = [*_AuditAdminBase.list_filter, OrgSlugFilter]
+    list_filter = [*_AuditAdminBase.list_filter, OrgSlugFilter]  # type: ignore[list-item]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEvent]:
         queryset = super().get_queryset(request)

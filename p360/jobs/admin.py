@@ -46,8 +46,23 @@ class _JobAdminBase(ReadOnlyAdmin):
     actions = ["cancel_jobs"]
     readonly_fields = ["progress_bar", "log_lines"]
     fields = [
-        "kind", "org", "status", "progress_bar", "params", "counts", "result", "error", "attempts", "max_attempts",
-        "claimed_by", "created_by", "created_at", "started_at", "finished_at", "heartbeat_at", "log_lines",
+        "kind",
+        "org",
+        "status",
+        "progress_bar",
+        "params",
+        "counts",
+        "result",
+        "error",
+        "attempts",
+        "max_attempts",
+        "claimed_by",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "heartbeat_at",
+        "log_lines",
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
@@ -57,7 +72,7 @@ class _JobAdminBase(ReadOnlyAdmin):
     def status_label(self, job: Job) -> str:
         return format_html(
             "<span class='inline-block rounded-default px-2 py-0.5 text-xs text-white {}'>{}</span>",
-            STATUS_COLOURS.get(job.status, "bg-base-400"),
+            STATUS_COLOURS.get(job.status, "bg-base-400"),  # type: ignore[call-overload]
             job.get_status_display(),
         )
 
@@ -72,7 +87,7 @@ class _JobAdminBase(ReadOnlyAdmin):
             "<div class='h-1.5 rounded-default {}' style='width: {}%'></div></div>"
             "<div class='text-xs text-subtle mt-1'>{}{}</div></div>",
             round(width),
-            STATUS_COLOURS.get(job.status, "bg-primary-600"),
+            STATUS_COLOURS.get(job.status, "bg-primary-600"),  # type: ignore[call-overload]
             round(width, 1),
             label,
             f" · {percent:.0f}%" if percent is not None else "",
@@ -113,7 +128,7 @@ class _JobAdminBase(ReadOnlyAdmin):
 @admin.register(Job, site=global_admin)
 class JobAdmin(_JobAdminBase):
     list_display = ["id", "kind", "org", "status_label", "progress_bar", "created_at", "duration", "created_by"]
-    list_filter = ["status", "kind", JobOrgFilter]
+    list_filter = ["status", "kind", JobOrgFilter]  # type: ignore[list-item]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
         queryset = super().get_queryset(request)

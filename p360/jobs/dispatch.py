@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from django.db import connection
 from django.utils.module_loading import import_string
@@ -21,8 +21,6 @@ from django_tenants.utils import get_public_schema_name, schema_context
 from p360 import context
 
 logger = logging.getLogger(__name__)
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 class MissingOrgSchema(RuntimeError):
@@ -59,12 +57,12 @@ def run_in_schema(schema_name: str | None, func: str, args: list[Any] | None = N
         return import_string(func)(*(args or []), **(kwargs or {}))
 
 
-def org_task(fn: Callable[P, R]) -> Callable[P, R]:
+def org_task[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
     """Mark a function that must only run inside an organisation's schema."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        if connection.schema_name == get_public_schema_name():
+        if connection.schema_name == get_public_schema_name():  # type: ignore[attr-defined]
             logger.error("refused %s.%s: called in the public schema", fn.__module__, fn.__qualname__)
             raise MissingOrgSchema(f"{fn.__qualname__} must run inside an organisation schema; refusing public")
         return fn(*args, **kwargs)

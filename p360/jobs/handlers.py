@@ -24,7 +24,7 @@ def org_health_check(ctx: JobContext) -> dict[str, Any]:
     ]
     counts: dict[str, int] = {}
     for index, model in enumerate(tenant_models, start=1):
-        counts[model._meta.label_lower] = model.objects.count()
+        counts[model._meta.label_lower] = model.objects.count()  # type: ignore[attr-defined]
         ctx.progress(index, len(tenant_models))
-    ctx.log(f"schema {connection.schema_name}: {len(pending)} pending migrations, {len(counts)} tables counted")
-    return {"schema": connection.schema_name, "pending_migrations": len(pending), "row_counts": counts}
+    ctx.log(f"schema {connection.schema_name}: {len(pending)} pending migrations, {len(counts)} tables counted")  # type: ignore[attr-defined]
+    return {"schema": connection.schema_name, "pending_migrations": len(pending), "row_counts": counts}  # type: ignore[attr-defined]

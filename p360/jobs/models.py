@@ -19,7 +19,11 @@ FINISHED_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.
 
 class Job(models.Model):
     org = models.ForeignKey(
-        "tenants.Organization", null=True, blank=True, on_delete=models.PROTECT, related_name="jobs",
+        "tenants.Organization",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="jobs",
         help_text="Empty for global jobs (for example Bombora loads).",
     )
     kind = models.CharField(max_length=64, db_index=True)

@@ -179,7 +179,7 @@ def run_job(job_id: int) -> str:
                     result = spec.handler(ctx, **job.params)
             else:
                 result = spec.handler(ctx, **job.params)
-    except Exception as exc:  # noqa: BLE001  any failure becomes the job's visible error
+    except Exception as exc:
         logger.exception("job %s (%s) failed", job.pk, job.kind)
         message = str(exc) if isinstance(exc, JobError) else f"{type(exc).__name__}: {exc}"
         _finish(job, JobStatus.FAILED, error=message)

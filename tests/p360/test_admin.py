@@ -58,13 +58,18 @@ def test_campaign_manager_sees_only_assigned_orgs_in_lists_filters_and_autocompl
         {"app_label": "tenants", "model_name": "membership", "field_name": "org", "term": ""},
     ).json()
     assert [row["text"] for row in autocomplete["results"]] == ["Acme Corporation"]
-    assert client.get(f"/admin/tenants/organization/{Organization.objects.get(slug='globex').pk}/change/").status_code in (302, 404)
+    assert client.get(
+        f"/admin/tenants/organization/{Organization.objects.get(slug='globex').pk}/change/"
+    ).status_code in (302, 404)
 
 
 def test_campaign_manager_cannot_edit_staff_or_see_task_queue_tables(login, manager, super_admin):
     client = login(manager)
     assert client.get(f"/admin/tenants/user/{super_admin.pk}/change/").status_code in (302, 404)
-    assert client.get("/admin/django_q/schedule/").status_code == 403 or client.get("/admin/django_q/schedule/").status_code == 404
+    assert (
+        client.get("/admin/django_q/schedule/").status_code == 403
+        or client.get("/admin/django_q/schedule/").status_code == 404
+    )
 
 
 def test_marketer_cannot_use_the_global_admin(login, acme_marketer):
@@ -97,7 +102,8 @@ def test_switch_org_path(path, expected):
 
 def test_creating_an_org_in_the_admin_goes_through_the_service(login, super_admin):
     response = login(super_admin).post(
-        "/admin/tenants/organization/add/", {"name": "Umbrella", "slug": "umbrella", "ttd_advertiser_id": "", "salesforce_account_id": ""}
+        "/admin/tenants/organization/add/",
+        {"name": "Umbrella", "slug": "umbrella", "ttd_advertiser_id": "", "salesforce_account_id": ""},
     )
     assert response.status_code == 302, response.content.decode()[:2000]
     org = Organization.objects.get(slug="umbrella")
@@ -122,7 +128,10 @@ def test_campaign_manager_creates_a_marketer_in_their_org(login, manager, acme):
 
 def test_admin_history_is_kept_per_org(login, super_admin):
     client = login(super_admin)
-    client.post("/o/acme/admin/audiences/audience/1/change/", {"name": "acme renamed", "description": "", "kind": "imported", "status": "draft"})
+    client.post(
+        "/o/acme/admin/audiences/audience/1/change/",
+        {"name": "acme renamed", "description": "", "kind": "imported", "status": "draft"},
+    )
     assert "acme renamed" in client.get("/o/acme/admin/audiences/audience/1/history/").content.decode()
     history = client.get("/o/globex/admin/audiences/audience/1/history/").content.decode()
     assert "acme renamed" not in history and "Changed name" not in history

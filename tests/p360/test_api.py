@@ -44,7 +44,13 @@ def test_method_not_allowed_has_the_error_body(login, acme_marketer):
 def test_token_auth_reaches_what_the_user_may(client, manager):
     token, raw = api_token_create(user=manager, name="ci")
     response = client.get("/api/v1/me/", HTTP_AUTHORIZATION=f"Token {raw}")
-    assert response.json() == {"id": manager.pk, "email": manager.email, "full_name": "", "role": "campaign_manager", "orgs": ["acme"]}
+    assert response.json() == {
+        "id": manager.pk,
+        "email": manager.email,
+        "full_name": "",
+        "role": "campaign_manager",
+        "orgs": ["acme"],
+    }
     assert client.get("/o/acme/api/v1/", HTTP_AUTHORIZATION=f"Token {raw}").json()["org"]["slug"] == "acme"
     token.refresh_from_db()
     assert token.last_used_at is not None

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import pytest
-
-pytestmark = pytest.mark.django_db
 from django.db import connection, transaction
 from django.db.utils import DatabaseError
 
 from p360.audit.models import AuditEvent
 from tenants.services import org_set_active, user_set_role
 
+pytestmark = pytest.mark.django_db
+
 
 def test_database_refuses_update_and_delete_of_audit_rows(super_admin, acme):
     event = AuditEvent.objects.create(action="test.event", org_id=acme.pk, org_slug=acme.slug)
-    for statement in ("UPDATE audit_auditevent SET action = 'x' WHERE id = %s", "DELETE FROM audit_auditevent WHERE id = %s"):
+    for statement in (
+        "UPDATE audit_auditevent SET action = 'x' WHERE id = %s",
+        "DELETE FROM audit_auditevent WHERE id = %s",
+    ):
         with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(statement, [event.pk])
     assert AuditEvent.objects.get(pk=event.pk).action == "test.event"

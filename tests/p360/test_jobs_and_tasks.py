@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
-pytestmark = pytest.mark.django_db
 from django.db import connection
 from django_q.tasks import async_task, result
 
@@ -12,6 +10,8 @@ from p360.jobs.config import validate_q_cluster
 from p360.jobs.dispatch import MissingOrgSchema, enqueue_for_org, org_task, run_in_schema
 from p360.jobs.models import Job, JobStatus
 from p360.jobs.services import _claim, job_start, run_job
+
+pytestmark = pytest.mark.django_db
 
 
 @org_task

@@ -16,10 +16,19 @@ PROD_ENV = {
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    full_env = {key: value for key, value in os.environ.items() if not key.startswith(("P360_", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE"))}
+    full_env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("P360_", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE"))
+    }
     full_env.update(env)
     return subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), *args], capture_output=True, text=True, env=full_env, timeout=120, check=False
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=120,
+        check=False,
     )
 
 

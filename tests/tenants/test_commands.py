@@ -23,7 +23,12 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """Run manage.py against the test database, as an operator would."""
     env = {**os.environ, "P360_DB_NAME": connection.settings_dict["NAME"]}
     return subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), *args], capture_output=True, text=True, env=env, timeout=60, check=False
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
     )
 
 
@@ -62,7 +67,13 @@ def test_create_org_creates_a_migrated_schema_and_prints_json():
     out = StringIO()
     call_command("create_org", "initech", "--name", "Initech", "--ttd-advertiser-id", "ini01", "--json", stdout=out)
     result = json.loads(out.getvalue())
-    assert result == {"id": result["id"], "slug": "initech", "name": "Initech", "schema": "org_initech", "url": "/o/initech/"}
+    assert result == {
+        "id": result["id"],
+        "slug": "initech",
+        "name": "Initech",
+        "schema": "org_initech",
+        "url": "/o/initech/",
+    }
     org = Organization.objects.get(slug="initech")
     assert org.domains.get().domain == "initech"
     with connection.cursor() as cursor:
@@ -71,7 +82,17 @@ def test_create_org_creates_a_migrated_schema_and_prints_json():
 
 
 def test_create_user_assigns_orgs_and_create_api_token_prints_a_working_token(client, acme):
-    call_command("create_user", "new.manager@example.com", "--role", "campaign_manager", "--org", "acme", "--org", "globex", stdout=StringIO())
+    call_command(
+        "create_user",
+        "new.manager@example.com",
+        "--role",
+        "campaign_manager",
+        "--org",
+        "acme",
+        "--org",
+        "globex",
+        stdout=StringIO(),
+    )
     user = User.objects.get(email="new.manager@example.com")
     assert user.is_staff and not user.is_superuser
     assert sorted(Membership.objects.filter(user=user).values_list("org__slug", flat=True)) == ["acme", "globex"]
@@ -87,4 +108,8 @@ def test_demo_is_idempotent():
     call_command("demo", "--json", stdout=second)
     assert json.loads(first.getvalue())["orgs"] == ["acme", "globex"]
     assert json.loads(second.getvalue())["created"] == {"orgs": 0, "users": 0, "audiences": 0, "campaigns": 0}
-    assert {u["role"] for u in json.loads(second.getvalue())["logins"]} == {"super_admin", "campaign_manager", "marketer"}
+    assert {u["role"] for u in json.loads(second.getvalue())["logins"]} == {
+        "super_admin",
+        "campaign_manager",
+        "marketer",
+    }

@@ -104,14 +104,16 @@ class Command(P360Command):
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         children = {
-            "web server": subprocess.Popen(
+            "web server": subprocess.Popen(  # noqa: S603  (our own interpreter and manage.py)
                 [*manage, "runserver", f"{host}:{port}", "--noreload", "--skip-checks"],
                 env=env,
                 start_new_session=True,  # own process group: Ctrl-C reaches us, we stop them in order
             )
         }
         if with_cluster:
-            children["task cluster"] = subprocess.Popen([*manage, "qcluster"], env=env, start_new_session=True)
+            children["task cluster"] = subprocess.Popen(  # noqa: S603
+                [*manage, "qcluster"], env=env, start_new_session=True
+            )
         return children
 
     def _print_banner(self, host: str, port: int, demo: dict[str, Any] | None) -> None:
@@ -129,7 +131,10 @@ class Command(P360Command):
         ]
         if demo:
             lines.append("  Demo logins:")
-            lines += [f"    {login['email']:<26} {login['role']:<17} password: {login['password']}" for login in demo["logins"]]
+            lines += [
+                f"    {login['email']:<26} {login['role']:<17} password: {login['password']}"
+                for login in demo["logins"]
+            ]
         lines += ["  Ctrl-C stops everything.", "=" * 72, ""]
         self.stdout.write("\n".join(lines))
         self.stdout.flush()

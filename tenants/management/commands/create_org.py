@@ -28,4 +28,6 @@ class Command(P360Command):
         return {"id": org.pk, "slug": org.slug, "name": org.name, "schema": org.schema_name, "url": f"/o/{org.slug}/"}
 
     def render(self, result: dict[str, Any]) -> str:
-        return f"Created organisation {result['name']} ({result['slug']}), schema {result['schema']}, at {result['url']}"
+        return (
+            f"Created organisation {result['name']} ({result['slug']}), schema {result['schema']}, at {result['url']}"
+        )

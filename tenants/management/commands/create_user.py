@@ -27,7 +27,11 @@ class Command(P360Command):
                 raise CommandFailed(f"unknown organisation {slug!r}")
             orgs.append(org)
         user = user_create(
-            email=options["email"], role=options["role"], orgs=orgs, password=options["password"], full_name=options["name"]
+            email=options["email"],
+            role=options["role"],
+            orgs=orgs,
+            password=options["password"],
+            full_name=options["name"],
         )
         return {"id": user.pk, "email": user.email, "role": user.role, "orgs": [org.slug for org in orgs]}
 
