@@ -170,6 +170,7 @@ def org_dashboard(request: HttpRequest, context: dict[str, Any]) -> dict[str, An
             "recent_jobs": _job_rows(list(jobs[:8])),
             "recent_events": list(AuditEvent.objects.filter(org_id=org.pk)[:10]),
             "jobs_url": reverse("admin:jobs_job_changelist"),
+            "audit_url": reverse("admin:audit_auditevent_changelist"),
         }
     )
     return context
