@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 from unittest import mock
 
 from bench.common import Row, fmt_ms, fmt_ratio, goal_text, percentile, time_many
+
+if TYPE_CHECKING:
+    from django.test import Client
 
 ORDER = 20
 ORG_SLUG = "acme"
@@ -22,7 +26,7 @@ SUPER_ADMIN_EMAIL = "admin@p360.local"
 MARKETER_EMAIL = "marketer@acme.example"
 
 
-def _client_for(email: str):  # type: ignore[no-untyped-def]
+def _client_for(email: str) -> Client:
     from django.test import Client
 
     from tenants.models import User
@@ -32,7 +36,7 @@ def _client_for(email: str):  # type: ignore[no-untyped-def]
     return client
 
 
-def _timings(client, path: str) -> list[float]:  # type: ignore[no-untyped-def]
+def _timings(client: Client, path: str) -> list[float]:
     def get() -> None:
         response = client.get(path)
         if response.status_code != 200:

@@ -75,7 +75,7 @@ def setup_database() -> str:
     _allow_test_client_host()
     call_command("migrate_schemas", verbosity=0)
     load_demo()
-    connection.set_schema_to_public()
+    connection.set_schema_to_public()  # type: ignore[attr-defined]
     return str(connection.settings_dict["NAME"])
 
 
