@@ -41,7 +41,7 @@ def prune_dead_handles(pgdata: Path) -> list[int]:
         pids = json.loads(handles.read_text() or "[]")
     except (OSError, ValueError):
         pids = []
-    alive = [pid for pid in pids if psutil.pid_exists(pid) and pid != os.getpid()]
+    alive = [pid for pid in pids if psutil.pid_exists(pid)]
     dead = [pid for pid in pids if pid not in alive]
     if dead:
         handles.write_text(json.dumps(alive))

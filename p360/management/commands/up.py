@@ -37,17 +37,39 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def stop_process_group(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT_SECONDS) -> None:
-    """SIGTERM the child's process group, then SIGKILL whatever is left after `timeout`."""
-    if process.poll() is not None:
-        return
+    """SIGTERM the child (it stops its own workers), then SIGKILL its whole process group after `timeout`."""
+    if process.poll() is None:
+        try:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
     try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        os.killpg(process.pid, signal.SIGKILL)  # leftovers: workers of a cluster that hung on SIGTERM
     except ProcessLookupError:
         pass
+    process.wait()
+
+
+def _wait_until_listening(host: str, port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if not _port_free(host, port):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def release_embedded_database() -> None:
+    """Forget the handles of children that were killed (SIGTERM/SIGKILL skip their atexit), so
+    that this process, the last holder, stops the embedded server when it exits."""
+    if settings.EMBEDDED_DATABASE:
+        from django.db import connections
+
+        from p360.embedded_pg import prune_dead_handles
+
+        connections.close_all()
+        prune_dead_handles(settings.DATA_DIR / "pgdata")
 
 
 class Command(P360Command):
@@ -71,6 +93,10 @@ class Command(P360Command):
         self._say(f"Ready in {time.monotonic() - started:.1f} s.")
 
         children = self._start_children(host, port, with_cluster=not options["no_cluster"])
+        if not _wait_until_listening(host, port, children["web server"]):
+            for process in children.values():
+                stop_process_group(process)
+            raise CommandFailed(f"the web server did not start listening on {host}:{port}; see the messages above")
         self._print_banner(host, port, demo)
         stopping = False
 
@@ -92,6 +118,7 @@ class Command(P360Command):
             self._say("Stopping...")
             for process in children.values():
                 stop_process_group(process)
+            release_embedded_database()
             self._say("Stopped.")
         if exit_code:
             raise CommandFailed("a child process died; see the messages above")
