@@ -125,9 +125,13 @@ def live_url(django_db_setup: Any, django_db_blocker: Any) -> Iterator[str]:
     """
     _require_chromium()
     from django.core.signals import request_finished, request_started
-    from django.db import close_old_connections, connection, transaction
+    from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections, transaction
+
+    connection = connections[DEFAULT_DB_ALIAS]  # the wrapper itself, not the django.db.connection proxy
 
     with django_db_blocker.unblock():
+        if not connection.settings_dict["NAME"].startswith("test_"):
+            pytest.fail(f"refusing to run browser tests against non-test database {connection.settings_dict['NAME']!r}")
         connection.set_schema_to_public()
         atomic = transaction.atomic()
         atomic.__enter__()
@@ -166,8 +170,13 @@ def chromium() -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(chromium: Any, live_url: str) -> Iterator[Any]:
-    """A fresh page in its own browser context (no cookies shared between tests)."""
+def browser_page(chromium: Any, live_url: str, db: None) -> Iterator[Any]:
+    """A fresh page in its own browser context (no cookies shared between tests).
+
+    ``db`` makes pytest-django create the test database even when only browser tests are selected
+    (without it the server would talk to the development database), and wraps each test in its own
+    rolled-back transaction (a savepoint inside the module's transaction) on the shared connection.
+    """
     context = chromium.new_context(base_url=live_url, viewport={"width": 1280, "height": 800})
     context.set_default_timeout(10_000)
     page = context.new_page()

@@ -7,6 +7,7 @@ when the last process holding it exits.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -44,10 +45,8 @@ def stop_process_group(process: subprocess.Popen[bytes], timeout: float = STOP_T
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)  # leftovers: workers of a cluster that hung on SIGTERM
-    except ProcessLookupError:
-        pass
     process.wait()
 
 
