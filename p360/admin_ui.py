@@ -174,3 +174,103 @@ def org_dashboard(request: HttpRequest, context: dict[str, Any]) -> dict[str, An
         }
     )
     return context
+
+
+def _item(title: str, icon: str, url_name: str, request: HttpRequest, perm: str) -> dict[str, Any] | None:
+    if not request.user.has_perm(perm):
+        return None
+    return {"title": title, "icon": icon, "link": reverse(url_name)}
+
+
+def _groups(request: HttpRequest, spec: list[tuple[str, list[tuple[str, str, str, str]]]]) -> list[dict[str, Any]]:
+    groups = []
+    for title, entries in spec:
+        items = [item for entry in entries if (item := _item(*entry[:3], request, entry[3])) is not None]
+        if items:
+            groups.append({"title": title, "separator": True, "items": items})
+    return groups
+
+
+def global_navigation(request: HttpRequest) -> list[dict[str, Any]]:
+    """Sidebar of the global admin; entries the user's role may not view are left out."""
+    return [
+        {"title": "Overview", "items": [{"title": "Dashboard", "icon": "dashboard", "link": reverse("admin:index")}]},
+        *_groups(
+            request,
+            [
+                (
+                    "Organisations and people",
+                    [
+                        (
+                            "Organisations",
+                            "domain",
+                            "admin:tenants_organization_changelist",
+                            "tenants.view_organization",
+                        ),
+                        ("Users", "group", "admin:tenants_user_changelist", "tenants.view_user"),
+                        (
+                            "Org assignments",
+                            "assignment_ind",
+                            "admin:tenants_membership_changelist",
+                            "tenants.view_membership",
+                        ),
+                        ("API tokens", "key", "admin:tenants_apitoken_changelist", "tenants.view_apitoken"),
+                    ],
+                ),
+                (
+                    "Operations",
+                    [
+                        ("Jobs", "pending_actions", "admin:jobs_job_changelist", "jobs.view_job"),
+                        ("Audit log", "history", "admin:audit_auditevent_changelist", "audit.view_auditevent"),
+                        (
+                            "Worker heartbeats",
+                            "monitor_heart",
+                            "admin:jobs_workerheartbeat_changelist",
+                            "jobs.view_workerheartbeat",
+                        ),
+                    ],
+                ),
+                (
+                    "Task queue",
+                    [
+                        ("Scheduled tasks", "schedule", "admin:django_q_schedule_changelist", "django_q.view_schedule"),
+                        ("Queued tasks", "queue", "admin:django_q_ormq_changelist", "django_q.view_ormq"),
+                        ("Successful tasks", "task_alt", "admin:django_q_success_changelist", "django_q.view_success"),
+                        ("Failed tasks", "error", "admin:django_q_failure_changelist", "django_q.view_failure"),
+                    ],
+                ),
+            ],
+        ),
+    ]
+
+
+def org_navigation(request: HttpRequest) -> list[dict[str, Any]]:
+    """Sidebar of an organisation's admin."""
+    org = getattr(request, "org", None)
+    overview = [{"title": "Dashboard", "icon": "dashboard", "link": reverse("admin:index")}]
+    if org is not None:
+        overview.append(
+            {"title": "Marketer pages", "icon": "open_in_new", "link": f"{ORG_PREFIX}{org.slug}/", "active": False}
+        )
+    return [
+        {"title": "Overview", "items": overview},
+        *_groups(
+            request,
+            [
+                (
+                    "Data",
+                    [
+                        ("Audiences", "groups", "admin:audiences_audience_changelist", "audiences.view_audience"),
+                        ("Campaigns", "campaign", "admin:campaigns_campaign_changelist", "campaigns.view_campaign"),
+                    ],
+                ),
+                (
+                    "Operations",
+                    [
+                        ("Jobs", "pending_actions", "admin:jobs_job_changelist", "jobs.view_job"),
+                        ("Audit log", "history", "admin:audit_auditevent_changelist", "audit.view_auditevent"),
+                    ],
+                ),
+            ],
+        ),
+    ]

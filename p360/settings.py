@@ -288,7 +288,6 @@ _UNFOLD_COMMON = {
             "950": "oklch(29.3% .066 246)",
         }
     },
-    "SIDEBAR": {"show_search": True, "show_all_applications": True},
 }
 UNFOLD = {
     **_UNFOLD_COMMON,
@@ -297,6 +296,7 @@ UNFOLD = {
     "SITE_SUBHEADER": "All organisations",
     "SITE_URL": "/",
     "DASHBOARD_CALLBACK": "p360.admin_ui.global_dashboard",
+    "SIDEBAR": {"show_search": True, "show_all_applications": False, "navigation": "p360.admin_ui.global_navigation"},
 }
 UNFOLD_ORG = {
     **_UNFOLD_COMMON,
@@ -305,6 +305,7 @@ UNFOLD_ORG = {
     "SITE_SUBHEADER": "Organisation admin",
     "SITE_URL": "p360.admin_ui.org_home_url",
     "DASHBOARD_CALLBACK": "p360.admin_ui.org_dashboard",
+    "SIDEBAR": {"show_search": True, "show_all_applications": False, "navigation": "p360.admin_ui.org_navigation"},
 }
 
 # --- Logging: JSON lines in prod, readable lines in dev; every line has request id, user and org -----
