@@ -247,7 +247,7 @@ def global_navigation(request: HttpRequest) -> list[dict[str, Any]]:
 def org_navigation(request: HttpRequest) -> list[dict[str, Any]]:
     """Sidebar of an organisation's admin."""
     org = getattr(request, "org", None)
-    overview = [{"title": "Dashboard", "icon": "dashboard", "link": reverse("admin:index")}]
+    overview: list[dict[str, Any]] = [{"title": "Dashboard", "icon": "dashboard", "link": reverse("admin:index")}]
     if org is not None:
         overview.append(
             {"title": "Marketer pages", "icon": "open_in_new", "link": f"{ORG_PREFIX}{org.slug}/", "active": False}

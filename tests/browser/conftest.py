@@ -159,9 +159,17 @@ def live_url(django_db_setup: Any, django_db_blocker: Any) -> Iterator[str]:
 def chromium() -> Iterator[Any]:
     """Headless Debian Chromium driven by Playwright's sync API (skips when it is not installed)."""
     _require_chromium()
+    from django.db import DEFAULT_DB_ALIAS, connections
     from playwright.sync_api import sync_playwright
 
+    wrapper = connections[DEFAULT_DB_ALIAS]  # this thread's connection (lazy: nothing is opened here)
     with sync_playwright() as playwright:
+        # Playwright's sync API leaves its asyncio loop registered as "running" in this thread, and
+        # then Django's connection handler (an asgiref Local) keeps connections per context instead
+        # of per thread: this thread would silently get a second connection, outside the test's
+        # transaction and never closed (DROP DATABASE then fails at the end of the session). Pin
+        # the thread's own connection for that storage too.
+        connections[DEFAULT_DB_ALIAS] = wrapper
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             yield browser
@@ -177,7 +185,8 @@ def browser_page(chromium: Any, live_url: str, db: None) -> Iterator[Any]:
     (without it the server would talk to the development database), and wraps each test in its own
     rolled-back transaction (a savepoint inside the module's transaction) on the shared connection.
     """
-    context = chromium.new_context(base_url=live_url, viewport={"width": 1280, "height": 800})
+    # Wider than 1280 px: below that Unfold hides its sidebar, and with it the org switcher.
+    context = chromium.new_context(base_url=live_url, viewport={"width": 1440, "height": 900})
     context.set_default_timeout(10_000)
     page = context.new_page()
     try:
