@@ -49,11 +49,11 @@ def org_switcher_items(request: HttpRequest) -> list[dict[str, Any]]:
     current = getattr(getattr(request, "org", None), "slug", None)
     items: list[dict[str, Any]] = []
     if request.user.is_authenticated and request.user.is_staff:
-        items.append({"title": "All organisations (global admin)", "link": "/admin/", "icon": "public"})
+        items.append({"title": "Global admin", "link": "/admin/", "icon": "public"})
     for org in orgs_visible_to(request.user).only("name", "slug"):
         items.append(
             {
-                "title": f"{org.name}{'  (current)' if org.slug == current else ''}",
+                "title": f"{org.name}{' (current)' if org.slug == current else ''}",
                 "link": switch_org_path(request.path, org.slug),
                 "icon": "check" if org.slug == current else "domain",
             }

@@ -28,7 +28,7 @@ def portal(request: HttpRequest) -> dict[str, Any]:
         ]
 
     return {
-        "p360_env": settings.P360_ENV,
+        "p360_env": "test" if settings.TESTING and not settings.IS_PROD else settings.P360_ENV,
         "current_org": org,
         "org_switcher": switcher,  # callable: evaluated only by templates that show it
     }

@@ -40,6 +40,11 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Playwright's sync API keeps an asyncio loop "running" in the main thread; without this Django
+# would refuse the (synchronous, main-thread) database work of the test fixtures. tests/conftest.py
+# sets it too; repeated here so these fixtures do not depend on that.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 SCREENSHOT_DIR = REPO_ROOT / "var" / "screenshots"
 
 

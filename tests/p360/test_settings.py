@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.cli import run_manage
+
 PROD_ENV = {
     "P360_ENV": "prod",
     "SECRET_KEY": "x" * 20 + "-a-long-random-production-secret-key-for-tests-0123456789",
@@ -16,20 +14,7 @@ PROD_ENV = {
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    full_env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("P360_", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE"))
-    }
-    full_env.update(env)
-    return subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=120,
-        check=False,
-    )
+    return run_manage(*args, env=env, clean=True)
 
 
 def test_prod_passes_check_deploy_with_no_warnings():

@@ -3,33 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 from django.db import connection
 
 from tenants.models import Membership, Organization, User
+from tests.cli import run_manage
 
 pytestmark = pytest.mark.django_db
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run manage.py against the test database, as an operator would."""
-    env = {**os.environ, "P360_DB_NAME": connection.settings_dict["NAME"]}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    """Run manage.py against the test database."""
+    return run_manage(*args, env={"P360_DB_NAME": connection.settings_dict["NAME"]})
 
 
 @pytest.mark.parametrize(
