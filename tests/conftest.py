@@ -27,6 +27,9 @@ def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> None:
     from tenants.services import org_create, user_create
 
     with django_db_blocker.unblock():
+        name = connection.settings_dict["NAME"]
+        if not name.startswith("test_"):  # pytest-django skipped test-DB setup: never write to a real DB
+            pytest.exit(f"refusing to create test fixtures in database {name!r}; mark the tests django_db")
         acme = org_create(slug="acme", name="Acme Corporation", ttd_advertiser_id="acme01")
         globex = org_create(slug="globex", name="Globex Industries", ttd_advertiser_id="globex01")
         user_create(email="admin@test.local", role=Role.SUPER_ADMIN, password=PASSWORD)
