@@ -70,7 +70,10 @@ class ApiTokenMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        raw = _token_from_header(request)
+        from p360.api.errors import is_api_path
+
+        # Tokens open the API only: pages and admins need a session (and its CSRF protection).
+        raw = _token_from_header(request) if is_api_path(request.path) else None
         if raw is not None:
             try:
                 user = user_for_token(raw)

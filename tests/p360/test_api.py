@@ -80,3 +80,12 @@ def test_openapi_schema_covers_global_and_org_endpoints(client):
     assert "/api/v1/orgs/" in paths
     assert "/o/{slug}/api/v1/audiences/{id}" in paths
     assert client.get("/api/docs/").status_code == 200
+
+
+def test_a_token_opens_the_api_but_not_pages_or_admins(client, super_admin):
+    _, raw = api_token_create(user=super_admin, name="api only")
+    headers = {"HTTP_AUTHORIZATION": f"Token {raw}"}
+    assert client.get("/o/acme/api/v1/", **headers).status_code == 200
+    for url in ("/admin/", "/o/acme/admin/", "/o/acme/"):
+        response = client.get(url, **headers)
+        assert response.status_code == 302 and "login" in response["Location"], url
