@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import transaction
 
 from audiences.models import Audience
-from p360.audit.services import record
+from p360.audit.services import delete_with_audit, record
 from p360.jobs.dispatch import org_task
 from tenants.selectors import current_org
 
@@ -48,14 +48,4 @@ def audience_save(*, audience: Audience, actor: User | None, changed: list[str] 
 @org_task
 @transaction.atomic
 def audience_delete(*, audience: Audience, actor: User | None) -> None:
-    before = _snapshot(audience)
-    pk = audience.pk
-    audience.delete()
-    record(
-        action="audience.deleted",
-        actor=actor,
-        org=current_org(),
-        entity_type="audiences.audience",
-        entity_id=pk,
-        before=before,
-    )
+    delete_with_audit(audience, actor=actor, org=current_org(), before=_snapshot(audience))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import transaction
 
 from campaigns.models import Campaign
-from p360.audit.services import record
+from p360.audit.services import delete_with_audit, record
 from p360.jobs.dispatch import org_task
 from tenants.selectors import current_org
 
@@ -48,14 +48,4 @@ def campaign_save(*, campaign: Campaign, actor: User | None) -> Campaign:
 @org_task
 @transaction.atomic
 def campaign_delete(*, campaign: Campaign, actor: User | None) -> None:
-    before = _snapshot(campaign)
-    pk = campaign.pk
-    campaign.delete()
-    record(
-        action="campaign.deleted",
-        actor=actor,
-        org=current_org(),
-        entity_type="campaigns.campaign",
-        entity_id=pk,
-        before=before,
-    )
+    delete_with_audit(campaign, actor=actor, org=current_org(), before=_snapshot(campaign))

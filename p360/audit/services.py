@@ -50,3 +50,17 @@ def record(
         user_agent=ctx.user_agent,
         request_id=ctx.request_id if ctx.request_id != "-" else "",
     )
+
+
+def delete_with_audit(obj: Any, *, actor: User | None, org: Organization | None, before: dict[str, Any]) -> None:
+    """Delete a model instance and record `<model>.deleted` with its last state."""
+    entity_type, entity_id = obj._meta.label_lower, obj.pk
+    obj.delete()
+    record(
+        action=f"{obj._meta.model_name}.deleted",
+        actor=actor,
+        org=org,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        before=before,
+    )

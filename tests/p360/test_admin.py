@@ -143,3 +143,19 @@ def test_dashboards_show_counts_and_recent_activity(login, super_admin):
     assert "Audiences" in org_dashboard and "Recent activity" in org_dashboard
     global_dashboard = client.get("/admin/").content.decode()
     assert "Organisations" in global_dashboard and "Recent jobs" in global_dashboard
+
+
+def test_deleting_in_the_org_admin_is_audited_in_that_org(login, super_admin, acme):
+    from django_tenants.utils import schema_context
+
+    from audiences.models import Audience
+    from p360.audit.models import AuditEvent
+
+    with schema_context(acme.schema_name):
+        target = Audience.objects.create(name="to delete")
+    response = login(super_admin).post(f"/o/acme/admin/audiences/audience/{target.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    with schema_context(acme.schema_name):
+        assert not Audience.objects.filter(pk=target.pk).exists()
+    event = AuditEvent.objects.filter(action="audience.deleted").latest("id")
+    assert (event.org_slug, event.entity_id, event.before["name"]) == ("acme", str(target.pk), "to delete")
