@@ -12,9 +12,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from p360.audit.models import AuditEvent
+from p360.audit.selectors import events_visible_to
 from p360.jobs.models import Job, JobStatus
 from p360.jobs.services import last_heartbeat
-from tenants.access import orgs_manageable_by, orgs_visible_to, restrict_by_org
+from tenants.access import orgs_manageable_by, orgs_visible_to, restrict_by_org, users_manageable_by
 from tenants.middleware import ORG_PREFIX
 
 _OBJECT_PATH = re.compile(r"^(?P<model>admin/[^/]+/[^/]+/)(?P<rest>[^/]+/.*)$")
@@ -92,13 +93,9 @@ def _cluster_status() -> dict[str, Any]:
 
 
 def global_dashboard(request: HttpRequest, context: dict[str, Any]) -> dict[str, Any]:
-    from tenants.access import users_manageable_by
-
     orgs = orgs_manageable_by(request.user)
     jobs = restrict_by_org(Job.objects.select_related("org"), request.user)
-    audit = AuditEvent.objects.all()
-    if not request.user.is_super_admin:  # type: ignore[union-attr]
-        audit = audit.filter(org_id__in=list(orgs.values_list("pk", flat=True)))
+    audit = events_visible_to(request.user)
     job_counts = jobs.aggregate(
         running=Count("pk", filter=Q(status=JobStatus.RUNNING)),
         queued=Count("pk", filter=Q(status=JobStatus.QUEUED)),

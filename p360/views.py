@@ -10,6 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import connection
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -40,7 +41,7 @@ def org_picker(request: HttpRequest) -> HttpResponse:
     orgs = orgs_visible_to(request.user)
     query = request.GET.get("q", "").strip()
     if query:
-        orgs = orgs.filter(name__icontains=query) | orgs.filter(slug__icontains=query)
+        orgs = orgs.filter(Q(name__icontains=query) | Q(slug__icontains=query))
     return render(request, "portal/org_picker.html", {"orgs": orgs.order_by("name"), "query": query})
 
 

@@ -21,7 +21,7 @@ from tenants.access import orgs_manageable_by, users_manageable_by
 from tenants.models import ApiToken, Membership, Organization, Role, User
 
 
-def _service_call(request: HttpRequest, fn: Any, **kwargs: Any) -> Any:
+def _service_call(fn: Any, **kwargs: Any) -> Any:
     """Run a service from an admin form; a refused change becomes a form-level error."""
     try:
         return fn(**kwargs)
@@ -121,7 +121,6 @@ class OrganizationAdmin(ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Organization, form: Any, change: bool) -> None:
         if not change:
             created = _service_call(
-                request,
                 services.org_create,
                 slug=obj.slug,
                 name=obj.name,
@@ -133,7 +132,7 @@ class OrganizationAdmin(ModelAdmin):
             return
         changes = {field: getattr(obj, field) for field in form.changed_data}
         original = Organization.objects.get(pk=obj.pk)
-        _service_call(request, services.org_update, org=original, actor=request.user, **changes)
+        _service_call(services.org_update, org=original, actor=request.user, **changes)
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         form.save_m2m()  # the membership inline is read-only; assignments go through their own admin
@@ -250,7 +249,6 @@ class UserAdmin(ModelAdmin):
         actor = request.user
         if not change:
             created = _service_call(
-                request,
                 services.user_create,
                 email=data["email"],
                 role=data["role"],
@@ -266,9 +264,9 @@ class UserAdmin(ModelAdmin):
             user.full_name = data["full_name"]
             user.save(update_fields=["full_name"])
         if {"role", "orgs"} & set(form.changed_data):
-            _service_call(request, services.user_set_role, user=user, role=data["role"], orgs=orgs, actor=actor)
+            _service_call(services.user_set_role, user=user, role=data["role"], orgs=orgs, actor=actor)
         if "is_active" in form.changed_data:
-            _service_call(request, services.user_set_active, user=user, active=data["is_active"], actor=actor)
+            _service_call(services.user_set_active, user=user, active=data["is_active"], actor=actor)
         if data.get("password"):
             user.set_password(data["password"])
             user.save(update_fields=["password"])
@@ -332,7 +330,7 @@ class MembershipAdmin(ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Membership, form: Any, change: bool) -> None:
         if obj.org not in orgs_manageable_by(request.user) or obj.user not in users_manageable_by(request.user):
             raise PermissionDenied
-        created = _service_call(request, services.membership_add, user=obj.user, org=obj.org, actor=request.user)
+        created = _service_call(services.membership_add, user=obj.user, org=obj.org, actor=request.user)
         obj.pk = created.pk
 
     def delete_model(self, request: HttpRequest, obj: Membership) -> None:

@@ -22,7 +22,7 @@ from django.urls import include, path, set_urlconf
 
 from p360 import context
 from p360.api.errors import error_response, is_api_path
-from tenants.access import can_see_org
+from tenants.access import orgs_visible_to
 from tenants.models import Organization
 
 ORG_PREFIX = f"/{settings.TENANT_SUBFOLDER_PREFIX}/"
@@ -83,14 +83,16 @@ class OrgMiddleware:
                 return error_response(401, "Authentication credentials were not provided.", "not_authenticated")
             return redirect_to_login(request.get_full_path())
 
-        org = Organization.objects.active().filter(domains__domain=slug).first()
-        if org is None or not can_see_org(request.user, org):
+        # One query answers "exists, active and visible to this user"; every miss is the same 404.
+        org = orgs_visible_to(request.user).filter(domains__domain=slug).first()
+        if org is None:
             raise Http404("No such organisation")
 
         org.domain_subfolder = slug  # type: ignore[attr-defined]
         org.domain_url = request.get_host()  # type: ignore[attr-defined]
         request.tenant = org  # type: ignore[attr-defined]
         request.org = org  # type: ignore[attr-defined]
+        request.org_checked_for = request.user.pk  # type: ignore[attr-defined]  # read by the API permission
         context.update(org=org.slug)
         connection.set_tenant(org)  # type: ignore[attr-defined]
         urlconf = org_urlconf(slug)

@@ -14,6 +14,7 @@ from unfold.contrib.filters.admin import RangeDateTimeFilter
 from p360.admin_base import ReadOnlyAdmin
 from p360.admin_sites import global_admin, org_admin
 from p360.audit.models import AuditEvent
+from p360.audit.selectors import events_visible_to
 from tenants.access import orgs_manageable_by
 
 
@@ -71,10 +72,7 @@ class AuditEventAdmin(_AuditAdminBase):
     list_filter = [*_AuditAdminBase.list_filter, OrgSlugFilter]  # type: ignore[list-item]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEvent]:
-        queryset = super().get_queryset(request)
-        if request.user.is_super_admin:  # type: ignore[union-attr]
-            return queryset
-        return queryset.filter(org_id__in=list(orgs_manageable_by(request.user).values_list("pk", flat=True)))
+        return events_visible_to(request.user)
 
 
 @admin.register(AuditEvent, site=org_admin)

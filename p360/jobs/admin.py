@@ -131,10 +131,7 @@ class JobAdmin(_JobAdminBase):
     list_filter = ["status", "kind", JobOrgFilter]  # type: ignore[list-item]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
-        queryset = super().get_queryset(request)
-        if request.user.is_super_admin:  # type: ignore[union-attr]
-            return queryset
-        return restrict_by_org(queryset, request.user)
+        return restrict_by_org(super().get_queryset(request), request.user)
 
 
 @admin.register(Job, site=org_admin)

@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +42,6 @@ class JobContext:
     """What a handler gets: its job, and ways to report progress and log lines."""
 
     job: Job
-    _last_flush: float = field(default=0.0)
 
     def progress(self, done: int, total: int | None = None, **counts: int) -> None:
         """Persist progress now (outside any transaction the handler holds open, it commits at once)."""
