@@ -365,3 +365,7 @@ DEFAULT_FROM_EMAIL = env("P360_FROM_EMAIL", "P360 <no-reply@p360.local>")
 P360_HEARTBEAT_STALE_SECONDS = int(env("P360_HEARTBEAT_STALE_SECONDS", "180"))
 # A running job whose heartbeat is older than this is handed back (worker presumed dead).
 P360_JOB_STALE_SECONDS = int(env("P360_JOB_STALE_SECONDS", "600"))
+
+# --- Audience imports -------------------------------------------------------------------------------
+# Largest file an import accepts (checked on the file's real size before anything is parsed).
+P360_IMPORT_MAX_BYTES = int(env("P360_IMPORT_MAX_BYTES", str(2 * 1024**3)))

@@ -15,6 +15,7 @@ api_patterns = [
 
 urlpatterns = [
     path("", org_views.org_home, name="org-home"),
+    path("audiences/", include("audiences.urls")),
     path("admin/", org_admin.urls),
     path("api/v1/", include(api_patterns)),  # type: ignore[arg-type]
 ]

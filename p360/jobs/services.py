@@ -87,7 +87,11 @@ def job_handler(name: str, *, title: str, per_org: bool = True) -> Callable[[Han
 
 
 def job_kinds() -> dict[str, JobKind]:
+    from django.utils.module_loading import autodiscover_modules
+
     from p360.jobs import handlers  # noqa: F401  (registers the built-in kinds)
+
+    autodiscover_modules("jobs")  # each app's jobs.py registers its kinds
 
     return dict(_REGISTRY)
 
@@ -115,6 +119,29 @@ def job_start(
     )
     record(action="job.started", actor=actor, org=org, entity=job, after={"kind": kind, "params": params or {}})
     transaction.on_commit(lambda: async_task("p360.jobs.services.run_job", job.pk, task_name=f"job:{job.pk}:{kind}"))
+    return job
+
+
+def job_run_inline(
+    *, kind: str, org: Organization | None, actor: User | None = None, params: dict[str, Any] | None = None
+) -> Job:
+    """Run a job in this process (management commands), with the same claim, record and outcome.
+
+    If this process dies, the row stays `running` with a stale heartbeat and the reaper hands it to
+    the task cluster, exactly as for a worker that died.
+    """
+    spec = job_kinds().get(kind)
+    if spec is None:
+        raise JobError(f"unknown job kind {kind!r}")
+    job = Job.objects.create(
+        kind=kind,
+        org=org,
+        params=params or {},
+        created_by=actor if actor is not None and actor.is_authenticated else None,
+    )
+    record(action="job.started", actor=actor, org=org, entity=job, after={"kind": kind, "params": params or {}})
+    run_job(job.pk)
+    job.refresh_from_db()
     return job
 
 
@@ -179,7 +206,10 @@ def run_job(job_id: int) -> str:
             else:
                 result = spec.handler(ctx, **job.params)
     except Exception as exc:
-        logger.exception("job %s (%s) failed", job.pk, job.kind)
+        if isinstance(exc, JobError):  # an expected refusal: its message says it all
+            logger.warning("job %s (%s) failed: %s", job.pk, job.kind, exc)
+        else:
+            logger.exception("job %s (%s) failed", job.pk, job.kind)
         message = str(exc) if isinstance(exc, JobError) else f"{type(exc).__name__}: {exc}"
         _finish(job, JobStatus.FAILED, error=message)
         return JobStatus.FAILED

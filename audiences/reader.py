@@ -1,0 +1,252 @@
+"""Read a delimited UTF-8 file as batches of all-text rows, each tagged with its source line number.
+
+Two paths give the same rows:
+
+- the fast path (polars, multi-threaded) for files where every physical line is one record. A first
+  pass over the raw lines finds the lines that cannot be loaded (wrong number of fields, NUL bytes,
+  bytes that were not valid text, over-long lines, blank lines); the second pass parses records with
+  polars' CSV reader and drops those lines. Record i is physical line i + 2 (the header is line 1).
+- the careful path (Python's csv module) when a quote opens a field that spans lines, or a quote is
+  never closed, or polars refuses the file. It follows quotes across lines, gives up on a quote that
+  does not close within `MAX_RECORD_LINES` lines (that line is quarantined as "unbalanced quote" and
+  reading resumes on the next line), so one stray quote never swallows the rest of the file.
+
+Bad lines are returned as quarantine rows (line, reason, excerpt); nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+ROW = "__row"  # the source line number of a record (1-based; the header is line 1)
+MAX_LINE_BYTES = 1 << 20  # a record longer than 1 MiB is quarantined ("a 10 MB field")
+MAX_RECORD_LINES = 200  # a quoted field may span at most this many lines
+EXCERPT = 200
+QUARANTINE_SCHEMA = {ROW: pl.Int64, "column": pl.String, "field": pl.String, "value": pl.String, "reason": pl.String}
+
+
+class UnreadableFile(Exception):
+    """The file has no usable header (empty, or not text)."""
+
+
+@dataclass
+class LineScan:
+    lines: int = 0  # physical lines after the header
+    blank: set[int] = field(default_factory=set)
+    quarantine: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=QUARANTINE_SCHEMA))
+    fast: bool = True
+
+
+def quarantine_rows(rows: list[tuple[int, str, str]]) -> pl.DataFrame:
+    """(line, reason, excerpt) tuples -> the quarantine frame shape shared with field validation."""
+    return pl.DataFrame(
+        {
+            ROW: [r[0] for r in rows],
+            "column": [""] * len(rows),
+            "field": [""] * len(rows),
+            "value": [r[2][:EXCERPT] for r in rows],
+            "reason": [r[1] for r in rows],
+        },
+        schema=QUARANTINE_SCHEMA,
+    )
+
+
+def read_header(path: Path, delimiter: str) -> list[str]:
+    with path.open(encoding="utf-8", errors="replace", newline="") as handle:
+        first = handle.readline(MAX_LINE_BYTES)
+    if not first.strip():
+        raise UnreadableFile("the file is empty: there is no header row")
+    if first.count('"') % 2:
+        raise UnreadableFile("the header row has an unbalanced quote")
+    header = next(csv.reader([first.rstrip("\r\n")], delimiter=delimiter))
+    return [h.replace("\x00", "").strip() for h in header]
+
+
+class DelimitedReader:
+    """Batches of good rows (all columns text, plus `__row`) and a quarantine frame of the bad lines."""
+
+    def __init__(self, path: Path, *, delimiter: str, headers: list[str], chunk_size: int = 250_000) -> None:
+        self.path = path
+        self.delimiter = delimiter
+        self.headers = headers
+        self.width = len(headers)
+        self.chunk_size = chunk_size
+        self.scan = LineScan()
+
+    # -- pass 1: what is wrong with which line -------------------------------------------------
+    def scan_lines(self) -> LineScan:
+        d = self.delimiter
+        quoted = r'"(?:[^"]|"")*"'
+        line = pl.col("line")
+        lf = (
+            pl.scan_lines(self.path)
+            .with_row_index("i", offset=1)
+            .filter(pl.col("i") > 1)
+            .with_columns(text=line.str.strip_chars_end("\r"))
+            .with_columns(
+                quotes=pl.col("text").str.count_matches('"', literal=True),
+                fields=pl.when(pl.col("text").str.contains('"', literal=True))
+                .then(pl.col("text").str.replace_all(quoted, "").str.count_matches(d, literal=True))
+                .otherwise(pl.col("text").str.count_matches(d, literal=True))
+                + 1,
+            )
+            .with_columns(
+                reason=pl.when(pl.col("text") == "")
+                .then(pl.lit("blank"))
+                .when(pl.col("text").str.len_bytes() > MAX_LINE_BYTES)
+                .then(pl.lit(f"line longer than {MAX_LINE_BYTES // (1 << 20)} MiB"))
+                .when(pl.col("quotes") % 2 == 1)
+                .then(pl.lit("odd quotes"))
+                .when(pl.col("text").str.contains("\x00", literal=True))
+                .then(pl.lit("contains NUL bytes"))
+                .when(pl.col("text").str.contains("\ufffd", literal=True))
+                .then(pl.lit("contains bytes that are not valid text in the file's encoding"))
+                .when(pl.col("fields") != self.width)
+                .then(pl.format("expected {} fields, found {}", pl.lit(self.width), pl.col("fields")))
+            )
+        )
+        totals = lf.select(pl.len().alias("n"), (pl.col("reason") == "odd quotes").sum().alias("odd")).collect()
+        scan = LineScan(lines=int(totals["n"][0]))
+        if int(totals["odd"][0] or 0) > 0:
+            scan.fast = False
+            self.scan = scan
+            return scan
+        bad = lf.filter(pl.col("reason").is_not_null()).select("i", "reason", "text").collect()
+        scan.blank = set(bad.filter(pl.col("reason") == "blank")["i"].to_list())
+        real = bad.filter(pl.col("reason") != "blank")
+        scan.quarantine = quarantine_rows(
+            list(zip(real["i"].to_list(), real["reason"].to_list(), real["text"].to_list(), strict=True))
+        )
+        self.scan = scan
+        return scan
+
+    # -- pass 2: the records ------------------------------------------------------------------------
+    def batches(self) -> Iterator[pl.DataFrame]:
+        """Good rows in order. Raises RestartCarefully if the fast path fails after yielding rows:
+        the caller discards what it kept and iterates again (the reader is then on the careful path)."""
+        if self.scan.fast:
+            yielded = False
+            try:
+                for batch in self._fast_batches():
+                    yielded = True
+                    yield batch
+                return
+            except pl.exceptions.PolarsError:
+                # polars refused something the line scan let through: read carefully instead.
+                self.scan = LineScan(lines=self.scan.lines, fast=False)
+                if yielded:
+                    raise RestartCarefully from None
+        yield from self._careful_batches()
+
+    def _fast_batches(self) -> Iterator[pl.DataFrame]:
+        names = [f"c{i}" for i in range(self.width + 1)]  # one spare column soaks up extra fields
+        skip = set(self.scan.blank) | set(self.scan.quarantine[ROW].to_list())
+        skip_frame = pl.DataFrame({ROW: sorted(skip)}, schema={ROW: pl.Int64})
+        lf = (
+            pl.scan_csv(
+                self.path,
+                has_header=False,
+                separator=self.delimiter,
+                schema=dict.fromkeys(names, pl.String),
+                skip_rows=1,
+                truncate_ragged_lines=True,
+                missing_columns="insert",
+                empty_string_is_null=False,
+                quote_char='"',
+                encoding="utf8-lossy",
+            )
+            .with_row_index(ROW, offset=2)
+            .with_columns(pl.col(ROW).cast(pl.Int64))
+            .join(skip_frame.lazy(), on=ROW, how="anti", maintain_order="left")
+            .select(ROW, *[pl.col(n).alias(h) for n, h in zip(names, self.headers, strict=False)])
+        )
+        for batch in lf.collect_batches(chunk_size=self.chunk_size):
+            if batch.height:
+                yield batch
+
+    def _careful_batches(self) -> Iterator[pl.DataFrame]:
+        bad: list[tuple[int, str, str]] = []
+        blank: set[int] = set()
+        rows: list[list[str]] = []
+        for first_line, text, forced in self._records():
+            body = text.rstrip("\r\n")
+            reason = forced or self._record_problem(body)
+            if reason == "blank":
+                blank.add(first_line)
+                continue
+            if reason is not None:
+                bad.append((first_line, reason, body))
+                continue
+            fields = next(csv.reader(io.StringIO(body), delimiter=self.delimiter, strict=False), [])
+            if len(fields) != self.width:
+                bad.append((first_line, f"expected {self.width} fields, found {len(fields)}", body))
+                continue
+            rows.append([str(first_line), *fields])
+            if len(rows) >= self.chunk_size:
+                yield self._frame(rows)
+                rows = []
+        if rows:
+            yield self._frame(rows)
+        self.scan.blank = blank
+        self.scan.quarantine = quarantine_rows(bad)
+
+    def _record_problem(self, body: str) -> str | None:
+        if body == "":
+            return "blank"
+        if len(body.encode("utf-8", errors="replace")) > MAX_LINE_BYTES:
+            return f"line longer than {MAX_LINE_BYTES // (1 << 20)} MiB"
+        if "\x00" in body:
+            return "contains NUL bytes"
+        if "\ufffd" in body:
+            return "contains bytes that are not valid text in the file's encoding"
+        return None
+
+    def _frame(self, rows: list[list[str]]) -> pl.DataFrame:
+        columns = list(zip(*rows, strict=True))
+        data: dict[str, pl.Series] = {ROW: pl.Series(ROW, [int(x) for x in columns[0]], dtype=pl.Int64)}
+        for index, header in enumerate(self.headers, start=1):
+            data[header] = pl.Series(header, columns[index], dtype=pl.String)
+        return pl.DataFrame(data)
+
+    def _records(self) -> Iterator[tuple[int, str, str | None]]:
+        """(first line number, record text, reason it is bad or None), following quotes across lines."""
+        with self.path.open(encoding="utf-8", errors="replace", newline="") as handle:
+            handle.readline()  # the header
+            numbered = ((n, line) for n, line in enumerate(handle, start=2))
+            pending: deque[tuple[int, str]] = deque()
+
+            def next_line() -> tuple[int, str] | None:
+                if pending:
+                    return pending.popleft()
+                return next(numbered, None)
+
+            while (item := next_line()) is not None:
+                start, text = item
+                if text.count('"') % 2 == 0:
+                    yield start, text, None
+                    continue
+                taken = [item]
+                quotes = text.count('"')
+                while quotes % 2 and len(taken) < MAX_RECORD_LINES:
+                    following = next_line()
+                    if following is None:
+                        break
+                    taken.append(following)
+                    quotes += following[1].count('"')
+                if quotes % 2 == 0:
+                    yield start, "".join(t for _, t in taken), None
+                else:
+                    # The quote never closes: only the first line is bad; re-read the others on their own.
+                    yield start, text, f"unbalanced quote (not closed within {MAX_RECORD_LINES} lines)"
+                    pending.extendleft(reversed(taken[1:]))
+
+
+class RestartCarefully(Exception):
+    """The fast path gave up part-way; the caller must discard what it staged and read again."""

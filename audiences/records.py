@@ -1,0 +1,166 @@
+"""Audience records: one partition of `audiences_record` per audience version.
+
+Why partitions: a version is written once (COPY into a fresh, index-free table inside the import's
+transaction), read whole by the builder's column loader, and dropped whole by retention. None of that
+needs row-level indexes, and dropping a table is instant where deleting ten million rows is not.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+
+import polars as pl
+from django.db import connection
+
+TABLE = "audiences_record"
+
+# (column, PostgreSQL type, polars type): the contract's canonical fields, then the derived ones.
+RECORD_COLUMNS: list[tuple[str, str, type[pl.DataType] | pl.DataType]] = [
+    ("email", "text", pl.String),
+    ("email_normalized", "text", pl.String),
+    ("email_sha256", "text", pl.String),
+    ("phone", "text", pl.String),
+    ("phone_e164", "text", pl.String),
+    ("phone_sha256", "text", pl.String),
+    ("first_name", "text", pl.String),
+    ("last_name", "text", pl.String),
+    ("job_title", "text", pl.String),
+    ("company_name", "text", pl.String),
+    ("domain", "text", pl.String),
+    ("industry", "text", pl.String),
+    ("revenue", "bigint", pl.Int64),
+    ("employee_count", "integer", pl.Int32),
+    ("country", "text", pl.String),
+    ("region", "text", pl.String),
+    ("city", "text", pl.String),
+    ("postal_code", "text", pl.String),
+    ("maid", "text", pl.String),
+    ("maid_type", "text", pl.String),
+    ("ip", "text", pl.String),
+    ("custom", "jsonb", pl.String),
+]
+DATA_COLUMNS = [name for name, _, _ in RECORD_COLUMNS]
+# Bookkeeping columns: the ordinal of the row in its version, and the source line it came from.
+ALL_COLUMNS = ["version_id", "row", "line", *DATA_COLUMNS]
+
+CREATE_TABLE_SQL = (
+    f"CREATE TABLE {TABLE} (version_id bigint NOT NULL, row bigint NOT NULL, line bigint NOT NULL, "
+    + ", ".join(f"{name} {pg}" for name, pg, _ in RECORD_COLUMNS)
+    + ") PARTITION BY LIST (version_id)"
+)
+
+
+def partition_name(version_id: int) -> str:
+    return f"{TABLE}_v{int(version_id)}"
+
+
+def create_partition(version_id: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TABLE {partition_name(version_id)} PARTITION OF {TABLE} FOR VALUES IN ({int(version_id)})"
+        )
+
+
+def drop_partition(version_id: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {partition_name(version_id)}")
+
+
+def conform(frame: pl.DataFrame) -> pl.DataFrame:
+    """Every data column present with its type (missing ones null), in table order."""
+    exprs = []
+    for name, _, dtype in RECORD_COLUMNS:
+        if name in frame.columns:
+            exprs.append(pl.col(name).cast(dtype))
+        else:
+            exprs.append(pl.lit(None, dtype=dtype).alias(name))
+    return frame.select(pl.col("line").cast(pl.Int64), *exprs)
+
+
+def copy_frame(version_id: int, frame: pl.DataFrame, *, first_row: int) -> int:
+    """COPY a conformed frame into the version's partition, numbering rows from `first_row`."""
+    if frame.height == 0:
+        return 0
+    out = frame.select(
+        pl.lit(int(version_id), dtype=pl.Int64).alias("version_id"),
+        (pl.int_range(0, frame.height, dtype=pl.Int64) + first_row).alias("row"),
+        pl.all(),
+    )
+    buffer = io.BytesIO()
+    # polars writes CSV fast and multi-threaded; PostgreSQL's CSV COPY reads it without a Python loop.
+    out.write_csv(buffer, include_header=False, null_value="\\N", quote_style="necessary")
+    columns = ", ".join(ALL_COLUMNS)
+    with connection.cursor() as cursor:
+        sql = f"COPY {partition_name(version_id)} ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')"
+        with cursor.copy(sql) as copy:  # type: ignore[attr-defined]
+            view = buffer.getbuffer()
+            for start in range(0, len(view), 1 << 20):
+                copy.write(view[start : start + (1 << 20)])
+    return frame.height
+
+
+def copy_version(source_version_id: int, target_version_id: int, *, first_row: int, skip_keys: str | None) -> int:
+    """Copy a version's rows into another version (append keeps the old records), renumbering rows.
+
+    `skip_keys` names a temporary table `(key text)` of dedupe keys whose old rows must not be copied
+    (they are replaced by this import's rows), paired with the key column in `_skip_column`.
+    """
+    columns = ", ".join(["line", *DATA_COLUMNS])
+    where = ""
+    if skip_keys:
+        column, table = skip_keys.split(":", 1)
+        where = f" AND NOT EXISTS (SELECT 1 FROM {table} k WHERE k.key = {key_sql(column, 's')})"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {partition_name(target_version_id)} (version_id, row, {columns}) "
+            f"SELECT %s, %s + row_number() OVER (ORDER BY s.row) - 1, {columns} "
+            f"FROM {partition_name(source_version_id)} s WHERE true{where}",
+            [target_version_id, first_row],
+        )
+        return int(cursor.rowcount)
+
+
+def key_sql(column: str, alias: str) -> str:
+    """The SQL expression of a dedupe key on a record row (custom keys live in the JSON column)."""
+    if column.startswith("custom."):
+        name = column.removeprefix("custom.").replace("'", "''")
+        return f"lower(trim({alias}.custom ->> '{name}'))"
+    if column not in DATA_COLUMNS:
+        raise ValueError(f"unknown dedupe key {column!r}")
+    return f"lower({alias}.{column}::text)"
+
+
+def read_version(version_id: int, columns: Iterable[str] | None = None, *, where: str = "true") -> pl.DataFrame:
+    """A version's rows as a frame (for exports and tests; the builder reads column-wise itself)."""
+    wanted = list(columns or ["row", "line", *DATA_COLUMNS])
+    sql = f"COPY (SELECT {', '.join(wanted)} FROM {partition_name(version_id)} s WHERE {where} ORDER BY row) TO STDOUT (FORMAT csv, HEADER)"
+    buffer = io.BytesIO()
+    with connection.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[attr-defined]
+        for chunk in copy:
+            buffer.write(chunk)
+    buffer.seek(0)
+    types = {name: dtype for name, _, dtype in RECORD_COLUMNS}
+    schema = {c: types.get(c, pl.Int64) for c in wanted}
+    if buffer.getbuffer().nbytes == 0:
+        return pl.DataFrame(schema=schema)
+    return pl.read_csv(buffer, schema=schema)
+
+
+def read_version_keys(version_id: int, key: str, keys: list[str]) -> pl.DataFrame:
+    """The version's rows whose dedupe key is in `keys` (the merge rule against existing records)."""
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TEMP TABLE IF NOT EXISTS _wanted_keys (key text) ON COMMIT DROP")
+        cursor.execute("TRUNCATE _wanted_keys")
+        with cursor.copy("COPY _wanted_keys (key) FROM STDIN") as copy:  # type: ignore[attr-defined]
+            for value in keys:
+                copy.write_row((value,))
+    return read_version(
+        version_id, ["line", *DATA_COLUMNS], where=f"{key_sql(key, 's')} IN (SELECT key FROM _wanted_keys)"
+    )
+
+
+def count_version(version_id: int) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {partition_name(version_id)}")
+        return int(cursor.fetchone()[0])

@@ -1,0 +1,73 @@
+"""Reads for audience pages, API and admin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+
+from audiences.models import AudienceImport
+from p360.jobs.models import Job
+
+
+def import_preview(imp: AudienceImport) -> dict[str, list[Any]]:
+    return imp.preview or {}
+
+
+def preview_rows(preview: dict[str, list[Any]], headers: list[str]) -> list[list[Any]]:
+    """The preview as rows (header order) for a table."""
+    height = max((len(v) for v in preview.values()), default=0)
+    return [[(preview.get(h) or [None] * height)[i] if i < len(preview.get(h) or []) else None for h in headers] for i in range(height)]
+
+
+def import_status(imp: AudienceImport) -> dict[str, Any]:
+    """Everything a progress view needs: status, percent, rate, ETA, counts, and the report when done."""
+    job = Job.objects.filter(pk=imp.job_id).first() if imp.job_id else None
+    done = job.progress_done if job else 0
+    total = job.progress_total if job else None
+    percent = 100.0 if imp.status == "succeeded" else (round(100 * done / total, 1) if total else 0.0)
+    eta = None
+    rate = None
+    if job and job.started_at and total and 0 < done < total:
+        elapsed = (timezone.now() - job.started_at).total_seconds()
+        if elapsed > 0:
+            rate = done / elapsed
+            eta = round((total - done) / rate, 1)
+    return {
+        "id": imp.pk,
+        "status": imp.status,
+        "status_label": imp.get_status_display(),
+        "finished": imp.is_finished,
+        "source_name": imp.source_name,
+        "audience_name": imp.audience_name,
+        "audience_id": imp.audience_id,
+        "version": imp.version.number if imp.version_id else None,
+        "progress": {"done": done, "total": total, "percent": percent, "rows_per_second": rate, "eta_seconds": eta},
+        "rows_read": imp.rows_read,
+        "rows_loaded": imp.rows_loaded,
+        "rows_quarantined": imp.rows_quarantined,
+        "duplicates": imp.duplicates,
+        "blank_lines": imp.blank_lines,
+        "reconciles": imp.reconciles,
+        "quality": imp.quality,
+        "error": imp.error,
+        "file": {
+            "kind": imp.file_kind,
+            "encoding": imp.encoding,
+            "delimiter": imp.delimiter,
+            "size": imp.file_size,
+            "sha256": imp.file_sha256,
+        },
+        "options": {
+            "mode": imp.mode,
+            "dedupe_key": imp.dedupe_key,
+            "dedupe_rule": imp.dedupe_rule,
+            "mapping": imp.mapping,
+            "custom_types": imp.custom_types,
+            "default_country": imp.default_country,
+        },
+        "has_quarantine": bool(imp.quarantine_file),
+        "created_by": imp.created_by_email,
+        "created_at": imp.created_at.isoformat(),
+        "finished_at": imp.finished_at.isoformat() if imp.finished_at else None,
+    }
