@@ -48,6 +48,7 @@ from audiences.models import (
 from audiences.normalize import normalize_batch
 from audiences.reader import QUARANTINE_SCHEMA, ROW, DelimitedReader, RestartCarefully, read_header
 from p360.audit.services import record
+from p360.faults import fault_point
 from tenants.selectors import current_org
 
 if TYPE_CHECKING:
@@ -472,6 +473,7 @@ def _write_version(imp: AudienceImport, staged: Staged, blank_lines: int, ctx: J
             written = records.copy_frame(version.pk, records.conform(frame), first_row=row)
             row += written
             loaded += written
+            fault_point("audiences.import.copy")
         if plan.merged is not None and plan.merged.height:
             written = records.copy_frame(version.pk, records.conform(plan.merged), first_row=row)
             row += written
@@ -511,7 +513,9 @@ def _copy_base(base_id: int, version_id: int, key: str, replace_keys: list[str])
     if not replace_keys:
         return records.copy_version(base_id, version_id, first_row=0, skip_keys=None)
     with connection.cursor() as cursor:
-        cursor.execute("CREATE TEMP TABLE _replaced_keys (key text PRIMARY KEY) ON COMMIT DROP")
+        # IF NOT EXISTS + TRUNCATE: several imports may share one outer transaction (tests, scripts).
+        cursor.execute("CREATE TEMP TABLE IF NOT EXISTS _replaced_keys (key text PRIMARY KEY) ON COMMIT DROP")
+        cursor.execute("TRUNCATE _replaced_keys")
         with cursor.copy("COPY _replaced_keys (key) FROM STDIN") as copy:  # type: ignore[attr-defined]
             for value in replace_keys:
                 copy.write_row((value,))

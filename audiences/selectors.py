@@ -17,7 +17,10 @@ def import_preview(imp: AudienceImport) -> dict[str, list[Any]]:
 def preview_rows(preview: dict[str, list[Any]], headers: list[str]) -> list[list[Any]]:
     """The preview as rows (header order) for a table."""
     height = max((len(v) for v in preview.values()), default=0)
-    return [[(preview.get(h) or [None] * height)[i] if i < len(preview.get(h) or []) else None for h in headers] for i in range(height)]
+    return [
+        [(preview.get(h) or [None] * height)[i] if i < len(preview.get(h) or []) else None for h in headers]
+        for i in range(height)
+    ]
 
 
 def import_status(imp: AudienceImport) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from audiences import selectors
-from audiences.fields import MAPPABLE_FIELDS, field_label
+from audiences.fields import MAPPABLE_FIELDS, custom_field_name, field_label
 from audiences.models import Audience, AudienceImport, AudienceVersion, DedupeRule, ImportMode, ImportStatus
 from audiences.services import (
     ImportError_,
@@ -138,6 +138,7 @@ def import_map(request: HttpRequest, pk: int) -> HttpResponse:
             "samples": preview.get(header, [])[:5],
             "field": imp.mapping.get(header, ""),
             "custom_type": imp.custom_types.get(header, "text"),
+            "custom_name": custom_field_name(header),
         }
         for index, header in enumerate(imp.headers)
     ]
@@ -194,9 +195,7 @@ def import_quarantine(request: HttpRequest, pk: int) -> FileResponse:
     if not imp.quarantine_file:
         raise Http404("This import quarantined no rows.")
     handle = default_storage.open(imp.quarantine_file, "rb")
-    return FileResponse(
-        handle, as_attachment=True, filename=f"quarantine-import-{imp.pk}.csv", content_type="text/csv"
-    )
+    return FileResponse(handle, as_attachment=True, filename=f"quarantine-import-{imp.pk}.csv", content_type="text/csv")
 
 
 @require_POST

@@ -258,6 +258,18 @@ def org_navigation(request: HttpRequest) -> list[dict[str, Any]]:
                     "Data",
                     [
                         ("Audiences", "groups", "admin:audiences_audience_changelist", "audiences.view_audience"),
+                        (
+                            "Audience imports",
+                            "upload_file",
+                            "admin:audiences_audienceimport_changelist",
+                            "audiences.view_audienceimport",
+                        ),
+                        (
+                            "Mapping templates",
+                            "table_rows",
+                            "admin:audiences_mappingtemplate_changelist",
+                            "audiences.view_mappingtemplate",
+                        ),
                         ("Campaigns", "campaign", "admin:campaigns_campaign_changelist", "campaigns.view_campaign"),
                     ],
                 ),

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-from rest_framework import generics, serializers
+from collections.abc import Iterator
 
-from audiences.models import Audience
+import polars as pl
+from django.http import Http404, HttpRequest, StreamingHttpResponse
+from rest_framework import exceptions, generics, serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audiences import records
+from audiences.models import Audience, AudienceImport, DedupeRule, ImportMode
+from audiences.selectors import import_status
+from audiences.services import import_configure, import_create, import_start
+from p360.api.errors import error_response
+from p360.audit.services import record
+from tenants.services import ServiceError
 
 
 class AudienceSerializer(serializers.ModelSerializer):
@@ -21,3 +34,107 @@ class AudienceList(generics.ListAPIView):
 class AudienceDetail(generics.RetrieveAPIView):
     queryset = Audience.objects.all()
     serializer_class = AudienceSerializer
+
+
+# --- imports ------------------------------------------------------------------------------------------
+class ImportRequestSerializer(serializers.Serializer):
+    upload_id = serializers.UUIDField(help_text="a completed upload (tus, POST .../uploads/)")
+    audience_name = serializers.CharField(max_length=200)
+    mapping = serializers.DictField(
+        child=serializers.CharField(allow_null=True, allow_blank=True),
+        required=False,
+        help_text="source column -> field; omitted columns keep the automatic mapping; null keeps a custom field",
+    )
+    mode = serializers.ChoiceField(choices=ImportMode.values, default=ImportMode.APPEND)
+    dedupe = serializers.ChoiceField(choices=DedupeRule.values, default=DedupeRule.FIRST)
+    dedupe_key = serializers.CharField(required=False, allow_blank=True, default="")
+    default_country = serializers.CharField(required=False, default="US", max_length=2)
+    start = serializers.BooleanField(default=True, help_text="false: only inspect (headers, proposed mapping)")
+
+
+class ImportList(APIView):
+    """GET: the org's imports (newest first). POST: import a completed upload into an audience."""
+
+    def get(self, request: Request) -> Response:
+        imports = AudienceImport.objects.all()[: min(int(request.query_params.get("limit", 50) or 50), 500)]
+        return Response({"results": [import_status(imp) for imp in imports]})
+
+    def post(self, request: Request) -> Response:
+        body = ImportRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        try:
+            from p360.uploads.services import get_completed_upload
+
+            upload = get_completed_upload(data["upload_id"])
+        except Exception as exc:
+            raise exceptions.NotFound("no completed upload with this id in this organisation") from exc
+        try:
+            imp = import_create(
+                audience_name=data["audience_name"],
+                source_name=upload.filename,
+                actor=request.user,  # type: ignore[arg-type]
+                upload_id=str(upload.pk),
+            )
+            if data["start"]:
+                mapping = {**imp.mapping, **data.get("mapping", {})}
+                imp = import_configure(
+                    imp=imp,
+                    actor=request.user,  # type: ignore[arg-type]
+                    mapping=mapping,
+                    custom_types={h: t for h, t in imp.custom_types.items() if not mapping.get(h)},
+                    mode=data["mode"],
+                    dedupe_key=data["dedupe_key"],
+                    dedupe_rule=data["dedupe"],
+                    default_country=data["default_country"],
+                )
+                imp = import_start(imp=imp, actor=request.user)  # type: ignore[arg-type]
+        except ServiceError as exc:
+            raise exceptions.ValidationError({"file": [str(exc)]}) from exc
+        return Response(import_status(imp), status=201)
+
+
+class ImportDetail(APIView):
+    def get(self, request: Request, pk: int) -> Response:
+        imp = AudienceImport.objects.filter(pk=pk).first()
+        if imp is None:
+            raise exceptions.NotFound()
+        return Response(import_status(imp))
+
+
+def _escaped(column: str) -> str:
+    # Spreadsheet formula injection: a value starting with = + - @ tab or CR is prefixed with a quote.
+    return f"CASE WHEN {column} ~ '^[=+@\\t\\r-]' THEN '''' || {column} ELSE {column} END AS {column}"
+
+
+def members_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+    """The current version's records: canonical, derived and custom fields, streamed from PostgreSQL."""
+    from django.db import connection
+
+    audience = Audience.objects.filter(pk=pk).select_related("current_version").first()
+    if audience is None:
+        raise Http404("No such audience.")
+    if request.GET.get("format", "csv") != "csv":
+        return error_response(400, "only format=csv is available", code="unsupported_format")  # type: ignore[return-value]
+    schema = connection.schema_name  # type: ignore[attr-defined]
+    columns = [c for c in records.DATA_COLUMNS if c != "custom"]
+    select = ", ".join(
+        _escaped(c) if dtype is pl.String else c for c, _, dtype in records.RECORD_COLUMNS if c in columns
+    )
+    version_id = audience.current_version_id
+
+    def rows() -> Iterator[bytes]:
+        yield (",".join([*columns, "custom"]) + "\n").encode()
+        if version_id is None:
+            return
+        # Schema-qualified: the response streams after the org middleware has reset the search path.
+        table = f'"{schema}".{records.partition_name(version_id)}'
+        sql = f"COPY (SELECT {select}, custom::text FROM {table} ORDER BY row) TO STDOUT (FORMAT csv)"
+        with connection.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[attr-defined]
+            for chunk in copy:
+                yield bytes(chunk)
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="audience-{audience.pk}-members.csv"'
+    record(action="audience.exported", actor=request.user, org=request.org, entity=audience)  # type: ignore[arg-type,attr-defined]
+    return response
