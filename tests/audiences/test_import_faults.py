@@ -1,0 +1,85 @@
+"""A worker killed mid-import (SIGKILL inside the write transaction): nothing half-written, and the
+job, handed back by the reaper, ends with exactly the source's rows (trust: crash mid-job)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import override_settings
+from django_tenants.utils import schema_context
+
+from audiences import records
+from audiences.models import Audience, AudienceImport, ImportStatus
+from p360.jobs.models import Job, JobStatus
+from p360.jobs.services import reap_stale_jobs
+from tests.cli import run_manage
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db]
+NAME = "Killed mid-import"
+ROWS = 3000
+
+
+@pytest.fixture(scope="module")
+def killed_then_recovered(django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: Any) -> Iterator[dict[str, Any]]:
+    path: Path = tmp_path_factory.mktemp("fault") / "people.csv"
+    lines = ["Email,First Name", *[f"person{i}@example.com,P{i}" for i in range(ROWS)], "person1@example.com,dup"]
+    path.write_text("\n".join(lines) + "\n")
+    outcome: dict[str, Any] = {}
+    with django_db_blocker.unblock():
+        env = {"P360_DB_NAME": connection.settings_dict["NAME"], "P360_FAULT": "audiences.import.copy"}
+        killed = run_manage("import_audience", "--org", "acme", str(path), "--name", NAME, "--json", env=env)
+        outcome["returncode"] = killed.returncode
+        with schema_context("org_acme"):
+            imp = AudienceImport.objects.get(audience_name=NAME)
+            outcome["after_kill"] = {
+                "import_status": imp.status,
+                "audience_exists": Audience.objects.filter(name=NAME).exists(),
+                "job_status": Job.objects.get(pk=imp.job_id).status if imp.job_id else None,
+            }
+        connection.set_schema_to_public()
+        try:
+            with override_settings(P360_JOB_STALE_SECONDS=0):
+                outcome["reaped"] = reap_stale_jobs()
+            with schema_context("org_acme"):
+                imp.refresh_from_db()
+                audience = Audience.objects.get(name=NAME)
+                outcome["after_rerun"] = {
+                    "import_status": imp.status,
+                    "rows": (imp.rows_read, imp.rows_loaded, imp.rows_quarantined, imp.duplicates),
+                    "records": records.count_version(audience.current_version_id),
+                    "versions": audience.versions.count(),
+                    "job_status": Job.objects.get(pk=imp.job_id).status,
+                }
+            yield outcome
+        finally:
+            connection.set_schema_to_public()
+            with schema_context("org_acme"):
+                for version in Audience.objects.filter(name=NAME).values_list("versions__pk", flat=True):
+                    if version:
+                        records.drop_partition(version)
+                Audience.objects.filter(name=NAME).delete()
+                AudienceImport.objects.filter(audience_name=NAME).delete()
+            connection.set_schema_to_public()
+            Job.objects.filter(kind="audiences.import", status=JobStatus.RUNNING).update(status=JobStatus.FAILED)
+
+
+def test_the_killed_import_left_nothing_half_written(killed_then_recovered: dict[str, Any]) -> None:
+    assert killed_then_recovered["returncode"] == -9
+    after = killed_then_recovered["after_kill"]
+    assert after["import_status"] == ImportStatus.RUNNING
+    assert after["audience_exists"] is False  # the audience, its version and rows were one transaction
+    assert after["job_status"] == JobStatus.RUNNING
+
+
+def test_the_reaped_job_loads_exactly_the_source(killed_then_recovered: dict[str, Any]) -> None:
+    assert killed_then_recovered["reaped"] >= 1
+    after = killed_then_recovered["after_rerun"]
+    assert after["import_status"] == ImportStatus.SUCCEEDED
+    assert after["job_status"] == JobStatus.SUCCEEDED
+    assert after["rows"] == (ROWS + 1, ROWS, 0, 1)
+    assert after["records"] == ROWS
+    assert after["versions"] == 1

@@ -1,0 +1,105 @@
+"""The reader: rows keep their source line numbers; every bad line is quarantined with a reason; the
+fast (polars) and careful (csv module) paths agree."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import polars as pl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from audiences.reader import ROW, DelimitedReader, read_header
+
+
+def read(path: Path, *, careful: bool = False, chunk_size: int = 1000) -> tuple[pl.DataFrame, dict[int, str], set[int], bool]:
+    headers = read_header(path, ",")
+    reader = DelimitedReader(path, delimiter=",", headers=headers, chunk_size=chunk_size)
+    scan = reader.scan_lines()
+    fast = scan.fast
+    if careful:
+        reader.scan.fast = False
+    batches = list(reader.batches())
+    rows = pl.concat(batches) if batches else pl.DataFrame(schema={ROW: pl.Int64, **dict.fromkeys(headers, pl.String)})
+    bad = dict(zip(reader.scan.quarantine[ROW].to_list(), reader.scan.quarantine["reason"].to_list(), strict=True))
+    return rows, bad, reader.scan.blank, fast
+
+
+def test_clean_file_keeps_line_numbers_across_blank_lines_and_crlf(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_bytes(b'a,b,c\r\n1,2,3\r\n\r\n4,"5,5",6\n7,8,9')
+    rows, bad, blank, fast = read(path)
+    assert fast
+    assert rows[ROW].to_list() == [2, 4, 5]
+    assert rows["b"].to_list() == ["2", "5,5", "8"]
+    assert bad == {} and blank == {3}
+
+
+def test_ragged_nul_and_long_lines_are_quarantined_by_line(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    long_field = "x" * (2 << 20)
+    path.write_bytes(f"a,b,c\n1,2,3\n4,5\n6,7,8,9\nn\x00l,1,2\n{long_field},1,2\n10,11,12\n".encode())
+    rows, bad, _, fast = read(path)
+    assert fast
+    assert rows[ROW].to_list() == [2, 7]
+    assert bad == {
+        3: "expected 3 fields, found 2",
+        4: "expected 3 fields, found 4",
+        5: "contains NUL bytes",
+        6: "line longer than 1 MiB",
+    }
+
+
+def test_multiline_field_is_read_carefully_with_its_first_line_number(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_bytes(b'a,b,c\n1,"two\nlines",3\n4,5,6\n')
+    rows, bad, _, fast = read(path)
+    assert not fast
+    assert rows[ROW].to_list() == [2, 4]
+    assert rows["b"].to_list() == ["two\nlines", "5"]
+    assert bad == {}
+
+
+def test_an_unbalanced_quote_costs_one_line_not_the_rest_of_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    body = ["a,b,c", "1,2,3", '"unclosed,1,2', *[f"{i},{i},{i}" for i in range(300)]]
+    path.write_text("\n".join(body) + "\n")
+    rows, bad, _, _ = read(path)
+    assert list(bad) == [3] and bad[3].startswith("unbalanced quote")
+    assert rows.height == 301
+    assert rows[ROW].to_list()[:3] == [2, 4, 5]
+
+
+def test_invalid_text_is_quarantined(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_bytes("a,b\n1,2\n3,\ufffd\n".encode())
+    rows, bad, _, _ = read(path)
+    assert rows[ROW].to_list() == [2]
+    assert bad == {3: "contains bytes that are not valid text in the file's encoding"}
+
+
+field_text = st.text(alphabet=st.characters(blacklist_characters="\n\r\x00\ufffd", blacklist_categories=("Cs",)), max_size=12)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(st.lists(field_text, min_size=1, max_size=5), min_size=0, max_size=30),
+    width=st.integers(min_value=1, max_value=4),
+)
+def test_fast_and_careful_paths_agree(tmp_path: Path, rows: list[list[str]], width: int) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([f"h{i}" for i in range(width)])
+    for row in rows:
+        writer.writerow(row)
+    path = tmp_path / "p.csv"
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+    fast_rows, fast_bad, fast_blank, _ = read(path, chunk_size=7)
+    careful_rows, careful_bad, careful_blank, _ = read(path, careful=True, chunk_size=7)
+    assert fast_rows.to_dicts() == careful_rows.to_dicts()
+    assert fast_bad == careful_bad
+    assert fast_blank == careful_blank
+    # Every data line is accounted for exactly once.
+    assert fast_rows.height + len(fast_bad) + len(fast_blank) == len(rows)
