@@ -17,8 +17,9 @@ import hashlib
 import io
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ from django.utils import timezone
 from audiences import records
 from audiences.fields import infer_custom_types, propose_mapping, unique_headers
 from audiences.files import FileRejected, inspect_file, read_xlsx_strings, to_utf8
+from audiences.loader import ParallelLoader, SerialLoader, loader_for
 from audiences.models import (
     Audience,
     AudienceImport,
@@ -180,11 +182,22 @@ class Staged:
     quarantine: list[pl.DataFrame] = field(default_factory=list)
     rows_read: int = 0
     field_filled: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time a phase (shown in the report, so slow imports can be explained)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
 
     def reset(self) -> None:
         for part in self.parts:
             part.unlink(missing_ok=True)
         self.parts, self.keys, self.quarantine, self.rows_read, self.field_filled = [], [], [], 0, {}
+        self.timings = {}
 
 
 def default_dedupe_key(mapping: dict[str, str]) -> str:
@@ -276,7 +289,9 @@ def _stage(imp: AudienceImport, path: Path, info: Any, tmp: Path, ctx: JobContex
 def _stage_once(
     imp: AudienceImport, path: Path, info: Any, tmp: Path, ctx: JobContext | None, careful: bool = False
 ) -> tuple[Staged, int]:
-    batches, reader, total = _batches(imp, path, info, tmp)
+    staged = Staged()
+    with staged.phase("check_and_scan"):
+        batches, reader, total = _batches(imp, path, info, tmp)
     if reader is not None and careful:
         reader.scan.fast = False
         batches = reader.batches()
@@ -285,14 +300,19 @@ def _stage_once(
     if unknown:
         raise ImportFailed(f"the mapping names columns the file does not have: {', '.join(sorted(unknown))}")
     key = imp.dedupe_key or default_dedupe_key(mapping)
-    staged = Staged()
     done = 0
-    for number, batch in enumerate(batches):
+    iterator = iter(batches)
+    for number in range(1 << 40):
+        with staged.phase("read"):
+            batch = next(iterator, None)
+        if batch is None:
+            break
         staged.rows_read += batch.height
-        batch = _quarantine_empty_rows(batch, staged)
-        result = normalize_batch(
-            batch, mapping, custom_types=imp.custom_types, default_country=imp.default_country or "US"
-        )
+        with staged.phase("normalise"):
+            batch = _quarantine_empty_rows(batch, staged)
+            result = normalize_batch(
+                batch, mapping, custom_types=imp.custom_types, default_country=imp.default_country or "US"
+            )
         if result.errors.height:
             staged.quarantine.append(_first_error_per_row(result.errors))
         good = result.records.rename({ROW: "line"}).with_columns(_key_expr(key).alias(KEY))
@@ -300,9 +320,10 @@ def _stage_once(
             if column not in {"line", KEY}:
                 staged.field_filled[column] = staged.field_filled.get(column, 0) + good[column].is_not_null().sum()
         part = tmp / f"part-{number:05d}.parquet"
-        good.write_parquet(part, compression="lz4")
+        with staged.phase("stage"):
+            good.write_parquet(part, compression="lz4")
         staged.parts.append(part)
-        staged.keys.append(good.select("line", KEY))
+        staged.keys.append(good.select("line", KEY, pl.lit(number, dtype=pl.Int32).alias("part")))
         done = int(batch[ROW].max() or done) if batch.height else done
         if ctx is not None:
             ctx.progress(min(done, total), total, rows_read=staged.rows_read)
@@ -364,7 +385,7 @@ def _key_expr(key: str) -> pl.Expr:
 # --- dedupe and write -------------------------------------------------------------------------------
 @dataclass
 class Plan:
-    keep_lines: pl.DataFrame  # lines of this file loaded as new records
+    keep_lines: pl.DataFrame  # (line, part) of this file's rows loaded as new records
     merged: pl.DataFrame | None  # merged records (merge rule) that replace their groups
     replace_keys: list[str]  # keys whose existing records this import replaces
     duplicates: int
@@ -386,20 +407,24 @@ def _existing_keys(audience: Audience | None, key: str) -> pl.DataFrame:
 
 
 def _plan(imp: AudienceImport, staged: Staged, existing: pl.DataFrame, key: str, base_id: int | None) -> Plan:
-    keys = pl.concat(staged.keys) if staged.keys else pl.DataFrame(schema={"line": pl.Int64, KEY: pl.String})
+    keys = (
+        pl.concat(staged.keys)
+        if staged.keys
+        else pl.DataFrame(schema={"line": pl.Int64, KEY: pl.String, "part": pl.Int32})
+    )
     keyed = keys.filter(pl.col(KEY).is_not_null())
-    unkeyed = keys.filter(pl.col(KEY).is_null()).select("line")
+    unkeyed = keys.filter(pl.col(KEY).is_null()).select("line", "part")
     rule = imp.dedupe_rule
     if rule == DedupeRule.LAST:
         winners = keyed.filter(pl.col(KEY).is_last_distinct())
         replace = winners.join(existing, on=KEY, how="semi")[KEY].to_list()
-        keep = pl.concat([unkeyed, winners.select("line")])
+        keep = pl.concat([unkeyed, winners.select("line", "part")])
         return Plan(keep_lines=keep, merged=None, replace_keys=replace, duplicates=keys.height - keep.height)
     fresh = keyed.join(existing, on=KEY, how="anti")
     if rule == DedupeRule.MERGE:
         return _plan_merge(staged, keys, keyed, unkeyed, fresh, existing, key, base_id)
     winners = fresh.filter(pl.col(KEY).is_first_distinct())
-    keep = pl.concat([unkeyed, winners.select("line")])
+    keep = pl.concat([unkeyed, winners.select("line", "part")])
     return Plan(keep_lines=keep, merged=None, replace_keys=[], duplicates=keys.height - keep.height)
 
 
@@ -422,7 +447,7 @@ def _plan_merge(
     crowded = keyed.group_by(KEY).len().filter(pl.col("len") > 1).select(KEY)
     with_existing = keyed.join(existing, on=KEY, how="semi").select(KEY).unique()
     merge_keys = pl.concat([crowded, with_existing]).unique()
-    singles = fresh.join(merge_keys, on=KEY, how="anti").select("line")
+    singles = fresh.join(merge_keys, on=KEY, how="anti").select("line", "part")
     parts = [pl.read_parquet(p).join(merge_keys, on=KEY, how="semi") for p in staged.parts]
     rows = pl.concat(parts, how="diagonal_relaxed").with_columns(pl.col("line").alias("__order")) if parts else None
     merged = None
@@ -447,79 +472,175 @@ def _plan_merge(
 def _write_version(imp: AudienceImport, staged: Staged, blank_lines: int, ctx: JobContext | None) -> dict[str, Any]:
     mapping = {k: v for k, v in imp.mapping.items() if v}
     key = imp.dedupe_key or default_dedupe_key(mapping)
+    schema = str(connection.schema_name)  # type: ignore[attr-defined]
     quarantine = pl.concat(staged.quarantine).sort(ROW) if staged.quarantine else pl.DataFrame(schema=QUARANTINE_SCHEMA)
-    quarantine_name = _save_quarantine(imp, quarantine)
-    with transaction.atomic():
-        audience = _lock_audience(imp)
-        base = audience.current_version if imp.mode == ImportMode.APPEND else None
-        existing = _existing_keys(audience if base else None, key)
-        plan = _plan(imp, staged, existing, key, base.pk if base else None)
-        number = (audience.versions.aggregate(n=Max("number"))["n"] or 0) + 1
-        version = AudienceVersion.objects.create(
-            audience=audience,
-            number=number,
-            source_import=imp,
-            created_by_email=imp.created_by_email,
-            note=f"{imp.get_mode_display()}: {imp.source_name}",
-        )
-        records.create_partition(version.pk)
-        row = 0
-        if base is not None:
-            row += _copy_base(base.pk, version.pk, key, plan.replace_keys)
-        loaded = 0
-        keep = plan.keep_lines
-        for part in staged.parts:
-            frame = pl.read_parquet(part).join(keep, on="line", how="semi")
-            written = records.copy_frame(version.pk, records.conform(frame), first_row=row)
-            row += written
-            loaded += written
-            fault_point("audiences.import.copy")
-        if plan.merged is not None and plan.merged.height:
-            written = records.copy_frame(version.pk, records.conform(plan.merged), first_row=row)
-            row += written
-            loaded += written - len(plan.replace_keys) if imp.dedupe_rule == DedupeRule.MERGE else written
-        version.record_count = records.count_version(version.pk)
-        version.save(update_fields=["record_count"])
-        quality = _quality(version.pk, staged, quarantine, loaded)
-        imp.rows_read = staged.rows_read
-        imp.rows_quarantined = quarantine.height
-        imp.duplicates = plan.duplicates
-        imp.rows_loaded = staged.rows_read - imp.rows_quarantined - imp.duplicates
-        imp.blank_lines = blank_lines
-        imp.quality = {**quality, "dedupe_key": key, "replaced_existing": len(plan.replace_keys)}
-        imp.quarantine_file = quarantine_name
-        imp.version = version
-        imp.audience = audience
-        imp.status = ImportStatus.SUCCEEDED
-        imp.finished_at = timezone.now()
-        imp.save()
-        audience.current_version = version
-        audience.record_count = version.record_count
-        audience.status = AudienceStatus.READY
-        audience.save(update_fields=["current_version", "record_count", "status", "updated_at"])
-        record(
-            action="audience_import.succeeded",
-            org=current_org(),
-            entity=imp,
-            actor_email=imp.created_by_email,
-            after=summary(imp),
-        )
+    with staged.phase("quarantine_file"):
+        quarantine_name = _save_quarantine(imp, quarantine)
+    with _audience_lock(schema, imp.audience_name):  # one writer per audience: the plan stays true
+        _drop_leftovers(schema, imp)
+        audience = Audience.objects.filter(name=imp.audience_name).first()
+        base = audience.current_version if audience is not None and imp.mode == ImportMode.APPEND else None
+        with staged.phase("dedupe"):
+            existing = _existing_keys(audience if base else None, key)
+            plan = _plan(imp, staged, existing, key, base.pk if base else None)
+        version_id = _reserve_version_id()
+        loader = loader_for(schema, version_id)
+        try:
+            with nullcontext() if loader.parallel else transaction.atomic():
+                if loader.parallel:
+                    _create_detached(schema, version_id, imp)
+                with loader:
+                    loaded = _load_rows(loader, plan, staged, base, key, imp, version_id)
+                with transaction.atomic():
+                    _finish_version(
+                        imp,
+                        staged,
+                        plan,
+                        quarantine,
+                        quarantine_name,
+                        blank_lines,
+                        key,
+                        loaded,
+                        version_id,
+                        loader.parallel,
+                    )
+        except BaseException:
+            if loader.parallel:
+                records.drop_partition(version_id, schema)
+            raise
     if ctx is not None:
         ctx.progress(ctx.job.progress_total or 0, ctx.job.progress_total, rows_loaded=imp.rows_loaded)
     return summary(imp)
 
 
-def _copy_base(base_id: int, version_id: int, key: str, replace_keys: list[str]) -> int:
-    if not replace_keys:
-        return records.copy_version(base_id, version_id, first_row=0, skip_keys=None)
+def _load_rows(
+    loader: SerialLoader | ParallelLoader,
+    plan: Plan,
+    staged: Staged,
+    base: AudienceVersion | None,
+    key: str,
+    imp: AudienceImport,
+    version_id: int,
+) -> int:
+    """The new version's rows: the kept base records, then this file's kept rows, then merged groups."""
+    schema = loader.schema
+    first_row = 0
+    if base is not None:
+        replace = plan.replace_keys
+        loader.run(lambda cursor: records.copy_version(cursor, schema, base.pk, version_id, key=key, skip_keys=replace))
+        first_row = records.next_row(schema, base.pk)
+    keep = {int(p[0]): frame for p, frame in plan.keep_lines.partition_by("part", as_dict=True).items()}
+    loaded = 0
+    for index, part in enumerate(staged.parts):
+        wanted = keep.get(index)
+        if wanted is None:
+            continue
+        with staged.phase("load_prepare"):
+            frame = records.conform(pl.read_parquet(part).join(wanted.select("line"), on="line", how="semi"))
+        with staged.phase("load_copy"):
+            loader.copy_frame(frame, first_row)
+        first_row += frame.height
+        loaded += frame.height
+        fault_point("audiences.import.copy")
+    if plan.merged is not None and plan.merged.height:
+        merged = records.conform(plan.merged)
+        loader.copy_frame(merged, first_row)
+        loaded += merged.height - len(plan.replace_keys)
+    return loaded
+
+
+def _finish_version(
+    imp: AudienceImport,
+    staged: Staged,
+    plan: Plan,
+    quarantine: pl.DataFrame,
+    quarantine_name: str,
+    blank_lines: int,
+    key: str,
+    loaded: int,
+    version_id: int,
+    attach: bool,
+) -> None:
+    """One short transaction: the version row, its partition attached, counts, report, pointer, audit."""
+    audience = _lock_audience(imp)
+    number = (audience.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+    version = AudienceVersion.objects.create(
+        pk=version_id,
+        audience=audience,
+        number=number,
+        source_import=imp,
+        created_by_email=imp.created_by_email,
+        note=f"{imp.get_mode_display()}: {imp.source_name}",
+    )
+    if attach:
+        with connection.cursor() as cursor:
+            records.attach(cursor, str(connection.schema_name), version_id)  # type: ignore[attr-defined]
+    with staged.phase("quality"):
+        quality = _quality(version.pk, staged, quarantine, loaded)  # one scan: counts and completeness
+        version.record_count = quality["records_in_version"]
+        version.save(update_fields=["record_count"])
+    imp.rows_read = staged.rows_read
+    imp.rows_quarantined = quarantine.height
+    imp.duplicates = plan.duplicates
+    imp.rows_loaded = staged.rows_read - imp.rows_quarantined - imp.duplicates
+    imp.blank_lines = blank_lines
+    imp.quality = {**quality, "dedupe_key": key, "replaced_existing": len(plan.replace_keys), "timings": staged.timings}
+    imp.quarantine_file = quarantine_name
+    imp.version = version
+    imp.audience = audience
+    imp.status = ImportStatus.SUCCEEDED
+    imp.finished_at = timezone.now()
+    imp.save()
+    audience.current_version = version
+    audience.record_count = version.record_count
+    audience.status = AudienceStatus.READY
+    audience.save(update_fields=["current_version", "record_count", "status", "updated_at"])
+    record(
+        action="audience_import.succeeded",
+        org=current_org(),
+        entity=imp,
+        actor_email=imp.created_by_email,
+        after=summary(imp),
+    )
+
+
+def _reserve_version_id() -> int:
+    """The id the new version will have: its rows are written (under that id) before its row exists."""
     with connection.cursor() as cursor:
-        # IF NOT EXISTS + TRUNCATE: several imports may share one outer transaction (tests, scripts).
-        cursor.execute("CREATE TEMP TABLE IF NOT EXISTS _replaced_keys (key text PRIMARY KEY) ON COMMIT DROP")
-        cursor.execute("TRUNCATE _replaced_keys")
-        with cursor.copy("COPY _replaced_keys (key) FROM STDIN") as copy:  # type: ignore[attr-defined]
-            for value in replace_keys:
-                copy.write_row((value,))
-    return records.copy_version(base_id, version_id, first_row=0, skip_keys=f"{key}:_replaced_keys")
+        cursor.execute("SELECT nextval(pg_get_serial_sequence('audiences_audienceversion', 'id'))")
+        return int(cursor.fetchone()[0])
+
+
+def _create_detached(schema: str, version_id: int, imp: AudienceImport) -> None:
+    """Detached tables carry their import's id, so a re-run after a crash drops exactly its own leftovers."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {records.qualified(schema, version_id)}")
+        records.create_detached(cursor, schema, version_id)
+        cursor.execute(f"COMMENT ON TABLE {records.qualified(schema, version_id)} IS %s", [f"p360-import:{imp.pk}"])
+
+
+def _drop_leftovers(schema: str, imp: AudienceImport) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind = 'r' AND NOT c.relispartition "
+            "AND obj_description(c.oid, 'pg_class') = %s",
+            [schema, f"p360-import:{imp.pk}"],
+        )
+        for (name,) in cursor.fetchall():
+            cursor.execute(f'DROP TABLE IF EXISTS "{schema}"."{name}"')
+
+
+@contextmanager
+def _audience_lock(schema: str, name: str) -> Iterator[None]:
+    key = int.from_bytes(hashlib.sha256(f"audience:{schema}:{name}".encode()).digest()[:8], "big", signed=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [key])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
 
 
 def _lock_audience(imp: AudienceImport) -> Audience:

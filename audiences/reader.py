@@ -83,42 +83,56 @@ class DelimitedReader:
     # -- pass 1: what is wrong with which line -------------------------------------------------
     def scan_lines(self) -> LineScan:
         d = self.delimiter
-        quoted = r'"(?:[^"]|"")*"'
-        line = pl.col("line")
-        lf = (
+        text = pl.col("text")
+        base = (
             pl.scan_lines(self.path)
             .with_row_index("i", offset=1)
             .filter(pl.col("i") > 1)
-            .with_columns(text=line.str.strip_chars_end("\r"))
-            .with_columns(
-                quotes=pl.col("text").str.count_matches('"', literal=True),
-                fields=pl.when(pl.col("text").str.contains('"', literal=True))
-                .then(pl.col("text").str.replace_all(quoted, "").str.count_matches(d, literal=True))
-                .otherwise(pl.col("text").str.count_matches(d, literal=True))
-                + 1,
-            )
-            .with_columns(
-                reason=pl.when(pl.col("text") == "")
-                .then(pl.lit("blank"))
-                .when(pl.col("text").str.len_bytes() > MAX_LINE_BYTES)
-                .then(pl.lit(f"line longer than {MAX_LINE_BYTES // (1 << 20)} MiB"))
-                .when(pl.col("quotes") % 2 == 1)
-                .then(pl.lit("odd quotes"))
-                .when(pl.col("text").str.contains("\x00", literal=True))
-                .then(pl.lit("contains NUL bytes"))
-                .when(pl.col("text").str.contains("\ufffd", literal=True))
-                .then(pl.lit("contains bytes that are not valid text in the file's encoding"))
-                .when(pl.col("fields") != self.width)
-                .then(pl.format("expected {} fields, found {}", pl.lit(self.width), pl.col("fields")))
+            .select(pl.col("i").cast(pl.Int64), text=pl.col("line").str.strip_chars_end("\r"))
+        )
+        quotes = text.str.count_matches('"', literal=True)
+        # Cheap checks on every line (no regex): most files are decided here.
+        flagged = base.with_columns(
+            reason=pl.when(text == "")
+            .then(pl.lit("blank"))
+            .when(text.str.len_bytes() > MAX_LINE_BYTES)
+            .then(pl.lit(f"line longer than {MAX_LINE_BYTES // (1 << 20)} MiB"))
+            .when(quotes % 2 == 1)
+            .then(pl.lit("odd quotes"))
+            .when(text.str.contains("\x00", literal=True))
+            .then(pl.lit("contains NUL bytes"))
+            .when(text.str.contains("\ufffd", literal=True))
+            .then(pl.lit("contains bytes that are not valid text in the file's encoding"))
+            .when((quotes == 0) & (text.str.count_matches(d, literal=True) + 1 != self.width))
+            .then(
+                pl.format(
+                    "expected {} fields, found {}", pl.lit(self.width), text.str.count_matches(d, literal=True) + 1
+                )
             )
         )
-        totals = lf.select(pl.len().alias("n"), (pl.col("reason") == "odd quotes").sum().alias("odd")).collect()
+        totals_q = flagged.select(pl.len().alias("n"), (pl.col("reason") == "odd quotes").sum().alias("odd"))
+        excerpt = text.str.slice(0, EXCERPT)
+        simple_q = flagged.filter(pl.col("reason").is_not_null()).select("i", "reason", excerpt.alias("text"))
+        # Lines with quoted fields: count the delimiters outside the quotes (regex only on these lines).
+        fields = text.str.replace_all(r'"(?:[^"]|"")*"', "").str.count_matches(d, literal=True) + 1
+        quoted_q = (
+            base.filter(text.str.contains('"', literal=True) & (text.str.len_bytes() <= MAX_LINE_BYTES))
+            .with_columns(fields=fields)
+            .filter(pl.col("fields") != self.width)
+            .select(
+                "i",
+                pl.format("expected {} fields, found {}", pl.lit(self.width), pl.col("fields")).alias("reason"),
+                excerpt.alias("text"),
+            )
+        )
+        # One pass over the file for the three answers (polars shares the scan).
+        totals, simple, quoted = pl.collect_all([totals_q, simple_q, quoted_q])
         scan = LineScan(lines=int(totals["n"][0]))
         if int(totals["odd"][0] or 0) > 0:
             scan.fast = False
             self.scan = scan
             return scan
-        bad = lf.filter(pl.col("reason").is_not_null()).select("i", "reason", "text").collect()
+        bad = pl.concat([simple, quoted]).sort("i", maintain_order=True).unique("i", keep="first", maintain_order=True)
         scan.blank = set(bad.filter(pl.col("reason") == "blank")["i"].to_list())
         real = bad.filter(pl.col("reason") != "blank")
         scan.quarantine = quarantine_rows(
@@ -147,8 +161,7 @@ class DelimitedReader:
 
     def _fast_batches(self) -> Iterator[pl.DataFrame]:
         names = [f"c{i}" for i in range(self.width + 1)]  # one spare column soaks up extra fields
-        skip = set(self.scan.blank) | set(self.scan.quarantine[ROW].to_list())
-        skip_frame = pl.DataFrame({ROW: sorted(skip)}, schema={ROW: pl.Int64})
+        skip = pl.Series(ROW, sorted(set(self.scan.blank) | set(self.scan.quarantine[ROW].to_list())), dtype=pl.Int64)
         lf = (
             pl.scan_csv(
                 self.path,
@@ -164,7 +177,7 @@ class DelimitedReader:
             )
             .with_row_index(ROW, offset=2)
             .with_columns(pl.col(ROW).cast(pl.Int64))
-            .join(skip_frame.lazy(), on=ROW, how="anti", maintain_order="left")
+            .filter(~pl.col(ROW).is_in(skip.implode()))  # a filter streams; a join would gather the file
             .select(ROW, *[pl.col(n).alias(h) for n, h in zip(names, self.headers, strict=False)])
         )
         for batch in lf.collect_batches(chunk_size=self.chunk_size):

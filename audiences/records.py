@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
+from typing import Any
 
 import polars as pl
 from django.db import connection
@@ -55,6 +56,11 @@ def partition_name(version_id: int) -> str:
     return f"{TABLE}_v{int(version_id)}"
 
 
+def qualified(schema: str, version_id: int) -> str:
+    """Schema-qualified: loader threads and streamed responses do not share the request's search path."""
+    return f'"{schema}".{partition_name(version_id)}'
+
+
 def create_partition(version_id: int) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
@@ -62,9 +68,25 @@ def create_partition(version_id: int) -> None:
         )
 
 
-def drop_partition(version_id: int) -> None:
+def create_detached(cursor: Any, schema: str, version_id: int) -> None:
+    """A table shaped like a partition, loaded before it is attached (the CHECK makes ATTACH skip its scan)."""
+    cursor.execute(
+        f'CREATE TABLE {qualified(schema, version_id)} (LIKE "{schema}".{TABLE}, '
+        f"CONSTRAINT {partition_name(version_id)}_version CHECK (version_id = {int(version_id)}))"
+    )
+
+
+def attach(cursor: Any, schema: str, version_id: int) -> None:
+    cursor.execute(
+        f'ALTER TABLE "{schema}".{TABLE} ATTACH PARTITION {qualified(schema, version_id)} '
+        f"FOR VALUES IN ({int(version_id)})"
+    )
+
+
+def drop_partition(version_id: int, schema: str | None = None) -> None:
+    name = qualified(schema, version_id) if schema else partition_name(version_id)
     with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {partition_name(version_id)}")
+        cursor.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 def conform(frame: pl.DataFrame) -> pl.DataFrame:
@@ -78,47 +100,56 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.select(pl.col("line").cast(pl.Int64), *exprs)
 
 
-def copy_frame(version_id: int, frame: pl.DataFrame, *, first_row: int) -> int:
-    """COPY a conformed frame into the version's partition, numbering rows from `first_row`."""
-    if frame.height == 0:
-        return 0
+def csv_payload(version_id: int, frame: pl.DataFrame, *, first_row: int) -> bytes:
+    """A conformed frame as COPY CSV, numbering rows from `first_row` (polars encodes, no Python loop)."""
     out = frame.select(
         pl.lit(int(version_id), dtype=pl.Int64).alias("version_id"),
         (pl.int_range(0, frame.height, dtype=pl.Int64) + first_row).alias("row"),
         pl.all(),
     )
     buffer = io.BytesIO()
-    # polars writes CSV fast and multi-threaded; PostgreSQL's CSV COPY reads it without a Python loop.
     out.write_csv(buffer, include_header=False, null_value="\\N", quote_style="necessary")
-    columns = ", ".join(ALL_COLUMNS)
+    return buffer.getvalue()
+
+
+def copy_payload(cursor: Any, table: str, payload: bytes) -> None:
+    sql = f"COPY {table} ({', '.join(ALL_COLUMNS)}) FROM STDIN (FORMAT csv, NULL '\\N')"
+    with cursor.copy(sql) as copy:
+        view = memoryview(payload)
+        for start in range(0, len(view), 1 << 20):
+            copy.write(view[start : start + (1 << 20)])
+
+
+def copy_frame(version_id: int, frame: pl.DataFrame, *, first_row: int) -> int:
+    """COPY a conformed frame into the version's partition (current connection and transaction)."""
+    if frame.height == 0:
+        return 0
     with connection.cursor() as cursor:
-        sql = f"COPY {partition_name(version_id)} ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')"
-        with cursor.copy(sql) as copy:  # type: ignore[attr-defined]
-            view = buffer.getbuffer()
-            for start in range(0, len(view), 1 << 20):
-                copy.write(view[start : start + (1 << 20)])
+        copy_payload(cursor, partition_name(version_id), csv_payload(version_id, frame, first_row=first_row))
     return frame.height
 
 
-def copy_version(source_version_id: int, target_version_id: int, *, first_row: int, skip_keys: str | None) -> int:
-    """Copy a version's rows into another version (append keeps the old records), renumbering rows.
-
-    `skip_keys` names a temporary table `(key text)` of dedupe keys whose old rows must not be copied
-    (they are replaced by this import's rows), paired with the key column in `_skip_column`.
-    """
-    columns = ", ".join(["line", *DATA_COLUMNS])
-    where = ""
+def copy_version(
+    cursor: Any, schema: str, source_id: int, target_id: int, *, key: str = "", skip_keys: list[str] | None = None
+) -> int:
+    """Copy a version's rows into another (append keeps the old records), except the rows whose
+    dedupe key is in `skip_keys` (this import replaces them). Rows keep their ordinals."""
+    columns = ", ".join(["row", "line", *DATA_COLUMNS])
+    where = "true"
     if skip_keys:
-        column, table = skip_keys.split(":", 1)
-        where = f" AND NOT EXISTS (SELECT 1 FROM {table} k WHERE k.key = {key_sql(column, 's')})"
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {partition_name(target_version_id)} (version_id, row, {columns}) "
-            f"SELECT %s, %s + row_number() OVER (ORDER BY s.row) - 1, {columns} "
-            f"FROM {partition_name(source_version_id)} s WHERE true{where}",
-            [target_version_id, first_row],
-        )
-        return int(cursor.rowcount)
+        # IF NOT EXISTS + TRUNCATE: several imports may share one outer transaction (tests, scripts).
+        cursor.execute("CREATE TEMP TABLE IF NOT EXISTS _replaced_keys (key text PRIMARY KEY) ON COMMIT DROP")
+        cursor.execute("TRUNCATE _replaced_keys")
+        with cursor.copy("COPY _replaced_keys (key) FROM STDIN") as copy:
+            for value in skip_keys:
+                copy.write_row((value,))
+        where = f"NOT EXISTS (SELECT 1 FROM _replaced_keys k WHERE k.key = {key_sql(key, 's')})"
+    cursor.execute(
+        f"INSERT INTO {qualified(schema, target_id)} (version_id, {columns}) "
+        f"SELECT %s, {columns} FROM {qualified(schema, source_id)} s WHERE {where}",
+        [target_id],
+    )
+    return int(cursor.rowcount)
 
 
 def key_sql(column: str, alias: str) -> str:
@@ -158,6 +189,13 @@ def read_version_keys(version_id: int, key: str, keys: list[str]) -> pl.DataFram
     return read_version(
         version_id, ["line", *DATA_COLUMNS], where=f"{key_sql(key, 's')} IN (SELECT key FROM _wanted_keys)"
     )
+
+
+def next_row(schema: str, version_id: int) -> int:
+    """The first free row ordinal after a version's rows (appended rows come after the kept ones)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT coalesce(max(row) + 1, 0) FROM {qualified(schema, version_id)}")
+        return int(cursor.fetchone()[0])
 
 
 def count_version(version_id: int) -> int:

@@ -23,6 +23,16 @@ NAME = "Killed mid-import"
 ROWS = 3000
 
 
+def _detached_tables() -> int:
+    """Record tables of org_acme that are not attached partitions (a killed load's leftovers)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'org_acme' AND c.relname LIKE 'audiences_record_v%%' AND NOT c.relispartition"
+        )
+        return int(cursor.fetchone()[0])
+
+
 @pytest.fixture(scope="module")
 def killed_then_recovered(django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: Any) -> Iterator[dict[str, Any]]:
     path: Path = tmp_path_factory.mktemp("fault") / "people.csv"
@@ -35,6 +45,7 @@ def killed_then_recovered(django_db_setup: Any, django_db_blocker: Any, tmp_path
         outcome["returncode"] = killed.returncode
         with schema_context("org_acme"):
             imp = AudienceImport.objects.get(audience_name=NAME)
+            outcome["orphans_after_kill"] = _detached_tables()
             outcome["after_kill"] = {
                 "import_status": imp.status,
                 "audience_exists": Audience.objects.filter(name=NAME).exists(),
@@ -53,6 +64,7 @@ def killed_then_recovered(django_db_setup: Any, django_db_blocker: Any, tmp_path
                     "records": records.count_version(audience.current_version_id),
                     "versions": audience.versions.count(),
                     "job_status": Job.objects.get(pk=imp.job_id).status,
+                    "orphans": _detached_tables(),
                 }
             yield outcome
         finally:
@@ -83,3 +95,5 @@ def test_the_reaped_job_loads_exactly_the_source(killed_then_recovered: dict[str
     assert after["rows"] == (ROWS + 1, ROWS, 0, 1)
     assert after["records"] == ROWS
     assert after["versions"] == 1
+    assert killed_then_recovered["orphans_after_kill"] == 1  # the killed load's detached table...
+    assert after["orphans"] == 0  # ...dropped by the re-run

@@ -1,0 +1,117 @@
+"""Writing a new version's rows: in the caller's transaction, or over parallel connections.
+
+PostgreSQL parses COPY input on one core per connection, so a big import loads through several
+connections at once into a detached table, which one short transaction then attaches as the
+version's partition (together with the version row and the audience's pointer). Until that commit
+the table is invisible to every reader; if the process dies first, the next attempt drops it.
+
+When the caller already holds a transaction (tests, a script wrapping several imports), other
+connections could not see that transaction's work, so rows go through the caller's connection.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import polars as pl
+import psycopg
+from django.conf import settings
+from django.db import connection
+
+from audiences import records
+
+Task = Callable[[Any], None]
+
+
+def connection_kwargs() -> dict[str, Any]:
+    params = connection.get_connection_params()
+    return {k: v for k, v in params.items() if k in {"dbname", "user", "password", "host", "port", "sslmode"} and v}
+
+
+class SerialLoader:
+    """Rows into an attached partition, through the caller's connection and transaction."""
+
+    parallel = False
+
+    def __init__(self, schema: str, version_id: int) -> None:
+        self.schema, self.version_id = schema, version_id
+
+    def __enter__(self) -> SerialLoader:
+        records.create_partition(self.version_id)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def run(self, task: Task) -> None:
+        with connection.cursor() as cursor:
+            task(cursor)
+
+    def copy_frame(self, frame: pl.DataFrame, first_row: int) -> None:
+        if frame.height:
+            payload = records.csv_payload(self.version_id, frame, first_row=first_row)
+            self.run(
+                lambda cursor: records.copy_payload(cursor, records.qualified(self.schema, self.version_id), payload)
+            )
+
+
+class ParallelLoader:
+    """Rows into a detached table through `workers` connections; `attach` happens in the caller's commit."""
+
+    parallel = True
+
+    def __init__(self, schema: str, version_id: int, workers: int) -> None:
+        self.schema, self.version_id, self.workers = schema, version_id, workers
+        self.tasks: queue.Queue[Task | None] = queue.Queue(maxsize=workers * 2)  # bounded: memory stays flat
+        self.errors: list[BaseException] = []
+        self.threads: list[threading.Thread] = []
+
+    def __enter__(self) -> ParallelLoader:
+        # The detached table exists already (created and tagged by the pipeline, committed).
+        for index in range(self.workers):
+            thread = threading.Thread(target=self._work, name=f"import-copy-{index}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        return self
+
+    def _work(self) -> None:
+        try:
+            with psycopg.connect(**connection_kwargs()) as conn:
+                while (task := self.tasks.get()) is not None:
+                    if not self.errors:
+                        with conn.cursor() as cursor:
+                            task(cursor)
+                conn.commit()
+        except BaseException as exc:  # noqa: BLE001  (re-raised in the caller, which drops the table)
+            self.errors.append(exc)
+            while self.tasks.get() is not None:  # drain so the producer never blocks
+                pass
+
+    def run(self, task: Task) -> None:
+        if self.errors:
+            raise self.errors[0]
+        self.tasks.put(task)
+
+    def copy_frame(self, frame: pl.DataFrame, first_row: int) -> None:
+        if frame.height:
+            payload = records.csv_payload(self.version_id, frame, first_row=first_row)
+            table = records.qualified(self.schema, self.version_id)
+            self.run(lambda cursor: records.copy_payload(cursor, table, payload))
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        for _ in self.threads:
+            self.tasks.put(None)
+        for thread in self.threads:
+            thread.join()
+        if exc_type is None and self.errors:
+            raise self.errors[0]
+
+
+def loader_for(schema: str, version_id: int) -> SerialLoader | ParallelLoader:
+    workers = int(getattr(settings, "P360_IMPORT_COPY_WORKERS", 2))
+    if connection.in_atomic_block or workers < 2:
+        return SerialLoader(schema, version_id)
+    return ParallelLoader(schema, version_id, workers)

@@ -1,0 +1,203 @@
+"""Audience import, end to end, against raw PostgreSQL COPY of the same file in the same run.
+
+A generated CSV with a realistic mix of fields and dirt (mixed-case and gmail addresses, invalid emails,
+phones in several formats, websites with schemes and paths, revenue with thousands separators, country
+names, quoted titles with commas, in-file duplicates, two custom columns). `P360_BENCH_IMPORT_ROWS` sets
+the size (default 10,000,000 rows, about 1.3 GB); the file is generated once under var/bench/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.common import Row, fmt_s, goal_text
+
+ORDER = 30
+ROWS = int(os.environ.get("P360_BENCH_IMPORT_ROWS", "10000000"))
+SMALL_ROWS = 10_000
+ROOT = Path(__file__).resolve().parents[1]
+GOAL_SHARE_OF_COPY = 0.40
+GOAL_PEAK_BYTES = 2 * 1024**3
+GOAL_SMALL_SECONDS = 1.0
+
+COLUMNS = [
+    "Email",
+    "Phone",
+    "First Name",
+    "Last Name",
+    "Job Title",
+    "Company",
+    "Website",
+    "Industry",
+    "Annual Revenue",
+    "Employees",
+    "Country",
+    "State",
+    "City",
+    "Zip",
+    "Member ID",
+    "Score",
+]
+
+
+def generate(rows: int, path: Path) -> Path:
+    """Write the benchmark file with polars (vectorised, seconds for millions of rows)."""
+    import polars as pl
+
+    if path.exists() and path.stat().st_size > 0:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    i = pl.int_range(0, rows, dtype=pl.Int64, eager=True).alias("i")
+    frame = pl.DataFrame(i)
+    n = pl.col("i")
+    # 3 % of rows repeat an earlier person (in-file duplicates), 2 % have an invalid email.
+    person = pl.when(n % 33 == 7).then(n // 2).otherwise(n)
+    email = (
+        pl.when(n % 50 == 3)
+        .then(pl.lit("not-an-email-") + n.cast(pl.String))
+        .when(n % 10 == 1)
+        .then(pl.lit(" First.Last") + person.cast(pl.String) + pl.lit("+news@GMail.com "))
+        .otherwise(pl.lit("User") + person.cast(pl.String) + pl.lit("@Example") + (person % 997).cast(pl.String) + pl.lit(".com"))
+    )
+    digits = (person % 10_000_000).cast(pl.String).str.zfill(7)
+    phone = (
+        pl.when(n % 10 == 0)
+        .then(pl.lit(""))
+        .when(n % 3 == 0)
+        .then(pl.lit("(415) ") + digits.str.slice(0, 3) + pl.lit("-") + digits.str.slice(3, 4))
+        .when(n % 3 == 1)
+        .then(pl.lit("+1 415 ") + digits.str.slice(0, 3) + pl.lit(" ") + digits.str.slice(3, 4))
+        .otherwise(pl.lit("415.") + digits.str.slice(0, 3) + pl.lit(".") + digits.str.slice(3, 4))
+    )
+    countries = ["United States", "USA", "US", "Germany", "DE", "United Kingdom", "France", "Canada"]
+    industries = ["Software", "Manufacturing", "Retail", "Finance", "Healthcare", "Education"]
+    titles = ["VP, Sales", "Head of Marketing", "Engineer", "CFO", "Director, Operations"]
+    frame = frame.select(
+        email.alias("Email"),
+        phone.alias("Phone"),
+        (pl.lit("First") + (person % 5000).cast(pl.String)).alias("First Name"),
+        (pl.lit("Last") + (person % 7919).cast(pl.String)).alias("Last Name"),
+        pl.lit(pl.Series(titles)).get(person % len(titles)).alias("Job Title"),
+        (pl.lit("Company ") + (person % 200_000).cast(pl.String)).alias("Company"),
+        (pl.lit("https://www.company") + (person % 200_000).cast(pl.String) + pl.lit(".com/about")).alias("Website"),
+        pl.lit(pl.Series(industries)).get(person % len(industries)).alias("Industry"),
+        (
+            (person % 900 + 1).cast(pl.String)
+            + pl.lit(",")
+            + (person % 1000).cast(pl.String).str.zfill(3)
+            + pl.lit(",")
+            + (person * 7 % 1000).cast(pl.String).str.zfill(3)
+        ).alias("Annual Revenue"),
+        ((person % 5000) + 1).cast(pl.String).alias("Employees"),
+        pl.lit(pl.Series(countries)).get(person % len(countries)).alias("Country"),
+        pl.lit("CA").alias("State"),
+        pl.lit("San Francisco").alias("City"),
+        (person % 90_000 + 10_000).cast(pl.String).alias("Zip"),
+        (pl.lit("M-") + person.cast(pl.String)).alias("Member ID"),
+        ((person % 1000) / 10).cast(pl.String).alias("Score"),
+    )
+    tmp = path.with_suffix(".tmp")
+    frame.write_csv(tmp)
+    tmp.rename(path)
+    return path
+
+
+def _copy_baseline(path: Path) -> float:
+    """Seconds for raw COPY of the file into a plain text table (client-side, CSV format)."""
+    from django.db import connection
+
+    columns = ", ".join(f'"{c}" text' for c in COLUMNS)
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS bench_import_copy")
+        cursor.execute(f"CREATE TABLE bench_import_copy ({columns})")
+        start = time.perf_counter()
+        with path.open("rb") as handle, cursor.copy("COPY bench_import_copy FROM STDIN (FORMAT csv, HEADER)") as copy:  # type: ignore[attr-defined]
+            while chunk := handle.read(1 << 20):
+                copy.write(chunk)
+        elapsed = time.perf_counter() - start
+        cursor.execute("DROP TABLE bench_import_copy")
+    return elapsed
+
+
+def _import_in_subprocess(path: Path, name: str) -> tuple[float, dict, int]:
+    """Seconds, the command's JSON, and the peak RSS (bytes) of the importing process."""
+    env = {**os.environ, "P360_DB_NAME": os.environ.get("P360_DB_NAME", "p360_bench")}
+    args = [sys.executable, str(ROOT / "manage.py"), "import_audience", "--org", "acme", str(path)]
+    args += ["--name", name, "--mode", "replace", "--json"]
+    start = time.perf_counter()
+    done = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "import failed")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    return elapsed, json.loads(done.stdout), peak
+
+
+def _import_in_process(path: Path, name: str) -> tuple[float, dict]:
+    from django.db import connection
+    from django_tenants.utils import schema_context
+
+    from audiences.pipeline import summary
+    from audiences.services import import_configure, import_create, import_start
+
+    with schema_context("org_acme"):
+        start = time.perf_counter()
+        imp = import_create(audience_name=name, source_name=path.name, actor=None, path=path)
+        imp = import_configure(imp=imp, actor=None, mapping=imp.mapping, mode="replace")
+        imp = import_start(imp=imp, actor=None, inline=True)
+        elapsed = time.perf_counter() - start
+        result = summary(imp)
+    connection.set_schema_to_public()  # type: ignore[attr-defined]
+    return elapsed, result
+
+
+def large_import() -> list[Row]:
+    path = generate(ROWS, ROOT / "var" / "bench" / f"audience-{ROWS}.csv")
+    size_mb = path.stat().st_size / 1e6
+    copy_seconds = _copy_baseline(path)
+    seconds, result, peak = _import_in_subprocess(path, "bench-import-large")
+    ours = result["rows_read"] / seconds
+    baseline = ROWS / copy_seconds
+    share = ours / baseline
+    return [
+        Row(
+            workload="audience import, end to end",
+            size=f"{ROWS:,} rows, {size_mb:,.0f} MB",
+            p360=f"{ours:,.0f} rows/s ({fmt_s(seconds)})",
+            baseline=f"{baseline:,.0f} rows/s raw COPY ({fmt_s(copy_seconds)})",
+            ratio=f"{share:.0%} of COPY",
+            goal=goal_text(f">= {GOAL_SHARE_OF_COPY:.0%} of COPY", share >= GOAL_SHARE_OF_COPY),
+        ),
+        Row(
+            workload="audience import, peak memory",
+            size=f"{ROWS:,} rows",
+            p360=f"{peak / 1024**2:,.0f} MB peak RSS",
+            baseline=f"file {size_mb:,.0f} MB",
+            ratio=f"{peak / max(path.stat().st_size, 1):.2f}x file",
+            goal=goal_text("< 2 GB", peak < GOAL_PEAK_BYTES),
+        ),
+    ]
+
+
+def small_import() -> Row:
+    path = generate(SMALL_ROWS, ROOT / "var" / "bench" / f"audience-{SMALL_ROWS}.csv")
+    copy_seconds = _copy_baseline(path)
+    seconds, _ = _import_in_process(path, "bench-import-small")
+    return Row(
+        workload="audience import, source doc case",
+        size=f"{SMALL_ROWS:,} rows",
+        p360=fmt_s(seconds),
+        baseline=f"{fmt_s(copy_seconds)} raw COPY",
+        ratio=f"x{seconds / copy_seconds:.1f}",
+        goal=goal_text(f"< {GOAL_SMALL_SECONDS:g} s (doc: 30 s)", seconds < GOAL_SMALL_SECONDS),
+    )
+
+
+def run() -> list[Row]:
+    return [small_import(), *large_import()]
