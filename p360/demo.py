@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django_tenants.utils import schema_context
 
@@ -40,7 +42,6 @@ USERS = [
 
 AUDIENCES = {
     "acme": [
-        ("Enterprise IT decision makers", AudienceKind.IMPORTED, AudienceStatus.READY, 48_210),
         ("Cloud security intent (surging)", AudienceKind.BUILT, AudienceStatus.READY, 12_904),
         ("ICP seed: manufacturing", AudienceKind.SEED, AudienceStatus.DRAFT, 25_000),
     ],
@@ -60,6 +61,46 @@ CAMPAIGNS = {
         ("Globex holiday push", CampaignStatus.DRAFT, dt.date(2026, 12, 1), dt.date(2026, 12, 24), Decimal("60000.00")),
     ],
 }
+
+
+DEMO_IMPORT_AUDIENCE = "Enterprise IT decision makers"
+DEMO_IMPORT_ROWS = 2_500
+
+
+def demo_crm_file(rows: int = DEMO_IMPORT_ROWS) -> Path:
+    """A deterministic CRM export with the usual dirt: mixed case, gmail dots and tags, bad emails,
+    phones in several formats, websites with schemes, revenue with separators, duplicates."""
+    path = Path(settings.DATA_DIR) / "demo" / "acme-crm-export.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    titles = ["CIO", "VP, Infrastructure", "IT Director", "Head of Security", "CTO"]
+    industries = ["Software", "Manufacturing", "Finance", "Healthcare", "Retail"]
+    countries = ["United States", "USA", "Germany", "United Kingdom", "Canada"]
+    lines = [
+        "E-mail,Phone Number,First Name,Last Name,Title,Company,Website,Industry,Annual Revenue,Employees,Country,Lead Score"
+    ]
+    for i in range(rows):
+        person = i // 2 if i % 41 == 5 else i  # about 2 % repeat an earlier person
+        email = f"Jane.Doe{person}+crm@GMail.com" if person % 9 == 0 else f"Person{person}@Company{person % 600}.com"
+        if i % 97 == 13:
+            email = f"person{person}-at-company.com"  # invalid: quarantined
+        phone = ["(415) 555-{:04d}", "+1 415 555 {:04d}", "415.555.{:04d}", ""][i % 4].format(person % 10_000)
+        revenue = f"{(person % 400 + 1) * 1_250_000:,}"
+        lines.append(
+            f'{email},{phone},First{person % 300},Last{person % 700},"{titles[person % 5]}",Company {person % 600},'
+            f'https://www.company{person % 600}.com/,{industries[person % 5]},"{revenue}",{(person % 90 + 1) * 50},'
+            f"{countries[person % 5]},{person % 100}"
+        )
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _import_demo_file() -> None:
+    from audiences.services import import_configure, import_create, import_start
+
+    path = demo_crm_file()
+    imp = import_create(audience_name=DEMO_IMPORT_AUDIENCE, source_name=path.name, actor=None, path=path)
+    imp = import_configure(imp=imp, actor=None, mapping=imp.mapping, custom_types=imp.custom_types)
+    import_start(imp=imp, actor=None, inline=True)
 
 
 def _ensure_org(spec: dict[str, str]) -> tuple[Organization, bool]:
@@ -82,7 +123,7 @@ def _ensure_user(spec: dict[str, Any]) -> tuple[User, bool]:
 @transaction.atomic
 def load_demo() -> dict[str, Any]:
     """Create what is missing of the demo data; returns what exists and what was created."""
-    created: dict[str, int] = {"orgs": 0, "users": 0, "audiences": 0, "campaigns": 0}
+    created: dict[str, int] = {"orgs": 0, "users": 0, "audiences": 0, "campaigns": 0, "imports": 0}
     for spec in ORGS:
         _, was_created = _ensure_org(spec)
         created["orgs"] += was_created
@@ -97,6 +138,9 @@ def load_demo() -> dict[str, Any]:
                         audience=Audience(name=name, kind=kind, status=status, record_count=count), actor=None
                     )
                     created["audiences"] += 1
+            if org.slug == "acme" and not Audience.objects.filter(name=DEMO_IMPORT_AUDIENCE).exists():
+                _import_demo_file()
+                created["imports"] += 1
             for name, status, start, end, budget in CAMPAIGNS.get(org.slug, []):  # type: ignore[attr-defined]
                 if not Campaign.objects.filter(name=name).exists():
                     campaign_save(
