@@ -318,13 +318,13 @@ def _stage_once(
         good = result.records.rename({ROW: "line"}).with_columns(_key_expr(key).alias(KEY))
         for column in good.columns:
             if column not in {"line", KEY}:
-                staged.field_filled[column] = staged.field_filled.get(column, 0) + good[column].is_not_null().sum()
+                staged.field_filled[column] = staged.field_filled.get(column, 0) + int(good[column].is_not_null().sum())
         part = tmp / f"part-{number:05d}.parquet"
         with staged.phase("stage"):
             good.write_parquet(part, compression="lz4")
         staged.parts.append(part)
         staged.keys.append(good.select("line", KEY, pl.lit(number, dtype=pl.Int32).alias("part")))
-        done = int(batch[ROW].max() or done) if batch.height else done
+        done = int(batch[ROW].cast(pl.Int64).max() or done) if batch.height else done  # type: ignore[arg-type]
         if ctx is not None:
             ctx.progress(min(done, total), total, rows_read=staged.rows_read)
     if reader is not None:
@@ -527,7 +527,10 @@ def _load_rows(
     first_row = 0
     if base is not None:
         replace = plan.replace_keys
-        loader.run(lambda cursor: records.copy_version(cursor, schema, base.pk, version_id, key=key, skip_keys=replace))
+        def copy_base(cursor: Any) -> None:
+            records.copy_version(cursor, schema, base.pk, version_id, key=key, skip_keys=replace)
+
+        loader.run(copy_base)
         first_row = records.next_row(schema, base.pk)
     keep = {int(p[0]): frame for p, frame in plan.keep_lines.partition_by("part", as_dict=True).items()}
     loaded = 0
@@ -721,7 +724,7 @@ def summary(imp: AudienceImport) -> dict[str, Any]:
         "rows_quarantined": imp.rows_quarantined,
         "duplicates": imp.duplicates,
         "audience_id": imp.audience_id,
-        "version": imp.version.number if imp.version_id else None,
+        "version": imp.version.number if imp.version is not None else None,
         "quarantine_file": imp.quarantine_file or None,
         "blank_lines": imp.blank_lines,
         "file_sha256": imp.file_sha256,

@@ -44,7 +44,7 @@ def import_status(imp: AudienceImport) -> dict[str, Any]:
         "source_name": imp.source_name,
         "audience_name": imp.audience_name,
         "audience_id": imp.audience_id,
-        "version": imp.version.number if imp.version_id else None,
+        "version": imp.version.number if imp.version is not None else None,
         "progress": {"done": done, "total": total, "percent": percent, "rows_per_second": rate, "eta_seconds": eta},
         "rows_read": imp.rows_read,
         "rows_loaded": imp.rows_loaded,
