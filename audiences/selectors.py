@@ -74,3 +74,25 @@ def import_status(imp: AudienceImport) -> dict[str, Any]:
         "created_at": imp.created_at.isoformat(),
         "finished_at": imp.finished_at.isoformat() if imp.finished_at else None,
     }
+
+
+def quality_rows(imp: AudienceImport) -> list[dict[str, Any]]:
+    """Per field, in the catalogue's order: label, share filled (of the version), share valid (in the file)."""
+    from audiences.fields import field_label
+    from audiences.records import DATA_COLUMNS
+
+    completeness = (imp.quality or {}).get("completeness", {})
+    validity = (imp.quality or {}).get("validity", {})
+    rows = []
+    for column in DATA_COLUMNS:
+        if column not in completeness and column not in validity:
+            continue
+        label = "Custom fields" if column == "custom" else field_label(column)
+        rows.append({"field": column, "label": label, "filled": completeness.get(column, 0.0), "valid": validity.get(column)})
+    return rows
+
+
+def import_duration(imp: AudienceImport) -> float | None:
+    if imp.started_at and imp.finished_at:
+        return round((imp.finished_at - imp.started_at).total_seconds(), 1)
+    return None

@@ -160,7 +160,13 @@ def import_map(request: HttpRequest, pk: int) -> HttpResponse:
 
 def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
     imp = get_object_or_404(AudienceImport.objects.select_related("audience", "version"), pk=pk)
-    context = {"imp": imp, "status": selectors.import_status(imp), "base": _base(request)}
+    context = {
+        "imp": imp,
+        "status": selectors.import_status(imp),
+        "quality_rows": selectors.quality_rows(imp),
+        "duration": selectors.import_duration(imp),
+        "base": _base(request),
+    }
     return render(request, "audiences/import_detail.html", context)
 
 
