@@ -8,7 +8,7 @@ Two paths give the same rows:
   polars' CSV reader and drops those lines. Record i is physical line i + 2 (the header is line 1).
 - the careful path (Python's csv module) when a quote opens a field that spans lines, or a quote is
   never closed, or polars refuses the file. It follows quotes across lines, gives up on a quote that
-  does not close within `MAX_RECORD_LINES` lines (that line is quarantined as "unbalanced quote" and
+  does not close within `MAX_RECORD_BYTES` (that line is quarantined as "unbalanced quote" and
   reading resumes on the next line), so one stray quote never swallows the rest of the file.
 
 Bad lines are returned as quarantine rows (line, reason, excerpt); nothing is dropped silently.
@@ -25,9 +25,11 @@ from pathlib import Path
 
 import polars as pl
 
+csv.field_size_limit(MAX_FIELD := 64 << 20)  # the default (128 KiB) would fail long fields before we judge them
+
 ROW = "__row"  # the source line number of a record (1-based; the header is line 1)
 MAX_LINE_BYTES = 1 << 20  # a record longer than 1 MiB is quarantined ("a 10 MB field")
-MAX_RECORD_LINES = 200  # a quoted field may span at most this many lines
+MAX_RECORD_BYTES = 16 << 20  # a quoted field that has not closed after 16 MiB is an unbalanced quote
 EXCERPT = 200
 QUARANTINE_SCHEMA = {ROW: pl.Int64, "column": pl.String, "field": pl.String, "value": pl.String, "reason": pl.String}
 
@@ -229,36 +231,66 @@ class DelimitedReader:
         return pl.DataFrame(data)
 
     def _records(self) -> Iterator[tuple[int, str, str | None]]:
-        """(first line number, record text, reason it is bad or None), following quotes across lines."""
+        """(first line number, record text, reason it is bad or None), following quoted fields across lines.
+
+        A quote opens a quoted field only at the start of a field (`O"Brien` is literal text, as in
+        spreadsheets). A quoted field that has not closed after MAX_RECORD_BYTES is an unbalanced quote:
+        its first line is quarantined and the lines after it are read again on their own.
+        """
         with self.path.open(encoding="utf-8", errors="replace", newline="") as handle:
             handle.readline()  # the header
             numbered = ((n, line) for n, line in enumerate(handle, start=2))
             pending: deque[tuple[int, str]] = deque()
-
-            def next_line() -> tuple[int, str] | None:
-                if pending:
-                    return pending.popleft()
-                return next(numbered, None)
-
-            while (item := next_line()) is not None:
-                start, text = item
-                if text.count('"') % 2 == 0:
-                    yield start, text, None
-                    continue
-                taken = [item]
-                quotes = text.count('"')
-                while quotes % 2 and len(taken) < MAX_RECORD_LINES:
-                    following = next_line()
-                    if following is None:
+            taken: list[tuple[int, str]] = []
+            size = 0
+            inside = False
+            while True:
+                item = pending.popleft() if pending else next(numbered, None)
+                if item is None:
+                    if not taken:
                         break
-                    taken.append(following)
-                    quotes += following[1].count('"')
-                if quotes % 2 == 0:
-                    yield start, "".join(t for _, t in taken), None
-                else:
-                    # The quote never closes: only the first line is bad; re-read the others on their own.
-                    yield start, text, f"unbalanced quote (not closed within {MAX_RECORD_LINES} lines)"
+                    # The file ended inside a quoted field: the quote is unbalanced (same as below).
+                    yield taken[0][0], taken[0][1], UNBALANCED
+                    pending.extend(taken[1:])
+                    taken, size, inside = [], 0, False
+                    continue
+                taken.append(item)
+                size += len(item[1])
+                inside = ends_inside_quotes(item[1].rstrip("\r\n"), self.delimiter, inside)
+                if not inside:
+                    yield taken[0][0], "".join(text for _, text in taken), None
+                    taken, size = [], 0
+                elif size > MAX_RECORD_BYTES:
+                    yield taken[0][0], taken[0][1], UNBALANCED
                     pending.extendleft(reversed(taken[1:]))
+                    taken, size, inside = [], 0, False
+
+
+UNBALANCED = "unbalanced quote (a quoted field never closes)"
+
+
+def ends_inside_quotes(text: str, delimiter: str, inside: bool) -> bool:
+    """Whether a physical line ends inside a quoted field, given whether it started inside one."""
+    i, n = 0, len(text)
+    while True:
+        if inside:
+            j = text.find('"', i)
+            while j != -1 and j + 1 < n and text[j + 1] == '"':  # "" is an escaped quote
+                j = text.find('"', j + 2)
+            if j == -1:
+                return True
+            inside = False
+            k = text.find(delimiter, j + 1)
+            if k == -1:
+                return False
+            i = k + 1
+        elif i < n and text[i] == '"':
+            inside, i = True, i + 1
+        else:
+            k = text.find(delimiter, i)
+            if k == -1:
+                return False
+            i = k + 1
 
 
 class RestartCarefully(Exception):

@@ -63,7 +63,7 @@ def test_dirty_file_counts_reconcile_and_bad_rows_are_quarantined_with_line_and_
             "",  # 6: blank line, not a row
             "carl@example.com,555-010-0003,Carl,Initech,initech.com,20,d,EXTRA",  # 7: too many fields
             ",,,,,,",  # 8: no values
-            "dora@example.com,555-010-0004,Dora,Hooli,hooli.com,30,=HYPERLINK(\"x\")",  # 9: formula kept as data
+            'dora@example.com,555-010-0004,Dora,Hooli,hooli.com,30,=HYPERLINK("x")',  # 9: formula kept as data
         ],
     )
     result = run(path)
@@ -72,7 +72,14 @@ def test_dirty_file_counts_reconcile_and_bad_rows_are_quarantined_with_line_and_
     assert result["duplicates"] == 1
     assert result["rows_quarantined"] == 4
     assert reconciles(result)
-    assert set(result) >= {"rows_read", "rows_loaded", "rows_quarantined", "duplicates", "audience_id", "quarantine_file"}
+    assert set(result) >= {
+        "rows_read",
+        "rows_loaded",
+        "rows_quarantined",
+        "duplicates",
+        "audience_id",
+        "quarantine_file",
+    }
     reasons = {int(row["line"]): row["reason"] for row in quarantine(result)}
     assert reasons[3] == "invalid email address"
     assert reasons[5] == "expected 7 fields, found 2"
@@ -156,8 +163,17 @@ def test_versions_can_be_restored_and_old_ones_are_pruned_by_retention(tmp_path:
 
 
 def test_mapping_override_custom_fields_and_custom_dedupe_key(tmp_path: Path) -> None:
-    path = write(tmp_path, "crm.csv", ["Contact,Account,Member ID", "a@x.com,Acme,M1", "b@x.com,Acme,M1", "c@x.com,Beta,M2"])
-    result = run(path, "--mapping", json.dumps({"Contact": "email", "Account": "company_name"}), "--dedupe-key", "custom.member_id", name="Custom")
+    path = write(
+        tmp_path, "crm.csv", ["Contact,Account,Member ID", "a@x.com,Acme,M1", "b@x.com,Acme,M1", "c@x.com,Beta,M2"]
+    )
+    result = run(
+        path,
+        "--mapping",
+        json.dumps({"Contact": "email", "Account": "company_name"}),
+        "--dedupe-key",
+        "custom.member_id",
+        name="Custom",
+    )
     assert (result["rows_loaded"], result["duplicates"]) == (2, 1)
     rows = members(result["audience_id"])
     assert [r["company_name"] for r in rows] == ["Acme", "Beta"]
@@ -189,7 +205,9 @@ def test_unknown_org_and_missing_file_are_refused(tmp_path: Path) -> None:
         run(tmp_path / "missing.csv")
 
 
-def test_an_import_into_one_org_is_invisible_to_the_other(tmp_path: Path, login: Any, acme_marketer: Any, globex_marketer: Any) -> None:
+def test_an_import_into_one_org_is_invisible_to_the_other(
+    tmp_path: Path, login: Any, acme_marketer: Any, globex_marketer: Any
+) -> None:
     result = run(write(tmp_path, "private.csv", ["Email", "secret@acme.com"]), name="Acme private")
     import_id = result["import_id"]
     with schema_context("org_globex"):
@@ -207,7 +225,9 @@ def test_an_import_into_one_org_is_invisible_to_the_other(tmp_path: Path, login:
     response = outsider.get(f"/o/globex/api/v1/audiences/{result['audience_id']}/members?format=csv")
     assert b"secret@acme.com" not in b"".join(getattr(response, "streaming_content", [response.content]))
     insider = login(acme_marketer)
-    body = b"".join(insider.get(f"/o/acme/api/v1/audiences/{result['audience_id']}/members?format=csv").streaming_content)
+    body = b"".join(
+        insider.get(f"/o/acme/api/v1/audiences/{result['audience_id']}/members?format=csv").streaming_content
+    )
     assert b"secret@acme.com" in body
 
 
@@ -220,7 +240,9 @@ UID2_VECTORS = {
 }
 
 
-def test_members_csv_carries_the_official_uid2_hashes_and_neutralises_formulas(tmp_path: Path, login: Any, acme_marketer: Any) -> None:
+def test_members_csv_carries_the_official_uid2_hashes_and_neutralises_formulas(
+    tmp_path: Path, login: Any, acme_marketer: Any
+) -> None:
     lines = ["Email,Company", *[f"{email},=SUM(1+1)" for email in UID2_VECTORS]]
     result = run(write(tmp_path, "uid2.csv", lines), name="UID2 vectors")
     client = login(acme_marketer)
@@ -233,7 +255,10 @@ def test_members_csv_carries_the_official_uid2_hashes_and_neutralises_formulas(t
 
 
 def test_the_import_pages_show_history_report_and_quarantine(tmp_path: Path, login: Any, acme_marketer: Any) -> None:
-    result = run(write(tmp_path, "report.csv", [HEADER, "ann@example.com,1,Ann,A,a.com,1,x", "bad,1,B,B,b.com,1,y"]), name="Reported")
+    result = run(
+        write(tmp_path, "report.csv", [HEADER, "ann@example.com,1,Ann,A,a.com,1,x", "bad,1,B,B,b.com,1,y"]),
+        name="Reported",
+    )
     client = login(acme_marketer)
     history = client.get("/o/acme/audiences/imports/?q=report.csv")
     assert history.status_code == 200 and b"report.csv" in history.content

@@ -34,7 +34,9 @@ def _detached_tables() -> int:
 
 
 @pytest.fixture(scope="module")
-def killed_then_recovered(django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: Any) -> Iterator[dict[str, Any]]:
+def killed_then_recovered(
+    django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: Any
+) -> Iterator[dict[str, Any]]:
     path: Path = tmp_path_factory.mktemp("fault") / "people.csv"
     lines = ["Email,First Name", *[f"person{i}@example.com,P{i}" for i in range(ROWS)], "person1@example.com,dup"]
     path.write_text("\n".join(lines) + "\n")

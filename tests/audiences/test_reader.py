@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from audiences.reader import ROW, DelimitedReader, read_header
 
 
-def read(path: Path, *, careful: bool = False, chunk_size: int = 1000) -> tuple[pl.DataFrame, dict[int, str], set[int], bool]:
+def read(
+    path: Path, *, careful: bool = False, chunk_size: int = 1000
+) -> tuple[pl.DataFrame, dict[int, str], set[int], bool]:
     headers = read_header(path, ",")
     reader = DelimitedReader(path, delimiter=",", headers=headers, chunk_size=chunk_size)
     scan = reader.scan_lines()
@@ -80,7 +82,9 @@ def test_invalid_text_is_quarantined(tmp_path: Path) -> None:
     assert bad == {3: "contains bytes that are not valid text in the file's encoding"}
 
 
-field_text = st.text(alphabet=st.characters(blacklist_characters="\n\r\x00\ufffd", blacklist_categories=("Cs",)), max_size=12)
+field_text = st.text(
+    alphabet=st.characters(blacklist_characters="\n\r\x00\ufffd", blacklist_categories=("Cs",)), max_size=12
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -103,3 +107,20 @@ def test_fast_and_careful_paths_agree(tmp_path: Path, rows: list[list[str]], wid
     assert fast_blank == careful_blank
     # Every data line is accounted for exactly once.
     assert fast_rows.height + len(fast_bad) + len(fast_blank) == len(rows)
+
+
+def test_a_quote_inside_a_field_is_literal_text(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_text('a,b,c\n1,O"Brien,3\n4,5,6\n')
+    rows, bad, _, _ = read(path)
+    assert rows["b"].to_list() == ['O"Brien', "5"]
+    assert rows[ROW].to_list() == [2, 3] and bad == {}
+
+
+def test_a_big_quoted_field_spanning_many_lines_is_one_record(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    body = "lorem ipsum, dolor\n" * 120_000  # about 2.3 MB over 120,000 lines
+    path.write_text(f'a,b,c\n1,2,3\n4,"{body}",6\n7,8,9\n')
+    rows, bad, _, _ = read(path)
+    assert rows[ROW].to_list() == [2, 120_004]
+    assert bad == {3: "line longer than 1 MiB"}
