@@ -65,7 +65,7 @@ MAX_PART_RATIO = 200
 RATIO_CHECK_MIN_SIZE = 32 * MiB
 DEFAULT_MAX_XLSX_UNCOMPRESSED = 512 * MiB
 #: Address space the XLSX child may use on top of an idle interpreter with polars and fastexcel loaded.
-DEFAULT_XLSX_MEMORY = 3 * GiB
+DEFAULT_XLSX_MEMORY = 2 * GiB
 DEFAULT_XLSX_TIMEOUT = 600.0
 
 LINE_COLUMN = "__line"
@@ -300,7 +300,7 @@ def _reject_text(text: str, name: str, encoding: str) -> None:
             "not_tabular", f"“{name}” is JSON data, not a table. Export the list as CSV or Excel (.xlsx) instead."
         )
     newline = re.search(r"[\r\n]", text)
-    if (newline.start() if newline else len(text)) > _MAX_FIRST_LINE:
+    if (newline.start() if newline else len(text)) >= _MAX_FIRST_LINE:
         raise FileRejected(
             "not_tabular",
             f"“{name}” has no line break in its first megabyte, so it is not a table with a header row. "
@@ -884,7 +884,10 @@ def read_xlsx_strings(
         result = Path(tmp) / "result.json"
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
-        env["POLARS_MAX_THREADS"] = "2"  # bounded thread stacks under the address-space cap
+        # Under an address-space cap every glibc per-thread arena reserves 64 MiB up front, which made small
+        # caps fail at random; two arenas and two polars threads keep the reservation small and predictable.
+        env["POLARS_MAX_THREADS"] = "2"
+        env["MALLOC_ARENA_MAX"] = "2"
         command = [
             sys.executable,
             "-c",
@@ -902,7 +905,7 @@ def read_xlsx_strings(
         except subprocess.TimeoutExpired as exc:
             raise FileRejected(
                 "too_complex",
-                f"“{path.name}” took longer than {timeout:.0f} s to read and was stopped. Save the sheet as CSV "
+                f"“{path.name}” took longer than {timeout:g} seconds to read and was stopped. Save the sheet as CSV "
                 "and upload that instead.",
             ) from exc
         outcome: dict[str, str] = {}
@@ -927,6 +930,8 @@ def read_xlsx_strings(
 def _xlsx_child(argv: list[str]) -> int:
     """Runs in the child interpreter: parse, write Arrow IPC, report through a small JSON file."""
     path, sheet_json, out, result, limit = argv
+    import fastexcel  # noqa: F401 - loaded before the cap so the cap measures parsing, not imports
+
     _cap_address_space(int(limit))
     outcome: dict[str, str]
     try:

@@ -529,7 +529,7 @@ def _repeated_deflate(prefix: bytes, blocks: int, suffix: bytes) -> tuple[bytes,
     if block != again:  # pragma: no cover - zlib behaviour this relies on
         raise RuntimeError("deflate blocks are not reproducible; cannot build the bomb cheaply")
     last = comp.compress(suffix) + comp.flush()
-    data = first + block * (blocks - 2) + last
+    data = first + block * (blocks - 1) + last
     crc = zlib.crc32(prefix + _BLOCK)
     for _ in range(blocks - 1):
         crc = zlib.crc32(_BLOCK, crc)
