@@ -364,7 +364,7 @@ def _utf8_stats(sample: bytes) -> tuple[int, int]:
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     text = decoder.decode(sample, final=False)
     replaced = text.count("\ufffd") - sample.count("\ufffd".encode())
-    non_ascii = sum(1 for ch in text if ord(ch) > 0x7F) if not text.isascii() else 0
+    non_ascii = len(text) - len(text.encode("ascii", "ignore"))
     return non_ascii - text.count("\ufffd"), max(replaced, 0)
 
 
