@@ -335,3 +335,12 @@ def infer_custom_types(df: pl.DataFrame, columns: Iterable[str], sample: int = I
                 result[column] = type_name
                 break
     return result
+
+
+# What a column can be mapped to (the derived fields are computed, never mapped).
+MAPPABLE_FIELDS: tuple[str, ...] = CANONICAL_FIELDS
+
+
+def field_label(name: str) -> str:
+    spec = FIELDS_BY_NAME.get(name)
+    return spec.label if spec is not None else name.replace("_", " ").capitalize()

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audiences import pipeline
-from audiences.fields import MAPPABLE_FIELDS, custom_field_name
+from audiences.fields import CUSTOM_TYPES, MAPPABLE_FIELDS, custom_field_names
 from audiences.models import (
     Audience,
     AudienceImport,
@@ -215,7 +215,7 @@ def import_configure(
     return imp
 
 
-CUSTOM_FIELD_TYPES = {"text", "integer", "decimal", "boolean", "date"}
+CUSTOM_FIELD_TYPES = set(CUSTOM_TYPES)
 
 
 def _dedupe_keys(mapping: dict[str, str], custom: dict[str, str]) -> list[str]:
@@ -226,7 +226,7 @@ def _dedupe_keys(mapping: dict[str, str], custom: dict[str, str]) -> list[str]:
     if "phone" in fields:
         keys.append("phone_e164")
     keys += [f for f in ("domain", "maid", "company_name") if f in fields]
-    keys += [f"custom.{custom_field_name(h)}" for h in custom]
+    keys += [f"custom.{name}" for name in custom_field_names(custom).values()]
     return keys
 
 

@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from audiences import selectors
-from audiences.fields import MAPPABLE_FIELDS, custom_field_name, field_label
+from audiences.fields import CUSTOM_TYPES, MAPPABLE_FIELDS, custom_field_names, field_label
 from audiences.models import Audience, AudienceImport, AudienceVersion, DedupeRule, ImportMode, ImportStatus
 from audiences.services import (
     ImportError_,
@@ -25,7 +25,6 @@ from audiences.services import (
 )
 from tenants.services import ServiceError
 
-CUSTOM_TYPES = ["text", "integer", "decimal", "boolean", "date"]
 
 
 def _base(request: HttpRequest) -> str:
@@ -131,6 +130,7 @@ def import_map(request: HttpRequest, pk: int) -> HttpResponse:
             messages.success(request, f"Import of {imp.source_name} started.")
             return redirect(f"{_base(request)}imports/{imp.pk}/")
     preview = selectors.import_preview(imp)
+    custom_names = custom_field_names([h for h in imp.headers if not imp.mapping.get(h)])
     columns = [
         {
             "index": index,
@@ -138,7 +138,7 @@ def import_map(request: HttpRequest, pk: int) -> HttpResponse:
             "samples": preview.get(header, [])[:5],
             "field": imp.mapping.get(header, ""),
             "custom_type": imp.custom_types.get(header, "text"),
-            "custom_name": custom_field_name(header),
+            "custom_name": custom_names.get(header, ""),
         }
         for index, header in enumerate(imp.headers)
     ]

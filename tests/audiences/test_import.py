@@ -56,14 +56,14 @@ def test_dirty_file_counts_reconcile_and_bad_rows_are_quarantined_with_line_and_
         "dirty.csv",
         [
             HEADER,
-            "ann@example.com,555-010-0001,Ann,Acme,www.acme.com,10,a",  # line 2
-            "not-an-email,555-010-0002,Bob,Acme,acme.com,10,b",  # 3: invalid email
+            "ann@example.com,415-555-0101,Ann,Acme,www.acme.com,10,a",  # line 2
+            "not-an-email,415-555-0102,Bob,Acme,acme.com,10,b",  # 3: invalid email
             "ANN@example.com,,Ann again,Acme,acme.com,10,c",  # 4: duplicate of line 2
             "short,row",  # 5: ragged
             "",  # 6: blank line, not a row
-            "carl@example.com,555-010-0003,Carl,Initech,initech.com,20,d,EXTRA",  # 7: too many fields
+            "carl@example.com,415-555-0103,Carl,Initech,initech.com,20,d,EXTRA",  # 7: too many fields
             ",,,,,,",  # 8: no values
-            'dora@example.com,555-010-0004,Dora,Hooli,hooli.com,30,=HYPERLINK("x")',  # 9: formula kept as data
+            'dora@example.com,415-555-0104,Dora,Hooli,hooli.com,30,=HYPERLINK("x")',  # 9: formula kept as data
         ],
     )
     result = run(path)
@@ -256,7 +256,7 @@ def test_members_csv_carries_the_official_uid2_hashes_and_neutralises_formulas(
 
 def test_the_import_pages_show_history_report_and_quarantine(tmp_path: Path, login: Any, acme_marketer: Any) -> None:
     result = run(
-        write(tmp_path, "report.csv", [HEADER, "ann@example.com,1,Ann,A,a.com,1,x", "bad,1,B,B,b.com,1,y"]),
+        write(tmp_path, "report.csv", [HEADER, "ann@example.com,,Ann,A,a.com,1,x", "bad,,B,B,b.com,1,y"]),
         name="Reported",
     )
     client = login(acme_marketer)
