@@ -368,6 +368,6 @@ P360_JOB_STALE_SECONDS = int(env("P360_JOB_STALE_SECONDS", "600"))
 
 # --- Audience imports -------------------------------------------------------------------------------
 # Largest file an import accepts (checked on the file's real size before anything is parsed).
-P360_IMPORT_MAX_BYTES = int(env("P360_IMPORT_MAX_BYTES", str(2 * 1024**3)))
+P360_IMPORT_MAX_BYTES = int(env("P360_IMPORT_MAX_BYTES", str(1024**3)))
 # Connections that COPY a big import's rows in parallel (PostgreSQL parses COPY on one core each).
 P360_IMPORT_COPY_WORKERS = int(env("P360_IMPORT_COPY_WORKERS", "2"))
