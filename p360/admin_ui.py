@@ -259,6 +259,7 @@ def org_navigation(request: HttpRequest) -> list[dict[str, Any]]:
                     [
                         ("Audiences", "groups", "admin:audiences_audience_changelist", "audiences.view_audience"),
                         ("Campaigns", "campaign", "admin:campaigns_campaign_changelist", "campaigns.view_campaign"),
+                        ("Uploads", "upload_file", "admin:uploads_upload_changelist", "uploads.view_upload"),
                     ],
                 ),
                 (
