@@ -262,6 +262,8 @@
   };
 
   Uploader.prototype.failed = function (err) {
+    this.el.speed.textContent = "";
+    this.el.eta.textContent = "";
     if (!navigator.onLine) {
       // Offline: tus-js-client stops retrying; pick up again on the browser's "online" event.
       this.waitingForNetwork = true;

@@ -102,3 +102,8 @@ def live_tus(django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: Any
             transaction.set_rollback(True)
             atomic.__exit__(None, None, None)
             connection.set_schema_to_public()
+
+
+# The browser fixtures (live server over the session's database, headless Chromium, screenshots)
+# come from tests/browser/conftest.py; re-exported here for tests/uploads/test_browser_upload.py.
+from tests.browser.conftest import browser_page, chromium, live_url, screenshot_dir  # noqa: E402, F401

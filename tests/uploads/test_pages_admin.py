@@ -34,7 +34,7 @@ def test_empty_state_and_the_drop_zone(login, acme_marketer):
     assert response.status_code == 200
     html = response.content.decode()
     assert "No uploads yet." in html
-    assert 'data-uploader' in html and 'data-endpoint="/o/acme/api/v1/uploads/"' in html
+    assert "data-uploader" in html and 'data-endpoint="/o/acme/api/v1/uploads/"' in html
     assert 'data-next="/o/acme/uploads/?completed={id}"' in html
     assert "tus-js-client/tus.min.js" in html and "p360/uploader.js" in html
     assert 'data-role="pick"' in html  # a real button opens the picker (keyboard users)
