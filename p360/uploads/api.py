@@ -82,11 +82,17 @@ def _discard_unread_body(request: HttpRequest) -> None:
         server_stream.limit = 0
 
 
-def _error(request: HttpRequest, exc: UploadError | None = None, **kwargs: Any) -> HttpResponse:
+def _error(
+    request: HttpRequest,
+    exc: UploadError | None = None,
+    *,
+    status: int = 400,
+    message: str = "",
+    code: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> HttpResponse:
     if exc is not None:
         status, message, code, details = exc.status, exc.message, exc.code, exc.details
-    else:
-        status, message, code, details = kwargs["status"], kwargs["message"], kwargs.get("code"), kwargs.get("details")
     _discard_unread_body(request)
     response = JsonResponse(error_body(status, message, code, details), status=status)
     if status == 412:
