@@ -16,8 +16,10 @@ import hashlib
 import logging
 import os
 import re
+import threading
 import unicodedata
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -298,10 +300,48 @@ def upload_create(
     return upload
 
 
+class _RunningHashes:
+    """SHA-256 states of uploads in progress, kept in this process between their PATCHes.
+
+    A file of many chunks would otherwise be read back and hashed whole on completion (seconds for a
+    gigabyte, while the client waits for the last answer). An entry is used only when its offset
+    equals the committed offset of the upload (same process, nothing missed); it is stored after the
+    transaction commits. Any miss (another worker, a restart, an eviction) falls back to hashing the
+    staged file, so correctness never depends on it.
+    """
+
+    def __init__(self, capacity: int = 256) -> None:
+        self.capacity = capacity
+        self.entries: OrderedDict[tuple[str, uuid.UUID], tuple[int, Any]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def take(self, schema: str, pk: uuid.UUID, offset: int) -> Any | None:
+        """A copy of the state covering exactly bytes [0, offset), or None."""
+        if offset == 0:
+            return hashlib.sha256()
+        with self.lock:
+            entry = self.entries.get((schema, pk))
+        return entry[1].copy() if entry is not None and entry[0] == offset else None
+
+    def put(self, schema: str, pk: uuid.UUID, offset: int, state: Any) -> None:
+        with self.lock:
+            self.entries[(schema, pk)] = (offset, state)
+            self.entries.move_to_end((schema, pk))
+            while len(self.entries) > self.capacity:
+                self.entries.popitem(last=False)
+
+    def drop(self, schema: str, pk: uuid.UUID) -> None:
+        with self.lock:
+            self.entries.pop((schema, pk), None)
+
+
+running_hashes = _RunningHashes()
+
+
 @dataclass
 class _Received:
     count: int
-    complete_sha256: Any | None  # a running sha256 of the whole file when this request started at 0
+    running_sha256: Any | None  # the SHA-256 state of bytes [0, offset + count) when it was known
 
 
 @org_task
@@ -379,14 +419,19 @@ def _append_locked(
     if not path.exists() and upload.offset > 0:
         _expire(upload, schema)
         return upload
-    received = _write_chunk(path, upload.offset, stream, length, checksum)
+    running = running_hashes.take(schema, upload.pk, upload.offset)
+    received = _write_chunk(path, upload.offset, stream, length, checksum, running)
     if received.count == 0 and length > 0:
         return upload  # the client vanished before sending anything
     upload.offset += received.count
     upload.expires_at = timezone.now() + expiry_delta()
     fields = ["offset", "expires_at", "updated_at"]
     if upload.offset == upload.size:
-        fields += _complete(upload, path, schema, received.complete_sha256)
+        fields += _complete(upload, path, schema, received.running_sha256)
+        running_hashes.drop(schema, upload.pk)
+    elif received.running_sha256 is not None:
+        pk, new_offset, state = upload.pk, upload.offset, received.running_sha256
+        transaction.on_commit(lambda: running_hashes.put(schema, pk, new_offset, state))
     upload.save(update_fields=fields)
     if upload.status == UploadStatus.COMPLETE:
         record(
@@ -400,10 +445,14 @@ def _append_locked(
 
 
 def _write_chunk(
-    path: Path, offset: int, stream: IO[bytes], length: int, checksum: tuple[str, str] | None
+    path: Path,
+    offset: int,
+    stream: IO[bytes],
+    length: int,
+    checksum: tuple[str, str] | None,
+    whole_hash: Any | None,
 ) -> _Received:
     chunk_hash = hashlib.new(checksum[0]) if checksum else None
-    whole_hash = hashlib.sha256() if offset == 0 else None
     count = 0
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("r+b" if path.exists() else "w+b") as handle:
@@ -433,7 +482,7 @@ def _write_chunk(
                 raise ChecksumMismatch(problem, algorithm=checksum[0])
         handle.flush()
         os.fsync(handle.fileno())  # the offset we commit next must never exceed what is on disk
-    return _Received(count=count, complete_sha256=whole_hash)
+    return _Received(count=count, running_sha256=whole_hash)
 
 
 def file_sha256(path: Path) -> str:
@@ -458,6 +507,7 @@ def _complete(upload: Upload, path: Path, schema: str, running_sha256: Any | Non
 
 
 def _expire(upload: Upload, schema: str) -> None:
+    running_hashes.drop(schema, upload.pk)
     upload.status = UploadStatus.EXPIRED
     upload.save(update_fields=["status", "updated_at"])
     part_path(upload, schema).unlink(missing_ok=True)
@@ -492,6 +542,7 @@ def upload_terminate(*, upload_id: uuid.UUID | str, actor: User | AnonymousUser 
             after=_snapshot(upload),
         )
         path = part_path(upload, schema)
+        running_hashes.drop(schema, upload.pk)
         transaction.on_commit(lambda: path.unlink(missing_ok=True))
     return upload
 

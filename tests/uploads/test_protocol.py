@@ -500,3 +500,54 @@ def test_files_are_stored_under_the_orgs_own_prefix(login, acme_marketer, globex
     assert (upload_dirs / "media/orgs/org_acme" / acme_upload.storage_name).read_bytes() == b"acme"
     assert (upload_dirs / "media/orgs/org_globex" / globex_upload.storage_name).read_bytes() == b"glob"
     assert Path(upload_dirs / "uploads" / "org_globex").is_dir()
+
+
+# --- the running SHA-256 between chunks (an optimisation with a fallback) ------------------------
+
+
+def test_chunked_upload_completes_from_the_running_hash_without_rereading(
+    login, acme_marketer, monkeypatch, django_capture_on_commit_callbacks
+):
+    from p360.uploads import services
+
+    def no_reread(path):  # type: ignore[no-untyped-def]
+        raise AssertionError("the staged file was hashed again")
+
+    monkeypatch.setattr(services, "file_sha256", no_reread)
+    client = login(acme_marketer)
+    data = os.urandom(200_000)
+    url = tus_create(client, size=len(data))["Location"]
+    for start in range(0, len(data), 50_000):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert tus_patch(client, url, start, data[start : start + 50_000]).status_code == 204
+    assert _upload(_id(url)).sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_without_the_running_hash_completion_hashes_the_staged_file(
+    login, acme_marketer, django_capture_on_commit_callbacks
+):
+    from p360.uploads.services import running_hashes
+
+    client = login(acme_marketer)
+    data = os.urandom(100_000)
+    url = tus_create(client, size=len(data))["Location"]
+    with django_capture_on_commit_callbacks(execute=True):
+        tus_patch(client, url, 0, data[:60_000])
+    running_hashes.entries.clear()  # another worker, a restart or an eviction
+    tus_patch(client, url, 60_000, data[60_000:])
+    assert _upload(_id(url)).sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_a_stale_running_hash_is_never_used(login, acme_marketer, django_capture_on_commit_callbacks):
+    from p360.uploads.services import running_hashes
+
+    client = login(acme_marketer)
+    data = os.urandom(90_000)
+    url = tus_create(client, size=len(data))["Location"]
+    with django_capture_on_commit_callbacks(execute=True):
+        tus_patch(client, url, 0, data[:30_000])
+    # Offsets that do not match the upload's committed offset are ignored.
+    assert running_hashes.take("org_acme", _upload(_id(url)).pk, 29_999) is None
+    tus_patch(client, url, 30_000, data[30_000:60_000])  # not committed to the cache (no on_commit)
+    tus_patch(client, url, 60_000, data[60_000:])
+    assert _upload(_id(url)).sha256 == hashlib.sha256(data).hexdigest()
