@@ -69,8 +69,14 @@ class UploadAdmin(ReadOnlyAdmin):
     def filename_label(self, upload: Upload) -> str:
         return upload.filename or "(no name)"
 
+    @admin.display(description="by", ordering="created_by_email")
+    def uploaded_by(self, upload: Upload) -> str:
+        return upload.created_by_email or "—"
+
     @admin.display(description="size", ordering="size")
     def size_label(self, upload: Upload) -> str:
+        if upload.size < 1024:
+            return str(filesizeformat(upload.size))
         return f"{filesizeformat(upload.size)} ({upload.size:,} bytes)"
 
     @admin.display(description="status", ordering="status")

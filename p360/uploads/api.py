@@ -347,7 +347,13 @@ def _patch(request: HttpRequest, upload_id: uuid.UUID) -> HttpResponse:
     offset = _int_header(request, "HTTP_UPLOAD_OFFSET", "Upload-Offset")
     length = _content_length(request)
     if length > services.max_upload_bytes():
-        services.check_size(length)
+        limit = services.max_upload_bytes()
+        raise UploadTooLarge(
+            f"This request carries {services.human_size(length)}; "
+            f"the largest file you can upload is {services.human_size(limit)}.",
+            size=length,
+            max_size=limit,
+        )
     checksum = _checksum(request)
     upload = services.upload_append(
         upload_id=upload_id,

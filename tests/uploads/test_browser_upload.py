@@ -170,3 +170,18 @@ def test_the_picker_is_reachable_by_keyboard_and_uploads(browser_page, live_url,
         chooser.value.set_files({"name": "small.csv", "mimeType": "text/csv", "buffer": data})
     expect(page.locator("[data-role=completed-sha256]")).to_have_text(hashlib.sha256(data).hexdigest())
     _shoot(page, screenshot_dir, "uploads-page-history.png")
+
+
+def test_org_admin_shows_uploads_with_progress(browser_page, live_url, manager, screenshot_dir):
+    from p360.uploads import services
+
+    with schema_context("org_acme"):
+        half = services.upload_create(size=4000, metadata={"filename": "half-done.csv"}, actor=manager)
+        Upload.objects.filter(pk=half.pk).update(offset=1800)
+        services.upload_create(size=0, metadata={"filename": "empty.csv", "purpose": "audience_import"}, actor=manager)
+    page = browser_page
+    _sign_in(page, live_url, manager)
+    page.goto("/o/acme/admin/uploads/upload/")
+    expect(page.get_by_text("half-done.csv")).to_be_visible()
+    expect(page.locator("[role=progressbar][aria-valuenow='45']")).to_have_count(1)
+    _shoot(page, screenshot_dir, "upload-admin-changelist.png")
