@@ -74,7 +74,10 @@ def _discard_unread_body(request: HttpRequest) -> None:
     server_stream = request.META.get("wsgi.input")
     if not isinstance(server_stream, LimitedStream):
         return
-    remaining = server_stream.limit - server_stream._pos  # type: ignore[attr-defined]
+    position = getattr(server_stream, "_pos", None)
+    if not isinstance(position, int):
+        return  # a Django whose LimitedStream changed shape: leave it to the server
+    remaining = server_stream.limit - position
     if 0 < remaining <= DISCARD_LIMIT:
         while server_stream.read(services.READ_SIZE):
             pass
@@ -97,6 +100,8 @@ def _error(
     response = JsonResponse(error_body(status, message, code, details), status=status)
     if status == 412:
         response["Tus-Version"] = TUS_VERSION
+    if status == 460:
+        response.reason_phrase = "Checksum Mismatch"  # the tus checksum extension's own status
     if isinstance(exc, UploadTooLarge) or status == 413:
         response["Tus-Max-Size"] = str(services.max_upload_bytes())
     if isinstance(exc, services.OffsetMismatch):

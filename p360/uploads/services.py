@@ -137,6 +137,10 @@ def parse_metadata(header: str) -> dict[str, str]:
             raise UploadError(
                 f"Upload-Metadata: the value of {key!r} is not Base64 of UTF-8 text.", header="Upload-Metadata"
             ) from exc
+        if "\x00" in value:  # PostgreSQL text and jsonb cannot hold NUL
+            raise UploadError(
+                f"Upload-Metadata: the value of {key!r} contains a NUL character.", header="Upload-Metadata"
+            )
         result[key] = value
     return result
 

@@ -342,6 +342,7 @@ def test_a_checksum_mismatch_is_460_and_the_chunk_is_discarded(login, acme_marke
     wrong = base64.b64encode(hashlib.new(algorithm, b"something else").digest()).decode()
     response = tus_patch(client, url, 4, b"efgh", **{"Upload-Checksum": f"{algorithm} {wrong}"})
     assert response.status_code == 460
+    assert response.reason_phrase == "Checksum Mismatch"
     assert _error(response)["code"] == "checksum_mismatch"
     upload = _upload(_id(url))
     assert upload.offset == 4
@@ -551,3 +552,27 @@ def test_a_stale_running_hash_is_never_used(login, acme_marketer, django_capture
     tus_patch(client, url, 30_000, data[30_000:60_000])  # not committed to the cache (no on_commit)
     tus_patch(client, url, 60_000, data[60_000:])
     assert _upload(_id(url)).sha256 == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        ("../../etc/passwd", "passwd"),
+        ("C:\\Users\\ana\\list.csv", "list.csv"),
+        ("bad\x07name\x1b.csv", "badname.csv"),
+        ("", "upload.bin"),
+    ],
+)
+def test_file_names_cannot_escape_the_uploads_folder(login, acme_marketer, upload_dirs, sent, stored):
+    client = login(acme_marketer)
+    url = tus_create(client, size=1, metadata=metadata_header(filename=sent) if sent else None)["Location"]
+    tus_patch(client, url, 0, b"x")
+    upload = _upload(_id(url))
+    assert upload.storage_name == f"uploads/{upload.pk}/{stored}"
+    assert (upload_dirs / "media" / "orgs" / "org_acme" / upload.storage_name).read_bytes() == b"x"
+
+
+def test_a_nul_in_metadata_is_a_clear_400(login, acme_marketer):
+    response = tus_create(login(acme_marketer), size=1, metadata=metadata_header(filename="a\x00b.csv"))
+    assert response.status_code == 400
+    assert "NUL" in _error(response)["message"]
