@@ -420,7 +420,9 @@ def _append_locked(
             chunk=length,
         )
     path = part_path(upload, schema)
-    if not path.exists() and upload.offset > 0:
+    if upload.offset > 0 and (not path.exists() or path.stat().st_size < upload.offset):
+        # The staged bytes are gone or shorter than recorded (disk trouble): padding them would corrupt
+        # the file, so the upload ends here and the client starts again.
         _expire(upload, schema)
         return upload
     running = running_hashes.take(schema, upload.pk, upload.offset)

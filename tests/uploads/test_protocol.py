@@ -576,3 +576,14 @@ def test_a_nul_in_metadata_is_a_clear_400(login, acme_marketer):
     response = tus_create(login(acme_marketer), size=1, metadata=metadata_header(filename="a\x00b.csv"))
     assert response.status_code == 400
     assert "NUL" in _error(response)["message"]
+
+
+def test_a_lost_or_shortened_part_file_ends_the_upload_instead_of_corrupting_it(login, acme_marketer, upload_dirs):
+    client = login(acme_marketer)
+    url = tus_create(client, size=10)["Location"]
+    tus_patch(client, url, 0, b"abcdef")
+    (upload_dirs / "uploads" / "org_acme" / f"{_id(url)}.part").write_bytes(b"abc")  # shorter than the offset
+    response = tus_patch(client, url, 6, b"ghij")
+    assert response.status_code == 410
+    assert "lost" in _error(response)["message"]
+    assert _upload(_id(url)).status == UploadStatus.EXPIRED
