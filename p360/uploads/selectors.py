@@ -18,3 +18,8 @@ def upload_history(*, search: str = "", status: str = "", purpose: str = "") -> 
     if purpose:
         uploads = uploads.filter(purpose=purpose)
     return uploads
+
+
+def completed_with_sha256(sha256: str) -> QuerySet[Upload]:
+    """Complete uploads of the current org with exactly this content (to recognise a file sent twice)."""
+    return Upload.objects.filter(status=UploadStatus.COMPLETE, sha256=sha256.lower()).order_by("completed_at")

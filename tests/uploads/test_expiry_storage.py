@@ -301,3 +301,21 @@ def test_concurrent_patches_on_one_upload_are_serialised_by_the_row_lock(django_
             cleaner.start()
             cleaner.join()
             connection.set_schema_to_public()
+
+
+def test_the_same_content_uploaded_twice_is_found_by_its_sha256(login, acme_marketer, globex_marketer):
+    from p360.uploads.selectors import completed_with_sha256
+
+    for user, slug, name in (
+        (acme_marketer, "acme", "a.csv"),
+        (acme_marketer, "acme", "b.csv"),
+        (globex_marketer, "globex", "c.csv"),
+    ):
+        client = login(user)
+        url = tus_create(client, slug=slug, size=4, metadata=metadata_header(filename=name))["Location"]
+        tus_patch(client, url, 0, b"same")
+    digest = hashlib.sha256(b"same").hexdigest()
+    with schema_context("org_acme"):
+        assert [u.filename for u in completed_with_sha256(digest.upper())] == ["a.csv", "b.csv"]
+    with schema_context("org_globex"):
+        assert [u.filename for u in completed_with_sha256(digest)] == ["c.csv"]
