@@ -271,6 +271,7 @@ def org_navigation(request: HttpRequest) -> list[dict[str, Any]]:
                             "audiences.view_mappingtemplate",
                         ),
                         ("Campaigns", "campaign", "admin:campaigns_campaign_changelist", "campaigns.view_campaign"),
+                        ("Uploads", "upload_file", "admin:uploads_upload_changelist", "uploads.view_upload"),
                     ],
                 ),
                 (

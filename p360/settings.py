@@ -99,6 +99,7 @@ TENANT_APPS = [
     "campaigns",
     "ingestion",
     "reporting",
+    "p360.uploads",  # issue 4: resumable (tus) uploads
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -214,6 +215,10 @@ else:
         },
         "staticfiles": {"BACKEND": _static_backend},
     }
+
+# --- Resumable uploads (tus): size limit and how long an unfinished upload is kept ---------------
+P360_UPLOAD_MAX_BYTES = int(env("P360_UPLOAD_MAX_BYTES", str(1024**3)))  # 1 GB
+P360_UPLOAD_EXPIRY_HOURS = int(env("P360_UPLOAD_EXPIRY_HOURS", "24"))
 
 # --- Cache: keys carry the schema (django-tenants), so one org never reads another's entries --------
 _cache_url = env("P360_CACHE_URL")

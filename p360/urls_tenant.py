@@ -6,11 +6,13 @@ from p360 import org_views
 from p360.admin_sites import org_admin
 from p360.api.errors import json_or_html_handler
 from p360.api.org_views import OrgApiRoot
+from p360.uploads import urls as uploads_urls
 
 api_patterns = [
     path("", OrgApiRoot.as_view(), name="org-api-root"),
     path("", include("audiences.api.urls")),
     path("", include("campaigns.api.urls")),
+    path("", include(uploads_urls.api_urlpatterns)),  # issue 4: tus uploads
 ]
 
 urlpatterns = [
@@ -18,6 +20,7 @@ urlpatterns = [
     path("audiences/", include("audiences.urls")),
     path("admin/", org_admin.urls),
     path("api/v1/", include(api_patterns)),  # type: ignore[arg-type]
+    path("", include(uploads_urls.page_urlpatterns)),  # issue 4: /o/<slug>/uploads/
 ]
 
 handler400 = json_or_html_handler(400, "Bad request.")

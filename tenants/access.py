@@ -26,6 +26,7 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "campaigns.*",
         "ingestion.*",
         "reporting.*",
+        "uploads.*",  # issue 4: the org's uploads (read-only in the org admin)
         "admin.*",
         # the global admin: see their orgs, manage those orgs' users and assignments
         "tenants.view_organization",

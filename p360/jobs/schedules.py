@@ -8,6 +8,8 @@ SCHEDULES = [
     # (name, func, minutes)
     ("p360: worker heartbeat", "p360.jobs.services.record_heartbeat", 1),
     ("p360: reap stale jobs", "p360.jobs.services.reap_stale_jobs", 5),
+    # issue 4: expire unfinished uploads and delete their parts (starts an `uploads.expire` job per org)
+    ("p360: expire stale uploads", "p360.uploads.jobs.start_expiry_jobs", 60),
 ]
 
 
