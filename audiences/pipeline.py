@@ -527,6 +527,7 @@ def _load_rows(
     first_row = 0
     if base is not None:
         replace = plan.replace_keys
+
         def copy_base(cursor: Any) -> None:
             records.copy_version(cursor, schema, base.pk, version_id, key=key, skip_keys=replace)
 

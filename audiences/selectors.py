@@ -87,8 +87,12 @@ def quality_rows(imp: AudienceImport) -> list[dict[str, Any]]:
     for column in DATA_COLUMNS:
         if column not in completeness and column not in validity:
             continue
+        if column == "custom" and not imp.custom_types:
+            continue
         label = "Custom fields" if column == "custom" else field_label(column)
-        rows.append({"field": column, "label": label, "filled": completeness.get(column, 0.0), "valid": validity.get(column)})
+        rows.append(
+            {"field": column, "label": label, "filled": completeness.get(column, 0.0), "valid": validity.get(column)}
+        )
     return rows
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.files.storage import default_storage
@@ -24,7 +25,6 @@ from audiences.services import (
     version_restore,
 )
 from tenants.services import ServiceError
-
 
 
 def _base(request: HttpRequest) -> str:
@@ -66,7 +66,11 @@ def version_restore_view(request: HttpRequest, pk: int, number: int) -> HttpResp
 def import_upload(request: HttpRequest) -> HttpResponse:
     """Step 1: drop a file (resumable upload); when it completes, the page moves on to the mapping."""
     recent = AudienceImport.objects.all()[:5]
-    return render(request, "audiences/import_upload.html", {"recent": recent, "base": _base(request)})
+    next_url = f"{_base(request)}import/upload/{{id}}/"
+    if request.GET.get("audience"):
+        next_url += "?" + urlencode({"audience": request.GET["audience"]})
+    context = {"recent": recent, "base": _base(request), "next_url": next_url}
+    return render(request, "audiences/import_upload.html", context)
 
 
 def import_from_upload(request: HttpRequest, upload_id: str) -> HttpResponse:

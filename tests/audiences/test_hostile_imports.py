@@ -63,7 +63,9 @@ def test_hostile_file(name: str, tmp_path: Path) -> None:
 def test_formula_values_are_loaded_verbatim_and_neutralised_in_exports(tmp_path: Path, login, acme_marketer) -> None:
     result = _import(CATALOGUE["formula_values"].make(tmp_path), "formulas")
     body = b"".join(
-        login(acme_marketer).get(f"/o/acme/api/v1/audiences/{result['audience_id']}/members?format=csv").streaming_content
+        login(acme_marketer)
+        .get(f"/o/acme/api/v1/audiences/{result['audience_id']}/members?format=csv")
+        .streaming_content
     ).decode()
     names = {row["first_name"] for row in csv.DictReader(io.StringIO(body))}
     assert names == {"'" + value if value[0] in "=+-@" else value for value in FORMULA_VALUES}

@@ -16,6 +16,7 @@ from django_tenants.utils import schema_context
 from audiences import records
 from audiences.models import Audience, AudienceImport, AudienceVersion, ImportStatus
 from audiences.services import version_restore
+from p360.jobs.services import run_job
 
 pytestmark = pytest.mark.django_db
 
@@ -271,3 +272,62 @@ def test_the_import_pages_show_history_report_and_quarantine(tmp_path: Path, log
     assert status["reconciles"] is True and status["status"] == ImportStatus.SUCCEEDED
     assert client.get(f"/o/acme/audiences/{result['audience_id']}/").status_code == 200
     assert client.get("/o/acme/audiences/").status_code == 200
+
+
+def test_mapping_page_proposes_fields_and_starting_applies_the_choices(
+    tmp_path: Path, login: Any, acme_marketer: Any
+) -> None:
+    from audiences.services import import_create
+
+    path = write(tmp_path, "map.csv", ["Work Email,Given name,Member No", "a@x.com,A,1", "b@x.com,B,2"])
+    with schema_context("org_acme"):
+        imp = import_create(audience_name="Mapped", source_name="map.csv", actor=acme_marketer, path=path)
+    client = login(acme_marketer)
+    page = client.get(f"/o/acme/audiences/imports/{imp.pk}/map/")
+    assert page.status_code == 200
+    assert b'<option value="email" selected>' in page.content and b"a@x.com" in page.content
+    # Keep the member number as an integer custom field, skip the name, rename the audience.
+    form = {
+        "map-0": "email",
+        "map-1": "__skip__",
+        "map-2": "__custom__",
+        "type-2": "integer",
+        "audience_name": "Mapped by hand",
+        "mode": "append",
+        "dedupe_rule": "first",
+        "default_country": "US",
+    }
+    response = client.post(f"/o/acme/audiences/imports/{imp.pk}/map/", form)
+    assert response.status_code == 302 and response["Location"].endswith(f"/imports/{imp.pk}/")
+    with schema_context("org_acme"):
+        imp.refresh_from_db()
+    assert imp.status == ImportStatus.QUEUED
+    run_job(imp.job_id)  # the cluster's part: on-commit hooks never fire inside the test's transaction
+    with schema_context("org_acme"):
+        imp.refresh_from_db()
+        assert imp.mapping == {"Work Email": "email"} and imp.custom_types == {"Member No": "integer"}
+        assert imp.audience_name == "Mapped by hand" and imp.status == ImportStatus.SUCCEEDED
+        rows = records.read_version(Audience.objects.get(name="Mapped by hand").current_version_id).to_dicts()
+    assert [r["first_name"] for r in rows] == [None, None]
+    assert [json.loads(r["custom"]) for r in rows] == [{"member_no": 1}, {"member_no": 2}]
+
+
+def test_mapping_page_explains_a_bad_choice_and_loads_nothing(tmp_path: Path, login: Any, acme_marketer: Any) -> None:
+    from audiences.services import import_create
+
+    path = write(tmp_path, "twice.csv", ["A,B", "a@x.com,b@x.com"])
+    with schema_context("org_acme"):
+        imp = import_create(audience_name="Twice", source_name="twice.csv", actor=acme_marketer, path=path)
+    form = {
+        "map-0": "email",
+        "map-1": "email",
+        "audience_name": "Twice",
+        "mode": "append",
+        "dedupe_rule": "first",
+        "default_country": "US",
+    }
+    response = login(acme_marketer).post(f"/o/acme/audiences/imports/{imp.pk}/map/", form)
+    assert response.status_code == 200
+    assert b"each field can be mapped from one column only: email" in response.content
+    with schema_context("org_acme"):
+        assert not Audience.objects.filter(name="Twice").exists()
