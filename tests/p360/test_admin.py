@@ -130,7 +130,15 @@ def test_admin_history_is_kept_per_org(login, super_admin):
     client = login(super_admin)
     client.post(
         "/o/acme/admin/audiences/audience/1/change/",
-        {"name": "acme renamed", "description": "", "kind": "imported", "status": "draft"},
+        {
+            "name": "acme renamed",
+            "description": "",
+            "kind": "imported",
+            "status": "draft",
+            "retention_versions": 5,
+            "versions-TOTAL_FORMS": 0,
+            "versions-INITIAL_FORMS": 0,
+        },
     )
     assert "acme renamed" in client.get("/o/acme/admin/audiences/audience/1/history/").content.decode()
     history = client.get("/o/globex/admin/audiences/audience/1/history/").content.decode()
