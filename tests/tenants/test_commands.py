@@ -96,7 +96,13 @@ def test_demo_is_idempotent():
     call_command("demo", "--json", stdout=first)
     call_command("demo", "--json", stdout=second)
     assert json.loads(first.getvalue())["orgs"] == ["acme", "globex"]
-    assert json.loads(second.getvalue())["created"] == {"orgs": 0, "users": 0, "audiences": 0, "campaigns": 0, "imports": 0}
+    assert json.loads(second.getvalue())["created"] == {
+        "orgs": 0,
+        "users": 0,
+        "audiences": 0,
+        "campaigns": 0,
+        "imports": 0,
+    }
     assert {u["role"] for u in json.loads(second.getvalue())["logins"]} == {
         "super_admin",
         "campaign_manager",
