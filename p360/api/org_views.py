@@ -18,6 +18,11 @@ class OrgApiRoot(APIView):
         return Response(
             {
                 "org": OrganizationSerializer(org).data,
-                "endpoints": {"audiences": f"{base}audiences", "campaigns": f"{base}campaigns"},
+                "endpoints": {
+                    "audiences": f"{base}audiences",
+                    "imports": f"{base}imports",
+                    "uploads": f"{base}uploads/",
+                    "campaigns": f"{base}campaigns",
+                },
             }
         )
