@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +130,7 @@ def test_the_quarantine_csv_names_lines_and_reasons(login: Any, acme_marketer: A
 
     path = tmp_path / "q.csv"
     path.write_bytes(CSV)
-    call_command("import_audience", "--org", "acme", str(path), "--name", "Q", stdout=open("/dev/null", "w"))
+    call_command("import_audience", "--org", "acme", str(path), "--name", "Q", stdout=io.StringIO())
     with schema_context("org_acme"):
         imp = AudienceImport.objects.get(audience_name="Q")
     body = b"".join(login(acme_marketer).get(f"/o/acme/audiences/imports/{imp.pk}/quarantine.csv").streaming_content)
