@@ -106,9 +106,7 @@ def test_the_org_admin_lists_imports_and_runs_one_again(login: Any, manager: Any
 
     path = tmp_path / "admin.csv"
     path.write_bytes(CSV)
-    call_command(
-        "import_audience", "--org", "acme", str(path), "--name", "Admin view", "--json", stdout=open("/dev/null", "w")
-    )
+    call_command("import_audience", "--org", "acme", str(path), "--name", "Admin view", "--json", stdout=io.StringIO())
     client = login(manager)
     listing = client.get("/o/acme/admin/audiences/audienceimport/?q=admin.csv")
     assert listing.status_code == 200 and b"admin.csv" in listing.content
