@@ -788,7 +788,7 @@ def _plan_integer(plan: _Plan, p: str, t: pl.Expr, reason: str, maximum: int) ->
     is_whole = plan.add(6, f"{p}is_whole", rest.str.contains(r"^0*$"))
     digits_text = pl.when(shifted_whole == "").then(pl.lit("0")).otherwise(shifted_whole)
     sign = pl.when(negative).then(pl.lit("-")).otherwise(pl.lit(""))
-    integer = plan.add(7, f"{p}int", (sign + digits_text).cast(pl.Int64, strict=False))
+    integer = plan.add(7, f"{p}int", pl.when(matched).then(sign + digits_text).cast(pl.Int64, strict=False))
     in_range = integer.is_between(-maximum, maximum).fill_null(False)
     text = (
         pl.when(t.is_null())
