@@ -88,7 +88,9 @@ def test_email_vectors_scalar(raw: str, normalized: str, hashed: str) -> None:
 
 
 def test_email_vectors_batch() -> None:
-    result = normalize_batch(batch({"Email": [raw for raw, _, _ in EMAIL_VECTORS]}), {"Email": "email"}, custom_types={})
+    result = normalize_batch(
+        batch({"Email": [raw for raw, _, _ in EMAIL_VECTORS]}), {"Email": "email"}, custom_types={}
+    )
     assert result.errors.height == 0
     records = result.records.sort("__row")
     assert records.get_column("email_normalized").to_list() == [n for _, n, _ in EMAIL_VECTORS]
@@ -100,7 +102,9 @@ def test_phone_vectors_scalar_and_batch() -> None:
     for raw, e164, hashed in PHONE_VECTORS:
         assert normalize_phone(raw) == e164
         assert uid2_hash(e164) == hashed
-    result = normalize_batch(batch({"Phone": [raw for raw, _, _ in PHONE_VECTORS]}), {"Phone": "phone"}, custom_types={})
+    result = normalize_batch(
+        batch({"Phone": [raw for raw, _, _ in PHONE_VECTORS]}), {"Phone": "phone"}, custom_types={}
+    )
     assert result.errors.height == 0
     assert result.records.get_column("phone_e164").to_list() == [e for _, e, _ in PHONE_VECTORS]
     assert result.records.get_column("phone_sha256").to_list() == [h for _, _, h in PHONE_VECTORS]
@@ -335,7 +339,9 @@ def test_batch_types_custom_json_and_long_values() -> None:
 
 
 def test_batch_without_custom_values_has_null_custom() -> None:
-    result = normalize_batch(batch({"City": ["Paris", " "], "X": [None, " "]}), {"City": "city"}, custom_types={"X": "text"})
+    result = normalize_batch(
+        batch({"City": ["Paris", " "], "X": [None, " "]}), {"City": "city"}, custom_types={"X": "text"}
+    )
     assert result.records.get_column("custom").to_list() == [None, None]
     assert result.records.get_column("city").to_list() == ["Paris", None]
 
@@ -348,7 +354,9 @@ def test_batch_fallbacks_ipv6_non_ascii_and_foreign_phones() -> None:
             "Phone": ["020 7946 0958", "+61 491 570 006", "+1 (234) 567-8901", "12"],
         }
     )
-    result = normalize_batch(df, {"IP": "ip", "Email": "email", "Phone": "phone"}, custom_types={}, default_country="GB")
+    result = normalize_batch(
+        df, {"IP": "ip", "Email": "email", "Phone": "phone"}, custom_types={}, default_country="GB"
+    )
     assert result.errors.select("__row", "column").rows() == [(4, "IP"), (5, "Email"), (5, "Phone")]
     records = result.records
     assert records.get_column("ip").to_list() == ["1.2.3.4", "2001:db8::1"]
@@ -387,7 +395,9 @@ _spaces = st.sampled_from(["", " ", "  ", "\t", "\u00a0", "\ufeff"])
 @st.composite
 def _emails(draw: st.DrawFn) -> str:
     local = draw(st.text(alphabet="abcXYZ.+_-\u00e9", min_size=0, max_size=10))
-    domain = draw(st.sampled_from(["gmail.com", "GMail.Com", "example.com", "ex..com", "b", "😊test.com", "googlemail.com"]))
+    domain = draw(
+        st.sampled_from(["gmail.com", "GMail.Com", "example.com", "ex..com", "b", "😊test.com", "googlemail.com"])
+    )
     core = draw(st.sampled_from([f"{local}@{domain}", local, f"{local}@@{domain}", f"{local} x@{domain}"]))
     return draw(_spaces) + core + draw(_spaces)
 
@@ -457,7 +467,9 @@ def test_batch_agrees_with_scalar(field: str) -> None:
     @given(values=st.lists(st.one_of(st.none(), FIELD_STRATEGIES[field]), min_size=1, max_size=25))
     def check(values: list[str | None]) -> None:
         for country in ("US", "GB"):
-            result = normalize_batch(batch({"Source": values}), {"Source": field}, custom_types={}, default_country=country)
+            result = normalize_batch(
+                batch({"Source": values}), {"Source": field}, custom_types={}, default_country=country
+            )
             by_row = {row["__row"]: row for row in result.records.iter_rows(named=True)}
             reasons = {row[0]: row[1] for row in result.errors.select("__row", "reason").rows()}
             for row_number, raw in enumerate(values, start=2):
