@@ -36,10 +36,11 @@ from audiences.fields import CUSTOM_TYPES, FIELDS, FIELDS_BY_NAME, custom_field_
 
 # --- Shared building blocks -------------------------------------------------------------------------
 
-# What "trim" removes: Unicode White_Space (as Rust's char::is_whitespace) plus the BOM / zero-width no-break space.
+# What "trim" removes: Unicode White_Space, exactly what polars' default strip_chars() (Rust's char::is_whitespace)
+# removes, so the fast default can be used. A BOM inside a field is kept (the file's BOM is removed on reading).
 WHITESPACE = (
     "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
-    "\u2028\u2029\u202f\u205f\u3000\ufeff"
+    "\u2028\u2029\u202f\u205f\u3000"
 )
 # Characters that never belong inside an email address or a host name: controls, whitespace, and the specials
 # that show a list or markup rather than an address.
@@ -84,7 +85,7 @@ def trim(raw: str | None) -> str | None:
 
 
 def trim_expr(expr: pl.Expr) -> pl.Expr:
-    trimmed = expr.str.strip_chars(WHITESPACE)
+    trimmed = expr.str.strip_chars()  # == str.strip(WHITESPACE), three times faster than an explicit set
     return pl.when(trimmed.str.len_bytes() > 0).then(trimmed)
 
 
@@ -614,8 +615,8 @@ def normalize_value(field: str, raw: str | None, *, default_country: str = "US")
             if revenue is not None
             else ({}, R_NUMBER if parse_decimal(value) is None else R_RANGE)
         )
-    text, reason = _text_value(value, spec.max_length or CUSTOM_TEXT_MAX)
-    return ({field: text}, None) if reason is None else ({}, reason)
+    plain, problem = _text_value(value, spec.max_length or CUSTOM_TEXT_MAX)
+    return ({field: plain}, None) if problem is None else ({}, problem)
 
 
 # --- The batch ----------------------------------------------------------------------------------------
@@ -674,7 +675,7 @@ class _Plan:
         return frame
 
 
-def _reason(condition: pl.Expr, text: str) -> pl.Expr:
+def _reason(condition: pl.Expr, text: str) -> Any:  # a when/then that callers may extend with `.when`
     return pl.when(condition).then(pl.lit(text, dtype=pl.String))
 
 
@@ -701,7 +702,9 @@ def _plan_phone(plan: _Plan, p: str, t: pl.Expr, reason: str, default_country: s
     # is US/CA). Everything else (other countries, extensions, letters, junk) goes through normalize_phone.
     compact = plan.add(1, f"{p}compact", t.str.replace_all(_PHONE_SEPARATORS, ""))
     prefix = r"(?:\+1|1)?" if default_country.upper() in _NANP_FAST_REGIONS else r"\+1"
-    national = plan.add(2, f"{p}nat", compact.str.extract(rf"^{prefix}([2-9][0-9]{{2}}[2-9][0-9]{{6}})$", 1))
+    # A match test (no capture groups: the fast regex engine) and the last ten characters.
+    nanp = compact.str.contains(rf"^{prefix}[2-9][0-9]{{2}}[2-9][0-9]{{6}}$")
+    national = plan.add(2, f"{p}nat", pl.when(nanp).then(compact.str.slice(-10)))
     fast = plan.add(3, f"{p}e164", pl.when(t.str.len_chars() <= PHONE_MAX).then("+1" + national))
     plan.add(4, f"{p}fb", t.is_not_null() & fast.is_null())
     plan.fallbacks.append(_Fallback(f"{p}fb", f"{p}t", f"{p}e164", lambda v: normalize_phone(v, default_country)))
@@ -767,7 +770,7 @@ def _plan_decimal(plan: _Plan, p: str, t: pl.Expr) -> pl.Expr:
     """A Float64 column (depth 3), null when not a (finite) number."""
     matched, negative, body, shift = _plan_number(plan, p, t)
     value = (pl.when(negative).then(pl.lit("-")).otherwise(pl.lit("")) + body).cast(pl.Float64, strict=False)
-    multiplier = pl.when(shift == 0).then(1.0)
+    multiplier: Any = pl.when(shift == 0).then(1.0)  # a when/then chain (polars types each link differently)
     for digits, factor in _MULTIPLIERS.items():
         multiplier = multiplier.when(shift == digits).then(factor)
     value = value * multiplier
@@ -780,7 +783,8 @@ def _plan_integer(plan: _Plan, p: str, t: pl.Expr, reason: str, maximum: int) ->
     whole = parts.struct.field("field_0").fill_null("")
     fraction = plan.add(5, f"{p}frac", parts.struct.field("field_1").fill_null(""))
     padded = fraction + "000000000"
-    shifted_whole, rest = pl.when(shift == 0).then(whole), pl.when(shift == 0).then(fraction)
+    shifted_whole: Any = pl.when(shift == 0).then(whole)  # when/then chains, extended below
+    rest: Any = pl.when(shift == 0).then(fraction)
     for digits in _MULTIPLIERS:
         shifted_whole = shifted_whole.when(shift == digits).then(whole + padded.str.slice(0, digits))
         rest = rest.when(shift == digits).then(padded.str.slice(digits))

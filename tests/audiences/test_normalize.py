@@ -27,6 +27,7 @@ from audiences.normalize import (
     parse_decimal,
     parse_integer,
     parse_rounded,
+    trim,
     uid2_hash,
 )
 
@@ -514,3 +515,9 @@ def test_field_dtypes_match_catalogue() -> None:
     for column, dtype in records.schema.items():
         if column in FIELDS_BY_NAME:
             assert dtype == FIELDS_BY_NAME[column].dtype, column
+
+
+def test_trim_matches_polars_default_strip() -> None:
+    candidates = [chr(c) for c in range(0x3100) if chr(c).isspace()] + ["\u200b", "\ufeff", "\u180e"]
+    stripped = pl.Series([f"{c}a{c}" for c in candidates]).str.strip_chars().to_list()
+    assert [trim(f"{c}a{c}") for c in candidates] == [value or None for value in stripped]
