@@ -950,19 +950,23 @@ def normalize_batch(
     plan = _Plan()
     outputs: dict[str, str] = {}  # record column -> plan column
     sources: list[tuple[str, str, str]] = []  # (header, field label for errors, reason column)
+    # The plan works on renamed copies (`__m0_raw`, ...), so no source header can collide with its columns.
+    raw_columns = [pl.col(ROW)]
+    raw_columns += [pl.col(header).alias(f"__m{index}_raw") for index, header in enumerate(mapping)]
+    raw_columns += [pl.col(header).alias(f"__c{index}_raw") for index, header in enumerate(custom_types)]
     for index, (header, field) in enumerate(mapping.items()):
         p, reason = f"__m{index}_", f"__m{index}_reason"
-        plan.add(0, f"{p}t", trim_expr(pl.col(header)))
+        plan.add(0, f"{p}t", trim_expr(pl.col(f"{p}raw")))
         outputs.update(_plan_field(plan, field, p, reason, default_country))
         sources.append((header, field, reason))
     custom_columns: list[tuple[str, str, str]] = []  # (json key, type, value column)
     for index, (header, type_name) in enumerate(custom_types.items()):
         p, reason = f"__c{index}_", f"__c{index}_reason"
-        plan.add(0, f"{p}t", trim_expr(pl.col(header)))
+        plan.add(0, f"{p}t", trim_expr(pl.col(f"{p}raw")))
         custom_columns.append((names[header], type_name, _plan_custom(plan, type_name, p, reason)))
         sources.append((header, names[header], reason))
 
-    frame = plan.apply(df.lazy()).collect()
+    frame = plan.apply(df.lazy().select(raw_columns)).collect()
     frame = _run_fallbacks(frame, plan)
 
     reason_columns = [reason for _, _, reason in sources]
@@ -1017,7 +1021,7 @@ def _run_fallbacks(frame: pl.DataFrame, plan: _Plan) -> pl.DataFrame:
 
 
 def _collect_errors(frame: pl.DataFrame, sources: list[tuple[str, str, str]]) -> pl.DataFrame:
-    """One row per failing value; `frame` still holds the raw source columns (the plan only adds columns)."""
+    """One row per failing value, with the raw value from the plan's copy of the source column."""
     parts = [
         frame.lazy()
         .filter(pl.col(reason).is_not_null())
@@ -1025,7 +1029,7 @@ def _collect_errors(frame: pl.DataFrame, sources: list[tuple[str, str, str]]) ->
             pl.col(ROW),
             pl.lit(header, dtype=pl.String).alias("column"),
             pl.lit(field, dtype=pl.String).alias("field"),
-            pl.col(header).str.slice(0, ERROR_VALUE_CHARS).alias("value"),
+            pl.col(reason.removesuffix("reason") + "raw").str.slice(0, ERROR_VALUE_CHARS).alias("value"),
             pl.col(reason).cast(pl.String).alias("reason"),
         )
         for header, field, reason in sources

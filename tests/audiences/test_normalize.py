@@ -521,3 +521,11 @@ def test_trim_matches_polars_default_strip() -> None:
     candidates = [chr(c) for c in range(0x3100) if chr(c).isspace()] + ["\u200b", "\ufeff", "\u180e"]
     stripped = pl.Series([f"{c}a{c}" for c in candidates]).str.strip_chars().to_list()
     assert [trim(f"{c}a{c}") for c in candidates] == [value or None for value in stripped]
+
+
+def test_headers_that_look_like_internal_columns() -> None:
+    df = batch({"__m0_t": ["a@b.com", "bad"], "__c0_raw": ["1", "x"], "custom": ["c", None]})
+    result = normalize_batch(df, {"__m0_t": "email"}, custom_types={"__c0_raw": "integer", "custom": "text"})
+    assert result.records.get_column("email").to_list() == ["a@b.com"]
+    assert json.loads(result.records.get_column("custom").item()) == {"c0_raw": 1, "custom_2": "c"}
+    assert result.errors.select("column", "value").rows() == [("__m0_t", "bad"), ("__c0_raw", "x")]
