@@ -3,6 +3,7 @@ loop over the scalar reference functions (the same rules, value by value) on a s
 
 from __future__ import annotations
 
+import os
 import time
 
 import polars as pl
@@ -50,7 +51,9 @@ def make_batch(rows: int = ROWS) -> pl.DataFrame:
         .then(pl.concat_str(pl.lit(" Jane.Doe+news"), n, pl.lit("@GMail.com ")))
         .when(email_kind < 6)
         .then(pl.lit(""))
-        .otherwise(pl.concat_str(pl.lit("User.Name"), n, pl.lit("@"), _pick(["Example.com", "acme.io", "corp.co.uk"], 1)))
+        .otherwise(
+            pl.concat_str(pl.lit("User.Name"), n, pl.lit("@"), _pick(["Example.com", "acme.io", "corp.co.uk"], 1))
+        )
         .alias("E-mail"),
         pl.when(phone_kind == 0)
         .then(pl.lit("n/a"))
@@ -113,7 +116,8 @@ def normalisation() -> Row:
     loop = (time.perf_counter() - started) * (ROWS / LOOP_SAMPLE)
     return Row(
         workload="audience field normalisation (11 columns)",
-        size=f"{ROWS:,} rows, {result.errors.height:,} errors",
+        # The load average says whether other work shared the two cores during the run.
+        size=f"{ROWS:,} rows, {result.errors.height:,} errors, load {os.getloadavg()[0]:.1f}",
         p360=f"{fmt_s(best)} ({ROWS / best / 1e6:.1f}M rows/s)",
         baseline=f"{fmt_s(loop)} scalar Python loop (scaled from {LOOP_SAMPLE:,})",
         ratio=f"x{loop / best:.0f} faster",
