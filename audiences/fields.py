@@ -324,14 +324,13 @@ def infer_custom_types(df: pl.DataFrame, columns: Iterable[str], sample: int = I
     result: dict[str, str] = {}
     for column in columns:
         values = head.get_column(column).cast(pl.String)
-        frame = pl.DataFrame({"v": values}).select(normalize.trim_expr(pl.col("v")).alias("v")).drop_nulls()
-        if frame.height == 0:
-            result[column] = "text"
-            continue
+        present = normalize.custom_values(values, "text").get_column("value").is_not_null()
         result[column] = "text"
-        for type_name in ("boolean", "integer", "decimal", "date"):
-            parsed = frame.select(normalize.custom_value_expr(pl.col("v"), type_name)[0].alias("p"))
-            if parsed.get_column("p").null_count() == 0:
+        if not present.any():
+            continue
+        for type_name in ("integer", "decimal", "boolean", "date"):
+            parsed = normalize.custom_values(values, type_name)
+            if parsed.get_column("reason").null_count() == parsed.height:
                 result[column] = type_name
                 break
     return result
