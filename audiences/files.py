@@ -395,31 +395,16 @@ def to_utf8(path: Path, info: FileInfo, dest_dir: Path) -> Path:
         return path
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / f"{info.sha256}.utf8.csv"
-    decoder = codecs.getincrementaldecoder(_CODECS[info.encoding])(errors="replace")
     fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{info.sha256[:16]}-", suffix=".tmp")
     tmp = Path(tmp_name)
     try:
         with path.open("rb") as src, os.fdopen(fd, "wb") as out:
-            first = True
-            carry_cr = False
-            while True:
-                chunk = src.read(CHUNK_BYTES)
-                final = not chunk
-                text = decoder.decode(chunk, final=final)
-                if first and text:
-                    text = text.removeprefix("\ufeff")
-                    first = False
-                if carry_cr:
-                    text = "\r" + text
-                # A CR at the end of a chunk may be the first half of a CRLF: decide with the next chunk.
-                carry_cr = not final and text.endswith("\r")
-                if carry_cr:
-                    text = text[:-1]
-                if "\r" in text:
-                    text = text.replace("\r\n", "\n").replace("\r", "\n")
-                out.write(text.encode("utf-8"))
-                if final:
-                    break
+            if info.encoding.startswith("utf-16"):
+                pieces = _utf16_pieces(src, info.encoding)
+            else:
+                pieces = _byte_pieces(src, utf8=info.encoding != "cp1252")
+            for piece in pieces:
+                out.write(piece)
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -427,33 +412,117 @@ def to_utf8(path: Path, info: FileInfo, dest_dir: Path) -> Path:
     return dest
 
 
+def _byte_pieces(src: IO[bytes], *, utf8: bool) -> Iterator[bytes]:
+    """UTF-8 or Windows-1252 in, UTF-8 out, working on bytes so clean stretches are copied, not decoded.
+
+    Line endings are normalised on bytes (CR and LF never occur inside a UTF-8 or Windows-1252 character).
+    Each piece ends on a character boundary and never on a CR, so a CRLF or a multi-byte character split by
+    the chunking is handled whole in the next piece.
+    """
+    carry = b""
+    first = True
+    while True:
+        chunk = src.read(CHUNK_BYTES)
+        final = not chunk
+        data = carry + chunk
+        carry = b""
+        if first:
+            if len(data) < len(codecs.BOM_UTF8) and not final:
+                carry = data  # need three bytes to tell a BOM
+                continue
+            first = False
+            if utf8:
+                data = data.removeprefix(codecs.BOM_UTF8)
+        if not final:
+            cut = _char_boundary(data) if utf8 else len(data)
+            if cut and data[cut - 1] == 0x0D:
+                cut -= 1
+            data, carry = data[:cut], data[cut:]
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if data.isascii():
+            yield data
+        elif utf8:
+            yield data if _valid_utf8(data) else data.decode("utf-8", "replace").encode("utf-8")
+        elif _C1_BYTES.search(data) is None:
+            yield data.decode("latin-1").encode("utf-8")  # Windows-1252 equals Latin-1 outside 0x80-0x9F
+        else:
+            yield data.decode("cp1252", "replace").encode("utf-8")
+        if final:
+            return
+
+
+_C1_BYTES = re.compile(b"[\x80-\x9f]")
+
+
+def _char_boundary(data: bytes) -> int:
+    """Index where the last, possibly incomplete, UTF-8 character starts (``len(data)`` if it ends on ASCII)."""
+    n = len(data)
+    for i in range(n - 1, max(n - 5, -1), -1):
+        byte = data[i]
+        if byte < 0x80:
+            return i + 1
+        if byte >= 0xC0:
+            return i
+    return n  # four continuation bytes in a row: invalid anyway, replaced where it stands
+
+
+def _valid_utf8(data: bytes) -> bool:
+    # polars validates with SIMD (about 10 GB/s against CPython's 1.4 GB/s for non-ASCII text).
+    try:
+        pl.Series([data], dtype=pl.Binary).cast(pl.String)
+    except pl.exceptions.PolarsError:
+        return False
+    return True
+
+
+def _utf16_pieces(src: IO[bytes], encoding: str) -> Iterator[bytes]:
+    decoder = codecs.getincrementaldecoder(_CODECS[encoding])(errors="replace")
+    first = True
+    carry_cr = False
+    while True:
+        chunk = src.read(CHUNK_BYTES)
+        final = not chunk
+        text = decoder.decode(chunk, final=final)
+        if first and text:
+            text = text.removeprefix("\ufeff")
+            first = False
+        if carry_cr:
+            text = "\r" + text
+        # A CR at the end of a chunk may be the first half of a CRLF: decide with the next chunk.
+        carry_cr = not final and text.endswith("\r")
+        if carry_cr:
+            text = text[:-1]
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        yield text.encode("utf-8")
+        if final:
+            return
+
+
 def _is_clean_utf8(path: Path) -> bool:
     """Valid UTF-8, no BOM, no CR that is not followed by LF. Stops at the first problem."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
     with path.open("rb") as fh:
-        first = fh.read(3)
-        if first.startswith(codecs.BOM_UTF8):
+        if fh.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8:
             return False
         fh.seek(0)
-        cr_pending = False
-        while chunk := fh.read(CHUNK_BYTES):
-            if cr_pending and not chunk.startswith(b"\n"):
+        carry = b""
+        while True:
+            chunk = fh.read(CHUNK_BYTES)
+            final = not chunk
+            data = carry + chunk
+            carry = b""
+            if not final:
+                cut = _char_boundary(data)
+                if cut and data[cut - 1] == 0x0D:
+                    cut -= 1
+                data, carry = data[:cut], data[cut:]
+            if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
                 return False
-            try:
-                decoder.decode(chunk, final=False)
-            except UnicodeDecodeError:
+            if not data.isascii() and not _valid_utf8(data):
                 return False
-            body = chunk[:-1] if chunk.endswith(b"\r") else chunk
-            if body.count(b"\r") != body.count(b"\r\n"):
-                return False
-            cr_pending = chunk.endswith(b"\r")
-        if cr_pending:
-            return False
-        try:
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            return False
-    return True
+            if final:
+                return True
 
 
 # --------------------------------------------------------------------------------------------------
