@@ -383,11 +383,14 @@ def _sample_lines(text: str, *, complete: bool) -> list[str]:
 
 
 def to_utf8(path: Path, info: FileInfo, dest_dir: Path) -> Path:
-    """Stream ``path`` into UTF-8 without BOM, with every line ending as LF, in bounded memory.
+    """Stream ``path`` into UTF-8 without BOM, with lone CRs (old Mac line ends) as LF, in bounded memory.
 
-    Invalid byte sequences become U+FFFD (the pipeline quarantines those rows). Returns ``path`` itself when it
-    is already valid UTF-8 without a BOM and without lone CRs (CRLF is left alone: polars reads it). Otherwise
-    writes ``dest_dir/<sha256>.utf8.csv`` atomically and returns that path; re-running overwrites it.
+    CRLF is kept (polars reads it, and rewriting it would cost a pass over every Windows file); every physical
+    line stays on its line, so line numbers in quarantine reports match what the user sees in an editor.
+    Invalid byte sequences become U+FFFD (the pipeline quarantines those rows); exactly one leading BOM is
+    dropped. Returns ``path`` itself when it is already valid UTF-8 without a BOM and without lone CRs.
+    Otherwise writes ``dest_dir/<sha256>.utf8.csv`` atomically and returns that path; re-running overwrites it.
+    Memory: a few 1 MiB chunks whatever the file size.
     """
     if info.kind != "csv":
         raise ValueError("to_utf8 only handles text files")
@@ -415,7 +418,7 @@ def to_utf8(path: Path, info: FileInfo, dest_dir: Path) -> Path:
 def _byte_pieces(src: IO[bytes], *, utf8: bool) -> Iterator[bytes]:
     """UTF-8 or Windows-1252 in, UTF-8 out, working on bytes so clean stretches are copied, not decoded.
 
-    Line endings are normalised on bytes (CR and LF never occur inside a UTF-8 or Windows-1252 character).
+    Lone CRs become LF on bytes (CR and LF never occur inside a UTF-8 or Windows-1252 character).
     Each piece ends on a character boundary and never on a CR, so a CRLF or a multi-byte character split by
     the chunking is handled whole in the next piece.
     """
@@ -439,20 +442,19 @@ def _byte_pieces(src: IO[bytes], *, utf8: bool) -> Iterator[bytes]:
                 cut -= 1
             data, carry = data[:cut], data[cut:]
         if b"\r" in data:
-            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            data = _LONE_CR.sub(b"\n", data)
         if data.isascii():
             yield data
         elif utf8:
             yield data if _valid_utf8(data) else data.decode("utf-8", "replace").encode("utf-8")
-        elif _C1_BYTES.search(data) is None:
-            yield data.decode("latin-1").encode("utf-8")  # Windows-1252 equals Latin-1 outside 0x80-0x9F
         else:
             yield data.decode("cp1252", "replace").encode("utf-8")
         if final:
             return
 
 
-_C1_BYTES = re.compile(b"[\x80-\x9f]")
+_LONE_CR = re.compile(b"\r(?!\n)")
+_LONE_CR_TEXT = re.compile("\r(?!\n)")
 
 
 def _char_boundary(data: bytes) -> int:
@@ -494,7 +496,7 @@ def _utf16_pieces(src: IO[bytes], encoding: str) -> Iterator[bytes]:
         if carry_cr:
             text = text[:-1]
         if "\r" in text:
-            text = text.replace("\r\n", "\n").replace("\r", "\n")
+            text = _LONE_CR_TEXT.sub("\n", text)
         yield text.encode("utf-8")
         if final:
             return
@@ -517,7 +519,7 @@ def _is_clean_utf8(path: Path) -> bool:
                 if cut and data[cut - 1] == 0x0D:
                     cut -= 1
                 data, carry = data[:cut], data[cut:]
-            if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+            if b"\r" in data and _LONE_CR.search(data):
                 return False
             if not data.isascii() and not _valid_utf8(data):
                 return False

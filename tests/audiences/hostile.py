@@ -121,7 +121,7 @@ def utf8_bom_csv(directory: Path) -> Path:
 def mixed_line_endings_csv(directory: Path) -> Path:
     """Line endings LF, CRLF, lone CR (old Mac) and none at the end.
 
-    Expected: accepted; ``to_utf8`` rewrites it with LF only; 4 data rows on lines 2-5, all load.
+    Expected: accepted; ``to_utf8`` turns the lone CR into LF (CRLF kept); 4 data rows on lines 2-5, all load.
     """
     data = (HEADER + "\n" + GOOD_ROWS[0] + "\r\n" + GOOD_ROWS[1] + "\r" + GOOD_ROWS[2] + "\n" + GOOD_ROWS[3]).encode()
     return _write(directory, "mixed_endings.csv", data)

@@ -261,11 +261,11 @@ def test_delimiter_is_fast_on_a_huge_quoted_field() -> None:
 
 
 def reference(raw: bytes, encoding: str) -> str:
-    """Whole-file decode: exactly one BOM dropped, invalid bytes as U+FFFD, every line ending LF."""
+    """Whole-file decode: exactly one BOM dropped, invalid bytes as U+FFFD, lone CR as LF, CRLF kept."""
     text = raw.decode(files._CODECS[encoding], errors="replace")
     if encoding != "utf-8-sig":  # that codec drops its BOM itself
         text = text.removeprefix("\ufeff")
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    return re.sub("\r(?!\n)", "\n", text)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_TEXT))
@@ -280,7 +280,7 @@ def test_to_utf8_matches_a_reference_decode(name: str, tmp_path: Path) -> None:
         assert info.encoding == "utf-8"
         assert data.count(b"\r") == data.count(b"\r\n")
     else:
-        assert b"\r" not in data
+        assert not re.search(b"\r(?!\n)", data)
         assert data.decode() == reference(path.read_bytes(), info.encoding)
 
 
@@ -295,7 +295,7 @@ def test_clean_utf8_is_not_copied(tmp_path: Path) -> None:
 
 def test_invalid_utf8_rows_carry_replacement_characters(tmp_path: Path) -> None:
     path = hostile.invalid_utf8_csv(tmp_path)
-    lines = to_utf8(path, inspect(path), tmp_path / "out").read_text("utf-8").split("\n")
+    lines = to_utf8(path, inspect(path), tmp_path / "out").read_bytes().decode().split("\n")
     marked = [number for number, line in enumerate(lines, start=1) if "\ufffd" in line]
     assert marked == list(hostile.CATALOGUE["invalid_utf8"].bad_lines)
     assert "José" in lines[1]
@@ -303,14 +303,15 @@ def test_invalid_utf8_rows_carry_replacement_characters(tmp_path: Path) -> None:
 
 def test_lone_cr_becomes_lf_and_lines_keep_their_numbers(tmp_path: Path) -> None:
     path = hostile.mixed_line_endings_csv(tmp_path)
-    text = to_utf8(path, inspect(path), tmp_path / "out").read_text("utf-8")
-    assert text.split("\n") == [hostile.HEADER, *hostile.GOOD_ROWS[:4]]
+    out = to_utf8(path, inspect(path), tmp_path / "out")
+    assert out != path
+    assert re.split(b"\r?\n", out.read_bytes()) == [r.encode() for r in [hostile.HEADER, *hostile.GOOD_ROWS[:4]]]
 
 
 def test_utf16_and_cp1252_round_trip_the_names(tmp_path: Path) -> None:
     for make in (hostile.utf16le_bom_csv, hostile.utf16be_csv, hostile.cp1252_csv):
         path = make(tmp_path / make.__name__)
-        text = to_utf8(path, inspect(path), tmp_path / "out").read_text("utf-8")
+        text = to_utf8(path, inspect(path), tmp_path / "out").read_bytes().decode()
         assert "Zoë" in text and "Müller" in text and "Dahl-Œstergaard" in text
     assert "“Euro”" in text and "Fan€" in text
 
@@ -343,7 +344,7 @@ def test_chunk_boundaries_split_characters_and_crlf(
     path = tmp_path / "in.csv"
     path.write_bytes(raw)
     info = FileInfo(kind="csv", encoding=encoding, delimiter=",", size=len(raw), sha256="0" * 64)  # type: ignore[arg-type]
-    assert to_utf8(path, info, tmp_path / "out").read_text("utf-8") == reference(raw, encoding)
+    assert to_utf8(path, info, tmp_path / "out").read_bytes().decode() == reference(raw, encoding)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
