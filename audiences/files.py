@@ -1077,8 +1077,14 @@ def _load_sheet(path: Path, sheet: int | str) -> pl.DataFrame:
     ]
     # LINE_COLUMN goes first so a header literally called "__line" is the one that gets renamed.
     names = unique_names([LINE_COLUMN] + [title for _, title in keep])[1:]
+    # calamine renders a date cell as "2024-01-31 00:00:00"; show it as the date the user typed. The regex only
+    # runs on columns that hold such a value at all (it costs about as much as parsing the sheet otherwise).
+    midnight = data.select(pl.col(c).str.ends_with(" 00:00:00").any() for c, _ in keep).row(0) if keep else ()
     return data.select(
-        *[pl.col(column).str.replace(_MIDNIGHT, "$1").alias(new) for (column, _), new in zip(keep, names, strict=True)],
+        *[
+            (pl.col(column).str.replace(_MIDNIGHT, "$1") if has_dates else pl.col(column)).alias(new)
+            for (column, _), new, has_dates in zip(keep, names, midnight, strict=True)
+        ],
         pl.col(LINE_COLUMN),
     )
 
