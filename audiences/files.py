@@ -132,7 +132,7 @@ def inspect_file(
     text = _decode_sample(head, encoding, final=complete)
     if not text.strip():
         raise FileRejected("empty", f"“{name}” contains only blank lines. Export the list again with its rows.")
-    _reject_text(text, name, encoding)
+    _reject_text(text, name, encoding, complete=complete)
     lines = _sample_lines(text, complete=complete)
     return FileInfo(
         kind="csv",
@@ -218,7 +218,7 @@ def _reject_by_magic(head: bytes, name: str) -> None:
         raise _executable(name, "a Windows program (.exe/.dll)")
     if head.startswith(b"#!"):
         raise _executable(name, "a script")
-    if _PDF_MAGIC in head[:1024]:
+    if head.lstrip(b"\xef\xbb\xbf\x00 \t\r\n").startswith(_PDF_MAGIC):
         raise FileRejected(
             "pdf", f"“{name}” is a PDF document, not a table. Export the list from its source as CSV or Excel (.xlsx)."
         )
@@ -260,10 +260,9 @@ def _archive(name: str, what: str) -> FileRejected:
 _TAG = re.compile(r"<[A-Za-z][\w:.-]*[\s/>]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")  # tab, LF, FF, CR are normal in text
 _BINARY_SHARE = 0.05  # random bytes decode to about 11 % controls; a CSV with a few NULs is far below
-_MAX_FIRST_LINE = 1 * MiB
 
 
-def _reject_text(text: str, name: str, encoding: str) -> None:
+def _reject_text(text: str, name: str, encoding: str, *, complete: bool) -> None:
     start = text.lstrip("\ufeff \t\r\n")
     lowered = start[:4096].lower()
     if lowered.startswith(("<!doctype html", "<html", "<head", "<body", "<meta", "<script", "<table", "<div")) or (
@@ -299,8 +298,7 @@ def _reject_text(text: str, name: str, encoding: str) -> None:
         raise FileRejected(
             "not_tabular", f"“{name}” is JSON data, not a table. Export the list as CSV or Excel (.xlsx) instead."
         )
-    newline = re.search(r"[\r\n]", text)
-    if (newline.start() if newline else len(text)) >= _MAX_FIRST_LINE:
+    if not complete and re.search(r"[\r\n]", text) is None:
         raise FileRejected(
             "not_tabular",
             f"“{name}” has no line break in its first megabyte, so it is not a table with a header row. "

@@ -171,10 +171,17 @@ def test_csv_with_angle_brackets_in_values_is_not_markup(tmp_path: Path) -> None
     assert inspect(path).kind == "csv"
 
 
-def test_first_line_longer_than_a_megabyte_is_not_a_table(tmp_path: Path) -> None:
+@pytest.mark.parametrize("unit", [b"x", "é".encode()])
+def test_first_line_longer_than_a_megabyte_is_not_a_table(unit: bytes, tmp_path: Path) -> None:
     path = tmp_path / "one_line.csv"
-    path.write_bytes(b"x" * (files.SAMPLE_BYTES + 10))
+    path.write_bytes(unit * (files.SAMPLE_BYTES + 10))
     assert rejected(path).code == "not_tabular"
+
+
+def test_pdf_marker_inside_a_csv_value_is_text(tmp_path: Path) -> None:
+    path = tmp_path / "notes.csv"
+    path.write_bytes(b"email,note\na@example.com,see %PDF-1.4 attachment\n")
+    assert inspect(path).kind == "csv"
 
 
 def test_cfb_without_known_streams_is_binary(tmp_path: Path) -> None:
