@@ -941,10 +941,11 @@ def read_xlsx_strings(
     made unique the way polars' CSV reader does (``email``, ``email_duplicated_0``), so both paths agree.
 
     The container checks of ``check_xlsx`` run first unless ``info`` (from ``inspect_file`` on this file) says
-    they already passed. Parsing runs in a child interpreter: calamine has no decompression limit and a Rust
-    panic or an abort on allocation failure cannot be caught reliably in-process (an abort kills the process,
-    whatever ``except BaseException`` says). The child gets ``memory_limit`` bytes of address space on top of
-    its idle size (Linux) and ``timeout`` seconds; any failure becomes ``FileRejected``.
+    they already passed. Parsing runs in a child interpreter rather than behind ``except BaseException``:
+    a pyo3 panic is catchable, but an abort is not, and calamine aborts on ordinary-looking files (a single
+    cell at XFD1048576 makes it allocate the dense 16,384 x 1,048,576 range; see ``hostile.xlsx_far_cell``).
+    The child gets ``memory_limit`` bytes of address space on top of its idle size (Linux) and ``timeout``
+    seconds; any failure becomes ``FileRejected``. Cost: about 0.5 s of interpreter start-up per sheet.
     """
     if info is None or info.kind != "xlsx":
         check_xlsx(path, max_uncompressed=max_uncompressed)

@@ -7,7 +7,9 @@ pipeline tests and for the issue note's "hostile files tried" table:
 
 - ``rejected``: the ``FileRejected.code`` that ``audiences.files.inspect_file`` raises (None: accepted);
 - ``data_rows``: records after the header (``rows_read`` of the import), when the file is accepted;
-- ``bad_lines``: the lines that must end in quarantine (everything else loads).
+- ``bad_lines``: the lines that must end in quarantine (everything else loads);
+- ``read_rejected``: for a workbook that passes ``inspect_file`` but cannot be read safely, the code
+  ``audiences.files.read_xlsx_strings`` raises.
 
 Nothing here decompresses the bombs: they are built from one compressed block repeated.
 """
@@ -633,6 +635,23 @@ def xlsx_overlap_bomb(directory: Path, copies: int = 200) -> Path:
     return path
 
 
+def xlsx_far_cell(directory: Path) -> Path:
+    """A tiny, valid workbook with one extra cell at XFD1048576, the last cell of a sheet.
+
+    calamine materialises the sheet as a dense range (16,384 columns x 1,048,576 rows), so reading it asks
+    for hundreds of gigabytes and aborts the process: no ``except`` can catch that in-process.
+    Expected: ``inspect_file`` accepts it (the container is fine); ``read_xlsx_strings`` raises
+    ``FileRejected("unreadable")`` from its child process and the worker lives on.
+    """
+    rows: dict[int, Sequence[Cell]] = {1: ["email", "name"], 2: ["ana.silva@example.com", "Ana"]}
+    path = write_xlsx(directory / "far_cell.xlsx", {"Sheet1": rows})
+    with zipfile.ZipFile(path) as zf:
+        sheet = zf.read("xl/worksheets/sheet1.xml").decode()
+    far = '<row r="1048576"><c r="XFD1048576"><v>1</v></c></row></sheetData>'
+    _replace_part(path, "xl/worksheets/sheet1.xml", sheet.replace("</sheetData>", far).encode())
+    return path
+
+
 def docx_renamed_xlsx(directory: Path) -> Path:
     """A Word document (zip) named ``.xlsx``. Expected: rejected ``zip_not_xlsx``."""
     path = directory / "letter.xlsx"
@@ -687,6 +706,7 @@ class Hostile:
     rejected: str | None  # FileRejected.code from inspect_file, None when accepted
     data_rows: int | None = None  # records after the header when accepted
     bad_lines: tuple[int, ...] = ()  # lines that must be quarantined
+    read_rejected: str | None = None  # xlsx: FileRejected.code from read_xlsx_strings after inspect accepted it
 
 
 CATALOGUE: dict[str, Hostile] = {
@@ -716,6 +736,7 @@ CATALOGUE: dict[str, Hostile] = {
     "valid_xlsx": Hostile(valid_xlsx, None, 4),
     "xlsx_xxe": Hostile(xlsx_xxe, "xml_entities"),
     "xlsx_billion_laughs": Hostile(xlsx_billion_laughs, "xml_entities"),
+    "xlsx_far_cell": Hostile(xlsx_far_cell, None, read_rejected="unreadable"),
     "xlsx_zip_bomb": Hostile(xlsx_zip_bomb, "zip_bomb"),
     "xlsx_lying_zip_bomb": Hostile(xlsx_lying_zip_bomb, "zip_bomb"),
     "xlsx_overlap_bomb": Hostile(xlsx_overlap_bomb, "zip_bomb"),

@@ -713,6 +713,16 @@ def test_parser_failure_in_the_child_becomes_a_rejection(tmp_path: Path) -> None
     assert read_xlsx_strings(path).height == 4  # and the next read works
 
 
+def test_far_cell_aborts_the_child_not_the_worker(tmp_path: Path) -> None:
+    """calamine allocates the dense range up to XFD1048576 and aborts (SIGABRT): fatal in-process."""
+    path = hostile.xlsx_far_cell(tmp_path)
+    info = inspect(path)
+    with pytest.raises(FileRejected) as caught:
+        read_xlsx_strings(path, info=info)
+    assert caught.value.code == hostile.CATALOGUE["xlsx_far_cell"].read_rejected
+    assert path.name in caught.value.message
+
+
 def test_timeout_kills_the_child(tmp_path: Path) -> None:
     with pytest.raises(FileRejected) as caught:
         read_xlsx_strings(hostile.valid_xlsx(tmp_path), timeout=0.01)
