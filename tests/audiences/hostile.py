@@ -7,9 +7,10 @@ pipeline tests and for the issue note's "hostile files tried" table:
 
 - ``rejected``: the ``FileRejected.code`` that ``audiences.files.inspect_file`` raises (None: accepted);
 - ``data_rows``: records after the header (``rows_read`` of the import), when the file is accepted;
-- ``bad_lines``: the lines that must end in quarantine (everything else loads);
-- ``read_rejected``: for a workbook that passes ``inspect_file`` but cannot be read safely, the code
-  ``audiences.files.read_xlsx_strings`` raises.
+- ``bad_lines``: the lines that must end in quarantine (everything else loads).
+
+``READ_FAILURES`` lists workbooks that pass ``inspect_file`` (a sound container) but that
+``read_xlsx_strings`` refuses, with the ``FileRejected.code`` it raises.
 
 Nothing here decompresses the bombs: they are built from one compressed block repeated.
 """
@@ -706,7 +707,6 @@ class Hostile:
     rejected: str | None  # FileRejected.code from inspect_file, None when accepted
     data_rows: int | None = None  # records after the header when accepted
     bad_lines: tuple[int, ...] = ()  # lines that must be quarantined
-    read_rejected: str | None = None  # xlsx: FileRejected.code from read_xlsx_strings after inspect accepted it
 
 
 CATALOGUE: dict[str, Hostile] = {
@@ -736,11 +736,15 @@ CATALOGUE: dict[str, Hostile] = {
     "valid_xlsx": Hostile(valid_xlsx, None, 4),
     "xlsx_xxe": Hostile(xlsx_xxe, "xml_entities"),
     "xlsx_billion_laughs": Hostile(xlsx_billion_laughs, "xml_entities"),
-    "xlsx_far_cell": Hostile(xlsx_far_cell, None, read_rejected="unreadable"),
     "xlsx_zip_bomb": Hostile(xlsx_zip_bomb, "zip_bomb"),
     "xlsx_lying_zip_bomb": Hostile(xlsx_lying_zip_bomb, "zip_bomb"),
     "xlsx_overlap_bomb": Hostile(xlsx_overlap_bomb, "zip_bomb"),
     "docx_renamed": Hostile(docx_renamed_xlsx, "zip_not_xlsx"),
     "encrypted_xlsx": Hostile(encrypted_xlsx, "encrypted"),
     "legacy_xls": Hostile(legacy_xls, "legacy_excel"),
+}
+
+
+READ_FAILURES: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "xlsx_far_cell": (xlsx_far_cell, "unreadable"),
 }

@@ -719,7 +719,7 @@ def test_far_cell_aborts_the_child_not_the_worker(tmp_path: Path) -> None:
     info = inspect(path)
     with pytest.raises(FileRejected) as caught:
         read_xlsx_strings(path, info=info)
-    assert caught.value.code == hostile.CATALOGUE["xlsx_far_cell"].read_rejected
+    assert caught.value.code == hostile.READ_FAILURES["xlsx_far_cell"][1]
     assert path.name in caught.value.message
 
 
