@@ -132,7 +132,7 @@ def inspect_file(
     text = _decode_sample(head, encoding, final=complete)
     if not text.strip():
         raise FileRejected("empty", f"“{name}” contains only blank lines. Export the list again with its rows.")
-    _reject_text(text, name, encoding)
+    _reject_text(text, name, encoding, complete=complete)
     lines = _sample_lines(text, complete=complete)
     return FileInfo(
         kind="csv",
@@ -218,7 +218,7 @@ def _reject_by_magic(head: bytes, name: str) -> None:
         raise _executable(name, "a Windows program (.exe/.dll)")
     if head.startswith(b"#!"):
         raise _executable(name, "a script")
-    if _PDF_MAGIC in head[:1024]:
+    if head.lstrip(b"\xef\xbb\xbf\x00 \t\r\n").startswith(_PDF_MAGIC):
         raise FileRejected(
             "pdf", f"“{name}” is a PDF document, not a table. Export the list from its source as CSV or Excel (.xlsx)."
         )
@@ -260,10 +260,9 @@ def _archive(name: str, what: str) -> FileRejected:
 _TAG = re.compile(r"<[A-Za-z][\w:.-]*[\s/>]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")  # tab, LF, FF, CR are normal in text
 _BINARY_SHARE = 0.05  # random bytes decode to about 11 % controls; a CSV with a few NULs is far below
-_MAX_FIRST_LINE = 1 * MiB
 
 
-def _reject_text(text: str, name: str, encoding: str) -> None:
+def _reject_text(text: str, name: str, encoding: str, *, complete: bool) -> None:
     start = text.lstrip("\ufeff \t\r\n")
     lowered = start[:4096].lower()
     if lowered.startswith(("<!doctype html", "<html", "<head", "<body", "<meta", "<script", "<table", "<div")) or (
@@ -299,8 +298,7 @@ def _reject_text(text: str, name: str, encoding: str) -> None:
         raise FileRejected(
             "not_tabular", f"“{name}” is JSON data, not a table. Export the list as CSV or Excel (.xlsx) instead."
         )
-    newline = re.search(r"[\r\n]", text)
-    if (newline.start() if newline else len(text)) >= _MAX_FIRST_LINE:
+    if not complete and re.search(r"[\r\n]", text) is None:
         raise FileRejected(
             "not_tabular",
             f"“{name}” has no line break in its first megabyte, so it is not a table with a header row. "
@@ -383,11 +381,14 @@ def _sample_lines(text: str, *, complete: bool) -> list[str]:
 
 
 def to_utf8(path: Path, info: FileInfo, dest_dir: Path) -> Path:
-    """Stream ``path`` into UTF-8 without BOM, with every line ending as LF, in bounded memory.
+    """Stream ``path`` into UTF-8 without BOM, with lone CRs (old Mac line ends) as LF, in bounded memory.
 
-    Invalid byte sequences become U+FFFD (the pipeline quarantines those rows). Returns ``path`` itself when it
-    is already valid UTF-8 without a BOM and without lone CRs (CRLF is left alone: polars reads it). Otherwise
-    writes ``dest_dir/<sha256>.utf8.csv`` atomically and returns that path; re-running overwrites it.
+    CRLF is kept (polars reads it, and rewriting it would cost a pass over every Windows file); every physical
+    line stays on its line, so line numbers in quarantine reports match what the user sees in an editor.
+    Invalid byte sequences become U+FFFD (the pipeline quarantines those rows); exactly one leading BOM is
+    dropped. Returns ``path`` itself when it is already valid UTF-8 without a BOM and without lone CRs.
+    Otherwise writes ``dest_dir/<sha256>.utf8.csv`` atomically and returns that path; re-running overwrites it.
+    Memory: a few 1 MiB chunks whatever the file size.
     """
     if info.kind != "csv":
         raise ValueError("to_utf8 only handles text files")
@@ -395,31 +396,16 @@ def to_utf8(path: Path, info: FileInfo, dest_dir: Path) -> Path:
         return path
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / f"{info.sha256}.utf8.csv"
-    decoder = codecs.getincrementaldecoder(_CODECS[info.encoding])(errors="replace")
     fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{info.sha256[:16]}-", suffix=".tmp")
     tmp = Path(tmp_name)
     try:
         with path.open("rb") as src, os.fdopen(fd, "wb") as out:
-            first = True
-            carry_cr = False
-            while True:
-                chunk = src.read(CHUNK_BYTES)
-                final = not chunk
-                text = decoder.decode(chunk, final=final)
-                if first and text:
-                    text = text.removeprefix("\ufeff")
-                    first = False
-                if carry_cr:
-                    text = "\r" + text
-                # A CR at the end of a chunk may be the first half of a CRLF: decide with the next chunk.
-                carry_cr = not final and text.endswith("\r")
-                if carry_cr:
-                    text = text[:-1]
-                if "\r" in text:
-                    text = text.replace("\r\n", "\n").replace("\r", "\n")
-                out.write(text.encode("utf-8"))
-                if final:
-                    break
+            if info.encoding.startswith("utf-16"):
+                pieces = _utf16_pieces(src, info.encoding)
+            else:
+                pieces = _byte_pieces(src, utf8=info.encoding != "cp1252")
+            for piece in pieces:
+                out.write(piece)
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -427,33 +413,116 @@ def to_utf8(path: Path, info: FileInfo, dest_dir: Path) -> Path:
     return dest
 
 
+def _byte_pieces(src: IO[bytes], *, utf8: bool) -> Iterator[bytes]:
+    """UTF-8 or Windows-1252 in, UTF-8 out, working on bytes so clean stretches are copied, not decoded.
+
+    Lone CRs become LF on bytes (CR and LF never occur inside a UTF-8 or Windows-1252 character).
+    Each piece ends on a character boundary and never on a CR, so a CRLF or a multi-byte character split by
+    the chunking is handled whole in the next piece.
+    """
+    carry = b""
+    first = True
+    while True:
+        chunk = src.read(CHUNK_BYTES)
+        final = not chunk
+        data = carry + chunk
+        carry = b""
+        if first:
+            if len(data) < len(codecs.BOM_UTF8) and not final:
+                carry = data  # need three bytes to tell a BOM
+                continue
+            first = False
+            if utf8:
+                data = data.removeprefix(codecs.BOM_UTF8)
+        if not final:
+            cut = _char_boundary(data) if utf8 else len(data)
+            if cut and data[cut - 1] == 0x0D:
+                cut -= 1
+            data, carry = data[:cut], data[cut:]
+        if b"\r" in data:
+            data = _LONE_CR.sub(b"\n", data)
+        if data.isascii():
+            yield data
+        elif utf8:
+            yield data if _valid_utf8(data) else data.decode("utf-8", "replace").encode("utf-8")
+        else:
+            yield data.decode("cp1252", "replace").encode("utf-8")
+        if final:
+            return
+
+
+_LONE_CR = re.compile(b"\r(?!\n)")
+_LONE_CR_TEXT = re.compile("\r(?!\n)")
+
+
+def _char_boundary(data: bytes) -> int:
+    """Index where the last, possibly incomplete, UTF-8 character starts (``len(data)`` if it ends on ASCII)."""
+    n = len(data)
+    for i in range(n - 1, max(n - 5, -1), -1):
+        byte = data[i]
+        if byte < 0x80:
+            return i + 1
+        if byte >= 0xC0:
+            return i
+    return n  # four continuation bytes in a row: invalid anyway, replaced where it stands
+
+
+def _valid_utf8(data: bytes) -> bool:
+    # polars validates with SIMD (about 10 GB/s against CPython's 1.4 GB/s for non-ASCII text).
+    try:
+        pl.Series([data], dtype=pl.Binary).cast(pl.String)
+    except pl.exceptions.PolarsError:
+        return False
+    return True
+
+
+def _utf16_pieces(src: IO[bytes], encoding: str) -> Iterator[bytes]:
+    decoder = codecs.getincrementaldecoder(_CODECS[encoding])(errors="replace")
+    first = True
+    carry_cr = False
+    while True:
+        chunk = src.read(CHUNK_BYTES)
+        final = not chunk
+        text = decoder.decode(chunk, final=final)
+        if first and text:
+            text = text.removeprefix("\ufeff")
+            first = False
+        if carry_cr:
+            text = "\r" + text
+        # A CR at the end of a chunk may be the first half of a CRLF: decide with the next chunk.
+        carry_cr = not final and text.endswith("\r")
+        if carry_cr:
+            text = text[:-1]
+        if "\r" in text:
+            text = _LONE_CR_TEXT.sub("\n", text)
+        yield text.encode("utf-8")
+        if final:
+            return
+
+
 def _is_clean_utf8(path: Path) -> bool:
     """Valid UTF-8, no BOM, no CR that is not followed by LF. Stops at the first problem."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
     with path.open("rb") as fh:
-        first = fh.read(3)
-        if first.startswith(codecs.BOM_UTF8):
+        if fh.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8:
             return False
         fh.seek(0)
-        cr_pending = False
-        while chunk := fh.read(CHUNK_BYTES):
-            if cr_pending and not chunk.startswith(b"\n"):
+        carry = b""
+        while True:
+            chunk = fh.read(CHUNK_BYTES)
+            final = not chunk
+            data = carry + chunk
+            carry = b""
+            if not final:
+                cut = _char_boundary(data)
+                if cut and data[cut - 1] == 0x0D:
+                    cut -= 1
+                data, carry = data[:cut], data[cut:]
+            if b"\r" in data and _LONE_CR.search(data):
                 return False
-            try:
-                decoder.decode(chunk, final=False)
-            except UnicodeDecodeError:
+            if not data.isascii() and not _valid_utf8(data):
                 return False
-            body = chunk[:-1] if chunk.endswith(b"\r") else chunk
-            if body.count(b"\r") != body.count(b"\r\n"):
-                return False
-            cr_pending = chunk.endswith(b"\r")
-        if cr_pending:
-            return False
-        try:
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            return False
-    return True
+            if final:
+                return True
 
 
 # --------------------------------------------------------------------------------------------------
@@ -872,10 +941,11 @@ def read_xlsx_strings(
     made unique the way polars' CSV reader does (``email``, ``email_duplicated_0``), so both paths agree.
 
     The container checks of ``check_xlsx`` run first unless ``info`` (from ``inspect_file`` on this file) says
-    they already passed. Parsing runs in a child interpreter: calamine has no decompression limit and a Rust
-    panic or an abort on allocation failure cannot be caught reliably in-process (an abort kills the process,
-    whatever ``except BaseException`` says). The child gets ``memory_limit`` bytes of address space on top of
-    its idle size (Linux) and ``timeout`` seconds; any failure becomes ``FileRejected``.
+    they already passed. Parsing runs in a child interpreter rather than behind ``except BaseException``:
+    a pyo3 panic is catchable, but an abort is not, and calamine aborts on ordinary-looking files (a single
+    cell at XFD1048576 makes it allocate the dense 16,384 x 1,048,576 range; see ``hostile.xlsx_far_cell``).
+    The child gets ``memory_limit`` bytes of address space on top of its idle size (Linux) and ``timeout``
+    seconds; any failure becomes ``FileRejected``. Cost: about 0.5 s of interpreter start-up per sheet.
     """
     if info is None or info.kind != "xlsx":
         check_xlsx(path, max_uncompressed=max_uncompressed)
@@ -1006,8 +1076,14 @@ def _load_sheet(path: Path, sheet: int | str) -> pl.DataFrame:
     ]
     # LINE_COLUMN goes first so a header literally called "__line" is the one that gets renamed.
     names = unique_names([LINE_COLUMN] + [title for _, title in keep])[1:]
+    # calamine renders a date cell as "2024-01-31 00:00:00"; show it as the date the user typed. The regex only
+    # runs on columns that hold such a value at all (it costs about as much as parsing the sheet otherwise).
+    midnight = data.select(pl.col(c).str.ends_with(" 00:00:00").any() for c, _ in keep).row(0) if keep else ()
     return data.select(
-        *[pl.col(column).str.replace(_MIDNIGHT, "$1").alias(new) for (column, _), new in zip(keep, names, strict=True)],
+        *[
+            (pl.col(column).str.replace(_MIDNIGHT, "$1") if has_dates else pl.col(column)).alias(new)
+            for (column, _), new, has_dates in zip(keep, names, midnight, strict=True)
+        ],
         pl.col(LINE_COLUMN),
     )
 

@@ -9,6 +9,9 @@ pipeline tests and for the issue note's "hostile files tried" table:
 - ``data_rows``: records after the header (``rows_read`` of the import), when the file is accepted;
 - ``bad_lines``: the lines that must end in quarantine (everything else loads).
 
+``READ_FAILURES`` lists workbooks that pass ``inspect_file`` (a sound container) but that
+``read_xlsx_strings`` refuses, with the ``FileRejected.code`` it raises.
+
 Nothing here decompresses the bombs: they are built from one compressed block repeated.
 """
 
@@ -121,7 +124,7 @@ def utf8_bom_csv(directory: Path) -> Path:
 def mixed_line_endings_csv(directory: Path) -> Path:
     """Line endings LF, CRLF, lone CR (old Mac) and none at the end.
 
-    Expected: accepted; ``to_utf8`` rewrites it with LF only; 4 data rows on lines 2-5, all load.
+    Expected: accepted; ``to_utf8`` turns the lone CR into LF (CRLF kept); 4 data rows on lines 2-5, all load.
     """
     data = (HEADER + "\n" + GOOD_ROWS[0] + "\r\n" + GOOD_ROWS[1] + "\r" + GOOD_ROWS[2] + "\n" + GOOD_ROWS[3]).encode()
     return _write(directory, "mixed_endings.csv", data)
@@ -633,6 +636,23 @@ def xlsx_overlap_bomb(directory: Path, copies: int = 200) -> Path:
     return path
 
 
+def xlsx_far_cell(directory: Path) -> Path:
+    """A tiny, valid workbook with one extra cell at XFD1048576, the last cell of a sheet.
+
+    calamine materialises the sheet as a dense range (16,384 columns x 1,048,576 rows), so reading it asks
+    for hundreds of gigabytes and aborts the process: no ``except`` can catch that in-process.
+    Expected: ``inspect_file`` accepts it (the container is fine); ``read_xlsx_strings`` raises
+    ``FileRejected("unreadable")`` from its child process and the worker lives on.
+    """
+    rows: dict[int, Sequence[Cell]] = {1: ["email", "name"], 2: ["ana.silva@example.com", "Ana"]}
+    path = write_xlsx(directory / "far_cell.xlsx", {"Sheet1": rows})
+    with zipfile.ZipFile(path) as zf:
+        sheet = zf.read("xl/worksheets/sheet1.xml").decode()
+    far = '<row r="1048576"><c r="XFD1048576"><v>1</v></c></row></sheetData>'
+    _replace_part(path, "xl/worksheets/sheet1.xml", sheet.replace("</sheetData>", far).encode())
+    return path
+
+
 def docx_renamed_xlsx(directory: Path) -> Path:
     """A Word document (zip) named ``.xlsx``. Expected: rejected ``zip_not_xlsx``."""
     path = directory / "letter.xlsx"
@@ -722,4 +742,9 @@ CATALOGUE: dict[str, Hostile] = {
     "docx_renamed": Hostile(docx_renamed_xlsx, "zip_not_xlsx"),
     "encrypted_xlsx": Hostile(encrypted_xlsx, "encrypted"),
     "legacy_xls": Hostile(legacy_xls, "legacy_excel"),
+}
+
+
+READ_FAILURES: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "xlsx_far_cell": (xlsx_far_cell, "unreadable"),
 }

@@ -171,10 +171,17 @@ def test_csv_with_angle_brackets_in_values_is_not_markup(tmp_path: Path) -> None
     assert inspect(path).kind == "csv"
 
 
-def test_first_line_longer_than_a_megabyte_is_not_a_table(tmp_path: Path) -> None:
+@pytest.mark.parametrize("unit", [b"x", "é".encode()])
+def test_first_line_longer_than_a_megabyte_is_not_a_table(unit: bytes, tmp_path: Path) -> None:
     path = tmp_path / "one_line.csv"
-    path.write_bytes(b"x" * (files.SAMPLE_BYTES + 10))
+    path.write_bytes(unit * (files.SAMPLE_BYTES + 10))
     assert rejected(path).code == "not_tabular"
+
+
+def test_pdf_marker_inside_a_csv_value_is_text(tmp_path: Path) -> None:
+    path = tmp_path / "notes.csv"
+    path.write_bytes(b"email,note\na@example.com,see %PDF-1.4 attachment\n")
+    assert inspect(path).kind == "csv"
 
 
 def test_cfb_without_known_streams_is_binary(tmp_path: Path) -> None:
@@ -261,8 +268,11 @@ def test_delimiter_is_fast_on_a_huge_quoted_field() -> None:
 
 
 def reference(raw: bytes, encoding: str) -> str:
-    text = raw.decode(files._CODECS[encoding], errors="replace").removeprefix("\ufeff")
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    """Whole-file decode: exactly one BOM dropped, invalid bytes as U+FFFD, lone CR as LF, CRLF kept."""
+    text = raw.decode(files._CODECS[encoding], errors="replace")
+    if encoding != "utf-8-sig":  # that codec drops its BOM itself
+        text = text.removeprefix("\ufeff")
+    return re.sub("\r(?!\n)", "\n", text)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_TEXT))
@@ -277,7 +287,7 @@ def test_to_utf8_matches_a_reference_decode(name: str, tmp_path: Path) -> None:
         assert info.encoding == "utf-8"
         assert data.count(b"\r") == data.count(b"\r\n")
     else:
-        assert b"\r" not in data
+        assert not re.search(b"\r(?!\n)", data)
         assert data.decode() == reference(path.read_bytes(), info.encoding)
 
 
@@ -292,7 +302,7 @@ def test_clean_utf8_is_not_copied(tmp_path: Path) -> None:
 
 def test_invalid_utf8_rows_carry_replacement_characters(tmp_path: Path) -> None:
     path = hostile.invalid_utf8_csv(tmp_path)
-    lines = to_utf8(path, inspect(path), tmp_path / "out").read_text("utf-8").split("\n")
+    lines = to_utf8(path, inspect(path), tmp_path / "out").read_bytes().decode().split("\n")
     marked = [number for number, line in enumerate(lines, start=1) if "\ufffd" in line]
     assert marked == list(hostile.CATALOGUE["invalid_utf8"].bad_lines)
     assert "José" in lines[1]
@@ -300,14 +310,15 @@ def test_invalid_utf8_rows_carry_replacement_characters(tmp_path: Path) -> None:
 
 def test_lone_cr_becomes_lf_and_lines_keep_their_numbers(tmp_path: Path) -> None:
     path = hostile.mixed_line_endings_csv(tmp_path)
-    text = to_utf8(path, inspect(path), tmp_path / "out").read_text("utf-8")
-    assert text.split("\n") == [hostile.HEADER, *hostile.GOOD_ROWS[:4]]
+    out = to_utf8(path, inspect(path), tmp_path / "out")
+    assert out != path
+    assert re.split(b"\r?\n", out.read_bytes()) == [r.encode() for r in [hostile.HEADER, *hostile.GOOD_ROWS[:4]]]
 
 
 def test_utf16_and_cp1252_round_trip_the_names(tmp_path: Path) -> None:
     for make in (hostile.utf16le_bom_csv, hostile.utf16be_csv, hostile.cp1252_csv):
         path = make(tmp_path / make.__name__)
-        text = to_utf8(path, inspect(path), tmp_path / "out").read_text("utf-8")
+        text = to_utf8(path, inspect(path), tmp_path / "out").read_bytes().decode()
         assert "Zoë" in text and "Müller" in text and "Dahl-Œstergaard" in text
     assert "“Euro”" in text and "Fan€" in text
 
@@ -340,21 +351,24 @@ def test_chunk_boundaries_split_characters_and_crlf(
     path = tmp_path / "in.csv"
     path.write_bytes(raw)
     info = FileInfo(kind="csv", encoding=encoding, delimiter=",", size=len(raw), sha256="0" * 64)  # type: ignore[arg-type]
-    assert to_utf8(path, info, tmp_path / "out").read_text("utf-8") == reference(raw, encoding)
+    assert to_utf8(path, info, tmp_path / "out").read_bytes().decode() == reference(raw, encoding)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    text=st.text(alphabet=st.sampled_from(list('ab,;"é€Z\r\n\x00ü'))),
+    text=st.text(alphabet=st.sampled_from([*'ab,;"é€Z\r\n\x00ü\ufeff', "\U0001f600"])),
     junk=st.binary(max_size=8),
     chunk=st.integers(min_value=1, max_value=9),
-    encoding=st.sampled_from(["utf-8", "utf-16-le", "utf-16-be", "cp1252"]),
+    encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16-le", "utf-16-be", "cp1252"]),
 )
 def test_to_utf8_property(
     text: str, junk: bytes, chunk: int, encoding: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     directory = tmp_path_factory.mktemp("prop")
-    raw = text.encode(encoding) + junk  # junk: invalid sequences, odd UTF-16 tails
+    if encoding == "cp1252":
+        text = text.replace("\U0001f600", "x").replace("\ufeff", "y")  # not representable
+    bom = codecs.BOM_UTF8 if encoding == "utf-8-sig" else b""
+    raw = bom + text.encode(encoding.removesuffix("-sig")) + junk  # junk: invalid sequences, odd UTF-16 tails
     path = directory / "in.csv"
     path.write_bytes(raw)
     info = FileInfo(kind="csv", encoding=encoding, delimiter=",", size=len(raw), sha256="1" * 64)  # type: ignore[arg-type]
@@ -697,6 +711,16 @@ def test_parser_failure_in_the_child_becomes_a_rejection(tmp_path: Path) -> None
         read_xlsx_strings(path, memory_limit=1 * MiB)
     assert caught.value.code in ("unreadable", "too_complex")
     assert read_xlsx_strings(path).height == 4  # and the next read works
+
+
+def test_far_cell_aborts_the_child_not_the_worker(tmp_path: Path) -> None:
+    """calamine allocates the dense range up to XFD1048576 and aborts (SIGABRT): fatal in-process."""
+    path = hostile.xlsx_far_cell(tmp_path)
+    info = inspect(path)
+    with pytest.raises(FileRejected) as caught:
+        read_xlsx_strings(path, info=info)
+    assert caught.value.code == hostile.READ_FAILURES["xlsx_far_cell"][1]
+    assert path.name in caught.value.message
 
 
 def test_timeout_kills_the_child(tmp_path: Path) -> None:
