@@ -65,6 +65,10 @@ class ImportFailed(Exception):
     """The import cannot proceed; the message is for the person who started it."""
 
 
+class ImportRejected(ImportFailed):
+    """The file itself is refused (unsafe, unreadable, not a table): nothing will make it load."""
+
+
 # --- where files are ---------------------------------------------------------------------------------
 def org_storage_name(name: str) -> str:
     """Files of an org live under its own prefix in the storage (local folder or S3 bucket)."""
@@ -171,7 +175,7 @@ def _safe_xlsx(path: Path) -> pl.DataFrame:
     try:
         return read_xlsx_strings(path)
     except FileRejected as exc:
-        raise ImportFailed(exc.message) from exc
+        raise ImportRejected(exc.message) from exc
 
 
 # --- the run -------------------------------------------------------------------------------------------
@@ -225,7 +229,9 @@ def run_import(import_id: int, ctx: JobContext | None = None) -> dict[str, Any]:
         result = _write_version(imp, staged, blank_lines, ctx)
     except ImportFailed as exc:
         if imp.status != ImportStatus.REJECTED:
-            _fail(imp, str(exc))
+            _fail(
+                imp, str(exc), status=ImportStatus.REJECTED if isinstance(exc, ImportRejected) else ImportStatus.FAILED
+            )
         raise
     except BaseException as exc:  # a polars panic is not an Exception; never leave the import "running"
         _fail(imp, f"{type(exc).__name__}: {exc}")

@@ -15,7 +15,7 @@ from django.test import override_settings
 from django_tenants.utils import schema_context
 
 from audiences.models import Audience, AudienceImport, ImportStatus
-from tests.audiences.hostile import CATALOGUE, FORMULA_VALUES
+from tests.audiences.hostile import CATALOGUE, FORMULA_VALUES, READ_FAILURES
 
 pytestmark = pytest.mark.django_db
 # Lines a file may quarantine beyond the catalogue's must-quarantine list (documented choices).
@@ -69,3 +69,13 @@ def test_formula_values_are_loaded_verbatim_and_neutralised_in_exports(tmp_path:
     ).decode()
     names = {row["first_name"] for row in csv.DictReader(io.StringIO(body))}
     assert names == {"'" + value if value[0] in "=+-@" else value for value in FORMULA_VALUES}
+
+
+@pytest.mark.parametrize("name", sorted(READ_FAILURES))
+def test_workbooks_that_cannot_be_read_are_refused_without_killing_the_worker(name: str, tmp_path: Path) -> None:
+    make, _code = READ_FAILURES[name]
+    with pytest.raises(CommandError):
+        _import(make(tmp_path), f"hostile {name}")  # the worker (this process) survives to assert
+    with schema_context("org_acme"):
+        assert AudienceImport.objects.get(audience_name=f"hostile {name}").status == ImportStatus.REJECTED
+        assert not Audience.objects.filter(name=f"hostile {name}").exists()
