@@ -126,8 +126,8 @@ MIDDLEWARE = [
     "tenants.oidc.StaffSessionRefreshMiddleware",  # identity: SSO role re-checked for GET and POST alike
     "tenants.auth.ApiTokenMiddleware",
     "tenants.middleware.OrgMiddleware",
-    "tenants.mfa.RequireMfaMiddleware",  # identity: an org's require_mfa, after routing knows the org
     "django.contrib.messages.middleware.MessageMiddleware",
+    "tenants.mfa.RequireMfaMiddleware",  # identity: an org's require_mfa, after routing knows the org
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "axes.middleware.AxesMiddleware",
@@ -470,3 +470,4 @@ AXES_WHITELIST_CALLABLE = "tenants.lockout.axes_not_a_password_login"
 AXES_LOCKOUT_CALLABLE = "tenants.lockout.lockout_response"
 AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if IS_PROD else ["REMOTE_ADDR"]
 AXES_VERBOSE = False
+LOGGING["loggers"]["axes"] = {"level": "WARNING"}  # type: ignore[index]

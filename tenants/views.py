@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from allauth.account.internal.flows.login import record_authentication
 from allauth.mfa.models import Authenticator
 from django.conf import settings
 from django.contrib import auth, messages
@@ -91,6 +92,8 @@ def invitation_accept(request: HttpRequest, key: str) -> HttpResponse:
             invitations.invitation_refused(key, exc)
             return render(request, "tenants/invitation_invalid.html", {"message": exc.message}, status=410)
         auth.login(request, user, backend="tenants.auth.RoleBackend")
+        # They typed the password seconds ago: count it as fresh for allauth, so MFA set-up does not ask again.
+        record_authentication(request, user, "password", email=user.email, reauthenticated=True)
         messages.success(request, f"Welcome to {invitation.org.name}.")
         return redirect(f"/o/{invitation.org.slug}/")
     return render(
