@@ -73,6 +73,7 @@ class RequireMfaMiddleware:
 
 
 def _audit(action: str, request: Any, user: User, authenticator: Authenticator, **extra: Any) -> None:
+    user = User.objects.get(pk=user.pk)  # allauth passes request.user, a lazy proxy record() cannot name
     org = Organization.objects.filter(memberships__user=user).first() if user.role == Role.MARKETER else None
     record(action=action, actor=user, org=org, entity=user, after={"type": authenticator.type, **extra})
 
