@@ -239,6 +239,10 @@ class UserAdmin(ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
         return users_manageable_by(request.user).prefetch_related("memberships__org")
 
+    def get_inlines(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        # Linking an SSO identity grants sign-in: super admins only, on existing users.
+        return list(self.inlines) if obj is not None and request.user.is_super_admin else []  # type: ignore[union-attr]
+
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         kwargs["form"] = UserAdminForm
         form_class = super().get_form(request, obj, change=change, **kwargs)
