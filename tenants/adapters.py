@@ -34,6 +34,13 @@ def _refuse(request: HttpRequest, reason: str, message: str, email: str = "") ->
     return ImmediateHttpResponse(response)
 
 
+def auth0_claims(extra_data: dict[str, Any]) -> dict[str, Any]:
+    """The claims allauth kept: the verified ID token, with userinfo (when fetched) on top."""
+    if "id_token" in extra_data or "userinfo" in extra_data:
+        return {**(extra_data.get("id_token") or {}), **(extra_data.get("userinfo") or {})}
+    return dict(extra_data)
+
+
 def auth0_claim_role(claims: dict[str, Any]) -> str | None | bool:
     """The P360 role the namespaced roles claim maps to; True when the claim is absent (nothing to check)."""
     if settings.AUTH0_ROLES_CLAIM not in claims:
@@ -55,7 +62,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
     def pre_social_login(self, request: HttpRequest, sociallogin: Any) -> None:
         from tenants import invitations
 
-        claims: dict[str, Any] = dict(sociallogin.account.extra_data or {})
+        claims = auth0_claims(sociallogin.account.extra_data or {})
         email = str(claims.get("email") or "")
         request.p360_login_method = "auth0"  # type: ignore[attr-defined]
         if auth0_claim_role(claims) is None:
