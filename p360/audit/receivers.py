@@ -20,7 +20,16 @@ _BACKEND_METHODS = {"EntraOIDCBackend": "entra", "RoleBackend": "password", "Aut
 def audit_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     backend = (getattr(user, "backend", "") or "").rsplit(".", 1)[-1]
     method = getattr(request, "p360_login_method", None) or _BACKEND_METHODS.get(backend, backend)
-    record(action="auth.login", actor=user, entity=user, after={"method": method, "backend": backend})
+    # A marketer's sign-ins carry their org, so the org's campaign managers see them in its audit log.
+    org = user.memberships.select_related("org").first() if getattr(user, "role", "") == "marketer" else None
+    record(
+        action="auth.login",
+        actor=user,
+        org=org.org if org is not None else None,
+        entity_type="tenants.user",
+        entity_id=user.pk,
+        after={"method": method, "backend": backend},
+    )
 
 
 @receiver(user_logged_out)

@@ -91,3 +91,19 @@ def test_super_admin_assigns_a_campaign_manager_and_changes_roles(login, super_a
 
     user_set_role(user=manager, role=Role.SUPER_ADMIN, orgs=[], actor=super_admin)
     assert AuditEvent.objects.filter(action="user.role_changed", entity_id=str(manager.pk)).exists()
+
+
+def test_global_audit_log_filters_by_actor_org_action_and_date(login, super_admin, manager, acme_marketer, acme):
+    from tests.conftest import PASSWORD
+
+    Client().post("/accounts/login/", {"login": acme_marketer.email, "password": PASSWORD})
+    client = login(super_admin)
+    base = "/admin/audit/auditevent/"
+    by_actor = client.get(base, {"actor_email__icontains": "marketer@acme"}).content.decode()
+    assert "auth.login" in by_actor and "manager@test.local" not in by_actor
+    by_org = client.get(base, {"org": "acme", "action": "auth.login"})
+    assert by_org.status_code == 200 and "marketer@acme.test" in by_org.content.decode()
+    by_date = client.get(base, {"created_at_from_0": "2000-01-01", "created_at_from_1": "00:00"})
+    assert by_date.status_code == 200
+    # The org's campaign manager sees their marketer's sign-in; the sign-in row carries the org.
+    assert "marketer@acme.test" in login(manager).get(base, {"action": "auth.login"}).content.decode()
