@@ -404,7 +404,8 @@ ENTRA_LEEWAY_SECONDS = int(env("ENTRA_LEEWAY_SECONDS", "60"))
 # App-role values (the `roles` claim) and, optionally, group object ids -> P360 roles; re-synced at
 # every sign-in and refresh. "Value=role" pairs, comma-separated. The highest role wins.
 ENTRA_ROLE_MAP = dict(
-    pair.split("=", 1) for pair in env_list("ENTRA_ROLE_MAP", "P360.SuperAdmin=super_admin,P360.CampaignManager=campaign_manager")
+    pair.split("=", 1)
+    for pair in env_list("ENTRA_ROLE_MAP", "P360.SuperAdmin=super_admin,P360.CampaignManager=campaign_manager")
 )
 ENTRA_GROUP_MAP = dict(pair.split("=", 1) for pair in env_list("ENTRA_GROUP_MAP"))
 ENTRA_SSO_ENABLED = bool(ENTRA_TENANT_ID and OIDC_RP_CLIENT_ID)

@@ -41,7 +41,7 @@ def auth0_claims(extra_data: dict[str, Any]) -> dict[str, Any]:
     return dict(extra_data)
 
 
-def auth0_claim_role(claims: dict[str, Any]) -> str | None | bool:
+def auth0_claim_role(claims: dict[str, Any]) -> str | bool | None:
     """The P360 role the namespaced roles claim maps to; True when the claim is absent (nothing to check)."""
     if settings.AUTH0_ROLES_CLAIM not in claims:
         return True
@@ -96,4 +96,9 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         finally:
             request.session.pop(INVITATION_SESSION_KEY, None)
         sociallogin.connect(request, user)
-        record(action="identity.linked", actor=user, entity=user, after={"provider": "auth0", "sub": sociallogin.account.uid})
+        record(
+            action="identity.linked",
+            actor=user,
+            entity=user,
+            after={"provider": "auth0", "sub": sociallogin.account.uid},
+        )

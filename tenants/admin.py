@@ -20,9 +20,8 @@ from unfold.decorators import action
 from p360.admin_sites import global_admin
 from p360.audit.services import record
 from p360.jobs.services import job_start
-from tenants import services
+from tenants import invitations, services
 from tenants.access import orgs_manageable_by, users_manageable_by
-from tenants import invitations
 from tenants.models import ApiToken, ExternalIdentity, Invitation, Membership, Organization, Role, User
 
 
@@ -186,7 +185,6 @@ class ExternalIdentityInline(TabularInline):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.is_super_admin)  # type: ignore[union-attr]
-
 
 
 class UserAdminForm(ModelForm):
@@ -479,8 +477,20 @@ class InvitationAdmin(ModelAdmin):
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         if obj is None:
             return ["email", "org", "role"]
-        return ["email", "org", "role", "status_pill", "invited_by", "created_at", "sent_at", "send_count",
-                "expires_at", "accepted_at", "accepted_user", "revoked_at"]
+        return [
+            "email",
+            "org",
+            "role",
+            "status_pill",
+            "invited_by",
+            "created_at",
+            "sent_at",
+            "send_count",
+            "expires_at",
+            "accepted_at",
+            "accepted_user",
+            "revoked_at",
+        ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [] if obj is None else self.get_fields(request, obj)
@@ -528,7 +538,9 @@ class InvitationAdmin(ModelAdmin):
         for invitation in queryset.select_related("org"):
             try:
                 invitations.invitation_resend(
-                    invitation=invitation, actor=request.user, base_url=request.build_absolute_uri("/")  # type: ignore[arg-type]
+                    invitation=invitation,
+                    actor=request.user,  # type: ignore[arg-type]
+                    base_url=request.build_absolute_uri("/"),
                 )
                 done += 1
             except services.ServiceError as exc:

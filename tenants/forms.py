@@ -19,7 +19,9 @@ class TokenCreateForm(forms.Form):
 class InvitationAcceptForm(forms.Form):
     full_name = forms.CharField(label="Your name", max_length=200, required=False)
     password1 = forms.CharField(label="Password", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
-    password2 = forms.CharField(label="Password again", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+    password2 = forms.CharField(
+        label="Password again", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+    )
 
     def __init__(self, *args: Any, email: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -34,7 +36,9 @@ class InvitationAcceptForm(forms.Form):
             from tenants.models import User
 
             try:
-                password_validation.validate_password(first, User(email=self.email, full_name=data.get("full_name", "")))
+                password_validation.validate_password(
+                    first, User(email=self.email, full_name=data.get("full_name", ""))
+                )
             except forms.ValidationError as exc:
                 self.add_error("password1", exc)
         return data

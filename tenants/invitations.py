@@ -31,7 +31,7 @@ SALT = "p360.invitation"
 INVITABLE_ROLES = {Role.MARKETER, Role.CAMPAIGN_MANAGER}
 
 
-class InvitationInvalid(Exception):  # noqa: N818
+class InvitationInvalid(Exception):
     """The link cannot be used; `message` says why, for the invitee."""
 
     def __init__(self, code: str, message: str) -> None:

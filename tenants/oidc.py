@@ -60,7 +60,9 @@ def decode_id_token(backend: OIDCAuthenticationBackend, token: str) -> dict[str,
     try:
         key = backend.retrieve_matching_jwk(token)
     except SuspiciousOperation as exc:
-        raise LoginRefused("unknown_key", "The sign-in token was signed by a key the provider does not publish.") from exc
+        raise LoginRefused(
+            "unknown_key", "The sign-in token was signed by a key the provider does not publish."
+        ) from exc
     except requests.RequestException as exc:
         raise LoginRefused("provider_unreachable", "The sign-in provider's keys could not be fetched.") from exc
     try:
@@ -105,7 +107,9 @@ class EntraOIDCBackend(OIDCAuthenticationBackend):
     @staticmethod
     def _refuse(request: Any, exc: LoginRefused) -> NoReturn:
         request.session.pop(REFRESH_TOKEN_KEY, None)
-        setattr(request, FAILURE_ATTR, {"method": "entra", "reason": exc.code, "message": exc.message, "email": exc.email})
+        setattr(
+            request, FAILURE_ATTR, {"method": "entra", "reason": exc.code, "message": exc.message, "email": exc.email}
+        )
         raise PermissionDenied(exc.message)
 
     def verify_token(self, token: str, **kwargs: Any) -> dict[str, Any]:
@@ -162,9 +166,7 @@ class EntraOIDCBackend(OIDCAuthenticationBackend):
 
 
 def sso_failure_page(request: HttpRequest, message: str, *, status: int = 403) -> HttpResponse:
-    return render(
-        request, "account/sso_failed.html", {"message": message, "sso_enabled": sso_enabled()}, status=status
-    )
+    return render(request, "account/sso_failed.html", {"message": message, "sso_enabled": sso_enabled()}, status=status)
 
 
 class EntraCallbackView(OIDCAuthenticationCallbackView):

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 ROLE_ORDER = [Role.SUPER_ADMIN, Role.CAMPAIGN_MANAGER]
 
 
-class LoginRefused(Exception):  # noqa: N818  (a refusal, not a programming error)
+class LoginRefused(Exception):
     """A sign-in (or session refresh) was refused; `code` is for the audit row, `message` for the user."""
 
     def __init__(self, code: str, message: str, *, email: str = "") -> None:

@@ -109,8 +109,16 @@ class OIDCProvider:
         }
 
     # --- users ---------------------------------------------------------------------------------------
-    def add_user(self, *, email: str, roles: list[str] | None = None, groups: list[str] | None = None,
-                 name: str = "", oid: str | None = None, extra: dict[str, Any] | None = None) -> str:
+    def add_user(
+        self,
+        *,
+        email: str,
+        roles: list[str] | None = None,
+        groups: list[str] | None = None,
+        name: str = "",
+        oid: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> str:
         oid = oid or str(uuid.uuid4())
         claims: dict[str, Any] = {"oid": oid, "email": email, "preferred_username": email, "name": name or email}
         if roles is not None:
@@ -231,15 +239,29 @@ class OIDCProvider:
                     return
                 oid = provider.current
                 if oid is None or not provider.users[oid].enabled:
-                    target = redirect_uri + "?" + urlencode({"error": "access_denied", "state": query.get("state", ""),
-                                                             "error_description": "User account is disabled."})
+                    target = (
+                        redirect_uri
+                        + "?"
+                        + urlencode(
+                            {
+                                "error": "access_denied",
+                                "state": query.get("state", ""),
+                                "error_description": "User account is disabled.",
+                            }
+                        )
+                    )
                 else:
                     code = secrets.token_urlsafe(16)
                     nonce = query.get("nonce")
                     with provider._lock:
-                        provider.codes[code] = _Grant(oid, nonce, query.get("code_challenge"),
-                                                      query.get("code_challenge_method"), redirect_uri,
-                                                      query["client_id"])
+                        provider.codes[code] = _Grant(
+                            oid,
+                            nonce,
+                            query.get("code_challenge"),
+                            query.get("code_challenge_method"),
+                            redirect_uri,
+                            query["client_id"],
+                        )
                     target = redirect_uri + "?" + urlencode({"code": code, "state": query.get("state", "")})
                 self.send_response(302)
                 self.send_header("Location", target)

@@ -73,7 +73,9 @@ def test_campaign_manager_invites_marketer_who_accepts_sets_up_mfa_and_sees_only
 
 def test_campaign_manager_cannot_invite_to_other_orgs_or_staff(manager, acme, globex, login):
     with pytest.raises(ServiceError):
-        invitations.invitation_create(org=globex, email="x@globex.test", role="marketer", actor=manager, base_url="http://t/")
+        invitations.invitation_create(
+            org=globex, email="x@globex.test", role="marketer", actor=manager, base_url="http://t/"
+        )
     with pytest.raises(ServiceError):
         invitations.invitation_create(
             org=acme, email="x@acme.test", role="campaign_manager", actor=manager, base_url="http://t/"
@@ -123,8 +125,12 @@ def test_tampered_expired_revoked_and_superseded_links_are_refused(manager, acme
 
 
 def test_invitation_list_shows_status_and_resend_revoke_actions(manager, acme, globex, super_admin, login):
-    pending = invitations.invitation_create(org=acme, email="p@acme.test", role="marketer", actor=manager, base_url="http://t/")
-    old = invitations.invitation_create(org=acme, email="o@acme.test", role="marketer", actor=manager, base_url="http://t/")
+    pending = invitations.invitation_create(
+        org=acme, email="p@acme.test", role="marketer", actor=manager, base_url="http://t/"
+    )
+    old = invitations.invitation_create(
+        org=acme, email="o@acme.test", role="marketer", actor=manager, base_url="http://t/"
+    )
     Invitation.objects.filter(pk=old.pk).update(expires_at=timezone.now() - timedelta(days=1))
     other = invitations.invitation_create(
         org=globex, email="g@globex.test", role="marketer", actor=super_admin, base_url="http://t/"

@@ -167,8 +167,6 @@ def test_failed_and_successful_password_logins_are_audited_with_method(acme_mark
 
 def test_password_reset_is_rate_limited(acme_marketer):
     client = Client()
-    statuses = [
-        client.post("/accounts/password/reset/", {"email": acme_marketer.email}).status_code for _ in range(7)
-    ]
+    statuses = [client.post("/accounts/password/reset/", {"email": acme_marketer.email}).status_code for _ in range(7)]
     assert 429 in statuses
     assert len(mail.outbox) <= 5
