@@ -1,0 +1,78 @@
+"""Identity pages in a real browser (headless Chromium): "Sign in with Microsoft" end to end against
+the local provider, the profile page with a new API token, and the invitation page. Screenshots go
+to var/screenshots/ (identity-*.png)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import browser_page, chromium, live_url, screenshot_dir  # noqa: F401  (fixtures)
+from tests.browser.test_login_flows import path_of, shoot, sign_in
+from tests.identity.conftest import CM_ROLE, entra  # noqa: F401  (fixture)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db]
+
+
+def test_staff_signs_in_with_microsoft(browser_page: Any, screenshot_dir: Any, entra: Any, acme: Any) -> None:  # noqa: F811
+    from tenants.models import ExternalIdentity, IdentityProvider, Role
+    from tenants.services import user_create
+
+    cm = user_create(email="cm.browser@p360.test", role=Role.CAMPAIGN_MANAGER, orgs=[acme])
+    oid = entra.add_user(email=cm.email, roles=[CM_ROLE], name="Browser Manager")
+    ExternalIdentity.objects.create(user=cm, provider=IdentityProvider.ENTRA, tenant=entra.tenant_id, subject=oid)
+    page = browser_page
+    page.goto("/accounts/login/")
+    button = page.get_by_role("link", name="Sign in with Microsoft")
+    expect(button).to_be_visible()
+    shoot(page, screenshot_dir, "identity-login-page.png")
+    with page.expect_navigation(url=re.compile(r"/admin/$")):
+        button.click()
+    assert path_of(page) == "/admin/"
+    page.goto("/admin/tenants/organization/")
+    results = page.locator("#result_list")
+    expect(results).to_contain_text("Acme Corporation")
+    expect(results).not_to_contain_text("Globex Industries")
+    shoot(page, screenshot_dir, "identity-sso-admin.png")
+
+
+def test_bad_token_page(browser_page: Any, screenshot_dir: Any, entra: Any) -> None:  # noqa: F811
+    entra.add_user(email="x@p360.test", roles=[CM_ROLE])
+    entra.fault = "wrong_aud"
+    page = browser_page
+    page.goto("/oidc/authenticate/")
+    expect(page.get_by_role("heading", name="Sign-in refused")).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text("another application")
+    shoot(page, screenshot_dir, "identity-sso-refused.png")
+
+
+def test_marketer_profile_and_new_token(browser_page: Any, screenshot_dir: Any) -> None:  # noqa: F811
+    page = browser_page
+    sign_in(page, "marketer@acme.test")
+    page.goto("/profile/")
+    expect(page.get_by_role("heading", name="Your profile")).to_be_visible()
+    page.get_by_placeholder("Token name, e.g. BI nightly export").fill("Nightly export")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Create token").click()
+    expect(page.locator("#new-token")).to_contain_text("p360_")
+    expect(page.get_by_role("cell", name="Nightly export", exact=True)).to_be_visible()
+    shoot(page, screenshot_dir, "identity-profile.png")
+
+
+def test_invitation_page(browser_page: Any, screenshot_dir: Any, acme: Any, manager: Any) -> None:  # noqa: F811
+    from tenants.invitations import invitation_create, invitation_path
+
+    invitation = invitation_create(org=acme, email="new@acme.test", role="marketer", actor=manager, base_url="http://x/")
+    page = browser_page
+    page.goto(invitation_path(invitation))
+    expect(page.get_by_role("heading", name="Join Acme Corporation")).to_be_visible()
+    shoot(page, screenshot_dir, "identity-invitation.png")
+    page.get_by_label("Your name").fill("New Person")
+    page.get_by_label("Password", exact=True).fill("a-fresh-pass-phrase-42")
+    page.get_by_label("Password again").fill("a-fresh-pass-phrase-42")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Set password and continue").click()
+    assert path_of(page) == "/o/acme/"
