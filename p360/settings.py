@@ -397,6 +397,7 @@ OIDC_PKCE_CODE_CHALLENGE_METHOD = "S256"
 OIDC_TIMEOUT = int(env("OIDC_TIMEOUT", "10"))
 OIDC_CREATE_USER = env_bool("ENTRA_CREATE_USERS", True)
 OIDC_CALLBACK_CLASS = "tenants.oidc.EntraCallbackView"
+OIDC_AUTHENTICATE_CLASS = "tenants.oidc.EntraAuthenticateView"
 # After this many seconds an SSO session is re-checked with the provider (refresh token, else a new
 # sign-in) before any request, GET or POST, is served.
 OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS = int(env("OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS", "900"))

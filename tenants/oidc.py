@@ -22,7 +22,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils.http import urlencode
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
-from mozilla_django_oidc.views import OIDCAuthenticationCallbackView
+from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
 from p360.audit.services import record
 from tenants.models import User
@@ -167,6 +167,15 @@ class EntraOIDCBackend(OIDCAuthenticationBackend):
 
 def sso_failure_page(request: HttpRequest, message: str, *, status: int = 403) -> HttpResponse:
     return render(request, "account/sso_failed.html", {"message": message, "sso_enabled": sso_enabled()}, status=status)
+
+
+class EntraAuthenticateView(OIDCAuthenticationRequestView):
+    """/oidc/authenticate/: starts the Entra sign-in (state, nonce, PKCE) when SSO is configured."""
+
+    def get(self, request: HttpRequest) -> HttpResponse:  # type: ignore[override]
+        if not sso_enabled():
+            return sso_failure_page(request, "Sign-in with Microsoft is not configured.", status=404)
+        return super().get(request)
 
 
 class EntraCallbackView(OIDCAuthenticationCallbackView):

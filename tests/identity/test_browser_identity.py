@@ -65,7 +65,9 @@ def test_marketer_profile_and_new_token(browser_page: Any, screenshot_dir: Any) 
 def test_invitation_page(browser_page: Any, screenshot_dir: Any, acme: Any, manager: Any) -> None:  # noqa: F811
     from tenants.invitations import invitation_create, invitation_path
 
-    invitation = invitation_create(org=acme, email="new@acme.test", role="marketer", actor=manager, base_url="http://x/")
+    invitation = invitation_create(
+        org=acme, email="new@acme.test", role="marketer", actor=manager, base_url="http://x/"
+    )
     page = browser_page
     page.goto(invitation_path(invitation))
     expect(page.get_by_role("heading", name="Join Acme Corporation")).to_be_visible()
@@ -76,3 +78,34 @@ def test_invitation_page(browser_page: Any, screenshot_dir: Any, acme: Any, mana
     with page.expect_navigation():
         page.get_by_role("button", name="Set password and continue").click()
     assert path_of(page) == "/o/acme/"
+
+
+def test_marketer_of_org_requiring_mfa_sets_it_up(
+    browser_page: Any, screenshot_dir: Any, acme: Any, manager: Any
+) -> None:
+    from allauth.mfa.models import Authenticator
+
+    from tenants.services import org_update
+    from tests.conftest import PASSWORD
+    from tests.identity.helpers import totp_code
+
+    org_update(org=acme, actor=manager, require_mfa=True)
+    page = browser_page
+    sign_in(page, "marketer@acme.test")
+    page.goto("/o/acme/")  # -> set-up page; allauth first asks for the password again when not fresh
+    if "/accounts/reauthenticate/" in page.url:
+        page.locator("input[name='password']").fill(PASSWORD)
+        with page.expect_navigation():
+            page.locator("form button[type='submit']").first.click()
+    assert "/accounts/2fa/totp/activate/" in page.url, page.url
+    shoot(page, screenshot_dir, "identity-mfa-setup.png")
+    from django.contrib.sessions.models import Session
+
+    session_key = next(c["value"] for c in page.context.cookies() if c["name"] == "sessionid")
+    secret = Session.objects.get(session_key=session_key).get_decoded()["mfa.totp.secret"]
+    page.locator("input[name='code']").fill(totp_code(secret))
+    with page.expect_navigation():
+        page.locator("form button[type='submit']").last.click()
+    assert Authenticator.objects.filter(user__email="marketer@acme.test", type="totp").exists()
+    page.goto("/o/acme/")
+    expect(page.locator("h1")).to_have_text("Acme Corporation")

@@ -223,3 +223,36 @@ def _user_form(user: User, **changes: str) -> dict[str, str]:
     }
     data.update(changes)
     return data  # type: ignore[return-value]
+
+
+def test_without_refresh_token_get_signs_in_again_and_post_is_refused(entra, acme):
+    from tenants.oidc import REFRESH_TOKEN_KEY
+
+    entra.add_user(email="nort@p360.test", roles=[CM_ROLE])
+    client = Client()
+    sso_login(client, entra)
+    session = client.session
+    del session[REFRESH_TOKEN_KEY]
+    session["oidc_id_token_expiration"] = time.time() - 1
+    session.save()
+    again = client.get("/admin/")
+    assert again.status_code == 302 and again["Location"].startswith("/oidc/authenticate/?next=")
+    refused = client.post("/admin/tenants/user/", {"action": "deactivate_users", "_selected_action": []})
+    assert refused.status_code == 401 and "nothing was saved" in refused.content.decode()
+
+
+def test_sso_urls_when_not_configured(client, settings):
+    settings.ENTRA_SSO_ENABLED = False
+    assert client.get("/oidc/authenticate/").status_code == 404
+    assert client.get("/oidc/callback/?code=x&state=y").status_code == 404
+    assert "Sign in with Microsoft" not in client.get("/accounts/login/").content.decode()
+
+
+def test_api_request_with_ended_sso_session_gets_json_401(entra, acme):
+    oid = entra.add_user(email="api.sso@p360.test", roles=[CM_ROLE])
+    client = Client()
+    sso_login(client, entra)
+    entra.users[oid].enabled = False
+    _expire_session(client)
+    response = client.get("/api/v1/me/")
+    assert response.status_code == 401 and response.json()["error"]["code"] == "session_ended"
