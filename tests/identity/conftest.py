@@ -10,6 +10,7 @@ import httpx
 import pytest
 from django.test import Client
 
+from tests.browser.conftest import browser_page, chromium, live_url, screenshot_dir  # noqa: F401  (browser fixtures)
 from tests.oidc_provider import OIDCProvider
 
 CM_ROLE = "P360.CampaignManager"

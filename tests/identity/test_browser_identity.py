@@ -10,14 +10,13 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import browser_page, chromium, live_url, screenshot_dir  # noqa: F401  (fixtures)
 from tests.browser.test_login_flows import path_of, shoot, sign_in
-from tests.identity.conftest import CM_ROLE, entra  # noqa: F401  (fixture)
+from tests.identity.conftest import CM_ROLE
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db]
 
 
-def test_staff_signs_in_with_microsoft(browser_page: Any, screenshot_dir: Any, entra: Any, acme: Any) -> None:  # noqa: F811
+def test_staff_signs_in_with_microsoft(browser_page: Any, screenshot_dir: Any, entra: Any, acme: Any) -> None:
     from tenants.models import ExternalIdentity, IdentityProvider, Role
     from tenants.services import user_create
 
@@ -39,7 +38,7 @@ def test_staff_signs_in_with_microsoft(browser_page: Any, screenshot_dir: Any, e
     shoot(page, screenshot_dir, "identity-sso-admin.png")
 
 
-def test_bad_token_page(browser_page: Any, screenshot_dir: Any, entra: Any) -> None:  # noqa: F811
+def test_bad_token_page(browser_page: Any, screenshot_dir: Any, entra: Any) -> None:
     entra.add_user(email="x@p360.test", roles=[CM_ROLE])
     entra.fault = "wrong_aud"
     page = browser_page
@@ -49,7 +48,7 @@ def test_bad_token_page(browser_page: Any, screenshot_dir: Any, entra: Any) -> N
     shoot(page, screenshot_dir, "identity-sso-refused.png")
 
 
-def test_marketer_profile_and_new_token(browser_page: Any, screenshot_dir: Any) -> None:  # noqa: F811
+def test_marketer_profile_and_new_token(browser_page: Any, screenshot_dir: Any) -> None:
     page = browser_page
     sign_in(page, "marketer@acme.test")
     page.goto("/profile/")
@@ -62,7 +61,7 @@ def test_marketer_profile_and_new_token(browser_page: Any, screenshot_dir: Any) 
     shoot(page, screenshot_dir, "identity-profile.png")
 
 
-def test_invitation_page(browser_page: Any, screenshot_dir: Any, acme: Any, manager: Any) -> None:  # noqa: F811
+def test_invitation_page(browser_page: Any, screenshot_dir: Any, acme: Any, manager: Any) -> None:
     from tenants.invitations import invitation_create, invitation_path
 
     invitation = invitation_create(
@@ -96,7 +95,7 @@ def test_marketer_of_org_requiring_mfa_sets_it_up(
     if "/accounts/reauthenticate/" in page.url:
         page.locator("input[name='password']").fill(PASSWORD)
         with page.expect_navigation():
-            page.locator("form button[type='submit']").first.click()
+            page.locator("form:has(input[name='password']) button[type='submit']").click()
     assert "/accounts/2fa/totp/activate/" in page.url, page.url
     shoot(page, screenshot_dir, "identity-mfa-setup.png")
     from django.contrib.sessions.models import Session
@@ -105,7 +104,7 @@ def test_marketer_of_org_requiring_mfa_sets_it_up(
     secret = Session.objects.get(session_key=session_key).get_decoded()["mfa.totp.secret"]
     page.locator("input[name='code']").fill(totp_code(secret))
     with page.expect_navigation():
-        page.locator("form button[type='submit']").last.click()
+        page.locator("form:has(input[name='code']) button[type='submit']").click()
     assert Authenticator.objects.filter(user__email="marketer@acme.test", type="totp").exists()
     page.goto("/o/acme/")
     expect(page.locator("h1")).to_have_text("Acme Corporation")
