@@ -40,9 +40,8 @@ def run() -> list[Row]:
     from django.test.utils import override_settings
 
     from p360.demo import DEMO_PASSWORD
-    from tests.oidc_provider import OIDCProvider
-
     from tenants.models import ExternalIdentity, IdentityProvider, User
+    from tests.oidc_provider import OIDCProvider
 
     existing = User.objects.filter(email=EMAIL).first()
     if existing is not None:  # from an earlier run: make sure it is the same identity, active
