@@ -27,6 +27,17 @@ class AccountAdapter(DefaultAccountAdapter):
 
         return landing_url_for(request.user)  # type: ignore[arg-type]
 
+    def send_password_reset_mail(self, user: Any, email: str, context: dict[str, Any]) -> None:
+        # Staff who sign in with Microsoft get no local password: a reset would bypass Entra's role
+        # checks. They get a pointer to single sign-on instead of a reset link.
+        from tenants.models import ExternalIdentity, IdentityProvider
+
+        if ExternalIdentity.objects.filter(user=user, provider=IdentityProvider.ENTRA).exists():
+            record(action="auth.password_reset_refused", actor=user, entity=user, after={"reason": "sso_user"})
+            self.send_mail("tenants/email/sso_no_password", email, context)
+            return
+        super().send_password_reset_mail(user, email, context)
+
 
 def _refuse(request: HttpRequest, reason: str, message: str, email: str = "") -> ImmediateHttpResponse:
     record(action="auth.login_failed", actor_email=email, after={"method": "auth0", "reason": reason, "email": email})

@@ -8,7 +8,7 @@ from allauth.account.models import EmailAddress
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 from django.shortcuts import redirect
@@ -225,7 +225,7 @@ class UserAdminForm(ModelForm):
 
 @admin.register(User, site=global_admin)
 class UserAdmin(ModelAdmin):
-    list_display = ["email", "full_name", "role", "is_active", "org_list", "last_login"]
+    list_display = ["email", "full_name", "role", "is_active", "org_list", "sign_in", "last_login"]
     list_filter = ["role", "is_active"]
     search_fields = ["email", "full_name"]
     ordering = ["email"]
@@ -235,7 +235,22 @@ class UserAdmin(ModelAdmin):
     inlines = [ExternalIdentityInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
-        return users_manageable_by(request.user).prefetch_related("memberships__org")
+        from allauth.mfa.models import Authenticator
+
+        return (
+            users_manageable_by(request.user)
+            .prefetch_related("memberships__org")
+            .annotate(
+                has_sso=Exists(ExternalIdentity.objects.filter(user=OuterRef("pk"))),
+                has_mfa=Exists(Authenticator.objects.filter(user=OuterRef("pk"), type="totp")),
+            )
+        )
+
+    @admin.display(description="sign-in")
+    def sign_in(self, user: User) -> str:
+        if getattr(user, "has_sso", False):
+            return "Microsoft (SSO)"
+        return "password + MFA" if getattr(user, "has_mfa", False) else "password"
 
     def get_inlines(self, request: HttpRequest, obj: Any = None) -> list[Any]:
         # Linking an SSO identity grants sign-in: super admins only, on existing users.

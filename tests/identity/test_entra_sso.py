@@ -256,3 +256,18 @@ def test_api_request_with_ended_sso_session_gets_json_401(entra, acme):
     _expire_session(client)
     response = client.get("/api/v1/me/")
     assert response.status_code == 401 and response.json()["error"]["code"] == "session_ended"
+
+
+def test_sso_staff_cannot_get_a_local_password_by_reset(entra):
+    from django.core import mail
+
+    entra.add_user(email="sso.reset@p360.test", roles=[CM_ROLE])
+    sso_login(Client(), entra)
+    client = Client()
+    client.post("/accounts/password/reset/", {"email": "sso.reset@p360.test"})
+    assert (
+        "Sign in with Microsoft" in mail.outbox[-1].body and "/accounts/password/reset/key/" not in mail.outbox[-1].body
+    )
+    assert AuditEvent.objects.filter(action="auth.password_reset_refused").exists()
+    user = User.objects.get(email="sso.reset@p360.test")
+    assert not user.has_usable_password()
