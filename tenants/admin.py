@@ -6,6 +6,7 @@ from typing import Any
 
 from allauth.account.models import EmailAddress
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Exists, OuterRef, QuerySet
@@ -463,7 +464,9 @@ class InvitationAddForm(ModelForm):
         self.fields["org"].queryset = orgs_manageable_by(request.user).filter(is_active=True)  # type: ignore[attr-defined]
         allowed = [Role.MARKETER] if not request.user.is_super_admin else [Role.MARKETER, Role.CAMPAIGN_MANAGER]  # type: ignore[union-attr]
         self.fields["role"].choices = [(role.value, role.label) for role in allowed]  # type: ignore[attr-defined]
-        self.fields["email"].help_text = "They get a link (single use, valid for a few days) to set a password."
+        self.fields["email"].help_text = (
+            f"They get a link to set a password (single use, valid {settings.P360_INVITATION_DAYS} days)."
+        )
 
 
 @admin.register(Invitation, site=global_admin)

@@ -224,7 +224,9 @@ class Invitation(models.Model):
     """An email invited to an org with a role. The link is signed and carries `nonce`: resending
     rotates the nonce (older links stop working); accepting or revoking ends it."""
 
-    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="invitations")
+    org = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="invitations", verbose_name="organisation"
+    )
     email = models.EmailField()
     role = models.CharField(max_length=32, choices=Role.choices, default=Role.MARKETER)
     invited_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

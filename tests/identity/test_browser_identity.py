@@ -108,3 +108,26 @@ def test_marketer_of_org_requiring_mfa_sets_it_up(
     assert Authenticator.objects.filter(user__email="marketer@acme.test", type="totp").exists()
     page.goto("/o/acme/")
     expect(page.locator("h1")).to_have_text("Acme Corporation")
+
+
+def test_campaign_manager_invitation_list(browser_page: Any, screenshot_dir: Any, acme: Any, manager: Any) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tenants.invitations import invitation_create
+    from tenants.models import Invitation
+
+    for email in ("pending@acme.test", "late@acme.test"):
+        invitation_create(org=acme, email=email, role="marketer", actor=manager, base_url="http://x/")
+    Invitation.objects.filter(email="late@acme.test").update(expires_at=timezone.now() - timedelta(days=1))
+    page = browser_page
+    sign_in(page, "manager@test.local")
+    page.goto("/admin/tenants/invitation/")
+    results = page.locator("#result_list")
+    expect(results).to_contain_text("pending@acme.test")
+    expect(results).to_contain_text("expired")
+    shoot(page, screenshot_dir, "identity-admin-invitations.png")
+    page.goto("/admin/tenants/invitation/add/")
+    expect(page.locator("select[name='org'] option")).to_have_count(2)  # the empty choice and acme
+    shoot(page, screenshot_dir, "identity-admin-invite.png")
