@@ -464,9 +464,8 @@ class InvitationAddForm(ModelForm):
         self.fields["org"].queryset = orgs_manageable_by(request.user).filter(is_active=True)  # type: ignore[attr-defined]
         allowed = [Role.MARKETER] if not request.user.is_super_admin else [Role.MARKETER, Role.CAMPAIGN_MANAGER]  # type: ignore[union-attr]
         self.fields["role"].choices = [(role.value, role.label) for role in allowed]  # type: ignore[attr-defined]
-        self.fields["email"].help_text = (
-            f"They get a link to set a password (single use, valid {settings.P360_INVITATION_DAYS} days)."
-        )
+        days = settings.P360_INVITATION_DAYS
+        self.fields["email"].help_text = f"They get a link to set a password (single use, valid {days} days)."
 
 
 @admin.register(Invitation, site=global_admin)
