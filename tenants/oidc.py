@@ -189,20 +189,19 @@ class EntraCallbackView(OIDCAuthenticationCallbackView):
     def get(self, request: HttpRequest) -> HttpResponse:  # type: ignore[override]
         if not sso_enabled():
             return sso_failure_page(request, "Sign-in with Microsoft is not configured.", status=404)
-        error = request.GET.get("error")
         try:
-            response = super().get(request)
+            return super().get(request)
         except SuspiciousOperation:
             # Unknown state: a replayed or forged callback, or the sign-in began in another browser.
             record(action="auth.login_failed", after={"method": "entra", "reason": "unknown_state"})
             return sso_failure_page(request, "This sign-in link was already used or did not start here.")
-        if error:
-            reason = str(request.GET.get("error_description") or error)[:200]
-            record(action="auth.login_failed", after={"method": "entra", "reason": "provider_error", "detail": reason})
-            return sso_failure_page(request, f"Microsoft did not sign you in: {reason}")
-        return response
 
     def login_failure(self) -> HttpResponse:
+        error = self.request.GET.get("error")
+        if error:  # the provider refused (user cancelled, account disabled, consent missing...)
+            detail = str(self.request.GET.get("error_description") or error)[:200]
+            record(action="auth.login_failed", after={"method": "entra", "reason": "provider_error", "detail": detail})
+            return sso_failure_page(self.request, f"Microsoft did not sign you in: {detail}")
         failure = getattr(self.request, FAILURE_ATTR, None)
         if failure is None:  # e.g. no state in the session: nothing was authenticated, so record it here
             record(action="auth.login_failed", after={"method": "entra", "reason": "no_session_state"})

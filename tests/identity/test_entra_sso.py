@@ -271,3 +271,13 @@ def test_sso_staff_cannot_get_a_local_password_by_reset(entra):
     assert AuditEvent.objects.filter(action="auth.password_reset_refused").exists()
     user = User.objects.get(email="sso.reset@p360.test")
     assert not user.has_usable_password()
+
+
+def test_provider_error_is_shown_and_audited_once(entra):
+    oid = entra.add_user(email="off@p360.test", roles=[CM_ROLE])
+    entra.users[oid].enabled = False
+    before = AuditEvent.objects.filter(action="auth.login_failed").count()
+    response = sso_login(Client(), entra)
+    assert response.status_code == 403 and "disabled" in response.content.decode()
+    assert AuditEvent.objects.filter(action="auth.login_failed").count() == before + 1
+    assert AuditEvent.objects.filter(action="auth.login_failed").latest("id").after["reason"] == "provider_error"
