@@ -470,6 +470,6 @@ AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # hammering a locked pair
 AXES_USERNAME_CALLABLE = "tenants.lockout.axes_username"
 AXES_WHITELIST_CALLABLE = "tenants.lockout.axes_not_a_password_login"
 AXES_LOCKOUT_CALLABLE = "tenants.lockout.lockout_response"
-AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if IS_PROD else ["REMOTE_ADDR"]
+AXES_CLIENT_IP_CALLABLE = "p360.middleware.client_ip"  # the audit log's rule: REMOTE_ADDR only
 AXES_VERBOSE = False
 LOGGING["loggers"]["axes"] = {"level": "WARNING"}  # type: ignore[index]
