@@ -70,6 +70,26 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
     def is_open_for_signup(self, request: HttpRequest, sociallogin: Any) -> bool:
         return False  # new accounts only through an invitation, connected in pre_social_login
 
+    def on_authentication_error(
+        self,
+        request: HttpRequest,
+        provider: Any,
+        error: Any = None,
+        exception: Any = None,
+        extra_context: Any = None,
+    ) -> None:
+        # Provider-side failures (bad state, refused code, invalid ID token) never reach pre_social_login.
+        detail = f"{error or ''} {type(exception).__name__ if exception else ''}".strip()
+        record(
+            action="auth.login_failed",
+            after={
+                "method": getattr(provider, "sub_id", None) or getattr(provider, "id", "social"),
+                "reason": "provider_error",
+                "detail": detail[:200],
+            },
+        )
+        super().on_authentication_error(request, provider, error, exception, extra_context)
+
     def pre_social_login(self, request: HttpRequest, sociallogin: Any) -> None:
         from tenants import invitations
 

@@ -6,4 +6,4 @@ class TenantsConfig(AppConfig):
     verbose_name = "Organisations and users"
 
     def ready(self) -> None:
-        from tenants import mfa  # noqa: F401  (connects the MFA audit receivers)
+        from tenants import mfa, receivers  # noqa: F401  (connect the MFA and account audit receivers)

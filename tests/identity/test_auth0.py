@@ -121,3 +121,16 @@ def test_roles_claim_without_a_p360_role_is_refused(auth0, manager, acme):
     client.post(link, {"method": "auth0"})
     assert auth0_login(client, auth0).status_code == 403
     assert not signed_in(client)
+
+
+def test_id_token_for_another_client_is_refused_and_audited(auth0, manager, acme):
+    link = _invite(manager, acme, "aud@acme.test")
+    auth0.add_user(email="aud@acme.test", extra=_claims())
+    auth0.fault = "wrong_aud"
+    client = Client()
+    client.post(link, {"method": "auth0"})
+    response = auth0_login(client, auth0)
+    assert not signed_in(client) and not User.objects.filter(email="aud@acme.test").exists()
+    assert response.status_code == 401  # allauth's "authentication error" page
+    event = AuditEvent.objects.filter(action="auth.login_failed").latest("id")
+    assert event.after["method"] == "auth0" and event.after["reason"] == "provider_error"

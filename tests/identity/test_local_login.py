@@ -40,6 +40,7 @@ def test_unverified_address_must_be_verified_before_sign_in(acme):
     link = last_link()
     assert client.post(link).status_code == 302
     assert user.emailaddress_set.get().verified
+    assert AuditEvent.objects.filter(action="auth.email_confirmed", actor_id=user.pk).exists()
     assert password_login(client, user.email, "a-long-pass-phrase-9").status_code == 302
     assert signed_in(client)
 
@@ -98,6 +99,7 @@ def test_password_reset_does_not_bypass_mfa(acme_marketer):
     assert step["Location"] == "/accounts/2fa/authenticate/" and not signed_in(client)
     client.post("/accounts/2fa/authenticate/", {"code": totp_code(secret)})
     assert signed_in(client)
+    assert AuditEvent.objects.filter(action="auth.password_reset", actor_id=acme_marketer.pk).exists()
 
 
 def test_org_requiring_mfa_sends_marketers_to_set_up_first(
