@@ -128,6 +128,11 @@ class EntraOIDCBackend(OIDCAuthenticationBackend):
         self.request.session[SSO_SESSION_KEY] = "entra"
         return user
 
+    def get_user(self, user_id: Any) -> User | None:
+        # The library's get_user ignores is_active: a user deactivated in P360 is signed out at once.
+        user = super().get_user(user_id)
+        return user if user is not None and user.is_active else None
+
     def get_userinfo(self, access_token: str, id_token: str, payload: dict[str, Any]) -> dict[str, Any]:
         return dict(payload)  # Entra's UserInfo lacks oid/tid/roles/groups: the verified ID token is the source
 

@@ -281,3 +281,14 @@ def test_provider_error_is_shown_and_audited_once(entra):
     assert response.status_code == 403 and "disabled" in response.content.decode()
     assert AuditEvent.objects.filter(action="auth.login_failed").count() == before + 1
     assert AuditEvent.objects.filter(action="auth.login_failed").latest("id").after["reason"] == "provider_error"
+
+
+def test_deactivation_in_p360_ends_an_sso_session_immediately(entra, super_admin):
+    from tenants.services import user_set_active
+
+    entra.add_user(email="now@p360.test", roles=[CM_ROLE])
+    client = Client()
+    sso_login(client, entra)
+    assert client.get("/admin/").status_code == 200
+    user_set_active(user=User.objects.get(email="now@p360.test"), active=False, actor=super_admin)
+    assert client.get("/admin/").status_code == 302  # anonymous again, without waiting for a refresh
