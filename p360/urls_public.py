@@ -27,7 +27,10 @@ urlpatterns = [
     path("orgs/", views.org_picker, name="org-picker"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", global_admin.urls),
+    # identity (issue 3): invitations and profile pages, then allauth; staff SSO under /oidc/
+    path("", include("tenants.urls")),
     path("accounts/", include("allauth.urls")),
+    path("oidc/", include("mozilla_django_oidc.urls")),
     path("api/v1/", include(api_v1)),
     path(
         "api/schema/",

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from allauth.account.models import EmailAddress
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
+from django.shortcuts import redirect
+from django.utils import timezone
 from django.utils.html import format_html
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action
 
 from p360.admin_sites import global_admin
+from p360.audit.services import record
 from p360.jobs.services import job_start
-from tenants import services
+from tenants import invitations, services
 from tenants.access import orgs_manageable_by, users_manageable_by
-from tenants.models import ApiToken, Membership, Organization, Role, User
+from tenants.models import ApiToken, ExternalIdentity, Invitation, Membership, Organization, Role, User
 
 
 def _service_call(fn: Any, **kwargs: Any) -> Any:
@@ -166,6 +171,23 @@ class OrganizationAdmin(ModelAdmin):
 # --- Users ---------------------------------------------------------------------------------------
 
 
+class ExternalIdentityInline(TabularInline):
+    model = ExternalIdentity
+    extra = 0
+    fields = ["provider", "tenant", "subject", "last_login_at", "deactivated_by_sync"]
+    readonly_fields = ["last_login_at", "deactivated_by_sync"]
+    verbose_name_plural = "single sign-on identities (Entra: tenant id + object id; never the email)"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_super_admin)  # type: ignore[union-attr]  # linking grants sign-in
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_super_admin)  # type: ignore[union-attr]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_super_admin)  # type: ignore[union-attr]
+
+
 class UserAdminForm(ModelForm):
     orgs = forms.ModelMultipleChoiceField(
         queryset=Organization.objects.none(),
@@ -204,16 +226,36 @@ class UserAdminForm(ModelForm):
 
 @admin.register(User, site=global_admin)
 class UserAdmin(ModelAdmin):
-    list_display = ["email", "full_name", "role", "is_active", "org_list", "last_login"]
+    list_display = ["email", "full_name", "role", "is_active", "org_list", "sign_in", "last_login"]
     list_filter = ["role", "is_active"]
     search_fields = ["email", "full_name"]
     ordering = ["email"]
     list_per_page = 50
     actions = ["deactivate_users", "activate_users"]
     readonly_fields = ["last_login", "date_joined"]
+    inlines = [ExternalIdentityInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
-        return users_manageable_by(request.user).prefetch_related("memberships__org")
+        from allauth.mfa.models import Authenticator
+
+        return (
+            users_manageable_by(request.user)
+            .prefetch_related("memberships__org")
+            .annotate(
+                has_sso=Exists(ExternalIdentity.objects.filter(user=OuterRef("pk"))),
+                has_mfa=Exists(Authenticator.objects.filter(user=OuterRef("pk"), type="totp")),
+            )
+        )
+
+    @admin.display(description="sign-in")
+    def sign_in(self, user: User) -> str:
+        if getattr(user, "has_sso", False):
+            return "Microsoft (SSO)"
+        return "password + MFA" if getattr(user, "has_mfa", False) else "password"
+
+    def get_inlines(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        # Linking an SSO identity grants sign-in: super admins only, on existing users.
+        return list(self.inlines) if obj is not None and request.user.is_super_admin else []  # type: ignore[union-attr]
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         kwargs["form"] = UserAdminForm
@@ -270,9 +312,27 @@ class UserAdmin(ModelAdmin):
         if data.get("password"):
             user.set_password(data["password"])
             user.save(update_fields=["password"])
+            # Staff vouch for the address they set a password for (allauth needs it verified).
+            EmailAddress.objects.update_or_create(
+                user=user, email__iexact=user.email, defaults={"email": user.email, "verified": True, "primary": True}
+            )
+            record(action="user.password_set", actor=request.user, entity=user)  # type: ignore[arg-type]
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        pass  # assignments were saved by the service
+        # Assignments were saved by the service; only the SSO identity links remain (super admins).
+        for formset in formsets:
+            before = {(i.provider, i.tenant, i.subject) for i in formset.queryset}
+            formset.save()
+            for identity in formset.queryset.model.objects.filter(user_id=form.instance.pk):
+                key = (identity.provider, identity.tenant, identity.subject)
+                if key not in before:
+                    record(
+                        action="identity.linked",
+                        actor=request.user,  # type: ignore[arg-type]
+                        entity_type="tenants.user",
+                        entity_id=form.instance.pk,
+                        after={"provider": identity.provider, "tenant": identity.tenant, "subject": identity.subject},
+                    )
 
     @action(description="Deactivate selected users")
     def deactivate_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
@@ -368,3 +428,149 @@ class ApiTokenAdmin(ModelAdmin):
         for token in queryset.filter(revoked_at__isnull=True):
             services.api_token_revoke(token=token, actor=request.user)  # type: ignore[arg-type]
         messages.success(request, "Revoked the selected tokens.")
+
+
+# --- Invitations ---------------------------------------------------------------------------------
+
+
+class InvitationStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("pending", "Pending"), ("accepted", "Accepted"), ("expired", "Expired"), ("revoked", "Revoked")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        now = timezone.now()
+        value = self.value()
+        if value == "pending":
+            return queryset.filter(accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now)
+        if value == "accepted":
+            return queryset.filter(accepted_at__isnull=False)
+        if value == "expired":
+            return queryset.filter(accepted_at__isnull=True, revoked_at__isnull=True, expires_at__lte=now)
+        if value == "revoked":
+            return queryset.filter(revoked_at__isnull=False, accepted_at__isnull=True)
+        return queryset
+
+
+class InvitationAddForm(ModelForm):
+    class Meta:
+        model = Invitation
+        fields = ["email", "org", "role"]
+
+    def __init__(self, *args: Any, request: HttpRequest, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["org"].queryset = orgs_manageable_by(request.user).filter(is_active=True)  # type: ignore[attr-defined]
+        allowed = [Role.MARKETER] if not request.user.is_super_admin else [Role.MARKETER, Role.CAMPAIGN_MANAGER]  # type: ignore[union-attr]
+        self.fields["role"].choices = [(role.value, role.label) for role in allowed]  # type: ignore[attr-defined]
+        days = settings.P360_INVITATION_DAYS
+        self.fields["email"].help_text = f"They get a link to set a password (single use, valid {days} days)."
+
+
+@admin.register(Invitation, site=global_admin)
+class InvitationAdmin(ModelAdmin):
+    list_display = ["email", "org", "role", "status_pill", "invited_by", "sent_at", "expires_at", "send_count"]
+    list_filter = [InvitationStatusFilter, MembershipOrgFilter, "role"]
+    search_fields = ["email", "org__name", "org__slug"]
+    list_select_related = ["org", "invited_by"]
+    actions = ["resend", "revoke"]
+    ordering = ["-created_at"]
+    list_per_page = 50
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Invitation]:
+        return super().get_queryset(request).filter(org__in=orgs_manageable_by(request.user))
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        kwargs["form"] = InvitationAddForm
+        form_class = super().get_form(request, obj, change=change, **kwargs)
+
+        class RequestBoundForm(form_class):  # type: ignore[misc, valid-type]
+            def __init__(self, *args: Any, **kw: Any) -> None:
+                super().__init__(*args, request=request, **kw)
+
+        return RequestBoundForm
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return ["email", "org", "role"]
+        return [
+            "email",
+            "org",
+            "role",
+            "status_pill",
+            "invited_by",
+            "created_at",
+            "sent_at",
+            "send_count",
+            "expires_at",
+            "accepted_at",
+            "accepted_user",
+            "revoked_at",
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [] if obj is None else self.get_fields(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # revoke instead: the list keeps the history
+
+    @admin.display(description="status")
+    def status_pill(self, invitation: Invitation) -> str:
+        colours = {"pending": "primary", "accepted": "green", "expired": "orange", "revoked": "red"}
+        status = invitation.status
+        return format_html(
+            "<span class='inline-block rounded px-2 text-xs font-semibold text-{}-700 bg-{}-100'>{}</span>",
+            colours.get(status, "gray"),
+            colours.get(status, "gray"),
+            status,
+        )
+
+    def save_model(self, request: HttpRequest, obj: Invitation, form: Any, change: bool) -> None:
+        if change:
+            return
+        created = _service_call(
+            invitations.invitation_create,
+            org=form.cleaned_data["org"],
+            email=form.cleaned_data["email"],
+            role=form.cleaned_data["role"],
+            actor=request.user,
+            base_url=request.build_absolute_uri("/"),
+        )
+        obj.pk = created.pk
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        pass
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> Any:
+        try:
+            return super().add_view(request, form_url, extra_context)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return redirect(request.get_full_path())
+
+    @action(description="Resend selected invitations (new link, new expiry)")
+    def resend(self, request: HttpRequest, queryset: QuerySet[Invitation]) -> None:
+        done = 0
+        for invitation in queryset.select_related("org"):
+            try:
+                invitations.invitation_resend(
+                    invitation=invitation,
+                    actor=request.user,  # type: ignore[arg-type]
+                    base_url=request.build_absolute_uri("/"),
+                )
+                done += 1
+            except services.ServiceError as exc:
+                messages.warning(request, str(exc))
+        messages.success(request, f"Resent {done} invitations; earlier links no longer work.")
+
+    @action(description="Revoke selected invitations")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[Invitation]) -> None:
+        done = 0
+        for invitation in queryset.select_related("org"):
+            try:
+                invitations.invitation_revoke(invitation=invitation, actor=request.user)  # type: ignore[arg-type]
+                done += 1
+            except services.ServiceError as exc:
+                messages.warning(request, str(exc))
+        messages.success(request, f"Revoked {done} invitations.")

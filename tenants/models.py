@@ -180,3 +180,80 @@ class ApiToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class IdentityProvider(models.TextChoices):
+    ENTRA = "entra", "Microsoft Entra ID"
+    AUTH0 = "auth0", "Auth0"
+
+
+class ExternalIdentity(models.Model):
+    """A user's account at an identity provider, keyed by what the provider guarantees is stable.
+
+    Entra ID: `tenant` = `tid`, `subject` = `oid` (never the email or UPN, which users can change).
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="external_identities")
+    provider = models.CharField(max_length=16, choices=IdentityProvider.choices)
+    tenant = models.CharField(max_length=100, help_text="Entra `tid` (tenant id); the issuer for other providers.")
+    subject = models.CharField(max_length=255, help_text="Entra `oid` (object id); `sub` for other providers.")
+    last_claims = models.JSONField(default=dict, blank=True, help_text="Role-bearing claims of the last sign-in.")
+    # Set when a sign-in found no mapped role and the account was deactivated for that reason, so a
+    # later sign-in with a role may reactivate it (an admin's own deactivation is never undone).
+    deactivated_by_sync = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_login_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "tenant", "subject"], name="external_identity_unique")
+        ]
+        verbose_name = "external identity"
+        verbose_name_plural = "external identities"
+
+    def __str__(self) -> str:
+        return f"{self.get_provider_display()} {self.tenant}/{self.subject}"
+
+
+class InvitationQuerySet(models.QuerySet["Invitation"]):
+    def pending(self) -> InvitationQuerySet:
+        return self.filter(accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now())
+
+
+class Invitation(models.Model):
+    """An email invited to an org with a role. The link is signed and carries `nonce`: resending
+    rotates the nonce (older links stop working); accepting or revoking ends it."""
+
+    org = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="invitations", verbose_name="organisation"
+    )
+    email = models.EmailField()
+    role = models.CharField(max_length=32, choices=Role.choices, default=Role.MARKETER)
+    invited_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    nonce = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(default=timezone.now)
+    send_count = models.PositiveIntegerField(default=1)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_user = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(Lower("email"), name="invitation_email_ci")]
+
+    def __str__(self) -> str:
+        return f"{self.email} → {self.org} ({self.get_role_display()})"
+
+    @property
+    def status(self) -> str:
+        if self.accepted_at is not None:
+            return "accepted"
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at <= timezone.now():
+            return "expired"
+        return "pending"

@@ -6,6 +6,7 @@ import re
 import secrets
 from typing import Any
 
+from allauth.account.models import EmailAddress
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
@@ -155,6 +156,9 @@ def user_create(
     if User.objects.filter(email__iexact=email).exists():
         raise ServiceError(f"a user with email {email!r} already exists")
     user = User.objects.create_user(email=email, password=password, role=role, full_name=full_name)
+    # allauth requires a verified address to sign in: one given a password by staff is vouched for;
+    # otherwise it is verified when its owner accepts an invitation or follows a verification link.
+    EmailAddress.objects.create(user=user, email=email, primary=True, verified=bool(password))
     for org in orgs:
         Membership.objects.create(user=user, org=org)
     record(action="user.created", actor=actor, entity=user, after=_user_snapshot(user))

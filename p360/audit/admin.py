@@ -9,7 +9,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
-from unfold.contrib.filters.admin import RangeDateTimeFilter
+from unfold.contrib.filters.admin import FieldTextFilter, RangeDateTimeFilter
 
 from p360.admin_base import ReadOnlyAdmin
 from p360.admin_sites import global_admin, org_admin
@@ -69,7 +69,8 @@ class _AuditAdminBase(ReadOnlyAdmin):
 
 @admin.register(AuditEvent, site=global_admin)
 class AuditEventAdmin(_AuditAdminBase):
-    list_filter = [*_AuditAdminBase.list_filter, OrgSlugFilter]  # type: ignore[list-item]
+    # identity (issue 3): filter by actor (email contains) as well as org, action and date
+    list_filter = [*_AuditAdminBase.list_filter, OrgSlugFilter, ("actor_email", FieldTextFilter)]  # type: ignore[list-item]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEvent]:
         return events_visible_to(request.user)
