@@ -187,6 +187,15 @@ class Staged:
     rows_read: int = 0
     field_filled: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    # What went into the new version from this file: rows and non-null values per column.
+    written_rows: int = 0
+    written_filled: dict[str, int] = field(default_factory=dict)
+    has_base: bool = False
+
+    def count_written(self, frame: pl.DataFrame) -> None:
+        self.written_rows += frame.height
+        for column, nulls in zip(frame.columns, frame.null_count().row(0), strict=True):
+            self.written_filled[column] = self.written_filled.get(column, 0) + frame.height - int(nulls)
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -531,6 +540,7 @@ def _load_rows(
     """The new version's rows: the kept base records, then this file's kept rows, then merged groups."""
     schema = loader.schema
     first_row = 0
+    staged.has_base = base is not None
     if base is not None:
         replace = plan.replace_keys
 
@@ -549,12 +559,14 @@ def _load_rows(
             frame = records.conform(pl.read_parquet(part).join(wanted.select("line"), on="line", how="semi"))
         with staged.phase("load_copy"):
             loader.copy_frame(frame, first_row)
+        staged.count_written(frame)
         first_row += frame.height
         loaded += frame.height
         fault_point("audiences.import.copy")
     if plan.merged is not None and plan.merged.height:
         merged = records.conform(plan.merged)
         loader.copy_frame(merged, first_row)
+        staged.count_written(merged)
         loaded += merged.height - len(plan.replace_keys)
     return loaded
 
@@ -684,14 +696,17 @@ def escape_formula(expr: pl.Expr) -> pl.Expr:
 
 
 def _quality(version_id: int, staged: Staged, quarantine: pl.DataFrame, loaded: int) -> dict[str, Any]:
-    with connection.cursor() as cursor:
-        columns = records.DATA_COLUMNS
-        cursor.execute(
-            "SELECT count(*), "
-            + ", ".join(f"count({c})" for c in columns)
-            + f" FROM {records.partition_name(version_id)}"
-        )
-        counts = cursor.fetchone()
+    columns = records.DATA_COLUMNS
+    if staged.has_base:  # kept records from the previous version count too: ask the table (one scan)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*), "
+                + ", ".join(f"count({c})" for c in columns)
+                + f" FROM {records.partition_name(version_id)}"
+            )
+            counts = cursor.fetchone()
+    else:  # the version holds exactly what this import wrote: counted on the way in
+        counts = (staged.written_rows, *(staged.written_filled.get(c, 0) for c in columns))
     total = int(counts[0])
     completeness = {c: round(int(n) / total, 4) if total else 0.0 for c, n in zip(columns, counts[1:], strict=True)}
     reasons = (
