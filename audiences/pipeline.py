@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
+import psutil
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from p360.jobs.services import JobContext
 
 KEY = "__key"
+HASH_SEED = 360
 PREVIEW_ROWS = 20
 XLSX_CHUNK = 100_000
 
@@ -187,6 +189,7 @@ class Staged:
     rows_read: int = 0
     field_filled: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    memory: dict[str, int] = field(default_factory=dict)  # MB of RSS seen at the end of each phase
     # What went into the new version from this file: rows and non-null values per column.
     written_rows: int = 0
     written_filled: dict[str, int] = field(default_factory=dict)
@@ -205,6 +208,8 @@ class Staged:
             yield
         finally:
             self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
+            rss = psutil.Process().memory_info().rss // (1 << 20)
+            self.memory[name] = max(self.memory.get(name, 0), rss)
 
     def reset(self) -> None:
         for part in self.parts:
@@ -338,7 +343,10 @@ def _stage_once(
         with staged.phase("stage"):
             good.write_parquet(part, compression="lz4")
         staged.parts.append(part)
-        staged.keys.append(good.select("line", KEY, pl.lit(number, dtype=pl.Int32).alias("part")))
+        # Only a 64-bit hash of each key stays in memory (20 bytes a row); the few rows whose hash
+        # repeats are compared by their real keys later, read back from the staged part.
+        hashed = pl.when(pl.col(KEY).is_not_null()).then(pl.col(KEY).hash(seed=HASH_SEED))
+        staged.keys.append(good.select("line", pl.lit(number, dtype=pl.Int32).alias("part"), hashed.alias("h")))
         done = int(batch[ROW].cast(pl.Int64).max() or done) if batch.height else done  # type: ignore[arg-type]
         if ctx is not None:
             ctx.progress(min(done, total), total, rows_read=staged.rows_read)
@@ -422,32 +430,55 @@ def _existing_keys(audience: Audience | None, key: str) -> pl.DataFrame:
 
 
 def _plan(imp: AudienceImport, staged: Staged, existing: pl.DataFrame, key: str, base_id: int | None) -> Plan:
+    """Which rows become records. Exact: hashes only narrow the search; suspects are compared by key."""
     keys = (
         pl.concat(staged.keys)
         if staged.keys
-        else pl.DataFrame(schema={"line": pl.Int64, KEY: pl.String, "part": pl.Int32})
+        else pl.DataFrame(schema={"line": pl.Int64, "part": pl.Int32, "h": pl.UInt64})
     )
-    keyed = keys.filter(pl.col(KEY).is_not_null())
-    unkeyed = keys.filter(pl.col(KEY).is_null()).select("line", "part")
+    total = keys.height
+    existing_hashes = existing.select(pl.col(KEY).hash(seed=HASH_SEED).alias("h"))
+    hashed = keys.filter(pl.col("h").is_not_null())
+    suspect = pl.col("h").is_duplicated() | pl.col("h").is_in(existing_hashes["h"].implode())
+    suspects = hashed.filter(suspect)
+    # Rows without a key, and rows whose key hash is unique and unknown: always new records.
+    always = pl.concat([keys.filter(pl.col("h").is_null()), hashed.filter(~suspect)]).select("line", "part")
+    keyed = _exact_keys(staged, suspects)
+    del keys, hashed
     rule = imp.dedupe_rule
     if rule == DedupeRule.LAST:
         winners = keyed.filter(pl.col(KEY).is_last_distinct())
         replace = winners.join(existing, on=KEY, how="semi")[KEY].to_list()
-        keep = pl.concat([unkeyed, winners.select("line", "part")])
-        return Plan(keep_lines=keep, merged=None, replace_keys=replace, duplicates=keys.height - keep.height)
+        keep = pl.concat([always, winners.select("line", "part")])
+        return Plan(keep_lines=keep, merged=None, replace_keys=replace, duplicates=total - keep.height)
     fresh = keyed.join(existing, on=KEY, how="anti")
     if rule == DedupeRule.MERGE:
-        return _plan_merge(staged, keys, keyed, unkeyed, fresh, existing, key, base_id)
+        return _plan_merge(staged, total, keyed, always, fresh, existing, key, base_id)
     winners = fresh.filter(pl.col(KEY).is_first_distinct())
-    keep = pl.concat([unkeyed, winners.select("line", "part")])
-    return Plan(keep_lines=keep, merged=None, replace_keys=[], duplicates=keys.height - keep.height)
+    keep = pl.concat([always, winners.select("line", "part")])
+    return Plan(keep_lines=keep, merged=None, replace_keys=[], duplicates=total - keep.height)
+
+
+def _exact_keys(staged: Staged, suspects: pl.DataFrame) -> pl.DataFrame:
+    """(line, part, key) of the suspect rows, in line order, read back from their staged parts."""
+    frames = []
+    for (part,), wanted in suspects.partition_by("part", as_dict=True).items():
+        frame = pl.read_parquet(staged.parts[int(part)], columns=["line", KEY])
+        frames.append(
+            frame.join(wanted.select("line", "part"), on="line", how="semi").with_columns(
+                pl.lit(part, dtype=pl.Int32).alias("part")
+            )
+        )
+    if not frames:
+        return pl.DataFrame(schema={"line": pl.Int64, KEY: pl.String, "part": pl.Int32})
+    return pl.concat(frames).sort("line").select("line", KEY, "part")
 
 
 def _plan_merge(
     staged: Staged,
-    keys: pl.DataFrame,
+    total: int,
     keyed: pl.DataFrame,
-    unkeyed: pl.DataFrame,
+    always: pl.DataFrame,
     fresh: pl.DataFrame,
     existing: pl.DataFrame,
     key: str,
@@ -477,11 +508,9 @@ def _plan_merge(
             .group_by(KEY, maintain_order=True)
             .agg([pl.col(c).drop_nulls().first() for c in values] + [pl.col("line").first()])
         )
-    keep = pl.concat([unkeyed, singles])
+    keep = pl.concat([always, singles])
     loaded = keep.height + (merged.height - with_existing.height if merged is not None else 0)
-    return Plan(
-        keep_lines=keep, merged=merged, replace_keys=with_existing[KEY].to_list(), duplicates=keys.height - loaded
-    )
+    return Plan(keep_lines=keep, merged=merged, replace_keys=with_existing[KEY].to_list(), duplicates=total - loaded)
 
 
 def _write_version(imp: AudienceImport, staged: Staged, blank_lines: int, ctx: JobContext | None) -> dict[str, Any]:
@@ -606,7 +635,13 @@ def _finish_version(
     imp.duplicates = plan.duplicates
     imp.rows_loaded = staged.rows_read - imp.rows_quarantined - imp.duplicates
     imp.blank_lines = blank_lines
-    imp.quality = {**quality, "dedupe_key": key, "replaced_existing": len(plan.replace_keys), "timings": staged.timings}
+    imp.quality = {
+        **quality,
+        "dedupe_key": key,
+        "replaced_existing": len(plan.replace_keys),
+        "timings": staged.timings,
+        "rss_mb": staged.memory,
+    }
     imp.quarantine_file = quarantine_name
     imp.version = version
     imp.audience = audience

@@ -74,7 +74,7 @@ def read_header(path: Path, delimiter: str) -> list[str]:
 class DelimitedReader:
     """Batches of good rows (all columns text, plus `__row`) and a quarantine frame of the bad lines."""
 
-    def __init__(self, path: Path, *, delimiter: str, headers: list[str], chunk_size: int = 250_000) -> None:
+    def __init__(self, path: Path, *, delimiter: str, headers: list[str], chunk_size: int = 100_000) -> None:
         self.path = path
         self.delimiter = delimiter
         self.headers = headers
