@@ -90,6 +90,8 @@ SHARED_APPS = [
     "p360",
     "p360.audit",
     "p360.jobs",
+    # Ingestion runs live in public: one REDS file feeds several orgs; the runs page spans orgs.
+    "ingestion",
 ]
 TENANT_APPS = [
     # The admin's LogEntry table lives in each org's schema too, so one org's object history
@@ -97,7 +99,7 @@ TENANT_APPS = [
     "django.contrib.admin",
     "audiences",
     "campaigns",
-    "ingestion",
+    "ingestion.store",  # staged rows and REDS events, per organisation
     "reporting",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
@@ -365,3 +367,27 @@ DEFAULT_FROM_EMAIL = env("P360_FROM_EMAIL", "P360 <no-reply@p360.local>")
 P360_HEARTBEAT_STALE_SECONDS = int(env("P360_HEARTBEAT_STALE_SECONDS", "180"))
 # A running job whose heartbeat is older than this is handed back (worker presumed dead).
 P360_JOB_STALE_SECONDS = int(env("P360_JOB_STALE_SECONDS", "600"))
+
+# --- Paid-media ingestion (issue 6): sources, schedules, alerts (see README "Ingestion") ------------
+P360_INGEST_ALERT_EMAILS = env_list("P360_INGEST_ALERT_EMAILS")  # plus each org's own alert addresses
+P360_INGEST_MAX_UPLOAD_MB = int(env("P360_INGEST_MAX_UPLOAD_MB", "50"))
+P360_SURFSIDE_BUCKET = env("P360_SURFSIDE_BUCKET")
+P360_SURFSIDE_PREFIX = env("P360_SURFSIDE_PREFIX", "{org}/")
+P360_SURFSIDE_PATTERN = env("P360_SURFSIDE_PATTERN", "media-report-{date}.csv")
+P360_SURFSIDE_ENDPOINT_URL = env("P360_SURFSIDE_ENDPOINT_URL")
+P360_SURFSIDE_ACCESS_KEY_ID = env("P360_SURFSIDE_ACCESS_KEY_ID")
+P360_SURFSIDE_SECRET_ACCESS_KEY = env("P360_SURFSIDE_SECRET_ACCESS_KEY")
+P360_SURFSIDE_REGION = env("P360_SURFSIDE_REGION", "us-east-1")
+P360_SURFSIDE_CRON = env("P360_SURFSIDE_CRON", "0 5 * * *")
+P360_VIBE_BASE_URL = env("P360_VIBE_BASE_URL", "https://clear-platform.vibe.co/rest/reporting/v1")
+P360_VIBE_CRON = env("P360_VIBE_CRON", "0 6 * * *")
+P360_VIBE_CREATES_PER_HOUR = int(env("P360_VIBE_CREATES_PER_HOUR", "15"))
+P360_VIBE_POLL_SECONDS = float(env("P360_VIBE_POLL_SECONDS", "30"))
+P360_VIBE_POLL_TIMEOUT = float(env("P360_VIBE_POLL_TIMEOUT", "1200"))
+P360_VIBE_MAX_RETRIES = int(env("P360_VIBE_MAX_RETRIES", "5"))
+P360_VIBE_BACKOFF_BASE = float(env("P360_VIBE_BACKOFF_BASE", "2"))
+P360_VIBE_BACKOFF_CAP = float(env("P360_VIBE_BACKOFF_CAP", "300"))
+P360_VIBE_RATE_WAIT_MAX = float(env("P360_VIBE_RATE_WAIT_MAX", "3600"))
+P360_REDS_INBOX = env("P360_REDS_INBOX", str(DATA_DIR / "inbox" / "reds"))
+P360_REDS_CRON = env("P360_REDS_CRON", "0 * * * *")
+P360_FIELD_ENCRYPTION_KEY = env("P360_FIELD_ENCRYPTION_KEY")  # Fernet key; derived from SECRET_KEY when unset
