@@ -145,15 +145,18 @@ def metrics_report(
         for key, path in GROUPS[group]:
             if key not in [k for k, _ in fields]:
                 fields.append((key, path))
-    annotations = {key: F(path) for key, path in fields if key != path}
+    # Aliased ("g_" prefix): output keys such as "campaign" would clash with the model's fields.
+    annotations = {f"g_{key}": F(path) for key, path in fields}
     names = [key for key, _ in fields]
+    aliases = [f"g_{key}" for key in names]
     rows: list[dict[str, Any]] = []
     if fields:
-        grouped = (
-            qs.annotate(**annotations).values(*names).annotate(**_SUMS).order_by(*names)  # type: ignore[arg-type]
-        )
+        grouped = qs.annotate(**annotations).values(*aliases).annotate(**_SUMS).order_by(*aliases)  # type: ignore[arg-type]
         for row in grouped:
-            out = {key: (row[key].isoformat() if isinstance(row[key], dt.date) else row[key]) for key in names}
+            out: dict[str, Any] = {}
+            for key, alias in zip(names, aliases, strict=True):
+                value = row[alias]
+                out[key] = value.isoformat() if isinstance(value, dt.date) else value
             out.update(_row_figures(row))
             rows.append(out)
     totals = _row_figures(qs.aggregate(**_SUMS))

@@ -79,6 +79,7 @@ def cpm_set(
         raise CampaignServiceError("CPM has at most 4 decimal places")
     if value >= Decimal("1000000"):
         raise CampaignServiceError("CPM must be below 1,000,000")
+    value = value.quantize(Decimal("0.0001"))  # CPM: 4 decimals (A.1)
     currency = (currency or "USD").strip().upper()
     if len(currency) != 3 or not currency.isalpha():
         raise CampaignServiceError(f"currency {currency!r} is not a 3-letter ISO code")
