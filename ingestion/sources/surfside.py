@@ -69,7 +69,11 @@ def fetch(run: IngestionRun, directory: Path) -> tuple[Path, str]:
     for candidate in candidates:
         target = directory / Path(candidate).name
         try:
-            client.download_file(bucket, candidate, str(target))
+            # GET (not download_file's HEAD first): the error body names the reason (InvalidAccessKeyId, ...).
+            response = client.get_object(Bucket=bucket, Key=candidate)
+            with target.open("wb") as handle:
+                for chunk in response["Body"].iter_chunks(1 << 20):
+                    handle.write(chunk)
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in {"404", "NoSuchKey", "NotFound"}:
