@@ -17,6 +17,8 @@ urlpatterns = [
     path("", org_views.org_home, name="org-home"),
     path("admin/", org_admin.urls),
     path("api/v1/", include(api_patterns)),  # type: ignore[arg-type]
+    # --- ingestion (issue 6): Facebook uploads, run details ---
+    path("ingestion/", include("ingestion.urls")),
 ]
 
 handler400 = json_or_html_handler(400, "Bad request.")
