@@ -162,18 +162,21 @@ def ingest_file(
 
 
 def rerun(*, run: IngestionRun, actor: User | None, inline: bool = False) -> IngestionRun:
-    """A new run for the same source, org, day and file (or a fresh pull for S3/Vibe runs)."""
+    """A new run for the same source, org and day: pulled again from S3 / Vibe when the original
+    was a pull (the file may have been re-delivered, figures settle), else the same stored file."""
+    pulled = bool(run.params.get("s3_key") or run.params.get("report_id")) or not run.file_path
+    params = {k: v for k, v in run.params.items() if k not in ("s3_key", "report_id", "retry_wait_s", "bytes")}
     new = IngestionRun.objects.create(
         source=run.source,
         org=run.org,
         trigger=Trigger.RETRY,
         run_date=run.run_date,
-        params=run.params,
+        params=params,
         rerun_of=run,
-        file_name=run.file_name if run.source in (Source.FACEBOOK, Source.REDS) or run.params.get("file") else "",
-        file_path=run.file_path if run.source in (Source.FACEBOOK, Source.REDS) or run.params.get("file") else "",
-        file_size=run.file_size,
-        content_hash=run.content_hash,
+        file_name="" if pulled else run.file_name,
+        file_path="" if pulled else run.file_path,
+        file_size=None if pulled else run.file_size,
+        content_hash="" if pulled else run.content_hash,
         created_by_email=getattr(actor, "email", "") or "system",
     )
     record(action="ingestion.rerun", actor=actor, org=run.org, entity=new, after={"rerun_of": run.pk})

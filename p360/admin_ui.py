@@ -18,6 +18,11 @@ from p360.jobs.services import last_heartbeat
 from tenants.access import orgs_manageable_by, orgs_visible_to, restrict_by_org, users_manageable_by
 from tenants.middleware import ORG_PREFIX
 
+# --- ingestion (issue 6) ---
+from ingestion.models import IngestionRun  # noqa: E402
+from ingestion.selectors import health_kpi as _ingestion_kpi  # noqa: E402
+from ingestion.selectors import runs_for_org  # noqa: E402
+
 _OBJECT_PATH = re.compile(r"^(?P<model>admin/[^/]+/[^/]+/)(?P<rest>[^/]+/.*)$")
 
 
@@ -123,6 +128,8 @@ def global_dashboard(request: HttpRequest, context: dict[str, Any]) -> dict[str,
                     "footer": f"{job_counts['queued']} queued, {job_counts['failed']} failed",
                     "href": reverse("admin:jobs_job_changelist"),
                 },
+                # --- ingestion (issue 6): health of the paid-media sources ---
+                _ingestion_kpi(restrict_by_org(IngestionRun.objects.all(), request.user)),
             ],
             "cluster": _cluster_status(),
             "recent_jobs": _job_rows(list(jobs[:8])),
@@ -162,6 +169,8 @@ def org_dashboard(request: HttpRequest, context: dict[str, Any]) -> dict[str, An
                     "footer": f"{jobs.filter(status=JobStatus.FAILED).count()} failed",
                     "href": reverse("admin:jobs_job_changelist"),
                 },
+                # --- ingestion (issue 6): health of the paid-media sources ---
+                _ingestion_kpi(runs_for_org(org)),
             ],
             "cluster": _cluster_status(),
             "recent_jobs": _job_rows(list(jobs[:8])),
@@ -218,6 +227,12 @@ def global_navigation(request: HttpRequest) -> list[dict[str, Any]]:
                     "Operations",
                     [
                         ("Jobs", "pending_actions", "admin:jobs_job_changelist", "jobs.view_job"),
+                        (
+                            "Ingestion runs",
+                            "cloud_download",
+                            "admin:ingestion_ingestionrun_changelist",
+                            "ingestion.view_ingestionrun",
+                        ),
                         ("Audit log", "history", "admin:audit_auditevent_changelist", "audit.view_auditevent"),
                         (
                             "Worker heartbeats",
@@ -259,11 +274,27 @@ def org_navigation(request: HttpRequest) -> list[dict[str, Any]]:
                     [
                         ("Audiences", "groups", "admin:audiences_audience_changelist", "audiences.view_audience"),
                         ("Campaigns", "campaign", "admin:campaigns_campaign_changelist", "campaigns.view_campaign"),
+                        # --- ingestion (issue 6) ---
+                        ("Strategies", "account_tree", "admin:campaigns_strategy_changelist", "campaigns.view_strategy"),
+                        ("Daily metrics", "monitoring", "admin:campaigns_dailymetric_changelist", "campaigns.view_dailymetric"),
+                        ("CPM rates", "payments", "admin:campaigns_cpmrate_changelist", "campaigns.view_cpmrate"),
+                        (
+                            "Client settings",
+                            "tune",
+                            "admin:campaigns_clientsettings_changelist",
+                            "campaigns.view_clientsettings",
+                        ),
                     ],
                 ),
                 (
                     "Operations",
                     [
+                        (
+                            "Ingestion runs",
+                            "cloud_download",
+                            "admin:ingestion_ingestionrun_changelist",
+                            "ingestion.view_ingestionrun",
+                        ),
                         ("Jobs", "pending_actions", "admin:jobs_job_changelist", "jobs.view_job"),
                         ("Audit log", "history", "admin:audit_auditevent_changelist", "audit.view_auditevent"),
                     ],
