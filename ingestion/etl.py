@@ -198,7 +198,36 @@ def lock_source(source: str) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
 
 
-def stage_rows(run_id: int, merged: pl.DataFrame) -> int:
+def resolve_campaigns(names: list[str], source: str, currency: str) -> dict[str, int]:
+    """Batched find-or-create of the run's campaigns (few per file): {name: id}."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """INSERT INTO campaigns_campaign (name, source, external_id, status, budget, currency, created_at, updated_at)
+               SELECT name, %s, '', 'active', 0, %s, now(), now() FROM unnest(%s::text[]) AS name
+               ON CONFLICT (name, source) DO NOTHING""",
+            [source, currency, names],
+        )
+        cursor.execute("SELECT name, id FROM campaigns_campaign WHERE source = %s AND name = ANY(%s)", [source, names])
+        return dict(cursor.fetchall())
+
+
+def stage_rows(
+    run_id: int,
+    merged: pl.DataFrame,
+    source: str | None = None,
+    currency: str = "USD",
+    rates: dict[dt.date, Decimal] | None = None,
+) -> int:
+    if source is not None and "campaign_ref" not in merged.columns and not merged.is_empty():
+        ids = resolve_campaigns(merged["campaign"].unique().to_list(), source, currency)
+        merged = merged.with_columns(pl.col("campaign").replace_strict(ids, return_dtype=pl.Int64).alias("campaign_ref"))
+    if rates is not None:
+        days = list(rates)
+        merged = merged.with_columns(
+            pl.col("date")
+            .replace_strict(days, [str(rates[d]) for d in days], default=None, return_dtype=pl.String)
+            .alias("cpm")
+        )
     frame = merged.select(
         pl.lit(run_id).alias("run_id"),
         pl.col(LINE).alias("line_no"),
@@ -209,6 +238,7 @@ def stage_rows(run_id: int, merged: pl.DataFrame) -> int:
             "media_cost"
         ),
         (pl.col("campaign_ref") if "campaign_ref" in merged.columns else pl.lit(None, pl.Int64)).alias("campaign_ref"),
+        (pl.col("cpm") if "cpm" in merged.columns else pl.lit(None, pl.String)).alias("cpm"),
     )
     buffer = io.BytesIO()
     frame.write_csv(buffer, include_header=False)
@@ -299,13 +329,8 @@ def load_staged(*, run_id: int, source: str, currency: str, dates: list[dt.date]
                     CASE WHEN k.conversions > 0 THEN round(k.spend / k.conversions, 4) END,
                     CASE WHEN k.spend > 0 THEN round(k.conversion_revenue * 100 / k.spend, 4) END,
                     %(run)s, now()
-                FROM (
-                    SELECT x.*, r.cpm, x.impressions::numeric * r.cpm / 1000 AS spend FROM ({_RESOLVED}) x
-                    CROSS JOIN LATERAL (
-                        SELECT cpm FROM campaigns_cpmrate WHERE effective_date <= x.date
-                        ORDER BY effective_date DESC LIMIT 1
-                    ) r
-                ) k""",
+                FROM (SELECT x.*, x.impressions::numeric * x.cpm / 1000 AS spend FROM ({_RESOLVED}) x) k
+                WHERE k.cpm IS NOT NULL""",
             {"run": run_id, "source": source},
         )
         written = cursor.rowcount

@@ -110,8 +110,45 @@ def sniff_delimiter(header: str, allowed: str = ",|\t;") -> str:
 # --- Text -> table ---------------------------------------------------------------------------------
 
 
+def _fast_table(text: str, delimiters: str) -> Table | None:
+    """Vectorised split for the common clean file: UTF-8, no quotes, no NUL, no CR, no blank lines,
+    header on line 1. Anything else returns None and takes the careful line-by-line path."""
+    if '"' in text or "\x00" in text or "\r" in text:
+        return None
+    header, _, body = text.partition("\n")
+    if not header.strip():
+        return None
+    delimiter = sniff_delimiter(header, delimiters)
+    columns = _unique_names([c.strip().lstrip("\ufeff") for c in header.split(delimiter)])
+    width = len(columns)
+    lines = pl.Series("line", body.split("\n"), dtype=pl.String)
+    if lines.len() and lines[-1] == "":
+        lines = lines.head(lines.len() - 1)
+    if lines.len() == 0 or (lines.str.len_bytes() == 0).any() or (lines.str.len_chars() > MAX_FIELD_CHARS).any():
+        return None
+    frame = pl.DataFrame({RAW: lines}).with_row_index(LINE, offset=2).with_columns(pl.col(LINE).cast(pl.Int64))
+    frame = frame.with_columns(pl.col(RAW).str.count_matches(delimiter, literal=True).alias("__fields"))
+    ragged = frame.filter(pl.col("__fields") != width - 1)
+    bad = [
+        (line, f"expected {width} fields, found {fields + 1}", raw[:2000])
+        for line, fields, raw in zip(ragged[LINE], ragged["__fields"], ragged[RAW], strict=True)
+    ]
+    good = frame.filter(pl.col("__fields") == width - 1)
+    split = good[RAW].str.split_exact(delimiter, width - 1).struct.rename_fields(columns).struct.unnest()
+    df = split.with_columns(good[LINE], good[RAW])
+    return Table(df=df, columns=columns, bad=bad)
+
+
 def read_csv_bytes(data: bytes, name: str, *, delimiters: str = ",|\t;") -> Table:
     _reject_non_text(data, name)
+    try:
+        text = (data[3:] if data.startswith(b"\xef\xbb\xbf") else data).decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        fast = _fast_table(text, delimiters)
+        if fast is not None:
+            return fast
     lines, notes = decode_lines(data)
     header_index = next((i for i, line in enumerate(lines) if line is not None and line.strip()), None)
     if header_index is None:

@@ -241,14 +241,16 @@ def _roll_up(run: IngestionRun, days: list[dt.date], currency: str) -> tuple[int
         )
         cursor.execute(
             f"""INSERT INTO {stage} (run_id, line_no, date, campaign, strategy, placement, creative, impressions, clicks,
-                    conversions, conversion_revenue, rows, media_cost, campaign_ref)
+                    conversions, conversion_revenue, rows, media_cost, campaign_ref, cpm)
                 SELECT %s, min(e.line_no), e.event_date, e.campaign_id, e.line_item_id, %s, %s,
                     count(*) FILTER (WHERE e.event_type = 'impression'),
                     count(*) FILTER (WHERE e.event_type = 'click'),
                     count(*) FILTER (WHERE e.event_type = 'conversion'),
                     coalesce(sum(e.conversion_value) FILTER (WHERE e.event_type = 'conversion'), 0),
                     count(*), sum(e.cost_usd),
-                    (SELECT min(c.id) FROM campaigns_campaign c WHERE c.external_id = e.campaign_id)
+                    (SELECT min(c.id) FROM campaigns_campaign c WHERE c.external_id = e.campaign_id),
+                    (SELECT r.cpm FROM campaigns_cpmrate r WHERE r.effective_date <= e.event_date
+                     ORDER BY r.effective_date DESC LIMIT 1)
                 FROM {EVENTS} e WHERE e.event_date = ANY(%s)
                 GROUP BY e.event_date, e.campaign_id, e.line_item_id""",
             [run.pk, ALL, ALL, with_cpm],

@@ -299,7 +299,7 @@ def _execute_metrics(run: IngestionRun, ctx: JobContext | None) -> list[tuple[in
     if parsed.rows_read == 0:
         raise FileRejected(f"{run.file_name} has a header but no data rows")
     etl.restrict_to_date(parsed, run.run_date)
-    etl.quarantine_missing_cpm(parsed)
+    rates = etl.quarantine_missing_cpm(parsed)
     merged, duplicates = etl.merge_duplicate_keys(parsed.valid)
     if merged.is_empty():
         reasons = sorted({reason for _, reason, _ in parsed.bad})
@@ -314,7 +314,7 @@ def _execute_metrics(run: IngestionRun, ctx: JobContext | None) -> list[tuple[in
     dates = sorted(merged["date"].unique().to_list())
     with transaction.atomic():
         etl.lock_source(run.source)
-        etl.stage_rows(run.pk, merged)
+        etl.stage_rows(run.pk, merged, run.source, currency, rates)
         if ctx:
             ctx.progress(2, 4)
         fault_point("ingest:after_stage")

@@ -25,6 +25,7 @@ class StagedMetric(models.Model):
     conversion_revenue = models.DecimalField(max_digits=18, decimal_places=4)
     rows = models.IntegerField(default=1, help_text="File rows merged into this key.")
     media_cost = models.DecimalField(max_digits=18, decimal_places=6, null=True)
+    cpm = models.DecimalField(max_digits=10, decimal_places=4, null=True, help_text="The CPM in force that day.")
     campaign_ref = models.BigIntegerField(null=True, help_text="Campaign id when known before loading (REDS).")
 
     def __str__(self) -> str:
