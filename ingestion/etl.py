@@ -29,7 +29,6 @@ from ingestion.parsing import (
     FileRejected,
     Table,
     combine_problems,
-    date_problem,
     date_value,
     map_columns,
     name_problem,
@@ -113,14 +112,27 @@ def validate_metrics(source: str, table: Table, name: str) -> Parsed:
     if source == "facebook":
         mapping["creative"] = mapping["placement"]  # Ad name -> placement AND creative (A.2)
     labels = {field: f"{LABELS.get(field, field)} ({mapping[field]})" for field in mapping}
-    problems = [date_problem(mapping["date"], labels["date"])]
+    # Dates repeat (one or a few per file): parse each distinct text once, then join.
+    date_col = mapping["date"]
+    distinct = table.df.select(pl.col(date_col).unique()).with_columns(date_value(date_col).alias("__date"))
+    table = Table(
+        df=table.df.join(distinct, on=date_col, how="left", maintain_order="left", nulls_equal=True),
+        columns=table.columns,
+        bad=table.bad,
+        notes=table.notes,
+    )
+    problems = [
+        pl.when(pl.col("__date").is_null())
+        .then(pl.format(f"{labels['date']} '{{}}' is not a date (use YYYY-MM-DD)", pl.col(date_col).fill_null("").str.slice(0, 40)))
+        .otherwise(None)
+    ]
     problems += [name_problem(mapping[f], labels[f]) for f in ("campaign", "strategy", "placement", "creative")]
     problems += [number_problem(mapping[f], labels[f], whole=True) for f in ("impressions", "clicks", "conversions")]
     problems.append(number_problem(mapping["conversion_revenue"], labels["conversion_revenue"], whole=False))
     if "date_end" in mapping:
         end = date_value(mapping["date_end"])
         problems.append(
-            pl.when(end.is_not_null() & date_value(mapping["date"]).is_not_null() & (end != date_value(mapping["date"])))
+            pl.when(end.is_not_null() & pl.col("__date").is_not_null() & (end != pl.col("__date")))
             .then(pl.lit("the row covers more than one day; export with a daily breakdown (Day)"))
             .otherwise(None)
         )
@@ -129,7 +141,7 @@ def validate_metrics(source: str, table: Table, name: str) -> Parsed:
     bad = list(table.bad) + list(zip(bad_df[LINE].to_list(), bad_df[REASON].to_list(), bad_df[RAW].to_list(), strict=True))
     good = df.filter(pl.col(REASON).is_null()).select(
         pl.col(LINE),
-        date_value(mapping["date"]).alias("date"),
+        pl.col("__date").alias("date"),
         *[pl.col(mapping[f]).str.strip_chars().alias(f) for f in ("campaign", "strategy", "placement", "creative")],
         *[number_value(mapping[f], whole=True).alias(f) for f in ("impressions", "clicks", "conversions")],
         number_value(mapping["conversion_revenue"], whole=False).alias("conversion_revenue"),

@@ -77,8 +77,10 @@ def _text(mapping: dict[str, str], field: str) -> pl.Expr:
 def validate(table: etl.Table, name: str, advertisers: dict[str, str]) -> tuple[pl.DataFrame, list[tuple[int, str, str]]]:
     """(valid events with an `org` column, bad rows); advertisers maps lower-case id -> org slug."""
     mapping = map_columns(table.columns, SPEC, optional=OPTIONAL, file_name=name)
-    df = table.df.with_columns(
-        _timestamp(mapping["event_timestamp"]).alias("event_timestamp_v"),
+    # An hourly file has at most a few thousand distinct timestamps: parse each once, then join.
+    ts_col = mapping["event_timestamp"]
+    distinct = table.df.select(pl.col(ts_col).unique()).with_columns(_timestamp(ts_col).alias("event_timestamp_v"))
+    df = table.df.join(distinct, on=ts_col, how="left", maintain_order="left", nulls_equal=True).with_columns(
         _text(mapping, "event_type").str.to_lowercase().alias("event_type_v"),
         _text(mapping, "user_id_type").str.to_uppercase().alias("user_id_type_v"),
         _text(mapping, "advertiser_id").alias("advertiser_id_v"),
@@ -188,9 +190,8 @@ def _store_events(run: IngestionRun, events: pl.DataFrame) -> tuple[list[dt.date
     old_days: list[dt.date] = []
     with connection.cursor() as cursor:
         if previous is not None:
-            cursor.execute(f"SELECT DISTINCT event_date FROM {EVENTS} WHERE file_id = %s", [previous.pk])
-            old_days = [row[0] for row in cursor.fetchall()]
-            cursor.execute(f"DELETE FROM {EVENTS} WHERE file_id = %s", [previous.pk])
+            old_days = [dt.date.fromisoformat(day) for day in previous.days]
+            cursor.execute(f"DELETE FROM {EVENTS} WHERE file_id = %s AND event_date = ANY(%s)", [previous.pk, old_days])
     reds_file = previous or RedsFile(name=run.file_name)
     reds_file.name, reds_file.content_hash, reds_file.run_id, reds_file.events = (
         run.file_name,
@@ -198,8 +199,9 @@ def _store_events(run: IngestionRun, events: pl.DataFrame) -> tuple[list[dt.date
         run.pk,
         events.height,
     )
-    reds_file.save()
     days = sorted(events["event_date"].unique().to_list())
+    reds_file.days = [day.isoformat() for day in days]
+    reds_file.save()
     _ensure_partitions(days)
     frame = events.with_columns(pl.lit(reds_file.pk).alias("file_id")).select(_COLUMNS)
     buffer = io.BytesIO()

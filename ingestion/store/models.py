@@ -39,6 +39,7 @@ class RedsFile(models.Model):
     content_hash = models.CharField(max_length=64, db_index=True)
     run_id = models.BigIntegerField()
     events = models.BigIntegerField(default=0)
+    days = models.JSONField(default=list, help_text="Days (partitions) holding this file's events.")
     loaded_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
