@@ -67,9 +67,12 @@ def _raw_copy_seconds(path: Path, columns: int, delimiter: str) -> float:
         cursor.execute(f"CREATE TABLE public.{table} ({cols})")
         try:
             start = time.perf_counter()
-            with cursor.copy(  # type: ignore[attr-defined]
-                f"COPY public.{table} FROM STDIN (FORMAT csv, HEADER true, DELIMITER '{delimiter}')"
-            ) as copy, path.open("rb") as handle:
+            with (
+                cursor.copy(  # type: ignore[attr-defined]
+                    f"COPY public.{table} FROM STDIN (FORMAT csv, HEADER true, DELIMITER '{delimiter}')"
+                ) as copy,
+                path.open("rb") as handle,
+            ):
                 while block := handle.read(1 << 20):
                     copy.write(block)
             return time.perf_counter() - start

@@ -55,7 +55,11 @@ class CpmRateAdmin(ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: CpmRate, form: Any, change: bool) -> None:
         saved = cpm_set(
-            cpm=obj.cpm, effective_date=obj.effective_date, currency=obj.currency, note=obj.note, actor=request.user  # type: ignore[arg-type]
+            cpm=obj.cpm,
+            effective_date=obj.effective_date,
+            currency=obj.currency,
+            note=obj.note,
+            actor=request.user,  # type: ignore[arg-type]
         )
         obj.pk = saved.pk
 
@@ -118,7 +122,9 @@ class ClientSettingsAdmin(ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: ClientSettings, form: Any, change: bool) -> None:
         client_settings_save(
-            settings_row=obj, actor=request.user, vibe_api_key=form.cleaned_data.get("vibe_api_key") or None  # type: ignore[arg-type]
+            settings_row=obj,
+            actor=request.user,
+            vibe_api_key=form.cleaned_data.get("vibe_api_key") or None,  # type: ignore[arg-type]
         )
 
 

@@ -45,7 +45,11 @@ GROUPS: dict[str, list[tuple[str, str]]] = {
     # group_by -> [(output key, ORM path)]
     "date": [("date", "date")],
     "source": [("source", "source")],
-    "campaign": [("campaign_id", "campaign_id"), ("campaign", "campaign__name"), ("campaign_source", "campaign__source")],
+    "campaign": [
+        ("campaign_id", "campaign_id"),
+        ("campaign", "campaign__name"),
+        ("campaign_source", "campaign__source"),
+    ],
     "strategy": [
         ("campaign_id", "campaign_id"),
         ("campaign", "campaign__name"),

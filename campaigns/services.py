@@ -106,7 +106,9 @@ def cpm_set(
 
 @org_task
 @transaction.atomic
-def client_settings_save(*, settings_row: ClientSettings, actor: User | None, vibe_api_key: str | None = None) -> ClientSettings:
+def client_settings_save(
+    *, settings_row: ClientSettings, actor: User | None, vibe_api_key: str | None = None
+) -> ClientSettings:
     """Save the org's settings; a new Vibe API key is stored encrypted (never logged or audited)."""
     from ingestion.crypto import encrypt
 

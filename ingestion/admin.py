@@ -145,7 +145,9 @@ class _RunAdminBase(ReadOnlyAdmin):
     def job_link(self, run: IngestionRun) -> str:
         if not run.job_id:
             return "—"
-        return format_html("<a class='text-primary-600' href='../../../../jobs/job/{}/change/'>job #{}</a>", run.job_id, run.job_id)
+        return format_html(
+            "<a class='text-primary-600' href='../../../../jobs/job/{}/change/'>job #{}</a>", run.job_id, run.job_id
+        )
 
     @action(description="Re-run selected runs (failed ones are retried; replaces their rows exactly)")
     def rerun_runs(self, request: HttpRequest, queryset: QuerySet[IngestionRun]) -> None:

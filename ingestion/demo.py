@@ -45,31 +45,66 @@ def _metric_rows(slug: str, rng: random.Random, with_strategy: bool = True) -> l
     for day in _days():
         weekend = 0.7 if day.weekday() >= 5 else 1.0
         for campaign in CAMPAIGNS[slug]:
-            for strategy in (["Prospecting", "Retargeting"] if with_strategy else ["Broad"]):
+            for strategy in ["Prospecting", "Retargeting"] if with_strategy else ["Broad"]:
                 for placement in ("Premium news", "Business apps"):
                     for creative in ("Banner 300x250", "Video 15s"):
                         impressions = int(rng.randint(8_000, 40_000) * weekend)
                         clicks = int(impressions * rng.uniform(0.001, 0.008))
                         conversions = int(clicks * rng.uniform(0.02, 0.12))
                         revenue = round(conversions * rng.uniform(40, 160), 2)
-                        rows.append((day, campaign, strategy, placement, creative, impressions, clicks, conversions, revenue))
+                        rows.append(
+                            (day, campaign, strategy, placement, creative, impressions, clicks, conversions, revenue)
+                        )
     return rows
 
 
 def _surfside(tmp: Path, slug: str, rng: random.Random) -> Path:
-    header = ["Date", "Campaign", "Strategy", "Placement", "Creative", "Impressions", "Clicks", "Conversions", "Conversion Revenue"]
+    header = [
+        "Date",
+        "Campaign",
+        "Strategy",
+        "Placement",
+        "Creative",
+        "Impressions",
+        "Clicks",
+        "Conversions",
+        "Conversion Revenue",
+    ]
     rows = [[d.isoformat(), *rest] for d, *rest in _metric_rows(slug, rng)]
     return _write(tmp / f"demo-surfside-{slug}.csv", header, rows)
 
 
 def _vibe(tmp: Path, slug: str, rng: random.Random) -> Path:
-    header = ["date", "campaign_name", "strategy_name", "placement_name", "creative_name", "impressions", "clicks", "conversions", "revenue"]
-    rows = [[d.isoformat(), f"{c} CTV", s, "CTV " + p, cr, i, cl, cv, rv] for d, c, s, p, cr, i, cl, cv, rv in _metric_rows(slug, rng, False)]
+    header = [
+        "date",
+        "campaign_name",
+        "strategy_name",
+        "placement_name",
+        "creative_name",
+        "impressions",
+        "clicks",
+        "conversions",
+        "revenue",
+    ]
+    rows = [
+        [d.isoformat(), f"{c} CTV", s, "CTV " + p, cr, i, cl, cv, rv]
+        for d, c, s, p, cr, i, cl, cv, rv in _metric_rows(slug, rng, False)
+    ]
     return _write(tmp / f"demo-vibe-{slug}.csv", header, rows)
 
 
 def _facebook(tmp: Path, slug: str, rng: random.Random) -> Path:
-    header = ["Day", "Campaign name", "Ad set name", "Ad name", "Impressions", "Link clicks", "Results", "Purchases conversion value", "Amount spent (USD)"]
+    header = [
+        "Day",
+        "Campaign name",
+        "Ad set name",
+        "Ad name",
+        "Impressions",
+        "Link clicks",
+        "Results",
+        "Purchases conversion value",
+        "Amount spent (USD)",
+    ]
     rows = [
         [d.isoformat(), f"{c} (Meta)", s, f"{cr} - {p}", f"{i:,}", cl, cv, f"{rv:,.2f}", "0"]
         for d, c, s, p, cr, i, cl, cv, rv in _metric_rows(slug, rng, False)
@@ -78,7 +113,18 @@ def _facebook(tmp: Path, slug: str, rng: random.Random) -> Path:
 
 
 def _reds(tmp: Path, orgs: list[Any], rng: random.Random) -> Path:
-    header = ["event_timestamp", "advertiser_id", "campaign_id", "line_item_id", "event_type", "cost_usd", "audience_id", "user_id", "user_id_type", "conversion_value"]
+    header = [
+        "event_timestamp",
+        "advertiser_id",
+        "campaign_id",
+        "line_item_id",
+        "event_type",
+        "cost_usd",
+        "audience_id",
+        "user_id",
+        "user_id_type",
+        "conversion_value",
+    ]
     rows = []
     for org in orgs:
         for day in _days():
@@ -88,9 +134,18 @@ def _reds(tmp: Path, orgs: list[Any], rng: random.Random) -> Path:
                 kind = rng.choices(["impression", "click", "conversion"], weights=[90, 8, 2])[0]
                 value = f"{rng.uniform(20, 200):.2f}" if kind == "conversion" else ""
                 rows.append(
-                    [f"{ts.isoformat()}Z", org.ttd_advertiser_id, f"ttd-{org.slug}-cmp{n % 2 + 1}", f"li-{n % 3 + 1}", kind,
-                     f"{rng.uniform(0.0005, 0.004):.6f}" if kind == "impression" else "0", f"aud-{n % 4}", user,
-                     rng.choice(["UID2", "TDID", "MAID"]), value]
+                    [
+                        f"{ts.isoformat()}Z",
+                        org.ttd_advertiser_id,
+                        f"ttd-{org.slug}-cmp{n % 2 + 1}",
+                        f"li-{n % 3 + 1}",
+                        kind,
+                        f"{rng.uniform(0.0005, 0.004):.6f}" if kind == "impression" else "0",
+                        f"aud-{n % 4}",
+                        user,
+                        rng.choice(["UID2", "TDID", "MAID"]),
+                        value,
+                    ]
                 )
     return _write(tmp / "demo-reds.psv", header, rows, delimiter="|")
 

@@ -73,7 +73,12 @@ SPECS: dict[str, dict[str, list[str]]] = {
         "impressions": ["impressions"],
         "clicks": ["link clicks", "clicks (all)", "clicks"],
         "conversions": ["results", "conversions"],
-        "conversion_revenue": ["purchases conversion value", "revenue", "conversion value", "purchase conversion value"],
+        "conversion_revenue": [
+            "purchases conversion value",
+            "revenue",
+            "conversion value",
+            "purchase conversion value",
+        ],
     },
 }
 OPTIONAL = {"facebook": frozenset({"date_end"})}
@@ -123,7 +128,12 @@ def validate_metrics(source: str, table: Table, name: str) -> Parsed:
     )
     problems = [
         pl.when(pl.col("__date").is_null())
-        .then(pl.format(f"{labels['date']} '{{}}' is not a date (use YYYY-MM-DD)", pl.col(date_col).fill_null("").str.slice(0, 40)))
+        .then(
+            pl.format(
+                f"{labels['date']} '{{}}' is not a date (use YYYY-MM-DD)",
+                pl.col(date_col).fill_null("").str.slice(0, 40),
+            )
+        )
         .otherwise(None)
     ]
     problems += [name_problem(mapping[f], labels[f]) for f in ("campaign", "strategy", "placement", "creative")]
@@ -138,7 +148,9 @@ def validate_metrics(source: str, table: Table, name: str) -> Parsed:
         )
     df = table.df.with_columns(combine_problems(problems).alias(REASON))
     bad_df = df.filter(pl.col(REASON).is_not_null())
-    bad = list(table.bad) + list(zip(bad_df[LINE].to_list(), bad_df[REASON].to_list(), bad_df[RAW].to_list(), strict=True))
+    bad = list(table.bad) + list(
+        zip(bad_df[LINE].to_list(), bad_df[REASON].to_list(), bad_df[RAW].to_list(), strict=True)
+    )
     good = df.filter(pl.col(REASON).is_null()).select(
         pl.col(LINE),
         pl.col("__date").alias("date"),
@@ -232,7 +244,9 @@ def stage_rows(
 ) -> int:
     if source is not None and "campaign_ref" not in merged.columns and not merged.is_empty():
         ids = resolve_campaigns(merged["campaign"].unique().to_list(), source, currency)
-        merged = merged.with_columns(pl.col("campaign").replace_strict(ids, return_dtype=pl.Int64).alias("campaign_ref"))
+        merged = merged.with_columns(
+            pl.col("campaign").replace_strict(ids, return_dtype=pl.Int64).alias("campaign_ref")
+        )
     if rates is not None:
         days = list(rates)
         merged = merged.with_columns(

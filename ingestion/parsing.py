@@ -193,9 +193,11 @@ def read_csv_bytes(data: bytes, name: str, *, delimiters: str = ",|\t;") -> Tabl
     df = pl.DataFrame(
         {name: pl.Series(name, values, dtype=pl.String) for name, values in zip(names, data_columns, strict=True)}
     )
-    df = df.with_columns(
-        pl.Series(LINE, kept_lines, dtype=pl.Int64), pl.Series(RAW, kept_raw, dtype=pl.String)
-    ) if rows else df.with_columns(pl.lit(None, pl.Int64).alias(LINE), pl.lit(None, pl.String).alias(RAW)).clear()
+    df = (
+        df.with_columns(pl.Series(LINE, kept_lines, dtype=pl.Int64), pl.Series(RAW, kept_raw, dtype=pl.String))
+        if rows
+        else df.with_columns(pl.lit(None, pl.Int64).alias(LINE), pl.lit(None, pl.String).alias(RAW)).clear()
+    )
     bad.sort()
     return Table(df=df, columns=names, bad=bad, notes=notes)
 
@@ -228,7 +230,9 @@ def read_xlsx_bytes(data: bytes, name: str) -> Table:
     except zipfile.BadZipFile as exc:
         raise FileRejected(f"{name} is not a valid XLSX file ({exc})") from exc
     if total > MAX_XLSX_UNCOMPRESSED:
-        raise FileRejected(f"{name} expands to {total / 1e6:,.0f} MB uncompressed (limit {MAX_XLSX_UNCOMPRESSED // 1_000_000} MB)")
+        raise FileRejected(
+            f"{name} expands to {total / 1e6:,.0f} MB uncompressed (limit {MAX_XLSX_UNCOMPRESSED // 1_000_000} MB)"
+        )
     try:
         df = pl.read_excel(io.BytesIO(data), engine="calamine", infer_schema_length=0)
     except BaseException as exc:  # a calamine/polars panic is not an Exception
@@ -277,7 +281,9 @@ def map_columns(
         if found is not None:
             mapping[canonical] = found
         elif canonical not in optional:
-            missing.append(f"{aliases[0]!r}" + (f" (or {', '.join(repr(a) for a in aliases[1:3])})" if len(aliases) > 1 else ""))
+            missing.append(
+                f"{aliases[0]!r}" + (f" (or {', '.join(repr(a) for a in aliases[1:3])})" if len(aliases) > 1 else "")
+            )
     if missing:
         raise FileRejected(
             f"{file_name or 'the file'} is missing required columns: {'; '.join(missing)}. "
@@ -343,7 +349,9 @@ def date_value(column: str) -> pl.Expr:
 def date_problem(column: str, label: str) -> pl.Expr:
     return (
         pl.when(date_value(column).is_null())
-        .then(pl.format(f"{label} '{{}}' is not a date (use YYYY-MM-DD)", pl.col(column).fill_null("").str.slice(0, 40)))
+        .then(
+            pl.format(f"{label} '{{}}' is not a date (use YYYY-MM-DD)", pl.col(column).fill_null("").str.slice(0, 40))
+        )
         .otherwise(None)
     )
 

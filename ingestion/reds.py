@@ -27,7 +27,16 @@ from django.utils import timezone
 from ingestion import etl
 from ingestion.faults import fault_point
 from ingestion.models import RunStatus
-from ingestion.parsing import LINE, RAW, REASON, FileRejected, combine_problems, map_columns, name_problem, number_problem
+from ingestion.parsing import (
+    LINE,
+    RAW,
+    REASON,
+    FileRejected,
+    combine_problems,
+    map_columns,
+    name_problem,
+    number_problem,
+)
 from ingestion.services import stored_file
 from ingestion.store.models import RedsFile
 from p360.audit.services import record
@@ -74,7 +83,9 @@ def _text(mapping: dict[str, str], field: str) -> pl.Expr:
     return pl.col(mapping[field]).fill_null("").str.strip_chars()
 
 
-def validate(table: etl.Table, name: str, advertisers: dict[str, str]) -> tuple[pl.DataFrame, list[tuple[int, str, str]]]:
+def validate(
+    table: etl.Table, name: str, advertisers: dict[str, str]
+) -> tuple[pl.DataFrame, list[tuple[int, str, str]]]:
     """(valid events with an `org` column, bad rows); advertisers maps lower-case id -> org slug."""
     mapping = map_columns(table.columns, SPEC, optional=OPTIONAL, file_name=name)
     # An hourly file has at most a few thousand distinct timestamps: parse each once, then join.
@@ -86,23 +97,35 @@ def validate(table: etl.Table, name: str, advertisers: dict[str, str]) -> tuple[
         _text(mapping, "advertiser_id").alias("advertiser_id_v"),
     )
     adv_map = pl.DataFrame(
-        {"adv_key": list(advertisers), "org": list(advertisers.values())}, schema={"adv_key": pl.String, "org": pl.String}
+        {"adv_key": list(advertisers), "org": list(advertisers.values())},
+        schema={"adv_key": pl.String, "org": pl.String},
     )
     df = df.with_columns(pl.col("advertiser_id_v").str.to_lowercase().alias("adv_key")).join(
         adv_map, on="adv_key", how="left", maintain_order="left"
     )
     problems = [
         pl.when(pl.col("event_timestamp_v").is_null())
-        .then(pl.format("event_timestamp '{}' is not a timestamp", pl.col(mapping["event_timestamp"]).fill_null("").str.slice(0, 40)))
+        .then(
+            pl.format(
+                "event_timestamp '{}' is not a timestamp",
+                pl.col(mapping["event_timestamp"]).fill_null("").str.slice(0, 40),
+            )
+        )
         .otherwise(None),
         name_problem(mapping["advertiser_id"], "advertiser_id", 64),
         pl.when((pl.col("advertiser_id_v") != "") & pl.col("org").is_null())
-        .then(pl.format("unknown TTD advertiser id '{}' (no organisation has it)", pl.col("advertiser_id_v").str.slice(0, 64)))
+        .then(
+            pl.format(
+                "unknown TTD advertiser id '{}' (no organisation has it)", pl.col("advertiser_id_v").str.slice(0, 64)
+            )
+        )
         .otherwise(None),
         name_problem(mapping["campaign_id"], "campaign_id", 100),
         name_problem(mapping["line_item_id"], "line_item_id", 100),
         pl.when(~pl.col("event_type_v").is_in(EVENT_TYPES))
-        .then(pl.format("event_type '{}' is not impression, click or conversion", pl.col("event_type_v").str.slice(0, 30)))
+        .then(
+            pl.format("event_type '{}' is not impression, click or conversion", pl.col("event_type_v").str.slice(0, 30))
+        )
         .otherwise(None),
     ]
     if "cost_usd" in mapping:
@@ -112,7 +135,9 @@ def validate(table: etl.Table, name: str, advertisers: dict[str, str]) -> tuple[
     if "user_id_type" in mapping:
         problems.append(
             pl.when((pl.col("user_id_type_v") != "") & ~pl.col("user_id_type_v").is_in(ID_TYPES))
-            .then(pl.format("user_id_type '{}' is not UID2, TDID, MAID or IP", pl.col("user_id_type_v").str.slice(0, 20)))
+            .then(
+                pl.format("user_id_type '{}' is not UID2, TDID, MAID or IP", pl.col("user_id_type_v").str.slice(0, 20))
+            )
             .otherwise(None)
         )
     for field, limit in (("audience_id", 100), ("user_id", 200)):
@@ -124,7 +149,9 @@ def validate(table: etl.Table, name: str, advertisers: dict[str, str]) -> tuple[
             )
     df = df.with_columns(combine_problems(problems).alias(REASON))
     bad_df = df.filter(pl.col(REASON).is_not_null())
-    bad = list(table.bad) + list(zip(bad_df[LINE].to_list(), bad_df[REASON].to_list(), bad_df[RAW].to_list(), strict=True))
+    bad = list(table.bad) + list(
+        zip(bad_df[LINE].to_list(), bad_df[REASON].to_list(), bad_df[RAW].to_list(), strict=True)
+    )
     bad.sort(key=lambda item: item[0])
 
     def money(field: str, places: int, default_zero: bool) -> pl.Expr:
@@ -184,9 +211,10 @@ _COLUMNS = [
 
 def _store_events(run: IngestionRun, events: pl.DataFrame) -> tuple[list[dt.date], list[dt.date]]:
     """Replace this file's events in the current org; returns (days of this file, days touched)."""
-    previous = RedsFile.objects.filter(name=run.file_name).first() or RedsFile.objects.filter(
-        content_hash=run.content_hash
-    ).first()
+    previous = (
+        RedsFile.objects.filter(name=run.file_name).first()
+        or RedsFile.objects.filter(content_hash=run.content_hash).first()
+    )
     old_days: list[dt.date] = []
     with connection.cursor() as cursor:
         if previous is not None:
@@ -206,11 +234,11 @@ def _store_events(run: IngestionRun, events: pl.DataFrame) -> tuple[list[dt.date
     frame = events.with_columns(pl.lit(reds_file.pk).alias("file_id")).select(_COLUMNS)
     buffer = io.BytesIO()
     frame.write_csv(buffer, include_header=False)
-    with connection.cursor() as cursor:
-        with cursor.copy(f"COPY {EVENTS} ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT csv)") as copy:  # type: ignore[attr-defined]
-            view = buffer.getbuffer()
-            for start in range(0, len(view), 1 << 20):
-                copy.write(view[start : start + (1 << 20)])
+    sql = f"COPY {EVENTS} ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT csv)"
+    with connection.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[attr-defined]
+        view = buffer.getbuffer()
+        for start in range(0, len(view), 1 << 20):
+            copy.write(view[start : start + (1 << 20)])
     return days, sorted(set(days) | set(old_days))
 
 
@@ -271,9 +299,9 @@ def advertiser_routes() -> dict[str, tuple[str, str]]:
 
 
 def execute(run: IngestionRun, ctx: JobContext | None) -> None:
-    from campaigns.selectors import client_settings
     from django_tenants.utils import schema_context
 
+    from campaigns.selectors import client_settings
     from ingestion.services import _finish
 
     routes = advertiser_routes()
@@ -287,7 +315,9 @@ def execute(run: IngestionRun, ctx: JobContext | None) -> None:
         ctx.progress(1, 2 + len(routes), rows_read=table.rows_read)
     if valid.is_empty():
         reasons = sorted({reason for _, reason, _ in bad})
-        exc = FileRejected(f"no event of {run.file_name} could be loaded ({len(bad):,} quarantined): " + "; ".join(reasons[:3]))
+        exc = FileRejected(
+            f"no event of {run.file_name} could be loaded ({len(bad):,} quarantined): " + "; ".join(reasons[:3])
+        )
         exc.bad = bad  # type: ignore[attr-defined]
         raise exc
     schemas = {slug: schema for slug, schema in routes.values()}

@@ -140,7 +140,9 @@ def start_run(run: IngestionRun, *, actor: User | None = None, inline: bool = Fa
     if inline:
         run_job(job.pk)
     else:
-        transaction.on_commit(lambda: async_task("p360.jobs.services.run_job", job.pk, task_name=f"job:{job.pk}:{kind}"))
+        transaction.on_commit(
+            lambda: async_task("p360.jobs.services.run_job", job.pk, task_name=f"job:{job.pk}:{kind}")
+        )
     run.refresh_from_db()
     return run
 
@@ -341,4 +343,3 @@ def _execute_metrics(run: IngestionRun, ctx: JobContext | None) -> list[tuple[in
 
 def quarantine_rows(run: IngestionRun, limit: int = 500) -> list[QuarantinedRow]:
     return list(run.quarantined.all()[:limit])
-

@@ -72,7 +72,9 @@ def reds_hourly(inbox: str | None = None) -> list[int]:
             continue
         digest = file_sha256(path)
         if IngestionRun.objects.filter(
-            source=Source.REDS, content_hash=digest, status__in=[RunStatus.SUCCEEDED, RunStatus.RUNNING, RunStatus.QUEUED]
+            source=Source.REDS,
+            content_hash=digest,
+            status__in=[RunStatus.SUCCEEDED, RunStatus.RUNNING, RunStatus.QUEUED],
         ).exists():
             continue
         run = create_run(source=Source.REDS, org=None, trigger=Trigger.SCHEDULE, file_path=path)

@@ -58,7 +58,9 @@ def handle_facebook_upload(
         path = Path(tmp.name)
         digest = file_sha256(path)
         earlier = (
-            IngestionRun.objects.filter(org=org, source=Source.FACEBOOK, content_hash=digest, status=RunStatus.SUCCEEDED)
+            IngestionRun.objects.filter(
+                org=org, source=Source.FACEBOOK, content_hash=digest, status=RunStatus.SUCCEEDED
+            )
             .order_by("-created_at")
             .first()
         )

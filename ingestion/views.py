@@ -31,7 +31,9 @@ def upload_result_message(request: HttpRequest, outcome: object) -> None:
             f"{run.rows_quarantined:,} quarantined"
         )
         if run.metrics_replaced:
-            text += f"; {run.metrics_replaced:,} rows already loaded for the same days and ads were replaced (no doubles)"
+            text += (
+                f"; {run.metrics_replaced:,} rows already loaded for the same days and ads were replaced (no doubles)"
+            )
         messages.success(request, text + ".")
     else:
         messages.error(request, f"{run.file_name} was not loaded: {run.error}")
@@ -49,7 +51,10 @@ def facebook_upload(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             try:
                 outcome = handle_facebook_upload(
-                    org=org, upload=form.cleaned_data["file"], actor=request.user, load_again=form.cleaned_data["load_again"]  # type: ignore[arg-type]
+                    org=org,
+                    upload=form.cleaned_data["file"],
+                    actor=request.user,
+                    load_again=form.cleaned_data["load_again"],  # type: ignore[arg-type]
                 )
             except UploadRejected as exc:
                 messages.error(request, str(exc))

@@ -11,17 +11,16 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
+# --- ingestion (issue 6) ---
+from ingestion.models import IngestionRun
+from ingestion.selectors import health_kpi as _ingestion_kpi
+from ingestion.selectors import runs_for_org
 from p360.audit.models import AuditEvent
 from p360.audit.selectors import events_visible_to
 from p360.jobs.models import Job, JobStatus
 from p360.jobs.services import last_heartbeat
 from tenants.access import orgs_manageable_by, orgs_visible_to, restrict_by_org, users_manageable_by
 from tenants.middleware import ORG_PREFIX
-
-# --- ingestion (issue 6) ---
-from ingestion.models import IngestionRun  # noqa: E402
-from ingestion.selectors import health_kpi as _ingestion_kpi  # noqa: E402
-from ingestion.selectors import runs_for_org  # noqa: E402
 
 _OBJECT_PATH = re.compile(r"^(?P<model>admin/[^/]+/[^/]+/)(?P<rest>[^/]+/.*)$")
 
@@ -275,8 +274,18 @@ def org_navigation(request: HttpRequest) -> list[dict[str, Any]]:
                         ("Audiences", "groups", "admin:audiences_audience_changelist", "audiences.view_audience"),
                         ("Campaigns", "campaign", "admin:campaigns_campaign_changelist", "campaigns.view_campaign"),
                         # --- ingestion (issue 6) ---
-                        ("Strategies", "account_tree", "admin:campaigns_strategy_changelist", "campaigns.view_strategy"),
-                        ("Daily metrics", "monitoring", "admin:campaigns_dailymetric_changelist", "campaigns.view_dailymetric"),
+                        (
+                            "Strategies",
+                            "account_tree",
+                            "admin:campaigns_strategy_changelist",
+                            "campaigns.view_strategy",
+                        ),
+                        (
+                            "Daily metrics",
+                            "monitoring",
+                            "admin:campaigns_dailymetric_changelist",
+                            "campaigns.view_dailymetric",
+                        ),
                         ("CPM rates", "payments", "admin:campaigns_cpmrate_changelist", "campaigns.view_cpmrate"),
                         (
                             "Client settings",

@@ -30,7 +30,7 @@ def default_data(advertiser_id: str, day: str) -> str:
     rows = [
         f"{day},CTV Launch,Prime time,Hulu,Spot A,12000,30,3,150.00",
         f"{day},CTV Launch,Prime time,Roku,Spot A,8000,12,1,49.50",
-        f"{day},CTV Launch,Sports,ESPN,Spot B,\"1,500\",4,0,0",
+        f'{day},CTV Launch,Sports,ESPN,Spot B,"1,500",4,0,0',
     ]
     return "\n".join([CSV_HEADER, *rows]) + "\n"
 

@@ -103,7 +103,9 @@ class VibeClient:
             delay = hinted if hinted is not None else random.uniform(0, ceiling)  # full jitter
             if hinted is not None:
                 delay += random.uniform(0, settings.P360_VIBE_BACKOFF_BASE / 2)  # do not all wake at once
-            self.log(f"{method} {url.rsplit('/', 1)[-1]}: {last}; retry {attempt + 1} of {self.retries} in {delay:.2f} s")
+            self.log(
+                f"{method} {url.rsplit('/', 1)[-1]}: {last}; retry {attempt + 1} of {self.retries} in {delay:.2f} s"
+            )
             self.waited += delay
             self.sleep(delay)
         raise VibeError(f"Vibe kept failing ({last}) after {self.retries} retries: {method} {url}")
@@ -158,7 +160,11 @@ class VibeClient:
 
 
 def acquire_creation_slot(
-    *, key_hash: str, org: Any = None, run: IngestionRun | None = None, day: dt.date | None = None,
+    *,
+    key_hash: str,
+    org: Any = None,
+    run: IngestionRun | None = None,
+    day: dt.date | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> VibeReportRequest:
     """Record one report creation for this key, waiting while 15 were made in the last hour."""

@@ -27,7 +27,13 @@ def run(*args: str) -> dict:
 
 def test_set_cpm_keeps_history_and_the_rate_in_force_is_used(acme):
     first = run("--org", "acme", "12.5", "--effective-date", "2026-01-01")
-    assert first == {"org": "acme", "cpm": "12.5000", "currency": "USD", "effective_date": "2026-01-01", "id": first["id"]}
+    assert first == {
+        "org": "acme",
+        "cpm": "12.5000",
+        "currency": "USD",
+        "effective_date": "2026-01-01",
+        "id": first["id"],
+    }
     assert run("--org", "acme", "12.5", "--effective-date", "2026-01-01")["id"] == first["id"]  # same day: replaced
     run("--org", "acme", "15", "--effective-date", "2026-06-01", "--currency", "eur")
     with schema_context(acme.schema_name):

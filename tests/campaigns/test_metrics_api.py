@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ingestion.helpers import DAY, SURFSIDE_HEADER, api_metrics, ingest, set_cpm, write_csv
+from tests.ingestion.helpers import SURFSIDE_HEADER, api_metrics, ingest, set_cpm, write_csv
 
 pytestmark = pytest.mark.django_db
 

@@ -22,7 +22,9 @@ def runs(acme, globex, tmp_path):
     bad_rows = [*surfside_rows(n=1), ["2026-11-20", "C", "S", "P", "K", "-1", "0", "0", "0"]]
     partial = ingest("surfside", str(write_csv(tmp_path / "partial.csv", SURFSIDE_HEADER, bad_rows)), "--org", "acme")
     ingest_failing("surfside", str(write_csv(tmp_path / "broken.csv", ["Date"], [["x"]])), "--org", "acme")
-    other = ingest("surfside", str(write_csv(tmp_path / "globex.csv", SURFSIDE_HEADER, surfside_rows())), "--org", "globex")
+    other = ingest(
+        "surfside", str(write_csv(tmp_path / "globex.csv", SURFSIDE_HEADER, surfside_rows())), "--org", "globex"
+    )
     reds = ingest("reds", str(write(tmp_path, "h.psv", events("acme01"))))
     return {"good": good["run_id"], "partial": partial["run_id"], "globex": other["run_id"], "reds": reds["run_id"]}
 
@@ -59,7 +61,9 @@ def test_global_admin_scopes_runs_by_role(runs, super_admin, manager, login):
     assert "h.psv" in by_org and "good.csv" not in by_org
 
 
-def test_rerun_action_starts_a_new_run_that_replaces_exactly(runs, acme, manager, login, django_capture_on_commit_callbacks):
+def test_rerun_action_starts_a_new_run_that_replaces_exactly(
+    runs, acme, manager, login, django_capture_on_commit_callbacks
+):
     client = login(manager)
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
@@ -83,9 +87,9 @@ def test_org_admin_facebook_upload(acme, manager, login):
     client = login(manager)
     assert client.get(f"/o/{acme.slug}/admin/ingestion/ingestionrun/upload-facebook/").status_code == 200
     content = (
-        "Day,Campaign name,Ad set name,Ad name,Impressions,Link clicks,Results,Revenue\n"
-        "2026-11-20,FB camp,Set,Ad 1,\"1,000\",10,1,5\n"
-    ).encode()
+        b"Day,Campaign name,Ad set name,Ad name,Impressions,Link clicks,Results,Revenue\n"
+        b'2026-11-20,FB camp,Set,Ad 1,"1,000",10,1,5\n'
+    )
     response = client.post(
         f"/o/{acme.slug}/admin/ingestion/ingestionrun/upload-facebook/",
         {"file": SimpleUploadedFile("fb.csv", content)},

@@ -28,7 +28,19 @@ EXPORT_HEADER = [
     "CTR (link click-through rate)",
 ]
 EXPORT_ROWS = [
-    ["2026-11-20", "2026-11-20", "Holiday", "Lookalike 1%", "Video 15s", "1,250,000", "3,400", "120", "$4,321.50", "5,339.50", "0.27%"],
+    [
+        "2026-11-20",
+        "2026-11-20",
+        "Holiday",
+        "Lookalike 1%",
+        "Video 15s",
+        "1,250,000",
+        "3,400",
+        "120",
+        "$4,321.50",
+        "5,339.50",
+        "0.27%",
+    ],
     ["2026-11-20", "2026-11-20", "Holiday", "Lookalike 1%", "Carousel", "98,765", "432", "", "", "120.00", "0.44%"],
     ["2026-11-21", "2026-11-21", "Holiday", "Retargeting", "Video 15s", "10,000", "50", "5", "250", "40", "0.5%"],
 ]
@@ -45,7 +57,12 @@ def test_meta_export_with_reporting_starts_and_number_formats(acme, cpm, tmp_pat
     rows = metrics(acme, source="facebook")
     video = next(m for m in rows if m.strategy.name == "Lookalike 1%" and m.creative.name == "Video 15s")
     assert video.placement.name == video.creative.name == "Video 15s"  # ad name -> placement AND creative
-    assert (video.impressions, video.clicks, video.conversions, video.conversion_revenue) == (1250000, 3400, 120, D("4321.50"))
+    assert (video.impressions, video.clicks, video.conversions, video.conversion_revenue) == (
+        1250000,
+        3400,
+        120,
+        D("4321.50"),
+    )
     assert video.spend == D("9062.5")  # our CPM, not the export's "Amount spent"
     carousel = next(m for m in rows if m.creative.name == "Carousel")
     assert carousel.conversions == 0 and carousel.cpa is None  # empty Results = 0
@@ -53,9 +70,9 @@ def test_meta_export_with_reporting_starts_and_number_formats(acme, cpm, tmp_pat
 
 def test_day_column_and_clicks_all_variant(acme, cpm, tmp_path):
     header = ["Day", "Campaign name", "Ad set name", "Ad name", "Impressions", "Clicks (all)", "Results", "Revenue"]
-    rows = [["2026-11-20", "C", "S", "A", "\"2,000\"", "10", "1", "9.90"]]
+    rows = [["2026-11-20", "C", "S", "A", '"2,000"', "10", "1", "9.90"]]
     path = tmp_path / "day.csv"
-    path.write_text(",".join(header) + "\n" + "2026-11-20,C,S,A,\"2,000\",10,1,9.90\n")
+    path.write_text(",".join(header) + "\n" + '2026-11-20,C,S,A,"2,000",10,1,9.90\n')
     assert rows and ingest("facebook", str(path), "--org", "acme")["rows_loaded"] == 1
     (row,) = metrics(acme)
     assert (row.impressions, row.clicks) == (2000, 10)
@@ -149,7 +166,7 @@ def test_quarantine_csv_neutralises_formulas(acme, cpm, acme_marketer, login):
     body = client.get(f"/o/{acme.slug}/ingestion/runs/{run.pk}/quarantine.csv").content.decode()
     line = body.splitlines()[1]
     assert line.startswith("5,") and "is not a date" in line
-    assert ',"\'=HYPERLINK(1)' in line  # the raw cell cannot run as a formula
+    assert ",\"'=HYPERLINK(1)" in line  # the raw cell cannot run as a formula
 
 
 def test_other_org_cannot_see_runs(acme, globex, cpm, acme_marketer, globex_marketer, login):

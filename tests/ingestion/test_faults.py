@@ -62,7 +62,10 @@ def test_kill_mid_run_then_rerun_gives_exact_counts(fault_org, tmp_path, setting
     # The subprocesses store files where the installation does (var/media); read them back there.
     settings.STORAGES = {
         **settings.STORAGES,
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(settings.MEDIA_ROOT)}},
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(settings.MEDIA_ROOT)},
+        },
     }
     rows = surfside_rows(n=50)
     path = write_csv(tmp_path / "media-report-2026-11-20.csv", SURFSIDE_HEADER, rows)

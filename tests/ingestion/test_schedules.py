@@ -22,7 +22,12 @@ pytestmark = pytest.mark.django_db
 def test_schedules_have_the_documented_times_and_are_idempotent(settings):
     ensure_schedules()
     ensure_schedules()
-    by_name = {s.name: s for s in Schedule.objects.filter(name__in=["p360: Surfside daily pull", "p360: Vibe daily pull", "p360: REDS hourly files"])}
+    by_name = {
+        s.name: s
+        for s in Schedule.objects.filter(
+            name__in=["p360: Surfside daily pull", "p360: Vibe daily pull", "p360: REDS hourly files"]
+        )
+    }
     assert by_name["p360: Surfside daily pull"].cron == "0 5 * * *"
     assert by_name["p360: Vibe daily pull"].cron == "0 6 * * *"
     assert by_name["p360: REDS hourly files"].cron == "0 * * * *"

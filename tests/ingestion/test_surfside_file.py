@@ -6,7 +6,17 @@ import pytest
 from django.core import mail
 
 from ingestion.models import IngestionRun, QuarantinedRow
-from tests.ingestion.helpers import DAY, SURFSIDE_HEADER, D, ingest, ingest_failing, metrics, set_cpm, surfside_rows, write_csv
+from tests.ingestion.helpers import (
+    DAY,
+    SURFSIDE_HEADER,
+    D,
+    ingest,
+    ingest_failing,
+    metrics,
+    set_cpm,
+    surfside_rows,
+    write_csv,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -72,10 +82,25 @@ def test_missing_columns_fail_the_run_with_a_clear_error_and_alert(acme, cpm, tm
 
 
 def test_renamed_headers_known_aliases_load_unknown_names_fail(acme, cpm, tmp_path):
-    aliases = ["date", "Campaign Name", "strategy_name", "Placement", "Creative", "Imps", "CLICKS", "Conversions", "Revenue"]
-    assert ingest("surfside", str(write_csv(tmp_path / "a.csv", aliases, surfside_rows())), "--org", "acme")["rows_loaded"] == 4
+    aliases = [
+        "date",
+        "Campaign Name",
+        "strategy_name",
+        "Placement",
+        "Creative",
+        "Imps",
+        "CLICKS",
+        "Conversions",
+        "Revenue",
+    ]
+    assert (
+        ingest("surfside", str(write_csv(tmp_path / "a.csv", aliases, surfside_rows())), "--org", "acme")["rows_loaded"]
+        == 4
+    )
     renamed = [*SURFSIDE_HEADER[:5], "Views", *SURFSIDE_HEADER[6:]]
-    message, _ = ingest_failing("surfside", str(write_csv(tmp_path / "b.csv", renamed, surfside_rows())), "--org", "acme")
+    message, _ = ingest_failing(
+        "surfside", str(write_csv(tmp_path / "b.csv", renamed, surfside_rows())), "--org", "acme"
+    )
     assert "'impressions'" in message and "Views" in message
 
 
@@ -120,7 +145,14 @@ def test_a_file_for_another_date_is_refused(acme, cpm, tmp_path):
 
 def test_mixed_dates_keep_the_run_date_and_quarantine_the_rest(acme, cpm, tmp_path):
     rows = surfside_rows(day=DAY, n=2) + surfside_rows(day=DAY.replace(day=19), n=1)
-    result = ingest("surfside", str(write_csv(tmp_path / "a.csv", SURFSIDE_HEADER, rows)), "--org", "acme", "--date", DAY.isoformat())
+    result = ingest(
+        "surfside",
+        str(write_csv(tmp_path / "a.csv", SURFSIDE_HEADER, rows)),
+        "--org",
+        "acme",
+        "--date",
+        DAY.isoformat(),
+    )
     assert (result["rows_loaded"], result["rows_quarantined"]) == (2, 1)
     assert "is not the run's date" in QuarantinedRow.objects.get(run_id=result["run_id"]).reason
 
@@ -136,7 +168,9 @@ def test_empty_files_fail_clearly(acme, cpm, tmp_path, content):
 
 def test_no_cpm_in_force_quarantines_with_the_fix(acme, tmp_path):
     set_cpm(acme, "10", "2026-12-01")  # only from December
-    message, _ = ingest_failing("surfside", str(write_csv(tmp_path / "a.csv", SURFSIDE_HEADER, surfside_rows())), "--org", "acme")
+    message, _ = ingest_failing(
+        "surfside", str(write_csv(tmp_path / "a.csv", SURFSIDE_HEADER, surfside_rows())), "--org", "acme"
+    )
     assert "no CPM rate in force on 2026-11-20" in message
 
 
@@ -151,7 +185,7 @@ def test_cpm_in_force_on_each_date_is_used(acme, tmp_path):
 
 
 def test_duplicate_keys_in_one_file_are_summed_and_counted(acme, cpm, tmp_path):
-    rows = surfside_rows(n=2) + [surfside_rows(n=1)[0]]
+    rows = [*surfside_rows(n=2), surfside_rows(n=1)[0]]
     result = ingest("surfside", str(write_csv(tmp_path / "a.csv", SURFSIDE_HEADER, rows)), "--org", "acme")
     assert (result["rows_read"], result["rows_loaded"], result["duplicates"]) == (3, 2, 1)
     assert result["rows_read"] == result["rows_loaded"] + result["rows_quarantined"] + result["duplicates"]

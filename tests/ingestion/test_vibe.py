@@ -55,7 +55,7 @@ def test_report_is_created_polled_downloaded_and_loaded(vibe, acme):
     assert (result["status"], result["rows_read"], result["rows_loaded"]) == ("succeeded", 3, 3)
     rows = metrics(acme, source="vibe")
     assert sum(m.impressions for m in rows) == 21500 and rows[0].campaign.name == "CTV Launch"
-    assert [c[:3] for c in vibe.calls if c[1] != "/get_report_status"][0] == ("POST", "/create_async_report", 200)
+    assert next(c[:3] for c in vibe.calls if c[1] != "/get_report_status") == ("POST", "/create_async_report", 200)
     assert sum(1 for c in vibe.calls if c[1] == "/get_report_status") >= 2  # polled until done
     assert all(c[3] == KEY for c in vibe.calls if not c[1].startswith("/download"))
     assert all(c[3] == "" for c in vibe.calls if c[1].startswith("/download"))  # the key never leaves for the link

@@ -30,7 +30,11 @@ class Command(P360Command):
         with self.in_org(org):
             try:
                 rate = cpm_set(
-                    cpm=options["cpm"], effective_date=day, currency=options["currency"], actor=None, note=options["note"]
+                    cpm=options["cpm"],
+                    effective_date=day,
+                    currency=options["currency"],
+                    actor=None,
+                    note=options["note"],
                 )
             except CampaignServiceError as exc:
                 raise CommandFailed(str(exc)) from exc

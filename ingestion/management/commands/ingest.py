@@ -37,7 +37,9 @@ class Command(P360Command):
 
     def add_command_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("source", choices=SOURCES, help="surfside | facebook | vibe | reds | bombora")
-        parser.add_argument("file", nargs="?", help="the file to load (omit to pull Surfside from S3 or Vibe from its API)")
+        parser.add_argument(
+            "file", nargs="?", help="the file to load (omit to pull Surfside from S3 or Vibe from its API)"
+        )
         parser.add_argument("--date", help="the day the file is for (rows of other days are quarantined); pulls use it")
         parser.add_argument("--from", dest="date_from", help="backfill: first day to pull (Surfside/Vibe)")
         parser.add_argument("--to", dest="date_to", help="backfill: last day to pull (inclusive)")
