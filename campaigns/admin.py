@@ -123,8 +123,8 @@ class ClientSettingsAdmin(ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ClientSettings, form: Any, change: bool) -> None:
         client_settings_save(
             settings_row=obj,
-            actor=request.user,
-            vibe_api_key=form.cleaned_data.get("vibe_api_key") or None,  # type: ignore[arg-type]
+            actor=request.user,  # type: ignore[arg-type]
+            vibe_api_key=form.cleaned_data.get("vibe_api_key") or None,
         )
 
 

@@ -172,7 +172,7 @@ class _RunAdminBase(ReadOnlyAdmin):
 @admin.register(IngestionRun, site=global_admin)
 class IngestionRunAdmin(_RunAdminBase):
     list_display = ["id", "source", "org", *_RunAdminBase.list_display[2:]]
-    list_filter = [*_RunAdminBase.list_filter, RunOrgFilter]
+    list_filter = [*_RunAdminBase.list_filter, RunOrgFilter]  # type: ignore[list-item]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[IngestionRun]:
         return restrict_by_org(super().get_queryset(request), request.user)

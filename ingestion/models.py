@@ -7,6 +7,8 @@ The data itself (staged rows, REDS events, daily metrics) lives in each organisa
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 
 
@@ -81,7 +83,7 @@ class IngestionRun(models.Model):
             return None
         return (self.finished_at - self.started_at).total_seconds()
 
-    def summary(self) -> dict[str, object]:
+    def summary(self) -> dict[str, Any]:
         """The contract's JSON keys (`ingest --json`) plus a few useful extras."""
         return {
             "run_id": self.pk,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+from typing import Any
 
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
@@ -19,7 +21,7 @@ class FacebookUploadForm(forms.Form):
     load_again = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
 
-def org_runs(org: object) -> object:
+def org_runs(org: Any) -> QuerySet[IngestionRun]:
     return IngestionRun.objects.filter(org=org)
 
 
@@ -53,8 +55,8 @@ def facebook_upload(request: HttpRequest) -> HttpResponse:
                 outcome = handle_facebook_upload(
                     org=org,
                     upload=form.cleaned_data["file"],
-                    actor=request.user,
-                    load_again=form.cleaned_data["load_again"],  # type: ignore[arg-type]
+                    actor=request.user,  # type: ignore[arg-type]
+                    load_again=form.cleaned_data["load_again"],
                 )
             except UploadRejected as exc:
                 messages.error(request, str(exc))

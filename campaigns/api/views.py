@@ -52,7 +52,7 @@ class MetricsQuery(serializers.Serializer):
         default="date",
         help_text="date | campaign | strategy | placement | creative | source (comma-separated for several)",
     )
-    source = serializers.CharField(required=False, help_text="only these sources (comma-separated)")
+    source = serializers.CharField(required=False, help_text="only these sources (comma-separated)")  # type: ignore[assignment]
     campaign_id = serializers.CharField(required=False, help_text="only these campaign ids (comma-separated)")
 
     def validate_group_by(self, value: str) -> list[str]:
