@@ -200,3 +200,51 @@ def test_other_org_is_untouched(acme, globex, cpm, tmp_path):
 def test_bombora_is_not_available_yet(tmp_path):
     message, _ = ingest_failing("bombora", str(write_csv(tmp_path / "b.csv", ["Domain"], [["x.com"]])))
     assert "not available yet" in message
+
+
+def test_hostile_csv_good_rows_load_each_bad_row_quarantined(acme, cpm, tmp_path):
+    good = [",".join(str(v) for v in row).encode() for row in surfside_rows(n=4)]
+    lines = [
+        b"\xef\xbb\xbf" + ",".join(SURFSIDE_HEADER).encode(),  # BOM
+        good[0],
+        b"2026-11-20,C,S,P,ragged,5,1",  # too few fields
+        b'2026-11-20,"C,S,P,quote,5,1,0,0',  # unbalanced quotes
+        good[1],
+        b"2026-11-20,C,S,P,nul\x00,5,1,0,0",  # NUL byte
+        "2026-11-20,Caf\u00e9,S,P,utf8-ok,5,1,0,0".encode(),
+        b"2026-11-20,Caf\xe9,S,P,latin1,5,1,0,0",  # invalid UTF-8 in a UTF-8 file
+        good[2] + b"\r",  # CRLF mixed with LF
+        b"2026-11-20,C,S,P," + b"x" * 20_000 + b",5,1,0,0",  # a 20 KB field
+        good[3],
+    ]
+    path = tmp_path / "hostile.csv"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    result = ingest("surfside", str(path), "--org", "acme")
+    assert (result["rows_read"], result["rows_loaded"], result["rows_quarantined"]) == (10, 5, 5)
+    assert result["rows_read"] == result["rows_loaded"] + result["rows_quarantined"] + result["duplicates"]
+    reasons = {q.line_no: q.reason for q in QuarantinedRow.objects.filter(run_id=result["run_id"])}
+    assert reasons == {
+        3: "expected 9 fields, found 7",
+        4: "unbalanced quotes",
+        6: "the line contains a NUL byte",
+        8: "the line is not valid UTF-8",
+        10: "a field is longer than 10,000 characters",
+    }
+    assert any(m.campaign.name == "Café" for m in metrics(acme))
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "utf-16"])
+def test_windows_1252_and_utf16_files_are_decoded(acme, cpm, tmp_path, encoding):
+    text = ",".join(SURFSIDE_HEADER) + "\r\n" + "2026-11-20,Caf\u00e9 cr\u00e8me,S,P,K,1000,10,1,5\r\n"
+    path = tmp_path / f"{encoding}.csv"
+    path.write_bytes(text.encode(encoding))
+    assert ingest("surfside", str(path), "--org", "acme")["rows_loaded"] == 1
+    assert metrics(acme)[0].campaign.name == "Café crème"
+
+
+def test_html_or_executable_renamed_csv_is_refused(acme, cpm, tmp_path):
+    for content, word in ((b"<!DOCTYPE html><html></html>", "HTML"), (b"MZ\x90\x00\x03", "executable")):
+        path = tmp_path / "evil.csv"
+        path.write_bytes(content)
+        message, _ = ingest_failing("surfside", str(path), "--org", "acme")
+        assert word in message
