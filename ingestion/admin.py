@@ -67,7 +67,7 @@ class _RunAdminBase(ReadOnlyAdmin):
     list_display = [
         "id",
         "source",
-        "run_date",
+        "days",
         "status_label",
         "counts",
         "file_name",
@@ -133,6 +133,12 @@ class _RunAdminBase(ReadOnlyAdmin):
             "text-red-600" if run.rows_quarantined else "",
             f"{run.rows_quarantined:,}",
         )
+
+    @admin.display(description="days", ordering="run_date")
+    def days(self, run: IngestionRun) -> str:
+        if run.dates:
+            return run.dates[0] if len(run.dates) == 1 else f"{run.dates[0]} to {run.dates[-1]} ({len(run.dates)})"
+        return run.run_date.isoformat() if run.run_date else "—"
 
     @admin.display(description="duration")
     def duration(self, run: IngestionRun) -> str:

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from ingestion import etl
 from ingestion.faults import fault_point
+from ingestion.ingestion_store.models import RedsFile
 from ingestion.models import RunStatus
 from ingestion.parsing import (
     LINE,
@@ -38,7 +39,6 @@ from ingestion.parsing import (
     number_problem,
 )
 from ingestion.services import stored_file
-from ingestion.store.models import RedsFile
 from p360.audit.services import record
 
 if TYPE_CHECKING:

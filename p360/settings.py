@@ -99,7 +99,7 @@ TENANT_APPS = [
     "django.contrib.admin",
     "audiences",
     "campaigns",
-    "ingestion.store",  # staged rows and REDS events, per organisation
+    "ingestion.ingestion_store",  # staged rows and REDS events, per organisation
     "reporting",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]

@@ -10,8 +10,8 @@ from django.db import connection
 from django_tenants.utils import schema_context
 
 from campaigns.models import Campaign
+from ingestion.ingestion_store.models import RedsEvent
 from ingestion.models import QuarantinedRow
-from ingestion.store.models import RedsEvent
 from tests.ingestion.helpers import ingest, ingest_failing, metrics, set_cpm
 
 pytestmark = pytest.mark.django_db

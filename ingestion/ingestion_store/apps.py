@@ -2,6 +2,6 @@ from django.apps import AppConfig
 
 
 class IngestionStoreConfig(AppConfig):
-    name = "ingestion.store"
+    name = "ingestion.ingestion_store"
     label = "ingestion_store"
     verbose_name = "Ingestion data (per organisation)"
