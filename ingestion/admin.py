@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -16,13 +17,32 @@ from unfold.admin import TabularInline
 from unfold.contrib.filters.admin import RangeDateFilter
 from unfold.decorators import action
 
-from ingestion.models import IngestionRun, QuarantinedRow, RunStatus
+from ingestion.models import IngestionRun, QuarantinedRow, RunStatus, Source
 from ingestion.services import rerun
-from ingestion.uploads import UploadRejected, handle_facebook_upload
-from ingestion.views import FacebookUploadForm, upload_result_message
+from ingestion.uploads import UploadRejected, handle_upload
+from ingestion.views import upload_result_message
 from p360.admin_base import ReadOnlyAdmin
 from p360.admin_sites import global_admin, org_admin
 from tenants.access import orgs_manageable_by, restrict_by_org
+
+
+class AdminUploadForm(forms.Form):
+    source = forms.ChoiceField(
+        choices=[
+            (Source.FACEBOOK, "Facebook (Meta Ads Manager export)"),
+            (Source.SURFSIDE, "Surfside (daily CSV/XLSX)"),
+            (Source.VIBE, "Vibe (reporting API CSV)"),
+            (Source.REDS, "TTD REDS events (this organisation's rows only)"),
+        ],
+        initial=Source.FACEBOOK,
+        required=False,
+    )
+    file = forms.FileField(label="File")
+    run_date = forms.DateField(
+        required=False, label="Day the file is for (optional)", help_text="Rows of other days are quarantined."
+    )
+    load_again = forms.BooleanField(required=False, widget=forms.HiddenInput)
+
 
 STATUS_COLOURS = {
     RunStatus.QUEUED: "bg-base-400",
@@ -204,16 +224,19 @@ class OrgIngestionRunAdmin(_RunAdminBase):
         ]
 
     def upload_facebook_view(self, request: HttpRequest) -> HttpResponse:
+        """Upload a file of any per-org source (Facebook by default) and load it now."""
         if not request.user.has_perm("ingestion.add_ingestionrun"):
             return redirect("admin:ingestion_ingestionrun_changelist")
-        form = FacebookUploadForm(request.POST or None, request.FILES or None)
+        form = AdminUploadForm(request.POST or None, request.FILES or None)
         duplicate = None
         if request.method == "POST" and form.is_valid():
             try:
-                outcome = handle_facebook_upload(
+                outcome = handle_upload(
                     org=request.org,  # type: ignore[attr-defined]
                     upload=form.cleaned_data["file"],
                     actor=request.user,  # type: ignore[arg-type]
+                    source=form.cleaned_data["source"] or Source.FACEBOOK,
+                    run_date=form.cleaned_data["run_date"],
                     load_again=form.cleaned_data["load_again"],
                 )
             except UploadRejected as exc:
@@ -231,7 +254,7 @@ class OrgIngestionRunAdmin(_RunAdminBase):
                     return redirect("admin:ingestion_ingestionrun_change", outcome.run.pk)
         context = {
             **self.admin_site.each_context(request),
-            "title": "Upload a Facebook export",
+            "title": "Upload a file",
             "form": form,
             "duplicate": duplicate,
             "opts": self.model._meta,

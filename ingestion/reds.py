@@ -84,7 +84,7 @@ def _text(mapping: dict[str, str], field: str) -> pl.Expr:
 
 
 def validate(
-    table: etl.Table, name: str, advertisers: dict[str, str]
+    table: etl.Table, name: str, advertisers: dict[str, str], only: str | None = None
 ) -> tuple[pl.DataFrame, list[tuple[int, str, str]]]:
     """(valid events with an `org` column, bad rows); advertisers maps lower-case id -> org slug."""
     mapping = map_columns(table.columns, SPEC, optional=OPTIONAL, file_name=name)
@@ -117,6 +117,14 @@ def validate(
         .then(
             pl.format(
                 "unknown TTD advertiser id '{}' (no organisation has it)", pl.col("advertiser_id_v").str.slice(0, 64)
+            )
+        )
+        .otherwise(None),
+        pl.when(pl.col("org").is_not_null() & (pl.col("org") != pl.lit(only or "")) & pl.lit(only is not None))
+        .then(
+            pl.format(
+                f"advertiser id '{{}}' belongs to another organisation (this run loads {only} only)",
+                pl.col("advertiser_id_v").str.slice(0, 64),
             )
         )
         .otherwise(None),
@@ -310,7 +318,8 @@ def execute(run: IngestionRun, ctx: JobContext | None) -> None:
     if table.rows_read == 0:
         raise FileRejected(f"{run.file_name} has a header but no events")
     run.rows_read = table.rows_read
-    valid, bad = validate(table, run.file_name, {key: slug for key, (slug, _) in routes.items()})
+    only = run.org.slug if run.org_id else None  # a REDS run started from one org's admin loads that org only
+    valid, bad = validate(table, run.file_name, {key: slug for key, (slug, _) in routes.items()}, only)
     if ctx:
         ctx.progress(1, 2 + len(routes), rows_read=table.rows_read)
     if valid.is_empty():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from tenants.models import Organization, User
 
 ALLOWED_SUFFIXES = (".csv", ".xlsx")
+REDS_SUFFIXES = (".csv", ".psv", ".tsv", ".txt", ".gz")
+UPLOAD_SOURCES = (Source.FACEBOOK, Source.SURFSIDE, Source.VIBE, Source.REDS)
 
 
 class UploadRejected(Exception):
@@ -33,10 +36,11 @@ def max_bytes() -> int:
     return settings.P360_INGEST_MAX_UPLOAD_MB * 1024 * 1024
 
 
-def check_upload(upload: UploadedFile) -> None:
+def check_upload(upload: UploadedFile, source: str = Source.FACEBOOK) -> None:
     name = upload.name or ""
-    if not name.lower().endswith(ALLOWED_SUFFIXES):
-        raise UploadRejected(f"{name or 'the file'}: only .csv and .xlsx exports are accepted")
+    allowed = REDS_SUFFIXES if source == Source.REDS else ALLOWED_SUFFIXES
+    if not name.lower().endswith(allowed):
+        raise UploadRejected(f"{name or 'the file'}: only {', '.join(allowed)} files are accepted")
     if upload.size is not None and upload.size > max_bytes():
         raise UploadRejected(
             f"{name} is {upload.size / 1e6:,.1f} MB; the limit is {settings.P360_INGEST_MAX_UPLOAD_MB} MB"
@@ -45,11 +49,20 @@ def check_upload(upload: UploadedFile) -> None:
         raise UploadRejected(f"{name} is empty")
 
 
-def handle_facebook_upload(
-    *, org: Organization, upload: UploadedFile, actor: User, load_again: bool = False
+def handle_upload(
+    *,
+    org: Organization,
+    upload: UploadedFile,
+    actor: User,
+    source: str = Source.FACEBOOK,
+    run_date: dt.date | None = None,
+    load_again: bool = False,
 ) -> UploadOutcome:
-    """Save the upload, refuse an identical file already loaded unless confirmed, then load it."""
-    check_upload(upload)
+    """Save the upload, refuse an identical file already loaded unless confirmed, then load it.
+    A REDS file uploaded in one org's admin loads that org's rows only (others are quarantined)."""
+    if source not in UPLOAD_SOURCES:
+        raise UploadRejected(f"{source!r} files cannot be uploaded here")
+    check_upload(upload, source)
     suffix = Path(upload.name or "upload.csv").suffix.lower()
     with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
         for chunk in upload.chunks():
@@ -58,20 +71,25 @@ def handle_facebook_upload(
         path = Path(tmp.name)
         digest = file_sha256(path)
         earlier = (
-            IngestionRun.objects.filter(
-                org=org, source=Source.FACEBOOK, content_hash=digest, status=RunStatus.SUCCEEDED
-            )
+            IngestionRun.objects.filter(org=org, source=source, content_hash=digest, status=RunStatus.SUCCEEDED)
             .order_by("-created_at")
             .first()
         )
         if earlier is not None and not load_again:
             return UploadOutcome(run=None, duplicate_of=earlier)
         run = ingest_file(
-            source=Source.FACEBOOK,
+            source=source,
             org=org,
             path=path,
             actor=actor,
             trigger=Trigger.UPLOAD,
             file_name=upload.name,
+            run_date=run_date,
         )
     return UploadOutcome(run=run, duplicate_of=earlier)
+
+
+def handle_facebook_upload(
+    *, org: Organization, upload: UploadedFile, actor: User, load_again: bool = False
+) -> UploadOutcome:
+    return handle_upload(org=org, upload=upload, actor=actor, source=Source.FACEBOOK, load_again=load_again)

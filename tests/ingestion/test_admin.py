@@ -9,7 +9,7 @@ from django_tenants.utils import schema_context
 from campaigns.models import ClientSettings, CpmRate
 from ingestion.models import IngestionRun
 from tests.ingestion.helpers import SURFSIDE_HEADER, ingest, ingest_failing, set_cpm, surfside_rows, write_csv
-from tests.ingestion.test_reds import events, write
+from tests.ingestion.test_reds import HEADER, events, write
 
 pytestmark = pytest.mark.django_db
 
@@ -36,7 +36,7 @@ def test_org_admin_lists_its_runs_with_filters_and_counts(runs, acme, manager, l
     body = page.content.decode()
     assert "good.csv" in body and "partial.csv" in body and "broken.csv" in body and "h.psv" in body
     assert "globex.csv" not in body
-    assert "Upload Facebook export" in body
+    assert "Upload a file" in body
     failed = client.get(f"/o/{acme.slug}/admin/ingestion/ingestionrun/", {"status__exact": "failed"}).content.decode()
     assert "broken.csv" in failed and "good.csv" not in failed
     reds_only = client.get(f"/o/{acme.slug}/admin/ingestion/ingestionrun/", {"source__exact": "reds"}).content.decode()
@@ -119,3 +119,46 @@ def test_cpm_and_client_settings_through_the_org_admin(acme, manager, login):
         assert row.has_vibe_key and "secret-key" not in row.vibe_api_key_encrypted
     assert client.get(f"/o/{acme.slug}/admin/campaigns/dailymetric/").status_code == 200
     assert client.get(f"/o/{acme.slug}/admin/campaigns/strategy/").status_code == 200
+
+
+def admin_upload(client, org, name: str, content: bytes, source: str, run_date: str = ""):
+    return client.post(
+        f"/o/{org.slug}/admin/ingestion/ingestionrun/upload-facebook/",
+        {"file": SimpleUploadedFile(name, content), "source": source, "run_date": run_date},
+        follow=True,
+    )
+
+
+def test_every_source_loads_through_the_org_admin_with_exact_counts(acme, globex, manager, login):
+    set_cpm(acme, "10")
+    client = login(manager)
+    surfside = "\n".join([",".join(SURFSIDE_HEADER), *(",".join(map(str, r)) for r in surfside_rows(n=3))]) + "\n"
+    response = admin_upload(client, acme, "media-report-2026-11-20.csv", surfside.encode(), "surfside", "2026-11-20")
+    assert b"3 rows read, 3 loaded, 0 quarantined" in response.content
+    vibe = (
+        "date,campaign_name,strategy_name,placement_name,creative_name,impressions,clicks,conversions,revenue\n"
+        "2026-11-20,CTV,Prime,Hulu,Spot,1000,5,1,10\n2026-11-20,CTV,Prime,Roku,Spot,2000,6,0,0\n"
+    )
+    assert b"2 rows read, 2 loaded" in admin_upload(client, acme, "vibe.csv", vibe.encode(), "vibe").content
+    rows = [*events("acme01"), *events("globex01")[:2]]
+    reds_text = "\n".join("|".join(r) for r in [HEADER, *rows]) + "\n"
+    response = admin_upload(client, acme, "h.psv", reds_text.encode(), "reds")
+    assert b"7 rows read, 5 loaded, 2 quarantined" in response.content
+    run = IngestionRun.objects.get(source="reds")
+    assert run.org == acme and run.routed == {"acme": 5}
+    assert "belongs to another organisation" in run.quarantined.first().reason
+    with schema_context(globex.schema_name):
+        from ingestion.ingestion_store.models import RedsEvent
+
+        assert RedsEvent.objects.count() == 0  # an acme manager cannot write into globex
+
+
+def test_ingest_vibe_file(acme, tmp_path):
+    set_cpm(acme, "10")
+    path = tmp_path / "vibe.csv"
+    path.write_text(
+        "date,campaign_name,strategy_name,placement_name,creative_name,impressions,clicks,conversions,revenue\n"
+        "2026-11-20,CTV,Prime,Hulu,Spot,1000,5,1,10.50\n"
+    )
+    result = ingest("vibe", str(path), "--org", "acme", "--date", "2026-11-20")
+    assert (result["rows_read"], result["rows_loaded"], result["rows_quarantined"]) == (1, 1, 0)

@@ -62,10 +62,8 @@ class Command(P360Command):
             raise CommandFailed("--from and --to go together, and only without FILE (a pull from the source)")
         try:
             if path is not None:
-                params_org = org if source != Source.REDS else None
-                run = ingest_file(source=source, org=params_org, path=path, run_date=day)
-                if source == Source.REDS and org is not None:
-                    pass  # routing is by advertiser id; --org only checked that the org exists
+                # REDS rows are routed by advertiser id; with --org only that org's rows load.
+                run = ingest_file(source=source, org=org, path=path, run_date=day)
                 return self._result(run.summary(), options)
             days = self._days(day, start, end)
             summaries = []
