@@ -318,7 +318,7 @@ def execute(run: IngestionRun, ctx: JobContext | None) -> None:
     if table.rows_read == 0:
         raise FileRejected(f"{run.file_name} has a header but no events")
     run.rows_read = table.rows_read
-    only = run.org.slug if run.org_id else None  # a REDS run started from one org's admin loads that org only
+    only = run.org.slug if run.org is not None else None  # started from one org (admin, --org): its rows only
     valid, bad = validate(table, run.file_name, {key: slug for key, (slug, _) in routes.items()}, only)
     if ctx:
         ctx.progress(1, 2 + len(routes), rows_read=table.rows_read)
