@@ -155,7 +155,9 @@ def metrics_report(
     aliases = [f"g_{key}" for key in names]
     rows: list[dict[str, Any]] = []
     if fields:
-        grouped = qs.annotate(**annotations).values(*aliases).annotate(**_SUMS).order_by(*aliases)  # type: ignore[arg-type]
+        # Readable order: by date and names first, ids only to break ties between equal names.
+        order = [a for a in aliases if not a.endswith("_id")] + [a for a in aliases if a.endswith("_id")]
+        grouped = qs.annotate(**annotations).values(*aliases).annotate(**_SUMS).order_by(*order)  # type: ignore[arg-type]
         for row in grouped:
             out: dict[str, Any] = {}
             for key, alias in zip(names, aliases, strict=True):

@@ -243,7 +243,7 @@ def stage_rows(
     rates: dict[dt.date, Decimal] | None = None,
 ) -> int:
     if source is not None and "campaign_ref" not in merged.columns and not merged.is_empty():
-        ids = resolve_campaigns(merged["campaign"].unique().to_list(), source, currency)
+        ids = resolve_campaigns(sorted(merged["campaign"].unique().to_list()), source, currency)
         merged = merged.with_columns(
             pl.col("campaign").replace_strict(ids, return_dtype=pl.Int64).alias("campaign_ref")
         )

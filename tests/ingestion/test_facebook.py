@@ -150,7 +150,7 @@ def test_identical_file_is_recognised_before_loading_again(acme, cpm, acme_marke
 
 def test_bad_files_are_refused_with_a_message(acme, cpm, acme_marketer, login, settings):
     client = login(acme_marketer)
-    assert b"only .csv and .xlsx" in upload(client, acme, b"MZ\x90\x00", name="tool.exe").content
+    assert b"only .csv, .xlsx files are accepted" in upload(client, acme, b"MZ\x90\x00", name="tool.exe").content
     response = upload(client, acme, b"<html><body>hi</body></html>", name="page.csv")
     assert b"not a CSV file" in response.content
     settings.P360_INGEST_MAX_UPLOAD_MB = 1
