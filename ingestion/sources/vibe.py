@@ -99,6 +99,12 @@ class VibeClient:
             if attempt == self.retries:
                 break
             hinted = retry_after_seconds(response) if response is not None else None
+            if hinted is not None and hinted > settings.P360_VIBE_RATE_WAIT_MAX:
+                # Honouring an hour-long Retry-After would hold a worker past its task timeout.
+                raise VibeError(
+                    f"Vibe rate limit: Vibe asked to retry {method} {url.rsplit('/', 1)[-1]} after {hinted:.0f} s "
+                    f"(more than P360_VIBE_RATE_WAIT_MAX={settings.P360_VIBE_RATE_WAIT_MAX:.0f} s); retry the run later"
+                )
             ceiling = min(settings.P360_VIBE_BACKOFF_CAP, settings.P360_VIBE_BACKOFF_BASE * 2**attempt)
             delay = hinted if hinted is not None else random.uniform(0, ceiling)  # full jitter
             if hinted is not None:

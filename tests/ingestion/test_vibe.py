@@ -149,3 +149,20 @@ def test_rate_limit_holds_across_concurrent_workers(settings, django_db_blocker)
         cleanup.join()
     assert sorted(outcomes) == ["refused"] * 2 + ["slot"] * 4
     assert connection.schema_name == "public"
+
+
+def test_the_services_own_hourly_limit_gives_a_clear_failure(vibe, acme, settings):
+    """Vibe's own limit (here 2 per hour) answers 429 with an hour-long Retry-After: fail, don't sleep."""
+    settings.P360_VIBE_RATE_WAIT_MAX = 5
+    vibe.creates_per_hour = 2
+    try:
+        assert ingest("vibe", "--org", "acme", "--date", "2026-11-19")["status"] == "succeeded"
+        assert ingest("vibe", "--org", "acme", "--date", "2026-11-20")["status"] == "succeeded"
+        started = time.monotonic()
+        message, result = ingest_failing("vibe", "--org", "acme", "--date", "2026-11-21")
+    finally:
+        vibe.creates_per_hour = 15
+    assert time.monotonic() - started < 5
+    assert "Vibe rate limit: Vibe asked to retry POST create_async_report after 3600 s" in message
+    assert result["status"] == "failed"
+    assert [c[2] for c in vibe.calls if c[1] == "/create_async_report"] == [200, 200, 429]
