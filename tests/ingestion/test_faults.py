@@ -30,18 +30,25 @@ def fault_org(django_db_setup, django_db_blocker):
     from tenants.services import org_create
 
     with django_db_blocker.unblock():
-        org = org_create(slug=SLUG, name="Fault injection org")
+        org = org_create(slug=SLUG, name="Fault injection org", ttd_advertiser_id="faultadv")
         with schema_context(org.schema_name):
             cpm_set(cpm="10", effective_date=dt.date(2026, 1, 1), actor=None)
         connection.set_schema_to_public()
         yield org
         connection.set_schema_to_public()
+        global_runs = list(
+            IngestionRun.objects.filter(org__isnull=True, file_name="reds-fault.psv").values_list("pk", flat=True)
+        )
+        Job.objects.filter(kind="ingestion.run_global", params__run_id__in=global_runs).delete()
+        IngestionRun.objects.filter(pk__in=global_runs).delete()
         IngestionRun.objects.filter(org=org).delete()
         Job.objects.filter(org=org).delete()
         org = Organization.objects.get(pk=org.pk)
         org.domains.all().delete()
         org.delete(force_drop=True)
         shutil.rmtree(Path(settings.MEDIA_ROOT) / "ingestion" / SLUG, ignore_errors=True)
+        for run_id in global_runs:
+            shutil.rmtree(Path(settings.MEDIA_ROOT) / "ingestion" / "global" / "reds" / str(run_id), ignore_errors=True)
 
 
 def cli(*args: str, fault: str = ""):
@@ -100,3 +107,47 @@ def test_kill_mid_run_then_rerun_gives_exact_counts(fault_org, tmp_path, setting
     stale.refresh_from_db()
     assert (stale.status, stale.rows_loaded) == ("succeeded", 50)
     assert metric_count(fault_org) == expected
+
+
+def reds_count(org) -> tuple[int, int]:
+    """Read on an autocommit connection of its own: the test's transaction must hold no lock on the
+    partitioned table, or the subprocess's CREATE TABLE ... PARTITION OF would wait for it."""
+    import psycopg
+
+    cfg = connection.settings_dict
+    with psycopg.connect(
+        dbname=cfg["NAME"],
+        user=cfg["USER"],
+        host=cfg["HOST"] or None,
+        port=cfg["PORT"] or None,
+        password=cfg["PASSWORD"] or None,
+        autocommit=True,
+    ) as conn:
+        events = conn.execute(f'SELECT count(*) FROM "{org.schema_name}".ingestion_store_redsevent').fetchone()[0]
+        impressions = conn.execute(
+            f"SELECT coalesce(sum(impressions), 0) FROM \"{org.schema_name}\".campaigns_dailymetric WHERE source = 'reds'"
+        ).fetchone()[0]
+    return events, int(impressions)
+
+
+def test_reds_kill_mid_run_then_rerun_is_exact(fault_org, tmp_path, settings):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(settings.MEDIA_ROOT)},
+        },
+    }
+    header = "event_timestamp|advertiser_id|campaign_id|line_item_id|event_type|cost_usd|audience_id|user_id|user_id_type|conversion_value"
+    rows = [f"2026-11-20T05:00:{n:02d}Z|faultadv|c1|li1|impression|0.001|a|u{n}|UID2|" for n in range(40)]
+    path = tmp_path / "reds-fault.psv"
+    path.write_text("\n".join([header, *rows]) + "\n")
+    killed = cli("reds", str(path), fault="reds:after_events")
+    assert killed.returncode == 137, killed.stderr
+    assert reds_count(fault_org) == (0, 0)
+    ok = cli("reds", str(path))
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["routed"] == {SLUG: 40}
+    assert reds_count(fault_org) == (40, 40)
+    again = cli("reds", str(path))  # the same file again: replaced, not doubled
+    assert again.returncode == 0 and reds_count(fault_org) == (40, 40)
