@@ -11,6 +11,10 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
+# --- ingestion (issue 6) ---
+from ingestion.models import IngestionRun
+from ingestion.selectors import health_kpi as _ingestion_kpi
+from ingestion.selectors import runs_for_org
 from p360.audit.models import AuditEvent
 from p360.audit.selectors import events_visible_to
 from p360.jobs.models import Job, JobStatus
@@ -123,6 +127,8 @@ def global_dashboard(request: HttpRequest, context: dict[str, Any]) -> dict[str,
                     "footer": f"{job_counts['queued']} queued, {job_counts['failed']} failed",
                     "href": reverse("admin:jobs_job_changelist"),
                 },
+                # --- ingestion (issue 6): health of the paid-media sources ---
+                _ingestion_kpi(restrict_by_org(IngestionRun.objects.all(), request.user)),
             ],
             "cluster": _cluster_status(),
             "recent_jobs": _job_rows(list(jobs[:8])),
@@ -162,6 +168,8 @@ def org_dashboard(request: HttpRequest, context: dict[str, Any]) -> dict[str, An
                     "footer": f"{jobs.filter(status=JobStatus.FAILED).count()} failed",
                     "href": reverse("admin:jobs_job_changelist"),
                 },
+                # --- ingestion (issue 6): health of the paid-media sources ---
+                _ingestion_kpi(runs_for_org(org)),
             ],
             "cluster": _cluster_status(),
             "recent_jobs": _job_rows(list(jobs[:8])),
@@ -220,6 +228,12 @@ def global_navigation(request: HttpRequest) -> list[dict[str, Any]]:
                     "Operations",
                     [
                         ("Jobs", "pending_actions", "admin:jobs_job_changelist", "jobs.view_job"),
+                        (
+                            "Ingestion runs",
+                            "cloud_download",
+                            "admin:ingestion_ingestionrun_changelist",
+                            "ingestion.view_ingestionrun",
+                        ),
                         ("Audit log", "history", "admin:audit_auditevent_changelist", "audit.view_auditevent"),
                         (
                             "Worker heartbeats",
@@ -274,11 +288,37 @@ def org_navigation(request: HttpRequest) -> list[dict[str, Any]]:
                         ),
                         ("Campaigns", "campaign", "admin:campaigns_campaign_changelist", "campaigns.view_campaign"),
                         ("Uploads", "upload_file", "admin:uploads_upload_changelist", "uploads.view_upload"),
+                        # --- ingestion (issue 6) ---
+                        (
+                            "Strategies",
+                            "account_tree",
+                            "admin:campaigns_strategy_changelist",
+                            "campaigns.view_strategy",
+                        ),
+                        (
+                            "Daily metrics",
+                            "monitoring",
+                            "admin:campaigns_dailymetric_changelist",
+                            "campaigns.view_dailymetric",
+                        ),
+                        ("CPM rates", "payments", "admin:campaigns_cpmrate_changelist", "campaigns.view_cpmrate"),
+                        (
+                            "Client settings",
+                            "tune",
+                            "admin:campaigns_clientsettings_changelist",
+                            "campaigns.view_clientsettings",
+                        ),
                     ],
                 ),
                 (
                     "Operations",
                     [
+                        (
+                            "Ingestion runs",
+                            "cloud_download",
+                            "admin:ingestion_ingestionrun_changelist",
+                            "ingestion.view_ingestionrun",
+                        ),
                         ("Jobs", "pending_actions", "admin:jobs_job_changelist", "jobs.view_job"),
                         ("Audit log", "history", "admin:audit_auditevent_changelist", "audit.view_auditevent"),
                     ],

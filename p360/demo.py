@@ -148,8 +148,13 @@ def load_demo() -> dict[str, Any]:
                         actor=None,
                     )
                     created["campaigns"] += 1
+    # --- ingestion (issue 6): four weeks of metrics from every source, through the real ETL ---
+    from ingestion.demo import load_demo_metrics
+
+    metrics = load_demo_metrics(list(Organization.objects.filter(slug__in=[spec["slug"] for spec in ORGS])))
     return {
         "created": created,
+        "metrics": metrics,
         "orgs": [spec["slug"] for spec in ORGS],
         "logins": [{"email": spec["email"], "role": spec["role"], "password": DEMO_PASSWORD} for spec in USERS],
     }

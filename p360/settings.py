@@ -96,6 +96,8 @@ SHARED_APPS = [
     "p360",
     "p360.audit",
     "p360.jobs",
+    # Ingestion runs live in public: one REDS file feeds several orgs; the runs page spans orgs.
+    "ingestion",
 ]
 TENANT_APPS = [
     # The admin's LogEntry table lives in each org's schema too, so one org's object history
@@ -103,7 +105,7 @@ TENANT_APPS = [
     "django.contrib.admin",
     "audiences",
     "campaigns",
-    "ingestion",
+    "ingestion.ingestion_store",  # staged rows and REDS events, per organisation
     "reporting",
     "p360.uploads",  # issue 4: resumable (tus) uploads
 ]
@@ -484,3 +486,27 @@ P360_JOB_STALE_SECONDS = int(env("P360_JOB_STALE_SECONDS", "600"))
 P360_IMPORT_MAX_BYTES = int(env("P360_IMPORT_MAX_BYTES", str(1024**3)))
 # Connections that COPY a big import's rows in parallel (PostgreSQL parses COPY on one core each).
 P360_IMPORT_COPY_WORKERS = int(env("P360_IMPORT_COPY_WORKERS", "2"))
+
+# --- Paid-media ingestion (issue 6): sources, schedules, alerts (see README "Ingestion") ------------
+P360_INGEST_ALERT_EMAILS = env_list("P360_INGEST_ALERT_EMAILS")  # plus each org's own alert addresses
+P360_INGEST_MAX_UPLOAD_MB = int(env("P360_INGEST_MAX_UPLOAD_MB") or "50")
+P360_SURFSIDE_BUCKET = env("P360_SURFSIDE_BUCKET")
+P360_SURFSIDE_PREFIX = env("P360_SURFSIDE_PREFIX") or "{org}/"
+P360_SURFSIDE_PATTERN = env("P360_SURFSIDE_PATTERN") or "media-report-{date}.csv"
+P360_SURFSIDE_ENDPOINT_URL = env("P360_SURFSIDE_ENDPOINT_URL")
+P360_SURFSIDE_ACCESS_KEY_ID = env("P360_SURFSIDE_ACCESS_KEY_ID")
+P360_SURFSIDE_SECRET_ACCESS_KEY = env("P360_SURFSIDE_SECRET_ACCESS_KEY")
+P360_SURFSIDE_REGION = env("P360_SURFSIDE_REGION") or "us-east-1"
+P360_SURFSIDE_CRON = env("P360_SURFSIDE_CRON") or "0 5 * * *"
+P360_VIBE_BASE_URL = env("P360_VIBE_BASE_URL") or "https://clear-platform.vibe.co/rest/reporting/v1"
+P360_VIBE_CRON = env("P360_VIBE_CRON") or "0 6 * * *"
+P360_VIBE_CREATES_PER_HOUR = int(env("P360_VIBE_CREATES_PER_HOUR") or "15")
+P360_VIBE_POLL_SECONDS = float(env("P360_VIBE_POLL_SECONDS") or "30")
+P360_VIBE_POLL_TIMEOUT = float(env("P360_VIBE_POLL_TIMEOUT") or "1200")
+P360_VIBE_MAX_RETRIES = int(env("P360_VIBE_MAX_RETRIES") or "5")
+P360_VIBE_BACKOFF_BASE = float(env("P360_VIBE_BACKOFF_BASE") or "2")
+P360_VIBE_BACKOFF_CAP = float(env("P360_VIBE_BACKOFF_CAP") or "300")
+P360_VIBE_RATE_WAIT_MAX = float(env("P360_VIBE_RATE_WAIT_MAX") or "1800")  # below the task timeout
+P360_REDS_INBOX = env("P360_REDS_INBOX") or str(DATA_DIR / "inbox" / "reds")
+P360_REDS_CRON = env("P360_REDS_CRON") or "0 * * * *"
+P360_FIELD_ENCRYPTION_KEY = env("P360_FIELD_ENCRYPTION_KEY")  # Fernet key; derived from SECRET_KEY when unset

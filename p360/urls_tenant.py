@@ -21,6 +21,8 @@ urlpatterns = [
     path("admin/", org_admin.urls),
     path("api/v1/", include(api_patterns)),  # type: ignore[arg-type]
     path("", include(uploads_urls.page_urlpatterns)),  # issue 4: /o/<slug>/uploads/
+    # --- ingestion (issue 6): Facebook uploads, run details ---
+    path("ingestion/", include("ingestion.urls")),
 ]
 
 handler400 = json_or_html_handler(400, "Bad request.")

@@ -20,4 +20,12 @@ def ensure_schedules() -> int:
             name=name, defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1}
         )
         created += was_created
+    # --- ingestion (issue 6): cron schedules (Surfside 05:00, Vibe 06:00, REDS hourly; UTC, configurable) ---
+    from ingestion.tasks import cron_schedules
+
+    for name, func, cron in cron_schedules():
+        _, was_created = Schedule.objects.update_or_create(
+            name=name, defaults={"func": func, "schedule_type": Schedule.CRON, "cron": cron, "repeats": -1}
+        )
+        created += was_created
     return created
