@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 export PYTHONUNBUFFERED := 1
+# Two pytest workers by default (CI has 2 cores; each worker gets its own test database).
+PYTEST_ARGS ?= -n 2
 
 # Find a Python 3.12+ interpreter: python3.13, python3.12, python3, then pyenv's versions folder.
 # (pyenv shims exist for versions that are installed but not selected; they fail, so each
