@@ -65,6 +65,14 @@ class Job(models.Model):
     def is_finished(self) -> bool:
         return self.status in FINISHED_STATUSES
 
+    @property
+    def title(self) -> str:
+        """The kind's human title ("Audience import"), or the kind itself when it is not registered."""
+        from p360.jobs.services import job_kinds
+
+        spec = job_kinds().get(self.kind)
+        return spec.title if spec is not None else self.kind
+
 
 class WorkerHeartbeat(models.Model):
     """Last sign of life of each task-cluster worker host, for /healthz and the dashboards."""
