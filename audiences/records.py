@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import polars as pl
-from django.db import connection
+from django.db import connection, transaction
 
 TABLE = "audiences_record"
 
@@ -180,6 +180,11 @@ def read_version(version_id: int, columns: Iterable[str] | None = None, *, where
 
 def read_version_keys(version_id: int, key: str, keys: list[str]) -> pl.DataFrame:
     """The version's rows whose dedupe key is in `keys` (the merge rule against existing records)."""
+    with transaction.atomic():  # the temporary table lives until commit: keep it for the read below
+        return _read_version_keys(version_id, key, keys)
+
+
+def _read_version_keys(version_id: int, key: str, keys: list[str]) -> pl.DataFrame:
     with connection.cursor() as cursor:
         cursor.execute("CREATE TEMP TABLE IF NOT EXISTS _wanted_keys (key text) ON COMMIT DROP")
         cursor.execute("TRUNCATE _wanted_keys")
