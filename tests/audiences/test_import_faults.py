@@ -3,6 +3,7 @@ job, handed back by the reaper, ends with exactly the source's rows (trust: cras
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,3 +100,52 @@ def test_the_reaped_job_loads_exactly_the_source(killed_then_recovered: dict[str
     assert after["versions"] == 1
     assert killed_then_recovered["orphans_after_kill"] == 1  # the killed load's detached table...
     assert after["orphans"] == 0  # ...dropped by the re-run
+
+
+@pytest.fixture(scope="module")
+def merged_outside_a_transaction(
+    django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: Any
+) -> Iterator[list[dict[str, Any]]]:
+    """Two imports with the merge rule in autocommit (as the task cluster runs them): the second merges
+    into the first's records through parallel loader connections and a temporary key table."""
+    from django.core.management import call_command
+
+    folder = tmp_path_factory.mktemp("merge")
+    first, second = folder / "one.csv", folder / "two.csv"
+    first.write_text("Email,First Name,Company\na@x.com,,AcmeA\nb@x.com,B,\n")
+    second.write_text("Email,First Name,Company\nA@x.com,Ann,Other\nc@x.com,C,CoC\n")
+    name = "Merged in autocommit"
+    with django_db_blocker.unblock():
+        try:
+            for path, rule in ((first, "first"), (second, "merge")):
+                call_command(
+                    "import_audience",
+                    "--org",
+                    "acme",
+                    str(path),
+                    "--name",
+                    name,
+                    "--dedupe",
+                    rule,
+                    stdout=io.StringIO(),
+                )
+            with schema_context("org_acme"):
+                audience = Audience.objects.get(name=name)
+                yield records.read_version(
+                    audience.current_version_id, ["email_normalized", "first_name", "company_name"]
+                ).to_dicts()
+        finally:
+            connection.set_schema_to_public()
+            with schema_context("org_acme"):
+                for version in Audience.objects.filter(name=name).values_list("versions__pk", flat=True):
+                    if version:
+                        records.drop_partition(version)
+                Audience.objects.filter(name=name).delete()
+                AudienceImport.objects.filter(audience_name=name).delete()
+            connection.set_schema_to_public()
+
+
+def test_merge_into_existing_records_in_autocommit(merged_outside_a_transaction: list[dict[str, Any]]) -> None:
+    by_email = {row["email_normalized"]: row for row in merged_outside_a_transaction}
+    assert set(by_email) == {"a@x.com", "b@x.com", "c@x.com"}
+    assert (by_email["a@x.com"]["first_name"], by_email["a@x.com"]["company_name"]) == ("Ann", "AcmeA")
