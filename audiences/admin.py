@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from django.db import connection
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.defaultfilters import filesizeformat
 from django.utils.html import format_html
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import display
@@ -89,12 +90,13 @@ class AudienceImportAdmin(ModelAdmin):
     list_per_page = 50
     actions = ["rerun_imports"]
     readonly_fields = [
+        "report_link",
         "audience",
         "audience_name",
         "status",
         "source_name",
         "file_kind",
-        "file_size",
+        "file_size_display",
         "file_sha256",
         "encoding",
         "delimiter",
@@ -125,7 +127,7 @@ class AudienceImportAdmin(ModelAdmin):
         return False  # imports start from a file: the import page, the API or the command
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.method in {"GET", "HEAD"} and super().has_view_permission(request, obj)
+        return False  # a record of what happened: read-only (view permission shows it)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # the upload history is a record; it is kept
@@ -148,6 +150,15 @@ class AudienceImportAdmin(ModelAdmin):
     def uid2_ready(self, obj: AudienceImport) -> str:
         share = (obj.quality or {}).get("uid2_ready_share")
         return f"{share:.0%}" if isinstance(share, int | float) else "—"
+
+    @display(description="Report")
+    def report_link(self, obj: AudienceImport) -> str:
+        url = f"/o/{connection.tenant.slug}/audiences/imports/{obj.pk}/"  # type: ignore[attr-defined]
+        return format_html('<a href="{}">Open the import report (counts, reasons, field quality)</a>', url)
+
+    @display(description="File size")
+    def file_size_display(self, obj: AudienceImport) -> str:
+        return filesizeformat(obj.file_size)
 
     @display(description="Quarantined rows")
     def quarantine_link(self, obj: AudienceImport) -> str:
