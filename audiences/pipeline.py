@@ -29,7 +29,7 @@ import psutil
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -247,6 +247,10 @@ def run_import(import_id: int, ctx: JobContext | None = None) -> dict[str, Any]:
                 imp, str(exc), status=ImportStatus.REJECTED if isinstance(exc, ImportRejected) else ImportStatus.FAILED
             )
         raise
+    except (OperationalError, InterfaceError) as exc:
+        message = "the database connection was lost during the import; nothing was saved. Run it again."
+        _fail(imp, message)
+        raise ImportFailed(message) from exc
     except BaseException as exc:  # a polars panic is not an Exception; never leave the import "running"
         _fail(imp, f"{type(exc).__name__}: {exc}")
         raise

@@ -149,3 +149,64 @@ def test_merge_into_existing_records_in_autocommit(merged_outside_a_transaction:
     by_email = {row["email_normalized"]: row for row in merged_outside_a_transaction}
     assert set(by_email) == {"a@x.com", "b@x.com", "c@x.com"}
     assert (by_email["a@x.com"]["first_name"], by_email["a@x.com"]["company_name"]) == ("Ann", "AcmeA")
+
+
+@pytest.fixture(scope="module")
+def disconnected_then_recovered(
+    django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: Any
+) -> Iterator[dict[str, Any]]:
+    """The database ends the importing process's session during the load (as in a PostgreSQL restart)."""
+    path: Path = tmp_path_factory.mktemp("disconnect") / "people.csv"
+    path.write_text("Email\n" + "".join(f"p{i}@example.com\n" for i in range(500)))
+    name = "Disconnected mid-import"
+    outcome: dict[str, Any] = {}
+    with django_db_blocker.unblock():
+        env = {"P360_DB_NAME": connection.settings_dict["NAME"], "P360_FAULT": "audiences.import.copy:disconnect"}
+        done = run_manage("import_audience", "--org", "acme", str(path), "--name", name, "--json", env=env)
+        outcome["returncode"], outcome["stderr"] = done.returncode, done.stderr
+        with schema_context("org_acme"):
+            imp = AudienceImport.objects.get(audience_name=name)
+            outcome["audience_exists"] = Audience.objects.filter(name=name).exists()
+            outcome["status_after"] = imp.status
+        connection.set_schema_to_public()
+        try:
+            with override_settings(P360_JOB_STALE_SECONDS=0):
+                reap_stale_jobs()
+                job = Job.objects.get(pk=imp.job_id)
+                if job.status != JobStatus.RUNNING:  # the job was closed as failed: start the import again
+                    from audiences.services import import_start
+
+                    with schema_context("org_acme"):
+                        import_start(imp=AudienceImport.objects.get(pk=imp.pk), actor=None, inline=True)
+            with schema_context("org_acme"):
+                imp.refresh_from_db()
+                audience = Audience.objects.get(name=name)
+                outcome["final"] = (
+                    imp.status,
+                    records.count_version(audience.current_version_id),
+                    audience.versions.count(),
+                )
+                outcome["orphans"] = _detached_tables()
+            yield outcome
+        finally:
+            connection.set_schema_to_public()
+            with schema_context("org_acme"):
+                for version in Audience.objects.filter(name=name).values_list("versions__pk", flat=True):
+                    if version:
+                        records.drop_partition(version)
+                Audience.objects.filter(name=name).delete()
+                AudienceImport.objects.filter(audience_name=name).delete()
+            connection.set_schema_to_public()
+            Job.objects.filter(kind="audiences.import", status=JobStatus.RUNNING).update(status=JobStatus.FAILED)
+
+
+def test_a_lost_database_session_mid_import_leaves_nothing_and_the_rerun_is_exact(
+    disconnected_then_recovered: dict[str, Any],
+) -> None:
+    outcome = disconnected_then_recovered
+    assert outcome["returncode"] != 0  # a clear failure, not a hang
+    assert outcome["stderr"].strip().splitlines()[-1].startswith("error: the database connection was lost")
+    assert outcome["status_after"] == ImportStatus.FAILED
+    assert outcome["audience_exists"] is False
+    assert outcome["final"] == (ImportStatus.SUCCEEDED, 500, 1)
+    assert outcome["orphans"] == 0
