@@ -92,13 +92,14 @@ def _cleanup() -> None:
 
     from django.db import connection
 
-    from ingestion.bombora.store import partition_name
+    from ingestion.bombora.store import domain_partition_name, partition_name
     from ingestion.models import BomboraTopic, BomboraWeek, IngestionRun
     from p360.jobs.models import Job
 
     week = dt.date.fromisoformat(WEEK)
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS public.{partition_name(week)}")
+        cursor.execute(f"DROP TABLE IF EXISTS public.{domain_partition_name(week)}")
     BomboraWeek.objects.filter(week=week).delete()
     runs = list(IngestionRun.objects.filter(source="bombora", file_name=FILE_NAME).values_list("pk", flat=True))
     Job.objects.filter(kind="ingestion.run_global", params__run_id__in=runs).delete()

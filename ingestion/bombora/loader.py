@@ -40,7 +40,15 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audiences import normalize as audience_normalize
-from ingestion.bombora.store import QUALIFIED, SURGE_THRESHOLD, TABLE, partition_name, week_of
+from ingestion.bombora.store import (
+    DOMAIN_QUALIFIED,
+    QUALIFIED,
+    SURGE_THRESHOLD,
+    TABLE,
+    domain_partition_name,
+    partition_name,
+    week_of,
+)
 from ingestion.faults import fault_point
 from ingestion.models import BomboraTopic, BomboraWeek, BomboraWeekStatus, IngestionRun, RunStatus
 from ingestion.parsing import FileRejected, combine_problems
@@ -448,8 +456,8 @@ def drop_orphan_staging(keep_run: int | None = None) -> None:
         )
         names = [row[0] for row in cursor.fetchall()]
         for name in names:
-            suffix = name.removeprefix(STAGING_PREFIX)
-            run_id = int(suffix) if suffix.isdigit() else None
+            match = re.match(r"[0-9]+", name.removeprefix(STAGING_PREFIX))  # <run>, <run>_d, <run>_m
+            run_id = int(match[0]) if match else None
             if run_id == keep_run:
                 continue
             running = (
@@ -462,12 +470,10 @@ def drop_orphan_staging(keep_run: int | None = None) -> None:
                 cursor.execute(f"DROP TABLE IF EXISTS public.{name}")
 
 
-def _create_staging(name: str, week: dt.date) -> None:
+def _create_staging(name: str, week: dt.date, like: str = QUALIFIED) -> None:
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS public.{name}")
-        cursor.execute(
-            f"CREATE TABLE public.{name} (LIKE {QUALIFIED} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
-        )
+        cursor.execute(f"CREATE TABLE public.{name} (LIKE {like} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
         # The partition bound as a CHECK: ATTACH then skips its validation scan.
         cursor.execute(
             f"ALTER TABLE public.{name} ALTER COLUMN week SET DEFAULT DATE '{week.isoformat()}', "
@@ -476,18 +482,30 @@ def _create_staging(name: str, week: dt.date) -> None:
         cursor.execute(f"ALTER TABLE public.{name} SET (autovacuum_enabled = false)")
 
 
-def _copy_rows(name: str, rows: pl.DataFrame) -> None:
-    """COPY (domain, topic_id, score); the week is the table's default."""
+SCORE_COLUMNS = ("domain", "topic_id", "score")
+DOMAIN_COLUMNS = ("domain", "topics", "surging", "max_score")
+
+
+def _copy_rows(name: str, rows: pl.DataFrame, columns: tuple[str, ...] = SCORE_COLUMNS) -> None:
+    """COPY the columns (CSV made by polars); the week is the table's default."""
     if rows.is_empty():
         return
     buffer = io.BytesIO()
-    rows.select("domain", "topic_id", "score").write_csv(buffer, include_header=False)
+    rows.select(columns).write_csv(buffer, include_header=False)
     view = buffer.getbuffer()
     with connection.cursor() as cursor, cursor.copy(  # type: ignore[attr-defined]
-        f"COPY public.{name} (domain, topic_id, score) FROM STDIN (FORMAT csv)"
+        f"COPY public.{name} ({', '.join(columns)}) FROM STDIN (FORMAT csv)"
     ) as copy:
         for start in range(0, len(view), 1 << 20):
             copy.write(view[start : start + (1 << 20)])
+
+
+def domain_summary(rows: pl.DataFrame) -> pl.DataFrame:
+    return rows.group_by("domain").agg(
+        pl.len().alias("topics"),
+        (pl.col("score") >= SURGE_THRESHOLD).sum().alias("surging"),
+        pl.col("score").max().alias("max_score"),
+    )
 
 
 def _merge(rows: pl.DataFrame) -> tuple[pl.DataFrame, int]:
@@ -534,6 +552,7 @@ class Loader:
                     self._settle_week(good)
                     assert self.week is not None
                     _create_staging(table, self.week)
+                    _create_staging(f"{table}_d", self.week, like=DOMAIN_QUALIFIED)
                     created = True
                 good = self._restrict_week(good)
                 ids = topics.resolve(good.select("topic", "category"))
@@ -628,10 +647,12 @@ class Loader:
             self.stats.sorted_by_domain = False
         if last is not None and (self.stats.last_domain is None or str(last) > self.stats.last_domain):
             self.stats.last_domain = str(last)
+        summary = domain_summary(rows)
         self.stats.loaded += rows.height
-        self.stats.domains += rows["domain"].n_unique()
-        self.stats.surging += int((rows["score"] >= SURGE_THRESHOLD).sum())
+        self.stats.domains += summary.height
+        self.stats.surging += int(summary["surging"].sum())
         _copy_rows(table, rows)
+        _copy_rows(f"{table}_d", summary, DOMAIN_COLUMNS)
 
     def _finish_table(self, table: str) -> None:
         with connection.cursor() as cursor:
@@ -649,18 +670,23 @@ class Loader:
                 cursor.execute(f"DROP TABLE public.{table}")
                 cursor.execute(f"ALTER TABLE public.{merged} RENAME TO {table}")
                 cursor.execute(f"ALTER TABLE public.{table} RENAME CONSTRAINT {merged}_week TO {table}_week")
+                cursor.execute(f"TRUNCATE public.{table}_d")
                 cursor.execute(
-                    f"SELECT count(DISTINCT domain), count(*) FILTER (WHERE score >= {SURGE_THRESHOLD}) "
-                    f"FROM public.{table}"
+                    f"INSERT INTO public.{table}_d ({', '.join(DOMAIN_COLUMNS)}) SELECT domain, count(*), "
+                    f"count(*) FILTER (WHERE score >= {SURGE_THRESHOLD}), max(score) FROM public.{table} GROUP BY domain"
                 )
-                self.stats.domains, self.stats.surging = cursor.fetchone()
+                self.stats.domains = cursor.rowcount
+                cursor.execute(f"SELECT count(*) FILTER (WHERE score >= {SURGE_THRESHOLD}) FROM public.{table}")
+                self.stats.surging = cursor.fetchone()[0]
             # Sorting 20-60M keys: in memory, not in many temporary files (session setting, reset right after).
             cursor.execute("SET maintenance_work_mem = '512MB'")
             try:
                 cursor.execute(f"CREATE INDEX {table}_td ON public.{table} (topic_id, domain)")
+                cursor.execute(f"CREATE INDEX {table}_d_domain ON public.{table}_d (domain)")
             finally:
                 cursor.execute("RESET maintenance_work_mem")
             cursor.execute(f"ANALYZE public.{table}")
+            cursor.execute(f"ANALYZE public.{table}_d")
 
     @staticmethod
     def _drop(table: str) -> None:
@@ -668,6 +694,7 @@ class Loader:
             with connection.cursor() as cursor:
                 cursor.execute(f"DROP TABLE IF EXISTS public.{table}")
                 cursor.execute(f"DROP TABLE IF EXISTS public.{table}_m")
+                cursor.execute(f"DROP TABLE IF EXISTS public.{table}_d")
         except Exception:  # the connection may be gone (that is why we are here): the next run cleans up
             logger.warning("could not drop Bombora staging table %s", table, exc_info=True)
 
@@ -694,21 +721,25 @@ def _partition_exists(cursor: object, name: str) -> bool:
 
 def swap_in(run: IngestionRun, week: dt.date, stats: LoadStats, topic_ids: set[int]) -> list[dt.date]:
     """Replace the week's partition by the staging table and prune history (the caller's transaction)."""
-    table, target = staging_name(run.pk), partition_name(week)
+    table = staging_name(run.pk)
     with connection.cursor() as cursor:
         # One swap at a time (two loads of one week: the later one wins, whole).
         cursor.execute("SELECT pg_advisory_xact_lock(hashtext('p360:bombora:swap'))")
-        if _partition_exists(cursor, target):
-            cursor.execute(f"DROP TABLE public.{target}")
-        fault_point("bombora:after_drop_old")
-        cursor.execute(f"ALTER TABLE public.{table} RENAME TO {target}")
-        cursor.execute(f"ALTER INDEX public.{table}_td RENAME TO {target}_td")
-        cursor.execute(f"ALTER TABLE public.{target} RENAME CONSTRAINT {table}_week TO {target}_week")
-        cursor.execute(
-            f"ALTER TABLE {QUALIFIED} ATTACH PARTITION public.{target} FOR VALUES IN (DATE '{week.isoformat()}')"
-        )
-        cursor.execute(f"ALTER TABLE public.{target} ALTER COLUMN week DROP DEFAULT")
-        cursor.execute(f"ALTER TABLE public.{target} RESET (autovacuum_enabled)")
+        for staged, target, parent, index in (
+            (table, partition_name(week), QUALIFIED, "td"),
+            (f"{table}_d", domain_partition_name(week), DOMAIN_QUALIFIED, "domain"),
+        ):
+            if _partition_exists(cursor, target):
+                cursor.execute(f"DROP TABLE public.{target}")
+            fault_point("bombora:after_drop_old")
+            cursor.execute(f"ALTER TABLE public.{staged} RENAME TO {target}")
+            cursor.execute(f"ALTER INDEX public.{table}_{'d_domain' if index == 'domain' else 'td'} RENAME TO {target}_{index}")
+            cursor.execute(f"ALTER TABLE public.{target} RENAME CONSTRAINT {staged}_week TO {target}_week")
+            cursor.execute(
+                f"ALTER TABLE {parent} ATTACH PARTITION public.{target} FOR VALUES IN (DATE '{week.isoformat()}')"
+            )
+            cursor.execute(f"ALTER TABLE public.{target} ALTER COLUMN week DROP DEFAULT")
+            cursor.execute(f"ALTER TABLE public.{target} RESET (autovacuum_enabled)")
     BomboraTopic.objects.filter(pk__in=topic_ids, first_seen_week__isnull=True).update(first_seen_week=week)
     BomboraTopic.objects.filter(pk__in=topic_ids, first_seen_week__gt=week).update(first_seen_week=week)
     BomboraTopic.objects.filter(pk__in=topic_ids).exclude(last_seen_week__gte=week).update(last_seen_week=week)
@@ -735,9 +766,9 @@ def prune_history() -> list[dt.date]:
     pruned = []
     with connection.cursor() as cursor:
         for week in ready[history_weeks() :]:
-            name = partition_name(week.week)
-            if _partition_exists(cursor, name):
-                cursor.execute(f"DROP TABLE public.{name}")
+            for name in (partition_name(week.week), domain_partition_name(week.week)):
+                if _partition_exists(cursor, name):
+                    cursor.execute(f"DROP TABLE public.{name}")
             week.status = BomboraWeekStatus.PRUNED
             week.save(update_fields=["status"])
             pruned.append(week.week)

@@ -43,11 +43,20 @@ def scores(week: dt.date = WEEK) -> list[tuple[str, str, int]]:
         return [tuple(row) for row in cursor.fetchall()]
 
 
-def partitions() -> list[str]:
+def domain_rows(week: dt.date = WEEK) -> list[tuple[str, int, int, int]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT domain, topics, surging, max_score FROM public.ingestion_bombora_domain WHERE week = %s ORDER BY 1",
+            [week],
+        )
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+def partitions(parent: str = "ingestion_bombora_score") -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = 'public.ingestion_bombora_score'::regclass ORDER BY 1"
+            f"WHERE i.inhparent = 'public.{parent}'::regclass ORDER BY 1"
         )
         return [row[0] for row in cursor.fetchall()]
 

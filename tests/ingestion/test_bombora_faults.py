@@ -47,7 +47,8 @@ def committed_cleanup():
     yield
     with _autocommit() as conn:
         for (name,) in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE tablename LIKE 'ingestion_bombora_score_%'"
+            "SELECT tablename FROM pg_tables WHERE tablename LIKE 'ingestion_bombora_score_%' "
+            "OR tablename LIKE 'ingestion_bombora_domain_w%'"
         ).fetchall():
             conn.execute(f"DROP TABLE IF EXISTS public.{name}")
         conn.execute("DELETE FROM public.ingestion_bomboraweek")

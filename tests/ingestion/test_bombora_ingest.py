@@ -13,6 +13,7 @@ from p360.jobs.models import Job
 from tests.ingestion.bombora_helpers import (
     WEEK,
     adat_line,
+    domain_rows,
     partitions,
     scores,
     staging_tables,
@@ -46,6 +47,7 @@ def test_master_surge_gzip_loads_the_week(tmp_path):
     topic = BomboraTopic.objects.get(name="Cloud Security")
     assert (topic.category, topic.first_seen_week, topic.last_seen_week) == ("Tech", WEEK, WEEK)
     assert store.partition_name(WEEK) in partitions() and staging_tables() == []
+    assert domain_rows() == [("acme.com", 2, 1, 72), ("globex.io", 1, 1, 60)]
     job = Job.objects.get(pk=IngestionRun.objects.get(pk=result["run_id"]).job_id)
     assert job.kind == "ingestion.run_global" and job.org is None and job.status == "succeeded"
     frame = store.scores_frame(WEEK, [topic.pk])
@@ -140,6 +142,10 @@ def test_history_keeps_the_newest_weeks(tmp_path, settings):
     weeks = dict(BomboraWeek.objects.values_list("week", "status"))
     assert weeks == {dt.date(2026, 11, 2): "pruned", dt.date(2026, 11, 9): "ready", WEEK: "ready"}
     assert partitions() == [store.partition_name(dt.date(2026, 11, 9)), store.partition_name(WEEK)]
+    assert partitions("ingestion_bombora_domain") == [
+        store.domain_partition_name(dt.date(2026, 11, 9)),
+        store.domain_partition_name(WEEK),
+    ]
     message, _ = ingest_failing("bombora", str(surge_file(tmp_path, [("a.com", "CRM", 1)], name="s_20261026.csv")))
     assert "older than the 2 weeks kept" in message
 
@@ -155,6 +161,12 @@ def test_unsorted_file_merges_duplicates_across_blocks(tmp_path, settings):
     assert BomboraWeek.objects.get().domains == 5000
     got = {(d, t): s for d, t, s in scores()}
     assert got == expected
+    summary = {d: (n, surging, top) for d, n, surging, top in domain_rows()}
+    assert len(summary) == 5000 and summary["d00000.com"] == (
+        len([k for k in expected if k[0] == "d00000.com"]),
+        len([k for k, v in expected.items() if k[0] == "d00000.com" and v >= 60]),
+        max(v for k, v in expected.items() if k[0] == "d00000.com"),
+    )
 
 
 def test_sorted_file_over_many_blocks(tmp_path, settings):
