@@ -50,7 +50,14 @@ from ingestion.bombora.store import (
     week_of,
 )
 from ingestion.faults import fault_point
-from ingestion.models import BomboraTopic, BomboraWeek, BomboraWeekStatus, IngestionRun, RunStatus
+from ingestion.models import (
+    BomboraTopic,
+    BomboraTopicWeek,
+    BomboraWeek,
+    BomboraWeekStatus,
+    IngestionRun,
+    RunStatus,
+)
 from ingestion.parsing import FileRejected, combine_problems
 
 if TYPE_CHECKING:
@@ -532,6 +539,7 @@ class Loader:
     block_bytes: int = 32 << 20
     stats: LoadStats = field(default_factory=LoadStats)
     topic_ids: set[int] = field(default_factory=set)
+    topic_counts: dict[int, list[int]] = field(default_factory=dict)  # topic id -> [domains, surging]
 
     def load(self) -> LoadStats:
         stream, raw = open_binary(self.path)
@@ -581,7 +589,7 @@ class Loader:
                 raise exc
             fault_point("bombora:after_copy")
             self._finish_table(table)
-            self.topic_ids = set(topics.seen)
+            self.topic_ids = set(self.topic_counts)
             return self.stats
         except BaseException:
             if created:
@@ -653,6 +661,11 @@ class Loader:
         self.stats.surging += int(summary["surging"].sum())
         _copy_rows(table, rows)
         _copy_rows(f"{table}_d", summary, DOMAIN_COLUMNS)
+        per_topic = rows.group_by("topic_id").agg(pl.len(), (pl.col("score") >= SURGE_THRESHOLD).sum())
+        for topic_id, domains, surging in per_topic.iter_rows():
+            counts = self.topic_counts.setdefault(int(topic_id), [0, 0])
+            counts[0] += int(domains)
+            counts[1] += int(surging)
 
     def _finish_table(self, table: str) -> None:
         with connection.cursor() as cursor:
@@ -678,6 +691,11 @@ class Loader:
                 self.stats.domains = cursor.rowcount
                 cursor.execute(f"SELECT count(*) FILTER (WHERE score >= {SURGE_THRESHOLD}) FROM public.{table}")
                 self.stats.surging = cursor.fetchone()[0]
+                cursor.execute(
+                    f"SELECT topic_id, count(*), count(*) FILTER (WHERE score >= {SURGE_THRESHOLD}) "
+                    f"FROM public.{table} GROUP BY topic_id"
+                )
+                self.topic_counts = {int(t): [int(n), int(k)] for t, n, k in cursor.fetchall()}
             # Sorting 20-60M keys: in memory, not in many temporary files (session setting, reset right after).
             cursor.execute("SET maintenance_work_mem = '512MB'")
             try:
@@ -719,7 +737,7 @@ def _partition_exists(cursor: object, name: str) -> bool:
     return bool(cursor.fetchone()[0])  # type: ignore[attr-defined]
 
 
-def swap_in(run: IngestionRun, week: dt.date, stats: LoadStats, topic_ids: set[int]) -> list[dt.date]:
+def swap_in(run: IngestionRun, week: dt.date, stats: LoadStats, topic_counts: dict[int, list[int]]) -> list[dt.date]:
     """Replace the week's partition by the staging table and prune history (the caller's transaction)."""
     table = staging_name(run.pk)
     with connection.cursor() as cursor:
@@ -740,6 +758,12 @@ def swap_in(run: IngestionRun, week: dt.date, stats: LoadStats, topic_ids: set[i
             )
             cursor.execute(f"ALTER TABLE public.{target} ALTER COLUMN week DROP DEFAULT")
             cursor.execute(f"ALTER TABLE public.{target} RESET (autovacuum_enabled)")
+    topic_ids = set(topic_counts)
+    BomboraTopicWeek.objects.filter(week=week).delete()
+    BomboraTopicWeek.objects.bulk_create(
+        [BomboraTopicWeek(week=week, topic_id=t, domains=n, surging=k) for t, (n, k) in topic_counts.items()],
+        batch_size=2000,
+    )
     BomboraTopic.objects.filter(pk__in=topic_ids, first_seen_week__isnull=True).update(first_seen_week=week)
     BomboraTopic.objects.filter(pk__in=topic_ids, first_seen_week__gt=week).update(first_seen_week=week)
     BomboraTopic.objects.filter(pk__in=topic_ids).exclude(last_seen_week__gte=week).update(last_seen_week=week)
@@ -769,6 +793,7 @@ def prune_history() -> list[dt.date]:
             for name in (partition_name(week.week), domain_partition_name(week.week)):
                 if _partition_exists(cursor, name):
                     cursor.execute(f"DROP TABLE public.{name}")
+            BomboraTopicWeek.objects.filter(week=week.week).delete()
             week.status = BomboraWeekStatus.PRUNED
             week.save(update_fields=["status"])
             pruned.append(week.week)
@@ -810,7 +835,7 @@ def execute(run: IngestionRun, ctx: JobContext | None) -> None:
     try:
         with transaction.atomic():
             new_week = not BomboraWeek.objects.filter(week=week).exists()
-            pruned = swap_in(run, week, stats, loader.topic_ids)
+            pruned = swap_in(run, week, stats, loader.topic_counts)
             quarantined = etl.write_quarantine(run.pk, stats.bad)
             _finish(
                 run,
