@@ -236,8 +236,18 @@ def global_navigation(request: HttpRequest) -> list[dict[str, Any]]:
                         ),
                         ("Audit log", "history", "admin:audit_auditevent_changelist", "audit.view_auditevent"),
                         # Bombora intent data (issue 5)
-                        ("Bombora weeks", "trending_up", "admin:ingestion_bomboraweek_changelist", "ingestion.view_bomboraweek"),
-                        ("Bombora topics", "topic", "admin:ingestion_bomboratopic_changelist", "ingestion.view_bomboratopic"),
+                        (
+                            "Bombora weeks",
+                            "trending_up",
+                            "admin:ingestion_bomboraweek_changelist",
+                            "ingestion.view_bomboraweek",
+                        ),
+                        (
+                            "Bombora topics",
+                            "topic",
+                            "admin:ingestion_bomboratopic_changelist",
+                            "ingestion.view_bomboratopic",
+                        ),
                         (
                             "Worker heartbeats",
                             "monitor_heart",

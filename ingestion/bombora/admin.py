@@ -36,7 +36,9 @@ WEEK_COLOURS = {
 
 
 class BomboraUploadForm(forms.Form):
-    file = forms.FileField(label="Bombora file", help_text="Master Surge / ADAT (gzipped or not) or a CSV with a header.")
+    file = forms.FileField(
+        label="Bombora file", help_text="Master Surge / ADAT (gzipped or not) or a CSV with a header."
+    )
     week_date = forms.DateField(
         required=False,
         label="A day of the week (optional)",
@@ -51,7 +53,17 @@ def can_upload(request: HttpRequest) -> bool:
 
 @admin.register(BomboraWeek, site=global_admin)
 class BomboraWeekAdmin(ReadOnlyAdmin):
-    list_display = ["week", "status_label", "rows_", "domains_", "topics", "surging_", "run_link", "file_name", "loaded_at"]
+    list_display = [
+        "week",
+        "status_label",
+        "rows_",
+        "domains_",
+        "topics",
+        "surging_",
+        "run_link",
+        "file_name",
+        "loaded_at",
+    ]
     list_filter = ["status"]
     ordering = ["-week"]
     change_list_template = "ingestion/admin/bombora_week_changelist.html"
@@ -190,7 +202,7 @@ class BomboraTopicAdmin(ReadOnlyAdmin):
     readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[BomboraTopic]:
-        return selectors.topics_with_counts().order_by("-week_surging", "name")
+        return selectors.topics_with_counts().order_by("-week_surging", "name")  # type: ignore[misc]
 
     @admin.display(description="domains this week", ordering="week_domains")
     def week_domains_(self, topic: Any) -> str:

@@ -32,7 +32,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any
 
 import polars as pl
 from django.conf import settings
@@ -65,7 +65,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 STAGING_PREFIX = f"{TABLE}_load_"
 TOPIC_MAX = 300
 MAX_QUARANTINE_STORED = 100_000  # every bad row is counted; the first ones are kept with line and reason
@@ -122,7 +121,9 @@ def detect_layout(first_line: str, name: str) -> Layout:
                 if header in aliases and key not in positions:
                     positions[key] = index
         missing = [label for key, label in (("domain", "Domain"), ("topic", "Topic"), ("score", "Composite Score"))]
-        missing = [label for label, key in zip(missing, ("domain", "topic", "score"), strict=True) if key not in positions]
+        missing = [
+            label for label, key in zip(missing, ("domain", "topic", "score"), strict=True) if key not in positions
+        ]
         if missing:
             raise FileRejected(
                 f"{name}: the header lacks {', '.join(missing)} "
@@ -170,8 +171,8 @@ def open_binary(path: Path) -> tuple[IO[bytes], IO[bytes]]:
     magic = raw.read(2)
     raw.seek(0)
     if magic == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=raw, mode="rb"), raw
-    return raw, raw
+        return gzip.GzipFile(fileobj=raw, mode="rb"), raw  # type: ignore[return-value]
+    return raw, raw  # type: ignore[return-value]
 
 
 def read_blocks(stream: IO[bytes], block_bytes: int) -> Iterator[bytes]:
@@ -273,8 +274,8 @@ def _lines(data: bytes) -> pl.DataFrame:
         )
         if lines.height == expected and lines.width == 1:
             return lines.with_columns(pl.col(RAW).fill_null(""))
-    except Exception:  # noqa: S110 - an odd block: the plain split below is exact
-        pass
+    except Exception:  # noqa: BLE001 - polars refused an odd block: the plain split below is exact
+        logger.debug("fast line split failed; splitting in plain polars")
     text = data.decode("utf-8", errors="replace")
     lines = pl.DataFrame({RAW: [text]}).select(pl.col(RAW).str.split("\n")).explode(RAW)
     return lines.slice(0, expected)
@@ -335,7 +336,11 @@ def parse_block(data: bytes, first_line: int, layout: Layout, skip: int | None) 
         zip(bad_df[LINE].to_list(), bad_df[REASON].to_list(), bad_df[RAW].str.slice(0, RAW_MAX).to_list(), strict=True)
     )
     good = df.filter(pl.col(REASON).is_null())
-    category = pl.col("category").fill_null("").str.strip_chars().str.slice(0, 300) if layout.category is not None else pl.lit("")
+    category = (
+        pl.col("category").fill_null("").str.strip_chars().str.slice(0, 300)
+        if layout.category is not None
+        else pl.lit("")
+    )
     columns = [
         pl.col("domain_v").alias("domain"),
         topic.alias("topic"),
@@ -349,7 +354,7 @@ def parse_block(data: bytes, first_line: int, layout: Layout, skip: int | None) 
     return Block(good.select(columns), bad), n_lines
 
 
-def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+def prefetch[T](items: Iterator[T], depth: int = 2) -> Iterator[T]:
     """Run `items` in a thread, `depth` ahead: the next block is parsed (polars, no GIL) while this one is COPYed
     (PostgreSQL on the other core). Errors are re-raised here; stopping early stops the thread."""
     box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
@@ -370,7 +375,7 @@ def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
                 if not put(("item", item)):
                     return
             put(("done", None))
-        except BaseException as exc:  # handed to the consumer
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
             put(("error", exc))
 
     thread = threading.Thread(target=work, name="bombora-parse", daemon=True)
@@ -421,7 +426,8 @@ class Topics:
                     if topic is not None:
                         self.ids[key] = topic.pk
         mapping = pl.DataFrame(
-            {"key": list(self.ids), "topic_id": list(self.ids.values())}, schema={"key": pl.String, "topic_id": pl.Int32}
+            {"key": list(self.ids), "topic_id": list(self.ids.values())},
+            schema={"key": pl.String, "topic_id": pl.Int32},
         )
         resolved = unique.join(mapping, on="key", how="left").select("key", "topic_id")
         self.seen.update(int(t) for t in resolved["topic_id"].drop_nulls().to_list())
@@ -500,9 +506,12 @@ def _copy_rows(name: str, rows: pl.DataFrame, columns: tuple[str, ...] = SCORE_C
     buffer = io.BytesIO()
     rows.select(columns).write_csv(buffer, include_header=False)
     view = buffer.getbuffer()
-    with connection.cursor() as cursor, cursor.copy(  # type: ignore[attr-defined]
-        f"COPY public.{name} ({', '.join(columns)}) FROM STDIN (FORMAT csv)"
-    ) as copy:
+    with (
+        connection.cursor() as cursor,
+        cursor.copy(  # type: ignore[attr-defined]
+            f"COPY public.{name} ({', '.join(columns)}) FROM STDIN (FORMAT csv)"
+        ) as copy,
+    ):
         for start in range(0, len(view), 1 << 20):
             copy.write(view[start : start + (1 << 20)])
 
@@ -547,10 +556,11 @@ class Loader:
         table = staging_name(self.run.pk)
         topics = Topics()
         carry: pl.DataFrame | None = None
-        layout: Layout | None = None
+        seen_content = False
         created = False
         try:
-            for layout, block, position in prefetch(self._blocks(stream, raw)):
+            for _layout, block, position in prefetch(self._blocks(stream, raw)):
+                seen_content = True
                 self.stats.rows_read += block.good.height + len(block.bad)
                 self.stats.add_bad(block.bad)
                 good = block.good
@@ -564,9 +574,11 @@ class Loader:
                     created = True
                 good = self._restrict_week(good)
                 ids = topics.resolve(good.select("topic", "category"))
-                rows = good.with_columns(pl.col("topic").str.to_lowercase().alias("key")).join(
-                    ids, on="key", how="left", maintain_order="left"
-                ).select("domain", "topic_id", "score")
+                rows = (
+                    good.with_columns(pl.col("topic").str.to_lowercase().alias("key"))
+                    .join(ids, on="key", how="left", maintain_order="left")
+                    .select("domain", "topic_id", "score")
+                )
                 if carry is not None:
                     rows = pl.concat([carry, rows])
                 # Hold back the last domain: its rows may continue in the next block.
@@ -578,7 +590,7 @@ class Loader:
                     self.ctx.progress(position, size, rows_read=self.stats.rows_read)
             if carry is not None:
                 self._write(table, carry)
-            if layout is None or self.stats.rows_read == 0:
+            if not seen_content or self.stats.rows_read == 0:
                 raise FileRejected(f"{self.name} is empty (no Bombora rows)")
             if not created:
                 exc = FileRejected(
@@ -751,7 +763,9 @@ def swap_in(run: IngestionRun, week: dt.date, stats: LoadStats, topic_counts: di
                 cursor.execute(f"DROP TABLE public.{target}")
             fault_point("bombora:after_drop_old")
             cursor.execute(f"ALTER TABLE public.{staged} RENAME TO {target}")
-            cursor.execute(f"ALTER INDEX public.{table}_{'d_domain' if index == 'domain' else 'td'} RENAME TO {target}_{index}")
+            cursor.execute(
+                f"ALTER INDEX public.{table}_{'d_domain' if index == 'domain' else 'td'} RENAME TO {target}_{index}"
+            )
             cursor.execute(f"ALTER TABLE public.{target} RENAME CONSTRAINT {staged}_week TO {target}_week")
             cursor.execute(
                 f"ALTER TABLE {parent} ATTACH PARTITION public.{target} FOR VALUES IN (DATE '{week.isoformat()}')"
@@ -810,7 +824,7 @@ def execute(run: IngestionRun, ctx: JobContext | None) -> None:
     from p360.audit.services import record
 
     _obtain(run, ctx)
-    week = run.run_date and week_of(run.run_date) or week_from_name(run.file_name)
+    week = week_of(run.run_date) if run.run_date else week_from_name(run.file_name)
     if week is not None:
         check_not_too_old(week)
     drop_orphan_staging(keep_run=run.pk)

@@ -16,7 +16,7 @@ from tenants.models import Organization
 
 def topics_with_counts(week: dt.date | None = None) -> QuerySet[BomboraTopic]:
     """Topics annotated with `week_domains` / `week_surging` of the week (default: the current one; 0 when absent)."""
-    week = week or current_week()
+    week = week or current_week() or dt.date.min  # no week loaded: every count is 0
     per_week = BomboraTopicWeek.objects.filter(topic=OuterRef("pk"), week=week)
     return BomboraTopic.objects.annotate(
         week_domains=Coalesce(Subquery(per_week.values("domains")[:1]), Value(0), output_field=IntegerField()),

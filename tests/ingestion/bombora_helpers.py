@@ -28,7 +28,9 @@ def write(path: Path, lines: list[str], *, gz: bool | None = None) -> Path:
     return path
 
 
-def surge_file(tmp: Path, rows: list[tuple[str, str, object]], name: str = "Output_MasterSurgeFile_20261119.csv.gz") -> Path:
+def surge_file(
+    tmp: Path, rows: list[tuple[str, str, object]], name: str = "Output_MasterSurgeFile_20261119.csv.gz"
+) -> Path:
     return write(tmp / name, [surge_line(d, t, s) for d, t, s in rows])
 
 

@@ -55,7 +55,11 @@ def test_weeks_page_lists_counts_and_run(week, super_admin, manager, login):
 
 def test_marketers_cannot_open_the_bombora_admin(week, acme_marketer, login):
     client = login(acme_marketer)
-    for url in ("/admin/ingestion/bomboraweek/", "/admin/ingestion/bomboraweek/coverage/", "/admin/ingestion/bomboratopic/"):
+    for url in (
+        "/admin/ingestion/bomboraweek/",
+        "/admin/ingestion/bomboraweek/coverage/",
+        "/admin/ingestion/bomboratopic/",
+    ):
         assert client.get(url).status_code in (302, 403)
 
 
@@ -72,7 +76,10 @@ def test_topics_are_searchable_with_current_week_counts(week, super_admin, login
 def test_coverage_counts_each_org_and_is_scoped_by_role(week, tmp_path, acme, globex, super_admin, manager, login):
     audience(tmp_path, "acme", ["https://www.acme.com", "beta.org", "nobombora.com", "acme.com/about"])
     audience(tmp_path, "globex", ["globex-only.io", "zzz.com"])
-    rows = {c.org.slug: (c.domains, c.covered, c.surging) for c in selectors.coverage(acme.__class__.objects.filter(slug__in=["acme", "globex"]))}
+    rows = {
+        c.org.slug: (c.domains, c.covered, c.surging)
+        for c in selectors.coverage(acme.__class__.objects.filter(slug__in=["acme", "globex"]))
+    }
     assert rows == {"acme": (3, 2, 2), "globex": (2, 1, 1)}
     everything = login(super_admin).get("/admin/ingestion/bomboraweek/coverage/").content.decode()
     assert 'data-org="acme"' in everything and 'data-org="globex"' in everything

@@ -55,7 +55,10 @@ def committed_cleanup():
         conn.execute("DELETE FROM public.ingestion_bomboratopic")
         runs = [r[0] for r in conn.execute("SELECT id FROM public.ingestion_ingestionrun WHERE source = 'bombora'")]
         conn.execute("DELETE FROM public.ingestion_quarantinedrow WHERE run_id = ANY(%s)", [runs])
-        conn.execute("DELETE FROM public.jobs_job WHERE kind = 'ingestion.run_global' AND (params->>'run_id')::int = ANY(%s)", [runs])
+        conn.execute(
+            "DELETE FROM public.jobs_job WHERE kind = 'ingestion.run_global' AND (params->>'run_id')::int = ANY(%s)",
+            [runs],
+        )
         conn.execute("DELETE FROM public.ingestion_ingestionrun WHERE id = ANY(%s)", [runs])
 
 

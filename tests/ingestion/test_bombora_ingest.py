@@ -33,7 +33,12 @@ def test_master_surge_gzip_loads_the_week(tmp_path):
     )
     result = ingest("bombora", str(path))
     assert result["status"] == "succeeded"
-    assert (result["rows_read"], result["rows_loaded"], result["rows_quarantined"], result["duplicates"]) == (3, 3, 0, 0)
+    assert (result["rows_read"], result["rows_loaded"], result["rows_quarantined"], result["duplicates"]) == (
+        3,
+        3,
+        0,
+        0,
+    )
     assert result["dates"] == ["2026-11-16"] and result["org"] is None
     assert scores() == [
         ("acme.com", "Cloud Security", 72),
@@ -128,7 +133,9 @@ def test_domains_normalise_exactly_like_audience_records(tmp_path):
 def test_reingesting_a_week_replaces_it(tmp_path):
     first = surge_file(tmp_path, [("a.com", "CRM", 70), ("b.com", "CRM", 20)])
     ingest("bombora", str(first))
-    second = surge_file(tmp_path, [("a.com", "CRM", 75), ("c.com", "CRM", 90)], name="Output_MasterSurgeFile_20261120.csv")
+    second = surge_file(
+        tmp_path, [("a.com", "CRM", 75), ("c.com", "CRM", 90)], name="Output_MasterSurgeFile_20261120.csv"
+    )
     result = ingest("bombora", str(second))
     assert scores() == [("a.com", "CRM", 75), ("c.com", "CRM", 90)]
     assert BomboraWeek.objects.count() == 1 and BomboraWeek.objects.get().run_id == result["run_id"]

@@ -64,7 +64,9 @@ def test_new_files_load_once_in_order(s3):
         ("Output_MasterSurgeFile_20261109.csv.gz", "succeeded", "schedule", None),
         ("Output_MasterSurgeFile_20261116.csv.gz", "succeeded", "schedule", None),
     ]
-    assert runs[0].params["s3_key"] == "surge/Output_MasterSurgeFile_20261109.csv.gz" and len(runs[0].content_hash) == 64
+    assert (
+        runs[0].params["s3_key"] == "surge/Output_MasterSurgeFile_20261109.csv.gz" and len(runs[0].content_hash) == 64
+    )
     assert sorted(BomboraWeek.objects.values_list("week", flat=True))[-1] == WEEK
     assert scores() == [("a.com", "CRM", 70)]
     assert pickup(inline=True) == []  # nothing new

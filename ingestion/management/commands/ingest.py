@@ -94,7 +94,9 @@ class Command(P360Command):
         if options.get("date_from") or options.get("date_to"):
             raise CommandFailed("--from/--to do not apply to bombora (one file is one week)")
         if not options.get("file"):
-            raise CommandFailed("bombora needs a FILE (the S3 pickup runs on its schedule: ingestion.tasks.bombora_pickup)")
+            raise CommandFailed(
+                "bombora needs a FILE (the S3 pickup runs on its schedule: ingestion.tasks.bombora_pickup)"
+            )
         path = Path(options["file"]).expanduser()
         if not path.is_file():
             raise CommandFailed(f"no such file: {path}")
