@@ -52,6 +52,7 @@ def committed_cleanup():
         ).fetchall():
             conn.execute(f"DROP TABLE IF EXISTS public.{name}")
         conn.execute("DELETE FROM public.ingestion_bomboraweek")
+        conn.execute("DELETE FROM public.ingestion_bomboratopicweek")
         conn.execute("DELETE FROM public.ingestion_bomboratopic")
         runs = [r[0] for r in conn.execute("SELECT id FROM public.ingestion_ingestionrun WHERE source = 'bombora'")]
         conn.execute("DELETE FROM public.ingestion_quarantinedrow WHERE run_id = ANY(%s)", [runs])
