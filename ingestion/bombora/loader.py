@@ -206,13 +206,45 @@ class Block:
     weeks: pl.Series | None = None  # the Week column's week (Monday) per good row, header layout only
 
 
-def _fields(lines: pl.DataFrame, layout: Layout) -> pl.DataFrame:
-    """Split lines into the needed fields; `nfields` counts them. Lines with quotes go through the csv module."""
+def _wanted(layout: Layout) -> dict[str, int]:
     wanted = {"domain": layout.domain, "topic": layout.topic, "score": layout.score}
     if layout.category is not None:
         wanted["category"] = layout.category
     if layout.week is not None:
         wanted["week"] = layout.week
+    return wanted
+
+
+def _fields_fast(data: bytes, lines: pl.DataFrame, layout: Layout) -> pl.DataFrame | None:
+    """The needed fields by polars' CSV reader (all cores), aligned with `lines` (one row per line, blank lines
+    included); None when the block has quotes (comma counts need the csv module) or does not align."""
+    if b'"' in data:
+        return None
+    wanted = _wanted(layout)
+    try:
+        fields = pl.read_csv(
+            data,
+            has_header=False,
+            schema={f"column_{i}": pl.String for i in range(layout.fields)},
+            columns=list(wanted.values()),
+            truncate_ragged_lines=True,  # field counts are checked separately, on the raw lines
+            missing_columns="insert",
+            quote_char=None,
+            encoding="utf8-lossy",
+            raise_if_empty=False,
+        )
+    except Exception:  # noqa: BLE001 - the exact split handles whatever the reader refuses
+        return None
+    if fields.height != lines.height:
+        return None
+    fields = fields.rename({f"column_{i}": name for name, i in wanted.items()})
+    counts = pl.col(RAW).str.count_matches(",", literal=True).cast(pl.UInt32) + 1
+    return pl.concat([lines.with_columns(counts.alias("nfields")), fields], how="horizontal")
+
+
+def _fields(lines: pl.DataFrame, layout: Layout) -> pl.DataFrame:
+    """Split lines into the needed fields; `nfields` counts them. Lines with quotes go through the csv module."""
+    wanted = _wanted(layout)
     quoted = pl.col(RAW).str.contains('"', literal=True)
     plain = lines.filter(~quoted).with_columns(pl.col(RAW).str.split(",").alias("_f"))
     plain = plain.with_columns(
@@ -285,21 +317,65 @@ def parse_block(data: bytes, first_line: int, layout: Layout, skip: int | None) 
     """Validate one block of lines. Returns (block, number of lines in it)."""
     lines = _lines(data)
     n_lines = lines.height
-    lines = lines.with_row_index(LINE, offset=first_line).with_columns(
-        pl.col(LINE).cast(pl.Int64), pl.col(RAW).str.strip_suffix("\r")
-    )
+    lines = lines.with_row_index(LINE, offset=first_line).with_columns(pl.col(LINE).cast(pl.Int64))
+    if b"\r" in data:
+        lines = lines.with_columns(pl.col(RAW).str.strip_suffix("\r"))
+    fast = _fields_fast(data, lines, layout)
     if skip is not None:  # the header line
         lines = lines.filter(pl.col(LINE) != skip)
-    lines = lines.filter(pl.col(RAW).str.strip_chars() != "")
-    if lines.is_empty():
+        fast = fast.filter(pl.col(LINE) != skip) if fast is not None else None
+    # Blank lines are skipped (not rows); a line of spaces is a row with one field (quarantined).
+    df = fast.filter(pl.col(RAW) != "") if fast is not None else _fields(lines.filter(pl.col(RAW) != ""), layout)
+    if df.is_empty():
         return Block(pl.DataFrame(schema={"domain": pl.String}), []), n_lines
-    df = _fields(lines, layout)
-    domains = _normalise_domains(df["domain"].fill_null("").str.strip_chars())
-    df = df.with_columns(pl.col("domain").fill_null("").str.strip_chars()).join(
-        domains, on="domain", how="left", maintain_order="left"
+    df = df.with_columns(
+        pl.col("domain").fill_null("").str.strip_chars(),
+        pl.col("topic").fill_null("").str.strip_chars(),
+        pl.col("score").fill_null("").str.strip_chars(),
     )
-    topic = pl.col("topic").fill_null("").str.strip_chars()
-    score = pl.col("score").fill_null("").str.strip_chars()
+    domains = _normalise_domains(df["domain"])
+    df = df.join(domains, on="domain", how="left", maintain_order="left")
+    topic, score = pl.col("topic"), pl.col("score")
+    # Cheap checks on every row; the reason texts are built for the few bad rows only.
+    score_ok = score.str.contains(r"^[0-9]{1,3}$") & (score.cast(pl.Int32, strict=False) <= 100)
+    checks = [
+        pl.col("nfields") == layout.fields,
+        pl.col("domain_v").is_not_null(),
+        (topic != "") & (topic.str.len_chars() <= TOPIC_MAX),
+        score_ok,
+    ]
+    week_expr = None
+    if layout.week is not None:
+        raw_week = pl.col("week").fill_null("").str.strip_chars().str.slice(0, 10)
+        week_expr = pl.coalesce(
+            raw_week.str.to_date("%Y-%m-%d", strict=False), raw_week.str.to_date("%m/%d/%Y", strict=False)
+        )
+        checks.append((raw_week == "") | week_expr.is_not_null())
+    df = df.with_columns(pl.all_horizontal(checks).alias("_ok"))
+    bad = _bad_rows(df.filter(~pl.col("_ok")), layout, week_expr)
+    good = df.filter(pl.col("_ok"))
+    category = (
+        pl.col("category").fill_null("").str.strip_chars().str.slice(0, 300)
+        if layout.category is not None
+        else pl.lit("")
+    )
+    columns = [
+        pl.col("domain_v").alias("domain"),
+        topic.alias("topic"),
+        category.alias("category"),
+        score.cast(pl.UInt8).alias("score"),
+        pl.col(LINE),
+    ]
+    if week_expr is not None:  # rows of another week are quarantined later: keep their text
+        columns += [pl.col(RAW), (week_expr - pl.duration(days=week_expr.dt.weekday() - 1)).alias("week")]
+    return Block(good.select(columns), bad), n_lines
+
+
+def _bad_rows(df: pl.DataFrame, layout: Layout, week_expr: pl.Expr | None) -> list[tuple[int, str, str]]:
+    """(line, reason, raw) of the rows that failed a check; several problems are joined by '; '."""
+    if df.is_empty():
+        return []
+    topic, score = pl.col("topic"), pl.col("score")
     score_ok = score.str.contains(r"^[0-9]{1,3}$") & (score.cast(pl.Int32, strict=False) <= 100)
     problems = [
         pl.when(pl.col("domain") == "")
@@ -316,12 +392,8 @@ def parse_block(data: bytes, first_line: int, layout: Layout, skip: int | None) 
         .then(pl.format("composite score '{}' is not a whole number from 0 to 100", score.str.slice(0, 20)))
         .otherwise(None),
     ]
-    week_expr = None
-    if layout.week is not None:
+    if week_expr is not None:
         raw_week = pl.col("week").fill_null("").str.strip_chars().str.slice(0, 10)
-        week_expr = pl.coalesce(
-            raw_week.str.to_date("%Y-%m-%d", strict=False), raw_week.str.to_date("%m/%d/%Y", strict=False)
-        )
         problems.append(
             pl.when((raw_week != "") & week_expr.is_null())
             .then(pl.format("week '{}' is not a date (YYYY-MM-DD)", raw_week))
@@ -330,28 +402,8 @@ def parse_block(data: bytes, first_line: int, layout: Layout, skip: int | None) 
     # A row with the wrong number of fields has misplaced values: that is its one reason.
     wrong_count = pl.format(f"expected {layout.fields} fields, found {{}}", pl.col("nfields"))
     reason = pl.when(pl.col("nfields") != layout.fields).then(wrong_count).otherwise(combine_problems(problems))
-    df = df.with_columns(reason.alias(REASON))
-    bad_df = df.filter(pl.col(REASON).is_not_null())
-    bad = list(
-        zip(bad_df[LINE].to_list(), bad_df[REASON].to_list(), bad_df[RAW].str.slice(0, RAW_MAX).to_list(), strict=True)
-    )
-    good = df.filter(pl.col(REASON).is_null())
-    category = (
-        pl.col("category").fill_null("").str.strip_chars().str.slice(0, 300)
-        if layout.category is not None
-        else pl.lit("")
-    )
-    columns = [
-        pl.col("domain_v").alias("domain"),
-        topic.alias("topic"),
-        category.alias("category"),
-        score.cast(pl.UInt8).alias("score"),
-        pl.col(LINE),
-        pl.col(RAW),
-    ]
-    if week_expr is not None:
-        columns.append((week_expr - pl.duration(days=week_expr.dt.weekday() - 1)).alias("week"))
-    return Block(good.select(columns), bad), n_lines
+    out = df.select(pl.col(LINE), reason.alias(REASON), pl.col(RAW).str.slice(0, RAW_MAX))
+    return list(zip(out[LINE].to_list(), out[REASON].to_list(), out[RAW].to_list(), strict=True))
 
 
 def prefetch[T](items: Iterator[T], depth: int = 2) -> Iterator[T]:

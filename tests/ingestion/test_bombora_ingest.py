@@ -237,3 +237,20 @@ def test_command_refuses_org_and_missing_file(tmp_path, acme):
     assert "needs a FILE" in ingest_failing("bombora")[0]
     assert "no such file" in ingest_failing("bombora", str(tmp_path / "missing.csv.gz"))[0]
     assert "is not a date" in ingest_failing("bombora", str(path), "--date", "nope")[0]
+
+
+def test_quoted_fields_crlf_and_blank_lines(tmp_path):
+    lines = [
+        '"Acme, Inc.",acme.com,51-200,software,Tech,CRM,66,boston[66],United States',
+        "",
+        surge_line("plain.com", "CRM", 12),
+        '"Broken,quoted.com,51-200,software,Tech,CRM,66,boston[66],United States',
+        "   ",
+    ]
+    path = tmp_path / "surge_20261116.csv"
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    result = ingest("bombora", str(path))
+    assert (result["rows_read"], result["rows_loaded"], result["rows_quarantined"]) == (4, 2, 2)
+    assert scores() == [("acme.com", "CRM", 66), ("plain.com", "CRM", 12)]
+    reasons = dict(QuarantinedRow.objects.filter(run_id=result["run_id"]).values_list("line_no", "reason"))
+    assert set(reasons) == {4, 5} and all(r.startswith("expected 9 fields") for r in reasons.values())
