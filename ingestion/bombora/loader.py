@@ -456,10 +456,11 @@ class Topics:
         self.seen: set[int] = set()
 
     def resolve(self, names: pl.DataFrame) -> pl.DataFrame:
-        """names (topic, category) -> frame (topic, topic_id)."""
-        unique = names.group_by(pl.col("topic").str.to_lowercase().alias("key")).agg(
-            pl.col("topic").first(), pl.col("category").first()
-        )
+        """names (topic, category) -> frame (topic as written, topic_id); case variants map to one topic."""
+        # A block has a few thousand distinct spellings at most: work on those, never on every row.
+        spelled = names.unique(subset="topic", keep="first", maintain_order=True)
+        spelled = spelled.with_columns(pl.col("topic").str.to_lowercase().alias("key"))
+        unique = spelled.unique(subset="key", keep="first", maintain_order=True).select("key", "topic", "category")
         new = [(t, c) for k, t, c in unique.iter_rows() if k not in self.ids]
         if new:
             with connection.cursor() as cursor:
@@ -481,7 +482,7 @@ class Topics:
             {"key": list(self.ids), "topic_id": list(self.ids.values())},
             schema={"key": pl.String, "topic_id": pl.Int32},
         )
-        resolved = unique.join(mapping, on="key", how="left").select("key", "topic_id")
+        resolved = spelled.join(mapping, on="key", how="left").select("topic", "topic_id")
         self.seen.update(int(t) for t in resolved["topic_id"].drop_nulls().to_list())
         return resolved
 
@@ -626,10 +627,8 @@ class Loader:
                     created = True
                 good = self._restrict_week(good)
                 ids = topics.resolve(good.select("topic", "category"))
-                rows = (
-                    good.with_columns(pl.col("topic").str.to_lowercase().alias("key"))
-                    .join(ids, on="key", how="left", maintain_order="left")
-                    .select("domain", "topic_id", "score")
+                rows = good.join(ids, on="topic", how="left", maintain_order="left").select(
+                    "domain", "topic_id", "score"
                 )
                 if carry is not None:
                     rows = pl.concat([carry, rows])
