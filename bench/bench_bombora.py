@@ -99,7 +99,12 @@ def _cleanup() -> None:
         cursor.execute(f"DROP TABLE IF EXISTS public.{partition_name(week)}")
         cursor.execute(f"DROP TABLE IF EXISTS public.{domain_partition_name(week)}")
     BomboraWeek.objects.filter(week=week).delete()
-    runs = list(IngestionRun.objects.filter(source="bombora", file_name=FILE_NAME).values_list("pk", flat=True))
+    from django.core.files.storage import default_storage
+
+    bench_runs = IngestionRun.objects.filter(source="bombora", file_name=FILE_NAME)
+    for stored in bench_runs.exclude(file_path="").values_list("file_path", flat=True):
+        default_storage.delete(stored)  # the run's kept copy of the 20M-row file
+    runs = list(bench_runs.values_list("pk", flat=True))
     Job.objects.filter(kind="ingestion.run_global", params__run_id__in=runs).delete()
     IngestionRun.objects.filter(pk__in=runs).delete()
     BomboraTopic.objects.filter(name__startswith="Bench Topic ").delete()
@@ -116,7 +121,6 @@ def run() -> list[Row]:
         env = {
             **os.environ,
             "P360_DB_NAME": str(settings.DATABASES["default"]["NAME"]),
-            "P360_MEDIA_ROOT": str(tmp / "media"),
             "P360_BOMBORA_HISTORY_WEEKS": "100000",  # the bench week is old: keep it while it is measured
         }
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

@@ -513,8 +513,25 @@ def staging_name(run_id: int) -> str:
     return f"{STAGING_PREFIX}{run_id}"
 
 
+LOCK_CLASS = 53_005  # advisory lock namespace of Bombora loads: (LOCK_CLASS, run id), held while a run loads
+
+
+def hold_run_lock(run_id: int) -> None:
+    """Mark this run's staging tables as alive: a session lock, released on unlock or when the process dies."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [LOCK_CLASS, run_id])
+
+
+def release_run_lock(run_id: int) -> None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_CLASS, run_id])
+    except Exception:  # a lost connection released it already
+        logger.warning("could not release the Bombora load lock of run %s", run_id, exc_info=True)
+
+
 def drop_orphan_staging(keep_run: int | None = None) -> None:
-    """Staging tables of runs that are no longer running (a crashed worker) are dropped."""
+    """Staging tables whose run holds no load lock (its worker died) are dropped; live loads are left alone."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE %s",
@@ -526,14 +543,13 @@ def drop_orphan_staging(keep_run: int | None = None) -> None:
             run_id = int(match[0]) if match else None
             if run_id == keep_run:
                 continue
-            running = (
-                run_id is not None
-                and IngestionRun.objects.filter(pk=run_id, status=RunStatus.RUNNING, finished_at__isnull=True).exists()
-                and keep_run is not None
-                and run_id > keep_run
-            )
-            if not running:
-                cursor.execute(f"DROP TABLE IF EXISTS public.{name}")
+            if run_id is not None:
+                cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_CLASS, run_id])
+                if not cursor.fetchone()[0]:
+                    continue  # another worker is loading it right now
+            cursor.execute(f"DROP TABLE IF EXISTS public.{name}")
+            if run_id is not None:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_CLASS, run_id])
 
 
 def _create_staging(name: str, week: dt.date, like: str = QUALIFIED) -> None:
@@ -870,14 +886,22 @@ def prune_history() -> list[dt.date]:
 
 def execute(run: IngestionRun, ctx: JobContext | None) -> None:
     """The job body of a Bombora ingestion run (global: the public schema)."""
-    from ingestion import etl
-    from ingestion.services import _finish, stored_file
-    from p360.audit.services import record
-
     _obtain(run, ctx)
     week = week_of(run.run_date) if run.run_date else week_from_name(run.file_name)
     if week is not None:
         check_not_too_old(week)
+    hold_run_lock(run.pk)
+    try:
+        _load_and_swap(run, ctx, week)
+    finally:
+        release_run_lock(run.pk)
+
+
+def _load_and_swap(run: IngestionRun, ctx: JobContext | None, week: dt.date | None) -> None:
+    from ingestion import etl
+    from ingestion.services import _finish, stored_file
+    from p360.audit.services import record
+
     drop_orphan_staging(keep_run=run.pk)
     new_week = False
     with stored_file(run) as path:
@@ -942,6 +966,6 @@ def _obtain(run: IngestionRun, ctx: JobContext | None) -> None:
     from ingestion.bombora import s3
     from ingestion.services import SourceError
 
-    if not run.params.get("s3_key"):
+    if not (run.params.get("s3_key") or run.params.get("bombora_key")):
         raise SourceError("a Bombora run needs a file (or an S3 key from the scheduled pickup)")
     s3.fetch_into_run(run, ctx)

@@ -80,7 +80,8 @@ def pickup(*, inline: bool = False) -> list[int]:
             org=None,
             trigger=Trigger.SCHEDULE,
             file_name=Path(key).name,
-            params={"s3_key": key, "etag": etag, "bytes": obj.get("Size")},
+            # `bombora_key` survives a re-run (which drops `s3_key` to re-pull): the same object is fetched again.
+            params={"s3_key": key, "bombora_key": key, "etag": etag, "bytes": obj.get("Size")},
         )
         IngestionRun.objects.filter(pk=run.pk).update(file_name=Path(key).name)
         run.file_name = Path(key).name
@@ -93,7 +94,8 @@ def fetch_into_run(run: IngestionRun, ctx: JobContext | None) -> None:
     """Download the run's S3 object and keep it as the run's stored file."""
     from ingestion.services import SourceError, _store_file
 
-    bucket, key = settings.P360_BOMBORA_BUCKET, run.params["s3_key"]
+    bucket = settings.P360_BOMBORA_BUCKET
+    key = run.params.get("s3_key") or run.params["bombora_key"]
     if not bucket:
         raise SourceError("Bombora pickup is not configured: set P360_BOMBORA_BUCKET (and its credentials)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,6 +110,7 @@ def fetch_into_run(run: IngestionRun, ctx: JobContext | None) -> None:
             raise SourceError(f"S3 error {code} for s3://{bucket}/{key}") from exc
         except BotoCoreError as exc:
             raise SourceError(f"S3 download of s3://{bucket}/{key} failed: {exc}") from exc
+        run.params = {**run.params, "s3_key": key}
         _store_file(run, target, Path(key).name)
         run.save(update_fields=["file_path", "file_name", "file_size", "content_hash", "params"])
     if ctx:

@@ -254,3 +254,21 @@ def test_quoted_fields_crlf_and_blank_lines(tmp_path):
     assert scores() == [("acme.com", "CRM", 66), ("plain.com", "CRM", 12)]
     reasons = dict(QuarantinedRow.objects.filter(run_id=result["run_id"]).values_list("line_no", "reason"))
     assert set(reasons) == {4, 5} and all(r.startswith("expected 9 fields") for r in reasons.values())
+
+
+def test_orphan_cleanup_spares_a_load_in_progress():
+    import psycopg
+    from django.db import connection
+
+    from ingestion.bombora.loader import LOCK_CLASS, drop_orphan_staging, staging_name
+
+    cfg = connection.settings_dict
+    with connection.cursor() as cursor:
+        for run_id in (900001, 900002):
+            cursor.execute(f"CREATE TABLE public.{staging_name(run_id)} (x int)")
+    with psycopg.connect(dbname=cfg["NAME"], user=cfg["USER"], host=cfg["HOST"] or None, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s, %s)", [LOCK_CLASS, 900001])  # a live worker loading run 900001
+        drop_orphan_staging()
+        assert staging_tables() == [staging_name(900001)]
+    drop_orphan_staging()  # that worker is gone now
+    assert staging_tables() == []

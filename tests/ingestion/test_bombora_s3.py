@@ -75,6 +75,14 @@ def test_new_files_load_once_in_order(s3):
     again = pickup(inline=True)
     assert len(again) == 1 and scores() == [("a.com", "CRM", 90)]
 
+    # The admin's re-run fetches the same object again.
+    from ingestion.services import rerun
+
+    put(s3, "surge/Output_MasterSurgeFile_20261116.csv.gz", [("a.com", "CRM", 95)])
+    redo = rerun(run=IngestionRun.objects.get(pk=again[0]), actor=None, inline=True)
+    assert redo.status == "succeeded" and redo.params["s3_key"].endswith("20261116.csv.gz")
+    assert scores() == [("a.com", "CRM", 95)]
+
 
 def test_bad_file_fails_its_run_only(s3):
     s3.put_object(Bucket=BUCKET, Key="surge/broken_20261116.csv", Body=b"<html>oops</html>\n")
