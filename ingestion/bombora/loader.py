@@ -29,7 +29,7 @@ import queue
 import re
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -406,7 +406,7 @@ def _bad_rows(df: pl.DataFrame, layout: Layout, week_expr: pl.Expr | None) -> li
     return list(zip(out[LINE].to_list(), out[REASON].to_list(), out[RAW].to_list(), strict=True))
 
 
-def prefetch[T](items: Iterator[T], depth: int = 2) -> Iterator[T]:
+def prefetch[T](items: Iterator[T], depth: int = 2) -> Generator[T]:
     """Run `items` in a thread, `depth` ahead: the next block is parsed (polars, no GIL) while this one is COPYed
     (PostgreSQL on the other core). Errors are re-raised here; stopping early stops the thread."""
     box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
@@ -627,8 +627,9 @@ class Loader:
         carry: pl.DataFrame | None = None
         seen_content = False
         created = False
+        blocks = prefetch(self._blocks(stream, raw))
         try:
-            for _layout, block, position in prefetch(self._blocks(stream, raw)):
+            for _layout, block, position in blocks:
                 seen_content = True
                 self.stats.rows_read += block.good.height + len(block.bad)
                 self.stats.add_bad(block.bad)
@@ -648,6 +649,8 @@ class Loader:
                 )
                 if carry is not None:
                     rows = pl.concat([carry, rows])
+                if rows.is_empty():  # every row of the block was of another week
+                    continue
                 # Hold back the last domain: its rows may continue in the next block.
                 last = rows["domain"][-1]
                 carry = rows.filter(pl.col("domain") == last)
@@ -659,7 +662,7 @@ class Loader:
                 self._write(table, carry)
             if not seen_content or self.stats.rows_read == 0:
                 raise FileRejected(f"{self.name} is empty (no Bombora rows)")
-            if not created:
+            if self.stats.loaded == 0:  # nothing valid (or only rows of other weeks): never swap in an empty week
                 exc = FileRejected(
                     f"no row of {self.name} could be loaded ({self.stats.quarantined:,} quarantined): "
                     + "; ".join(sorted({r for _, r, _ in self.stats.bad})[:3])
@@ -675,6 +678,7 @@ class Loader:
                 self._drop(table)
             raise
         finally:
+            blocks.close()  # stops the parsing thread before its file is closed
             stream.close()
             raw.close()
 

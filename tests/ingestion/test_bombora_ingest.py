@@ -272,3 +272,13 @@ def test_orphan_cleanup_spares_a_load_in_progress():
         assert staging_tables() == [staging_name(900001)]
     drop_orphan_staging()  # that worker is gone now
     assert staging_tables() == []
+
+
+def test_week_column_block_with_only_other_weeks(tmp_path):
+    path = write(
+        tmp_path / "intent.csv",
+        ["Domain,Company Name,Topic,Composite Score,Week", "a.com,A,CRM,70,2026-11-09"],
+    )
+    message, _ = ingest_failing("bombora", str(path), "--date", "2026-11-16")
+    assert "no row of intent.csv could be loaded (1 quarantined)" in message
+    assert not BomboraWeek.objects.exists() and staging_tables() == []
