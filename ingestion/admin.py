@@ -201,7 +201,9 @@ class IngestionRunAdmin(_RunAdminBase):
     list_filter = [*_RunAdminBase.list_filter, RunOrgFilter]  # type: ignore[list-item]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[IngestionRun]:
-        return restrict_by_org(super().get_queryset(request), request.user)
+        base = super().get_queryset(request)
+        # Bombora runs are global data (no org): every admin user may see them (issue 5).
+        return restrict_by_org(base, request.user) | base.filter(source=Source.BOMBORA, org__isnull=True)
 
 
 @admin.register(IngestionRun, site=org_admin)
@@ -260,3 +262,7 @@ class OrgIngestionRunAdmin(_RunAdminBase):
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "ingestion/admin/upload_facebook.html", context)
+
+
+# Issue 5: Bombora weeks, topics, coverage and upload in the global admin (ingestion/bombora/admin.py).
+from ingestion.bombora import admin as _bombora_admin  # noqa: E402, F401

@@ -181,3 +181,21 @@ class BomboraWeek(models.Model):
 
     def __str__(self) -> str:
         return f"Bombora week of {self.week:%Y-%m-%d}"
+
+
+class BomboraTopicWeek(models.Model):
+    """Per topic and loaded week: how many domains have a score, and how many surge (score >= 60).
+
+    Counted while the week loads (a few thousand rows a week), so the topic catalogue never scans the scores."""
+
+    week = models.DateField()
+    topic = models.ForeignKey(BomboraTopic, on_delete=models.CASCADE, related_name="weeks")
+    domains = models.BigIntegerField(default=0)
+    surging = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-week", "topic"]
+        constraints = [models.UniqueConstraint(fields=["week", "topic"], name="bombora_topic_week_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.topic} in the week of {self.week:%Y-%m-%d}"

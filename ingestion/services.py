@@ -98,9 +98,11 @@ def create_run(
     params: dict[str, Any] | None = None,
     rerun_of: IngestionRun | None = None,
 ) -> IngestionRun:
-    if source not in Source.values or source == Source.BOMBORA:
+    if source not in Source.values:
         raise IngestionError(f"unknown source {source!r}")
-    if source != Source.REDS and org is None:
+    if source == Source.BOMBORA and org is not None:
+        raise IngestionError("Bombora data is global (shared by every organisation): do not name an --org")
+    if source not in (Source.REDS, Source.BOMBORA) and org is None:
         raise IngestionError(f"{source} data belongs to one organisation: name it with --org SLUG")
     if file_path is not None and not file_path.is_file():
         raise IngestionError(f"no such file: {file_path}")
@@ -252,6 +254,10 @@ def execute_run(ctx: JobContext | None, run_id: int) -> dict[str, Any]:
             from ingestion import reds
 
             reds.execute(run, ctx)
+        elif run.source == Source.BOMBORA:
+            from ingestion.bombora import loader
+
+            loader.execute(run, ctx)
         elif run.source in METRIC_SOURCES:
             bad = _execute_metrics(run, ctx)
         else:

@@ -83,10 +83,18 @@ def reds_hourly(inbox: str | None = None) -> list[int]:
     return run_ids
 
 
+def bombora_pickup() -> list[int]:
+    """Issue 5: load new Bombora files from P360_BOMBORA_BUCKET (nothing when it is not set)."""
+    from ingestion.bombora.s3 import pickup
+
+    return pickup()
+
+
 def cron_schedules() -> list[tuple[str, str, str]]:
     """(name, function, cron) of the ingestion schedules; times in UTC, configurable by environment."""
     return [
         ("p360: Surfside daily pull", "ingestion.tasks.surfside_daily", settings.P360_SURFSIDE_CRON),
         ("p360: Vibe daily pull", "ingestion.tasks.vibe_daily", settings.P360_VIBE_CRON),
         ("p360: REDS hourly files", "ingestion.tasks.reds_hourly", settings.P360_REDS_CRON),
+        ("p360: Bombora pickup from S3", "ingestion.tasks.bombora_pickup", settings.P360_BOMBORA_CRON),
     ]

@@ -235,6 +235,19 @@ def global_navigation(request: HttpRequest) -> list[dict[str, Any]]:
                             "ingestion.view_ingestionrun",
                         ),
                         ("Audit log", "history", "admin:audit_auditevent_changelist", "audit.view_auditevent"),
+                        # Bombora intent data (issue 5)
+                        (
+                            "Bombora weeks",
+                            "trending_up",
+                            "admin:ingestion_bomboraweek_changelist",
+                            "ingestion.view_bomboraweek",
+                        ),
+                        (
+                            "Bombora topics",
+                            "topic",
+                            "admin:ingestion_bomboratopic_changelist",
+                            "ingestion.view_bomboratopic",
+                        ),
                         (
                             "Worker heartbeats",
                             "monitor_heart",

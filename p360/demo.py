@@ -152,9 +152,14 @@ def load_demo() -> dict[str, Any]:
     from ingestion.demo import load_demo_metrics
 
     metrics = load_demo_metrics(list(Organization.objects.filter(slug__in=[spec["slug"] for spec in ORGS])))
+    # --- Bombora (issue 5): one week of intent data, global, through the real loader ---
+    from ingestion.bombora.demo import load_demo_bombora
+
+    bombora = load_demo_bombora()
     return {
         "created": created,
         "metrics": metrics,
+        "bombora": bombora,
         "orgs": [spec["slug"] for spec in ORGS],
         "logins": [{"email": spec["email"], "role": spec["role"], "password": DEMO_PASSWORD} for spec in USERS],
     }

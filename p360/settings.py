@@ -509,4 +509,14 @@ P360_VIBE_BACKOFF_CAP = float(env("P360_VIBE_BACKOFF_CAP") or "300")
 P360_VIBE_RATE_WAIT_MAX = float(env("P360_VIBE_RATE_WAIT_MAX") or "1800")  # below the task timeout
 P360_REDS_INBOX = env("P360_REDS_INBOX") or str(DATA_DIR / "inbox" / "reds")
 P360_REDS_CRON = env("P360_REDS_CRON") or "0 * * * *"
+# --- Bombora Company Surge (issue 5): history, block size, scheduled S3 pickup ---------------------
+P360_BOMBORA_HISTORY_WEEKS = int(env("P360_BOMBORA_HISTORY_WEEKS") or "12")  # older weeks' partitions are dropped
+P360_BOMBORA_CHUNK_MB = int(env("P360_BOMBORA_CHUNK_MB") or "32")  # decompressed bytes parsed per block
+P360_BOMBORA_BUCKET = env("P360_BOMBORA_BUCKET")  # empty: no scheduled pickup
+P360_BOMBORA_PREFIX = env("P360_BOMBORA_PREFIX") or ""
+P360_BOMBORA_ENDPOINT_URL = env("P360_BOMBORA_ENDPOINT_URL")
+P360_BOMBORA_ACCESS_KEY_ID = env("P360_BOMBORA_ACCESS_KEY_ID")
+P360_BOMBORA_SECRET_ACCESS_KEY = env("P360_BOMBORA_SECRET_ACCESS_KEY")
+P360_BOMBORA_REGION = env("P360_BOMBORA_REGION") or "us-east-1"
+P360_BOMBORA_CRON = env("P360_BOMBORA_CRON") or "0 7 * * *"
 P360_FIELD_ENCRYPTION_KEY = env("P360_FIELD_ENCRYPTION_KEY")  # Fernet key; derived from SECRET_KEY when unset

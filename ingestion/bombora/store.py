@@ -27,6 +27,20 @@ CREATE_TABLE_SQL = (
 )
 
 
+# Issue 5 (loader): one row per domain and week, for cheap coverage counts and per-domain summaries. Partitioned
+# and swapped exactly like the scores (same week, same transaction).
+DOMAIN_TABLE = "ingestion_bombora_domain"
+DOMAIN_QUALIFIED = f"public.{DOMAIN_TABLE}"
+CREATE_DOMAIN_TABLE_SQL = (
+    f"CREATE TABLE {DOMAIN_QUALIFIED} (week date NOT NULL, domain text NOT NULL, topics integer NOT NULL, "
+    "surging integer NOT NULL, max_score smallint NOT NULL) PARTITION BY LIST (week)"
+)
+
+
+def domain_partition_name(week: dt.date) -> str:
+    return f"{DOMAIN_TABLE}_w{week:%Y%m%d}"
+
+
 def week_of(day: dt.date) -> dt.date:
     """Bombora weeks are keyed by their Monday."""
     return day - dt.timedelta(days=day.weekday())

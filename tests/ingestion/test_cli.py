@@ -17,7 +17,8 @@ def cli(*args: str):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["ingest", "bombora", "x.csv"], "not available yet"),
+        (["ingest", "bombora", "x.csv"], "no such file"),
+        (["ingest", "bombora", "x.csv", "--org", "acme"], "Bombora data is global"),
         (["ingest", "surfside", "/nonexistent/file.csv", "--org", "acme"], "no such file"),
         (["ingest", "surfside", "--org", "nope"], "unknown or inactive organisation 'nope'"),
         (["ingest", "facebook", "--org", "acme"], "facebook needs a FILE"),

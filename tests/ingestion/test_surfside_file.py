@@ -197,9 +197,9 @@ def test_other_org_is_untouched(acme, globex, cpm, tmp_path):
     assert metrics(globex) == []
 
 
-def test_bombora_is_not_available_yet(tmp_path):
+def test_bombora_file_without_topic_and_score_is_refused(tmp_path):
     message, _ = ingest_failing("bombora", str(write_csv(tmp_path / "b.csv", ["Domain"], [["x.com"]])))
-    assert "not available yet" in message
+    assert "the header lacks Topic, Composite Score" in message
 
 
 def test_hostile_csv_good_rows_load_each_bad_row_quarantined(acme, cpm, tmp_path):

@@ -47,7 +47,7 @@ class Command(P360Command):
     def run(self, **options: Any) -> dict[str, Any]:
         source = options["source"]
         if source == Source.BOMBORA:
-            raise CommandFailed("the bombora source is not available yet (it arrives with the Bombora issue)")
+            return self._bombora(options)
         org = self.resolve_orgs(options)[0] if options.get("org") else None
         day = parse_day(options.get("date"), "--date")
         start, end = parse_day(options.get("date_from"), "--from"), parse_day(options.get("date_to"), "--to")
@@ -86,6 +86,26 @@ class Command(P360Command):
             "error": "; ".join(f"run {s['run_id']}: {s['error']}" for s in failed),
         }
         return self._result(combined, options)
+
+    def _bombora(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Bombora data is global: a FILE, no --org; the week comes from --date, the file name or a Week column."""
+        if options.get("org"):
+            raise CommandFailed("Bombora data is global (shared by every organisation): do not name an --org")
+        if options.get("date_from") or options.get("date_to"):
+            raise CommandFailed("--from/--to do not apply to bombora (one file is one week)")
+        if not options.get("file"):
+            raise CommandFailed(
+                "bombora needs a FILE (the S3 pickup runs on its schedule: ingestion.tasks.bombora_pickup)"
+            )
+        path = Path(options["file"]).expanduser()
+        if not path.is_file():
+            raise CommandFailed(f"no such file: {path}")
+        day = parse_day(options.get("date"), "--date")
+        try:
+            run = ingest_file(source=Source.BOMBORA, org=None, path=path, run_date=day)
+        except IngestionError as exc:
+            raise CommandFailed(str(exc)) from exc
+        return self._result(run.summary(), options)
 
     @staticmethod
     def _days(day: dt.date | None, start: dt.date | None, end: dt.date | None) -> list[dt.date]:
