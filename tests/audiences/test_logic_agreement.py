@@ -96,7 +96,7 @@ def conditions(draw: Any, audience_ids: list[int]) -> dict[str, Any]:
         value = draw(st.sampled_from(TEXT_VALUES + [v for v in INDUSTRIES + COUNTRIES + EMAILS + DOMAINS if v]))
         if op in ("in", "not_in"):
             value = draw(
-                st.lists(st.sampled_from(TEXT_VALUES + ["Technology", "US", "acme.com"]), min_size=1, max_size=3)
+                st.lists(st.sampled_from([*TEXT_VALUES, "Technology", "US", "acme.com"]), min_size=1, max_size=3)
             )
         return {"field": draw(st.sampled_from(STRING_FIELDS)), "operator": op, "value": value}
     op = draw(st.sampled_from(NUMBER_OPS))
