@@ -364,7 +364,12 @@ def build(*, stamp: Stamp | None = None) -> Entry:
         )
         if categories.len():
             scores = scores_frame(week)
-            bombora = scores.join(codes, on="domain", how="inner").select("code", "topic_id", "score").sort("topic_id")
+            bombora = (
+                scores.join(codes, on="domain", how="inner")
+                .group_by("topic_id", "code")
+                .agg(pl.col("score").max())  # one score per domain and topic, as the SQL join
+                .sort("topic_id", "code")
+            )
             del scores
     has_hash = frame.get_column("email_sha256").is_not_null()
     elapsed = time.perf_counter() - started
