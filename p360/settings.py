@@ -520,3 +520,8 @@ P360_BOMBORA_SECRET_ACCESS_KEY = env("P360_BOMBORA_SECRET_ACCESS_KEY")
 P360_BOMBORA_REGION = env("P360_BOMBORA_REGION") or "us-east-1"
 P360_BOMBORA_CRON = env("P360_BOMBORA_CRON") or "0 7 * * *"
 P360_FIELD_ENCRYPTION_KEY = env("P360_FIELD_ENCRYPTION_KEY")  # Fernet key; derived from SECRET_KEY when unset
+
+# --- issue 5: the audience builder's in-memory cache (per org, LRU across orgs) ---
+P360_BUILDER_CACHE_MB = int(env("P360_BUILDER_CACHE_MB", "2048"))
+# A stale org frame keeps serving while a thread rebuilds it; tests rebuild synchronously (they see their writes).
+P360_BUILDER_BACKGROUND_REBUILD = env_bool("P360_BUILDER_BACKGROUND_REBUILD", default=not TESTING)
