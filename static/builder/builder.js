@@ -196,7 +196,7 @@
       var g = find(groupId).node;
       if (!canAdd(g)) return false;
       g.children.push(made);
-    }, { id: made.id, role: "field" });
+    }, { id: made.id, role: "field", open: true });
     announce("Condition added. Choose a field.");
   }
 
@@ -207,7 +207,7 @@
       var g = find(groupId).node;
       if (!canAdd(g)) return false;
       g.children.push(made);
-    }, { id: inner.id, role: "field" });
+    }, { id: inner.id, role: "field", open: true });
     announce("Group added with one empty condition.");
   }
 
@@ -876,6 +876,8 @@
       }
     }
     if (el) el.focus({ preventScroll: false });
+    // A new condition opens its field picker straight away (Esc closes it and leaves focus on the field button).
+    if (el && key.open && el.getAttribute("data-focus") === "field") openPicker(key.id, el);
   }
 
   // ---- field picker (a searchable, grouped listbox; Bombora topics searched on the server) -----------
