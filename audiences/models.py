@@ -36,6 +36,11 @@ class Audience(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Built audiences (issue 5): the current tree, its definition number, and the last materialisation.
+    tree = models.JSONField(null=True, blank=True)
+    definition_number = models.PositiveIntegerField(default=0)
+    materialized_at = models.DateTimeField(null=True, blank=True)
+    refresh_error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-updated_at", "-id"]
@@ -169,6 +174,59 @@ class MappingTemplate(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [models.UniqueConstraint(fields=["name"], name="mapping_template_name_unique")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+# --- issue 5: built (saved) audiences: definitions, count history, templates ----------------------------------
+class AudienceDefinition(models.Model):
+    """One version of a built audience's tree: who changed it, when, and what changed."""
+
+    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="definitions")
+    number = models.PositiveIntegerField()
+    tree = models.JSONField()
+    note = models.CharField(max_length=300, blank=True)
+    changes = models.TextField(blank=True, help_text="A human summary of what changed from the previous version.")
+    created_by_email = models.CharField(max_length=254, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["audience", "-number"]
+        constraints = [models.UniqueConstraint(fields=["audience", "number"], name="audience_definition_number_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.audience.name} definition {self.number}"
+
+
+class AudienceCount(models.Model):
+    """The materialised member count of a built audience at one time (on save and every refresh)."""
+
+    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="count_history")
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    count = models.BigIntegerField()
+    reason = models.CharField(max_length=40, blank=True)
+
+    class Meta:
+        ordering = ["audience", "at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.audience.name}: {self.count} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class AudienceTemplate(models.Model):
+    """A reusable tree; built-in templates carry placeholders (`"value": null, "placeholder": true`)."""
+
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    tree = models.JSONField()
+    builtin = models.BooleanField(default=False)
+    created_by_email = models.CharField(max_length=254, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-builtin", "name"]
+        constraints = [models.UniqueConstraint(fields=["name"], name="audience_template_name_unique")]
 
     def __str__(self) -> str:
         return self.name

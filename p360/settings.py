@@ -510,3 +510,8 @@ P360_VIBE_RATE_WAIT_MAX = float(env("P360_VIBE_RATE_WAIT_MAX") or "1800")  # bel
 P360_REDS_INBOX = env("P360_REDS_INBOX") or str(DATA_DIR / "inbox" / "reds")
 P360_REDS_CRON = env("P360_REDS_CRON") or "0 * * * *"
 P360_FIELD_ENCRYPTION_KEY = env("P360_FIELD_ENCRYPTION_KEY")  # Fernet key; derived from SECRET_KEY when unset
+
+# --- issue 5: the audience builder's in-memory cache (per org, LRU across orgs) ---
+P360_BUILDER_CACHE_MB = int(env("P360_BUILDER_CACHE_MB", "2048"))
+# A stale org frame keeps serving while a thread rebuilds it; tests rebuild synchronously (they see their writes).
+P360_BUILDER_BACKGROUND_REBUILD = env_bool("P360_BUILDER_BACKGROUND_REBUILD", default=not TESTING)

@@ -1,0 +1,387 @@
+"""The builder's in-memory columnar cache: one polars frame of the universe per organisation.
+
+- Keyed by schema name; an entry never serves another org.
+- Built lazily on the first preview; a cheap "data generation" stamp (the imported audiences' current versions,
+  the current Bombora week and when it was loaded) is read on every request, so every process notices an import
+  or a new Bombora week. A stale entry keeps serving (responses say `stale: true`) while a background thread
+  rebuilds it; with `P360_BUILDER_BACKGROUND_REBUILD=0` (tests) the rebuild is synchronous.
+- Strings are `pl.Enum` (predicates run over the categories) unless nearly unique; numbers are narrowed.
+- Bombora: the current week's scores for the org's domains are kept long (domain code, topic, score), sorted by
+  topic; a topic's per-person column is gathered by domain code on first use and kept (LRU within the entry).
+- Bounded by `P360_BUILDER_CACHE_MB` across orgs, least recently used evicted first.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+from django.conf import settings
+from django.db import connection
+
+from audiences.logic.polars_engine import StringColumn, audience_column
+from audiences.logic.sql_engine import RID_SHIFT, custom_sql
+from audiences.records import RECORD_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+ENUM_MAX_SHARE = 0.5  # a string column with more distinct values than this share of rows stays String
+ALWAYS_ENUM = frozenset({"domain"})  # domain codes index the Bombora scores
+STRING_COLUMNS = [name for name, _, dtype in RECORD_COLUMNS if dtype is pl.String and name != "custom"]
+NUMBER_COLUMNS = {name: dtype for name, _, dtype in RECORD_COLUMNS if dtype is not pl.String}
+MAX_TOPIC_COLUMNS = 64
+
+
+@dataclass(frozen=True)
+class Stamp:
+    versions: str
+    week: str
+    custom: str
+
+    def __str__(self) -> str:
+        return f"{self.versions}|{self.week}|{self.custom}"
+
+
+@dataclass
+class Entry:
+    schema: str
+    stamp: Stamp
+    frame: pl.DataFrame
+    strings: dict[str, StringColumn]
+    custom: dict[str, str]
+    week: Any
+    build_seconds: float
+    built_at: float
+    imported_masks: dict[int, pl.Series]
+    bombora: pl.DataFrame  # code (UInt32), topic_id (Int32), score (UInt8), sorted by topic_id
+    topic_columns: OrderedDict[int, pl.Series] = field(default_factory=OrderedDict)
+    built_masks: dict[tuple[int, str], pl.Series] = field(default_factory=dict)
+    has_hash: pl.Series | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def height(self) -> int:
+        return self.frame.height
+
+    def nbytes(self) -> int:
+        series: list[pl.Series] = [
+            *self.imported_masks.values(),
+            *self.topic_columns.values(),
+            *self.built_masks.values(),
+            *(s.lowered_categories for s in self.strings.values() if s.lowered_categories is not None),
+        ]
+        sizes = [self.frame.estimated_size(), self.bombora.estimated_size(), *(s.estimated_size() for s in series)]
+        return int(sum(sizes))
+
+    def topic_column(self, topic_id: int) -> pl.Series:
+        """The topic's score per person (null when the domain has none), built on first use."""
+        with self.lock:
+            if topic_id in self.topic_columns:
+                self.topic_columns.move_to_end(topic_id)
+                return self.topic_columns[topic_id]
+        codes = self.frame.get_column("domain").to_physical()
+        categories = self.strings["domain"].lowered_categories
+        size = categories.len() if categories is not None else 0
+        topics = self.bombora.get_column("topic_id")
+        start = int(topics.search_sorted(topic_id, side="left"))
+        end = int(topics.search_sorted(topic_id, side="right"))
+        part = self.bombora.slice(start, end - start)
+        dense = pl.repeat(None, size, dtype=pl.UInt8, eager=True)
+        if part.height and size:
+            dense = dense.scatter(part.get_column("code"), part.get_column("score"))
+        column = dense.gather(codes) if size else pl.repeat(None, self.height, dtype=pl.UInt8, eager=True)
+        with self.lock:
+            self.topic_columns[topic_id] = column
+            while len(self.topic_columns) > MAX_TOPIC_COLUMNS:
+                self.topic_columns.popitem(last=False)
+        return column
+
+    def built_mask(self, audience_id: int, generation: str) -> pl.Series:
+        """Membership of a built audience (its materialised rids), kept per materialisation."""
+        key = (audience_id, generation)
+        with self.lock:
+            if key in self.built_masks:
+                return self.built_masks[key]
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT rid FROM audiences_builtmember WHERE audience_id = %s", [audience_id])
+            rids = pl.Series([row[0] for row in cursor.fetchall()], dtype=pl.Int64)
+        mask = self.frame.get_column("__rid").is_in(rids.implode())
+        with self.lock:
+            for old in [k for k in self.built_masks if k[0] == audience_id]:
+                del self.built_masks[old]
+            self.built_masks[key] = mask
+        return mask
+
+
+# --- the registry ----------------------------------------------------------------------------------------------
+_entries: OrderedDict[str, Entry] = OrderedDict()
+_registry_lock = threading.Lock()
+_building: set[str] = set()
+
+
+def budget_bytes() -> int:
+    return int(getattr(settings, "P360_BUILDER_CACHE_MB", 2048)) * 1024 * 1024
+
+
+def background_rebuild() -> bool:
+    return bool(getattr(settings, "P360_BUILDER_BACKGROUND_REBUILD", True))
+
+
+def current_stamp() -> Stamp:
+    """The org's data generation: two cheap queries, run on every request."""
+    from ingestion.models import BomboraWeek, BomboraWeekStatus
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(string_agg(id || ':' || current_version_id, ',' ORDER BY id), '') "
+            "FROM audiences_audience WHERE kind = 'imported' AND current_version_id IS NOT NULL"
+        )
+        versions = cursor.fetchone()[0]
+    week = (
+        BomboraWeek.objects.filter(status=BomboraWeekStatus.READY)
+        .order_by("-week")
+        .values_list("week", "loaded_at", "rows")
+        .first()
+    )
+    week_stamp = f"{week[0]}@{week[1].isoformat() if week[1] else ''}#{week[2]}" if week else ""
+    return Stamp(versions=versions, week=week_stamp, custom="")
+
+
+def get(*, wait: bool = False) -> tuple[Entry, bool]:
+    """The current org's entry and whether it is stale (a rebuild is running). Builds it if there is none."""
+    schema = connection.schema_name  # type: ignore[attr-defined]
+    stamp = current_stamp()
+    with _registry_lock:
+        entry = _entries.get(schema)
+        if entry is not None:
+            _entries.move_to_end(schema)
+    if entry is not None and entry.stamp == stamp:
+        return entry, False
+    if entry is not None and background_rebuild() and not wait:
+        _start_background(schema)
+        return entry, True
+    entry = build(stamp=stamp)
+    _store(entry)
+    return entry, False
+
+
+def _store(entry: Entry) -> None:
+    with _registry_lock:
+        _entries[entry.schema] = entry
+        _entries.move_to_end(entry.schema)
+        _evict(keep=entry.schema)
+
+
+def _evict(keep: str) -> None:
+    budget = budget_bytes()
+    total = sum(e.nbytes() for e in _entries.values())
+    for schema in list(_entries):
+        if total <= budget:
+            break
+        if schema == keep:
+            continue
+        total -= _entries.pop(schema).nbytes()
+        logger.info("builder cache: evicted %s (over %s MB)", schema, budget >> 20)
+
+
+def _start_background(schema: str) -> None:
+    with _registry_lock:
+        if schema in _building:
+            return
+        _building.add(schema)
+
+    def run() -> None:
+        from django.db import connection as thread_connection
+
+        try:
+            thread_connection.set_schema(schema)  # type: ignore[attr-defined]
+            _store(build(stamp=current_stamp()))
+        except Exception:
+            logger.exception("builder cache: background rebuild of %s failed", schema)
+        finally:
+            with _registry_lock:
+                _building.discard(schema)
+            thread_connection.close()
+
+    threading.Thread(target=run, name=f"builder-cache-{schema}", daemon=True).start()
+
+
+def invalidate(schema: str | None = None) -> None:
+    """Drop one org's entry (or all): the next request rebuilds it."""
+    with _registry_lock:
+        if schema is None:
+            _entries.clear()
+        else:
+            _entries.pop(schema, None)
+
+
+def stats() -> list[dict[str, Any]]:
+    """Per org: rows, memory, build time, when built (for the org admin and the benchmark)."""
+    with _registry_lock:
+        entries = list(_entries.values())
+    return [
+        {
+            "schema": e.schema,
+            "rows": e.height,
+            "bytes": e.nbytes(),
+            "mb": round(e.nbytes() / 2**20, 1),
+            "build_seconds": round(e.build_seconds, 3),
+            "built_at": e.built_at,
+            "bombora_rows": e.bombora.height,
+            "topic_columns": len(e.topic_columns),
+            "stamp": str(e.stamp),
+        }
+        for e in entries
+    ]
+
+
+def entry_stats(schema: str) -> dict[str, Any] | None:
+    return next((s for s in stats() if s["schema"] == schema), None)
+
+
+# --- building ---------------------------------------------------------------------------------------------------
+def _copy_frame(sql: str, schema: dict[str, Any]) -> pl.DataFrame:
+    buffer = io.BytesIO()
+    with connection.cursor() as cursor, cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)") as copy:  # type: ignore[attr-defined]
+        for chunk in copy:
+            buffer.write(chunk)
+    if buffer.getbuffer().nbytes == 0:
+        return pl.DataFrame(schema=schema)
+    buffer.seek(0)
+    return pl.read_csv(buffer, has_header=False, new_columns=list(schema), schema=schema)
+
+
+def _narrow(series: pl.Series) -> pl.Series:
+    if series.len() == 0 or series.null_count() == series.len():
+        return series
+    low, high = series.min(), series.max()
+    for dtype, lo, hi in ((pl.Int8, -128, 127), (pl.Int16, -32768, 32767), (pl.Int32, -(2**31), 2**31 - 1)):
+        if lo <= low and high <= hi:  # type: ignore[operator]
+            return series.cast(dtype)
+    return series
+
+
+def _as_enum(series: pl.Series) -> tuple[pl.Series, StringColumn]:
+    categories = series.drop_nulls().unique().sort()
+    return series.cast(pl.Enum(categories)), StringColumn(lowered_categories=categories.str.to_lowercase())
+
+
+def build(*, stamp: Stamp | None = None) -> Entry:
+    """Read the org's universe from PostgreSQL into a frame (see logic/sql_engine.py for the same rule in SQL)."""
+    from audiences.catalogue import custom_fields
+    from ingestion.bombora.store import current_week, scores_frame
+
+    started = time.perf_counter()
+    schema_name = connection.schema_name  # type: ignore[attr-defined]
+    stamp = stamp or current_stamp()
+    custom = custom_fields()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, current_version_id FROM audiences_audience "
+            "WHERE kind = 'imported' AND current_version_id IS NOT NULL ORDER BY id"
+        )
+        imported = [(int(a), int(v)) for a, v in cursor.fetchall()]
+    version_ids = [v for _, v in imported]
+    select = ["r.version_id", "r.row", *[f"r.{c}" for c in STRING_COLUMNS], *[f"r.{c}" for c in NUMBER_COLUMNS]]
+    schema: dict[str, Any] = {"version_id": pl.Int64, "row": pl.Int64}
+    schema.update({c: pl.String for c in STRING_COLUMNS})
+    schema.update(NUMBER_COLUMNS)
+    for key, type_name in custom.items():
+        select.append(custom_sql("r", key, type_name))
+        schema[f"custom.{key}"] = {"integer": pl.Int64, "decimal": pl.Float64, "date": pl.Date}.get(
+            type_name, pl.String
+        )
+    if version_ids:
+        ids = ",".join(str(v) for v in version_ids)
+        records = _copy_frame(
+            f"SELECT {', '.join(select)} FROM audiences_record r WHERE r.version_id IN ({ids})", schema
+        )
+    else:
+        records = pl.DataFrame(schema=schema)
+    for key, type_name in custom.items():  # PostgreSQL's CSV booleans are t/f
+        if type_name == "boolean":
+            col = f"custom.{key}"
+            records = records.with_columns(
+                pl.when(pl.col(col) == "t").then(True).when(pl.col(col) == "f").then(False).alias(col)
+            )
+    records = records.sort(["version_id", "row"]).with_row_index("__i")
+    # One person per email_normalized (most recent version, then first row), else one per record.
+    with_email = records.filter(pl.col("email_normalized").is_not_null())
+    representatives = (
+        with_email.sort(["email_normalized", "version_id", "row"], descending=[False, True, False])
+        .unique(subset="email_normalized", keep="first")
+        .get_column("__i")
+    )
+    keep = pl.concat([records.filter(pl.col("email_normalized").is_null()).get_column("__i"), representatives]).sort()
+    # Imported-audience membership: the representative's version, plus other versions holding the same email.
+    pairs = with_email.select("email_normalized", "version_id").unique()
+    shared = pairs.filter(pl.col("email_normalized").is_duplicated())
+    universe = records.select(pl.all().gather(keep)) if keep.len() else records.clear()
+    universe = universe.with_columns((pl.col("version_id") * (1 << RID_SHIFT) + pl.col("row")).alias("__rid"))
+    imported_masks: dict[int, pl.Series] = {}
+    for audience_id, vid in imported:
+        emails = shared.filter(pl.col("version_id") == vid).get_column("email_normalized")
+        mask = universe.select(
+            ((pl.col("version_id") == vid) | pl.col("email_normalized").is_in(emails.implode())).fill_null(False)
+        ).to_series()
+        imported_masks[audience_id] = mask.alias(audience_column(audience_id))
+    del records, with_email, pairs, shared
+    # Narrow types; strings to Enum where it pays.
+    strings: dict[str, StringColumn] = {}
+    columns: list[pl.Series] = []
+    height = universe.height
+    for name in universe.columns:
+        series = universe.get_column(name)
+        if name in ("__i", "row"):
+            continue
+        if series.dtype == pl.String:
+            distinct = series.n_unique()
+            if name in ALWAYS_ENUM or distinct <= max(1000, ENUM_MAX_SHARE * height):
+                series, info = _as_enum(series)
+            else:
+                lowered = series.str.to_lowercase()
+                info = StringColumn(lowercase=bool((lowered == series).fill_null(True).all()))
+            strings[name] = info
+        elif series.dtype in (pl.Int64, pl.Int32) and name not in ("__rid", "version_id"):
+            series = _narrow(series)
+        columns.append(series)
+    frame = pl.DataFrame(columns)
+    # Bombora: this week's scores for the org's domains, as (domain code, topic, score) sorted by topic.
+    week = current_week()
+    bombora = pl.DataFrame(schema={"code": pl.UInt32, "topic_id": pl.Int32, "score": pl.UInt8})
+    domain_info = strings.get("domain")
+    if week is not None and domain_info is not None and domain_info.lowered_categories is not None:
+        categories = frame.get_column("domain").dtype.categories  # type: ignore[attr-defined]
+        codes = pl.DataFrame(
+            {"domain": categories, "code": pl.int_range(0, categories.len(), eager=True, dtype=pl.UInt32)}
+        )
+        if categories.len():
+            scores = scores_frame(week)
+            bombora = scores.join(codes, on="domain", how="inner").select("code", "topic_id", "score").sort("topic_id")
+            del scores
+    has_hash = frame.get_column("email_sha256").is_not_null()
+    elapsed = time.perf_counter() - started
+    entry = Entry(
+        schema=schema_name,
+        stamp=stamp,
+        frame=frame,
+        strings=strings,
+        custom=custom,
+        week=week,
+        build_seconds=elapsed,
+        built_at=time.time(),
+        imported_masks=imported_masks,
+        bombora=bombora,
+        has_hash=has_hash,
+    )
+    logger.info(
+        "builder cache: built %s (%d people, %.1f MB) in %.2f s", schema_name, height, entry.nbytes() / 2**20, elapsed
+    )
+    return entry

@@ -1,0 +1,236 @@
+"""Reads for the builder: the field catalogue, Bombora topic search, previews, overlap (re-exported by selectors)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+import polars as pl
+
+from audiences import cache
+from audiences.catalogue import (
+    RECORD_FIELDS,
+    audience_refs,
+    bombora_entry,
+    custom_record_fields,
+    make_resolver,
+    operators_for,
+)
+from audiences.logic.polars_engine import Evaluation, audience_column, evaluate, first_rows
+from audiences.logic.sql_engine import AudienceRef
+from audiences.logic.tree import AUDIENCE, BOMBORA, CATEGORY, NUMBER, Node, TreeError, conditions, parse
+
+MAX_SAMPLE = 100
+SAMPLE_EXCLUDE = frozenset({"__rid", "version_id"})
+
+
+def parse_tree(tree: Any, *, custom: dict[str, str] | None = None, refs: dict[int, AudienceRef] | None = None) -> Node:
+    """Validate a tree against the org's catalogue (raises TreeError with node paths)."""
+    from audiences.catalogue import custom_fields
+
+    refs = audience_refs() if refs is None else refs
+    return parse(tree, make_resolver(custom_fields() if custom is None else custom), audience_ids=set(refs))
+
+
+def _frame_for(entry: cache.Entry, node: Node, refs: dict[int, AudienceRef]) -> pl.DataFrame:
+    """The entry's columns the tree reads, plus its Bombora topic and audience membership columns."""
+    needed: list[str] = []
+    extra: list[pl.Series] = []
+    for cond in conditions(node):
+        ref = cond.field
+        if ref.type == BOMBORA and ref.topic_id is not None:
+            if ref.column not in needed and all(s.name != ref.column for s in extra):
+                extra.append(entry.topic_column(ref.topic_id).alias(ref.column))
+        elif ref.type == AUDIENCE:
+            for audience_id in cond.value:
+                name = audience_column(audience_id)
+                if any(s.name == name for s in extra):
+                    continue
+                extra.append(_membership(entry, refs.get(audience_id)).alias(name))
+        elif ref.column not in needed:
+            needed.append(ref.column)
+    frame = entry.frame.select(needed) if needed else pl.DataFrame({"__rid": entry.frame.get_column("__rid")})
+    return frame.with_columns(extra) if extra else frame
+
+
+def _membership(entry: cache.Entry, ref: AudienceRef | None) -> pl.Series:
+    if ref is not None and ref.kind == "imported" and ref.id in entry.imported_masks:
+        return entry.imported_masks[ref.id]
+    if ref is not None and ref.kind == "built":
+        from audiences.models import Audience
+
+        stamp = Audience.objects.filter(pk=ref.id).values_list("materialized_at", flat=True).first()
+        return entry.built_mask(ref.id, stamp.isoformat() if stamp else "")
+    return pl.repeat(False, entry.height, dtype=pl.Boolean, eager=True)
+
+
+def evaluate_tree(entry: cache.Entry, node: Node, *, per_node: bool = True) -> Evaluation:
+    refs = audience_refs() if any(c.field.type == AUDIENCE for c in conditions(node)) else {}
+    return evaluate(_frame_for(entry, node, refs), node, entry.strings, per_node=per_node)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def sample_records(entry: cache.Entry, positions: list[int]) -> list[dict[str, Any]]:
+    if not positions:
+        return []
+    rows = entry.frame.select([c for c in entry.frame.columns if c not in SAMPLE_EXCLUDE])[positions].to_dicts()
+    result = []
+    for row in rows:
+        record: dict[str, Any] = {}
+        custom: dict[str, Any] = {}
+        for key, value in row.items():
+            if key.startswith("custom."):
+                if value is not None:
+                    custom[key.removeprefix("custom.")] = _jsonable(value)
+            else:
+                record[key] = _jsonable(value)
+        record["custom"] = custom
+        result.append(record)
+    return result
+
+
+def audience_preview(*, tree: Any, sample: int = 10) -> dict[str, Any]:
+    """Exact count, per-node counts, a sample and the UID2-ready share of a tree (raises TreeError)."""
+    started = time.perf_counter()
+    entry, stale = cache.get()
+    refs = audience_refs()
+    node = parse(tree, make_resolver(entry.custom), audience_ids=set(refs))
+    frame = _frame_for(entry, node, refs)
+    result = evaluate(frame, node, entry.strings)
+    uid2 = int((result.mask & entry.has_hash).sum()) if entry.has_hash is not None else 0
+    records = sample_records(entry, first_rows(result.mask, max(0, min(int(sample), MAX_SAMPLE))))
+    return {
+        "count": result.count,
+        "sample": records,
+        "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
+        "universe": entry.height,
+        "uid2_ready": uid2,
+        "uid2_ready_share": round(uid2 / result.count, 6) if result.count else 0.0,
+        "nodes": result.nodes,
+        "stale": stale,
+        "bombora_week": entry.week.isoformat() if entry.week else None,
+    }
+
+
+# --- the field catalogue -------------------------------------------------------------------------------------
+def _field_stats(entry: cache.Entry) -> dict[str, dict[str, Any]]:
+    """Known values, examples, min and max per column; computed once per cache entry."""
+    with entry.lock:
+        if "fields" in entry.stats:
+            return entry.stats["fields"]  # type: ignore[no-any-return]
+    stats: dict[str, dict[str, Any]] = {}
+    frame = entry.frame
+    for name in frame.columns:
+        if name in SAMPLE_EXCLUDE:
+            continue
+        series = frame.get_column(name)
+        info: dict[str, Any] = {"values": [], "examples": []}
+        if isinstance(series.dtype, pl.Enum):
+            counts = series.drop_nulls().value_counts(sort=True).head(200)
+            values = [str(v) for v in counts.get_column(name).to_list()]
+            info["values"], info["examples"] = values, values[:5]
+        elif series.dtype == pl.String:
+            info["examples"] = [str(v) for v in series.drop_nulls().head(5).to_list()]
+        elif series.dtype == pl.Boolean:
+            info["values"] = [True, False]
+        elif series.dtype.is_numeric() or series.dtype == pl.Date:
+            present = series.drop_nulls()
+            if present.len():
+                info["min"], info["max"] = _jsonable(present.min()), _jsonable(present.max())
+                info["examples"] = [_jsonable(v) for v in present.head(3).to_list()]
+        stats[name] = info
+    with entry.lock:
+        entry.stats["fields"] = stats
+    return stats
+
+
+def field_catalogue() -> dict[str, Any]:
+    """GET .../fields: record, custom, Bombora (pattern only) and audience fields."""
+    from ingestion.models import BomboraTopic
+
+    entry, _ = cache.get()
+    stats = _field_stats(entry)
+    fields: list[dict[str, Any]] = []
+    for spec in [*RECORD_FIELDS, *custom_record_fields(entry.custom)]:
+        info = stats.get(spec.column, {})
+        item: dict[str, Any] = {
+            "name": spec.name,
+            "label": spec.label,
+            "type": spec.type,
+            "operators": operators_for(spec.type),
+            "examples": info.get("examples", []),
+            "values": info.get("values", []) if spec.type in (CATEGORY, "boolean") else [],
+            "group": spec.group,
+            "description": spec.description,
+        }
+        if spec.type in (NUMBER, "date"):
+            item["min"], item["max"] = info.get("min"), info.get("max")
+        fields.append(item)
+    topics = BomboraTopic.objects.count()
+    fields.append(bombora_entry(entry.week, topics))
+    fields.append(
+        {
+            "name": "audience",
+            "label": "Audience membership",
+            "type": AUDIENCE,
+            "operators": operators_for(AUDIENCE),
+            "examples": [],
+            "values": audience_choices(),
+            "group": "Audience",
+            "description": "Membership in an imported or saved audience (a person in any of the listed ones).",
+        }
+    )
+    return {"fields": fields, "bombora": {"week": entry.week.isoformat() if entry.week else None, "topics": topics}}
+
+
+def audience_choices() -> list[dict[str, Any]]:
+    from audiences.models import Audience
+
+    rows = Audience.objects.order_by("name").values_list("id", "name", "kind", "record_count")
+    return [{"id": pk, "name": name, "kind": kind, "count": count} for pk, name, kind, count in rows]
+
+
+def bombora_topics(*, q: str = "", limit: int = 20) -> dict[str, Any]:
+    """GET .../fields/bombora: matching topics with how many of the org's domains surge on each this week."""
+    from ingestion.bombora.store import SURGE_THRESHOLD, current_week, search_topics
+
+    week = current_week()
+    topics = search_topics(q, max(1, min(limit, 200)))
+    surging: dict[int, int] = {}
+    entry = cache._entries.get(_schema())
+    if entry is not None and entry.bombora.height:
+        found = (
+            entry.bombora.filter(
+                pl.col("topic_id").is_in([t.pk for t in topics]) & (pl.col("score") >= SURGE_THRESHOLD)
+            )
+            .group_by("topic_id")
+            .agg(pl.len())
+        )
+        surging = dict(zip(found.get_column("topic_id").to_list(), found.get_column("len").to_list(), strict=True))
+    return {
+        "week": week.isoformat() if week else None,
+        "topics": [
+            {
+                "name": t.name,
+                "field": f"bombora:{t.name}",
+                "category": t.category,
+                "surging_domains": surging.get(t.pk, 0) if entry is not None else None,
+            }
+            for t in topics
+        ],
+    }
+
+
+def _schema() -> str:
+    from django.db import connection
+
+    return connection.schema_name  # type: ignore[attr-defined]
+
+
+__all__ = ["TreeError", "audience_preview", "bombora_topics", "field_catalogue", "parse_tree"]
