@@ -58,6 +58,14 @@
     return (pct > 0 && pct < 0.1 ? "<0.1" : pct.toFixed(pct < 10 ? 1 : 0)) + "%";
   }
 
+  /** A sample table cell: numbers with thousands separators, nothing for missing values. */
+  function cell(value) {
+    if (value === null || value === undefined) return "";
+    if (typeof value === "number") return value.toLocaleString("en-US");
+    if (typeof value === "object") return JSON.stringify(value);
+    return String(value);
+  }
+
   function bomboraTopic(field) {
     return typeof field === "string" && field.indexOf("bombora:") === 0 ? field.slice(8) : null;
   }
@@ -144,7 +152,7 @@
 
   window.P360Builder = {
     OPERATOR_LABELS: OPERATOR_LABELS, OP_LABELS: OP_LABELS, NO_VALUE: NO_VALUE, LIST_VALUE: LIST_VALUE,
-    api: api, csrfToken: csrfToken, errorMessage: errorMessage, formatNumber: formatNumber, formatPercent: formatPercent,
+    api: api, cell: cell, csrfToken: csrfToken, errorMessage: errorMessage, formatNumber: formatNumber, formatPercent: formatPercent,
     fieldSpec: fieldSpec, indexCatalogue: indexCatalogue, describeCondition: describeCondition,
     summaryElement: summaryElement, bomboraTopic: bomboraTopic
   };

@@ -194,3 +194,67 @@ def test_drag_and_drop_a_three_level_tree_with_not_and_see_the_apis_count(
     page.keyboard.press("Control+Shift+Z")
     assert _tree(page) == EXPECTED_TREE
     assert not errors, errors
+
+
+def _tab_to(page: Any, selector: str, *, back: bool = False, limit: int = 90) -> None:
+    """Press Tab (or Shift+Tab) until the focused element matches `selector`: keyboard-only navigation."""
+    for _ in range(limit):
+        if page.evaluate("(s) => !!document.activeElement && document.activeElement.matches(s)", selector):
+            return
+        page.keyboard.press("Shift+Tab" if back else "Tab")
+    raise AssertionError(f"Tab never reached {selector}")
+
+
+ROOT_ITEMS = ".is-root > .bnode-children > .bnode"
+
+
+def test_keyboard_only_build_move_undo_and_redo(
+    browser_page: Any, live_url: str, acme_marketer: Any, acme_records: Any, screenshot_dir: Path
+) -> None:
+    page = browser_page
+    _sign_in(page, live_url, acme_marketer)
+    page.goto("/o/acme/audiences/build/")
+    page.wait_for_function("() => Alpine.store('builder').ready")
+
+    _tab_to(page, "[data-action=first-condition]")
+    page.keyboard.press("Enter")  # a condition, with its field picker open and focused
+    expect(page.locator("#field-search")).to_be_focused()
+    page.keyboard.type("indus")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowUp")
+    page.keyboard.press("Enter")
+    expect(page.locator(f"{ROOT_ITEMS} .op-select")).to_be_focused()
+    _tab_to(page, ".chip[data-value=Technology]")
+    page.keyboard.press("Enter")
+    expect(page.locator(".chip[data-value=Technology]")).to_have_attribute("aria-pressed", "true")
+
+    _tab_to(page, "[aria-label='Add a group to the audience']")
+    page.keyboard.press("Enter")  # a group with one condition, whose picker opens
+    page.keyboard.type("country")
+    page.keyboard.press("Enter")
+    _tab_to(page, ".chip[data-value=US]")
+    page.keyboard.press("Space")
+    _tab_to(page, f"{ROOT_ITEMS}.bgroup > .bnode-head [data-focus=op-not]", back=True)
+    page.keyboard.press("Enter")
+    # Move the industry condition below the NOT group with its keyboard button.
+    _tab_to(page, f"{ROOT_ITEMS}:first-child > .bnode-head [data-focus=down]", back=True)
+    page.keyboard.press("Enter")
+    expected = {
+        "op": "and",
+        "children": [
+            {"op": "not", "children": [{"field": "country", "operator": "in", "value": ["US"]}]},
+            {"field": "industry", "operator": "in", "value": ["Technology"]},
+        ],
+    }
+    assert _tree(page) == expected
+    page.keyboard.press("Control+z")
+    assert _tree(page)["children"][0]["field"] == "industry"
+    page.keyboard.press("Control+Shift+Z")
+    assert _tree(page) == expected
+
+    _wait_count(page, expected)
+    count = _api_preview(page, expected)["count"]
+    people = acme_records
+    assert count == sum(1 for p in people if p["industry"] == "Technology" and p["country"] != "US")
+    expect(page.get_by_test_id("live-count")).to_have_text(f"{count:,}")
+    _shoot(page, screenshot_dir, "builder-keyboard.png")
