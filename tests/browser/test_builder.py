@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
-from django_tenants.utils import schema_context
 from playwright.sync_api import expect
 
 from audiences import cache
