@@ -109,3 +109,18 @@ def test_detail_page_of_a_built_audience_offers_edit_refresh_and_download(login:
 def test_audience_list_links_to_the_builder_and_overlap(login: Any, acme_marketer: Any) -> None:
     html = login(acme_marketer).get("/o/acme/audiences/").content.decode()
     assert 'href="/o/acme/audiences/build/"' in html and 'href="/o/acme/audiences/overlap/"' in html
+
+
+def test_audience_list_shows_built_audiences_without_extra_queries_per_row(
+    login: Any, acme_marketer: Any, django_assert_max_num_queries: Any
+) -> None:
+    client = login(acme_marketer)
+    client.get("/o/acme/audiences/")  # warm the session and org lookups
+    _built("Built one")
+    with django_assert_max_num_queries(20) as few:
+        client.get("/o/acme/audiences/")
+    for index in range(5):
+        _built(f"Built more {index}")
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        html = client.get("/o/acme/audiences/").content.decode()
+    assert html.count("in the builder") == 6 and "never" in html
