@@ -233,4 +233,93 @@ def _schema() -> str:
     return connection.schema_name  # type: ignore[attr-defined]
 
 
-__all__ = ["TreeError", "audience_preview", "bombora_topics", "field_catalogue", "parse_tree"]
+def audience_overlap(ids: list[int]) -> dict[str, Any]:
+    """People in each exclusive region of two or three audiences (Venn), and in all of them.
+
+    Counts are people of the universe (the preview's unit): built audiences by their materialised members.
+    Raises LookupError for an id that is not an audience of this org.
+    """
+    import itertools
+
+    from audiences.models import Audience
+
+    names = dict(Audience.objects.filter(pk__in=ids).values_list("id", "name"))
+    missing = [i for i in ids if i not in names]
+    if missing:
+        raise LookupError(f"no audience with id {missing[0]} in this organisation")
+    entry, _ = cache.get()
+    refs = audience_refs()
+    masks = {i: _membership(entry, refs.get(i)) for i in ids}
+    regions = []
+    for size in range(1, len(ids) + 1):
+        for subset in itertools.combinations(ids, size):
+            inside = [masks[i] for i in subset]
+            outside = [~masks[i] for i in ids if i not in subset]
+            mask = inside[0]
+            for other in [*inside[1:], *outside]:
+                mask = mask & other
+            regions.append({"ids": list(subset), "count": int(mask.sum())})
+    everyone = masks[ids[0]]
+    for i in ids[1:]:
+        everyone = everyone & masks[i]
+    return {
+        "audiences": [{"id": i, "name": names[i], "count": int(masks[i].sum())} for i in ids],
+        "regions": regions,
+        "intersection": int(everyone.sum()),
+    }
+
+
+def built_audience_detail(audience: Any) -> dict[str, Any]:
+    """A saved audience as the API shows it, with definition versions and count history."""
+    payload = audience_summary(audience)
+    payload["versions"] = [
+        {
+            "number": d.number,
+            "created_by": d.created_by_email,
+            "created_at": d.created_at.isoformat(),
+            "note": d.note,
+            "changes": d.changes,
+            "tree": d.tree,
+        }
+        for d in audience.definitions.order_by("-number")
+    ]
+    payload["count_history"] = [
+        {"at": c.at.isoformat(), "count": c.count, "reason": c.reason}
+        for c in audience.count_history.order_by("at", "id")
+    ]
+    return payload
+
+
+def audience_summary(audience: Any) -> dict[str, Any]:
+    return {
+        "id": audience.pk,
+        "name": audience.name,
+        "description": audience.description,
+        "kind": audience.kind,
+        "status": audience.status,
+        "tree": audience.tree,
+        "count": audience.record_count,
+        "record_count": audience.record_count,
+        "version": audience.definition_number if audience.kind == "built" else _imported_version(audience),
+        "materialized_at": audience.materialized_at.isoformat() if audience.materialized_at else None,
+        "refresh_error": audience.refresh_error,
+        "created_at": audience.created_at.isoformat(),
+        "updated_at": audience.updated_at.isoformat(),
+    }
+
+
+def _imported_version(audience: Any) -> int | None:
+    version = audience.current_version
+    return version.number if version is not None else None
+
+
+__all__ = [
+    "TreeError",
+    "audience_overlap",
+    "audience_preview",
+    "audience_summary",
+    "bombora_topics",
+    "built_audience_detail",
+    "field_catalogue",
+    "parse_tree",
+]

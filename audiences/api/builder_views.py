@@ -11,8 +11,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audiences.api.views import AudienceList, AudienceSerializer
 from audiences.logic.tree import TreeError
-from audiences.preview import audience_preview, bombora_topics, field_catalogue
+from audiences.models import Audience, AudienceKind, AudienceTemplate
+from audiences.preview import (
+    audience_overlap,
+    audience_preview,
+    audience_summary,
+    bombora_topics,
+    built_audience_detail,
+    field_catalogue,
+)
 
 
 class TreeInvalid(exceptions.APIException):
@@ -80,3 +89,155 @@ class Preview(APIView):
             return Response(audience_preview(tree=data["tree"], sample=sample))
         except TreeError as exc:
             raise TreeInvalid(exc) from exc
+
+
+# --- saved audiences -------------------------------------------------------------------------------------------
+def _service_call(fn: Any, **kwargs: Any) -> Any:
+    """Run a service; tree errors -> 400 invalid_tree, service errors -> 400 invalid with the message."""
+    from tenants.services import ServiceError
+
+    try:
+        return fn(**kwargs)
+    except TreeError as exc:
+        raise TreeInvalid(exc) from exc
+    except ServiceError as exc:
+        raise bad_request(str(exc), "non_field_errors") from exc
+
+
+def _text(data: dict[str, Any], name: str, *, required: bool = False) -> str | None:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise bad_request("this field is required", name)
+        return None
+    if not isinstance(value, str):
+        raise bad_request("must be a string", name)
+    return value
+
+
+class AudienceListCreate(AudienceList):
+    """GET: the org's audiences. POST {"name", "tree", "description"?}: save a built audience (materialised)."""
+
+    @extend_schema(request=dict, responses={201: dict})
+    def post(self, request: Request) -> Response:
+        from audiences.saved import built_audience_create
+
+        data = body(request)
+        name = _text(data, "name", required=True)
+        if "tree" not in data:
+            raise bad_request("this field is required", "tree")
+        audience = _service_call(
+            built_audience_create,
+            name=name,
+            tree=data["tree"],
+            description=_text(data, "description") or "",
+            actor=request.user,
+        )
+        return Response(audience_summary(audience), status=201)
+
+
+class AudienceDetailEdit(APIView):
+    """GET: one audience (built ones with versions and count history). PATCH {"tree"?, "name"?,
+    "description"?, "note"?}: a changed tree makes a new definition version and re-materialises."""
+
+    def _get(self, pk: int) -> Audience:
+        audience = Audience.objects.select_related("current_version").filter(pk=pk).first()
+        if audience is None:
+            raise exceptions.NotFound("No such audience.")
+        return audience
+
+    @extend_schema(responses={200: dict})
+    def get(self, request: Request, pk: int) -> Response:
+        audience = self._get(pk)
+        if audience.kind == AudienceKind.BUILT:
+            return Response(built_audience_detail(audience))
+        return Response({**AudienceSerializer(audience).data, **audience_summary(audience)})
+
+    @extend_schema(request=dict, responses={200: dict})
+    def patch(self, request: Request, pk: int) -> Response:
+        from audiences.saved import built_audience_update
+
+        audience = self._get(pk)
+        data = body(request)
+        updated = _service_call(
+            built_audience_update,
+            audience=audience,
+            actor=request.user,
+            tree=data.get("tree"),
+            name=_text(data, "name"),
+            description=_text(data, "description"),
+            note=_text(data, "note") or "",
+        )
+        return Response(built_audience_detail(updated))
+
+
+class AudienceRefresh(APIView):
+    """POST: re-materialise a built audience now."""
+
+    @extend_schema(request=None, responses={200: dict})
+    def post(self, request: Request, pk: int) -> Response:
+        from audiences.saved import built_audience_refresh
+
+        audience = Audience.objects.filter(pk=pk).first()
+        if audience is None:
+            raise exceptions.NotFound("No such audience.")
+        _service_call(built_audience_refresh, audience=audience, actor=request.user, reason="manual")
+        audience.refresh_from_db()
+        return Response(built_audience_detail(audience))
+
+
+class Overlap(APIView):
+    """GET ?ids=1,2[,3]: exclusive Venn regions and the intersection of two or three audiences."""
+
+    @extend_schema(responses={200: dict})
+    def get(self, request: Request) -> Response:
+        raw = str(request.query_params.get("ids", ""))
+        try:
+            ids = [int(part) for part in raw.split(",") if part.strip()]
+        except ValueError as exc:
+            raise bad_request("ids must be audience ids separated by commas", "ids") from exc
+        if len(set(ids)) != len(ids) or not 2 <= len(ids) <= 3:
+            raise bad_request("give two or three different audience ids", "ids")
+        try:
+            return Response(audience_overlap(ids))
+        except LookupError as exc:
+            raise exceptions.NotFound(str(exc)) from exc
+
+
+class Templates(APIView):
+    """GET: built-in and saved templates. POST {"name", "tree", "description"?}: save a template (placeholders:
+    `"value": null, "placeholder": true`, or `"field": "bombora:", "placeholder": "topic"`)."""
+
+    @extend_schema(responses={200: dict})
+    def get(self, request: Request) -> Response:
+        from audiences.saved import ensure_builtin_templates
+
+        if not AudienceTemplate.objects.filter(builtin=True).exists():
+            ensure_builtin_templates()
+        return Response([_template(t) for t in AudienceTemplate.objects.all()])
+
+    @extend_schema(request=dict, responses={201: dict})
+    def post(self, request: Request) -> Response:
+        from audiences.saved import template_create
+
+        data = body(request)
+        if "tree" not in data:
+            raise bad_request("this field is required", "tree")
+        template = _service_call(
+            template_create,
+            name=_text(data, "name", required=True),
+            tree=data["tree"],
+            description=_text(data, "description") or "",
+            actor=request.user,
+        )
+        return Response(_template(template), status=201)
+
+
+def _template(template: AudienceTemplate) -> dict[str, Any]:
+    return {
+        "id": template.pk,
+        "name": template.name,
+        "description": template.description,
+        "tree": template.tree,
+        "builtin": template.builtin,
+    }

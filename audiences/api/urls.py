@@ -3,13 +3,16 @@ from django.urls import path
 from audiences.api import builder_views, views
 
 urlpatterns = [
-    path("audiences", views.AudienceList.as_view(), name="audience-list"),
-    path("audiences/<int:pk>", views.AudienceDetail.as_view(), name="audience-detail"),
+    # issue 5: list + POST (save a built audience), GET + PATCH (definition versions) replace the read-only views
+    path("audiences", builder_views.AudienceListCreate.as_view(), name="audience-list"),
+    path("audiences/preview", builder_views.Preview.as_view(), name="audience-preview"),
+    path("audiences/overlap", builder_views.Overlap.as_view(), name="audience-overlap"),
+    path("audiences/<int:pk>", builder_views.AudienceDetailEdit.as_view(), name="audience-detail"),
+    path("audiences/<int:pk>/refresh", builder_views.AudienceRefresh.as_view(), name="audience-refresh"),
     path("audiences/<int:pk>/members", views.members_csv, name="audience-members"),
-    path("imports", views.ImportList.as_view(), name="import-list"),
-    path("imports/<int:pk>", views.ImportDetail.as_view(), name="import-detail"),
-    # --- issue 5: the audience builder ---
+    path("audience-templates", builder_views.Templates.as_view(), name="audience-templates"),
     path("fields", builder_views.FieldCatalogue.as_view(), name="builder-fields"),
     path("fields/bombora", builder_views.BomboraTopicSearch.as_view(), name="builder-bombora-topics"),
-    path("audiences/preview", builder_views.Preview.as_view(), name="audience-preview"),
+    path("imports", views.ImportList.as_view(), name="import-list"),
+    path("imports/<int:pk>", views.ImportDetail.as_view(), name="import-detail"),
 ]

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audiences import records
+from audiences.logic.sql_engine import RID_SHIFT
 from audiences.models import Audience, AudienceImport, DedupeRule, ImportMode
 from audiences.selectors import import_status
 from audiences.services import import_configure, import_create, import_start
@@ -122,14 +123,24 @@ def members_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
         _escaped(c) if dtype is pl.String else c for c, _, dtype in records.RECORD_COLUMNS if c in columns
     )
     version_id = audience.current_version_id
+    built = audience.kind == "built"
 
     def rows() -> Iterator[bytes]:
         yield (",".join([*columns, "custom"]) + "\n").encode()
-        if version_id is None:
+        if version_id is None and not built:
             return
         # Schema-qualified: the response streams after the org middleware has reset the search path.
-        table = f'"{schema}".{records.partition_name(version_id)}'
-        sql = f"COPY (SELECT {select}, custom::text FROM {table} ORDER BY row) TO STDOUT (FORMAT csv)"
+        if built:  # issue 5: the materialised members, each by its representative record
+            table = (
+                f'(SELECT r.*, m.rid FROM "{schema}".audiences_builtmember m JOIN "{schema}".{records.TABLE} r '
+                f"ON r.version_id = (m.rid >> {RID_SHIFT}) AND r.row = (m.rid & {(1 << RID_SHIFT) - 1}) "
+                f"WHERE m.audience_id = {int(audience.pk)}) s"
+            )
+            order = "rid"
+        else:
+            table = f'"{schema}".{records.partition_name(version_id)}'  # type: ignore[arg-type]
+            order = "row"
+        sql = f"COPY (SELECT {select}, custom::text FROM {table} ORDER BY {order}) TO STDOUT (FORMAT csv)"
         with connection.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[attr-defined]
             for chunk in copy:
                 yield bytes(chunk)

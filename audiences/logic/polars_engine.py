@@ -136,9 +136,11 @@ def evaluate(
     leaves = conditions(node)
     schema = frame.schema
     # All leaves in one select: polars evaluates independent expressions in parallel.
-    exprs = [condition_expr(leaf, schema, strings).alias(str(i)) for i, leaf in enumerate(leaves)]
-    masks = frame.select(exprs) if exprs else pl.DataFrame()
-    leaf_masks = {leaf.path: masks.get_column(str(i)) for i, leaf in enumerate(leaves)}
+    names = [f"__leaf{i}" for i in range(len(leaves))]
+    exprs = [condition_expr(leaf, schema, strings).alias(name) for leaf, name in zip(leaves, names, strict=True)]
+    # with_columns (not select) so that constant leaves broadcast to the frame's height.
+    masks = frame.with_columns(exprs).select(names)
+    leaf_masks = {leaf.path: masks.get_column(name) for leaf, name in zip(leaves, names, strict=True)}
     nodes: dict[str, dict[str, int]] = {}
     mask = _combine(node, leaf_masks, nodes if per_node else None)
     count = int(mask.sum())

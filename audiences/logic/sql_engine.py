@@ -181,3 +181,20 @@ def select_rids_sql(node: Node, ctx: SqlContext) -> tuple[str, list[Any]]:
 
 def universe_count_sql() -> str:
     return f"WITH {UNIVERSE_CTE} SELECT count(*) FROM u"
+
+
+_lower_by_database: dict[str, str] = {}
+
+
+def lower_template() -> str:
+    """`lower({})` with PostgreSQL 18's full Unicode case mapping when available (it folds like Python and
+    polars); plain `lower` elsewhere (then only ASCII is guaranteed to fold the same in both engines)."""
+    from django.db import connection
+
+    key = f"{connection.settings_dict.get('HOST')}/{connection.settings_dict.get('NAME')}"
+    if key not in _lower_by_database:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_collation WHERE collname = 'pg_unicode_fast'")
+            fast = cursor.fetchone() is not None
+        _lower_by_database[key] = 'lower({} COLLATE "pg_unicode_fast")' if fast else "lower({})"
+    return _lower_by_database[key]
