@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
 from audiences.models import Audience, AudienceKind
+from tenants.services import ServiceError
 
 MAX_OVERLAP = 3
 
@@ -69,3 +72,18 @@ def overlap(request: HttpRequest) -> HttpResponse:
     config = _config(request, selected=selected)
     context = {"config": config, "choices": choices, "selected": selected, "base": _urls(request)["pages"]}
     return render(request, "audiences/overlap.html", context)
+
+
+@require_POST
+def audience_refresh(request: HttpRequest, pk: int) -> HttpResponse:
+    """Re-materialise a built audience now (the same service as the API and the schedule)."""
+    from audiences.saved import built_audience_refresh  # the engine's service (helper B's module)
+
+    audience = get_object_or_404(Audience, pk=pk, kind=AudienceKind.BUILT)
+    try:
+        count = built_audience_refresh(audience=audience, actor=request.user, reason="manual")  # type: ignore[arg-type]
+    except ServiceError as exc:
+        messages.error(request, f"Refresh failed: {exc}")
+    else:
+        messages.success(request, f"Refreshed: {count:,} members.")
+    return redirect(f"{_urls(request)['pages']}{audience.pk}/")

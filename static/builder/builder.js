@@ -142,6 +142,7 @@
 
   /** Apply a change to the tree: record undo, re-render, preview. `mutate` returns false to cancel. */
   function change(mutate, focus) {
+    endEdit(); // a value being typed is its own undo step, before this change
     var before = snapshot();
     if (mutate() === false) return;
     if (snapshot() === before) return;
@@ -673,7 +674,7 @@
       "data-focus": position === null ? "value" : "value-" + position,
       value: current === null || current === undefined ? "" : String(current),
       placeholder: spec.examples && spec.examples.length && type !== "date" ? "e.g. " + spec.examples[0] : null,
-      onfocus: beginEdit, onchange: function () { endEdit(); },
+      onfocus: beginEdit, onchange: function () { endEdit(); }, onblur: endEdit,
       oninput: function (e) {
         var v = coerce(spec, e.target.value);
         if (position === null) { typeValue(node.id, v); }
@@ -737,7 +738,7 @@
     return h("input", {
       type: "text", className: "value-input wide", "aria-label": "Values of " + name + ", separated by commas",
       "data-focus": "value", value: text, placeholder: "one, two, three",
-      onfocus: beginEdit, onchange: function () { endEdit(); },
+      onfocus: beginEdit, onchange: function () { endEdit(); }, onblur: endEdit,
       oninput: function (e) {
         var list = e.target.value.split(",").map(function (s) { return s.trim(); }).filter(Boolean).map(function (v) { return coerce(spec, v); });
         typeValue(node.id, list);
@@ -750,7 +751,7 @@
     var slider = h("input", {
       type: "range", min: 0, max: 100, step: 1, value: String(value), className: "score-slider", "data-slider-for": node.id,
       "aria-label": "Intent score of " + name + " (0 to 100)", "data-focus": "slider",
-      onfocus: beginEdit, onchange: function () { endEdit(); },
+      onfocus: beginEdit, onchange: function () { endEdit(); }, onblur: endEdit,
       oninput: function (e) {
         typeValue(node.id, Number(e.target.value));
         var box = treeEl.querySelector("[data-id='" + node.id + "'] [data-focus=value]");

@@ -9,6 +9,7 @@ import pytest
 from django_tenants.utils import schema_context
 
 from audiences.models import Audience, AudienceKind
+from tests.audiences.builder_helpers import fresh_cache, make_imported  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -124,3 +125,44 @@ def test_audience_list_shows_built_audiences_without_extra_queries_per_row(
     with django_assert_max_num_queries(len(few.captured_queries)):
         html = client.get("/o/acme/audiences/").content.decode()
     assert html.count("in the builder") == 6 and "never" in html
+
+
+def _saved(name: str, tree: dict[str, Any]) -> Audience:
+    from audiences.saved import built_audience_create
+
+    with schema_context("org_acme"):
+        return built_audience_create(name=name, tree=tree, actor=None)
+
+
+def test_refresh_button_rematerialises_and_reports_the_count(
+    login: Any, acme_marketer: Any, globex_marketer: Any, fresh_cache: Any
+) -> None:
+    with schema_context("org_acme"):
+        make_imported("CRM", [{"country": "US"}, {"country": "GB"}, {"country": "us"}])
+    audience = _saved("US people", {"op": "and", "children": [{"field": "country", "operator": "eq", "value": "US"}]})
+    client = login(acme_marketer)
+    response = client.post(f"/o/acme/audiences/{audience.pk}/refresh/", follow=True)
+    assert response.redirect_chain[-1][0] == f"/o/acme/audiences/{audience.pk}/"
+    assert "Refreshed: 2 members." in response.content.decode()
+    with schema_context("org_acme"):
+        assert audience.count_history.count() == 2  # on save and on this refresh
+    assert client.get(f"/o/acme/audiences/{audience.pk}/refresh/").status_code == 405
+    assert login(globex_marketer).post(f"/o/acme/audiences/{audience.pk}/refresh/").status_code == 404
+    with schema_context("org_acme"):
+        imported = Audience.objects.get(name="CRM")
+    assert client.post(f"/o/acme/audiences/{imported.pk}/refresh/").status_code == 404
+
+
+def test_refresh_of_a_definition_that_no_longer_fits_says_why(login: Any, acme_marketer: Any, fresh_cache: Any) -> None:
+    with schema_context("org_acme"):
+        crm = make_imported("CRM", [{"country": "US"}])
+        other = make_imported("Other", [{"country": "GB"}])
+    audience = _saved(
+        "In other", {"op": "and", "children": [{"field": "audience", "operator": "in", "value": [other.pk]}]}
+    )
+    with schema_context("org_acme"):
+        Audience.objects.filter(pk=other.pk).delete()
+    client = login(acme_marketer)
+    html = client.post(f"/o/acme/audiences/{audience.pk}/refresh/", follow=True).content.decode()
+    assert "Refresh failed:" in html and "The last refresh failed" in html
+    assert crm.pk
