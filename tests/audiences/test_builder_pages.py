@@ -134,8 +134,9 @@ def _saved(name: str, tree: dict[str, Any]) -> Audience:
         return built_audience_create(name=name, tree=tree, actor=None)
 
 
+@pytest.mark.usefixtures("fresh_cache")
 def test_refresh_button_rematerialises_and_reports_the_count(
-    login: Any, acme_marketer: Any, globex_marketer: Any, fresh_cache: Any
+    login: Any, acme_marketer: Any, globex_marketer: Any
 ) -> None:
     with schema_context("org_acme"):
         make_imported("CRM", [{"country": "US"}, {"country": "GB"}, {"country": "us"}])
@@ -153,7 +154,8 @@ def test_refresh_button_rematerialises_and_reports_the_count(
     assert client.post(f"/o/acme/audiences/{imported.pk}/refresh/").status_code == 404
 
 
-def test_refresh_of_a_definition_that_no_longer_fits_says_why(login: Any, acme_marketer: Any, fresh_cache: Any) -> None:
+@pytest.mark.usefixtures("fresh_cache")
+def test_refresh_of_a_definition_that_no_longer_fits_says_why(login: Any, acme_marketer: Any) -> None:
     with schema_context("org_acme"):
         crm = make_imported("CRM", [{"country": "US"}])
         other = make_imported("Other", [{"country": "GB"}])
