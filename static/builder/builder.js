@@ -74,6 +74,8 @@
     }
     var made = condition(node && node.field, node && node.operator, node ? node.value : null);
     if (node && node.placeholder) made.placeholder = true;
+    // A template's "choose a topic" placeholder ("field": "bombora:"): no field yet, but keep its score rule.
+    if (node && (node.placeholder === "topic" || node.field === "bombora:")) { made.field = ""; made.wants = "bombora"; }
     return made;
   }
 
@@ -90,7 +92,7 @@
 
   /** Why a condition cannot be evaluated yet, or "" when it is complete. */
   function incompleteReason(node) {
-    if (!node.field) return "Choose a field.";
+    if (!node.field) return node.wants === "bombora" ? "Choose a Bombora intent topic." : "Choose a field.";
     if (!node.operator) return "Choose how to compare.";
     if (B.NO_VALUE[node.operator]) return "";
     var v = node.value;
@@ -311,8 +313,12 @@
       var node = find(id).node;
       if (node.field === name) return false;
       node.field = name;
-      node.operator = defaultOperator(spec);
-      node.value = defaultValue(spec, node.operator);
+      var keepRule = node.wants === spec.type && (spec.operators || []).indexOf(node.operator) >= 0;
+      if (!keepRule) {
+        node.operator = defaultOperator(spec);
+        node.value = defaultValue(spec, node.operator);
+      }
+      delete node.wants;
       delete node.placeholder;
     }, { id: id, role: "operator" });
   }
@@ -636,7 +642,7 @@
       type: "button", className: "field-btn" + (spec ? "" : " is-empty"), "data-focus": "field",
       "aria-haspopup": "listbox", "aria-label": "Field of " + name + ": " + (spec ? spec.label : "none chosen") + ". Change field",
       onclick: function (e) { openPicker(node.id, e.currentTarget); }
-    }, [spec ? spec.label : "Choose a field…"]);
+    }, [spec ? spec.label : node.wants === "bombora" ? "Choose an intent topic…" : "Choose a field…"]);
     var parts = [
       h("span", { className: "drag-handle", title: "Drag to move", "aria-hidden": "true", text: "⠿" }),
       fieldButton
@@ -653,7 +659,7 @@
       parts.push(opSelect);
       parts.push(valueEditor(node, spec, name));
     }
-    if (node.placeholder) parts.push(h("span", { className: "pill pill-mapping", text: "fill in" }));
+    if ((node.placeholder || node.wants) && incompleteReason(node)) parts.push(h("span", { className: "pill pill-mapping", text: "fill in" }));
     return h("div", {
       className: "bnode bcond", "data-id": node.id, "data-kind": "condition", role: "group", "aria-label": name
     }, [

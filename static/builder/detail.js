@@ -44,7 +44,7 @@
       });
       var summary = part("chart-summary");
       var last = history[history.length - 1];
-      summary.textContent = history.length + " refreshes; latest " + B.formatNumber(last.count) + " members on " + when(last.at) + ".";
+      summary.textContent = history.length + (history.length === 1 ? " count" : " counts") + " recorded; latest " + B.formatNumber(last.count) + " members on " + when(last.at) + ".";
     } else {
       part("chart-empty").hidden = false;
     }

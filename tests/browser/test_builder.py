@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,19 @@ def test_drag_and_drop_a_three_level_tree_with_not_and_see_the_apis_count(
     assert _tree(page) != EXPECTED_TREE
     page.keyboard.press("Control+Shift+Z")
     assert _tree(page) == EXPECTED_TREE
+
+    # Save it: the detail page shows the materialised members, the definition and its first version.
+    page.fill("#save-name", "US tech, or not big")
+    page.fill("#save-description", "Built by dragging")
+    with page.expect_navigation(url=re.compile(r"/o/acme/audiences/\d+/$")):
+        page.click("#save-audience")
+    expect(page.locator("h1")).to_have_text("US tech, or not big")
+    expect(page.get_by_test_id("member-count")).to_have_text(f"{expected:,}")
+    expect(page.get_by_test_id("tree-summary")).to_contain_text("NOT")
+    expect(page.get_by_test_id("tree-summary")).to_contain_text("Annual revenue is at least 10,000,000")
+    expect(page.get_by_test_id("definition-versions").locator("tr")).to_have_count(1)
+    expect(page.locator("canvas[data-role=chart]")).to_be_visible()
+    _shoot(page, screenshot_dir, "builder-saved-detail.png")
     assert not errors, errors
 
 
