@@ -271,3 +271,107 @@ def test_keyboard_only_build_move_undo_and_redo(
     assert count == sum(1 for p in people if p["industry"] == "Technology" and p["country"] != "US")
     expect(page.get_by_test_id("live-count")).to_have_text(f"{count:,}")
     _shoot(page, screenshot_dir, "builder-keyboard.png")
+
+
+def test_template_save_edit_overlap_and_an_error_on_its_node(
+    browser_page: Any, live_url: str, acme_marketer: Any, acme_records: Any, screenshot_dir: Path
+) -> None:
+    from django_tenants.utils import schema_context
+
+    from audiences.models import Audience
+    from audiences.saved import built_audience_create
+    from tests.audiences.builder_helpers import load_bombora
+
+    people = acme_records
+    load_bombora([(p["website"], "Cloud Computing", 40 + (i % 5) * 10) for i, p in enumerate(people)])
+    cache.invalidate()
+    page = browser_page
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    _sign_in(page, live_url, acme_marketer)
+
+    # Start from the built-in ICP template: its topic is left to choose; the other rules are kept.
+    page.goto("/o/acme/audiences/build/templates/")
+    icp = page.get_by_role("link", name=re.compile(r"Use template ICP"))
+    expect(icp).to_be_visible()
+    _shoot(page, screenshot_dir, "builder-templates.png")
+    icp.click()
+    topic = page.get_by_role("button", name=re.compile("Choose an intent topic|Field of condition 3"))
+    expect(topic).to_have_text("Choose an intent topic…")
+    expect(page.get_by_text("Choose a Bombora intent topic.")).to_be_visible()
+    topic.click()
+    page.keyboard.type("cloud")
+    expect(page.locator("[role=option][data-field='bombora:Cloud Computing']")).to_be_visible()
+    page.keyboard.press("Enter")
+    tree = {
+        "op": "and",
+        "children": [
+            {"field": "industry", "operator": "contains", "value": "tech"},
+            {"field": "revenue", "operator": "gt", "value": 10_000_000},
+            {"field": "bombora:Cloud Computing", "operator": "gte", "value": 60},
+        ],
+    }
+    assert _tree(page) == tree
+    _wait_count(page, tree)
+    count = _api_preview(page, tree)["count"]
+    surging = {p["website"] for i, p in enumerate(people) if 40 + (i % 5) * 10 >= 60}
+    rich_tech = [p for p in people if p["industry"] == "Technology" and (p["revenue"] or 0) > 10_000_000]
+    assert count == sum(1 for p in rich_tech if p["website"] in surging) > 0
+    expect(page.get_by_test_id("live-count")).to_have_text(f"{count:,}")
+    # The topic's own count and the Surging shortcut next to its slider.
+    expect(page.get_by_role("button", name=re.compile(r"surging \(score at least 60\)"))).to_be_visible()
+    _shoot(page, screenshot_dir, "builder-template.png")
+    page.fill("#save-name", "ICP cloud")
+    with page.expect_navigation(url=re.compile(r"/o/acme/audiences/\d+/$")):
+        page.click("#save-audience")
+    expect(page.get_by_test_id("member-count")).to_have_text(f"{count:,}")
+    expect(page.get_by_test_id("tree-summary")).to_contain_text("Intent: Cloud Computing is at least 60")
+
+    # Edit: widen the revenue rule, save a new version with a note; the detail lists both versions.
+    page.get_by_role("link", name="Edit in the builder").click()
+    revenue = _condition(page, "Annual revenue").locator("[data-focus=value]")
+    expect(revenue).to_have_value("10000000")
+    revenue.fill("1000000")
+    expect(page.locator("#save-name")).to_have_value("ICP cloud")
+    page.fill("#save-note", "widened revenue to $1M")
+    with page.expect_navigation(url=re.compile(r"/o/acme/audiences/\d+/$")):
+        page.click("#save-audience")
+    versions = page.get_by_test_id("definition-versions").locator("tr")
+    expect(versions).to_have_count(2)
+    expect(versions.first).to_contain_text("widened revenue to $1M")
+    wider = sum(
+        1
+        for p in people
+        if p["industry"] == "Technology" and (p["revenue"] or 0) > 1_000_000 and p["website"] in surging
+    )
+    expect(page.get_by_test_id("member-count")).to_have_text(f"{wider:,}")
+    _shoot(page, screenshot_dir, "builder-detail.png")
+
+    # Overlap of the imported CRM and the built audience: the built one lies inside the CRM.
+    with schema_context("org_acme"):
+        crm = Audience.objects.get(name="Browser CRM")
+        built = Audience.objects.get(name="ICP cloud")
+    page.goto(f"/o/acme/audiences/overlap/?ids={crm.pk},{built.pk}")
+    expect(page.get_by_test_id("intersection")).to_contain_text(f"In all 2: {wider:,}")
+    expect(page.locator(f"svg.venn text[data-region='{min(crm.pk, built.pk)},{max(crm.pk, built.pk)}']")).to_have_text(
+        f"{wider:,}"
+    )
+    expect(page.locator(f"svg.venn text[data-region='{crm.pk}']")).to_have_text(f"{60 - wider:,}")
+    _shoot(page, screenshot_dir, "builder-overlap.png")
+
+    # A saved definition that no longer fits (its referenced audience was deleted): the error sits on that node.
+    with schema_context("org_acme"):
+        other = Audience.objects.create(name="Short-lived", kind="built", tree=None)
+        other_id = other.pk
+        stale = built_audience_create(
+            name="Not in short-lived",
+            tree={"op": "not", "children": [{"field": "audience", "operator": "in", "value": [other_id]}]},
+            actor=None,
+        )
+        other.delete()
+    page.goto(f"/o/acme/audiences/{stale.pk}/edit/")
+    node_error = page.locator(".bcond.has-error [data-role=api-error]")
+    expect(node_error).to_contain_text(f"no audience with id {other_id}")
+    expect(page.locator(".count-card .form-error")).to_contain_text("need attention")
+    _shoot(page, screenshot_dir, "builder-error.png")
+    assert not errors, errors
