@@ -803,11 +803,13 @@
         return opt;
       }));
     }
-    if (hasValues && spec.type === "category") {
+    if (hasValues && spec.type === "category" && (op === "eq" || op === "neq")) {
+      var known = spec.values.map(String);
+      var choices = isEmptyValue(node.value) || known.indexOf(String(node.value)) >= 0 ? spec.values : spec.values.concat([node.value]);
       var select = h("select", {
         className: "value-input", "aria-label": "Value of " + name, "data-focus": "value",
         onchange: function (e) { change(function () { find(node.id).node.value = e.target.value || null; }, { id: node.id, role: "value" }); }
-      }, [h("option", { value: "", text: "Choose…" })].concat(spec.values.map(function (v) {
+      }, [h("option", { value: "", text: "Choose…" })].concat(choices.map(function (v) {
         var opt = h("option", { value: String(v), text: String(v) });
         if (String(node.value) === String(v)) opt.selected = true;
         return opt;

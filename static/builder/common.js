@@ -113,11 +113,14 @@
   function describeCondition(catalogue, node) {
     var spec = fieldSpec(catalogue, node.field);
     var label = spec ? spec.label : (node.field || "(no field)");
+    if (node.placeholder === "topic" || node.field === "bombora:") label = "Intent on a topic you choose";
     var op = OPERATOR_LABELS[node.operator] || node.operator || "";
     if (NO_VALUE[node.operator]) return label + " " + op;
     var value = node.value;
     var text;
-    if (node.operator === "between" && Array.isArray(value)) {
+    if (node.placeholder === true && (value === null || value === undefined || (Array.isArray(value) && !value.length))) {
+      text = "(you choose)";
+    } else if (node.operator === "between" && Array.isArray(value)) {
       text = valueText(catalogue, spec, value[0]) + " and " + valueText(catalogue, spec, value[1]);
     } else if (value === null || value === undefined) {
       text = "…";

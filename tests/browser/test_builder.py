@@ -299,6 +299,7 @@ def test_template_save_edit_overlap_and_an_error_on_its_node(
     topic = page.get_by_role("button", name=re.compile("Choose an intent topic|Field of condition 3"))
     expect(topic).to_have_text("Choose an intent topic…")
     expect(page.get_by_text("Choose a Bombora intent topic.")).to_be_visible()
+    expect(_condition(page, "Industry").locator("[data-focus=value]")).to_have_value("tech")  # text box for contains
     topic.click()
     page.keyboard.type("cloud")
     expect(page.locator("[role=option][data-field='bombora:Cloud Computing']")).to_be_visible()
