@@ -185,3 +185,7 @@ class MappingTemplateAdmin(ModelAdmin):
     list_display = ["name", "created_by_email", "updated_at"]
     search_fields = ["name"]
     readonly_fields = ["created_by_email", "created_at", "updated_at"]
+
+
+# issue 5: built audiences, templates and the builder cache
+from audiences import builder_admin  # noqa: E402, F401

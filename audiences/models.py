@@ -230,3 +230,12 @@ class AudienceTemplate(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class BuiltAudience(Audience):
+    """Proxy for the org admin's "Built audiences" page (kind = built)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "built audience"
+        verbose_name_plural = "built audiences"

@@ -286,6 +286,19 @@ def org_navigation(request: HttpRequest) -> list[dict[str, Any]]:
                             "admin:audiences_mappingtemplate_changelist",
                             "audiences.view_mappingtemplate",
                         ),
+                        # --- issue 5: the audience builder ---
+                        (
+                            "Built audiences",
+                            "account_tree",
+                            "admin:audiences_builtaudience_changelist",
+                            "audiences.view_builtaudience",
+                        ),
+                        (
+                            "Audience templates",
+                            "library_books",
+                            "admin:audiences_audiencetemplate_changelist",
+                            "audiences.view_audiencetemplate",
+                        ),
                         ("Campaigns", "campaign", "admin:campaigns_campaign_changelist", "campaigns.view_campaign"),
                         ("Uploads", "upload_file", "admin:uploads_upload_changelist", "uploads.view_upload"),
                         # --- ingestion (issue 6) ---
