@@ -706,6 +706,12 @@
         : { value: v, label: String(v) };
     }).filter(function (o) { return !(spec.type === "audience" && config.audienceId && String(o.value) === String(config.audienceId)); });
     var selected = Array.isArray(node.value) ? node.value.map(String) : [];
+    // A chosen value that is not (or no longer) known, e.g. a deleted audience: shown so it can be removed.
+    selected.forEach(function (v) {
+      if (!options.some(function (o) { return String(o.value) === v; })) {
+        options.push({ value: v, label: (spec.type === "audience" ? "#" + v : v) + " (not found)" });
+      }
+    });
     var box = h("div", { className: "chips", role: "group", "aria-label": "Values of " + name });
     var filter = null;
     if (options.length > 12) {

@@ -375,4 +375,9 @@ def test_template_save_edit_overlap_and_an_error_on_its_node(
     expect(node_error).to_contain_text(f"no audience with id {other_id}")
     expect(page.locator(".count-card .form-error")).to_contain_text("need attention")
     _shoot(page, screenshot_dir, "builder-error.png")
+    # The missing audience is shown as a chip so it can be removed; choosing a real one clears the error.
+    page.get_by_role("button", name=re.compile(rf"#{other_id} \(not found\)")).click()
+    page.get_by_role("button", name=re.compile(r"Browser CRM \(60\)")).click()
+    expect(node_error).to_be_hidden()
+    expect(page.get_by_test_id("live-count")).to_have_text("0")  # everyone is in the CRM
     assert not errors, errors
