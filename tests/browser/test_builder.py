@@ -272,6 +272,22 @@ def test_keyboard_only_build_move_undo_and_redo(
     expect(page.get_by_test_id("live-count")).to_have_text(f"{count:,}")
     _shoot(page, screenshot_dir, "builder-keyboard.png")
 
+    # Save as a template with the keyboard, clear the tree, and start again from that template (in-page picker).
+    _tab_to(page, ".template-save summary")
+    page.keyboard.press("Enter")
+    _tab_to(page, "#template-name")
+    page.keyboard.type("Non-US tech")
+    _tab_to(page, "#save-template")
+    page.keyboard.press("Enter")
+    expect(page.locator(".save-card .form-ok")).to_contain_text("Template “Non-US tech” saved")
+    page.evaluate("() => p360Builder.clear()")
+    expect(page.get_by_text("Start by adding a condition or pick a template.")).to_be_visible()
+    _tab_to(page, "[data-action=templates]", back=True)
+    page.keyboard.press("Enter")
+    _tab_to(page, "[aria-label='Use template Non-US tech']")
+    page.keyboard.press("Enter")
+    assert _tree(page) == expected
+
 
 def test_template_save_edit_overlap_and_an_error_on_its_node(
     browser_page: Any, live_url: str, acme_marketer: Any, acme_records: Any, screenshot_dir: Path
