@@ -167,9 +167,22 @@ def get(*, wait: bool = False) -> tuple[Entry, bool]:
     if entry is not None and background_rebuild() and not wait:
         _start_background(schema)
         return entry, True
-    entry = build(stamp=stamp)
-    _store(entry)
+    with _build_lock(schema):  # concurrent first requests of one org build it once
+        with _registry_lock:
+            current = _entries.get(schema)
+        if current is not None and current.stamp == stamp:
+            return current, False
+        entry = build(stamp=stamp)
+        _store(entry)
     return entry, False
+
+
+_build_locks: dict[str, threading.Lock] = {}
+
+
+def _build_lock(schema: str) -> threading.Lock:
+    with _registry_lock:
+        return _build_locks.setdefault(schema, threading.Lock())
 
 
 def _store(entry: Entry) -> None:
@@ -202,7 +215,8 @@ def _start_background(schema: str) -> None:
 
         try:
             thread_connection.set_schema(schema)  # type: ignore[attr-defined]
-            _store(build(stamp=current_stamp()))
+            with _build_lock(schema):
+                _store(build(stamp=current_stamp()))
         except Exception:
             logger.exception("builder cache: background rebuild of %s failed", schema)
         finally:
@@ -364,7 +378,12 @@ def build(*, stamp: Stamp | None = None) -> Entry:
         )
         if categories.len():
             scores = scores_frame(week)
-            bombora = scores.join(codes, on="domain", how="inner").select("code", "topic_id", "score").sort("topic_id")
+            bombora = (
+                scores.join(codes, on="domain", how="inner")
+                .group_by("topic_id", "code")
+                .agg(pl.col("score").max())  # one score per domain and topic, as the SQL join
+                .sort("topic_id", "code")
+            )
             del scores
     has_hash = frame.get_column("email_sha256").is_not_null()
     elapsed = time.perf_counter() - started

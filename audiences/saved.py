@@ -210,7 +210,7 @@ def built_audience_refresh(*, audience: Audience, actor: User | None, reason: st
 def refresh_all_built(*, reason: str = "scheduled", actor: User | None = None) -> dict[str, int]:
     """Refresh every built audience of the org, in id order (each in its own transaction)."""
     refreshed = failed = 0
-    for audience in Audience.objects.filter(kind=AudienceKind.BUILT).order_by("id"):
+    for audience in Audience.objects.filter(kind=AudienceKind.BUILT, tree__isnull=False).order_by("id"):
         try:
             built_audience_refresh(audience=audience, actor=actor, reason=reason)
             refreshed += 1

@@ -100,3 +100,30 @@ def import_duration(imp: AudienceImport) -> float | None:
     if imp.started_at and imp.finished_at:
         return round((imp.finished_at - imp.started_at).total_seconds(), 1)
     return None
+
+
+# --- issue 5: builder reads; implemented in audiences/preview.py -------------------------------------------------
+from audiences.preview import (  # noqa: E402
+    audience_overlap,
+    audience_preview,
+    audience_summary,
+    bombora_topics,
+    built_audience_detail,
+    field_catalogue,
+    parse_tree,
+)
+
+__all__ = [
+    "audience_overlap",
+    "audience_preview",
+    "audience_summary",
+    "bombora_topics",
+    "built_audience_detail",
+    "field_catalogue",
+    "import_duration",
+    "import_preview",
+    "import_status",
+    "parse_tree",
+    "preview_rows",
+    "quality_rows",
+]

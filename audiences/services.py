@@ -289,3 +289,30 @@ def version_restore(*, version: AudienceVersion, actor: User | None) -> Audience
         after={"current_version": version.number},
     )
     return version
+
+
+# --- issue 5: built (saved) audiences and templates; implemented in audiences/saved.py -------------------------
+from audiences.saved import (  # noqa: E402
+    built_audience_create,
+    built_audience_refresh,
+    built_audience_update,
+    ensure_builtin_templates,
+    refresh_all_built,
+    template_create,
+)
+
+__all__ = [
+    "audience_delete",
+    "audience_save",
+    "built_audience_create",
+    "built_audience_refresh",
+    "built_audience_update",
+    "ensure_builtin_templates",
+    "import_configure",
+    "import_create",
+    "import_rerun",
+    "import_start",
+    "refresh_all_built",
+    "template_create",
+    "version_restore",
+]

@@ -152,9 +152,14 @@ def load_demo() -> dict[str, Any]:
     from ingestion.demo import load_demo_metrics
 
     metrics = load_demo_metrics(list(Organization.objects.filter(slug__in=[spec["slug"] for spec in ORGS])))
+    # --- issue 5: builder templates and saved audiences (after Bombora demo data, when there is any) ---
+    from audiences.builder_demo import load_builder_demo
+
+    builder = load_builder_demo(list(Organization.objects.filter(slug__in=[spec["slug"] for spec in ORGS])))
     return {
         "created": created,
         "metrics": metrics,
+        "builder": builder,
         "orgs": [spec["slug"] for spec in ORGS],
         "logins": [{"email": spec["email"], "role": spec["role"], "password": DEMO_PASSWORD} for spec in USERS],
     }

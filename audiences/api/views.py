@@ -22,9 +22,13 @@ from tenants.services import ServiceError
 
 
 class AudienceSerializer(serializers.ModelSerializer):
+    # issue 5: built audiences carry their tree; `count` is the contract's name for the size
+    count = serializers.IntegerField(source="record_count", read_only=True)
+
     class Meta:
         model = Audience
-        fields = ["id", "name", "description", "kind", "status", "record_count", "created_at", "updated_at"]
+        fields = ["id", "name", "description", "kind", "status", "record_count", "count", "tree", "created_at",
+                  "updated_at"]  # fmt: skip
 
 
 class AudienceList(generics.ListAPIView):

@@ -51,6 +51,7 @@ class SqlContext:
     audiences: Mapping[int, AudienceRef] = field(default_factory=dict)
     # How strings are lowercased; PostgreSQL 18's pg_unicode_fast collation folds like Python and polars.
     lower: str = "lower({})"
+    topics: set[int] = field(default_factory=set)  # Bombora topics the compiled tree reads (joined once each)
 
 
 def custom_sql(alias: str, key: str, custom_type: str | None, lower: str | None = None) -> str:
@@ -72,11 +73,10 @@ def custom_sql(alias: str, key: str, custom_type: str | None, lower: str | None 
 def _column_sql(cond: Condition, ctx: SqlContext) -> str:
     ref = cond.field
     if ref.type == BOMBORA:
-        from ingestion.bombora.store import score_sql
-
         if ctx.week is None or ref.topic_id is None:
             return "NULL::smallint"
-        return score_sql(ref.topic_id, ctx.week, "u.domain")
+        ctx.topics.add(int(ref.topic_id))
+        return f"bt_{int(ref.topic_id)}.score"
     if ref.column.startswith("custom."):
         return custom_sql(
             "u", ref.column.removeprefix("custom."), ref.custom_type, ctx.lower if ref.type in STRING_TYPES else None
@@ -167,16 +167,36 @@ def where_sql(node: Node, ctx: SqlContext, params: list[Any]) -> str:
     return "(" + joiner.join(parts) + ")"
 
 
+def _joins(ctx: SqlContext) -> str:
+    """One LEFT JOIN per Bombora topic the tree reads: the week's score by domain (NULL when absent).
+
+    A join rather than `store.score_sql`'s scalar subquery: the score partition has no index to probe 10M
+    times, and a hash join reads it once. `max` keeps one score per domain should a week hold duplicates
+    (the cache does the same).
+    """
+    from ingestion.bombora.store import QUALIFIED
+
+    if ctx.week is None:
+        return ""
+    return "".join(
+        f" LEFT JOIN (SELECT domain, max(score) AS score FROM {QUALIFIED} WHERE week = DATE '{ctx.week.isoformat()}' "
+        f"AND topic_id = {topic} GROUP BY domain) bt_{topic} ON bt_{topic}.domain = u.domain"
+        for topic in sorted(ctx.topics)
+    )
+
+
 def count_sql(node: Node, ctx: SqlContext) -> tuple[str, list[Any]]:
     params: list[Any] = []
+    ctx.topics = set()
     where = where_sql(node, ctx, params)
-    return f"WITH {UNIVERSE_CTE} SELECT count(*) FROM u WHERE {where}", params
+    return f"WITH {UNIVERSE_CTE} SELECT count(*) FROM u{_joins(ctx)} WHERE {where}", params
 
 
 def select_rids_sql(node: Node, ctx: SqlContext) -> tuple[str, list[Any]]:
     params: list[Any] = []
+    ctx.topics = set()
     where = where_sql(node, ctx, params)
-    return f"WITH {UNIVERSE_CTE} SELECT u.rid FROM u WHERE {where}", params
+    return f"WITH {UNIVERSE_CTE} SELECT u.rid FROM u{_joins(ctx)} WHERE {where}", params
 
 
 def universe_count_sql() -> str:

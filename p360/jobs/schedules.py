@@ -10,6 +10,8 @@ SCHEDULES = [
     ("p360: reap stale jobs", "p360.jobs.services.reap_stale_jobs", 5),
     # issue 4: expire unfinished uploads and delete their parts (starts an `uploads.expire` job per org)
     ("p360: expire stale uploads", "p360.uploads.jobs.start_expiry_jobs", 60),
+    # issue 5: re-materialise every org's built audiences daily (they also refresh after each import)
+    ("p360: refresh built audiences", "audiences.jobs.start_refresh_jobs", 24 * 60),
 ]
 
 

@@ -202,3 +202,24 @@ def test_other_org_cannot_see_or_edit_saved_audiences(
     assert own.status_code == 404 or own.json()["name"] != "mine"
     assert _json(other, "post", "/o/globex/api/v1/audiences/preview", {
         "tree": {"field": "audience", "operator": "in", "value": [data["crm"]]}}).status_code in (200, 400)  # fmt: skip
+
+
+def test_scheduled_refresh_starts_one_job_per_org_with_built_audiences(
+    data: dict[str, Any], acme_marketer: Any, login: Any
+) -> None:
+    from audiences.jobs import start_refresh_jobs
+    from p360.jobs.models import Job
+    from p360.jobs.services import run_job
+
+    saved = _json(login(acme_marketer), "post", f"{API}/audiences", {"name": "US", "tree": TREES[0]}).json()
+    assert start_refresh_jobs() == 1  # globex has none
+    job = Job.objects.filter(kind="audiences.refresh_built").latest("id")
+    assert job.org.slug == "acme"
+    run_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == "succeeded" and job.result == {"refreshed": 1, "failed": 0}
+    with schema_context("org_acme"):
+        assert list(AudienceCount.objects.filter(audience_id=saved["id"]).values_list("reason", flat=True)) == [
+            "created",
+            "scheduled",
+        ]

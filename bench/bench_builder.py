@@ -1,0 +1,390 @@
+"""Audience builder previews on a big org, next to the same tree as one SQL query in the same run.
+
+An org with 10M generated records (polars, COPY straight into a version partition: not the import pipeline) and a
+Bombora week of 20M rows (COPY straight into a week partition). Trees of 6, 9 and 12 conditions with Bombora topics
+and NOT groups. Figures: cache build time and memory, preview compute p50/p95 (the service call), HTTP end to end
+p50/p95 (Django test client, session auth, JSON), and the SQL compiler's COUNT of the same tree.
+
+`P360_BENCH_SCALE` (default 1.0) scales both sizes (0.01 = 100k records, 200k scores) for development.
+The org's records are generated once and kept; the Bombora week is loaded for the run and dropped after it
+(a far-future week, so it is the current week during the run and never disturbs other Bombora weeks).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import time
+from typing import Any
+
+from bench.common import Row, fmt_ms, fmt_s, goal_text, percentile
+
+ORDER = 60
+SCALE = float(os.environ.get("P360_BENCH_SCALE", "1.0"))
+RECORDS = max(1000, int(10_000_000 * SCALE))
+SCORES = max(2000, int(20_000_000 * SCALE))
+RUNS = int(os.environ.get("P360_BENCH_BUILDER_RUNS", "40"))
+ORG_SLUG = "builder-bench"
+AUDIENCE_NAME = "Bench universe"
+WEEK = dt.date(2030, 1, 7)  # a Monday far ahead: the current week while the bench runs
+TOPICS = 2000
+DOMAINS = max(100, RECORDS // 5)  # org domains; Bombora covers them partly plus domains the org does not have
+GOAL_COMPUTE_P95 = 0.025
+GOAL_HTTP_P95 = 0.060
+CHUNK = 1_000_000
+
+INDUSTRIES = ["Software", "Finance", "Healthcare", "Retail", "Manufacturing", "Education", "Energy", "Media",
+              "Telecommunications", "Transportation", "Logistics", "Insurance", "Real Estate", "Government",
+              "Hospitality", "Agriculture", "Construction", "Legal", "Pharmaceuticals", "Automotive"]  # fmt: skip
+COUNTRIES = ["US", "CA", "GB", "DE", "FR", "NL", "ES", "IT", "SE", "AU", "JP", "BR", "MX", "IN", "SG"]
+TITLES = ["CTO", "CIO", "VP Engineering", "VP Sales", "Head of IT", "IT Director", "Engineer", "Analyst",
+          "Marketing Manager", "CFO", "Chief Security Officer", "Data Scientist", "Product Manager", "Founder"]  # fmt: skip
+
+
+def _topic_name(i: int) -> str:
+    return f"Bench Topic {i:04d}"
+
+
+TREES: dict[str, dict[str, Any]] = {
+    "6 conditions": {
+        "op": "and",
+        "children": [
+            {"field": "country", "operator": "in", "value": ["US", "CA", "GB"]},
+            {"field": "industry", "operator": "in", "value": ["software", "finance", "healthcare"]},
+            {"field": "revenue", "operator": "gt", "value": 10_000_000},
+            {"field": f"bombora:{_topic_name(1)}", "operator": "gte", "value": 60},
+            {"op": "not", "children": [{"field": "employee_count", "operator": "lt", "value": 50}]},
+            {"field": "email_sha256", "operator": "is_not_null"},
+        ],
+    },
+    "9 conditions": {
+        "op": "or",
+        "children": [
+            {
+                "op": "and",
+                "children": [
+                    {"field": "job_title", "operator": "contains", "value": "vp"},
+                    {"field": "employee_count", "operator": "between", "value": [200, 5000]},
+                    {"field": f"bombora:{_topic_name(2)}", "operator": "gte", "value": 70},
+                ],
+            },
+            {
+                "op": "and",
+                "children": [
+                    {"field": "industry", "operator": "eq", "value": "Retail"},
+                    {"field": "country", "operator": "neq", "value": "US"},
+                    {"op": "not", "children": [{"field": "maid_type", "operator": "is_null"}]},
+                ],
+            },
+            {
+                "op": "not",
+                "children": [
+                    {
+                        "op": "or",
+                        "children": [
+                            {"field": "revenue", "operator": "lt", "value": 500_000_000},
+                            {"field": "revenue", "operator": "is_null"},
+                            {"field": "region", "operator": "starts_with", "value": "r1"},
+                        ],
+                    }
+                ],
+            },
+        ],
+    },
+    "12 conditions": {
+        "op": "and",
+        "children": [
+            {"field": "country", "operator": "in", "value": ["US", "CA", "GB", "DE", "FR"]},
+            {
+                "op": "or",
+                "children": [
+                    {"field": f"bombora:{_topic_name(1)}", "operator": "gte", "value": 60},
+                    {"field": f"bombora:{_topic_name(3)}", "operator": "between", "value": [50, 90]},
+                    {"field": "job_title", "operator": "ends_with", "value": "officer"},
+                ],
+            },
+            {
+                "op": "not",
+                "children": [
+                    {
+                        "op": "and",
+                        "children": [
+                            {"field": "industry", "operator": "in", "value": ["government", "education"]},
+                            {"field": "employee_count", "operator": "lt", "value": 100},
+                        ],
+                    }
+                ],
+            },
+            {"field": "revenue", "operator": "gte", "value": 1_000_000},
+            {"field": "email_sha256", "operator": "is_not_null"},
+            {"field": "city", "operator": "neq", "value": "city 7"},
+            {"op": "or", "children": [
+                {"field": "domain", "operator": "ends_with", "value": ".com"},
+                {"field": "company_name", "operator": "contains", "value": "9"},
+                {"field": "postal_code", "operator": "starts_with", "value": "1"},
+            ]},
+        ],
+    },
+}  # fmt: skip
+
+
+def _pick(values: list[str], index: Any) -> Any:
+    import polars as pl
+
+    return index.replace_strict(dict(enumerate(values)), return_dtype=pl.String)
+
+
+def _generate_chunk(start: int, size: int) -> Any:
+    import polars as pl
+
+    from audiences import records
+
+    i = pl.int_range(start, start + size, dtype=pl.Int64, eager=True)
+    frame = pl.DataFrame({"i": i}).lazy()
+    n = pl.col("i")
+    h = (n * 2654435761) % 4294967296  # a cheap deterministic scramble
+    domain_k = h % DOMAINS
+    has_email = (h % 10) < 7
+    email = pl.when(has_email).then(
+        pl.lit("p") + n.cast(pl.String) + pl.lit("@d") + domain_k.cast(pl.String) + pl.lit(".com")
+    )
+    out = frame.select(
+        (n + 2).alias("line"),
+        email.alias("email"),
+        email.alias("email_normalized"),
+        pl.when(has_email).then(email.hash().cast(pl.String).str.zfill(44).str.slice(0, 44)).alias("email_sha256"),
+        pl.lit("d").add(domain_k.cast(pl.String)).add(pl.lit(".com")).alias("domain"),
+        pl.lit("Company ").add(domain_k.cast(pl.String)).alias("company_name"),
+        _pick(INDUSTRIES, (h // 7) % len(INDUSTRIES)).alias("industry"),
+        _pick(COUNTRIES, (h // 11) % len(COUNTRIES)).alias("country"),
+        pl.lit("R").add(((h // 13) % 60).cast(pl.String)).alias("region"),
+        pl.lit("City ").add(((h // 17) % 5000).cast(pl.String)).alias("city"),
+        ((h // 19) % 90000 + 10000).cast(pl.String).alias("postal_code"),
+        _pick(TITLES, (h // 23) % len(TITLES)).alias("job_title"),
+        pl.when(h % 9 == 0).then(None).otherwise((h // 29) % 2_000_000_000).alias("revenue"),
+        pl.when(h % 13 == 0).then(None).otherwise((h // 31) % 20000 + 1).cast(pl.Int32).alias("employee_count"),
+        pl.when(h % 4 == 0).then(pl.lit("IDFA")).when(h % 4 == 1).then(pl.lit("GAID")).alias("maid_type"),
+    ).collect()
+    return records.conform(frame=out)
+
+
+def _ensure_records() -> int:
+    """The bench org's imported audience with RECORDS records (generated once, kept between runs)."""
+    from django.db import connection, transaction
+
+    from audiences import records
+    from audiences.models import Audience, AudienceKind, AudienceStatus, AudienceVersion
+
+    audience = Audience.objects.filter(name=AUDIENCE_NAME).select_related("current_version").first()
+    if audience is not None and audience.current_version and audience.current_version.record_count == RECORDS:
+        return RECORDS
+    with transaction.atomic():
+        if audience is not None:
+            old = audience.current_version_id
+            audience.delete()
+            if old:
+                records.drop_partition(old)
+        audience = Audience.objects.create(name=AUDIENCE_NAME, kind=AudienceKind.IMPORTED, status=AudienceStatus.READY)
+        version = AudienceVersion.objects.create(audience=audience, number=1, record_count=RECORDS)
+        records.create_partition(version.pk)
+        with connection.cursor() as cursor:
+            for start in range(0, RECORDS, CHUNK):
+                size = min(CHUNK, RECORDS - start)
+                payload = records.csv_payload(version.pk, _generate_chunk(start, size), first_row=start)
+                records.copy_payload(cursor, records.partition_name(version.pk), payload)
+            cursor.execute(f"ANALYZE {records.partition_name(version.pk)}")
+        audience.current_version = version
+        audience.record_count = RECORDS
+        audience.save()
+    return RECORDS
+
+
+def _load_bombora() -> float:
+    """A ready week of SCORES rows over TOPICS topics: half the org's domains plus domains it does not have."""
+    import polars as pl
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from ingestion.bombora.store import QUALIFIED, partition_name
+    from ingestion.models import BomboraTopic, BomboraWeek, BomboraWeekStatus
+
+    started = time.perf_counter()
+    existing = {t.name: t.pk for t in BomboraTopic.objects.filter(name__startswith="Bench Topic ")}
+    missing = [
+        BomboraTopic(name=_topic_name(i), category="Bench") for i in range(TOPICS) if _topic_name(i) not in existing
+    ]
+    BomboraTopic.objects.bulk_create(missing)
+    ids = dict(BomboraTopic.objects.filter(name__startswith="Bench Topic ").values_list("name", "id"))
+    topic_ids = pl.Series([ids[_topic_name(i)] for i in range(TOPICS)], dtype=pl.Int32)
+    _drop_bombora()
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Filled detached and attached after: the parent's (topic_id, domain) index is then built once, by a sort,
+        # instead of row by row during COPY (about 7x slower here).
+        table = f"public.{partition_name(WEEK)}"
+        cursor.execute(f"CREATE TABLE {table} (LIKE {QUALIFIED} INCLUDING CONSTRAINTS, CHECK (week = DATE '{WEEK}'))")
+        per_domain = 8
+        for start in range(0, SCORES, CHUNK):
+            size = min(CHUNK, SCORES - start)
+            n = pl.int_range(start, start + size, dtype=pl.Int64, eager=True)
+            domain_index = n // per_domain  # 8 topics per domain; even domain indexes are the org's domains
+            # Four of a domain's eight topics among 20 popular ones, four among the rest (never the same twice).
+            k = pl.col("n") % per_domain
+            topic_index = (
+                pl.when(k < 4)
+                .then((pl.col("d") * 7 + k) % 20)
+                .otherwise(20 + (pl.col("d") * 7 + k * 131) % (TOPICS - 20))
+                .cast(pl.UInt32)
+            )
+            frame = pl.DataFrame({"n": n, "d": domain_index}).select(
+                pl.lit(WEEK).alias("week"),
+                pl.when(pl.col("d") % 2 == 0)
+                .then(pl.lit("d") + (pl.col("d") // 2 % DOMAINS).cast(pl.String) + pl.lit(".com"))
+                .otherwise(pl.lit("x") + pl.col("d").cast(pl.String) + pl.lit(".net"))
+                .alias("domain"),
+                topic_index.alias("ti"),
+                ((pl.col("n") * 2654435761) % 101).cast(pl.Int16).alias("score"),
+            )
+            frame = frame.with_columns(topic_ids.gather(frame.get_column("ti")).alias("topic_id")).select(
+                "week", "domain", "topic_id", "score"
+            )
+            buffer = io.BytesIO()
+            frame.write_csv(buffer, include_header=False)
+            with cursor.copy(f"COPY {table} (week, domain, topic_id, score) FROM STDIN (FORMAT csv)") as copy:
+                copy.write(buffer.getvalue())
+        cursor.execute(f"ALTER TABLE {QUALIFIED} ATTACH PARTITION {table} FOR VALUES IN ('{WEEK}')")
+        cursor.execute(f"ANALYZE {table}")
+        BomboraWeek.objects.create(
+            week=WEEK, status=BomboraWeekStatus.READY, rows=SCORES, topics=TOPICS, loaded_at=timezone.now()
+        )
+    return time.perf_counter() - started
+
+
+def _drop_bombora() -> None:
+    from django.db import connection
+
+    from ingestion.bombora.store import partition_name
+    from ingestion.models import BomboraWeek
+
+    BomboraWeek.objects.filter(week=WEEK).delete()
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS public.{partition_name(WEEK)}")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n / 1e3:g}k"
+
+
+def run() -> list[Row]:
+    from django.db import connection
+    from django.test import Client
+    from django_tenants.utils import schema_context
+
+    from audiences import cache
+    from audiences.logic.sql_engine import count_sql
+    from audiences.preview import audience_preview, parse_tree
+    from audiences.saved import sql_context
+    from tenants.models import Organization, User
+    from tenants.services import org_create
+
+    org = Organization.objects.filter(slug=ORG_SLUG).first() or org_create(slug=ORG_SLUG, name="Builder bench")
+    admin = User.objects.filter(role="super_admin").first()
+    size = f"{_size(RECORDS)} records, {_size(SCORES)} scores"
+    rows: list[Row] = []
+    try:
+        with schema_context(org.schema_name):
+            generated = time.perf_counter()
+            _ensure_records()
+            generated = time.perf_counter() - generated
+        bombora_seconds = _load_bombora()
+        with schema_context(org.schema_name):
+            cache.invalidate()
+            started = time.perf_counter()
+            entry, _ = cache.get()
+            build = time.perf_counter() - started
+            memory = entry.nbytes()
+            per_10m = memory * 10_000_000 / max(entry.height, 1)
+            rows.append(
+                Row(
+                    workload="builder: cache build (records + Bombora join)",
+                    size=size,
+                    p360=fmt_s(build),
+                    baseline=f"data set-up {fmt_s(generated)} + Bombora COPY {fmt_s(bombora_seconds)}",
+                    ratio="-",
+                    goal="built lazily, once per data generation",
+                )
+            )
+            rows.append(
+                Row(
+                    workload="builder: cache memory for the org",
+                    size=f"{entry.height:,} people",
+                    p360=f"{memory / 2**20:,.0f} MB",
+                    baseline=f"{per_10m / 2**20:,.0f} MB per 10M records",
+                    ratio="-",
+                    goal=f"budget P360_BUILDER_CACHE_MB={cache.budget_bytes() >> 20}",
+                )
+            )
+            client = Client()
+            client.force_login(admin, backend="tenants.auth.RoleBackend")
+            for label, tree in TREES.items():
+                first = time.perf_counter()
+                result = audience_preview(tree=tree, sample=10)  # first use builds the tree's topic columns
+                first = time.perf_counter() - first
+                compute = []
+                for _ in range(RUNS):
+                    t0 = time.perf_counter()
+                    audience_preview(tree=tree, sample=10)
+                    compute.append(time.perf_counter() - t0)
+                connection.set_schema_to_public()  # type: ignore[attr-defined]
+                http = []
+                url = f"/o/{ORG_SLUG}/api/v1/audiences/preview"
+                client.post(url, {"tree": tree, "sample": 10}, content_type="application/json")  # warm-up
+                for _ in range(RUNS):
+                    t0 = time.perf_counter()
+                    response = client.post(url, {"tree": tree, "sample": 10}, content_type="application/json")
+                    http.append(time.perf_counter() - t0)
+                    assert response.status_code == 200, response.content[:300]
+                    assert response.json()["count"] == result["count"]
+                connection.set_schema(org.schema_name)  # type: ignore[attr-defined]
+                node = parse_tree(tree)
+                sql, params = count_sql(node, sql_context())
+                t0 = time.perf_counter()
+                with connection.cursor() as cursor:
+                    cursor.execute(sql, params)
+                    sql_count = cursor.fetchone()[0]
+                sql_seconds = time.perf_counter() - t0
+                agree = "counts agree" if sql_count == result["count"] else f"MISMATCH sql={sql_count}"
+                c50, c95 = percentile(compute, 50), percentile(compute, 95)
+                h50, h95 = percentile(http, 50), percentile(http, 95)
+                rows.append(
+                    Row(
+                        workload=f"builder: preview compute, {label} (count {result['count']:,})",
+                        size=size,
+                        p360=f"p50 {fmt_ms(c50)} / p95 {fmt_ms(c95)} (first {fmt_ms(first)})",
+                        baseline=f"SQL COUNT {fmt_s(sql_seconds)} ({agree})",
+                        ratio=f"x{sql_seconds / c95:,.0f} faster" if c95 else "n/a",
+                        goal=goal_text("p95 <= 25 ms", c95 <= GOAL_COMPUTE_P95),
+                    )
+                )
+                rows.append(
+                    Row(
+                        workload=f"builder: preview HTTP end to end, {label}",
+                        size=size,
+                        p360=f"p50 {fmt_ms(h50)} / p95 {fmt_ms(h95)}",
+                        baseline=f"SQL COUNT {fmt_s(sql_seconds)}",
+                        ratio=f"x{sql_seconds / h95:,.0f} faster" if h95 else "n/a",
+                        goal=goal_text("p95 <= 60 ms", h95 <= GOAL_HTTP_P95),
+                    )
+                )
+    finally:
+        connection.set_schema_to_public()  # type: ignore[attr-defined]
+        _drop_bombora()
+        cache.invalidate()
+    return rows
+
+
+if __name__ == "__main__":  # run this module alone: python -m bench.bench_builder
+    from bench.common import format_table, setup_database
+
+    setup_database()
+    print(format_table(run()))
