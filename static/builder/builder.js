@@ -560,6 +560,19 @@
   }
 
   function countBox(node) {
+    if (node === root) {
+      // The whole audience: its own count is the result (the big number on the right says the same).
+      return h("div", { className: "node-count", "data-role": "node-count", "data-for": node.id, role: "img", "aria-label": "No count yet" }, [
+        h("div", { className: "node-count-nums" }, [
+          h("span", { className: "muted", text: "matches " }), h("strong", { "data-role": "own", text: "—" }),
+          h("span", { hidden: true, "data-role": "running" })
+        ]),
+        h("div", { className: "node-bar", "aria-hidden": "true" }, [
+          h("span", { className: "node-bar-own", "data-role": "bar-own" }),
+          h("span", { className: "node-bar-running", "data-role": "bar-running" })
+        ])
+      ]);
+    }
     return h("div", { className: "node-count", "data-role": "node-count", "data-for": node.id, role: "img", "aria-label": "No count yet" }, [
       h("div", { className: "node-count-nums" }, [
         h("span", { className: "muted", text: "alone " }), h("strong", { "data-role": "own", text: "—" }),
