@@ -2,10 +2,16 @@
 
 from django.urls import path
 
-from audiences import views
+from audiences import builder_views, views
 
 urlpatterns = [
     path("", views.audience_list, name="audience-list-page"),
+    # --- audience builder (issue 5): build, edit, templates, overlap ---
+    path("build/", builder_views.builder_new, name="audience-builder"),
+    path("build/templates/", builder_views.builder_templates, name="audience-builder-templates"),
+    path("overlap/", builder_views.overlap, name="audience-overlap"),
+    path("<int:pk>/edit/", builder_views.builder_edit, name="audience-builder-edit"),
+    path("<int:pk>/refresh/", builder_views.audience_refresh, name="audience-builder-refresh"),
     path("<int:pk>/", views.audience_detail, name="audience-detail-page"),
     path("<int:pk>/versions/<int:number>/restore/", views.version_restore_view, name="audience-version-restore"),
     path("import/", views.import_upload, name="audience-import"),
