@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import re
 import time
 
 import pytest
@@ -163,6 +164,8 @@ def test_the_services_own_hourly_limit_gives_a_clear_failure(vibe, acme, setting
     finally:
         vibe.creates_per_hour = 15
     assert time.monotonic() - started < 5
-    assert "Vibe rate limit: Vibe asked to retry POST create_async_report after 3600 s" in message
+    # The stand-in counts down from the oldest creation of its hour: on a loaded machine a few seconds have passed.
+    waited = re.search(r"Vibe rate limit: Vibe asked to retry POST create_async_report after (\d+) s", message)
+    assert waited and 3500 <= int(waited.group(1)) <= 3600, message
     assert result["status"] == "failed"
     assert [c[2] for c in vibe.calls if c[1] == "/create_async_report"] == [200, 200, 429]
