@@ -54,7 +54,9 @@ def check(params: Params) -> Params:
         raise BadParams("end", f"a range covers at most {MAX_RANGE_DAYS} days")
     unknown = [m for m in params.models if m not in models.MODELS]
     if unknown or not params.models:
-        raise BadParams("model", f"unknown model {unknown[0] if unknown else ''!r}; use one of {', '.join(models.MODELS)} or all")
+        raise BadParams(
+            "model", f"unknown model {unknown[0] if unknown else ''!r}; use one of {', '.join(models.MODELS)} or all"
+        )
     if params.group_by not in GROUPS:
         raise BadParams("group_by", f"unknown group {params.group_by!r}; use one of {', '.join(GROUPS)}")
     low, high = LOOKBACK_RANGE
@@ -163,7 +165,13 @@ def compute(params: Params, timings: Timings | None = None) -> dict[str, Any]:
         }
         for model in params.models
     }
-    return {"params": params.public(), "paths": path_stats, "totals": totals, "unattributed": unattributed, "results": results}
+    return {
+        "params": params.public(),
+        "paths": path_stats,
+        "totals": totals,
+        "unattributed": unattributed,
+        "results": results,
+    }
 
 
 def _cache_key(params: Params) -> str:

@@ -82,7 +82,11 @@ def _transitions(paths: Paths) -> tuple[pl.DataFrame, list[str]]:
     repeat = (same_path & (pl.col("k") == pl.col("k").shift(1))).fill_null(False)
     steps = steps.filter(~repeat)
     inner = steps.select(
-        pl.when(pl.col("path") == pl.col("path").shift(1)).then(pl.col("k").shift(1)).otherwise(START).cast(pl.Int64).alias("src"),
+        pl.when(pl.col("path") == pl.col("path").shift(1))
+        .then(pl.col("k").shift(1))
+        .otherwise(START)
+        .cast(pl.Int64)
+        .alias("src"),
         pl.col("k").cast(pl.Int64).alias("dst"),
     )
     is_last = pl.col("path").shift(-1).is_null() | (pl.col("path") != pl.col("path").shift(-1))
@@ -128,7 +132,9 @@ def removal_effects(paths: Paths) -> tuple[pl.DataFrame, float]:
     else:
         reach = fundamental[0, 1:] / np.diag(fundamental)[1:]
         effects = np.clip(reach * x[1:] / p_conv, 0.0, 1.0)
-    return pl.DataFrame({"key": keys, "removal_effect": effects}, schema={"key": pl.String, "removal_effect": pl.Float64}), p_conv
+    return pl.DataFrame(
+        {"key": keys, "removal_effect": effects}, schema={"key": pl.String, "removal_effect": pl.Float64}
+    ), p_conv
 
 
 def markov(paths: Paths) -> pl.DataFrame:

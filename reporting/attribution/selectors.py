@@ -21,8 +21,8 @@ def key_names(group_by: str, keys: list[str]) -> dict[str, str]:
     names = {key: key or NO_VALUE[group_by] for key in keys}
     wanted = [key for key in keys if key]
     if group_by == "campaign":
-        for external_id, name in Campaign.objects.filter(external_id__in=wanted).order_by("-id").values_list(
-            "external_id", "name"
+        for external_id, name in (
+            Campaign.objects.filter(external_id__in=wanted).order_by("-id").values_list("external_id", "name")
         ):
             names[external_id] = name  # the oldest campaign wins when two share an id (ordered newest first)
     elif group_by == "line_item":

@@ -74,13 +74,23 @@ def comparison(result: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(by_key.values(), key=lambda e: (-e["models"]["markov"]["conversions"], e["key"]))
 
 
+def _explained() -> list[tuple[str, str, str]]:
+    return [(m, models.LABELS[m], EXPLANATIONS[m]) for m in models.MODELS]
+
+
 def attribution_page(request: HttpRequest) -> HttpResponse:
     form = {key: request.GET.get(key, "") for key in ("start", "end", "group_by", "lookback_days", "half_life_days")}
     try:
         params = _params(request)
     except engine.BadParams as exc:
-        context = {"error": str(exc), "error_field": exc.field, "form": form, "groups": engine.GROUPS}
-        return render(request, "reporting/attribution.html", context, status=400)
+        failed = {
+            "error": str(exc),
+            "error_field": exc.field,
+            "form": form,
+            "groups": engine.GROUPS,
+            "models": _explained(),
+        }
+        return render(request, "reporting/attribution.html", failed, status=400)
     result = engine.run(params)
     rows = comparison(result)
     chart_rows = rows[:12]  # a readable chart; the table and the CSV have every key
@@ -92,14 +102,14 @@ def attribution_page(request: HttpRequest) -> HttpResponse:
         ],
     }
     query = urlencode({**params.public()})
-    context = {
+    context: dict[str, Any] = {
         "params": params,
         "form": {**form, **{k: str(v) for k, v in params.public().items()}},
         "groups": engine.GROUPS,
         "result": result,
         "rows": rows,
         "chart": chart,
-        "models": [(m, models.LABELS[m], EXPLANATIONS[m]) for m in models.MODELS],
+        "models": _explained(),
         "csv_url": f"export.csv?{query}",
         "empty": result["totals"]["all_conversions"] == 0 and not rows,
     }

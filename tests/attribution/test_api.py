@@ -29,7 +29,13 @@ def test_contract_shape(acme: Any, login: Any, acme_marketer: Any) -> None:
         "roas": pytest.approx(4.1667),
         "touches": 1,
     }
-    assert body["totals"] == {"conversions": 1, "revenue": 12.5, "cost": 1.5, "roas": pytest.approx(8.3333), "all_conversions": 1}
+    assert body["totals"] == {
+        "conversions": 1,
+        "revenue": 12.5,
+        "cost": 1.5,
+        "roas": pytest.approx(8.3333),
+        "all_conversions": 1,
+    }
     assert body["unattributed"] == {"conversions": 0, "revenue": 0.0, "no_user_id": 0, "no_touch_in_window": 0}
     assert body["params"] == {
         "start": DAY.isoformat(),
@@ -92,12 +98,19 @@ def test_anonymous_is_refused(client: Any) -> None:
     assert response.status_code in (401, 403)
 
 
-def test_each_org_sees_only_its_own_events(acme: Any, globex: Any, login: Any, acme_marketer: Any, globex_marketer: Any) -> None:
+def test_each_org_sees_only_its_own_events(
+    acme: Any, globex: Any, login: Any, acme_marketer: Any, globex_marketer: Any
+) -> None:
     # Same user ids, same campaign ids in both schemas: paths must never mix.
     insert_events(acme, [imp(-3, "ACME-CANARY", "shared-user", cost=1.0), conv(0, "shared-user", value=10.0)])
     insert_events(
         globex,
-        [imp(-2, "GLOBEX-CANARY", "shared-user", cost=9.0), imp(-1, "GLOBEX-CANARY", "shared-user"), conv(0, "shared-user", value=99.0), conv(0, "", value=5.0)],
+        [
+            imp(-2, "GLOBEX-CANARY", "shared-user", cost=9.0),
+            imp(-1, "GLOBEX-CANARY", "shared-user"),
+            conv(0, "shared-user", value=99.0),
+            conv(0, "", value=5.0),
+        ],
     )
     for model in ("last_touch", "all"):
         acme_body = login(acme_marketer).get(API, {**GOOD, "model": model}).json()

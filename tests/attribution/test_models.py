@@ -101,9 +101,7 @@ def test_markov_removal_effects_by_hand(acme: Any, api: Any) -> None:
 
 def test_markov_repeated_key_is_one_state_visit(acme: Any, api: Any) -> None:
     # A>A>B converts, B alone does not: repeats collapse, so this is the chain A>B>conv, B>null.
-    insert_events(
-        acme, [imp(-6, "A"), imp(-5, "A"), imp(-4, "B"), conv(0), imp(-3, "B", "u2")]
-    )
+    insert_events(acme, [imp(-6, "A"), imp(-5, "A"), imp(-4, "B"), conv(0), imp(-3, "B", "u2")])
     # start->A 1/2, start->B 1/2; A->B 1; B->conv 1/2, B->null 1/2. P = 1/2*1/2 + 1/2*1/2 = 1/2
     # without A: 1/4 (RE 1/2); without B: 0 (RE 1) -> shares 1/3, 2/3 of 1 conversion
     assert credit(api("markov")) == approx({"A": 1 / 3, "B": 2 / 3})
@@ -217,7 +215,10 @@ def test_group_by_line_item_and_audience_with_names(acme: Any, api: Any) -> None
     names = {row["key"]: row["name"] for row in api("linear", group_by="line_item")["rows"]}
     assert names == {"li-7": "li-7 (Acme spring)", "li-8": "li-8"}
     body = api("first_touch", group_by="audience")
-    assert {row["key"]: row["name"] for row in body["rows"]} == {str(audience.pk): "Decision makers", "seg-42": "seg-42"}
+    assert {row["key"]: row["name"] for row in body["rows"]} == {
+        str(audience.pk): "Decision makers",
+        "seg-42": "seg-42",
+    }
     assert credit(body) == approx({str(audience.pk): 1.0})
 
 

@@ -62,7 +62,9 @@ def test_empty_state_says_what_feeds_attribution(acme: Any, login: Any, acme_mar
         ({"start": "yesterday"}, "start is not a date"),
     ],
 )
-def test_bad_controls_are_a_400_page_with_the_reason(params: dict[str, str], message: str, login: Any, acme_marketer: Any) -> None:
+def test_bad_controls_are_a_400_page_with_the_reason(
+    params: dict[str, str], message: str, login: Any, acme_marketer: Any
+) -> None:
     response = login(acme_marketer).get(PAGE, {**RANGE, **params})
     assert response.status_code == 400
     html = response.content.decode()
@@ -77,18 +79,18 @@ def test_globex_marketer_gets_404(acme: Any, login: Any, globex_marketer: Any) -
 
 
 def test_csv_download_neutralises_formulas(acme: Any, login: Any, acme_marketer: Any) -> None:
-    insert_events(acme, [imp(-2, "=HYPERLINK(\"http://x\")"), imp(-1, "@SUM(1)", cost=2.0), conv(0, value=10.0)])
+    insert_events(acme, [imp(-2, '=HYPERLINK("http://x")'), imp(-1, "@SUM(1)", cost=2.0), conv(0, value=10.0)])
     response = login(acme_marketer).get(PAGE + "export.csv", RANGE)
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
     assert "attachment" in response["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
-    assert {row["key"] for row in rows} == {"'=HYPERLINK(\"http://x\")", "'@SUM(1)"}
+    assert {row["key"] for row in rows} == {'\'=HYPERLINK("http://x")', "'@SUM(1)"}
     by_key = {row["key"]: row for row in rows}
     assert float(by_key["'@SUM(1)"]["last_touch_conversions"]) == 1.0
     assert float(by_key["'@SUM(1)"]["last_touch_roas"]) == 5.0
-    assert float(by_key["'=HYPERLINK(\"http://x\")"]["first_touch_revenue"]) == 10.0
-    assert by_key["'=HYPERLINK(\"http://x\")"]["first_touch_roas"] == ""  # no cost: empty, not a division error
+    assert float(by_key['\'=HYPERLINK("http://x")']["first_touch_revenue"]) == 10.0
+    assert by_key['\'=HYPERLINK("http://x")']["first_touch_roas"] == ""  # no cost: empty, not a division error
     header = response.content.decode().splitlines()[0].split(",")
     assert header[:3] == ["key", "name", "cost"] and len(header) == 3 + 6 * 3
 
