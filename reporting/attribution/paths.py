@@ -2,8 +2,9 @@
 
 Definitions (also in docs/attribution.md):
 - Touches are impression and click events; conversions are conversion events. A user is the
-  `user_id` string (its type is not part of the key). Events are ordered by (timestamp, touches
-  before a conversion at the same instant, then file order = the event id).
+  `user_id` string (its type is not part of the key). Events are ordered by timestamp, then
+  touches before a conversion at the same instant, then file order (the event id; an impression
+  and a click at the same instant keep file order too).
 - Conversions count when their UTC day is in [start, end]. A conversion's path is the same user's
   touches after that user's previous conversion and no older than `lookback_days` (age measured
   from touch to conversion, boundary inclusive; a touch at the conversion's instant counts).
@@ -115,8 +116,18 @@ def build(events: pl.DataFrame, *, start: dt.date, end: dt.date, lookback_days: 
     ordered = (
         events.lazy()
         .filter(pl.col("user").is_not_null())
-        .with_columns(pl.col("user").to_physical().alias("u"))
-        .sort(["u", "ts", "t", "id"])
+        # Only what the paths need goes through the sort. Order: time, then touches before a
+        # conversion at the same instant (2 ts + 1 for conversions), then file order (event id).
+        .select(
+            pl.col("user").to_physical().alias("u"),
+            (pl.col("ts") * 2 + is_conv.cast(pl.Int64)).alias("order"),
+            "id",
+            "ts",
+            "t",
+            "key",
+            "value",
+        )
+        .sort(["u", "order", "id"])
         # Conversions seen so far (all users, in order): constant within one user's segment between
         # two of their conversions, so (u, seg) names a segment without a per-user window.
         .with_columns(pl.col("t").eq(CONVERSION).cast(pl.UInt32).cum_sum().alias("cum"))

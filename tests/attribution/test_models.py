@@ -114,6 +114,12 @@ def test_ties_in_time_follow_file_order_and_a_touch_at_the_conversion_instant_co
     assert credit(api("linear")) == approx({"A": 1 / 3, "B": 1 / 3, "C": 1 / 3})
 
 
+def test_an_impression_and_a_click_at_the_same_instant_keep_file_order(acme: Any, api: Any) -> None:
+    insert_events(acme, [clk(-2, "CLICK"), imp(-2, "IMPRESSION"), conv(0)])
+    assert credit(api("first_touch")) == approx({"CLICK": 1.0})
+    assert credit(api("last_touch")) == approx({"IMPRESSION": 1.0})
+
+
 def test_touches_outside_the_lookback_window_are_left_out(acme: Any, api: Any) -> None:
     insert_events(acme, [imp(-24 * 31, "OLD"), imp(-24 * 30, "EDGE"), imp(-1, "NEW"), conv(0)])
     assert credit(api("linear")) == approx({"EDGE": 0.5, "NEW": 0.5})  # exactly 30 days old: inside
