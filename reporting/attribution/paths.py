@@ -128,32 +128,28 @@ def build(events: pl.DataFrame, *, start: dt.date, end: dt.date, lookback_days: 
             "value",
         )
         .sort(["u", "order", "id"])
-        # Conversions seen so far (all users, in order): constant within one user's segment between
-        # two of their conversions, so (u, seg) names a segment without a per-user window.
-        .with_columns(pl.col("t").eq(CONVERSION).cast(pl.UInt32).cum_sum().alias("cum"))
-        .with_columns((pl.col("cum") - is_conv.cast(pl.UInt32)).alias("seg"))
+        .with_columns(is_conv.cast(pl.UInt32).cum_sum().alias("cum"))  # conversion number (1-based)
+        # A touch belongs to the next conversion row in this order when that row is the same user's
+        # (the conversion closes the user's segment); otherwise it is on the user's trailing,
+        # non-converting path. Backward fills instead of a join: one linear pass.
+        .with_columns(
+            pl.when(is_conv).then(pl.col("u")).backward_fill().alias("conv_u"),
+            pl.when(is_conv).then(pl.col("cum")).backward_fill().alias("conv"),
+            pl.when(is_conv).then(pl.col("ts")).backward_fill().alias("conv_ts"),
+            pl.when(is_conv).then(pl.col("value").fill_null(0.0)).backward_fill().alias("conv_value"),
+        )
+        .with_columns(((pl.col("conv_ts") >= lo) & (pl.col("conv_ts") < hi)).alias("conv_in_range"))
         .collect()
     )
-    conversions_all = (
-        ordered.lazy()
-        .filter(is_conv)
-        .select("u", "seg", pl.col("ts").alias("conv_ts"), pl.col("value").fill_null(0.0), in_range.alias("in_range"))
-        .with_row_index("conv")
-        .collect()
-    )
-    touches_all = ordered.lazy().filter(~is_conv).select("u", "seg", "ts", "key")
-    joined = touches_all.join(
-        conversions_all.lazy().select("u", "seg", "conv", "conv_ts", "value", "in_range"),
-        on=["u", "seg"],
-        how="left",
-        maintain_order="left",
-    )
+    conversions_all = ordered.filter(is_conv).select("conv", pl.col("conv_value").alias("value"), "conv_in_range")
+    same_user = pl.col("conv_u").is_not_null() & (pl.col("conv_u") == pl.col("u"))
     touches = (
-        joined.filter(pl.col("in_range") & (pl.col("conv_ts") - pl.col("ts") <= lookback))
+        ordered.lazy()
+        .filter(~is_conv & same_user & pl.col("conv_in_range") & (pl.col("conv_ts") - pl.col("ts") <= lookback))
         .select(
             "conv",
             "key",
-            "value",
+            pl.col("conv_value").alias("value"),
             ((pl.col("conv_ts") - pl.col("ts")) / US_PER_DAY).alias("age_days"),
         )
         .with_columns(
@@ -164,14 +160,12 @@ def build(events: pl.DataFrame, *, start: dt.date, end: dt.date, lookback_days: 
     )
     counts = touches.group_by("conv").agg(pl.len().cast(pl.UInt32).alias("n"))
     conversions = (
-        conversions_all.filter(pl.col("in_range"))
+        conversions_all.filter(pl.col("conv_in_range"))
         .select("conv", "value")
         .join(counts, on="conv", how="left")
         .with_columns(pl.col("n").fill_null(0))
     )
-    idle = (
-        joined.filter(pl.col("conv").is_null())
-        .select((pl.col("u").cast(pl.UInt64) * (1 << 32) + pl.col("seg")).alias("path"), "key")
-        .collect()
-    )
+    # The trailing segment is the only non-converting one a user has: the user names the path.
+    idle = ordered.filter(~is_conv & ~same_user).select(pl.col("u").cast(pl.UInt64).alias("path"), "key")
+    del ordered
     return Paths(touches=touches, conversions=conversions, idle=idle, no_user=no_user, cost=cost)
