@@ -106,6 +106,7 @@ def attribution_page(request: HttpRequest) -> HttpResponse:
         "params": params,
         "form": {**form, **{k: str(v) for k, v in params.public().items()}},
         "groups": engine.GROUPS,
+        "group_label": params.group_by.replace("_", " "),
         "result": result,
         "rows": rows,
         "chart": chart,

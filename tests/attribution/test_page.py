@@ -31,6 +31,7 @@ def test_page_compares_the_six_models(acme: Any, login: Any, acme_marketer: Any)
     by_model = {d["label"]: dict(zip(chart["labels"], d["data"], strict=True)) for d in chart["datasets"]}
     assert by_model["First touch"] == {"A": 1.0, "B": 0.0, "C": 0.0}
     assert by_model["Position based"] == {"A": 0.4, "B": 0.2, "C": 0.4}
+    assert "Conversions credited per campaign and model" in html
     assert "export.csv?" in html
     assert 'aria-current="page"' in html and ">Attribution</a>" in html  # nav link
 
@@ -121,3 +122,10 @@ def test_page_query_count_does_not_grow_with_keys(
     client = login(acme_marketer)
     with django_assert_max_num_queries(25):
         assert client.get(PAGE, RANGE).status_code == 200
+
+
+def test_page_groups_by_line_item(acme: Any, login: Any, acme_marketer: Any) -> None:
+    insert_events(acme, [imp(-2, "A", line_item="li-3"), conv(0)])
+    html = login(acme_marketer).get(PAGE, {**RANGE, "group_by": "line_item"}).content.decode()
+    assert "Conversions credited per line item and model" in html
+    assert ">li-3<" in html
