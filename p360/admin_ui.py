@@ -278,6 +278,15 @@ def org_navigation(request: HttpRequest) -> list[dict[str, Any]]:
         overview.append(
             {"title": "Marketer pages", "icon": "open_in_new", "link": f"{ORG_PREFIX}{org.slug}/", "active": False}
         )
+        # attribution (issue 7): the model comparison page
+        overview.append(
+            {
+                "title": "Attribution",
+                "icon": "insights",
+                "link": f"{ORG_PREFIX}{org.slug}/reports/attribution/",
+                "active": False,
+            }
+        )
     return [
         {"title": "Overview", "items": overview},
         *_groups(

@@ -7,12 +7,15 @@ from p360.admin_sites import org_admin
 from p360.api.errors import json_or_html_handler
 from p360.api.org_views import OrgApiRoot
 from p360.uploads import urls as uploads_urls
+from reporting.attribution.api import Attribution as AttributionApi
 
 api_patterns = [
     path("", OrgApiRoot.as_view(), name="org-api-root"),
     path("", include("audiences.api.urls")),
     path("", include("campaigns.api.urls")),
     path("", include(uploads_urls.api_urlpatterns)),  # issue 4: tus uploads
+    # --- attribution (issue 7, item 4) ---
+    path("attribution", AttributionApi.as_view(), name="attribution"),
 ]
 
 urlpatterns = [
@@ -23,6 +26,8 @@ urlpatterns = [
     path("", include(uploads_urls.page_urlpatterns)),  # issue 4: /o/<slug>/uploads/
     # --- ingestion (issue 6): Facebook uploads, run details ---
     path("ingestion/", include("ingestion.urls")),
+    # --- attribution (issue 7, item 4): before any "reports/" include so its prefix wins ---
+    path("reports/attribution/", include("reporting.attribution.urls")),
 ]
 
 handler400 = json_or_html_handler(400, "Bad request.")
