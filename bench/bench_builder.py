@@ -271,6 +271,13 @@ def _drop_bombora() -> None:
         cursor.execute(f"DROP TABLE IF EXISTS public.{partition_name(WEEK)}")
 
 
+def _emit(rows: list[Row], row: Row) -> None:
+    import sys
+
+    rows.append(row)
+    print(f"[bench_builder] {row['workload']}: {row['p360']} | {row['baseline']}", file=sys.stderr, flush=True)
+
+
 def _size(n: int) -> str:
     return f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n / 1e3:g}k"
 
@@ -304,7 +311,8 @@ def run() -> list[Row]:
             build = time.perf_counter() - started
             memory = entry.nbytes()
             per_10m = memory * 10_000_000 / max(entry.height, 1)
-            rows.append(
+            _emit(
+                rows,
                 Row(
                     workload="builder: cache build (records + Bombora join)",
                     size=size,
@@ -312,9 +320,10 @@ def run() -> list[Row]:
                     baseline=f"data set-up {fmt_s(generated)} + Bombora COPY {fmt_s(bombora_seconds)}",
                     ratio="-",
                     goal="built lazily, once per data generation",
-                )
+                ),
             )
-            rows.append(
+            _emit(
+                rows,
                 Row(
                     workload="builder: cache memory for the org",
                     size=f"{entry.height:,} people",
@@ -322,7 +331,7 @@ def run() -> list[Row]:
                     baseline=f"{per_10m / 2**20:,.0f} MB per 10M records",
                     ratio="-",
                     goal=f"budget P360_BUILDER_CACHE_MB={cache.budget_bytes() >> 20}",
-                )
+                ),
             )
             client = Client()
             client.force_login(admin, backend="tenants.auth.RoleBackend")
@@ -356,7 +365,8 @@ def run() -> list[Row]:
                 agree = "counts agree" if sql_count == result["count"] else f"MISMATCH sql={sql_count}"
                 c50, c95 = percentile(compute, 50), percentile(compute, 95)
                 h50, h95 = percentile(http, 50), percentile(http, 95)
-                rows.append(
+                _emit(
+                    rows,
                     Row(
                         workload=f"builder: preview compute, {label} (count {result['count']:,})",
                         size=size,
@@ -364,9 +374,10 @@ def run() -> list[Row]:
                         baseline=f"SQL COUNT {fmt_s(sql_seconds)} ({agree})",
                         ratio=f"x{sql_seconds / c95:,.0f} faster" if c95 else "n/a",
                         goal=goal_text("p95 <= 25 ms", c95 <= GOAL_COMPUTE_P95),
-                    )
+                    ),
                 )
-                rows.append(
+                _emit(
+                    rows,
                     Row(
                         workload=f"builder: preview HTTP end to end, {label}",
                         size=size,
@@ -374,7 +385,7 @@ def run() -> list[Row]:
                         baseline=f"SQL COUNT {fmt_s(sql_seconds)}",
                         ratio=f"x{sql_seconds / h95:,.0f} faster" if h95 else "n/a",
                         goal=goal_text("p95 <= 60 ms", h95 <= GOAL_HTTP_P95),
-                    )
+                    ),
                 )
     finally:
         connection.set_schema_to_public()  # type: ignore[attr-defined]
