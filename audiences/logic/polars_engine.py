@@ -12,7 +12,7 @@ compare case-insensitively; `between` is inclusive; `not` negates its child, so 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import reduce
 from typing import Any
 
@@ -27,6 +27,8 @@ class StringColumn:
 
     lowered_categories: pl.Series | None = None
     lowercase: bool = False  # a plain String column whose values are all lowercase already
+    # (operator, value) -> (codes, complement?): the category scan is done once per predicate, not per request
+    memo: dict[tuple[str, Any], tuple[pl.Series, bool]] = field(default_factory=dict, compare=False)
 
 
 def audience_column(audience_id: int) -> str:
@@ -55,12 +57,25 @@ def _string_condition(cond: Condition, info: StringColumn) -> pl.Expr:
     column = pl.col(cond.field.column)
     if info.lowered_categories is not None:
         # The predicate runs over the (few) categories; rows are then matched by code. Nulls stay null.
-        categories = info.lowered_categories
-        matches = pl.select(_string_predicate(pl.lit(categories), cond.operator, cond.value)).to_series()
-        codes = matches.fill_null(False).arg_true().cast(pl.UInt32)
+        key = (cond.operator, cond.value)
+        found = info.memo.get(key)
+        if found is None:
+            categories = info.lowered_categories
+            matches = pl.select(_string_predicate(pl.lit(categories), cond.operator, cond.value)).to_series()
+            matches = matches.fill_null(False)
+            # Match the smaller side: most of the categories -> rows NOT among the others (nulls stay out).
+            complement = int(matches.sum()) * 2 > matches.len()
+            codes = (~matches if complement else matches).arg_true().cast(pl.UInt32)
+            if len(info.memo) > 512:
+                info.memo.clear()
+            found = info.memo[key] = (codes, complement)
+        codes, complement = found
+        physical = column.to_physical()
+        if complement:
+            return physical.is_not_null() & ~physical.is_in(codes.implode()) if codes.len() else physical.is_not_null()
         if codes.len() == 0:
             return pl.lit(False)
-        return column.to_physical().is_in(codes.implode())
+        return physical.is_in(codes.implode())
     values = column if info.lowercase else column.str.to_lowercase()
     return _string_predicate(values, cond.operator, cond.value)
 
