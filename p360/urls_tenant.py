@@ -13,6 +13,7 @@ api_patterns = [
     path("", include("audiences.api.urls")),
     path("", include("campaigns.api.urls")),
     path("", include(uploads_urls.api_urlpatterns)),  # issue 4: tus uploads
+    path("", include("reporting.api.urls")),  # issue 7: summaries
 ]
 
 urlpatterns = [
@@ -23,6 +24,8 @@ urlpatterns = [
     path("", include(uploads_urls.page_urlpatterns)),  # issue 4: /o/<slug>/uploads/
     # --- ingestion (issue 6): Facebook uploads, run details ---
     path("ingestion/", include("ingestion.urls")),
+    # --- reporting (issue 7): dashboard, summaries, exports (attribution mounts its own include before this) ---
+    path("reports/", include("reporting.urls")),
 ]
 
 handler400 = json_or_html_handler(400, "Bad request.")
