@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import io
+from collections.abc import Iterator
 
 from django.conf import settings
 from django.core.files.storage import default_storage
@@ -19,6 +20,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, QueryD
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
+from django_tenants.utils import schema_context
 
 from campaigns.models import Campaign, MediaSource
 from p360.audit.services import record
@@ -259,7 +261,7 @@ def export_csv(request: HttpRequest) -> HttpResponse:
         after={"format": "csv", "table": q.level, "start": q.start.isoformat(), "end": q.end.isoformat()},
     )
     response = StreamingHttpResponse(
-        table_csv(q.level, q.start, q.end, q.filters, q.query), content_type="text/csv; charset=utf-8"
+        _in_schema(request, table_csv(q.level, q.start, q.end, q.filters, q.query)), content_type="text/csv; charset=utf-8"
     )
     name = f"{request.org.slug}-{q.level}-{q.start.isoformat()}-to-{q.end.isoformat()}.csv"  # type: ignore[attr-defined]
     response["Content-Disposition"] = f'attachment; filename="{name}"'
@@ -285,7 +287,7 @@ def summary_export_csv(request: HttpRequest) -> HttpResponse:
         entity_type="reporting.summary",
         after={"format": "csv", "period": period, "start": start.isoformat()},
     )
-    response = StreamingHttpResponse(summary_csv(body), content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(_in_schema(request, summary_csv(body)), content_type="text/csv; charset=utf-8")
     name = f"{request.org.slug}-{period}-{start.isoformat()}-summary.csv"  # type: ignore[attr-defined]
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
@@ -348,6 +350,13 @@ def export_download(request: HttpRequest, job_id: int) -> HttpResponse:
     response = FileResponse(default_storage.open(name, "rb"), content_type="application/pdf", as_attachment=True)
     response["Content-Disposition"] = f'attachment; filename="{name.rsplit("/", 1)[-1]}"'
     return response
+
+
+def _in_schema(request: HttpRequest, chunks: Iterator[str]) -> Iterator[str]:
+    """A streamed body is produced after the view returned, when the middleware has already reset
+    the connection to the public schema: enter the org's schema again while producing it."""
+    with schema_context(request.org.schema_name):  # type: ignore[attr-defined]
+        yield from chunks
 
 
 def _base(request: HttpRequest) -> str:
