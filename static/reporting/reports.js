@@ -14,6 +14,7 @@
   var blue = "#1769c2", green = "#177245", palette = ["#1769c2", "#177245", "#b54708", "#7a5af8", "#c11574", "#5b6478"];
   Chart.defaults.font.family = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
   Chart.defaults.maintainAspectRatio = false;
+  Chart.defaults.animation = false;  /* figures appear at once: calmer, and nothing moves for reduced-motion users */
   var money = document.getElementById("chart-money");
   if (money) new Chart(money, {
     type: "line",

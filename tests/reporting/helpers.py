@@ -90,3 +90,10 @@ def aggregate(*args: str) -> dict[str, Any]:
     out = io.StringIO()
     call_command("aggregate", *args, "--json", stdout=out)
     return json.loads(out.getvalue())
+
+
+def shown(value: Any) -> str:
+    """How the pages print a figure: thousands separators (Django's intcomma)."""
+    if value is None:
+        return "—"
+    return f"{value:,}" if isinstance(value, int) else f"{Decimal(value):,}"
