@@ -152,6 +152,10 @@ def load_demo() -> dict[str, Any]:
     from ingestion.demo import load_demo_metrics
 
     metrics = load_demo_metrics(list(Organization.objects.filter(slug__in=[spec["slug"] for spec in ORGS])))
+    # --- reporting (issue 7): stored weekly/monthly summaries of the demo metrics ---
+    from reporting.demo import load_demo_summaries
+
+    load_demo_summaries(list(Organization.objects.filter(slug__in=[spec["slug"] for spec in ORGS])))
     return {
         "created": created,
         "metrics": metrics,
