@@ -196,9 +196,7 @@ def run() -> list[Row]:
                 f"rollup {rollup_rows:,} rows in {rollup_s:.1f} s"
             )
             # 30-day windows spread over the year's second half (each has a previous 30 days)
-            windows = [
-                (FIRST_DAY + dt.timedelta(days=60 + (n * 9) % (DAYS - 90)),) for n in range(RUNS)
-            ]
+            windows = [(FIRST_DAY + dt.timedelta(days=60 + (n * 9) % (DAYS - 90)),) for n in range(RUNS)]
             ranges = [(w[0], w[0] + dt.timedelta(days=29)) for w in windows]
             it = iter(ranges * 3)
 

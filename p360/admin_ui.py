@@ -19,6 +19,7 @@ from p360.audit.models import AuditEvent
 from p360.audit.selectors import events_visible_to
 from p360.jobs.models import Job, JobStatus
 from p360.jobs.services import last_heartbeat
+
 # --- reporting (issue 7) ---
 from reporting.admin_ui import cross_org_overview as _reporting_overview
 from reporting.admin_ui import org_kpis as _reporting_org_kpis

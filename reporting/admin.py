@@ -37,7 +37,9 @@ class SummaryAdmin(ReadOnlyAdmin):
     @admin.display(description="Report")
     def page(self, obj: Summary) -> str:
         return format_html(
-            '<a href="../../../../reports/summaries/?period={}&amp;start={}">open</a>', obj.period, obj.start.isoformat()
+            '<a href="../../../../reports/summaries/?period={}&amp;start={}">open</a>',
+            obj.period,
+            obj.start.isoformat(),
         )
 
     @admin.display(description="Totals, previous and deltas")
@@ -52,4 +54,6 @@ class SummaryAdmin(ReadOnlyAdmin):
             )
             for key in obj.totals
         )
-        return format_html("<table><tr><th>metric</th><th>value</th><th>previous</th><th>change %</th></tr>{}</table>", rows)  # type: ignore[arg-type]
+        return format_html(
+            "<table><tr><th>metric</th><th>value</th><th>previous</th><th>change %</th></tr>{}</table>", rows
+        )  # type: ignore[arg-type]

@@ -72,4 +72,4 @@ def cross_org_overview(orgs: QuerySet[Any]) -> dict[str, Any]:
                 "reports_url": f"/o/{org.slug}/reports/?preset=last7",
             }
         )
-    return {"range": f"{start} – {end} vs {prev_start} – {prev_end}", "rows": rows}
+    return {"range": f"{start} to {end} vs {prev_start} to {prev_end}", "rows": rows}

@@ -24,6 +24,7 @@ from reportlab.platypus import LongTable, Paragraph, SimpleDocTemplate, Spacer, 
 from reporting import selectors
 from reporting.selectors import Filters
 
+NO_FILTERS = Filters()
 MAX_TABLE_ROWS = 5000  # per table; more is a spreadsheet's job (the CSV has every row)
 BLUE = colors.HexColor("#1769c2")
 GREEN = colors.HexColor("#177245")
@@ -50,7 +51,7 @@ class NumberedCanvas(pdfcanvas.Canvas):
         super().__init__(*args, **kwargs)
         self._saved: list[dict[str, Any]] = []
 
-    def showPage(self) -> None:  # noqa: N802 (ReportLab's name)
+    def showPage(self) -> None:
         self._saved.append(dict(self.__dict__))
         self._startPage()
 
@@ -122,7 +123,7 @@ def build_pdf(
     org_name: str,
     start: dt.date,
     end: dt.date,
-    filters: Filters = Filters(),
+    filters: Filters = NO_FILTERS,
     scope: str = "",
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:

@@ -31,7 +31,8 @@ class Filters:
     campaign_ids: tuple[int, ...] = ()
 
     def sql(self, alias: str) -> tuple[str, list[Any]]:
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[Any] = []
         if self.sources:
             clauses.append(f"{alias}.source = ANY(%s)")
             params.append(list(self.sources))
@@ -48,7 +49,9 @@ _SUM_COLUMNS = (
 
 
 def _figures(impressions: Any, clicks: Any, conversions: Any, revenue: Any, spend: Any) -> dict[str, Any]:
-    return derive(int(impressions or 0), int(clicks or 0), int(conversions or 0), Decimal(revenue or 0), Decimal(spend or 0))
+    return derive(
+        int(impressions or 0), int(clicks or 0), int(conversions or 0), Decimal(revenue or 0), Decimal(spend or 0)
+    )
 
 
 def _fetch(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:

@@ -7,16 +7,16 @@ users who may not see the org); exports and downloads check the job belongs to t
 from __future__ import annotations
 
 import datetime as dt
+import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-import io
-from collections.abc import Iterator
-
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -87,7 +87,9 @@ class ReportQuery:
         return urlencode({k: v for k, v in base.items() if v not in ("", None)})
 
 
-def parse_query(get: QueryDict, *, default_level: str, levels: tuple[str, ...], campaign: int | None = None) -> ReportQuery:
+def parse_query(
+    get: QueryDict, *, default_level: str, levels: tuple[str, ...], campaign: int | None = None
+) -> ReportQuery:
     """Raises RangeError with a message for the page on bad dates, ranges, tables or sorts."""
     today = timezone.now().date()
     named = presets(today)
@@ -105,7 +107,7 @@ def parse_query(get: QueryDict, *, default_level: str, levels: tuple[str, ...], 
     campaign_ids: tuple[int, ...] = (campaign,) if campaign else ()
     if not campaign and get.get("campaign"):
         try:
-            campaign_ids = (int(get["campaign"]),)
+            campaign_ids = (int(str(get.get("campaign"))),)
         except ValueError:
             raise RangeError("campaign must be a campaign id", "campaign") from None
     level = get.get("table") or default_level
@@ -173,15 +175,17 @@ def _report_page(
     request: HttpRequest, template: str, *, default_level: str, levels: tuple[str, ...], campaign: Campaign | None
 ) -> HttpResponse:
     try:
-        q = parse_query(request.GET, default_level=default_level, levels=levels, campaign=campaign.pk if campaign else None)
+        q = parse_query(
+            request.GET, default_level=default_level, levels=levels, campaign=campaign.pk if campaign else None
+        )
     except RangeError as exc:
-        context = {"error": str(exc), "campaign": campaign, "base": f"/o/{request.org.slug}/reports/"}  # type: ignore[attr-defined]
-        return render(request, "reporting/bad_range.html", context, status=400)
+        problem: dict[str, Any] = {"error": str(exc), "campaign": campaign, "base": _base(request)}
+        return render(request, "reporting/bad_range.html", problem, status=400)
     data = selectors.dashboard_data(q.start, q.end, q.filters)
     page = selectors.table(
         q.level, q.start, q.end, q.filters, query=q.query, sort=q.sort, desc=q.desc, page=q.page, per_page=PER_PAGE
     )
-    context = {
+    context: dict[str, Any] = {
         **_base_context(request, q),
         "campaign": campaign,
         "data": data,
@@ -247,7 +251,7 @@ def _export_query(request: HttpRequest) -> ReportQuery:
     return parse_query(request.GET, default_level="campaign", levels=CSV_KINDS)
 
 
-def export_csv(request: HttpRequest) -> HttpResponse:
+def export_csv(request: HttpRequest) -> HttpResponseBase:
     """A table of the page (or the daily / by-source figures) as CSV, streamed."""
     try:
         q = _export_query(request)
@@ -255,20 +259,21 @@ def export_csv(request: HttpRequest) -> HttpResponse:
         return HttpResponse(f"Cannot export: {exc}.\n", status=400, content_type="text/plain; charset=utf-8")
     record(
         action="reporting.exported",
-        actor=request.user,  # type: ignore[arg-type]
-        org=request.org,  # type: ignore[attr-defined]
+        actor=_actor(request),
+        org=_org(request),
         entity_type="reporting.export",
         after={"format": "csv", "table": q.level, "start": q.start.isoformat(), "end": q.end.isoformat()},
     )
     response = StreamingHttpResponse(
-        _in_schema(request, table_csv(q.level, q.start, q.end, q.filters, q.query)), content_type="text/csv; charset=utf-8"
+        _in_schema(request, table_csv(q.level, q.start, q.end, q.filters, q.query)),
+        content_type="text/csv; charset=utf-8",
     )
     name = f"{request.org.slug}-{q.level}-{q.start.isoformat()}-to-{q.end.isoformat()}.csv"  # type: ignore[attr-defined]
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
 
 
-def summary_export_csv(request: HttpRequest) -> HttpResponse:
+def summary_export_csv(request: HttpRequest) -> HttpResponseBase:
     period = request.GET.get("period") or ""
     try:
         start = parse_date(request.GET.get("start"), "start")
@@ -282,8 +287,8 @@ def summary_export_csv(request: HttpRequest) -> HttpResponse:
         )
     record(
         action="reporting.exported",
-        actor=request.user,  # type: ignore[arg-type]
-        org=request.org,  # type: ignore[attr-defined]
+        actor=_actor(request),
+        org=_org(request),
         entity_type="reporting.summary",
         after={"format": "csv", "period": period, "start": start.isoformat()},
     )
@@ -318,13 +323,18 @@ def export_pdf(request: HttpRequest) -> HttpResponse:
         buffer = io.BytesIO()
         build_pdf(buffer, org_name=org.name, start=q.start, end=q.end, filters=q.filters, scope=scope)
         record(
-            action="reporting.exported", actor=request.user, org=org, entity_type="reporting.export",  # type: ignore[arg-type]
+            action="reporting.exported",
+            actor=_actor(request),
+            org=org,
+            entity_type="reporting.export",
             after={"format": "pdf", **params},
         )
         response = HttpResponse(buffer.getvalue(), content_type="application/pdf")
-        response["Content-Disposition"] = f'attachment; filename="{org.slug}-report-{params["start"]}-to-{params["end"]}.pdf"'
+        response["Content-Disposition"] = (
+            f'attachment; filename="{org.slug}-report-{params["start"]}-to-{params["end"]}.pdf"'
+        )
         return response
-    job = job_start(kind=PDF_JOB, org=org, actor=request.user, params=params)  # type: ignore[arg-type]
+    job = job_start(kind=PDF_JOB, org=org, actor=_actor(request), params=params)
     return redirect(f"{_base(request)}exports/{job.pk}/")
 
 
@@ -337,14 +347,17 @@ def export_job(request: HttpRequest, job_id: int) -> HttpResponse:
     return render(request, "reporting/export_job.html", {"job": _export_job(request, job_id), "base": _base(request)})
 
 
-def export_download(request: HttpRequest, job_id: int) -> HttpResponse:
+def export_download(request: HttpRequest, job_id: int) -> HttpResponseBase:
     job = _export_job(request, job_id)
     name = (job.result or {}).get("file", "")
     expected_prefix = f"orgs/{request.org.schema_name}/reports/"  # type: ignore[attr-defined]
     if job.status != JobStatus.SUCCEEDED or not name.startswith(expected_prefix) or not default_storage.exists(name):
         raise Http404("This report is not ready, or it has been removed.")
     record(
-        action="reporting.downloaded", actor=request.user, org=request.org, entity=job,  # type: ignore[arg-type, attr-defined]
+        action="reporting.downloaded",
+        actor=_actor(request),
+        org=_org(request),
+        entity=job,
         after={"file": name},
     )
     response = FileResponse(default_storage.open(name, "rb"), content_type="application/pdf", as_attachment=True)
@@ -357,6 +370,14 @@ def _in_schema(request: HttpRequest, chunks: Iterator[str]) -> Iterator[str]:
     the connection to the public schema: enter the org's schema again while producing it."""
     with schema_context(request.org.schema_name):  # type: ignore[attr-defined]
         yield from chunks
+
+
+def _actor(request: HttpRequest) -> Any:
+    return request.user
+
+
+def _org(request: HttpRequest) -> Any:
+    return request.org  # type: ignore[attr-defined]
 
 
 def _base(request: HttpRequest) -> str:

@@ -30,7 +30,7 @@ def test_org_admin_dashboard_shows_last_7_days(recent, acme, manager, login):
 
 
 def test_summaries_in_the_org_admin_are_the_orgs_own(recent, acme, globex, manager, super_admin, login):
-    rows, yesterday = recent
+    _rows, yesterday = recent
     start = yesterday - dt.timedelta(days=yesterday.weekday())  # the Monday of yesterday's week
     aggregate("--org", "acme", "--period", "week", "--start", start.isoformat())
     listing = login(manager).get(f"/o/{acme.slug}/admin/reporting/summary/")

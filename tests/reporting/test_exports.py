@@ -22,7 +22,7 @@ RANGE = {"preset": "custom", "start": "2026-11-16", "end": "2026-11-22"}
 @pytest.fixture
 def rows(acme, tmp_path):
     generated = generate_rows(days("2026-11-09", 14))
-    generated.append(["2026-11-17", "=HYPERLINK(\"http://evil\")", "+S", "@P", "-C", 5000, 10, 1, "10.00"])
+    generated.append(["2026-11-17", '=HYPERLINK("http://evil")', "+S", "@P", "-C", 5000, 10, 1, "10.00"])
     load(acme, tmp_path, generated)
     return generated
 
@@ -67,7 +67,9 @@ def test_summary_csv(rows, acme, acme_marketer, login):
 
 def test_bad_export_input_is_400(acme, acme_marketer, login):
     client = login(acme_marketer)
-    response = client.get(f"/o/{acme.slug}/reports/export.csv", {"preset": "custom", "start": "2026-11-22", "end": "2026-11-01"})
+    response = client.get(
+        f"/o/{acme.slug}/reports/export.csv", {"preset": "custom", "start": "2026-11-22", "end": "2026-11-01"}
+    )
     assert response.status_code == 400 and b"ends" in response.content
     assert client.get(f"/o/{acme.slug}/reports/export.csv", {**RANGE, "table": "planet"}).status_code == 400
 
@@ -78,9 +80,11 @@ def _pdf_text(data: bytes) -> tuple[PdfReader, list[str]]:
 
 
 def test_short_pdf_streams_with_kpis(rows, acme, acme_marketer, login):
-    response = login(acme_marketer).post(f"/o/{acme.slug}/reports/export.pdf?preset=custom&start=2026-11-16&end=2026-11-22")
+    response = login(acme_marketer).post(
+        f"/o/{acme.slug}/reports/export.pdf?preset=custom&start=2026-11-16&end=2026-11-22"
+    )
     assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
-    reader, texts = _pdf_text(response.content)
+    _reader, texts = _pdf_text(response.content)
     text = "\n".join(texts)
     want = expected(rows, dt.date(2026, 11, 16), dt.date(2026, 11, 22))
     assert "Acme Corporation" in text and "2026-11-16" in text
@@ -95,7 +99,9 @@ def test_long_table_continues_across_pages_with_repeated_headers(acme, acme_mark
     many = generate_rows([dt.date(2026, 11, 16)], campaigns=2, creatives=200)
     many = [r for r in many if int(r[5]) > 0] or many
     load(acme, tmp_path, many)
-    response = login(acme_marketer).post(f"/o/{acme.slug}/reports/export.pdf?preset=custom&start=2026-11-16&end=2026-11-16")
+    response = login(acme_marketer).post(
+        f"/o/{acme.slug}/reports/export.pdf?preset=custom&start=2026-11-16&end=2026-11-16"
+    )
     reader, texts = _pdf_text(response.content)
     pages = len(reader.pages)
     assert all(f"of {pages}" in t for t in texts)  # "Page n of N" on every page, N = the real count
@@ -127,7 +133,7 @@ def test_large_range_pdf_is_a_job_with_progress_and_an_org_only_download(
     download = client.get(f"/o/{acme.slug}/reports/exports/{job.pk}/download")
     assert download.status_code == 200
     data = b"".join(download.streaming_content)
-    reader, texts = _pdf_text(data)
+    _reader, texts = _pdf_text(data)
     assert expected(rows, dt.date(2026, 11, 9), dt.date(2026, 11, 22))["spend"] in texts[0]
     assert AuditEvent.objects.filter(action="reporting.downloaded", org_slug="acme").exists()
     # another org's user: 404 under acme's prefix, and 404 for acme's job id under their own prefix

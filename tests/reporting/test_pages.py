@@ -24,7 +24,9 @@ def rows(acme, tmp_path):
 
 
 def _kpi(html: str, key: str) -> str:
-    match = re.search(rf'data-kpi="{key}">\s*<span class="kpi-label">[^<]*</span>\s*<span class="kpi-value">([^<]*)<', html)
+    match = re.search(
+        rf'data-kpi="{key}">\s*<span class="kpi-label">[^<]*</span>\s*<span class="kpi-value">([^<]*)<', html
+    )
     assert match, key
     return match.group(1).strip()
 

@@ -48,7 +48,9 @@ def test_summary_api_agrees_with_appendix_a1_and_the_metrics_api(rows, acme, acm
 def test_top_lists_and_underperformers(rows, acme, acme_marketer, login, settings):
     settings.P360_UNDERPERFORMER_MAX_CTR = "100"
     settings.P360_UNDERPERFORMER_MIN_SPEND = "0"
-    body = login(acme_marketer).get(f"/o/{acme.slug}/api/v1/summaries", {"period": "week", "start": "2026-11-16"}).json()
+    body = (
+        login(acme_marketer).get(f"/o/{acme.slug}/api/v1/summaries", {"period": "week", "start": "2026-11-16"}).json()
+    )
     by_conv = body["top_campaigns"]["by_conversions"]
     names = sorted({row[1] for row in rows})
     reference = sorted(
@@ -80,7 +82,9 @@ def test_aggregate_stores_then_api_serves_stored_and_rerun_replaces(rows, acme, 
     assert second["stored"][0]["totals"] == first["stored"][0]["totals"]
     with schema_context(acme.schema_name):
         assert Summary.objects.filter(period="week", start=WEEK).count() == 1
-    body = login(acme_marketer).get(f"/o/{acme.slug}/api/v1/summaries", {"period": "week", "start": "2026-11-16"}).json()
+    body = (
+        login(acme_marketer).get(f"/o/{acme.slug}/api/v1/summaries", {"period": "week", "start": "2026-11-16"}).json()
+    )
     assert body["stored"] is True and body["totals"] == first["stored"][0]["totals"]
 
 

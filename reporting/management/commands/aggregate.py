@@ -60,7 +60,12 @@ class Command(P360Command):
                     skipped.append({"org": org.slug, "reason": str(exc)})
                     continue
                 stored.append(
-                    {"org": org.slug, "summary_id": summary.pk, "daily_rows": summary.daily_rows, "totals": summary.totals}
+                    {
+                        "org": org.slug,
+                        "summary_id": summary.pk,
+                        "daily_rows": summary.daily_rows,
+                        "totals": summary.totals,
+                    }
                 )
 
     def render(self, result: dict[str, Any]) -> str:
