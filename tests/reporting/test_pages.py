@@ -191,3 +191,14 @@ def test_report_pages_are_isolated(rows, acme, globex, globex_marketer, acme_mar
 
 def test_nav_link(acme, acme_marketer, login):
     assert f'href="/o/{acme.slug}/reports/"' in login(acme_marketer).get(f"/o/{acme.slug}/").content.decode()
+
+
+def test_deleting_a_campaign_removes_it_from_the_dashboard_totals(rows, acme, acme_marketer, login):
+    from campaigns.models import Campaign
+    from campaigns.services import campaign_delete
+
+    with schema_context(acme.schema_name):
+        campaign_delete(campaign=Campaign.objects.get(name="Campaign 0"), actor=None)
+    kpis = login(acme_marketer).get(f"/o/{acme.slug}/reports/", RANGE).context["data"]["kpis"]["current"]
+    rest = [r for r in rows if r[1] != "Campaign 0"]
+    assert kpis["spend"] == expected(rest, dt.date(2026, 11, 16), dt.date(2026, 11, 22))["spend"]
