@@ -178,3 +178,36 @@ def test_schedule_periods():
         ("month", dt.date(2026, 6, 1)),
     ]
     assert scheduled_periods(dt.date(2026, 6, 3)) == [("week", dt.date(2026, 6, 1)), ("month", dt.date(2026, 6, 1))]
+
+
+def test_daily_schedule_stores_each_orgs_periods(rows, acme, globex):
+    from reporting.models import Summary
+    from reporting.tasks import daily_aggregate
+
+    assert daily_aggregate("2026-11-23") >= 2  # a Monday: previous week + this week + this month, per org
+    with schema_context(acme.schema_name):
+        stored = set(Summary.objects.values_list("period", "start", "generated_by"))
+    assert ("week", WEEK, "schedule") in stored and ("month", dt.date(2026, 11, 1), "schedule") in stored
+    with schema_context(globex.schema_name):
+        assert not Summary.objects.exists()  # no data: nothing stored, nothing failed
+
+
+def test_new_data_for_an_open_unstored_period_stores_nothing(rows, acme):
+    from reporting.models import Summary
+    from reporting.tasks import days_changed
+
+    with schema_context(acme.schema_name):
+        assert days_changed(["2026-11-20"], today="2026-11-21") == []
+        assert not Summary.objects.exists()
+        done = days_changed(["2026-11-20"], today="2026-12-05")  # the week and the month have ended
+        assert sorted(done) == ["month:2026-11-01", "week:2026-11-16"]
+
+
+def test_the_schedule_exists():
+    from django_q.models import Schedule
+
+    from p360.jobs.schedules import ensure_schedules
+
+    ensure_schedules()
+    schedule = Schedule.objects.get(name="p360: summary aggregation")
+    assert schedule.func == "reporting.tasks.daily_aggregate" and schedule.cron == "0 7 * * *"
