@@ -202,3 +202,19 @@ def test_deleting_a_campaign_removes_it_from_the_dashboard_totals(rows, acme, ac
     kpis = login(acme_marketer).get(f"/o/{acme.slug}/reports/", RANGE).context["data"]["kpis"]["current"]
     rest = [r for r in rows if r[1] != "Campaign 0"]
     assert kpis["spend"] == expected(rest, dt.date(2026, 11, 16), dt.date(2026, 11, 22))["spend"]
+
+
+def test_dashboard_data_in_one_query_equals_the_separate_selectors(rows, acme):
+    from reporting import selectors
+
+    start, end = dt.date(2026, 11, 16), dt.date(2026, 11, 22)
+    with schema_context(acme.schema_name):
+        for filters in (
+            selectors.Filters(),
+            selectors.Filters(sources=("surfside",)),
+            selectors.Filters(sources=("vibe",)),
+        ):
+            data = selectors.dashboard_data(start, end, filters)
+            assert data["kpis"] == selectors.kpis(start, end, filters)
+            assert data["trend"] == selectors.trend(start, end, filters)
+            assert data["sources"] == selectors.by_source(start, end, filters)
