@@ -37,7 +37,7 @@ class SummaryAdmin(ReadOnlyAdmin):
     @admin.display(description="Report")
     def page(self, obj: Summary) -> str:
         return format_html(
-            '<a href="../../../../reports/summaries/?period={}&amp;start={}">open</a>',
+            '<a href="../../../reports/summaries/?period={}&amp;start={}">open</a>',
             obj.period,
             obj.start.isoformat(),
         )
