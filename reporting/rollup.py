@@ -46,6 +46,10 @@ def metrics_loaded(dates: Iterable[dt.date | str]) -> None:
     if not days:
         return
     refresh_days(days)
+    from reporting.tasks import stale_periods
+
+    if not stale_periods(days):  # no stored summary covers these days: nothing to regenerate
+        return
     schema = connection.schema_name  # type: ignore[attr-defined]
     # After commit: the worker must see the new facts; a rolled-back load enqueues nothing.
     transaction.on_commit(lambda: _enqueue_reaggregation(schema, days))

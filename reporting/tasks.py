@@ -3,9 +3,9 @@
 - `daily_aggregate` (07:00 UTC, public schema): one task per active org.
 - `aggregate_org` (inside an org): the current week and month so far; on Mondays also the previous
   week, on the 1st also the previous month.
-- `days_changed` (inside an org, enqueued after an ingestion run commits): late data. The periods
-  containing the loaded days are regenerated when they have ended or are already stored, and the
-  following period too when it is stored (its deltas compare against the changed one).
+- `days_changed` (inside an org, enqueued after an ingestion run commits when it touched days of a
+  stored summary): late data. The stored periods containing the loaded days are regenerated, and the
+  following stored period too (its deltas compare against the changed one).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from p360.jobs.dispatch import enqueue_for_org, org_task
 from reporting.models import Summary
-from reporting.periods import next_start, period_end, period_start_of, periods_of, previous_start
+from reporting.periods import next_start, period_start_of, periods_of, previous_start
 from reporting.services import NoData, remove_summary, store_summary
 
 logger = logging.getLogger(__name__)
@@ -60,19 +60,25 @@ def aggregate_org(today: str | None = None) -> list[str]:
     return done
 
 
-@org_task
-def days_changed(days: list[str], today: str | None = None) -> list[str]:
-    now = dt.date.fromisoformat(today) if today else timezone.now().date()
+def stale_periods(days: list[dt.date]) -> list[tuple[str, dt.date]]:
+    """Stored summaries that new data for `days` makes stale: the stored periods containing those days,
+    and the stored period after each (its deltas compare against the changed one). Periods never
+    stored are left alone: the API and pages compute those on the fly, and the schedule stores them."""
     stored = set(Summary.objects.values_list("period", "start"))
+    if not stored:
+        return []
     todo: list[tuple[str, dt.date]] = []
-    for period, start in periods_of(dt.date.fromisoformat(d) for d in days):
-        if (period, start) in stored or period_end(period, start) < now:
-            todo.append((period, start))
-        following = (period, next_start(period, start))
-        if following in stored:
-            todo.append(following)
+    for period, start in periods_of(days):
+        for candidate in ((period, start), (period, next_start(period, start))):
+            if candidate in stored:
+                todo.append(candidate)
+    return list(dict.fromkeys(todo))
+
+
+@org_task
+def days_changed(days: list[str]) -> list[str]:
     done = []
-    for period, start in dict.fromkeys(todo):
+    for period, start in stale_periods([dt.date.fromisoformat(d) for d in days]):
         if _store_or_skip(period, start, "late data"):
             done.append(f"{period}:{start.isoformat()}")
         else:

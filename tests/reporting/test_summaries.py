@@ -192,15 +192,21 @@ def test_daily_schedule_stores_each_orgs_periods(rows, acme, globex):
         assert not Summary.objects.exists()  # no data: nothing stored, nothing failed
 
 
-def test_new_data_for_an_open_unstored_period_stores_nothing(rows, acme):
+def test_new_data_for_unstored_periods_regenerates_nothing(rows, acme, tmp_path, django_capture_on_commit_callbacks):
     from reporting.models import Summary
-    from reporting.tasks import days_changed
+    from reporting.tasks import days_changed, stale_periods
 
     with schema_context(acme.schema_name):
-        assert days_changed(["2026-11-20"], today="2026-11-21") == []
+        assert stale_periods([dt.date(2026, 11, 20)]) == []
+        assert days_changed(["2026-11-20"]) == []
         assert not Summary.objects.exists()
-        done = days_changed(["2026-11-20"], today="2026-12-05")  # the week and the month have ended
-        assert sorted(done) == ["month:2026-11-01", "week:2026-11-16"]
+    with django_capture_on_commit_callbacks() as callbacks:
+        load(acme, tmp_path, [r for r in rows if r[0] == "2026-11-20"], name="again.csv")
+    assert callbacks == []  # nothing stored covers the day: no task enqueued
+    aggregate("--org", "acme", "--period", "month", "--start", "2026-11-01")
+    with schema_context(acme.schema_name):
+        assert stale_periods([dt.date(2026, 11, 20)]) == [("month", dt.date(2026, 11, 1))]
+        assert stale_periods([dt.date(2026, 10, 20)]) == [("month", dt.date(2026, 11, 1))]  # the next month's deltas
 
 
 def test_the_schedule_exists():
