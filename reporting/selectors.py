@@ -13,7 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
 from campaigns.selectors import PLACES, derive, metrics_report
 from reporting.periods import period_end, previous_range, previous_start
@@ -233,7 +233,12 @@ def table(
               FROM ({inner}) g
               ORDER BY {order} {direction} NULLS LAST, g.{level}_name, g.{level}_id
               LIMIT %s OFFSET %s"""
-    rows = _fetch(sql, [*inner_params, per_page, (page - 1) * per_page])
+    with transaction.atomic(), connection.cursor() as cursor:
+        if fact == "campaigns_dailymetric":
+            # Up to one group per creative: enough memory to hash-aggregate instead of sorting on disk.
+            cursor.execute("SET LOCAL work_mem = '64MB'")
+        cursor.execute(sql, [*inner_params, per_page, (page - 1) * per_page])
+        rows = cursor.fetchall()
     out = []
     for row in rows:
         item: dict[str, Any] = {}
