@@ -361,6 +361,11 @@ def load_staged(*, run_id: int, source: str, currency: str, dates: list[dt.date]
         )
         written = cursor.rowcount
         cursor.execute(f"DELETE FROM {STAGE} WHERE run_id = %s", [run_id])
+    # --- reporting (issue 7): rewrite the dashboard rollup of these days (same transaction) and, after
+    # commit, re-aggregate the stored summaries of past periods they fall in (late data) ---
+    from reporting.rollup import metrics_loaded
+
+    metrics_loaded(dates)
     return written, replaced
 
 

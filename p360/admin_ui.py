@@ -19,6 +19,10 @@ from p360.audit.models import AuditEvent
 from p360.audit.selectors import events_visible_to
 from p360.jobs.models import Job, JobStatus
 from p360.jobs.services import last_heartbeat
+
+# --- reporting (issue 7) ---
+from reporting.admin_ui import cross_org_overview as _reporting_overview
+from reporting.admin_ui import org_kpis as _reporting_org_kpis
 from tenants.access import orgs_manageable_by, orgs_visible_to, restrict_by_org, users_manageable_by
 from tenants.middleware import ORG_PREFIX
 
@@ -133,6 +137,8 @@ def global_dashboard(request: HttpRequest, context: dict[str, Any]) -> dict[str,
             "cluster": _cluster_status(),
             "recent_jobs": _job_rows(list(jobs[:8])),
             "recent_events": list(audit[:10]),
+            # --- reporting (issue 7): per visible org, spend/conversions 7 days vs 7 before, ingestion health ---
+            "org_overview": _reporting_overview(orgs_visible_to(request.user)),
             "audit_url": reverse("admin:audit_auditevent_changelist"),
             "jobs_url": reverse("admin:jobs_job_changelist"),
         }
@@ -170,6 +176,8 @@ def org_dashboard(request: HttpRequest, context: dict[str, Any]) -> dict[str, An
                 },
                 # --- ingestion (issue 6): health of the paid-media sources ---
                 _ingestion_kpi(runs_for_org(org)),
+                # --- reporting (issue 7): spend and conversions of the last 7 days ---
+                *_reporting_org_kpis(org),
             ],
             "cluster": _cluster_status(),
             "recent_jobs": _job_rows(list(jobs[:8])),
@@ -337,6 +345,8 @@ def org_navigation(request: HttpRequest) -> list[dict[str, Any]]:
                             "campaigns.view_dailymetric",
                         ),
                         ("CPM rates", "payments", "admin:campaigns_cpmrate_changelist", "campaigns.view_cpmrate"),
+                        # reporting (issue 7)
+                        ("Summaries", "summarize", "admin:reporting_summary_changelist", "reporting.view_summary"),
                         (
                             "Client settings",
                             "tune",

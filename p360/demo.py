@@ -160,6 +160,10 @@ def load_demo() -> dict[str, Any]:
     from audiences.builder_demo import load_builder_demo
 
     builder = load_builder_demo(list(Organization.objects.filter(slug__in=[spec["slug"] for spec in ORGS])))
+    # --- reporting (issue 7): stored weekly/monthly summaries of the demo metrics ---
+    from reporting.demo import load_demo_summaries
+
+    load_demo_summaries(list(Organization.objects.filter(slug__in=[spec["slug"] for spec in ORGS])))
     return {
         "created": created,
         "metrics": metrics,

@@ -16,6 +16,7 @@ api_patterns = [
     path("", include(uploads_urls.api_urlpatterns)),  # issue 4: tus uploads
     # --- attribution (issue 7, item 4) ---
     path("attribution", AttributionApi.as_view(), name="attribution"),
+    path("", include("reporting.api.urls")),  # issue 7: summaries
 ]
 
 urlpatterns = [
@@ -28,6 +29,8 @@ urlpatterns = [
     path("ingestion/", include("ingestion.urls")),
     # --- attribution (issue 7, item 4): before any "reports/" include so its prefix wins ---
     path("reports/attribution/", include("reporting.attribution.urls")),
+    # --- reporting (issue 7): dashboard, summaries, exports (attribution mounts its own include before this) ---
+    path("reports/", include("reporting.urls")),
 ]
 
 handler400 = json_or_html_handler(400, "Bad request.")

@@ -30,4 +30,17 @@ def ensure_schedules() -> int:
             name=name, defaults={"func": func, "schedule_type": Schedule.CRON, "cron": cron, "repeats": -1}
         )
         created += was_created
+    # --- reporting (issue 7): summaries at 07:00 UTC (previous week on Mondays, previous month on the 1st) ---
+    from django.conf import settings
+
+    _, was_created = Schedule.objects.update_or_create(
+        name="p360: summary aggregation",
+        defaults={
+            "func": "reporting.tasks.daily_aggregate",
+            "schedule_type": Schedule.CRON,
+            "cron": settings.P360_AGGREGATE_CRON,
+            "repeats": -1,
+        },
+    )
+    created += was_created
     return created

@@ -1,0 +1,147 @@
+"""Exports: CSV (formula-safe) and the PDF report (inline and as a job), downloads, audit, isolation."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import math
+
+import pytest
+from pypdf import PdfReader
+
+from p360.audit.models import AuditEvent
+from p360.jobs.models import Job
+from tests.reporting.helpers import days, expected, generate_rows, load
+
+pytestmark = pytest.mark.django_db
+
+RANGE = {"preset": "custom", "start": "2026-11-16", "end": "2026-11-22"}
+
+
+@pytest.fixture
+def rows(acme, tmp_path):
+    generated = generate_rows(days("2026-11-09", 14))
+    generated.append(["2026-11-17", '=HYPERLINK("http://evil")', "+S", "@P", "-C", 5000, 10, 1, "10.00"])
+    load(acme, tmp_path, generated)
+    return generated
+
+
+def _csv(response) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+
+
+def test_table_csv_is_formula_safe_and_matches_the_page(rows, acme, acme_marketer, login):
+    client = login(acme_marketer)
+    response = client.get(f"/o/{acme.slug}/reports/export.csv", {**RANGE, "table": "creative"})
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    table = _csv(response)
+    header, body = table[0], table[1:]
+    assert header[:6] == ["campaign_id", "campaign", "strategy", "placement", "creative_id", "creative"]
+    evil = next(r for r in body if "HYPERLINK" in r[1])
+    assert evil[1].startswith("'=") and evil[2] == "'+S" and evil[3] == "'@P" and evil[5] == "'-C"
+    assert len(body) == 13  # 12 generated creatives + the hostile one
+    assert AuditEvent.objects.filter(action="reporting.exported", org_slug="acme").exists()
+
+
+def test_trend_and_source_csv(rows, acme, acme_marketer, login):
+    client = login(acme_marketer)
+    trend = _csv(client.get(f"/o/{acme.slug}/reports/export.csv", {**RANGE, "table": "trend"}))
+    assert trend[0][0] == "date" and len(trend) == 8
+    day = dict(zip(trend[0], trend[1], strict=True))
+    assert day["spend"] == expected(rows, dt.date(2026, 11, 16), dt.date(2026, 11, 16))["spend"]
+    source = _csv(client.get(f"/o/{acme.slug}/reports/export.csv", {**RANGE, "table": "source"}))
+    assert source[1][0] == "surfside"
+
+
+def test_summary_csv(rows, acme, acme_marketer, login):
+    response = login(acme_marketer).get(
+        f"/o/{acme.slug}/reports/summaries/export.csv", {"period": "week", "start": "2026-11-16"}
+    )
+    table = _csv(response)
+    assert table[1][0] == "totals" and table[2][0] == "previous_totals" and table[3][0] == "delta_abs"
+    assert table[1][6] == expected(rows, dt.date(2026, 11, 16), dt.date(2026, 11, 22))["spend"]
+    bad = login(acme_marketer).get(f"/o/{acme.slug}/reports/summaries/export.csv", {"period": "week", "start": "x"})
+    assert bad.status_code == 400
+
+
+def test_bad_export_input_is_400(acme, acme_marketer, login):
+    client = login(acme_marketer)
+    response = client.get(
+        f"/o/{acme.slug}/reports/export.csv", {"preset": "custom", "start": "2026-11-22", "end": "2026-11-01"}
+    )
+    assert response.status_code == 400 and b"ends" in response.content
+    assert client.get(f"/o/{acme.slug}/reports/export.csv", {**RANGE, "table": "planet"}).status_code == 400
+
+
+def _pdf_text(data: bytes) -> tuple[PdfReader, list[str]]:
+    reader = PdfReader(io.BytesIO(data))
+    return reader, [page.extract_text() for page in reader.pages]
+
+
+def test_short_pdf_streams_with_kpis(rows, acme, acme_marketer, login):
+    response = login(acme_marketer).post(
+        f"/o/{acme.slug}/reports/export.pdf?preset=custom&start=2026-11-16&end=2026-11-22"
+    )
+    assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
+    _reader, texts = _pdf_text(response.content)
+    text = "\n".join(texts)
+    want = expected(rows, dt.date(2026, 11, 16), dt.date(2026, 11, 22))
+    assert "Acme Corporation" in text and "2026-11-16" in text
+    for key in ("spend", "ctr", "roas", "cpa", "conversion_revenue"):
+        assert want[key] in text, key
+    assert f"{want['impressions']:,}" in text
+    assert texts[0].count("Page 1 of") == 1
+    assert AuditEvent.objects.filter(action="reporting.exported", org_slug="acme", after__format="pdf").exists()
+
+
+def test_long_table_continues_across_pages_with_repeated_headers(acme, acme_marketer, login, tmp_path):
+    many = generate_rows([dt.date(2026, 11, 16)], campaigns=2, creatives=200)
+    many = [r for r in many if int(r[5]) > 0] or many
+    load(acme, tmp_path, many)
+    response = login(acme_marketer).post(
+        f"/o/{acme.slug}/reports/export.pdf?preset=custom&start=2026-11-16&end=2026-11-16"
+    )
+    reader, texts = _pdf_text(response.content)
+    pages = len(reader.pages)
+    assert all(f"of {pages}" in t for t in texts)  # "Page n of N" on every page, N = the real count
+    for n, text in enumerate(texts, start=1):
+        assert f"Page {n} of {pages}" in text
+    creatives_start = next(i for i, t in enumerate(texts) if "Creatives (" in t)
+    continued = texts[creatives_start + 1 :]
+    assert continued and all("Impr." in t and "ROAS %" in t for t in continued)  # header repeated
+    rows_in_table = len({r[4] for r in many})
+    # landscape A4 fits 25-40 creative rows a page; the table alone needs at least this many pages
+    assert pages >= creatives_start + math.ceil(rows_in_table / 40)
+    assert pages <= creatives_start + 1 + math.ceil(rows_in_table / 20)
+
+
+def test_large_range_pdf_is_a_job_with_progress_and_an_org_only_download(
+    rows, acme, globex, acme_marketer, globex_marketer, login, settings, django_capture_on_commit_callbacks
+):
+    settings.P360_PDF_INLINE_MAX_DAYS = 3
+    client = login(acme_marketer)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/o/{acme.slug}/reports/export.pdf?preset=custom&start=2026-11-09&end=2026-11-22")
+    assert response.status_code == 302
+    job = Job.objects.get(kind="reporting.pdf_export", org=acme)
+    assert response["Location"] == f"/o/{acme.slug}/reports/exports/{job.pk}/"
+    assert job.status == "succeeded" and job.result["file"].startswith(f"orgs/{acme.schema_name}/reports/")
+    assert job.progress_done == job.progress_total == 6
+    page = client.get(response["Location"]).content.decode()
+    assert "Download the PDF" in page
+    download = client.get(f"/o/{acme.slug}/reports/exports/{job.pk}/download")
+    assert download.status_code == 200
+    data = b"".join(download.streaming_content)
+    _reader, texts = _pdf_text(data)
+    assert expected(rows, dt.date(2026, 11, 9), dt.date(2026, 11, 22))["spend"] in texts[0]
+    assert AuditEvent.objects.filter(action="reporting.downloaded", org_slug="acme").exists()
+    # another org's user: 404 under acme's prefix, and 404 for acme's job id under their own prefix
+    other = login(globex_marketer)
+    assert other.get(f"/o/{acme.slug}/reports/exports/{job.pk}/download").status_code == 404
+    assert other.get(f"/o/{globex.slug}/reports/exports/{job.pk}/download").status_code == 404
+    assert other.get(f"/o/{globex.slug}/reports/exports/{job.pk}/").status_code == 404
+
+
+def test_pdf_needs_post(acme, acme_marketer, login):
+    assert login(acme_marketer).get(f"/o/{acme.slug}/reports/export.pdf").status_code == 405
