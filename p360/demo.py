@@ -43,10 +43,8 @@ USERS = [
 AUDIENCES = {
     "acme": [
         ("Cloud security intent (surging)", AudienceKind.BUILT, AudienceStatus.READY, 12_904),
-        ("ICP seed: manufacturing", AudienceKind.SEED, AudienceStatus.DRAFT, 25_000),
     ],
     "globex": [
-        ("Globex CRM export Q3", AudienceKind.IMPORTED, AudienceStatus.READY, 91_377),
         ("Logistics buyers EMEA", AudienceKind.BUILT, AudienceStatus.DRAFT, 7_412),
     ],
 }
@@ -67,10 +65,19 @@ DEMO_IMPORT_AUDIENCE = "Enterprise IT decision makers"
 DEMO_IMPORT_ROWS = 2_500
 
 
-def demo_crm_file(rows: int = DEMO_IMPORT_ROWS) -> Path:
+# Each org's real imported audience (name, file, rows, person offset): the builder counts what was loaded, so the
+# demo has no audience whose count is not backed by records.
+DEMO_IMPORTS = {
+    "acme": (DEMO_IMPORT_AUDIENCE, "acme-crm-export.csv", DEMO_IMPORT_ROWS, 0),
+    "globex": ("Globex CRM export Q3", "globex-crm-export.csv", 1_500, 50_000),
+}
+
+
+def demo_crm_file(rows: int = DEMO_IMPORT_ROWS, name: str = "acme-crm-export.csv", offset: int = 0) -> Path:
     """A deterministic CRM export with the usual dirt: mixed case, gmail dots and tags, bad emails,
-    phones in several formats, websites with schemes, revenue with separators, duplicates."""
-    path = Path(settings.DATA_DIR) / "demo" / "acme-crm-export.csv"
+    phones in several formats, websites with schemes, revenue with separators, duplicates.
+    `offset` shifts the people (not the companies, so Bombora's demo domains cover every org)."""
+    path = Path(settings.DATA_DIR) / "demo" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     titles = ["CIO", "VP, Infrastructure", "IT Director", "Head of Security", "CTO"]
     industries = ["Software", "Manufacturing", "Finance", "Healthcare", "Retail"]
@@ -78,7 +85,7 @@ def demo_crm_file(rows: int = DEMO_IMPORT_ROWS) -> Path:
     lines = [
         "E-mail,Phone Number,First Name,Last Name,Title,Company,Website,Industry,Annual Revenue,Employees,Country,Lead Score"
     ]
-    for i in range(rows):
+    for i in range(offset, offset + rows):
         person = i // 2 if i % 41 == 5 else i  # about 2 % repeat an earlier person
         email = f"Jane.Doe{person}+crm@GMail.com" if person % 9 == 0 else f"Person{person}@Company{person % 600}.com"
         if i % 97 == 13:
@@ -94,11 +101,12 @@ def demo_crm_file(rows: int = DEMO_IMPORT_ROWS) -> Path:
     return path
 
 
-def _import_demo_file() -> None:
+def _import_demo_file(slug: str) -> None:
     from audiences.services import import_configure, import_create, import_start
 
-    path = demo_crm_file()
-    imp = import_create(audience_name=DEMO_IMPORT_AUDIENCE, source_name=path.name, actor=None, path=path)
+    audience_name, file_name, rows, offset = DEMO_IMPORTS[slug]
+    path = demo_crm_file(rows, file_name, offset)
+    imp = import_create(audience_name=audience_name, source_name=path.name, actor=None, path=path)
     imp = import_configure(imp=imp, actor=None, mapping=imp.mapping, custom_types=imp.custom_types)
     import_start(imp=imp, actor=None, inline=True)
 
@@ -138,8 +146,9 @@ def load_demo() -> dict[str, Any]:
                         audience=Audience(name=name, kind=kind, status=status, record_count=count), actor=None
                     )
                     created["audiences"] += 1
-            if org.slug == "acme" and not Audience.objects.filter(name=DEMO_IMPORT_AUDIENCE).exists():
-                _import_demo_file()
+            demo_import = DEMO_IMPORTS.get(org.slug)
+            if demo_import and not Audience.objects.filter(name=demo_import[0]).exists():
+                _import_demo_file(org.slug)
                 created["imports"] += 1
             for name, status, start, end, budget in CAMPAIGNS.get(org.slug, []):  # type: ignore[attr-defined]
                 if not Campaign.objects.filter(name=name).exists():
