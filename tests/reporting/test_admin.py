@@ -43,6 +43,7 @@ def test_summaries_in_the_org_admin_are_the_orgs_own(recent, acme, globex, manag
 def test_global_dashboard_cross_org_overview_follows_access(recent, acme, manager, super_admin, login):
     rows, yesterday = recent
     want = expected(rows, yesterday - dt.timedelta(days=6), yesterday)
+    want["spend"] = f"{Decimal(want['spend']):,}"  # shown with thousands separators
     everything = login(super_admin).get("/admin/").content.decode()
     assert "Organisations at a glance" in everything
     assert "Acme Corporation" in everything and "Globex Industries" in everything and want["spend"] in everything
