@@ -12,12 +12,11 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
 from ingestion.models import IngestionRun, RunStatus, Source, Trigger
+from ingestion.s3 import s3_client_for
 
 if TYPE_CHECKING:
     from p360.jobs.services import JobContext
@@ -27,22 +26,7 @@ SUFFIXES = (".csv", ".csv.gz", ".gz", ".txt", ".txt.gz")
 
 
 def s3_client() -> Any:
-    kwargs: dict[str, Any] = {
-        "region_name": settings.P360_BOMBORA_REGION,
-        "config": Config(
-            signature_version="s3v4",
-            s3={"addressing_style": "path"},
-            retries={"max_attempts": 3, "mode": "standard"},
-            connect_timeout=10,
-            read_timeout=300,
-        ),
-    }
-    if settings.P360_BOMBORA_ENDPOINT_URL:
-        kwargs["endpoint_url"] = settings.P360_BOMBORA_ENDPOINT_URL
-    if settings.P360_BOMBORA_ACCESS_KEY_ID:
-        kwargs["aws_access_key_id"] = settings.P360_BOMBORA_ACCESS_KEY_ID
-        kwargs["aws_secret_access_key"] = settings.P360_BOMBORA_SECRET_ACCESS_KEY
-    return boto3.client("s3", **kwargs)
+    return s3_client_for("P360_BOMBORA", read_timeout=300)
 
 
 def _listing() -> list[dict[str, Any]]:

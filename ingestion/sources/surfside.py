@@ -11,12 +11,11 @@ import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 from django.conf import settings
 
 from campaigns.selectors import client_settings
+from ingestion.s3 import s3_client_for
 
 if TYPE_CHECKING:
     from ingestion.models import IngestionRun
@@ -29,22 +28,7 @@ class MissingFile(Exception):
 
 
 def s3_client() -> Any:
-    kwargs: dict[str, Any] = {
-        "region_name": settings.P360_SURFSIDE_REGION,
-        "config": Config(
-            signature_version="s3v4",
-            s3={"addressing_style": "path"},
-            retries={"max_attempts": 3, "mode": "standard"},
-            connect_timeout=10,
-            read_timeout=120,
-        ),
-    }
-    if settings.P360_SURFSIDE_ENDPOINT_URL:
-        kwargs["endpoint_url"] = settings.P360_SURFSIDE_ENDPOINT_URL
-    if settings.P360_SURFSIDE_ACCESS_KEY_ID:
-        kwargs["aws_access_key_id"] = settings.P360_SURFSIDE_ACCESS_KEY_ID
-        kwargs["aws_secret_access_key"] = settings.P360_SURFSIDE_SECRET_ACCESS_KEY
-    return boto3.client("s3", **kwargs)
+    return s3_client_for("P360_SURFSIDE", read_timeout=120)
 
 
 def object_key(org_slug: str, day: dt.date) -> str:
