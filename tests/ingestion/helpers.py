@@ -6,6 +6,8 @@ import csv
 import datetime as dt
 import io
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -94,3 +96,23 @@ def api_metrics(client: Any, org: Any, **params: str) -> Any:
 
 def D(value: str) -> Decimal:
     return Decimal(value)
+
+
+@contextmanager
+def moto_bucket(bucket: str) -> Iterator[tuple[str, Any]]:
+    """A real S3 API (moto's threaded server on 127.0.0.1) with one bucket: (endpoint, boto3 client)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        client = boto3.client(
+            "s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+        )
+        client.create_bucket(Bucket=bucket)
+        yield endpoint, client
+    finally:
+        server.stop()

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import gzip
 
-import boto3
 import pytest
 from django_q.models import Schedule
-from moto.server import ThreadedMotoServer
 
 from ingestion import tasks
 from ingestion.bombora.s3 import pickup
 from ingestion.models import BomboraWeek, IngestionRun
 from p360.jobs.schedules import ensure_schedules
 from tests.ingestion.bombora_helpers import WEEK, scores, surge_line
+from tests.ingestion.helpers import moto_bucket
 
 pytestmark = pytest.mark.django_db
 BUCKET = "bombora-drop"
@@ -22,16 +21,8 @@ BUCKET = "bombora-drop"
 
 @pytest.fixture(scope="module")
 def s3_server():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    client = boto3.client(
-        "s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
-    )
-    client.create_bucket(Bucket=BUCKET)
-    yield endpoint, client
-    server.stop()
+    with moto_bucket(BUCKET) as server:
+        yield server
 
 
 @pytest.fixture

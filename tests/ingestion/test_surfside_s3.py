@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import io
 
-import boto3
 import httpx
 import polars as pl
 import pytest
 from django.core import mail
 from django_tenants.utils import schema_context
-from moto.server import ThreadedMotoServer
 
 from campaigns.models import ClientSettings
 from campaigns.selectors import client_settings
 from ingestion.models import IngestionRun
-from tests.ingestion.helpers import SURFSIDE_HEADER, ingest, ingest_failing, metrics, set_cpm, surfside_rows
+from tests.ingestion.helpers import (
+    SURFSIDE_HEADER,
+    ingest,
+    ingest_failing,
+    metrics,
+    moto_bucket,
+    set_cpm,
+    surfside_rows,
+)
 
 pytestmark = pytest.mark.django_db
 BUCKET = "surfside-drop"
@@ -24,16 +30,8 @@ BUCKET = "surfside-drop"
 
 @pytest.fixture(scope="module")
 def s3_server():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    client = boto3.client(
-        "s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
-    )
-    client.create_bucket(Bucket=BUCKET)
-    yield endpoint, client
-    server.stop()
+    with moto_bucket(BUCKET) as server:
+        yield server
 
 
 @pytest.fixture
