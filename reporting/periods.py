@@ -41,10 +41,23 @@ def next_start(period: str, start: dt.date) -> dt.date:
     return period_end(period, start) + dt.timedelta(days=1)
 
 
+# Dates outside these bounds are refused: arithmetic on them (the previous period, a lookback) would leave
+# Python's date range, and no advertising data is that old or that far ahead.
+EARLIEST = dt.date(2000, 1, 1)
+LATEST = dt.date(2100, 12, 31)
+
+
+def check_bounds(day: dt.date, field: str) -> dt.date:
+    if not EARLIEST <= day <= LATEST:
+        raise RangeError(f"{field} {day.isoformat()} is outside {EARLIEST.isoformat()}..{LATEST.isoformat()}", field)
+    return day
+
+
 def check_period(period: str, start: dt.date) -> None:
     """A week starts on a Monday, a month on the 1st; anything else is refused (not silently moved)."""
     if period not in PERIODS:
         raise RangeError(f"unknown period {period!r}; use week or month", "period")
+    check_bounds(start, "start")
     expected = period_start_of(period, start)
     if start != expected:
         what = "weeks start on a Monday" if period == "week" else "months start on the 1st"
@@ -55,12 +68,15 @@ def parse_date(value: str | None, field: str) -> dt.date:
     if not value:
         raise RangeError(f"{field} is required (YYYY-MM-DD)", field)
     try:
-        return dt.date.fromisoformat(value.strip())
+        day = dt.date.fromisoformat(value.strip())
     except ValueError:
         raise RangeError(f"{field} {value!r} is not a date (YYYY-MM-DD)", field) from None
+    return check_bounds(day, field)
 
 
 def check_range(start: dt.date, end: dt.date) -> None:
+    check_bounds(start, "start")
+    check_bounds(end, "end")
     if end < start:
         raise RangeError(f"the range ends ({end}) before it starts ({start})", "end")
     limit = settings.P360_REPORT_MAX_DAYS

@@ -35,6 +35,7 @@ from reporting.periods import PERIODS, RangeError, check_period, check_range, pa
 from reporting.selectors import LEVELS, SORTS, Filters
 
 PER_PAGE = 25
+MAX_PAGE = 100_000  # beyond this the OFFSET would overflow; no table has that many pages
 SORT_LABELS = {
     "name": "Name",
     "impressions": "Impressions",
@@ -117,7 +118,7 @@ def parse_query(
     if sort not in SORTS:
         raise RangeError(f"unknown sort {sort!r}", "sort")
     try:
-        page = max(1, int(get.get("page") or 1))
+        page = min(max(1, int(get.get("page") or 1)), MAX_PAGE)
     except ValueError:
         page = 1
     return ReportQuery(

@@ -11,6 +11,7 @@ from typing import Any
 import polars as pl
 from django.core.cache import cache
 
+from reporting import periods
 from reporting.attribution import models, paths, selectors
 
 GROUPS = tuple(paths.GROUP_COLUMNS)
@@ -48,6 +49,9 @@ class BadParams(ValueError):
 
 def check(params: Params) -> Params:
     """Refuse what cannot be computed honestly (the API and the page share these rules)."""
+    for name, day in (("start", params.start), ("end", params.end)):
+        if not periods.EARLIEST <= day <= periods.LATEST:
+            raise BadParams(name, f"{name} must be between {periods.EARLIEST} and {periods.LATEST}")
     if params.end < params.start:
         raise BadParams("end", "end is before start")
     if (params.end - params.start).days + 1 > MAX_RANGE_DAYS:
