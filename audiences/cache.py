@@ -71,12 +71,13 @@ class Entry:
         return self.frame.height
 
     def nbytes(self) -> int:
-        series: list[pl.Series] = [
-            *self.imported_masks.values(),
-            *self.topic_columns.values(),
-            *self.built_masks.values(),
-            *(s.lowered_categories for s in self.strings.values() if s.lowered_categories is not None),
-        ]
+        with self.lock:  # request threads add topic columns and built masks under this lock
+            series: list[pl.Series] = [
+                *self.imported_masks.values(),
+                *self.topic_columns.values(),
+                *self.built_masks.values(),
+                *(s.lowered_categories for s in self.strings.values() if s.lowered_categories is not None),
+            ]
         sizes = [self.frame.estimated_size(), self.bombora.estimated_size(), *(s.estimated_size() for s in series)]
         return int(sum(sizes))
 

@@ -78,6 +78,9 @@ def materialize(*, audience: Audience, node: Node, reason: str) -> int:
     """Replace the audience's members with the tree's result (SQL engine); record the count. Returns it."""
     sql, params = select_rids_sql(node, sql_context())
     with transaction.atomic(), connection.cursor() as cursor:
+        # Refreshes overlap (after an import, the daily schedule, the admin, the API): one at a time per audience,
+        # or the second DELETE misses the first INSERT's rows and its INSERT hits the primary key.
+        cursor.execute("SELECT 1 FROM audiences_audience WHERE id = %s FOR UPDATE", [audience.pk])
         cursor.execute("DELETE FROM audiences_builtmember WHERE audience_id = %s", [audience.pk])
         cursor.execute(
             f"INSERT INTO audiences_builtmember (audience_id, rid) SELECT %s, s.rid FROM ({sql}) s",

@@ -53,7 +53,7 @@ def int_param(raw: Any, name: str, *, default: int, low: int, high: int) -> int:
         raise bad_request("must be an integer", name)
     try:
         value = int(raw)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: JSON 1e400 parses to inf
         raise bad_request("must be an integer", name) from exc
     return max(low, min(value, high))
 

@@ -291,6 +291,8 @@ def _first_content_line(data: bytes) -> tuple[int, str] | None:
 def _lines(data: bytes) -> pl.DataFrame:
     """One row per line (blank lines kept as null, so that line numbers stay exact)."""
     expected = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    if b"\x01" in data:  # the fast split uses \x01 as its separator: it would cut such a line short
+        return _lines_exact(data)
     try:
         # polars' CSV reader splits lines on all cores; \x01 never occurs in a Bombora file.
         lines = pl.read_csv(
@@ -308,6 +310,12 @@ def _lines(data: bytes) -> pl.DataFrame:
             return lines.with_columns(pl.col(RAW).fill_null(""))
     except Exception:  # noqa: BLE001 - polars refused an odd block: the plain split below is exact
         logger.debug("fast line split failed; splitting in plain polars")
+    return _lines_exact(data)
+
+
+def _lines_exact(data: bytes) -> pl.DataFrame:
+    """The plain split: exact for any byte, slower than polars' CSV reader."""
+    expected = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
     text = data.decode("utf-8", errors="replace")
     lines = pl.DataFrame({RAW: [text]}).select(pl.col(RAW).str.split("\n")).explode(RAW)
     return lines.slice(0, expected)
@@ -707,6 +715,7 @@ class Loader:
             weeks = good["week"].drop_nulls()
             if len(weeks):
                 self.week = weeks[0]
+                check_not_too_old(self.week)  # as for a week from --date or the file name
                 return
         raise WeekUnknown(
             f"{self.name}: no week: put the date (YYYYMMDD) in the file name, pass --date YYYY-MM-DD, "

@@ -43,7 +43,8 @@ def _already_taken(key: str, etag: str) -> bool:
         source=Source.BOMBORA,
         params__s3_key=key,
         params__etag=etag,
-        status__in=[RunStatus.SUCCEEDED, RunStatus.RUNNING, RunStatus.QUEUED],
+        # A failed object is not picked up again every day (it would fail the same way): re-run it from the admin.
+        status__in=[RunStatus.SUCCEEDED, RunStatus.RUNNING, RunStatus.QUEUED, RunStatus.FAILED],
     ).exists()
 
 

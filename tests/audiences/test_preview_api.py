@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -112,3 +113,10 @@ def test_other_orgs_cannot_preview_or_read_fields(acme_people: Any, globex_marke
     assert client.get("/o/acme/api/v1/fields").status_code == 404
     own = _post(client, {"field": "country", "operator": "eq", "value": "US"}, slug="globex").json()
     assert own["universe"] == 0 and own["count"] == 0
+
+
+def test_a_sample_size_too_big_for_an_integer_is_a_400(acme_people: Any, acme_marketer: Any, login: Any) -> None:
+    tree = {"field": "country", "operator": "is_not_null"}
+    body = '{"tree": ' + json.dumps(tree) + ', "sample": 1e400}'  # JSON 1e400 parses to inf
+    response = login(acme_marketer).post("/o/acme/api/v1/audiences/preview", body, content_type="application/json")
+    assert response.status_code == 400

@@ -285,3 +285,21 @@ def test_week_column_block_with_only_other_weeks(tmp_path):
     message, _ = ingest_failing("bombora", str(path), "--date", "2026-11-16")
     assert "no row of intent.csv could be loaded (1 quarantined)" in message
     assert not BomboraWeek.objects.exists() and staging_tables() == []
+
+
+def test_a_control_byte_in_a_line_does_not_cut_it(tmp_path):
+    # The fast line split uses \x01 as its separator; a line holding that byte must still be read whole.
+    line = surge_line("acme.com", "Cloud Security", 72).replace("United States", "United\x01States")
+    assert "\x01" in line
+    path = write(tmp_path / "surge_20261119.csv", [line])
+    result = ingest("bombora", str(path))
+    assert (result["rows_read"], result["rows_loaded"], result["rows_quarantined"]) == (1, 1, 0)
+
+
+def test_a_week_column_older_than_the_history_is_refused(tmp_path, settings):
+    settings.P360_BOMBORA_HISTORY_WEEKS = 2
+    for day in ("20261109", "20261116"):
+        ingest("bombora", str(surge_file(tmp_path, [("a.com", "CRM", 70)], name=f"surge_{day}.csv")))
+    old = write(tmp_path / "old.csv", ["Domain,Company Name,Topic,Composite Score,Week", "a.com,A,CRM,80,2026-10-05"])
+    message, _ = ingest_failing("bombora", str(old))
+    assert "older than the 2 weeks kept" in message
