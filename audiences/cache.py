@@ -110,9 +110,9 @@ class Entry:
         with self.lock:
             if key in self.built_masks:
                 return self.built_masks[key]
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT rid FROM audiences_builtmember WHERE audience_id = %s", [audience_id])
-            rids = pl.Series([row[0] for row in cursor.fetchall()], dtype=pl.Int64)
+        # COPY straight into polars: a built audience may have millions of members.
+        sql = f"SELECT rid FROM audiences_builtmember WHERE audience_id = {int(audience_id)}"
+        rids = _copy_frame(sql, {"rid": pl.Int64}).get_column("rid")
         mask = self.frame.get_column("__rid").is_in(rids.implode())
         with self.lock:
             for old in [k for k in self.built_masks if k[0] == audience_id]:

@@ -170,7 +170,7 @@ def where_sql(node: Node, ctx: SqlContext, params: list[Any]) -> str:
 def _joins(ctx: SqlContext) -> str:
     """One LEFT JOIN per Bombora topic the tree reads: the week's score by domain (NULL when absent).
 
-    A join rather than `store.score_sql`'s scalar subquery: the score partition has no index to probe 10M
+    A join rather than a scalar subquery per row: the score partition has no index to probe 10M
     times, and a hash join reads it once. `max` keeps one score per domain should a week hold duplicates
     (the cache does the same).
     """

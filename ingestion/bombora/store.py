@@ -89,14 +89,3 @@ def scores_frame(week: dt.date | None = None, topic_ids: list[int] | None = None
     if not buf:
         return pl.DataFrame(schema=schema)
     return pl.read_csv(bytes(buf), has_header=False, new_columns=list(schema), schema=schema)
-
-
-def score_sql(topic_id: int, week: dt.date, domain_expr: str) -> str:
-    """A scalar SQL subquery: the week's score for `domain_expr`'s domain on one topic (NULL when absent).
-
-    The SQL compiler of the builder uses this so that 'missing' means NULL exactly as in the polars engine.
-    """
-    return (
-        f"(SELECT s.score FROM {QUALIFIED} s WHERE s.week = DATE '{week.isoformat()}' "
-        f"AND s.topic_id = {int(topic_id)} AND s.domain = {domain_expr})"
-    )
