@@ -198,7 +198,7 @@ def audience_choices() -> list[dict[str, Any]]:
 
 def bombora_topics(*, q: str = "", limit: int = 20) -> dict[str, Any]:
     """GET .../fields/bombora: matching topics with how many of the org's domains surge on each this week."""
-    from ingestion.bombora.store import SURGE_THRESHOLD, current_week, search_topics
+    from bombora.store import SURGE_THRESHOLD, current_week, search_topics
 
     week = current_week()
     topics = search_topics(q, max(1, min(limit, 200)))

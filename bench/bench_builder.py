@@ -206,7 +206,7 @@ def _load_bombora() -> float:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from ingestion.bombora.store import QUALIFIED, partition_name
+    from bombora.store import QUALIFIED, partition_name
     from ingestion.models import BomboraTopic, BomboraWeek, BomboraWeekStatus
 
     started = time.perf_counter()
@@ -263,7 +263,7 @@ def _load_bombora() -> float:
 def _drop_bombora() -> None:
     from django.db import connection
 
-    from ingestion.bombora.store import partition_name
+    from bombora.store import partition_name
     from ingestion.models import BomboraWeek
 
     BomboraWeek.objects.filter(week=WEEK).delete()

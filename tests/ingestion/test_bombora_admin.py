@@ -11,7 +11,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 
-from ingestion.bombora import selectors
+from bombora import selectors
 from ingestion.models import BomboraWeek, IngestionRun
 from tests.ingestion.bombora_helpers import WEEK, scores, surge_file, surge_line
 from tests.ingestion.helpers import ingest

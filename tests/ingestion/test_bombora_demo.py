@@ -8,8 +8,8 @@ import json
 import pytest
 from django.core.management import call_command
 
-from ingestion.bombora import selectors, store
-from ingestion.bombora.demo import TOPICS
+from bombora import selectors, store
+from bombora.demo import TOPICS
 from ingestion.models import BomboraWeek, IngestionRun
 from tenants.models import Organization
 
