@@ -137,7 +137,7 @@ def background_rebuild() -> bool:
 
 def current_stamp() -> Stamp:
     """The org's data generation: two cheap queries, run on every request."""
-    from ingestion.models import BomboraWeek, BomboraWeekStatus
+    from bombora.models import BomboraWeek, BomboraWeekStatus
 
     with connection.cursor() as cursor:
         cursor.execute(

@@ -152,7 +152,7 @@ def _field_stats(entry: cache.Entry) -> dict[str, dict[str, Any]]:
 
 def field_catalogue() -> dict[str, Any]:
     """GET .../fields: record, custom, Bombora (pattern only) and audience fields."""
-    from ingestion.models import BomboraTopic
+    from bombora.models import BomboraTopic
 
     entry, _ = cache.get()
     stats = _field_stats(entry)

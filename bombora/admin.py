@@ -1,6 +1,6 @@
 """Bombora in the global admin (issue 5): loaded weeks, the topic catalogue, coverage per organisation, upload.
 
-Super admins and campaign managers may view (the role permissions give both `ingestion.view_*`); coverage lists
+Super admins and campaign managers may view (the role permissions give both `bombora.view_*`); coverage lists
 only the organisations the user manages. Uploading replaces a week for every organisation: super admins only.
 """
 
@@ -20,7 +20,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from bombora import selectors, store
-from ingestion.models import BomboraTopic, BomboraWeek, BomboraWeekStatus, RunStatus, Source, Trigger
+from bombora.models import BomboraTopic, BomboraWeek, BomboraWeekStatus
+from ingestion.models import RunStatus, Source, Trigger
 from ingestion.services import IngestionError, ingest_file
 from p360.core.admin_base import ReadOnlyAdmin
 from p360.core.admin_sites import global_admin
@@ -66,7 +67,7 @@ class BomboraWeekAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["status"]
     ordering = ["-week"]
-    change_list_template = "ingestion/admin/bombora_week_changelist.html"
+    change_list_template = "bombora/admin/bombora_week_changelist.html"
     fields = ["week", "status", "rows", "domains", "topics", "surging_rows", "run_link", "file_name", "loaded_at"]
     readonly_fields = fields
 
@@ -101,8 +102,8 @@ class BomboraWeekAdmin(ReadOnlyAdmin):
 
     def get_urls(self) -> list[Any]:
         return [
-            path("coverage/", self.admin_site.admin_view(self.coverage_view), name="ingestion_bomboraweek_coverage"),
-            path("upload/", self.admin_site.admin_view(self.upload_view), name="ingestion_bomboraweek_upload"),
+            path("coverage/", self.admin_site.admin_view(self.coverage_view), name="bombora_bomboraweek_coverage"),
+            path("upload/", self.admin_site.admin_view(self.upload_view), name="bombora_bomboraweek_upload"),
             *super().get_urls(),
         ]
 
@@ -121,7 +122,7 @@ class BomboraWeekAdmin(ReadOnlyAdmin):
             "rows": selectors.coverage(orgs_manageable_by(request.user), week),
             "opts": self.model._meta,
         }
-        return TemplateResponse(request, "ingestion/admin/bombora_coverage.html", context)
+        return TemplateResponse(request, "bombora/admin/bombora_coverage.html", context)
 
     def upload_view(self, request: HttpRequest) -> HttpResponse:
         if not can_upload(request):
@@ -143,7 +144,7 @@ class BomboraWeekAdmin(ReadOnlyAdmin):
             "max_mb": settings.P360_INGEST_MAX_UPLOAD_MB,
             "opts": self.model._meta,
         }
-        return TemplateResponse(request, "ingestion/admin/bombora_upload.html", context)
+        return TemplateResponse(request, "bombora/admin/bombora_upload.html", context)
 
 
 def _upload_problem(upload: Any) -> str:

@@ -40,6 +40,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audiences import normalize as audience_normalize
+from bombora.models import BomboraTopic, BomboraTopicWeek, BomboraWeek, BomboraWeekStatus
 from bombora.store import (
     DOMAIN_QUALIFIED,
     QUALIFIED,
@@ -50,14 +51,7 @@ from bombora.store import (
     week_of,
 )
 from ingestion.faults import fault_point
-from ingestion.models import (
-    BomboraTopic,
-    BomboraTopicWeek,
-    BomboraWeek,
-    BomboraWeekStatus,
-    IngestionRun,
-    RunStatus,
-)
+from ingestion.models import IngestionRun, RunStatus
 from ingestion.parsing import FileRejected, combine_problems
 
 if TYPE_CHECKING:

@@ -9,8 +9,8 @@ from django.db import connection
 from django.db.models import IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
+from bombora.models import BomboraTopic, BomboraTopicWeek
 from bombora.store import DOMAIN_QUALIFIED, current_week
-from ingestion.models import BomboraTopic, BomboraTopicWeek
 from tenants.models import Organization
 
 

@@ -15,7 +15,7 @@ import datetime as dt
 import polars as pl
 from django.db import connection
 
-from ingestion.models import BomboraTopic, BomboraWeek, BomboraWeekStatus
+from bombora.models import BomboraTopic, BomboraWeek, BomboraWeekStatus
 
 TABLE = "ingestion_bombora_score"
 QUALIFIED = f"public.{TABLE}"

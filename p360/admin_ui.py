@@ -247,14 +247,14 @@ def global_navigation(request: HttpRequest) -> list[dict[str, Any]]:
                         (
                             "Bombora weeks",
                             "trending_up",
-                            "admin:ingestion_bomboraweek_changelist",
-                            "ingestion.view_bomboraweek",
+                            "admin:bombora_bomboraweek_changelist",
+                            "bombora.view_bomboraweek",
                         ),
                         (
                             "Bombora topics",
                             "topic",
-                            "admin:ingestion_bomboratopic_changelist",
-                            "ingestion.view_bomboratopic",
+                            "admin:bombora_bomboratopic_changelist",
+                            "bombora.view_bomboratopic",
                         ),
                         (
                             "Worker heartbeats",

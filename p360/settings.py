@@ -98,6 +98,7 @@ SHARED_APPS = [
     "p360.core.jobs",
     # Ingestion runs live in public: one REDS file feeds several orgs; the runs page spans orgs.
     "ingestion",
+    "bombora",  # Bombora intent data: global reference data read by every org's builder
 ]
 TENANT_APPS = [
     # The admin's LogEntry table lives in each org's schema too, so one org's object history

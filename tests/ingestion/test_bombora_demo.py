@@ -10,7 +10,8 @@ from django.core.management import call_command
 
 from bombora import selectors, store
 from bombora.demo import TOPICS
-from ingestion.models import BomboraWeek, IngestionRun
+from bombora.models import BomboraWeek
+from ingestion.models import IngestionRun
 from tenants.models import Organization
 
 pytestmark = pytest.mark.django_db

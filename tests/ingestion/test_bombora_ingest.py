@@ -8,7 +8,8 @@ import gzip
 import pytest
 
 from bombora import store
-from ingestion.models import BomboraTopic, BomboraWeek, IngestionRun, QuarantinedRow
+from bombora.models import BomboraTopic, BomboraWeek
+from ingestion.models import IngestionRun, QuarantinedRow
 from p360.core.jobs.models import Job
 from tests.ingestion.bombora_helpers import (
     WEEK,
