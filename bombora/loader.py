@@ -50,9 +50,9 @@ from bombora.store import (
     partition_name,
     week_of,
 )
-from ingestion.faults import fault_point
 from ingestion.models import IngestionRun, RunStatus
-from ingestion.parsing import FileRejected, combine_problems
+from p360.core.fault_inject import fault_point
+from p360.core.intake.tables import FileRejected, combine_problems
 
 if TYPE_CHECKING:
     from p360.core.jobs.services import JobContext
@@ -970,8 +970,8 @@ def _block_bytes() -> int:
 def _obtain(run: IngestionRun, ctx: JobContext | None) -> None:
     if run.file_path:
         return
-    from bombora import s3
     from ingestion.services import SourceError
+    from ingestion.sources import bombora_s3 as s3
 
     if not (run.params.get("s3_key") or run.params.get("bombora_key")):
         raise SourceError("a Bombora run needs a file (or an S3 key from the scheduled pickup)")

@@ -26,10 +26,10 @@ from django_q.tasks import async_task
 from django_tenants.utils import schema_context
 
 from ingestion import etl
-from ingestion.faults import fault_point
 from ingestion.models import IngestionRun, QuarantinedRow, RunStatus, Source, Trigger
-from ingestion.parsing import FileRejected
 from p360.core.audit.services import record
+from p360.core.fault_inject import fault_point
+from p360.core.intake.tables import FileRejected
 from p360.core.jobs.models import Job
 from p360.core.jobs.services import JobContext, JobError, run_job
 
