@@ -255,9 +255,9 @@ def execute_run(ctx: JobContext | None, run_id: int) -> dict[str, Any]:
 
             reds.execute(run, ctx)
         elif run.source == Source.BOMBORA:
-            from bombora import loader
+            from ingestion.sources import bombora  # the sources import this module: resolved at call time
 
-            loader.execute(run, ctx)
+            bombora.execute(run, ctx)
         elif run.source in METRIC_SOURCES:
             bad = _execute_metrics(run, ctx)
         else:
