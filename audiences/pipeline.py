@@ -52,6 +52,8 @@ from p360.core.audit.services import record
 from p360.core.faults import fault_point
 from p360.core.intake.files import FileRejected, inspect_file, read_xlsx_strings, to_utf8
 from p360.core.intake.reader import QUARANTINE_SCHEMA, ROW, DelimitedReader, RestartCarefully, read_header
+from p360.core.uploads.services import get_completed_upload
+from p360.core.uploads.storage import local_copy
 from tenants.selectors import current_org
 
 if TYPE_CHECKING:
@@ -87,9 +89,6 @@ def work_dir() -> Path:
 def source_file(imp: AudienceImport) -> Iterator[Path]:
     """A local path for the import's file, whatever backend holds it."""
     if imp.upload_id:
-        from p360.core.uploads.services import get_completed_upload
-        from p360.core.uploads.storage import local_copy
-
         with local_copy(get_completed_upload(imp.upload_id)) as path:
             yield Path(path)
         return

@@ -24,6 +24,7 @@ from audiences.services import (
     import_start,
     version_restore,
 )
+from p360.core.uploads.services import get_completed_upload
 from tenants.services import ServiceError
 
 
@@ -75,7 +76,6 @@ def import_upload(request: HttpRequest) -> HttpResponse:
 
 def import_from_upload(request: HttpRequest, upload_id: str) -> HttpResponse:
     """The upload finished: register the import (file checked, header read) and show the mapping."""
-    from p360.core.uploads.services import get_completed_upload
 
     existing = AudienceImport.objects.filter(upload_id=upload_id).first()
     if existing is not None:

@@ -22,6 +22,7 @@ import polars as pl
 from django.db import connection
 
 from campaigns.selectors import cpm_by_date
+from p360.core import registry
 from p360.core.intake.tables import (
     LINE,
     RAW,
@@ -361,11 +362,8 @@ def load_staged(*, run_id: int, source: str, currency: str, dates: list[dt.date]
         )
         written = cursor.rowcount
         cursor.execute(f"DELETE FROM {STAGE} WHERE run_id = %s", [run_id])
-    # --- reporting (issue 7): rewrite the dashboard rollup of these days (same transaction) and, after
-    # commit, re-aggregate the stored summaries of past periods they fall in (late data) ---
-    from reporting.rollup import metrics_loaded
-
-    metrics_loaded(dates)
+    # Listeners (reporting's rollup) rewrite what they derive from these days, in this transaction.
+    registry.call_hooks("metrics_loaded", dates)
     return written, replaced
 
 

@@ -24,6 +24,7 @@ import polars as pl
 from django.db import connection, transaction
 from django.utils import timezone
 
+from campaigns.selectors import client_settings, cpm_by_date
 from ingestion import etl
 from ingestion.ingestion_store.models import RedsFile
 from ingestion.models import RunStatus
@@ -40,6 +41,7 @@ from p360.core.intake.tables import (
     name_problem,
     number_problem,
 )
+from tenants.models import Organization
 
 if TYPE_CHECKING:
     from ingestion.models import IngestionRun
@@ -252,7 +254,6 @@ def _store_events(run: IngestionRun, events: pl.DataFrame) -> tuple[list[dt.date
 
 def _roll_up(run: IngestionRun, days: list[dt.date], currency: str) -> tuple[int, int, list[str]]:
     """Recompute the `reds` daily metrics of `days` from all their events. Returns (written, replaced, warnings)."""
-    from campaigns.selectors import cpm_by_date
 
     rates = cpm_by_date(days)
     missing = [day for day in days if day not in rates]
@@ -298,7 +299,6 @@ def _roll_up(run: IngestionRun, days: list[dt.date], currency: str) -> tuple[int
 
 
 def advertiser_routes() -> dict[str, tuple[str, str]]:
-    from tenants.models import Organization
 
     routes: dict[str, tuple[str, str]] = {}
     for org in Organization.objects.active().exclude(ttd_advertiser_id=""):
@@ -309,7 +309,6 @@ def advertiser_routes() -> dict[str, tuple[str, str]]:
 def execute(run: IngestionRun, ctx: JobContext | None) -> None:
     from django_tenants.utils import schema_context
 
-    from campaigns.selectors import client_settings
     from ingestion.services import _finish
 
     routes = advertiser_routes()

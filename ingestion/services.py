@@ -22,16 +22,15 @@ from django.core.files.storage import default_storage
 from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
-from django_q.tasks import async_task
 from django_tenants.utils import schema_context
 
+from campaigns.selectors import client_settings
 from ingestion import etl
 from ingestion.models import IngestionRun, QuarantinedRow, RunStatus, Source, Trigger
 from p360.core.audit.services import record
 from p360.core.fault_inject import fault_point
 from p360.core.intake.tables import FileRejected
-from p360.core.jobs.models import Job
-from p360.core.jobs.services import JobContext, JobError, run_job
+from p360.core.jobs.services import JobContext, JobError, job_start, run_job
 
 if TYPE_CHECKING:
     from tenants.models import Organization, User
@@ -131,20 +130,11 @@ def create_run(
 def start_run(run: IngestionRun, *, actor: User | None = None, inline: bool = False) -> IngestionRun:
     """Run it as a job: now in this process (commands, uploads) or on the task cluster."""
     kind = JOB_KIND if run.org_id else JOB_KIND_GLOBAL
-    job = Job.objects.create(
-        kind=kind,
-        org=run.org,
-        params={"run_id": run.pk},
-        created_by=actor if actor is not None and actor.is_authenticated else None,
-        max_attempts=3,
-    )
+    # the one job starter: kind check, `job.started` audit row; enqueued on commit unless run inline here
+    job = job_start(kind=kind, org=run.org, actor=actor, params={"run_id": run.pk}, max_attempts=3, enqueue=not inline)
     IngestionRun.objects.filter(pk=run.pk).update(job_id=job.pk)
     if inline:
         run_job(job.pk)
-    else:
-        transaction.on_commit(
-            lambda: async_task("p360.core.jobs.services.run_job", job.pk, task_name=f"job:{job.pk}:{kind}")
-        )
     run.refresh_from_db()
     return run
 
@@ -201,8 +191,6 @@ def _finish(run: IngestionRun, status: str, **fields: Any) -> None:
 def alert_recipients(run: IngestionRun) -> list[str]:
     recipients = list(settings.P360_INGEST_ALERT_EMAILS)
     if run.org_id:
-        from campaigns.selectors import client_settings
-
         with schema_context(run.org.schema_name):  # type: ignore[union-attr]
             extra = client_settings().alert_emails
         recipients += [a.strip() for a in extra.replace(";", ",").split(",") if a.strip()]
@@ -316,7 +304,6 @@ def _execute_metrics(run: IngestionRun, ctx: JobContext | None) -> list[tuple[in
         )
         exc.bad = parsed.bad  # type: ignore[attr-defined]
         raise exc
-    from campaigns.selectors import client_settings
 
     currency = client_settings().currency
     dates = sorted(merged["date"].unique().to_list())

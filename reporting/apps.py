@@ -9,6 +9,7 @@ class ReportingConfig(AppConfig):
         from django.db.models.signals import post_delete
 
         from campaigns.models import Campaign, Strategy
+        from reporting import registrations  # noqa: F401  (navigation, tiles, schedule, demo, metrics hook)
 
         # The daily metrics of a deleted campaign/strategy go with it (ORM cascade); so must its rollup
         # rows, or the dashboard's totals would keep counting them.

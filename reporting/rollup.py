@@ -14,6 +14,9 @@ from collections.abc import Iterable
 
 from django.db import connection, transaction
 
+from p360.core.jobs.dispatch import enqueue_for_org
+from tenants.models import Organization
+
 logger = logging.getLogger(__name__)
 
 
@@ -56,8 +59,6 @@ def metrics_loaded(dates: Iterable[dt.date | str]) -> None:
 
 
 def _enqueue_reaggregation(schema: str, days: list[dt.date]) -> None:
-    from p360.core.jobs.dispatch import enqueue_for_org
-    from tenants.models import Organization
 
     org = Organization.objects.filter(schema_name=schema).first()
     if org is None or not org.is_active:

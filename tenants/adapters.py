@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from django.shortcuts import render
 
 from p360.core.audit.services import record
+from tenants.access import landing_url_for
 from tenants.models import Organization, Role
 
 INVITATION_SESSION_KEY = "p360_invitation_key"
@@ -23,8 +24,6 @@ class AccountAdapter(DefaultAccountAdapter):
         return False
 
     def get_login_redirect_url(self, request: HttpRequest) -> str:
-        from p360.views import landing_url_for
-
         return landing_url_for(request.user)  # type: ignore[arg-type]
 
     def send_password_reset_mail(self, user: Any, email: str, context: dict[str, Any]) -> None:

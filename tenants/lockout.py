@@ -13,6 +13,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from p360.core.audit.services import record
+
 
 def axes_username(request: HttpRequest | None, credentials: dict[str, Any] | None) -> str | None:
     """The email being tried: from the credentials Django passes, else the allauth form field."""
@@ -28,7 +30,6 @@ def axes_not_a_password_login(request: HttpRequest | None, credentials: dict[str
 
 
 def lockout_response(request: HttpRequest, original_response: Any = None, credentials: Any = None) -> HttpResponse:
-    from p360.core.audit.services import record
 
     minutes = round(float(settings.AXES_COOLOFF_TIME) * 60)
     email = axes_username(request, credentials) or ""

@@ -18,6 +18,7 @@ from audiences.selectors import import_status
 from audiences.services import import_configure, import_create, import_start
 from p360.core.api_errors import error_response
 from p360.core.audit.services import record
+from p360.core.uploads.services import get_completed_upload
 from tenants.services import ServiceError
 
 
@@ -69,8 +70,6 @@ class ImportList(APIView):
         body.is_valid(raise_exception=True)
         data = body.validated_data
         try:
-            from p360.core.uploads.services import get_completed_upload
-
             upload = get_completed_upload(data["upload_id"])
         except Exception as exc:
             raise exceptions.NotFound("no completed upload with this id in this organisation") from exc
