@@ -11,7 +11,7 @@ from django.conf import settings
 from p360.core import registry
 from reporting.admin_ui import cross_org_overview, org_kpis
 from reporting.demo import load_demo_summaries
-from reporting.rollup import metrics_loaded
+from reporting.rollup import campaign_deleted, metrics_loaded
 from tenants.access import orgs_visible_to
 
 registry.register_nav(
@@ -48,3 +48,6 @@ registry.register_demo_loader(key="summaries", order=600, load=_summaries_demo)
 # the ETL rewrote some days' metrics: rewrite the dashboard rollup of those days (same transaction) and, after
 # commit, re-aggregate the stored summaries of past periods they fall in (late data)
 registry.register_hook("metrics_loaded", key="reporting.rollup", fn=metrics_loaded)
+# a deleted campaign's daily metrics go with it (ORM cascade, strategies included); so must its rollup rows, or the
+# dashboard's totals would keep counting them (campaigns.services.campaign_delete calls this in its transaction)
+registry.register_hook("campaign_deleted", key="reporting.rollup", fn=campaign_deleted)

@@ -30,7 +30,8 @@ def profile(request: HttpRequest) -> HttpResponse:
     user = _user(request)
     form = ProfileForm(request.POST or None, initial={"full_name": user.full_name})
     if request.method == "POST" and form.is_valid():
-        user_set_name(user=user, full_name=form.cleaned_data["full_name"].strip(), actor=user)
+        me = User.objects.get(pk=user.pk)  # the concrete row (request.user is a lazy proxy)
+        user_set_name(user=me, full_name=form.cleaned_data["full_name"].strip(), actor=me)
         messages.success(request, "Your name was saved.")
         return redirect("profile")
     tokens = ApiToken.objects.filter(user=user).order_by("revoked_at", "-created_at")

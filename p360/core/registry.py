@@ -125,6 +125,8 @@ def demo_loaders() -> list[DemoLoader]:
 # Known hooks (name: arguments; who calls it):
 #   "metrics_loaded": dates (list of dates); the ingestion ETL, inside its transaction, after it rewrote the daily
 #                     metrics of those days in the current org schema (reporting rewrites its rollup).
+#   "campaign_deleted": campaign_id=; campaigns.services.campaign_delete, inside its transaction, after the delete
+#                     (reporting drops the campaign's rollup rows).
 _hooks: dict[str, dict[str, Callable[..., None]]] = {}
 
 
