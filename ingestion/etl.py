@@ -369,15 +369,19 @@ def load_staged(*, run_id: int, source: str, currency: str, dates: list[dt.date]
     return written, replaced
 
 
-def write_quarantine(run_id: int, bad: list[tuple[int, str, str]]) -> int:
-    """COPY the bad rows (line, reason, raw) into the public quarantine table."""
+def write_quarantine(run_id: int, bad: list[tuple[int, str, str]], owners: dict[int, str] | None = None) -> int:
+    """COPY the bad rows (line, reason, raw) into the public quarantine table.
+
+    `owners` (REDS) maps a line to the organisation whose advertiser id it carries, so each org admin
+    shows only its own quarantined lines of a multi-organisation file."""
     if not bad:
         return 0
+    owners = owners or {}
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM public.ingestion_quarantinedrow WHERE run_id = %s", [run_id])
         with cursor.copy(  # type: ignore[attr-defined]
-            "COPY public.ingestion_quarantinedrow (run_id, line_no, reason, raw) FROM STDIN"
+            "COPY public.ingestion_quarantinedrow (run_id, line_no, reason, raw, org_slug) FROM STDIN"
         ) as copy:
             for line, reason, raw in bad:
-                copy.write_row((run_id, line, reason[:2000], (raw or "")[:4000]))
+                copy.write_row((run_id, line, reason[:2000], (raw or "")[:4000], owners.get(line, "")))
     return len(bad)
