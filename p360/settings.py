@@ -321,7 +321,7 @@ ENTRA_LOGIN_REDIRECT_URL = "/admin/"
 
 # Customer login (allauth): verification, rate limits, MFA, Auth0 through the OpenID Connect provider.
 ACCOUNT_RATE_LIMITS = {
-    "login_failed": "10/m/ip,5/5m/key",
+    "login_failed": "10/m/ip,5/5m/key",  # key = (email, IP): tenants.adapters; never email alone
     "reset_password": "20/m/ip,5/5m/key",
     "reset_password_from_key": "20/m/ip",
     "confirm_email": "1/3m/key",
