@@ -23,7 +23,7 @@ from ingestion.selectors import runs_for_org_q
 from ingestion.services import rerun
 from ingestion.uploads import UploadRejected, handle_upload
 from ingestion.views import upload_result_message
-from p360.admin_base import ReadOnlyAdmin
+from p360.admin_base import OrgIdListFilter, ReadOnlyAdmin
 from p360.admin_sites import global_admin, org_admin
 from tenants.access import orgs_manageable_by, restrict_by_org
 
@@ -54,17 +54,11 @@ STATUS_COLOURS = {
 }
 
 
-class RunOrgFilter(admin.SimpleListFilter):
-    title = "organisation"
-    parameter_name = "org"
+class RunOrgFilter(OrgIdListFilter):
+    extra_values = {"none": {"org__isnull": True}}
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [("none", "REDS (routed)")] + [(str(o.pk), o.name) for o in orgs_manageable_by(request.user)]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        if self.value() == "none":
-            return queryset.filter(org__isnull=True)
-        return queryset.filter(org_id=self.value()) if self.value() else queryset
 
 
 class QuarantineInline(TabularInline):

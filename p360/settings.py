@@ -121,6 +121,7 @@ AUTH_USER_MODEL = "tenants.User"
 
 MIDDLEWARE = [
     "p360.middleware.RequestContextMiddleware",
+    "p360.middleware.RefuseNulMiddleware",  # issue 15: a NUL in the query string is a 400, never a DataError
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -268,7 +269,13 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["p360.api.permissions.CanUseCurrentOrg"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "p360.api.errors.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "p360.api.pagination.BoundedLimitOffsetPagination",  # issue 15: no overflow
+    # issue 15: depth, size and NUL refused before/after decoding, for every endpoint (no RecursionError 500)
+    "DEFAULT_PARSER_CLASSES": [
+        "p360.api.parsers.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "PAGE_SIZE": 100,
     "DEFAULT_THROTTLE_RATES": {"user": "6000/hour"},
 }
