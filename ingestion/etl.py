@@ -23,6 +23,7 @@ from django.db import connection
 
 from campaigns.selectors import cpm_by_date
 from ingestion.parsing import (
+    BIGINT_MAX,
     LINE,
     RAW,
     REASON,
@@ -198,16 +199,79 @@ def quarantine_missing_cpm(parsed: Parsed) -> dict[dt.date, Decimal]:
     return rates
 
 
-def merge_duplicate_keys(valid: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+# Column bounds of campaigns_dailymetric (numeric(p, s): values below 10^(p - s)); counts are bigint.
+_BOUNDS = {"spend": 10**15, "ctr": 10**6, "cpc": 10**14, "cpa": 10**14, "roas": 10**14, "conversion_revenue": 10**14}
+
+
+def merge_duplicate_keys(
+    valid: pl.DataFrame, rates: dict[dt.date, Decimal] | None = None
+) -> tuple[pl.DataFrame, int, list[tuple[int, str, str]]]:
     """Rows with the same (date, campaign, strategy, placement, creative) are summed (a report split
-    by a dimension we do not keep, such as device); returns the merged frame and rows merged away."""
+    by a dimension we do not keep, such as device); returns the merged frame, rows merged away, and the
+    rows quarantined because a sum, or a figure derived from it with the day's CPM, does not fit its column.
+
+    Sums are taken in 128 bits (polars' Int64 sum wraps: two rows of 9223372036854775807 impressions gave
+    -2), so nothing wrapped is ever stored; a group that overflows is quarantined whole (issue 15)."""
     extra = [c for c in ("media_cost",) if c in valid.columns]
+    counts = ("impressions", "clicks", "conversions")
     merged = valid.group_by(KEY, maintain_order=True).agg(
         pl.col(LINE).min(),
-        *[pl.col(m).sum() for m in [*METRICS, *extra]],
+        pl.col(LINE).alias("__lines"),
+        *[pl.col(m).cast(pl.Int128).sum() for m in counts],
+        pl.col("conversion_revenue").cast(pl.Decimal(38, 4)).sum(),
+        *[pl.col(m).sum() for m in extra],
         pl.len().alias("rows"),
     )
-    return merged, valid.height - merged.height
+    duplicates = valid.height - merged.height
+    impressions, clicks, conversions = (pl.col(m).cast(pl.Float64) for m in counts)
+    revenue = pl.col("conversion_revenue").cast(pl.Float64)
+    problems = [
+        pl.when(pl.col(m) > BIGINT_MAX).then(pl.lit(f"{m} summed over rows with the same day and names is too large"))
+        for m in counts
+    ]
+    problems.append(
+        pl.when(pl.col("conversion_revenue") >= pl.lit(_BOUNDS["conversion_revenue"]).cast(pl.Decimal(38, 4))).then(
+            pl.lit("conversion revenue summed over rows with the same day and names is too large")
+        )
+    )
+    if rates:
+        days = list(rates)
+        cpm = pl.col("date").replace_strict(
+            days, [float(rates[d]) for d in days], default=None, return_dtype=pl.Float64
+        )
+        spend = impressions * cpm / 1000
+        derived = {
+            "spend": spend,
+            "ctr": pl.when(impressions > 0).then(clicks * 100 / impressions),
+            "cpc": pl.when(clicks > 0).then(spend / clicks),
+            "cpa": pl.when(conversions > 0).then(spend / conversions),
+            "roas": pl.when(spend > 0).then(revenue * 100 / spend),
+        }
+        problems += [
+            pl.when(value >= _BOUNDS[name]).then(
+                pl.lit(f"the {name.upper()} derived from this row is too large to store")
+            )
+            for name, value in derived.items()
+        ]
+    merged = merged.with_columns(
+        pl.concat_str([p.otherwise(None) for p in problems], separator="; ", ignore_nulls=True).alias(REASON)
+    )
+    merged = merged.with_columns(pl.when(pl.col(REASON) != "").then(pl.col(REASON)).alias(REASON))
+    overflow = merged.filter(pl.col(REASON).is_not_null())
+    bad: list[tuple[int, str, str]] = []
+    for lines, reason in overflow.select("__lines", REASON).iter_rows():
+        lines = sorted(lines)
+        shown = f" ({len(lines)} rows: lines {', '.join(map(str, lines[:10]))}{'…' if len(lines) > 10 else ''})"
+        bad += [(line, reason + (shown if len(lines) > 1 else ""), "") for line in lines]
+    good = (
+        merged.filter(pl.col(REASON).is_null())
+        .drop("__lines", REASON)
+        .with_columns(
+            *[pl.col(m).cast(pl.Int64) for m in counts],
+            pl.col("conversion_revenue").cast(pl.Decimal(18, 4)),
+        )
+    )
+    return good, duplicates, sorted(bad)
 
 
 # --- Loading (inside the caller's transaction, in the org's schema) --------------------------------

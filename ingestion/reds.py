@@ -138,7 +138,7 @@ def validate(
         .otherwise(None),
     ]
     if "cost_usd" in mapping:
-        problems.append(number_problem(mapping["cost_usd"], "cost_usd", whole=False))
+        problems.append(number_problem(mapping["cost_usd"], "cost_usd", whole=False, integer_digits=12))
     if "conversion_value" in mapping:
         problems.append(number_problem(mapping["conversion_value"], "conversion_value", whole=False))
     if "user_id_type" in mapping:

@@ -322,7 +322,9 @@ def _execute_metrics(run: IngestionRun, ctx: JobContext | None) -> list[tuple[in
         raise FileRejected(f"{run.file_name} has a header but no data rows")
     etl.restrict_to_date(parsed, run.run_date)
     rates = etl.quarantine_missing_cpm(parsed)
-    merged, duplicates = etl.merge_duplicate_keys(parsed.valid)
+    merged, duplicates, overflow = etl.merge_duplicate_keys(parsed.valid, rates)
+    if overflow:  # sums or derived figures that do not fit their column: quarantined, never wrapped
+        parsed.bad = sorted(parsed.bad + overflow)
     if merged.is_empty():
         reasons = sorted({reason for _, reason, _ in parsed.bad})
         exc = FileRejected(
