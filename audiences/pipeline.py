@@ -49,6 +49,7 @@ from audiences.models import (
 )
 from audiences.normalize import normalize_batch
 from p360.core.audit.services import record
+from p360.core.exports import neutralise_expr
 from p360.core.faults import fault_point
 from p360.core.intake.files import FileRejected, inspect_file, read_xlsx_strings, to_utf8
 from p360.core.intake.reader import QUARANTINE_SCHEMA, ROW, DelimitedReader, RestartCarefully, read_header
@@ -718,7 +719,7 @@ def _save_quarantine(imp: AudienceImport, quarantine: pl.DataFrame) -> str:
     if quarantine.height == 0:
         return ""
     out = quarantine.rename({ROW: "line"}).with_columns(
-        [escape_formula(pl.col(c)).alias(c) for c in ("column", "field", "value", "reason")]
+        [neutralise_expr(pl.col(c)).alias(c) for c in ("column", "field", "value", "reason")]
     )
     buffer = io.BytesIO()
     out.write_csv(buffer)
@@ -726,11 +727,6 @@ def _save_quarantine(imp: AudienceImport, quarantine: pl.DataFrame) -> str:
     if default_storage.exists(name):
         default_storage.delete(name)  # a re-run replaces the previous attempt's report
     return default_storage.save(name, ContentFile(buffer.getvalue()))
-
-
-def escape_formula(expr: pl.Expr) -> pl.Expr:
-    """Prefix a quote to values a spreadsheet would run as a formula (OWASP CSV injection)."""
-    return pl.when(expr.str.contains(r"^[=+\-@\t\r]")).then(pl.lit("'") + expr).otherwise(expr)
 
 
 def _quality(version_id: int, staged: Staged, quarantine: pl.DataFrame, loaded: int) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from django.utils.html import format_html
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action
 
+from p360.core.admin_base import OrgIdListFilter
 from p360.core.admin_sites import global_admin
 from p360.core.audit.services import record
 from p360.core.jobs.services import job_start
@@ -350,15 +351,9 @@ class UserAdmin(ModelAdmin):
 # --- Org assignments -----------------------------------------------------------------------------
 
 
-class MembershipOrgFilter(admin.SimpleListFilter):
-    title = "organisation"
-    parameter_name = "org"
-
+class MembershipOrgFilter(OrgIdListFilter):
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [(str(org.pk), org.name) for org in orgs_manageable_by(request.user)]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(org_id=self.value()) if self.value() else queryset
 
 
 @admin.register(Membership, site=global_admin)

@@ -299,13 +299,31 @@ def _clean_number(column: str) -> pl.Expr:
     )
 
 
-def number_problem(column: str, label: str, *, whole: bool, empty_is_zero: bool = True) -> pl.Expr:
-    """A reason (text) when the column's value is not a valid non-negative number, else null."""
+BIGINT_MAX = 2**63 - 1  # PostgreSQL bigint: impressions, clicks, conversions
+DECIMAL_INTEGER_DIGITS = 14  # numeric(18, 4): revenue and conversion values; REDS cost_usd is (18, 6): 12
+
+
+def too_large(text: pl.Expr, *, whole: bool, integer_digits: int = DECIMAL_INTEGER_DIGITS) -> pl.Expr:
+    """True when a well-formed non-negative number (text) does not fit its column: compared as text, so a
+    value past any machine integer is refused exactly rather than wrapped or nulled by a cast (issue 15)."""
+    integer = text.str.replace_all(",", "").str.replace(r"\..*$", "").str.replace(r"^0+", "")
+    if not whole:
+        return integer.str.len_chars() > integer_digits
+    limit = str(BIGINT_MAX)
+    digits = integer.str.len_chars()
+    return (digits > len(limit)) | ((digits == len(limit)) & (integer > pl.lit(limit)))
+
+
+def number_problem(
+    column: str, label: str, *, whole: bool, empty_is_zero: bool = True, integer_digits: int = DECIMAL_INTEGER_DIGITS
+) -> pl.Expr:
+    """A reason (text) when the column's value is not a valid non-negative number that fits its column."""
     text = _clean_number(column)
     negative = text.str.starts_with("-") | (text.str.starts_with("(") & text.str.ends_with(")"))
     wellformed = text.str.contains(_NUMBER)
     not_whole = text.str.replace_all(",", "").str.contains(r"\.\d*[1-9]")
     shown = pl.col(column).fill_null("").str.slice(0, 40)
+    bound = f"{BIGINT_MAX:,}" if whole else f"{integer_digits} digits before the decimal point"
     return (
         pl.when((text == "") & pl.lit(empty_is_zero))
         .then(None)
@@ -317,6 +335,8 @@ def number_problem(column: str, label: str, *, whole: bool, empty_is_zero: bool 
         .then(pl.format(f"{label} is not a number ('{{}}')", shown))
         .when(pl.lit(whole) & not_whole)
         .then(pl.format(f"{label} is not a whole number ('{{}}')", shown))
+        .when(too_large(text, whole=whole, integer_digits=integer_digits))
+        .then(pl.format(f"{label} is too large to store ('{{}}'; at most {bound})", shown))
         .otherwise(None)
     )
 
