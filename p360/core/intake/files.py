@@ -210,6 +210,13 @@ _ARCHIVE_MAGIC = (
 )
 
 
+def reject_non_table(head: bytes, name: str) -> None:
+    """Refuse content that is plainly not a table (programs, scripts, PDFs, images, archives), by its first bytes.
+
+    For readers with their own streaming parser (Bombora's decompressed file): the same rule as ``inspect_file``."""
+    _reject_by_magic(head[:PROBE_BYTES], name)
+
+
 def _reject_by_magic(head: bytes, name: str) -> None:
     for magic, what in _EXECUTABLE_MAGIC:
         if head.startswith(magic):

@@ -243,6 +243,10 @@ def read_table(path: Path, name: str | None = None, *, delimiters: str = ",|\t;"
         raise FileRejected(f"{name} is empty")
     if name.lower().endswith((".xlsx", ".xlsm")) or data[:2] == b"PK":
         return read_xlsx_bytes(data, name)
+    try:  # the core intake's content rule: no program, script, PDF, image or archive, whatever the name says
+        files.reject_non_table(data, name)
+    except files.FileRejected as exc:
+        raise FileRejected(exc.message) from None
     return read_csv_bytes(data, name, delimiters=delimiters)
 
 
