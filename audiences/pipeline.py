@@ -53,6 +53,7 @@ from p360.core.exports import neutralise_expr
 from p360.core.faults import fault_point
 from p360.core.intake.files import FileRejected, inspect_file, read_xlsx_strings, to_utf8
 from p360.core.intake.reader import QUARANTINE_SCHEMA, ROW, DelimitedReader, RestartCarefully, read_header
+from p360.core.tenancy import org_storage_name
 from p360.core.uploads.services import get_completed_upload
 from p360.core.uploads.storage import local_copy
 from tenants.selectors import current_org
@@ -75,9 +76,7 @@ class ImportRejected(ImportFailed):
 
 
 # --- where files are ---------------------------------------------------------------------------------
-def org_storage_name(name: str) -> str:
-    """Files of an org live under its own prefix in the storage (local folder or S3 bucket)."""
-    return f"orgs/{connection.schema_name}/{name}"  # type: ignore[attr-defined]
+# org_storage_name: the org's prefix in the storage, shared with reporting (p360/core/tenancy.py)
 
 
 def work_dir() -> Path:

@@ -11,8 +11,8 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import connection
 
-from audiences.pipeline import org_storage_name
 from p360.core.jobs.services import JobContext, job_handler
+from p360.core.tenancy import org_storage_name
 from reporting.pdf import build_pdf
 from reporting.selectors import Filters
 from tenants.models import Organization

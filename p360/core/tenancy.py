@@ -31,3 +31,8 @@ def current_org() -> Organization | None:
     if connection.schema_name == get_public_schema_name():  # type: ignore[attr-defined]
         return None
     return model.objects.filter(schema_name=connection.schema_name).first()  # type: ignore[attr-defined]
+
+
+def org_storage_name(name: str) -> str:
+    """Files of an org live under its own prefix in the storage (local folder or S3 bucket)."""
+    return f"orgs/{connection.schema_name}/{name}"  # type: ignore[attr-defined]
