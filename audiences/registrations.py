@@ -47,6 +47,16 @@ def _org_tile(request: Any) -> dict[str, Any]:
 
 
 registry.register_dashboard_tile(site="org", key="audiences", order=10, build=_org_tile)
+# the marketer home page (p360/org_views.py)
+registry.register_dashboard_tile(
+    site="home",
+    key="audiences",
+    order=10,
+    build=lambda request: {
+        "audience_count": Audience.objects.count(),
+        "recent_audiences": Audience.objects.select_related("created_by")[:5],
+    },
+)
 # issue 5: re-materialise every org's built audiences daily (they also refresh after each import)
 registry.register_schedule(
     name="p360: refresh built audiences", func="audiences.jobs.start_refresh_jobs", minutes=24 * 60

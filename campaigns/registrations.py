@@ -47,4 +47,15 @@ def _org_tile(request: Any) -> dict[str, Any]:
 
 
 registry.register_dashboard_tile(site="org", key="campaigns", order=20, build=_org_tile)
+# the marketer home page (p360/org_views.py)
+registry.register_dashboard_tile(
+    site="home",
+    key="campaigns",
+    order=20,
+    build=lambda request: {
+        "campaign_count": Campaign.objects.count(),
+        "active_campaign_count": Campaign.objects.filter(status=CampaignStatus.ACTIVE).count(),
+        "recent_campaigns": Campaign.objects.all()[:5],
+    },
+)
 registry.register_demo_loader(key="campaigns", order=200, load=load_demo_campaigns)

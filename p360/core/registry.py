@@ -17,12 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Site = Literal["global", "org"]
+Site = Literal["global", "org", "home"]  # the two admin dashboards; "home": an org's marketer home page
 
 # The sidebar groups, in the order they are shown; a group with no visible entry is left out.
 NAV_GROUPS: dict[Site, tuple[str, ...]] = {
     "global": ("Organisations and people", "Operations", "Task queue"),
     "org": ("Data", "Operations"),
+    "home": (),  # the marketer home has no sidebar
 }
 
 
