@@ -47,7 +47,7 @@ from audiences.models import (
     ImportStatus,
     VersionStatus,
 )
-from audiences.normalize import normalize_batch
+from audiences.normalize_batch import normalize_batch
 from p360.core.audit.services import record
 from p360.core.exports import neutralise_expr
 from p360.core.faults import fault_point
