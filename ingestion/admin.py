@@ -17,6 +17,7 @@ from unfold.admin import TabularInline
 from unfold.contrib.filters.admin import RangeDateFilter
 from unfold.decorators import action
 
+from ingestion.admin_ops import RunTracebackMixin
 from ingestion.models import IngestionRun, QuarantinedRow, RunStatus, Source
 from ingestion.services import rerun
 from ingestion.uploads import UploadRejected, handle_upload
@@ -83,7 +84,7 @@ class QuarantineInline(TabularInline):
         return False
 
 
-class _RunAdminBase(ReadOnlyAdmin):
+class _RunAdminBase(RunTracebackMixin, ReadOnlyAdmin):  # issue 15: tracebacks for staff
     list_display = [
         "id",
         "source",
@@ -114,6 +115,7 @@ class _RunAdminBase(ReadOnlyAdmin):
         "status",
         "trigger",
         "error",
+        "traceback_text",  # issue 15
         "counts",
         "file_name",
         "file_size",

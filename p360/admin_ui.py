@@ -100,6 +100,16 @@ def _cluster_status() -> dict[str, Any]:
     return {"ok": ok, "label": f"last heartbeat {int(age)} s ago"}
 
 
+def _breaker_kpi(request: HttpRequest, org: Any) -> dict[str, Any]:
+    from ingestion.admin_ops import breaker_kpi
+    from ingestion.models import SourceBreaker
+
+    base = SourceBreaker.objects.all()
+    if org is not None:
+        return breaker_kpi(base.filter(org=org))
+    return breaker_kpi(restrict_by_org(base, request.user) | base.filter(org__isnull=True))
+
+
 def global_dashboard(request: HttpRequest, context: dict[str, Any]) -> dict[str, Any]:
     orgs = orgs_manageable_by(request.user)
     jobs = restrict_by_org(Job.objects.select_related("org"), request.user)
@@ -133,6 +143,8 @@ def global_dashboard(request: HttpRequest, context: dict[str, Any]) -> dict[str,
                 },
                 # --- ingestion (issue 6): health of the paid-media sources ---
                 _ingestion_kpi(restrict_by_org(IngestionRun.objects.all(), request.user)),
+                # issue 15: sources whose circuit breaker is open (scheduled pickup paused)
+                _breaker_kpi(request, org=None),
             ],
             "cluster": _cluster_status(),
             "recent_jobs": _job_rows(list(jobs[:8])),
@@ -176,6 +188,7 @@ def org_dashboard(request: HttpRequest, context: dict[str, Any]) -> dict[str, An
                 },
                 # --- ingestion (issue 6): health of the paid-media sources ---
                 _ingestion_kpi(runs_for_org(org)),
+                _breaker_kpi(request, org=org),  # issue 15
                 # --- reporting (issue 7): spend and conversions of the last 7 days ---
                 *_reporting_org_kpis(org),
             ],
@@ -241,6 +254,12 @@ def global_navigation(request: HttpRequest) -> list[dict[str, Any]]:
                             "cloud_download",
                             "admin:ingestion_ingestionrun_changelist",
                             "ingestion.view_ingestionrun",
+                        ),
+                        (  # issue 15
+                            "Source circuit breakers",
+                            "power",
+                            "admin:ingestion_sourcebreaker_changelist",
+                            "ingestion.view_sourcebreaker",
                         ),
                         ("Audit log", "history", "admin:audit_auditevent_changelist", "audit.view_auditevent"),
                         # Bombora intent data (issue 5)
@@ -363,6 +382,12 @@ def org_navigation(request: HttpRequest) -> list[dict[str, Any]]:
                             "cloud_download",
                             "admin:ingestion_ingestionrun_changelist",
                             "ingestion.view_ingestionrun",
+                        ),
+                        (  # issue 15
+                            "Source circuit breakers",
+                            "power",
+                            "admin:ingestion_sourcebreaker_changelist",
+                            "ingestion.view_sourcebreaker",
                         ),
                         ("Jobs", "pending_actions", "admin:jobs_job_changelist", "jobs.view_job"),
                         ("Audit log", "history", "admin:audit_auditevent_changelist", "audit.view_auditevent"),
