@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from p360.jobs import retention  # noqa: F401  (issue 16: registers the retention job kinds)
 from p360.jobs.services import JobContext, job_handler
 
 

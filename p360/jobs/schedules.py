@@ -43,4 +43,12 @@ def ensure_schedules() -> int:
         },
     )
     created += was_created
+    # --- retention (issue 15/16): daily metrics 13 months (archived), ingestion logs 90 days, audit 2 years ---
+    from p360.jobs.retention import cron_schedules as retention_schedules
+
+    for name, func, cron in retention_schedules():
+        _, was_created = Schedule.objects.update_or_create(
+            name=name, defaults={"func": func, "schedule_type": Schedule.CRON, "cron": cron, "repeats": -1}
+        )
+        created += was_created
     return created
