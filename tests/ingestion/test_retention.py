@@ -268,3 +268,42 @@ def test_retention_needs_an_org_and_refuses_unknown_ones(acme):
         call_command("retention", "--dry-run", stdout=io.StringIO())
     with pytest.raises(CommandError, match="unknown or inactive organisation"):
         call_command("retention", "--dry-run", "--org", "nope", stdout=io.StringIO())
+
+
+# --- the archive on S3 (django-storages against moto's real S3 API server) -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def test_metrics_archive_goes_to_the_orgs_s3_prefix(acme, tmp_path, settings, monkeypatch, s3_endpoint):
+    import boto3
+    import polars as pl
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket="p360-retention")
+    load_metrics(acme, tmp_path)
+    old = metric_rows(acme, before=months_before(TODAY, 13))
+    settings.P360_S3_BUCKET, settings.P360_S3_ENDPOINT_URL = "p360-retention", s3_endpoint
+    retention("--org", "acme", "--only", "metrics")
+    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket="p360-retention")["Contents"])
+    assert all(k.startswith("orgs/org_acme/archive/acme/") for k in keys)
+    key = "orgs/org_acme/" + archive_key("acme", "campaigns_dailymetric", OLD_DAY)
+    frame = pl.read_parquet(io.BytesIO(client.get_object(Bucket="p360-retention", Key=key)["Body"].read()))
+    originals = {r["id"]: r for r in old if r["date"] == OLD_DAY}
+    assert {r["id"]: (r["spend"], r["impressions"]) for r in frame.to_dicts()} == {
+        i: (r["spend"], r["impressions"]) for i, r in originals.items()
+    }
