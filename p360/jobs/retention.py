@@ -233,15 +233,18 @@ def logs_retention(org: Organization | None, *, dry_run: bool, cutoff: dt.dateti
         IngestionRun.objects.filter(file_path__in=paths).exclude(pk__in=run_ids).values_list("file_path", flat=True)
     )
     files = sorted(paths - shared)
+    imports = _old_import_quarantines(org, cutoff)
     counts = {
+        "audience_quarantine_files": len(imports),
         "ingestion_ingestionrun": len(run_ids),
         "ingestion_quarantinedrow": QuarantinedRow.objects.filter(run_id__in=run_ids).count(),
         "jobs_job": Job.objects.filter(pk__in=job_ids, kind__startswith="ingestion.").count(),
         "stored_files": len(files),
     }
     result: dict[str, Any] = {"cutoff": cutoff.isoformat(), "rows": counts}
-    if dry_run or not run_ids:
+    if dry_run or not (run_ids or imports):
         return result
+    _drop_import_quarantines(org, imports)
     # Files first (deleting a missing file is a no-op): a crash after this leaves rows that the next pass deletes,
     # never an orphaned file nobody lists.
     for name in files:
@@ -252,6 +255,7 @@ def logs_retention(org: Organization | None, *, dry_run: bool, cutoff: dt.dateti
         jobs = Job.objects.filter(pk__in=job_ids, kind__startswith="ingestion.").delete()[0]
         deleted_runs = IngestionRun.objects.filter(pk__in=run_ids).delete()[1].get("ingestion.IngestionRun", 0)
         deleted = {
+            "audience_quarantine_files": len(imports),
             "ingestion_ingestionrun": deleted_runs,
             "ingestion_quarantinedrow": quarantined,
             "jobs_job": jobs,
@@ -266,6 +270,32 @@ def logs_retention(org: Organization | None, *, dry_run: bool, cutoff: dt.dateti
         )
     result["rows"] = deleted
     return result
+
+
+def _old_import_quarantines(org: Organization | None, cutoff: dt.datetime) -> list[tuple[int, str]]:
+    """Audience imports' quarantine files (the rows a file import refused) older than the cut-off."""
+    if org is None:
+        return []
+    from audiences.models import AudienceImport
+
+    with schema_context(org.schema_name):
+        return list(
+            AudienceImport.objects.filter(created_at__lt=cutoff)
+            .exclude(quarantine_file="")
+            .values_list("pk", "quarantine_file")
+        )
+
+
+def _drop_import_quarantines(org: Organization | None, imports: list[tuple[int, str]]) -> None:
+    """Delete the files, then forget them on the import (which stays: it is the audience's history)."""
+    if org is None or not imports:
+        return
+    from audiences.models import AudienceImport
+
+    for _, name in imports:
+        default_storage.delete(name)
+    with schema_context(org.schema_name):
+        AudienceImport.objects.filter(pk__in=[pk for pk, _ in imports]).update(quarantine_file="")
 
 
 # --- Audit log: 2 years, archived, through the database's one purge path --------------------------------------------

@@ -173,7 +173,13 @@ def test_ingestion_logs_older_than_90_days_go_with_their_quarantine_files_and_jo
     IngestionRun.objects.filter(pk=reds.pk).update(created_at=timezone.now() - dt.timedelta(days=120))
 
     dry = retention("--dry-run", "--org", "acme", "--only", "logs")["orgs"]["acme"]["logs"]["rows"]
-    assert dry == {"ingestion_ingestionrun": 2, "ingestion_quarantinedrow": 2, "jobs_job": 2, "stored_files": 1}
+    assert dry == {
+        "audience_quarantine_files": 0,
+        "ingestion_ingestionrun": 2,
+        "ingestion_quarantinedrow": 2,
+        "jobs_job": 2,
+        "stored_files": 1,
+    }
     assert IngestionRun.objects.filter(pk=old.pk).exists() and default_storage.exists(stored)
 
     done = retention("--org", "acme", "--only", "logs")["orgs"]["acme"]["logs"]["rows"]
@@ -307,3 +313,29 @@ def test_metrics_archive_goes_to_the_orgs_s3_prefix(acme, tmp_path, settings, mo
     assert {r["id"]: (r["spend"], r["impressions"]) for r in frame.to_dicts()} == {
         i: (r["spend"], r["impressions"]) for i, r in originals.items()
     }
+
+
+def test_audience_import_quarantine_files_older_than_90_days_are_deleted(acme, globex, acme_marketer):
+    from audiences.models import AudienceImport
+
+    made = {}
+    for org in (acme, globex):
+        with schema_context(org.schema_name):
+            for label, days_old in (("old", 91), ("young", 30)):
+                name = default_storage.save(f"orgs/{org.schema_name}/imports/{label}/quarantine.csv", ContentFile(b"x"))
+                imp = AudienceImport.objects.create(
+                    audience_name=f"{org.slug} {label}",
+                    source_name="f.csv",
+                    created_by=acme_marketer,
+                    quarantine_file=name,
+                )
+                AudienceImport.objects.filter(pk=imp.pk).update(created_at=timezone.now() - dt.timedelta(days=days_old))
+                made[(org.slug, label)] = (imp.pk, name)
+    dry = retention("--dry-run", "--org", "acme", "--only", "logs")["orgs"]["acme"]["logs"]["rows"]
+    assert dry["audience_quarantine_files"] == 1 and default_storage.exists(made[("acme", "old")][1])
+    retention("--org", "acme", "--only", "logs")
+    assert not default_storage.exists(made[("acme", "old")][1])
+    assert default_storage.exists(made[("acme", "young")][1]) and default_storage.exists(made[("globex", "old")][1])
+    with schema_context(acme.schema_name):
+        assert AudienceImport.objects.get(pk=made[("acme", "old")][0]).quarantine_file == ""  # the import stays
+        assert AudienceImport.objects.get(pk=made[("acme", "young")][0]).quarantine_file
