@@ -236,3 +236,55 @@ def test_uploads_by_people_do_not_count_towards_the_breaker(acme, tmp_path, mana
             )
     assert IngestionRun.objects.filter(org=acme, status="failed").count() >= 1
     assert not SourceBreaker.objects.filter(org=acme, state="open").exists()
+
+
+def test_a_real_deadlock_between_two_sessions_is_recognised_and_the_retry_succeeds():
+    """Two sessions lock two rows in opposite orders; PostgreSQL kills one (40P01). The victim's work, run through
+    `retry_once_on_deadlock`, succeeds on its second attempt once the other session has committed."""
+    import threading
+
+    import psycopg
+
+    from audiences.loader import connection_kwargs
+    from p360.jobs.deadlock import retry_once_on_deadlock
+
+    table = "i15_deadlock_probe"
+    with psycopg.connect(**connection_kwargs(), autocommit=True) as setup:
+        setup.execute(f"DROP TABLE IF EXISTS {table}")
+        setup.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, n int NOT NULL)")
+        setup.execute(f"INSERT INTO {table} VALUES (1, 0), (2, 0)")
+    try:
+        both_hold_one = threading.Barrier(2, timeout=10)
+        attempts: list[str] = []
+        retried: list[BaseException] = []
+
+        def session(first: int, second: int, name: str) -> None:
+            with psycopg.connect(**connection_kwargs()) as conn:
+                conn.execute("SET deadlock_timeout = '100ms'")
+
+                def work() -> None:
+                    attempts.append(name)
+                    with conn.transaction():
+                        conn.execute(f"UPDATE {table} SET n = n + 1 WHERE id = %s", [first])
+                        if len(attempts) <= 2:  # only the first round meets in the middle
+                            both_hold_one.wait()
+                        conn.execute(f"UPDATE {table} SET n = n + 1 WHERE id = %s", [second])
+
+                retry_once_on_deadlock(work, on_retry=retried.append)
+
+        threads = [
+            threading.Thread(target=session, args=(1, 2, "a")),
+            threading.Thread(target=session, args=(2, 1, "b")),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=20)
+        assert len(retried) == 1 and isinstance(retried[0], psycopg.errors.DeadlockDetected)
+        assert is_deadlock(retried[0]) and len(attempts) == 3  # one session ran twice
+        with psycopg.connect(**connection_kwargs(), autocommit=True) as check:
+            rows = check.execute(f"SELECT id, n FROM {table} ORDER BY id").fetchall()
+        assert rows == [(1, 2), (2, 2)]  # both sessions' work, each applied exactly once
+    finally:
+        with psycopg.connect(**connection_kwargs(), autocommit=True) as teardown:
+            teardown.execute(f"DROP TABLE IF EXISTS {table}")
