@@ -235,8 +235,15 @@ def send_alert(run: IngestionRun, reason: str) -> int:
         return 0
 
 
-def crash_message(run: IngestionRun) -> str:
+def crash_message(run: IngestionRun, exc: BaseException | None = None) -> str:
     """What marketers read when a run crashed: no exception text, no internals (document 004 A.4)."""
+    from django.db import InterfaceError, OperationalError
+
+    if isinstance(exc, OperationalError | InterfaceError):  # the database went away (restart, failover)
+        return (
+            f"The connection to the database was lost during the run (reference: run #{run.pk}). Nothing of it "
+            "was loaded; re-run it."
+        )
     return (
         f"The run stopped on an unexpected error (reference: run #{run.pk}). Nothing of it was loaded; "
         "the operations team has the details and can re-run it."
@@ -298,7 +305,7 @@ def execute_run(ctx: JobContext | None, run_id: int) -> dict[str, Any]:
             message = f"The database was busy (a deadlock) twice in a row; nothing was loaded. Re-run run #{run.pk}."
             fail_run(run, message, bad, trace=trace)
             raise JobError(message) from exc  # already retried once: the job must not retry it again
-        fail_run(run, crash_message(run), bad, trace=trace)
+        fail_run(run, crash_message(run, exc), bad, trace=trace)
         raise
     run.refresh_from_db()
     if run.status == RunStatus.SUCCEEDED:
