@@ -142,6 +142,10 @@ def test_a_crash_before_the_commit_leaves_every_row_and_the_next_run_archives_ea
     with pytest.raises(CommandError, match="retention failed for acme:metrics"):
         call_command("retention", "--org", "acme", "--only", "metrics", stdout=io.StringIO())
     assert counts(acme) == before  # the deletes were rolled back with the transaction
+    out = io.StringIO()
+    with pytest.raises(CommandError):  # --json still prints the report, and still fails
+        call_command("retention", "--org", "acme", "--only", "metrics", "--json", stdout=out)
+    assert json.loads(out.getvalue())["failed"] == ["acme:metrics"]
     monkeypatch.delenv("P360_FAULT_RAISE")
     retention("--org", "acme", "--only", "metrics")
     frame = read_archive(org_storage("org_acme"), archive_key("acme", "campaigns_dailymetric", OLD_DAY))

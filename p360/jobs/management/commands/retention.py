@@ -7,9 +7,11 @@ manage.py retention --all-orgs --json               # everything, including data
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.core.management.base import CommandParser
+from django.core.serializers.json import DjangoJSONEncoder
 
 from p360.commands import CommandFailed, P360Command
 from p360.jobs.retention import GLOBAL, KINDS, apply_retention
@@ -36,7 +38,9 @@ class Command(P360Command):
             kinds=options.get("only") or KINDS,
             dry_run=bool(options.get("dry_run")),
         )
-        if report["failed"] and not options.get("json"):
+        if report["failed"]:
+            if options.get("json"):  # the report still goes to stdout; the exit status says it failed
+                self.stdout.write(json.dumps(report, cls=DjangoJSONEncoder, sort_keys=True))
             raise CommandFailed(f"retention failed for {', '.join(report['failed'])}; nothing of those was deleted")
         return report
 
