@@ -5,36 +5,78 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ingestion', '0003_bombora_domains_topic_weeks'),
-        ('tenants', '0003_verify_existing_emails'),
+        ("ingestion", "0003_bombora_domains_topic_weeks"),
+        ("tenants", "0003_verify_existing_emails"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='ingestionrun',
-            name='traceback',
+            model_name="ingestionrun",
+            name="traceback",
             field=models.TextField(blank=True),
         ),
         migrations.CreateModel(
-            name='SourceBreaker',
+            name="SourceBreaker",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source', models.CharField(choices=[('surfside', 'Surfside'), ('vibe', 'Vibe'), ('facebook', 'Facebook'), ('reds', 'TTD REDS'), ('bombora', 'Bombora')], max_length=16)),
-                ('state', models.CharField(choices=[('closed', 'Closed (running)'), ('open', 'Open (paused)')], db_index=True, default='closed', max_length=8)),
-                ('consecutive_failures', models.PositiveIntegerField(default=0)),
-                ('last_error', models.TextField(blank=True)),
-                ('opened_at', models.DateTimeField(blank=True, null=True)),
-                ('closed_at', models.DateTimeField(blank=True, null=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('last_failed_run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='ingestion.ingestionrun')),
-                ('org', models.ForeignKey(blank=True, help_text='Empty for global sources (REDS files, Bombora).', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='source_breakers', to='tenants.organization')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("surfside", "Surfside"),
+                            ("vibe", "Vibe"),
+                            ("facebook", "Facebook"),
+                            ("reds", "TTD REDS"),
+                            ("bombora", "Bombora"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[("closed", "Closed (running)"), ("open", "Open (paused)")],
+                        db_index=True,
+                        default="closed",
+                        max_length=8,
+                    ),
+                ),
+                ("consecutive_failures", models.PositiveIntegerField(default=0)),
+                ("last_error", models.TextField(blank=True)),
+                ("opened_at", models.DateTimeField(blank=True, null=True)),
+                ("closed_at", models.DateTimeField(blank=True, null=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "last_failed_run",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="ingestion.ingestionrun",
+                    ),
+                ),
+                (
+                    "org",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Empty for global sources (REDS files, Bombora).",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="source_breakers",
+                        to="tenants.organization",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'source circuit breaker',
-                'ordering': ['-state', 'source', 'org'],
-                'constraints': [models.UniqueConstraint(fields=('source', 'org'), name='source_breaker_unique', nulls_distinct=False)],
+                "verbose_name": "source circuit breaker",
+                "ordering": ["-state", "source", "org"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("source", "org"), name="source_breaker_unique", nulls_distinct=False
+                    )
+                ],
             },
         ),
     ]

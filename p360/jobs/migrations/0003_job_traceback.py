@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0002_initial'),
+        ("jobs", "0002_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='job',
-            name='traceback',
+            model_name="job",
+            name="traceback",
             field=models.TextField(blank=True),
         ),
     ]
