@@ -12,6 +12,7 @@ from django.urls import reverse
 from audiences.builder_demo import load_builder_demo
 from audiences.demo import load_demo_audiences
 from audiences.models import Audience
+from audiences.retention import import_quarantine_step
 from p360.core import registry
 
 for order, title, icon, model in (
@@ -70,3 +71,12 @@ def _builder_demo(orgs: list[Any], created: dict[str, int]) -> dict[str, int]:
 
 # after the Bombora demo week (order 400), when there is one
 registry.register_demo_loader(key="builder", order=500, load=_builder_demo)
+
+# retention (issue 16, "logs" 90 days): audience imports' quarantine files (the import rows stay)
+registry.register_retention_step(
+    kind="logs",
+    key="audience_quarantine_files",
+    order=10,
+    run=import_quarantine_step,
+    entity_type="audiences.audienceimport",
+)

@@ -11,6 +11,7 @@ from django.urls import reverse
 
 from campaigns.demo import load_demo_campaigns
 from campaigns.models import Campaign, CampaignStatus
+from campaigns.retention import metrics_step
 from p360.core import registry
 
 for order, title, icon, model in (
@@ -59,3 +60,8 @@ registry.register_dashboard_tile(
     },
 )
 registry.register_demo_loader(key="campaigns", order=200, load=load_demo_campaigns)
+
+# retention (issue 16): daily metrics 13 months, archived as Parquet (reporting's rollups follow at order 20)
+registry.register_retention_step(
+    kind="metrics", key="campaigns_dailymetric", order=10, run=metrics_step, entity_type="campaigns.dailymetric"
+)

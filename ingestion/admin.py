@@ -18,6 +18,7 @@ from unfold.admin import TabularInline
 from unfold.contrib.filters.admin import RangeDateFilter
 from unfold.decorators import action
 
+from ingestion.admin_ops import RunTracebackMixin
 from ingestion.models import IngestionRun, QuarantinedRow, RunStatus, Source
 from ingestion.selectors import runs_for_org_q
 from ingestion.services import rerun
@@ -109,7 +110,7 @@ def slice_error(run: IngestionRun) -> str:
     return str(part.get("error") or "; ".join(part.get("warnings") or []))
 
 
-class _RunAdminBase(ReadOnlyAdmin):
+class _RunAdminBase(RunTracebackMixin, ReadOnlyAdmin):  # issue 15: tracebacks for staff
     list_display = [
         "id",
         "source",
@@ -140,6 +141,7 @@ class _RunAdminBase(ReadOnlyAdmin):
         "status",
         "trigger",
         "error_text",
+        "traceback_text",  # issue 15
         "counts",
         "file_name",
         "file_size",

@@ -67,6 +67,9 @@ class IngestionRun(models.Model):
         help_text="REDS: per organisation slug, its own counts, days and error text (what its org admin shows).",
     )
     error = models.TextField(blank=True)
+    # issue 15 (document 004 A.4): the full traceback of a crash, for staff in the admin only; `error` keeps the
+    # clean message marketers see.
+    traceback = models.TextField(blank=True)
     job_id = models.BigIntegerField(null=True, blank=True)
     rerun_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns")
     created_by_email = models.CharField(max_length=254, blank=True)
@@ -125,6 +128,53 @@ class QuarantinedRow(models.Model):
 
     def __str__(self) -> str:
         return f"line {self.line_no}: {self.reason}"
+
+
+class BreakerState(models.TextChoices):
+    CLOSED = "closed", "Closed (running)"
+    OPEN = "open", "Open (paused)"
+
+
+class SourceBreaker(models.Model):
+    """Issue 15 (document 004 A.4): the circuit breaker of one source (per organisation for per-org sources).
+
+    Five failed runs in a row open it: the scheduled pickup of that source (and org) pauses and the ops address
+    is alerted. A successful manual run (command, admin "run now" / re-run) or a staff reset closes it.
+    """
+
+    source = models.CharField(max_length=16, choices=Source.choices)
+    org = models.ForeignKey(
+        "tenants.Organization",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="source_breakers",
+        help_text="Empty for global sources (REDS files, Bombora).",
+    )
+    state = models.CharField(max_length=8, choices=BreakerState.choices, default=BreakerState.CLOSED, db_index=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    last_failed_run = models.ForeignKey(
+        IngestionRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    opened_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-state", "source", "org"]
+        verbose_name = "source circuit breaker"
+        constraints = [
+            models.UniqueConstraint(fields=["source", "org"], name="source_breaker_unique", nulls_distinct=False)
+        ]
+
+    def __str__(self) -> str:
+        scope = self.org.slug if self.org_id else "all organisations"  # type: ignore[union-attr]
+        return f"{self.get_source_display()} ({scope}): {self.get_state_display()}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state == BreakerState.OPEN
 
 
 class VibeReportRequest(models.Model):

@@ -11,8 +11,9 @@ from django.conf import settings
 
 from ingestion.bombora_demo import load_demo_bombora
 from ingestion.demo import load_demo_metrics
-from ingestion.models import IngestionRun
-from ingestion.selectors import health_kpi, runs_for_org
+from ingestion.models import IngestionRun, SourceBreaker
+from ingestion.retention import logs_step
+from ingestion.selectors import breaker_kpi, health_kpi, runs_for_org
 from ingestion.tasks import CRON_SCHEDULES
 from p360.core import registry
 from tenants.access import restrict_by_org
@@ -25,6 +26,17 @@ for site, order in (("global", 20), ("org", 10)):
         icon="cloud_download",
         url_name="admin:ingestion_ingestionrun_changelist",
         permission="ingestion.view_ingestionrun",
+        order=order,
+    )
+# issue 15: the source circuit breakers (state, failures in a row, "Reset" and "Run now"), after the runs
+for site, order in (("global", 25), ("org", 15)):
+    registry.register_nav(
+        site=site,  # type: ignore[arg-type]
+        group="Operations",
+        title="Source circuit breakers",
+        icon="power",
+        url_name="admin:ingestion_sourcebreaker_changelist",
+        permission="ingestion.view_sourcebreaker",
         order=order,
     )
 # Bombora intent data (issue 5): its admin (ingestion/bombora_admin.py) uploads through ingestion runs
@@ -54,6 +66,21 @@ registry.register_dashboard_tile(
 )
 
 
+def _breakers_global(request: Any) -> dict[str, Any]:
+    """issue 15: sources whose circuit breaker is open (scheduled pickup paused): the user's orgs' and global ones."""
+    base = SourceBreaker.objects.all()
+    return {"kpis": [breaker_kpi(restrict_by_org(base, request.user) | base.filter(org__isnull=True))]}
+
+
+registry.register_dashboard_tile(site="global", key="breakers", order=45, build=_breakers_global)
+registry.register_dashboard_tile(
+    site="org",
+    key="breakers",
+    order=45,
+    build=lambda request: {"kpis": [breaker_kpi(SourceBreaker.objects.filter(org=request.org))]},
+)
+
+
 def _cron(setting: str) -> Callable[[], str]:
     return lambda: getattr(settings, setting)
 
@@ -73,3 +100,8 @@ def _bombora_demo(orgs: list[Any], created: dict[str, int]) -> dict[str, Any]:
 
 registry.register_demo_loader(key="metrics", order=300, load=_metrics_demo)
 registry.register_demo_loader(key="bombora", order=400, load=_bombora_demo)
+
+# retention (issue 16, "logs" 90 days): runs, quarantined rows, stored files and their jobs; runs of no org too
+registry.register_retention_step(
+    kind="logs", key="ingestion_runs", order=20, run=logs_step, entity_type="ingestion.ingestionrun", orgless=True
+)

@@ -9,7 +9,8 @@ from django.db.models import Count, Max, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
-from ingestion.models import IngestionRun, RunStatus
+from ingestion.breaker import open_breakers
+from ingestion.models import IngestionRun, RunStatus, SourceBreaker
 
 
 def runs_for_org_q(org: Any) -> Q:
@@ -50,4 +51,16 @@ def health_kpi(runs: QuerySet[IngestionRun]) -> dict[str, Any]:
         "footer": f"{summary['succeeded']} succeeded, {summary['running']} running"
         + (" · last: " + ", ".join(parts) if parts else " · no runs yet"),
         "href": reverse("admin:ingestion_ingestionrun_changelist") + "?status__exact=failed",
+    }
+
+
+def breaker_kpi(breakers: QuerySet[SourceBreaker]) -> dict[str, Any]:
+    """Dashboard card: how many source breakers are open (paused), and which."""
+    opened = list(breakers.filter(pk__in=open_breakers().values("pk")).select_related("org"))
+    names = ", ".join(f"{b.get_source_display()} ({b.org.slug if b.org_id else 'global'})" for b in opened[:4])  # type: ignore[union-attr]
+    return {
+        "title": "Sources paused (circuit breaker open)",
+        "value": len(opened),
+        "footer": f"OPEN: {names}" if opened else "all sources running",
+        "href": reverse("admin:ingestion_sourcebreaker_changelist"),
     }

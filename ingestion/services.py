@@ -11,6 +11,7 @@ import hashlib
 import logging
 import shutil
 import tempfile
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +30,9 @@ from ingestion import etl
 from ingestion.models import IngestionRun, QuarantinedRow, RunStatus, Source, Trigger
 from p360.core.audit.services import record
 from p360.core.fault_inject import fault_point
+from p360.core.faults import deadlock_point, raise_point
 from p360.core.intake.tables import FileRejected
+from p360.core.jobs.deadlock import is_deadlock, retry_once_on_deadlock
 from p360.core.jobs.services import JobContext, JobError, job_start, run_job
 
 if TYPE_CHECKING:
@@ -229,49 +232,90 @@ def send_alert(run: IngestionRun, reason: str) -> int:
         return 0
 
 
+def crash_message(run: IngestionRun, exc: BaseException | None = None) -> str:
+    """What marketers read when a run crashed: no exception text, no internals (document 004 A.4)."""
+    from django.db import InterfaceError, OperationalError
+
+    if isinstance(exc, OperationalError | InterfaceError):  # the database went away (restart, failover)
+        return (
+            f"The connection to the database was lost during the run (reference: run #{run.pk}). Nothing of it "
+            "was loaded; re-run it."
+        )
+    return (
+        f"The run stopped on an unexpected error (reference: run #{run.pk}). Nothing of it was loaded; "
+        "the operations team has the details and can re-run it."
+    )
+
+
 def fail_run(
     run: IngestionRun,
     reason: str,
     bad: list[tuple[int, str, str]] | None = None,
     owners: dict[int, str] | None = None,
+    *,
+    trace: str = "",
 ) -> None:
     quarantined = run.rows_quarantined
     if bad:
         with transaction.atomic():
             quarantined = etl.write_quarantine(run.pk, bad, owners)
-    _finish(run, RunStatus.FAILED, error=reason[:10_000], rows_quarantined=quarantined)
+    _finish(run, RunStatus.FAILED, error=reason[:10_000], rows_quarantined=quarantined, traceback=trace[:100_000])
     record(action="ingestion.run_failed", org=run.org, entity=run, after={"error": reason[:500]})
     send_alert(run, reason)
+    from ingestion import breaker
+
+    breaker.note_failure(run, reason)
+
+
+def _dispatch(run: IngestionRun, ctx: JobContext | None) -> list[tuple[int, str, str]]:
+    if run.source == Source.REDS:
+        from ingestion import reds
+
+        reds.execute(run, ctx)
+    elif run.source == Source.BOMBORA:
+        from ingestion.sources import bombora  # the sources import this module: resolved at call time
+
+        bombora.execute(run, ctx)
+    elif run.source in METRIC_SOURCES:
+        return _execute_metrics(run, ctx)
+    else:
+        raise SourceError(f"the {run.source} source is not available yet")
+    return []
 
 
 def execute_run(ctx: JobContext | None, run_id: int) -> dict[str, Any]:
     run = IngestionRun.objects.select_related("org").get(pk=run_id)
     if run.status == RunStatus.SUCCEEDED:
         return run.summary()  # delivered twice: the first delivery already loaded it
-    run.status, run.started_at, run.error = RunStatus.RUNNING, timezone.now(), ""
-    run.save(update_fields=["status", "started_at", "error"])
+    run.status, run.started_at, run.error, run.traceback = RunStatus.RUNNING, timezone.now(), "", ""
+    run.save(update_fields=["status", "started_at", "error", "traceback"])
     bad: list[tuple[int, str, str]] = []
+
+    def note_deadlock(exc: BaseException) -> None:
+        # The deadlock victim's transaction was rolled back whole: loading again replaces, never doubles.
+        if ctx:
+            ctx.log(f"database deadlock; retrying once ({type(exc).__name__})", "warning")
+        record(action="ingestion.deadlock_retried", org=run.org, entity=run, after={"error": str(exc)[:500]})
+
     try:
-        if run.source == Source.REDS:
-            from ingestion import reds
-
-            reds.execute(run, ctx)
-        elif run.source == Source.BOMBORA:
-            from ingestion.sources import bombora  # the sources import this module: resolved at call time
-
-            bombora.execute(run, ctx)
-        elif run.source in METRIC_SOURCES:
-            bad = _execute_metrics(run, ctx)
-        else:
-            raise SourceError(f"the {run.source} source is not available yet")
+        bad = retry_once_on_deadlock(lambda: _dispatch(run, ctx), on_retry=note_deadlock)
     except (FileRejected, SourceError) as exc:
         fail_run(run, str(exc), getattr(exc, "bad", None) or bad, getattr(exc, "owners", None))
         raise JobError(str(exc)) from exc
     except Exception as exc:
         logger.exception("ingestion run %s crashed", run.pk)
-        fail_run(run, f"{type(exc).__name__}: {exc}", bad)
+        trace = traceback.format_exc()
+        if is_deadlock(exc):
+            message = f"The database was busy (a deadlock) twice in a row; nothing was loaded. Re-run run #{run.pk}."
+            fail_run(run, message, bad, trace=trace)
+            raise JobError(message) from exc  # already retried once: the job must not retry it again
+        fail_run(run, crash_message(run, exc), bad, trace=trace)
         raise
     run.refresh_from_db()
+    if run.status == RunStatus.SUCCEEDED:
+        from ingestion import breaker
+
+        breaker.note_success(run)
     return run.summary()
 
 
@@ -329,6 +373,8 @@ def _execute_metrics(run: IngestionRun, ctx: JobContext | None) -> list[tuple[in
         if ctx:
             ctx.progress(2, 4)
         fault_point("ingest:after_stage")
+        deadlock_point("ingest:load")
+        raise_point("ingest:load")
         written, replaced = etl.load_staged(run_id=run.pk, source=run.source, currency=currency, dates=dates)
         fault_point("ingest:after_load")
         quarantined = etl.write_quarantine(run.pk, parsed.bad)

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from campaigns.selectors import client_settings
+from ingestion.breaker import is_paused
 from ingestion.models import IngestionRun, RunStatus, Source, Trigger
 from ingestion.services import create_run, file_sha256, start_run
 from tenants.models import Organization
@@ -25,10 +26,12 @@ REDS_SUFFIXES = (".csv", ".psv", ".tsv", ".txt", ".gz")
 REDS_SETTLE_SECONDS = 60  # a file modified more recently may still be arriving
 
 
-def _enabled_orgs(flag: str) -> list:
-
+def _enabled_orgs(flag: str, source: str | None = None) -> list:
     orgs = []
     for org in Organization.objects.active():
+        if source is not None and is_paused(source, org):  # issue 15: circuit breaker open, pickup paused
+            logger.warning("%s pickup for %s is paused: its circuit breaker is open", source, org.slug)
+            continue
         with schema_context(org.schema_name):
             if getattr(client_settings(), flag):
                 orgs.append(org)
@@ -44,14 +47,14 @@ def _start(source: str, org: object, day: dt.date) -> int:
 def surfside_daily(day: str | None = None) -> list[int]:
     """Yesterday's Surfside file for every org with Surfside enabled (05:00 UTC by default)."""
     target = dt.date.fromisoformat(day) if day else timezone.now().date() - dt.timedelta(days=1)
-    return [_start(Source.SURFSIDE, org, target) for org in _enabled_orgs("surfside_enabled")]
+    return [_start(Source.SURFSIDE, org, target) for org in _enabled_orgs("surfside_enabled", Source.SURFSIDE)]
 
 
 def vibe_daily(day: str | None = None) -> list[int]:
     """Yesterday's Vibe report, and the day before again: Vibe figures settle hours after delivery."""
     target = dt.date.fromisoformat(day) if day else timezone.now().date() - dt.timedelta(days=1)
     run_ids = []
-    for org in _enabled_orgs("vibe_enabled"):
+    for org in _enabled_orgs("vibe_enabled", Source.VIBE):
         for one_day in (target, target - dt.timedelta(days=1)):
             run_ids.append(_start(Source.VIBE, org, one_day))
     return run_ids
@@ -59,6 +62,9 @@ def vibe_daily(day: str | None = None) -> list[int]:
 
 def reds_hourly(inbox: str | None = None) -> list[int]:
     """Load new REDS files from the inbox folder (each file once: its content hash is remembered)."""
+    if is_paused(Source.REDS, None):
+        logger.warning("REDS pickup is paused: its circuit breaker is open")
+        return []
     folder = Path(inbox or settings.P360_REDS_INBOX)
     if not folder.is_dir():
         logger.info("REDS inbox %s does not exist; nothing to load", folder)
@@ -87,6 +93,9 @@ def bombora_pickup() -> list[int]:
     """Issue 5: load new Bombora files from P360_BOMBORA_BUCKET (nothing when it is not set)."""
     from ingestion.sources.bombora_s3 import pickup
 
+    if is_paused(Source.BOMBORA, None):
+        logger.warning("Bombora pickup is paused: its circuit breaker is open")
+        return []
     return pickup()
 
 

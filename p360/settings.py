@@ -528,6 +528,16 @@ P360_BOMBORA_SECRET_ACCESS_KEY = env("P360_BOMBORA_SECRET_ACCESS_KEY")
 P360_BOMBORA_REGION = env("P360_BOMBORA_REGION") or "us-east-1"
 P360_BOMBORA_CRON = env("P360_BOMBORA_CRON") or "0 7 * * *"
 P360_FIELD_ENCRYPTION_KEY = env("P360_FIELD_ENCRYPTION_KEY")  # Fernet key; derived from SECRET_KEY when unset
+# --- issue 15/16: error handling (document 004 A.4) and retention ---
+# Where circuit-breaker alerts go (defaults to P360_INGEST_ALERT_EMAILS); failures in a row that open a breaker.
+P360_OPS_ALERT_EMAILS = env_list("P360_OPS_ALERT_EMAILS")
+P360_BREAKER_THRESHOLD = int(env("P360_BREAKER_THRESHOLD") or "5")
+P360_RETENTION_METRICS_MONTHS = int(env("P360_RETENTION_METRICS_MONTHS") or "13")  # then archived as Parquet
+P360_RETENTION_LOG_DAYS = int(env("P360_RETENTION_LOG_DAYS") or "90")  # ingestion runs, quarantine, stored files
+P360_RETENTION_AUDIT_MONTHS = int(env("P360_RETENTION_AUDIT_MONTHS") or "24")  # the database refuses fewer
+P360_RETENTION_METRICS_CRON = env("P360_RETENTION_METRICS_CRON") or "30 3 * * *"
+P360_RETENTION_LOGS_CRON = env("P360_RETENTION_LOGS_CRON") or "45 3 * * *"
+P360_RETENTION_AUDIT_CRON = env("P360_RETENTION_AUDIT_CRON") or "0 4 * * 0"
 
 # --- issue 5: the audience builder's in-memory cache (per org, LRU across orgs) ---
 P360_BUILDER_CACHE_MB = int(env("P360_BUILDER_CACHE_MB", "2048"))

@@ -11,6 +11,7 @@ from django.conf import settings
 from p360.core import registry
 from reporting.admin_ui import cross_org_overview, org_kpis
 from reporting.demo import load_demo_summaries
+from reporting.retention import rollups_step
 from reporting.rollup import campaign_deleted, metrics_loaded
 from tenants.access import orgs_visible_to
 
@@ -51,3 +52,8 @@ registry.register_hook("metrics_loaded", key="reporting.rollup", fn=metrics_load
 # a deleted campaign's daily metrics go with it (ORM cascade, strategies included); so must its rollup rows, or the
 # dashboard's totals would keep counting them (campaigns.services.campaign_delete calls this in its transaction)
 registry.register_hook("campaign_deleted", key="reporting.rollup", fn=campaign_deleted)
+
+# retention (issue 16): the rollups go with the daily metrics they were built from (same transaction)
+registry.register_retention_step(
+    kind="metrics", key="reporting_dailyrollup", order=20, run=rollups_step, entity_type="reporting.dailyrollup"
+)

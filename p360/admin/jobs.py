@@ -38,7 +38,7 @@ class _JobAdminBase(ReadOnlyAdmin):
     search_fields = ["kind", "error"]
     list_per_page = 50
     actions = ["cancel_jobs"]
-    readonly_fields = ["progress_bar", "log_lines"]
+    readonly_fields = ["progress_bar", "log_lines", "traceback_text"]
     fields = [
         "kind",
         "org",
@@ -48,6 +48,7 @@ class _JobAdminBase(ReadOnlyAdmin):
         "counts",
         "result",
         "error",
+        "traceback_text",  # issue 15: staff only
         "attempts",
         "max_attempts",
         "claimed_by",
@@ -110,6 +111,12 @@ class _JobAdminBase(ReadOnlyAdmin):
             except JobError:
                 pass
         messages.info(request, f"Cancelled {cancelled} of {queryset.count()} selected jobs.")
+
+    @admin.display(description="traceback (staff only)")
+    def traceback_text(self, job: Job) -> str:
+        if not job.traceback:
+            return "—"
+        return format_html("<pre class='text-xs whitespace-pre-wrap overflow-x-auto max-h-96'>{}</pre>", job.traceback)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Needed for the cancel action; the form itself stays read-only (all fields readonly).

@@ -37,3 +37,39 @@ def _terminate_own_backend() -> None:
         pid = cursor.fetchone()[0]
     with psycopg.connect(**connection_kwargs(), autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+# --- Raised faults (issue 15): the real error from the real code path, in this process -----------------------------
+_raised: dict[str, int] = {}
+
+
+def deadlock_point(name: str) -> None:
+    """`P360_FAULT_DEADLOCK=<point>[:<times>]`: PostgreSQL itself raises a deadlock error (SQLSTATE 40P01)
+    through Django's cursor at that point, the first <times> (default 1) times in this process.
+
+    The error comes from the server (`RAISE ... USING ERRCODE`), so psycopg builds its real `DeadlockDetected`
+    and Django wraps it exactly as it wraps a deadlock between two sessions; the statement runs in a
+    savepoint/transaction of its own, which rolls back as the deadlock victim's would.
+    """
+    wanted = os.environ.get("P360_FAULT_DEADLOCK", "")
+    point, _, times = wanted.rpartition(":") if wanted.rsplit(":", 1)[-1].isdigit() else (wanted, "", "1")
+    if point != name or _raised.get(name, 0) >= int(times or "1"):
+        return
+    _raised[name] = _raised.get(name, 0) + 1
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        safe = "".join(c for c in name if c.isalnum() or c in ":_-")
+        cursor.execute(
+            f"DO $$ BEGIN RAISE EXCEPTION 'deadlock detected (injected at {safe})' USING ERRCODE = '40P01'; END $$"
+        )
+
+
+def raise_point(name: str) -> None:
+    """`P360_FAULT_RAISE=<point>`: raise a RuntimeError at that point (a crash that unwinds the transaction)."""
+    if os.environ.get("P360_FAULT_RAISE", "") == name:
+        raise RuntimeError(f"fault injected at {name}")
+
+
+def reset_raised_faults() -> None:
+    _raised.clear()

@@ -1,4 +1,5 @@
-"""What each app contributes to the project layer: admin navigation, dashboard tiles, schedules, demo data.
+"""What each app contributes to the project layer: admin navigation, dashboard tiles, schedules, demo data,
+retention steps.
 
 The project layer (p360/admin_ui.py, p360/core/jobs/schedules.py, p360/demo.py) iterates these registries
 and never imports a domain app. An app registers its entries from its ``AppConfig.ready()``, like the
@@ -78,10 +79,30 @@ class DemoLoader:
     load: Callable[[list[Any], dict[str, int]], Any]
 
 
+@dataclass(frozen=True)
+class RetentionStep:
+    """One app's part of a retention kind (issue 16): "metrics" (13 months, archived), "logs" (90 days),
+    "audit" (2 years, archived).
+
+    `run(org, *, cutoff, dry_run)` counts (dry run) or archives and deletes the app's rows older than `cutoff`
+    for `org` (None: data of no organisation, only for steps with `orgless`) and returns
+    ``{"rows": {table: count}, "archived_files": n}`` (``archived_files`` optional). It runs inside the org's
+    schema and, unless a dry run, inside the kind's transaction holding the org's retention lock
+    (`p360.core.jobs.retention`), which also writes the audit row: a step never commits on its own."""
+
+    kind: str
+    key: str
+    order: int
+    run: Callable[..., dict[str, Any]]
+    entity_type: str
+    orgless: bool = False
+
+
 _nav: dict[tuple[Site, str], NavItem] = {}
 _tiles: dict[tuple[Site, str], DashboardTile] = {}
 _schedules: dict[str, ScheduleSpec] = {}
 _demo: dict[str, DemoLoader] = {}
+_retention: dict[tuple[str, str], RetentionStep] = {}
 
 
 def register_nav(*, site: Site, group: str, title: str, icon: str, url_name: str, permission: str, order: int) -> None:
@@ -106,6 +127,18 @@ def register_demo_loader(*, key: str, order: int, load: Callable[[list[Any], dic
     _demo[key] = DemoLoader(key, order, load)
 
 
+def register_retention_step(
+    *,
+    kind: str,
+    key: str,
+    order: int,
+    run: Callable[..., dict[str, Any]],
+    entity_type: str,
+    orgless: bool = False,
+) -> None:
+    _retention[(kind, key)] = RetentionStep(kind, key, order, run, entity_type, orgless)
+
+
 def nav_items(site: Site, group: str) -> list[NavItem]:
     return sorted((i for i in _nav.values() if i.site == site and i.group == group), key=lambda i: i.order)
 
@@ -120,6 +153,10 @@ def schedules() -> list[ScheduleSpec]:
 
 def demo_loaders() -> list[DemoLoader]:
     return sorted(_demo.values(), key=lambda d: d.order)
+
+
+def retention_steps(kind: str) -> list[RetentionStep]:
+    return sorted((r for r in _retention.values() if r.kind == kind), key=lambda r: r.order)
 
 
 # --- Hooks: one app tells others that something happened, without importing them ---------------------------

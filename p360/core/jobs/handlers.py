@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from p360.core.jobs import retention  # noqa: F401  (issue 16: registers the retention job kinds and schedules)
 from p360.core.jobs.services import JobContext, job_handler
 
 

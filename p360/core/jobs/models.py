@@ -35,6 +35,8 @@ class Job(models.Model):
     result = models.JSONField(default=dict, blank=True)
     log = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
+    # issue 15: the traceback of an unexpected failure (staff only, in the admin); `error` is the clean message.
+    traceback = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=3)
     claimed_by = models.CharField(max_length=100, blank=True)

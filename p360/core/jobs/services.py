@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,6 +25,8 @@ from django_tenants.utils import schema_context
 
 from p360.core import context
 from p360.core.audit.services import record
+from p360.core.faults import deadlock_point
+from p360.core.jobs.deadlock import is_deadlock
 from p360.core.jobs.models import Job, JobStatus, WorkerHeartbeat
 
 if TYPE_CHECKING:
@@ -180,12 +183,13 @@ def _claim(job_id: int) -> Job | None:
         return job
 
 
-def _finish(job: Job, status: str, *, error: str = "", result: dict[str, Any] | None = None) -> None:
+def _finish(job: Job, status: str, *, error: str = "", result: dict[str, Any] | None = None, trace: str = "") -> None:
     job.status = status
     job.error = error[:10_000]
+    job.traceback = trace[:100_000]
     job.result = result or {}
     job.finished_at = timezone.now()
-    job.save(update_fields=["status", "error", "result", "finished_at"])
+    job.save(update_fields=["status", "error", "traceback", "result", "finished_at"])
     record(
         action=f"job.{status}",
         actor=job.created_by,
@@ -203,22 +207,38 @@ def run_job(job_id: int) -> str:
     spec = job_kinds()[job.kind]
     ctx = JobContext(job=job)
     org_slug = job.org.slug if job.org else "-"
+
+    def attempt() -> dict[str, Any] | None:
+        deadlock_point("job:run")
+        if job.org is not None:
+            if not job.org.is_active:
+                raise JobError(f"organisation {job.org.slug} is inactive")
+            with schema_context(job.org.schema_name):
+                return spec.handler(ctx, **job.params)
+        return spec.handler(ctx, **job.params)
+
     try:
         with context.bound(org=org_slug):
-            if job.org is not None:
-                if not job.org.is_active:
-                    raise JobError(f"organisation {job.org.slug} is inactive")
-                with schema_context(job.org.schema_name):
-                    result = spec.handler(ctx, **job.params)
-            else:
-                result = spec.handler(ctx, **job.params)
+            try:
+                result = attempt()
+            except Exception as exc:
+                # Document 004 A.4: a deadlock is retried once. A JobError is the handler's own verdict (an
+                # ingestion run has already retried its load), so it is never retried here.
+                if isinstance(exc, JobError) or not is_deadlock(exc):
+                    raise
+                ctx.log("database deadlock; retrying the job once", "warning")
+                result = attempt()
     except Exception as exc:
         if isinstance(exc, JobError):  # an expected refusal: its message says it all
             logger.warning("job %s (%s) failed: %s", job.pk, job.kind, exc)
-        else:
-            logger.exception("job %s (%s) failed", job.pk, job.kind)
-        message = str(exc) if isinstance(exc, JobError) else f"{type(exc).__name__}: {exc}"
-        _finish(job, JobStatus.FAILED, error=message)
+            _finish(job, JobStatus.FAILED, error=str(exc))
+            return JobStatus.FAILED
+        logger.exception("job %s (%s) failed", job.pk, job.kind)
+        # Users see a clean message; the traceback is kept for staff (admin only), never in pages or the API.
+        message = (
+            f"The job stopped on an unexpected error (reference: job #{job.pk}); the operations team has the details."
+        )
+        _finish(job, JobStatus.FAILED, error=message, trace=traceback.format_exc())
         return JobStatus.FAILED
     _finish(job, JobStatus.SUCCEEDED, result=result or {})
     return JobStatus.SUCCEEDED
