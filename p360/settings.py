@@ -39,6 +39,8 @@ if IS_PROD and (not SECRET_KEY or SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY
     raise ImproperlyConfigured("P360_ENV=prod needs SECRET_KEY set to a random value of at least 50 characters")
 
 DEBUG = env_bool("P360_DEBUG", default=P360_ENV == "dev")
+# Django's debug 404 page (it lists every URL pattern) only when a developer asks; pages get the branded 404.
+P360_DEBUG_PAGES = env_bool("P360_DEBUG_PAGES", default=False)
 ALLOWED_HOSTS = env_list("P360_ALLOWED_HOSTS", "" if IS_PROD else "127.0.0.1,localhost,testserver")
 if IS_PROD and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("P360_ENV=prod needs P360_ALLOWED_HOSTS (comma-separated)")
@@ -121,6 +123,7 @@ AUTH_USER_MODEL = "tenants.User"
 
 MIDDLEWARE = [
     "p360.middleware.RequestContextMiddleware",
+    "p360.middleware.ErrorBodyMiddleware",  # issue 15: JSON errors on API paths, branded 404 pages, in every mode
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -462,7 +465,10 @@ if IS_PROD:
     SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 if IS_PROD:  # dev serves static files through runserver; prod through WhiteNoise
-    MIDDLEWARE.insert(2, "whitenoise.middleware.WhiteNoiseMiddleware")
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+    )
 
 # Email: SMTP when SMTP_HOST is set, the console otherwise (tests use Django's in-memory outbox).
 if env("SMTP_HOST"):
