@@ -21,6 +21,7 @@ from ingestion.models import IngestionRun, QuarantinedRow, RunStatus, Source
 from ingestion.services import rerun
 from ingestion.uploads import UploadRejected, handle_upload
 from ingestion.views import upload_result_message
+from p360 import formatting
 from p360.admin_base import ReadOnlyAdmin
 from p360.admin_sites import global_admin, org_admin
 from tenants.access import orgs_manageable_by, restrict_by_org
@@ -156,9 +157,17 @@ class _RunAdminBase(ReadOnlyAdmin):
 
     @admin.display(description="days", ordering="run_date")
     def days(self, run: IngestionRun) -> str:
+        # one short line ("9-22 Nov 2026 · 14 days"): a long date list must not wrap the cell onto five lines
         if run.dates:
-            return run.dates[0] if len(run.dates) == 1 else f"{run.dates[0]} to {run.dates[-1]} ({len(run.dates)})"
-        return run.run_date.isoformat() if run.run_date else "—"
+            first, last = run.dates[0], run.dates[-1]
+            text = (
+                formatting.day(first)
+                if len(run.dates) == 1
+                else f"{formatting.day_span(first, last)} · {len(run.dates)} days"
+            )
+        else:
+            text = formatting.day(run.run_date)
+        return format_html("<span class='whitespace-nowrap tabular-nums'>{}</span>", text)
 
     @admin.display(description="duration")
     def duration(self, run: IngestionRun) -> str:

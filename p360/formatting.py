@@ -107,6 +107,29 @@ def day_range(start: Any, end: Any) -> str:
     return f"{day(start)} \u2013 {day(end)}"
 
 
+def day_span(start: Any, end: Any) -> str:
+    """A compact range for narrow cells: "9 \u2013 22 Nov 2026", "28 Oct \u2013 3 Nov 2026"."""
+    first, last = _as_date(start), _as_date(end)
+    if first is None or last is None:
+        return day_range(start, end)
+    if (first.year, first.month) == (last.year, last.month):
+        return f"{first.day} \u2013 {day(last)}"
+    if first.year == last.year:
+        return f"{first.day} {first:%b} \u2013 {day(last)}"
+    return day_range(first, last)
+
+
+def _as_date(value: Any) -> dt.date | None:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+
+
 def metric(key: str, value: Any, currency: str | None = None) -> str:
     """Format a report figure by its metric name (spend, ctr, roas, impressions...)."""
     if key in MONEY_METRICS:

@@ -167,3 +167,23 @@ def test_deleting_in_the_org_admin_is_audited_in_that_org(login, super_admin, ac
         assert not Audience.objects.filter(pk=target.pk).exists()
     event = AuditEvent.objects.filter(action="audience.deleted").latest("id")
     assert (event.org_slug, event.entity_id, event.before["name"]) == ("acme", str(target.pk), "to delete")
+
+
+def _columns_at_1440(grid_class: str) -> int:
+    """Tailwind: md >= 768 px, lg >= 1024 px, xl >= 1280 px; the last matching prefix wins at 1440 px."""
+    return int(grid_class.split()[-1].rsplit("-", 1)[1])
+
+
+@pytest.mark.parametrize("cards", range(2, 10))
+def test_dashboard_card_grid_never_leaves_a_lone_card_at_1440(cards):
+    from p360.admin_ui import kpi_grid_class
+
+    columns = _columns_at_1440(kpi_grid_class(cards))
+    assert cards <= columns or cards % columns != 1, (cards, columns)
+
+
+def test_global_dashboard_cards_fill_their_rows(login, super_admin):
+    response = login(super_admin).get("/admin/")
+    kpis = response.context["kpis"]
+    assert len(kpis) % _columns_at_1440(response.context["kpi_grid"]) != 1
+    assert response.context["kpi_grid"] in response.content.decode()
