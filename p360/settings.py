@@ -386,6 +386,8 @@ AXES_VERBOSE = False
 # --- Admin theme (django-unfold): one config per admin site ----------------------------------------
 _UNFOLD_COMMON = {
     "SITE_SYMBOL": "hub",
+    # the portal's favicon in both admins (no /favicon.ico 404 in the console)
+    "SITE_FAVICONS": [{"rel": "icon", "type": "image/svg+xml", "href": "/static/p360/favicon.svg"}],
     "SHOW_HISTORY": True,
     "SHOW_VIEW_ON_SITE": True,
     "ENVIRONMENT": "p360.admin_ui.environment_badge",
