@@ -187,6 +187,7 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = False  # the builder's JavaScript reads it for fetch() POSTs
 
 LANGUAGE_CODE = "en-us"
+FORMAT_MODULE_PATH = ["p360.formats"]  # one date format everywhere, the admin included (p360.formatting)
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -63,6 +63,8 @@ def entity_label(event: AuditEvent) -> str:
     """The entity by name where its snapshot has one ("Campaign “Acme Q4” #3"), else its type and id."""
     kind = event.entity_type.rsplit(".", 1)[-1].replace("_", " ").capitalize() if event.entity_type else ""
     ident = f"#{event.entity_id}" if event.entity_id else ""
+    if event.entity_type.endswith(".user") and event.actor_email and event.entity_id == str(event.actor_id or ""):
+        return f"{kind} {event.actor_email} {ident}".strip()  # sign-ins and profile changes: the user themself
     for snapshot in (event.after, event.before):
         if isinstance(snapshot, dict):
             name = next(
