@@ -27,22 +27,30 @@ help:
 
 $(VENV)/bin/python:
 	@py=$$($(find_python)) || { echo "error: P360 needs Python 3.12 or newer; none found (tried python3.13, python3.12, python3, pyenv versions)" >&2; exit 1; }; \
-	echo "Using $$py ($$($$py --version))"; \
+	echo "First run: creating the virtualenv in $(VENV) with $$py ($$($$py --version))..."; \
 	"$$py" -m venv $(VENV) && $(PIP) install -q --upgrade pip
 
+# Show pip's progress one line per package (a failure still fails: pipefail), not its whole chatter.
+PIP_SHOW := 2>&1 | awk '/^(Collecting|Successfully installed|ERROR|error)/ { print "  " $$0; fflush() }'
+
 # Re-install only when a requirements file changes (stamp per file content).
+# pip shows one line per package (not -q): a first install takes a minute or two and should not look stuck.
 $(VENV)/.req-runtime: requirements.txt | $(VENV)/bin/python
-	$(PIP) install -q -r requirements.txt
+	@echo "Installing the runtime requirements (requirements.txt; first run or changed file: about 1-2 minutes)..."
+	@set -o pipefail; $(PIP) install --progress-bar off -r requirements.txt $(PIP_SHOW)
+	@echo "Requirements installed."
 	@touch $@
 
 $(VENV)/.req-dev: requirements.txt requirements-dev.txt | $(VENV)/bin/python
-	$(PIP) install -q -r requirements-dev.txt
+	@echo "Installing the test and lint requirements (requirements-dev.txt; first run: about 1-2 minutes)..."
+	@set -o pipefail; $(PIP) install --progress-bar off -r requirements-dev.txt $(PIP_SHOW)
 	@touch $@ $(VENV)/.req-runtime
 
 venv: $(VENV)/.req-runtime
 dev-venv: $(VENV)/.req-dev
 
 up: venv
+	@echo "Starting P360 (migrations, demo data, web server and task cluster) on http://$${P360_HOST:-127.0.0.1}:$${P360_PORT:-8000} ..."
 	$(PY) manage.py up
 
 # Chromium for the browser tests: installed with apt when missing and we are root; tests skip otherwise.

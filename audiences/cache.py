@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import threading
@@ -48,6 +49,12 @@ class Stamp:
 
     def __str__(self) -> str:
         return f"{self.versions}|{self.week}|{self.custom}"
+
+    @property
+    def generation(self) -> str:
+        """An opaque token of this data generation: the builder page refetches its field catalogue (known values,
+        custom fields) when a response carries another one."""
+        return hashlib.sha256(str(self).encode()).hexdigest()[:16]
 
 
 @dataclass

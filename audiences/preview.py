@@ -116,6 +116,7 @@ def audience_preview(*, tree: Any, sample: int = 10) -> dict[str, Any]:
         "uid2_ready_share": round(uid2 / result.count, 6) if result.count else 0.0,
         "nodes": result.nodes,
         "stale": stale,
+        "generation": entry.stamp.generation,
         "bombora_week": entry.week.isoformat() if entry.week else None,
     }
 
@@ -155,7 +156,7 @@ def _field_stats(entry: cache.Entry) -> dict[str, dict[str, Any]]:
 def field_catalogue() -> dict[str, Any]:
     """GET .../fields: record, custom, Bombora (pattern only) and audience fields."""
 
-    entry, _ = cache.get()
+    entry, stale = cache.get()
     stats = _field_stats(entry)
     fields: list[dict[str, Any]] = []
     for spec in [*RECORD_FIELDS, *custom_record_fields(entry.custom)]:
@@ -187,7 +188,14 @@ def field_catalogue() -> dict[str, Any]:
             "description": "Membership in an imported or saved audience (a person in any of the listed ones).",
         }
     )
-    return {"fields": fields, "bombora": {"week": entry.week.isoformat() if entry.week else None, "topics": topics}}
+    return {
+        "fields": fields,
+        "bombora": {"week": entry.week.isoformat() if entry.week else None, "topics": topics},
+        # the data generation these known values come from, and whether a newer one is being built: the page
+        # asks again when a preview reports another generation, or shortly while this one is stale
+        "generation": entry.stamp.generation,
+        "stale": stale,
+    }
 
 
 def audience_choices() -> list[dict[str, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django import forms
@@ -10,24 +9,40 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.utils.html import format_html
 from unfold.admin import ModelAdmin
 from unfold.contrib.filters.admin import RangeDateFilter
 
 from campaigns.models import Campaign, ClientSettings, CpmRate, DailyMetric, Strategy
 from campaigns.selectors import client_settings
 from campaigns.services import campaign_delete, campaign_save, client_settings_save, cpm_set
+from p360.core import formatting
 from p360.core.admin_base import ReadOnlyAdmin
 from p360.core.admin_sites import org_admin
 
 
 @admin.register(Campaign, site=org_admin)
 class CampaignAdmin(ModelAdmin):
-    list_display = ["name", "source", "status", "start_date", "end_date", "budget", "currency"]
+    list_display = ["name", "source", "status", "flight", "budget_shown"]
     list_filter = ["status", "source", "currency"]
     search_fields = ["name", "external_id"]
     date_hierarchy = "start_date"
     filter_horizontal = ["audiences"]
     list_per_page = 50
+
+    @admin.display(description="flight", ordering="start_date")
+    def flight(self, obj: Campaign) -> str:
+        if not obj.start_date and not obj.end_date:
+            return "—"
+        if not obj.end_date:
+            return f"from {formatting.day(obj.start_date)}"
+        return format_html(
+            "<span class='whitespace-nowrap'>{}</span>", formatting.day_range(obj.start_date, obj.end_date)
+        )
+
+    @admin.display(description="budget", ordering="budget")
+    def budget_shown(self, obj: Campaign) -> str:
+        return formatting.money(obj.budget, obj.currency) if obj.budget else "—"
 
     def save_model(self, request: HttpRequest, obj: Campaign, form: Any, change: bool) -> None:
         campaign_save(campaign=obj, actor=request.user)  # type: ignore[arg-type]
@@ -137,14 +152,14 @@ class DailyMetricAdmin(ReadOnlyAdmin):
         "strategy",
         "placement",
         "creative",
-        "impressions",
-        "clicks",
-        "conversions",
+        "impressions_shown",
+        "clicks_shown",
+        "conversions_shown",
         "spend_2dp",
-        "ctr",
-        "cpc",
-        "cpa",
-        "roas",
+        "ctr_shown",
+        "cpc_shown",
+        "cpa_shown",
+        "roas_shown",
     ]
     list_filter = ["source", ("date", RangeDateFilter)]
     list_filter_submit = True
@@ -156,7 +171,36 @@ class DailyMetricAdmin(ReadOnlyAdmin):
 
     @admin.display(description="spend", ordering="spend")
     def spend_2dp(self, obj: DailyMetric) -> str:
-        return f"{obj.spend.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
+        return formatting.money(obj.spend)
+
+    # Figures through the one formatting layer (p360.core.formatting); exports and the API keep exact values.
+    @admin.display(description="impressions", ordering="impressions")
+    def impressions_shown(self, obj: DailyMetric) -> str:
+        return formatting.count(obj.impressions)
+
+    @admin.display(description="clicks", ordering="clicks")
+    def clicks_shown(self, obj: DailyMetric) -> str:
+        return formatting.count(obj.clicks)
+
+    @admin.display(description="conversions", ordering="conversions")
+    def conversions_shown(self, obj: DailyMetric) -> str:
+        return formatting.count(obj.conversions)
+
+    @admin.display(description="CTR", ordering="ctr")
+    def ctr_shown(self, obj: DailyMetric) -> str:
+        return formatting.metric("ctr", obj.ctr)
+
+    @admin.display(description="CPC", ordering="cpc")
+    def cpc_shown(self, obj: DailyMetric) -> str:
+        return formatting.metric("cpc", obj.cpc)
+
+    @admin.display(description="CPA", ordering="cpa")
+    def cpa_shown(self, obj: DailyMetric) -> str:
+        return formatting.metric("cpa", obj.cpa)
+
+    @admin.display(description="ROAS", ordering="roas")
+    def roas_shown(self, obj: DailyMetric) -> str:
+        return formatting.metric("roas", obj.roas)
 
 
 @admin.register(Strategy, site=org_admin)

@@ -24,6 +24,7 @@ from ingestion.selectors import runs_for_org_q
 from ingestion.services import rerun
 from ingestion.uploads import UploadRejected, handle_upload
 from ingestion.views import upload_result_message
+from p360.core import formatting
 from p360.core.admin_base import OrgIdListFilter, ReadOnlyAdmin
 from p360.core.admin_sites import global_admin, org_admin
 from tenants.access import orgs_manageable_by, restrict_by_org
@@ -190,11 +191,18 @@ class _RunAdminBase(RunTracebackMixin, ReadOnlyAdmin):  # issue 15: tracebacks f
 
     @admin.display(description="days", ordering="run_date")
     def days(self, run: IngestionRun) -> str:
+        # one short line ("9-22 Nov 2026 · 14 days"): a long date list must not wrap the cell onto five lines;
+        # an org admin reads the days of its own slice of a multi-organisation run
         part = org_slice(run)
         dates = run.dates if part is None else list(part.get("dates") or [])
         if dates:
-            return dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]} ({len(dates)})"
-        return run.run_date.isoformat() if run.run_date else "—"
+            first, last = dates[0], dates[-1]
+            text = (
+                formatting.day(first) if len(dates) == 1 else f"{formatting.day_span(first, last)} · {len(dates)} days"
+            )
+        else:
+            text = formatting.day(run.run_date)
+        return format_html("<span class='whitespace-nowrap tabular-nums'>{}</span>", text)
 
     @admin.display(description="error")
     def error_text(self, run: IngestionRun) -> str:

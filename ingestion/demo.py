@@ -1,4 +1,4 @@
-"""Demo metrics: four weeks from every source for the demo organisations, loaded through the real
+"""Demo metrics: 91 days (ending today) from every source for the demo organisations, loaded through the real
 ETL (so the runs, quarantine and hierarchy look like production). Idempotent: a source that
 already has metrics in an organisation is skipped."""
 
@@ -8,18 +8,22 @@ import csv
 import datetime as dt
 import random
 import tempfile
+from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import Any
 
+from django.db.models import Max, Min, Sum
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from campaigns.models import CpmRate, DailyMetric
-from campaigns.services import cpm_set
+from campaigns.models import Campaign, CampaignStatus, CpmRate, DailyMetric
+from campaigns.services import campaign_save, cpm_set
 from ingestion.models import Source, Trigger
 from ingestion.services import ingest_file
 
-DAYS = 28
+# 91 days ending today: the default 30-day report (ending yesterday) and its previous 30 days are both covered,
+# and so is the previous period of a 60-day range.
+DAYS = 91
 CPMS = {"acme": "12.5000", "globex": "9.7500"}
 CAMPAIGNS = {
     "acme": ["Acme Q4 awareness", "Acme retargeting always-on"],
@@ -28,7 +32,7 @@ CAMPAIGNS = {
 
 
 def _days() -> list[dt.date]:
-    end = timezone.now().date() - dt.timedelta(days=1)
+    end = timezone.now().date()
     return [end - dt.timedelta(days=n) for n in range(DAYS - 1, -1, -1)]
 
 
@@ -150,6 +154,30 @@ def _reds(tmp: Path, orgs: list[Any], rng: random.Random) -> Path:
     return _write(tmp / "demo-reds.psv", header, rows, delimiter="|")
 
 
+def _give_campaigns_flights() -> int:
+    """Ingested campaigns arrive with no flight or budget; give the demo's a real flight (first day with data to
+    a month past the last) and a budget of about 1.4x what they have spent, rounded to the thousand.
+    Only campaigns that still have neither are touched, so a second run (or a user's edit) is left alone."""
+    updated = 0
+    bare = Campaign.objects.filter(start_date__isnull=True, end_date__isnull=True, budget=0)
+    spans = {
+        row["campaign"]: row
+        for row in DailyMetric.objects.filter(campaign__in=bare)
+        .values("campaign")
+        .annotate(first=Min("date"), last=Max("date"), spent=Sum("spend"), revenue=Sum("conversion_revenue"))
+    }
+    for campaign in bare.filter(pk__in=spans):
+        span = spans[campaign.pk]
+        basis = max(span["spent"] or Decimal("0"), (span["revenue"] or Decimal("0")) / 4, Decimal("1000"))
+        campaign.start_date = span["first"]
+        campaign.end_date = span["last"] + dt.timedelta(days=30)
+        campaign.budget = (basis * Decimal("1.4") / 1000).quantize(Decimal("1"), rounding=ROUND_CEILING) * 1000
+        campaign.status = CampaignStatus.ACTIVE
+        campaign_save(campaign=campaign, actor=None)
+        updated += 1
+    return updated
+
+
 def load_demo_metrics(orgs: list[Any]) -> dict[str, int]:
     """Returns {"<org>:<source>": metric rows loaded now} (empty when everything was there)."""
     loaded: dict[str, int] = {}
@@ -174,4 +202,7 @@ def load_demo_metrics(orgs: list[Any]) -> dict[str, int]:
             run = ingest_file(source=Source.REDS, org=None, path=_reds(tmp, reds_orgs, rng), trigger=Trigger.DEMO)
             for slug in run.routed:
                 loaded[f"{slug}:reds"] = run.routed[slug]
+    for org in orgs:
+        with schema_context(org.schema_name):
+            _give_campaigns_flights()
     return loaded

@@ -91,7 +91,7 @@ for name, func, setting in CRON_SCHEDULES:
 
 
 def _metrics_demo(orgs: list[Any], created: dict[str, int]) -> dict[str, int]:
-    return load_demo_metrics(orgs)  # four weeks of metrics from every source, through the real ETL
+    return load_demo_metrics(orgs)  # 91 days of metrics from every source, through the real ETL
 
 
 def _bombora_demo(orgs: list[Any], created: dict[str, int]) -> dict[str, Any]:

@@ -138,7 +138,17 @@ def global_dashboard(request: HttpRequest, context: dict[str, Any]) -> dict[str,
         }
     )
     _with_tiles("global", request, [job], context)
+    context["kpi_grid"] = kpi_grid_class(len(context.get("kpis", [])))
     return context
+
+
+def kpi_grid_class(cards: int) -> str:
+    """Columns for the dashboard cards so that no card sits alone on its last row (4 -> 2x2 or 4 in a row)."""
+    if cards % 3 == 0 or cards <= 3:
+        return "md:grid-cols-3" if cards >= 3 else "md:grid-cols-2"
+    if cards % 4 == 0:
+        return "md:grid-cols-2 xl:grid-cols-4"
+    return "md:grid-cols-2 lg:grid-cols-3" if cards % 3 == 2 else "md:grid-cols-2 xl:grid-cols-4"
 
 
 def org_dashboard(request: HttpRequest, context: dict[str, Any]) -> dict[str, Any]:
@@ -161,6 +171,7 @@ def org_dashboard(request: HttpRequest, context: dict[str, Any]) -> dict[str, An
         }
     )
     _with_tiles("org", request, [job], context)
+    context["kpi_grid"] = kpi_grid_class(len(context.get("kpis", [])))
     return context
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.conf import settings
@@ -27,7 +28,17 @@ def portal(request: HttpRequest) -> dict[str, Any]:
             for other in orgs_visible_to(user).only("name", "slug")
         ]
 
+    @functools.cache
+    def currency() -> str:
+        """The org's reporting currency (client settings), for the figure filters; USD outside an org."""
+        if org is None:
+            return "USD"
+        from campaigns.models import ClientSettings
+
+        return ClientSettings.objects.values_list("currency", flat=True).first() or "USD"
+
     return {
+        "currency": currency,  # callable: one query, only on pages that show money
         "p360_env": "test" if settings.TESTING and not settings.IS_PROD else settings.P360_ENV,
         "current_org": org,
         "org_switcher": switcher,  # callable: evaluated only by templates that show it

@@ -39,6 +39,8 @@ if IS_PROD and (not SECRET_KEY or SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY
     raise ImproperlyConfigured("P360_ENV=prod needs SECRET_KEY set to a random value of at least 50 characters")
 
 DEBUG = env_bool("P360_DEBUG", default=P360_ENV == "dev")
+# Django's debug 404 page (it lists every URL pattern) only when a developer asks; pages get the branded 404.
+P360_DEBUG_PAGES = env_bool("P360_DEBUG_PAGES", default=False)
 ALLOWED_HOSTS = env_list("P360_ALLOWED_HOSTS", "" if IS_PROD else "127.0.0.1,localhost,testserver")
 if IS_PROD and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("P360_ENV=prod needs P360_ALLOWED_HOSTS (comma-separated)")
@@ -122,6 +124,7 @@ AUTH_USER_MODEL = "tenants.User"
 
 MIDDLEWARE = [
     "p360.core.middleware.RequestContextMiddleware",
+    "p360.core.middleware.ErrorBodyMiddleware",  # issue 15: JSON errors on API paths, branded 404 pages, in every mode
     "p360.core.middleware.RefuseNulMiddleware",  # issue 15: a NUL in the query string is a 400, never a DataError
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -186,6 +189,7 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = False  # the builder's JavaScript reads it for fetch() POSTs
 
 LANGUAGE_CODE = "en-us"
+FORMAT_MODULE_PATH = ["p360.core.formats"]  # one date format everywhere, the admin included (p360.core.formatting)
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -391,6 +395,8 @@ AXES_VERBOSE = False
 # --- Admin theme (django-unfold): one config per admin site ----------------------------------------
 _UNFOLD_COMMON = {
     "SITE_SYMBOL": "hub",
+    # the portal's favicon in both admins (no /favicon.ico 404 in the console)
+    "SITE_FAVICONS": [{"rel": "icon", "type": "image/svg+xml", "href": "/static/p360/favicon.svg"}],
     "SHOW_HISTORY": True,
     "SHOW_VIEW_ON_SITE": True,
     "ENVIRONMENT": "p360.admin_ui.environment_badge",
@@ -470,7 +476,10 @@ if IS_PROD:
     SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 if IS_PROD:  # dev serves static files through runserver; prod through WhiteNoise
-    MIDDLEWARE.insert(2, "whitenoise.middleware.WhiteNoiseMiddleware")
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+    )
 
 # Email: SMTP when SMTP_HOST is set, the console otherwise (tests use Django's in-memory outbox).
 if env("SMTP_HOST"):

@@ -1,6 +1,8 @@
 """Global URLs (public schema): admin, accounts, API, health. Org URLs live under /o/<slug>/."""
 
+from django.conf import settings
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
@@ -26,6 +28,8 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("orgs/", views.org_picker, name="org-picker"),
     path("healthz", views.healthz, name="healthz"),
+    # browsers ask for /favicon.ico on pages that name no icon (JSON, PDFs): answer with the portal's icon
+    path("favicon.ico", RedirectView.as_view(url=f"{settings.STATIC_URL}p360/favicon.svg", permanent=True)),
     path("admin/", global_admin.urls),
     # identity (issue 3): invitations and profile pages, then allauth; staff SSO under /oidc/
     path("", include("tenants.urls")),

@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.utils.html import format_html
 
+from p360.core import formatting
 from p360.core.admin_base import ReadOnlyAdmin
 from p360.core.admin_sites import org_admin
 from reporting.models import Summary
@@ -14,25 +15,37 @@ from reporting.models import Summary
 
 @admin.register(Summary, site=org_admin)
 class SummaryAdmin(ReadOnlyAdmin):
-    list_display = ["__str__", "end", "spend", "conversions", "spend_change", "generated_by", "generated_at", "page"]
+    list_display = [
+        "__str__",
+        "end_shown",
+        "spend",
+        "conversions",
+        "spend_change",
+        "generated_by",
+        "generated_at",
+        "page",
+    ]
     list_filter = ["period", "generated_by"]
     date_hierarchy = "start"
     list_per_page = 50
     exclude = ["totals", "previous", "deltas", "top_campaigns", "top_creatives", "underperformers", "thresholds"]
     readonly_fields = ["figures"]
 
+    @admin.display(description="End", ordering="end")
+    def end_shown(self, obj: Summary) -> str:
+        return formatting.day(obj.end)
+
     @admin.display(description="Spend")
     def spend(self, obj: Summary) -> str:
-        return str(obj.totals.get("spend"))
+        return formatting.money(obj.totals.get("spend"))
 
     @admin.display(description="Conversions")
     def conversions(self, obj: Summary) -> Any:
-        return obj.totals.get("conversions")
+        return formatting.count(obj.totals.get("conversions"))
 
     @admin.display(description="Spend vs previous")
     def spend_change(self, obj: Summary) -> str:
-        pct = (obj.deltas.get("spend") or {}).get("pct")
-        return "—" if pct is None else f"{pct} %"
+        return formatting.signed_percent((obj.deltas.get("spend") or {}).get("pct"))
 
     @admin.display(description="Report")
     def page(self, obj: Summary) -> str:
@@ -48,9 +61,9 @@ class SummaryAdmin(ReadOnlyAdmin):
             format_html(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 key,
-                obj.totals.get(key),
-                obj.previous.get(key),
-                (obj.deltas.get(key) or {}).get("pct"),
+                formatting.metric(key, obj.totals.get(key)),
+                formatting.metric(key, obj.previous.get(key)),
+                formatting.signed_percent((obj.deltas.get(key) or {}).get("pct")),
             )
             for key in obj.totals
         )

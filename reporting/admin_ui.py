@@ -10,6 +10,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from ingestion.selectors import health, runs_for_org
+from p360.core import formatting
 from reporting import selectors
 from reporting.periods import previous_range
 
@@ -20,7 +21,11 @@ def _last7() -> tuple[dt.date, dt.date]:
 
 
 def _change(delta: dict[str, Any]) -> str:
-    return "no previous figure" if delta["pct"] is None else f"{delta['pct']} % vs previous 7 days"
+    return (
+        "no previous figure"
+        if delta["pct"] is None
+        else f"{formatting.signed_percent(delta['pct'])} vs previous 7 days"
+    )
 
 
 def org_kpis(org: Any) -> list[dict[str, Any]]:
@@ -31,13 +36,13 @@ def org_kpis(org: Any) -> list[dict[str, Any]]:
     return [
         {
             "title": "Spend, last 7 days",
-            "value": kpis["current"]["spend"],
+            "value": formatting.money(kpis["current"]["spend"]),
             "footer": _change(kpis["deltas"]["spend"]),
             "href": link,
         },
         {
             "title": "Conversions, last 7 days",
-            "value": kpis["current"]["conversions"],
+            "value": formatting.count(kpis["current"]["conversions"]),
             "footer": _change(kpis["deltas"]["conversions"]),
             "href": link,
         },
@@ -67,8 +72,9 @@ def cross_org_overview(orgs: QuerySet[Any]) -> dict[str, Any]:
                 "conversions_prev": kpis["previous"]["conversions"],
                 "conversions_pct": kpis["deltas"]["conversions"]["pct"],
                 "failed_runs": ingest["failed"],
-                "fresh": ", ".join(f"{item['label']} {item['day']:%d %b}" for item in fresh) or "no data yet",
+                "fresh": ", ".join(f"{item['label']} {formatting.day(item['day'])}" for item in fresh) or "no data yet",
                 "reports_url": f"/o/{org.slug}/reports/?preset=last7",
             }
         )
-    return {"range": f"{start} to {end} vs {prev_start} to {prev_end}", "rows": rows}
+    range_text = f"{formatting.day_range(start, end)} vs {formatting.day_range(prev_start, prev_end)}"
+    return {"range": range_text, "rows": rows}

@@ -19,8 +19,9 @@ from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.pdfgen import canvas as pdfcanvas
-from reportlab.platypus import LongTable, Paragraph, SimpleDocTemplate, Spacer, TableStyle
+from reportlab.platypus import KeepTogether, LongTable, Paragraph, SimpleDocTemplate, Spacer, TableStyle
 
+from p360.core import formatting
 from reporting import selectors
 from reporting.selectors import Filters
 
@@ -68,8 +69,16 @@ class NumberedCanvas(pdfcanvas.Canvas):
         super().save()
 
 
-def _cell(value: Any) -> str:
-    return "—" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
+def _cell(value: Any, key: str = "") -> str:
+    """A figure as pages show it (p360.core.formatting); exact values are in the CSV exports."""
+    return formatting.metric(key, value) if key else formatting.DASH if value is None else str(value)
+
+
+def _heading(text: str, style: Any) -> Paragraph:
+    """A section heading that never ends a page: it moves to the next page with its table."""
+    heading = Paragraph(text, style)
+    heading.keepWithNext = True
+    return heading
 
 
 def _grid(header: list[str], rows: list[list[Any]], widths: list[float] | None = None) -> LongTable:
@@ -144,13 +153,12 @@ def build_pdf(
     story: list[Any] = [
         Paragraph(f"{org_name}: performance report", styles["Title"]),
         Paragraph(
-            f"Period {start.isoformat()} to {end.isoformat()} ({(end - start).days + 1} days), compared with "
-            f"{kpis['previous_start']} to {kpis['previous_end']}{' · ' + scope if scope else ''}. "
-            f"Generated {timezone.now():%Y-%m-%d %H:%M} UTC.",
+            f"Period {formatting.day(start)} to {formatting.day(end)} ({(end - start).days + 1} days), compared with "
+            f"{formatting.day(kpis['previous_start'])} to {formatting.day(kpis['previous_end'])}"
+            f"{' · ' + scope if scope else ''}. Generated {formatting.moment(timezone.now())} UTC.",
             styles["Normal"],
         ),
         Spacer(1, 4 * mm),
-        Paragraph("Key figures", styles["Heading2"]),
     ]
     kpi_rows = []
     for key, label in KPI_ROWS:
@@ -158,13 +166,14 @@ def build_pdf(
         kpi_rows.append(
             [
                 label,
-                _cell(kpis["current"][key]),
-                _cell(kpis["previous"][key]),
-                _cell(delta["abs"]),
-                "—" if delta["pct"] is None else f"{delta['pct']} %",
+                _cell(kpis["current"][key], key),
+                _cell(kpis["previous"][key], key),
+                _cell(delta["abs"], key),
+                formatting.signed_percent(delta["pct"]),
             ]
         )
-    story += [_grid(["Metric", "This period", "Previous period", "Change", "Change %"], kpi_rows), Spacer(1, 5 * mm)]
+    key_figures = _grid(["Metric", "This period", "Previous period", "Change", "Change %"], kpi_rows)
+    story += [KeepTogether([Paragraph("Key figures", styles["Heading2"]), key_figures]), Spacer(1, 5 * mm)]
     story += [_chart(data["trend"]), Spacer(1, 3 * mm)]
     tick()
     rows_written = 0
@@ -174,17 +183,25 @@ def build_pdf(
         body = []
         for row in page.rows:
             name = row[level] if level == "campaign" else f"{row[level]} ({row['campaign']})"
-            body.append([Paragraph(name, styles["BodyText"]), *[_cell(row[m]) for m in TABLE_METRICS]])
-        story.append(Paragraph(f"{title} ({page.total:,})", styles["Heading2"]))
+            body.append([Paragraph(name, styles["BodyText"]), *[_cell(row[m], m) for m in TABLE_METRICS]])
+        # The heading (and the truncation note) stay with their table: a short table moves whole to the next
+        # page; a long one starts under its heading and repeats its header row on the pages it continues on.
+        section: list[Any] = [_heading(f"{title} ({formatting.count(page.total)})", styles["Heading2"])]
         if page.total > MAX_TABLE_ROWS:
             truncated.append(level)
-            story.append(
-                Paragraph(f"The {MAX_TABLE_ROWS:,} with the most spend; the CSV export has all rows.", styles["Italic"])
+            note = Paragraph(
+                f"The {MAX_TABLE_ROWS:,} with the most spend; the CSV export has all rows.", styles["Italic"]
             )
+            note.keepWithNext = True
+            section.append(note)
         if body:
-            story.append(_grid(["Name", *TABLE_HEAD], body, widths=[95 * mm, *([22 * mm] * len(TABLE_HEAD))]))
+            section.append(_grid(["Name", *TABLE_HEAD], body, widths=[95 * mm, *([22 * mm] * len(TABLE_HEAD))]))
         else:
-            story.append(Paragraph("No data in this period.", styles["Italic"]))
+            section.append(Paragraph("No data in this period.", styles["Italic"]))
+        # (a KeepTogether nested inside keepWithNext's own grouping strands the heading: one level only)
+        story.append(KeepTogether(section) if len(body) <= 25 else section[0])
+        if len(body) > 25:
+            story.extend(section[1:])
         rows_written += len(body)
         tick()
     doc = SimpleDocTemplate(
@@ -197,7 +214,7 @@ def build_pdf(
         title=f"{org_name} report {start.isoformat()} to {end.isoformat()}",
         author="P360",
     )
-    footer = f"{org_name} · {start.isoformat()} to {end.isoformat()}"
+    footer = f"{org_name} · {formatting.day(start)} to {formatting.day(end)}"
 
     def canvasmaker(*args: Any, **kwargs: Any) -> NumberedCanvas:
         made = NumberedCanvas(*args, **kwargs)

@@ -31,9 +31,53 @@ class OrgSlugFilter(admin.SimpleListFilter):
         return queryset.filter(org_slug=self.value()) if self.value() else queryset
 
 
+class SystemJobsFilter(admin.SimpleListFilter):
+    """The default view is what people did: `job.*` events (the task cluster's bookkeeping) only on request."""
+
+    title = "system jobs"
+    parameter_name = "jobs"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("include", "Shown with everything else"), ("only", "Only job events")]
+
+    def choices(self, changelist: Any) -> Any:
+        for choice in super().choices(changelist):
+            if choice.get("display") == "All":
+                choice["display"] = "Hidden (default)"
+            yield choice
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "include":
+            return queryset
+        if self.value() == "only":
+            return queryset.filter(action__startswith=JOB_PREFIX)
+        return queryset.exclude(action__startswith=JOB_PREFIX)
+
+
+JOB_PREFIX = "job."
+# Snapshot keys that name an entity, best first (audit rows keep the entity's before/after snapshot).
+NAME_KEYS = ("name", "email", "audience_name", "source_name", "slug", "title", "label")
+
+
+def entity_label(event: AuditEvent) -> str:
+    """The entity by name where its snapshot has one ("Campaign “Acme Q4” #3"), else its type and id."""
+    kind = event.entity_type.rsplit(".", 1)[-1].replace("_", " ").capitalize() if event.entity_type else ""
+    ident = f"#{event.entity_id}" if event.entity_id else ""
+    if event.entity_type.endswith(".user") and event.actor_email and event.entity_id == str(event.actor_id or ""):
+        return f"{kind} {event.actor_email} {ident}".strip()  # sign-ins and profile changes: the user themself
+    for snapshot in (event.after, event.before):
+        if isinstance(snapshot, dict):
+            name = next(
+                (snapshot[key] for key in NAME_KEYS if isinstance(snapshot.get(key), str) and snapshot[key]), ""
+            )
+            if name:
+                return f"{kind} “{name[:80]}” {ident}".strip()
+    return f"{kind} {ident}".strip() or "—"
+
+
 class _AuditAdminBase(ReadOnlyAdmin):
-    list_display = ["created_at", "action", "actor_email", "org_slug", "entity", "ip"]
-    list_filter = [("created_at", RangeDateTimeFilter), "action"]
+    list_display = ["created_at", "action", "actor_email", "org_slug", "entity", "ip_address"]
+    list_filter = [("created_at", RangeDateTimeFilter), SystemJobsFilter, "action"]
     list_filter_submit = True
     search_fields = ["actor_email", "action", "entity_id", "entity_type", "request_id"]
     date_hierarchy = "created_at"
@@ -56,7 +100,11 @@ class _AuditAdminBase(ReadOnlyAdmin):
 
     @admin.display(description="entity")
     def entity(self, obj: AuditEvent) -> str:
-        return f"{obj.entity_type} {obj.entity_id}".strip()
+        return entity_label(obj)
+
+    @admin.display(description="IP", ordering="ip")
+    def ip_address(self, obj: AuditEvent) -> str:
+        return obj.ip or "—"
 
     @admin.display(description="before / after")
     def changes(self, obj: AuditEvent) -> str:
@@ -78,7 +126,7 @@ class AuditEventAdmin(_AuditAdminBase):
 
 @admin.register(AuditEvent, site=org_admin)
 class OrgAuditEventAdmin(_AuditAdminBase):
-    list_display = ["created_at", "action", "actor_email", "entity", "ip"]
+    list_display = ["created_at", "action", "actor_email", "entity", "ip_address"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEvent]:
         return super().get_queryset(request).filter(org_id=request.org.pk)  # type: ignore[attr-defined]

@@ -7,10 +7,13 @@ reverse "admin:..." work unchanged in either.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 from unfold.sites import UnfoldAdminSite
 
 
@@ -28,10 +31,34 @@ def set_org_admin_rule(rule: Callable[[Any, Any], bool]) -> None:
 
 
 class _LoginThroughAccounts:
-    """Both admins log in through /accounts/login/ (allauth: rate limits, MFA, SSO buttons)."""
+    """Both admins log in through /accounts/login/ (allauth: rate limits, MFA, SSO buttons).
+
+    A signed-in user without admin rights gets the branded 403 page: sending them to the login
+    page would bounce straight back here (allauth redirects a signed-in user to ?next=), a loop.
+    """
+
+    has_permission: Callable[[HttpRequest], bool]
 
     def login(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
-        return redirect_to_login(request.GET.get("next") or request.path.replace("login/", ""))
+        target = request.GET.get("next") or request.path.replace("login/", "")
+        if request.user.is_authenticated:
+            if self.has_permission(request):
+                return HttpResponseRedirect(reverse("admin:index", current_app=self.name))  # type: ignore[attr-defined]
+            raise PermissionDenied("No access to this admin.")
+        return redirect_to_login(target)
+
+    def admin_view(self, view: Callable[..., HttpResponse], cacheable: bool = False) -> Callable[..., HttpResponse]:
+        inner = super().admin_view(view, cacheable)  # type: ignore[misc]
+
+        @wraps(view)
+        def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not self.has_permission(request) and not request.path.endswith("/logout/"):
+                if not request.user.is_authenticated:  # straight to the one login page, one redirect
+                    return redirect_to_login(request.get_full_path())
+                raise PermissionDenied("No access to this admin.")
+            return inner(request, *args, **kwargs)
+
+        return guarded
 
 
 class GlobalAdminSite(_LoginThroughAccounts, UnfoldAdminSite):

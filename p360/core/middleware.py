@@ -6,7 +6,9 @@ import re
 import uuid
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse
+from django.views.defaults import page_not_found
 
 from p360.core import context
 
@@ -62,3 +64,62 @@ def refuse_nul(request: HttpRequest) -> HttpResponse:
     if is_api_path(request.path):
         return error_response(400, message, "nul_character")
     return HttpResponse(message + "\n", status=400, content_type="text/plain; charset=utf-8")
+
+
+# Django's debug pages (technical 404/500) carry this sentence; nothing else we serve does.
+_DEBUG_PAGE_MARKER = b"<code>DEBUG = True</code>"
+# Headers an error response keeps when its HTML body becomes the JSON error body.
+_KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After", "Vary")
+
+
+class ErrorBodyMiddleware:
+    """The error contract in every mode, DEBUG included.
+
+    - Every error under /api/ or /o/<slug>/api/ answers {"error": {"code", "message", "details"}},
+      even where Django would render HTML (an unknown org or path raised before any API view runs,
+      or Django's DEBUG pages, which list every URL pattern).
+    - Pages get the branded 404 even with DEBUG on, unless P360_DEBUG_PAGES=1 asks for Django's page.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.status_code < 400 or not response.get("Content-Type", "").startswith("text/html"):
+            return response
+        from p360.core.api_errors import is_api_path  # at call time, like refuse_nul: DRF settings import cycle
+
+        if is_api_path(request.path):
+            return self._as_json(response)
+        if (
+            response.status_code == 404
+            and settings.DEBUG
+            and not settings.P360_DEBUG_PAGES
+            and not response.streaming
+            and _DEBUG_PAGE_MARKER in response.content
+        ):
+            return page_not_found(request, Http404())
+        return response
+
+    @staticmethod
+    def _as_json(response: HttpResponse) -> HttpResponse:
+        from p360.core.api_errors import error_response
+
+        status = response.status_code
+        message = _API_MESSAGES.get(status) or response.reason_phrase or "Error."
+        replacement = error_response(status, message)
+        for header in _KEPT_HEADERS:
+            if header in response:
+                replacement[header] = response[header]
+        return replacement
+
+
+_API_MESSAGES = {
+    400: "Bad request.",
+    401: "Authentication credentials were not provided.",
+    403: "You do not have permission to perform this action.",
+    404: "Not found.",
+    405: "Method not allowed.",
+    500: "Internal server error.",
+}

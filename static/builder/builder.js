@@ -15,6 +15,7 @@
 
   var B = window.P360Builder;
   var DEBOUNCE_MS = 300;
+  var FIELDS_RETRY_MS = 3000; // while the catalogue answers from a stale generation (a rebuild is running)
   var SURGE = 60;
   var SAMPLE_COLUMNS = ["email", "first_name", "last_name", "job_title", "company_name", "domain", "industry",
     "revenue", "employee_count", "country", "region", "city"];
@@ -402,6 +403,7 @@
       markStale(false);
       if (!result.ok) { showApiError(result, built.map); return; }
       var data = result.data || {};
+      followGeneration(data.generation);
       s.error = "";
       s.count = data.count;
       s.universe = data.universe;
@@ -1129,14 +1131,42 @@
 
   function clearAll() { change(function () { root = group("and", []); }, { id: null }); }
 
+  // ---- the field catalogue follows the data ---------------------------------------------------------
+  // Known values (countries, industries...) and custom fields come from the org's current data generation.
+  // An import or a new Bombora week changes it: a preview answering another generation, a catalogue answered
+  // while a rebuild runs (stale), or coming back to the tab, fetches the catalogue again.
+  var fieldsTimer = null;
+  var fieldsLoading = null;
+
+  function loadFields() {
+    var s = store();
+    if (fieldsLoading) return fieldsLoading;
+    clearTimeout(fieldsTimer);
+    fieldsLoading = B.api(config.apiUrl + "fields").then(function (result) {
+      fieldsLoading = null;
+      if (!result.ok) { s.error = B.errorMessage(result, "The field catalogue could not be loaded."); return; }
+      var changed = catalogue.generation !== undefined && catalogue.generation !== result.data.generation;
+      catalogue = B.indexCatalogue(result.data);
+      catalogue.generation = result.data.generation;
+      s.week = catalogue.week;
+      if (result.data.stale) fieldsTimer = setTimeout(loadFields, FIELDS_RETRY_MS);
+      if (changed && s.ready) { render(); schedulePreview(); }
+    }, function () { fieldsLoading = null; });
+    return fieldsLoading;
+  }
+
+  function followGeneration(generation) {
+    if (generation && catalogue.generation && generation !== catalogue.generation) loadFields();
+  }
+
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible" && store() && store().ready) loadFields();
+  });
+
   // ---- start-up -------------------------------------------------------------------------------------
   function start() {
     var s = store();
-    var fieldsReady = B.api(config.apiUrl + "fields").then(function (result) {
-      if (!result.ok) { s.error = B.errorMessage(result, "The field catalogue could not be loaded."); return; }
-      catalogue = B.indexCatalogue(result.data);
-      s.week = catalogue.week;
-    });
+    var fieldsReady = loadFields();
     var treeReady = Promise.resolve(null);
     if (config.audienceId) {
       treeReady = B.api(config.apiUrl + "audiences/" + config.audienceId).then(function (result) {

@@ -90,3 +90,39 @@ def test_same_ids_in_two_orgs_never_mix(
     if g.pk == a.pk:
         assert _count(login(globex_marketer), tree, slug="globex")["count"] == 1
     assert _count(login(globex_marketer), US, slug="globex")["count"] == 0
+
+
+def _catalogue(client: Client, slug: str = "acme") -> dict[str, Any]:
+    response = client.get(f"/o/{slug}/api/v1/fields")
+    assert response.status_code == 200, response.content
+    return response.json()  # type: ignore[no-any-return]
+
+
+def _countries(catalogue: dict[str, Any]) -> list[str]:
+    return next(field["values"] for field in catalogue["fields"] if field["name"] == "country")
+
+
+def test_the_field_catalogue_follows_the_data_generation_after_an_import(
+    acme: Any, acme_marketer: Any, login: Any, settings: Any, monkeypatch: Any
+) -> None:
+    """Issue 15 item 13: a country only the new rows have reaches the catalogue, and the catalogue says which
+    generation its known values come from (and that it is stale while a rebuild runs), so the page refetches."""
+    settings.P360_BUILDER_BACKGROUND_REBUILD = True
+    monkeypatch.setattr(cache, "_start_background", lambda schema: None)  # the thread cannot see this transaction
+    client = login(acme_marketer)
+    with schema_context("org_acme"):
+        make_imported("A", [{"country": "US"}])
+    first = _catalogue(client)
+    assert _countries(first) == ["US"] and first["stale"] is False
+    assert _count(client, US)["generation"] == first["generation"]
+    with schema_context("org_acme"):
+        make_imported("B", [{"country": "DE"}])
+    during = _catalogue(client)
+    assert during["stale"] is True and during["generation"] == first["generation"]  # old values, flagged stale
+    with schema_context("org_acme"):
+        cache._store(cache.build())  # what the background thread does
+    preview = _count(client, US)
+    assert preview["generation"] != first["generation"]  # the page sees a new generation and asks again
+    after = _catalogue(client)
+    assert after["stale"] is False and after["generation"] == preview["generation"]
+    assert sorted(_countries(after)) == ["DE", "US"]

@@ -10,7 +10,8 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from tests.reporting.helpers import aggregate, expected, generate_rows, load, shown
+from p360.core import formatting
+from tests.reporting.helpers import aggregate, expected, generate_rows, load
 from tests.uploads.test_browser_upload import _shoot, _sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db]
@@ -31,7 +32,7 @@ def test_dashboard_range_presets_custom_and_drill_down(
     page.goto("/o/acme/reports/")
     expect(page.locator("h1")).to_have_text("Reports")
     last30 = expected(rows, yesterday - dt.timedelta(days=29), yesterday)
-    expect(page.locator('[data-kpi="spend"] .kpi-value')).to_have_text(shown(last30["spend"]))
+    expect(page.locator('[data-kpi="spend"] .kpi-value')).to_have_text(formatting.money(last30["spend"]))
     page.wait_for_function("() => window.Chart && Chart.getChart('chart-money')")
     expect(page.locator("#freshness")).to_contain_text(f"Surfside {yesterday.day} {yesterday:%b %Y}")
     _shoot(page, screenshot_dir, "reports-dashboard.png")
@@ -41,7 +42,7 @@ def test_dashboard_range_presets_custom_and_drill_down(
     page.select_option("#range-preset", "last7")
     page.get_by_role("button", name="Apply").click()
     last7 = expected(rows, yesterday - dt.timedelta(days=6), yesterday)
-    expect(page.locator('[data-kpi="spend"] .kpi-value')).to_have_text(shown(last7["spend"]))
+    expect(page.locator('[data-kpi="spend"] .kpi-value')).to_have_text(formatting.money(last7["spend"]))
     expect(page.locator(".range-note")).to_contain_text("compared with")
 
     # a custom range: editing a date switches the picker to "Custom"
@@ -52,8 +53,8 @@ def test_dashboard_range_presets_custom_and_drill_down(
     expect(page.locator("#range-preset")).to_have_value("custom")
     page.get_by_role("button", name="Apply").click()
     custom = expected(rows, start, end)
-    expect(page.locator('[data-kpi="spend"] .kpi-value')).to_have_text(shown(custom["spend"]))
-    expect(page.locator('[data-kpi="roas"] .kpi-value')).to_have_text(shown(custom["roas"]))
+    expect(page.locator('[data-kpi="spend"] .kpi-value')).to_have_text(formatting.money(custom["spend"]))
+    expect(page.locator('[data-kpi="roas"] .kpi-value')).to_have_text(formatting.metric("roas", custom["roas"]))
 
     # sort the creatives table by CTR, then drill down into a campaign
     page.get_by_role("navigation", name="Table level").get_by_role("link", name="Creatives").click()
@@ -65,7 +66,7 @@ def test_dashboard_range_presets_custom_and_drill_down(
     page.get_by_role("link", name="Campaign 1", exact=True).click()
     expect(page.locator("h1")).to_have_text("Campaign 1")
     in_campaign = expected(rows, start, end, campaign="Campaign 1")
-    expect(page.locator('[data-kpi="spend"] .kpi-value')).to_have_text(shown(in_campaign["spend"]))
+    expect(page.locator('[data-kpi="spend"] .kpi-value')).to_have_text(formatting.money(in_campaign["spend"]))
     expect(page.locator("#tables-title")).to_have_text("Performance by strategy")
     page.wait_for_function("() => window.Chart && Chart.getChart('chart-sources')")
     _shoot(page, screenshot_dir, "reports-campaign.png")

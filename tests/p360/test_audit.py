@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.db import connection, transaction
 from django.db.utils import DatabaseError
@@ -59,3 +61,32 @@ def test_audit_log_in_admin_is_scoped_for_campaign_managers(login, super_admin, 
     page = login(manager).get("/admin/audit/auditevent/?action=org.deactivated").content.decode()
     assert ">acme<" in page and ">globex<" not in page
     assert login(super_admin).get("/admin/audit/auditevent/").status_code == 200
+
+
+def test_audit_log_hides_job_events_by_default_and_names_entities(login, super_admin, acme):
+    """Issue 15 item 14: the default view is what people did; entities by name; the column is headed "IP"."""
+    AuditEvent.objects.create(action="job.succeeded", org_id=acme.pk, org_slug=acme.slug, entity_type="jobs.job")
+    AuditEvent.objects.create(
+        action="campaign.created",
+        org_id=acme.pk,
+        org_slug=acme.slug,
+        entity_type="campaigns.campaign",
+        entity_id="7",
+        after={"name": "Spring launch canary", "budget": "100.00"},
+        ip="203.0.113.9",
+    )
+    client = login(super_admin)
+
+    def rows(url: str, **params: str) -> str:
+        page = client.get(url, params).content.decode()
+        return page[page.index('id="result_list"') : page.index("</table>", page.index('id="result_list"'))]
+
+    for url in ("/admin/audit/auditevent/", "/o/acme/admin/audit/auditevent/"):
+        page = client.get(url).content.decode()
+        assert "campaign.created" in rows(url) and "job.succeeded" not in rows(url), url
+        assert "Campaign “Spring launch canary” #7" in page and "203.0.113.9" in page
+        header = re.search(r"<th[^>]*column-ip_address[^>]*>(.*?)</th>", page, re.S)
+        assert header and re.sub(r"<[^>]+>|\s", "", header.group(1)) == "IP"
+        assert "job.succeeded" in rows(url, jobs="include")
+        only = rows(url, jobs="only")
+        assert "job.succeeded" in only and "campaign.created" not in only

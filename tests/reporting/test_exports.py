@@ -6,10 +6,12 @@ import csv
 import datetime as dt
 import io
 import math
+import re
 
 import pytest
 from pypdf import PdfReader
 
+from p360.core import formatting
 from p360.core.audit.models import AuditEvent
 from p360.core.jobs.models import Job
 from tests.reporting.helpers import days, expected, generate_rows, load
@@ -87,10 +89,9 @@ def test_short_pdf_streams_with_kpis(rows, acme, acme_marketer, login):
     _reader, texts = _pdf_text(response.content)
     text = "\n".join(texts)
     want = expected(rows, dt.date(2026, 11, 16), dt.date(2026, 11, 22))
-    assert "Acme Corporation" in text and "2026-11-16" in text
-    for key in ("spend", "ctr", "roas", "cpa", "conversion_revenue"):
-        assert want[key] in text, key
-    assert f"{want['impressions']:,}" in text
+    assert "Acme Corporation" in text and "16 Nov 2026" in text
+    for key in ("spend", "ctr", "roas", "cpa", "conversion_revenue", "impressions"):
+        assert formatting.metric(key, want[key]) in text, key  # issue 15: figures as the pages show them
     assert texts[0].count("Page 1 of") == 1
     assert AuditEvent.objects.filter(action="reporting.exported", org_slug="acme", after__format="pdf").exists()
 
@@ -134,7 +135,7 @@ def test_large_range_pdf_is_a_job_with_progress_and_an_org_only_download(
     assert download.status_code == 200
     data = b"".join(download.streaming_content)
     _reader, texts = _pdf_text(data)
-    assert expected(rows, dt.date(2026, 11, 9), dt.date(2026, 11, 22))["spend"] in texts[0]
+    assert formatting.money(expected(rows, dt.date(2026, 11, 9), dt.date(2026, 11, 22))["spend"]) in texts[0]
     assert AuditEvent.objects.filter(action="reporting.downloaded", org_slug="acme").exists()
     # another org's user: 404 under acme's prefix, and 404 for acme's job id under their own prefix
     other = login(globex_marketer)
@@ -145,3 +146,44 @@ def test_large_range_pdf_is_a_job_with_progress_and_an_org_only_download(
 
 def test_pdf_needs_post(acme, acme_marketer, login):
     assert login(acme_marketer).get(f"/o/{acme.slug}/reports/export.pdf").status_code == 405
+
+
+def test_pdf_section_headings_never_end_a_page(acme, monkeypatch):
+    """Issue 15 item 14: a heading moves to the next page with its table instead of being stranded."""
+    from django_tenants.utils import schema_context
+
+    from reporting import pdf, selectors
+
+    def fake_table(level, start, end, filters, **kwargs):  # type: ignore[no-untyped-def]
+        rows = [
+            {
+                level: f"{level} {i}",
+                "campaign": "C",
+                "impressions": 1000 + i,
+                "clicks": 10,
+                "conversions": 1,
+                "conversion_revenue": "10.00",
+                "spend": "5.0000000",
+                "ctr": "1.000000",
+                "cpa": "5.0000",
+                "roas": "200.0000",
+            }
+            for i in range(sizes[level])
+        ]
+        return selectors.TablePage(
+            level=level, rows=rows, total=len(rows), page=1, per_page=len(rows) or 1, sort="spend", desc=True
+        )
+
+    monkeypatch.setattr(selectors, "table", fake_table)
+    stranded = []
+    with schema_context(acme.schema_name):
+        for n in range(0, 30, 3):
+            sizes = {"campaign": n, "strategy": 3, "creative": 3}
+            out = io.BytesIO()
+            pdf.build_pdf(out, org_name="Acme", start=dt.date(2026, 11, 16), end=dt.date(2026, 11, 22))
+            for text in _pdf_text(out.getvalue())[1]:
+                footer = ("Page ", "Acme · ")  # drawn last on every page
+                lines = [line for line in text.splitlines() if line.strip() and not line.startswith(footer)]
+                if lines and re.match(r"^(Campaigns|Strategies|Creatives) \(\d+\)$", lines[-1].strip()):
+                    stranded.append((n, lines[-1]))
+    assert stranded == []

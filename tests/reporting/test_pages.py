@@ -9,6 +9,7 @@ import pytest
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from p360.core import formatting
 from tests.reporting.helpers import aggregate, days, expected, generate_rows, load, shown
 
 pytestmark = pytest.mark.django_db
@@ -37,7 +38,9 @@ def test_dashboard_kpis_agree_with_a1_and_deltas_use_the_previous_equal_range(ro
     html = response.content.decode()
     want = expected(rows, dt.date(2026, 11, 16), dt.date(2026, 11, 22))
     for key in ("impressions", "clicks", "conversions", "conversion_revenue", "spend", "ctr", "cpa", "roas"):
-        assert _kpi(html, key) == shown(want[key])
+        assert _kpi(html, key) == formatting.metric(key, want[key])  # issue 15: the one formatting layer
+    assert _kpi(html, "spend").startswith("$") and re.fullmatch(r"\d+\.\d\d %", _kpi(html, "ctr"))
+    assert re.fullmatch(r"[\d,]+\.\d %", _kpi(html, "roas")) and "," in _kpi(html, "impressions")
     data = response.context["data"]
     assert data["kpis"]["previous_start"] == "2026-11-09" and data["kpis"]["previous_end"] == "2026-11-15"
     assert data["kpis"]["previous"]["spend"] == expected(rows, dt.date(2026, 11, 9), dt.date(2026, 11, 15))["spend"]

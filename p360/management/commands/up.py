@@ -88,6 +88,8 @@ class Command(P360Command):
         self._say("Applying migrations (public schema and every organisation)...")
         call_command("migrate_schemas", interactive=False, verbosity=0)
         ensure_schedules()
+        if not options["no_demo"]:
+            self._say("Loading the demo data (first run: 91 days of metrics through the real ETL, about 30 s)...")
         demo = None if options["no_demo"] else load_demo()
         self._say(f"Ready in {time.monotonic() - started:.1f} s.")
 
