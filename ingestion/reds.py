@@ -350,9 +350,9 @@ def execute(run: IngestionRun, ctx: JobContext | None) -> None:
         ctx.progress(1, 2 + len(routes), rows_read=table.rows_read)
     if valid.is_empty():
         reasons = sorted({reason for _, reason, _ in bad})
-        for slug, item in slices.items():
-            own = sorted({reason for line, reason, _ in bad if owners.get(line) == slug})
-            item["error"] = f"no event of this file could be loaded for {slug}: " + "; ".join(own[:3])
+        for owner, item in slices.items():
+            own = sorted({reason for line, reason, _ in bad if owners.get(line) == owner})
+            item["error"] = f"no event of this file could be loaded for {owner}: " + "; ".join(own[:3])
         exc = FileRejected(
             f"no event of {run.file_name} could be loaded ({len(bad):,} quarantined): " + "; ".join(reasons[:3])
         )

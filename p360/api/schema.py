@@ -42,7 +42,7 @@ _ERROR = {
     },
 }
 _SLUG = {"name": "slug", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[-a-zA-Z0-9_]+$"}}
-_TOKEN = [{"tokenAuth": []}]
+_TOKEN: list[dict[str, list[str]]] = [{"tokenAuth": []}]
 _UPLOAD = {"type": "object", "additionalProperties": {}}
 _TUS_HEADERS = [
     {"name": "Tus-Resumable", "in": "header", "required": True, "schema": {"type": "string", "enum": ["1.0.0"]}}
