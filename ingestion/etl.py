@@ -408,17 +408,22 @@ def load_staged(*, run_id: int, source: str, currency: str, dates: list[dt.date]
                 {"run": run_id, "source": source},
             )
         replaced = cursor.rowcount
-        # spend = impressions / 1000 x the CPM in force that day (exact); CTR 6, CPC/CPA/ROAS 4 places.
+        # spend = impressions / 1000 x the CPM in force that day (exact); CTR 6, CPC/CPA/ROAS 4 places. A ratio
+        # that would not fit its column is null (metric files are quarantined before this; REDS roll-ups are
+        # counted in SQL): never an overflow error, never a wrapped value (issue 15).
         cursor.execute(
             f"""INSERT INTO campaigns_dailymetric (date, campaign_id, strategy_id, placement_id, creative_id, source,
                     impressions, clicks, conversions, conversion_revenue, cpm, spend, media_cost, ctr, cpc, cpa, roas,
                     run_id, loaded_at)
                 SELECT k.date, k.campaign_ref, k.strategy_id, k.placement_id, k.creative_id, %(source)s,
                     k.impressions, k.clicks, k.conversions, k.conversion_revenue, k.cpm, k.spend, k.media_cost,
-                    CASE WHEN k.impressions > 0 THEN round(k.clicks::numeric * 100 / k.impressions, 6) END,
-                    CASE WHEN k.clicks > 0 THEN round(k.spend / k.clicks, 4) END,
-                    CASE WHEN k.conversions > 0 THEN round(k.spend / k.conversions, 4) END,
-                    CASE WHEN k.spend > 0 THEN round(k.conversion_revenue * 100 / k.spend, 4) END,
+                    CASE WHEN k.impressions > 0 AND k.clicks::numeric * 100 / k.impressions < 1e6
+                        THEN round(k.clicks::numeric * 100 / k.impressions, 6) END,
+                    CASE WHEN k.clicks > 0 AND k.spend / k.clicks < 1e14 THEN round(k.spend / k.clicks, 4) END,
+                    CASE WHEN k.conversions > 0 AND k.spend / k.conversions < 1e14
+                        THEN round(k.spend / k.conversions, 4) END,
+                    CASE WHEN k.spend > 0 AND k.conversion_revenue * 100 / k.spend < 1e14
+                        THEN round(k.conversion_revenue * 100 / k.spend, 4) END,
                     %(run)s, now()
                 FROM (SELECT x.*, x.impressions::numeric * x.cpm / 1000 AS spend FROM ({_RESOLVED}) x) k
                 WHERE k.cpm IS NOT NULL""",

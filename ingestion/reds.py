@@ -271,6 +271,13 @@ def _store_events(run: IngestionRun, events: pl.DataFrame) -> tuple[list[dt.date
     return days, sorted(set(days) | set(old_days))
 
 
+# numeric(18, 6) media cost and numeric(18, 4) revenue of campaigns_dailymetric (issue 15: checked, not wrapped)
+_FITS = (
+    "coalesce(sum(e.cost_usd), 0) < 1e12 "
+    "AND coalesce(sum(e.conversion_value) FILTER (WHERE e.event_type = 'conversion'), 0) < 1e14"
+)
+
+
 def _roll_up(run: IngestionRun, days: list[dt.date], currency: str) -> tuple[int, int, list[str]]:
     """Recompute the `reds` daily metrics of `days` from all their events. Returns (written, replaced, warnings)."""
 
@@ -310,9 +317,22 @@ def _roll_up(run: IngestionRun, days: list[dt.date], currency: str) -> tuple[int
                     (SELECT r.cpm FROM campaigns_cpmrate r WHERE r.effective_date <= e.event_date
                      ORDER BY r.effective_date DESC LIMIT 1)
                 FROM {EVENTS} e WHERE e.event_date = ANY(%s)
-                GROUP BY e.event_date, e.campaign_id, e.line_item_id""",
+                GROUP BY e.event_date, e.campaign_id, e.line_item_id
+                HAVING {_FITS}""",
             [run.pk, ALL, ALL, with_cpm],
         )
+        # Groups whose sums do not fit the daily metric columns are not rolled up (never wrapped): say which.
+        cursor.execute(
+            f"""SELECT e.event_date, e.campaign_id, e.line_item_id, min(e.line_no) FROM {EVENTS} e
+                WHERE e.event_date = ANY(%s) GROUP BY e.event_date, e.campaign_id, e.line_item_id
+                HAVING NOT ({_FITS}) ORDER BY 1, 2, 3 LIMIT 20""",
+            [with_cpm],
+        )
+        warnings += [
+            f"{day.isoformat()} campaign {campaign} line item {item} (first line {line}): its summed cost or "
+            "conversion value is too large to store; not rolled up"
+            for day, campaign, item, line in cursor.fetchall()
+        ]
     written, replaced = etl.load_staged(run_id=run.pk, source="reds", currency=currency, dates=with_cpm)
     return written, replaced, warnings
 
@@ -349,9 +369,9 @@ def execute(run: IngestionRun, ctx: JobContext | None) -> None:
         ctx.progress(1, 2 + len(routes), rows_read=table.rows_read)
     if valid.is_empty():
         reasons = sorted({reason for _, reason, _ in bad})
-        for slug, item in slices.items():
-            own = sorted({reason for line, reason, _ in bad if owners.get(line) == slug})
-            item["error"] = f"no event of this file could be loaded for {slug}: " + "; ".join(own[:3])
+        for owner, item in slices.items():
+            own = sorted({reason for line, reason, _ in bad if owners.get(line) == owner})
+            item["error"] = f"no event of this file could be loaded for {owner}: " + "; ".join(own[:3])
         exc = FileRejected(
             f"no event of {run.file_name} could be loaded ({len(bad):,} quarantined): " + "; ".join(reasons[:3])
         )

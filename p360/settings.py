@@ -293,6 +293,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [  # issue 15: + the members CSV and tus uploads (plain Django views)
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "p360.api.schema.document_plain_views",
+    ],
 }
 
 # --- Identity (issue 3): staff SSO with Entra ID, customer login (allauth, MFA, Auth0), lockouts ----

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from django.http import Http404, HttpRequest, StreamingHttpResponse
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, generics, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -59,11 +60,13 @@ class ImportRequestSerializer(serializers.Serializer):
 class ImportList(APIView):
     """GET: the org's imports (newest first). POST: import a completed upload into an audience."""
 
+    @extend_schema(responses={200: dict})
     def get(self, request: Request) -> Response:
         limit = bounded_int(request.query_params.get("limit"), "limit", default=50, low=1, high=500)
         imports = AudienceImport.objects.all()[:limit]
         return Response({"results": [import_status(imp) for imp in imports]})
 
+    @extend_schema(request=ImportRequestSerializer, responses={201: dict})
     def post(self, request: Request) -> Response:
         body = ImportRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -98,6 +101,7 @@ class ImportList(APIView):
 
 
 class ImportDetail(APIView):
+    @extend_schema(responses={200: dict})
     def get(self, request: Request, pk: int) -> Response:
         imp = AudienceImport.objects.filter(pk=pk).first()
         if imp is None:

@@ -4,20 +4,28 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ingestion', '0003_bombora_domains_topic_weeks'),
+        ("ingestion", "0003_bombora_domains_topic_weeks"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='ingestionrun',
-            name='org_slices',
-            field=models.JSONField(blank=True, default=dict, help_text='REDS: per organisation slug, its own counts, days and error text (what its org admin shows).'),
+            model_name="ingestionrun",
+            name="org_slices",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text="REDS: per organisation slug, its own counts, days and error text (what its org admin shows).",
+            ),
         ),
         migrations.AddField(
-            model_name='quarantinedrow',
-            name='org_slug',
-            field=models.CharField(blank=True, default='', help_text="REDS: the organisation whose advertiser id the row carries (empty: no organisation's).", max_length=63),
+            model_name="quarantinedrow",
+            name="org_slug",
+            field=models.CharField(
+                blank=True,
+                default="",
+                help_text="REDS: the organisation whose advertiser id the row carries (empty: no organisation's).",
+                max_length=63,
+            ),
         ),
     ]

@@ -32,7 +32,11 @@ class BoundedLimitOffsetPagination(LimitOffsetPagination):
 
     def get_limit(self, request: Any) -> int | None:
         return bounded_int(
-            request.query_params.get(self.limit_query_param), "limit", default=self.default_limit, low=1, high=MAX_LIMIT
+            request.query_params.get(self.limit_query_param),
+            "limit",
+            default=self.default_limit or 100,
+            low=1,
+            high=MAX_LIMIT,
         )
 
     def get_offset(self, request: Any) -> int:

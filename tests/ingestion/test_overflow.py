@@ -125,3 +125,25 @@ def test_reds_cost_too_large(acme: Any, cpm: None, tmp_path: Any) -> None:
     result = ingest("reds", str(write(tmp_path, "r.psv", rows)))
     assert (result["status"], result["rows_loaded"], result["rows_quarantined"]) == ("succeeded", 4, 1)
     assert "cost_usd is too large" in reasons(result["run_id"])[3]
+
+
+def test_reds_sums_that_do_not_fit_are_not_rolled_up_and_say_so(acme: Any, cpm: None, tmp_path: Any) -> None:
+    rows = events("acme01")
+    rows[0][5] = rows[1][5] = "999999999999"  # each fits numeric(18, 6); their sum for one line item does not
+    result = ingest("reds", str(write(tmp_path, "r.psv", rows)))
+    assert (result["status"], result["rows_loaded"]) == ("succeeded", 5)
+    assert "too large to store; not rolled up" in result["error"]
+    with schema_context(acme.schema_name):
+        assert {m.strategy.name for m in DailyMetric.objects.select_related("strategy")} == {"li2"}
+        assert not DailyMetric.objects.filter(media_cost__lt=0).exists()
+
+
+def test_reds_roas_past_its_column_is_null_not_an_error(acme: Any, tmp_path: Any) -> None:
+    set_cpm(acme, "0.0001")  # one impression costs 1e-7: a 49.90 conversion is a ROAS of ~5e10 %, a big one 1e20
+    rows = events("acme01")
+    rows[4][9] = "99999999999999"  # conversion_value fits numeric(18, 4)
+    result = ingest("reds", str(write(tmp_path, "r.psv", rows)))
+    assert result["status"] == "succeeded"
+    with schema_context(acme.schema_name):
+        li1 = DailyMetric.objects.get(strategy__name="li1")
+        assert li1.roas is None and li1.conversion_revenue == 99999999999999
