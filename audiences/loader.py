@@ -7,6 +7,9 @@ the table is invisible to every reader; if the process dies first, the next atte
 
 When the caller already holds a transaction (tests, a script wrapping several imports), other
 connections could not see that transaction's work, so rows go through the caller's connection.
+
+The pipeline hands a loader values (frames, a version to copy), never code: the tasks the worker threads
+run are built here, from `records`, so the calls go one way: pipeline -> loader -> records.
 """
 
 from __future__ import annotations
@@ -42,16 +45,20 @@ class SerialLoader:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def run(self, task: Task) -> None:
+    def _run(self, task: Task) -> None:
         with connection.cursor() as cursor:
             task(cursor)
 
     def copy_frame(self, frame: pl.DataFrame, first_row: int) -> None:
         if frame.height:
             payload = records.csv_payload(self.version_id, frame, first_row=first_row)
-            self.run(
+            self._run(
                 lambda cursor: records.copy_payload(cursor, records.qualified(self.schema, self.version_id), payload)
             )
+
+    def copy_version(self, source_id: int, *, key: str, skip_keys: list[str]) -> None:
+        """The rows of version `source_id` (except those whose key is in `skip_keys`) into the new version."""
+        self._run(_copy_version_task(self.schema, source_id, self.version_id, key, skip_keys))
 
 
 class ParallelLoader:
@@ -86,7 +93,7 @@ class ParallelLoader:
             while self.tasks.get() is not None:  # drain so the producer never blocks
                 pass
 
-    def run(self, task: Task) -> None:
+    def _run(self, task: Task) -> None:
         if self.errors:
             raise self.errors[0]
         self.tasks.put(task)
@@ -95,7 +102,11 @@ class ParallelLoader:
         if frame.height:
             payload = records.csv_payload(self.version_id, frame, first_row=first_row)
             table = records.qualified(self.schema, self.version_id)
-            self.run(lambda cursor: records.copy_payload(cursor, table, payload))
+            self._run(lambda cursor: records.copy_payload(cursor, table, payload))
+
+    def copy_version(self, source_id: int, *, key: str, skip_keys: list[str]) -> None:
+        """The rows of version `source_id` (except those whose key is in `skip_keys`) into the new version."""
+        self._run(_copy_version_task(self.schema, source_id, self.version_id, key, skip_keys))
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         for _ in self.threads:
@@ -104,6 +115,13 @@ class ParallelLoader:
             thread.join()
         if exc_type is None and self.errors:
             raise self.errors[0]
+
+
+def _copy_version_task(schema: str, source_id: int, target_id: int, key: str, skip_keys: list[str]) -> Task:
+    def task(cursor: Any) -> None:
+        records.copy_version(cursor, schema, source_id, target_id, key=key, skip_keys=skip_keys)
+
+    return task
 
 
 def loader_for(schema: str, version_id: int) -> SerialLoader | ParallelLoader:

@@ -1,7 +1,10 @@
 """factory-boy factories: what tests use to make data.
 
-Shared (public schema): users, memberships, ingestion runs. Tenant (org schema): audiences, campaigns,
-strategies, daily metrics, rollup rows — create them inside `schema_context(org.schema_name)`.
+Shared (public schema): organisations, users, memberships, ingestion runs. Tenant (org schema): audiences
+(with versions, records and imports), uploads, campaigns, strategies, daily metrics, rollup rows — create them
+inside `schema_context(org.schema_name)`.
+Organisations: a new tenant schema costs ~0.4 s, so `OrganizationFactory(slug="acme")` returns the session's
+org (tests/conftest.py) and only an unknown slug creates one (through `tenants.services.org_create`).
 Objects with a service (campaigns, users) are created through it where the audit row matters: use
 `CampaignFactory.create_via_service(actor=..., **fields)`.
 """
@@ -9,17 +12,46 @@ Objects with a service (campaigns, users) are created through it where the audit
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 import factory
+import polars as pl
+from django.utils import timezone
 
-from audiences.models import Audience, AudienceKind, AudienceStatus
+from audiences import records
+from audiences.models import Audience, AudienceImport, AudienceKind, AudienceStatus, AudienceVersion, ImportStatus
 from campaigns.models import Campaign, CampaignStatus, Creative, DailyMetric, Placement, Strategy
 from campaigns.services import campaign_save
 from ingestion.models import IngestionRun, RunStatus, Source, Trigger
+from p360.core.uploads.models import Upload, UploadStatus
 from reporting.models import DailyRollup
 from tenants.models import Membership, Organization, Role, User
+from tenants.services import org_create
+
+
+class OrganizationFactory(factory.django.DjangoModelFactory):
+    """An organisation looked up by slug (the session's acme/globex cost nothing), else made by `org_create`.
+
+    A created org is committed only if the caller commits (module fixtures under `django_db_blocker.unblock()`);
+    such callers delete it themselves (`org.delete(force_drop=True)`).
+    """
+
+    class Meta:
+        model = Organization
+
+    slug = factory.Sequence(lambda n: f"org-{n:03d}")
+    name = factory.LazyAttribute(lambda o: o.slug.replace("-", " ").title())
+    ttd_advertiser_id = ""
+
+    @classmethod
+    def _create(cls, model_class: type[Organization], *args: Any, **kwargs: Any) -> Organization:
+        found = model_class.objects.filter(slug=kwargs["slug"]).first()
+        if found is not None:
+            return found
+        return org_create(**kwargs)
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -75,6 +107,68 @@ class AudienceFactory(factory.django.DjangoModelFactory):
     kind = AudienceKind.IMPORTED
     status = AudienceStatus.READY
     record_count = 0
+
+
+class AudienceVersionFactory(factory.django.DjangoModelFactory):
+    """A version row only; `AudienceFactory.with_records` also makes its partition and rows."""
+
+    class Meta:
+        model = AudienceVersion
+
+    audience = factory.SubFactory(AudienceFactory)
+    number = factory.LazyAttribute(
+        lambda o: (o.audience.versions.order_by("-number").values_list("number", flat=True).first() or 0) + 1
+    )
+    record_count = 0
+
+
+class AudienceImportFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AudienceImport
+
+    audience = factory.SubFactory(AudienceFactory)
+    audience_name = factory.LazyAttribute(lambda o: o.audience.name)
+    source_name = factory.LazyAttribute(lambda o: f"{o.audience_name}.csv")
+    status = ImportStatus.SUCCEEDED
+
+
+def audience_with_records(
+    name: str, rows: Sequence[dict[str, Any]], *, custom_types: dict[str, str] | None = None
+) -> Audience:
+    """An imported audience (reused by name) whose new current version holds `rows`, as an import leaves it.
+
+    `rows` are dicts of canonical/derived fields (`custom` as a dict); `custom_types` adds the succeeded
+    import that declared them (the builder reads custom field types from it).
+    """
+    audience = Audience.objects.filter(name=name).first() or AudienceFactory(name=name)
+    version = AudienceVersionFactory(audience=audience, record_count=len(rows))
+    records.create_partition(version.pk)
+    data: dict[str, list[Any]] = {"line": list(range(2, len(rows) + 2))}
+    for column, _, _dtype in records.RECORD_COLUMNS:
+        values = [row.get(column) for row in rows]
+        data[column] = [json.dumps(v) if v else None for v in values] if column == "custom" else values
+    frame = pl.DataFrame(data, schema={"line": pl.Int64, **{c: t for c, _, t in records.RECORD_COLUMNS}})
+    records.copy_frame(version.pk, records.conform(frame), first_row=0)
+    audience.current_version = version
+    audience.record_count = len(rows)
+    audience.save(update_fields=["current_version", "record_count", "updated_at"])
+    if custom_types:
+        AudienceImportFactory(audience=audience, custom_types=dict(custom_types), version=version)
+    return audience
+
+
+class UploadFactory(factory.django.DjangoModelFactory):
+    """An unfinished upload that expires in an hour (tenant schema)."""
+
+    class Meta:
+        model = Upload
+
+    filename = factory.Sequence(lambda n: f"file-{n:03}.csv")
+    size = factory.Sequence(lambda n: 1000 + n)
+    offset = 0
+    status = UploadStatus.UPLOADING
+    created_by_email = "someone@acme.test"
+    expires_at = factory.LazyFunction(lambda: timezone.now() + dt.timedelta(hours=1))
 
 
 class CampaignFactory(factory.django.DjangoModelFactory):

@@ -4,17 +4,14 @@ import would leave them) and a Bombora week (topics, week row, scores in the wee
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterator, Sequence
-from typing import Any
 
-import polars as pl
 import pytest
 from django.db import connection
 from django.utils import timezone
 
-from audiences import cache, records
-from audiences.models import Audience, AudienceImport, AudienceKind, AudienceStatus, AudienceVersion, ImportStatus
+from audiences import cache
+from tests.factories import audience_with_records
 
 WEEK = dt.date(2026, 11, 23)
 
@@ -26,35 +23,8 @@ def fresh_cache() -> Iterator[None]:
     cache.invalidate()
 
 
-def make_imported(name: str, rows: Sequence[dict[str, Any]], *, custom_types: dict[str, str] | None = None) -> Audience:
-    """An imported audience whose current version holds `rows` (canonical/derived fields, `custom` as a dict)."""
-    audience = Audience.objects.filter(name=name).first() or Audience.objects.create(
-        name=name, kind=AudienceKind.IMPORTED, status=AudienceStatus.READY
-    )
-    number = (audience.versions.order_by("-number").values_list("number", flat=True).first() or 0) + 1
-    version = AudienceVersion.objects.create(audience=audience, number=number, record_count=len(rows))
-    records.create_partition(version.pk)
-    data: dict[str, list[Any]] = {"line": list(range(2, len(rows) + 2))}
-    for column, _, _dtype in records.RECORD_COLUMNS:
-        values = [row.get(column) for row in rows]
-        if column == "custom":
-            values = [json.dumps(v) if v else None for v in values]
-        data[column] = values
-    frame = pl.DataFrame(data, schema={"line": pl.Int64, **{c: t for c, _, t in records.RECORD_COLUMNS}})
-    records.copy_frame(version.pk, records.conform(frame), first_row=0)
-    audience.current_version = version
-    audience.record_count = len(rows)
-    audience.save(update_fields=["current_version", "record_count", "updated_at"])
-    if custom_types:
-        AudienceImport.objects.create(
-            audience=audience,
-            audience_name=name,
-            source_name=f"{name}.csv",
-            status=ImportStatus.SUCCEEDED,
-            custom_types={key: type_name for key, type_name in custom_types.items()},
-            version=version,
-        )
-    return audience
+# An imported audience whose current version holds the rows (tests/factories.py makes it with the factories).
+make_imported = audience_with_records
 
 
 def load_bombora(scores: Sequence[tuple[str, str, int]], *, week: dt.date = WEEK) -> None:

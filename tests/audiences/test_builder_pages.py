@@ -10,6 +10,7 @@ from django_tenants.utils import schema_context
 
 from audiences.models import Audience, AudienceKind
 from tests.audiences.builder_helpers import fresh_cache, make_imported  # noqa: F401
+from tests.factories import AudienceFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -18,7 +19,7 @@ PAGES = ["/o/acme/audiences/build/", "/o/acme/audiences/build/templates/", "/o/a
 
 def _built(name: str, org: str = "acme") -> Audience:
     with schema_context(f"org_{org}"):
-        return Audience.objects.create(name=name, kind=AudienceKind.BUILT, record_count=7)
+        return AudienceFactory(name=name, kind=AudienceKind.BUILT, record_count=7)
 
 
 @pytest.mark.parametrize("url", PAGES)

@@ -9,9 +9,9 @@ import pytest
 from django.db import connection
 from django_tenants.utils import schema_context
 
-from campaigns.models import Campaign
 from ingestion.ingestion_store.models import RedsEvent
 from ingestion.models import QuarantinedRow
+from tests.factories import CampaignFactory
 from tests.ingestion.helpers import ingest, ingest_failing, metrics, set_cpm
 
 pytestmark = pytest.mark.django_db
@@ -128,7 +128,7 @@ def test_same_file_twice_does_not_double_events_or_metrics(cpms, acme, tmp_path)
 
 def test_roll_up_goes_under_the_campaign_with_the_ttd_id(cpms, acme, tmp_path):
     with schema_context(acme.schema_name):
-        managed = Campaign.objects.create(name="Acme Q4 awareness (TTD)", external_id="cmpA")
+        managed = CampaignFactory(name="Acme Q4 awareness (TTD)", external_id="cmpA")
     ingest("reds", str(write(tmp_path, "h05.psv", events("acme01"))))
     assert {m.campaign_id for m in metrics(acme, source="reds")} == {managed.pk}
 

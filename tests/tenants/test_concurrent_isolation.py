@@ -16,7 +16,8 @@ from django_tenants.utils import schema_context
 from audiences.models import Audience
 from p360.core.jobs.dispatch import enqueue_for_org, org_task
 from tenants.models import Organization, User
-from tenants.services import api_token_create, org_create
+from tenants.services import api_token_create
+from tests.factories import AudienceFactory, OrganizationFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 EXTRA_ORGS = 18  # plus acme and globex
@@ -36,10 +37,10 @@ def twenty_orgs(django_db_setup: Any, django_db_blocker: Any) -> Iterator[tuple[
         token, raw = api_token_create(user=User.objects.get(email="admin@test.local"), name="concurrency")
         try:
             for index in range(EXTRA_ORGS):
-                org = org_create(slug=f"canary-{index:02d}", name=f"Canary {index:02d}")
+                org = OrganizationFactory(slug=f"canary-{index:02d}", name=f"Canary {index:02d}")
                 created.append(org)
                 with schema_context(org.schema_name):
-                    Audience.objects.create(name=f"{org.slug}-canary-audience-1")
+                    AudienceFactory(name=f"{org.slug}-canary-audience-1")
             yield ["acme", "globex", *(org.slug for org in created)], raw
         finally:
             connection.set_schema_to_public()

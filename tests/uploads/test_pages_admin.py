@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.test import Client
-from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from p360.core.uploads.models import Upload, UploadStatus
+from tests.factories import UploadFactory
 
 pytestmark = pytest.mark.django_db
 
 
-def _make(n: int, schema: str = "org_acme", **fields) -> list[Upload]:  # type: ignore[no-untyped-def]
+def _make(n: int, schema: str = "org_acme", **fields: Any) -> list[Upload]:
+    UploadFactory.reset_sequence()  # each batch is file-000.csv, file-001.csv, ... (the filters below name them)
     with schema_context(schema):
-        return [
-            Upload.objects.create(
-                filename=fields.get("filename", f"file-{i:03}.csv"),
-                size=1000 + i,
-                offset=fields.get("offset", 0),
-                status=fields.get("status", UploadStatus.UPLOADING),
-                created_by_email=fields.get("email", "someone@acme.test"),
-                expires_at=timezone.now() + timedelta(hours=1),
-            )
-            for i in range(n)
-        ]
+        return UploadFactory.create_batch(n, **fields)
 
 
 def test_empty_state_and_the_drop_zone(login, acme_marketer):

@@ -1,0 +1,171 @@
+"""Import step 2, the stage: read the batches, normalise them, quarantine bad rows, stage good rows as Parquet.
+
+Normalised rows go to local disk (Parquet parts) so memory stays bounded; only a 64-bit hash of each
+row's dedupe key stays in memory for the dedupe step. Returns a `Staged` value; calls nothing above it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+import psutil
+
+from audiences.import_source import ImportFailed, open_batches
+from audiences.models import AudienceImport
+from audiences.normalize_batch import normalize_batch
+from p360.core.intake.reader import QUARANTINE_SCHEMA, ROW, RestartCarefully
+
+if TYPE_CHECKING:
+    from p360.core.jobs.services import JobContext
+
+KEY = "__key"
+HASH_SEED = 360
+
+
+@dataclass
+class Staged:
+    """The staged file: its Parquet parts, key hashes, quarantined rows, and the timings of every phase."""
+
+    parts: list[Path] = field(default_factory=list)
+    keys: list[pl.DataFrame] = field(default_factory=list)
+    quarantine: list[pl.DataFrame] = field(default_factory=list)
+    rows_read: int = 0
+    field_filled: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    memory: dict[str, int] = field(default_factory=dict)  # MB of RSS seen at the end of each phase
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time a phase (shown in the report, so slow imports can be explained)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
+            rss = psutil.Process().memory_info().rss // (1 << 20)
+            self.memory[name] = max(self.memory.get(name, 0), rss)
+
+    def reset(self) -> None:
+        for part in self.parts:
+            part.unlink(missing_ok=True)
+        self.parts, self.keys, self.quarantine, self.rows_read, self.field_filled = [], [], [], 0, {}
+        self.timings = {}
+
+
+def default_dedupe_key(mapping: dict[str, str]) -> str:
+    fields = set(mapping.values())
+    return "email_normalized" if "email" in fields else "domain"
+
+
+def key_expr(key: str) -> pl.Expr:
+    if key.startswith("custom."):
+        name = key.removeprefix("custom.")
+        return pl.col("custom").str.json_path_match(f"$.{name}").str.strip_chars().str.to_lowercase()
+    return pl.col(key).cast(pl.String).str.to_lowercase() if key else pl.lit(None, dtype=pl.String)
+
+
+def stage(imp: AudienceImport, path: Path, info: Any, tmp: Path, ctx: JobContext | None) -> tuple[Staged, int]:
+    try:
+        return _stage_once(imp, path, info, tmp, ctx)
+    except RestartCarefully:
+        if ctx is not None:
+            ctx.log("the fast reader gave up part-way; reading the file again carefully")
+        return _stage_once(imp, path, info, tmp, ctx, careful=True)
+
+
+def _stage_once(
+    imp: AudienceImport, path: Path, info: Any, tmp: Path, ctx: JobContext | None, careful: bool = False
+) -> tuple[Staged, int]:
+    staged = Staged()
+    with staged.phase("check_and_scan"):
+        batches, reader, total = open_batches(path, info, tmp)
+    if reader is not None and careful:
+        reader.scan.fast = False
+        batches = reader.batches()
+    mapping = {k: v for k, v in imp.mapping.items() if v}
+    unknown = [h for h in [*mapping, *imp.custom_types] if reader is not None and h not in reader.headers]
+    if unknown:
+        raise ImportFailed(f"the mapping names columns the file does not have: {', '.join(sorted(unknown))}")
+    key = imp.dedupe_key or default_dedupe_key(mapping)
+    done = 0
+    iterator = iter(batches)
+    for number in range(1 << 40):
+        with staged.phase("read"):
+            batch = next(iterator, None)
+        if batch is None:
+            break
+        staged.rows_read += batch.height
+        with staged.phase("normalise"):
+            batch = _quarantine_empty_rows(batch, staged)
+            result = normalize_batch(
+                batch, mapping, custom_types=imp.custom_types, default_country=imp.default_country or "US"
+            )
+        if result.errors.height:
+            staged.quarantine.append(_first_error_per_row(result.errors))
+        good = result.records.rename({ROW: "line"}).with_columns(key_expr(key).alias(KEY))
+        for column in good.columns:
+            if column not in {"line", KEY}:
+                staged.field_filled[column] = staged.field_filled.get(column, 0) + int(good[column].is_not_null().sum())
+        part = tmp / f"part-{number:05d}.parquet"
+        with staged.phase("stage"):
+            good.write_parquet(part, compression="lz4")
+        staged.parts.append(part)
+        # Only a 64-bit hash of each key stays in memory (20 bytes a row); the few rows whose hash
+        # repeats are compared by their real keys later, read back from the staged part.
+        hashed = pl.when(pl.col(KEY).is_not_null()).then(pl.col(KEY).hash(seed=HASH_SEED))
+        staged.keys.append(good.select("line", pl.lit(number, dtype=pl.Int32).alias("part"), hashed.alias("h")))
+        done = int(batch[ROW].cast(pl.Int64).max() or done) if batch.height else done  # type: ignore[arg-type]
+        if ctx is not None:
+            ctx.progress(min(done, total), total, rows_read=staged.rows_read)
+    if reader is not None:
+        staged.rows_read += reader.scan.quarantine.height
+        staged.quarantine.append(reader.scan.quarantine)
+        return staged, len(reader.scan.blank)
+    return staged, 0
+
+
+def _quarantine_empty_rows(batch: pl.DataFrame, staged: Staged) -> pl.DataFrame:
+    values = [c for c in batch.columns if c != ROW]
+    if not values:
+        return batch
+    empty = pl.all_horizontal([pl.col(c).fill_null("").str.strip_chars() == "" for c in values])
+    bad = batch.filter(empty)
+    if bad.height:
+        staged.quarantine.append(
+            bad.select(
+                pl.col(ROW),
+                pl.lit("").alias("column"),
+                pl.lit("").alias("field"),
+                pl.lit("").alias("value"),
+                pl.lit("row has no values").alias("reason"),
+            )
+        )
+    return batch.filter(~empty)
+
+
+def _first_error_per_row(errors: pl.DataFrame) -> pl.DataFrame:
+    """One quarantine row per source row; its other failing fields are named in the reason."""
+    return (
+        errors.sort(ROW, maintain_order=True)
+        .group_by(ROW, maintain_order=True)
+        .agg(
+            pl.col("column").first(),
+            pl.col("field").first(),
+            pl.col("value").first().cast(pl.String),
+            pl.col("reason").first(),
+            pl.col("column").alias("all_columns"),
+        )
+        .with_columns(
+            reason=pl.when(pl.col("all_columns").list.len() > 1)
+            .then(pl.format("{} (also bad: {})", pl.col("reason"), pl.col("all_columns").list.slice(1).list.join(", ")))
+            .otherwise(pl.col("reason"))
+        )
+        .select(*QUARANTINE_SCHEMA)
+        .cast(QUARANTINE_SCHEMA)  # type: ignore[arg-type]
+    )

@@ -1,0 +1,131 @@
+"""Import step 4, write: the new version's rows (through a loader), its reserved id, locks, leftovers and retention.
+
+`load_rows` returns what it wrote (`Written`); the loader only copies what it is given (no call-backs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import polars as pl
+from django.db import connection, transaction
+
+from audiences import records
+from audiences.import_dedupe import Plan
+from audiences.import_stage import Staged
+from audiences.loader import ParallelLoader, SerialLoader
+from audiences.models import Audience, AudienceImport, AudienceKind, AudienceVersion, VersionStatus
+from p360.core.audit.services import record
+from p360.core.faults import fault_point
+from tenants.selectors import current_org
+
+
+@dataclass
+class Written:
+    """What went into the new version: rows and non-null values per column from this file, and the total loaded."""
+
+    loaded: int = 0
+    has_base: bool = False
+    rows: int = 0
+    filled: dict[str, int] = field(default_factory=dict)
+
+    def count(self, frame: pl.DataFrame) -> None:
+        self.rows += frame.height
+        for column, nulls in zip(frame.columns, frame.null_count().row(0), strict=True):
+            self.filled[column] = self.filled.get(column, 0) + frame.height - int(nulls)
+
+
+def load_rows(
+    loader: SerialLoader | ParallelLoader, plan: Plan, staged: Staged, base: AudienceVersion | None, key: str
+) -> Written:
+    """The new version's rows: the kept base records, then this file's kept rows, then merged groups."""
+    written = Written(has_base=base is not None)
+    first_row = 0
+    if base is not None:
+        loader.copy_version(base.pk, key=key, skip_keys=plan.replace_keys)
+        first_row = records.next_row(loader.schema, base.pk)
+    keep = {int(p[0]): frame for p, frame in plan.keep_lines.partition_by("part", as_dict=True).items()}
+    for index, part in enumerate(staged.parts):
+        wanted = keep.get(index)
+        if wanted is None:
+            continue
+        with staged.phase("load_prepare"):
+            frame = records.conform(pl.read_parquet(part).join(wanted.select("line"), on="line", how="semi"))
+        with staged.phase("load_copy"):
+            loader.copy_frame(frame, first_row)
+        written.count(frame)
+        first_row += frame.height
+        written.loaded += frame.height
+        fault_point("audiences.import.copy")
+    if plan.merged is not None and plan.merged.height:
+        merged = records.conform(plan.merged)
+        loader.copy_frame(merged, first_row)
+        written.count(merged)
+        written.loaded += merged.height - len(plan.replace_keys)
+    return written
+
+
+def reserve_version_id() -> int:
+    """The id the new version will have: its rows are written (under that id) before its row exists."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nextval(pg_get_serial_sequence('audiences_audienceversion', 'id'))")
+        return int(cursor.fetchone()[0])
+
+
+def create_detached(schema: str, version_id: int, imp: AudienceImport) -> None:
+    """Detached tables carry their import's id, so a re-run after a crash drops exactly its own leftovers."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {records.qualified(schema, version_id)}")
+        records.create_detached(cursor, schema, version_id)
+        cursor.execute(f"COMMENT ON TABLE {records.qualified(schema, version_id)} IS %s", [f"p360-import:{imp.pk}"])
+
+
+def drop_leftovers(schema: str, imp: AudienceImport) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind = 'r' AND NOT c.relispartition "
+            "AND obj_description(c.oid, 'pg_class') = %s",
+            [schema, f"p360-import:{imp.pk}"],
+        )
+        for (name,) in cursor.fetchall():
+            cursor.execute(f'DROP TABLE IF EXISTS "{schema}"."{name}"')
+
+
+@contextmanager
+def audience_lock(schema: str, name: str) -> Iterator[None]:
+    key = int.from_bytes(hashlib.sha256(f"audience:{schema}:{name}".encode()).digest()[:8], "big", signed=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [key])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
+def lock_audience(imp: AudienceImport) -> Audience:
+    audience = Audience.objects.select_for_update().filter(name=imp.audience_name).first()
+    if audience is None:
+        audience = Audience.objects.create(
+            name=imp.audience_name, kind=AudienceKind.IMPORTED, created_by_id=imp.created_by_id
+        )
+        record(action="audience.created", org=current_org(), entity=audience, actor_email=imp.created_by_email)
+    return audience
+
+
+def prune_versions(audience: Audience | None) -> None:
+    """Drop the records of versions beyond the audience's retention (never the current one)."""
+    if audience is None:
+        return
+    keep = max(1, audience.retention_versions)
+    old = audience.versions.filter(status=VersionStatus.READY).order_by("-number")[keep:]
+    for version in old:
+        if version.pk == audience.current_version_id:
+            continue
+        with transaction.atomic():
+            records.drop_partition(version.pk)
+            AudienceVersion.objects.filter(pk=version.pk).update(status=VersionStatus.PRUNED)
