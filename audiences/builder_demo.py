@@ -25,7 +25,7 @@ ICP_TREE: dict[str, Any] = {
 
 
 def _intent_tree() -> dict[str, Any]:
-    from ingestion.bombora.store import current_week, search_topics, topic_by_name
+    from bombora.store import current_week, search_topics, topic_by_name
 
     topic = topic_by_name("Cloud Security") or next(iter(search_topics("", 1)), None)
     if current_week() is not None and topic is not None:

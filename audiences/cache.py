@@ -137,7 +137,7 @@ def background_rebuild() -> bool:
 
 def current_stamp() -> Stamp:
     """The org's data generation: two cheap queries, run on every request."""
-    from ingestion.models import BomboraWeek, BomboraWeekStatus
+    from bombora.models import BomboraWeek, BomboraWeekStatus
 
     with connection.cursor() as cursor:
         cursor.execute(
@@ -291,7 +291,7 @@ def _as_enum(series: pl.Series) -> tuple[pl.Series, StringColumn]:
 def build(*, stamp: Stamp | None = None) -> Entry:
     """Read the org's universe from PostgreSQL into a frame (see logic/sql_engine.py for the same rule in SQL)."""
     from audiences.catalogue import custom_fields
-    from ingestion.bombora.store import current_week, scores_frame
+    from bombora.store import current_week, scores_frame
 
     started = time.perf_counter()
     schema_name = connection.schema_name  # type: ignore[attr-defined]

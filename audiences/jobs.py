@@ -1,4 +1,4 @@
-"""Job kinds of the audiences app (found by p360.jobs.services.job_kinds)."""
+"""Job kinds of the audiences app (found by p360.core.jobs.services.job_kinds)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from audiences.models import AudienceImport
 from audiences.pipeline import ImportFailed, run_import
-from p360.jobs.services import JobContext, JobError, job_handler
+from p360.core.jobs.services import JobContext, JobError, job_handler
 
 
 @job_handler("audiences.import", title="Audience import")
@@ -34,7 +34,7 @@ def _refresh_built_after_import() -> None:
     from django.db import transaction
 
     from audiences.models import Audience, AudienceKind
-    from p360.jobs.services import job_start
+    from p360.core.jobs.services import job_start
     from tenants.selectors import current_org
 
     if Audience.objects.filter(kind=AudienceKind.BUILT).exists():
@@ -49,7 +49,7 @@ def start_refresh_jobs() -> int:
     from django_tenants.utils import schema_context
 
     from audiences.models import Audience, AudienceKind
-    from p360.jobs.services import job_start
+    from p360.core.jobs.services import job_start
     from tenants.models import Organization
 
     started = 0

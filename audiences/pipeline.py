@@ -35,7 +35,6 @@ from django.utils import timezone
 
 from audiences import records
 from audiences.fields import infer_custom_types, propose_mapping, unique_headers
-from audiences.files import FileRejected, inspect_file, read_xlsx_strings, to_utf8
 from audiences.loader import ParallelLoader, SerialLoader, loader_for
 from audiences.models import (
     Audience,
@@ -49,13 +48,14 @@ from audiences.models import (
     VersionStatus,
 )
 from audiences.normalize import normalize_batch
-from audiences.reader import QUARANTINE_SCHEMA, ROW, DelimitedReader, RestartCarefully, read_header
-from p360.audit.services import record
+from p360.core.audit.services import record
+from p360.core.intake.files import FileRejected, inspect_file, read_xlsx_strings, to_utf8
+from p360.core.intake.reader import QUARANTINE_SCHEMA, ROW, DelimitedReader, RestartCarefully, read_header
 from p360.faults import fault_point
 from tenants.selectors import current_org
 
 if TYPE_CHECKING:
-    from p360.jobs.services import JobContext
+    from p360.core.jobs.services import JobContext
 
 KEY = "__key"
 HASH_SEED = 360
@@ -87,8 +87,8 @@ def work_dir() -> Path:
 def source_file(imp: AudienceImport) -> Iterator[Path]:
     """A local path for the import's file, whatever backend holds it."""
     if imp.upload_id:
-        from p360.uploads.services import get_completed_upload
-        from p360.uploads.storage import local_copy
+        from p360.core.uploads.services import get_completed_upload
+        from p360.core.uploads.storage import local_copy
 
         with local_copy(get_completed_upload(imp.upload_id)) as path:
             yield Path(path)

@@ -152,7 +152,7 @@ def _field_stats(entry: cache.Entry) -> dict[str, dict[str, Any]]:
 
 def field_catalogue() -> dict[str, Any]:
     """GET .../fields: record, custom, Bombora (pattern only) and audience fields."""
-    from ingestion.models import BomboraTopic
+    from bombora.models import BomboraTopic
 
     entry, _ = cache.get()
     stats = _field_stats(entry)
@@ -198,7 +198,7 @@ def audience_choices() -> list[dict[str, Any]]:
 
 def bombora_topics(*, q: str = "", limit: int = 20) -> dict[str, Any]:
     """GET .../fields/bombora: matching topics with how many of the org's domains surge on each this week."""
-    from ingestion.bombora.store import SURGE_THRESHOLD, current_week, search_topics
+    from bombora.store import SURGE_THRESHOLD, current_week, search_topics
 
     week = current_week()
     topics = search_topics(q, max(1, min(limit, 200)))

@@ -7,7 +7,7 @@ from typing import Any
 from django.utils import timezone
 
 from audiences.models import AudienceImport
-from p360.jobs.models import Job
+from p360.core.jobs.models import Job
 
 
 def import_preview(imp: AudienceImport) -> dict[str, list[Any]]:

@@ -85,7 +85,7 @@ def import_upload(request: HttpRequest) -> HttpResponse:
 
 def import_from_upload(request: HttpRequest, upload_id: str) -> HttpResponse:
     """The upload finished: register the import (file checked, header read) and show the mapping."""
-    from p360.uploads.services import get_completed_upload
+    from p360.core.uploads.services import get_completed_upload
 
     existing = AudienceImport.objects.filter(upload_id=upload_id).first()
     if existing is not None:

@@ -10,8 +10,8 @@ from django.db import transaction
 
 from campaigns.models import Campaign, ClientSettings, CpmRate
 from campaigns.selectors import client_settings
-from p360.audit.services import delete_with_audit, record
-from p360.jobs.dispatch import org_task
+from p360.core.audit.services import delete_with_audit, record
+from p360.core.jobs.dispatch import org_task
 from tenants.selectors import current_org
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def client_settings_save(
     *, settings_row: ClientSettings, actor: User | None, vibe_api_key: str | None = None
 ) -> ClientSettings:
     """Save the org's settings; a new Vibe API key is stored encrypted (never logged or audited)."""
-    from ingestion.crypto import encrypt
+    from p360.core.crypto import encrypt
 
     if vibe_api_key:
         settings_row.vibe_api_key_encrypted = encrypt(vibe_api_key.strip())

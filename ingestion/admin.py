@@ -21,8 +21,8 @@ from ingestion.models import IngestionRun, QuarantinedRow, RunStatus, Source
 from ingestion.services import rerun
 from ingestion.uploads import UploadRejected, handle_upload
 from ingestion.views import upload_result_message
-from p360.admin_base import ReadOnlyAdmin
-from p360.admin_sites import global_admin, org_admin
+from p360.core.admin_base import ReadOnlyAdmin
+from p360.core.admin_sites import global_admin, org_admin
 from tenants.access import orgs_manageable_by, restrict_by_org
 
 
@@ -265,4 +265,4 @@ class OrgIngestionRunAdmin(_RunAdminBase):
 
 
 # Issue 5: Bombora weeks, topics, coverage and upload in the global admin (ingestion/bombora/admin.py).
-from ingestion.bombora import admin as _bombora_admin  # noqa: E402, F401
+from bombora import admin as _bombora_admin  # noqa: E402, F401

@@ -39,11 +39,11 @@ from ingestion.parsing import (
     number_problem,
 )
 from ingestion.services import stored_file
-from p360.audit.services import record
+from p360.core.audit.services import record
 
 if TYPE_CHECKING:
     from ingestion.models import IngestionRun
-    from p360.jobs.services import JobContext
+    from p360.core.jobs.services import JobContext
 
 SPEC = {
     "event_timestamp": ["event timestamp", "timestamp", "event time"],

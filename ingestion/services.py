@@ -29,9 +29,9 @@ from ingestion import etl
 from ingestion.faults import fault_point
 from ingestion.models import IngestionRun, QuarantinedRow, RunStatus, Source, Trigger
 from ingestion.parsing import FileRejected
-from p360.audit.services import record
-from p360.jobs.models import Job
-from p360.jobs.services import JobContext, JobError, run_job
+from p360.core.audit.services import record
+from p360.core.jobs.models import Job
+from p360.core.jobs.services import JobContext, JobError, run_job
 
 if TYPE_CHECKING:
     from tenants.models import Organization, User
@@ -143,7 +143,7 @@ def start_run(run: IngestionRun, *, actor: User | None = None, inline: bool = Fa
         run_job(job.pk)
     else:
         transaction.on_commit(
-            lambda: async_task("p360.jobs.services.run_job", job.pk, task_name=f"job:{job.pk}:{kind}")
+            lambda: async_task("p360.core.jobs.services.run_job", job.pk, task_name=f"job:{job.pk}:{kind}")
         )
     run.refresh_from_db()
     return run
@@ -255,7 +255,7 @@ def execute_run(ctx: JobContext | None, run_id: int) -> dict[str, Any]:
 
             reds.execute(run, ctx)
         elif run.source == Source.BOMBORA:
-            from ingestion.bombora import loader
+            from bombora import loader
 
             loader.execute(run, ctx)
         elif run.source in METRIC_SOURCES:

@@ -1,4 +1,4 @@
-"""Scheduled ingestion (django-q2 cron schedules, see `p360.jobs.schedules`).
+"""Scheduled ingestion (django-q2 cron schedules, see `p360.core.jobs.schedules`).
 
 Each task runs in the public schema, finds the organisations a source is enabled for, and starts
 one run (a job on the cluster) per organisation and day, so one org's failure never blocks another.
@@ -85,7 +85,7 @@ def reds_hourly(inbox: str | None = None) -> list[int]:
 
 def bombora_pickup() -> list[int]:
     """Issue 5: load new Bombora files from P360_BOMBORA_BUCKET (nothing when it is not set)."""
-    from ingestion.bombora.s3 import pickup
+    from bombora.s3 import pickup
 
     return pickup()
 

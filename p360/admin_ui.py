@@ -15,10 +15,10 @@ from django.utils import timezone
 from ingestion.models import IngestionRun
 from ingestion.selectors import health_kpi as _ingestion_kpi
 from ingestion.selectors import runs_for_org
-from p360.audit.models import AuditEvent
-from p360.audit.selectors import events_visible_to
-from p360.jobs.models import Job, JobStatus
-from p360.jobs.services import last_heartbeat
+from p360.admin.audit_selectors import events_visible_to
+from p360.core.audit.models import AuditEvent
+from p360.core.jobs.models import Job, JobStatus
+from p360.core.jobs.services import last_heartbeat
 
 # --- reporting (issue 7) ---
 from reporting.admin_ui import cross_org_overview as _reporting_overview
@@ -247,14 +247,14 @@ def global_navigation(request: HttpRequest) -> list[dict[str, Any]]:
                         (
                             "Bombora weeks",
                             "trending_up",
-                            "admin:ingestion_bomboraweek_changelist",
-                            "ingestion.view_bomboraweek",
+                            "admin:bombora_bomboraweek_changelist",
+                            "bombora.view_bomboraweek",
                         ),
                         (
                             "Bombora topics",
                             "topic",
-                            "admin:ingestion_bomboratopic_changelist",
-                            "ingestion.view_bomboratopic",
+                            "admin:bombora_bomboratopic_changelist",
+                            "bombora.view_bomboratopic",
                         ),
                         (
                             "Worker heartbeats",

@@ -8,4 +8,4 @@ class P360Config(AppConfig):
     def ready(self) -> None:
         from p360 import checks  # noqa: F401  (registers system checks)
         from p360.api import schema  # noqa: F401  (OpenAPI extensions)
-        from p360.jobs import signals  # noqa: F401  (schema reset around every task)
+        from p360.core.jobs import signals  # noqa: F401  (schema reset around every task)

@@ -7,7 +7,7 @@ from django.shortcuts import render
 
 from audiences.models import Audience
 from campaigns.models import Campaign, CampaignStatus
-from p360.jobs.models import Job
+from p360.core.jobs.models import Job
 
 
 def org_home(request: HttpRequest) -> HttpResponse:

@@ -94,10 +94,11 @@ SHARED_APPS = [
     "axes",
     "django_q",
     "p360",
-    "p360.audit",
-    "p360.jobs",
+    "p360.core.audit",
+    "p360.core.jobs",
     # Ingestion runs live in public: one REDS file feeds several orgs; the runs page spans orgs.
     "ingestion",
+    "bombora",  # Bombora intent data: global reference data read by every org's builder
 ]
 TENANT_APPS = [
     # The admin's LogEntry table lives in each org's schema too, so one org's object history
@@ -107,7 +108,7 @@ TENANT_APPS = [
     "campaigns",
     "ingestion.ingestion_store",  # staged rows and REDS events, per organisation
     "reporting",
-    "p360.uploads",  # issue 4: resumable (tus) uploads
+    "p360.core.uploads",  # issue 4: resumable (tus) uploads
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -254,7 +255,7 @@ Q_CLUSTER = {
     "label": "Task queue",
     "sync": TESTING and env_bool("P360_Q_SYNC", True),
 }
-from p360.jobs.config import validate_q_cluster  # noqa: E402
+from p360.core.jobs.config import validate_q_cluster  # noqa: E402
 
 if _q_problems := validate_q_cluster(Q_CLUSTER):
     raise ImproperlyConfigured("; ".join(_q_problems))
@@ -267,7 +268,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["p360.api.permissions.CanUseCurrentOrg"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "p360.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "p360.core.api_errors.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_THROTTLE_RATES": {"user": "6000/hour"},

@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from p360.jobs.services import last_heartbeat
+from p360.core.jobs.services import last_heartbeat
 from tenants.access import orgs_visible_to
 from tenants.models import Role, User
 

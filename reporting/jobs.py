@@ -1,4 +1,4 @@
-"""Job kinds of the reports (autodiscovered by p360.jobs): the PDF report for large ranges."""
+"""Job kinds of the reports (autodiscovered by p360.core.jobs): the PDF report for large ranges."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from django.core.files.storage import default_storage
 from django.db import connection
 
 from audiences.pipeline import org_storage_name
-from p360.jobs.services import JobContext, job_handler
+from p360.core.jobs.services import JobContext, job_handler
 from reporting.pdf import build_pdf
 from reporting.selectors import Filters
 

@@ -56,7 +56,7 @@ def metrics_loaded(dates: Iterable[dt.date | str]) -> None:
 
 
 def _enqueue_reaggregation(schema: str, days: list[dt.date]) -> None:
-    from p360.jobs.dispatch import enqueue_for_org
+    from p360.core.jobs.dispatch import enqueue_for_org
     from tenants.models import Organization
 
     org = Organization.objects.filter(schema_name=schema).first()

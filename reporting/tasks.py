@@ -15,7 +15,7 @@ import logging
 
 from django.utils import timezone
 
-from p360.jobs.dispatch import enqueue_for_org, org_task
+from p360.core.jobs.dispatch import enqueue_for_org, org_task
 from reporting.models import Summary
 from reporting.periods import next_start, period_start_of, periods_of, previous_start
 from reporting.services import NoData, remove_summary, store_summary

@@ -25,6 +25,7 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "audiences.*",
         "campaigns.*",
         "ingestion.*",
+        "bombora.*",  # Bombora intent data (its own app since issue 16; was under ingestion.*)
         "reporting.*",
         "uploads.*",  # issue 4: the org's uploads (read-only in the org admin)
         "admin.*",

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.shortcuts import render
 
-from p360.audit.services import record
+from p360.core.audit.services import record
 from tenants.models import Organization, Role
 
 INVITATION_SESSION_KEY = "p360_invitation_key"

@@ -18,9 +18,9 @@ from django.utils.html import format_html
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action
 
-from p360.admin_sites import global_admin
-from p360.audit.services import record
-from p360.jobs.services import job_start
+from p360.core.admin_sites import global_admin
+from p360.core.audit.services import record
+from p360.core.jobs.services import job_start
 from tenants import invitations, services
 from tenants.access import orgs_manageable_by, users_manageable_by
 from tenants.models import ApiToken, ExternalIdentity, Invitation, Membership, Organization, Role, User

@@ -28,7 +28,7 @@ def axes_not_a_password_login(request: HttpRequest | None, credentials: dict[str
 
 
 def lockout_response(request: HttpRequest, original_response: Any = None, credentials: Any = None) -> HttpResponse:
-    from p360.audit.services import record
+    from p360.core.audit.services import record
 
     minutes = round(float(settings.AXES_COOLOFF_TIME) * 60)
     email = axes_username(request, credentials) or ""

@@ -12,7 +12,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
-from p360.audit.services import record
+from p360.core.audit.services import record
 from tenants.models import (
     RESERVED_SLUGS,
     SLUG_PATTERN,

@@ -16,8 +16,8 @@ from audiences.logic.sql_engine import RID_SHIFT
 from audiences.models import Audience, AudienceImport, DedupeRule, ImportMode
 from audiences.selectors import import_status
 from audiences.services import import_configure, import_create, import_start
-from p360.api.errors import error_response
-from p360.audit.services import record
+from p360.core.api_errors import error_response
+from p360.core.audit.services import record
 from tenants.services import ServiceError
 
 
@@ -69,7 +69,7 @@ class ImportList(APIView):
         body.is_valid(raise_exception=True)
         data = body.validated_data
         try:
-            from p360.uploads.services import get_completed_upload
+            from p360.core.uploads.services import get_completed_upload
 
             upload = get_completed_upload(data["upload_id"])
         except Exception as exc:

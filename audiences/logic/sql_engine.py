@@ -174,7 +174,7 @@ def _joins(ctx: SqlContext) -> str:
     times, and a hash join reads it once. `max` keeps one score per domain should a week hold duplicates
     (the cache does the same).
     """
-    from ingestion.bombora.store import QUALIFIED
+    from bombora.store import QUALIFIED
 
     if ctx.week is None:
         return ""

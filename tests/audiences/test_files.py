@@ -1,4 +1,4 @@
-"""audiences.files: content-based vetting, encodings, delimiters, streaming transcode, XLSX safety and reading.
+"""p360.core.intake.files: content-based vetting, encodings, delimiters, streaming transcode, XLSX safety and reading.
 
 Pure functions on real files written by tests/audiences/hostile.py; no database. The bomb tests prove that
 nothing is decompressed (the decompressor is booby-trapped) and that memory stays flat (tracemalloc).
@@ -22,8 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audiences import files
-from audiences.files import (
+from p360.core.intake import files
+from p360.core.intake.files import (
     FileInfo,
     FileRejected,
     detect_delimiter,
@@ -426,7 +426,7 @@ def test_to_utf8_memory_is_flat_on_a_large_file(tmp_path: Path) -> None:
 
 @pytest.fixture
 def no_inflate(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Booby-trap decompression inside audiences.files: a test using this proves nothing was inflated."""
+    """Booby-trap decompression inside p360.core.intake.files: a test using this proves nothing was inflated."""
 
     def trap(*args: object, **kwargs: object) -> None:
         raise AssertionError("decompression attempted")

@@ -16,7 +16,7 @@ from django_tenants.utils import schema_context
 from audiences import records
 from audiences.models import Audience, AudienceImport, AudienceVersion, ImportStatus
 from audiences.services import version_restore
-from p360.jobs.services import run_job
+from p360.core.jobs.services import run_job
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 
-from p360.audit.models import AuditEvent
+from p360.core.audit.models import AuditEvent
 from tenants.services import org_update, user_create
 from tests.conftest import PASSWORD
 from tests.identity.helpers import last_link, password_login, signed_in, totp_code

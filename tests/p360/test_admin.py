@@ -157,7 +157,7 @@ def test_deleting_in_the_org_admin_is_audited_in_that_org(login, super_admin, ac
     from django_tenants.utils import schema_context
 
     from audiences.models import Audience
-    from p360.audit.models import AuditEvent
+    from p360.core.audit.models import AuditEvent
 
     with schema_context(acme.schema_name):
         target = Audience.objects.create(name="to delete")
