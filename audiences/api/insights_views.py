@@ -132,7 +132,7 @@ def export(request: HttpRequest, pk: int) -> HttpResponse:
     """GET ?what=members|analytics&format=csv|parquet: a file for BI tools (exact values; token or session).
 
     A plain view, not DRF: DRF would read `format` as its renderer override."""
-    from p360.api.errors import error_response
+    from p360.core.api_errors import error_response
 
     if request.method != "GET":
         return error_response(405, "only GET is allowed")

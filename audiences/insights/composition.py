@@ -114,8 +114,8 @@ def breakdown(entry: cache.Entry, mask: pl.Series, spec: Breakdown) -> list[dict
 
 def surging_topics(entry: cache.Entry, mask: pl.Series) -> list[dict[str, Any]]:
     """Per Bombora topic: how many of the people have a domain surging on it (score >= 60) in the current week."""
-    from ingestion.bombora.store import SURGE_THRESHOLD
-    from ingestion.models import BomboraTopic
+    from bombora.models import BomboraTopic
+    from bombora.store import SURGE_THRESHOLD
 
     if not entry.bombora.height or "domain" not in entry.frame.columns:
         return []

@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from audiences.insights.similarity import exclusion_tree
 from audiences.models import Audience
-from p360.audit.models import AuditEvent
-from p360.audit.services import record
+from p360.core.audit.models import AuditEvent
+from p360.core.audit.services import record
 from tenants.services import ServiceError
 
 if TYPE_CHECKING:

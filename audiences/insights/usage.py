@@ -114,7 +114,7 @@ def built_from(audience: Audience) -> list[dict[str, Any]]:
 
 def activity(audience: Audience, org_id: int, *, limit: int = 50) -> list[dict[str, Any]]:
     """Who viewed, exported or changed the audience, newest first, from the audit log."""
-    from p360.audit.models import AuditEvent
+    from p360.core.audit.models import AuditEvent
 
     events = AuditEvent.objects.filter(
         org_id=org_id, entity_type="audiences.audience", entity_id=str(audience.pk)
