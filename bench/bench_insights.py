@@ -62,14 +62,21 @@ def run() -> list[Row]:
             cache.invalidate()
             cache.get()  # warm the cache: the goal is about a warm cache
             audience = Audience.objects.select_related("current_version").get(name=bb.AUDIENCE_NAME)
+            entry, _ = cache.get()
             first = time.perf_counter()
             result = audience_insights(audience)
             first = time.perf_counter() - first
-            compute = []
+            compute, memoised = [], []
             for _ in range(RUNS):
+                with entry.lock:
+                    entry.stats.pop("insights", None)  # the analytics themselves computed every time
                 t0 = time.perf_counter()
                 audience_insights(audience)
                 compute.append(time.perf_counter() - t0)
+            for _ in range(RUNS):
+                t0 = time.perf_counter()
+                audience_insights(audience)  # the same audience generation again: memoised per cache entry
+                memoised.append(time.perf_counter() - t0)
             sql_seconds = _sql_baseline(records.partition_name(audience.current_version_id))  # type: ignore[arg-type]
         connection.set_schema_to_public()  # type: ignore[attr-defined]
         client = Client()
@@ -87,6 +94,7 @@ def run() -> list[Row]:
             page.append(time.perf_counter() - t0)
             assert response.status_code == 200
         c50, c95 = percentile(compute, 50), percentile(compute, 95)
+        m95 = percentile(memoised, 95)
         a95, p50, p95 = percentile(api, 95), percentile(page, 50), percentile(page, 95)
         loadavg = f"load {load[0]:.2f}/{load[1]:.2f}"
         bb._emit(rows, Row(workload=f"insights: analytics compute (7 charts + quality), {loadavg}", size=size,
@@ -94,6 +102,10 @@ def run() -> list[Row]:
                            baseline=f"SQL GROUPING SETS (6 charts) {fmt_s(sql_seconds)}",
                            ratio=f"x{sql_seconds / c95:,.1f} faster" if c95 else "n/a",
                            goal=goal_text("p95 < 1 s", c95 < GOAL)))  # fmt: skip
+        bb._emit(rows, Row(workload="insights: analytics again (memoised per data generation)", size=size,
+                           p360=f"p95 {fmt_ms(m95)}", baseline=f"SQL {fmt_s(sql_seconds)}",
+                           ratio=f"x{sql_seconds / m95:,.0f} faster" if m95 else "n/a",
+                           goal=goal_text("p95 < 1 s", m95 < GOAL)))  # fmt: skip
         bb._emit(rows, Row(workload="insights: API GET .../insights end to end", size=size,
                            p360=f"p95 {fmt_ms(a95)}", baseline=f"SQL {fmt_s(sql_seconds)}",
                            ratio=f"x{sql_seconds / a95:,.1f} faster" if a95 else "n/a",

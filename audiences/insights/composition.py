@@ -75,87 +75,117 @@ def _band_expr(column: str, bands: tuple[tuple[str, int | None, int | None], ...
     return expr
 
 
-def _sorted(counts: dict[Any, int], *, order: list[str] | None = None) -> list[dict[str, Any]]:
+def _order(frame: pl.DataFrame, order: list[str] | None = None) -> pl.DataFrame:
     """Non-null values by count (desc) then value, or in band order; the missing value (null) last."""
-    present = [(v, n) for v, n in counts.items() if v is not None and n]
+    present = frame.filter(pl.col("value").is_not_null() & (pl.col("count") > 0))
     if order is not None:
         rank = {label: i for i, label in enumerate(order)}
-        present.sort(key=lambda item: rank.get(item[0], len(rank)))
+        present = present.sort(pl.col("value").replace_strict(rank, default=len(rank), return_dtype=pl.Int32))
     else:
-        present.sort(key=lambda item: (-item[1], str(item[0])))
-    rows = [{"value": v, "count": int(n)} for v, n in present]
-    if counts.get(None):
-        rows.append({"value": None, "count": int(counts[None])})
-    return rows
+        present = present.sort(["count", "value"], descending=[True, False])
+    missing = frame.filter(pl.col("value").is_null() & (pl.col("count") > 0))
+    return pl.concat([present, missing])
 
 
-def _value_counts(series: pl.Series) -> dict[Any, int]:
-    frame = series.rename("v").to_frame().group_by("v").len()
-    return dict(zip(frame.get_column("v").to_list(), frame.get_column("len").to_list(), strict=True))
+def _counts(values: pl.Series) -> pl.DataFrame:
+    """(value, count) of a Series: Enum columns are counted by physical code (integers), then named."""
+    if isinstance(values.dtype, pl.Enum):
+        categories = values.dtype.categories  # type: ignore[attr-defined]
+        counted = values.to_physical().rename("code").to_frame().group_by("code").len()
+        codes = counted.get_column("code")
+        named = pl.Series("value", [None] * codes.len(), dtype=pl.String)
+        present = codes.is_not_null()
+        if present.any():
+            named = named.scatter(present.arg_true(), categories.gather(codes.filter(present)))
+        return pl.DataFrame({"value": named, "count": counted.get_column("len").cast(pl.Int64)})
+    counted = values.cast(pl.String).rename("value").to_frame().group_by("value").len()
+    return counted.select("value", pl.col("len").cast(pl.Int64).alias("count"))
 
 
-def breakdown(entry: cache.Entry, mask: pl.Series, spec: Breakdown) -> list[dict[str, Any]]:
-    """Every value of the field among the masked people with its exact count (uncapped)."""
+def rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    return [{"value": v, "count": int(n)} for v, n in frame.iter_rows()]
+
+
+def breakdown_frame(entry: cache.Entry, mask: pl.Series, spec: Breakdown) -> pl.DataFrame:
+    """Every value of the field among the masked people with its exact count, in display order (uncapped)."""
     if spec.source == "bombora":
-        return surging_topics(entry, mask)
+        return surging_frame(entry, mask)
     if spec.source not in entry.frame.columns:
-        return _sorted({None: int(mask.sum())})
+        return pl.DataFrame(
+            {"value": [None], "count": [int(mask.sum())]}, schema={"value": pl.String, "count": pl.Int64}
+        )
     column = entry.frame.get_column(spec.source).filter(mask)
     if spec.bands is not None:
         banded = column.to_frame().select(_band_expr(spec.source, spec.bands)).to_series()
-        return _sorted(_value_counts(banded), order=[label for label, _, _ in spec.bands])
-    if isinstance(column.dtype, pl.Enum):
-        # Count the physical codes (integers), then name them: cheaper than hashing strings at 10M rows.
-        counts = _value_counts(column.to_physical())
-        categories = column.dtype.categories  # type: ignore[attr-defined]
-        return _sorted({(None if code is None else categories[int(code)]): n for code, n in counts.items()})
-    return _sorted(_value_counts(column))
+        return _order(_counts(banded), [label for label, _, _ in spec.bands])
+    return _order(_counts(column))
 
 
-def surging_topics(entry: cache.Entry, mask: pl.Series) -> list[dict[str, Any]]:
+def breakdown(entry: cache.Entry, mask: pl.Series, spec: Breakdown) -> list[dict[str, Any]]:
+    return rows(breakdown_frame(entry, mask, spec))
+
+
+def surging_frame(entry: cache.Entry, mask: pl.Series) -> pl.DataFrame:
     """Per Bombora topic: how many of the people have a domain surging on it (score >= 60) in the current week."""
     from bombora.models import BomboraTopic
     from bombora.store import SURGE_THRESHOLD
 
+    empty = pl.DataFrame(schema={"value": pl.String, "count": pl.Int64})
     if not entry.bombora.height or "domain" not in entry.frame.columns:
-        return []
+        return empty
     codes = entry.frame.get_column("domain").to_physical().filter(mask).drop_nulls()
     per_domain = codes.rename("code").to_frame().group_by("code").len()
-    surging = entry.bombora.filter(pl.col("score") >= SURGE_THRESHOLD).select("code", "topic_id")
+    with entry.lock:
+        surging = entry.stats.get("surging_codes")
+    if surging is None:  # the week's surging (domain code, topic) pairs: once per cache entry
+        surging = entry.bombora.filter(pl.col("score") >= SURGE_THRESHOLD).select("code", "topic_id")
+        with entry.lock:
+            entry.stats["surging_codes"] = surging
     per_topic = (
         surging.join(per_domain.with_columns(pl.col("code").cast(pl.UInt32)), on="code", how="inner")
         .group_by("topic_id")
-        .agg(pl.col("len").sum().alias("n"))
+        .agg(pl.col("len").sum().cast(pl.Int64).alias("count"))
     )
-    ids = per_topic.get_column("topic_id").to_list()
-    names = dict(BomboraTopic.objects.filter(pk__in=ids).values_list("pk", "name"))
-    return _sorted({names.get(t, f"topic {t}"): int(n) for t, n in per_topic.iter_rows()})
+    if not per_topic.height:
+        return empty
+    names = dict(
+        BomboraTopic.objects.filter(pk__in=per_topic.get_column("topic_id").to_list()).values_list("pk", "name")
+    )
+    named = per_topic.select(
+        pl.col("topic_id").replace_strict(names, default=None, return_dtype=pl.String).alias("value"), "count"
+    )
+    return _order(named)
+
+
+def composition_frames(entry: cache.Entry, mask: pl.Series) -> dict[str, pl.DataFrame]:
+    """{field: (value, count) frame} for every breakdown, uncapped and in display order."""
+    return {spec.field: breakdown_frame(entry, mask, spec) for spec in BREAKDOWNS}
 
 
 def composition(entry: cache.Entry, mask: pl.Series) -> dict[str, list[dict[str, Any]]]:
     """{field: [{"value", "count"}]} for every breakdown, uncapped (the CSV and the analytics export)."""
-    return {spec.field: breakdown(entry, mask, spec) for spec in BREAKDOWNS}
+    return {field: rows(frame) for field, frame in composition_frames(entry, mask).items()}
 
 
-def capped(full: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+def capped(frames: dict[str, pl.DataFrame]) -> dict[str, list[dict[str, Any]]]:
     """Each field's first `limit` values (by count) plus the missing value: what charts and the API show."""
     result = {}
-    for field, rows in full.items():
+    for field, frame in frames.items():
         limit = BREAKDOWNS_BY_FIELD[field].limit
-        values = [r for r in rows if r["value"] is not None]
-        result[field] = values[:limit] + [r for r in rows if r["value"] is None]
+        present = frame.filter(pl.col("value").is_not_null())
+        result[field] = rows(present.head(limit)) + rows(frame.filter(pl.col("value").is_null()))
     return result
 
 
-def meta(full: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, int]]:
+def meta(frames: dict[str, pl.DataFrame]) -> dict[str, dict[str, int]]:
     """Per field: distinct values, how many are shown, and how many people the shown list leaves out."""
     result = {}
-    for field, rows in full.items():
+    for field, frame in frames.items():
         limit = BREAKDOWNS_BY_FIELD[field].limit
-        values = [r for r in rows if r["value"] is not None]
+        present = frame.filter(pl.col("value").is_not_null())
         result[field] = {
-            "distinct": len(values),
-            "shown": min(len(values), limit),
-            "others": int(sum(r["count"] for r in values[limit:])),
+            "distinct": present.height,
+            "shown": min(present.height, limit),
+            "others": int(present.slice(limit).get_column("count").sum()) if present.height > limit else 0,
         }
     return result

@@ -7,6 +7,7 @@ audience's materialised members.
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any
 
@@ -43,13 +44,40 @@ def _import_totals(audience: Audience) -> tuple[int | None, int | None]:
     return totals["dupes"], totals["read"]
 
 
-def _payload(entry: cache.Entry, mask: pl.Series, ctx: quality.Context, *, stale: bool) -> dict[str, Any]:
-    full = comp.composition(entry, mask)
+MEMO_ENTRIES = 64
+QUALITY_MEMO_SECONDS = 60
+
+
+def _memo(entry: cache.Entry, key: tuple[Any, ...], compute: Any) -> Any:
+    """Per cache entry (one data generation of the org): analytics of one audience generation are computed once."""
+    with entry.lock:
+        memo = entry.stats.setdefault("insights", {})
+        if key in memo:
+            return memo[key]
+    value = compute()
+    with entry.lock:
+        if len(memo) >= MEMO_ENTRIES:
+            memo.clear()
+        memo[key] = value
+    return value
+
+
+def _payload(
+    entry: cache.Entry, mask: pl.Series, ctx: quality.Context, *, stale: bool, memo_key: tuple[Any, ...] | None = None
+) -> dict[str, Any]:
+    if memo_key is None:
+        full = comp.composition_frames(entry, mask)
+        scored = quality.score(entry, mask, ctx)
+    else:
+        full = _memo(entry, ("composition", *memo_key), lambda: comp.composition_frames(entry, mask))
+        # The quality score reads the clock (freshness): kept a minute at most.
+        minute = int(time.time() // QUALITY_MEMO_SECONDS)
+        scored = copy.deepcopy(_memo(entry, ("quality", minute, *memo_key), lambda: quality.score(entry, mask, ctx)))
     return {
         "size": int(mask.sum()),
         "composition": comp.capped(full),
         "composition_meta": comp.meta(full),
-        "quality": quality.score(entry, mask, ctx),
+        "quality": scored,
         "stale": stale,
         "data_changed_at": ctx.data_changed_at.isoformat() if ctx.data_changed_at else None,
         "bombora_week": entry.week.isoformat() if entry.week else None,
@@ -67,7 +95,9 @@ def audience_insights(audience: Audience) -> dict[str, Any]:
     ctx = quality.Context(
         data_changed_at=changed, stale_days=freshness.stale_days(), duplicates_removed=dupes, rows_read=read
     )
-    payload = _payload(entry, mask, ctx, stale=freshness.is_stale(changed))
+    generation = audience.materialized_at.isoformat() if audience.materialized_at else audience.current_version_id
+    memo_key = (audience.pk, audience.kind, generation, changed.isoformat() if changed else None, dupes, read)
+    payload = _payload(entry, mask, ctx, stale=freshness.is_stale(changed), memo_key=memo_key)
     payload.update(
         {
             "id": audience.pk,
