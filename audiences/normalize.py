@@ -33,6 +33,7 @@ from phonenumbers.geodata.locale import LOCALE_DATA
 from polars_hash import CryptographicHashingNameSpace
 
 from audiences.fields import CUSTOM_TYPES, FIELDS, FIELDS_BY_NAME, custom_field_names
+from p360.core.domains import DOMAIN_MAX, DOMAIN_RE_TEXT, PATH_RE_TEXT, PORT_RE_TEXT, SCHEME_RE_TEXT, USERINFO_RE_TEXT
 
 # --- Shared building blocks -------------------------------------------------------------------------
 
@@ -176,25 +177,13 @@ def normalize_phone(raw: str | None, default_country: str = "US") -> str | None:
 
 # --- Domain -----------------------------------------------------------------------------------------
 
-DOMAIN_MAX = 253
-# Letters of internationalised names: non-ASCII except the whitespace and invisible separators.
-_NON_ASCII_LETTER = (
-    r"\u00c0-\u167f\u1681-\u1fff\u200c-\u2027\u202a-\u202e\u2030-\u205e\u2060-\u2fff\u3001-\ufefe\uff00-\U0010ffff"
-)
-_LABEL_CHAR = rf"a-z0-9_{_NON_ASCII_LETTER}"
-_DOMAIN_RE_TEXT = (
-    rf"^(?:[{_LABEL_CHAR}](?:[{_LABEL_CHAR}\-]*[{_LABEL_CHAR}])?\.)+"
-    rf"[a-z{_NON_ASCII_LETTER}](?:[{_LABEL_CHAR}\-]*[{_LABEL_CHAR}])?$"
-)
+# The domain rule is shared with Bombora (p360/core/domains.py); these names are the module's own shorthands.
+_DOMAIN_RE_TEXT = DOMAIN_RE_TEXT
 _DOMAIN_RE = re.compile(_DOMAIN_RE_TEXT)
-# Optional scheme (or `//`), optional userinfo/email local part (up to the last `@` before the path), optional
-# `www.`, then the host (with any port) up to the path, query or fragment.
-# Host extraction, step by step (the vectorised pass runs the same steps): drop a scheme or `//`, the path/query/
-# fragment, userinfo or an email's local part (up to the last `@`), `www.`, a port, trailing dots.
-_SCHEME_RE_TEXT = r"^(?:[a-z][a-z0-9+.\-]*://|//)"
-_PATH_RE_TEXT = r"[/?#][\s\S]*$"
-_USERINFO_RE_TEXT = r"^[\s\S]*@"
-_PORT_RE_TEXT = r":[0-9]*$"
+_SCHEME_RE_TEXT = SCHEME_RE_TEXT
+_PATH_RE_TEXT = PATH_RE_TEXT
+_USERINFO_RE_TEXT = USERINFO_RE_TEXT
+_PORT_RE_TEXT = PORT_RE_TEXT
 _HOST_STEPS = tuple(re.compile(text) for text in (_SCHEME_RE_TEXT, _PATH_RE_TEXT, _USERINFO_RE_TEXT))
 _PORT_RE = re.compile(_PORT_RE_TEXT)
 

@@ -49,9 +49,9 @@ from audiences.models import (
 )
 from audiences.normalize import normalize_batch
 from p360.core.audit.services import record
+from p360.core.faults import fault_point
 from p360.core.intake.files import FileRejected, inspect_file, read_xlsx_strings, to_utf8
 from p360.core.intake.reader import QUARANTINE_SCHEMA, ROW, DelimitedReader, RestartCarefully, read_header
-from p360.faults import fault_point
 from tenants.selectors import current_org
 
 if TYPE_CHECKING:

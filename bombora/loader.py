@@ -36,10 +36,9 @@ from typing import IO, TYPE_CHECKING, Any
 
 import polars as pl
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
-from audiences import normalize as audience_normalize
 from bombora.models import BomboraTopic, BomboraTopicWeek, BomboraWeek, BomboraWeekStatus
 from bombora.store import (
     DOMAIN_QUALIFIED,
@@ -50,11 +49,12 @@ from bombora.store import (
     partition_name,
     week_of,
 )
-from ingestion.faults import fault_point
-from ingestion.models import IngestionRun, RunStatus
-from ingestion.parsing import FileRejected, combine_problems
+from p360.core import domains as n
+from p360.core.fault_inject import fault_point
+from p360.core.intake.tables import FileRejected, combine_problems
 
 if TYPE_CHECKING:
+    from ingestion.models import IngestionRun  # a load belongs to an ingestion run (typing only: no upward import)
     from p360.core.jobs.services import JobContext
 
 logger = logging.getLogger(__name__)
@@ -262,14 +262,13 @@ def _fields(lines: pl.DataFrame, layout: Layout) -> pl.DataFrame:
 
 def _normalise_domains(values: pl.Series) -> pl.DataFrame:
     """raw domain -> normalised domain (null when unparseable), exactly the audience records' domain rules."""
-    n = audience_normalize
     frame = pl.DataFrame({"domain": values.unique()})
     text = pl.col("domain").str.strip_chars()
-    host = text.str.to_lowercase().str.replace(n._SCHEME_RE_TEXT, "").str.replace(n._PATH_RE_TEXT, "")
-    host = host.str.replace(n._USERINFO_RE_TEXT, "").str.strip_prefix("www.")
-    host = host.str.replace(n._PORT_RE_TEXT, "").str.strip_chars_end(".")
+    host = text.str.to_lowercase().str.replace(n.SCHEME_RE_TEXT, "").str.replace(n.PATH_RE_TEXT, "")
+    host = host.str.replace(n.USERINFO_RE_TEXT, "").str.strip_prefix("www.")
+    host = host.str.replace(n.PORT_RE_TEXT, "").str.strip_chars_end(".")
     frame = frame.with_columns(host.alias("_host"))
-    ok = (pl.col("_host").str.len_chars() <= n.DOMAIN_MAX) & pl.col("_host").str.contains(n._DOMAIN_RE_TEXT)
+    ok = (pl.col("_host").str.len_chars() <= n.DOMAIN_MAX) & pl.col("_host").str.contains(n.DOMAIN_RE_TEXT)
     return frame.select("domain", pl.when(ok).then(pl.col("_host")).otherwise(None).alias("domain_v"))
 
 
@@ -886,93 +885,3 @@ def prune_history() -> list[dt.date]:
             week.save(update_fields=["status"])
             pruned.append(week.week)
     return pruned
-
-
-# --- The run -------------------------------------------------------------------------------------
-
-
-def execute(run: IngestionRun, ctx: JobContext | None) -> None:
-    """The job body of a Bombora ingestion run (global: the public schema)."""
-    _obtain(run, ctx)
-    week = week_of(run.run_date) if run.run_date else week_from_name(run.file_name)
-    if week is not None:
-        check_not_too_old(week)
-    hold_run_lock(run.pk)
-    try:
-        _load_and_swap(run, ctx, week)
-    finally:
-        release_run_lock(run.pk)
-
-
-def _load_and_swap(run: IngestionRun, ctx: JobContext | None, week: dt.date | None) -> None:
-    from ingestion import etl
-    from ingestion.services import _finish, stored_file
-    from p360.core.audit.services import record
-
-    drop_orphan_staging(keep_run=run.pk)
-    new_week = False
-    with stored_file(run) as path:
-        loader = Loader(run=run, path=path, name=run.file_name, week=week, ctx=ctx, block_bytes=_block_bytes())
-        try:
-            stats = loader.load()
-        except FileRejected as exc:
-            run.rows_read = loader.stats.rows_read
-            run.rows_quarantined = loader.stats.quarantined
-            if not getattr(exc, "bad", None):
-                exc.bad = loader.stats.bad  # type: ignore[attr-defined]
-            raise
-    week = loader.week
-    assert week is not None
-    if ctx:
-        ctx.log(
-            f"staged {stats.loaded:,} scores for the week of {week:%Y-%m-%d}"
-            + ("" if stats.sorted_by_domain else " (file not sorted by domain: duplicates merged in SQL)")
-        )
-    try:
-        with transaction.atomic():
-            new_week = not BomboraWeek.objects.filter(week=week).exists()
-            pruned = swap_in(run, week, stats, loader.topic_counts)
-            quarantined = etl.write_quarantine(run.pk, stats.bad)
-            _finish(
-                run,
-                RunStatus.SUCCEEDED,
-                run_date=week,
-                rows_read=stats.rows_read,
-                rows_loaded=stats.loaded,
-                rows_quarantined=max(quarantined, stats.quarantined),
-                duplicates=stats.duplicates,
-                dates=[week.isoformat()],
-                params={**run.params, "week": week.isoformat(), "pruned": [p.isoformat() for p in pruned]},
-                error=(
-                    f"{stats.quarantined - MAX_QUARANTINE_STORED:,} more quarantined rows were counted, not kept"
-                    if stats.quarantined > MAX_QUARANTINE_STORED
-                    else ""
-                ),
-            )
-    except BaseException:
-        Loader._drop(staging_name(run.pk))
-        raise
-    if ctx:
-        ctx.progress(1, 1, rows_loaded=stats.loaded, rows_quarantined=stats.quarantined)
-        if pruned:
-            ctx.log("pruned weeks beyond the history limit: " + ", ".join(p.isoformat() for p in pruned))
-    record(
-        action="ingestion.bombora_week_loaded",
-        entity=run,
-        after={**run.summary(), "week": week.isoformat(), "new_week": new_week, "pruned": [str(p) for p in pruned]},
-    )
-
-
-def _block_bytes() -> int:
-    return max(1, int(getattr(settings, "P360_BOMBORA_CHUNK_MB", 32))) << 20
-
-
-def _obtain(run: IngestionRun, ctx: JobContext | None) -> None:
-    if run.file_path:
-        return
-    from bombora import s3
-    from ingestion.services import SourceError
-
-    if not (run.params.get("s3_key") or run.params.get("bombora_key")):
-        raise SourceError("a Bombora run needs a file (or an S3 key from the scheduled pickup)")
-    s3.fetch_into_run(run, ctx)

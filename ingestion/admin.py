@@ -265,4 +265,4 @@ class OrgIngestionRunAdmin(_RunAdminBase):
 
 
 # Issue 5: Bombora weeks, topics, coverage and upload in the global admin (ingestion/bombora/admin.py).
-from bombora import admin as _bombora_admin  # noqa: E402, F401
+from ingestion import bombora_admin as _bombora_admin  # noqa: E402, F401

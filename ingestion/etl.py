@@ -22,7 +22,7 @@ import polars as pl
 from django.db import connection
 
 from campaigns.selectors import cpm_by_date
-from ingestion.parsing import (
+from p360.core.intake.tables import (
     LINE,
     RAW,
     REASON,

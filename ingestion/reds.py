@@ -25,10 +25,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from ingestion import etl
-from ingestion.faults import fault_point
 from ingestion.ingestion_store.models import RedsFile
 from ingestion.models import RunStatus
-from ingestion.parsing import (
+from ingestion.services import stored_file
+from p360.core.audit.services import record
+from p360.core.fault_inject import fault_point
+from p360.core.intake.tables import (
     LINE,
     RAW,
     REASON,
@@ -38,8 +40,6 @@ from ingestion.parsing import (
     name_problem,
     number_problem,
 )
-from ingestion.services import stored_file
-from p360.core.audit.services import record
 
 if TYPE_CHECKING:
     from ingestion.models import IngestionRun

@@ -26,10 +26,10 @@ from django_q.tasks import async_task
 from django_tenants.utils import schema_context
 
 from ingestion import etl
-from ingestion.faults import fault_point
 from ingestion.models import IngestionRun, QuarantinedRow, RunStatus, Source, Trigger
-from ingestion.parsing import FileRejected
 from p360.core.audit.services import record
+from p360.core.fault_inject import fault_point
+from p360.core.intake.tables import FileRejected
 from p360.core.jobs.models import Job
 from p360.core.jobs.services import JobContext, JobError, run_job
 
@@ -255,9 +255,9 @@ def execute_run(ctx: JobContext | None, run_id: int) -> dict[str, Any]:
 
             reds.execute(run, ctx)
         elif run.source == Source.BOMBORA:
-            from bombora import loader
+            from ingestion.sources import bombora  # the sources import this module: resolved at call time
 
-            loader.execute(run, ctx)
+            bombora.execute(run, ctx)
         elif run.source in METRIC_SOURCES:
             bad = _execute_metrics(run, ctx)
         else:

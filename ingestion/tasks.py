@@ -85,7 +85,7 @@ def reds_hourly(inbox: str | None = None) -> list[int]:
 
 def bombora_pickup() -> list[int]:
     """Issue 5: load new Bombora files from P360_BOMBORA_BUCKET (nothing when it is not set)."""
-    from bombora.s3 import pickup
+    from ingestion.sources.bombora_s3 import pickup
 
     return pickup()
 

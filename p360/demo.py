@@ -162,7 +162,7 @@ def load_demo() -> dict[str, Any]:
 
     metrics = load_demo_metrics(list(Organization.objects.filter(slug__in=[spec["slug"] for spec in ORGS])))
     # --- Bombora (issue 5): one week of intent data, global, through the real loader ---
-    from bombora.demo import load_demo_bombora
+    from ingestion.bombora_demo import load_demo_bombora
 
     bombora = load_demo_bombora()
     # --- issue 5: builder templates and saved audiences (after Bombora demo data, when there is any) ---

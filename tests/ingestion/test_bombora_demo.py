@@ -9,8 +9,8 @@ import pytest
 from django.core.management import call_command
 
 from bombora import selectors, store
-from bombora.demo import TOPICS
 from bombora.models import BomboraWeek
+from ingestion.bombora_demo import TOPICS
 from ingestion.models import IngestionRun
 from tenants.models import Organization
 

@@ -9,9 +9,9 @@ import pytest
 from django_q.models import Schedule
 
 from bombora.models import BomboraWeek
-from bombora.s3 import pickup
 from ingestion import tasks
 from ingestion.models import IngestionRun
+from ingestion.sources.bombora_s3 import pickup
 from p360.core.jobs.schedules import ensure_schedules
 from tests.ingestion.bombora_helpers import WEEK, scores, surge_line
 from tests.ingestion.helpers import moto_bucket

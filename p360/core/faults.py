@@ -27,10 +27,10 @@ def fault_point(name: str) -> None:
 
 
 def _terminate_own_backend() -> None:
-    import psycopg
+    import psycopg  # imported only when a fault fires (tests), never on the normal path
     from django.db import connection
 
-    from audiences.loader import connection_kwargs
+    from p360.core.db import connection_kwargs
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
