@@ -136,10 +136,14 @@ def measure_frame(topic_id: int, measure: str, week: dt.date | None) -> pl.DataF
         return empty
     if measure == "max_4w":
         return rows.group_by("domain").agg(pl.col("score").max().cast(pl.Int16).alias("value"))
-    per_domain = rows.sort("week").group_by("domain").agg(
-        pl.col("score").first().alias("earliest"),
-        pl.col("score").filter(pl.col("week") == week).first().alias("current"),
-        pl.len().alias("weeks"),
+    per_domain = (
+        rows.sort("week")
+        .group_by("domain")
+        .agg(
+            pl.col("score").first().alias("earliest"),
+            pl.col("score").filter(pl.col("week") == week).first().alias("current"),
+            pl.len().alias("weeks"),
+        )
     )
     return per_domain.filter((pl.col("weeks") > 1) & pl.col("current").is_not_null()).select(
         "domain", (pl.col("current") - pl.col("earliest")).cast(pl.Int16).alias("value")

@@ -519,7 +519,13 @@ P360_BOMBORA_ENDPOINT_URL = env("P360_BOMBORA_ENDPOINT_URL")
 P360_BOMBORA_ACCESS_KEY_ID = env("P360_BOMBORA_ACCESS_KEY_ID")
 P360_BOMBORA_SECRET_ACCESS_KEY = env("P360_BOMBORA_SECRET_ACCESS_KEY")
 P360_BOMBORA_REGION = env("P360_BOMBORA_REGION") or "us-east-1"
-P360_BOMBORA_CRON = env("P360_BOMBORA_CRON") or "0 7 * * *"
+P360_BOMBORA_CRON = env("P360_BOMBORA_CRON") or "7 * * * *"  # issue 18: hourly (story 6.1's 1-hour freshness)
+# Issue 18: pickup through Bombora's API as well as S3 (empty URL: off). See bombora/api.py for the assumed shape.
+P360_BOMBORA_API_URL = env("P360_BOMBORA_API_URL") or ""
+P360_BOMBORA_API_KEY = env("P360_BOMBORA_API_KEY") or ""
+P360_BOMBORA_API_TIMEOUT = float(env("P360_BOMBORA_API_TIMEOUT") or "60")
+P360_BOMBORA_API_RETRIES = int(env("P360_BOMBORA_API_RETRIES") or "4")
+P360_BOMBORA_API_MIN_INTERVAL = float(env("P360_BOMBORA_API_MIN_INTERVAL") or "0.2")  # seconds between calls
 P360_FIELD_ENCRYPTION_KEY = env("P360_FIELD_ENCRYPTION_KEY")  # Fernet key; derived from SECRET_KEY when unset
 
 # --- issue 5: the audience builder's in-memory cache (per org, LRU across orgs) ---
