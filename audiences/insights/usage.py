@@ -114,10 +114,16 @@ def built_from(audience: Audience) -> list[dict[str, Any]]:
 
 def activity(audience: Audience, org_id: int, *, limit: int = 50) -> list[dict[str, Any]]:
     """Who viewed, exported or changed the audience, newest first, from the audit log."""
+    from django.db.models import Q
+
     from p360.core.audit.models import AuditEvent
 
+    # The audience's own events, and those of the files imported into it (an import changes its data).
+    import_ids = [str(pk) for pk in audience.imports.values_list("pk", flat=True)[:500]]  # type: ignore[attr-defined]
     events = AuditEvent.objects.filter(
-        org_id=org_id, entity_type="audiences.audience", entity_id=str(audience.pk)
+        Q(entity_type="audiences.audience", entity_id=str(audience.pk))
+        | Q(entity_type="audiences.audienceimport", entity_id__in=import_ids),
+        org_id=org_id,
     ).order_by("-created_at", "-id")[:limit]
     return [
         {

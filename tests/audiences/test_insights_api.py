@@ -337,6 +337,10 @@ def test_globex_cannot_read_acme_insights(
                 f"{API}/audiences/{pk}/export", f"{API}/audiences/similarity?a={pk}&b={data['events']}",
                 f"/o/acme/audiences/{pk}/", f"/o/acme/audiences/{pk}/insights/industry.csv"):  # fmt: skip
         assert client.get(url).status_code == 404, url
+    assert client.post(f"{API}/audiences/{pk}/exclude", {"exclude": [data["events"]]},
+                       content_type="application/json").status_code == 404  # fmt: skip
+    assert client.post(f"/o/acme/audiences/{pk}/exclude/", {"exclude": str(data["events"])}).status_code == 404
+    assert client.get("/o/acme/audiences/similarity/").status_code == 404
     assert client.post(f"{API}/audiences/insights", {"tree": {"field": "country", "operator": "is_null"}},
                        content_type="application/json").status_code == 404  # fmt: skip
     # Globex's own API with acme's ids: its schema has its own canary audiences, never acme's people.
