@@ -121,7 +121,9 @@ class Entry:
             column = pl.repeat(None, self.height, dtype=pl.Int16, eager=True)
         else:
             values = measure_frame(topic_id, measure, self.week)
-            codes = pl.DataFrame({"domain": categories, "code": pl.int_range(0, categories.len(), eager=True, dtype=pl.UInt32)})
+            codes = pl.DataFrame(
+                {"domain": categories, "code": pl.int_range(0, categories.len(), eager=True, dtype=pl.UInt32)}
+            )
             found = values.join(codes, on="domain", how="inner")
             dense = pl.repeat(None, categories.len(), dtype=pl.Int16, eager=True)
             if found.height:

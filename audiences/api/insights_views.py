@@ -150,10 +150,10 @@ def export(request: HttpRequest, pk: int) -> HttpResponse:
     response["Content-Disposition"] = f'attachment; filename="audience-{audience.pk}-{what}.{fmt}"'
     services.audience_exported(
         audience=audience,
-        actor=request.user,
-        org=request.org,
+        actor=request.user,  # type: ignore[arg-type]
+        org=request.org,  # type: ignore[attr-defined]
         what=what,
         fmt=fmt,
-        rows=frame.height,  # type: ignore[arg-type,attr-defined]
+        rows=frame.height,
     )
     return response

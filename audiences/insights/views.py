@@ -105,11 +105,11 @@ def chart_csv(request: HttpRequest, pk: int, field: str) -> HttpResponse:
     response["Content-Disposition"] = f'attachment; filename="audience-{audience.pk}-{field}.csv"'
     services.audience_exported(
         audience=audience,
-        actor=request.user,
-        org=request.org,
+        actor=request.user,  # type: ignore[arg-type]
+        org=request.org,  # type: ignore[attr-defined]
         what=f"chart:{field}",
         fmt="csv",
-        rows=len(rows),  # type: ignore[arg-type,attr-defined]
+        rows=len(rows),
     )
     return response
 
@@ -144,9 +144,9 @@ def exclude_view(request: HttpRequest, pk: int) -> HttpResponse:
         result = services.exclusion_create(
             base=base,
             exclude=ids,
-            actor=request.user,
+            actor=request.user,  # type: ignore[arg-type]
             name=request.POST.get("name", ""),
-            save=True,  # type: ignore[arg-type]
+            save=True,
         )
     except (ServiceError, TreeError) as exc:
         messages.error(request, str(exc))

@@ -180,9 +180,7 @@ def _joins(ctx: SqlContext) -> str:
     times, and a hash join reads it once. `max` keeps one score per domain should a week hold duplicates
     (the cache does the same).
     """
-    from bombora.store import QUALIFIED
-
-    from bombora.store import measure_sql
+    from bombora.store import QUALIFIED, measure_sql
 
     if ctx.week is None:
         return ""
