@@ -106,8 +106,8 @@ def rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
     return [{"value": v, "count": int(n)} for v, n in frame.iter_rows()]
 
 
-def breakdown_frame(entry: cache.Entry, mask: pl.Series, spec: Breakdown) -> pl.DataFrame:
-    """Every value of the field among the masked people with its exact count, in display order (uncapped)."""
+def counts_frame(entry: cache.Entry, mask: pl.Series, spec: Breakdown) -> pl.DataFrame:
+    """Every value of the field among the masked people with its exact count (any order; bands in band order)."""
     if spec.source == "bombora":
         return surging_frame(entry, mask)
     if spec.source not in entry.frame.columns:
@@ -118,7 +118,13 @@ def breakdown_frame(entry: cache.Entry, mask: pl.Series, spec: Breakdown) -> pl.
     if spec.bands is not None:
         banded = column.to_frame().select(_band_expr(spec.source, spec.bands)).to_series()
         return _order(_counts(banded), [label for label, _, _ in spec.bands])
-    return _order(_counts(column))
+    return _counts(column)
+
+
+def breakdown_frame(entry: cache.Entry, mask: pl.Series, spec: Breakdown) -> pl.DataFrame:
+    """Every value with its count in display order (uncapped): the CSV download and the analytics export."""
+    frame = counts_frame(entry, mask, spec)
+    return frame if spec.bands is not None else _order(frame)
 
 
 def breakdown(entry: cache.Entry, mask: pl.Series, spec: Breakdown) -> list[dict[str, Any]]:
@@ -158,22 +164,25 @@ def surging_frame(entry: cache.Entry, mask: pl.Series) -> pl.DataFrame:
 
 
 def composition_frames(entry: cache.Entry, mask: pl.Series) -> dict[str, pl.DataFrame]:
-    """{field: (value, count) frame} for every breakdown, uncapped and in display order."""
-    return {spec.field: breakdown_frame(entry, mask, spec) for spec in BREAKDOWNS}
+    """{field: (value, count) frame} for every breakdown, uncapped; unordered except bands (see `capped`)."""
+    return {spec.field: counts_frame(entry, mask, spec) for spec in BREAKDOWNS}
 
 
 def composition(entry: cache.Entry, mask: pl.Series) -> dict[str, list[dict[str, Any]]]:
-    """{field: [{"value", "count"}]} for every breakdown, uncapped (the CSV and the analytics export)."""
-    return {field: rows(frame) for field, frame in composition_frames(entry, mask).items()}
+    """{field: [{"value", "count"}]} for every breakdown, uncapped and ordered (the analytics export)."""
+    return {spec.field: breakdown(entry, mask, spec) for spec in BREAKDOWNS}
 
 
 def capped(frames: dict[str, pl.DataFrame]) -> dict[str, list[dict[str, Any]]]:
     """Each field's first `limit` values (by count) plus the missing value: what charts and the API show."""
     result = {}
     for field, frame in frames.items():
-        limit = BREAKDOWNS_BY_FIELD[field].limit
-        present = frame.filter(pl.col("value").is_not_null())
-        result[field] = rows(present.head(limit)) + rows(frame.filter(pl.col("value").is_null()))
+        spec = BREAKDOWNS_BY_FIELD[field]
+        present = frame.filter(pl.col("value").is_not_null() & (pl.col("count") > 0))
+        if spec.bands is None:  # the top values only: no full sort of (up to millions of) domains
+            present = _order(present.top_k(spec.limit, by=["count", "value"], reverse=[False, True]))
+        missing = frame.filter(pl.col("value").is_null() & (pl.col("count") > 0))
+        result[field] = rows(present.head(spec.limit)) + rows(missing)
     return result
 
 
@@ -182,10 +191,11 @@ def meta(frames: dict[str, pl.DataFrame]) -> dict[str, dict[str, int]]:
     result = {}
     for field, frame in frames.items():
         limit = BREAKDOWNS_BY_FIELD[field].limit
-        present = frame.filter(pl.col("value").is_not_null())
+        present = frame.filter(pl.col("value").is_not_null() & (pl.col("count") > 0)).get_column("count")
+        shown = present.top_k(limit).sum() if present.len() else 0
         result[field] = {
-            "distinct": present.height,
-            "shown": min(present.height, limit),
-            "others": int(present.slice(limit).get_column("count").sum()) if present.height > limit else 0,
+            "distinct": present.len(),
+            "shown": min(present.len(), limit),
+            "others": int(present.sum() - shown) if present.len() else 0,
         }
     return result
