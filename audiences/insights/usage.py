@@ -128,7 +128,7 @@ def activity(audience: Audience, org_id: int, *, limit: int = 50) -> list[dict[s
     return [
         {
             "action": e.action,
-            "verb": e.action.split(".", 1)[-1],
+            "verb": e.action.replace("audience_import.", "import ").split(".", 1)[-1],
             "actor": e.actor_email or "system",
             "at": e.created_at.isoformat(),
             "details": e.after or {},

@@ -4,6 +4,7 @@ similarity page and the exclusion helper. Figures come from audiences.insights.s
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 from typing import Any
 
@@ -38,11 +39,28 @@ def bars(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+PART_LABELS = {
+    "completeness": "Completeness",
+    "validity": "Validity",
+    "uid2_ready": "UID2-ready",
+    "freshness": "Freshness",
+    "bombora_freshness": "Bombora week",
+    "duplicates": "Duplicates",
+    "size": "Size",
+}
+
+
+def _when(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
+
+
 def history_points(history: list[dict[str, Any]], width: int = 600, height: int = 140) -> dict[str, Any]:
-    """An SVG polyline of the count history (x: order of the refreshes, y: count)."""
+    """An SVG polyline of the count history (x: order of the refreshes, y: count); one point is a flat line."""
     if not history:
         return {"points": "", "width": width, "height": height, "max": 0, "min": 0}
     counts = [h["count"] for h in history]
+    if len(counts) == 1:
+        counts = counts * 2
     high, low = max(counts), min(counts)
     span = (high - low) or 1
     step = width / max(1, len(counts) - 1)
@@ -65,15 +83,17 @@ def insights_context(request: HttpRequest, audience: Audience) -> dict[str, Any]
         for spec in BREAKDOWNS
     ]
     services.audience_viewed(audience=audience, actor=request.user, org=request.org, surface="page")  # type: ignore[arg-type,attr-defined]
-    history = selectors.count_history(audience)
+    history = [{**h, "when": _when(h["at"])} for h in selectors.count_history(audience)]
     usage = selectors.audience_usage(audience, request.org.pk)  # type: ignore[attr-defined]
+    usage["activity"] = [{**a, "when": _when(a["at"])} for a in usage["activity"]]
     return {
         "insights": data,
         "charts": charts,
         "quality_parts": [
-            {"name": name, "label": name.replace("_", " ").capitalize(), **part}
+            {"name": name, "label": PART_LABELS.get(name, name), **part}
             for name, part in data["quality"]["parts"].items()
         ],
+        "changed_at": _when(data["data_changed_at"]),
         "similar": selectors.most_similar(audience),
         "history": history,
         "history_chart": history_points(history),
