@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from audiences import cache
@@ -58,21 +59,12 @@ BREAKDOWNS_BY_FIELD = {b.field: b for b in BREAKDOWNS}
 
 
 def band_sql(column: str, bands: tuple[tuple[str, int | None, int | None], ...]) -> str:
-    """The band of `column` as a SQL CASE (NULL when the value is missing): the same rule as `_band_expr`."""
+    """The band of `column` as a SQL CASE (NULL when the value is missing): the same rule as `counts_frame` (a binary search over the upper bounds)."""
     parts = []
     for label, _low, high in bands:
         safe = label.replace("'", "''")
         parts.append(f"WHEN {column} <= {high} THEN '{safe}'" if high is not None else f"ELSE '{safe}'")
     return f"(CASE WHEN {column} IS NULL THEN NULL {' '.join(parts)} END)"
-
-
-def _band_expr(column: str, bands: tuple[tuple[str, int | None, int | None], ...]) -> pl.Expr:
-    expr: Any = pl.when(pl.col(column).is_null()).then(pl.lit(None, dtype=pl.String))
-    for label, _low, high in bands:
-        expr = (
-            expr.when(pl.col(column) <= high).then(pl.lit(label)) if high is not None else expr.otherwise(pl.lit(label))
-        )
-    return expr
 
 
 def _order(frame: pl.DataFrame, order: list[str] | None = None) -> pl.DataFrame:
@@ -87,17 +79,27 @@ def _order(frame: pl.DataFrame, order: list[str] | None = None) -> pl.DataFrame:
     return pl.concat([present, missing])
 
 
+def _frame(values: pl.Series, counts: Any, missing: int) -> pl.DataFrame:
+    """(value, count) rows from parallel arrays, plus the missing value's row when there is one."""
+    frame = pl.DataFrame({"value": values.cast(pl.String), "count": pl.Series(counts, dtype=pl.Int64)})
+    if missing:
+        frame = pl.concat([frame, pl.DataFrame({"value": [None], "count": [missing]}, schema=frame.schema)])
+    return frame
+
+
+def _code_counts(entry: cache.Entry, column: str, mask: pl.Series, shared: dict[str, Any]) -> tuple[Any, int]:
+    """People per category code of an Enum column (numpy bincount: no hashing), and how many have no value."""
+    if column not in shared:
+        codes = entry.frame.get_column(column).to_physical().filter(mask)
+        missing = codes.null_count()
+        size = entry.frame.get_column(column).dtype.categories.len()  # type: ignore[attr-defined]
+        present = codes.drop_nulls().to_numpy() if missing else codes.to_numpy()
+        shared[column] = (np.bincount(present.astype(np.int64, copy=False), minlength=size), missing)
+    return shared[column]  # type: ignore[no-any-return]
+
+
 def _counts(values: pl.Series) -> pl.DataFrame:
-    """(value, count) of a Series: Enum columns are counted by physical code (integers), then named."""
-    if isinstance(values.dtype, pl.Enum):
-        categories = values.dtype.categories  # type: ignore[attr-defined]
-        counted = values.to_physical().rename("code").to_frame().group_by("code").len()
-        codes = counted.get_column("code")
-        named = pl.Series("value", [None] * codes.len(), dtype=pl.String)
-        present = codes.is_not_null()
-        if present.any():
-            named = named.scatter(present.arg_true(), categories.gather(codes.filter(present)))
-        return pl.DataFrame({"value": named, "count": counted.get_column("len").cast(pl.Int64)})
+    """(value, count) of a plain Series (hash group-by)."""
     counted = values.cast(pl.String).rename("value").to_frame().group_by("value").len()
     return counted.select("value", pl.col("len").cast(pl.Int64).alias("count"))
 
@@ -106,19 +108,34 @@ def rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
     return [{"value": v, "count": int(n)} for v, n in frame.iter_rows()]
 
 
-def counts_frame(entry: cache.Entry, mask: pl.Series, spec: Breakdown) -> pl.DataFrame:
+def counts_frame(
+    entry: cache.Entry, mask: pl.Series, spec: Breakdown, shared: dict[str, Any] | None = None
+) -> pl.DataFrame:
     """Every value of the field among the masked people with its exact count (any order; bands in band order)."""
+    shared = {} if shared is None else shared
     if spec.source == "bombora":
-        return surging_frame(entry, mask)
+        return surging_frame(entry, mask, shared)
     if spec.source not in entry.frame.columns:
         return pl.DataFrame(
             {"value": [None], "count": [int(mask.sum())]}, schema={"value": pl.String, "count": pl.Int64}
         )
-    column = entry.frame.get_column(spec.source).filter(mask)
+    series = entry.frame.get_column(spec.source)
     if spec.bands is not None:
-        banded = column.to_frame().select(_band_expr(spec.source, spec.bands)).to_series()
-        return _order(_counts(banded), [label for label, _, _ in spec.bands])
-    return _counts(column)
+        # Band index by binary search over the bands' upper bounds (inclusive), counted with bincount.
+        values = series.filter(mask)
+        missing = values.null_count()
+        highs = np.array([high for _, _, high in spec.bands if high is not None], dtype=np.int64)
+        present = (values.drop_nulls() if missing else values).to_numpy().astype(np.int64, copy=False)
+        counts = np.bincount(np.searchsorted(highs, present, side="left"), minlength=len(spec.bands))
+        labels = pl.Series([label for label, _, _ in spec.bands])
+        frame = _frame(labels, counts, missing)
+        return _order(frame, list(labels))
+    if isinstance(series.dtype, pl.Enum):
+        counts, missing = _code_counts(entry, spec.source, mask, shared)
+        nonzero = np.flatnonzero(counts)
+        categories = series.dtype.categories  # type: ignore[attr-defined]
+        return _frame(categories.gather(pl.Series(nonzero, dtype=pl.UInt32)), counts[nonzero], missing)
+    return _counts(series.filter(mask))
 
 
 def breakdown_frame(entry: cache.Entry, mask: pl.Series, spec: Breakdown) -> pl.DataFrame:
@@ -131,7 +148,7 @@ def breakdown(entry: cache.Entry, mask: pl.Series, spec: Breakdown) -> list[dict
     return rows(breakdown_frame(entry, mask, spec))
 
 
-def surging_frame(entry: cache.Entry, mask: pl.Series) -> pl.DataFrame:
+def surging_frame(entry: cache.Entry, mask: pl.Series, shared: dict[str, Any] | None = None) -> pl.DataFrame:
     """Per Bombora topic: how many of the people have a domain surging on it (score >= 60) in the current week."""
     from bombora.models import BomboraTopic
     from bombora.store import SURGE_THRESHOLD
@@ -139,33 +156,32 @@ def surging_frame(entry: cache.Entry, mask: pl.Series) -> pl.DataFrame:
     empty = pl.DataFrame(schema={"value": pl.String, "count": pl.Int64})
     if not entry.bombora.height or "domain" not in entry.frame.columns:
         return empty
-    codes = entry.frame.get_column("domain").to_physical().filter(mask).drop_nulls()
-    per_domain = codes.rename("code").to_frame().group_by("code").len()
     with entry.lock:
-        surging = entry.stats.get("surging_codes")
-    if surging is None:  # the week's surging (domain code, topic) pairs: once per cache entry
-        surging = entry.bombora.filter(pl.col("score") >= SURGE_THRESHOLD).select("code", "topic_id")
+        surging = entry.stats.get("surging_pairs")
+    if surging is None:  # the week's surging (domain code, topic index) pairs as arrays: once per cache entry
+        pairs = entry.bombora.filter(pl.col("score") >= SURGE_THRESHOLD)
+        topic_ids, topic_index = np.unique(pairs.get_column("topic_id").to_numpy(), return_inverse=True)
+        surging = (pairs.get_column("code").to_numpy().astype(np.int64), topic_index, topic_ids)
         with entry.lock:
-            entry.stats["surging_codes"] = surging
-    per_topic = (
-        surging.join(per_domain.with_columns(pl.col("code").cast(pl.UInt32)), on="code", how="inner")
-        .group_by("topic_id")
-        .agg(pl.col("len").sum().cast(pl.Int64).alias("count"))
-    )
-    if not per_topic.height:
+            entry.stats["surging_pairs"] = surging
+    codes, topic_index, topic_ids = surging
+    if not len(codes):
         return empty
-    names = dict(
-        BomboraTopic.objects.filter(pk__in=per_topic.get_column("topic_id").to_list()).values_list("pk", "name")
-    )
-    named = per_topic.select(
-        pl.col("topic_id").replace_strict(names, default=None, return_dtype=pl.String).alias("value"), "count"
-    )
-    return _order(named)
+    per_domain, _ = _code_counts(entry, "domain", mask, {} if shared is None else shared)
+    # People per surging pair = people with that domain; summed per topic (exact: float64 holds counts < 2**53).
+    per_topic = np.bincount(topic_index, weights=per_domain[codes], minlength=len(topic_ids)).astype(np.int64)
+    found = np.flatnonzero(per_topic)
+    if not len(found):
+        return empty
+    names = dict(BomboraTopic.objects.filter(pk__in=topic_ids[found].tolist()).values_list("pk", "name"))
+    labels = pl.Series([names.get(int(t), f"topic {int(t)}") for t in topic_ids[found]], dtype=pl.String)
+    return _order(_frame(labels, per_topic[found], 0))
 
 
 def composition_frames(entry: cache.Entry, mask: pl.Series) -> dict[str, pl.DataFrame]:
     """{field: (value, count) frame} for every breakdown, uncapped; unordered except bands (see `capped`)."""
-    return {spec.field: counts_frame(entry, mask, spec) for spec in BREAKDOWNS}
+    shared: dict[str, Any] = {}  # the domain codes' counts serve the domain chart and the Bombora topics
+    return {spec.field: counts_frame(entry, mask, spec, shared) for spec in BREAKDOWNS}
 
 
 def composition(entry: cache.Entry, mask: pl.Series) -> dict[str, list[dict[str, Any]]]:
@@ -192,10 +208,7 @@ def meta(frames: dict[str, pl.DataFrame]) -> dict[str, dict[str, int]]:
     for field, frame in frames.items():
         limit = BREAKDOWNS_BY_FIELD[field].limit
         present = frame.filter(pl.col("value").is_not_null() & (pl.col("count") > 0)).get_column("count")
-        shown = present.top_k(limit).sum() if present.len() else 0
-        result[field] = {
-            "distinct": present.len(),
-            "shown": min(present.len(), limit),
-            "others": int(present.sum() - shown) if present.len() else 0,
-        }
+        total = int(present.sum()) if present.len() else 0
+        shown = int(present.top_k(limit).sum()) if present.len() else 0
+        result[field] = {"distinct": present.len(), "shown": min(present.len(), limit), "others": total - shown}
     return result

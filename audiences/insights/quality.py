@@ -11,6 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from audiences import cache
@@ -66,23 +67,25 @@ def _pct(share: float) -> str:
 
 def _string_valid(entry: cache.Entry, column: str, mask: pl.Series, pattern: str) -> tuple[int, int]:
     """(present, valid) among the masked people; the regex runs over an Enum's categories, not its rows."""
-    series = entry.frame.get_column(column).filter(mask)
-    present = series.len() - series.null_count()
+    series = entry.frame.get_column(column)
+    present = int((series.is_not_null() & mask).sum())
     if not present:
         return 0, 0
     if isinstance(series.dtype, pl.Enum):
+        # The regex runs over the categories; people are then counted by code (numpy bincount).
         categories = series.dtype.categories  # type: ignore[attr-defined]
-        good = categories.str.contains(pattern).fill_null(False).arg_true().cast(pl.UInt32)
-        valid = int(series.to_physical().is_in(good.implode()).sum())
+        good = categories.str.contains(pattern).fill_null(False).to_numpy()
+        codes = series.to_physical().filter(mask).drop_nulls().to_numpy().astype(np.int64, copy=False)
+        valid = int(np.bincount(codes, minlength=len(good))[good].sum())
     else:
-        valid = int(series.str.contains(pattern).fill_null(False).sum())
+        valid = int((series.str.contains(pattern).fill_null(False) & mask).sum())
     return present, valid
 
 
 def _number_valid(entry: cache.Entry, column: str, mask: pl.Series, low: int) -> tuple[int, int]:
-    series = entry.frame.get_column(column).filter(mask)
-    present = series.len() - series.null_count()
-    return present, int((series >= low).fill_null(False).sum())
+    series = entry.frame.get_column(column)
+    present = int((series.is_not_null() & mask).sum())
+    return present, int(((series >= low).fill_null(False) & mask).sum())
 
 
 def score(entry: cache.Entry, mask: pl.Series, ctx: Context) -> dict[str, Any]:
@@ -95,7 +98,7 @@ def score(entry: cache.Entry, mask: pl.Series, ctx: Context) -> dict[str, Any]:
     # Completeness: share of people with each key field.
     filled: dict[str, float] = {}
     for column, (noun, fix) in KEY_FIELDS.items():
-        present = int(frame.get_column(column).filter(mask).is_not_null().sum()) if column in frame.columns else 0
+        present = int((frame.get_column(column).is_not_null() & mask).sum()) if column in frame.columns else 0
         share = present / size if size else 0.0
         filled[column] = round(share, 6)
         if size and 1 - share >= MISSING_WARNING:
