@@ -51,6 +51,7 @@ def run() -> list[Row]:
 
     org = Organization.objects.filter(slug=bb.ORG_SLUG).first() or org_create(slug=bb.ORG_SLUG, name="Builder bench")
     admin = User.objects.filter(role="super_admin").first()
+    assert admin is not None, "the bench needs the demo's super admin"
     size = f"{bb._size(bb.RECORDS)} records, {bb._size(bb.SCORES)} scores"
     rows: list[Row] = []
     load = os.getloadavg()
@@ -84,7 +85,7 @@ def run() -> list[Row]:
         api, page = [], []
         api_url = f"/o/{bb.ORG_SLUG}/api/v1/audiences/{audience.pk}/insights"
         page_url = f"/o/{bb.ORG_SLUG}/audiences/{audience.pk}/"
-        for _ in range(max(3, RUNS // 2)):
+        for _ in range(RUNS):
             t0 = time.perf_counter()
             response = client.get(api_url)
             api.append(time.perf_counter() - t0)
@@ -95,7 +96,8 @@ def run() -> list[Row]:
             assert response.status_code == 200
         c50, c95 = percentile(compute, 50), percentile(compute, 95)
         m95 = percentile(memoised, 95)
-        a95, p50, p95 = percentile(api, 95), percentile(page, 50), percentile(page, 95)
+        a50, a95 = percentile(api, 50), percentile(api, 95)
+        p50, p95 = percentile(page, 50), percentile(page, 95)
         loadavg = f"load {load[0]:.2f}/{load[1]:.2f}"
         bb._emit(rows, Row(workload=f"insights: analytics compute (7 charts + quality), {loadavg}", size=size,
                            p360=f"p50 {fmt_ms(c50)} / p95 {fmt_ms(c95)} (first {fmt_s(first)})",
@@ -107,7 +109,7 @@ def run() -> list[Row]:
                            ratio=f"x{sql_seconds / m95:,.0f} faster" if m95 else "n/a",
                            goal=goal_text("p95 < 1 s", m95 < GOAL)))  # fmt: skip
         bb._emit(rows, Row(workload="insights: API GET .../insights end to end", size=size,
-                           p360=f"p95 {fmt_ms(a95)}", baseline=f"SQL {fmt_s(sql_seconds)}",
+                           p360=f"p50 {fmt_ms(a50)} / p95 {fmt_ms(a95)}", baseline=f"SQL {fmt_s(sql_seconds)}",
                            ratio=f"x{sql_seconds / a95:,.1f} faster" if a95 else "n/a",
                            goal=goal_text("p95 < 1 s", a95 < GOAL)))  # fmt: skip
         bb._emit(rows, Row(workload="insights: audience page with charts (HTML)", size=size,

@@ -65,18 +65,22 @@ def _memo(entry: cache.Entry, key: tuple[Any, ...], compute: Any) -> Any:
 def _payload(
     entry: cache.Entry, mask: pl.Series, ctx: quality.Context, *, stale: bool, memo_key: tuple[Any, ...] | None = None
 ) -> dict[str, Any]:
-    if memo_key is None:
+    def charts() -> tuple[dict[str, Any], dict[str, Any], int]:
         full = comp.composition_frames(entry, mask)
+        return comp.capped(full), comp.meta(full), int(mask.sum())
+
+    if memo_key is None:
+        shown, meta, size = charts()
         scored = quality.score(entry, mask, ctx)
     else:
-        full = _memo(entry, ("composition", *memo_key), lambda: comp.composition_frames(entry, mask))
+        shown, meta, size = _memo(entry, ("composition", *memo_key), charts)
         # The quality score reads the clock (freshness): kept a minute at most.
         minute = int(time.time() // QUALITY_MEMO_SECONDS)
         scored = copy.deepcopy(_memo(entry, ("quality", minute, *memo_key), lambda: quality.score(entry, mask, ctx)))
     return {
-        "size": int(mask.sum()),
-        "composition": comp.capped(full),
-        "composition_meta": comp.meta(full),
+        "size": size,
+        "composition": copy.deepcopy(shown),
+        "composition_meta": copy.deepcopy(meta),
         "quality": scored,
         "stale": stale,
         "data_changed_at": ctx.data_changed_at.isoformat() if ctx.data_changed_at else None,
