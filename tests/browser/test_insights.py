@@ -20,8 +20,8 @@ def test_builder_panel_and_audience_page_show_insights(
     browser_page: Any,
     live_url: str,
     acme_marketer: Any,
-    acme_records: Any,
-    screenshot_dir: Path,  # noqa: F811
+    acme_records: Any,  # noqa: F811  (the fixture imported from the builder's browser tests)
+    screenshot_dir: Path,
 ) -> None:
     page = browser_page
     errors: list[str] = []
