@@ -14,6 +14,7 @@ urlpatterns = [
     path("<int:pk>/edit/", builder_views.builder_edit, name="audience-builder-edit"),
     path("<int:pk>/refresh/", builder_views.audience_refresh, name="audience-builder-refresh"),
     path("<int:pk>/", views.audience_detail, name="audience-detail-page"),
+    path("<int:pk>/members/download/", views.members_download, name="audience-members-download"),
     # --- insights (issue 18): chart CSVs, similarity, exclusion ---
     path("similarity/", insights_views.similarity_page, name="audience-similarity"),
     path("<int:pk>/insights/<slug:field>.csv", insights_views.chart_csv, name="audience-chart-csv"),

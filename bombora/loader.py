@@ -51,6 +51,7 @@ from bombora.store import (
 )
 from p360.core import domains as n
 from p360.core.fault_inject import fault_point
+from p360.core.intake import files
 from p360.core.intake.tables import FileRejected, combine_problems
 
 if TYPE_CHECKING:
@@ -294,6 +295,14 @@ def _normalise_domains(values: pl.Series) -> pl.DataFrame:
     frame = frame.with_columns(host.alias("_host"))
     ok = (pl.col("_host").str.len_chars() <= n.DOMAIN_MAX) & pl.col("_host").str.contains(n.DOMAIN_RE_TEXT)
     return frame.select("domain", pl.when(ok).then(pl.col("_host")).otherwise(None).alias("domain_v"))
+
+
+def _refuse_non_table(data: bytes, name: str) -> None:
+    """The core intake's content rule on the (decompressed) start of the file: no program, PDF, image, archive."""
+    try:
+        files.reject_non_table(data, name)
+    except files.FileRejected as exc:
+        raise FileRejected(exc.message) from None
 
 
 def _first_content_line(data: bytes) -> tuple[int, str] | None:
@@ -744,6 +753,8 @@ class Loader:
         for data in read_blocks(stream, self.block_bytes):
             skip: int | None = None
             if layout is None:
+                if line_no == 1:
+                    _refuse_non_table(data, self.name)
                 found = _first_content_line(data)
                 if found is None:  # only blank lines so far
                     line_no += data.count(b"\n")

@@ -61,6 +61,11 @@ class IngestionRun(models.Model):
     metrics_replaced = models.BigIntegerField(default=0)
     dates = models.JSONField(default=list, blank=True, help_text="Days whose data this run replaced.")
     routed = models.JSONField(default=dict, blank=True, help_text="REDS: rows loaded per organisation slug.")
+    org_slices = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="REDS: per organisation slug, its own counts, days and error text (what its org admin shows).",
+    )
     error = models.TextField(blank=True)
     job_id = models.BigIntegerField(null=True, blank=True)
     rerun_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns")
@@ -107,6 +112,12 @@ class QuarantinedRow(models.Model):
     line_no = models.BigIntegerField(help_text="Line in the file (the header is line 1).")
     reason = models.TextField()
     raw = models.TextField(blank=True)
+    org_slug = models.CharField(
+        max_length=63,
+        blank=True,
+        default="",
+        help_text="REDS: the organisation whose advertiser id the row carries (empty: no organisation's).",
+    )
 
     class Meta:
         ordering = ["run", "line_no"]

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from django.db import connection, transaction
 from django.utils import timezone
 
+from campaigns.selectors import client_settings, cpm_by_date
 from ingestion import etl
 from ingestion.ingestion_store.models import RedsFile
 from ingestion.models import RunStatus
@@ -40,6 +41,7 @@ from p360.core.intake.tables import (
     name_problem,
     number_problem,
 )
+from tenants.models import Organization
 
 if TYPE_CHECKING:
     from ingestion.models import IngestionRun
@@ -85,8 +87,9 @@ def _text(mapping: dict[str, str], field: str) -> pl.Expr:
 
 def validate(
     table: etl.Table, name: str, advertisers: dict[str, str], only: str | None = None
-) -> tuple[pl.DataFrame, list[tuple[int, str, str]]]:
-    """(valid events with an `org` column, bad rows); advertisers maps lower-case id -> org slug."""
+) -> tuple[pl.DataFrame, list[tuple[int, str, str]], dict[int, str]]:
+    """(valid events with an `org` column, bad rows, owners: line -> org slug of each bad row whose
+    advertiser id is an organisation's); advertisers maps lower-case id -> org slug."""
     mapping = map_columns(table.columns, SPEC, optional=OPTIONAL, file_name=name)
     # An hourly file has at most a few thousand distinct timestamps: parse each once, then join.
     ts_col = mapping["event_timestamp"]
@@ -137,7 +140,7 @@ def validate(
         .otherwise(None),
     ]
     if "cost_usd" in mapping:
-        problems.append(number_problem(mapping["cost_usd"], "cost_usd", whole=False))
+        problems.append(number_problem(mapping["cost_usd"], "cost_usd", whole=False, integer_digits=12))
     if "conversion_value" in mapping:
         problems.append(number_problem(mapping["conversion_value"], "conversion_value", whole=False))
     if "user_id_type" in mapping:
@@ -161,6 +164,8 @@ def validate(
         zip(bad_df[LINE].to_list(), bad_df[REASON].to_list(), bad_df[RAW].to_list(), strict=True)
     )
     bad.sort(key=lambda item: item[0])
+    owned = bad_df.filter(pl.col("org").is_not_null())
+    owners = dict(zip(owned[LINE].to_list(), owned["org"].to_list(), strict=True))
 
     def money(field: str, places: int, default_zero: bool) -> pl.Expr:
         if field not in mapping:
@@ -186,7 +191,23 @@ def validate(
         pl.col("user_id_type_v").alias("user_id_type"),
         money("conversion_value", 4, False).alias("conversion_value"),
     )
-    return good, bad
+    return good, bad, owners
+
+
+def _slices(valid: pl.DataFrame, bad: list[tuple[int, str, str]], owners: dict[int, str]) -> dict[str, dict[str, Any]]:
+    """Each organisation's own slice of a multi-organisation file: what its org admin may see."""
+    slices: dict[str, dict[str, Any]] = {}
+    loaded = valid.group_by("org").len() if not valid.is_empty() else None
+    for org_slug, count in loaded.iter_rows() if loaded is not None else []:
+        slices[str(org_slug)] = {"rows_loaded": int(count), "rows_quarantined": 0, "dates": [], "warnings": []}
+    for line, _, _ in bad:
+        owner = owners.get(line)
+        if owner is not None:
+            item = slices.setdefault(owner, {"rows_loaded": 0, "rows_quarantined": 0, "dates": [], "warnings": []})
+            item["rows_quarantined"] += 1
+    for item in slices.values():
+        item["rows_read"] = item["rows_loaded"] + item["rows_quarantined"]
+    return slices
 
 
 def _ensure_partitions(days: list[dt.date]) -> None:
@@ -252,7 +273,6 @@ def _store_events(run: IngestionRun, events: pl.DataFrame) -> tuple[list[dt.date
 
 def _roll_up(run: IngestionRun, days: list[dt.date], currency: str) -> tuple[int, int, list[str]]:
     """Recompute the `reds` daily metrics of `days` from all their events. Returns (written, replaced, warnings)."""
-    from campaigns.selectors import cpm_by_date
 
     rates = cpm_by_date(days)
     missing = [day for day in days if day not in rates]
@@ -298,7 +318,6 @@ def _roll_up(run: IngestionRun, days: list[dt.date], currency: str) -> tuple[int
 
 
 def advertiser_routes() -> dict[str, tuple[str, str]]:
-    from tenants.models import Organization
 
     routes: dict[str, tuple[str, str]] = {}
     for org in Organization.objects.active().exclude(ttd_advertiser_id=""):
@@ -309,7 +328,6 @@ def advertiser_routes() -> dict[str, tuple[str, str]]:
 def execute(run: IngestionRun, ctx: JobContext | None) -> None:
     from django_tenants.utils import schema_context
 
-    from campaigns.selectors import client_settings
     from ingestion.services import _finish
 
     routes = advertiser_routes()
@@ -319,15 +337,26 @@ def execute(run: IngestionRun, ctx: JobContext | None) -> None:
         raise FileRejected(f"{run.file_name} has a header but no events")
     run.rows_read = table.rows_read
     only = run.org.slug if run.org is not None else None  # started from one org (admin, --org): its rows only
-    valid, bad = validate(table, run.file_name, {key: slug for key, (slug, _) in routes.items()}, only)
+    valid, bad, owners = validate(table, run.file_name, {key: slug for key, (slug, _) in routes.items()}, only)
+    if only is not None and run.params.get("slice_of"):
+        # An org admin's re-run of a multi-organisation file: only this org's rows exist for it. Other
+        # organisations' rows and rows of no organisation are neither read, loaded nor quarantined here.
+        bad = [item for item in bad if owners.get(item[0]) == only]
+        run.rows_read = valid.height + len(bad)
+    slices = _slices(valid, bad, owners)
+    run.org_slices = slices
     if ctx:
         ctx.progress(1, 2 + len(routes), rows_read=table.rows_read)
     if valid.is_empty():
         reasons = sorted({reason for _, reason, _ in bad})
+        for slug, item in slices.items():
+            own = sorted({reason for line, reason, _ in bad if owners.get(line) == slug})
+            item["error"] = f"no event of this file could be loaded for {slug}: " + "; ".join(own[:3])
         exc = FileRejected(
             f"no event of {run.file_name} could be loaded ({len(bad):,} quarantined): " + "; ".join(reasons[:3])
         )
         exc.bad = bad  # type: ignore[attr-defined]
+        exc.owners = owners  # type: ignore[attr-defined]
         raise exc
     schemas = {slug: schema for slug, schema in routes.values()}
     routed: dict[str, int] = {}
@@ -346,16 +375,18 @@ def execute(run: IngestionRun, ctx: JobContext | None) -> None:
             written_total += written
             replaced_total += replaced
             warnings += [f"{org_slug}: {w}" for w in org_warnings]
+            slices[str(org_slug)].update(dates=[d.isoformat() for d in touched], warnings=org_warnings)
             all_days |= {d.isoformat() for d in touched}
             if ctx:
                 ctx.progress(step, 2 + len(routes))
-        quarantined = etl.write_quarantine(run.pk, bad)
+        quarantined = etl.write_quarantine(run.pk, bad, owners)
         _finish(
             run,
             RunStatus.SUCCEEDED,
             rows_loaded=valid.height,
             rows_quarantined=quarantined,
             routed=routed,
+            org_slices=slices,
             metrics_written=written_total,
             metrics_replaced=replaced_total,
             dates=sorted(all_days),

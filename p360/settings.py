@@ -121,7 +121,8 @@ ORG_URLCONF = "p360.urls_tenant"  # mounted under /o/<slug>/ by tenants.middlewa
 AUTH_USER_MODEL = "tenants.User"
 
 MIDDLEWARE = [
-    "p360.middleware.RequestContextMiddleware",
+    "p360.core.middleware.RequestContextMiddleware",
+    "p360.core.middleware.RefuseNulMiddleware",  # issue 15: a NUL in the query string is a 400, never a DataError
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -269,7 +270,13 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["p360.api.permissions.CanUseCurrentOrg"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "p360.core.api_errors.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "p360.core.api_pagination.BoundedLimitOffsetPagination",  # issue 15: no overflow
+    # issue 15: depth, size and NUL refused before/after decoding, for every endpoint (no RecursionError 500)
+    "DEFAULT_PARSER_CLASSES": [
+        "p360.core.api_parsers.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "PAGE_SIZE": 100,
     "DEFAULT_THROTTLE_RATES": {"user": "6000/hour"},
 }
@@ -322,7 +329,7 @@ ENTRA_LOGIN_REDIRECT_URL = "/admin/"
 
 # Customer login (allauth): verification, rate limits, MFA, Auth0 through the OpenID Connect provider.
 ACCOUNT_RATE_LIMITS = {
-    "login_failed": "10/m/ip,5/5m/key",
+    "login_failed": "10/m/ip,5/5m/key",  # key = (email, IP): tenants.adapters; never email alone
     "reset_password": "20/m/ip,5/5m/key",
     "reset_password_from_key": "20/m/ip",
     "confirm_email": "1/3m/key",
@@ -378,7 +385,7 @@ AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # hammering a locked pair
 AXES_USERNAME_CALLABLE = "tenants.lockout.axes_username"
 AXES_WHITELIST_CALLABLE = "tenants.lockout.axes_not_a_password_login"
 AXES_LOCKOUT_CALLABLE = "tenants.lockout.lockout_response"
-AXES_CLIENT_IP_CALLABLE = "p360.middleware.client_ip"  # the audit log's rule: REMOTE_ADDR only
+AXES_CLIENT_IP_CALLABLE = "p360.core.middleware.client_ip"  # the audit log's rule: REMOTE_ADDR only
 AXES_VERBOSE = False
 
 # --- Admin theme (django-unfold): one config per admin site ----------------------------------------

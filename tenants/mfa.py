@@ -59,7 +59,10 @@ class RequireMfaMiddleware:
             and mfa_required_for(user)
             and not has_mfa(user)
         ):
-            from p360.core.api_errors import error_response, is_api_path
+            from p360.core.api_errors import (  # lazy: api_errors imports DRF, whose settings import this module
+                error_response,
+                is_api_path,
+            )
 
             if is_api_path(request.path):
                 return error_response(

@@ -267,7 +267,10 @@ class StaffSessionRefreshMiddleware:
 
     @staticmethod
     def _ended(request: HttpRequest, message: str, email: str) -> HttpResponse:
-        from p360.core.api_errors import error_response, is_api_path
+        from p360.core.api_errors import (  # lazy: api_errors imports DRF, whose settings import this module
+            error_response,
+            is_api_path,
+        )
 
         text = f"{message} You have been signed out; nothing was saved."
         if is_api_path(request.path):

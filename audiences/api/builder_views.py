@@ -22,6 +22,7 @@ from audiences.preview import (
     built_audience_detail,
     field_catalogue,
 )
+from tenants.services import ServiceError
 
 
 class TreeInvalid(exceptions.APIException):
@@ -94,7 +95,6 @@ class Preview(APIView):
 # --- saved audiences -------------------------------------------------------------------------------------------
 def _service_call(fn: Any, **kwargs: Any) -> Any:
     """Run a service; tree errors -> 400 invalid_tree, service errors -> 400 invalid with the message."""
-    from tenants.services import ServiceError
 
     try:
         return fn(**kwargs)

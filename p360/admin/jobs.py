@@ -12,7 +12,7 @@ from django_q import models as q_models
 from unfold.admin import ModelAdmin
 from unfold.decorators import action
 
-from p360.core.admin_base import ReadOnlyAdmin
+from p360.core.admin_base import OrgIdListFilter, ReadOnlyAdmin
 from p360.core.admin_sites import global_admin, org_admin
 from p360.core.jobs.models import Job, JobStatus, WorkerHeartbeat
 from p360.core.jobs.services import JobError, job_cancel
@@ -27,15 +27,9 @@ STATUS_COLOURS = {
 }
 
 
-class JobOrgFilter(admin.SimpleListFilter):
-    title = "organisation"
-    parameter_name = "org"
-
+class JobOrgFilter(OrgIdListFilter):
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [(str(org.pk), org.name) for org in orgs_manageable_by(request.user)]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(org_id=self.value()) if self.value() else queryset
 
 
 class _JobAdminBase(ReadOnlyAdmin):

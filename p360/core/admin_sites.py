@@ -6,11 +6,25 @@ reverse "admin:..." work unchanged in either.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from unfold.sites import UnfoldAdminSite
 
-from tenants.access import can_use_org_admin
+
+# Who may use an organisation's admin is the tenants access rule (`tenants.access.can_use_org_admin`). The core sits
+# below tenants, so tenants hands the rule over from its AppConfig.ready(); until then nobody may (fail closed).
+def _nobody(user: Any, org: Any) -> bool:
+    return False
+
+
+_org_admin_rule: list[Callable[[Any, Any], bool]] = [_nobody]
+
+
+def set_org_admin_rule(rule: Callable[[Any, Any], bool]) -> None:
+    _org_admin_rule[0] = rule
 
 
 class _LoginThroughAccounts:
@@ -40,7 +54,7 @@ class OrgAdminSite(_LoginThroughAccounts, UnfoldAdminSite):
 
     def has_permission(self, request: HttpRequest) -> bool:
         org = getattr(request, "org", None)
-        return org is not None and can_use_org_admin(request.user, org)
+        return org is not None and _org_admin_rule[0](request.user, org)
 
 
 global_admin = GlobalAdminSite(name="admin")

@@ -20,6 +20,8 @@ from django.db import connection
 from django_tenants.utils import schema_context
 
 from p360.core import context
+from p360.core.errors import ServiceError
+from p360.core.tenancy import org_model
 
 
 class CommandFailed(CommandError):
@@ -68,12 +70,8 @@ class P360Command(BaseCommand):
                 raise
             except ValidationError as exc:
                 raise CommandFailed("; ".join(exc.messages)) from exc
-            except Exception as exc:
-                from tenants.services import ServiceError
-
-                if isinstance(exc, ServiceError):
-                    raise CommandFailed(str(exc)) from exc
-                raise
+            except ServiceError as exc:
+                raise CommandFailed(str(exc)) from exc
         if options.get("json"):
             self.stdout.write(json.dumps(result, cls=DjangoJSONEncoder, sort_keys=True))
         else:
@@ -102,8 +100,7 @@ class P360Command(BaseCommand):
 
     def resolve_orgs(self, options: dict[str, Any]) -> list[Any]:
         """The organisations named by --org / --all-orgs (active ones only)."""
-        from tenants.models import Organization
-
+        Organization = org_model()
         if options.get("all_orgs"):
             return list(Organization.objects.active())
         slugs = options.get("org") or []

@@ -19,6 +19,7 @@ from django_q.tasks import async_task
 from django_tenants.utils import get_public_schema_name, schema_context
 
 from p360.core import context
+from p360.core.tenancy import org_model
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +45,10 @@ def enqueue_for_org(org: Any, func: str, *args: Any, task_name: str | None = Non
 
 def run_in_schema(schema_name: str | None, func: str, args: list[Any] | None = None, kwargs: dict | None = None) -> Any:
     """Task entry point: resolve the org by schema name and call `func` inside its schema."""
-    from tenants.models import Organization
-
     if not schema_name or schema_name == get_public_schema_name():
         logger.error("refused task %s: no organisation schema given", func)
         raise MissingOrgSchema(f"task {func} refused: no organisation schema given")
-    org = Organization.objects.filter(schema_name=schema_name).first()
+    org = org_model().objects.filter(schema_name=schema_name).first()
     if org is None or not org.is_active:
         logger.error("refused task %s: unknown or inactive schema %s", func, schema_name)
         raise MissingOrgSchema(f"task {func} refused: unknown or inactive organisation schema {schema_name!r}")

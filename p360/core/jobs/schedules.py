@@ -1,8 +1,14 @@
-"""The recurring tasks every installation runs (created idempotently after migrations)."""
+"""The recurring tasks every installation runs (created idempotently after migrations).
+
+The core's own schedules are listed here; each app registers its own with `p360.core.registry.register_schedule`
+from its AppConfig.ready() (audiences: built-audience refresh; ingestion: source pulls; reporting: summaries).
+"""
 
 from __future__ import annotations
 
 from django_q.models import Schedule
+
+from p360.core import registry
 
 SCHEDULES = [
     # (name, func, minutes)
@@ -10,37 +16,22 @@ SCHEDULES = [
     ("p360: reap stale jobs", "p360.core.jobs.services.reap_stale_jobs", 5),
     # issue 4: expire unfinished uploads and delete their parts (starts an `uploads.expire` job per org)
     ("p360: expire stale uploads", "p360.core.uploads.jobs.start_expiry_jobs", 60),
-    # issue 5: re-materialise every org's built audiences daily (they also refresh after each import)
-    ("p360: refresh built audiences", "audiences.jobs.start_refresh_jobs", 24 * 60),
 ]
 
 
 def ensure_schedules() -> int:
+    """Create or update (by name) every schedule: the core's and each app's registered ones."""
     created = 0
     for name, func, minutes in SCHEDULES:
         _, was_created = Schedule.objects.update_or_create(
             name=name, defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1}
         )
         created += was_created
-    # --- ingestion (issue 6): cron schedules (Surfside 05:00, Vibe 06:00, REDS hourly; UTC, configurable) ---
-    from ingestion.tasks import cron_schedules
-
-    for name, func, cron in cron_schedules():
-        _, was_created = Schedule.objects.update_or_create(
-            name=name, defaults={"func": func, "schedule_type": Schedule.CRON, "cron": cron, "repeats": -1}
-        )
+    for spec in registry.schedules():
+        if spec.cron is not None:
+            defaults = {"func": spec.func, "schedule_type": Schedule.CRON, "cron": spec.cron(), "repeats": -1}
+        else:
+            defaults = {"func": spec.func, "schedule_type": Schedule.MINUTES, "minutes": spec.minutes, "repeats": -1}
+        _, was_created = Schedule.objects.update_or_create(name=spec.name, defaults=defaults)
         created += was_created
-    # --- reporting (issue 7): summaries at 07:00 UTC (previous week on Mondays, previous month on the 1st) ---
-    from django.conf import settings
-
-    _, was_created = Schedule.objects.update_or_create(
-        name="p360: summary aggregation",
-        defaults={
-            "func": "reporting.tasks.daily_aggregate",
-            "schedule_type": Schedule.CRON,
-            "cron": settings.P360_AGGREGATE_CRON,
-            "repeats": -1,
-        },
-    )
-    created += was_created
     return created

@@ -103,8 +103,11 @@ def job_start(
     actor: User | None = None,
     params: dict[str, Any] | None = None,
     max_attempts: int = 3,
+    enqueue: bool = True,
 ) -> Job:
-    """Create a queued job and hand it to the task cluster once the transaction commits."""
+    """Create a queued job and hand it to the task cluster once the transaction commits.
+
+    `enqueue=False`: the caller runs it in this process (`run_job(job.pk)`), e.g. a command's inline run."""
     spec = job_kinds().get(kind)
     if spec is None:
         raise JobError(f"unknown job kind {kind!r}")
@@ -118,6 +121,8 @@ def job_start(
         max_attempts=max_attempts,
     )
     record(action="job.started", actor=actor, org=org, entity=job, after={"kind": kind, "params": params or {}})
+    if not enqueue:
+        return job
     transaction.on_commit(
         lambda: async_task("p360.core.jobs.services.run_job", job.pk, task_name=f"job:{job.pk}:{kind}")
     )

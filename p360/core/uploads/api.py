@@ -297,6 +297,8 @@ def _list(request: HttpRequest) -> HttpResponse:
     try:
         limit = max(1, min(LIST_MAX, int(request.GET.get("limit", "50"))))
         offset = max(0, int(request.GET.get("offset", "0")))
+        if offset > 2**63 - 1 - LIST_MAX:  # past PostgreSQL's bigint: OFFSET would overflow (issue 15)
+            raise ValueError("offset")
     except ValueError:
         raise UploadError("limit and offset must be integers.") from None
     page = list(uploads.order_by("-created_at")[offset : offset + limit])

@@ -33,9 +33,9 @@ from django.utils import timezone
 
 from p360.core.audit.services import record
 from p360.core.jobs.dispatch import org_task
+from p360.core.tenancy import current_org
 from p360.core.uploads.models import Upload, UploadStatus
 from p360.core.uploads.storage import current_schema, part_path, staging_dir, store_part
-from tenants.selectors import current_org
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser

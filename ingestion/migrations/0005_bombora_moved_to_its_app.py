@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('ingestion', '0003_bombora_domains_topic_weeks'),
+        ('ingestion', '0004_run_org_slices'),
         ('bombora', '0001_initial'),
     ]
 
