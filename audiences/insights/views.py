@@ -17,6 +17,7 @@ from audiences.insights import selectors, services, similarity
 from audiences.insights.composition import BREAKDOWNS, BREAKDOWNS_BY_FIELD
 from audiences.logic.tree import TreeError
 from audiences.models import Audience
+from p360.core.exports import neutralise  # page downloads are opened by people: formula-safe
 from tenants.services import ServiceError
 
 CHART_WIDTH = 100.0  # percent
@@ -102,14 +103,6 @@ def insights_context(request: HttpRequest, audience: Audience) -> dict[str, Any]
     }
 
 
-def _csv_safe(value: Any) -> Any:
-    # Spreadsheet formula injection: a text value starting with = + - @ tab or CR gets a leading quote.
-    # (Swap for p360/core/exports.py's helper once the trust work lands.)
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
 def chart_csv(request: HttpRequest, pk: int, field: str) -> HttpResponse:
     """One chart's full breakdown (every value, not only those drawn) as CSV."""
     audience = get_object_or_404(Audience, pk=pk)
@@ -120,7 +113,7 @@ def chart_csv(request: HttpRequest, pk: int, field: str) -> HttpResponse:
     writer = csv.writer(buffer)
     writer.writerow([field, "count"])
     for row in rows:
-        writer.writerow([_csv_safe(row["value"]) if row["value"] is not None else "", row["count"]])
+        writer.writerow([neutralise(row["value"]) if row["value"] is not None else "", row["count"]])
     response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="audience-{audience.pk}-{field}.csv"'
     services.audience_exported(
