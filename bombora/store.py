@@ -167,3 +167,28 @@ def measure_sql(topic_id: int, measure: str, week: dt.date | None) -> str:
         f"SELECT domain, max(s) FILTER (WHERE week = {current}) - (array_agg(s ORDER BY week))[1] AS v "
         f"FROM ({per_week}) w GROUP BY domain HAVING count(*) > 1 AND bool_or(week = {current})"
     )
+
+
+def domain_signals(domain: str, week: dt.date | None = None, limit: int = 500) -> list[dict[str, object]]:
+    """Issue 18: one domain's topics in a week (default current) with score, research volume and Bombora's surge
+    indicator (the last two NULL when the file did not carry them), highest score first."""
+    week = week or current_week()
+    if week is None or not domain:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT t.name, s.score, s.volume, s.surging FROM {QUALIFIED} s JOIN public.{BomboraTopic._meta.db_table} t "
+            "ON t.id = s.topic_id WHERE s.week = %s AND s.domain = %s ORDER BY s.score DESC, t.name LIMIT %s",
+            [week, domain.strip().lower(), max(1, min(limit, 5000))],
+        )
+        rows = cursor.fetchall()
+    return [
+        {
+            "topic": name,
+            "score": score,
+            "volume": volume,
+            "surging": surging,
+            "surging_by_score": score >= SURGE_THRESHOLD,
+        }
+        for name, score, volume, surging in rows
+    ]

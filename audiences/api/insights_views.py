@@ -157,3 +157,33 @@ def export(request: HttpRequest, pk: int) -> HttpResponse:
         rows=frame.height,
     )
     return response
+
+
+class BomboraDomain(APIView):
+    """GET ?domain=acme.com[&week=YYYY-MM-DD]: the domain's Bombora topics that week with composite score, research
+    volume and surge indicator (null when the file did not carry them). Bombora data is global reference data."""
+
+    @extend_schema(responses={200: dict})
+    def get(self, request: Request) -> Response:
+        import datetime as dt
+
+        from bombora.store import current_week, domain_signals
+
+        domain = str(request.query_params.get("domain", "")).strip()[:253]
+        if not domain:
+            raise bad_request("this field is required", "domain")
+        raw_week = request.query_params.get("week")
+        try:
+            week = dt.date.fromisoformat(raw_week) if raw_week else current_week()
+        except ValueError as exc:
+            raise bad_request("must be a date (YYYY-MM-DD)", "week") from exc
+        if week is not None and not dt.date(2000, 1, 1) <= week <= dt.date(2100, 12, 31):
+            raise bad_request("must be a date between 2000 and 2100", "week")
+        week = week - dt.timedelta(days=week.weekday()) if week else None
+        return Response(
+            {
+                "domain": domain.lower(),
+                "week": week.isoformat() if week else None,
+                "topics": domain_signals(domain, week),
+            }
+        )

@@ -15,6 +15,7 @@ urlpatterns = [
     path("audiences/<int:pk>/exclude", insights_views.Exclude.as_view(), name="audience-exclude"),
     path("audiences/<int:pk>/usage", insights_views.Usage.as_view(), name="audience-usage"),
     path("audiences/<int:pk>/export", insights_views.export, name="audience-export"),
+    path("fields/bombora/domain", insights_views.BomboraDomain.as_view(), name="bombora-domain-signals"),
     path("audiences/<int:pk>", builder_views.AudienceDetailEdit.as_view(), name="audience-detail"),
     path("audiences/<int:pk>/refresh", builder_views.AudienceRefresh.as_view(), name="audience-refresh"),
     path("audiences/<int:pk>/members", views.members_csv, name="audience-members"),

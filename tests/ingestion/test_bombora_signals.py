@@ -53,3 +53,27 @@ def test_volume_and_surge_are_stored_when_the_file_carries_them(tmp_path):
 def test_files_without_them_leave_them_empty(tmp_path):
     ingest("bombora", str(surge_file(tmp_path, [("a.com", "CRM", 70)])))
     assert signals() == [("a.com", "CRM", 70, None, None)]
+
+
+def test_the_org_api_shows_a_domains_signals(tmp_path, acme_marketer, login):
+    path = write(
+        tmp_path / "intent_20261116.csv",
+        [
+            "Domain,Company Name,Topic,Composite Score,Research Volume,Surge",
+            "acme.com,Acme,Cloud Security,70,1250,yes",
+            "acme.com,Acme,CRM,40,,",
+        ],
+    )
+    ingest("bombora", str(path))
+    client = login(acme_marketer)
+    body = client.get("/o/acme/api/v1/fields/bombora/domain?domain=ACME.com").json()
+    assert body == {
+        "domain": "acme.com",
+        "week": "2026-11-16",
+        "topics": [
+            {"topic": "Cloud Security", "score": 70, "volume": 1250, "surging": True, "surging_by_score": True},
+            {"topic": "CRM", "score": 40, "volume": None, "surging": None, "surging_by_score": False},
+        ],
+    }
+    assert client.get("/o/acme/api/v1/fields/bombora/domain").status_code == 400
+    assert client.get("/o/acme/api/v1/fields/bombora/domain?domain=a.com&week=nope").status_code == 400
