@@ -24,7 +24,7 @@ from typing import Any
 
 import polars as pl
 from django.conf import settings
-from django.db import connection
+from django.db import connection, models
 
 from audiences.logic.polars_engine import StringColumn, audience_column
 from audiences.logic.sql_engine import RID_SHIFT, custom_sql
@@ -70,6 +70,8 @@ class Entry:
     imported_masks: dict[int, pl.Series]
     bombora: pl.DataFrame  # code (UInt32), topic_id (Int32), score (UInt8), sorted by topic_id
     topic_columns: OrderedDict[int, pl.Series] = field(default_factory=OrderedDict)
+    # Issue 18: Bombora measures over several weeks, per (topic, measure); LRU like the topic columns.
+    measure_columns: OrderedDict[tuple[int, str], pl.Series] = field(default_factory=OrderedDict)
     built_masks: dict[tuple[int, str], pl.Series] = field(default_factory=dict)
     has_hash: pl.Series | None = None
     stats: dict[str, Any] = field(default_factory=dict)
@@ -84,6 +86,7 @@ class Entry:
             series: list[pl.Series] = [
                 *self.imported_masks.values(),
                 *self.topic_columns.values(),
+                *self.measure_columns.values(),
                 *self.built_masks.values(),
                 *(s.lowered_categories for s in self.strings.values() if s.lowered_categories is not None),
             ]
@@ -111,6 +114,34 @@ class Entry:
             self.topic_columns[topic_id] = column
             while len(self.topic_columns) > MAX_TOPIC_COLUMNS:
                 self.topic_columns.popitem(last=False)
+        return column
+
+    def measure_column(self, topic_id: int, measure: str) -> pl.Series:
+        """A multi-week Bombora measure per person (null when the domain has none), built on first use."""
+        from bombora.store import measure_frame
+
+        key = (topic_id, measure)
+        with self.lock:
+            if key in self.measure_columns:
+                self.measure_columns.move_to_end(key)
+                return self.measure_columns[key]
+        categories = self.frame.get_column("domain").dtype.categories if "domain" in self.frame.columns else None  # type: ignore[attr-defined]
+        if categories is None or not categories.len():
+            column = pl.repeat(None, self.height, dtype=pl.Int16, eager=True)
+        else:
+            values = measure_frame(topic_id, measure, self.week)
+            codes = pl.DataFrame(
+                {"domain": categories, "code": pl.int_range(0, categories.len(), eager=True, dtype=pl.UInt32)}
+            )
+            found = values.join(codes, on="domain", how="inner")
+            dense = pl.repeat(None, categories.len(), dtype=pl.Int16, eager=True)
+            if found.height:
+                dense = dense.scatter(found.get_column("code"), found.get_column("value"))
+            column = dense.gather(self.frame.get_column("domain").to_physical())
+        with self.lock:
+            self.measure_columns[key] = column
+            while len(self.measure_columns) > MAX_TOPIC_COLUMNS:
+                self.measure_columns.popitem(last=False)
         return column
 
     def built_mask(self, audience_id: int, generation: str) -> pl.Series:
@@ -160,6 +191,11 @@ def current_stamp() -> Stamp:
         .first()
     )
     week_stamp = f"{week[0]}@{week[1].isoformat() if week[1] else ''}#{week[2]}" if week else ""
+    if week:  # issue 18: multi-week measures read older weeks too -- a reloaded older week changes the data
+        history = BomboraWeek.objects.filter(status=BomboraWeekStatus.READY).aggregate(
+            n=models.Count("id"), loaded=models.Max("loaded_at")
+        )
+        week_stamp += f"|{history['n']}@{history['loaded'].isoformat() if history['loaded'] else ''}"
     return Stamp(versions=versions, week=week_stamp, custom="")
 
 

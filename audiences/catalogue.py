@@ -37,6 +37,8 @@ _KIND_TO_TYPE = {
 }
 _CUSTOM_TO_TYPE = {"integer": NUMBER, "decimal": NUMBER, "boolean": BOOLEAN, "date": DATE, "text": TEXT}
 BOMBORA_PREFIX = "bombora:"
+# Issue 18: Bombora over several weeks. prefix -> measure (see FieldRef.measure).
+BOMBORA_MEASURES = {"bombora_max_4w:": "max_4w", "bombora_rise_12w:": "rise_12w"}
 CUSTOM_PREFIX = "custom."
 
 
@@ -126,8 +128,10 @@ def make_resolver(custom: Mapping[str, str]) -> Resolver:
     def resolve(name: str) -> FieldRef | None:
         if name in fields:
             return fields[name]
-        if name.lower().startswith(BOMBORA_PREFIX):
-            topic_name = name[len(BOMBORA_PREFIX) :].strip()
+        lowered = name.lower()
+        prefix = next((p for p in (BOMBORA_PREFIX, *BOMBORA_MEASURES) if lowered.startswith(p)), None)
+        if prefix is not None:
+            topic_name = name[len(prefix) :].strip()
             if not topic_name:
                 return None
             if topic_name.lower() not in topics:
@@ -137,7 +141,19 @@ def make_resolver(custom: Mapping[str, str]) -> Resolver:
                     if topic is None
                     else FieldRef(name=name, type=BOMBORA, column=f"bombora:{topic.pk}", topic_id=topic.pk)
                 )
-            return topics[topic_name.lower()]
+            ref = topics[topic_name.lower()]
+            if ref is None:
+                return None
+            measure = BOMBORA_MEASURES.get(prefix)
+            if measure is None:
+                return FieldRef(name=name, type=BOMBORA, column=ref.column, topic_id=ref.topic_id)
+            return FieldRef(
+                name=name,
+                type=BOMBORA,
+                column=f"bombora_{measure}:{ref.topic_id}",
+                topic_id=ref.topic_id,
+                measure=measure,
+            )
         return None
 
     return resolve
@@ -164,3 +180,28 @@ def bombora_entry(week: Any, topic_count: int) -> dict[str, Any]:
         "topics": topic_count,
         "description": "This week's composite score (0-100) of the record's domain on a topic; 60+ is surging.",
     }
+
+
+def bombora_window_entries(week: Any) -> list[dict[str, Any]]:
+    """Issue 18: the Bombora fields over several weeks (patterns, like `bombora:<topic>`)."""
+    return [
+        {
+            **bombora_entry(week, 0),
+            "name": "bombora_max_4w:<topic>",
+            "label": "Bombora: highest score in the last 4 weeks",
+            "pattern": "bombora_max_4w:<topic name>",
+            "examples": [60],
+            "description": "The highest weekly composite score of the record's domain on a topic over the last 4 "
+            "loaded weeks; `gte 60` = surging in any of the last 4 weeks.",
+        },
+        {
+            **bombora_entry(week, 0),
+            "name": "bombora_rise_12w:<topic>",
+            "label": "Bombora: score rise over 12 weeks",
+            "pattern": "bombora_rise_12w:<topic name>",
+            "min": -100,
+            "examples": [10, 20],
+            "description": "This week's score minus the score of the earliest of the last 12 weeks with one; "
+            "`gte N` = the score rose by at least N over 12 weeks (empty with fewer than two weeks of scores).",
+        },
+    ]

@@ -13,6 +13,7 @@ from audiences.catalogue import (
     RECORD_FIELDS,
     audience_refs,
     bombora_entry,
+    bombora_window_entries,
     custom_record_fields,
     make_resolver,
     operators_for,
@@ -43,7 +44,12 @@ def _frame_for(entry: cache.Entry, node: Node, refs: dict[int, AudienceRef]) -> 
         ref = cond.field
         if ref.type == BOMBORA and ref.topic_id is not None:
             if ref.column not in needed and all(s.name != ref.column for s in extra):
-                extra.append(entry.topic_column(ref.topic_id).alias(ref.column))
+                column = (
+                    entry.topic_column(ref.topic_id)
+                    if ref.measure is None
+                    else entry.measure_column(ref.topic_id, ref.measure)
+                )
+                extra.append(column.alias(ref.column))
         elif ref.type == AUDIENCE:
             for audience_id in cond.value:
                 name = audience_column(audience_id)
@@ -176,6 +182,7 @@ def field_catalogue() -> dict[str, Any]:
         fields.append(item)
     topics = BomboraTopic.objects.count()
     fields.append(bombora_entry(entry.week, topics))
+    fields.extend(bombora_window_entries(entry.week))
     fields.append(
         {
             "name": "audience",

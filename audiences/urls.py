@@ -3,6 +3,7 @@
 from django.urls import path
 
 from audiences import builder_views, views
+from audiences.insights import views as insights_views
 
 urlpatterns = [
     path("", views.audience_list, name="audience-list-page"),
@@ -14,6 +15,10 @@ urlpatterns = [
     path("<int:pk>/refresh/", builder_views.audience_refresh, name="audience-builder-refresh"),
     path("<int:pk>/", views.audience_detail, name="audience-detail-page"),
     path("<int:pk>/members/download/", views.members_download, name="audience-members-download"),
+    # --- insights (issue 18): chart CSVs, similarity, exclusion ---
+    path("similarity/", insights_views.similarity_page, name="audience-similarity"),
+    path("<int:pk>/insights/<slug:field>.csv", insights_views.chart_csv, name="audience-chart-csv"),
+    path("<int:pk>/exclude/", insights_views.exclude_view, name="audience-exclude"),
     path("<int:pk>/versions/<int:number>/restore/", views.version_restore_view, name="audience-version-restore"),
     path("import/", views.import_upload, name="audience-import"),
     path("import/upload/<uuid:upload_id>/", views.import_from_upload, name="audience-import-from-upload"),

@@ -40,7 +40,14 @@ def audience_list(request: HttpRequest) -> HttpResponse:
     if query:
         audiences = audiences.filter(Q(name__icontains=query) | Q(description__icontains=query))
     page = Paginator(audiences, 25).get_page(request.GET.get("page"))
-    return render(request, "audiences/list.html", {"page": page, "query": query, "base": _base(request)})
+    from audiences.insights.freshness import list_freshness, stale_days
+
+    page.object_list = list(page.object_list)  # type: ignore[assignment]  # annotate the same instances we render
+    fresh = list_freshness(page.object_list)  # type: ignore[arg-type]
+    for audience in page.object_list:  # issue 18: freshness in the list
+        audience.freshness = fresh.get(audience.pk, {})  # type: ignore[attr-defined]
+    context = {"page": page, "query": query, "base": _base(request), "stale_days": stale_days()}
+    return render(request, "audiences/list.html", context)
 
 
 def audience_detail(request: HttpRequest, pk: int) -> HttpResponse:
@@ -51,6 +58,9 @@ def audience_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "imports": audience.imports.all()[:10],
         "base": _base(request),
     }
+    from audiences.insights.views import insights_context
+
+    context.update(insights_context(request, audience))  # issue 18: analytics, similarity, usage, freshness
     return render(request, "audiences/detail.html", context)
 
 

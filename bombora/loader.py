@@ -80,6 +80,9 @@ class Layout:
     category: int | None = None
     week: int | None = None
     header: bool = False
+    # Issue 18: research volume and Bombora's surge indicator, when a file with a header carries them.
+    volume: int | None = None
+    surge: int | None = None
 
 
 MASTER_SURGE = Layout("Master Surge", 9, domain=1, topic=5, score=6, category=4)
@@ -90,7 +93,12 @@ _HEADER_NAMES = {
     "score": ("composite score", "score", "compositescore"),
     "category": ("category", "topic category"),
     "week": ("week", "week of", "date"),
+    "volume": ("research volume", "volume", "interactions", "research interactions", "topic volume"),
+    "surge": ("surge", "surging", "is surging", "surge flag", "surge indicator", "spiking"),
 }
+VOLUME_MAX = 2**31 - 1
+SURGE_TRUE = ("true", "t", "yes", "y", "1")
+SURGE_FALSE = ("false", "f", "no", "n", "0")
 
 
 def _split_line(line: str) -> list[str]:
@@ -133,6 +141,8 @@ def detect_layout(first_line: str, name: str) -> Layout:
             category=positions.get("category"),
             week=positions.get("week"),
             header=True,
+            volume=positions.get("volume"),
+            surge=positions.get("surge"),
         )
     score_looks_right = len(fields) > 6 and fields[6].strip().isdigit()
     if len(fields) == MASTER_SURGE.fields and score_looks_right:
@@ -207,7 +217,21 @@ def _wanted(layout: Layout) -> dict[str, int]:
         wanted["category"] = layout.category
     if layout.week is not None:
         wanted["week"] = layout.week
+    if layout.volume is not None:
+        wanted["volume"] = layout.volume
+    if layout.surge is not None:
+        wanted["surge"] = layout.surge
     return wanted
+
+
+def _volume_ok() -> pl.Expr:
+    raw = pl.col("volume").fill_null("").str.strip_chars().str.replace_all(",", "", literal=True)
+    return (raw == "") | (raw.str.contains(r"^[0-9]{1,10}$") & (raw.cast(pl.Int64, strict=False) <= VOLUME_MAX))
+
+
+def _surge_ok() -> pl.Expr:
+    raw = pl.col("surge").fill_null("").str.strip_chars().str.to_lowercase()
+    return (raw == "") | raw.is_in([*SURGE_TRUE, *SURGE_FALSE])
 
 
 def _fields_fast(data: bytes, lines: pl.DataFrame, layout: Layout) -> pl.DataFrame | None:
@@ -361,6 +385,10 @@ def parse_block(data: bytes, first_line: int, layout: Layout, skip: int | None) 
             raw_week.str.to_date("%Y-%m-%d", strict=False), raw_week.str.to_date("%m/%d/%Y", strict=False)
         )
         checks.append((raw_week == "") | week_expr.is_not_null())
+    if layout.volume is not None:
+        checks.append(_volume_ok())
+    if layout.surge is not None:
+        checks.append(_surge_ok())
     df = df.with_columns(pl.all_horizontal(checks).alias("_ok"))
     bad = _bad_rows(df.filter(~pl.col("_ok")), layout, week_expr)
     good = df.filter(pl.col("_ok"))
@@ -378,6 +406,15 @@ def parse_block(data: bytes, first_line: int, layout: Layout, skip: int | None) 
     ]
     if week_expr is not None:  # rows of another week are quarantined later: keep their text
         columns += [pl.col(RAW), (week_expr - pl.duration(days=week_expr.dt.weekday() - 1)).alias("week")]
+    if layout.volume is not None:
+        volume = pl.col("volume").fill_null("").str.strip_chars().str.replace_all(",", "", literal=True)
+        columns.append(pl.when(volume == "").then(None).otherwise(volume).cast(pl.Int32).alias("volume"))
+    if layout.surge is not None:
+        surge = pl.col("surge").fill_null("").str.strip_chars().str.to_lowercase()
+        columns.append(
+            pl.when(surge.is_in(list(SURGE_TRUE))).then(True).when(surge.is_in(list(SURGE_FALSE))).then(False)
+            .otherwise(None).alias("surging")
+        )  # fmt: skip
     return Block(good.select(columns), bad), n_lines
 
 
@@ -407,6 +444,18 @@ def _bad_rows(df: pl.DataFrame, layout: Layout, week_expr: pl.Expr | None) -> li
         problems.append(
             pl.when((raw_week != "") & week_expr.is_null())
             .then(pl.format("week '{}' is not a date (YYYY-MM-DD)", raw_week))
+            .otherwise(None)
+        )
+    if layout.volume is not None:
+        problems.append(
+            pl.when(~_volume_ok())
+            .then(pl.format("research volume '{}' is not a whole number", pl.col("volume").str.slice(0, 20)))
+            .otherwise(None)
+        )
+    if layout.surge is not None:
+        problems.append(
+            pl.when(~_surge_ok())
+            .then(pl.format("surge '{}' is not true/false (or yes/no, 1/0)", pl.col("surge").str.slice(0, 20)))
             .otherwise(None)
         )
     # A row with the wrong number of fields has misplaced values: that is its one reason.
@@ -575,6 +624,7 @@ def _create_staging(name: str, week: dt.date, like: str = QUALIFIED) -> None:
 
 
 SCORE_COLUMNS = ("domain", "topic_id", "score")
+OPTIONAL_COLUMNS = ("volume", "surging")  # issue 18: only when the file carries them (NULL otherwise)
 DOMAIN_COLUMNS = ("domain", "topics", "surging", "max_score")
 
 
@@ -582,6 +632,8 @@ def _copy_rows(name: str, rows: pl.DataFrame, columns: tuple[str, ...] = SCORE_C
     """COPY the columns (CSV made by polars); the week is the table's default."""
     if rows.is_empty():
         return
+    if columns == SCORE_COLUMNS:
+        columns = (*columns, *(c for c in OPTIONAL_COLUMNS if c in rows.columns))
     buffer = io.BytesIO()
     rows.select(columns).write_csv(buffer, include_header=False)
     view = buffer.getbuffer()
@@ -609,7 +661,8 @@ def _merge(rows: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     keys = rows.select((pl.col("domain").hash(seed=7) ^ pl.col("topic_id").hash(seed=11)).n_unique()).item()
     if keys == rows.height:
         return rows, 0
-    merged = rows.group_by("domain", "topic_id", maintain_order=True).agg(pl.col("score").max())
+    extras = [pl.col(c).max() for c in OPTIONAL_COLUMNS if c in rows.columns]  # surging: true if any row says so
+    merged = rows.group_by("domain", "topic_id", maintain_order=True).agg(pl.col("score").max(), *extras)
     return merged, rows.height - merged.height
 
 
@@ -654,8 +707,9 @@ class Loader:
                     created = True
                 good = self._restrict_week(good)
                 ids = topics.resolve(good.select("topic", "category"))
+                extras = [c for c in OPTIONAL_COLUMNS if c in good.columns]  # issue 18: volume, surging
                 rows = good.join(ids, on="topic", how="left", maintain_order="left").select(
-                    "domain", "topic_id", "score"
+                    "domain", "topic_id", "score", *extras
                 )
                 if carry is not None:
                     rows = pl.concat([carry, rows])
@@ -770,8 +824,9 @@ class Loader:
                 merged = f"{table}_m"
                 _create_staging(merged, self.week)  # type: ignore[arg-type]
                 cursor.execute(
-                    f"INSERT INTO public.{merged} (domain, topic_id, score) "
-                    f"SELECT domain, topic_id, max(score) FROM public.{table} GROUP BY domain, topic_id"
+                    f"INSERT INTO public.{merged} (domain, topic_id, score, volume, surging) "
+                    f"SELECT domain, topic_id, max(score), max(volume), bool_or(surging) FROM public.{table} "
+                    "GROUP BY domain, topic_id"
                 )
                 kept = cursor.rowcount
                 self.stats.duplicates += self.stats.loaded - kept

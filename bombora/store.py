@@ -89,3 +89,106 @@ def scores_frame(week: dt.date | None = None, topic_ids: list[int] | None = None
     if not buf:
         return pl.DataFrame(schema=schema)
     return pl.read_csv(bytes(buf), has_header=False, new_columns=list(schema), schema=schema)
+
+
+# --- Issue 18: scores over several weeks (builder fields bombora_max_4w:<topic>, bombora_rise_12w:<topic>) ---------
+WINDOW_WEEKS = {"max_4w": 4, "rise_12w": 12}
+
+
+def window_weeks(week: dt.date | None, weeks: int) -> list[dt.date]:
+    """The loaded (ready) weeks among the `weeks` weeks ending with `week` (oldest first)."""
+    if week is None:
+        return []
+    first = week - dt.timedelta(days=7 * (weeks - 1))
+    return sorted(
+        BomboraWeek.objects.filter(status=BomboraWeekStatus.READY, week__gte=first, week__lte=week).values_list(
+            "week", flat=True
+        )
+    )
+
+
+def topic_weeks_frame(topic_id: int, weeks: list[dt.date]) -> pl.DataFrame:
+    """One topic's scores over some weeks: (domain, week, score), the highest score per domain and week."""
+    schema = {"domain": pl.String, "week": pl.Date, "score": pl.Int16}
+    if not weeks:
+        return pl.DataFrame(schema=schema)
+    listed = ",".join(f"DATE '{w.isoformat()}'" for w in weeks)
+    sql = (
+        f"COPY (SELECT domain, week, max(score) FROM {QUALIFIED} WHERE topic_id = {int(topic_id)} "
+        f"AND week IN ({listed}) GROUP BY domain, week) TO STDOUT WITH (FORMAT csv)"
+    )
+    buf = bytearray()
+    with connection.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[attr-defined]
+        for chunk in copy:
+            buf += chunk
+    if not buf:
+        return pl.DataFrame(schema=schema)
+    return pl.read_csv(bytes(buf), has_header=False, new_columns=list(schema), schema=schema)
+
+
+def measure_frame(topic_id: int, measure: str, week: dt.date | None) -> pl.DataFrame:
+    """Per domain, the measure's value (domain String, value Int16) computed in polars (the SQL engine has its own
+    statement of the same rule in `measure_sql`; the agreement test holds them to each other)."""
+    empty = pl.DataFrame(schema={"domain": pl.String, "value": pl.Int16})
+    weeks = window_weeks(week, WINDOW_WEEKS[measure])
+    rows = topic_weeks_frame(topic_id, weeks)
+    if not rows.height or week is None:
+        return empty
+    if measure == "max_4w":
+        return rows.group_by("domain").agg(pl.col("score").max().cast(pl.Int16).alias("value"))
+    per_domain = (
+        rows.sort("week")
+        .group_by("domain")
+        .agg(
+            pl.col("score").first().alias("earliest"),
+            pl.col("score").filter(pl.col("week") == week).first().alias("current"),
+            pl.len().alias("weeks"),
+        )
+    )
+    return per_domain.filter((pl.col("weeks") > 1) & pl.col("current").is_not_null()).select(
+        "domain", (pl.col("current") - pl.col("earliest")).cast(pl.Int16).alias("value")
+    )
+
+
+def measure_sql(topic_id: int, measure: str, week: dt.date | None) -> str:
+    """`SELECT domain, v`: the measure per domain in SQL (no row for a domain without a value)."""
+    weeks = window_weeks(week, WINDOW_WEEKS[measure])
+    if not weeks or week is None:
+        return "SELECT NULL::text AS domain, NULL::smallint AS v WHERE false"
+    listed = ",".join(f"DATE '{w.isoformat()}'" for w in weeks)
+    per_week = (
+        f"SELECT domain, week, max(score) AS s FROM {QUALIFIED} WHERE topic_id = {int(topic_id)} "
+        f"AND week IN ({listed}) GROUP BY domain, week"
+    )
+    if measure == "max_4w":
+        return f"SELECT domain, max(s) AS v FROM ({per_week}) w GROUP BY domain"
+    current = f"DATE '{week.isoformat()}'"
+    return (
+        f"SELECT domain, max(s) FILTER (WHERE week = {current}) - (array_agg(s ORDER BY week))[1] AS v "
+        f"FROM ({per_week}) w GROUP BY domain HAVING count(*) > 1 AND bool_or(week = {current})"
+    )
+
+
+def domain_signals(domain: str, week: dt.date | None = None, limit: int = 500) -> list[dict[str, object]]:
+    """Issue 18: one domain's topics in a week (default current) with score, research volume and Bombora's surge
+    indicator (the last two NULL when the file did not carry them), highest score first."""
+    week = week or current_week()
+    if week is None or not domain:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT t.name, s.score, s.volume, s.surging FROM {QUALIFIED} s JOIN public.{BomboraTopic._meta.db_table} t "
+            "ON t.id = s.topic_id WHERE s.week = %s AND s.domain = %s ORDER BY s.score DESC, t.name LIMIT %s",
+            [week, domain.strip().lower(), max(1, min(limit, 5000))],
+        )
+        rows = cursor.fetchall()
+    return [
+        {
+            "topic": name,
+            "score": score,
+            "volume": volume,
+            "surging": surging,
+            "surging_by_score": score >= SURGE_THRESHOLD,
+        }
+        for name, score, volume, surging in rows
+    ]

@@ -90,13 +90,22 @@ def reds_hourly(inbox: str | None = None) -> list[int]:
 
 
 def bombora_pickup() -> list[int]:
-    """Issue 5: load new Bombora files from P360_BOMBORA_BUCKET (nothing when it is not set)."""
+    """Load new Bombora files from P360_BOMBORA_BUCKET (issue 5) and from Bombora's API (issue 18,
+    P360_BOMBORA_API_URL); each is skipped when not configured. Runs hourly by default: data is at most an hour
+    behind its arrival. A failing source is logged and does not stop the other."""
+    from ingestion.sources import bombora_api
     from ingestion.sources.bombora_s3 import pickup
 
     if is_paused(Source.BOMBORA, None):
         logger.warning("Bombora pickup is paused: its circuit breaker is open")
         return []
-    return pickup()
+    run_ids: list[int] = []
+    for name, source in (("S3", pickup), ("API", bombora_api.pickup)):
+        try:
+            run_ids += source()
+        except Exception:
+            logger.exception("Bombora pickup from %s failed; the next check retries", name)
+    return run_ids
 
 
 # (name, function, setting holding the cron; times in UTC, configurable by environment). Registered as schedules

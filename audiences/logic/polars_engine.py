@@ -83,7 +83,14 @@ def _string_condition(cond: Condition, info: StringColumn) -> pl.Expr:
 def _numeric_list(values: tuple[Any, ...], dtype: pl.DataType) -> pl.Series | None:
     """The list's values that a column of `dtype` can hold (others can never be equal), or None if none."""
     if dtype.is_integer():
-        ranges: dict[Any, tuple[int, int]] = {pl.UInt8: (0, 255), pl.UInt16: (0, 65535), pl.UInt32: (0, 2**32 - 1)}
+        ranges: dict[Any, tuple[int, int]] = {
+            pl.UInt8: (0, 255),
+            pl.UInt16: (0, 65535),
+            pl.UInt32: (0, 2**32 - 1),
+            pl.Int8: (-128, 127),
+            pl.Int16: (-32768, 32767),
+            pl.Int32: (-(2**31), 2**31 - 1),
+        }
         low, high = ranges.get(type(dtype), (-(2**63), 2**63 - 1))
         kept = [int(v) for v in values if float(v).is_integer() and low <= v <= high]
         return pl.Series(kept, dtype=dtype) if kept else None

@@ -16,7 +16,7 @@ from typing import Any
 
 from audiences.logic.tree import AUDIENCE, BOMBORA, BOOLEAN, DATE, NUMBER, STRING_TYPES, Condition, Node
 from audiences.records import DATA_COLUMNS
-from bombora.store import QUALIFIED
+from bombora.store import QUALIFIED, measure_sql
 
 RID_SHIFT = 36  # rows per version < 2**36; version ids < 2**27
 
@@ -53,6 +53,7 @@ class SqlContext:
     # How strings are lowercased; PostgreSQL 18's pg_unicode_fast collation folds like Python and polars.
     lower: str = "lower({})"
     topics: set[int] = field(default_factory=set)  # Bombora topics the compiled tree reads (joined once each)
+    measures: set[tuple[int, str]] = field(default_factory=set)  # issue 18: (topic, multi-week measure) joined
 
 
 def custom_sql(alias: str, key: str, custom_type: str | None, lower: str | None = None) -> str:
@@ -76,6 +77,11 @@ def _column_sql(cond: Condition, ctx: SqlContext) -> str:
     if ref.type == BOMBORA:
         if ctx.week is None or ref.topic_id is None:
             return "NULL::smallint"
+        if ref.measure is not None:
+            if ref.measure not in ("max_4w", "rise_12w"):
+                raise ValueError(f"unknown Bombora measure {ref.measure!r}")
+            ctx.measures.add((int(ref.topic_id), ref.measure))
+            return f"bm_{ref.measure}_{int(ref.topic_id)}.v"
         ctx.topics.add(int(ref.topic_id))
         return f"bt_{int(ref.topic_id)}.score"
     if ref.column.startswith("custom."):
@@ -178,16 +184,21 @@ def _joins(ctx: SqlContext) -> str:
 
     if ctx.week is None:
         return ""
-    return "".join(
+    joins = "".join(
         f" LEFT JOIN (SELECT domain, max(score) AS score FROM {QUALIFIED} WHERE week = DATE '{ctx.week.isoformat()}' "
         f"AND topic_id = {topic} GROUP BY domain) bt_{topic} ON bt_{topic}.domain = u.domain"
         for topic in sorted(ctx.topics)
     )
+    for topic, measure in sorted(ctx.measures):
+        alias = f"bm_{measure}_{topic}"
+        joins += f" LEFT JOIN ({measure_sql(topic, measure, ctx.week)}) {alias} ON {alias}.domain = u.domain"
+    return joins
 
 
 def count_sql(node: Node, ctx: SqlContext) -> tuple[str, list[Any]]:
     params: list[Any] = []
     ctx.topics = set()
+    ctx.measures = set()
     where = where_sql(node, ctx, params)
     return f"WITH {UNIVERSE_CTE} SELECT count(*) FROM u{_joins(ctx)} WHERE {where}", params
 
@@ -195,6 +206,7 @@ def count_sql(node: Node, ctx: SqlContext) -> tuple[str, list[Any]]:
 def select_rids_sql(node: Node, ctx: SqlContext) -> tuple[str, list[Any]]:
     params: list[Any] = []
     ctx.topics = set()
+    ctx.measures = set()
     where = where_sql(node, ctx, params)
     return f"WITH {UNIVERSE_CTE} SELECT u.rid FROM u{_joins(ctx)} WHERE {where}", params
 

@@ -60,6 +60,10 @@ class FieldRef:
     column: str
     topic_id: int | None = None
     custom_type: str | None = None
+    # Bombora only (issue 18): None = the current week's score; "max_4w" = the highest weekly score over the last
+    # 4 loaded weeks (>= 60: surging in any of them); "rise_12w" = the current score minus the score of the
+    # earliest week with one in the last 12 (null with fewer than two such weeks or no current score).
+    measure: str | None = None
 
 
 @dataclass(frozen=True)
@@ -197,8 +201,8 @@ def _parse_condition(
         return None
     ref = resolve(name.strip())
     if ref is None:
-        if name.startswith("bombora:"):
-            out.add(attr_path(path, "field"), f"unknown Bombora topic {name.removeprefix('bombora:')!r}")
+        if name.startswith("bombora") and ":" in name:
+            out.add(attr_path(path, "field"), f"unknown Bombora topic {name.split(':', 1)[1]!r}")
         else:
             out.add(attr_path(path, "field"), f"unknown field {name!r}")
         return None

@@ -112,6 +112,11 @@ def _obtain(run: IngestionRun, ctx: JobContext | None) -> None:
     if run.file_path:
         return
 
+    if run.params.get("bombora_api_file"):  # issue 18: picked up through Bombora's API
+        from ingestion.sources import bombora_api
+
+        bombora_api.fetch_into_run(run, ctx)
+        return
     if not (run.params.get("s3_key") or run.params.get("bombora_key")):
         raise SourceError("a Bombora run needs a file (or an S3 key from the scheduled pickup)")
     s3.fetch_into_run(run, ctx)

@@ -420,6 +420,8 @@
       });
       paintCounts();
       clearApiErrors();
+      // Issue 18: the insights panel listens for the tree it should break down.
+      document.dispatchEvent(new CustomEvent("p360:preview", { detail: { tree: built.tree, count: data.count } }));
       announce(B.formatNumber(data.count) + " records match" + (data.universe ? " out of " + B.formatNumber(data.universe) : "") + ".", true);
     }, function (err) {
       if (err && err.name === "AbortError") return;

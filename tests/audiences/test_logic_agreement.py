@@ -63,7 +63,14 @@ NUMBER_FIELDS = [
     "custom.ratio",
     "bombora:Cloud Security",
     "bombora:payroll",
+    # issue 18: Bombora over the last 4 and 12 weeks
+    "bombora_max_4w:Cloud Security",
+    "bombora_max_4w:payroll",
+    "bombora_rise_12w:Cloud Security",
+    "bombora_rise_12w:Payroll",
 ]
+# Older weeks (days before WEEK): two inside the 4-week window, one only inside 12 weeks, one outside both.
+HISTORY_DAYS = [7, 21, 49, 84]
 STRING_OPS = ["eq", "neq", "in", "not_in", "contains", "starts_with", "ends_with", "is_null", "is_not_null"]
 NUMBER_OPS = ["eq", "neq", "in", "not_in", "gt", "gte", "lt", "lte", "between", "is_null", "is_not_null"]
 numbers = st.one_of(st.integers(-5, 105), st.sampled_from([0.5, 1.25, 60.0, -2.0]))
@@ -123,8 +130,28 @@ def trees(audience_ids: list[int]) -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
+def _measures(
+    weekly: dict[dt.date, dict[tuple[str, int], int]], current: dt.date
+) -> dict[tuple[str, int], dict[str, int]]:
+    """The multi-week measures in plain Python: max over the weeks in the last 4; current minus earliest in 12."""
+    result: dict[tuple[str, int], dict[str, int]] = {}
+    keys = {key for scores in weekly.values() for key in scores}
+    for key in keys:
+        in4 = [s[key] for w, s in weekly.items() if key in s and (current - w).days <= 21]
+        in12 = sorted((w, s[key]) for w, s in weekly.items() if key in s and (current - w).days <= 77)
+        values: dict[str, int] = {}
+        if in4:
+            values["max_4w"] = max(in4)
+        if len(in12) > 1 and in12[-1][0] == current:
+            values["rise_12w"] = in12[-1][1] - in12[0][1]
+        result[key] = values
+    return result
+
+
 def _people(
-    batches: list[tuple[int, int, list[dict[str, Any]]]], bombora: dict[tuple[str, int], int]
+    batches: list[tuple[int, int, list[dict[str, Any]]]],
+    bombora: dict[tuple[str, int], int],
+    measures: dict[tuple[str, int], dict[str, int]] | None = None,
 ) -> list[dict[str, Any]]:
     """The universe rule in plain Python: one person per email (latest version, first row), else per record."""
     flat = [(vid, row, aid, rec) for aid, vid, recs in batches for row, rec in enumerate(recs)]
@@ -144,6 +171,10 @@ def _people(
         for (domain, topic_id), score in bombora.items():
             if domain == rec["domain"]:
                 person[f"bombora:{topic_id}"] = score
+        for (domain, topic_id), values in (measures or {}).items():
+            if domain == rec["domain"]:
+                for measure, value in values.items():
+                    person[f"bombora_{measure}:{topic_id}"] = value
         person["__audiences"] = memberships[key]
         person["__rid"] = (vid << RID_SHIFT) | row
         result.append(person)
@@ -167,6 +198,14 @@ def test_polars_sql_and_reference_counts_agree(acme: Any, data: Any) -> None:
             st.tuples(st.sampled_from(DOMAINS[1:]), st.sampled_from(TOPICS)), st.integers(0, 100), max_size=6
         )
     )
+    history = {
+        days: data.draw(
+            st.dictionaries(
+                st.tuples(st.sampled_from(DOMAINS[1:]), st.sampled_from(TOPICS)), st.integers(0, 100), max_size=4
+            )
+        )
+        for days in HISTORY_DAYS
+    }
     try:
         with schema_context("org_acme"), transaction.atomic():
             cache.invalidate()
@@ -174,18 +213,25 @@ def test_polars_sql_and_reference_counts_agree(acme: Any, data: Any) -> None:
             for index, recs in enumerate(batches_raw):
                 audience = make_imported(f"prop-{index}", recs, custom_types=CUSTOM_TYPES)
                 batches.append((audience.pk, audience.current_version_id, recs))
-            if scores:
+            loaded = bool(scores) or any(history.values())
+            if loaded:
                 load_bombora([(d, t, s) for (d, t), s in scores.items()])
+                for days, older in history.items():
+                    load_bombora([(d, t, s) for (d, t), s in older.items()], week=WEEK - dt.timedelta(days=days))
             from bombora.store import topic_by_name
 
-            bombora = {(d, topic_by_name(t).pk): s for (d, t), s in scores.items()}  # type: ignore[union-attr]
-            people = _people(batches, bombora)
+            def ids(found: dict[tuple[str, str], int]) -> dict[tuple[str, int], int]:
+                return {(d, topic_by_name(t).pk): s for (d, t), s in found.items()}  # type: ignore[union-attr]
+
+            bombora = ids(scores)
+            weekly = {WEEK: bombora, **{WEEK - dt.timedelta(days=d): ids(h) for d, h in history.items()}}
+            people = _people(batches, bombora, _measures(weekly, WEEK) if loaded else None)
             refs = audience_refs()
             audience_ids = [a for a, _, _ in batches]
             resolve = make_resolver(custom_fields())
             entry = cache.build()
             assert entry.height == len(people)
-            ctx = SqlContext(week=WEEK if scores else None, audiences=refs, lower=_lower())
+            ctx = SqlContext(week=WEEK if loaded else None, audiences=refs, lower=_lower())
             for _ in range(4):
                 raw = data.draw(trees(audience_ids))
                 try:
