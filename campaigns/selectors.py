@@ -45,6 +45,8 @@ GROUPS: dict[str, list[tuple[str, str]]] = {
     # group_by -> [(output key, ORM path)]
     "date": [("date", "date")],
     "source": [("source", "source")],
+    # orchestration (issue 14): campaigns without a program (ingested, not yet assigned) give null
+    "program": [("program_id", "campaign__program_id"), ("program", "campaign__program__name")],
     "campaign": [
         ("campaign_id", "campaign_id"),
         ("campaign", "campaign__name"),
@@ -167,3 +169,25 @@ def metrics_report(
             rows.append(out)
     totals = _row_figures(qs.aggregate(**_SUMS))
     return {"start": start.isoformat(), "end": end.isoformat(), "group_by": group_by, "rows": rows, "totals": totals}
+
+
+# --- Salesforce deep links (orchestration) ----------------------------------------------------------
+
+
+def _salesforce_base() -> str:
+    from django.conf import settings
+
+    return str(getattr(settings, "P360_SALESFORCE_URL", "") or "https://login.salesforce.com").rstrip("/")
+
+
+def salesforce_opportunity_url(opportunity_id: str) -> str | None:
+    """Lightning record page of the opportunity (None without an id)."""
+    from urllib.parse import quote
+
+    return f"{_salesforce_base()}/lightning/r/Opportunity/{quote(opportunity_id)}/view" if opportunity_id else None
+
+
+def salesforce_account_url(account_id: str) -> str | None:
+    from urllib.parse import quote
+
+    return f"{_salesforce_base()}/lightning/r/Account/{quote(account_id)}/view" if account_id else None

@@ -21,3 +21,36 @@ class UserFactory(factory.django.DjangoModelFactory):
         obj.sync_flags_from_role()
         if create:
             obj.save()
+
+
+# --- orchestration (issue 14): programs > campaigns > line items (build inside an org's schema) -------
+
+
+class ProgramFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "campaigns.Program"
+
+    name = factory.Sequence(lambda n: f"Program {n}")
+    budget = "100000.00"
+    currency = "USD"
+
+
+class OrchestratedCampaignFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "campaigns.Campaign"
+
+    program = factory.SubFactory(ProgramFactory)
+    name = factory.Sequence(lambda n: f"Campaign {n}")
+    budget = "10000.00"
+    currency = "USD"
+
+
+class LineItemFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "campaigns.LineItem"
+
+    campaign = factory.SubFactory(OrchestratedCampaignFactory)
+    name = factory.Sequence(lambda n: f"Line item {n}")
+    budget = "1000.00"
+    currency = "USD"
+    bid = "2.50"

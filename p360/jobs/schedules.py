@@ -12,6 +12,8 @@ SCHEDULES = [
     ("p360: expire stale uploads", "p360.uploads.jobs.start_expiry_jobs", 60),
     # issue 5: re-materialise every org's built audiences daily (they also refresh after each import)
     ("p360: refresh built audiences", "audiences.jobs.start_refresh_jobs", 24 * 60),
+    # issue 14: pacing alerts, pause at budget, performance rules, every org
+    ("p360: pacing checks", "campaigns.tasks.check_all_orgs", 60),
 ]
 
 
