@@ -140,7 +140,7 @@ def test_bad_money_is_a_400(acme, manager, login, budget):
 
 
 def test_workflow_marketer_drafts_and_submits_manager_approves(acme, manager, acme_marketer, login):
-    pid, cid, lid = _create_tree(login(manager), acme)
+    pid, _cid, lid = _create_tree(login(manager), acme)
     marketer = login(acme_marketer)
     r = api(marketer, acme, "post", "programs", {"name": "Mine", "budget": "1.00"})
     assert r.status_code == 403 and r.json()["error"]["code"] == "permission_denied"
@@ -168,7 +168,7 @@ def test_workflow_marketer_drafts_and_submits_manager_approves(acme, manager, ac
 
 
 def test_other_org_cannot_reach_programs(acme, globex, manager, globex_marketer, login):
-    pid, cid, lid = _create_tree(login(manager), acme)
+    pid, cid, _lid = _create_tree(login(manager), acme)
     other = login(globex_marketer)
     assert api(other, acme, "get", f"programs/{pid}").status_code == 404
     assert api(other, acme, "post", "line-items", {"campaign": cid, "name": "x", "budget": "1"}).status_code == 404
