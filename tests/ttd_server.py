@@ -97,13 +97,13 @@ class TtdStandIn:
                         store[obj_id] = dict(body)
                         self._send(200, store[obj_id])
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self._route("GET")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 self._route("POST")
 
-            def do_PUT(self) -> None:  # noqa: N802
+            def do_PUT(self) -> None:
                 self._route("PUT")
 
         return Handler
