@@ -178,6 +178,8 @@ def org_dashboard(request: HttpRequest, context: dict[str, Any]) -> dict[str, An
                 _ingestion_kpi(runs_for_org(org)),
                 # --- reporting (issue 7): spend and conversions of the last 7 days ---
                 *_reporting_org_kpis(org),
+                # --- orchestration (issue 14): open pacing alerts ---
+                _pacing_kpi(),
             ],
             "cluster": _cluster_status(),
             "recent_jobs": _job_rows(list(jobs[:8])),
@@ -187,6 +189,20 @@ def org_dashboard(request: HttpRequest, context: dict[str, Any]) -> dict[str, An
         }
     )
     return context
+
+
+def _pacing_kpi() -> dict[str, Any]:
+    """Open (unacknowledged) pacing alerts of the org (issue 14)."""
+    from campaigns.models import PacingAlert
+
+    open_alerts = PacingAlert.objects.filter(acknowledged=False)
+    over = open_alerts.filter(status="over").count()
+    return {
+        "title": "Pacing alerts",
+        "value": open_alerts.count(),
+        "footer": f"{over} over pace or budget, {open_alerts.count() - over} under",
+        "href": reverse("admin:campaigns_pacingalert_changelist") + "?acknowledged__exact=0",
+    }
 
 
 def _item(title: str, icon: str, url_name: str, request: HttpRequest, perm: str) -> dict[str, Any] | None:
@@ -329,7 +345,23 @@ def org_navigation(request: HttpRequest) -> list[dict[str, Any]]:
                             "admin:audiences_audiencetemplate_changelist",
                             "audiences.view_audiencetemplate",
                         ),
+                        # --- orchestration (issue 14): programs > campaigns > line items ---
+                        ("Programs", "account_balance", "admin:campaigns_program_changelist", "campaigns.view_program"),
                         ("Campaigns", "campaign", "admin:campaigns_campaign_changelist", "campaigns.view_campaign"),
+                        ("Line items", "view_list", "admin:campaigns_lineitem_changelist", "campaigns.view_lineitem"),
+                        (
+                            "Pacing alerts",
+                            "notifications",
+                            "admin:campaigns_pacingalert_changelist",
+                            "campaigns.view_pacingalert",
+                        ),
+                        (
+                            "Automatic actions",
+                            "smart_toy",
+                            "admin:campaigns_automationaction_changelist",
+                            "campaigns.view_automationaction",
+                        ),
+                        ("TTD sync log", "sync", "admin:campaigns_synclog_changelist", "campaigns.view_synclog"),
                         ("Uploads", "upload_file", "admin:uploads_upload_changelist", "uploads.view_upload"),
                         # --- ingestion (issue 6) ---
                         (

@@ -145,3 +145,15 @@ def test_marketers_and_other_orgs_stay_out(acme, globex, acme_marketer, manager,
     assert login(acme_marketer).get(f"/o/{acme.slug}/admin/campaigns/program/").status_code in (302, 403, 404)
     other = login(manager).get(f"/o/{globex.slug}/admin/campaigns/program/{ids['program']}/change/")
     assert other.status_code in (302, 404)
+
+
+def test_dashboard_shows_pacing_alerts(acme, manager, login):
+    from campaigns.models import Campaign, PacingAlert
+
+    ids = tree(acme)
+    with schema_context(acme.schema_name):
+        PacingAlert.objects.create(
+            campaign=Campaign.objects.get(pk=ids["campaign"]), day="2026-11-10", status="over", message="C0 over pace"
+        )
+    page = login(manager).get(f"/o/{acme.slug}/admin/").content.decode()
+    assert "Pacing alerts" in page and "1 over pace or budget" in page
