@@ -25,7 +25,7 @@ from typing import Any
 
 from django.db import connection
 
-from campaigns.models import Campaign, LineItem, Pacing, Program
+from campaigns.models import Campaign, LineItem, Pacing, Program, Strategy
 
 TOLERANCE = Decimal("0.10")
 ZERO = Decimal("0")
@@ -142,18 +142,90 @@ def _figures(row: tuple[Any, ...]) -> Figures:
     )
 
 
-def line_item_figures(campaign_ids: list[int], as_of: dt.date) -> dict[int, Figures]:
-    """Delivery of every line item of these campaigns over its flight up to `as_of` (one query)."""
-    if not campaign_ids:
+@dataclass
+class LineItemRow:
+    """What pacing needs of a line item, its flight resolved (line item, else campaign, else program)."""
+
+    pk: int
+    campaign_id: int
+    name: str
+    external_id: str
+    status: str
+    pacing: str
+    budget: Decimal
+    start: dt.date | None
+    end: dt.date | None
+
+
+def line_item_rows(campaign_ids: list[int]) -> list[LineItemRow]:
+    from django.db.models.functions import Coalesce
+
+    rows = (
+        LineItem.objects.filter(campaign_id__in=campaign_ids)
+        .annotate(
+            s=Coalesce("start_date", "campaign__start_date", "campaign__program__start_date"),
+            e=Coalesce("end_date", "campaign__end_date", "campaign__program__end_date"),
+        )
+        .values_list("id", "campaign_id", "name", "external_id", "status", "pacing", "budget", "s", "e")
+    )
+    return [LineItemRow(*row) for row in rows]
+
+
+def strategy_map(items: list[LineItemRow]) -> dict[int, int]:
+    """strategy id -> line item id for the strategies of these line items' campaigns: the explicit link,
+    else the line item whose external id (preferred) or name is the strategy's name."""
+    by_key: dict[tuple[int, str, int], int] = {}
+    for li in sorted(items, key=lambda item: item.pk):
+        if li.external_id:
+            by_key.setdefault((li.campaign_id, li.external_id, 0), li.pk)
+        by_key.setdefault((li.campaign_id, li.name, 1), li.pk)
+    known = {li.pk for li in items}
+    out: dict[int, int] = {}
+    strategies = Strategy.objects.filter(campaign_id__in={li.campaign_id for li in items})
+    for sid, campaign_id, name, linked in strategies.values_list("id", "campaign_id", "name", "line_item_id"):
+        target = linked if linked in known else None
+        if linked is None:
+            target = by_key.get((campaign_id, name, 0)) or by_key.get((campaign_id, name, 1))
+        if target is not None:
+            out[sid] = target
+    return out
+
+
+def line_item_figures(items: list[LineItemRow], as_of: dt.date) -> dict[int, Figures]:
+    """Delivery of each line item over its own flight up to `as_of`: one query that reads the daily rows
+    of their campaigns once and hash-joins them to (strategy, line item, flight) triples."""
+    if not items:
         return {}
-    sql = f"""{_LINE_ITEM_CTE}
-        SELECT li.id, {_SUMS}
-        FROM li JOIN map m ON m.line_item_id = li.id
-        JOIN campaigns_dailymetric d ON d.strategy_id = m.strategy_id
-        WHERE d.campaign_id = ANY(%(campaigns)s) AND d.date BETWEEN li.s AND li.e
-        GROUP BY li.id"""
+    mapping = strategy_map(items)
+    if not mapping:
+        return {}
+    flights = {li.pk: (li.start, li.end) for li in items}
+    sids, lis, los, his = [], [], [], []
+    for sid, li_id in mapping.items():
+        start, end = flights[li_id]
+        sids.append(sid)
+        lis.append(li_id)
+        los.append(start or dt.date.min)
+        his.append(min(end or dt.date.max, as_of))
+    sql = f"""
+        SELECT f.li, {_SUMS}
+        FROM campaigns_dailymetric d
+        JOIN unnest(%(sids)s::bigint[], %(lis)s::bigint[], %(los)s::date[], %(his)s::date[]) AS f(sid, li, lo, hi)
+          ON d.strategy_id = f.sid
+        WHERE d.campaign_id = ANY(%(campaigns)s) AND d.date BETWEEN %(lo)s AND %(hi)s
+          AND d.date BETWEEN f.lo AND f.hi
+        GROUP BY f.li"""
+    params = {
+        "sids": sids,
+        "lis": lis,
+        "los": los,
+        "his": his,
+        "campaigns": sorted({li.campaign_id for li in items}),
+        "lo": min(los),
+        "hi": max(his),
+    }
     with connection.cursor() as cursor:
-        cursor.execute(sql, {"campaigns": campaign_ids, "as_of": as_of})
+        cursor.execute(sql, params)
         return {row[0]: _figures(row[1:]) for row in cursor.fetchall()}
 
 
@@ -206,23 +278,121 @@ def campaign_flight(campaign: Campaign) -> tuple[dt.date | None, dt.date | None]
 
 
 def line_item_paces(campaigns: list[Campaign], as_of: dt.date) -> dict[int, Pace]:
-    items = list(LineItem.objects.filter(campaign__in=campaigns).select_related("campaign__program"))
-    figures = line_item_figures([c.pk for c in campaigns], as_of)
+    items = line_item_rows([c.pk for c in campaigns])
+    figures = line_item_figures(items, as_of)
     out: dict[int, Pace] = {}
     for li in items:
-        start, end = line_item_flight(li)
         out[li.pk] = pace(
-            budget=li.budget, start=start, end=end, as_of=as_of, figures=figures.get(li.pk, Figures()), pacing=li.pacing
+            budget=li.budget,
+            start=li.start,
+            end=li.end,
+            as_of=as_of,
+            figures=figures.get(li.pk, Figures()),
+            pacing=li.pacing,
         )
-        out[li.pk].extra = {"id": li.pk, "name": li.name, "workflow_status": li.status, "pacing": li.pacing}
+        out[li.pk].extra = {
+            "id": li.pk,
+            "campaign_id": li.campaign_id,
+            "name": li.name,
+            "workflow_status": li.status,
+            "pacing": li.pacing,
+        }
     return out
+
+
+def tree_figures(
+    program: Program, campaigns: list[Campaign], items: list[LineItemRow], as_of: dt.date
+) -> tuple[dict[int, Figures], dict[int, Figures], Figures]:
+    """Line item, campaign and program delivery in one read of the daily rows: grouped by strategy, with
+    each level's own flight as a FILTER, then added up per line item, campaign and program here."""
+    if not campaigns:
+        return {}, {}, Figures()
+    mapping = strategy_map(items)
+    flights = {li.pk: (li.start, li.end) for li in items}
+    lo_day, hi_day = dt.date.min, dt.date.max
+    sids, s_lo, s_hi = [], [], []
+    for sid, li_id in mapping.items():
+        start, end = flights[li_id]
+        sids.append(sid)
+        s_lo.append(start or lo_day)
+        s_hi.append(min(end or hi_day, as_of))
+    cids, c_lo, c_hi = [], [], []
+    for campaign in campaigns:
+        start, end = campaign_flight(campaign)
+        cids.append(campaign.pk)
+        c_lo.append(start or lo_day)
+        c_hi.append(min(end or hi_day, as_of))
+    p_lo, p_hi = program.start_date or lo_day, min(program.end_date or hi_day, as_of)
+    in_li = "d.date BETWEEN f.lo AND f.hi"
+    in_c = "d.date BETWEEN cf.lo AND cf.hi"
+    in_p = "d.date BETWEEN %(p_lo)s AND %(p_hi)s"
+    sql = f"""
+        SELECT d.strategy_id, d.campaign_id,
+            sum(d.spend) FILTER (WHERE {in_li}), sum(d.media_cost) FILTER (WHERE {in_li}),
+            sum(d.impressions) FILTER (WHERE {in_li}), sum(d.clicks) FILTER (WHERE {in_li}),
+            sum(d.conversions) FILTER (WHERE {in_li}), sum(d.conversion_revenue) FILTER (WHERE {in_li}),
+            sum(d.spend) FILTER (WHERE {in_c}), sum(d.media_cost) FILTER (WHERE {in_c}),
+            sum(d.spend) FILTER (WHERE {in_p}), sum(d.media_cost) FILTER (WHERE {in_p})
+        FROM campaigns_dailymetric d
+        JOIN unnest(%(cids)s::bigint[], %(c_lo)s::date[], %(c_hi)s::date[]) AS cf(cid, lo, hi) ON cf.cid = d.campaign_id
+        LEFT JOIN unnest(%(sids)s::bigint[], %(s_lo)s::date[], %(s_hi)s::date[]) AS f(sid, lo, hi)
+          ON f.sid = d.strategy_id
+        WHERE d.campaign_id = ANY(%(cids)s) AND d.date <= %(as_of)s
+        GROUP BY d.strategy_id, d.campaign_id"""
+    params = {
+        "cids": cids,
+        "c_lo": c_lo,
+        "c_hi": c_hi,
+        "sids": sids,
+        "s_lo": s_lo,
+        "s_hi": s_hi,
+        "p_lo": p_lo,
+        "p_hi": p_hi,
+        "as_of": as_of,
+    }
+    by_li: dict[int, Figures] = {}
+    by_c: dict[int, Figures] = {}
+    top = Figures()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for sid, cid, *figs in cursor.fetchall():
+            li_id = mapping.get(sid)
+            if li_id is not None and figs[0] is not None:
+                f = by_li.setdefault(li_id, Figures())
+                part = _figures(tuple(figs[:6]))
+                f.spend += part.spend
+                f.media_cost += part.media_cost
+                f.impressions += part.impressions
+                f.clicks += part.clicks
+                f.conversions += part.conversions
+                f.revenue += part.revenue
+            if figs[6] is not None:
+                c = by_c.setdefault(cid, Figures())
+                c.spend += figs[6]
+                c.media_cost += figs[7] or ZERO
+            if figs[8] is not None:
+                top.spend += figs[8]
+                top.media_cost += figs[9] or ZERO
+    return by_li, by_c, top
 
 
 def program_pacing(program: Program, as_of: dt.date) -> dict[str, Any]:
     """The pacing API's body: the program, each campaign, and each campaign's line items."""
     campaigns = list(program.campaigns.select_related("program").order_by("name", "pk"))
-    by_campaign = campaign_figures([c.pk for c in campaigns], as_of)
-    by_line_item = line_item_paces(campaigns, as_of)
+    items = line_item_rows([c.pk for c in campaigns])
+    by_li, by_campaign, program_figs = tree_figures(program, campaigns, items, as_of)
+    by_campaign_items: dict[int, list[Pace]] = {}
+    for li in items:
+        item = pace(
+            budget=li.budget,
+            start=li.start,
+            end=li.end,
+            as_of=as_of,
+            figures=by_li.get(li.pk, Figures()),
+            pacing=li.pacing,
+        )
+        item.extra = {"id": li.pk, "name": li.name, "workflow_status": li.status, "pacing": li.pacing}
+        by_campaign_items.setdefault(li.campaign_id, []).append(item)
     rows = []
     for campaign in campaigns:
         start, end = campaign_flight(campaign)
@@ -235,7 +405,7 @@ def program_pacing(program: Program, as_of: dt.date) -> dict[str, Any]:
             pacing=Pacing.EVEN,
         )
         campaign_pace.extra = {"id": campaign.pk, "name": campaign.name, "workflow_status": campaign.status}
-        items = [p for p in by_line_item.values() if p.extra["id"] in {li.pk for li in campaign.line_items.all()}]
+        items = by_campaign_items.get(campaign.pk, [])
         rows.append(
             {
                 **campaign_pace.as_json(),
@@ -247,7 +417,7 @@ def program_pacing(program: Program, as_of: dt.date) -> dict[str, Any]:
         start=program.start_date,
         end=program.end_date,
         as_of=as_of,
-        figures=program_figures(program, as_of),
+        figures=program_figs,
         pacing=Pacing.EVEN,
     )
     top.extra = {"id": program.pk, "name": program.name}
