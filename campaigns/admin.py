@@ -7,12 +7,14 @@ saved, and the form is shown again with the reason.
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet, Sum
+from django.db.models import OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce, Least
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -345,10 +347,17 @@ def _stored_budget(obj: Any) -> Decimal:
     return type(obj).objects.filter(pk=obj.pk).values_list("budget", flat=True).first() or Decimal("0")
 
 
-def _spent(campaign_ids: list[int]) -> dict[int, Decimal]:
-    from campaigns.pacing import campaign_figures
-
-    return {pk: f.spend for pk, f in campaign_figures(campaign_ids, timezone.localdate()).items()}
+def _spent_subquery() -> Subquery:
+    """A campaign's spend over its flight (else its program's) up to today, as the pacing reports it."""
+    today = timezone.localdate()
+    rows = DailyMetric.objects.filter(
+        campaign=OuterRef("pk"),
+        date__gte=Coalesce(OuterRef("start_date"), OuterRef("program__start_date"), Value(dt.date.min)),
+        date__lte=Least(
+            Coalesce(OuterRef("end_date"), OuterRef("program__end_date"), Value(dt.date.max)), Value(today)
+        ),
+    )
+    return Subquery(rows.values("campaign").annotate(total=Sum("spend")).values("total"))
 
 
 @admin.register(Program, site=org_admin)
@@ -442,21 +451,28 @@ class CampaignAdmin(ServiceFormMixin, _SaveInlinesThroughServices, ModelAdmin):
     actions = [*WORKFLOW_ACTIONS, "duplicate", "sync_to_ttd", "apply_suggested_reallocation"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
-        return super().get_queryset(request).annotate(allocated=Sum("line_items__budget"))
-
-    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
-        response = super().changelist_view(request, extra_context)
-        if hasattr(response, "context_data") and "cl" in (response.context_data or {}):
-            rows = list(response.context_data["cl"].result_list)
-            self._spent = _spent([c.pk for c in rows])
-        return response
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                allocated=Subquery(
+                    LineItem.objects.filter(campaign=OuterRef("pk"))
+                    .values("campaign")
+                    .annotate(total=Sum("budget"))
+                    .values("total")
+                ),
+                spent=_spent_subquery(),
+            )
+        )
 
     @admin.display(description="budget (planned / spent / remaining)")
     def budget_bars(self, obj: Campaign) -> str:
-        spent = getattr(self, "_spent", {}).get(obj.pk)
-        if spent is None:
-            spent = _spent([obj.pk]).get(obj.pk, Decimal("0"))
-        return budget_bar(obj.budget, getattr(obj, "allocated", None) or Decimal("0"), spent, obj.currency)
+        return budget_bar(
+            obj.budget,
+            getattr(obj, "allocated", None) or Decimal("0"),
+            getattr(obj, "spent", None) or Decimal("0"),
+            obj.currency,
+        )
 
     def save_model(self, request: HttpRequest, obj: Campaign, form: Any, change: bool) -> None:
         campaign_save(campaign=obj, actor=request.user)  # type: ignore[arg-type]
