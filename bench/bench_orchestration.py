@@ -177,12 +177,13 @@ def _concurrency_row(schema: str) -> Row:
                 for n in range(EDITS // THREADS):
                     campaign_id = rng.choice(targets)
                     try:
-                        if rng.random() < 0.3:
+                        existing = LineItem.objects.filter(campaign_id=campaign_id).order_by("?").first()
+                        if existing is None or rng.random() < 0.3:
                             li = LineItem(campaign_id=campaign_id, name=f"t{seed}-{n}", budget=str(rng.randint(1, 80)))
                         else:
-                            li = LineItem.objects.filter(campaign_id=campaign_id).order_by("?").first()
-                            li.budget = max(li.budget + rng.randint(-40, 60), 0)  # type: ignore[union-attr]
-                        line_item_save(line_item=li, actor=None)  # type: ignore[arg-type]
+                            li = existing
+                            li.budget = Decimal(max(li.budget + rng.randint(-40, 60), Decimal(0)))
+                        line_item_save(line_item=li, actor=None)
                         result = "saved"
                     except BudgetExceeded:
                         result = "refused"

@@ -226,9 +226,9 @@ class ServiceFormMixin:
                     "message": str(exc),
                     "code": exc.code,
                     "back": request.get_full_path(),
-                    **self.admin_site.each_context(request),
+                    **self.admin_site.each_context(request),  # type: ignore[attr-defined]
                 },
-            )  # type: ignore[attr-defined]
+            )
             response.status_code = 400
             return response
 

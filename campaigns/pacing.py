@@ -215,7 +215,7 @@ def line_item_figures(items: list[LineItemRow], as_of: dt.date) -> dict[int, Fig
         WHERE d.campaign_id = ANY(%(campaigns)s) AND d.date BETWEEN %(lo)s AND %(hi)s
           AND d.date BETWEEN f.lo AND f.hi
         GROUP BY f.li"""
-    params = {
+    params: dict[str, Any] = {
         "sids": sids,
         "lis": lis,
         "los": los,
@@ -339,7 +339,7 @@ def tree_figures(
           ON f.sid = d.strategy_id
         WHERE d.campaign_id = ANY(%(cids)s) AND d.date <= %(as_of)s
         GROUP BY d.strategy_id, d.campaign_id"""
-    params = {
+    params: dict[str, Any] = {
         "cids": cids,
         "c_lo": c_lo,
         "c_hi": c_hi,
@@ -356,9 +356,9 @@ def tree_figures(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         for sid, cid, *figs in cursor.fetchall():
-            li_id = mapping.get(sid)
-            if li_id is not None and figs[0] is not None:
-                f = by_li.setdefault(li_id, Figures())
+            target = mapping.get(int(sid))
+            if target is not None and figs[0] is not None:
+                f = by_li.setdefault(target, Figures())
                 part = _figures(tuple(figs[:6]))
                 f.spend += part.spend
                 f.media_cost += part.media_cost
@@ -405,11 +405,11 @@ def program_pacing(program: Program, as_of: dt.date) -> dict[str, Any]:
             pacing=Pacing.EVEN,
         )
         campaign_pace.extra = {"id": campaign.pk, "name": campaign.name, "workflow_status": campaign.status}
-        items = by_campaign_items.get(campaign.pk, [])
+        paces = by_campaign_items.get(campaign.pk, [])
         rows.append(
             {
                 **campaign_pace.as_json(),
-                "line_items": [p.as_json() for p in sorted(items, key=lambda p: p.extra["name"])],
+                "line_items": [p.as_json() for p in sorted(paces, key=lambda p: p.extra["name"])],
             }
         )
     top = pace(

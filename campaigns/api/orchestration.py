@@ -68,7 +68,7 @@ def line_item_json(li: LineItem) -> dict[str, Any]:
 
 
 def campaign_json(c: Campaign, *, nested: bool = False) -> dict[str, Any]:
-    body = {
+    body: dict[str, Any] = {
         "id": c.pk,
         "program": c.program_id,
         "name": c.name,
@@ -308,7 +308,8 @@ class Transition(APIView):
         if action not in TRANSITIONS:
             raise exceptions.NotFound()
         try:
-            done = transition(obj=obj, action=action, actor=request.user, reason=str(request.data.get("reason", "")))  # type: ignore[arg-type]
+            reason = str(request.data.get("reason", "")) if isinstance(request.data, dict) else ""
+            done = transition(obj=obj, action=action, actor=request.user, reason=reason)  # type: ignore[arg-type]
         except CampaignServiceError as exc:
             raise refused(exc) from exc
         body = line_item_json(done) if isinstance(done, LineItem) else campaign_json(done)  # type: ignore[arg-type]
