@@ -86,6 +86,15 @@ def campaign_json(c: Campaign, *, nested: bool = False) -> dict[str, Any]:
     return body
 
 
+def _account_url() -> str | None:
+    """The organisation's Salesforce account (the program's opportunity belongs to it)."""
+    from campaigns.selectors import salesforce_account_url
+    from tenants.selectors import current_org
+
+    org = current_org()
+    return salesforce_account_url(getattr(org, "salesforce_account_id", "") or "")
+
+
 def program_json(p: Program, *, nested: bool = False) -> dict[str, Any]:
     from campaigns.selectors import salesforce_opportunity_url
 
@@ -98,6 +107,7 @@ def program_json(p: Program, *, nested: bool = False) -> dict[str, Any]:
         "end": _d(p.end_date),
         "salesforce_opportunity_id": p.salesforce_opportunity_id,
         "salesforce_url": salesforce_opportunity_url(p.salesforce_opportunity_id),
+        "salesforce_account_url": _account_url(),
         "is_default": p.is_default,
     }
     if nested:

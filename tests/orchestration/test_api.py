@@ -177,3 +177,22 @@ def test_other_org_cannot_reach_programs(acme, globex, manager, globex_marketer,
     assert r.status_code == 404
     r = api(other, globex, "post", "line-items", {"campaign": 999999, "name": "x", "budget": "1"})
     assert r.status_code == 400 and "campaign" in r.json()["error"]["details"]["fields"]
+
+
+def test_pacing_api_errors_and_isolation(acme, globex, manager, globex_marketer, login):
+    pid, _, _ = _create_tree(login(manager), acme)
+    r = api(login(manager), acme, "get", "pacing")
+    assert r.status_code == 400 and "program" in r.json()["error"]["details"]["fields"]
+    assert api(login(manager), acme, "get", "pacing", program=999999).status_code == 404
+    other = login(globex_marketer)
+    assert api(other, acme, "get", "pacing", program=pid).status_code == 404
+    assert api(other, globex, "get", "pacing", program=pid).status_code == 404
+
+
+def test_salesforce_account_link_of_the_org(acme, manager, login):
+    from tenants.models import Organization
+
+    Organization.objects.filter(pk=acme.pk).update(salesforce_account_id="001ACME")
+    pid, _, _ = _create_tree(login(manager), acme)
+    body = api(login(manager), acme, "get", f"programs/{pid}").json()
+    assert body["salesforce_account_url"].endswith("/lightning/r/Account/001ACME/view")
