@@ -35,3 +35,20 @@ def test_attribution_group_by_program(acme: Any, globex: Any, login: Any, acme_m
     assert sum(r["conversions"] for r in body["rows"]) == pytest.approx(2.0)
     # globex cannot read acme's report; its own has no programs
     assert login(acme_marketer).get("/o/globex/api/v1/attribution", params).status_code == 404
+
+
+def test_summaries_group_by_program(acme: Any, manager: Any, login: Any, tmp_path: Any) -> None:
+    from tests.ingestion.helpers import SURFSIDE_HEADER, ingest, set_cpm, write_csv
+
+    set_cpm(acme, "10")
+    with schema_context(acme.schema_name):
+        p = program_save(program=Program(name="Summary IO", budget="1000.00"), actor=None)
+        campaign_save(campaign=Campaign(program=p, name="Brand", source="surfside", budget="500.00"), actor=None)
+    rows = [
+        ["2026-11-16", "Brand", "S", "P", "C", "1000", "5", "1", "0"],
+        ["2026-11-17", "Other", "S", "P", "C", "500", "0", "0", "0"],
+    ]
+    ingest("surfside", str(write_csv(tmp_path / "s.csv", SURFSIDE_HEADER, rows)), "--org", "acme")
+    body = login(manager).get("/o/acme/api/v1/summaries", {"period": "week", "start": "2026-11-16"}).json()
+    programs = {row["program"]: row["spend"] for row in body["by_program"]}
+    assert programs == {"Summary IO": "10.00", None: "5.00"}
