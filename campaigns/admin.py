@@ -51,8 +51,8 @@ from campaigns.services import (
     program_save,
     transition,
 )
-from p360.admin_base import ReadOnlyAdmin
-from p360.admin_sites import org_admin
+from p360.core.admin_base import ReadOnlyAdmin
+from p360.core.admin_sites import org_admin
 
 # --- Client settings, CPM history, hierarchy and daily metrics (ingestion issue) -------------------
 

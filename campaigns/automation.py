@@ -32,8 +32,8 @@ from campaigns.models import (
 )
 from campaigns.pacing import Pace, line_item_paces, money, program_pacing
 from campaigns.services import CampaignServiceError, NotAllowed, is_staff
-from p360.audit.services import record
-from p360.jobs.dispatch import org_task
+from p360.core.audit.services import record
+from p360.core.jobs.dispatch import org_task
 from tenants.selectors import current_org
 
 if TYPE_CHECKING:

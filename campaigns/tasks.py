@@ -7,7 +7,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from p360.jobs.dispatch import enqueue_for_org, org_task
+from p360.core.jobs.dispatch import enqueue_for_org, org_task
 
 
 def check_all_orgs() -> int:

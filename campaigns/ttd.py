@@ -22,8 +22,8 @@ import httpx
 from django.conf import settings
 
 from campaigns.models import Campaign, LineItem, Pacing, SyncLog
-from p360.audit.services import record
-from p360.jobs.dispatch import org_task
+from p360.core.audit.services import record
+from p360.core.jobs.dispatch import org_task
 from tenants.selectors import current_org
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ import pytest
 from django_tenants.utils import schema_context
 
 from campaigns.models import Campaign, LineItem, Program
-from p360.audit.models import AuditEvent
+from p360.core.audit.models import AuditEvent
 from tests.orchestration.helpers import api, sums_hold
 
 pytestmark = pytest.mark.django_db

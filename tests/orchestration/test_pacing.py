@@ -25,7 +25,7 @@ from campaigns.models import (
     RuleMetric,
 )
 from campaigns.services import campaign_save, line_item_save, program_save, transition
-from p360.audit.models import AuditEvent
+from p360.core.audit.models import AuditEvent
 from tests.ingestion.helpers import SURFSIDE_HEADER, api_metrics, ingest, set_cpm, write_csv
 from tests.orchestration.helpers import api
 

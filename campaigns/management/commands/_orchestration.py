@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from p360.commands import CommandFailed, P360Command
+from p360.core.commands import CommandFailed, P360Command
 
 
 def parse_day(value: str | None, flag: str) -> dt.date | None:

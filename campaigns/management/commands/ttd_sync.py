@@ -9,7 +9,7 @@ from django.core.management.base import CommandParser
 from campaigns.management.commands._orchestration import OrchestrationCommand, get_or_fail
 from campaigns.models import Campaign, CampaignStatus
 from campaigns.ttd import TtdError, sync_campaign
-from p360.commands import CommandFailed
+from p360.core.commands import CommandFailed
 
 
 class Command(OrchestrationCommand):
