@@ -157,3 +157,14 @@ def test_dashboard_shows_pacing_alerts(acme, manager, login):
         )
     page = login(manager).get(f"/o/{acme.slug}/admin/").content.decode()
     assert "Pacing alerts" in page and "1 over pace or budget" in page
+
+
+def test_sidebar_lists_the_orchestration_entries_in_order(acme, manager, login):
+    """Registered from campaigns/registrations.py: programs before campaigns, then line items and the logs."""
+    page = login(manager).get(f"/o/{acme.slug}/admin/").content.decode()
+    links = [
+        f"/o/{acme.slug}/admin/campaigns/{model}/"
+        for model in ("program", "campaign", "lineitem", "pacingalert", "automationaction", "synclog")
+    ]
+    positions = [page.find(f'href="{link}"') for link in links]
+    assert -1 not in positions and positions == sorted(positions)

@@ -230,3 +230,18 @@ def test_reds_line_items_roll_up_by_external_id_with_media_cost(acme, manager, l
     assert item["id"] == li.pk
     assert (item["spent"], item["media_cost"]) == ("2.50", "0.50")  # 250 impressions at CPM 10; 250 x 0.002
     assert campaign["spent"] == "3.50"  # the unlinked line item li9 still counts for the campaign
+
+
+def test_hourly_pacing_check_is_scheduled():
+    """Registered from campaigns/registrations.py (no project-level schedule list any more)."""
+    from django_q.models import Schedule
+
+    from p360.core.jobs.schedules import ensure_schedules
+
+    ensure_schedules()
+    schedule = Schedule.objects.get(name="p360: pacing checks")
+    assert (schedule.func, schedule.schedule_type, schedule.minutes) == (
+        "campaigns.tasks.check_all_orgs",
+        Schedule.MINUTES,
+        60,
+    )
