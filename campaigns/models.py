@@ -3,7 +3,8 @@
 The organisation is the "client" of source document 004: its CPM rates (by effective date) and
 source settings live here. The hierarchy is campaign -> strategy -> placement -> creative, with the
 document's unique constraints; a campaign is unique per (name, source). The orchestration issue
-adds programs and line items on top (REDS line items are kept as strategies until then).
+adds programs above campaigns and line items below them; REDS line items stay strategies (the
+roll-up keeps them) and link to line items, so spend rolls up program > campaign > line item.
 """
 
 from __future__ import annotations
@@ -15,10 +16,59 @@ from django.db import models
 
 
 class CampaignStatus(models.TextChoices):
+    """The workflow (orchestration): draft -> pending approval -> active <-> paused -> completed.
+    `ended` is the status campaigns had before the workflow; it is read like `completed`."""
+
     DRAFT = "draft", "Draft"
+    PENDING_APPROVAL = "pending_approval", "Pending approval"
     ACTIVE = "active", "Active"
     PAUSED = "paused", "Paused"
+    COMPLETED = "completed", "Completed"
     ENDED = "ended", "Ended"
+
+
+class PricingModel(models.TextChoices):
+    CPM = "cpm", "CPM"
+    CPCV = "cpcv", "CPCV"
+
+
+class Pacing(models.TextChoices):
+    EVEN = "even", "Even"
+    ASAP = "asap", "ASAP"
+
+
+MONEY = {"max_digits": 14, "decimal_places": 2, "validators": [MinValueValidator(Decimal("0"))]}
+
+
+class Program(models.Model):
+    """An insertion order (document 000, "Programs: top-level containers tied to Salesforce
+    opportunities"). Its campaigns' budgets never sum above its budget (services lock this row)."""
+
+    name = models.CharField(max_length=255, unique=True)
+    budget = models.DecimalField(default=Decimal("0.00"), **MONEY)  # type: ignore[arg-type]
+    currency = models.CharField(max_length=3, default="USD")
+    start_date = models.DateField(null=True, blank=True)
+    end_date = models.DateField(null=True, blank=True)
+    salesforce_opportunity_id = models.CharField("Salesforce opportunity id", max_length=64, blank=True)
+    is_default = models.BooleanField(
+        default=False, editable=False, help_text="Created by the migration to hold the campaigns that existed before."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-start_date", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(end_date__isnull=True)
+                | models.Q(start_date__isnull=True)
+                | models.Q(end_date__gte=models.F("start_date")),
+                name="program_dates_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class MediaSource(models.TextChoices):
@@ -30,6 +80,15 @@ class MediaSource(models.TextChoices):
 
 
 class Campaign(models.Model):
+    program = models.ForeignKey(
+        Program,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="campaigns",
+        help_text="The program (IO) whose budget this campaign draws on. Campaigns created by ingestion have none "
+        "until assigned.",
+    )
     name = models.CharField(max_length=255)
     source = models.CharField(
         max_length=16,
@@ -49,6 +108,10 @@ class Campaign(models.Model):
     )
     currency = models.CharField(max_length=3, default="USD")
     audiences = models.ManyToManyField("audiences.Audience", blank=True, related_name="campaigns")
+    # Database defaults: ingestion inserts campaigns in SQL without naming these columns.
+    ttd_campaign_id = models.CharField("TTD campaign id", max_length=100, blank=True, editable=False, db_default="")
+    ttd_synced_hash = models.CharField(max_length=64, blank=True, editable=False, db_default="")
+    ttd_synced_budget = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -68,9 +131,62 @@ class Campaign(models.Model):
         return self.name if self.source == MediaSource.MANUAL else f"{self.name} ({self.get_source_display()})"
 
 
+class LineItem(models.Model):
+    """The execution level under a campaign (document 000): bid, pricing model, creatives, pacing,
+    budget and flight. Spend reaches it through the strategies linked to it (a REDS line item is a
+    strategy named by its TTD line item id, matched by `external_id`)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="line_items")
+    name = models.CharField(max_length=255)
+    external_id = models.CharField(
+        max_length=100, blank=True, db_index=True, help_text="TTD line item / ad group id (REDS `line_item_id`)."
+    )
+    status = models.CharField(max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT)
+    budget = models.DecimalField(default=Decimal("0.00"), **MONEY)  # type: ignore[arg-type]
+    currency = models.CharField(max_length=3, default="USD")
+    bid = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal("0"), validators=[MinValueValidator(0)])
+    pricing_model = models.CharField(max_length=4, choices=PricingModel.choices, default=PricingModel.CPM)
+    pacing = models.CharField(max_length=4, choices=Pacing.choices, default=Pacing.EVEN)
+    creatives = models.CharField(max_length=500, blank=True, help_text="Creative sets, comma-separated.")
+    start_date = models.DateField(null=True, blank=True)
+    end_date = models.DateField(null=True, blank=True)
+    auto_pause_at_budget = models.BooleanField(
+        default=False, help_text="Pause automatically (audited, reversible) once spend passes the budget."
+    )
+    ttd_ad_group_id = models.CharField("TTD ad group id", max_length=100, blank=True, editable=False)
+    ttd_synced_hash = models.CharField(max_length=64, blank=True, editable=False)
+    ttd_synced_budget = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["campaign", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "name"], name="lineitem_campaign_name_unique"),
+            models.CheckConstraint(
+                condition=models.Q(end_date__isnull=True)
+                | models.Q(start_date__isnull=True)
+                | models.Q(end_date__gte=models.F("start_date")),
+                name="lineitem_dates_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Strategy(models.Model):
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="strategies")
     name = models.CharField(max_length=255)
+    line_item = models.ForeignKey(
+        LineItem,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="strategies",
+        help_text="Explicit link; unlinked strategies roll up to the campaign's line item whose external id or name "
+        "equals the strategy's name.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -214,3 +330,101 @@ class DailyMetric(models.Model):
 
     def __str__(self) -> str:
         return f"{self.date} {self.source} creative {self.creative_id}"
+
+
+# --- Orchestration: performance rules, automatic actions, pacing alerts, TTD sync log -------------
+
+
+class RuleMetric(models.TextChoices):
+    CPA = "cpa", "CPA above target"
+    CTR = "ctr", "CTR below target"
+
+
+class PerformanceRule(models.Model):
+    """Pause a line item of `campaign` whose CPA (or CTR) misses `target` once it has spent `min_spend`."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="rules")
+    metric = models.CharField(max_length=4, choices=RuleMetric.choices)
+    target = models.DecimalField(max_digits=14, decimal_places=6, validators=[MinValueValidator(Decimal("0"))])
+    min_spend = models.DecimalField(default=Decimal("0.00"), **MONEY)  # type: ignore[arg-type]
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["campaign", "metric"]
+
+    def __str__(self) -> str:
+        word = "CPA >" if self.metric == RuleMetric.CPA else "CTR <"
+        return f"pause when {word} {self.target} after {self.min_spend} spent"
+
+
+class AutomationKind(models.TextChoices):
+    RULE_PAUSE = "rule_pause", "Paused by a performance rule"
+    BUDGET_PAUSE = "budget_pause", "Paused at budget"
+    REALLOCATION = "reallocation", "Budget reallocated"
+
+
+class AutomationAction(models.Model):
+    """One automatic (or one-step) change: what it touched, exactly as it was before and after, so it
+    can be reversed. `changes` is [{"model", "id", "before": {...}, "after": {...}}, ...]."""
+
+    kind = models.CharField(max_length=16, choices=AutomationKind.choices)
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="automation_actions")
+    rule = models.ForeignKey(PerformanceRule, on_delete=models.SET_NULL, null=True, blank=True)
+    reason = models.CharField(max_length=500)
+    changes = models.JSONField(default=list)
+    actor_email = models.CharField(max_length=254, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    reverted_at = models.DateTimeField(null=True, blank=True)
+    reverted_by_email = models.CharField(max_length=254, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.reason}"
+
+
+class PacingAlert(models.Model):
+    """A campaign or line item off pace (or over budget) on a day; one row per object, day and status."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="pacing_alerts")
+    line_item = models.ForeignKey(LineItem, on_delete=models.CASCADE, null=True, blank=True)
+    day = models.DateField()
+    status = models.CharField(max_length=16)
+    message = models.CharField(max_length=500)
+    emailed = models.BooleanField(default=False)
+    acknowledged = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-day", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "line_item", "day", "status"], name="pacing_alert_once", nulls_distinct=False
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class SyncLog(models.Model):
+    """One TTD sync attempt of one object (campaign or line item)."""
+
+    object_type = models.CharField(max_length=16)  # campaign | line_item
+    object_id = models.BigIntegerField()
+    action = models.CharField(max_length=16)  # create | update | unchanged | drift | error
+    remote_id = models.CharField(max_length=100, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    request = models.JSONField(null=True, blank=True)
+    remote = models.JSONField(null=True, blank=True, help_text="What TTD held when drift was found.")
+    message = models.CharField(max_length=1000, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["object_type", "object_id", "-created_at"], name="synclog_object")]
+
+    def __str__(self) -> str:
+        return f"{self.object_type} {self.object_id}: {self.action}"

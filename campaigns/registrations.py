@@ -1,4 +1,4 @@
-"""What campaigns contributes to the project layer (admin navigation, dashboard tile, demo data).
+"""What campaigns contributes to the project layer (admin navigation, dashboard tiles, schedule, demo data).
 
 Imported from CampaignsConfig.ready(); see p360/core/registry.py.
 """
@@ -10,12 +10,18 @@ from typing import Any
 from django.urls import reverse
 
 from campaigns.demo import load_demo_campaigns
-from campaigns.models import Campaign, CampaignStatus
+from campaigns.models import Campaign, CampaignStatus, PacingAlert
 from campaigns.retention import metrics_step
 from p360.core import registry
 
 for order, title, icon, model in (
+    # orchestration (issue 14): programs > campaigns > line items, then what the automation did
+    (55, "Programs", "account_balance", "program"),
     (60, "Campaigns", "campaign", "campaign"),
+    (62, "Line items", "view_list", "lineitem"),
+    (64, "Pacing alerts", "notifications", "pacingalert"),
+    (66, "Automatic actions", "smart_toy", "automationaction"),
+    (68, "TTD sync log", "sync", "synclog"),
     # ingestion (issue 6)
     (80, "Strategies", "account_tree", "strategy"),
     (90, "Daily metrics", "monitoring", "dailymetric"),
@@ -47,7 +53,28 @@ def _org_tile(request: Any) -> dict[str, Any]:
     }
 
 
+def _pacing_tile(request: Any) -> dict[str, Any]:
+    """Open (unacknowledged) pacing alerts of the org (issue 14)."""
+    open_alerts = PacingAlert.objects.filter(acknowledged=False)
+    total = open_alerts.count()
+    over = open_alerts.filter(status="over").count()
+    return {
+        "kpis": [
+            {
+                "title": "Pacing alerts",
+                "value": total,
+                "footer": f"{over} over pace or budget, {total - over} under",
+                "href": reverse("admin:campaigns_pacingalert_changelist") + "?acknowledged__exact=0",
+            }
+        ]
+    }
+
+
 registry.register_dashboard_tile(site="org", key="campaigns", order=20, build=_org_tile)
+# after the other apps' cards (orchestration, issue 14)
+registry.register_dashboard_tile(site="org", key="campaigns.pacing", order=60, build=_pacing_tile)
+# pacing alerts, pause at budget and performance rules, every active org, hourly (issue 14)
+registry.register_schedule(name="p360: pacing checks", func="campaigns.tasks.check_all_orgs", minutes=60)
 # the marketer home page (p360/org_views.py)
 registry.register_dashboard_tile(
     site="home",

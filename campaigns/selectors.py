@@ -45,6 +45,8 @@ GROUPS: dict[str, list[tuple[str, str]]] = {
     # group_by -> [(output key, ORM path)]
     "date": [("date", "date")],
     "source": [("source", "source")],
+    # orchestration (issue 14): campaigns without a program (ingested, not yet assigned) give null
+    "program": [("program_id", "campaign__program_id"), ("program", "campaign__program__name")],
     "campaign": [
         ("campaign_id", "campaign_id"),
         ("campaign", "campaign__name"),
@@ -167,3 +169,96 @@ def metrics_report(
             rows.append(out)
     totals = _row_figures(qs.aggregate(**_SUMS))
     return {"start": start.isoformat(), "end": end.isoformat(), "group_by": group_by, "rows": rows, "totals": totals}
+
+
+# --- Salesforce deep links (orchestration) ----------------------------------------------------------
+
+
+def _salesforce_base() -> str:
+    from django.conf import settings
+
+    return str(getattr(settings, "P360_SALESFORCE_URL", "") or "https://login.salesforce.com").rstrip("/")
+
+
+def salesforce_opportunity_url(opportunity_id: str) -> str | None:
+    """Lightning record page of the opportunity (None without an id)."""
+    from urllib.parse import quote
+
+    return f"{_salesforce_base()}/lightning/r/Opportunity/{quote(opportunity_id)}/view" if opportunity_id else None
+
+
+def salesforce_account_url(account_id: str) -> str | None:
+    from urllib.parse import quote
+
+    return f"{_salesforce_base()}/lightning/r/Account/{quote(account_id)}/view" if account_id else None
+
+
+# --- Flight calendar (orchestration admin) ---------------------------------------------------------
+
+
+def flight_calendar(month: str | None) -> dict[str, Any]:
+    """Rows (program > campaign > line item) whose flight touches the month, with bar offsets in percent."""
+    from django.urls import reverse
+    from django.utils import timezone
+
+    from campaigns.models import Program
+
+    try:
+        first = dt.date.fromisoformat(f"{month}-01") if month else timezone.localdate().replace(day=1)
+    except ValueError:
+        first = timezone.localdate().replace(day=1)
+    last = (first + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
+    days = (last - first).days + 1
+    rows: list[dict[str, Any]] = []
+
+    def add(obj: Any, start: dt.date | None, end: dt.date | None, indent: int, color: str, url: str) -> None:
+        if (start and start > last) or (end and end < first):
+            return
+        lo = max(start or first, first)
+        hi = min(end or last, last)
+        rows.append(
+            {
+                "name": obj.name,
+                "status": getattr(obj, "status", ""),
+                "start": start,
+                "end": end,
+                "indent": indent,
+                "color": color,
+                "url": url,
+                "left": round((lo - first).days / days * 100, 2),
+                "width": round(((hi - lo).days + 1) / days * 100, 2),
+            }
+        )
+
+    for program in Program.objects.prefetch_related("campaigns__line_items").order_by("start_date", "name"):
+        add(
+            program,
+            program.start_date,
+            program.end_date,
+            0,
+            "#1d4ed8",
+            reverse("admin:campaigns_program_change", args=[program.pk]),
+        )
+        for campaign in program.campaigns.all():
+            c_start = campaign.start_date or program.start_date
+            c_end = campaign.end_date or program.end_date
+            add(campaign, c_start, c_end, 1, "#3b82f6", reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
+            for li in campaign.line_items.all():
+                add(
+                    li,
+                    li.start_date or c_start,
+                    li.end_date or c_end,
+                    2,
+                    "#93c5fd",
+                    reverse("admin:campaigns_lineitem_change", args=[li.pk]),
+                )
+    previous = (first - dt.timedelta(days=1)).strftime("%Y-%m")
+    following = (last + dt.timedelta(days=1)).strftime("%Y-%m")
+    return {
+        "first": first,
+        "last": last,
+        "label": first.strftime("%B %Y"),
+        "previous": previous,
+        "next": following,
+        "rows": rows,
+    }

@@ -573,3 +573,9 @@ P360_AGGREGATE_CRON = env("P360_AGGREGATE_CRON") or "0 7 * * *"
 P360_PDF_INLINE_MAX_DAYS = int(env("P360_PDF_INLINE_MAX_DAYS") or "31")
 # --- audience insights (issue 18): an audience whose data has not changed for this many days is flagged stale ---
 P360_AUDIENCE_STALE_DAYS = int(env("P360_AUDIENCE_STALE_DAYS") or "30")
+# --- orchestration (issue 14): Salesforce deep links, TTD campaign sync, pacing checks ---
+P360_SALESFORCE_URL = env("P360_SALESFORCE_URL") or "https://login.salesforce.com"
+P360_TTD_API_URL = env("P360_TTD_API_URL") or "https://api.thetradedesk.com/v3"
+P360_TTD_API_TOKEN = env("P360_TTD_API_TOKEN")
+P360_TTD_RETRIES = int(env("P360_TTD_RETRIES") or "4")
+P360_TTD_BACKOFF_SECONDS = float(env("P360_TTD_BACKOFF_SECONDS") or "1.0")

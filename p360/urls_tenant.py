@@ -31,6 +31,8 @@ urlpatterns = [
     path("reports/attribution/", include("reporting.attribution.urls")),
     # --- reporting (issue 7): dashboard, summaries, exports (attribution mounts its own include before this) ---
     path("reports/", include("reporting.urls")),
+    # --- orchestration (issue 14): programs (read-only for marketers), draft campaigns ---
+    path("programs/", include("campaigns.urls")),
 ]
 
 handler400 = json_or_html_handler(400, "Bad request.")

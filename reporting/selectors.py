@@ -386,7 +386,15 @@ def compute_summary(period: str, start: dt.date) -> dict[str, Any]:
         "underperformers": under[: 2 * n],
         "thresholds": thresholds,
         "daily_rows": daily_rows,
+        "by_program": by_program(start, end),  # orchestration (issue 14)
     }
+
+
+def by_program(start: dt.date, end: dt.date) -> list[dict[str, Any]]:
+    """Spend and results per program over the range (orchestration, issue 14); campaigns without a program
+    (ingested, not yet assigned) form the row whose `program_id` is null."""
+    keep = ["program_id", "program", *METRICS]
+    return [{k: row[k] for k in keep if k in row} for row in metrics_report(start, end, ["program"])["rows"]]
 
 
 def summary_body(period: str, start: dt.date) -> dict[str, Any]:
@@ -415,6 +423,8 @@ def stored_body(summary: Any) -> dict[str, Any]:
         "underperformers": summary.underperformers,
         "thresholds": summary.thresholds,
         "daily_rows": summary.daily_rows,
+        # orchestration (issue 14): read live (programs are assigned after a summary is stored)
+        "by_program": by_program(summary.start, summary.end),
         "stored": True,
         "generated_at": summary.generated_at.isoformat(),
     }

@@ -242,3 +242,36 @@ class DailyRollupFactory(factory.django.DjangoModelFactory):
     impressions = 1000
     spend = Decimal("5")
     rows = 1
+
+
+# --- orchestration (issue 14): programs > campaigns > line items (build inside an org's schema) -------
+
+
+class ProgramFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "campaigns.Program"
+
+    name = factory.Sequence(lambda n: f"Program {n}")
+    budget = "100000.00"
+    currency = "USD"
+
+
+class OrchestratedCampaignFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "campaigns.Campaign"
+
+    program = factory.SubFactory(ProgramFactory)
+    name = factory.Sequence(lambda n: f"Campaign {n}")
+    budget = "10000.00"
+    currency = "USD"
+
+
+class LineItemFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "campaigns.LineItem"
+
+    campaign = factory.SubFactory(OrchestratedCampaignFactory)
+    name = factory.Sequence(lambda n: f"Line item {n}")
+    budget = "1000.00"
+    currency = "USD"
+    bid = "2.50"

@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from campaigns.api.orchestration import CampaignCreateMixin
 from campaigns.models import Campaign, MediaSource
 from campaigns.selectors import GROUPS, metrics_report
 
@@ -21,6 +22,7 @@ class CampaignSerializer(serializers.ModelSerializer):
         model = Campaign
         fields = [
             "id",
+            "program",
             "name",
             "source",
             "external_id",
@@ -34,7 +36,7 @@ class CampaignSerializer(serializers.ModelSerializer):
         ]
 
 
-class CampaignList(generics.ListAPIView):
+class CampaignList(CampaignCreateMixin, generics.ListAPIView):
     queryset = Campaign.objects.all()
     serializer_class = CampaignSerializer
 
@@ -50,7 +52,7 @@ class MetricsQuery(serializers.Serializer):
     group_by = serializers.CharField(
         required=False,
         default="date",
-        help_text="date | campaign | strategy | placement | creative | source (comma-separated for several)",
+        help_text="date | program | campaign | strategy | placement | creative | source (comma-separated for several)",
     )
     source = serializers.CharField(required=False, help_text="only these sources (comma-separated)")  # type: ignore[assignment]
     campaign_id = serializers.CharField(required=False, help_text="only these campaign ids (comma-separated)")

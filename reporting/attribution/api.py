@@ -19,7 +19,9 @@ class AttributionQuery(serializers.Serializer):
     model = serializers.CharField(help_text=f"{' | '.join(MODEL_CHOICES)}")
     start = serializers.DateField(help_text="first conversion day, UTC (YYYY-MM-DD)")
     end = serializers.DateField(help_text="last conversion day, inclusive (YYYY-MM-DD)")
-    group_by = serializers.CharField(required=False, default="campaign", help_text="campaign | line_item | audience")
+    group_by = serializers.CharField(
+        required=False, default="campaign", help_text="campaign | line_item | audience | program"
+    )
     lookback_days = serializers.IntegerField(required=False, default=30, help_text="1-90 days before each conversion")
     half_life_days = serializers.FloatField(required=False, default=7.0, help_text="time decay half-life (> 0)")
 

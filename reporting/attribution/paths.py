@@ -28,7 +28,17 @@ import polars as pl
 from django.db import connection
 
 EVENTS = "ingestion_store_redsevent"
-GROUP_COLUMNS = {"campaign": "campaign_id", "line_item": "line_item_id", "audience": "audience_id"}
+GROUP_COLUMNS = {
+    "campaign": "campaign_id",
+    "line_item": "line_item_id",
+    "audience": "audience_id",
+    # orchestration (issue 14): the program of the campaign whose external id is the TTD campaign id
+    # (the oldest such campaign, as for campaign names), as document 000's report query joins programs
+    "program": (
+        f"coalesce((SELECT c.program_id::text FROM campaigns_campaign c WHERE c.external_id = {EVENTS}.campaign_id "
+        "AND c.external_id <> '' ORDER BY c.id LIMIT 1), '')"
+    ),
+}
 IMPRESSION, CLICK, CONVERSION = 0, 1, 2
 US_PER_DAY = 86_400 * 1_000_000
 _CHUNK = 32 << 20  # parse the COPY stream in ~32 MB pieces: memory stays near the size of the frame

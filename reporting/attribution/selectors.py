@@ -11,7 +11,12 @@ from audiences.models import Audience
 from campaigns.models import Campaign, Strategy
 from reporting.attribution.paths import EVENTS
 
-NO_VALUE = {"campaign": "(no campaign)", "line_item": "(no line item)", "audience": "(no audience)"}
+NO_VALUE = {
+    "campaign": "(no campaign)",
+    "line_item": "(no line item)",
+    "audience": "(no audience)",
+    "program": "(no program)",  # orchestration (issue 14)
+}
 
 
 def key_names(group_by: str, keys: list[str]) -> dict[str, str]:
@@ -33,6 +38,12 @@ def key_names(group_by: str, keys: list[str]) -> dict[str, str]:
             found.setdefault(strategy, []).append(campaign)
         for strategy, campaigns in found.items():
             names[strategy] = f"{strategy} ({', '.join(campaigns)})"
+    elif group_by == "program":  # orchestration (issue 14)
+        from campaigns.models import Program
+
+        ids = [int(key) for key in wanted if key.isdigit() and len(key) < 18]
+        for pk, name in Program.objects.filter(pk__in=ids).values_list("pk", "name"):
+            names[str(pk)] = name
     elif group_by == "audience":
         ids = [int(key) for key in wanted if key.isdigit() and len(key) < 18]
         for pk, name in Audience.objects.filter(pk__in=ids).values_list("pk", "name"):

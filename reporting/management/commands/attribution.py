@@ -19,7 +19,9 @@ class Command(P360Command):
         parser.add_argument("--start", required=True, help="first conversion day, YYYY-MM-DD (UTC)")
         parser.add_argument("--end", required=True, help="last conversion day, inclusive")
         parser.add_argument("--model", default="all", help=f"{' | '.join(models.MODELS)} | all (default)")
-        parser.add_argument("--group-by", default="campaign", help="campaign (default) | line_item | audience")
+        parser.add_argument(
+            "--group-by", default="campaign", help="campaign (default) | line_item | audience | program"
+        )
         parser.add_argument("--lookback-days", type=int, default=30, help="1-90 (default 30)")
         parser.add_argument("--half-life-days", type=float, default=7.0, help="time decay half-life (default 7)")
 

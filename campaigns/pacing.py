@@ -1,0 +1,474 @@
+"""Pacing (reads): expected and actual spend to date, projected end spend and a status, per program,
+campaign and line item, from the daily metrics every source loads (REDS included).
+
+Definitions (also in the README text of this issue):
+- Spend is the CPM-based `spend` of the daily metrics (impressions / 1000 x the CPM in force), the
+  figure the metrics API reports, summed over the object's flight up to `as_of` (inclusive). The
+  REDS platform cost (`media_cost`, TTD's `cost_usd`) is reported beside it as `media_cost`.
+- A line item's spend is the spend of the strategies linked to it: explicitly (`Strategy.line_item`)
+  or, when unlinked, the campaign's strategy whose name is the line item's external id (a REDS line
+  item id) or name. A flight is the object's own dates, else its campaign's, else its program's.
+- Expected to date: even pacing expects budget x elapsed days / flight days; ASAP expects the whole
+  budget by the middle of the flight (budget x min(1, 2 x elapsed / flight days)).
+- Projected end spend: spend to date + the average daily spend so far x the days left.
+- Status: `over` when spend passes the budget or runs more than 10 % above expected; `under` when it
+  runs more than 10 % below expected; else `on_track`. Without a flight, only the budget counts.
+All money is Decimal and presented as strings with 2 decimals (half up), like the metrics API.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from django.db import connection
+
+from campaigns.models import Campaign, LineItem, Pacing, Program, Strategy
+
+TOLERANCE = Decimal("0.10")
+ZERO = Decimal("0")
+CENT = Decimal("0.01")
+
+
+def money(value: Decimal | None) -> str | None:
+    return None if value is None else str(Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP))
+
+
+@dataclass
+class Figures:
+    """Delivery of one object over its flight up to `as_of` (exact sums)."""
+
+    spend: Decimal = ZERO
+    media_cost: Decimal = ZERO
+    impressions: int = 0
+    clicks: int = 0
+    conversions: int = 0
+    revenue: Decimal = ZERO
+
+    @property
+    def cpa(self) -> Decimal | None:
+        return self.spend / self.conversions if self.conversions else None
+
+    @property
+    def ctr(self) -> Decimal | None:
+        return Decimal(self.clicks) * 100 / self.impressions if self.impressions else None
+
+
+@dataclass
+class Pace:
+    budget: Decimal
+    start: dt.date | None
+    end: dt.date | None
+    figures: Figures
+    expected: Decimal | None
+    projected: Decimal
+    status: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            **self.extra,
+            "budget": money(self.budget),
+            "spent": money(self.figures.spend),
+            "media_cost": money(self.figures.media_cost),
+            "expected_to_date": money(self.expected),
+            "projected": money(self.projected),
+            "remaining": money(self.budget - self.figures.spend),
+            "status": self.status,
+            "start": self.start.isoformat() if self.start else None,
+            "end": self.end.isoformat() if self.end else None,
+        }
+
+
+def pace(
+    *, budget: Decimal, start: dt.date | None, end: dt.date | None, as_of: dt.date, figures: Figures, pacing: str
+) -> Pace:
+    spent = figures.spend
+    if start is None or end is None:
+        status = "over" if spent > budget else "on_track"
+        return Pace(budget, start, end, figures, None, spent, status)
+    total = (end - start).days + 1
+    elapsed = min(max((as_of - start).days + 1, 0), total)
+    share = Decimal(elapsed) / Decimal(total)
+    if pacing == Pacing.ASAP:
+        share = min(Decimal(1), share * 2)
+    expected = budget * share
+    projected = spent if elapsed in (0, total) else spent + spent / elapsed * (total - elapsed)
+    if spent > budget:
+        status = "over"
+    elif expected == 0:
+        status = "over" if spent > 0 else "on_track"
+    elif spent > expected * (1 + TOLERANCE):
+        status = "over"
+    elif spent < expected * (1 - TOLERANCE):
+        status = "under"
+    else:
+        status = "on_track"
+    return Pace(budget, start, end, figures, expected, projected, status)
+
+
+_SUMS = """sum(d.spend), sum(d.media_cost), sum(d.impressions), sum(d.clicks), sum(d.conversions),
+    sum(d.conversion_revenue)"""
+
+# Line items with their effective flight, and every strategy of their campaigns mapped to a line item.
+_LINE_ITEM_CTE = """
+WITH li AS (
+    SELECT li.id, li.campaign_id, li.external_id, li.name,
+        coalesce(li.start_date, c.start_date, p.start_date, '-infinity'::date) AS s,
+        least(coalesce(li.end_date, c.end_date, p.end_date, 'infinity'::date), %(as_of)s::date) AS e
+    FROM campaigns_lineitem li
+    JOIN campaigns_campaign c ON c.id = li.campaign_id
+    LEFT JOIN campaigns_program p ON p.id = c.program_id
+    WHERE li.campaign_id = ANY(%(campaigns)s)
+), map AS (
+    SELECT st.id AS strategy_id, coalesce(st.line_item_id, (
+        SELECT li.id FROM li WHERE li.campaign_id = st.campaign_id AND (li.external_id = st.name OR li.name = st.name)
+        ORDER BY (li.external_id = st.name) DESC, li.id LIMIT 1)) AS line_item_id
+    FROM campaigns_strategy st WHERE st.campaign_id = ANY(%(campaigns)s)
+)"""
+
+
+def _figures(row: tuple[Any, ...]) -> Figures:
+    spend, media_cost, impressions, clicks, conversions, revenue = row
+    return Figures(
+        Decimal(spend or 0),
+        Decimal(media_cost or 0),
+        int(impressions or 0),
+        int(clicks or 0),
+        int(conversions or 0),
+        Decimal(revenue or 0),
+    )
+
+
+@dataclass
+class LineItemRow:
+    """What pacing needs of a line item, its flight resolved (line item, else campaign, else program)."""
+
+    pk: int
+    campaign_id: int
+    name: str
+    external_id: str
+    status: str
+    pacing: str
+    budget: Decimal
+    start: dt.date | None
+    end: dt.date | None
+
+
+def line_item_rows(campaign_ids: list[int]) -> list[LineItemRow]:
+    from django.db.models.functions import Coalesce
+
+    rows = (
+        LineItem.objects.filter(campaign_id__in=campaign_ids)
+        .annotate(
+            s=Coalesce("start_date", "campaign__start_date", "campaign__program__start_date"),
+            e=Coalesce("end_date", "campaign__end_date", "campaign__program__end_date"),
+        )
+        .values_list("id", "campaign_id", "name", "external_id", "status", "pacing", "budget", "s", "e")
+    )
+    return [LineItemRow(*row) for row in rows]
+
+
+def strategy_map(items: list[LineItemRow]) -> dict[int, int]:
+    """strategy id -> line item id for the strategies of these line items' campaigns: the explicit link,
+    else the line item whose external id (preferred) or name is the strategy's name."""
+    by_key: dict[tuple[int, str, int], int] = {}
+    for li in sorted(items, key=lambda item: item.pk):
+        if li.external_id:
+            by_key.setdefault((li.campaign_id, li.external_id, 0), li.pk)
+        by_key.setdefault((li.campaign_id, li.name, 1), li.pk)
+    known = {li.pk for li in items}
+    out: dict[int, int] = {}
+    strategies = Strategy.objects.filter(campaign_id__in={li.campaign_id for li in items})
+    for sid, campaign_id, name, linked in strategies.values_list("id", "campaign_id", "name", "line_item_id"):
+        target = linked if linked in known else None
+        if linked is None:
+            target = by_key.get((campaign_id, name, 0)) or by_key.get((campaign_id, name, 1))
+        if target is not None:
+            out[sid] = target
+    return out
+
+
+def line_item_figures(items: list[LineItemRow], as_of: dt.date) -> dict[int, Figures]:
+    """Delivery of each line item over its own flight up to `as_of`: one query that reads the daily rows
+    of their campaigns once and hash-joins them to (strategy, line item, flight) triples."""
+    if not items:
+        return {}
+    mapping = strategy_map(items)
+    if not mapping:
+        return {}
+    flights = {li.pk: (li.start, li.end) for li in items}
+    sids, lis, los, his = [], [], [], []
+    for sid, li_id in mapping.items():
+        start, end = flights[li_id]
+        sids.append(sid)
+        lis.append(li_id)
+        los.append(start or dt.date.min)
+        his.append(min(end or dt.date.max, as_of))
+    sql = f"""
+        SELECT f.li, {_SUMS}
+        FROM campaigns_dailymetric d
+        JOIN unnest(%(sids)s::bigint[], %(lis)s::bigint[], %(los)s::date[], %(his)s::date[]) AS f(sid, li, lo, hi)
+          ON d.strategy_id = f.sid
+        WHERE d.campaign_id = ANY(%(campaigns)s) AND d.date BETWEEN %(lo)s AND %(hi)s
+          AND d.date BETWEEN f.lo AND f.hi
+        GROUP BY f.li"""
+    params: dict[str, Any] = {
+        "sids": sids,
+        "lis": lis,
+        "los": los,
+        "his": his,
+        "campaigns": sorted({li.campaign_id for li in items}),
+        "lo": min(los),
+        "hi": max(his),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {row[0]: _figures(row[1:]) for row in cursor.fetchall()}
+
+
+def campaign_figures(campaign_ids: list[int], as_of: dt.date) -> dict[int, Figures]:
+    """Delivery of each campaign (all its strategies, linked or not) over its flight up to `as_of`."""
+    if not campaign_ids:
+        return {}
+    sql = f"""
+        SELECT c.id, {_SUMS}
+        FROM campaigns_campaign c LEFT JOIN campaigns_program p ON p.id = c.program_id
+        JOIN campaigns_dailymetric d ON d.campaign_id = c.id
+        WHERE c.id = ANY(%(campaigns)s)
+          AND d.date >= coalesce(c.start_date, p.start_date, '-infinity'::date)
+          AND d.date <= least(coalesce(c.end_date, p.end_date, 'infinity'::date), %(as_of)s::date)
+        GROUP BY c.id"""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"campaigns": campaign_ids, "as_of": as_of})
+        return {row[0]: _figures(row[1:]) for row in cursor.fetchall()}
+
+
+def program_figures(program: Program, as_of: dt.date) -> Figures:
+    """Delivery of the program's campaigns over the program's flight up to `as_of`."""
+    sql = f"""
+        SELECT {_SUMS} FROM campaigns_dailymetric d JOIN campaigns_campaign c ON c.id = d.campaign_id
+        WHERE c.program_id = %(program)s
+          AND d.date >= coalesce(%(start)s::date, '-infinity'::date)
+          AND d.date <= least(coalesce(%(end)s::date, 'infinity'::date), %(as_of)s::date)"""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql, {"program": program.pk, "start": program.start_date, "end": program.end_date, "as_of": as_of}
+        )
+        return _figures(cursor.fetchone())
+
+
+def line_item_flight(line_item: LineItem) -> tuple[dt.date | None, dt.date | None]:
+    campaign = line_item.campaign
+    program = campaign.program
+    return (
+        line_item.start_date or campaign.start_date or (program.start_date if program else None),
+        line_item.end_date or campaign.end_date or (program.end_date if program else None),
+    )
+
+
+def campaign_flight(campaign: Campaign) -> tuple[dt.date | None, dt.date | None]:
+    program = campaign.program
+    return (
+        campaign.start_date or (program.start_date if program else None),
+        campaign.end_date or (program.end_date if program else None),
+    )
+
+
+def line_item_paces(campaigns: list[Campaign], as_of: dt.date) -> dict[int, Pace]:
+    items = line_item_rows([c.pk for c in campaigns])
+    figures = line_item_figures(items, as_of)
+    out: dict[int, Pace] = {}
+    for li in items:
+        out[li.pk] = pace(
+            budget=li.budget,
+            start=li.start,
+            end=li.end,
+            as_of=as_of,
+            figures=figures.get(li.pk, Figures()),
+            pacing=li.pacing,
+        )
+        out[li.pk].extra = {
+            "id": li.pk,
+            "campaign_id": li.campaign_id,
+            "name": li.name,
+            "workflow_status": li.status,
+            "pacing": li.pacing,
+        }
+    return out
+
+
+def tree_figures(
+    program: Program, campaigns: list[Campaign], items: list[LineItemRow], as_of: dt.date
+) -> tuple[dict[int, Figures], dict[int, Figures], Figures]:
+    """Line item, campaign and program delivery in one read of the daily rows: grouped by strategy, with
+    each level's own flight as a FILTER, then added up per line item, campaign and program here."""
+    if not campaigns:
+        return {}, {}, Figures()
+    mapping = strategy_map(items)
+    flights = {li.pk: (li.start, li.end) for li in items}
+    lo_day, hi_day = dt.date.min, dt.date.max
+    sids, s_lo, s_hi = [], [], []
+    for sid, li_id in mapping.items():
+        start, end = flights[li_id]
+        sids.append(sid)
+        s_lo.append(start or lo_day)
+        s_hi.append(min(end or hi_day, as_of))
+    cids, c_lo, c_hi = [], [], []
+    for campaign in campaigns:
+        start, end = campaign_flight(campaign)
+        cids.append(campaign.pk)
+        c_lo.append(start or lo_day)
+        c_hi.append(min(end or hi_day, as_of))
+    p_lo, p_hi = program.start_date or lo_day, min(program.end_date or hi_day, as_of)
+    in_li = "d.date BETWEEN f.lo AND f.hi"
+    in_c = "d.date BETWEEN cf.lo AND cf.hi"
+    in_p = "d.date BETWEEN %(p_lo)s AND %(p_hi)s"
+    sql = f"""
+        SELECT d.strategy_id, d.campaign_id,
+            sum(d.spend) FILTER (WHERE {in_li}), sum(d.media_cost) FILTER (WHERE {in_li}),
+            sum(d.impressions) FILTER (WHERE {in_li}), sum(d.clicks) FILTER (WHERE {in_li}),
+            sum(d.conversions) FILTER (WHERE {in_li}), sum(d.conversion_revenue) FILTER (WHERE {in_li}),
+            sum(d.spend) FILTER (WHERE {in_c}), sum(d.media_cost) FILTER (WHERE {in_c}),
+            sum(d.spend) FILTER (WHERE {in_p}), sum(d.media_cost) FILTER (WHERE {in_p})
+        FROM campaigns_dailymetric d
+        JOIN unnest(%(cids)s::bigint[], %(c_lo)s::date[], %(c_hi)s::date[]) AS cf(cid, lo, hi) ON cf.cid = d.campaign_id
+        LEFT JOIN unnest(%(sids)s::bigint[], %(s_lo)s::date[], %(s_hi)s::date[]) AS f(sid, lo, hi)
+          ON f.sid = d.strategy_id
+        WHERE d.campaign_id = ANY(%(cids)s) AND d.date <= %(as_of)s
+        GROUP BY d.strategy_id, d.campaign_id"""
+    params: dict[str, Any] = {
+        "cids": cids,
+        "c_lo": c_lo,
+        "c_hi": c_hi,
+        "sids": sids,
+        "s_lo": s_lo,
+        "s_hi": s_hi,
+        "p_lo": p_lo,
+        "p_hi": p_hi,
+        "as_of": as_of,
+    }
+    by_li: dict[int, Figures] = {}
+    by_c: dict[int, Figures] = {}
+    top = Figures()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for sid, cid, *figs in cursor.fetchall():
+            target = mapping.get(int(sid))
+            if target is not None and figs[0] is not None:
+                f = by_li.setdefault(target, Figures())
+                part = _figures(tuple(figs[:6]))
+                f.spend += part.spend
+                f.media_cost += part.media_cost
+                f.impressions += part.impressions
+                f.clicks += part.clicks
+                f.conversions += part.conversions
+                f.revenue += part.revenue
+            if figs[6] is not None:
+                c = by_c.setdefault(cid, Figures())
+                c.spend += figs[6]
+                c.media_cost += figs[7] or ZERO
+            if figs[8] is not None:
+                top.spend += figs[8]
+                top.media_cost += figs[9] or ZERO
+    return by_li, by_c, top
+
+
+def program_pacing(program: Program, as_of: dt.date) -> dict[str, Any]:
+    """The pacing API's body: the program, each campaign, and each campaign's line items."""
+    campaigns = list(program.campaigns.select_related("program").order_by("name", "pk"))
+    items = line_item_rows([c.pk for c in campaigns])
+    by_li, by_campaign, program_figs = tree_figures(program, campaigns, items, as_of)
+    by_campaign_items: dict[int, list[Pace]] = {}
+    for li in items:
+        item = pace(
+            budget=li.budget,
+            start=li.start,
+            end=li.end,
+            as_of=as_of,
+            figures=by_li.get(li.pk, Figures()),
+            pacing=li.pacing,
+        )
+        item.extra = {"id": li.pk, "name": li.name, "workflow_status": li.status, "pacing": li.pacing}
+        by_campaign_items.setdefault(li.campaign_id, []).append(item)
+    rows = []
+    for campaign in campaigns:
+        start, end = campaign_flight(campaign)
+        campaign_pace = pace(
+            budget=campaign.budget,
+            start=start,
+            end=end,
+            as_of=as_of,
+            figures=by_campaign.get(campaign.pk, Figures()),
+            pacing=Pacing.EVEN,
+        )
+        campaign_pace.extra = {"id": campaign.pk, "name": campaign.name, "workflow_status": campaign.status}
+        paces = by_campaign_items.get(campaign.pk, [])
+        rows.append(
+            {
+                **campaign_pace.as_json(),
+                "line_items": [p.as_json() for p in sorted(paces, key=lambda p: p.extra["name"])],
+            }
+        )
+    top = pace(
+        budget=program.budget,
+        start=program.start_date,
+        end=program.end_date,
+        as_of=as_of,
+        figures=program_figs,
+        pacing=Pacing.EVEN,
+    )
+    top.extra = {"id": program.pk, "name": program.name}
+    return {
+        "as_of": as_of.isoformat(),
+        "currency": program.currency,
+        "program": top.as_json(),
+        "campaigns": rows,
+    }
+
+
+def daily_spend(
+    *, campaign: Campaign | None = None, line_item: LineItem | None = None
+) -> list[tuple[dt.date, Decimal]]:
+    """Spend per day over the object's whole flight (or all its days when it has none): the chart's data."""
+    if line_item is not None:
+        sql = f"""{_LINE_ITEM_CTE}
+            SELECT d.date, sum(d.spend) FROM li JOIN map m ON m.line_item_id = li.id
+            JOIN campaigns_dailymetric d ON d.strategy_id = m.strategy_id
+            WHERE li.id = %(li)s AND d.campaign_id = ANY(%(campaigns)s)
+            GROUP BY d.date ORDER BY d.date"""
+        params: dict[str, Any] = {"campaigns": [line_item.campaign_id], "as_of": dt.date.max, "li": line_item.pk}
+    else:
+        assert campaign is not None
+        sql = "SELECT date, sum(spend) FROM campaigns_dailymetric WHERE campaign_id = %(c)s GROUP BY date ORDER BY date"
+        params = {"c": campaign.pk}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [(day, Decimal(total)) for day, total in cursor.fetchall()]
+
+
+def chart_data(
+    *, budget: Decimal, start: dt.date | None, end: dt.date | None, days: list[tuple[dt.date, Decimal]], pacing: str
+) -> dict[str, Any]:
+    """Cumulative actual vs expected spend per day of the flight (Chart.js line chart data)."""
+    if start is None or end is None:
+        if not days:
+            return {"labels": [], "actual": [], "expected": [], "budget": money(budget)}
+        start, end = start or days[0][0], end or days[-1][0]
+    spend = dict(days)
+    total = (end - start).days + 1
+    labels, actual, expected = [], [], []
+    running = ZERO
+    today = dt.date.today()
+    for offset in range(total):
+        day = start + dt.timedelta(days=offset)
+        running += spend.get(day, ZERO)
+        share = Decimal(offset + 1) / Decimal(total)
+        if pacing == Pacing.ASAP:
+            share = min(Decimal(1), share * 2)
+        labels.append(day.isoformat())
+        actual.append(float(running) if day <= today or day in spend else None)
+        expected.append(float(budget * share))
+    return {"labels": labels, "actual": actual, "expected": expected, "budget": float(budget)}
