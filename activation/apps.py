@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class ActivationConfig(AppConfig):
+    name = "activation"
+    verbose_name = "Activation"
+    default_auto_field = "django.db.models.BigAutoField"
