@@ -237,8 +237,11 @@ def export_files(
     max_rows: int | None = None,
     max_bytes: int | None = None,
     today: dt.date | None = None,
+    tag: str = "",
 ) -> ExportResult:
-    """Write the files a delivery would send into `out_dir`; raise ExportRefused below 25 rows."""
+    """Write the files a delivery would send into `out_dir`; raise ExportRefused below 25 rows.
+
+    `tag` (a delivery's `-D<id>`) keeps two deliveries of one day from sharing a remote name."""
     if fmt not in FORMATS:
         raise ExportRefused(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -261,7 +264,7 @@ def export_files(
         if merged and groups:
             groups[0][1].append(sql or "")
         else:
-            groups.append(("P360Merged" if merged else label, [sql or ""]))
+            groups.append((("P360Merged" if merged else label) + tag, [sql or ""]))
     ext = {"liveramp": "psv", "ttd": "csv", "csv": "csv"}[fmt]
     delimiter = "|" if fmt == "liveramp" else ","
     header = ("UID2,segment_id" if fmt == "ttd" else delimiter.join(HEADER)) + "\n"

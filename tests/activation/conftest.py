@@ -63,3 +63,55 @@ def person(i: int, **extra: Any) -> dict[str, Any]:
     }
     row.update(extra)
     return row
+
+
+@pytest.fixture(scope="session")
+def sftp_server(tmp_path_factory: Any) -> Iterator[Any]:
+    from tests.activation.sftp_server import SftpServer
+
+    server = SftpServer(tmp_path_factory.mktemp("sftp-root")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sftp(sftp_server: Any, tmp_path: Any) -> Any:
+    """The server with a fresh remote folder for this test (`sftp.remote_dir`, `sftp.local_dir`)."""
+    import uuid
+
+    name = f"uploads-{uuid.uuid4().hex[:8]}"
+    (sftp_server.root / name).mkdir()
+    sftp_server.remote_dir = f"/{name}"
+    sftp_server.local_dir = sftp_server.root / name
+    sftp_server.cut_after(None)
+    sftp_server.uploads = sftp_server.renames = 0
+    return sftp_server
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_staging(s3_endpoint: str, settings: Any, monkeypatch: Any) -> Any:
+    """Staging goes to a fresh bucket on moto's S3 server (django-storages through the org storage)."""
+    import os
+
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    bucket = f"p360-stage-{os.urandom(4).hex()}"
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket=bucket)
+    settings.P360_S3_BUCKET = bucket
+    settings.P360_S3_ENDPOINT_URL = s3_endpoint
+    return client, bucket
