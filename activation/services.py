@@ -247,3 +247,24 @@ def _set_audiences(d: Destination, audience_ids: list[int]) -> None:
     if missing:
         raise ServiceError(f"unknown audience id(s): {', '.join(map(str, missing))}")
     d.audiences.set(found)
+
+
+# --- ICP seeds (document 000) ------------------------------------------------------------------------------
+@org_task
+@transaction.atomic
+def icp_seed_designate(*, actor: User | None, audience: Any, destination: Destination) -> Any:
+    """Designate an audience as an ICP seed (10K-50K UID2s, named `ICP_Seed_<name>`) and export it to TTD."""
+    from activation.models import IcpSeed
+    from activation.ttd import export_seed, seed_ids, seed_name
+
+    if destination.kind != DestinationKind.TTD:
+        raise ServiceError("ICP seeds are exported to a TTD destination")
+    seed_ids(audience)  # refuses outside 10,000-50,000 with the count
+    seed, _ = IcpSeed.objects.update_or_create(
+        audience=audience, defaults={"destination": destination, "name": seed_name(audience)}
+    )
+    record(action="activation.icp_seed_designated", actor=actor, org=current_org(), entity=seed,
+           after={"audience": audience.pk, "name": seed.name})  # fmt: skip
+    result = export_seed(seed, config())
+    seed.refresh_from_db()
+    return seed, result

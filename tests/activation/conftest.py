@@ -115,3 +115,18 @@ def s3_staging(s3_endpoint: str, settings: Any, monkeypatch: Any) -> Any:
     settings.P360_S3_BUCKET = bucket
     settings.P360_S3_ENDPOINT_URL = s3_endpoint
     return client, bucket
+
+
+@pytest.fixture(scope="session")
+def ttd_server() -> Iterator[Any]:
+    from tests.activation.ttd_server import TtdStandIn
+
+    server = TtdStandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ttd(ttd_server: Any) -> Any:
+    ttd_server.reset()
+    return ttd_server
