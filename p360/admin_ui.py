@@ -11,6 +11,10 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
+# --- activation (issue 12) ---
+from activation.admin_ui import cross_org_deliveries as _activation_deliveries
+from activation.admin_ui import deliveries_kpi as _activation_kpi
+
 # --- ingestion (issue 6) ---
 from ingestion.models import IngestionRun
 from ingestion.selectors import health_kpi as _ingestion_kpi
@@ -109,9 +113,11 @@ def global_dashboard(request: HttpRequest, context: dict[str, Any]) -> dict[str,
         queued=Count("pk", filter=Q(status=JobStatus.QUEUED)),
         failed=Count("pk", filter=Q(status=JobStatus.FAILED)),
     )
+    deliveries = _activation_deliveries(orgs_visible_to(request.user))  # issue 12: deliveries across orgs
     context.update(
         {
             "dashboard_scope": "global",
+            "activation_deliveries": deliveries,
             "kpis": [
                 {
                     "title": "Organisations",
@@ -133,6 +139,7 @@ def global_dashboard(request: HttpRequest, context: dict[str, Any]) -> dict[str,
                 },
                 # --- ingestion (issue 6): health of the paid-media sources ---
                 _ingestion_kpi(restrict_by_org(IngestionRun.objects.all(), request.user)),
+                _activation_kpi(deliveries),  # issue 12
             ],
             "cluster": _cluster_status(),
             "recent_jobs": _job_rows(list(jobs[:8])),
@@ -330,6 +337,19 @@ def org_navigation(request: HttpRequest) -> list[dict[str, Any]]:
                             "audiences.view_audiencetemplate",
                         ),
                         ("Campaigns", "campaign", "admin:campaigns_campaign_changelist", "campaigns.view_campaign"),
+                        # --- issue 12: activation ---
+                        ("Destinations", "send", "admin:activation_destination_changelist", "activation.view_destination"),
+                        ("Deliveries", "local_shipping", "admin:activation_delivery_changelist", "activation.view_delivery"),
+                        (
+                            "Delivery settings",
+                            "settings",
+                            "admin:activation_deliveryconfig_changelist",
+                            "activation.view_deliveryconfig",
+                        ),
+                        ("UID2 identities", "fingerprint", "admin:activation_uid2identity_changelist",
+                         "activation.view_uid2identity"),  # fmt: skip
+                        ("TTD segments", "hub", "admin:activation_ttdmember_changelist", "activation.view_ttdmember"),
+                        ("ICP seeds", "spa", "admin:activation_icpseed_changelist", "activation.view_icpseed"),
                         ("Uploads", "upload_file", "admin:uploads_upload_changelist", "uploads.view_upload"),
                         # --- ingestion (issue 6) ---
                         (

@@ -43,4 +43,14 @@ def ensure_schedules() -> int:
         },
     )
     created += was_created
+    # --- activation (issue 12): deliveries per each org's cadence (checked daily), UID2 refresh, ICP seeds ---
+    for name, func, cron in [
+        ("p360: due deliveries", "activation.jobs.start_due_deliveries", settings.P360_DELIVERY_CRON),
+        ("p360: UID2 refresh (due only)", "activation.jobs.start_uid2_refresh", settings.P360_UID2_REFRESH_CRON),
+        ("p360: ICP seed refresh", "activation.jobs.start_icp_seed_refresh", settings.P360_ICP_SEED_CRON),
+    ]:
+        _, was_created = Schedule.objects.update_or_create(
+            name=name, defaults={"func": func, "schedule_type": Schedule.CRON, "cron": cron, "repeats": -1}
+        )
+        created += was_created
     return created
