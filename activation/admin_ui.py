@@ -21,7 +21,9 @@ def cross_org_deliveries(orgs: Any, *, limit: int = 10, days: int = 7) -> dict[s
     for org in orgs:
         with schema_context(org.schema_name):
             failed += Delivery.objects.filter(status=DeliveryStatus.FAILED, created_at__gte=since).count()
-            for d in Delivery.objects.select_related("destination").filter(dry_run=False).order_by("-created_at")[:limit]:
+            for d in (
+                Delivery.objects.select_related("destination").filter(dry_run=False).order_by("-created_at")[:limit]
+            ):
                 rows.append({
                     "org": org, "id": d.pk, "destination": d.destination.name, "status": d.status, "rows": d.rows,
                     "added": d.added, "removed": d.removed, "error": d.error, "created_at": d.created_at,

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from tenants.models import Organization, User
 
 logger = logging.getLogger(__name__)
-CADENCE_DAYS = {Cadence.DAILY: 1, Cadence.WEEKLY: 7, Cadence.MONTHLY: 30}
+CADENCE_DAYS: dict[str, int] = {Cadence.DAILY: 1, Cadence.WEEKLY: 7, Cadence.MONTHLY: 30}
 
 
 class DeliveryFailed(Exception):
@@ -260,7 +260,7 @@ def _send_alert(cfg: Any, message: str) -> None:
     subject = f"[P360] {org.name if org else ''} delivery alert"
     try:
         send_mail(subject, message, settings.DEFAULT_FROM_EMAIL, recipients, fail_silently=False)
-    except Exception:  # noqa: BLE001 - an alert that cannot be mailed is still in the ledger and the log
+    except Exception:
         logger.exception("delivery alert could not be mailed")
 
 

@@ -93,7 +93,7 @@ def device_rows_sql(audience: Audience, *, lookback_days: int | None, today: dt.
         return None
     seg = _literal(segment_id(audience))
     s = schema()
-    ts = f"(SELECT extract(epoch FROM created_at)::bigint FROM \"{s}\".audiences_audienceversion WHERE id = r.version_id)"
+    ts = f'(SELECT extract(epoch FROM created_at)::bigint FROM "{s}".audiences_audienceversion WHERE id = r.version_id)'
     records = f"""SELECT
         CASE WHEN r.maid ~ '{UUID_RE}' AND r.maid <> '{ZERO_MAID}' THEN
             CASE WHEN upper(r.maid_type) = 'IDFA' THEN upper(r.maid) ELSE lower(r.maid) END END AS advertising_id,
@@ -102,8 +102,12 @@ def device_rows_sql(audience: Audience, *, lookback_days: int | None, today: dt.
         CASE WHEN r.ip ~ '{IPV4_RE}' THEN r.ip END AS ip_address,
         {ts} AS ts
       FROM {source}
-      WHERE ((r.maid ~ '{UUID_RE}' AND r.maid <> '{ZERO_MAID}') OR r.ip ~ '{IPV4_RE}') AND {optout_filter_sql('r')}"""
-    window = "true" if lookback_days is None else f"e.event_date >= '{(today - dt.timedelta(days=lookback_days)).isoformat()}'"
+      WHERE ((r.maid ~ '{UUID_RE}' AND r.maid <> '{ZERO_MAID}') OR r.ip ~ '{IPV4_RE}') AND {optout_filter_sql("r")}"""
+    window = (
+        "true"
+        if lookback_days is None
+        else f"e.event_date >= '{(today - dt.timedelta(days=lookback_days)).isoformat()}'"
+    )
     reds = f"""SELECT
         CASE WHEN e.user_id_type = 'MAID' THEN
             CASE WHEN e.user_id ~ '[a-f]' THEN lower(e.user_id) ELSE upper(e.user_id) END END,
@@ -127,11 +131,11 @@ def skipped_counts(audience: Audience) -> dict[str, int]:
     valid_maid = f"(r.maid ~ '{UUID_RE}' AND r.maid <> '{ZERO_MAID}')"
     valid_ip = f"r.ip ~ '{IPV4_RE}'"
     sql = f"""SELECT
-        count(*) FILTER (WHERE NOT ({optout_filter_sql('r')})),
-        count(*) FILTER (WHERE r.maid IS NOT NULL AND NOT {valid_maid} AND ({optout_filter_sql('r')})),
-        count(*) FILTER (WHERE r.ip IS NOT NULL AND NOT {valid_ip} AND ({optout_filter_sql('r')})),
+        count(*) FILTER (WHERE NOT ({optout_filter_sql("r")})),
+        count(*) FILTER (WHERE r.maid IS NOT NULL AND NOT {valid_maid} AND ({optout_filter_sql("r")})),
+        count(*) FILTER (WHERE r.ip IS NOT NULL AND NOT {valid_ip} AND ({optout_filter_sql("r")})),
         count(*) FILTER (WHERE NOT coalesce({valid_maid}, false) AND NOT coalesce({valid_ip}, false)
-                         AND ({optout_filter_sql('r')}))
+                         AND ({optout_filter_sql("r")}))
       FROM {source}"""
     with connection.cursor() as cursor:
         cursor.execute(sql)
@@ -253,8 +257,10 @@ def export_files(
     for audience in audiences:
         if fmt == "ttd":
             source = audience_records_sql(audience)
-            sql = None if source is None else (
-                f"SELECT u.uid2, {_literal(segment_id(audience))} FROM ({uid2s_sql(source)}) u"
+            sql = (
+                None
+                if source is None
+                else (f"SELECT u.uid2, {_literal(segment_id(audience))} FROM ({uid2s_sql(source)}) u")
             )
         else:
             sql = device_rows_sql(audience, lookback_days=lookback_days, today=today)

@@ -171,4 +171,4 @@ def uid2s_sql(source: str) -> str:
     t = _qualified()
     return f"""SELECT DISTINCT i.uid2 FROM {source}
         JOIN {t} i ON (i.kind = 'email' AND i.hashed = r.email_sha256) OR (i.kind = 'phone' AND i.hashed = r.phone_sha256)
-        WHERE i.status = 'mapped' AND {optout_filter_sql('r')}"""
+        WHERE i.status = 'mapped' AND {optout_filter_sql("r")}"""

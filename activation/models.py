@@ -176,6 +176,9 @@ class DeliveryMember(models.Model):
     class Meta:
         indexes = [models.Index(fields=["delivery", "key"], name="delivery_member_key")]
 
+    def __str__(self) -> str:
+        return f"{self.delivery_id}:{self.key}"
+
 
 class TtdMemberStatus(models.TextChoices):
     SENT = "sent", "In the segment"

@@ -72,7 +72,7 @@ def audience_activation(audience: Audience) -> dict[str, Any]:
     """The Activation panel / API: match rate, destinations carrying the audience, last and next delivery."""
     stats = match_stats(audience)
     destinations = [d for d in Destination.objects.filter(audiences=audience).order_by("name")]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for d in destinations:
         last = (
             Delivery.objects.filter(destination=d, dry_run=False)
@@ -93,8 +93,13 @@ def audience_activation(audience: Audience) -> dict[str, Any]:
         "destinations": rows,
         "last_delivery": last_any,
         "next_delivery_at": min((r["next_delivery_at"] for r in rows if r["next_delivery_at"]), default=None),
-        "icp_seed": {"name": seed.name, "ids": seed.ids,
-                     "last_exported_at": seed.last_exported_at.isoformat() if seed.last_exported_at else None,
-                     "last_error": seed.last_error} if seed else None,  # fmt: skip
+        "icp_seed": {
+            "name": seed.name,
+            "ids": seed.ids,
+            "last_exported_at": seed.last_exported_at.isoformat() if seed.last_exported_at else None,
+            "last_error": seed.last_error,
+        }
+        if seed
+        else None,
         "delivery_enabled": config().enabled,
     }

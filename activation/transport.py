@@ -137,7 +137,7 @@ def push_sftp(target: SftpTarget, files: list[FileInfo], *, attempts: int | None
             raise TransportError(f"the SFTP server {target.host}:{target.port} refused the login") from None
         except TransportError:
             raise
-        except (OSError, asyncssh.Error, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, asyncssh.Error) as exc:
             last = exc
             logger.warning("sftp push to %r failed (attempt %s/%s): %s", target, attempt, tries, type(exc).__name__)
     raise TransportError(f"the SFTP push failed after {tries} attempt(s): {type(last).__name__}: {last}")
@@ -175,4 +175,3 @@ def push_s3(
         "listing": [{"name": o["Key"], "bytes": o["Size"]} for o in listing],
         "tries": 1,
     }
-

@@ -79,7 +79,9 @@ def killed(django_db_setup: Any, django_db_blocker: Any, sftp_server: Any, s3_en
             saved = {k: os.environ.get(k) for k in aws}
             os.environ.update(aws)
             try:
-                with override_settings(P360_JOB_STALE_SECONDS=0, P360_S3_BUCKET=bucket, P360_S3_ENDPOINT_URL=s3_endpoint):
+                with override_settings(
+                    P360_JOB_STALE_SECONDS=0, P360_S3_BUCKET=bucket, P360_S3_ENDPOINT_URL=s3_endpoint
+                ):
                     outcome["reaped"] = reap_stale_jobs()
             finally:
                 for k, v in saved.items():

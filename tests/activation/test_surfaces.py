@@ -28,7 +28,9 @@ def test_global_dashboard_lists_deliveries_across_orgs_and_failures(login: Any, 
     for org, status in ((acme, DeliveryStatus.FAILED), (globex, DeliveryStatus.SENT)):
         with schema_context(org.schema_name):
             dest = _s3_dest(f"{org.slug}-bucket", [])
-            Delivery.objects.create(destination=dest, status=status, rows=42, error="boom" if status == "failed" else "")
+            Delivery.objects.create(
+                destination=dest, status=status, rows=42, error="boom" if status == "failed" else ""
+            )
     page = login(super_admin).get("/admin/")
     html = page.content.decode()
     assert page.status_code == 200

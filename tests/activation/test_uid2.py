@@ -41,7 +41,7 @@ def test_sdk_envelope_roundtrip_maps_emails_and_phones(operator: Any) -> None:
 def test_wrong_secret_and_key_are_clear_errors(operator: Any) -> None:
     import base64
 
-    with pytest.raises(Uid2Error, match="HTTP 400.*ClientSecret"):
+    with pytest.raises(Uid2Error, match=r"HTTP 400.*ClientSecret"):
         map_batch(conf(operator, secret_key=base64.b64encode(b"x" * 32).decode()), [Item("email", h("a@b.com"))])
     with pytest.raises(Uid2Error, match="HTTP 401"):
         map_batch(conf(operator, api_key="wrong"), [Item("email", h("a@b.com"))])
@@ -62,7 +62,9 @@ def test_retries_429_and_5xx_with_retry_after_then_gives_up(operator: Any) -> No
 
 def test_batches_in_parallel_records_identities_and_match_rate(operator: Any, acme: Any) -> None:
     operator.delay = 0.05
-    rows = [person(i) for i in range(40)] + [person(99, email="optout@example.com", email_sha256=h("optout@example.com"))]
+    rows = [person(i) for i in range(40)] + [
+        person(99, email="optout@example.com", email_sha256=h("optout@example.com"))
+    ]
     rows.append({"first_name": "NoIds"})
     with schema_context(acme.schema_name):
         audience = make_imported("UID2 people", rows)
@@ -104,7 +106,12 @@ def test_uid2_map_command_json_and_other_org_audience(operator: Any, acme: Any, 
         audience = make_imported("CLI people", [person(i) for i in range(5)])
     from django.db import connection
 
-    env = {"P360_DB_NAME": connection.settings_dict["NAME"], "P360_UID2_BASE_URL": operator.base_url, "P360_UID2_API_KEY": API_KEY, "P360_UID2_SECRET_KEY": SECRET}
+    env = {
+        "P360_DB_NAME": connection.settings_dict["NAME"],
+        "P360_UID2_BASE_URL": operator.base_url,
+        "P360_UID2_API_KEY": API_KEY,
+        "P360_UID2_SECRET_KEY": SECRET,
+    }
     # The subprocess cannot see this test's uncommitted rows, so exercise the command in-process too.
     from io import StringIO
 

@@ -75,7 +75,7 @@ class TtdStandIn:
                 self.wfile.write(data)
                 stand_in.statuses.append(status)
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if self.path != "/data/advertiser":
                     return self._send(404, "not found")

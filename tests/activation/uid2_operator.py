@@ -113,7 +113,7 @@ class Uid2Operator:
                 self.wfile.write(data)
                 operator.statuses.append(status)
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 with operator.lock:
                     operator.requests += 1
                     operator.in_flight += 1
@@ -147,7 +147,7 @@ class Uid2Operator:
                     return self._plain(400, {"status": "client_error", "message": msg})
                 try:
                     plain = AESGCM(operator.key).decrypt(envelope[1:13], envelope[13:], None)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     msg = "Invalid body: Check encryption key (ClientSecret)."
                     return self._plain(400, {"status": "client_error", "message": msg})
                 (ts_ms,) = struct.unpack(">q", plain[:8])
