@@ -58,8 +58,8 @@ class BatchResult:
 @dataclass
 class Uid2Settings:
     base_url: str
-    api_key: str
-    secret_key: str
+    api_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
     batch_size: int = MAX_BATCH
     parallel: int = 4
     max_retries: int = 5

@@ -130,3 +130,18 @@ def test_icp_seed_range_name_and_export(acme: Any, ttd: Any) -> None:
         seed, result = icp_seed_designate(actor=None, audience=good, destination=dest)
         assert seed.name == "ICP_Seed_TechICP" and seed.ids == 10_000 and result["accepted"] == 10_000
         assert len(ttd.segments["ICP_Seed_TechICP"]) == 10_000
+
+
+def test_opted_out_people_are_never_sent_to_ttd(acme: Any, ttd: Any) -> None:
+    from activation.models import Uid2Identity
+    from tests.activation.conftest import h
+
+    with schema_context(acme.schema_name):
+        audience = make_imported("TTD optouts", [person(i) for i in range(30)])
+        map_everything()
+        Uid2Identity.objects.filter(kind="email", hashed=h("person0@example.com")).update(status="optout", uid2="")
+        dest = ttd_destination(ttd, [audience], name="TTD optouts")
+        d = start_delivery(destination=dest, actor=None, dry_run=False, inline=True)
+        assert d.status == DeliveryStatus.SENT and d.rows == 58  # 29 people x (email + phone UID2)
+        sent = {i["UID2"] for body in ttd.requests for i in body["Items"]}
+        assert uid(0) not in sent and "U" + h("+15550000000") not in sent  # the phone of the opted-out person too
