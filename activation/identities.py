@@ -5,6 +5,7 @@ operator (activation.uid2), record the outcome, and report match rates. Opt-outs
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -116,12 +117,25 @@ def map_identities(
 ) -> dict[str, Any]:
     """Register, select and map; returns the contract's counts (`mapped`, `unmapped`, `opted_out`,
     `refreshed`, `match_rate`) plus `requests` and `retries`."""
+    clock = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(timings.get(name, 0.0) + now - clock, 3)
+        clock = now
+
     register(audience)
+    lap("register")
     items, seen_before = select_items(audience, due_only=due_only)
+    lap("select")
     counts = {"mapped": 0, "unmapped": 0, "opted_out": 0, "requests": 0, "retries": 0}
     done = 0
     for result in map_all(conf, items):
+        lap("operator")
         write_outcomes(result.outcomes)
+        lap("write")
         for o in result.outcomes:
             key = {"mapped": "mapped", "optout": "opted_out"}.get(o.status, "unmapped")
             counts[key] += 1
@@ -131,7 +145,9 @@ def map_identities(
         if progress is not None:
             progress(done, len(items))
     stats = match_stats(audience)
-    return {**counts, "refreshed": seen_before, "match_rate": stats["match_rate"], "records": stats["records"]}
+    lap("match_rate")
+    return {**counts, "refreshed": seen_before, "match_rate": stats["match_rate"], "records": stats["records"],
+            "seconds": timings}  # fmt: skip
 
 
 def match_stats(audience: Audience | None) -> dict[str, Any]:

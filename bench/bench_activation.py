@@ -45,25 +45,25 @@ def _drop_bench_orgs() -> None:
         org.delete(force_drop=True)
 
 
-def _audience(rows: int) -> object:
+def _audience(rows: int, name: str) -> object:
     """An imported audience whose version holds `rows` records with email hash, MAID and IP (SQL-generated)."""
     from django.db import connection
 
     from audiences import records
     from audiences.models import Audience, AudienceKind, AudienceStatus, AudienceVersion
 
-    audience = Audience.objects.create(name="Bench devices", kind=AudienceKind.IMPORTED, status=AudienceStatus.READY)
+    audience = Audience.objects.create(name=name, kind=AudienceKind.IMPORTED, status=AudienceStatus.READY)
     version = AudienceVersion.objects.create(audience=audience, number=1, record_count=rows)
     records.create_partition(version.pk)
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {records.partition_name(version.pk)} (version_id, row, line, email_sha256, maid, maid_type, ip) "
             "SELECT %s, g, g + 2, encode(sha256(('p' || g)::bytea), 'base64'), "
-            "CASE WHEN g % 2 = 0 THEN upper(substr(m, 1, 8) || '-' || substr(m, 9, 4) || '-4' || substr(m, 14, 3) || "
+            "CASE WHEN g %% 2 = 0 THEN upper(substr(m, 1, 8) || '-' || substr(m, 9, 4) || '-4' || substr(m, 14, 3) || "
             "'-8' || substr(m, 18, 3) || '-' || substr(m, 21, 12)) ELSE substr(m, 1, 8) || '-' || substr(m, 9, 4) || "
             "'-4' || substr(m, 14, 3) || '-8' || substr(m, 18, 3) || '-' || substr(m, 21, 12) END, "
-            "CASE WHEN g % 2 = 0 THEN 'IDFA' ELSE 'GAID' END, "
-            "'10.' || (g >> 16) % 256 || '.' || (g >> 8) % 256 || '.' || g % 256 "
+            "CASE WHEN g %% 2 = 0 THEN 'IDFA' ELSE 'GAID' END, "
+            "'10.' || (g >> 16) %% 256 || '.' || (g >> 8) %% 256 || '.' || g %% 256 "
             "FROM (SELECT g, md5(g::text) AS m FROM generate_series(0, %s - 1) g) s",
             [version.pk, rows],
         )
@@ -84,7 +84,7 @@ def _uid2_rows(org: object) -> list[Row]:
     try:
         conf = Uid2Settings(base_url=operator.base_url, api_key=API_KEY, secret_key=SECRET, parallel=4)
         with schema_context(org.schema_name):  # type: ignore[attr-defined]
-            audience = _audience(UID2_IDS)
+            audience = _audience(UID2_IDS, "Bench UID2")
             start = time.perf_counter()
             result = map_identities(audience=audience, due_only=False, conf=conf)  # type: ignore[arg-type]
             seconds = time.perf_counter() - start
@@ -101,7 +101,7 @@ def _uid2_rows(org: object) -> list[Row]:
         Row(
             workload="UID2 mapping (SDK, local operator, DB writes)",
             size=f"{mapped:,} ids, {requests} requests of <= 5,000, 4 in flight",
-            p360=f"{fmt_s(seconds)} ({mapped / seconds:,.0f} ids/s)",
+            p360=f"{fmt_s(seconds)} ({mapped / seconds:,.0f} ids/s; {result['seconds']})",
             baseline=f"SDK calls only {fmt_s(sdk_seconds)} ({UID2_IDS / sdk_seconds:,.0f} ids/s)",
             ratio=f"{(mapped / seconds) / (UID2_IDS / sdk_seconds):.0%} of SDK-only",
             goal=goal_text(
@@ -127,7 +127,7 @@ def _device_rows(org: object, tmp: Path) -> list[Row]:
         target = SftpTarget(host="127.0.0.1", port=server.port, username=USER, remote_dir="/up",
                             host_key=server.host_key_line, password=PASSWORD)  # fmt: skip
         with schema_context(org.schema_name):  # type: ignore[attr-defined]
-            audience = _audience(ROWS)
+            audience = _audience(ROWS, "Bench devices")
             part = records.partition_name(audience.current_version_id)  # type: ignore[attr-defined]
             # Baseline 1: COPY of the same rows' device columns to a file.
             start = time.perf_counter()
