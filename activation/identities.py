@@ -90,6 +90,7 @@ def write_outcomes(outcomes: list[Outcome]) -> None:
         cursor.execute("TRUNCATE _uid2_out")
         with cursor.copy("COPY _uid2_out FROM STDIN") as copy:  # type: ignore[attr-defined]
             copy.write(buffer.getvalue())
+        cursor.execute("ANALYZE _uid2_out")  # without statistics the join below is planned as a nested loop
         cursor.execute(
             f"""UPDATE {_qualified()} i SET
                 status = o.status,
