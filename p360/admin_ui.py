@@ -338,16 +338,30 @@ def org_navigation(request: HttpRequest) -> list[dict[str, Any]]:
                         ),
                         ("Campaigns", "campaign", "admin:campaigns_campaign_changelist", "campaigns.view_campaign"),
                         # --- issue 12: activation ---
-                        ("Destinations", "send", "admin:activation_destination_changelist", "activation.view_destination"),
-                        ("Deliveries", "local_shipping", "admin:activation_delivery_changelist", "activation.view_delivery"),
+                        (
+                            "Destinations",
+                            "send",
+                            "admin:activation_destination_changelist",
+                            "activation.view_destination",
+                        ),
+                        (
+                            "Deliveries",
+                            "local_shipping",
+                            "admin:activation_delivery_changelist",
+                            "activation.view_delivery",
+                        ),
                         (
                             "Delivery settings",
                             "settings",
                             "admin:activation_deliveryconfig_changelist",
                             "activation.view_deliveryconfig",
                         ),
-                        ("UID2 identities", "fingerprint", "admin:activation_uid2identity_changelist",
-                         "activation.view_uid2identity"),  # fmt: skip
+                        (
+                            "UID2 identities",
+                            "fingerprint",
+                            "admin:activation_uid2identity_changelist",
+                            "activation.view_uid2identity",
+                        ),
                         ("TTD segments", "hub", "admin:activation_ttdmember_changelist", "activation.view_ttdmember"),
                         ("ICP seeds", "spa", "admin:activation_icpseed_changelist", "activation.view_icpseed"),
                         ("Uploads", "upload_file", "admin:uploads_upload_changelist", "uploads.view_upload"),
