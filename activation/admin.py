@@ -15,8 +15,8 @@ from unfold.decorators import action, display
 from activation import services
 from activation.delivery import start_delivery
 from activation.models import Delivery, DeliveryConfig, Destination, IcpSeed, TtdMember, Uid2Identity
-from p360.admin_base import ReadOnlyAdmin
-from p360.admin_sites import org_admin
+from p360.core.admin_base import ReadOnlyAdmin
+from p360.core.admin_sites import org_admin
 from tenants.services import ServiceError
 
 SECRET_WIDGET = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})

@@ -23,8 +23,8 @@ from activation.models import Cadence, Delivery, DeliveryStatus, Destination, De
 from activation.services import config, credentials
 from activation.sources import schema
 from activation.transport import SftpTarget, TransportError, push_s3, push_sftp, stage
-from p360.audit.services import record
-from p360.jobs.services import JobContext, job_run_inline, job_start
+from p360.core.audit.services import record
+from p360.core.jobs.services import JobContext, job_run_inline, job_start
 from tenants.selectors import current_org
 
 if TYPE_CHECKING:

@@ -1,10 +1,10 @@
-"""Job kinds of the activation app (found by p360.jobs.services.job_kinds) and the scheduled entry points."""
+"""Job kinds of the activation app (found by p360.core.jobs.services.job_kinds) and the scheduled entry points."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from p360.jobs.services import JobContext, JobError, job_handler
+from p360.core.jobs.services import JobContext, JobError, job_handler
 
 
 @job_handler("activation.uid2_map", title="UID2 mapping")
@@ -50,7 +50,7 @@ def icp_seed_job(ctx: JobContext) -> dict[str, Any]:
 def _each_org(kind: str, params: dict[str, Any], *, when: Any = None) -> int:
     from django_tenants.utils import schema_context
 
-    from p360.jobs.services import job_start
+    from p360.core.jobs.services import job_start
     from tenants.models import Organization
 
     started = 0

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 from django.db import transaction
 
 from activation.models import Cadence, DeliveryConfig, Destination, DestinationKind, PushMode
-from ingestion.crypto import decrypt, encrypt
-from p360.audit.services import record
-from p360.jobs.dispatch import org_task
+from p360.core.audit.services import record
+from p360.core.crypto import decrypt, encrypt
+from p360.core.jobs.dispatch import org_task
 from tenants.selectors import current_org
 from tenants.services import ServiceError
 

@@ -19,7 +19,7 @@ import asyncssh
 from django.conf import settings
 
 from activation.exports import FileInfo
-from p360.faults import fault_point
+from p360.core.faults import fault_point
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class HostKeyRefused(TransportError):
 # --- staging ---------------------------------------------------------------------------------------------
 def stage(files: list[FileInfo], prefix: str) -> list[str]:
     """Copy the files to `<prefix>/<name>` in the org's storage (replacing a previous attempt's copy)."""
-    from p360.uploads.storage import org_storage
+    from p360.core.uploads.storage import org_storage
 
     storage = org_storage()
     keys = []

@@ -35,7 +35,7 @@ def _rss_mb() -> float:
 def _drop_bench_orgs() -> None:
     from django.db import connection
 
-    from p360.jobs.models import Job
+    from p360.core.jobs.models import Job
     from tenants.models import Organization
 
     connection.set_schema_to_public()  # type: ignore[attr-defined]

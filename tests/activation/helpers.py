@@ -6,12 +6,12 @@ import datetime as dt
 
 from django.db import connection
 
-from ingestion.reds import _ensure_partitions
+from ingestion.reds import ensure_event_partitions
 
 
 def add_reds_events(rows: list[tuple[dt.datetime, str, str, str]]) -> None:
     """(timestamp, audience_id, user_id, user_id_type) impressions in the current org."""
-    _ensure_partitions(sorted({ts.date() for ts, *_ in rows}))
+    ensure_event_partitions(sorted({ts.date() for ts, *_ in rows}))
     with connection.cursor() as cursor:
         for n, (ts, audience_id, user_id, kind) in enumerate(rows):
             cursor.execute(

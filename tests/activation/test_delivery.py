@@ -117,8 +117,8 @@ def test_connection_cut_mid_file_is_retried_to_one_complete_file(acme: Any, sftp
         assert list(files) == [info["name"]] and len(files[info["name"]]) == info["bytes"]
         assert sftp.renames == 1
         # Re-running the same (already sent) delivery is a no-op.
-        from p360.jobs.models import Job
-        from p360.jobs.services import run_job
+        from p360.core.jobs.models import Job
+        from p360.core.jobs.services import run_job
 
         job = Job.objects.get(pk=d.job_id)
         assert run_job(job.pk) == "skipped"

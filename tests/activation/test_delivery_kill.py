@@ -17,8 +17,8 @@ from activation.models import Delivery, DeliveryStatus, Destination
 from activation.services import destination_create
 from audiences import records
 from audiences.models import Audience
-from p360.jobs.models import Job, JobStatus
-from p360.jobs.services import reap_stale_jobs
+from p360.core.jobs.models import Job, JobStatus
+from p360.core.jobs.services import reap_stale_jobs
 from tests.activation.conftest import person
 from tests.activation.sftp_server import PASSWORD, USER
 from tests.audiences.builder_helpers import make_imported

@@ -73,7 +73,7 @@ def test_cadence_decides_which_destinations_are_due(acme: Any) -> None:
 def test_schedules_are_installed() -> None:
     from django_q.models import Schedule
 
-    from p360.jobs.schedules import ensure_schedules
+    from p360.core.jobs.schedules import ensure_schedules
 
     ensure_schedules()
     funcs = set(Schedule.objects.values_list("func", flat=True))

@@ -8,7 +8,7 @@ from django.core.management.base import CommandParser
 
 from activation.delivery import start_delivery, summary
 from activation.models import DeliveryStatus, Destination
-from p360.commands import CommandFailed, P360Command
+from p360.core.commands import CommandFailed, P360Command
 
 
 class Command(P360Command):

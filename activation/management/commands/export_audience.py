@@ -10,8 +10,8 @@ from django.core.management.base import CommandParser
 from activation.exports import FORMATS, ExportRefused, export_files
 from activation.services import config
 from audiences.models import Audience
-from p360.audit.services import record
-from p360.commands import CommandFailed, P360Command
+from p360.core.audit.services import record
+from p360.core.commands import CommandFailed, P360Command
 
 
 class Command(P360Command):

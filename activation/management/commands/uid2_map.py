@@ -7,9 +7,9 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from audiences.models import Audience
-from p360.commands import CommandFailed, P360Command
-from p360.jobs.models import JobStatus
-from p360.jobs.services import job_run_inline
+from p360.core.commands import CommandFailed, P360Command
+from p360.core.jobs.models import JobStatus
+from p360.core.jobs.services import job_run_inline
 
 
 class Command(P360Command):
