@@ -70,7 +70,16 @@ def test_cadence_decides_which_destinations_are_due(acme: Any) -> None:
         assert due_destinations() == []
 
 
-def test_schedules_are_installed() -> None:
+def test_org_sidebar_lists_the_registered_activation_entries(login: Any, super_admin: Any, acme: Any) -> None:
+    html = login(super_admin).get("/o/acme/admin/").content.decode()
+    for model in ("destination", "delivery", "deliveryconfig", "uid2identity", "ttdmember", "icpseed"):
+        assert f'href="/o/acme/admin/activation/{model}/"' in html, model
+    assert html.index('href="/o/acme/admin/reporting/summary/"') < html.index(
+        'href="/o/acme/admin/activation/destination/"'
+    )
+
+
+def test_schedules_are_installed_with_the_configured_cron(settings: Any) -> None:
     from django_q.models import Schedule
 
     from p360.core.jobs.schedules import ensure_schedules
@@ -79,3 +88,6 @@ def test_schedules_are_installed() -> None:
     funcs = set(Schedule.objects.values_list("func", flat=True))
     assert {"activation.jobs.start_due_deliveries", "activation.jobs.start_uid2_refresh",
             "activation.jobs.start_icp_seed_refresh"} <= funcs  # fmt: skip
+    settings.P360_DELIVERY_CRON = "15 3 * * *"
+    ensure_schedules()  # registered schedules read their setting late: a changed cron updates the row by name
+    assert Schedule.objects.get(func="activation.jobs.start_due_deliveries").cron == "15 3 * * *"
