@@ -210,7 +210,9 @@ def _slices(valid: pl.DataFrame, bad: list[tuple[int, str, str]], owners: dict[i
     return slices
 
 
-def _ensure_partitions(days: list[dt.date]) -> None:
+def ensure_event_partitions(days: list[dt.date]) -> None:
+    """Create the current org's REDS event partitions of these days (idempotent); other apps and tests that write
+    events (activation's device-file tests, attribution) call this before inserting."""
     schema = connection.schema_name  # type: ignore[attr-defined]
     with connection.cursor() as cursor:
         for day in days:
@@ -220,6 +222,8 @@ def _ensure_partitions(days: list[dt.date]) -> None:
                 f"FOR VALUES FROM ('{day.isoformat()}') TO ('{(day + dt.timedelta(days=1)).isoformat()}')"
             )
 
+
+_ensure_partitions = ensure_event_partitions  # the former private name (tests/attribution, bench_attribution)
 
 _COLUMNS = [
     "event_date",
@@ -259,7 +263,7 @@ def _store_events(run: IngestionRun, events: pl.DataFrame) -> tuple[list[dt.date
     days = sorted(events["event_date"].unique().to_list())
     reds_file.days = [day.isoformat() for day in days]
     reds_file.save()
-    _ensure_partitions(days)
+    ensure_event_partitions(days)
     frame = events.with_columns(pl.lit(reds_file.pk).alias("file_id")).select(_COLUMNS)
     buffer = io.BytesIO()
     frame.write_csv(buffer, include_header=False)

@@ -111,6 +111,7 @@ TENANT_APPS = [
     "ingestion.ingestion_store",  # staged rows and REDS events, per organisation
     "reporting",
     "p360.core.uploads",  # issue 4: resumable (tus) uploads
+    "activation",  # issue 12: UID2, TTD, LiveRamp device files, S3 + SFTP deliveries
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -557,6 +558,26 @@ P360_RETENTION_AUDIT_MONTHS = int(env("P360_RETENTION_AUDIT_MONTHS") or "24")  #
 P360_RETENTION_METRICS_CRON = env("P360_RETENTION_METRICS_CRON") or "30 3 * * *"
 P360_RETENTION_LOGS_CRON = env("P360_RETENTION_LOGS_CRON") or "45 3 * * *"
 P360_RETENTION_AUDIT_CRON = env("P360_RETENTION_AUDIT_CRON") or "0 4 * * 0"
+# --- issue 12: activation (UID2 operator, TTD Data API, delivery staging and schedules) ---
+P360_UID2_BASE_URL = env("P360_UID2_BASE_URL") or "https://operator-integ.uidapi.com"
+P360_UID2_API_KEY = env("P360_UID2_API_KEY")
+P360_UID2_SECRET_KEY = env("P360_UID2_SECRET_KEY")
+P360_UID2_BATCH_SIZE = int(env("P360_UID2_BATCH_SIZE") or "5000")  # documented maximum per request
+P360_UID2_PARALLEL = int(env("P360_UID2_PARALLEL") or "4")  # documented ceiling: 20 batches in flight
+P360_UID2_MAX_RETRIES = int(env("P360_UID2_MAX_RETRIES") or "5")
+P360_UID2_BACKOFF_BASE = float(env("P360_UID2_BACKOFF_BASE") or "1")
+P360_UID2_BACKOFF_CAP = float(env("P360_UID2_BACKOFF_CAP") or "60")
+P360_TTD_BASE_URL = env("P360_TTD_BASE_URL") or "https://usw-data.adsrvr.org"
+P360_TTD_BATCH_SIZE = int(env("P360_TTD_BATCH_SIZE") or "1600")  # TTD's own SDK examples
+P360_TTD_MAX_RETRIES = int(env("P360_TTD_MAX_RETRIES") or "5")
+P360_DELIVERY_STAGING_PREFIX = env("P360_DELIVERY_STAGING_PREFIX") or "deliveries"
+P360_DELIVERY_MAX_ROWS_PER_FILE = int(env("P360_DELIVERY_MAX_ROWS_PER_FILE") or "10000000")
+P360_DELIVERY_MAX_FILE_BYTES = int(env("P360_DELIVERY_MAX_FILE_BYTES") or str(4 * 1024**3))  # LiveRamp: split > 4 GB
+P360_DELIVERY_ALERT_EMAILS = env_list("P360_DELIVERY_ALERT_EMAILS")
+P360_DELIVERY_SFTP_RETRIES = int(env("P360_DELIVERY_SFTP_RETRIES") or "3")
+P360_DELIVERY_CRON = env("P360_DELIVERY_CRON") or "0 3 * * *"  # daily check; each org's cadence decides
+P360_UID2_REFRESH_CRON = env("P360_UID2_REFRESH_CRON") or "0 2 * * *"
+P360_ICP_SEED_CRON = env("P360_ICP_SEED_CRON") or "0 4 1 * *"
 
 # --- issue 5: the audience builder's in-memory cache (per org, LRU across orgs) ---
 P360_BUILDER_CACHE_MB = int(env("P360_BUILDER_CACHE_MB", "2048"))

@@ -1,0 +1,160 @@
+"""Org admin of activation: delivery configuration, destinations (credentials write-only), the delivery ledger
+with re-run and dry-run actions, UID2 identities, TTD segment members and ICP seeds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from unfold.admin import ModelAdmin
+from unfold.decorators import action, display
+
+from activation import services
+from activation.delivery import start_delivery
+from activation.models import Delivery, DeliveryConfig, Destination, IcpSeed, TtdMember, Uid2Identity
+from p360.core.admin_base import ReadOnlyAdmin
+from p360.core.admin_sites import org_admin
+from tenants.services import ServiceError
+
+SECRET_WIDGET = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
+
+
+class DestinationForm(forms.ModelForm):
+    """Secrets are write-only: the fields are always rendered empty; leaving them empty keeps the stored ones."""
+
+    password = forms.CharField(required=False, widget=SECRET_WIDGET, help_text="SFTP password (kept if empty).")
+    private_key = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}),
+                                  help_text="SFTP private key, OpenSSH format (kept if empty; never shown).")  # fmt: skip
+    access_key_id = forms.CharField(required=False, widget=SECRET_WIDGET, help_text="S3 access key id.")
+    secret_access_key = forms.CharField(required=False, widget=SECRET_WIDGET, help_text="S3 secret access key.")
+    auth_token = forms.CharField(required=False, widget=SECRET_WIDGET, help_text="TTD-Auth token.")
+    secret_key = forms.CharField(required=False, widget=SECRET_WIDGET, help_text="TTD advertiser secret key.")
+
+    class Meta:
+        model = Destination
+        fields = ["name", "kind", "enabled", "audiences", "host", "port", "username", "remote_dir", "host_key",
+                  "bucket", "prefix", "endpoint_url", "advertiser_id", "base_url"]  # fmt: skip
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initial["private_key"] = ""  # never echo a secret back
+
+
+@admin.register(DeliveryConfig, site=org_admin)
+class DeliveryConfigAdmin(ModelAdmin):
+    list_display = ["__str__", "enabled", "cadence", "lookback_days", "push_mode", "ttd_ttl_days", "ttd_base_bid_cpm"]
+    fields = ["enabled", "cadence", "lookback_days", "push_mode", "shrink_alert_share", "alert_emails",
+              "ttd_ttl_days", "ttd_base_bid_cpm"]  # fmt: skip
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not DeliveryConfig.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: DeliveryConfig, form: Any, change: bool) -> None:
+        values = {f: form.cleaned_data[f] for f in self.fields if f in form.cleaned_data}
+        try:
+            services.config_update(actor=request.user, **values)  # type: ignore[arg-type]
+        except ServiceError as exc:
+            messages.error(request, str(exc))
+        obj.pk = services.config().pk
+
+
+@admin.register(Destination, site=org_admin)
+class DestinationAdmin(ModelAdmin):
+    form = DestinationForm
+    list_display = ["name", "kind", "enabled", "host_or_bucket", "credentials", "audience_count"]
+    list_filter = ["kind", "enabled"]
+    filter_horizontal = ["audiences"]
+    actions = ["dry_run", "deliver_now"]
+
+    @display(description="Target")
+    def host_or_bucket(self, obj: Destination) -> str:
+        return obj.host or obj.bucket or obj.advertiser_id
+
+    @display(description="Credentials", boolean=True)
+    def credentials(self, obj: Destination) -> bool:
+        return obj.has_credentials
+
+    @display(description="Audiences")
+    def audience_count(self, obj: Destination) -> int:
+        return obj.audiences.count()
+
+    def save_model(self, request: HttpRequest, obj: Destination, form: Any, change: bool) -> None:
+        creds = {k: form.cleaned_data.get(k) for k in services.CREDENTIAL_FIELDS.get(obj.kind, ())}
+        data = {k: form.cleaned_data.get(k) for k in services.PLAIN_FIELDS if k in form.cleaned_data}
+        data["credentials"] = {k: v for k, v in creds.items() if v}
+        try:
+            if change:
+                saved = services.destination_update(actor=request.user, destination=obj, data=data)  # type: ignore[arg-type]
+            else:
+                saved = services.destination_create(actor=request.user, name=obj.name, kind=obj.kind, data=data)  # type: ignore[arg-type]
+        except ServiceError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        obj.pk = saved.pk
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        form.instance = Destination.objects.get(pk=form.instance.pk)
+        form.instance.audiences.set(form.cleaned_data.get("audiences") or [])
+
+    @action(description="Dry run: files and diff, send nothing")
+    def dry_run(self, request: HttpRequest, queryset: QuerySet[Destination]) -> None:
+        for d in queryset:
+            delivery = start_delivery(destination=d, actor=request.user, dry_run=True)  # type: ignore[arg-type]
+            messages.info(request, f"{d.name}: {delivery.rows} rows, +{delivery.added} / -{delivery.removed} "
+                                   f"({delivery.get_status_display()}{': ' + delivery.error if delivery.error else ''})")  # fmt: skip
+
+    @action(description="Deliver now")
+    def deliver_now(self, request: HttpRequest, queryset: QuerySet[Destination]) -> None:
+        for d in queryset:
+            delivery = start_delivery(destination=d, actor=request.user, dry_run=False)  # type: ignore[arg-type]
+            messages.info(request, f"{d.name}: delivery #{delivery.pk} started")
+
+
+@admin.register(Delivery, site=org_admin)
+class DeliveryAdmin(ReadOnlyAdmin):
+    list_display = ["id", "destination", "status", "dry_run", "rows", "added", "removed", "attempts",
+                    "failed_lines", "created_at", "finished_at"]  # fmt: skip
+    list_filter = ["status", "dry_run", "destination"]
+    readonly_fields = ["destination", "status", "dry_run", "job_id", "rows", "added", "removed", "checksum", "files",
+                       "skipped", "attempts", "receipt", "staged", "failed_lines", "alerts", "error",
+                       "created_by_email", "created_at", "started_at", "finished_at"]  # fmt: skip
+    actions = ["rerun", "dry_run"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @action(description="Re-run (a new delivery to the same destination)")
+    def rerun(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
+        for destination in {d.destination for d in queryset}:
+            delivery = start_delivery(destination=destination, actor=request.user, dry_run=False)  # type: ignore[arg-type]
+            messages.info(request, f"{destination.name}: delivery #{delivery.pk} started")
+
+    @action(description="Dry run against the last delivery")
+    def dry_run(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
+        for destination in {d.destination for d in queryset}:
+            delivery = start_delivery(destination=destination, actor=request.user, dry_run=True)  # type: ignore[arg-type]
+            messages.info(request, f"{destination.name}: {delivery.rows} rows, +{delivery.added} / -{delivery.removed}")
+
+
+@admin.register(Uid2Identity, site=org_admin)
+class Uid2IdentityAdmin(ReadOnlyAdmin):
+    list_display = ["kind", "hashed", "status", "uid2", "previous_uid2", "refresh_from", "mapped_at"]
+    list_filter = ["kind", "status"]
+    search_fields = ["hashed", "uid2"]
+
+
+@admin.register(TtdMember, site=org_admin)
+class TtdMemberAdmin(ReadOnlyAdmin):
+    list_display = ["segment", "uid2", "status", "sent_at", "expires_at", "error_code", "error_message"]
+    list_filter = ["status", "segment", "error_code"]
+    search_fields = ["uid2", "segment"]
+
+
+@admin.register(IcpSeed, site=org_admin)
+class IcpSeedAdmin(ReadOnlyAdmin):
+    list_display = ["name", "audience", "destination", "ids", "last_exported_at", "last_error"]

@@ -1,0 +1,298 @@
+"""Deliveries: build the files, diff them against the last successful delivery, stage, push, and write the
+ledger row. A delivery runs as a Job (progress, attempts, the reaper re-runs it when its worker dies);
+re-running a delivery is safe: a ledger row marked sent is never sent again, and files already complete on
+the server are not uploaded twice (see activation.transport)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from activation.exports import ExportRefused, ExportResult, device_rows_sql, export_files
+from activation.models import Cadence, Delivery, DeliveryStatus, Destination, DestinationKind, PushMode
+from activation.services import config, credentials
+from activation.sources import schema
+from activation.transport import SftpTarget, TransportError, push_s3, push_sftp, stage
+from p360.core.audit.services import record
+from p360.core.jobs.services import JobContext, job_run_inline, job_start
+from tenants.selectors import current_org
+
+if TYPE_CHECKING:
+    from tenants.models import Organization, User
+
+logger = logging.getLogger(__name__)
+CADENCE_DAYS: dict[str, int] = {Cadence.DAILY: 1, Cadence.WEEKLY: 7, Cadence.MONTHLY: 30}
+
+
+class DeliveryFailed(Exception):
+    """The delivery could not be completed; the message is for the user (no credentials)."""
+
+
+def start_delivery(
+    *, destination: Destination, actor: User | None, dry_run: bool, org: Organization | None = None,
+    inline: bool = False,
+) -> Delivery:  # fmt: skip
+    """Create the ledger row and run it: in this process (commands, dry runs) or on the task cluster."""
+    org = org or current_org()
+    email = actor.email if actor is not None and actor.is_authenticated else ""
+    delivery = Delivery.objects.create(destination=destination, dry_run=dry_run, created_by_email=email)
+    record(action="activation.delivery_started", actor=actor, org=org, entity=delivery,
+           after={"destination": destination.name, "dry_run": dry_run})  # fmt: skip
+    params = {"delivery_id": delivery.pk}
+    if inline or dry_run:
+        job_run_inline(kind="activation.deliver", org=org, actor=actor, params=params)
+    else:
+        job = job_start(kind="activation.deliver", org=org, actor=actor, params=params, max_attempts=3)
+        Delivery.objects.filter(pk=delivery.pk).update(job_id=job.pk)
+    delivery.refresh_from_db()
+    return delivery
+
+
+def summary(d: Delivery) -> dict[str, Any]:
+    return {
+        "delivery_id": d.pk,
+        "destination": d.destination.name,
+        "status": d.status,
+        "dry_run": d.dry_run,
+        "rows": d.rows,
+        "added": d.added,
+        "removed": d.removed,
+        "files": d.files,
+        "skipped": d.skipped,
+        "checksum": d.checksum,
+        "attempts": d.attempts,
+        "failed_lines": d.failed_lines,
+        "error": d.error,
+    }
+
+
+def workdir(delivery: Delivery) -> Path:
+    return Path(settings.DATA_DIR) / "deliveries" / schema() / str(delivery.pk)
+
+
+def previous_sent(d: Delivery) -> Delivery | None:
+    return (
+        Delivery.objects.filter(destination_id=d.destination_id, status=DeliveryStatus.SENT, dry_run=False)
+        .exclude(pk=d.pk)
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
+
+
+def record_members(d: Delivery, audiences: list[Any], lookback: int | None, today: dt.date) -> None:
+    """The delivery's keys (64-bit hash of id | ip | segment) for the diff against the next delivery."""
+    s = schema()
+    with connection.cursor() as cursor:
+        cursor.execute(f'DELETE FROM "{s}".activation_deliverymember WHERE delivery_id = %s', [d.pk])
+        for audience in audiences:
+            sql = device_rows_sql(audience, lookback_days=lookback, today=today)
+            if sql is None:
+                continue
+            cursor.execute(
+                f'INSERT INTO "{s}".activation_deliverymember (delivery_id, key) SELECT %s, '
+                "hashtextextended(coalesce(q.advertising_id, '') || '|' || coalesce(q.ip_address, '') || '|' "
+                f"|| q.segment_id, 0) FROM ({sql}) q",
+                [d.pk],
+            )
+
+
+def diff_counts(d: Delivery, prev: Delivery | None) -> tuple[int, int]:
+    s = schema()
+    t = f'"{s}".activation_deliverymember'
+    with connection.cursor() as cursor:
+        if prev is None:
+            cursor.execute(f"SELECT count(DISTINCT key) FROM {t} WHERE delivery_id = %s", [d.pk])
+            return int(cursor.fetchone()[0]), 0
+        cursor.execute(
+            f"SELECT (SELECT count(*) FROM (SELECT key FROM {t} WHERE delivery_id = %s EXCEPT "
+            f"SELECT key FROM {t} WHERE delivery_id = %s) a), (SELECT count(*) FROM (SELECT key FROM {t} "
+            f"WHERE delivery_id = %s EXCEPT SELECT key FROM {t} WHERE delivery_id = %s) b)",
+            [d.pk, prev.pk, prev.pk, d.pk],
+        )
+        added, removed = cursor.fetchone()
+        return int(added), int(removed)
+
+
+def _checksum(files: list[dict[str, Any]]) -> str:
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f"{f['name']}:{f['sha256']}\n".encode())
+    return digest.hexdigest()
+
+
+def _update(d: Delivery, **fields: Any) -> None:
+    for key, value in fields.items():
+        setattr(d, key, value)
+    Delivery.objects.filter(pk=d.pk).update(**fields)
+
+
+def run_delivery(delivery_id: int, ctx: JobContext) -> dict[str, Any]:
+    d = Delivery.objects.select_related("destination").get(pk=delivery_id)
+    if d.status in (DeliveryStatus.SENT, DeliveryStatus.DRY_RUN, DeliveryStatus.PARTIAL):
+        ctx.log(f"delivery #{d.pk} is already {d.status}; nothing to do")
+        return summary(d)
+    Delivery.objects.filter(pk=d.pk).update(attempts=F("attempts") + 1)
+    _update(d, status=DeliveryStatus.RUNNING, job_id=ctx.job.pk, started_at=timezone.now(), error="")
+    d.refresh_from_db()
+    destination = d.destination
+    cfg = config()
+    org = current_org()
+    audiences = list(destination.audiences.order_by("pk"))
+    work = workdir(d)
+    try:
+        if not audiences:
+            raise DeliveryFailed(f"destination {destination.name} has no audiences to deliver")
+        if destination.kind == DestinationKind.TTD:
+            from activation.ttd import deliver_ttd
+
+            result = deliver_ttd(d, audiences, cfg, ctx)
+        else:
+            result = _deliver_files(d, audiences, cfg, ctx, work, org_name=org.name if org else "P360")
+    except (ExportRefused, TransportError, DeliveryFailed) as exc:
+        _fail(d, str(exc), cfg)
+        raise DeliveryFailed(str(exc)) from None
+    except Exception as exc:
+        _fail(d, f"{type(exc).__name__}: {exc}", cfg)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def _deliver_files(
+    d: Delivery, audiences: list[Any], cfg: Any, ctx: JobContext, work: Path, *, org_name: str
+) -> dict[str, Any]:
+    shutil.rmtree(work, ignore_errors=True)
+    today = timezone.localdate(d.created_at)  # a re-run on another day writes the same names
+    ctx.progress(0, 4)
+    export: ExportResult = export_files(
+        audiences=audiences, fmt="liveramp", out_dir=work, org_name=org_name, lookback_days=cfg.lookback_days,
+        merged=cfg.push_mode == PushMode.MERGED, today=today, tag=f"-D{d.pk}",
+    )  # fmt: skip
+    files = [f.as_dict() for f in export.files]
+    ctx.log(f"wrote {len(files)} file(s), {export.rows} rows")
+    record_members(d, audiences, cfg.lookback_days, today)
+    prev = previous_sent(d)
+    added, removed = diff_counts(d, prev)
+    _update(d, rows=export.rows, files=files, skipped=export.skipped, added=added, removed=removed,
+            checksum=_checksum(files))  # fmt: skip
+    ctx.progress(1, 4)
+    alerts = _shrink_alert(d, prev, cfg)
+    if d.dry_run:
+        _update(d, status=DeliveryStatus.DRY_RUN, finished_at=timezone.now(), alerts=alerts)
+        return summary(d)
+    staged = stage(export.files, f"{settings.P360_DELIVERY_STAGING_PREFIX}/{d.pk}")
+    _update(d, staged=staged)
+    ctx.progress(2, 4)
+    receipt = _push(d.destination, export.files)
+    ctx.progress(3, 4)
+    with transaction.atomic():
+        _update(d, status=DeliveryStatus.SENT, receipt=receipt, finished_at=timezone.now(), alerts=alerts)
+        _prune_members(d)  # keep only the member set the next diff needs
+    ctx.progress(4, 4)
+    ctx.log(f"delivered {export.rows} rows to {d.destination.name}: +{added} / -{removed}")
+    for alert in alerts:
+        _send_alert(cfg, f"Delivery #{d.pk} to {d.destination.name}: {alert}")
+    return summary(d)
+
+
+def _prune_members(d: Delivery) -> None:
+    s = schema()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'DELETE FROM "{s}".activation_deliverymember m USING "{s}".activation_delivery x '
+            "WHERE m.delivery_id = x.id AND x.destination_id = %s AND x.id <> %s "
+            "AND x.status <> 'running'",
+            [d.destination_id, d.pk],
+        )
+
+
+def _push(destination: Destination, files: list[Any]) -> dict[str, Any]:
+    creds = credentials(destination)
+    if destination.kind in (DestinationKind.LIVERAMP, DestinationKind.SFTP):
+        target = SftpTarget(
+            host=destination.host, port=destination.port, username=destination.username,
+            remote_dir=destination.remote_dir or "/", host_key=destination.host_key,
+            password=creds.get("password", ""), private_key=creds.get("private_key", ""),
+        )  # fmt: skip
+        return push_sftp(target, files)
+    if destination.kind == DestinationKind.S3:
+        return push_s3(
+            bucket=destination.bucket, prefix=destination.prefix, endpoint_url=destination.endpoint_url,
+            access_key_id=creds.get("access_key_id", ""), secret_access_key=creds.get("secret_access_key", ""),
+            files=files,
+        )  # fmt: skip
+    raise DeliveryFailed(f"destination kind {destination.kind} does not take files")
+
+
+def _shrink_alert(d: Delivery, prev: Delivery | None, cfg: Any) -> list[str]:
+    if prev is None or not prev.rows:
+        return []
+    share = (prev.rows - d.rows) / prev.rows
+    if share > float(cfg.shrink_alert_share):
+        return [f"the delivery shrank by {share:.0%} ({prev.rows} -> {d.rows} rows), above the alert threshold "
+                f"of {float(cfg.shrink_alert_share):.0%}"]  # fmt: skip
+    return []
+
+
+def _fail(d: Delivery, message: str, cfg: Any) -> None:
+    alerts = [*d.alerts, f"failed: {message}"]
+    _update(d, status=DeliveryStatus.FAILED, error=message[:5000], finished_at=timezone.now(), alerts=alerts)
+    _send_alert(cfg, f"Delivery #{d.pk} to {d.destination.name} failed: {message}")
+
+
+def _send_alert(cfg: Any, message: str) -> None:
+    recipients = [e for e in (cfg.alert_emails or "").split(",") if e] + list(settings.P360_DELIVERY_ALERT_EMAILS)
+    logger.warning("delivery alert: %s", message)
+    if not recipients:
+        return
+    org = current_org()
+    subject = f"[P360] {org.name if org else ''} delivery alert"
+    try:
+        send_mail(subject, message, settings.DEFAULT_FROM_EMAIL, recipients, fail_silently=False)
+    except Exception:
+        logger.exception("delivery alert could not be mailed")
+
+
+def due_destinations() -> list[Destination]:
+    """Enabled destinations whose cadence says a delivery is due (none running or pending)."""
+    cfg = config()
+    if not cfg.enabled:
+        return []
+    days = CADENCE_DAYS.get(cfg.cadence, 7)
+    cutoff = timezone.now() - dt.timedelta(days=days) + dt.timedelta(hours=1)  # the daily check's jitter
+    due = []
+    for destination in Destination.objects.filter(enabled=True):
+        busy = Delivery.objects.filter(
+            destination=destination, status__in=[DeliveryStatus.PENDING, DeliveryStatus.RUNNING]
+        ).exists()
+        recent = Delivery.objects.filter(destination=destination, dry_run=False, created_at__gt=cutoff).filter(
+            Q(status=DeliveryStatus.SENT) | Q(status=DeliveryStatus.PARTIAL)
+        )
+        if not busy and not recent.exists() and destination.audiences.exists():
+            due.append(destination)
+    return due
+
+
+def next_delivery_at(destination: Destination) -> dt.datetime | None:
+    cfg = config()
+    if not cfg.enabled or not destination.enabled:
+        return None
+    last = (
+        Delivery.objects.filter(destination=destination, dry_run=False, status=DeliveryStatus.SENT)
+        .order_by("-finished_at")
+        .first()
+    )
+    if last is None or last.finished_at is None:
+        return timezone.now()
+    return last.finished_at + dt.timedelta(days=CADENCE_DAYS.get(cfg.cadence, 7))

@@ -1,0 +1,191 @@
+"""UID2 identities of an organisation: register the hashes its records carry, map them through the
+operator (activation.uid2), record the outcome, and report match rates. Opt-outs are kept (status
+`optout`) so every export and delivery can leave those people out (`optout_filter_sql`)."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from activation.sources import audience_records_sql, org_records_sql, schema
+from activation.uid2 import Item, Outcome, Uid2Settings, map_all
+from audiences.models import Audience
+
+TABLE = "activation_uid2identity"
+KINDS = (("email", "email_sha256"), ("phone", "phone_sha256"))
+
+
+def _qualified() -> str:
+    return f'"{schema()}".{TABLE}'
+
+
+def optout_filter_sql(alias: str = "r") -> str:
+    """A WHERE fragment: the record's email and phone are not opted out of UID2."""
+    t = _qualified()
+    return " AND ".join(
+        f"NOT EXISTS (SELECT 1 FROM {t} o WHERE o.kind = '{kind}' AND o.hashed = {alias}.{column} "
+        f"AND o.status = 'optout')"
+        for kind, column in KINDS
+    )
+
+
+def source_sql(audience: Audience | None) -> str | None:
+    return org_records_sql() if audience is None else audience_records_sql(audience)
+
+
+def register(audience: Audience | None) -> int:
+    """Add the hashes the records carry that have no identity row yet (status pending); returns how many."""
+    source = source_sql(audience)
+    if source is None:
+        return 0
+    added = 0
+    with connection.cursor() as cursor:
+        for kind, column in KINDS:
+            cursor.execute(
+                f"INSERT INTO {_qualified()} (kind, hashed, status, uid2, previous_uid2, raw_reason) "
+                f"SELECT DISTINCT '{kind}', r.{column}, 'pending', '', '', '' FROM {source} "
+                f"WHERE r.{column} IS NOT NULL ON CONFLICT (kind, hashed) DO NOTHING"
+            )
+            added += cursor.rowcount
+    return added
+
+
+def select_items(audience: Audience | None, *, due_only: bool) -> tuple[list[Item], int]:
+    """The identities to map (emails first, then phones) and how many of them were mapped before."""
+    source = source_sql(audience)
+    if source is None:
+        return [], 0
+    due = "AND (i.status = 'pending' OR i.refresh_from <= clock_timestamp())" if due_only else ""
+    items: list[Item] = []
+    seen_before = 0
+    with connection.cursor() as cursor:
+        for kind, column in KINDS:
+            cursor.execute(
+                f"SELECT i.hashed, i.status FROM {_qualified()} i WHERE i.kind = '{kind}' {due} AND i.hashed IN "
+                f"(SELECT r.{column} FROM {source} WHERE r.{column} IS NOT NULL) ORDER BY i.id"
+            )
+            for hashed, status in cursor.fetchall():
+                items.append(Item(kind, hashed))
+                seen_before += status != "pending"
+    return items, seen_before
+
+
+@transaction.atomic
+def write_outcomes(outcomes: list[Outcome]) -> None:
+    """Record one batch's answers; a UID2 that changed keeps the one before it in `previous_uid2`."""
+    buffer = io.StringIO()
+    for o in outcomes:
+        refresh = o.refresh_from.isoformat() if o.refresh_from else "\\N"
+        buffer.write("\t".join([o.kind, o.hashed, o.status, o.uid2, o.previous, refresh, o.raw_reason[:64]]) + "\n")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS _uid2_out (kind text, hashed text, status text, uid2 text, "
+            "previous text, refresh_from timestamptz, raw_reason text) ON COMMIT DROP"
+        )
+        cursor.execute("TRUNCATE _uid2_out")
+        with cursor.copy("COPY _uid2_out FROM STDIN") as copy:  # type: ignore[attr-defined]
+            copy.write(buffer.getvalue())
+        cursor.execute("ANALYZE _uid2_out")  # without statistics the join below is planned as a nested loop
+        cursor.execute(
+            f"""UPDATE {_qualified()} i SET
+                status = o.status,
+                uid2 = CASE WHEN o.status = 'mapped' THEN o.uid2 ELSE '' END,
+                previous_uid2 = CASE
+                    WHEN o.status <> 'mapped' THEN i.previous_uid2
+                    WHEN o.previous <> '' THEN o.previous
+                    WHEN i.uid2 <> '' AND i.uid2 <> o.uid2 THEN i.uid2
+                    ELSE i.previous_uid2 END,
+                refresh_from = CASE WHEN o.status = 'mapped' THEN o.refresh_from
+                    WHEN o.status = 'optout' THEN now() + interval '1 day' ELSE NULL END,
+                mapped_at = now(),
+                opted_out_at = CASE WHEN o.status = 'optout' THEN coalesce(i.opted_out_at, now()) ELSE NULL END,
+                raw_reason = o.raw_reason
+            FROM _uid2_out o WHERE i.kind = o.kind AND i.hashed = o.hashed"""
+        )
+
+
+def map_identities(
+    *,
+    audience: Audience | None,
+    due_only: bool,
+    conf: Uid2Settings,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Register, select and map; returns the contract's counts (`mapped`, `unmapped`, `opted_out`,
+    `refreshed`, `match_rate`) plus `requests` and `retries`."""
+    clock = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(timings.get(name, 0.0) + now - clock, 3)
+        clock = now
+
+    register(audience)
+    lap("register")
+    items, seen_before = select_items(audience, due_only=due_only)
+    lap("select")
+    counts = {"mapped": 0, "unmapped": 0, "opted_out": 0, "requests": 0, "retries": 0}
+    done = 0
+    for result in map_all(conf, items):
+        lap("operator")
+        write_outcomes(result.outcomes)
+        lap("write")
+        for o in result.outcomes:
+            key = {"mapped": "mapped", "optout": "opted_out"}.get(o.status, "unmapped")
+            counts[key] += 1
+        counts["requests"] += result.attempts
+        counts["retries"] += result.attempts - 1
+        done += len(result.outcomes)
+        if progress is not None:
+            progress(done, len(items))
+    stats = match_stats(audience)
+    lap("match_rate")
+    return {**counts, "refreshed": seen_before, "match_rate": stats["match_rate"], "records": stats["records"],
+            "seconds": timings}  # fmt: skip
+
+
+def match_stats(audience: Audience | None) -> dict[str, Any]:
+    """Records, records with a mapped UID2 (and not opted out), opted-out records, the match rate."""
+    source = source_sql(audience)
+    empty = {"records": 0, "mapped": 0, "opted_out": 0, "pending": 0, "match_rate": 0.0, "due": 0}
+    if source is None:
+        return empty
+    t = _qualified()
+    sql = f"""SELECT count(*),
+        count(*) FILTER (WHERE (e.status = 'mapped' OR p.status = 'mapped')
+                         AND coalesce(e.status, '') <> 'optout' AND coalesce(p.status, '') <> 'optout'),
+        count(*) FILTER (WHERE e.status = 'optout' OR p.status = 'optout'),
+        count(*) FILTER (WHERE e.status = 'pending' OR p.status = 'pending'
+                         OR (r.email_sha256 IS NOT NULL AND e.id IS NULL)
+                         OR (r.phone_sha256 IS NOT NULL AND p.id IS NULL)),
+        count(*) FILTER (WHERE e.refresh_from <= clock_timestamp() OR p.refresh_from <= clock_timestamp())
+      FROM {source}
+      LEFT JOIN {t} e ON e.kind = 'email' AND e.hashed = r.email_sha256
+      LEFT JOIN {t} p ON p.kind = 'phone' AND p.hashed = r.phone_sha256"""
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        total, mapped, opted_out, pending, due = cursor.fetchone()
+    return {
+        "records": total,
+        "mapped": mapped,
+        "opted_out": opted_out,
+        "pending": pending,
+        "due": due,
+        "match_rate": round(mapped / total, 4) if total else 0.0,
+        "computed_at": timezone.now().isoformat(),
+    }
+
+
+def uid2s_sql(source: str) -> str:
+    """SELECT of the distinct mapped UID2s of a record source, opt-outs left out (TTD exports)."""
+    t = _qualified()
+    return f"""SELECT DISTINCT i.uid2 FROM {source}
+        JOIN {t} i ON (i.kind = 'email' AND i.hashed = r.email_sha256) OR (i.kind = 'phone' AND i.hashed = r.phone_sha256)
+        WHERE i.status = 'mapped' AND {optout_filter_sql("r")}"""

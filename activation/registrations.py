@@ -1,0 +1,56 @@
+"""What activation contributes to the project layer (org admin navigation, global dashboard card and KPI, cron
+schedules). Imported from ActivationConfig.ready(); see p360/core/registry.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from activation.admin_ui import cross_org_deliveries, deliveries_kpi
+from p360.core import registry
+from tenants.access import orgs_visible_to
+
+# org sidebar, "Data" group, after the core apps (audiences 10-50 ... client settings 120)
+for order, title, icon, model in (
+    (200, "Destinations", "send", "destination"),
+    (210, "Deliveries", "local_shipping", "delivery"),
+    (220, "Delivery settings", "settings", "deliveryconfig"),
+    (230, "UID2 identities", "fingerprint", "uid2identity"),
+    (240, "TTD segments", "hub", "ttdmember"),
+    (250, "ICP seeds", "spa", "icpseed"),
+):
+    registry.register_nav(
+        site="org",
+        group="Data",
+        title=title,
+        icon=icon,
+        url_name=f"admin:activation_{model}_changelist",
+        permission=f"activation.view_{model}",
+        order=order,
+    )
+
+
+def _global_tile(request: HttpRequest) -> dict[str, Any]:
+    """Deliveries across the visible orgs (the dashboard's `activation_deliveries` card) and the failures KPI."""
+    deliveries = cross_org_deliveries(orgs_visible_to(request.user))
+    return {"activation_deliveries": deliveries, "kpis": [deliveries_kpi(deliveries)]}
+
+
+registry.register_dashboard_tile(site="global", key="activation", order=60, build=_global_tile)
+
+
+def _cron(setting: str) -> Callable[[], str]:
+    return lambda: getattr(settings, setting)  # read late: tests and deployments override the setting
+
+
+# deliveries are checked daily (each org's cadence decides), UID2 refresh of due identities, monthly ICP seeds
+for name, func, setting in (
+    ("p360: due deliveries", "activation.jobs.start_due_deliveries", "P360_DELIVERY_CRON"),
+    ("p360: UID2 refresh (due only)", "activation.jobs.start_uid2_refresh", "P360_UID2_REFRESH_CRON"),
+    ("p360: ICP seed refresh", "activation.jobs.start_icp_seed_refresh", "P360_ICP_SEED_CRON"),
+):
+    registry.register_schedule(name=name, func=func, cron=_cron(setting))

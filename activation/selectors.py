@@ -1,0 +1,105 @@
+"""Reads for the activation pages, API and admin (never credentials)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from activation.delivery import next_delivery_at
+from activation.identities import match_stats
+from activation.models import Delivery, DeliveryStatus, Destination, IcpSeed
+from activation.services import config, destination_snapshot
+from audiences.models import Audience
+
+
+def delivery_row(d: Delivery) -> dict[str, Any]:
+    return {
+        "id": d.pk,
+        "destination": d.destination.name,
+        "destination_kind": d.destination.kind,
+        "status": d.status,
+        "dry_run": d.dry_run,
+        "rows": d.rows,
+        "added": d.added,
+        "removed": d.removed,
+        "files": d.files,
+        "skipped": d.skipped,
+        "checksum": d.checksum,
+        "attempts": d.attempts,
+        "failed_lines": d.failed_lines,
+        "receipt": d.receipt,
+        "alerts": d.alerts,
+        "error": d.error,
+        "job_id": d.job_id,
+        "created_at": d.created_at.isoformat(),
+        "finished_at": d.finished_at.isoformat() if d.finished_at else None,
+    }
+
+
+def destination_row(d: Destination) -> dict[str, Any]:
+    last = Delivery.objects.filter(destination=d, dry_run=False).order_by("-created_at", "-pk").first()
+    nxt = next_delivery_at(d)
+    return {
+        "id": d.pk,
+        **destination_snapshot(d),
+        "audiences": list(d.audiences.values_list("pk", flat=True)),
+        "last_delivery": delivery_row(last) if last else None,
+        "next_delivery_at": nxt.isoformat() if nxt else None,
+    }
+
+
+def deliveries(destination_name: str | None = None) -> Any:
+    qs = Delivery.objects.select_related("destination").order_by("-created_at", "-pk")
+    if destination_name:
+        qs = qs.filter(destination__name=destination_name)
+    return qs
+
+
+def config_row() -> dict[str, Any]:
+    c = config()
+    return {
+        "enabled": c.enabled,
+        "cadence": c.cadence,
+        "lookback_days": c.lookback_days,
+        "push_mode": c.push_mode,
+        "shrink_alert_share": float(c.shrink_alert_share),
+        "alert_emails": [e for e in c.alert_emails.split(",") if e],
+        "ttd_ttl_days": c.ttd_ttl_days,
+        "ttd_base_bid_cpm": str(c.ttd_base_bid_cpm),
+    }
+
+
+def audience_activation(audience: Audience) -> dict[str, Any]:
+    """The Activation panel / API: match rate, destinations carrying the audience, last and next delivery."""
+    stats = match_stats(audience)
+    destinations = [d for d in Destination.objects.filter(audiences=audience).order_by("name")]
+    rows: list[dict[str, Any]] = []
+    for d in destinations:
+        last = (
+            Delivery.objects.filter(destination=d, dry_run=False)
+            .exclude(status=DeliveryStatus.PENDING)
+            .order_by("-created_at", "-pk")
+            .first()
+        )
+        nxt = next_delivery_at(d)
+        rows.append({"name": d.name, "kind": d.kind, "enabled": d.enabled,
+                     "last_delivery": delivery_row(last) if last else None,
+                     "next_delivery_at": nxt.isoformat() if nxt else None})  # fmt: skip
+    last_any = max((r["last_delivery"] for r in rows if r["last_delivery"]), key=lambda r: r["id"], default=None)
+    seed = IcpSeed.objects.filter(audience=audience).first()
+    return {
+        "audience_id": audience.pk,
+        "uid2": stats,
+        "match_rate": stats["match_rate"],
+        "destinations": rows,
+        "last_delivery": last_any,
+        "next_delivery_at": min((r["next_delivery_at"] for r in rows if r["next_delivery_at"]), default=None),
+        "icp_seed": {
+            "name": seed.name,
+            "ids": seed.ids,
+            "last_exported_at": seed.last_exported_at.isoformat() if seed.last_exported_at else None,
+            "last_error": seed.last_error,
+        }
+        if seed
+        else None,
+        "delivery_enabled": config().enabled,
+    }

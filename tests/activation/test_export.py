@@ -1,0 +1,130 @@
+"""Device-id files: LiveRamp layout, GAID as AAID, no PII, opt-outs and bad ids skipped, REDS lookback,
+< 25 rows refused, splitting and naming, merged vs split, the command, and org isolation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+from django_tenants.utils import schema_context
+
+from activation.exports import ExportRefused, export_files
+from activation.models import Uid2Identity
+from tests.activation.conftest import h, person
+from tests.activation.helpers import add_reds_events
+from tests.audiences.builder_helpers import make_imported
+
+pytestmark = pytest.mark.django_db
+NAME_FORBIDDEN = set(" !@#$%[]:{}?*\\")
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+def export(tmp_path: Path, *audiences: Any, **kw: Any) -> Any:
+    return export_files(audiences=list(audiences), fmt=kw.pop("fmt", "liveramp"), out_dir=tmp_path,
+                        org_name="Acme Corporation", lookback_days=kw.pop("lookback_days", 30), **kw)  # fmt: skip
+
+
+def test_liveramp_device_file_layout_and_rules(acme: Any, tmp_path: Path) -> None:
+    rows = [person(i) for i in range(30)]
+    rows += [person(100, maid="not-a-maid", ip="999.1.1.1"), person(101, maid="00000000-0000-0000-0000-000000000000",
+             ip=None), person(102, maid=None, ip="192.168.7.7")]  # fmt: skip
+    rows.append(person(103, email="optout@example.com", email_sha256=h("optout@example.com")))
+    with schema_context(acme.schema_name):
+        audience = make_imported("Device people", rows)
+        Uid2Identity.objects.create(kind="email", hashed=h("optout@example.com"), status="optout")
+        now = timezone.now()
+        add_reds_events([
+            (now - dt.timedelta(days=2), str(audience.pk), "ABCDEF01-0134-4EEC-B4AF-65855133B008", "MAID"),
+            (now - dt.timedelta(days=3), f"p360_{audience.pk}", "abcdef02-0134-4eec-b4af-65855133b008", "MAID"),
+            (now - dt.timedelta(days=1), str(audience.pk), "172.16.0.9", "IP"),
+            (now - dt.timedelta(days=45), str(audience.pk), "ABCDEF03-0134-4EEC-B4AF-65855133B008", "MAID"),
+            (now - dt.timedelta(days=1), "someone-else", "ABCDEF04-0134-4EEC-B4AF-65855133B008", "MAID"),
+        ])  # fmt: skip
+        result = export(tmp_path, audience)
+    (info,) = result.files
+    assert info.name.startswith("AcmeCorporation_P360Merged_") and info.name.endswith("_file-part-1.psv")
+    assert not (set(info.name) & NAME_FORBIDDEN) and info.name.isascii() and not info.name.startswith((".", "_"))
+    content = lines(info.path)
+    assert content[0] == "advertising_id|id_type|ip_address|timestamp|segment_id"
+    body = [line.split("|") for line in content[1:]]
+    assert info.rows == len(body) == result.rows == 30 + 1 + 3  # 30 people, the IP-only one, 3 REDS ids in window
+    assert info.sha256 == hashlib.sha256(info.path.read_bytes()).hexdigest()
+    types = {r[1] for r in body}
+    assert types == {"IDFA", "AAID", ""}  # GAID written as AAID; IP-only rows have no id type
+    gaid = person(2)["maid"]
+    assert any(r[0] == gaid.lower() and r[1] == "AAID" for r in body)
+    assert any(r[0] == "ABCDEF01-0134-4EEC-B4AF-65855133B008" and r[1] == "IDFA" for r in body)
+    assert any(r[0] == "abcdef02-0134-4eec-b4af-65855133b008" and r[1] == "AAID" for r in body)
+    assert any(r[2] == "172.16.0.9" and r[0] == "" for r in body)
+    text = info.path.read_text()
+    for forbidden in ("ABCDEF03", "ABCDEF04", "optout", "@", "First", "Last", "+1555", person(103)["maid"]):
+        assert forbidden not in text  # outside lookback, other segment, PII, opted-out person
+    assert all(r[3].isdigit() for r in body) and {r[4] for r in body} == {f"P360_{audience.pk}_DevicePeople"}
+    assert result.skipped == {"opted_out": 1, "invalid_maid": 2, "invalid_ip": 1, "no_device_id": 2}
+
+
+def test_fewer_than_25_rows_is_refused_naming_the_count(acme: Any, tmp_path: Path) -> None:
+    with schema_context(acme.schema_name):
+        audience = make_imported("Tiny", [person(i) for i in range(24)])
+        with pytest.raises(ExportRefused, match="has 24 row"):
+            export(tmp_path, audience)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_split_at_row_and_size_limits_and_split_mode(acme: Any, tmp_path: Path) -> None:
+    with schema_context(acme.schema_name):
+        a = make_imported("Seg A", [person(i) for i in range(60)])
+        b = make_imported("Seg B", [person(i) for i in range(200, 230)])
+        by_rows = export(tmp_path / "rows", a, max_rows=25)
+        by_bytes = export(tmp_path / "bytes", a, max_bytes=2000)
+        split = export(tmp_path / "split", a, b, merged=False)
+        merged = export(tmp_path / "merged", a, b)
+    assert [f.rows for f in by_rows.files] == [25, 25, 10]
+    assert [f.name.rsplit("-", 1)[1] for f in by_rows.files] == ["1.psv", "2.psv", "3.psv"]
+    assert all(f.bytes <= 2000 for f in by_bytes.files) and sum(f.rows for f in by_bytes.files) == 60
+    for f in by_rows.files + by_bytes.files:
+        assert lines(f.path)[0].startswith("advertising_id|id_type")  # a header in every part
+    assert len(split.files) == 2 and {f.rows for f in split.files} == {60, 30}
+    assert "SegA-" in split.files[0].name and "SegB-" in split.files[1].name
+    assert len(merged.files) == 1 and merged.rows == 90
+
+
+def test_export_audience_command(acme: Any, globex: Any, tmp_path: Path) -> None:
+    with schema_context(acme.schema_name):
+        audience = make_imported("Cmd", [person(i) for i in range(26)])
+    out = StringIO()
+    call_command("export_audience", "--org", "acme", str(audience.pk), "--format", "liveramp", "--out",
+                 str(tmp_path), "--json", stdout=out)  # fmt: skip
+    data = json.loads(out.getvalue())
+    assert data["rows"] == 26 and set(data) >= {"rows", "files", "skipped"}
+    assert set(data["files"][0]) >= {"name", "rows", "sha256"}
+    with pytest.raises(CommandError, match=f"unknown audience {audience.pk} in organisation globex"):
+        call_command("export_audience", "--org", "globex", str(audience.pk), "--format", "liveramp", "--out",
+                     str(tmp_path / "g"), stdout=StringIO())  # fmt: skip
+
+
+def test_same_maid_in_two_orgs_never_crosses(acme: Any, globex: Any, tmp_path: Path) -> None:
+    shared = "DEADBEEF-0134-4EEC-B4AF-65855133B008"
+    with schema_context(acme.schema_name):
+        a = make_imported("Shared", [person(i) for i in range(25)] + [person(500, maid=shared, maid_type="IDFA")])
+        acme_out = export(tmp_path / "acme", a)
+    with schema_context(globex.schema_name):
+        g = make_imported("Shared", [person(i, maid=f"{i:08X}-0000-4000-8000-000000000001", maid_type="IDFA")
+                                     for i in range(1000, 1030)] + [person(501, maid=shared, maid_type="IDFA")])  # fmt: skip
+        globex_out = export(tmp_path / "globex", g)
+    acme_ids = {line.split("|")[0] for line in lines(acme_out.files[0].path)[1:]}
+    globex_ids = {line.split("|")[0] for line in lines(globex_out.files[0].path)[1:]}
+    assert shared in acme_ids and shared in globex_ids
+    assert acme_ids & globex_ids == {shared}  # only the id both orgs really hold
+    assert not any(f"10.0.4.{i}" in acme_out.files[0].path.read_text() for i in range(1000, 1030))

@@ -1,0 +1,93 @@
+"""Global dashboard (deliveries across orgs, failures), org admin pages and actions, schedules and cadence."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from django.utils import timezone
+from django_tenants.utils import schema_context
+
+from activation.delivery import due_destinations
+from activation.models import Delivery, DeliveryStatus, Destination
+from activation.services import config_update, destination_create
+from tests.activation.conftest import person
+from tests.audiences.builder_helpers import make_imported
+
+pytestmark = pytest.mark.django_db
+
+
+def _s3_dest(name: str, audiences: list[Any]) -> Destination:
+    return destination_create(actor=None, name=name, kind="s3", data={"bucket": "b"},
+                              audience_ids=[a.pk for a in audiences])  # fmt: skip
+
+
+def test_global_dashboard_lists_deliveries_across_orgs_and_failures(login: Any, super_admin: Any, acme: Any,
+                                                                    globex: Any) -> None:  # fmt: skip
+    for org, status in ((acme, DeliveryStatus.FAILED), (globex, DeliveryStatus.SENT)):
+        with schema_context(org.schema_name):
+            dest = _s3_dest(f"{org.slug}-bucket", [])
+            Delivery.objects.create(
+                destination=dest, status=status, rows=42, error="boom" if status == "failed" else ""
+            )
+    page = login(super_admin).get("/admin/")
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "Deliveries across organisations" in html and "acme-bucket" in html and "globex-bucket" in html
+    assert "Delivery failures" in html
+
+
+def test_org_admin_pages_and_dry_run_action(login: Any, super_admin: Any, acme: Any) -> None:
+    client = login(super_admin)
+    with schema_context(acme.schema_name):
+        audience = make_imported("Admin people", [person(i) for i in range(30)])
+        dest = _s3_dest("Admin S3", [audience])
+    for url in ("/o/acme/admin/activation/destination/", "/o/acme/admin/activation/delivery/",
+                "/o/acme/admin/activation/deliveryconfig/", "/o/acme/admin/activation/uid2identity/",
+                "/o/acme/admin/activation/ttdmember/", "/o/acme/admin/activation/icpseed/",
+                "/o/acme/admin/activation/destination/add/"):  # fmt: skip
+        assert client.get(url).status_code == 200, url
+    response = client.post("/o/acme/admin/activation/destination/",
+                           {"action": "dry_run", "_selected_action": [dest.pk]}, follow=True)  # fmt: skip
+    assert response.status_code == 200 and "Admin S3: 30 rows, +30 / -0" in response.content.decode()
+    with schema_context(acme.schema_name):
+        assert Delivery.objects.get(destination=dest).status == DeliveryStatus.DRY_RUN
+
+
+def test_cadence_decides_which_destinations_are_due(acme: Any) -> None:
+    with schema_context(acme.schema_name):
+        audience = make_imported("Cadence", [person(i) for i in range(30)])
+        dest = _s3_dest("Weekly S3", [audience])
+        assert due_destinations() == []  # deliveries are off by default
+        config_update(actor=None, enabled=True)
+        assert due_destinations() == [dest]
+        sent = Delivery.objects.create(destination=dest, status=DeliveryStatus.SENT, finished_at=timezone.now())
+        assert due_destinations() == []
+        Delivery.objects.filter(pk=sent.pk).update(created_at=timezone.now() - dt.timedelta(days=7))
+        assert due_destinations() == [dest]
+        config_update(actor=None, cadence="monthly")
+        assert due_destinations() == []
+
+
+def test_org_sidebar_lists_the_registered_activation_entries(login: Any, super_admin: Any, acme: Any) -> None:
+    html = login(super_admin).get("/o/acme/admin/").content.decode()
+    for model in ("destination", "delivery", "deliveryconfig", "uid2identity", "ttdmember", "icpseed"):
+        assert f'href="/o/acme/admin/activation/{model}/"' in html, model
+    assert html.index('href="/o/acme/admin/reporting/summary/"') < html.index(
+        'href="/o/acme/admin/activation/destination/"'
+    )
+
+
+def test_schedules_are_installed_with_the_configured_cron(settings: Any) -> None:
+    from django_q.models import Schedule
+
+    from p360.core.jobs.schedules import ensure_schedules
+
+    ensure_schedules()
+    funcs = set(Schedule.objects.values_list("func", flat=True))
+    assert {"activation.jobs.start_due_deliveries", "activation.jobs.start_uid2_refresh",
+            "activation.jobs.start_icp_seed_refresh"} <= funcs  # fmt: skip
+    settings.P360_DELIVERY_CRON = "15 3 * * *"
+    ensure_schedules()  # registered schedules read their setting late: a changed cron updates the row by name
+    assert Schedule.objects.get(func="activation.jobs.start_due_deliveries").cron == "15 3 * * *"
