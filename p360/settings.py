@@ -108,6 +108,7 @@ TENANT_APPS = [
     "ingestion.ingestion_store",  # staged rows and REDS events, per organisation
     "reporting",
     "p360.uploads",  # issue 4: resumable (tus) uploads
+    "segments",  # issue 13: event-driven segments
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 

@@ -17,6 +17,7 @@ api_patterns = [
     # --- attribution (issue 7, item 4) ---
     path("attribution", AttributionApi.as_view(), name="attribution"),
     path("", include("reporting.api.urls")),  # issue 7: summaries
+    path("", include("segments.api.urls")),  # issue 13: event segments
 ]
 
 urlpatterns = [
