@@ -330,8 +330,9 @@ def evaluate_pairs(
             if not timer:
                 # A user's first event can make a NOT/OR derived segment hold without an independent change.
                 changed_users = users
+            _write(changed)  # first: derived segments read the memberships it leaves
             derived = _derived(defs, changed_users, when)
-            _write(changed + derived)
+            _write(derived)
             campaign_triggers.enqueue_sends(changed + derived, now=when)
         outcome.transitions.extend(changed)
         outcome.transitions.extend(derived)

@@ -42,8 +42,15 @@ def members(segment: Segment) -> QuerySet[Membership]:
 
 
 def iter_members_csv(segment: Segment) -> Iterator[str]:
+    """Streamed: the generator runs after the view returned, so it re-enters the org's schema itself."""
+    return _members_csv(segment, connection.schema_name)  # type: ignore[attr-defined]
+
+
+def _members_csv(segment: Segment, schema: str) -> Iterator[str]:
+    from django_tenants.utils import schema_context
+
     yield "user_id,entered_at,rule_version\r\n"
-    with connection.cursor() as cursor:
+    with schema_context(schema), connection.cursor() as cursor:
         cursor.execute(
             "SELECT user_id, entered_at, rule_version FROM segments_membership WHERE segment_id = %s ORDER BY user_id",
             [segment.pk],

@@ -146,6 +146,10 @@ class SegmentStatus(SegmentDetail):
 
 
 class SegmentMembers(SegmentsApiView):
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        # `?format=csv` is ours (streamed below), not DRF's renderer override.
+        return super().perform_content_negotiation(request, force=True)
+
     def get(self, request: Request, pk: int) -> Any:
         segment = get_object_or_404(Segment, pk=pk)
         if request.query_params.get("format") == "csv":
