@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -78,7 +78,8 @@ def enqueue_sends(transitions: Sequence[Transition], *, now: datetime) -> int:
     batch_seconds = int(getattr(settings, "SEGMENTS_DERIVED_BATCH_SECONDS", 60))
     rows = []
     for campaign in campaigns:
-        not_before = max(now, campaign.scheduled_at or now)
+        wall = timezone.now()  # `now` may be a replayed evaluation time; sends follow the wall clock
+        not_before = max(wall, campaign.scheduled_at or wall)
         if campaign.segment.kind == Segment.Kind.DERIVED and batch_seconds > 0:
             # Derived segments change for many users at once: gather their sends into one batch.
             epoch = int(not_before.timestamp())
@@ -235,12 +236,3 @@ def _deliver_one(send: Send, now: datetime, conf: SegmentSettings, client: httpx
     send.detail = ""
     send.save(update_fields=["status", "sent_at", "provider_id", "detail", "attempts"])
     return "sent"
-
-
-def complete_finished_campaigns(now: datetime | None = None) -> int:
-    """Nothing to do yet for COMPLETED: marked by people; kept for the schedule's symmetry."""
-    return 0
-
-
-def time_of(value: str) -> time:
-    return time.fromisoformat(value)
