@@ -12,6 +12,10 @@ SCHEDULES = [
     ("p360: expire stale uploads", "p360.uploads.jobs.start_expiry_jobs", 60),
     # issue 5: re-materialise every org's built audiences daily (they also refresh after each import)
     ("p360: refresh built audiences", "audiences.jobs.start_refresh_jobs", 24 * 60),
+    # issue 13: segment window timers and trigger sends (safety net for the tight-loop workers), retention
+    ("p360: segment timers", "segments.tasks.run_timers_all_orgs", 1),
+    ("p360: segment sends", "segments.tasks.deliver_all_orgs", 1),
+    ("p360: segment event retention", "segments.tasks.retention_all_orgs", 24 * 60),
 ]
 
 
