@@ -347,6 +347,15 @@ def org_navigation(request: HttpRequest) -> list[dict[str, Any]]:
                         ("CPM rates", "payments", "admin:campaigns_cpmrate_changelist", "campaigns.view_cpmrate"),
                         # reporting (issue 7)
                         ("Summaries", "summarize", "admin:reporting_summary_changelist", "reporting.view_summary"),
+                        # issue 13: event segments
+                        ("Event segments", "join_inner", "admin:segments_segment_changelist", "segments.view_segment"),
+                        (
+                            "Trigger campaigns",
+                            "campaign",
+                            "admin:segments_triggercampaign_changelist",
+                            "segments.view_triggercampaign",
+                        ),
+                        ("Trigger sends", "send", "admin:segments_send_changelist", "segments.view_send"),
                         (
                             "Client settings",
                             "tune",

@@ -32,6 +32,7 @@ urlpatterns = [
     path("reports/attribution/", include("reporting.attribution.urls")),
     # --- reporting (issue 7): dashboard, summaries, exports (attribution mounts its own include before this) ---
     path("reports/", include("reporting.urls")),
+    path("segments/", include("segments.urls")),  # issue 13: event segments
 ]
 
 handler400 = json_or_html_handler(400, "Bad request.")

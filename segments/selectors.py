@@ -200,3 +200,7 @@ def campaign_analytics(campaign: TriggerCampaign | None = None) -> list[dict[str
         pending=Count("id", filter=Q(status=Send.Status.PENDING)),
     )
     return sorted(out, key=lambda r: r["channel"])
+
+
+def user_history(user_id: str) -> QuerySet[Transition]:
+    return Transition.objects.filter(user_id=user_id).select_related("segment").order_by("-id")

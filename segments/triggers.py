@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 from django.conf import settings
-from django.core.mail import EmailMessage, get_connection
+from django.core.mail import EmailMessage
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -111,7 +111,7 @@ def idempotency_key(send: Send) -> str:
     return f"p360-{connection.schema_name}-send-{send.pk}"  # type: ignore[attr-defined]
 
 
-def send_email(send: Send, profile: UserProfile | None, body: str, subject: str, mail_connection: Any) -> str:
+def send_email(send: Send, profile: UserProfile | None, body: str, subject: str) -> str:
     if profile is None or not profile.email:
         raise SendError("the user has no email address")
     message_id = f"<{idempotency_key(send)}@p360.local>"
@@ -120,7 +120,6 @@ def send_email(send: Send, profile: UserProfile | None, body: str, subject: str,
         body=body,
         to=[profile.email],
         headers={"Message-ID": message_id},
-        connection=mail_connection,
     ).send()
     return message_id
 
@@ -178,7 +177,6 @@ def deliver_due(*, now: datetime | None = None, limit: int = 500) -> dict[str, i
     """Deliver due outbox rows one by one (lock held while sending); returns counts by outcome."""
     counts = {"sent": 0, "failed": 0, "skipped": 0, "deferred": 0}
     conf = org_settings()
-    mail_connection = get_connection()
     with httpx.Client(timeout=10) as client:
         for _ in range(limit):
             when = now or timezone.now()
@@ -193,12 +191,12 @@ def deliver_due(*, now: datetime | None = None, limit: int = 500) -> dict[str, i
                 )
                 if send is None:
                     break
-                outcome = _deliver_one(send, when, conf, client, mail_connection)
+                outcome = _deliver_one(send, when, conf, client)
                 counts[outcome] += 1
     return counts
 
 
-def _deliver_one(send: Send, now: datetime, conf: SegmentSettings, client: httpx.Client, mail_connection: Any) -> str:
+def _deliver_one(send: Send, now: datetime, conf: SegmentSettings, client: httpx.Client) -> str:
     campaign = send.campaign
     if campaign.respect_quiet_hours and (resume := in_quiet_hours(now, conf)) is not None:
         send.not_before = resume
@@ -216,7 +214,7 @@ def _deliver_one(send: Send, now: datetime, conf: SegmentSettings, client: httpx
     send.attempts += 1
     try:
         if send.channel == TriggerCampaign.Channel.EMAIL:
-            provider_id = send_email(send, profile, body, subject, mail_connection)
+            provider_id = send_email(send, profile, body, subject)
         elif send.channel == TriggerCampaign.Channel.SMS:
             provider_id = send_sms(send, profile, body, client)
         else:

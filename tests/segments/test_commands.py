@@ -16,8 +16,14 @@ def test_bulk_load_reports_bad_lines_and_reruns_without_doubling(acme, acme_mark
     client = login(acme_marketer)
     create_segment(client, independent("buyers", value=1))
     path = tmp_path / "events.jsonl"
-    lines = [json.dumps(event("u1")), json.dumps(event("u1")), "{broken", json.dumps({**event("u2"), "event_type": "x"}),
-             "", json.dumps(event("u2"))]
+    lines = [
+        json.dumps(event("u1")),
+        json.dumps(event("u1")),
+        "{broken",
+        json.dumps({**event("u2"), "event_type": "x"}),
+        "",
+        json.dumps(event("u2")),
+    ]
     path.write_text("\n".join(lines) + "\n")
     rejects = tmp_path / "rejects.jsonl"
     call_command("segments_load", str(path), "--org", "acme", "--rejects", str(rejects))
