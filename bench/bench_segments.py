@@ -127,7 +127,8 @@ def _drop(org: Any) -> None:
 
 
 def _load_avg() -> str:
-    return "load %.2f %.2f %.2f" % os.getloadavg()
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def run() -> list[Row]:

@@ -122,7 +122,7 @@ def validate(raw: Any, *, types: set[str], now: datetime, oldest: datetime) -> E
     """One UserEvent, or EventError saying which field is wrong."""
     if not isinstance(raw, dict):
         raise EventError("an event must be a JSON object")
-    data = {ALIASES.get(key, key): value for key, value in raw.items()}
+    data: dict[str, Any] = {ALIASES.get(str(key), str(key)): value for key, value in raw.items()}
     event_id = _text(data, "event_id", required=True)
     user_id = _text(data, "user_id", required=True)
     event_type = _text(data, "event_type", required=True)

@@ -206,10 +206,9 @@ def handle_message(subject: str, data: bytes) -> int:
     """Store and evaluate one message's events inside its org's schema; returns the transitions made."""
     from django_tenants.utils import schema_context
 
+    from p360.faults import fault_point
     from segments.services import store_and_evaluate
     from tenants.models import Organization
-
-    from p360.faults import fault_point
 
     schema = subject.split(".", 3)[3]
     payload = json.loads(data)
@@ -255,7 +254,7 @@ def run_evaluator(
 
         try:
             return list(await sub.fetch(batch, timeout=timeout))
-        except (NatsTimeout, asyncio.TimeoutError):
+        except (TimeoutError, NatsTimeout):
             return []
 
     subs = runtime.call(subscribe())

@@ -82,6 +82,9 @@ class SegmentVersion(models.Model):
         constraints = [models.UniqueConstraint(fields=["segment", "version"], name="segments_version_unique")]
         ordering = ["segment", "-version"]
 
+    def __str__(self) -> str:
+        return f"{self.segment_id} v{self.version}"
+
 
 class SegmentDependency(models.Model):
     """A derived segment refers to another segment (PROTECT: delete is refused while used)."""
@@ -91,6 +94,9 @@ class SegmentDependency(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["derived", "child"], name="segments_dependency_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.derived_id} -> {self.child_id}"
 
 
 class UserProfile(models.Model):
@@ -119,6 +125,9 @@ class Membership(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["segment", "user_id"], name="segments_member_unique")]
         indexes = [models.Index(fields=["user_id"], name="segments_member_user_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in {self.segment_id}"
 
 
 class Transition(models.Model):
@@ -149,6 +158,9 @@ class Transition(models.Model):
             models.Index(fields=["recorded_at"], name="segments_tr_time_idx"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.kind} {self.segment_id}"
+
 
 class WindowState(models.Model):
     """Per (user, rule) window state: the last aggregate and when it next changes without a new event.
@@ -170,6 +182,9 @@ class WindowState(models.Model):
             models.Index(fields=["due_at"], name="segments_state_due_idx", condition=models.Q(due_at__isnull=False))
         ]
 
+    def __str__(self) -> str:
+        return f"{self.user_id} @ {self.segment_id}"
+
 
 class SegmentSettings(models.Model):
     """One row per organisation: retention and the time zone quiet hours are read in."""
@@ -178,6 +193,9 @@ class SegmentSettings(models.Model):
     time_zone = models.CharField(max_length=64, default="UTC")
     quiet_start = models.TimeField(null=True, blank=True)
     quiet_end = models.TimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return "Segment settings"
 
 
 class TriggerCampaign(models.Model):
@@ -239,3 +257,6 @@ class Send(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["campaign", "transition"], name="segments_send_once")]
         indexes = [models.Index(fields=["status", "not_before"], name="segments_send_due_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.channel} to {self.user_id} ({self.status})"

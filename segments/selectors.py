@@ -151,7 +151,7 @@ def backtest(rule: dict[str, Any], *, days: int, now: datetime | None = None) ->
                count(*)
         FROM m
     """
-    params = {
+    params: dict[str, Any] = {
         "prop": rule.get("property") or "value",
         "type": rule["event_type"],
         "since": when - timedelta(days=days),
@@ -175,7 +175,7 @@ def backtest(rule: dict[str, Any], *, days: int, now: datetime | None = None) ->
                 ) e GROUP BY user_id
             ) u WHERE metric {op} %(value)s
             """.replace("count(raw)", "count(DISTINCT raw)"),
-            {**params, "window_full": timedelta(minutes=rule["window_minutes"])},
+            {**params, "window_full": timedelta(minutes=rule["window_minutes"])},  # type: ignore[dict-item]
         )
         holding_now = cursor.fetchone()[0]
     return {
@@ -199,7 +199,7 @@ def campaign_analytics(campaign: TriggerCampaign | None = None) -> list[dict[str
         skipped=Count("id", filter=Q(status=Send.Status.SKIPPED)),
         pending=Count("id", filter=Q(status=Send.Status.PENDING)),
     )
-    return sorted(out, key=lambda r: r["channel"])
+    return sorted((dict(row) for row in out), key=lambda r: r["channel"])
 
 
 def user_history(user_id: str) -> QuerySet[Transition]:

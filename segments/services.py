@@ -236,9 +236,6 @@ def segment_update(*, segment: Segment, data: dict[str, Any], actor: Any) -> Seg
         segment.description = str(data["description"] or "")[:5000]
     definition_changed = False
     if "type" in data or "rule" in data or "expression" in data:
-        if "type" in data and str(data["type"]).lower() != segment.kind:
-            if segment.dependents.exists() and str(data["type"]).lower() == Segment.Kind.DERIVED:
-                pass  # a derived segment may itself be a child; nothing to check beyond cycles
         old = definition_of(segment)
         children = _apply_definition(segment, data)
         definition_changed = definition_of(segment) != old
@@ -506,5 +503,5 @@ def reevaluate_segment(segment: Segment, *, now: datetime | None = None) -> Outc
             "SELECT DISTINCT user_id FROM segments_event WHERE event_type = %s AND event_time > %s",
             [segment.event_type, when - timedelta(minutes=segment.window_minutes or 1)],
         )
-        users = [row[0] for row in cursor.fetchall()]
-    return evaluate_pairs([(segment.pk, user) for user in users], now=when)
+        recent = [row[0] for row in cursor.fetchall()]
+    return evaluate_pairs([(segment.pk, user) for user in recent], now=when)

@@ -98,7 +98,7 @@ def segment_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         "event_types": sorted(allowed_event_types()),
         "attributes": Segment.Attribute.choices,
         "operators": Segment.Operator.choices,
-        "others": Segment.objects.exclude(pk=segment.pk if segment else None).order_by("name"),
+        "others": (Segment.objects.exclude(pk=segment.pk) if segment else Segment.objects.all()).order_by("name"),
     }
     return render(request, "segments/edit.html", context, status=400 if error else 200)
 

@@ -139,7 +139,7 @@ def count(org: Any, sql: str) -> int:
         return int(cursor.fetchone()[0])
 
 
-def wait_for(check: Any, timeout: float = 20) -> float:
+def wait_for(check: Any, timeout: float = 60) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if check():
@@ -182,7 +182,7 @@ def test_two_evaluators_kill_and_restart_no_loss_no_double_and_isolation(
                     )
                 ]
             ) from None
-        assert waited < 15
+        assert waited < 60
         # isolation: jstwo's "buyers" (orders) segment got nothing from jsone's orders
         assert (
             count(
