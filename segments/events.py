@@ -97,9 +97,18 @@ def _text(raw: dict[str, Any], name: str, *, required: bool) -> str | None:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise EventError(f"{name} must be a string", name)
     text = str(value).strip()
-    if not text or len(text) > MAX_ID or "\x00" in text:
-        raise EventError(f"{name} must be 1-{MAX_ID} characters without NUL bytes", name)
+    if not text or len(text) > MAX_ID or "\x00" in text or not _is_utf8(text):
+        raise EventError(f"{name} must be 1-{MAX_ID} characters of valid text without NUL bytes", name)
     return text
+
+
+def _is_utf8(text: str) -> bool:
+    """False for lone surrogates (JSON can carry them; PostgreSQL cannot store them)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_timestamp(value: Any) -> datetime:
@@ -141,9 +150,14 @@ def validate(raw: Any, *, types: set[str], now: datetime, oldest: datetime) -> E
     attributes = data.get("attributes") or {}
     if not isinstance(attributes, dict):
         raise EventError("attributes must be an object", "attributes")
-    encoded = json.dumps(attributes)
-    if len(encoded) > MAX_ATTRIBUTES_BYTES or "\\u0000" in encoded:
-        raise EventError(f"attributes must be at most {MAX_ATTRIBUTES_BYTES} bytes of JSON without NUL", "attributes")
+    try:
+        encoded = json.dumps(attributes, allow_nan=False, ensure_ascii=False)
+    except ValueError as exc:  # 1e400 parses as infinity, which JSON (and jsonb) cannot hold
+        raise EventError("attributes hold a number out of range", "attributes") from exc
+    if len(encoded) > MAX_ATTRIBUTES_BYTES or "\\u0000" in encoded or not _is_utf8(encoded):
+        raise EventError(
+            f"attributes must be at most {MAX_ATTRIBUTES_BYTES} bytes of valid JSON text without NUL", "attributes"
+        )
     return Event(
         event_id=event_id,
         user_id=user_id,

@@ -122,7 +122,7 @@ def _clean_expression(expression: Any, depth: int = 0, counter: list[int] | None
     for child in children:
         if isinstance(child, dict) and "segment" in child:
             ref = child["segment"]
-            if isinstance(ref, bool) or not isinstance(ref, int | str) or not str(ref).isdigit():
+            if isinstance(ref, bool) or not isinstance(ref, int | str) or not str(ref).isdigit() or len(str(ref)) > 18:
                 raise SegmentError("a child's segment must be a segment id", field="expression.children")
             cleaned.append({"segment": int(ref)})
         else:

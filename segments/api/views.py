@@ -67,6 +67,13 @@ class SegmentsApiView(APIView):
         data = request.data
         if not isinstance(data, dict):
             raise SegmentError("the body must be a JSON object", code="invalid")
+        encoded = json.dumps(data, ensure_ascii=False, default=str)
+        try:
+            encoded.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise SegmentError("the body holds invalid text (a lone surrogate)", code="invalid") from exc
+        if "\\u0000" in encoded:
+            raise SegmentError("the body holds a NUL character", code="invalid")
         return data
 
 
@@ -236,7 +243,8 @@ def _campaign_from(body: dict[str, Any], campaign: TriggerCampaign) -> TriggerCa
     aliases = {"segmentId": "segment", "channelType": "channel", "scheduledAt": "scheduled_at"}
     data = {aliases.get(k, k): v for k, v in body.items()}
     if "segment" in data:
-        segment = Segment.objects.filter(pk=data["segment"] if str(data["segment"]).isdigit() else 0).first()
+        ref = str(data["segment"])
+        segment = Segment.objects.filter(pk=int(ref)).first() if ref.isdigit() and len(ref) <= 18 else None
         if segment is None:
             raise SegmentError("unknown segment", code="unknown_segment", field="segment")
         campaign.segment = segment

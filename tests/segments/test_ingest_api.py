@@ -124,3 +124,33 @@ def test_retention_drops_old_partitions(acme, acme_marketer, login):
     call_command("segments_retention", "--org", "acme")
     assert _count("acme") == 1
     assert _count("acme", "segments_event_id") == 1
+
+
+def test_hostile_values_are_rejected_per_event_never_a_500(acme, acme_marketer, login):
+    client = login(acme_marketer)
+    body = (
+        '{"events": ['
+        '{"event_id": "h1", "user_id": "u1", "event_type": "orders", "timestamp": "%s", "attributes": {"v": 1e400}},'
+        '{"event_id": "h2", "user_id": "u\\ud800", "event_type": "orders", "timestamp": "%s"},'
+        '{"event_id": "h3", "user_id": "u3", "event_type": "orders", "timestamp": "%s", "attributes": {"a": "x\\u0000"}},'
+        '{"event_id": "h4", "user_id": "u4", "event_type": "orders", "timestamp": "%s"}'
+        "]}"
+    ) % ((iso(ago(seconds=1)),) * 4)
+    response = client.post(f"{api()}/events", body, content_type="application/json")
+    assert response.status_code == 202
+    result = response.json()
+    assert result["accepted"] == 1 and [r["index"] for r in result["rejected"]] == [0, 1, 2]
+    bad_name = client.post(
+        f"{api()}/segments", '{"name": "a\\u0000b", "type": "independent"}', content_type="application/json"
+    )
+    assert bad_name.status_code == 400
+    huge_ref = client.post(
+        f"{api()}/segments",
+        {
+            "name": "d",
+            "type": "derived",
+            "expression": {"op": "or", "children": [{"segment": "99999999999999999999999"}]},
+        },
+        content_type="application/json",
+    )
+    assert huge_ref.status_code == 400
