@@ -48,6 +48,7 @@ class Event:
     attributes: dict[str, Any]
     session_id: str | None = None
     device_id: str | None = None
+    attributes_json: str = ""  # encoded once by validation, reused by COPY
 
 
 @dataclass
@@ -166,6 +167,7 @@ def validate(raw: Any, *, types: set[str], now: datetime, oldest: datetime) -> E
         attributes=attributes,
         session_id=_text(data, "session_id", required=False),
         device_id=_text(data, "device_id", required=False),
+        attributes_json=encoded,
     )
 
 
@@ -262,7 +264,7 @@ def insert_events(events: Sequence[Event]) -> list[Event]:
                         event.user_id,
                         event.event_type,
                         event.event_time,
-                        json.dumps(event.attributes),
+                        event.attributes_json or json.dumps(event.attributes),
                         event.session_id,
                         event.device_id,
                     )
