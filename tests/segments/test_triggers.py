@@ -20,7 +20,6 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def stand_ins(settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     with providers() as state:
         settings.SEGMENTS_TWILIO_BASE_URL = state.url
         settings.SEGMENTS_TWILIO_ACCOUNT_SID = TWILIO_SID
