@@ -23,7 +23,7 @@ help:
 	@echo "make up     run the portal with demo data on http://127.0.0.1:8000 (embedded PostgreSQL unless DATABASE_URL)"
 	@echo "make test   install test tools and run the whole suite"
 	@echo "make bench  run the benchmarks in bench/ and print one table"
-	@echo "make lint   ruff + mypy + Django checks;  make fmt  format the code"
+	@echo "make lint   ruff + mypy + Django checks + import contracts;  make fmt  format the code"
 
 $(VENV)/bin/python:
 	@py=$$($(find_python)) || { echo "error: P360 needs Python 3.12 or newer; none found (tried python3.13, python3.12, python3, pyenv versions)" >&2; exit 1; }; \
@@ -65,6 +65,7 @@ lint: dev-venv
 	$(VENV)/bin/mypy .
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
+	$(VENV)/bin/lint-imports  # layers and one-way imports (.importlinter, docs/architecture.md)
 
 fmt: dev-venv
 	$(VENV)/bin/ruff format .

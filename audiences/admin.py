@@ -15,7 +15,7 @@ from unfold.decorators import display
 
 from audiences.models import Audience, AudienceImport, AudienceVersion, MappingTemplate
 from audiences.services import audience_delete, audience_save, import_rerun
-from p360.admin_sites import org_admin
+from p360.core.admin_sites import org_admin
 from tenants.services import ServiceError
 
 

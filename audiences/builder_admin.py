@@ -16,7 +16,7 @@ from unfold.decorators import display
 
 from audiences import cache
 from audiences.models import AudienceCount, AudienceDefinition, AudienceTemplate, BuiltAudience
-from p360.admin_sites import org_admin
+from p360.core.admin_sites import org_admin
 from tenants.services import ServiceError
 
 

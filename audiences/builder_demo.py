@@ -11,6 +11,7 @@ from typing import Any
 from django_tenants.utils import schema_context
 
 from audiences.models import Audience, AudienceKind
+from bombora.store import current_week, search_topics, topic_by_name
 
 ICP_NAME = "US software ICP over $10M (demo)"
 ICP_TREE: dict[str, Any] = {
@@ -25,7 +26,6 @@ ICP_TREE: dict[str, Any] = {
 
 
 def _intent_tree() -> dict[str, Any]:
-    from ingestion.bombora.store import current_week, search_topics, topic_by_name
 
     topic = topic_by_name("Cloud Security") or next(iter(search_topics("", 1)), None)
     if current_week() is not None and topic is not None:

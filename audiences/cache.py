@@ -28,6 +28,8 @@ from django.db import connection
 from audiences.logic.polars_engine import StringColumn, audience_column
 from audiences.logic.sql_engine import RID_SHIFT, custom_sql
 from audiences.records import RECORD_COLUMNS
+from bombora.models import BomboraWeek, BomboraWeekStatus
+from bombora.store import current_week, scores_frame
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +139,6 @@ def background_rebuild() -> bool:
 
 def current_stamp() -> Stamp:
     """The org's data generation: two cheap queries, run on every request."""
-    from ingestion.models import BomboraWeek, BomboraWeekStatus
 
     with connection.cursor() as cursor:
         cursor.execute(
@@ -291,7 +292,6 @@ def _as_enum(series: pl.Series) -> tuple[pl.Series, StringColumn]:
 def build(*, stamp: Stamp | None = None) -> Entry:
     """Read the org's universe from PostgreSQL into a frame (see logic/sql_engine.py for the same rule in SQL)."""
     from audiences.catalogue import custom_fields
-    from ingestion.bombora.store import current_week, scores_frame
 
     started = time.perf_counter()
     schema_name = connection.schema_name  # type: ignore[attr-defined]

@@ -26,6 +26,7 @@ from audiences.logic.tree import (
     FieldRef,
     Resolver,
 )
+from bombora.store import topic_by_name
 
 _KIND_TO_TYPE = {
     record_fields.TEXT: TEXT,
@@ -116,7 +117,6 @@ def audience_refs() -> dict[int, AudienceRef]:
 
 def make_resolver(custom: Mapping[str, str]) -> Resolver:
     """FIELD name -> FieldRef for this org (Bombora topics looked up by name, once per name)."""
-    from ingestion.bombora.store import topic_by_name
 
     fields = {f.name: f.ref() for f in RECORD_FIELDS}
     fields.update({f.name: f.ref() for f in custom_record_fields(custom)})

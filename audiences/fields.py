@@ -318,18 +318,18 @@ def infer_custom_types(df: pl.DataFrame, columns: Iterable[str], sample: int = I
     """{column: type} for String columns of a sample (the first `sample` rows): `integer`, `decimal`, `boolean`,
     `date` when every non-empty sampled value parses as that type (same parsers as the import), else `text`.
     A column with no values is `text`."""
-    from audiences import normalize  # the parsers live with the normaliser (one definition of "a number")
+    from audiences import normalize_batch  # lazy: the normaliser imports this module (one definition of "a number")
 
     head = df.head(sample)
     result: dict[str, str] = {}
     for column in columns:
         values = head.get_column(column).cast(pl.String)
-        present = normalize.custom_values(values, "text").get_column("value").is_not_null()
+        present = normalize_batch.custom_values(values, "text").get_column("value").is_not_null()
         result[column] = "text"
         if not present.any():
             continue
         for type_name in ("integer", "decimal", "boolean", "date"):
-            parsed = normalize.custom_values(values, type_name)
+            parsed = normalize_batch.custom_values(values, type_name)
             if parsed.get_column("reason").null_count() == parsed.height:
                 result[column] = type_name
                 break

@@ -1,4 +1,4 @@
-"""Job kinds of the audiences app (found by p360.jobs.services.job_kinds)."""
+"""Job kinds of the audiences app (found by p360.core.jobs.services.job_kinds)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from typing import Any
 
 from audiences.models import AudienceImport
 from audiences.pipeline import ImportFailed, run_import
-from p360.jobs.services import JobContext, JobError, job_handler
+from p360.core.jobs.services import JobContext, JobError, job_handler, job_start
+from tenants.models import Organization
+from tenants.selectors import current_org
 
 
 @job_handler("audiences.import", title="Audience import")
@@ -34,8 +36,6 @@ def _refresh_built_after_import() -> None:
     from django.db import transaction
 
     from audiences.models import Audience, AudienceKind
-    from p360.jobs.services import job_start
-    from tenants.selectors import current_org
 
     if Audience.objects.filter(kind=AudienceKind.BUILT).exists():
         org = current_org()
@@ -49,8 +49,6 @@ def start_refresh_jobs() -> int:
     from django_tenants.utils import schema_context
 
     from audiences.models import Audience, AudienceKind
-    from p360.jobs.services import job_start
-    from tenants.models import Organization
 
     started = 0
     for org in Organization.objects.active():

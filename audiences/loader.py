@@ -22,13 +22,9 @@ from django.conf import settings
 from django.db import connection
 
 from audiences import records
+from p360.core.db import connection_kwargs
 
 Task = Callable[[Any], None]
-
-
-def connection_kwargs() -> dict[str, Any]:
-    params = connection.get_connection_params()
-    return {k: v for k, v in params.items() if k in {"dbname", "user", "password", "host", "port", "sslmode"} and v}
 
 
 class SerialLoader:

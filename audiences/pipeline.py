@@ -35,7 +35,6 @@ from django.utils import timezone
 
 from audiences import records
 from audiences.fields import infer_custom_types, propose_mapping, unique_headers
-from audiences.files import FileRejected, inspect_file, read_xlsx_strings, to_utf8
 from audiences.loader import ParallelLoader, SerialLoader, loader_for
 from audiences.models import (
     Audience,
@@ -48,14 +47,19 @@ from audiences.models import (
     ImportStatus,
     VersionStatus,
 )
-from audiences.normalize import normalize_batch
-from audiences.reader import QUARANTINE_SCHEMA, ROW, DelimitedReader, RestartCarefully, read_header
-from p360.audit.services import record
-from p360.faults import fault_point
+from audiences.normalize_batch import normalize_batch
+from p360.core.audit.services import record
+from p360.core.exports import neutralise_expr
+from p360.core.faults import fault_point
+from p360.core.intake.files import FileRejected, inspect_file, read_xlsx_strings, to_utf8
+from p360.core.intake.reader import QUARANTINE_SCHEMA, ROW, DelimitedReader, RestartCarefully, read_header
+from p360.core.tenancy import org_storage_name
+from p360.core.uploads.services import get_completed_upload
+from p360.core.uploads.storage import local_copy
 from tenants.selectors import current_org
 
 if TYPE_CHECKING:
-    from p360.jobs.services import JobContext
+    from p360.core.jobs.services import JobContext
 
 KEY = "__key"
 HASH_SEED = 360
@@ -72,9 +76,7 @@ class ImportRejected(ImportFailed):
 
 
 # --- where files are ---------------------------------------------------------------------------------
-def org_storage_name(name: str) -> str:
-    """Files of an org live under its own prefix in the storage (local folder or S3 bucket)."""
-    return f"orgs/{connection.schema_name}/{name}"  # type: ignore[attr-defined]
+# org_storage_name: the org's prefix in the storage, shared with reporting (p360/core/tenancy.py)
 
 
 def work_dir() -> Path:
@@ -87,9 +89,6 @@ def work_dir() -> Path:
 def source_file(imp: AudienceImport) -> Iterator[Path]:
     """A local path for the import's file, whatever backend holds it."""
     if imp.upload_id:
-        from p360.uploads.services import get_completed_upload
-        from p360.uploads.storage import local_copy
-
         with local_copy(get_completed_upload(imp.upload_id)) as path:
             yield Path(path)
         return
@@ -719,7 +718,7 @@ def _save_quarantine(imp: AudienceImport, quarantine: pl.DataFrame) -> str:
     if quarantine.height == 0:
         return ""
     out = quarantine.rename({ROW: "line"}).with_columns(
-        [escape_formula(pl.col(c)).alias(c) for c in ("column", "field", "value", "reason")]
+        [neutralise_expr(pl.col(c)).alias(c) for c in ("column", "field", "value", "reason")]
     )
     buffer = io.BytesIO()
     out.write_csv(buffer)
@@ -727,11 +726,6 @@ def _save_quarantine(imp: AudienceImport, quarantine: pl.DataFrame) -> str:
     if default_storage.exists(name):
         default_storage.delete(name)  # a re-run replaces the previous attempt's report
     return default_storage.save(name, ContentFile(buffer.getvalue()))
-
-
-def escape_formula(expr: pl.Expr) -> pl.Expr:
-    """Prefix a quote to values a spreadsheet would run as a formula (OWASP CSV injection)."""
-    return pl.when(expr.str.contains(r"^[=+\-@\t\r]")).then(pl.lit("'") + expr).otherwise(expr)
 
 
 def _quality(version_id: int, staged: Staged, quarantine: pl.DataFrame, loaded: int) -> dict[str, Any]:

@@ -20,6 +20,8 @@ from audiences.catalogue import (
 from audiences.logic.polars_engine import Evaluation, audience_column, evaluate, first_rows
 from audiences.logic.sql_engine import AudienceRef
 from audiences.logic.tree import AUDIENCE, BOMBORA, CATEGORY, NUMBER, Node, TreeError, conditions, parse
+from bombora.models import BomboraTopic
+from bombora.store import SURGE_THRESHOLD, current_week, search_topics
 
 MAX_SAMPLE = 100
 SAMPLE_EXCLUDE = frozenset({"__rid", "version_id"})
@@ -152,7 +154,6 @@ def _field_stats(entry: cache.Entry) -> dict[str, dict[str, Any]]:
 
 def field_catalogue() -> dict[str, Any]:
     """GET .../fields: record, custom, Bombora (pattern only) and audience fields."""
-    from ingestion.models import BomboraTopic
 
     entry, _ = cache.get()
     stats = _field_stats(entry)
@@ -198,7 +199,6 @@ def audience_choices() -> list[dict[str, Any]]:
 
 def bombora_topics(*, q: str = "", limit: int = 20) -> dict[str, Any]:
     """GET .../fields/bombora: matching topics with how many of the org's domains surge on each this week."""
-    from ingestion.bombora.store import SURGE_THRESHOLD, current_week, search_topics
 
     week = current_week()
     topics = search_topics(q, max(1, min(limit, 200)))

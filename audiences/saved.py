@@ -28,8 +28,9 @@ from audiences.models import (
     AudienceTemplate,
 )
 from audiences.preview import parse_tree
-from p360.audit.services import record
-from p360.jobs.dispatch import org_task
+from bombora.store import current_week
+from p360.core.audit.services import record
+from p360.core.jobs.dispatch import org_task
 from tenants.selectors import current_org
 from tenants.services import ServiceError
 
@@ -40,7 +41,6 @@ logger = logging.getLogger(__name__)
 
 
 def sql_context() -> SqlContext:
-    from ingestion.bombora.store import current_week
 
     return SqlContext(week=current_week(), audiences=audience_refs(), lower=lower_template())
 

@@ -6,8 +6,9 @@ from typing import Any
 
 from django.utils import timezone
 
-from audiences.models import AudienceImport
-from p360.jobs.models import Job
+from audiences.models import Audience, AudienceImport
+from p360.core.exports import neutralise_sql
+from p360.core.jobs.models import Job
 
 
 def import_preview(imp: AudienceImport) -> dict[str, list[Any]]:
@@ -127,3 +128,40 @@ __all__ = [
     "preview_rows",
     "quality_rows",
 ]
+
+
+def members_copy_sql(audience: Audience, *, for_people: bool) -> tuple[list[str], str | None]:
+    """(header, `COPY ... TO STDOUT (FORMAT csv)` of the audience's members, or None when it has none).
+
+    `for_people` neutralises formula-looking text for a CSV people open (p360.core.exports); otherwise
+    (the API, XLSX) values are exact. Schema-qualified: a streamed response runs after the org
+    middleware has reset the search path."""
+    import polars as pl
+    from django.db import connection
+
+    from audiences import records
+    from audiences.logic.sql_engine import RID_SHIFT
+
+    schema = connection.schema_name  # type: ignore[attr-defined]
+    columns = [c for c in records.DATA_COLUMNS if c != "custom"]
+    select = ", ".join(
+        f"{neutralise_sql(c)} AS {c}" if for_people and dtype is pl.String else c
+        for c, _, dtype in records.RECORD_COLUMNS
+        if c in columns
+    )
+    header = [*columns, "custom"]
+    built = audience.kind == "built"
+    if audience.current_version_id is None and not built:
+        return header, None
+    if built:  # issue 5: the materialised members, each by its representative record
+        table = (
+            f'(SELECT r.*, m.rid FROM "{schema}".audiences_builtmember m JOIN "{schema}".{records.TABLE} r '
+            f"ON r.version_id = (m.rid >> {RID_SHIFT}) AND r.row = (m.rid & {(1 << RID_SHIFT) - 1}) "
+            f"WHERE m.audience_id = {int(audience.pk)}) s"
+        )
+        order = "rid"
+    else:
+        table = f'"{schema}".{records.partition_name(audience.current_version_id)}'  # type: ignore[arg-type]
+        order = "row"
+    custom = neutralise_sql("custom::text") if for_people else "custom::text"
+    return header, f"COPY (SELECT {select}, {custom} FROM {table} ORDER BY {order}) TO STDOUT (FORMAT csv)"

@@ -20,8 +20,9 @@ from audiences.models import (
     MappingTemplate,
     VersionStatus,
 )
-from p360.audit.services import delete_with_audit, record
-from p360.jobs.dispatch import org_task
+from p360.core.audit.services import delete_with_audit, record
+from p360.core.jobs.dispatch import org_task
+from p360.core.jobs.services import job_run_inline, job_start
 from tenants.selectors import current_org
 from tenants.services import ServiceError
 
@@ -233,7 +234,6 @@ def _dedupe_keys(mapping: dict[str, str], custom: dict[str, str]) -> list[str]:
 @org_task
 def import_start(*, imp: AudienceImport, actor: User | None, inline: bool = False) -> AudienceImport:
     """Queue the import as a job, or run it in this process (the command line) as a job all the same."""
-    from p360.jobs.services import job_run_inline, job_start
 
     if imp.status not in {ImportStatus.MAPPING, ImportStatus.FAILED}:
         raise ImportError_(f"this import is {imp.get_status_display().lower()}; it cannot be started again")

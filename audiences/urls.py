@@ -13,6 +13,7 @@ urlpatterns = [
     path("<int:pk>/edit/", builder_views.builder_edit, name="audience-builder-edit"),
     path("<int:pk>/refresh/", builder_views.audience_refresh, name="audience-builder-refresh"),
     path("<int:pk>/", views.audience_detail, name="audience-detail-page"),
+    path("<int:pk>/members/download/", views.members_download, name="audience-members-download"),
     path("<int:pk>/versions/<int:number>/restore/", views.version_restore_view, name="audience-version-restore"),
     path("import/", views.import_upload, name="audience-import"),
     path("import/upload/<uuid:upload_id>/", views.import_from_upload, name="audience-import-from-upload"),

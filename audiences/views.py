@@ -24,6 +24,9 @@ from audiences.services import (
     import_start,
     version_restore,
 )
+from p360.core.audit.services import record
+from p360.core.exports import XLSX_CONTENT_TYPE, xlsx_bytes
+from p360.core.uploads.services import get_completed_upload
 from tenants.services import ServiceError
 
 
@@ -75,7 +78,6 @@ def import_upload(request: HttpRequest) -> HttpResponse:
 
 def import_from_upload(request: HttpRequest, upload_id: str) -> HttpResponse:
     """The upload finished: register the import (file checked, header read) and show the mapping."""
-    from p360.uploads.services import get_completed_upload
 
     existing = AudienceImport.objects.filter(upload_id=upload_id).first()
     if existing is not None:
@@ -218,3 +220,46 @@ def import_rerun_view(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect(f"{_base(request)}imports/{imp.pk}/")
     messages.success(request, f"Import #{imp.pk} is running again as #{again.pk}.")
     return redirect(f"{_base(request)}imports/{again.pk}/")
+
+
+def members_download(request: HttpRequest, pk: int) -> HttpResponse:
+    """The members for people: XLSX with text cells (default) or a formula-safe CSV (p360.core.exports).
+
+    The API's `members?format=csv` is the machine file with exact values."""
+    import csv
+    import io
+
+    from django.db import connection
+    from django.http import StreamingHttpResponse
+
+    audience = get_object_or_404(Audience, pk=pk)
+    kind = request.GET.get("format", "xlsx")
+    if kind not in ("xlsx", "csv"):
+        return HttpResponse("format must be xlsx or csv\n", status=400, content_type="text/plain; charset=utf-8")
+    header, copy_sql = selectors.members_copy_sql(audience, for_people=kind == "csv")
+    record(action="audience.exported", actor=request.user, org=request.org, entity=audience, after={"format": kind})  # type: ignore[arg-type,attr-defined]
+    name = f"audience-{audience.pk}-members.{kind}"
+    if kind == "csv":
+
+        def chunks() -> Any:
+            yield (",".join(header) + "\n").encode()
+            if copy_sql is not None:
+                with connection.cursor() as cursor, cursor.copy(copy_sql) as copy:  # type: ignore[attr-defined]
+                    for chunk in copy:
+                        yield bytes(chunk)
+
+        response: HttpResponse = StreamingHttpResponse(chunks(), content_type="text/csv; charset=utf-8")  # type: ignore[assignment]
+    else:
+        text = io.StringIO()
+        if copy_sql is not None:
+            with connection.cursor() as cursor, cursor.copy(copy_sql) as copy:  # type: ignore[attr-defined]
+                for chunk in copy:
+                    text.write(bytes(chunk).decode())
+        text.seek(0)
+        try:
+            body = xlsx_bytes(header, csv.reader(text), sheet_name="Members")
+        except ValueError as exc:
+            return HttpResponse(f"{exc}\n", status=400, content_type="text/plain; charset=utf-8")
+        response = HttpResponse(body, content_type=XLSX_CONTENT_TYPE)
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response

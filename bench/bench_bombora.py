@@ -90,9 +90,10 @@ def _cleanup() -> None:
 
     from django.db import connection
 
-    from ingestion.bombora.store import domain_partition_name, partition_name
-    from ingestion.models import BomboraTopic, BomboraWeek, IngestionRun
-    from p360.jobs.models import Job
+    from bombora.models import BomboraTopic, BomboraWeek
+    from bombora.store import domain_partition_name, partition_name
+    from ingestion.models import IngestionRun
+    from p360.core.jobs.models import Job
 
     week = dt.date.fromisoformat(WEEK)
     with connection.cursor() as cursor:

@@ -206,8 +206,8 @@ def _load_bombora() -> float:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from ingestion.bombora.store import QUALIFIED, partition_name
-    from ingestion.models import BomboraTopic, BomboraWeek, BomboraWeekStatus
+    from bombora.models import BomboraTopic, BomboraWeek, BomboraWeekStatus
+    from bombora.store import QUALIFIED, partition_name
 
     started = time.perf_counter()
     existing = {t.name: t.pk for t in BomboraTopic.objects.filter(name__startswith="Bench Topic ")}
@@ -263,8 +263,8 @@ def _load_bombora() -> float:
 def _drop_bombora() -> None:
     from django.db import connection
 
-    from ingestion.bombora.store import partition_name
-    from ingestion.models import BomboraWeek
+    from bombora.models import BomboraWeek
+    from bombora.store import partition_name
 
     BomboraWeek.objects.filter(week=WEEK).delete()
     with connection.cursor() as cursor:

@@ -84,7 +84,7 @@ def _drop_bench_orgs() -> None:
     from django.db import connection
 
     from ingestion.models import IngestionRun
-    from p360.jobs.models import Job
+    from p360.core.jobs.models import Job
     from tenants.models import Organization
 
     connection.set_schema_to_public()  # type: ignore[attr-defined]

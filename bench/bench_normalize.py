@@ -1,4 +1,4 @@
-"""Field normalisation (`audiences.normalize.normalize_batch`) on a realistic dirty batch, against the plain Python
+"""Field normalisation (`audiences.normalize_batch.normalize_batch`) on a realistic dirty batch, against the plain Python
 loop over the scalar reference functions (the same rules, value by value) on a sample of the same rows."""
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def _scalar_loop(batch: pl.DataFrame) -> int:
 
 
 def normalisation() -> Row:
-    from audiences.normalize import normalize_batch
+    from audiences.normalize_batch import normalize_batch
 
     batch = make_batch()
     normalize_batch(batch.head(10_000), MAPPING, custom_types=CUSTOM_TYPES)  # warm-up (regex compilation)

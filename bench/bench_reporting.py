@@ -44,7 +44,7 @@ def _scale() -> float:
 
 
 def _drop_old() -> None:
-    from p360.jobs.models import Job
+    from p360.core.jobs.models import Job
     from tenants.models import Organization
 
     for org in Organization.objects.filter(slug__startswith=SLUG_PREFIX):

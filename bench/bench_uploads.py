@@ -188,8 +188,8 @@ def run() -> list[Row]:
     from django.test.utils import override_settings
     from django_tenants.utils import schema_context
 
-    from p360.uploads.models import Upload
-    from p360.uploads.storage import org_storage
+    from p360.core.uploads.models import Upload
+    from p360.core.uploads.storage import org_storage
     from tenants.models import User
     from tenants.services import api_token_create
 

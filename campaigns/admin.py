@@ -16,8 +16,8 @@ from unfold.contrib.filters.admin import RangeDateFilter
 from campaigns.models import Campaign, ClientSettings, CpmRate, DailyMetric, Strategy
 from campaigns.selectors import client_settings
 from campaigns.services import campaign_delete, campaign_save, client_settings_save, cpm_set
-from p360.admin_base import ReadOnlyAdmin
-from p360.admin_sites import org_admin
+from p360.core.admin_base import ReadOnlyAdmin
+from p360.core.admin_sites import org_admin
 
 
 @admin.register(Campaign, site=org_admin)

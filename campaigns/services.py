@@ -10,8 +10,10 @@ from django.db import transaction
 
 from campaigns.models import Campaign, ClientSettings, CpmRate
 from campaigns.selectors import client_settings
-from p360.audit.services import delete_with_audit, record
-from p360.jobs.dispatch import org_task
+from p360.core import registry
+from p360.core.audit.services import delete_with_audit, record
+from p360.core.crypto import encrypt
+from p360.core.jobs.dispatch import org_task
 from tenants.selectors import current_org
 
 if TYPE_CHECKING:
@@ -51,7 +53,11 @@ def campaign_save(*, campaign: Campaign, actor: User | None) -> Campaign:
 @org_task
 @transaction.atomic
 def campaign_delete(*, campaign: Campaign, actor: User | None) -> None:
+    """Delete a campaign (its strategies and daily metrics go with it: ORM cascade) and, through the
+    "campaign_deleted" hook, what other apps derived from it (reporting's rollup), in the same transaction."""
+    campaign_id = campaign.pk
     delete_with_audit(campaign, actor=actor, org=current_org(), before=_snapshot(campaign))
+    registry.call_hooks("campaign_deleted", campaign_id=campaign_id)
 
 
 # --- Client settings: CPM rates by effective date, currency, source settings -----------------------
@@ -110,7 +116,6 @@ def client_settings_save(
     *, settings_row: ClientSettings, actor: User | None, vibe_api_key: str | None = None
 ) -> ClientSettings:
     """Save the org's settings; a new Vibe API key is stored encrypted (never logged or audited)."""
-    from ingestion.crypto import encrypt
 
     if vibe_api_key:
         settings_row.vibe_api_key_encrypted = encrypt(vibe_api_key.strip())

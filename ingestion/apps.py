@@ -6,4 +6,4 @@ class IngestionConfig(AppConfig):
     verbose_name = "Ingestion"
 
     def ready(self) -> None:
-        from ingestion import jobs  # noqa: F401  (registers the job kinds)
+        from ingestion import jobs, registrations  # noqa: F401  (job kinds; navigation, tiles, schedules, demo)

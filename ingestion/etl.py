@@ -22,7 +22,9 @@ import polars as pl
 from django.db import connection
 
 from campaigns.selectors import cpm_by_date
-from ingestion.parsing import (
+from p360.core import registry
+from p360.core.intake.tables import (
+    BIGINT_MAX,
     LINE,
     RAW,
     REASON,
@@ -198,16 +200,79 @@ def quarantine_missing_cpm(parsed: Parsed) -> dict[dt.date, Decimal]:
     return rates
 
 
-def merge_duplicate_keys(valid: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+# Column bounds of campaigns_dailymetric (numeric(p, s): values below 10^(p - s)); counts are bigint.
+_BOUNDS = {"spend": 10**15, "ctr": 10**6, "cpc": 10**14, "cpa": 10**14, "roas": 10**14, "conversion_revenue": 10**14}
+
+
+def merge_duplicate_keys(
+    valid: pl.DataFrame, rates: dict[dt.date, Decimal] | None = None
+) -> tuple[pl.DataFrame, int, list[tuple[int, str, str]]]:
     """Rows with the same (date, campaign, strategy, placement, creative) are summed (a report split
-    by a dimension we do not keep, such as device); returns the merged frame and rows merged away."""
+    by a dimension we do not keep, such as device); returns the merged frame, rows merged away, and the
+    rows quarantined because a sum, or a figure derived from it with the day's CPM, does not fit its column.
+
+    Sums are taken in 128 bits (polars' Int64 sum wraps: two rows of 9223372036854775807 impressions gave
+    -2), so nothing wrapped is ever stored; a group that overflows is quarantined whole (issue 15)."""
     extra = [c for c in ("media_cost",) if c in valid.columns]
+    counts = ("impressions", "clicks", "conversions")
     merged = valid.group_by(KEY, maintain_order=True).agg(
         pl.col(LINE).min(),
-        *[pl.col(m).sum() for m in [*METRICS, *extra]],
+        pl.col(LINE).alias("__lines"),
+        *[pl.col(m).cast(pl.Int128).sum() for m in counts],
+        pl.col("conversion_revenue").cast(pl.Decimal(38, 4)).sum(),
+        *[pl.col(m).sum() for m in extra],
         pl.len().alias("rows"),
     )
-    return merged, valid.height - merged.height
+    duplicates = valid.height - merged.height
+    impressions, clicks, conversions = (pl.col(m).cast(pl.Float64) for m in counts)
+    revenue = pl.col("conversion_revenue").cast(pl.Float64)
+    problems = [
+        pl.when(pl.col(m) > BIGINT_MAX).then(pl.lit(f"{m} summed over rows with the same day and names is too large"))
+        for m in counts
+    ]
+    problems.append(
+        pl.when(pl.col("conversion_revenue") >= pl.lit(_BOUNDS["conversion_revenue"]).cast(pl.Decimal(38, 4))).then(
+            pl.lit("conversion revenue summed over rows with the same day and names is too large")
+        )
+    )
+    if rates:
+        days = list(rates)
+        cpm = pl.col("date").replace_strict(
+            days, [float(rates[d]) for d in days], default=None, return_dtype=pl.Float64
+        )
+        spend = impressions * cpm / 1000
+        derived = {
+            "spend": spend,
+            "ctr": pl.when(impressions > 0).then(clicks * 100 / impressions),
+            "cpc": pl.when(clicks > 0).then(spend / clicks),
+            "cpa": pl.when(conversions > 0).then(spend / conversions),
+            "roas": pl.when(spend > 0).then(revenue * 100 / spend),
+        }
+        problems += [
+            pl.when(value >= _BOUNDS[name]).then(
+                pl.lit(f"the {name.upper()} derived from this row is too large to store")
+            )
+            for name, value in derived.items()
+        ]
+    merged = merged.with_columns(
+        pl.concat_str([p.otherwise(None) for p in problems], separator="; ", ignore_nulls=True).alias(REASON)
+    )
+    merged = merged.with_columns(pl.when(pl.col(REASON) != "").then(pl.col(REASON)).alias(REASON))
+    overflow = merged.filter(pl.col(REASON).is_not_null())
+    bad: list[tuple[int, str, str]] = []
+    for lines, reason in overflow.select("__lines", REASON).iter_rows():
+        lines = sorted(lines)
+        shown = f" ({len(lines)} rows: lines {', '.join(map(str, lines[:10]))}{'…' if len(lines) > 10 else ''})"
+        bad += [(line, reason + (shown if len(lines) > 1 else ""), "") for line in lines]
+    good = (
+        merged.filter(pl.col(REASON).is_null())
+        .drop("__lines", REASON)
+        .with_columns(
+            *[pl.col(m).cast(pl.Int64) for m in counts],
+            pl.col("conversion_revenue").cast(pl.Decimal(18, 4)),
+        )
+    )
+    return good, duplicates, sorted(bad)
 
 
 # --- Loading (inside the caller's transaction, in the org's schema) --------------------------------
@@ -343,17 +408,22 @@ def load_staged(*, run_id: int, source: str, currency: str, dates: list[dt.date]
                 {"run": run_id, "source": source},
             )
         replaced = cursor.rowcount
-        # spend = impressions / 1000 x the CPM in force that day (exact); CTR 6, CPC/CPA/ROAS 4 places.
+        # spend = impressions / 1000 x the CPM in force that day (exact); CTR 6, CPC/CPA/ROAS 4 places. A ratio
+        # that would not fit its column is null (metric files are quarantined before this; REDS roll-ups are
+        # counted in SQL): never an overflow error, never a wrapped value (issue 15).
         cursor.execute(
             f"""INSERT INTO campaigns_dailymetric (date, campaign_id, strategy_id, placement_id, creative_id, source,
                     impressions, clicks, conversions, conversion_revenue, cpm, spend, media_cost, ctr, cpc, cpa, roas,
                     run_id, loaded_at)
                 SELECT k.date, k.campaign_ref, k.strategy_id, k.placement_id, k.creative_id, %(source)s,
                     k.impressions, k.clicks, k.conversions, k.conversion_revenue, k.cpm, k.spend, k.media_cost,
-                    CASE WHEN k.impressions > 0 THEN round(k.clicks::numeric * 100 / k.impressions, 6) END,
-                    CASE WHEN k.clicks > 0 THEN round(k.spend / k.clicks, 4) END,
-                    CASE WHEN k.conversions > 0 THEN round(k.spend / k.conversions, 4) END,
-                    CASE WHEN k.spend > 0 THEN round(k.conversion_revenue * 100 / k.spend, 4) END,
+                    CASE WHEN k.impressions > 0 AND k.clicks::numeric * 100 / k.impressions < 1e6
+                        THEN round(k.clicks::numeric * 100 / k.impressions, 6) END,
+                    CASE WHEN k.clicks > 0 AND k.spend / k.clicks < 1e14 THEN round(k.spend / k.clicks, 4) END,
+                    CASE WHEN k.conversions > 0 AND k.spend / k.conversions < 1e14
+                        THEN round(k.spend / k.conversions, 4) END,
+                    CASE WHEN k.spend > 0 AND k.conversion_revenue * 100 / k.spend < 1e14
+                        THEN round(k.conversion_revenue * 100 / k.spend, 4) END,
                     %(run)s, now()
                 FROM (SELECT x.*, x.impressions::numeric * x.cpm / 1000 AS spend FROM ({_RESOLVED}) x) k
                 WHERE k.cpm IS NOT NULL""",
@@ -361,23 +431,24 @@ def load_staged(*, run_id: int, source: str, currency: str, dates: list[dt.date]
         )
         written = cursor.rowcount
         cursor.execute(f"DELETE FROM {STAGE} WHERE run_id = %s", [run_id])
-    # --- reporting (issue 7): rewrite the dashboard rollup of these days (same transaction) and, after
-    # commit, re-aggregate the stored summaries of past periods they fall in (late data) ---
-    from reporting.rollup import metrics_loaded
-
-    metrics_loaded(dates)
+    # Listeners (reporting's rollup) rewrite what they derive from these days, in this transaction.
+    registry.call_hooks("metrics_loaded", dates)
     return written, replaced
 
 
-def write_quarantine(run_id: int, bad: list[tuple[int, str, str]]) -> int:
-    """COPY the bad rows (line, reason, raw) into the public quarantine table."""
+def write_quarantine(run_id: int, bad: list[tuple[int, str, str]], owners: dict[int, str] | None = None) -> int:
+    """COPY the bad rows (line, reason, raw) into the public quarantine table.
+
+    `owners` (REDS) maps a line to the organisation whose advertiser id it carries, so each org admin
+    shows only its own quarantined lines of a multi-organisation file."""
     if not bad:
         return 0
+    owners = owners or {}
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM public.ingestion_quarantinedrow WHERE run_id = %s", [run_id])
         with cursor.copy(  # type: ignore[attr-defined]
-            "COPY public.ingestion_quarantinedrow (run_id, line_no, reason, raw) FROM STDIN"
+            "COPY public.ingestion_quarantinedrow (run_id, line_no, reason, raw, org_slug) FROM STDIN"
         ) as copy:
             for line, reason, raw in bad:
-                copy.write_row((run_id, line, reason[:2000], (raw or "")[:4000]))
+                copy.write_row((run_id, line, reason[:2000], (raw or "")[:4000], owners.get(line, "")))
     return len(bad)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from p360.jobs.services import JobContext, job_handler
+from p360.core.jobs.services import JobContext, job_handler
 
 
 @job_handler("ingestion.run", title="Ingestion run")

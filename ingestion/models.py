@@ -61,6 +61,11 @@ class IngestionRun(models.Model):
     metrics_replaced = models.BigIntegerField(default=0)
     dates = models.JSONField(default=list, blank=True, help_text="Days whose data this run replaced.")
     routed = models.JSONField(default=dict, blank=True, help_text="REDS: rows loaded per organisation slug.")
+    org_slices = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="REDS: per organisation slug, its own counts, days and error text (what its org admin shows).",
+    )
     error = models.TextField(blank=True)
     job_id = models.BigIntegerField(null=True, blank=True)
     rerun_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns")
@@ -107,6 +112,12 @@ class QuarantinedRow(models.Model):
     line_no = models.BigIntegerField(help_text="Line in the file (the header is line 1).")
     reason = models.TextField()
     raw = models.TextField(blank=True)
+    org_slug = models.CharField(
+        max_length=63,
+        blank=True,
+        default="",
+        help_text="REDS: the organisation whose advertiser id the row carries (empty: no organisation's).",
+    )
 
     class Meta:
         ordering = ["run", "line_no"]
@@ -132,70 +143,3 @@ class VibeReportRequest(models.Model):
 
     def __str__(self) -> str:
         return f"Vibe report {self.report_id or '?'}"
-
-
-# --- Bombora Company Surge (global: the public schema, read by every organisation's builder) ---------------------
-# The scores themselves live in `ingestion_bombora_score`, a table partitioned by week and created by raw SQL in the
-# migration (see ingestion/bombora/store.py): one partition per loaded week, swapped whole on a re-ingest.
-
-
-class BomboraTopic(models.Model):
-    """A Bombora topic (for example "Cloud Security"). Names are matched case-insensitively."""
-
-    name = models.CharField(max_length=300)
-    category = models.CharField(max_length=300, blank=True)
-    first_seen_week = models.DateField(null=True, blank=True)
-    last_seen_week = models.DateField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["name"]
-        constraints = [
-            models.UniqueConstraint(models.functions.Lower("name"), name="bombora_topic_name_ci_unique"),
-        ]
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class BomboraWeekStatus(models.TextChoices):
-    LOADING = "loading", "Loading"
-    READY = "ready", "Ready"
-    PRUNED = "pruned", "Pruned (history limit)"
-
-
-class BomboraWeek(models.Model):
-    """One loaded week of Bombora data (week = the Monday of the file's date). Its scores are one partition."""
-
-    week = models.DateField(unique=True)
-    status = models.CharField(max_length=16, choices=BomboraWeekStatus.choices, default=BomboraWeekStatus.LOADING)
-    run = models.ForeignKey(IngestionRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    rows = models.BigIntegerField(default=0)
-    domains = models.BigIntegerField(default=0)
-    topics = models.IntegerField(default=0)
-    surging_rows = models.BigIntegerField(default=0, help_text="Rows with composite score >= 60.")
-    file_name = models.CharField(max_length=500, blank=True)
-    loaded_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-week"]
-
-    def __str__(self) -> str:
-        return f"Bombora week of {self.week:%Y-%m-%d}"
-
-
-class BomboraTopicWeek(models.Model):
-    """Per topic and loaded week: how many domains have a score, and how many surge (score >= 60).
-
-    Counted while the week loads (a few thousand rows a week), so the topic catalogue never scans the scores."""
-
-    week = models.DateField()
-    topic = models.ForeignKey(BomboraTopic, on_delete=models.CASCADE, related_name="weeks")
-    domains = models.BigIntegerField(default=0)
-    surging = models.BigIntegerField(default=0)
-
-    class Meta:
-        ordering = ["-week", "topic"]
-        constraints = [models.UniqueConstraint(fields=["week", "topic"], name="bombora_topic_week_unique")]
-
-    def __str__(self) -> str:
-        return f"{self.topic} in the week of {self.week:%Y-%m-%d}"

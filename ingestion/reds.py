@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from django.db import connection, transaction
 from django.utils import timezone
 
+from campaigns.selectors import client_settings, cpm_by_date
 from ingestion import etl
-from ingestion.faults import fault_point
 from ingestion.ingestion_store.models import RedsFile
 from ingestion.models import RunStatus
-from ingestion.parsing import (
+from ingestion.services import stored_file
+from p360.core.audit.services import record
+from p360.core.fault_inject import fault_point
+from p360.core.intake.tables import (
     LINE,
     RAW,
     REASON,
@@ -38,12 +41,11 @@ from ingestion.parsing import (
     name_problem,
     number_problem,
 )
-from ingestion.services import stored_file
-from p360.audit.services import record
+from tenants.models import Organization
 
 if TYPE_CHECKING:
     from ingestion.models import IngestionRun
-    from p360.jobs.services import JobContext
+    from p360.core.jobs.services import JobContext
 
 SPEC = {
     "event_timestamp": ["event timestamp", "timestamp", "event time"],
@@ -85,8 +87,9 @@ def _text(mapping: dict[str, str], field: str) -> pl.Expr:
 
 def validate(
     table: etl.Table, name: str, advertisers: dict[str, str], only: str | None = None
-) -> tuple[pl.DataFrame, list[tuple[int, str, str]]]:
-    """(valid events with an `org` column, bad rows); advertisers maps lower-case id -> org slug."""
+) -> tuple[pl.DataFrame, list[tuple[int, str, str]], dict[int, str]]:
+    """(valid events with an `org` column, bad rows, owners: line -> org slug of each bad row whose
+    advertiser id is an organisation's); advertisers maps lower-case id -> org slug."""
     mapping = map_columns(table.columns, SPEC, optional=OPTIONAL, file_name=name)
     # An hourly file has at most a few thousand distinct timestamps: parse each once, then join.
     ts_col = mapping["event_timestamp"]
@@ -137,7 +140,7 @@ def validate(
         .otherwise(None),
     ]
     if "cost_usd" in mapping:
-        problems.append(number_problem(mapping["cost_usd"], "cost_usd", whole=False))
+        problems.append(number_problem(mapping["cost_usd"], "cost_usd", whole=False, integer_digits=12))
     if "conversion_value" in mapping:
         problems.append(number_problem(mapping["conversion_value"], "conversion_value", whole=False))
     if "user_id_type" in mapping:
@@ -161,6 +164,8 @@ def validate(
         zip(bad_df[LINE].to_list(), bad_df[REASON].to_list(), bad_df[RAW].to_list(), strict=True)
     )
     bad.sort(key=lambda item: item[0])
+    owned = bad_df.filter(pl.col("org").is_not_null())
+    owners = dict(zip(owned[LINE].to_list(), owned["org"].to_list(), strict=True))
 
     def money(field: str, places: int, default_zero: bool) -> pl.Expr:
         if field not in mapping:
@@ -186,7 +191,23 @@ def validate(
         pl.col("user_id_type_v").alias("user_id_type"),
         money("conversion_value", 4, False).alias("conversion_value"),
     )
-    return good, bad
+    return good, bad, owners
+
+
+def _slices(valid: pl.DataFrame, bad: list[tuple[int, str, str]], owners: dict[int, str]) -> dict[str, dict[str, Any]]:
+    """Each organisation's own slice of a multi-organisation file: what its org admin may see."""
+    slices: dict[str, dict[str, Any]] = {}
+    loaded = valid.group_by("org").len() if not valid.is_empty() else None
+    for org_slug, count in loaded.iter_rows() if loaded is not None else []:
+        slices[str(org_slug)] = {"rows_loaded": int(count), "rows_quarantined": 0, "dates": [], "warnings": []}
+    for line, _, _ in bad:
+        owner = owners.get(line)
+        if owner is not None:
+            item = slices.setdefault(owner, {"rows_loaded": 0, "rows_quarantined": 0, "dates": [], "warnings": []})
+            item["rows_quarantined"] += 1
+    for item in slices.values():
+        item["rows_read"] = item["rows_loaded"] + item["rows_quarantined"]
+    return slices
 
 
 def _ensure_partitions(days: list[dt.date]) -> None:
@@ -250,9 +271,15 @@ def _store_events(run: IngestionRun, events: pl.DataFrame) -> tuple[list[dt.date
     return days, sorted(set(days) | set(old_days))
 
 
+# numeric(18, 6) media cost and numeric(18, 4) revenue of campaigns_dailymetric (issue 15: checked, not wrapped)
+_FITS = (
+    "coalesce(sum(e.cost_usd), 0) < 1e12 "
+    "AND coalesce(sum(e.conversion_value) FILTER (WHERE e.event_type = 'conversion'), 0) < 1e14"
+)
+
+
 def _roll_up(run: IngestionRun, days: list[dt.date], currency: str) -> tuple[int, int, list[str]]:
     """Recompute the `reds` daily metrics of `days` from all their events. Returns (written, replaced, warnings)."""
-    from campaigns.selectors import cpm_by_date
 
     rates = cpm_by_date(days)
     missing = [day for day in days if day not in rates]
@@ -290,15 +317,27 @@ def _roll_up(run: IngestionRun, days: list[dt.date], currency: str) -> tuple[int
                     (SELECT r.cpm FROM campaigns_cpmrate r WHERE r.effective_date <= e.event_date
                      ORDER BY r.effective_date DESC LIMIT 1)
                 FROM {EVENTS} e WHERE e.event_date = ANY(%s)
-                GROUP BY e.event_date, e.campaign_id, e.line_item_id""",
+                GROUP BY e.event_date, e.campaign_id, e.line_item_id
+                HAVING {_FITS}""",
             [run.pk, ALL, ALL, with_cpm],
         )
+        # Groups whose sums do not fit the daily metric columns are not rolled up (never wrapped): say which.
+        cursor.execute(
+            f"""SELECT e.event_date, e.campaign_id, e.line_item_id, min(e.line_no) FROM {EVENTS} e
+                WHERE e.event_date = ANY(%s) GROUP BY e.event_date, e.campaign_id, e.line_item_id
+                HAVING NOT ({_FITS}) ORDER BY 1, 2, 3 LIMIT 20""",
+            [with_cpm],
+        )
+        warnings += [
+            f"{day.isoformat()} campaign {campaign} line item {item} (first line {line}): its summed cost or "
+            "conversion value is too large to store; not rolled up"
+            for day, campaign, item, line in cursor.fetchall()
+        ]
     written, replaced = etl.load_staged(run_id=run.pk, source="reds", currency=currency, dates=with_cpm)
     return written, replaced, warnings
 
 
 def advertiser_routes() -> dict[str, tuple[str, str]]:
-    from tenants.models import Organization
 
     routes: dict[str, tuple[str, str]] = {}
     for org in Organization.objects.active().exclude(ttd_advertiser_id=""):
@@ -309,7 +348,6 @@ def advertiser_routes() -> dict[str, tuple[str, str]]:
 def execute(run: IngestionRun, ctx: JobContext | None) -> None:
     from django_tenants.utils import schema_context
 
-    from campaigns.selectors import client_settings
     from ingestion.services import _finish
 
     routes = advertiser_routes()
@@ -319,15 +357,26 @@ def execute(run: IngestionRun, ctx: JobContext | None) -> None:
         raise FileRejected(f"{run.file_name} has a header but no events")
     run.rows_read = table.rows_read
     only = run.org.slug if run.org is not None else None  # started from one org (admin, --org): its rows only
-    valid, bad = validate(table, run.file_name, {key: slug for key, (slug, _) in routes.items()}, only)
+    valid, bad, owners = validate(table, run.file_name, {key: slug for key, (slug, _) in routes.items()}, only)
+    if only is not None and run.params.get("slice_of"):
+        # An org admin's re-run of a multi-organisation file: only this org's rows exist for it. Other
+        # organisations' rows and rows of no organisation are neither read, loaded nor quarantined here.
+        bad = [item for item in bad if owners.get(item[0]) == only]
+        run.rows_read = valid.height + len(bad)
+    slices = _slices(valid, bad, owners)
+    run.org_slices = slices
     if ctx:
         ctx.progress(1, 2 + len(routes), rows_read=table.rows_read)
     if valid.is_empty():
         reasons = sorted({reason for _, reason, _ in bad})
+        for owner, item in slices.items():
+            own = sorted({reason for line, reason, _ in bad if owners.get(line) == owner})
+            item["error"] = f"no event of this file could be loaded for {owner}: " + "; ".join(own[:3])
         exc = FileRejected(
             f"no event of {run.file_name} could be loaded ({len(bad):,} quarantined): " + "; ".join(reasons[:3])
         )
         exc.bad = bad  # type: ignore[attr-defined]
+        exc.owners = owners  # type: ignore[attr-defined]
         raise exc
     schemas = {slug: schema for slug, schema in routes.values()}
     routed: dict[str, int] = {}
@@ -346,16 +395,18 @@ def execute(run: IngestionRun, ctx: JobContext | None) -> None:
             written_total += written
             replaced_total += replaced
             warnings += [f"{org_slug}: {w}" for w in org_warnings]
+            slices[str(org_slug)].update(dates=[d.isoformat() for d in touched], warnings=org_warnings)
             all_days |= {d.isoformat() for d in touched}
             if ctx:
                 ctx.progress(step, 2 + len(routes))
-        quarantined = etl.write_quarantine(run.pk, bad)
+        quarantined = etl.write_quarantine(run.pk, bad, owners)
         _finish(
             run,
             RunStatus.SUCCEEDED,
             rows_loaded=valid.height,
             rows_quarantined=quarantined,
             routed=routed,
+            org_slices=slices,
             metrics_written=written_total,
             metrics_replaced=replaced_total,
             dates=sorted(all_days),

@@ -12,8 +12,15 @@ from django.utils import timezone
 from ingestion.models import IngestionRun, RunStatus
 
 
+def runs_for_org_q(org: Any) -> Q:
+    """An org's runs: its own, and multi-organisation REDS runs holding rows of it (loaded or quarantined)."""
+    return (
+        Q(org=org) | Q(org__isnull=True, routed__has_key=org.slug) | Q(org__isnull=True, org_slices__has_key=org.slug)
+    )
+
+
 def runs_for_org(org: Any) -> QuerySet[IngestionRun]:
-    return IngestionRun.objects.filter(Q(org=org) | Q(org__isnull=True, routed__has_key=org.slug))
+    return IngestionRun.objects.filter(runs_for_org_q(org))
 
 
 def health(runs: QuerySet[IngestionRun], hours: int = 24) -> dict[str, Any]:

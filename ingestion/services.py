@@ -22,16 +22,15 @@ from django.core.files.storage import default_storage
 from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
-from django_q.tasks import async_task
 from django_tenants.utils import schema_context
 
+from campaigns.selectors import client_settings
 from ingestion import etl
-from ingestion.faults import fault_point
 from ingestion.models import IngestionRun, QuarantinedRow, RunStatus, Source, Trigger
-from ingestion.parsing import FileRejected
-from p360.audit.services import record
-from p360.jobs.models import Job
-from p360.jobs.services import JobContext, JobError, run_job
+from p360.core.audit.services import record
+from p360.core.fault_inject import fault_point
+from p360.core.intake.tables import FileRejected
+from p360.core.jobs.services import JobContext, JobError, job_start, run_job
 
 if TYPE_CHECKING:
     from tenants.models import Organization, User
@@ -131,20 +130,11 @@ def create_run(
 def start_run(run: IngestionRun, *, actor: User | None = None, inline: bool = False) -> IngestionRun:
     """Run it as a job: now in this process (commands, uploads) or on the task cluster."""
     kind = JOB_KIND if run.org_id else JOB_KIND_GLOBAL
-    job = Job.objects.create(
-        kind=kind,
-        org=run.org,
-        params={"run_id": run.pk},
-        created_by=actor if actor is not None and actor.is_authenticated else None,
-        max_attempts=3,
-    )
+    # the one job starter: kind check, `job.started` audit row; enqueued on commit unless run inline here
+    job = job_start(kind=kind, org=run.org, actor=actor, params={"run_id": run.pk}, max_attempts=3, enqueue=not inline)
     IngestionRun.objects.filter(pk=run.pk).update(job_id=job.pk)
     if inline:
         run_job(job.pk)
-    else:
-        transaction.on_commit(
-            lambda: async_task("p360.jobs.services.run_job", job.pk, task_name=f"job:{job.pk}:{kind}")
-        )
     run.refresh_from_db()
     return run
 
@@ -165,14 +155,23 @@ def ingest_file(
     return start_run(run, actor=actor, inline=True)
 
 
-def rerun(*, run: IngestionRun, actor: User | None, inline: bool = False) -> IngestionRun:
+def rerun(
+    *, run: IngestionRun, actor: User | None, inline: bool = False, org: Organization | None = None
+) -> IngestionRun:
     """A new run for the same source, org and day: pulled again from S3 / Vibe when the original
-    was a pull (the file may have been re-delivered, figures settle), else the same stored file."""
+    was a pull (the file may have been re-delivered, figures settle), else the same stored file.
+
+    `org` (an org admin's re-run of a multi-organisation REDS run) re-runs only that organisation's
+    slice: the new run belongs to the org and never reads, loads nor quarantines another org's rows."""
+    if org is not None and run.org_id is not None and run.org_id != org.pk:
+        raise IngestionError(f"run #{run.pk} is not {org.slug}'s")
     pulled = bool(run.params.get("s3_key") or run.params.get("report_id")) or not run.file_path
     params = {k: v for k, v in run.params.items() if k not in ("s3_key", "report_id", "retry_wait_s", "bytes")}
+    if org is not None and run.org_id is None:
+        params["slice_of"] = run.pk
     new = IngestionRun.objects.create(
         source=run.source,
-        org=run.org,
+        org=org or run.org,
         trigger=Trigger.RETRY,
         run_date=run.run_date,
         params=params,
@@ -183,7 +182,7 @@ def rerun(*, run: IngestionRun, actor: User | None, inline: bool = False) -> Ing
         content_hash="" if pulled else run.content_hash,
         created_by_email=getattr(actor, "email", "") or "system",
     )
-    record(action="ingestion.rerun", actor=actor, org=run.org, entity=new, after={"rerun_of": run.pk})
+    record(action="ingestion.rerun", actor=actor, org=new.org, entity=new, after={"rerun_of": run.pk})
     return start_run(new, actor=actor, inline=inline)
 
 
@@ -201,8 +200,6 @@ def _finish(run: IngestionRun, status: str, **fields: Any) -> None:
 def alert_recipients(run: IngestionRun) -> list[str]:
     recipients = list(settings.P360_INGEST_ALERT_EMAILS)
     if run.org_id:
-        from campaigns.selectors import client_settings
-
         with schema_context(run.org.schema_name):  # type: ignore[union-attr]
             extra = client_settings().alert_emails
         recipients += [a.strip() for a in extra.replace(";", ",").split(",") if a.strip()]
@@ -232,11 +229,16 @@ def send_alert(run: IngestionRun, reason: str) -> int:
         return 0
 
 
-def fail_run(run: IngestionRun, reason: str, bad: list[tuple[int, str, str]] | None = None) -> None:
+def fail_run(
+    run: IngestionRun,
+    reason: str,
+    bad: list[tuple[int, str, str]] | None = None,
+    owners: dict[int, str] | None = None,
+) -> None:
     quarantined = run.rows_quarantined
     if bad:
         with transaction.atomic():
-            quarantined = etl.write_quarantine(run.pk, bad)
+            quarantined = etl.write_quarantine(run.pk, bad, owners)
     _finish(run, RunStatus.FAILED, error=reason[:10_000], rows_quarantined=quarantined)
     record(action="ingestion.run_failed", org=run.org, entity=run, after={"error": reason[:500]})
     send_alert(run, reason)
@@ -255,15 +257,15 @@ def execute_run(ctx: JobContext | None, run_id: int) -> dict[str, Any]:
 
             reds.execute(run, ctx)
         elif run.source == Source.BOMBORA:
-            from ingestion.bombora import loader
+            from ingestion.sources import bombora  # the sources import this module: resolved at call time
 
-            loader.execute(run, ctx)
+            bombora.execute(run, ctx)
         elif run.source in METRIC_SOURCES:
             bad = _execute_metrics(run, ctx)
         else:
             raise SourceError(f"the {run.source} source is not available yet")
     except (FileRejected, SourceError) as exc:
-        fail_run(run, str(exc), getattr(exc, "bad", None) or bad)
+        fail_run(run, str(exc), getattr(exc, "bad", None) or bad, getattr(exc, "owners", None))
         raise JobError(str(exc)) from exc
     except Exception as exc:
         logger.exception("ingestion run %s crashed", run.pk)
@@ -308,7 +310,9 @@ def _execute_metrics(run: IngestionRun, ctx: JobContext | None) -> list[tuple[in
         raise FileRejected(f"{run.file_name} has a header but no data rows")
     etl.restrict_to_date(parsed, run.run_date)
     rates = etl.quarantine_missing_cpm(parsed)
-    merged, duplicates = etl.merge_duplicate_keys(parsed.valid)
+    merged, duplicates, overflow = etl.merge_duplicate_keys(parsed.valid, rates)
+    if overflow:  # sums or derived figures that do not fit their column: quarantined, never wrapped
+        parsed.bad = sorted(parsed.bad + overflow)
     if merged.is_empty():
         reasons = sorted({reason for _, reason, _ in parsed.bad})
         exc = FileRejected(
@@ -316,7 +320,6 @@ def _execute_metrics(run: IngestionRun, ctx: JobContext | None) -> list[tuple[in
         )
         exc.bad = parsed.bad  # type: ignore[attr-defined]
         raise exc
-    from campaigns.selectors import client_settings
 
     currency = client_settings().currency
     dates = sorted(merged["date"].unique().to_list())

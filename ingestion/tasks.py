@@ -1,4 +1,4 @@
-"""Scheduled ingestion (django-q2 cron schedules, see `p360.jobs.schedules`).
+"""Scheduled ingestion (django-q2 cron schedules, see `p360.core.jobs.schedules`).
 
 Each task runs in the public schema, finds the organisations a source is enabled for, and starts
 one run (a job on the cluster) per organisation and day, so one org's failure never blocks another.
@@ -15,8 +15,10 @@ from django.conf import settings
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from campaigns.selectors import client_settings
 from ingestion.models import IngestionRun, RunStatus, Source, Trigger
 from ingestion.services import create_run, file_sha256, start_run
+from tenants.models import Organization
 
 logger = logging.getLogger(__name__)
 REDS_SUFFIXES = (".csv", ".psv", ".tsv", ".txt", ".gz")
@@ -24,8 +26,6 @@ REDS_SETTLE_SECONDS = 60  # a file modified more recently may still be arriving
 
 
 def _enabled_orgs(flag: str) -> list:
-    from campaigns.selectors import client_settings
-    from tenants.models import Organization
 
     orgs = []
     for org in Organization.objects.active():
@@ -85,16 +85,21 @@ def reds_hourly(inbox: str | None = None) -> list[int]:
 
 def bombora_pickup() -> list[int]:
     """Issue 5: load new Bombora files from P360_BOMBORA_BUCKET (nothing when it is not set)."""
-    from ingestion.bombora.s3 import pickup
+    from ingestion.sources.bombora_s3 import pickup
 
     return pickup()
 
 
+# (name, function, setting holding the cron; times in UTC, configurable by environment). Registered as schedules
+# by ingestion/registrations.py; the cron is read when the schedules are ensured, not at import.
+CRON_SCHEDULES = [
+    ("p360: Surfside daily pull", "ingestion.tasks.surfside_daily", "P360_SURFSIDE_CRON"),
+    ("p360: Vibe daily pull", "ingestion.tasks.vibe_daily", "P360_VIBE_CRON"),
+    ("p360: REDS hourly files", "ingestion.tasks.reds_hourly", "P360_REDS_CRON"),
+    ("p360: Bombora pickup from S3", "ingestion.tasks.bombora_pickup", "P360_BOMBORA_CRON"),
+]
+
+
 def cron_schedules() -> list[tuple[str, str, str]]:
     """(name, function, cron) of the ingestion schedules; times in UTC, configurable by environment."""
-    return [
-        ("p360: Surfside daily pull", "ingestion.tasks.surfside_daily", settings.P360_SURFSIDE_CRON),
-        ("p360: Vibe daily pull", "ingestion.tasks.vibe_daily", settings.P360_VIBE_CRON),
-        ("p360: REDS hourly files", "ingestion.tasks.reds_hourly", settings.P360_REDS_CRON),
-        ("p360: Bombora pickup from S3", "ingestion.tasks.bombora_pickup", settings.P360_BOMBORA_CRON),
-    ]
+    return [(name, func, getattr(settings, setting)) for name, func, setting in CRON_SCHEDULES]

@@ -14,6 +14,7 @@ from django.shortcuts import redirect, render
 
 from ingestion.models import IngestionRun, Source
 from ingestion.uploads import UploadRejected, handle_facebook_upload, max_bytes
+from p360.core.exports import neutralise
 
 
 class FacebookUploadForm(forms.Form):
@@ -97,11 +98,6 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     return render(request, "ingestion/run_detail.html", {"run": run, "quarantined": run.quarantined.all()[:200]})
 
 
-def _neutralise(value: str) -> str:
-    """Spreadsheet formula injection: a leading = + - @ tab or CR is made literal."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
 def quarantine_csv(request: HttpRequest, run_id: int) -> HttpResponse:
     run = _run_or_404(request, run_id)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
@@ -109,5 +105,5 @@ def quarantine_csv(request: HttpRequest, run_id: int) -> HttpResponse:
     writer = csv.writer(response)
     writer.writerow(["line", "reason", "raw"])
     for row in run.quarantined.all().iterator(chunk_size=2000):
-        writer.writerow([row.line_no, _neutralise(row.reason), _neutralise(row.raw)])
+        writer.writerow([row.line_no, neutralise(row.reason), neutralise(row.raw)])
     return response

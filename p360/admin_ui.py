@@ -11,19 +11,13 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
-# --- ingestion (issue 6) ---
-from ingestion.models import IngestionRun
-from ingestion.selectors import health_kpi as _ingestion_kpi
-from ingestion.selectors import runs_for_org
-from p360.audit.models import AuditEvent
-from p360.audit.selectors import events_visible_to
-from p360.jobs.models import Job, JobStatus
-from p360.jobs.services import last_heartbeat
-
-# --- reporting (issue 7) ---
-from reporting.admin_ui import cross_org_overview as _reporting_overview
-from reporting.admin_ui import org_kpis as _reporting_org_kpis
-from tenants.access import orgs_manageable_by, orgs_visible_to, restrict_by_org, users_manageable_by
+from p360.admin.audit_selectors import events_visible_to
+from p360.core import registry
+from p360.core.audit.models import AuditEvent
+from p360.core.jobs.models import Job, JobStatus
+from p360.core.jobs.services import last_heartbeat
+from p360.core.registry import Site
+from tenants.access import orgs_visible_to, restrict_by_org
 from tenants.middleware import ORG_PREFIX
 
 _OBJECT_PATH = re.compile(r"^(?P<model>admin/[^/]+/[^/]+/)(?P<rest>[^/]+/.*)$")
@@ -100,8 +94,26 @@ def _cluster_status() -> dict[str, Any]:
     return {"ok": ok, "label": f"last heartbeat {int(age)} s ago"}
 
 
+def _with_tiles(site: Site, request: HttpRequest, core_kpis: list[dict[str, Any]], context: dict[str, Any]) -> None:
+    """KPI cards and extra context from every app's registered dashboard tiles, the core's cards at order 30."""
+    kpis: list[dict[str, Any]] = []
+    placed = False
+    for tile in registry.dashboard_tiles(site):
+        if not placed and tile.order > CORE_TILE_ORDER:
+            kpis.extend(core_kpis)
+            placed = True
+        part = tile.build(request)
+        kpis.extend(part.get("kpis", []))
+        context.update({key: value for key, value in part.items() if key != "kpis"})
+    if not placed:
+        kpis.extend(core_kpis)
+    context["kpis"] = kpis
+
+
+CORE_TILE_ORDER = 30  # the core's "Jobs running" card sits between the apps' tiles of lower and higher order
+
+
 def global_dashboard(request: HttpRequest, context: dict[str, Any]) -> dict[str, Any]:
-    orgs = orgs_manageable_by(request.user)
     jobs = restrict_by_org(Job.objects.select_related("org"), request.user)
     audit = events_visible_to(request.user)
     job_counts = jobs.aggregate(
@@ -109,76 +121,38 @@ def global_dashboard(request: HttpRequest, context: dict[str, Any]) -> dict[str,
         queued=Count("pk", filter=Q(status=JobStatus.QUEUED)),
         failed=Count("pk", filter=Q(status=JobStatus.FAILED)),
     )
+    job = {
+        "title": "Jobs running",
+        "value": job_counts["running"],
+        "footer": f"{job_counts['queued']} queued, {job_counts['failed']} failed",
+        "href": reverse("admin:jobs_job_changelist"),
+    }
     context.update(
         {
             "dashboard_scope": "global",
-            "kpis": [
-                {
-                    "title": "Organisations",
-                    "value": orgs.filter(is_active=True).count(),
-                    "footer": f"{orgs.filter(is_active=False).count()} inactive",
-                    "href": reverse("admin:tenants_organization_changelist"),
-                },
-                {
-                    "title": "Users",
-                    "value": users_manageable_by(request.user).filter(is_active=True).count(),
-                    "footer": "active accounts",
-                    "href": reverse("admin:tenants_user_changelist"),
-                },
-                {
-                    "title": "Jobs running",
-                    "value": job_counts["running"],
-                    "footer": f"{job_counts['queued']} queued, {job_counts['failed']} failed",
-                    "href": reverse("admin:jobs_job_changelist"),
-                },
-                # --- ingestion (issue 6): health of the paid-media sources ---
-                _ingestion_kpi(restrict_by_org(IngestionRun.objects.all(), request.user)),
-            ],
             "cluster": _cluster_status(),
             "recent_jobs": _job_rows(list(jobs[:8])),
             "recent_events": list(audit[:10]),
-            # --- reporting (issue 7): per visible org, spend/conversions 7 days vs 7 before, ingestion health ---
-            "org_overview": _reporting_overview(orgs_visible_to(request.user)),
             "audit_url": reverse("admin:audit_auditevent_changelist"),
             "jobs_url": reverse("admin:jobs_job_changelist"),
         }
     )
+    _with_tiles("global", request, [job], context)
     return context
 
 
 def org_dashboard(request: HttpRequest, context: dict[str, Any]) -> dict[str, Any]:
-    from audiences.models import Audience
-    from campaigns.models import Campaign, CampaignStatus
-
     org = request.org  # type: ignore[attr-defined]
     jobs = Job.objects.filter(org=org).select_related("org")
+    job = {
+        "title": "Jobs running",
+        "value": jobs.filter(status=JobStatus.RUNNING).count(),
+        "footer": f"{jobs.filter(status=JobStatus.FAILED).count()} failed",
+        "href": reverse("admin:jobs_job_changelist"),
+    }
     context.update(
         {
             "dashboard_scope": "org",
-            "kpis": [
-                {
-                    "title": "Audiences",
-                    "value": Audience.objects.count(),
-                    "footer": "imported and built",
-                    "href": reverse("admin:audiences_audience_changelist"),
-                },
-                {
-                    "title": "Campaigns",
-                    "value": Campaign.objects.count(),
-                    "footer": f"{Campaign.objects.filter(status=CampaignStatus.ACTIVE).count()} active",
-                    "href": reverse("admin:campaigns_campaign_changelist"),
-                },
-                {
-                    "title": "Jobs running",
-                    "value": jobs.filter(status=JobStatus.RUNNING).count(),
-                    "footer": f"{jobs.filter(status=JobStatus.FAILED).count()} failed",
-                    "href": reverse("admin:jobs_job_changelist"),
-                },
-                # --- ingestion (issue 6): health of the paid-media sources ---
-                _ingestion_kpi(runs_for_org(org)),
-                # --- reporting (issue 7): spend and conversions of the last 7 days ---
-                *_reporting_org_kpis(org),
-            ],
             "cluster": _cluster_status(),
             "recent_jobs": _job_rows(list(jobs[:8])),
             "recent_events": list(AuditEvent.objects.filter(org_id=org.pk)[:10]),
@@ -186,19 +160,74 @@ def org_dashboard(request: HttpRequest, context: dict[str, Any]) -> dict[str, An
             "audit_url": reverse("admin:audit_auditevent_changelist"),
         }
     )
+    _with_tiles("org", request, [job], context)
     return context
 
 
-def _item(title: str, icon: str, url_name: str, request: HttpRequest, perm: str) -> dict[str, Any] | None:
-    if not request.user.has_perm(perm):
-        return None
-    return {"title": title, "icon": icon, "link": reverse(url_name)}
+def register_core_navigation() -> None:
+    """The sidebar entries of the core's own models (jobs, audit log, uploads, django-q2); called from P360Config.ready().
+
+    Each app registers its own entries (`<app>/registrations.py`); orders interleave within a group."""
+    for site, order, title, icon, url_name, perm in (
+        ("global", 10, "Jobs", "pending_actions", "admin:jobs_job_changelist", "jobs.view_job"),
+        ("global", 30, "Audit log", "history", "admin:audit_auditevent_changelist", "audit.view_auditevent"),
+        (
+            "global",
+            60,
+            "Worker heartbeats",
+            "monitor_heart",
+            "admin:jobs_workerheartbeat_changelist",
+            "jobs.view_workerheartbeat",
+        ),
+        ("org", 20, "Jobs", "pending_actions", "admin:jobs_job_changelist", "jobs.view_job"),
+        ("org", 30, "Audit log", "history", "admin:audit_auditevent_changelist", "audit.view_auditevent"),
+    ):
+        registry.register_nav(
+            site=site,  # type: ignore[arg-type]
+            group="Operations",
+            title=title,
+            icon=icon,
+            url_name=url_name,
+            permission=perm,
+            order=order,
+        )
+    registry.register_nav(
+        site="org",
+        group="Data",
+        title="Uploads",
+        icon="upload_file",
+        url_name="admin:uploads_upload_changelist",
+        permission="uploads.view_upload",
+        order=70,
+    )
+    for order, (title, icon, model) in enumerate(
+        (
+            ("Scheduled tasks", "schedule", "schedule"),
+            ("Queued tasks", "queue", "ormq"),
+            ("Successful tasks", "task_alt", "success"),
+            ("Failed tasks", "error", "failure"),
+        )
+    ):
+        registry.register_nav(
+            site="global",
+            group="Task queue",
+            title=title,
+            icon=icon,
+            url_name=f"admin:django_q_{model}_changelist",
+            permission=f"django_q.view_{model}",
+            order=order,
+        )
 
 
-def _groups(request: HttpRequest, spec: list[tuple[str, list[tuple[str, str, str, str]]]]) -> list[dict[str, Any]]:
+def _groups(request: HttpRequest, site: Site) -> list[dict[str, Any]]:
+    """The registered sidebar groups of `site`; entries the user's role may not view are left out."""
     groups = []
-    for title, entries in spec:
-        items = [item for entry in entries if (item := _item(*entry[:3], request, entry[3])) is not None]
+    for title in registry.NAV_GROUPS[site]:
+        items = [
+            {"title": item.title, "icon": item.icon, "link": reverse(item.url_name)}
+            for item in registry.nav_items(site, title)
+            if request.user.has_perm(item.permission)
+        ]
         if items:
             groups.append({"title": title, "separator": True, "items": items})
     return groups
@@ -208,73 +237,7 @@ def global_navigation(request: HttpRequest) -> list[dict[str, Any]]:
     """Sidebar of the global admin; entries the user's role may not view are left out."""
     return [
         {"title": "Overview", "items": [{"title": "Dashboard", "icon": "dashboard", "link": reverse("admin:index")}]},
-        *_groups(
-            request,
-            [
-                (
-                    "Organisations and people",
-                    [
-                        (
-                            "Organisations",
-                            "domain",
-                            "admin:tenants_organization_changelist",
-                            "tenants.view_organization",
-                        ),
-                        ("Users", "group", "admin:tenants_user_changelist", "tenants.view_user"),
-                        (
-                            "Org assignments",
-                            "assignment_ind",
-                            "admin:tenants_membership_changelist",
-                            "tenants.view_membership",
-                        ),
-                        ("API tokens", "key", "admin:tenants_apitoken_changelist", "tenants.view_apitoken"),
-                        # identity (issue 3)
-                        ("Invitations", "mail", "admin:tenants_invitation_changelist", "tenants.view_invitation"),
-                    ],
-                ),
-                (
-                    "Operations",
-                    [
-                        ("Jobs", "pending_actions", "admin:jobs_job_changelist", "jobs.view_job"),
-                        (
-                            "Ingestion runs",
-                            "cloud_download",
-                            "admin:ingestion_ingestionrun_changelist",
-                            "ingestion.view_ingestionrun",
-                        ),
-                        ("Audit log", "history", "admin:audit_auditevent_changelist", "audit.view_auditevent"),
-                        # Bombora intent data (issue 5)
-                        (
-                            "Bombora weeks",
-                            "trending_up",
-                            "admin:ingestion_bomboraweek_changelist",
-                            "ingestion.view_bomboraweek",
-                        ),
-                        (
-                            "Bombora topics",
-                            "topic",
-                            "admin:ingestion_bomboratopic_changelist",
-                            "ingestion.view_bomboratopic",
-                        ),
-                        (
-                            "Worker heartbeats",
-                            "monitor_heart",
-                            "admin:jobs_workerheartbeat_changelist",
-                            "jobs.view_workerheartbeat",
-                        ),
-                    ],
-                ),
-                (
-                    "Task queue",
-                    [
-                        ("Scheduled tasks", "schedule", "admin:django_q_schedule_changelist", "django_q.view_schedule"),
-                        ("Queued tasks", "queue", "admin:django_q_ormq_changelist", "django_q.view_ormq"),
-                        ("Successful tasks", "task_alt", "admin:django_q_success_changelist", "django_q.view_success"),
-                        ("Failed tasks", "error", "admin:django_q_failure_changelist", "django_q.view_failure"),
-                    ],
-                ),
-            ],
-        ),
+        *_groups(request, "global"),
     ]
 
 
@@ -295,88 +258,4 @@ def org_navigation(request: HttpRequest) -> list[dict[str, Any]]:
                 "active": False,
             }
         )
-    return [
-        {"title": "Overview", "items": overview},
-        *_groups(
-            request,
-            [
-                (
-                    "Data",
-                    [
-                        ("Audiences", "groups", "admin:audiences_audience_changelist", "audiences.view_audience"),
-                        (
-                            "Audience imports",
-                            "upload_file",
-                            "admin:audiences_audienceimport_changelist",
-                            "audiences.view_audienceimport",
-                        ),
-                        (
-                            "Mapping templates",
-                            "table_rows",
-                            "admin:audiences_mappingtemplate_changelist",
-                            "audiences.view_mappingtemplate",
-                        ),
-                        # --- issue 5: the audience builder ---
-                        (
-                            "Built audiences",
-                            "account_tree",
-                            "admin:audiences_builtaudience_changelist",
-                            "audiences.view_builtaudience",
-                        ),
-                        (
-                            "Audience templates",
-                            "library_books",
-                            "admin:audiences_audiencetemplate_changelist",
-                            "audiences.view_audiencetemplate",
-                        ),
-                        ("Campaigns", "campaign", "admin:campaigns_campaign_changelist", "campaigns.view_campaign"),
-                        ("Uploads", "upload_file", "admin:uploads_upload_changelist", "uploads.view_upload"),
-                        # --- ingestion (issue 6) ---
-                        (
-                            "Strategies",
-                            "account_tree",
-                            "admin:campaigns_strategy_changelist",
-                            "campaigns.view_strategy",
-                        ),
-                        (
-                            "Daily metrics",
-                            "monitoring",
-                            "admin:campaigns_dailymetric_changelist",
-                            "campaigns.view_dailymetric",
-                        ),
-                        ("CPM rates", "payments", "admin:campaigns_cpmrate_changelist", "campaigns.view_cpmrate"),
-                        # reporting (issue 7)
-                        ("Summaries", "summarize", "admin:reporting_summary_changelist", "reporting.view_summary"),
-                        # issue 13: event segments
-                        ("Event segments", "join_inner", "admin:segments_segment_changelist", "segments.view_segment"),
-                        (
-                            "Trigger campaigns",
-                            "campaign",
-                            "admin:segments_triggercampaign_changelist",
-                            "segments.view_triggercampaign",
-                        ),
-                        ("Trigger sends", "send", "admin:segments_send_changelist", "segments.view_send"),
-                        (
-                            "Client settings",
-                            "tune",
-                            "admin:campaigns_clientsettings_changelist",
-                            "campaigns.view_clientsettings",
-                        ),
-                    ],
-                ),
-                (
-                    "Operations",
-                    [
-                        (
-                            "Ingestion runs",
-                            "cloud_download",
-                            "admin:ingestion_ingestionrun_changelist",
-                            "ingestion.view_ingestionrun",
-                        ),
-                        ("Jobs", "pending_actions", "admin:jobs_job_changelist", "jobs.view_job"),
-                        ("Audit log", "history", "admin:audit_auditevent_changelist", "audit.view_auditevent"),
-                    ],
-                ),
-            ],
-        ),
-    ]
+    return [{"title": "Overview", "items": overview}, *_groups(request, "org")]

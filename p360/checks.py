@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Error, register
 
-from p360.jobs.config import validate_q_cluster
+from p360.core.jobs.config import validate_q_cluster
 
 
 @register()

@@ -6,7 +6,7 @@ import json
 import logging
 from datetime import UTC, datetime
 
-from p360 import context
+from p360.core import context
 
 
 class RequestContextFilter(logging.Filter):

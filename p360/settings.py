@@ -94,10 +94,11 @@ SHARED_APPS = [
     "axes",
     "django_q",
     "p360",
-    "p360.audit",
-    "p360.jobs",
+    "p360.core.audit",
+    "p360.core.jobs",
     # Ingestion runs live in public: one REDS file feeds several orgs; the runs page spans orgs.
     "ingestion",
+    "bombora",  # Bombora intent data: global reference data read by every org's builder
 ]
 TENANT_APPS = [
     # The admin's LogEntry table lives in each org's schema too, so one org's object history
@@ -107,7 +108,7 @@ TENANT_APPS = [
     "campaigns",
     "ingestion.ingestion_store",  # staged rows and REDS events, per organisation
     "reporting",
-    "p360.uploads",  # issue 4: resumable (tus) uploads
+    "p360.core.uploads",  # issue 4: resumable (tus) uploads
     "segments",  # issue 13: event-driven segments
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
@@ -121,7 +122,8 @@ ORG_URLCONF = "p360.urls_tenant"  # mounted under /o/<slug>/ by tenants.middlewa
 AUTH_USER_MODEL = "tenants.User"
 
 MIDDLEWARE = [
-    "p360.middleware.RequestContextMiddleware",
+    "p360.core.middleware.RequestContextMiddleware",
+    "p360.core.middleware.RefuseNulMiddleware",  # issue 15: a NUL in the query string is a 400, never a DataError
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -255,7 +257,7 @@ Q_CLUSTER = {
     "label": "Task queue",
     "sync": TESTING and env_bool("P360_Q_SYNC", True),
 }
-from p360.jobs.config import validate_q_cluster  # noqa: E402
+from p360.core.jobs.config import validate_q_cluster  # noqa: E402
 
 if _q_problems := validate_q_cluster(Q_CLUSTER):
     raise ImproperlyConfigured("; ".join(_q_problems))
@@ -268,8 +270,14 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["p360.api.permissions.CanUseCurrentOrg"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "p360.api.errors.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "EXCEPTION_HANDLER": "p360.core.api_errors.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "p360.core.api_pagination.BoundedLimitOffsetPagination",  # issue 15: no overflow
+    # issue 15: depth, size and NUL refused before/after decoding, for every endpoint (no RecursionError 500)
+    "DEFAULT_PARSER_CLASSES": [
+        "p360.core.api_parsers.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "PAGE_SIZE": 100,
     "DEFAULT_THROTTLE_RATES": {"user": "6000/hour"},
 }
@@ -282,6 +290,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [  # issue 15: + the members CSV and tus uploads (plain Django views)
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "p360.api.schema.document_plain_views",
+    ],
 }
 
 # --- Identity (issue 3): staff SSO with Entra ID, customer login (allauth, MFA, Auth0), lockouts ----
@@ -322,7 +334,7 @@ ENTRA_LOGIN_REDIRECT_URL = "/admin/"
 
 # Customer login (allauth): verification, rate limits, MFA, Auth0 through the OpenID Connect provider.
 ACCOUNT_RATE_LIMITS = {
-    "login_failed": "10/m/ip,5/5m/key",
+    "login_failed": "10/m/ip,5/5m/key",  # key = (email, IP): tenants.adapters; never email alone
     "reset_password": "20/m/ip,5/5m/key",
     "reset_password_from_key": "20/m/ip",
     "confirm_email": "1/3m/key",
@@ -378,7 +390,7 @@ AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # hammering a locked pair
 AXES_USERNAME_CALLABLE = "tenants.lockout.axes_username"
 AXES_WHITELIST_CALLABLE = "tenants.lockout.axes_not_a_password_login"
 AXES_LOCKOUT_CALLABLE = "tenants.lockout.lockout_response"
-AXES_CLIENT_IP_CALLABLE = "p360.middleware.client_ip"  # the audit log's rule: REMOTE_ADDR only
+AXES_CLIENT_IP_CALLABLE = "p360.core.middleware.client_ip"  # the audit log's rule: REMOTE_ADDR only
 AXES_VERBOSE = False
 
 # --- Admin theme (django-unfold): one config per admin site ----------------------------------------

@@ -5,9 +5,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
 from p360 import views
-from p360.admin_sites import global_admin
 from p360.api import views as api_views
-from p360.api.errors import json_or_html_handler
+from p360.core.admin_sites import global_admin
+from p360.core.api_errors import json_or_html_handler
 from p360.urls_tenant import api_patterns as org_api_patterns
 
 api_v1 = [

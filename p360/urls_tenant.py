@@ -3,10 +3,10 @@
 from django.urls import include, path
 
 from p360 import org_views
-from p360.admin_sites import org_admin
-from p360.api.errors import json_or_html_handler
 from p360.api.org_views import OrgApiRoot
-from p360.uploads import urls as uploads_urls
+from p360.core.admin_sites import org_admin
+from p360.core.api_errors import json_or_html_handler
+from p360.core.uploads import urls as uploads_urls
 from reporting.attribution.api import Attribution as AttributionApi
 
 api_patterns = [

@@ -17,18 +17,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from p360.jobs.services import last_heartbeat
-from tenants.access import orgs_visible_to
-from tenants.models import Role, User
-
-
-def landing_url_for(user: User) -> str:
-    """Where a user lands after login: a marketer in their org, staff on the org picker."""
-    if user.is_authenticated and user.role == Role.MARKETER:
-        org = orgs_visible_to(user).first()
-        if org is not None:
-            return f"/o/{org.slug}/"
-    return "/orgs/"
+from p360.core.jobs.services import last_heartbeat
+from tenants.access import landing_url_for, orgs_visible_to
 
 
 @login_required

@@ -7,8 +7,8 @@ from typing import Any
 from django.contrib import admin
 from django.utils.html import format_html
 
-from p360.admin_base import ReadOnlyAdmin
-from p360.admin_sites import org_admin
+from p360.core.admin_base import ReadOnlyAdmin
+from p360.core.admin_sites import org_admin
 from reporting.models import Summary
 
 

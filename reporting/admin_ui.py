@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from ingestion.selectors import health, runs_for_org
 from reporting import selectors
 from reporting.periods import previous_range
 
@@ -47,8 +48,6 @@ def cross_org_overview(orgs: QuerySet[Any]) -> dict[str, Any]:
     """Per org the user may see (the caller passes tenants.access's queryset): spend and conversions
     of the last 7 days against the 7 before (from each org's rollup, entering its schema), and
     ingestion health (failed runs in 24 h, newest complete day per source)."""
-    from ingestion.selectors import health, runs_for_org
-
     start, end = _last7()
     prev_start, prev_end = previous_range(start, end)
     rows = []

@@ -1,4 +1,5 @@
-"""CSV exports of the report tables and summaries (spreadsheet formula injection neutralised)."""
+"""CSV exports of the report tables and summaries: files people open, so text a spreadsheet would
+evaluate is neutralised by the one rule of p360.core.exports; numbers stay numbers."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
+from p360.core.exports import neutralise
 from reporting import selectors
 from reporting.selectors import METRICS, Filters
 
@@ -20,20 +22,6 @@ _PATHS = {
     "source": ["source"],
 }
 PAGE = 5000
-
-
-def neutralise(value: Any) -> Any:
-    """A text cell a spreadsheet would run as a formula (= + - @ tab CR first) gets a leading quote.
-
-    Same rule as the audience and ingestion exports (`audiences.pipeline.escape_formula`,
-    `ingestion.views._neutralise`); numbers are written as they are (a negative delta stays a number).
-    """
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        try:
-            float(value)
-        except ValueError:
-            return "'" + value
-    return value
 
 
 class _Echo:

@@ -1,4 +1,4 @@
-"""Job kinds of the reports (autodiscovered by p360.jobs): the PDF report for large ranges."""
+"""Job kinds of the reports (autodiscovered by p360.core.jobs): the PDF report for large ranges."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import connection
 
-from audiences.pipeline import org_storage_name
-from p360.jobs.services import JobContext, job_handler
+from p360.core.jobs.services import JobContext, job_handler
+from p360.core.tenancy import org_storage_name
 from reporting.pdf import build_pdf
 from reporting.selectors import Filters
+from tenants.models import Organization
 
 PDF_JOB = "reporting.pdf_export"
 
@@ -30,7 +31,6 @@ def pdf_export(
     scope: str = "",
 ) -> dict[str, Any]:
     """Build the PDF in a temporary file, then store it under the org's prefix (a re-run replaces it)."""
-    from tenants.models import Organization
 
     org = Organization.objects.get(schema_name=connection.schema_name)  # type: ignore[attr-defined]
     first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)

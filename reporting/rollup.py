@@ -14,6 +14,10 @@ from collections.abc import Iterable
 
 from django.db import connection, transaction
 
+from p360.core.jobs.dispatch import enqueue_for_org
+from reporting.models import DailyRollup
+from tenants.models import Organization
+
 logger = logging.getLogger(__name__)
 
 
@@ -56,10 +60,13 @@ def metrics_loaded(dates: Iterable[dt.date | str]) -> None:
 
 
 def _enqueue_reaggregation(schema: str, days: list[dt.date]) -> None:
-    from p360.jobs.dispatch import enqueue_for_org
-    from tenants.models import Organization
 
     org = Organization.objects.filter(schema_name=schema).first()
     if org is None or not org.is_active:
         return
     enqueue_for_org(org, "reporting.tasks.days_changed", [d.isoformat() for d in days], task_name=f"{org.slug}:days")
+
+
+def campaign_deleted(*, campaign_id: int) -> None:
+    """Drop the rollup rows of a deleted campaign (all its strategies: rows carry the campaign id)."""
+    DailyRollup.objects.filter(campaign_id=campaign_id).delete()

@@ -16,6 +16,8 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from campaigns.selectors import PLACES, derive, metrics_report
+from ingestion.models import RunStatus
+from ingestion.selectors import runs_for_org
 from reporting.periods import period_end, previous_range, previous_start
 
 METRICS = ["impressions", "clicks", "conversions", "conversion_revenue", "spend", "ctr", "cpc", "cpa", "roas"]
@@ -316,8 +318,6 @@ def dashboard_data(start: dt.date, end: dt.date, filters: Filters = Filters()) -
 
 def data_complete_up_to(org: Any) -> list[dict[str, Any]]:
     """Per source: the newest day a successful ingestion run loaded (public schema: runs span orgs)."""
-    from ingestion.models import RunStatus
-    from ingestion.selectors import runs_for_org
 
     latest: dict[str, tuple[str, dt.date]] = {}
     runs = runs_for_org(org).filter(status=RunStatus.SUCCEEDED).exclude(dates=[]).order_by("-created_at")

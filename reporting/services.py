@@ -8,7 +8,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from p360.audit.services import record
+from p360.core.audit.services import record
 from reporting import rollup
 from reporting.models import Summary
 from reporting.periods import check_period, period_end

@@ -15,16 +15,16 @@ import logging
 
 from django.utils import timezone
 
-from p360.jobs.dispatch import enqueue_for_org, org_task
+from p360.core.jobs.dispatch import enqueue_for_org, org_task
 from reporting.models import Summary
 from reporting.periods import next_start, period_start_of, periods_of, previous_start
 from reporting.services import NoData, remove_summary, store_summary
+from tenants.models import Organization
 
 logger = logging.getLogger(__name__)
 
 
 def daily_aggregate(today: str | None = None) -> int:
-    from tenants.models import Organization
 
     count = 0
     for org in Organization.objects.active():

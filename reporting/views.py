@@ -23,9 +23,9 @@ from django.views.decorators.http import require_POST
 from django_tenants.utils import schema_context
 
 from campaigns.models import Campaign, MediaSource
-from p360.audit.services import record
-from p360.jobs.models import Job, JobStatus
-from p360.jobs.services import job_start
+from p360.core.audit.services import record
+from p360.core.jobs.models import Job, JobStatus
+from p360.core.jobs.services import job_start
 from reporting import selectors
 from reporting.exports import CSV_KINDS, summary_csv, table_csv
 from reporting.jobs import PDF_JOB

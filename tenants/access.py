@@ -25,6 +25,7 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "audiences.*",
         "campaigns.*",
         "ingestion.*",
+        "bombora.*",  # Bombora intent data (its own app since issue 16; was under ingestion.*)
         "reporting.*",
         "uploads.*",  # issue 4: the org's uploads (read-only in the org admin)
         "segments.*",  # issue 13: event segments, trigger campaigns and sends
@@ -124,3 +125,12 @@ def users_manageable_by(user: User | AnonymousUser | None) -> QuerySet[User]:
             .distinct()
         )
     return UserModel.objects.filter(pk=user.pk)
+
+
+def landing_url_for(user: User) -> str:
+    """Where a user lands after login: a marketer in their org, staff on the org picker."""
+    if user.is_authenticated and user.role == Role.MARKETER:
+        org = orgs_visible_to(user).first()
+        if org is not None:
+            return f"/o/{org.slug}/"
+    return "/orgs/"

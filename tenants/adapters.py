@@ -12,7 +12,9 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.shortcuts import render
 
-from p360.audit.services import record
+from p360.core.audit.services import record
+from p360.core.middleware import client_ip
+from tenants.access import landing_url_for
 from tenants.models import Organization, Role
 
 INVITATION_SESSION_KEY = "p360_invitation_key"
@@ -23,9 +25,15 @@ class AccountAdapter(DefaultAccountAdapter):
         return False
 
     def get_login_redirect_url(self, request: HttpRequest) -> str:
-        from p360.views import landing_url_for
-
         return landing_url_for(request.user)  # type: ignore[arg-type]
+
+    def _get_login_attempts_cache_key(self, request: HttpRequest, **credentials: Any) -> str:
+        # allauth keys its `login_failed` "/key" limit by email alone: failures from anywhere would then
+        # lock the victim out from every address. Keyed by (email, IP) instead, so the limits are per IP
+        # (`/ip`) and per (email, IP) (`/key`), like django-axes on the admins' sign-in form (issue 15).
+        # The name is allauth 65's private hook (also used to clear the limit after a password reset).
+
+        return f"{super()._get_login_attempts_cache_key(request, **credentials)}@{client_ip(request) or '-'}"
 
     def send_password_reset_mail(self, user: Any, email: str, context: dict[str, Any]) -> None:
         # Staff who sign in with Microsoft get no local password: a reset would bypass Entra's role

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from allauth.account.models import EmailAddress
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -18,9 +17,10 @@ from django.utils.html import format_html
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action
 
-from p360.admin_sites import global_admin
-from p360.audit.services import record
-from p360.jobs.services import job_start
+from p360.core.admin_base import OrgIdListFilter
+from p360.core.admin_sites import global_admin
+from p360.core.audit.services import record
+from p360.core.jobs.services import job_start
 from tenants import invitations, services
 from tenants.access import orgs_manageable_by, users_manageable_by
 from tenants.models import ApiToken, ExternalIdentity, Invitation, Membership, Organization, Role, User
@@ -303,20 +303,13 @@ class UserAdmin(ModelAdmin):
             return
         user = User.objects.get(pk=obj.pk)
         if "full_name" in form.changed_data:
-            user.full_name = data["full_name"]
-            user.save(update_fields=["full_name"])
+            _service_call(services.user_set_name, user=user, full_name=data["full_name"], actor=actor)
         if {"role", "orgs"} & set(form.changed_data):
             _service_call(services.user_set_role, user=user, role=data["role"], orgs=orgs, actor=actor)
         if "is_active" in form.changed_data:
             _service_call(services.user_set_active, user=user, active=data["is_active"], actor=actor)
         if data.get("password"):
-            user.set_password(data["password"])
-            user.save(update_fields=["password"])
-            # Staff vouch for the address they set a password for (allauth needs it verified).
-            EmailAddress.objects.update_or_create(
-                user=user, email__iexact=user.email, defaults={"email": user.email, "verified": True, "primary": True}
-            )
-            record(action="user.password_set", actor=request.user, entity=user)  # type: ignore[arg-type]
+            _service_call(services.user_set_password, user=user, password=data["password"], actor=actor)
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         # Assignments were saved by the service; only the SSO identity links remain (super admins).
@@ -358,15 +351,9 @@ class UserAdmin(ModelAdmin):
 # --- Org assignments -----------------------------------------------------------------------------
 
 
-class MembershipOrgFilter(admin.SimpleListFilter):
-    title = "organisation"
-    parameter_name = "org"
-
+class MembershipOrgFilter(OrgIdListFilter):
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [(str(org.pk), org.name) for org in orgs_manageable_by(request.user)]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(org_id=self.value()) if self.value() else queryset
 
 
 @admin.register(Membership, site=global_admin)

@@ -12,7 +12,7 @@ from django.utils.functional import SimpleLazyObject
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from p360.audit.services import record
+from p360.core.audit.services import record
 from tenants.access import role_has_module, role_has_perm
 from tenants.models import ApiToken, User, hash_token
 
@@ -70,7 +70,7 @@ class ApiTokenMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        from p360.api.errors import is_api_path
+        from p360.core.api_errors import is_api_path  # lazy: api_errors imports DRF, whose settings import this module
 
         # Tokens open the API only: pages and admins need a session (and its CSRF protection).
         raw = _token_from_header(request) if is_api_path(request.path) else None
@@ -78,7 +78,9 @@ class ApiTokenMiddleware:
             try:
                 user = user_for_token(raw)
             except InvalidToken as exc:
-                from p360.api.errors import error_response
+                from p360.core.api_errors import (
+                    error_response,  # lazy: api_errors imports DRF, whose settings import this module
+                )
 
                 return error_response(401, str(exc), "authentication_failed")
             request.user = SimpleLazyObject(lambda: user)  # type: ignore[assignment]

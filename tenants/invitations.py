@@ -22,7 +22,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from p360.audit.services import record
+from p360.core.audit.services import record
 from tenants.access import orgs_manageable_by
 from tenants.models import Invitation, Organization, Role, User
 from tenants.services import ServiceError, user_create

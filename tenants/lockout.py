@@ -1,7 +1,8 @@
 """django-axes hooks: which sign-ins it counts, under which name, and the page a locked pair sees.
 
-Axes locks an (email, IP) pair for `AXES_COOLOFF_TIME`; allauth's own rate limits add a per-email
-limit that also expires. Single sign-on callbacks carry no password and are not counted here (the
+Axes locks an (email, IP) pair for `AXES_COOLOFF_TIME`; allauth's own rate limits add a per-IP limit
+and a per-(email, IP) limit (tenants.adapters keys it so), both expiring. Nothing is limited per email
+alone: failures from one address never lock the victim out of another. Single sign-on callbacks carry no password and are not counted here (the
 provider does its own brute-force protection; a bad token is refused and audited instead).
 """
 
@@ -12,6 +13,8 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+
+from p360.core.audit.services import record
 
 
 def axes_username(request: HttpRequest | None, credentials: dict[str, Any] | None) -> str | None:
@@ -28,7 +31,6 @@ def axes_not_a_password_login(request: HttpRequest | None, credentials: dict[str
 
 
 def lockout_response(request: HttpRequest, original_response: Any = None, credentials: Any = None) -> HttpResponse:
-    from p360.audit.services import record
 
     minutes = round(float(settings.AXES_COOLOFF_TIME) * 60)
     email = axes_username(request, credentials) or ""

@@ -17,7 +17,7 @@ from django.contrib import messages
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
-from p360.audit.services import record
+from p360.core.audit.services import record
 from tenants.models import Organization, Role, User
 
 MFA_SETUP_URL = "/accounts/2fa/totp/activate/"
@@ -59,7 +59,10 @@ class RequireMfaMiddleware:
             and mfa_required_for(user)
             and not has_mfa(user)
         ):
-            from p360.api.errors import error_response, is_api_path
+            from p360.core.api_errors import (  # lazy: api_errors imports DRF, whose settings import this module
+                error_response,
+                is_api_path,
+            )
 
             if is_api_path(request.path):
                 return error_response(

@@ -20,8 +20,8 @@ from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import include, path, set_urlconf
 
-from p360 import context
-from p360.api.errors import error_response, is_api_path
+from p360.core import context
+from p360.core.api_errors import error_response, is_api_path
 from tenants.access import orgs_visible_to
 from tenants.models import Organization
 

@@ -4,7 +4,7 @@ What the library leaves to us (it decodes with `verify_aud=False` and never chec
 issuer, tenant, required claims and expiry are checked here with PyJWT; claims come from the verified
 ID token (Entra's UserInfo has no `oid`, `tid`, `roles`, `groups`). A refused sign-in raises
 `PermissionDenied` out of the backend so Django stops, sends `user_login_failed` (one audit row with
-the reason, see `p360.audit.receivers`) and the callback view renders the reason.
+the reason, see `p360.core.audit.receivers`) and the callback view renders the reason.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from django.utils.http import urlencode
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
-from p360.audit.services import record
+from p360.core.audit.services import record
 from tenants.models import User
 from tenants.sso import LoginRefused, check_claims, find_user, sync_staff_user
 
@@ -267,7 +267,10 @@ class StaffSessionRefreshMiddleware:
 
     @staticmethod
     def _ended(request: HttpRequest, message: str, email: str) -> HttpResponse:
-        from p360.api.errors import error_response, is_api_path
+        from p360.core.api_errors import (  # lazy: api_errors imports DRF, whose settings import this module
+            error_response,
+            is_api_path,
+        )
 
         text = f"{message} You have been signed out; nothing was saved."
         if is_api_path(request.path):

@@ -7,7 +7,7 @@ from typing import Any
 from allauth.account import signals
 from django.dispatch import receiver
 
-from p360.audit.services import record
+from p360.core.audit.services import record
 from tenants.models import User
 
 

@@ -12,7 +12,8 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
-from p360.audit.services import record
+from p360.core.audit.services import record
+from p360.core.errors import ServiceError  # re-exported: callers import tenants.services.ServiceError
 from tenants.models import (
     RESERVED_SLUGS,
     SLUG_PATTERN,
@@ -25,10 +26,6 @@ from tenants.models import (
     hash_token,
     schema_name_for,
 )
-
-
-class ServiceError(Exception):
-    """A business rule refused the change; the message is for the user."""
 
 
 def _org_snapshot(org: Organization) -> dict[str, Any]:
@@ -200,6 +197,30 @@ def user_set_active(*, user: User, active: bool, actor: User | None) -> User:
         before=before,
         after=_user_snapshot(user),
     )
+    return user
+
+
+@transaction.atomic
+def user_set_name(*, user: User, full_name: str, actor: User | None) -> User:
+    """A user's display name (their profile page, or staff in the admin); audited when it changes."""
+    if full_name == user.full_name:
+        return user
+    before = {"full_name": user.full_name}
+    user.full_name = full_name
+    user.save(update_fields=["full_name"])
+    record(action="user.name_changed", actor=actor, entity=user, before=before, after={"full_name": full_name})
+    return user
+
+
+@transaction.atomic
+def user_set_password(*, user: User, password: str, actor: User | None) -> User:
+    """Staff set a user's password; they vouch for the address they set it for (allauth needs it verified)."""
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    EmailAddress.objects.update_or_create(
+        user=user, email__iexact=user.email, defaults={"email": user.email, "verified": True, "primary": True}
+    )
+    record(action="user.password_set", actor=actor, entity=user)
     return user
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from p360.audit.services import record
+from p360.core.audit.services import record
 from tenants import services
 from tenants.models import ExternalIdentity, IdentityProvider, Role, User
 

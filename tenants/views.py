@@ -15,7 +15,7 @@ from tenants import invitations
 from tenants.access import orgs_visible_to
 from tenants.forms import InvitationAcceptForm, ProfileForm, TokenCreateForm
 from tenants.models import ApiToken, User
-from tenants.services import api_token_create, api_token_revoke
+from tenants.services import api_token_create, api_token_revoke, user_set_name
 
 NEW_TOKEN_SESSION_KEY = "p360_new_token"
 
@@ -30,8 +30,8 @@ def profile(request: HttpRequest) -> HttpResponse:
     user = _user(request)
     form = ProfileForm(request.POST or None, initial={"full_name": user.full_name})
     if request.method == "POST" and form.is_valid():
-        user.full_name = form.cleaned_data["full_name"].strip()
-        user.save(update_fields=["full_name"])
+        me = User.objects.get(pk=user.pk)  # the concrete row (request.user is a lazy proxy)
+        user_set_name(user=me, full_name=form.cleaned_data["full_name"].strip(), actor=me)
         messages.success(request, "Your name was saved.")
         return redirect("profile")
     tokens = ApiToken.objects.filter(user=user).order_by("revoked_at", "-created_at")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,6 +22,7 @@ from audiences.preview import (
     built_audience_detail,
     field_catalogue,
 )
+from tenants.services import ServiceError
 
 
 class TreeInvalid(exceptions.APIException):
@@ -94,7 +95,6 @@ class Preview(APIView):
 # --- saved audiences -------------------------------------------------------------------------------------------
 def _service_call(fn: Any, **kwargs: Any) -> Any:
     """Run a service; tree errors -> 400 invalid_tree, service errors -> 400 invalid with the message."""
-    from tenants.services import ServiceError
 
     try:
         return fn(**kwargs)
@@ -204,11 +204,14 @@ class Overlap(APIView):
             raise exceptions.NotFound(str(exc)) from exc
 
 
+TEMPLATE_LIST = {"type": "array", "items": {"type": "object", "additionalProperties": {}}}  # issue 15: an array
+
+
 class Templates(APIView):
     """GET: built-in and saved templates. POST {"name", "tree", "description"?}: save a template (placeholders:
     `"value": null, "placeholder": true`, or `"field": "bombora:", "placeholder": "topic"`)."""
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses={200: OpenApiResponse(response=TEMPLATE_LIST, description="built-in and saved templates")})
     def get(self, request: Request) -> Response:
         from audiences.saved import ensure_builtin_templates
 

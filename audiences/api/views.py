@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import polars as pl
 from django.http import Http404, HttpRequest, StreamingHttpResponse
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, generics, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audiences import records
-from audiences.logic.sql_engine import RID_SHIFT
 from audiences.models import Audience, AudienceImport, DedupeRule, ImportMode
-from audiences.selectors import import_status
+from audiences.selectors import import_status, members_copy_sql
 from audiences.services import import_configure, import_create, import_start
-from p360.api.errors import error_response
-from p360.audit.services import record
+from p360.core.api_errors import error_response
+from p360.core.api_pagination import bounded_int
+from p360.core.audit.services import record
+from p360.core.uploads.services import get_completed_upload
 from tenants.services import ServiceError
 
 
@@ -60,17 +60,18 @@ class ImportRequestSerializer(serializers.Serializer):
 class ImportList(APIView):
     """GET: the org's imports (newest first). POST: import a completed upload into an audience."""
 
+    @extend_schema(responses={200: dict})
     def get(self, request: Request) -> Response:
-        imports = AudienceImport.objects.all()[: min(int(request.query_params.get("limit", 50) or 50), 500)]
+        limit = bounded_int(request.query_params.get("limit"), "limit", default=50, low=1, high=500)
+        imports = AudienceImport.objects.all()[:limit]
         return Response({"results": [import_status(imp) for imp in imports]})
 
+    @extend_schema(request=ImportRequestSerializer, responses={201: dict})
     def post(self, request: Request) -> Response:
         body = ImportRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
         try:
-            from p360.uploads.services import get_completed_upload
-
             upload = get_completed_upload(data["upload_id"])
         except Exception as exc:
             raise exceptions.NotFound("no completed upload with this id in this organisation") from exc
@@ -100,6 +101,7 @@ class ImportList(APIView):
 
 
 class ImportDetail(APIView):
+    @extend_schema(responses={200: dict})
     def get(self, request: Request, pk: int) -> Response:
         imp = AudienceImport.objects.filter(pk=pk).first()
         if imp is None:
@@ -107,45 +109,25 @@ class ImportDetail(APIView):
         return Response(import_status(imp))
 
 
-def _escaped(column: str) -> str:
-    # Spreadsheet formula injection: a value starting with = + - @ tab or CR is prefixed with a quote.
-    return f"CASE WHEN {column} ~ '^[=+@\\t\\r-]' THEN '''' || {column} ELSE {column} END AS {column}"
-
-
 def members_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
-    """The current version's records: canonical, derived and custom fields, streamed from PostgreSQL."""
-    from django.db import connection
+    """The current version's records: canonical, derived and custom fields, streamed from PostgreSQL.
 
+    A machine file: every value exactly as stored (p360.core.exports); the audience page offers the
+    people's downloads (XLSX, formula-safe CSV)."""
     audience = Audience.objects.filter(pk=pk).select_related("current_version").first()
     if audience is None:
         raise Http404("No such audience.")
     if request.GET.get("format", "csv") != "csv":
         return error_response(400, "only format=csv is available", code="unsupported_format")  # type: ignore[return-value]
-    schema = connection.schema_name  # type: ignore[attr-defined]
-    columns = [c for c in records.DATA_COLUMNS if c != "custom"]
-    select = ", ".join(
-        _escaped(c) if dtype is pl.String else c for c, _, dtype in records.RECORD_COLUMNS if c in columns
-    )
-    version_id = audience.current_version_id
-    built = audience.kind == "built"
+    columns, copy_sql = members_copy_sql(audience, for_people=False)
 
     def rows() -> Iterator[bytes]:
-        yield (",".join([*columns, "custom"]) + "\n").encode()
-        if version_id is None and not built:
+        from django.db import connection
+
+        yield (",".join(columns) + "\n").encode()
+        if copy_sql is None:
             return
-        # Schema-qualified: the response streams after the org middleware has reset the search path.
-        if built:  # issue 5: the materialised members, each by its representative record
-            table = (
-                f'(SELECT r.*, m.rid FROM "{schema}".audiences_builtmember m JOIN "{schema}".{records.TABLE} r '
-                f"ON r.version_id = (m.rid >> {RID_SHIFT}) AND r.row = (m.rid & {(1 << RID_SHIFT) - 1}) "
-                f"WHERE m.audience_id = {int(audience.pk)}) s"
-            )
-            order = "rid"
-        else:
-            table = f'"{schema}".{records.partition_name(version_id)}'  # type: ignore[arg-type]
-            order = "row"
-        sql = f"COPY (SELECT {select}, custom::text FROM {table} ORDER BY {order}) TO STDOUT (FORMAT csv)"
-        with connection.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[attr-defined]
+        with connection.cursor() as cursor, cursor.copy(copy_sql) as copy:  # type: ignore[attr-defined]
             for chunk in copy:
                 yield bytes(chunk)
 

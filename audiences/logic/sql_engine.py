@@ -16,6 +16,7 @@ from typing import Any
 
 from audiences.logic.tree import AUDIENCE, BOMBORA, BOOLEAN, DATE, NUMBER, STRING_TYPES, Condition, Node
 from audiences.records import DATA_COLUMNS
+from bombora.store import QUALIFIED
 
 RID_SHIFT = 36  # rows per version < 2**36; version ids < 2**27
 
@@ -174,7 +175,6 @@ def _joins(ctx: SqlContext) -> str:
     times, and a hash join reads it once. `max` keeps one score per domain should a week hold duplicates
     (the cache does the same).
     """
-    from ingestion.bombora.store import QUALIFIED
 
     if ctx.week is None:
         return ""

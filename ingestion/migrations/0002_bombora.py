@@ -4,7 +4,7 @@ import django.db.models.deletion
 import django.db.models.functions.text
 from django.db import migrations, models
 
-from ingestion.bombora.store import CREATE_TABLE_SQL, QUALIFIED
+from bombora.store import CREATE_TABLE_SQL, QUALIFIED
 
 
 class Migration(migrations.Migration):

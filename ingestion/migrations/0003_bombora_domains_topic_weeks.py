@@ -3,7 +3,7 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
-from ingestion.bombora.store import CREATE_DOMAIN_TABLE_SQL, DOMAIN_QUALIFIED
+from bombora.store import CREATE_DOMAIN_TABLE_SQL, DOMAIN_QUALIFIED
 
 
 class Migration(migrations.Migration):

@@ -27,12 +27,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns.selectors import client_settings
-from ingestion.crypto import decrypt, fingerprint
 from ingestion.models import VibeReportRequest
+from p360.core.crypto import decrypt, fingerprint
 
 if TYPE_CHECKING:
     from ingestion.models import IngestionRun
-    from p360.jobs.services import JobContext
+    from p360.core.jobs.services import JobContext
 
 logger = logging.getLogger(__name__)
 METRICS = ["impressions", "clicks", "conversions", "revenue"]

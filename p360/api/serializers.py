@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from tenants.access import orgs_visible_to
 from tenants.models import Organization, User
 
 
@@ -39,6 +40,5 @@ class MeSerializer(serializers.ModelSerializer):
         fields = ["id", "email", "full_name", "role", "orgs"]
 
     def get_orgs(self, user: User) -> list[str]:
-        from tenants.access import orgs_visible_to
 
         return list(orgs_visible_to(user).values_list("slug", flat=True))

@@ -7,6 +7,8 @@ import datetime as dt
 from django.db import connection
 from django.utils import timezone
 
+from audiences.models import Audience
+from campaigns.models import Campaign, Strategy
 from reporting.attribution.paths import EVENTS
 
 NO_VALUE = {"campaign": "(no campaign)", "line_item": "(no line item)", "audience": "(no audience)"}
@@ -15,8 +17,6 @@ NO_VALUE = {"campaign": "(no campaign)", "line_item": "(no line item)", "audienc
 def key_names(group_by: str, keys: list[str]) -> dict[str, str]:
     """Display names: campaigns by TTD campaign id (external id), line items from the strategies REDS
     creates (strategy name = line item id; the campaign's name is added), audiences by id; else the raw id."""
-    from audiences.models import Audience
-    from campaigns.models import Campaign, Strategy
 
     names = {key: key or NO_VALUE[group_by] for key in keys}
     wanted = [key for key in keys if key]

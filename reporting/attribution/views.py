@@ -11,7 +11,7 @@ import polars as pl
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from audiences.pipeline import escape_formula
+from p360.core.exports import neutralise_expr
 from reporting.attribution import engine, models, selectors
 
 EXPLANATIONS = {
@@ -138,7 +138,7 @@ def attribution_csv(request: HttpRequest) -> HttpResponse:
     schema: dict[str, Any] = {name: pl.Float64 for name in data}
     schema.update(key=pl.String, name=pl.String)
     frame = pl.DataFrame(data, schema=schema).with_columns(
-        escape_formula(pl.col("key")).alias("key"), escape_formula(pl.col("name")).alias("name")
+        neutralise_expr(pl.col("key")).alias("key"), neutralise_expr(pl.col("name")).alias("name")
     )
     buffer = io.BytesIO()
     frame.write_csv(buffer)

@@ -201,13 +201,13 @@ def test_roas_is_null_without_cost(acme: Any, api: Any) -> None:
 def test_group_by_line_item_and_audience_with_names(acme: Any, api: Any) -> None:
     from django_tenants.utils import schema_context
 
-    from audiences.models import Audience
-    from campaigns.models import Campaign, Strategy
+    from tests.factories import AudienceFactory, StrategyFactory
 
     with schema_context(acme.schema_name):
-        campaign = Campaign.objects.create(name="Acme spring", source="reds", external_id="ttd-9")
-        Strategy.objects.create(campaign=campaign, name="li-7")
-        audience = Audience.objects.create(name="Decision makers")
+        StrategyFactory(
+            campaign__name="Acme spring", campaign__source="reds", campaign__external_id="ttd-9", name="li-7"
+        )
+        audience = AudienceFactory(name="Decision makers")
     insert_events(
         acme,
         [

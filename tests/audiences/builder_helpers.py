@@ -59,8 +59,8 @@ def make_imported(name: str, rows: Sequence[dict[str, Any]], *, custom_types: di
 
 def load_bombora(scores: Sequence[tuple[str, str, int]], *, week: dt.date = WEEK) -> None:
     """A ready Bombora week with (domain, topic name, score) rows (public schema; rolled back with the test)."""
-    from ingestion.bombora.store import QUALIFIED, partition_name
-    from ingestion.models import BomboraTopic, BomboraWeek, BomboraWeekStatus
+    from bombora.models import BomboraTopic, BomboraWeek, BomboraWeekStatus
+    from bombora.store import QUALIFIED, partition_name
 
     topic_ids: dict[str, int] = {}
     for _, topic, _ in scores:

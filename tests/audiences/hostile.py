@@ -5,7 +5,7 @@ happen to it. "Lines" are physical line numbers of the file with the header on l
 quarantine report shows). ``CATALOGUE`` lists every generator with its expected outcome for parametrised
 pipeline tests and for the issue note's "hostile files tried" table:
 
-- ``rejected``: the ``FileRejected.code`` that ``audiences.files.inspect_file`` raises (None: accepted);
+- ``rejected``: the ``FileRejected.code`` that ``p360.core.intake.files.inspect_file`` raises (None: accepted);
 - ``data_rows``: records after the header (``rows_read`` of the import), when the file is accepted;
 - ``bad_lines``: the lines that must end in quarantine (everything else loads).
 

@@ -103,7 +103,7 @@ def test_detail_page_of_a_built_audience_offers_edit_refresh_and_download(login:
     html = login(acme_marketer).get(f"/o/acme/audiences/{audience.pk}/").content.decode()
     assert f'href="/o/acme/audiences/{audience.pk}/edit/"' in html
     assert f'action="/o/acme/audiences/{audience.pk}/refresh/"' in html
-    assert f"/o/acme/api/v1/audiences/{audience.pk}/members?format=csv" in html
+    assert f"/o/acme/audiences/{audience.pk}/members/download/?format=xlsx" in html
     assert "vendor/chartjs/chart.umd.min.js" in html and "Definition versions" in html
 
 

@@ -1,4 +1,4 @@
-"""audiences.files: content-based vetting, encodings, delimiters, streaming transcode, XLSX safety and reading.
+"""p360.core.intake.files: content-based vetting, encodings, delimiters, streaming transcode, XLSX safety and reading.
 
 Pure functions on real files written by tests/audiences/hostile.py; no database. The bomb tests prove that
 nothing is decompressed (the decompressor is booby-trapped) and that memory stays flat (tracemalloc).
@@ -22,8 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audiences import files
-from audiences.files import (
+from p360.core.intake import files, xlsx
+from p360.core.intake.files import (
     FileInfo,
     FileRejected,
     detect_delimiter,
@@ -426,12 +426,12 @@ def test_to_utf8_memory_is_flat_on_a_large_file(tmp_path: Path) -> None:
 
 @pytest.fixture
 def no_inflate(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Booby-trap decompression inside audiences.files: a test using this proves nothing was inflated."""
+    """Booby-trap decompression inside p360.core.intake.files: a test using this proves nothing was inflated."""
 
     def trap(*args: object, **kwargs: object) -> None:
         raise AssertionError("decompression attempted")
 
-    monkeypatch.setattr(files.zlib, "decompressobj", trap)
+    monkeypatch.setattr(xlsx.zlib, "decompressobj", trap)
     monkeypatch.setattr(zipfile.ZipFile, "read", trap)
     monkeypatch.setattr(zipfile.ZipFile, "open", trap)
 
@@ -464,14 +464,14 @@ def test_overlapping_entries_rejected(tmp_path: Path, no_inflate: None) -> None:
 def test_lying_sizes_caught_by_the_capped_stream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = hostile.xlsx_lying_zip_bomb(tmp_path)
     inflated: list[int] = []
-    real = files._inflate
+    real = xlsx._inflate
 
     def counting(*args: object) -> Iterator[bytes]:
         for piece in real(*args):  # type: ignore[arg-type]
             inflated.append(len(piece))
             yield piece
 
-    monkeypatch.setattr(files, "_inflate", counting)
+    monkeypatch.setattr(xlsx, "_inflate", counting)
     tracemalloc.start()
     try:
         error = rejected(path)
@@ -492,7 +492,7 @@ def test_bomb_never_reaches_the_parser(tmp_path: Path, no_inflate: None) -> None
 def test_entity_scan_sees_across_chunk_boundaries() -> None:
     for split in range(1, 12):
         data = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><x/>'
-        scanner = files._XmlScanner("f.xlsx", "p.xml")
+        scanner = xlsx._XmlScanner("f.xlsx", "p.xml")
         with pytest.raises(FileRejected):
             for i in range(0, len(data), split):
                 scanner.feed(data[i : i + split])
@@ -571,7 +571,7 @@ def test_zip_edge_cases(tmp_path: Path) -> None:
     with zipfile.ZipFile(many, "w", zipfile.ZIP_STORED) as zf:
         zf.writestr("[Content_Types].xml", "<Types/>")
         zf.writestr("xl/workbook.xml", "<workbook/>")
-        for i in range(files.MAX_ZIP_ENTRIES + 1):
+        for i in range(xlsx.MAX_ZIP_ENTRIES + 1):
             zf.writestr(f"x/{i}", b"")
     assert rejected(many).code == "zip_bomb"
 

@@ -16,7 +16,7 @@ from django_tenants.utils import schema_context
 from audiences import records
 from audiences.models import Audience, AudienceImport, AudienceVersion, ImportStatus
 from audiences.services import version_restore
-from p360.jobs.services import run_job
+from p360.core.jobs.services import run_job
 
 pytestmark = pytest.mark.django_db
 
@@ -252,7 +252,10 @@ def test_members_csv_carries_the_official_uid2_hashes_and_neutralises_formulas(
     assert response["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert {row["email"]: row["email_sha256"] for row in rows} == UID2_VECTORS
-    assert {row["company_name"] for row in rows} == {"'=SUM(1+1)"}
+    assert {row["company_name"] for row in rows} == {"=SUM(1+1)"}  # exact: a machine file (issue 15)
+    page = client.get(f"/o/acme/audiences/{result['audience_id']}/members/download/", {"format": "csv"})
+    people = list(csv.DictReader(io.StringIO(b"".join(page.streaming_content).decode())))
+    assert {row["company_name"] for row in people} == {"'=SUM(1+1)"}
 
 
 def test_the_import_pages_show_history_report_and_quarantine(tmp_path: Path, login: Any, acme_marketer: Any) -> None:

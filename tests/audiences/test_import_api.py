@@ -11,7 +11,7 @@ from django.test import Client
 from django_tenants.utils import schema_context
 
 from audiences.models import AudienceImport, ImportStatus
-from p360.jobs.services import run_job
+from p360.core.jobs.services import run_job
 from tenants.services import api_token_create
 from tests.uploads.conftest import metadata_header, tus_create, tus_patch
 

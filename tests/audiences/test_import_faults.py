@@ -15,8 +15,8 @@ from django_tenants.utils import schema_context
 
 from audiences import records
 from audiences.models import Audience, AudienceImport, ImportStatus
-from p360.jobs.models import Job, JobStatus
-from p360.jobs.services import reap_stale_jobs
+from p360.core.jobs.models import Job, JobStatus
+from p360.core.jobs.services import reap_stale_jobs
 from tests.cli import run_manage
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]

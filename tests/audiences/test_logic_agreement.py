@@ -176,7 +176,7 @@ def test_polars_sql_and_reference_counts_agree(acme: Any, data: Any) -> None:
                 batches.append((audience.pk, audience.current_version_id, recs))
             if scores:
                 load_bombora([(d, t, s) for (d, t), s in scores.items()])
-            from ingestion.bombora.store import topic_by_name
+            from bombora.store import topic_by_name
 
             bombora = {(d, topic_by_name(t).pk): s for (d, t), s in scores.items()}  # type: ignore[union-attr]
             people = _people(batches, bombora)

@@ -13,10 +13,7 @@ from hypothesis import strategies as st
 
 from audiences.fields import FIELDS_BY_NAME
 from audiences.normalize import (
-    ERROR_SCHEMA,
     custom_value,
-    custom_values,
-    normalize_batch,
     normalize_country,
     normalize_domain,
     normalize_email,
@@ -30,6 +27,7 @@ from audiences.normalize import (
     trim,
     uid2_hash,
 )
+from audiences.normalize_batch import ERROR_SCHEMA, custom_values, normalize_batch
 
 # integrations.md 1.4, first table (uid2docs gs-normalization-encoding.md): input -> (normalized, Base64 hash).
 DOC_EMAIL_VECTORS = [

@@ -11,7 +11,7 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audiences.reader import ROW, DelimitedReader, read_header
+from p360.core.intake.reader import ROW, DelimitedReader, read_header
 
 
 def read(

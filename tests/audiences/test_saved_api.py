@@ -208,8 +208,8 @@ def test_scheduled_refresh_starts_one_job_per_org_with_built_audiences(
     data: dict[str, Any], acme_marketer: Any, login: Any
 ) -> None:
     from audiences.jobs import start_refresh_jobs
-    from p360.jobs.models import Job
-    from p360.jobs.services import run_job
+    from p360.core.jobs.models import Job
+    from p360.core.jobs.services import run_job
 
     saved = _json(login(acme_marketer), "post", f"{API}/audiences", {"name": "US", "tree": TREES[0]}).json()
     assert start_refresh_jobs() == 1  # globex has none

@@ -13,7 +13,7 @@ from django_tenants.utils import schema_context
 from playwright.sync_api import expect
 
 from audiences.models import AudienceImport, ImportStatus
-from p360.jobs.services import run_job
+from p360.core.jobs.services import run_job
 from tests.uploads.test_browser_upload import _drop, _shoot, _sign_in, _tus_traffic
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db]

@@ -14,7 +14,7 @@ from django_tenants.utils import schema_context
 
 from campaigns.models import CpmRate
 from campaigns.selectors import client_settings, cpm_in_force
-from p360.audit.models import AuditEvent
+from p360.core.audit.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 

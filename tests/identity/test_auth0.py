@@ -14,7 +14,7 @@ from allauth.socialaccount.models import SocialAccount
 from django.core.cache import cache
 from django.test import Client
 
-from p360.audit.models import AuditEvent
+from p360.core.audit.models import AuditEvent
 from tenants import invitations
 from tenants.models import User
 from tests.identity.helpers import last_link, signed_in

@@ -7,7 +7,7 @@ import time
 import pytest
 from django.test import Client
 
-from p360.audit.models import AuditEvent
+from p360.core.audit.models import AuditEvent
 from tenants.models import ExternalIdentity, IdentityProvider, Membership, Role, User
 from tests.identity.conftest import CM_ROLE, SA_ROLE, sso_login
 

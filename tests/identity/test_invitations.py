@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 
-from p360.audit.models import AuditEvent
+from p360.core.audit.models import AuditEvent
 from tenants import invitations
 from tenants.models import Invitation, Membership, Role, User
 from tenants.services import ServiceError, org_update

@@ -14,7 +14,7 @@ from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 
-from p360.audit.models import AuditEvent
+from p360.core.audit.models import AuditEvent
 from tenants.services import org_update, user_create
 from tests.conftest import PASSWORD
 from tests.identity.helpers import last_link, password_login, signed_in, totp_code
@@ -172,3 +172,24 @@ def test_password_reset_is_rate_limited(acme_marketer):
     statuses = [client.post("/accounts/password/reset/", {"email": acme_marketer.email}).status_code for _ in range(7)]
     assert 429 in statuses
     assert len(mail.outbox) <= 5
+
+
+def test_failures_from_one_address_never_lock_the_victim_out_of_another(acme_marketer):
+    """Issue 15: allauth's per-email limit let anyone lock a victim out from every IP."""
+    for address in ("203.0.113.9", "203.0.113.10", "203.0.113.11"):  # one attacker, several addresses
+        attacker = Client(REMOTE_ADDR=address)
+        for _ in range(6):
+            assert password_login(attacker, acme_marketer.email, "wrong-guess").status_code in (200, 429)
+        # This (email, IP) pair is now limited: even the right password is refused from here.
+        assert password_login(attacker, acme_marketer.email, PASSWORD).status_code in (200, 429)
+        assert not signed_in(attacker)
+    victim = Client(REMOTE_ADDR="198.51.100.7")
+    response = password_login(victim, acme_marketer.email, PASSWORD)
+    assert response.status_code == 302 and signed_in(victim)
+
+
+def test_per_ip_limit_still_holds_across_emails(acme_marketer):
+    attacker = Client(REMOTE_ADDR="203.0.113.20")
+    statuses = [password_login(attacker, f"nobody{i}@example.test", "x").status_code for i in range(12)]
+    body = password_login(attacker, acme_marketer.email, PASSWORD)
+    assert not signed_in(attacker) and (429 in statuses or b"Too many" in body.content or body.status_code != 302)

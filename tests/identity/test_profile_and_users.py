@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from p360.audit.models import AuditEvent
+from p360.core.audit.models import AuditEvent
 from tenants.models import ApiToken, Membership, Role, User
 from tenants.services import api_token_create
 

@@ -8,9 +8,10 @@ import json
 import pytest
 from django.core.management import call_command
 
-from ingestion.bombora import selectors, store
-from ingestion.bombora.demo import TOPICS
-from ingestion.models import BomboraWeek, IngestionRun
+from bombora import selectors, store
+from bombora.models import BomboraWeek
+from ingestion.bombora_demo import TOPICS
+from ingestion.models import IngestionRun
 from tenants.models import Organization
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from django.db import connection
 
-from ingestion.bombora.store import partition_name
+from bombora.store import partition_name
 from tests.cli import run_manage
 from tests.ingestion.bombora_helpers import WEEK, surge_file
 

@@ -7,9 +7,10 @@ import gzip
 
 import pytest
 
-from ingestion.bombora import store
-from ingestion.models import BomboraTopic, BomboraWeek, IngestionRun, QuarantinedRow
-from p360.jobs.models import Job
+from bombora import store
+from bombora.models import BomboraTopic, BomboraWeek
+from ingestion.models import IngestionRun, QuarantinedRow
+from p360.core.jobs.models import Job
 from tests.ingestion.bombora_helpers import (
     WEEK,
     adat_line,
@@ -260,7 +261,7 @@ def test_orphan_cleanup_spares_a_load_in_progress():
     import psycopg
     from django.db import connection
 
-    from ingestion.bombora.loader import LOCK_CLASS, drop_orphan_staging, staging_name
+    from bombora.loader import LOCK_CLASS, drop_orphan_staging, staging_name
 
     cfg = connection.settings_dict
     with connection.cursor() as cursor:

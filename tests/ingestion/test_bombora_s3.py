@@ -8,10 +8,11 @@ import gzip
 import pytest
 from django_q.models import Schedule
 
+from bombora.models import BomboraWeek
 from ingestion import tasks
-from ingestion.bombora.s3 import pickup
-from ingestion.models import BomboraWeek, IngestionRun
-from p360.jobs.schedules import ensure_schedules
+from ingestion.models import IngestionRun
+from ingestion.sources.bombora_s3 import pickup
+from p360.core.jobs.schedules import ensure_schedules
 from tests.ingestion.bombora_helpers import WEEK, scores, surge_line
 from tests.ingestion.helpers import moto_bucket
 

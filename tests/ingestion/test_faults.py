@@ -14,8 +14,8 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from ingestion.models import IngestionRun
-from p360.jobs.models import Job
-from p360.jobs.services import run_job
+from p360.core.jobs.models import Job
+from p360.core.jobs.services import run_job
 from tests.cli import run_manage
 from tests.ingestion.helpers import SURFSIDE_HEADER, surfside_rows, write_csv
 

@@ -13,7 +13,7 @@ from campaigns.models import ClientSettings
 from campaigns.selectors import client_settings
 from ingestion.models import IngestionRun
 from ingestion.tasks import reds_hourly, surfside_daily, vibe_daily
-from p360.jobs.schedules import ensure_schedules
+from p360.core.jobs.schedules import ensure_schedules
 from tests.ingestion.test_reds import events, write
 
 pytestmark = pytest.mark.django_db

@@ -16,9 +16,9 @@ from django_tenants.utils import schema_context
 from campaigns.models import ClientSettings
 from campaigns.selectors import client_settings
 from campaigns.services import client_settings_save
-from ingestion.crypto import fingerprint
 from ingestion.models import IngestionRun, VibeReportRequest
 from ingestion.sources.vibe import VibeError, acquire_creation_slot
+from p360.core.crypto import fingerprint
 from tests.ingestion.helpers import ingest, ingest_failing, metrics, set_cpm
 from tests.vibe_server import VibeStandIn
 

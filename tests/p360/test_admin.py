@@ -157,10 +157,11 @@ def test_deleting_in_the_org_admin_is_audited_in_that_org(login, super_admin, ac
     from django_tenants.utils import schema_context
 
     from audiences.models import Audience
-    from p360.audit.models import AuditEvent
+    from p360.core.audit.models import AuditEvent
+    from tests.factories import AudienceFactory
 
     with schema_context(acme.schema_name):
-        target = Audience.objects.create(name="to delete")
+        target = AudienceFactory(name="to delete")
     response = login(super_admin).post(f"/o/acme/admin/audiences/audience/{target.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302
     with schema_context(acme.schema_name):

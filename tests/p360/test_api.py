@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from p360.audit.models import AuditEvent
+from p360.core.audit.models import AuditEvent
 from tenants.services import api_token_create, api_token_revoke
 
 pytestmark = pytest.mark.django_db

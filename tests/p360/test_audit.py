@@ -6,7 +6,7 @@ import pytest
 from django.db import connection, transaction
 from django.db.utils import DatabaseError
 
-from p360.audit.models import AuditEvent
+from p360.core.audit.models import AuditEvent
 from tenants.services import org_set_active, user_set_role
 
 pytestmark = pytest.mark.django_db

@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from p360.jobs.models import WorkerHeartbeat
-from p360.jobs.services import record_heartbeat
+from p360.core.jobs.models import WorkerHeartbeat
+from p360.core.jobs.services import record_heartbeat
 
 pytestmark = pytest.mark.django_db
 

@@ -6,10 +6,10 @@ import pytest
 from django.db import connection
 from django_q.tasks import async_task, result
 
-from p360.jobs.config import validate_q_cluster
-from p360.jobs.dispatch import MissingOrgSchema, enqueue_for_org, org_task, run_in_schema
-from p360.jobs.models import Job, JobStatus
-from p360.jobs.services import _claim, job_start, run_job
+from p360.core.jobs.config import validate_q_cluster
+from p360.core.jobs.dispatch import MissingOrgSchema, enqueue_for_org, org_task, run_in_schema
+from p360.core.jobs.models import Job, JobStatus
+from p360.core.jobs.services import _claim, job_start, run_job
 
 pytestmark = pytest.mark.django_db
 
@@ -89,7 +89,7 @@ def test_a_job_that_keeps_losing_its_worker_fails_after_max_attempts(acme, super
 
 
 def test_a_failing_handler_marks_the_job_failed_with_the_reason(acme, super_admin, monkeypatch):
-    from p360.jobs import services
+    from p360.core.jobs import services
 
     def boom(ctx):
         raise services.JobError("the file has no header row")
@@ -102,7 +102,7 @@ def test_a_failing_handler_marks_the_job_failed_with_the_reason(acme, super_admi
 
 
 def test_per_org_job_without_org_is_refused():
-    from p360.jobs.services import JobError
+    from p360.core.jobs.services import JobError
 
     with pytest.raises(JobError):
         job_start(kind="org.health_check", org=None)

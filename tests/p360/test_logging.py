@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from p360 import context
+from p360.core import context
 from p360.logging import JsonFormatter, RequestContextFilter
 
 pytestmark = pytest.mark.django_db

@@ -10,8 +10,8 @@ import math
 import pytest
 from pypdf import PdfReader
 
-from p360.audit.models import AuditEvent
-from p360.jobs.models import Job
+from p360.core.audit.models import AuditEvent
+from p360.core.jobs.models import Job
 from tests.reporting.helpers import days, expected, generate_rows, load
 
 pytestmark = pytest.mark.django_db

@@ -212,7 +212,7 @@ def test_new_data_for_unstored_periods_regenerates_nothing(rows, acme, tmp_path,
 def test_the_schedule_exists():
     from django_q.models import Schedule
 
-    from p360.jobs.schedules import ensure_schedules
+    from p360.core.jobs.schedules import ensure_schedules
 
     ensure_schedules()
     schedule = Schedule.objects.get(name="p360: summary aggregation")

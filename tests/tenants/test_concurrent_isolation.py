@@ -14,7 +14,7 @@ from django.test import Client
 from django_tenants.utils import schema_context
 
 from audiences.models import Audience
-from p360.jobs.dispatch import enqueue_for_org, org_task
+from p360.core.jobs.dispatch import enqueue_for_org, org_task
 from tenants.models import Organization, User
 from tenants.services import api_token_create, org_create
 

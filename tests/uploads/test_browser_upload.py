@@ -16,7 +16,7 @@ from django.test import Client
 from django_tenants.utils import schema_context
 from playwright.sync_api import expect
 
-from p360.uploads.models import Upload, UploadStatus
+from p360.core.uploads.models import Upload, UploadStatus
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db]
 
@@ -178,7 +178,7 @@ def test_the_picker_is_reachable_by_keyboard_and_uploads(browser_page, live_url,
 
 
 def test_org_admin_shows_uploads_with_progress(browser_page, live_url, manager, screenshot_dir):
-    from p360.uploads import services
+    from p360.core.uploads import services
 
     with schema_context("org_acme"):
         half = services.upload_create(size=4000, metadata={"filename": "half-done.csv"}, actor=manager)

@@ -16,13 +16,13 @@ from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from p360.audit.models import AuditEvent
-from p360.jobs.models import Job, JobStatus
-from p360.jobs.schedules import SCHEDULES
-from p360.uploads import services
-from p360.uploads.jobs import start_expiry_jobs
-from p360.uploads.models import Upload, UploadStatus
-from p360.uploads.storage import NotInOrgSchema, local_copy, org_storage, part_path
+from p360.core.audit.models import AuditEvent
+from p360.core.jobs.models import Job, JobStatus
+from p360.core.jobs.schedules import SCHEDULES
+from p360.core.uploads import services
+from p360.core.uploads.jobs import start_expiry_jobs
+from p360.core.uploads.models import Upload, UploadStatus
+from p360.core.uploads.storage import NotInOrgSchema, local_copy, org_storage, part_path
 from tests.uploads.conftest import metadata_header, tus_create, tus_head, tus_patch
 
 pytestmark = pytest.mark.django_db
@@ -105,7 +105,7 @@ def test_the_hourly_job_expires_stale_uploads_of_each_org_and_deletes_their_part
 
 
 def test_the_expiry_schedule_is_hourly():
-    assert ("p360: expire stale uploads", "p360.uploads.jobs.start_expiry_jobs", 60) in SCHEDULES
+    assert ("p360: expire stale uploads", "p360.core.uploads.jobs.start_expiry_jobs", 60) in SCHEDULES
 
 
 def test_the_expiry_service_refuses_the_public_schema():
@@ -304,7 +304,7 @@ def test_concurrent_patches_on_one_upload_are_serialised_by_the_row_lock(django_
 
 
 def test_the_same_content_uploaded_twice_is_found_by_its_sha256(login, acme_marketer, globex_marketer):
-    from p360.uploads.selectors import completed_with_sha256
+    from p360.core.uploads.selectors import completed_with_sha256
 
     for user, slug, name in (
         (acme_marketer, "acme", "a.csv"),

@@ -9,8 +9,8 @@ from django_tenants.utils import schema_context
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from p360.uploads.models import Upload, UploadStatus
-from p360.uploads.storage import part_path
+from p360.core.uploads.models import Upload, UploadStatus
+from p360.core.uploads.storage import part_path
 from tests.uploads.conftest import TUS, tus_create
 
 pytestmark = pytest.mark.django_db

@@ -16,8 +16,8 @@ from django_tenants.utils import schema_context
 from tusclient import client as tus_client
 from tusclient.exceptions import TusCommunicationError
 
-from p360.uploads import services
-from p360.uploads.storage import local_copy
+from p360.core.uploads import services
+from p360.core.uploads.storage import local_copy
 from tenants.services import api_token_create
 from tests.uploads.conftest import OFFSET_STREAM, TUS
 

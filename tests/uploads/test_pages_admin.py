@@ -9,7 +9,7 @@ from django.test import Client
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from p360.uploads.models import Upload, UploadStatus
+from p360.core.uploads.models import Upload, UploadStatus
 
 pytestmark = pytest.mark.django_db
 

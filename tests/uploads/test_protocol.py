@@ -15,9 +15,9 @@ from django.test import Client
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from p360.audit.models import AuditEvent
-from p360.uploads.models import Upload, UploadStatus
-from p360.uploads.storage import org_storage
+from p360.core.audit.models import AuditEvent
+from p360.core.uploads.models import Upload, UploadStatus
+from p360.core.uploads.storage import org_storage
 from tenants.services import api_token_create
 from tests.uploads.conftest import OFFSET_STREAM, TUS, Tripwire, metadata_header, tus_create, tus_head, tus_patch
 
@@ -509,7 +509,7 @@ def test_files_are_stored_under_the_orgs_own_prefix(login, acme_marketer, globex
 def test_chunked_upload_completes_from_the_running_hash_without_rereading(
     login, acme_marketer, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from p360.uploads import services
+    from p360.core.uploads import services
 
     def no_reread(path):  # type: ignore[no-untyped-def]
         raise AssertionError("the staged file was hashed again")
@@ -527,7 +527,7 @@ def test_chunked_upload_completes_from_the_running_hash_without_rereading(
 def test_without_the_running_hash_completion_hashes_the_staged_file(
     login, acme_marketer, django_capture_on_commit_callbacks
 ):
-    from p360.uploads.services import running_hashes
+    from p360.core.uploads.services import running_hashes
 
     client = login(acme_marketer)
     data = os.urandom(100_000)
@@ -540,7 +540,7 @@ def test_without_the_running_hash_completion_hashes_the_staged_file(
 
 
 def test_a_stale_running_hash_is_never_used(login, acme_marketer, django_capture_on_commit_callbacks):
-    from p360.uploads.services import running_hashes
+    from p360.core.uploads.services import running_hashes
 
     client = login(acme_marketer)
     data = os.urandom(90_000)

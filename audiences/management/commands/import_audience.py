@@ -11,7 +11,7 @@ from django.core.management.base import CommandParser
 from audiences.models import DedupeRule, ImportMode, ImportStatus
 from audiences.pipeline import summary
 from audiences.services import import_configure, import_create, import_start
-from p360.commands import CommandFailed, P360Command
+from p360.core.commands import CommandFailed, P360Command
 
 
 class Command(P360Command):

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from campaigns.services import CampaignServiceError, cpm_set
-from p360.commands import CommandFailed, P360Command
+from p360.core.commands import CommandFailed, P360Command
 
 
 class Command(P360Command):

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from ingestion.models import RunStatus, Source, Trigger
 from ingestion.services import IngestionError, create_run, ingest_file, start_run
-from p360.commands import CommandFailed, P360Command
+from p360.core.commands import CommandFailed, P360Command
 
 SOURCES = ["surfside", "facebook", "vibe", "reds", "bombora"]
 MAX_BACKFILL_DAYS = 366

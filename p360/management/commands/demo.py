@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from p360.commands import P360Command
+from p360.core.commands import P360Command
 from p360.demo import load_demo
 
 

@@ -20,9 +20,9 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandParser
 
-from p360.commands import CommandFailed, P360Command
+from p360.core.commands import CommandFailed, P360Command
+from p360.core.jobs.schedules import ensure_schedules
 from p360.demo import load_demo
-from p360.jobs.schedules import ensure_schedules
 
 STOP_TIMEOUT_SECONDS = 10
 

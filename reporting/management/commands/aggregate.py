@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 from django.db import transaction
 
-from p360.commands import CommandFailed, P360Command
+from p360.core.commands import CommandFailed, P360Command
 from reporting.periods import RangeError, check_period, period_end
 from reporting.services import NoData, store_summary
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from p360.commands import CommandFailed, P360Command
+from p360.core.commands import CommandFailed, P360Command
 from reporting.attribution import engine, models
 
 

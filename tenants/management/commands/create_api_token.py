@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from p360.commands import CommandFailed, P360Command
+from p360.core.commands import CommandFailed, P360Command
 from tenants.models import User
 from tenants.services import api_token_create
 

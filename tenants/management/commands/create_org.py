@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from p360.commands import P360Command
+from p360.core.commands import P360Command
 from tenants.services import org_create
 
 

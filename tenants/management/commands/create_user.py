@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from p360.commands import CommandFailed, P360Command
+from p360.core.commands import CommandFailed, P360Command
 from tenants.models import Organization, Role
 from tenants.services import user_create
 

@@ -1,0 +1,488 @@
+"""The vectorised import normaliser: a batch of mapped columns -> typed canonical fields, UID2 hashes, field errors.
+
+The field rules themselves (what a valid email, phone, domain, number is) are in audiences/normalize.py, the plain
+Python statement of them; this module applies the same rules to whole polars columns, with a Python fallback
+only where polars cannot express a rule.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from audiences.fields import CUSTOM_TYPES, FIELDS, FIELDS_BY_NAME, custom_field_names
+from audiences.normalize import (
+    _COUNTRY_KEY_STRIP,
+    _DATE_RE_TEXT,
+    _DOMAIN_RE_TEXT,
+    _EMAIL_RE_TEXT,
+    _FALSE,
+    _INT64_FLOAT_LIMIT,
+    _IPV4_RE_TEXT,
+    _MAID_RE_TEXT,
+    _MAID_TYPES,
+    _MAID_ZERO,
+    _MULTIPLIERS,
+    _NANP_FAST_REGIONS,
+    _NUMBER_RE_TEXT,
+    _PATH_RE_TEXT,
+    _PHONE_SEPARATORS,
+    _PORT_RE_TEXT,
+    _SCHEME_RE_TEXT,
+    _SUFFIX_DIGITS,
+    _TRUE,
+    _USERINFO_RE_TEXT,
+    COUNTRY_TABLE,
+    CUSTOM_TEXT_MAX,
+    EMAIL_MAX,
+    ERROR_VALUE_CHARS,
+    INT32_MAX,
+    INT64_MAX,
+    PHONE_MAX,
+    POSTAL_RE_TEXT,
+    R_BOOLEAN,
+    R_COUNTRY,
+    R_DATE,
+    R_DOMAIN,
+    R_EMAIL,
+    R_IP,
+    R_MAID,
+    R_MAID_TYPE,
+    R_MAID_ZERO,
+    R_NUL,
+    R_NUMBER,
+    R_PHONE,
+    R_POSTAL,
+    R_RANGE,
+    R_WHOLE,
+    normalize_email,
+    normalize_ip,
+    normalize_phone,
+    too_long_reason,
+    trim_expr,
+    uid2_hash_expr,
+)
+from p360.core.domains import DOMAIN_MAX
+
+# --- The batch ----------------------------------------------------------------------------------------
+#
+# Each field contributes expressions at increasing depths; every depth is one `with_columns`, and later depths
+# refer to earlier results by column name. Writing the steps out this way (instead of nesting one big expression)
+# makes every regex run once per value: polars does not reliably share sub-expressions inside when/then chains.
+
+ROW = "__row"
+ERROR_SCHEMA: dict[str, type[pl.DataType]] = {
+    ROW: pl.Int64,
+    "column": pl.String,
+    "field": pl.String,
+    "value": pl.String,
+    "reason": pl.String,
+}
+
+
+@dataclass(frozen=True)
+class NormalizedBatch:
+    """`records`: `__row`, the mapped canonical fields and their derived columns (typed as in fields.FIELDS) and
+    `custom` (JSON object text or null), for rows without errors. `errors`: one row per failing value, with
+    `__row`, `column` (source header), `field` (canonical field or custom field name), `value` (the raw value,
+    at most 200 characters) and `reason`."""
+
+    records: pl.DataFrame
+    errors: pl.DataFrame
+
+
+@dataclass(frozen=True)
+class _Fallback:
+    """Rows flagged `flag` get `target` = function(`source`) over unique values after the vectorised pass."""
+
+    flag: str
+    source: str
+    target: str
+    function: Callable[[str], str | None]
+
+
+class _Plan:
+    def __init__(self) -> None:
+        self.stages: list[dict[str, pl.Expr]] = []
+        self.fallbacks: list[_Fallback] = []
+        # Reasons computed only after the fallbacks ran: (reason column, trimmed column, target column, text).
+        self.late_reasons: list[tuple[str, str, str, str]] = []
+
+    def add(self, depth: int, name: str, expr: pl.Expr) -> pl.Expr:
+        while len(self.stages) <= depth:
+            self.stages.append({})
+        self.stages[depth][name] = expr
+        return pl.col(name)
+
+    def apply(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        for stage in self.stages:
+            frame = frame.with_columns(expr.alias(name) for name, expr in stage.items())
+        return frame
+
+
+def _reason(condition: pl.Expr, text: str) -> Any:  # a when/then that callers may extend with `.when`
+    return pl.when(condition).then(pl.lit(text, dtype=pl.String))
+
+
+def _plan_email(plan: _Plan, p: str, t: pl.Expr, reason: str) -> dict[str, str]:
+    # ASCII rows: polars' Unicode to_lowercase equals the SDK's A-Z lowercasing. Rows with any non-ASCII character
+    # are rare and go through normalize_email itself.
+    low = plan.add(1, f"{p}low", t.str.to_lowercase())
+    plan.add(1, f"{p}fb", t.str.contains(r"[^\x00-\x7f]"))
+    syntax = plan.add(2, f"{p}syntax", low.str.contains(_EMAIL_RE_TEXT) & (low.str.len_chars() <= EMAIL_MAX))
+    gmail = plan.add(2, f"{p}gmail", low.str.ends_with("@gmail.com"))
+    # Only gmail rows carry a value into the local-part steps (string operations skip nulls).
+    local = pl.when(gmail).then(low).str.replace(r"[+@][\s\S]*$", "").str.replace_all(".", "", literal=True)
+    local = plan.add(3, f"{p}glocal", local)
+    valid = syntax & (~gmail | (local.str.len_bytes() > 0))
+    normalized = pl.when(valid).then(pl.when(gmail).then(local + "@gmail.com").otherwise(low))
+    plan.add(4, f"{p}norm", normalized)
+    plan.fallbacks.append(_Fallback(f"{p}fb", f"{p}t", f"{p}norm", normalize_email))
+    plan.late_reasons.append((reason, f"{p}t", f"{p}norm", R_EMAIL))
+    return {"email": f"{p}t", "email_normalized": f"{p}norm"}
+
+
+def _plan_phone(plan: _Plan, p: str, t: pl.Expr, reason: str, default_country: str) -> dict[str, str]:
+    # Fast path: plain NANP numbers (`(234) 567-8901`, `+1 234.567.8901`, `12345678901` when the default country
+    # is US/CA). Everything else (other countries, extensions, letters, junk) goes through normalize_phone.
+    compact = plan.add(1, f"{p}compact", t.str.replace_all(_PHONE_SEPARATORS, ""))
+    prefix = r"(?:\+1|1)?" if default_country.upper() in _NANP_FAST_REGIONS else r"\+1"
+    # A match test (no capture groups: the fast regex engine) and the last ten characters.
+    nanp = compact.str.contains(rf"^{prefix}[2-9][0-9]{{2}}[2-9][0-9]{{6}}$")
+    national = plan.add(2, f"{p}nat", pl.when(nanp).then(compact.str.slice(-10)))
+    fast = plan.add(3, f"{p}e164", pl.when(t.str.len_chars() <= PHONE_MAX).then("+1" + national))
+    plan.add(4, f"{p}fb", t.is_not_null() & fast.is_null())
+    plan.fallbacks.append(_Fallback(f"{p}fb", f"{p}t", f"{p}e164", lambda v: normalize_phone(v, default_country)))
+    plan.late_reasons.append((reason, f"{p}t", f"{p}e164", R_PHONE))
+    return {"phone": f"{p}t", "phone_e164": f"{p}e164"}
+
+
+def _plan_ip(plan: _Plan, p: str, t: pl.Expr, reason: str) -> dict[str, str]:
+    plan.add(1, f"{p}ip", pl.when(t.str.contains(_IPV4_RE_TEXT)).then(t))
+    plan.add(1, f"{p}fb", t.str.contains(":", literal=True).fill_null(False))
+    plan.fallbacks.append(_Fallback(f"{p}fb", f"{p}t", f"{p}ip", normalize_ip))
+    plan.late_reasons.append((reason, f"{p}t", f"{p}ip", R_IP))
+    return {"ip": f"{p}ip"}
+
+
+def _plan_lookup(
+    plan: _Plan, p: str, t: pl.Expr, reason: str, key: pl.Expr, table: Mapping[str, str], text: str
+) -> str:
+    value = plan.add(
+        2, f"{p}v", plan.add(1, f"{p}key", key).replace_strict(table, default=None, return_dtype=pl.String)
+    )
+    plan.add(3, reason, _reason(t.is_not_null() & value.is_null(), text))
+    return f"{p}v"
+
+
+def _plan_domain(plan: _Plan, p: str, t: pl.Expr, reason: str) -> dict[str, str]:
+    host = t.str.to_lowercase().str.replace(_SCHEME_RE_TEXT, "").str.replace(_PATH_RE_TEXT, "")
+    host = plan.add(1, f"{p}host", host.str.replace(_USERINFO_RE_TEXT, "").str.strip_prefix("www."))
+    host = plan.add(2, f"{p}host2", host.str.replace(_PORT_RE_TEXT, "").str.strip_chars_end("."))
+    valid = plan.add(3, f"{p}ok", (host.str.len_chars() <= DOMAIN_MAX) & host.str.contains(_DOMAIN_RE_TEXT))
+    plan.add(4, reason, _reason(t.is_not_null() & ~valid, R_DOMAIN))
+    return {"domain": f"{p}host2"}
+
+
+def _plan_number(plan: _Plan, p: str, t: pl.Expr) -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr]:
+    """Columns (matched, negative, body, shift) at depth 2, the same steps as `_parse_number`."""
+    # Plain numbers (`1234`, `12.5`) skip the capture-group regex, the slow part; string operations skip nulls.
+    plain = plan.add(1, f"{p}plain", t.str.contains(r"^[0-9]+(?:\.[0-9]+)?$"))
+    groups = plan.add(2, f"{p}g", pl.when(~plain).then(t).str.extract_groups(_NUMBER_RE_TEXT))
+    field = groups.struct.field
+    body = (
+        pl.when(plain)
+        .then(t)
+        .otherwise(
+            pl.coalesce(
+                field("comma").str.replace_all(",", "", literal=True),
+                field("space").str.replace_all(r"[ \u00a0\u202f']", "").str.replace_all(",", ".", literal=True),
+                field("dot").str.replace_all(".", "", literal=True).str.replace_all(",", ".", literal=True),
+                field("dcomma").str.replace_all(",", ".", literal=True),
+                field("plain"),
+            )
+        )
+    )
+    body = plan.add(3, f"{p}body", body)
+    matched = plan.add(3, f"{p}matched", field("s1").is_null() | field("s2").is_null())
+    negative = plan.add(3, f"{p}neg", (field("s1") == "-").fill_null(False) | (field("s2") == "-").fill_null(False))
+    shift = field("suffix").str.to_lowercase().replace_strict(_SUFFIX_DIGITS, default=0, return_dtype=pl.Int64)
+    shift = plan.add(3, f"{p}shift", shift.fill_null(0))
+    return matched & body.is_not_null(), negative, body, shift
+
+
+def _plan_decimal(plan: _Plan, p: str, t: pl.Expr) -> pl.Expr:
+    """A Float64 column (depth 3), null when not a (finite) number."""
+    matched, negative, body, shift = _plan_number(plan, p, t)
+    value = (pl.when(negative).then(pl.lit("-")).otherwise(pl.lit("")) + body).cast(pl.Float64, strict=False)
+    multiplier: Any = pl.when(shift == 0).then(1.0)  # a when/then chain (polars types each link differently)
+    for digits, factor in _MULTIPLIERS.items():
+        multiplier = multiplier.when(shift == digits).then(factor)
+    value = value * multiplier
+    return plan.add(4, f"{p}dec", pl.when(matched & value.is_finite()).then(value))
+
+
+def _plan_integer(plan: _Plan, p: str, t: pl.Expr, reason: str, maximum: int) -> str:
+    matched, negative, body, shift = _plan_number(plan, p, t)
+    parts = plan.add(4, f"{p}parts", body.str.split_exact(".", 1))
+    whole = parts.struct.field("field_0").fill_null("")
+    fraction = plan.add(5, f"{p}frac", parts.struct.field("field_1").fill_null(""))
+    padded = fraction + "000000000"
+    shifted_whole: Any = pl.when(shift == 0).then(whole)  # when/then chains, extended below
+    rest: Any = pl.when(shift == 0).then(fraction)
+    for digits in _MULTIPLIERS:
+        shifted_whole = shifted_whole.when(shift == digits).then(whole + padded.str.slice(0, digits))
+        rest = rest.when(shift == digits).then(padded.str.slice(digits))
+    shifted_whole = plan.add(6, f"{p}whole", shifted_whole)
+    is_whole = plan.add(6, f"{p}is_whole", rest.str.contains(r"^0*$"))
+    digits_text = pl.when(shifted_whole == "").then(pl.lit("0")).otherwise(shifted_whole)
+    sign = pl.when(negative).then(pl.lit("-")).otherwise(pl.lit(""))
+    integer = plan.add(7, f"{p}int", pl.when(matched).then(sign + digits_text).cast(pl.Int64, strict=False))
+    in_range = integer.is_between(-maximum, maximum).fill_null(False)
+    text = (
+        pl.when(t.is_null())
+        .then(pl.lit(None, dtype=pl.String))
+        .when(~matched)
+        .then(pl.lit(R_NUMBER))
+        .when(~is_whole)
+        .then(pl.lit(R_WHOLE))
+        .when(~in_range)
+        .then(pl.lit(R_RANGE))
+    )
+    plan.add(8, reason, text)
+    return f"{p}int"
+
+
+def _plan_rounded(plan: _Plan, p: str, t: pl.Expr, reason: str) -> str:
+    value = _plan_decimal(plan, p, t)
+    rounded = pl.when(value.abs() < _INT64_FLOAT_LIMIT).then(value.round(0, mode="half_to_even")).cast(pl.Int64)
+    rounded = plan.add(5, f"{p}rounded", rounded)
+    text = pl.when(t.is_null()).then(pl.lit(None, dtype=pl.String)).when(value.is_null()).then(pl.lit(R_NUMBER))
+    plan.add(6, reason, text.when(rounded.is_null()).then(pl.lit(R_RANGE)))
+    return f"{p}rounded"
+
+
+def _plan_text(plan: _Plan, p: str, t: pl.Expr, reason: str, limit: int) -> str:
+    text = _reason(t.str.contains("\x00", literal=True), R_NUL).when(t.str.len_chars() > limit)
+    plan.add(1, reason, text.then(pl.lit(too_long_reason(limit))))
+    return f"{p}t"
+
+
+def _plan_field(plan: _Plan, field: str, p: str, reason: str, default_country: str) -> dict[str, str]:
+    """Plan one canonical field from the trimmed column `{p}t`; returns {output column: plan column}."""
+    t = pl.col(f"{p}t")
+    if field == "email":
+        return _plan_email(plan, p, t, reason)
+    if field == "phone":
+        return _plan_phone(plan, p, t, reason, default_country)
+    if field == "ip":
+        return _plan_ip(plan, p, t, reason)
+    if field == "domain":
+        return _plan_domain(plan, p, t, reason)
+    if field == "country":
+        key = t.str.to_lowercase().str.replace_all("&", "and", literal=True).str.replace_all(_COUNTRY_KEY_STRIP, "")
+        return {field: _plan_lookup(plan, p, t, reason, key, COUNTRY_TABLE, R_COUNTRY)}
+    if field == "maid_type":
+        return {field: _plan_lookup(plan, p, t, reason, t.str.to_lowercase(), _MAID_TYPES, R_MAID_TYPE)}
+    if field == "maid":
+        parts = plan.add(1, f"{p}parts", t.str.to_lowercase().str.extract_groups(_MAID_RE_TEXT))
+        joined = plan.add(
+            2, f"{p}maid", pl.concat_str([parts.struct.field(str(i)) for i in range(1, 6)], separator="-")
+        )
+        text = _reason(t.is_not_null() & joined.is_null(), R_MAID).when(joined == _MAID_ZERO).then(pl.lit(R_MAID_ZERO))
+        plan.add(3, reason, text)
+        return {field: f"{p}maid"}
+    if field == "postal_code":
+        upper = plan.add(1, f"{p}upper", t.str.to_uppercase())
+        valid = upper.str.contains(POSTAL_RE_TEXT) & (upper.str.len_chars() <= 20)
+        plan.add(2, reason, _reason(t.is_not_null() & ~valid, R_POSTAL))
+        return {field: f"{p}upper"}
+    if field == "employee_count":
+        return {field: _plan_integer(plan, p, t, reason, INT32_MAX)}
+    if field == "revenue":
+        return {field: _plan_rounded(plan, p, t, reason)}
+    return {field: _plan_text(plan, p, t, reason, FIELDS_BY_NAME[field].max_length or CUSTOM_TEXT_MAX)}
+
+
+def _plan_custom(plan: _Plan, type_name: str, p: str, reason: str) -> str:
+    """Plan one custom column from `{p}t`; returns the typed value column."""
+    t = pl.col(f"{p}t")
+    if type_name == "integer":
+        return _plan_integer(plan, p, t, reason, INT64_MAX)
+    if type_name == "decimal":
+        value = _plan_decimal(plan, p, t)
+        plan.add(5, reason, _reason(t.is_not_null() & value.is_null(), R_NUMBER))
+        return f"{p}dec"
+    if type_name == "boolean":
+        lowered = plan.add(1, f"{p}low", t.str.to_lowercase())
+        flag = plan.add(2, f"{p}bool", pl.when(lowered.is_in(_TRUE)).then(True).when(lowered.is_in(_FALSE)).then(False))
+        plan.add(3, reason, _reason(t.is_not_null() & flag.is_null(), R_BOOLEAN))
+        return f"{p}bool"
+    if type_name == "date":
+        shaped = pl.when(t.str.contains(_DATE_RE_TEXT)).then(t.str.replace_all("/", "-", literal=True))
+        day = plan.add(1, f"{p}date", shaped.str.strptime(pl.Date, "%Y-%m-%d", strict=False))
+        plan.add(2, reason, _reason(t.is_not_null() & day.is_null(), R_DATE))
+        return f"{p}date"
+    if type_name == "text":
+        return _plan_text(plan, p, t, reason, CUSTOM_TEXT_MAX)
+    raise ValueError(f"unknown custom type {type_name!r} (one of {', '.join(CUSTOM_TYPES)})")
+
+
+def custom_values(values: pl.Series, type_name: str) -> pl.DataFrame:
+    """The vectorised twin of `custom_value` for one column: a frame with `value` (typed) and `reason`."""
+    plan = _Plan()
+    plan.add(0, "__c_t", trim_expr(pl.col("v")))
+    column = _plan_custom(plan, type_name, "__c_", "__c_reason")
+    frame = plan.apply(pl.DataFrame({"v": values.cast(pl.String)}).lazy()).collect()
+    return frame.select(pl.col(column).alias("value"), pl.col("__c_reason").cast(pl.String).alias("reason"))
+
+
+def _json_fragment(key: str, value: pl.Expr, type_name: str) -> pl.Expr:
+    """`"key":<json value>`, or null for a null value so that it is left out of the object."""
+    if type_name in ("text", "decimal"):
+        # struct.json_encode escapes strings and prints floats as JSON requires; keep the value part of `{"k":…}`.
+        encoded = pl.struct(value.alias("k")).struct.json_encode()
+        encoded = encoded.str.slice(5, encoded.str.len_bytes() - 6)
+    elif type_name == "date":
+        encoded = '"' + value.dt.to_string("%Y-%m-%d") + '"'
+    elif type_name == "boolean":
+        encoded = pl.when(value).then(pl.lit("true")).otherwise(pl.lit("false"))
+    else:
+        encoded = value.cast(pl.String)
+    return pl.when(value.is_not_null()).then(pl.lit(json.dumps(key) + ":") + encoded)
+
+
+def _check_arguments(df: pl.DataFrame, mapping: Mapping[str, str], custom_types: Mapping[str, str]) -> None:
+    if ROW not in df.columns:
+        raise ValueError(f"the batch has no {ROW} column")
+    seen: dict[str, str] = {}
+    for header, field in mapping.items():
+        if header not in df.columns:
+            raise ValueError(f"mapped column {header!r} is not in the batch")
+        spec = FIELDS_BY_NAME.get(field)
+        if spec is None or spec.derived:
+            raise ValueError(f"{field!r} is not a canonical field")
+        if field in seen:
+            raise ValueError(f"{field!r} is mapped from both {seen[field]!r} and {header!r}")
+        seen[field] = header
+    for header, type_name in custom_types.items():
+        if header not in df.columns:
+            raise ValueError(f"custom column {header!r} is not in the batch")
+        if header in mapping:
+            raise ValueError(f"column {header!r} is both mapped and custom")
+        if type_name not in CUSTOM_TYPES:
+            raise ValueError(f"unknown custom type {type_name!r} for {header!r}")
+
+
+def normalize_batch(
+    df: pl.DataFrame,
+    mapping: Mapping[str, str],
+    *,
+    custom_types: Mapping[str, str],
+    default_country: str = "US",
+    custom_names: Mapping[str, str] | None = None,
+) -> NormalizedBatch:
+    """Validate and normalise one batch.
+
+    `df`: all-String columns named by (unique) source header plus an Int64 `__row`. `mapping`: source header ->
+    canonical field for the mapped columns. `custom_types`: source header -> custom type (`fields.CUSTOM_TYPES`)
+    for the columns kept as custom fields; their JSON keys are `custom_names[header]`, by default
+    `fields.custom_field_names(custom_types)`. Columns in neither are ignored. Empty and whitespace-only values
+    are null, never errors; a row with any error is left out of `records` and reported in `errors`.
+    """
+    _check_arguments(df, mapping, custom_types)
+    names = dict(custom_names) if custom_names is not None else custom_field_names(custom_types)
+    plan = _Plan()
+    outputs: dict[str, str] = {}  # record column -> plan column
+    sources: list[tuple[str, str, str]] = []  # (header, field label for errors, reason column)
+    # The plan works on renamed copies (`__m0_raw`, ...), so no source header can collide with its columns.
+    raw_columns = [pl.col(ROW)]
+    raw_columns += [pl.col(header).alias(f"__m{index}_raw") for index, header in enumerate(mapping)]
+    raw_columns += [pl.col(header).alias(f"__c{index}_raw") for index, header in enumerate(custom_types)]
+    for index, (header, field) in enumerate(mapping.items()):
+        p, reason = f"__m{index}_", f"__m{index}_reason"
+        plan.add(0, f"{p}t", trim_expr(pl.col(f"{p}raw")))
+        outputs.update(_plan_field(plan, field, p, reason, default_country))
+        sources.append((header, field, reason))
+    custom_columns: list[tuple[str, str, str]] = []  # (json key, type, value column)
+    for index, (header, type_name) in enumerate(custom_types.items()):
+        p, reason = f"__c{index}_", f"__c{index}_reason"
+        plan.add(0, f"{p}t", trim_expr(pl.col(f"{p}raw")))
+        custom_columns.append((names[header], type_name, _plan_custom(plan, type_name, p, reason)))
+        sources.append((header, names[header], reason))
+
+    frame = plan.apply(df.lazy().select(raw_columns)).collect()
+    frame = _run_fallbacks(frame, plan)
+
+    reason_columns = [reason for _, _, reason in sources]
+    for column in reason_columns:
+        if column not in frame.columns:  # fields without any possible error (none today; keeps the shape uniform)
+            frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(column))
+    errors = _collect_errors(frame, sources)
+
+    ok = pl.all_horizontal([pl.col(c).is_null() for c in reason_columns]) if reason_columns else pl.lit(True)
+    good = frame.lazy().filter(ok)
+    selected: list[pl.Expr] = [pl.col(ROW)]
+    for spec in FIELDS:
+        source = outputs.get(spec.name)
+        if spec.name in ("email_sha256", "phone_sha256"):
+            base = outputs.get(
+                spec.name.replace("_sha256", "_normalized" if spec.name.startswith("email") else "_e164")
+            )
+            if base is not None:
+                selected.append(uid2_hash_expr(pl.col(base)).alias(spec.name))
+        elif source is not None:
+            selected.append(pl.col(source).cast(spec.dtype).alias(spec.name))
+    if custom_columns:
+        fragments = [_json_fragment(key, pl.col(column), type_name) for key, type_name, column in custom_columns]
+        joined = pl.concat_str(fragments, separator=",", ignore_nulls=True)
+        selected.append(pl.when(joined.str.len_bytes() > 0).then("{" + joined + "}").alias("custom"))
+    else:
+        selected.append(pl.lit(None, dtype=pl.String).alias("custom"))
+    records = good.select(selected).collect()
+    return NormalizedBatch(records=records, errors=errors)
+
+
+def _run_fallbacks(frame: pl.DataFrame, plan: _Plan) -> pl.DataFrame:
+    """Values the vectorised pass could not place go through the scalar function, once per unique value; then
+    the reasons that depend on them are set."""
+    updates: list[pl.Expr] = []
+    for fallback in plan.fallbacks:
+        residual = frame.filter(pl.col(fallback.flag).fill_null(False)).get_column(fallback.source).unique()
+        if residual.len() == 0:
+            continue
+        resolved = {value: fallback.function(value) for value in residual.to_list() if value is not None}
+        slow = pl.col(fallback.source).replace_strict(resolved, default=None, return_dtype=pl.String)
+        updates.append(
+            pl.when(pl.col(fallback.flag)).then(slow).otherwise(pl.col(fallback.target)).alias(fallback.target)
+        )
+    if updates:
+        frame = frame.with_columns(updates)
+    late = [
+        _reason(pl.col(source).is_not_null() & pl.col(target).is_null(), text).alias(reason)
+        for reason, source, target, text in plan.late_reasons
+    ]
+    return frame.with_columns(late) if late else frame
+
+
+def _collect_errors(frame: pl.DataFrame, sources: list[tuple[str, str, str]]) -> pl.DataFrame:
+    """One row per failing value, with the raw value from the plan's copy of the source column."""
+    parts = [
+        frame.lazy()
+        .filter(pl.col(reason).is_not_null())
+        .select(
+            pl.col(ROW),
+            pl.lit(header, dtype=pl.String).alias("column"),
+            pl.lit(field, dtype=pl.String).alias("field"),
+            pl.col(reason.removesuffix("reason") + "raw").str.slice(0, ERROR_VALUE_CHARS).alias("value"),
+            pl.col(reason).cast(pl.String).alias("reason"),
+        )
+        for header, field, reason in sources
+    ]
+    if not parts:
+        return pl.DataFrame(schema=ERROR_SCHEMA)
+    return pl.concat(pl.collect_all(parts), how="vertical").sort(ROW, maintain_order=True)

@@ -1,0 +1,1 @@
+"""The common core shared by every app (exports, and more to come)."""

@@ -1,0 +1,141 @@
+"""What each app contributes to the project layer: admin navigation, dashboard tiles, schedules, demo data.
+
+The project layer (p360/admin_ui.py, p360/core/jobs/schedules.py, p360/demo.py) iterates these registries
+and never imports a domain app. An app registers its entries from its ``AppConfig.ready()``, like the
+job kinds (``p360.core.jobs.services.job_handler``)::
+
+    class CampaignsConfig(AppConfig):
+        def ready(self) -> None:
+            from campaigns import registrations  # noqa: F401  (nav, tiles, demo)
+
+Registration is idempotent by key (re-importing a module replaces its entries instead of doubling them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Site = Literal["global", "org", "home"]  # the two admin dashboards; "home": an org's marketer home page
+
+# The sidebar groups, in the order they are shown; a group with no visible entry is left out.
+NAV_GROUPS: dict[Site, tuple[str, ...]] = {
+    "global": ("Organisations and people", "Operations", "Task queue"),
+    "org": ("Data", "Operations"),
+    "home": (),  # the marketer home has no sidebar
+}
+
+
+@dataclass(frozen=True)
+class NavItem:
+    """One sidebar entry: shown when the user has `permission`; sorted by `order` inside its group."""
+
+    site: Site
+    group: str
+    title: str
+    icon: str
+    url_name: str
+    permission: str
+    order: int
+
+
+@dataclass(frozen=True)
+class DashboardTile:
+    """A contribution to an admin dashboard: `build(request)` returns KPI cards and/or extra context.
+
+    The returned dict may hold ``"kpis"`` (a list of ``{"title", "value", "footer", "href"}`` cards, appended
+    in `order`) and any other keys the dashboard template reads (merged into its context)."""
+
+    site: Site
+    key: str
+    order: int
+    build: Callable[[Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A recurring django-q2 task, created or updated by name after migrations (`ensure_schedules`).
+
+    Exactly one of `minutes` (every N minutes) or `cron` (a callable, so settings are read late) is set."""
+
+    name: str
+    func: str
+    minutes: int | None = None
+    cron: Callable[[], str] | None = None
+
+
+@dataclass(frozen=True)
+class DemoLoader:
+    """Demo data of one app: `load(orgs, created)` gets the demo organisations and a counter dict it may bump
+    (`created["campaigns"] += 1`), and returns what it made (or None).
+
+    Loaders run in `order` inside `p360.demo.load_demo`'s transaction, after the orgs and users exist; a non-None
+    result is reported under `key`. Loaders must be idempotent: running the demo again changes nothing."""
+
+    key: str
+    order: int
+    load: Callable[[list[Any], dict[str, int]], Any]
+
+
+_nav: dict[tuple[Site, str], NavItem] = {}
+_tiles: dict[tuple[Site, str], DashboardTile] = {}
+_schedules: dict[str, ScheduleSpec] = {}
+_demo: dict[str, DemoLoader] = {}
+
+
+def register_nav(*, site: Site, group: str, title: str, icon: str, url_name: str, permission: str, order: int) -> None:
+    if group not in NAV_GROUPS[site]:
+        raise ValueError(f"unknown {site} navigation group {group!r}; add it to NAV_GROUPS")
+    _nav[(site, url_name)] = NavItem(site, group, title, icon, url_name, permission, order)
+
+
+def register_dashboard_tile(*, site: Site, key: str, order: int, build: Callable[[Any], dict[str, Any]]) -> None:
+    _tiles[(site, key)] = DashboardTile(site, key, order, build)
+
+
+def register_schedule(
+    *, name: str, func: str, minutes: int | None = None, cron: Callable[[], str] | None = None
+) -> None:
+    if (minutes is None) == (cron is None):
+        raise ValueError(f"schedule {name!r}: give exactly one of minutes or cron")
+    _schedules[name] = ScheduleSpec(name, func, minutes, cron)
+
+
+def register_demo_loader(*, key: str, order: int, load: Callable[[list[Any], dict[str, int]], Any]) -> None:
+    _demo[key] = DemoLoader(key, order, load)
+
+
+def nav_items(site: Site, group: str) -> list[NavItem]:
+    return sorted((i for i in _nav.values() if i.site == site and i.group == group), key=lambda i: i.order)
+
+
+def dashboard_tiles(site: Site) -> list[DashboardTile]:
+    return sorted((t for t in _tiles.values() if t.site == site), key=lambda t: t.order)
+
+
+def schedules() -> list[ScheduleSpec]:
+    return list(_schedules.values())
+
+
+def demo_loaders() -> list[DemoLoader]:
+    return sorted(_demo.values(), key=lambda d: d.order)
+
+
+# --- Hooks: one app tells others that something happened, without importing them ---------------------------
+# Known hooks (name: arguments; who calls it):
+#   "metrics_loaded": dates (list of dates); the ingestion ETL, inside its transaction, after it rewrote the daily
+#                     metrics of those days in the current org schema (reporting rewrites its rollup).
+#   "campaign_deleted": campaign_id=; campaigns.services.campaign_delete, inside its transaction, after the delete
+#                     (reporting drops the campaign's rollup rows).
+_hooks: dict[str, dict[str, Callable[..., None]]] = {}
+
+
+def register_hook(name: str, *, key: str, fn: Callable[..., None]) -> None:
+    _hooks.setdefault(name, {})[key] = fn
+
+
+def call_hooks(name: str, *args: Any, **kwargs: Any) -> None:
+    """Call every listener of `name` in registration order (synchronously: same transaction)."""
+    for fn in list(_hooks.get(name, {}).values()):
+        fn(*args, **kwargs)

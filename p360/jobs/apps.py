@@ -1,7 +1,0 @@
-from django.apps import AppConfig
-
-
-class JobsConfig(AppConfig):
-    name = "p360.jobs"
-    label = "jobs"
-    verbose_name = "Jobs"
