@@ -13,8 +13,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from unfold.admin import ModelAdmin
 
-from p360.admin_base import ReadOnlyAdmin
-from p360.admin_sites import org_admin
+from p360.core.admin_base import ReadOnlyAdmin
+from p360.core.admin_sites import org_admin
 from segments import selectors, services
 from segments.models import EventType, Segment, SegmentSettings, Send, Transition, TriggerCampaign, UserProfile
 

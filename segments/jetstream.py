@@ -206,7 +206,7 @@ def handle_message(subject: str, data: bytes) -> int:
     """Store and evaluate one message's events inside its org's schema; returns the transitions made."""
     from django_tenants.utils import schema_context
 
-    from p360.faults import fault_point
+    from p360.core.faults import fault_point
     from segments.services import store_and_evaluate
     from tenants.models import Organization
 

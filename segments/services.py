@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from p360.audit.services import record
+from p360.core.audit.services import record
 from segments import events as events_mod
 from segments import rules as rules_mod
 from segments.evaluator import Outcome, evaluate_derived_for, evaluate_events, evaluate_pairs

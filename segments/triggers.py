@@ -26,7 +26,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from p360.faults import fault_point
+from p360.core.faults import fault_point
 from segments.models import Segment, SegmentSettings, Send, Transition, TriggerCampaign, UserProfile
 
 logger = logging.getLogger(__name__)

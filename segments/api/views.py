@@ -19,7 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from p360.api.errors import error_body
+from p360.core.api_errors import error_body
 from segments import selectors, services
 from segments.events import MAX_BATCH
 from segments.models import Segment, TriggerCampaign
