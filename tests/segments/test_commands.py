@@ -6,7 +6,9 @@ import json
 
 import pytest
 from django.core.management import CommandError, call_command
+from django_q.models import Schedule
 
+from p360.core.jobs.schedules import ensure_schedules
 from tests.segments.helpers import create_segment, event, independent, user_segments
 
 pytestmark = pytest.mark.django_db
@@ -48,3 +50,14 @@ def test_scheduled_tasks_run_inside_each_org(acme, globex, acme_marketer, login)
     assert tasks.run_timers_all_orgs() >= 0
     assert tasks.deliver_all_orgs() >= 0
     assert tasks.retention_all_orgs() >= 0
+
+
+def test_segment_schedules_are_registered_with_the_core():
+    ensure_schedules()
+    ensure_schedules()  # by name: a second pass changes nothing
+    rows = Schedule.objects.filter(name__startswith="p360: segment").order_by("name")
+    assert [(s.name, s.func, s.schedule_type, s.minutes) for s in rows] == [
+        ("p360: segment event retention", "segments.tasks.retention_all_orgs", Schedule.MINUTES, 24 * 60),
+        ("p360: segment sends", "segments.tasks.deliver_all_orgs", Schedule.MINUTES, 1),
+        ("p360: segment timers", "segments.tasks.run_timers_all_orgs", Schedule.MINUTES, 1),
+    ]

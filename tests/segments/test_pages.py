@@ -72,3 +72,11 @@ def test_org_admin_lists_segments_campaigns_and_sends(acme, manager, login):
         assert response.status_code == 200, model
     page = client.get("/o/acme/admin/segments/segment/")
     assert b"admin-visible" in page.content
+    # the sidebar entries are registered by segments/registrations.py through the p360.core registry
+    for title, model in (
+        ("Event segments", "segment"),
+        ("Trigger campaigns", "triggercampaign"),
+        ("Trigger sends", "send"),
+    ):
+        assert title.encode() in page.content, title
+        assert f'href="/o/acme/admin/segments/{model}/"'.encode() in page.content, model
