@@ -265,3 +265,19 @@ def test_one_orgs_events_never_reach_another_orgs_segments(acme, globex, acme_ma
     assert acme_client.get(f"{api()}/segments/{a['id']}/members").json()["count"] == 0
     # and globex's marketer cannot read acme's segments at all
     assert globex_client.get(f"{api('acme')}/segments/{a['id']}/members").status_code in (403, 404)
+
+
+def test_hostile_paging_and_nesting_are_400s_with_the_error_body(client):
+    """The issue-15 rules on the segments API: a bad limit/offset or a 10,000-level body is a 400, not a 500."""
+    seg = create_segment(client, independent("buyers", value=0)).json()
+    for path in ("members", "history"):
+        for query in ("offset=99999999999999999999", "limit=-1", "offset=x"):
+            response = client.get(f"{api()}/segments/{seg['id']}/{path}?{query}")
+            assert response.status_code == 400, (path, query, response.status_code)
+            assert response.json()["error"]["details"], (path, query)
+        assert client.get(f"{api()}/segments/{seg['id']}/{path}?limit=99999").status_code == 200  # capped at 1000
+    deep = '{"events": ' + "[" * 10_000 + "]" * 10_000 + "}"
+    for path in ("events", "segments", "segments/backtest"):
+        response = client.post(f"{api()}/{path}", deep, content_type="application/json")
+        assert response.status_code == 400, (path, response.status_code)
+        assert response.json()["error"]["code"] == "invalid_json", path
