@@ -35,7 +35,10 @@ def main() -> int:
     db_name = setup_database()
     rows: list[Row] = []
     ok = True
+    wanted = set(sys.argv[1:])  # `python -m bench segments` runs bench_segments only
     for module in discover():
+        if wanted and module.__name__.rsplit(".", 1)[-1].removeprefix("bench_") not in wanted:
+            continue
         module_rows, module_ok = run_module(module)
         rows.extend(module_rows)
         ok = ok and module_ok

@@ -112,6 +112,7 @@ TENANT_APPS = [
     "reporting",
     "p360.core.uploads",  # issue 4: resumable (tus) uploads
     "activation",  # issue 12: UID2, TTD, LiveRamp device files, S3 + SFTP deliveries
+    "segments",  # issue 13: event-driven segments
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -600,3 +601,20 @@ P360_TTD_API_URL = env("P360_TTD_API_URL") or "https://api.thetradedesk.com/v3"
 P360_TTD_API_TOKEN = env("P360_TTD_API_TOKEN")
 P360_TTD_RETRIES = int(env("P360_TTD_RETRIES") or "4")
 P360_TTD_BACKOFF_SECONDS = float(env("P360_TTD_BACKOFF_SECONDS") or "1.0")
+
+# --- Event segments (issue 13) -----------------------------------------------------------------
+# "embedded": PostgreSQL + the task cluster, evaluation right after each batch commits.
+# "jetstream": the API publishes to NATS JetStream; `manage.py segments_evaluator --worker i --workers N`
+# processes consume partitions (by hash of user id) and run the same evaluator.
+SEGMENTS_RUNTIME = env("SEGMENTS_RUNTIME", "embedded")
+SEGMENTS_NATS_URL = env("SEGMENTS_NATS_URL", "nats://127.0.0.1:4222")
+SEGMENTS_PARTITIONS = int(env("SEGMENTS_PARTITIONS", "8"))
+SEGMENTS_NATS_ACK_WAIT_S = float(env("SEGMENTS_NATS_ACK_WAIT_S", "30"))
+SEGMENTS_DERIVED_BATCH_SECONDS = int(env("SEGMENTS_DERIVED_BATCH_SECONDS", "60"))
+SEGMENTS_TWILIO_BASE_URL = env("SEGMENTS_TWILIO_BASE_URL", "https://api.twilio.com")
+SEGMENTS_TWILIO_ACCOUNT_SID = env("SEGMENTS_TWILIO_ACCOUNT_SID", "")
+SEGMENTS_TWILIO_AUTH_TOKEN = env("SEGMENTS_TWILIO_AUTH_TOKEN", "")
+SEGMENTS_TWILIO_FROM = env("SEGMENTS_TWILIO_FROM", "")
+SEGMENTS_FCM_BASE_URL = env("SEGMENTS_FCM_BASE_URL", "https://fcm.googleapis.com")
+SEGMENTS_FCM_PROJECT_ID = env("SEGMENTS_FCM_PROJECT_ID", "")
+SEGMENTS_FCM_ACCESS_TOKEN = env("SEGMENTS_FCM_ACCESS_TOKEN", "")  # an OAuth token from the service account

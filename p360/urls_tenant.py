@@ -18,6 +18,7 @@ api_patterns = [
     path("attribution", AttributionApi.as_view(), name="attribution"),
     path("", include("reporting.api.urls")),  # issue 7: summaries
     path("", include("activation.api.urls")),  # issue 12: destinations, deliveries, audience activation
+    path("", include("segments.api.urls")),  # issue 13: event segments
 ]
 
 urlpatterns = [
@@ -34,6 +35,7 @@ urlpatterns = [
     path("reports/", include("reporting.urls")),
     # --- orchestration (issue 14): programs (read-only for marketers), draft campaigns ---
     path("programs/", include("campaigns.urls")),
+    path("segments/", include("segments.urls")),  # issue 13: event segments
 ]
 
 handler400 = json_or_html_handler(400, "Bad request.")

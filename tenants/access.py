@@ -28,6 +28,7 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "bombora.*",  # Bombora intent data (its own app since issue 16; was under ingestion.*)
         "reporting.*",
         "uploads.*",  # issue 4: the org's uploads (read-only in the org admin)
+        "segments.*",  # issue 13: event segments, trigger campaigns and sends
         "admin.*",
         # the global admin: see their orgs, manage those orgs' users and assignments
         "tenants.view_organization",

@@ -1,0 +1,389 @@
+"""Event segments (issue 13): ingestion, entry latency, membership queries, 10,000 definitions, JetStream.
+
+- Events/s end to end: POST /api/v1/events batches of 10,000 through the Django test client (JSON parse,
+  validation, COPY into staging, idempotent insert into day partitions, profile upsert, and evaluation
+  against 8 active segments), against the baseline of a raw `COPY` of the same events (CSV) into a
+  plain table, measured in the same run.
+- Entry latency: one POST of one event that makes its user enter, until `GET users/<id>/segments`
+  shows it (the embedded runtime evaluates before answering); p50/p95 over P360_BENCH_SEGMENTS_PROBES.
+- Timer pass: evaluating N due (user, rule) pairs whose window slid past (the exit path).
+- Membership query p99: GET users/<id>/segments, against the same SELECT in raw SQL.
+- 10,000 active definitions: one event's evaluation with 2,500 rules on its type.
+- JetStream: N events published, evaluated by 1 and by 2 evaluator processes (needs nats-server).
+
+Sizes: P360_BENCH_SEGMENTS_EVENTS (default 200,000) and P360_BENCH_SCALE.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.common import Row, fmt_ratio, fmt_s, goal_text, percentile
+
+ORDER = 130
+SCALE = float(os.environ.get("P360_BENCH_SCALE", "1"))
+EVENTS = int(int(os.environ.get("P360_BENCH_SEGMENTS_EVENTS", "200000")) * SCALE)
+PROBES = int(os.environ.get("P360_BENCH_SEGMENTS_PROBES", "200"))
+DEFINITIONS = int(os.environ.get("P360_BENCH_SEGMENTS_DEFINITIONS", "10000"))
+BATCH = 10_000
+TYPES = ["orders", "clicks", "addToCart", "installs"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _events(n: int, prefix: str, users: int) -> list[dict[str, Any]]:
+    now = datetime.now(UTC)
+    return [
+        {
+            "event_id": f"{prefix}-{i}",
+            "user_id": f"user-{i % users}",
+            "event_type": TYPES[i % 4],
+            "timestamp": (now - timedelta(seconds=(n - i) % 3000)).isoformat(),
+            "attributes": {"value": i % 97, "sku": f"s{i % 13}"},
+        }
+        for i in range(n)
+    ]
+
+
+def _segments(count: int, prefix: str = "") -> None:
+    from segments.models import Segment, SegmentVersion
+    from segments.services import definition_of
+
+    rows = [
+        Segment(
+            name=f"{prefix}bench {i}",
+            kind="independent",
+            event_type=TYPES[i % 4],
+            attribute=["count", "sum", "max", "count"][i % 4],
+            property="value",
+            operator=["gt", "gte", "lt", "eq"][i % 4],
+            value=[2, 200, 50, 1][i % 4],
+            window_minutes=[60, 1440, 30, 5][i % 4],
+        )
+        for i in range(count)
+    ]
+    Segment.objects.bulk_create(rows, batch_size=2000)
+    SegmentVersion.objects.bulk_create(
+        [SegmentVersion(segment=s, version=1, definition=definition_of(s)) for s in rows],
+        batch_size=2000,
+    )
+
+
+def _raw_copy_seconds(events: list[dict[str, Any]]) -> float:
+    import csv
+    import io
+
+    from django.db import connection
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    for e in events:
+        writer.writerow([e["event_id"], e["user_id"], e["event_type"], e["timestamp"], json.dumps(e["attributes"])])
+    data = buffer.getvalue()
+    table = f"bench_seg_raw_{secrets.token_hex(3)}"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TABLE public.{table} (event_id text, user_id text, event_type text, ts timestamptz, a jsonb)"
+        )
+        try:
+            start = time.perf_counter()
+            with cursor.copy(f"COPY public.{table} FROM STDIN (FORMAT csv)") as copy:  # type: ignore[attr-defined]
+                copy.write(data)
+            return time.perf_counter() - start
+        finally:
+            cursor.execute(f"DROP TABLE public.{table}")
+
+
+def _client(org: Any) -> Any:
+    from django.test import Client
+
+    from tenants.models import Role, User
+
+    user = User.objects.filter(role=Role.SUPER_ADMIN).first()
+    if user is None:
+        user = User.objects.create(email=f"bench-seg-{secrets.token_hex(3)}@bench.local", role=Role.SUPER_ADMIN)
+    client = Client()
+    client.force_login(user, backend="tenants.auth.RoleBackend")
+    return client
+
+
+def _drop(org: Any) -> None:
+    from django.db import connection
+
+    from tenants.models import Organization
+
+    connection.set_schema_to_public()  # type: ignore[attr-defined]
+    org = Organization.objects.get(pk=org.pk)
+    org.domains.all().delete()
+    org.delete(force_drop=True)
+
+
+def _load_avg() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def run() -> list[Row]:
+    from django.db import connection
+    from django_tenants.utils import schema_context
+
+    from tenants.services import org_create
+
+    rows: list[Row] = []
+    token = secrets.token_hex(3)
+    org = org_create(slug=f"bench-seg-{token}", name="Bench segments", ttd_advertiser_id=f"bs{token}")
+    base = f"/o/{org.slug}/api/v1"
+    try:
+        client = _client(org)
+        with schema_context(org.schema_name):
+            _segments(8)
+        events = _events(EVENTS, "ing", users=max(1000, EVENTS // 20))
+        load_before = _load_avg()
+        start = time.perf_counter()
+        for offset in range(0, len(events), BATCH):
+            response = client.post(
+                f"{base}/events", {"events": events[offset : offset + BATCH]}, content_type="application/json"
+            )
+            assert response.status_code == 202, response.content[:300]
+        elapsed = time.perf_counter() - start
+        connection.set_schema_to_public()  # type: ignore[attr-defined]
+        baseline = _raw_copy_seconds(events)
+        rate, base_rate = EVENTS / elapsed, EVENTS / baseline
+        rows.append(
+            Row(
+                workload=f"segments: events/s end to end (API, 8 segments; {load_before})",
+                size=f"{EVENTS:,} events",
+                p360=f"{rate:,.0f}/s ({fmt_s(elapsed)})",
+                baseline=f"raw COPY {base_rate:,.0f}/s",
+                ratio=fmt_ratio(elapsed, baseline),
+                goal=goal_text("100,000/s", rate >= 100_000),
+            )
+        )
+
+        # entry latency: a fresh user's event makes them enter "count of orders > 2"? use "eq 1" of installs
+        latencies = []
+        for i in range(PROBES):
+            user = f"probe-{i}"
+            probe = {
+                "event_id": f"probe-{token}-{i}",
+                "user_id": user,
+                "event_type": "installs",
+                "timestamp": datetime.now(UTC).isoformat(),
+                "attributes": {},
+            }
+            t0 = time.perf_counter()
+            client.post(f"{base}/events", probe, content_type="application/json")
+            body = client.get(f"{base}/users/{user}/segments").json()
+            latencies.append(time.perf_counter() - t0)
+            assert body["segments"], body
+        p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
+        rows.append(
+            Row(
+                workload=f"segments: enter latency ingest -> visible ({_load_avg()})",
+                size=f"{PROBES} users",
+                p360=f"p50 {fmt_s(p50)}, p95 {fmt_s(p95)}",
+                baseline="-",
+                ratio="-",
+                goal=goal_text("p95 < 1 s", p95 < 1),
+            )
+        )
+
+        # timer pass: every pair due (as if an hour passed)
+        with schema_context(org.schema_name):
+            from segments.evaluator import run_timers
+            from segments.models import WindowState
+
+            due = WindowState.objects.filter(due_at__isnull=False).count()
+            t0 = time.perf_counter()
+            outcome = run_timers(now=datetime.now(UTC) + timedelta(hours=25), limit=20_000)
+            timer_s = time.perf_counter() - t0
+        rows.append(
+            Row(
+                workload="segments: timer pass (windows slid past)",
+                size=f"{due:,} due pairs",
+                p360=f"{fmt_s(timer_s)} ({outcome.exits:,} exits)",
+                baseline="-",
+                ratio="-",
+                goal="exit visible <= pass + 0.5 s loop interval",
+            )
+        )
+
+        # membership query p99 (re-enter some users first)
+        client.post(
+            f"{base}/events", {"events": _events(2000, f"q{token}", users=500)}, content_type="application/json"
+        )
+        api_times, sql_times = [], []
+        for i in range(500):
+            t0 = time.perf_counter()
+            client.get(f"{base}/users/user-{i}/segments")
+            api_times.append(time.perf_counter() - t0)
+            with schema_context(org.schema_name), connection.cursor() as cursor:
+                t0 = time.perf_counter()
+                cursor.execute(
+                    "SELECT segment_id, entered_at FROM segments_membership WHERE user_id = %s", [f"user-{i}"]
+                )
+                cursor.fetchall()
+                sql_times.append(time.perf_counter() - t0)
+        root_times = []
+        for _ in range(200):  # the request stack alone (middleware, auth, org routing, DRF): the floor
+            t0 = time.perf_counter()
+            client.get(f"{base}/")
+            root_times.append(time.perf_counter() - t0)
+        p99, sql99, root99 = percentile(api_times, 99), percentile(sql_times, 99), percentile(root_times, 99)
+        rows.append(
+            Row(
+                workload="segments: GET users/<id>/segments",
+                size="500 queries",
+                p360=f"p99 {fmt_s(p99)}",
+                baseline=f"raw SELECT p99 {fmt_s(sql99)}; GET api root p99 {fmt_s(root99)}",
+                ratio=fmt_ratio(p99, sql99),
+                goal=goal_text("p99 < 10 ms", p99 < 0.010),
+            )
+        )
+
+        # 10,000 active definitions
+        with schema_context(org.schema_name):
+            _segments(DEFINITIONS, prefix="many ")
+        t0 = time.perf_counter()
+        client.post(f"{base}/events", _events(1, f"many-warm-{token}", users=1)[0], content_type="application/json")
+        warm = time.perf_counter() - t0
+        singles = []
+        for i in range(20):
+            e = {**_events(1, f"many-{token}-{i}", users=1)[0], "user_id": f"many-user-{i}"}
+            t0 = time.perf_counter()
+            client.post(f"{base}/events", e, content_type="application/json")
+            singles.append(time.perf_counter() - t0)
+        p95_many = percentile(singles, 95)
+        rows.append(
+            Row(
+                workload=f"segments: one event with {DEFINITIONS + 8:,} active definitions",
+                size=f"{(DEFINITIONS + 8) // 4:,} rules on its type",
+                p360=f"p95 {fmt_s(p95_many)}",
+                baseline=f"first (definitions load) {fmt_s(warm)}",
+                ratio="-",
+                goal=goal_text("p95 < 1 s", p95_many < 1),
+            )
+        )
+    finally:
+        _drop(org)
+    rows.extend(_jetstream_rows())
+    return rows
+
+
+def _jetstream_rows() -> list[Row]:
+    from django.conf import settings
+    from django.db import connection
+    from django_tenants.utils import schema_context
+
+    from tenants.services import org_create
+
+    binary = Path(sys.executable).parent / "nats-server"
+    if not binary.exists():
+        return [
+            Row(
+                workload="segments: JetStream",
+                size="-",
+                p360="skipped: nats-server not installed",
+                baseline="-",
+                ratio="-",
+                goal="-",
+            )
+        ]
+    rows: list[Row] = []
+    n = max(2000, EVENTS // 4)
+    for workers in (1, 2):
+        store = tempfile.mkdtemp(prefix="bench-nats-")
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        server = subprocess.Popen(
+            [str(binary), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", store],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        token = secrets.token_hex(3)
+        org = org_create(slug=f"bench-js-{token}", name="Bench JetStream", ttd_advertiser_id=f"bj{token}")
+        procs: list[subprocess.Popen[str]] = []
+        try:
+            time.sleep(0.5)
+            url = f"nats://127.0.0.1:{port}"
+            with schema_context(org.schema_name):
+                _segments(8)
+            env = {
+                **os.environ,
+                "SEGMENTS_RUNTIME": "jetstream",
+                "SEGMENTS_NATS_URL": url,
+                "P360_DB_NAME": str(connection.settings_dict["NAME"]),
+                "SEGMENTS_PARTITIONS": "8",
+            }
+            procs = [
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        str(ROOT / "manage.py"),
+                        "segments_evaluator",
+                        "--worker",
+                        str(w),
+                        "--workers",
+                        str(workers),
+                    ],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                )
+                for w in range(workers)
+            ]
+            for proc in procs:
+                assert proc.stdout is not None
+                proc.stdout.readline()  # "evaluator i/N: partitions [...]": consumers are being created
+            settings.SEGMENTS_RUNTIME, settings.SEGMENTS_NATS_URL = "jetstream", url
+            from segments import jetstream
+            from segments.services import ingest_events
+
+            events = _events(n, f"js{token}", users=max(500, n // 20))
+            t0 = time.perf_counter()
+            with schema_context(org.schema_name):
+                for offset in range(0, n, BATCH):
+                    ingest_events(raws=events[offset : offset + BATCH])
+                published = time.perf_counter() - t0
+                with connection.cursor() as cursor:
+                    while True:
+                        cursor.execute("SELECT count(*) FROM segments_event")
+                        if cursor.fetchone()[0] >= n or time.perf_counter() - t0 > 170:
+                            break
+                        time.sleep(0.1)
+            elapsed = time.perf_counter() - t0
+            jetstream.shutdown()
+            rows.append(
+                Row(
+                    workload=f"segments: JetStream, {workers} evaluator(s) ({_load_avg()})",
+                    size=f"{n:,} events",
+                    p360=f"{n / elapsed:,.0f}/s stored+evaluated",
+                    baseline=f"publish only {n / published:,.0f}/s",
+                    ratio=fmt_ratio(elapsed, published),
+                    goal="scales with evaluators",
+                )
+            )
+        finally:
+            settings.SEGMENTS_RUNTIME = "embedded"
+            for proc in procs:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            server.terminate()
+            server.wait(timeout=5)
+            _drop(org)
+    return rows

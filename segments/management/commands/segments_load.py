@@ -1,0 +1,88 @@
+"""Bulk load of events from a file (JSON Lines, or a JSON array): the same validation and idempotent
+store as the API, in batches of 10,000, each followed by evaluation. Bad lines are reported with
+their line number and reason (and written to --rejects as JSON Lines); re-running the same file
+stores nothing twice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django_tenants.utils import schema_context
+
+from segments.commands import orgs_from
+from segments.events import MAX_BATCH
+
+
+class Command(BaseCommand):
+    help = "Load events from a JSON Lines file into one organisation (idempotent by event_id)."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("path")
+        parser.add_argument("--org", required=True, help="organisation slug")
+        parser.add_argument("--rejects", help="write rejected lines here (JSON Lines: line, error, raw)")
+        parser.add_argument("--no-evaluate", action="store_true", help="store only (backfill of old events)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from segments.services import ingest_events
+
+        path = Path(options["path"])
+        if not path.is_file():
+            raise CommandError(f"no such file: {path}")
+        (org,) = orgs_from([options["org"]])
+        totals = {"accepted": 0, "duplicates": 0, "rejected": 0}
+        rejects = open(options["rejects"], "w", encoding="utf-8") if options.get("rejects") else None  # noqa: SIM115
+        try:
+            with schema_context(org.schema_name):
+                for lines, raws, parse_errors in _batches(path):
+                    result = ingest_events(raws=raws, evaluate=not options["no_evaluate"]).result
+                    totals["accepted"] += result.accepted
+                    totals["duplicates"] += result.duplicates
+                    failures = [(lines[r.index], r.as_dict()["error"], raws[r.index]) for r in result.rejected]
+                    failures += parse_errors
+                    totals["rejected"] += len(failures)
+                    for line, error, raw in sorted(failures, key=lambda f: f[0]):
+                        self.stderr.write(f"line {line}: {error['message']}")
+                        if rejects:
+                            rejects.write(json.dumps({"line": line, "error": error, "raw": raw}, default=str) + "\n")
+        finally:
+            if rejects:
+                rejects.close()
+        self.stdout.write(
+            f"{org.slug}: {totals['accepted']} accepted, {totals['duplicates']} duplicate(s), "
+            f"{totals['rejected']} rejected"
+        )
+
+
+def _batches(path: Path) -> Any:
+    """Yield (line numbers, parsed events, unparseable lines) in batches of at most MAX_BATCH."""
+    with path.open("r", encoding="utf-8", errors="replace") as handle:
+        first = handle.read(1)
+        handle.seek(0)
+        if first == "[":  # one JSON array
+            try:
+                items = json.load(handle)
+            except ValueError as exc:
+                raise CommandError(f"{path} is not valid JSON: {exc}") from exc
+            for start in range(0, len(items), MAX_BATCH):
+                chunk = items[start : start + MAX_BATCH]
+                yield list(range(start + 1, start + 1 + len(chunk))), chunk, []
+            return
+        lines: list[int] = []
+        raws: list[Any] = []
+        errors: list[tuple[int, dict[str, Any], str]] = []
+        for number, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                raws.append(json.loads(text))
+                lines.append(number)
+            except ValueError as exc:
+                errors.append((number, {"code": "invalid_json", "message": f"not JSON: {exc}"}, text[:500]))
+            if len(raws) >= MAX_BATCH:
+                yield lines, raws, errors
+                lines, raws, errors = [], [], []
+        if raws or errors:
+            yield lines, raws, errors

@@ -1,0 +1,206 @@
+"""Segment reads: memberships, history, statistics, the backtest."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from segments.models import Membership, Segment, Send, Transition, TriggerCampaign, UserProfile
+
+SQL_OPERATORS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "=", "neq": "<>"}
+
+
+def user_segments(user_id: str) -> list[dict[str, Any]]:
+    rows = (
+        Membership.objects.filter(user_id=user_id, segment__active=True)
+        .order_by("segment__name")
+        .values("segment_id", "segment__name", "entered_at", "rule_version")
+    )
+    return [
+        {
+            "id": r["segment_id"],
+            "name": r["segment__name"],
+            "entered_at": r["entered_at"],
+            "rule_version": r["rule_version"],
+        }
+        for r in rows
+    ]
+
+
+def profile(user_id: str) -> UserProfile | None:
+    return UserProfile.objects.filter(user_id=user_id).first()
+
+
+def members(segment: Segment) -> QuerySet[Membership]:
+    return Membership.objects.filter(segment=segment).order_by("user_id")
+
+
+def iter_members_csv(segment: Segment) -> Iterator[str]:
+    """Streamed: the generator runs after the view returned, so it re-enters the org's schema itself."""
+    return _members_csv(segment, connection.schema_name)  # type: ignore[attr-defined]
+
+
+def _members_csv(segment: Segment, schema: str) -> Iterator[str]:
+    from django_tenants.utils import schema_context
+
+    yield "user_id,entered_at,rule_version\r\n"
+    with schema_context(schema), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT user_id, entered_at, rule_version FROM segments_membership WHERE segment_id = %s ORDER BY user_id",
+            [segment.pk],
+        )
+        while rows := cursor.fetchmany(5000):
+            for user_id, entered_at, version in rows:
+                safe = user_id.replace('"', '""')
+                if safe[:1] in ("=", "+", "-", "@"):  # spreadsheet formula injection
+                    safe = "'" + safe
+                yield f'"{safe}",{entered_at.isoformat()},{version}\r\n'
+
+
+def history(segment: Segment, user_id: str | None = None) -> QuerySet[Transition]:
+    rows = Transition.objects.filter(segment=segment)
+    if user_id:
+        rows = rows.filter(user_id=user_id)
+    return rows.order_by("-id")
+
+
+def transition_row(t: Transition) -> dict[str, Any]:
+    return {
+        "user_id": t.user_id,
+        "kind": t.kind,
+        "entered_at": t.entered_at,
+        "exited_at": t.exited_at,
+        "reason": t.reason,
+        "rule_version": t.rule_version,
+        "event_id": t.event_id or None,
+    }
+
+
+def per_hour(segment: Segment, hours: int = 48, now: datetime | None = None) -> list[dict[str, Any]]:
+    since = (now or timezone.now()) - timedelta(hours=hours)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT date_trunc('hour', recorded_at) AS h, count(*) FILTER (WHERE kind = 'enter'), "
+            "count(*) FILTER (WHERE kind = 'exit') FROM segments_transition "
+            "WHERE segment_id = %s AND recorded_at >= %s GROUP BY h ORDER BY h",
+            [segment.pk, since],
+        )
+        return [{"hour": h, "entries": e, "exits": x} for h, e, x in cursor.fetchall()]
+
+
+def statistics(segment: Segment) -> dict[str, Any]:
+    totals = Transition.objects.filter(segment=segment).aggregate(
+        entries=Count("id", filter=Q(kind=Transition.Kind.ENTER)),
+        exits=Count("id", filter=Q(kind=Transition.Kind.EXIT)),
+    )
+    return {
+        "members": Membership.objects.filter(segment=segment).count(),
+        "entries": totals["entries"],
+        "exits": totals["exits"],
+        "per_hour": per_hour(segment),
+    }
+
+
+def member_counts(segment_ids: list[int] | None = None) -> dict[int, int]:
+    rows = Membership.objects.values("segment_id").annotate(n=Count("id"))
+    if segment_ids is not None:
+        rows = rows.filter(segment_id__in=segment_ids)
+    return {r["segment_id"]: r["n"] for r in rows}
+
+
+def backtest(rule: dict[str, Any], *, days: int, now: datetime | None = None) -> dict[str, Any]:
+    """How a cleaned independent rule would have behaved over the stored events of the last `days` days.
+
+    `users_matched`: users for whom the rule held at one of their event instants (for gt/gte rules those
+    are exactly the instants it can start to hold); `holding_now`: users it holds for now, i.e. the
+    members it would start with. Only users with events of the rule's type are considered (a "count < 3"
+    rule also holds for users never seen, who are not counted).
+    """
+    when = now or timezone.now()
+    op = SQL_OPERATORS[rule["operator"]]
+    metric = {
+        "count": "count(*) OVER w",
+        "sum": "coalesce(sum(v) OVER w, 0)",
+        "avg": "avg(v) OVER w",
+        "min": "min(v) OVER w",
+        "max": "max(v) OVER w",
+        "distinct": "count(raw) OVER w",  # an upper bound: window functions cannot count distinct
+    }[rule["attribute"]]
+    window = timedelta(minutes=rule["window_minutes"]) - timedelta(microseconds=1)  # (t - W, t]
+    sql = f"""
+        WITH e AS (
+            SELECT user_id, event_time, attributes ->> %(prop)s AS raw,
+                   CASE WHEN jsonb_typeof(attributes -> %(prop)s) = 'number'
+                        THEN (attributes ->> %(prop)s)::numeric END AS v
+            FROM segments_event
+            WHERE event_type = %(type)s AND event_time > %(since)s AND event_time <= %(now)s
+        ), m AS (
+            SELECT user_id, event_time, {metric} AS metric,
+                   max(event_time) OVER (PARTITION BY user_id) AS last_time
+            FROM e WINDOW w AS (PARTITION BY user_id ORDER BY event_time RANGE BETWEEN %(window)s PRECEDING AND CURRENT ROW)
+        )
+        SELECT count(DISTINCT user_id) FILTER (WHERE metric {op} %(value)s),
+               count(*) FILTER (WHERE metric {op} %(value)s),
+               count(DISTINCT user_id),
+               count(*)
+        FROM m
+    """
+    params: dict[str, Any] = {
+        "prop": rule.get("property") or "value",
+        "type": rule["event_type"],
+        "since": when - timedelta(days=days),
+        "now": when,
+        "window": window,
+        "value": Decimal(rule["value"]),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        matched, instants, users, events = cursor.fetchone()
+        cursor.execute(
+            f"""
+            SELECT count(*) FROM (
+                SELECT user_id, {metric.replace(" OVER w", "")} AS metric
+                FROM (
+                    SELECT user_id, attributes ->> %(prop)s AS raw,
+                           CASE WHEN jsonb_typeof(attributes -> %(prop)s) = 'number'
+                                THEN (attributes ->> %(prop)s)::numeric END AS v
+                    FROM segments_event
+                    WHERE event_type = %(type)s AND event_time > %(now)s - %(window_full)s AND event_time <= %(now)s
+                ) e GROUP BY user_id
+            ) u WHERE metric {op} %(value)s
+            """.replace("count(raw)", "count(DISTINCT raw)"),
+            {**params, "window_full": timedelta(minutes=rule["window_minutes"])},  # type: ignore[dict-item]
+        )
+        holding_now = cursor.fetchone()[0]
+    return {
+        "days": days,
+        "users_with_events": users,
+        "events": events,
+        "users_matched": matched,
+        "matching_instants": instants,
+        "holding_now": holding_now,
+    }
+
+
+def campaign_analytics(campaign: TriggerCampaign | None = None) -> list[dict[str, Any]]:
+    rows = Send.objects.all()
+    if campaign is not None:
+        rows = rows.filter(campaign=campaign)
+    out = rows.values("channel").annotate(
+        total=Count("id"),
+        sent=Count("id", filter=Q(status=Send.Status.SENT)),
+        failed=Count("id", filter=Q(status=Send.Status.FAILED)),
+        skipped=Count("id", filter=Q(status=Send.Status.SKIPPED)),
+        pending=Count("id", filter=Q(status=Send.Status.PENDING)),
+    )
+    return sorted((dict(row) for row in out), key=lambda r: r["channel"])
+
+
+def user_history(user_id: str) -> QuerySet[Transition]:
+    return Transition.objects.filter(user_id=user_id).select_related("segment").order_by("-id")

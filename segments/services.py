@@ -1,0 +1,507 @@
+"""Segment writes: definitions, ingestion, profiles, trigger campaigns. Each write is audited."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from p360.core.audit.services import record
+from segments import events as events_mod
+from segments import rules as rules_mod
+from segments.evaluator import Outcome, evaluate_derived_for, evaluate_events, evaluate_pairs
+from segments.models import (
+    BUILTIN_EVENT_TYPES,
+    EventType,
+    Membership,
+    Segment,
+    SegmentDependency,
+    SegmentVersion,
+    Transition,
+    TriggerCampaign,
+    UserProfile,
+    WindowState,
+)
+from segments.triggers import org_settings
+
+MAX_EXPRESSION_DEPTH = 8
+MAX_EXPRESSION_NODES = 200
+
+
+class SegmentError(ValueError):
+    """Bad input for a segment; `code` and `field` go into the API's error body."""
+
+    def __init__(self, message: str, *, code: str = "invalid", field: str = "", status: int = 400, **extra: Any):
+        super().__init__(message)
+        self.code = code
+        self.field = field
+        self.status = status
+        self.extra = extra
+
+
+def _org() -> Any:
+    """The organisation whose schema is in use (commands and tasks enter it without a real tenant object)."""
+    from tenants.models import Organization
+
+    tenant = getattr(connection, "tenant", None)
+    if isinstance(tenant, Organization):
+        return tenant
+    return Organization.objects.filter(schema_name=connection.schema_name).first()  # type: ignore[attr-defined]
+
+
+# --- Definitions ---------------------------------------------------------------------------------
+
+
+def _clean_rule(rule: Any) -> dict[str, Any]:
+    if not isinstance(rule, dict):
+        raise SegmentError("rule must be an object", field="rule")
+    data = {
+        {"eventType": "event_type", "windowMinutes": "window_minutes"}.get(key, key): value
+        for key, value in rule.items()
+    }
+    event_type = data.get("event_type")
+    types = events_mod.allowed_event_types()
+    if not isinstance(event_type, str) or event_type not in types:
+        raise SegmentError(f"rule.event_type must be one of {', '.join(sorted(types))}", field="rule.event_type")
+    attribute = str(data.get("attribute", "")).lower()
+    if attribute not in Segment.Attribute.values:
+        raise SegmentError(
+            f"rule.attribute must be one of {', '.join(Segment.Attribute.values)}", field="rule.attribute"
+        )
+    operator = str(data.get("operator", "")).lower()
+    if operator not in Segment.Operator.values:
+        raise SegmentError(f"rule.operator must be one of {', '.join(Segment.Operator.values)}", field="rule.operator")
+    raw_value = data.get("value")
+    if isinstance(raw_value, bool) or not isinstance(raw_value, int | float | str):
+        raise SegmentError("rule.value must be a number", field="rule.value")
+    try:
+        value = Decimal(str(raw_value))
+    except InvalidOperation as exc:
+        raise SegmentError("rule.value must be a number", field="rule.value") from exc
+    if not value.is_finite() or abs(value) >= Decimal("1e15"):
+        raise SegmentError("rule.value must be a finite number below 1e15", field="rule.value")
+    window = data.get("window_minutes")
+    if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= 1440:
+        raise SegmentError("rule.window_minutes must be a whole number from 1 to 1440", field="rule.window_minutes")
+    prop = data.get("property") or "value"
+    if not isinstance(prop, str) or len(prop) > 100:
+        raise SegmentError("rule.property must be an attribute name", field="rule.property")
+    if attribute == "count":
+        prop = "value"
+    return {
+        "event_type": event_type,
+        "attribute": attribute,
+        "property": prop,
+        "operator": operator,
+        "value": value,
+        "window_minutes": window,
+    }
+
+
+def _clean_expression(expression: Any, depth: int = 0, counter: list[int] | None = None) -> dict[str, Any]:
+    counter = counter if counter is not None else [0]
+    counter[0] += 1
+    if depth > MAX_EXPRESSION_DEPTH or counter[0] > MAX_EXPRESSION_NODES:
+        raise SegmentError("expression is too deep or too large", field="expression")
+    if not isinstance(expression, dict):
+        raise SegmentError("expression must be an object", field="expression")
+    op = str(expression.get("op", "")).lower()
+    if op not in ("and", "or", "not"):
+        raise SegmentError("expression.op must be and, or or not", field="expression.op")
+    children = expression.get("children")
+    if not isinstance(children, list) or not children:
+        raise SegmentError("expression.children must be a non-empty list", field="expression.children")
+    if op == "not" and len(children) != 1:
+        raise SegmentError("not takes exactly one child", field="expression.children")
+    cleaned: list[dict[str, Any]] = []
+    for child in children:
+        if isinstance(child, dict) and "segment" in child:
+            ref = child["segment"]
+            if isinstance(ref, bool) or not isinstance(ref, int | str) or not str(ref).isdigit() or len(str(ref)) > 18:
+                raise SegmentError("a child's segment must be a segment id", field="expression.children")
+            cleaned.append({"segment": int(ref)})
+        else:
+            cleaned.append(_clean_expression(child, depth + 1, counter))
+    return {"op": op, "children": cleaned}
+
+
+def _check_references(expression: dict[str, Any], segment_id: int | None) -> set[int]:
+    children = rules_mod.expression_children(expression)
+    known = set(Segment.objects.filter(pk__in=children).values_list("pk", flat=True))
+    unknown = sorted(children - known)
+    if unknown:
+        raise SegmentError(f"unknown segment {unknown[0]}", code="unknown_segment", field="expression", unknown=unknown)
+    if segment_id is not None:
+        # A cycle: the new expression reaches back to this segment through other derived segments.
+        seen: set[int] = set()
+        frontier = set(children)
+        while frontier:
+            if segment_id in frontier:
+                raise SegmentError(
+                    "the expression refers back to this segment (a cycle)", code="cycle", field="expression"
+                )
+            seen |= frontier
+            frontier = (
+                set(SegmentDependency.objects.filter(derived_id__in=frontier).values_list("child_id", flat=True)) - seen
+            )
+    return children
+
+
+def definition_of(segment: Segment) -> dict[str, Any]:
+    if segment.kind == Segment.Kind.INDEPENDENT:
+        return {
+            "type": "independent",
+            "rule": {
+                "event_type": segment.event_type,
+                "attribute": segment.attribute,
+                "property": segment.property or "value",
+                "operator": segment.operator,
+                "value": float(segment.value) if segment.value is not None else None,
+                "window_minutes": segment.window_minutes,
+            },
+        }
+    return {"type": "derived", "expression": segment.expression}
+
+
+def _apply_definition(segment: Segment, data: dict[str, Any]) -> set[int]:
+    kind = str(data.get("type", segment.kind or "")).lower()
+    if kind not in Segment.Kind.values:
+        raise SegmentError("type must be independent or derived", field="type")
+    segment.kind = kind
+    if kind == Segment.Kind.INDEPENDENT:
+        if "rule" not in data and segment.pk:
+            return set()
+        rule = _clean_rule(data.get("rule"))
+        for key, value in rule.items():
+            setattr(segment, key, value)
+        segment.expression = None
+        return set()
+    if "expression" not in data and segment.pk:
+        return set(segment.dependencies.values_list("child_id", flat=True))
+    expression = _clean_expression(data.get("expression"))
+    children = _check_references(expression, segment.pk)
+    segment.expression = expression
+    segment.event_type = segment.attribute = segment.operator = segment.property = ""
+    segment.value = segment.window_minutes = None
+    return children
+
+
+def _clean_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip() or len(name.strip()) > 200:
+        raise SegmentError("name is required (at most 200 characters)", field="name")
+    return name.strip()
+
+
+def _save_version(segment: Segment, actor: Any) -> None:
+    SegmentVersion.objects.create(
+        segment=segment,
+        version=segment.version,
+        definition=definition_of(segment),
+        created_by_email=getattr(actor, "email", "") or "",
+    )
+
+
+@transaction.atomic
+def segment_create(*, data: dict[str, Any], actor: Any) -> Segment:
+    name = _clean_name(data.get("name"))
+    if Segment.objects.filter(name=name).exists():
+        raise SegmentError(f"a segment named {name!r} exists", code="duplicate", field="name")
+    segment = Segment(name=name, description=str(data.get("description") or "")[:5000])
+    if "active" in data:
+        segment.active = bool(data["active"])
+    children = _apply_definition(segment, data)
+    segment.save()
+    SegmentDependency.objects.bulk_create([SegmentDependency(derived=segment, child_id=c) for c in children])
+    _save_version(segment, actor)
+    record(action="segment.created", actor=actor, org=_org(), entity=segment, after=definition_of(segment))
+    return segment
+
+
+@transaction.atomic
+def segment_update(*, segment: Segment, data: dict[str, Any], actor: Any) -> Segment:
+    """Change name, description, active or the definition (a new version; members are re-evaluated)."""
+    segment = Segment.objects.select_for_update().get(pk=segment.pk)
+    before = {**definition_of(segment), "active": segment.active, "version": segment.version}
+    if "name" in data:
+        name = _clean_name(data["name"])
+        if Segment.objects.filter(name=name).exclude(pk=segment.pk).exists():
+            raise SegmentError(f"a segment named {name!r} exists", code="duplicate", field="name")
+        segment.name = name
+    if "description" in data:
+        segment.description = str(data["description"] or "")[:5000]
+    definition_changed = False
+    if "type" in data or "rule" in data or "expression" in data:
+        old = definition_of(segment)
+        children = _apply_definition(segment, data)
+        definition_changed = definition_of(segment) != old
+        if definition_changed:
+            segment.version += 1
+            SegmentDependency.objects.filter(derived=segment).delete()
+            SegmentDependency.objects.bulk_create([SegmentDependency(derived=segment, child_id=c) for c in children])
+    deactivated = False
+    if "active" in data:
+        if not isinstance(data["active"], bool):
+            raise SegmentError("active must be true or false", field="active")
+        deactivated = segment.active and not data["active"]
+        segment.active = data["active"]
+    segment.updated_at = timezone.now()
+    segment.save()
+    if definition_changed:
+        _save_version(segment, actor)
+    if deactivated or definition_changed:
+        _exit_all(segment, reason="segment deactivated" if deactivated else f"definition changed to v{segment.version}")
+    record(
+        action="segment.updated",
+        actor=actor,
+        org=_org(),
+        entity=segment,
+        before=before,
+        after={**definition_of(segment), "active": segment.active, "version": segment.version},
+    )
+    return segment
+
+
+def _exit_all(segment: Segment, *, reason: str) -> int:
+    """Close every current stay in the segment (deactivation or a new definition); ledger rows appended.
+
+    A changed definition then re-enters the users it holds for at the next event or timer; the window
+    states are reset to "due now" so the timer job re-evaluates them promptly.
+    """
+    now = timezone.now()
+    members = list(Membership.objects.filter(segment=segment))
+    Transition.objects.bulk_create(
+        [
+            Transition(
+                segment=segment,
+                user_id=m.user_id,
+                kind=Transition.Kind.EXIT,
+                entered_at=m.entered_at,
+                exited_at=now,
+                rule_version=m.rule_version,
+                reason=reason,
+                recorded_at=now,
+            )
+            for m in members
+        ],
+        batch_size=5000,
+    )
+    Membership.objects.filter(segment=segment).delete()
+    if segment.active:
+        WindowState.objects.filter(segment=segment).update(due_at=now)
+    else:
+        WindowState.objects.filter(segment=segment).delete()
+    return len(members)
+
+
+@transaction.atomic
+def segment_delete(*, segment: Segment, actor: Any) -> None:
+    dependents = list(
+        Segment.objects.filter(dependencies__child=segment).order_by("name").values("id", "name").distinct()
+    )
+    if dependents:
+        names = ", ".join(f"{d['name']} (#{d['id']})" for d in dependents)
+        raise SegmentError(
+            f"derived segments depend on this segment: {names}",
+            code="has_dependents",
+            status=409,
+            dependents=dependents,
+        )
+    if segment.campaigns.exists():
+        names = ", ".join(segment.campaigns.values_list("name", flat=True))
+        raise SegmentError(f"trigger campaigns use this segment: {names}", code="has_campaigns", status=409)
+    before = {**definition_of(segment), "name": segment.name}
+    pk = segment.pk
+    segment.delete()
+    record(
+        action="segment.deleted", actor=actor, org=_org(), entity_type="segments.segment", entity_id=pk, before=before
+    )
+
+
+@transaction.atomic
+def event_type_create(*, name: str, description: str = "", actor: Any) -> EventType:
+    name = (name or "").strip()
+    if not name or len(name) > 64 or not name.replace("_", "").replace("-", "").isalnum():
+        raise SegmentError("an event type is 1-64 letters, digits, _ or -", field="name")
+    if name in BUILTIN_EVENT_TYPES or EventType.objects.filter(name=name).exists():
+        raise SegmentError(f"event type {name!r} exists", code="duplicate", field="name")
+    created = EventType.objects.create(name=name, description=description[:300])
+    record(action="segments.event_type.created", actor=actor, org=_org(), entity=created, after={"name": name})
+    return created
+
+
+# --- Ingestion -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Ingested:
+    result: events_mod.IngestResult
+    outcome: Outcome | None
+
+
+def runtime() -> str:
+    return str(getattr(settings, "SEGMENTS_RUNTIME", "embedded"))
+
+
+def ingest_events(*, raws: list[Any], now: datetime | None = None, evaluate: bool = True) -> Ingested:
+    """Validate, store (idempotent by event_id) and, on the embedded runtime, evaluate at once.
+
+    Evaluation runs after the events commit, in its own transactions, so a failure there never loses
+    an accepted event (the timer job and the next event re-evaluate the same pairs).
+    """
+    when = now or timezone.now()
+    conf = org_settings()
+    valid, rejected = events_mod.validate_batch(
+        raws, types=events_mod.allowed_event_types(), now=when, retention_days=conf.retention_days
+    )
+    result = events_mod.IngestResult(rejected=rejected)
+    if runtime() == "jetstream":
+        from segments.jetstream import publish_events
+
+        result.accepted, result.duplicates = publish_events(valid)
+        return Ingested(result, None)
+    with transaction.atomic():
+        fresh = events_mod.insert_events(valid)
+        touch_profiles(fresh)
+    result.accepted = len(fresh)
+    result.duplicates = len(valid) - len(fresh)
+    result.new_events = fresh
+    outcome = evaluate_events(fresh) if evaluate and fresh else None
+    return Ingested(result, outcome)
+
+
+def store_and_evaluate(events: list[events_mod.Event]) -> Outcome:
+    """The JetStream evaluator's step for one batch of one org: store (idempotent), then evaluate."""
+    with transaction.atomic():
+        fresh = events_mod.insert_events(events)
+        touch_profiles(fresh)
+    # Redelivered events are already stored: still evaluate them (evaluation is idempotent), so a
+    # crash between the store and the evaluation never loses a transition.
+    return evaluate_events(events)
+
+
+def touch_profiles(events: list[events_mod.Event]) -> None:
+    """Create the profiles of first-seen users and move last_active_at forward."""
+    if not events:
+        return
+    latest: dict[str, datetime] = {}
+    for event in events:
+        if event.user_id not in latest or event.event_time > latest[event.user_id]:
+            latest[event.user_id] = event.event_time
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO segments_userprofile (user_id, email, phone, device_tokens, attributes, created_at, "
+            "last_active_at) SELECT u, '', '', '[]'::jsonb, '{}'::jsonb, %s, t "
+            "FROM unnest(%s::text[], %s::timestamptz[]) AS x(u, t) ORDER BY u "
+            "ON CONFLICT (user_id) DO UPDATE SET last_active_at = "
+            "greatest(segments_userprofile.last_active_at, EXCLUDED.last_active_at)",
+            [now, list(latest), list(latest.values())],
+        )
+
+
+def run_retention(*, now: datetime | None = None, actor: Any = None) -> list[str]:
+    when = now or timezone.now()
+    days = org_settings().retention_days
+    cutoff = (when - timedelta(days=days)).date()
+    with transaction.atomic():
+        dropped = events_mod.drop_partitions_before(cutoff)
+    if dropped:
+        record(
+            action="segments.retention",
+            actor=actor,
+            org=_org(),
+            entity_type="segments.event",
+            after={"dropped": dropped, "cutoff": cutoff.isoformat()},
+        )
+    return dropped
+
+
+# --- Profiles ------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def profile_put(*, user_id: str, data: dict[str, Any], actor: Any) -> UserProfile:
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_email
+
+    if not user_id or len(user_id) > 200:
+        raise SegmentError("user id must be 1-200 characters", field="user_id")
+    profile, _ = UserProfile.objects.select_for_update().get_or_create(user_id=user_id)
+    before = {"email": profile.email, "phone": profile.phone, "attributes": profile.attributes}
+    if "email" in data:
+        email = str(data["email"] or "").strip()
+        if email:
+            try:
+                validate_email(email)
+            except ValidationError as exc:
+                raise SegmentError("email is not a valid address", field="email") from exc
+        profile.email = email
+    if "phone" in data:
+        phone = str(data["phone"] or "").strip()
+        if phone and not (phone.startswith("+") and phone[1:].isdigit() and 8 <= len(phone) <= 16):
+            raise SegmentError("phone must be E.164 (+ and 7-15 digits)", field="phone")
+        profile.phone = phone
+    for key in ("device_tokens", "deviceTokens"):
+        if key in data:
+            tokens = data[key]
+            if not isinstance(tokens, list) or not all(isinstance(t, str) and 0 < len(t) <= 4096 for t in tokens):
+                raise SegmentError("device_tokens must be a list of strings", field="device_tokens")
+            profile.device_tokens = tokens[:20]
+    if "attributes" in data:
+        if not isinstance(data["attributes"], dict):
+            raise SegmentError("attributes must be an object", field="attributes")
+        profile.attributes = data["attributes"]
+    profile.save()
+    record(
+        action="segments.profile.updated",
+        actor=actor,
+        org=_org(),
+        entity=profile,
+        before=before,
+        after={"email": profile.email, "phone": profile.phone, "attributes": profile.attributes},
+    )
+    return profile
+
+
+# --- Trigger campaigns ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def campaign_save(*, campaign: TriggerCampaign, actor: Any) -> TriggerCampaign:
+    if campaign.channel not in TriggerCampaign.Channel.values:
+        raise SegmentError("channel must be email, sms or push", field="channel")
+    if not campaign.template.strip():
+        raise SegmentError("template is required", field="template")
+    created = campaign.pk is None
+    campaign.save()
+    record(
+        action="segments.campaign.created" if created else "segments.campaign.updated",
+        actor=actor,
+        org=_org(),
+        entity=campaign,
+        after={"name": campaign.name, "status": campaign.status, "channel": campaign.channel},
+    )
+    return campaign
+
+
+def reevaluate_segment(segment: Segment, *, now: datetime | None = None) -> Outcome:
+    """Evaluate a new or changed segment for the users it can hold for, so it starts filled."""
+    if not segment.active:
+        return Outcome()
+    when = now or timezone.now()
+    if segment.kind == Segment.Kind.DERIVED:
+        users = set(Membership.objects.values_list("user_id", flat=True).distinct())
+        users |= set(WindowState.objects.values_list("user_id", flat=True).distinct())
+        return evaluate_derived_for(sorted(users), now=when)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT user_id FROM segments_event WHERE event_type = %s AND event_time > %s",
+            [segment.event_type, when - timedelta(minutes=segment.window_minutes or 1)],
+        )
+        recent = [row[0] for row in cursor.fetchall()]
+    return evaluate_pairs([(segment.pk, user) for user in recent], now=when)

@@ -1,0 +1,177 @@
+"""Marketer pages for event segments (under /o/<slug>/segments/).
+
+Live membership counts use Server-Sent Events: the updates only flow server -> browser, SSE is plain
+HTTP that the existing WSGI stack, proxies and the org middleware already handle (no ASGI server or
+Channels for WebSockets), and EventSource reconnects by itself. Each stream lives ~30 s and tells the
+browser to reconnect, so a WSGI worker is never held for long.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from django.contrib import messages
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from segments import selectors, services
+from segments.events import allowed_event_types
+from segments.models import Segment, Send, TriggerCampaign, UserProfile
+from segments.services import SegmentError, definition_of
+
+SSE_SECONDS = 30
+
+
+def _base(request: HttpRequest) -> str:
+    return f"/o/{request.org.slug}/segments/"  # type: ignore[attr-defined]
+
+
+def segment_list(request: HttpRequest) -> HttpResponse:
+    segments = list(Segment.objects.all())
+    counts = selectors.member_counts()
+    rows = [{"segment": s, "members": counts.get(s.pk, 0)} for s in segments]
+    return render(request, "segments/list.html", {"rows": rows, "base": _base(request)})
+
+
+def _form_data(post: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": post.get("name", ""),
+        "description": post.get("description", ""),
+        "type": post.get("type", "independent"),
+    }
+    if data["type"] == "derived":
+        try:
+            data["expression"] = json.loads(post.get("expression") or "null")
+        except ValueError as exc:
+            raise SegmentError(f"the expression is not valid JSON: {exc}", field="expression") from exc
+    else:
+
+        def number(name: str) -> Any:
+            raw = (post.get(name) or "").strip()
+            try:
+                return int(raw) if raw.lstrip("-").isdigit() else float(raw)
+            except ValueError:
+                return raw
+
+        data["rule"] = {
+            "event_type": post.get("event_type", ""),
+            "attribute": post.get("attribute", ""),
+            "property": post.get("property", "") or None,
+            "operator": post.get("operator", ""),
+            "value": number("value"),
+            "window_minutes": number("window_minutes"),
+        }
+    return data
+
+
+def segment_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    segment = get_object_or_404(Segment, pk=pk) if pk else None
+    error = ""
+    values: dict[str, Any] = {}
+    if segment is not None:
+        values = {"name": segment.name, "description": segment.description, **definition_of(segment)}
+    if request.method == "POST":
+        try:
+            data = _form_data(request.POST)
+            values = data
+            if segment is None:
+                segment = services.segment_create(data=data, actor=request.user)
+            else:
+                segment = services.segment_update(segment=segment, data=data, actor=request.user)
+            services.reevaluate_segment(segment)
+            messages.success(request, f"Segment “{segment.name}” saved (version {segment.version}).")
+            return redirect(f"{_base(request)}{segment.pk}/")
+        except SegmentError as exc:
+            error = str(exc)
+    context = {
+        "segment": segment,
+        "values": values,
+        "values_json": json.dumps(values, default=str),
+        "error": error,
+        "base": _base(request),
+        "api": f"/o/{request.org.slug}/api/v1/",  # type: ignore[attr-defined]
+        "event_types": sorted(allowed_event_types()),
+        "attributes": Segment.Attribute.choices,
+        "operators": Segment.Operator.choices,
+        "others": (Segment.objects.exclude(pk=segment.pk) if segment else Segment.objects.all()).order_by("name"),
+    }
+    return render(request, "segments/edit.html", context, status=400 if error else 200)
+
+
+def segment_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    segment = get_object_or_404(Segment, pk=pk)
+    context = {
+        "segment": segment,
+        "definition": json.dumps(definition_of(segment), indent=2),
+        "stats": selectors.statistics(segment),
+        "members": selectors.members(segment)[:50],
+        "history": selectors.history(segment)[:50],
+        "campaigns": segment.campaigns.all(),
+        "base": _base(request),
+        "api": f"/o/{request.org.slug}/api/v1/",  # type: ignore[attr-defined]
+    }
+    return render(request, "segments/detail.html", context)
+
+
+@require_POST
+def segment_toggle(request: HttpRequest, pk: int) -> HttpResponse:
+    segment = get_object_or_404(Segment, pk=pk)
+    segment = services.segment_update(segment=segment, data={"active": not segment.active}, actor=request.user)
+    if segment.active:
+        services.reevaluate_segment(segment)
+    messages.success(request, f"“{segment.name}” is now {'active' if segment.active else 'inactive'}.")
+    return redirect(f"{_base(request)}{segment.pk}/")
+
+
+def live_counts(request: HttpRequest) -> StreamingHttpResponse:
+    """SSE: `counts` events with {segment id: members} once a second, then `retry` and close."""
+    schema = connection.schema_name  # type: ignore[attr-defined]
+    seconds = min(SSE_SECONDS, max(1, int(request.GET.get("seconds", SSE_SECONDS) or SSE_SECONDS)))
+
+    def stream() -> Iterator[str]:
+        from django_tenants.utils import schema_context
+
+        yield "retry: 2000\n\n"
+        last: dict[int, int] | None = None
+        for _ in range(seconds):
+            with schema_context(schema):
+                counts = selectors.member_counts()
+            if counts != last:
+                yield f"event: counts\ndata: {json.dumps(counts)}\n\n"
+                last = counts
+            else:
+                yield ": keep-alive\n\n"
+            time.sleep(1)
+
+    response = StreamingHttpResponse(stream(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
+    return response
+
+
+def user_lookup(request: HttpRequest) -> HttpResponse:
+    query = (request.GET.get("q") or "").strip()[:200]
+    profile = UserProfile.objects.filter(user_id=query).first() if query else None
+    matches = list(UserProfile.objects.filter(user_id__istartswith=query).order_by("user_id")[:20]) if query else []
+    context = {
+        "query": query,
+        "profile": profile,
+        "matches": matches,
+        "segments": selectors.user_segments(query) if profile else [],
+        "history": selectors.user_history(query)[:50] if profile else [],
+        "base": _base(request),
+    }
+    return render(request, "segments/users.html", context)
+
+
+def campaigns(request: HttpRequest) -> HttpResponse:
+    rows = []
+    for campaign in TriggerCampaign.objects.select_related("segment").order_by("name"):
+        rows.append({"campaign": campaign, "analytics": selectors.campaign_analytics(campaign)})
+    sends = Send.objects.select_related("campaign").order_by("-id")[:100]
+    return render(request, "segments/campaigns.html", {"rows": rows, "sends": sends, "base": _base(request)})

@@ -1,0 +1,75 @@
+"""Helpers for the event segment tests: posting events and segments through the real API."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.test import Client
+
+_ids = itertools.count(1)
+
+
+def api(org: str = "acme") -> str:
+    return f"/o/{org}/api/v1"
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def ago(**kwargs: float) -> datetime:
+    return datetime.now(UTC) - timedelta(**kwargs)
+
+
+def event(user: str, event_type: str = "orders", when: datetime | None = None, **attributes: Any) -> dict[str, Any]:
+    return {
+        "event_id": f"e{next(_ids)}-{user}",
+        "user_id": user,
+        "event_type": event_type,
+        "timestamp": iso(when or ago(seconds=1)),
+        "attributes": attributes,
+    }
+
+
+def post_events(client: Client, events: list[dict[str, Any]] | dict[str, Any], org: str = "acme") -> Any:
+    body = events if isinstance(events, dict) else {"events": events}
+    return client.post(f"{api(org)}/events", body, content_type="application/json")
+
+
+def independent(
+    name: str,
+    event_type: str = "orders",
+    attribute: str = "count",
+    operator: str = "gt",
+    value: float = 2,
+    window: int = 60,
+    prop: str | None = None,
+) -> dict[str, Any]:
+    rule: dict[str, Any] = {
+        "event_type": event_type,
+        "attribute": attribute,
+        "operator": operator,
+        "value": value,
+        "window_minutes": window,
+    }
+    if prop:
+        rule["property"] = prop
+    return {"name": name, "type": "independent", "rule": rule}
+
+
+def create_segment(client: Client, body: dict[str, Any], org: str = "acme") -> Any:
+    return client.post(f"{api(org)}/segments", body, content_type="application/json")
+
+
+def user_segments(client: Client, user: str, org: str = "acme") -> list[str]:
+    response = client.get(f"{api(org)}/users/{user}/segments")
+    assert response.status_code == 200, response.content
+    return sorted(s["name"] for s in response.json()["segments"])
+
+
+def schema_of(slug: str) -> str:
+    from tenants.models import Organization
+
+    return Organization.objects.get(slug=slug).schema_name
