@@ -73,6 +73,9 @@ class BomboraApiStandIn:
                 pass
 
             def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+                # Recorded before answering: once the client has the answer it may retry at once, and the retry's
+                # handler thread must not record its call ahead of this one.
+                stand_in.calls.append((urlparse(self.path).path, status))
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
@@ -80,7 +83,6 @@ class BomboraApiStandIn:
                     self.send_header(key, value)
                 self.end_headers()
                 self.wfile.write(body)
-                stand_in.calls.append((urlparse(self.path).path, status))
 
             def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
                 self._send(status, json.dumps(body).encode(), "application/json", headers)

@@ -58,7 +58,7 @@ def test_campaign_manager_invites_marketer_who_accepts_sets_up_mfa_and_sees_only
         assert invitee.post("/accounts/2fa/totp/activate/", {"code": totp_code(secret)}).status_code == 302
     assert invitee.get("/o/acme/").status_code == 200
     assert invitee.get("/o/globex/").status_code == 404
-    assert invitee.get("/admin/").status_code == 302  # not staff: sent to sign in
+    assert invitee.get("/admin/").status_code == 403  # signed in, not staff: a clear 403 (no login loop)
     assert invitee.get("/orgs/").status_code == 200
     # The link was single use.
     reused = Client().get(link)
