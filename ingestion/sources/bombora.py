@@ -1,7 +1,7 @@
 """A Bombora ingestion run: fetch the file (upload or S3 pickup), load it with bombora.loader, finish the run.
 
-The loading itself (parsing, staging, the partition swap) is Bombora's (bombora/loader.py); the run, its quarantine
-and its audit row are ingestion's.
+The loading itself (parsing, staging, the partition swap) is Bombora's (bombora/loader.py and the modules it
+names); the run, its quarantine and its audit row are ingestion's.
 """
 
 from __future__ import annotations
@@ -12,19 +12,19 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.db import transaction
 
-from bombora.loader import (
+from bombora.layout import week_from_name
+from bombora.loader import Loader
+from bombora.models import BomboraWeek
+from bombora.staging import (
     MAX_QUARANTINE_STORED,
-    Loader,
-    check_not_too_old,
     drop_orphan_staging,
+    drop_staging,
     hold_run_lock,
     release_run_lock,
     staging_name,
-    swap_in,
-    week_from_name,
 )
-from bombora.models import BomboraWeek
 from bombora.store import week_of
+from bombora.swap import check_not_too_old, swap_in
 from ingestion import etl
 from ingestion.models import IngestionRun, RunStatus
 from ingestion.services import SourceError, _finish, stored_file
@@ -91,7 +91,7 @@ def _load_and_swap(run: IngestionRun, ctx: JobContext | None, week: dt.date | No
                 ),
             )
     except BaseException:
-        Loader._drop(staging_name(run.pk))
+        drop_staging(staging_name(run.pk))
         raise
     if ctx:
         ctx.progress(1, 1, rows_loaded=stats.loaded, rows_quarantined=stats.quarantined)

@@ -261,7 +261,7 @@ def test_orphan_cleanup_spares_a_load_in_progress():
     import psycopg
     from django.db import connection
 
-    from bombora.loader import LOCK_CLASS, drop_orphan_staging, staging_name
+    from bombora.staging import LOCK_CLASS, drop_orphan_staging, staging_name
 
     cfg = connection.settings_dict
     with connection.cursor() as cursor:

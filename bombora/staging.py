@@ -1,0 +1,188 @@
+"""Staging a Bombora load: topic ids, the load's counters, the staging tables `{TABLE}_load_<run>` (and `_d`, the
+per-domain summary) with the run's advisory lock that keeps them alive, and the COPY of validated rows into them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+import re
+from dataclasses import dataclass, field
+
+import polars as pl
+from django.db import connection
+
+from bombora.models import BomboraTopic
+from bombora.store import QUALIFIED, SURGE_THRESHOLD, TABLE
+
+logger = logging.getLogger(__name__)
+
+STAGING_PREFIX = f"{TABLE}_load_"
+MAX_QUARANTINE_STORED = 100_000  # every bad row is counted; the first ones are kept with line and reason
+
+
+class Topics:
+    """Topic name (case-insensitive) -> id; new topics are created as they appear (committed: ids feed the COPY)."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {n.lower(): i for n, i in BomboraTopic.objects.values_list("name", "id")}
+        self.seen: set[int] = set()
+
+    def resolve(self, names: pl.DataFrame) -> pl.DataFrame:
+        """names (topic, category) -> frame (topic as written, topic_id); case variants map to one topic."""
+        # A block has a few thousand distinct spellings at most: work on those, never on every row.
+        spelled = names.unique(subset="topic", keep="first", maintain_order=True)
+        spelled = spelled.with_columns(pl.col("topic").str.to_lowercase().alias("key"))
+        unique = spelled.unique(subset="key", keep="first", maintain_order=True).select("key", "topic", "category")
+        new = [(t, c) for k, t, c in unique.iter_rows() if k not in self.ids]
+        if new:
+            with connection.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO public.ingestion_bomboratopic (name, category) VALUES (%s, %s) "
+                    "ON CONFLICT ((lower(name))) DO NOTHING",
+                    new,
+                )
+            keys = [t.lower() for t, _ in new]
+            for name, pk in BomboraTopic.objects.filter(name__in=[t for t, _ in new]).values_list("name", "id"):
+                self.ids[name.lower()] = pk
+            missing = [k for k in keys if k not in self.ids]
+            if missing:  # a case variant created by another load: look it up case-insensitively
+                for key in missing:
+                    topic = BomboraTopic.objects.filter(name__iexact=key).first()
+                    if topic is not None:
+                        self.ids[key] = topic.pk
+        mapping = pl.DataFrame(
+            {"key": list(self.ids), "topic_id": list(self.ids.values())},
+            schema={"key": pl.String, "topic_id": pl.Int32},
+        )
+        resolved = spelled.join(mapping, on="key", how="left").select("topic", "topic_id")
+        self.seen.update(int(t) for t in resolved["topic_id"].drop_nulls().to_list())
+        return resolved
+
+
+@dataclass
+class LoadStats:
+    rows_read: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    loaded: int = 0
+    domains: int = 0
+    surging: int = 0
+    sorted_by_domain: bool = True
+    last_domain: str | None = None
+    bad: list[tuple[int, str, str]] = field(default_factory=list)
+
+    def add_bad(self, bad: list[tuple[int, str, str]]) -> None:
+        self.quarantined += len(bad)
+        room = MAX_QUARANTINE_STORED - len(self.bad)
+        if room > 0:
+            self.bad.extend(bad[:room])
+
+
+def staging_name(run_id: int) -> str:
+    return f"{STAGING_PREFIX}{run_id}"
+
+
+LOCK_CLASS = 53_005  # advisory lock namespace of Bombora loads: (LOCK_CLASS, run id), held while a run loads
+
+
+def hold_run_lock(run_id: int) -> None:
+    """Mark this run's staging tables as alive: a session lock, released on unlock or when the process dies."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [LOCK_CLASS, run_id])
+
+
+def release_run_lock(run_id: int) -> None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_CLASS, run_id])
+    except Exception:  # a lost connection released it already
+        logger.warning("could not release the Bombora load lock of run %s", run_id, exc_info=True)
+
+
+def drop_orphan_staging(keep_run: int | None = None) -> None:
+    """Staging tables whose run holds no load lock (its worker died) are dropped; live loads are left alone."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE %s",
+            [STAGING_PREFIX.replace("_", r"\_") + "%"],
+        )
+        names = [row[0] for row in cursor.fetchall()]
+        for name in names:
+            match = re.match(r"[0-9]+", name.removeprefix(STAGING_PREFIX))  # <run>, <run>_d, <run>_m
+            run_id = int(match[0]) if match else None
+            if run_id == keep_run:
+                continue
+            if run_id is not None:
+                cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_CLASS, run_id])
+                if not cursor.fetchone()[0]:
+                    continue  # another worker is loading it right now
+            cursor.execute(f"DROP TABLE IF EXISTS public.{name}")
+            if run_id is not None:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_CLASS, run_id])
+
+
+def create_staging(name: str, week: dt.date, like: str = QUALIFIED) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS public.{name}")
+        cursor.execute(f"CREATE TABLE public.{name} (LIKE {like} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+        # The partition bound as a CHECK: ATTACH then skips its validation scan.
+        cursor.execute(
+            f"ALTER TABLE public.{name} ALTER COLUMN week SET DEFAULT DATE '{week.isoformat()}', "
+            f"ADD CONSTRAINT {name}_week CHECK (week = DATE '{week.isoformat()}')"
+        )
+        cursor.execute(f"ALTER TABLE public.{name} SET (autovacuum_enabled = false)")
+
+
+SCORE_COLUMNS = ("domain", "topic_id", "score")
+OPTIONAL_COLUMNS = ("volume", "surging")  # issue 18: only when the file carries them (NULL otherwise)
+DOMAIN_COLUMNS = ("domain", "topics", "surging", "max_score")
+
+
+def copy_rows(name: str, rows: pl.DataFrame, columns: tuple[str, ...] = SCORE_COLUMNS) -> None:
+    """COPY the columns (CSV made by polars); the week is the table's default."""
+    if rows.is_empty():
+        return
+    if columns == SCORE_COLUMNS:
+        columns = (*columns, *(c for c in OPTIONAL_COLUMNS if c in rows.columns))
+    buffer = io.BytesIO()
+    rows.select(columns).write_csv(buffer, include_header=False)
+    view = buffer.getbuffer()
+    with (
+        connection.cursor() as cursor,
+        cursor.copy(  # type: ignore[attr-defined]
+            f"COPY public.{name} ({', '.join(columns)}) FROM STDIN (FORMAT csv)"
+        ) as copy,
+    ):
+        for start in range(0, len(view), 1 << 20):
+            copy.write(view[start : start + (1 << 20)])
+
+
+def domain_summary(rows: pl.DataFrame) -> pl.DataFrame:
+    return rows.group_by("domain").agg(
+        pl.len().alias("topics"),
+        (pl.col("score") >= SURGE_THRESHOLD).sum().alias("surging"),
+        pl.col("score").max().alias("max_score"),
+    )
+
+
+def merge_duplicates(rows: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """Duplicate (domain, topic_id) rows merged keeping the highest score; returns (rows, duplicates)."""
+    # A hash per key is cheap; a collision only sends us to the exact merge below, never skips it.
+    keys = rows.select((pl.col("domain").hash(seed=7) ^ pl.col("topic_id").hash(seed=11)).n_unique()).item()
+    if keys == rows.height:
+        return rows, 0
+    extras = [pl.col(c).max() for c in OPTIONAL_COLUMNS if c in rows.columns]  # surging: true if any row says so
+    merged = rows.group_by("domain", "topic_id", maintain_order=True).agg(pl.col("score").max(), *extras)
+    return merged, rows.height - merged.height
+
+
+def drop_staging(table: str) -> None:
+    """Drop a run's staging tables (the load failed or the swap did not commit); never raises."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS public.{table}")
+            cursor.execute(f"DROP TABLE IF EXISTS public.{table}_m")
+            cursor.execute(f"DROP TABLE IF EXISTS public.{table}_d")
+    except Exception:  # the connection may be gone (that is why we are here): the next run cleans up
+        logger.warning("could not drop Bombora staging table %s", table, exc_info=True)
