@@ -98,7 +98,7 @@ def test_audience_page_shows_the_activation_panel_registered_by_activation(
 ) -> None:
     from p360.core import registry
 
-    assert [p.key for p in registry.audience_panels()] == ["activation"]
+    assert "activation" in [p.key for p in registry.audience_panels()]
     with schema_context(acme.schema_name):
         audience = make_imported("Panel people", [person(i) for i in range(5)])
         _s3_dest("Panel S3", [audience])
