@@ -1,5 +1,6 @@
 """What activation contributes to the project layer (org admin navigation, global dashboard card and KPI, cron
-schedules). Imported from ActivationConfig.ready(); see p360/core/registry.py.
+schedules) and to the audience page (its Activation panel). Imported from ActivationConfig.ready(); see
+p360/core/registry.py.
 """
 
 from __future__ import annotations
@@ -9,8 +10,11 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
+from django.template.loader import render_to_string
 
 from activation.admin_ui import cross_org_deliveries, deliveries_kpi
+from activation.selectors import audience_activation, audience_usages
+from audiences.insights.usage import register_usage_provider
 from p360.core import registry
 from tenants.access import orgs_visible_to
 
@@ -54,3 +58,21 @@ for name, func, setting in (
     ("p360: ICP seed refresh", "activation.jobs.start_icp_seed_refresh", "P360_ICP_SEED_CRON"),
 ):
     registry.register_schedule(name=name, func=func, cron=_cron(setting))
+
+
+def _audience_panel(request: HttpRequest | None, audience: Any) -> str:
+    """The audience page's Activation panel (issue 12): match rate, destinations, last and next delivery."""
+    data = audience_activation(audience)
+    org = getattr(request, "org", None)
+    context = {
+        "a": data,
+        "match_percent": f"{100 * data['match_rate']:.1f}%",
+        "admin_base": f"/o/{org.slug}/admin/activation/" if org is not None else "",
+    }
+    return render_to_string("activation/_panel.html", context, request=request)
+
+
+registry.register_audience_panel(key="activation", order=100, render=_audience_panel)
+
+# the audience's lineage ("used by"): destinations, deliveries, TTD segments, ICP seed
+register_usage_provider("activation", audience_usages)

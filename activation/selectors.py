@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Count
+
 from activation.delivery import next_delivery_at
+from activation.exports import segment_id
 from activation.identities import match_stats
-from activation.models import Delivery, DeliveryStatus, Destination, IcpSeed
+from activation.models import Delivery, DeliveryStatus, Destination, IcpSeed, TtdMember, TtdMemberStatus
 from activation.services import config, destination_snapshot
+from activation.ttd import NAME_MAX
+from audiences.insights.usage import Usage
 from audiences.models import Audience
 
 
@@ -103,3 +108,56 @@ def audience_activation(audience: Audience) -> dict[str, Any]:
         else None,
         "delivery_enabled": config().enabled,
     }
+
+
+def audience_usages(audience: Audience) -> list[Usage]:
+    """Where activation uses the audience, for its lineage (`audiences.insights.usage`, registered from
+    activation/registrations.py): the destinations carrying it, their latest real deliveries, its TTD segments
+    and its ICP seed.
+
+    A delivery is listed when its destination carries the audience now; the ledger keeps the destination, not
+    which audiences it carried at the time."""
+    destinations = list(Destination.objects.filter(audiences=audience).order_by("name"))
+    found = [
+        Usage(
+            kind="destination", id=d.pk, name=d.name, detail=d.get_kind_display() + ("" if d.enabled else ", disabled")
+        )
+        for d in destinations
+    ]
+    deliveries = (
+        Delivery.objects.filter(destination__in=destinations, dry_run=False)
+        .exclude(status=DeliveryStatus.PENDING)
+        .select_related("destination")
+        .order_by("-created_at", "-pk")[:20]
+    )
+    found += [
+        Usage(
+            kind="delivery",
+            id=d.pk,
+            name=f"Delivery #{d.pk} to {d.destination.name}",
+            detail=f"{d.get_status_display()}, {d.rows:,} rows, {d.created_at:%Y-%m-%d %H:%M}",
+        )
+        for d in deliveries
+    ]
+    segment = segment_id(audience)[:NAME_MAX]
+    segments = (
+        TtdMember.objects.filter(segment=segment, status=TtdMemberStatus.SENT)
+        .values("destination_id", "destination__name")
+        .annotate(members=Count("pk"))
+        .order_by("destination__name")
+    )
+    found += [
+        Usage(
+            kind="ttd_segment",
+            id=f"{s['destination_id']}:{segment}",
+            name=segment,
+            detail=f"{s['members']:,} UID2s in the segment at {s['destination__name']}",
+        )
+        for s in segments
+    ]
+    seed = IcpSeed.objects.filter(audience=audience).select_related("destination").first()
+    if seed is not None:
+        exported = f", exported {seed.last_exported_at:%Y-%m-%d}" if seed.last_exported_at else ", not exported yet"
+        found.append(Usage(kind="icp_seed", id=seed.pk, name=seed.name,
+                           detail=f"{seed.ids:,} ids to {seed.destination.name}{exported}"))  # fmt: skip
+    return found

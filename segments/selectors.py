@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -11,6 +13,7 @@ from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
+from p360.core.exports import neutralise
 from segments.models import Membership, Segment, Send, Transition, TriggerCampaign, UserProfile
 
 SQL_OPERATORS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "=", "neq": "<>"}
@@ -41,26 +44,34 @@ def members(segment: Segment) -> QuerySet[Membership]:
     return Membership.objects.filter(segment=segment).order_by("user_id")
 
 
-def iter_members_csv(segment: Segment) -> Iterator[str]:
-    """Streamed: the generator runs after the view returned, so it re-enters the org's schema itself."""
-    return _members_csv(segment, connection.schema_name)  # type: ignore[attr-defined]
+def iter_members_csv(segment: Segment, *, for_people: bool = False) -> Iterator[str]:
+    """The members as CSV, streamed: the generator runs after the view returned, so it re-enters the org's schema
+    itself.
+
+    The API's file is a machine file: every user id exactly as stored (docs/trust.md). `for_people` (the segment
+    page's download) applies the people's CSV rule of `p360.core.exports`: an id a spreadsheet would evaluate
+    (`=`, `+`, `-`, `@`, tab or CR, not a plain number) gets a leading `'`."""
+    return _members_csv(segment, connection.schema_name, for_people=for_people)  # type: ignore[attr-defined]
 
 
-def _members_csv(segment: Segment, schema: str) -> Iterator[str]:
+def _members_csv(segment: Segment, schema: str, *, for_people: bool) -> Iterator[str]:
     from django_tenants.utils import schema_context
 
-    yield "user_id,entered_at,rule_version\r\n"
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")  # quotes only what CSV needs (commas, quotes, newlines)
+    writer.writerow(["user_id", "entered_at", "rule_version"])
+    yield buffer.getvalue()
     with schema_context(schema), connection.cursor() as cursor:
         cursor.execute(
             "SELECT user_id, entered_at, rule_version FROM segments_membership WHERE segment_id = %s ORDER BY user_id",
             [segment.pk],
         )
         while rows := cursor.fetchmany(5000):
+            buffer.seek(0)
+            buffer.truncate()
             for user_id, entered_at, version in rows:
-                safe = user_id.replace('"', '""')
-                if safe[:1] in ("=", "+", "-", "@"):  # spreadsheet formula injection
-                    safe = "'" + safe
-                yield f'"{safe}",{entered_at.isoformat()},{version}\r\n'
+                writer.writerow([neutralise(user_id) if for_people else user_id, entered_at.isoformat(), version])
+            yield buffer.getvalue()
 
 
 def history(segment: Segment, user_id: str | None = None) -> QuerySet[Transition]:

@@ -13,4 +13,5 @@ urlpatterns = [
     path("<int:pk>/", views.segment_detail, name="segments-detail-page"),
     path("<int:pk>/edit/", views.segment_edit, name="segments-edit"),
     path("<int:pk>/toggle/", views.segment_toggle, name="segments-toggle"),
+    path("<int:pk>/members.csv", views.members_download, name="segments-members-download"),
 ]

@@ -19,6 +19,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from p360.core.audit.services import record
 from segments import selectors, services
 from segments.events import allowed_event_types
 from segments.models import Segment, Send, TriggerCampaign, UserProfile
@@ -116,6 +117,18 @@ def segment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "api": f"/o/{request.org.slug}/api/v1/",  # type: ignore[attr-defined]
     }
     return render(request, "segments/detail.html", context)
+
+
+def members_download(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+    """The segment page's "Members CSV": a file people open, so formula-looking user ids are neutralised
+    (p360.core.exports); the API's `members?format=csv` is the machine file with exact values."""
+    segment = get_object_or_404(Segment, pk=pk)
+    record(action="segment.exported", actor=request.user, org=request.org, entity=segment, after={"format": "csv"})  # type: ignore[arg-type,attr-defined]
+    response = StreamingHttpResponse(
+        selectors.iter_members_csv(segment, for_people=True), content_type="text/csv; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="segment-{segment.pk}-members.csv"'
+    return response
 
 
 @require_POST

@@ -4,7 +4,7 @@ Other apps declare their usages through a small registry instead of this module 
 
     from audiences.insights.usage import Usage, register_usage_provider
 
-    def deliveries(audience):               # e.g. in activation/apps.py ready()
+    def deliveries(audience):               # e.g. activation/registrations.py (from ActivationConfig.ready())
         return [Usage(kind="delivery", id=d.pk, name=str(d), url=f"...", detail="LiveRamp, 3 days ago")
                 for d in Delivery.objects.filter(audience=audience)]
 

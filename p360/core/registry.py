@@ -1,5 +1,5 @@
 """What each app contributes to the project layer: admin navigation, dashboard tiles, schedules, demo data,
-retention steps.
+retention steps; and what a higher app shows on a lower app's page (audience-page panels).
 
 The project layer (p360/admin_ui.py, p360/core/jobs/schedules.py, p360/demo.py) iterates these registries
 and never imports a domain app. An app registers its entries from its ``AppConfig.ready()``, like the
@@ -98,11 +98,24 @@ class RetentionStep:
     orgless: bool = False
 
 
+@dataclass(frozen=True)
+class AudiencePanel:
+    """A section a higher app adds to the audience page (`templates/audiences/detail.html`), so audiences never
+    loads that app's template tags: `render(request, audience)` returns safe HTML (e.g. `render_to_string`).
+
+    Panels are shown in `order` below the page's own sections; with none registered the page has none."""
+
+    key: str
+    order: int
+    render: Callable[[Any, Any], str]
+
+
 _nav: dict[tuple[Site, str], NavItem] = {}
 _tiles: dict[tuple[Site, str], DashboardTile] = {}
 _schedules: dict[str, ScheduleSpec] = {}
 _demo: dict[str, DemoLoader] = {}
 _retention: dict[tuple[str, str], RetentionStep] = {}
+_audience_panels: dict[str, AudiencePanel] = {}
 
 
 def register_nav(*, site: Site, group: str, title: str, icon: str, url_name: str, permission: str, order: int) -> None:
@@ -139,6 +152,14 @@ def register_retention_step(
     _retention[(kind, key)] = RetentionStep(kind, key, order, run, entity_type, orgless)
 
 
+def register_audience_panel(*, key: str, order: int, render: Callable[[Any, Any], str]) -> None:
+    _audience_panels[key] = AudiencePanel(key, order, render)
+
+
+def unregister_audience_panel(key: str) -> None:
+    _audience_panels.pop(key, None)
+
+
 def nav_items(site: Site, group: str) -> list[NavItem]:
     return sorted((i for i in _nav.values() if i.site == site and i.group == group), key=lambda i: i.order)
 
@@ -157,6 +178,10 @@ def demo_loaders() -> list[DemoLoader]:
 
 def retention_steps(kind: str) -> list[RetentionStep]:
     return sorted((r for r in _retention.values() if r.kind == kind), key=lambda r: r.order)
+
+
+def audience_panels() -> list[AudiencePanel]:
+    return sorted(_audience_panels.values(), key=lambda p: p.order)
 
 
 # --- Hooks: one app tells others that something happened, without importing them ---------------------------

@@ -91,3 +91,17 @@ def test_schedules_are_installed_with_the_configured_cron(settings: Any) -> None
     settings.P360_DELIVERY_CRON = "15 3 * * *"
     ensure_schedules()  # registered schedules read their setting late: a changed cron updates the row by name
     assert Schedule.objects.get(func="activation.jobs.start_due_deliveries").cron == "15 3 * * *"
+
+
+def test_audience_page_shows_the_activation_panel_registered_by_activation(
+    login: Any, super_admin: Any, acme: Any
+) -> None:
+    from p360.core import registry
+
+    assert "activation" in [p.key for p in registry.audience_panels()]
+    with schema_context(acme.schema_name):
+        audience = make_imported("Panel people", [person(i) for i in range(5)])
+        _s3_dest("Panel S3", [audience])
+    html = login(super_admin).get(f"/o/acme/audiences/{audience.pk}/").content.decode()
+    assert 'id="activation-panel"' in html and "UID2 match rate" in html and "Panel S3" in html
+    assert 'href="/o/acme/admin/activation/destination/"' not in html  # a destination exists: no set-up link

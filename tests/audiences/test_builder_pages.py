@@ -169,3 +169,29 @@ def test_refresh_of_a_definition_that_no_longer_fits_says_why(login: Any, acme_m
     html = client.post(f"/o/acme/audiences/{audience.pk}/refresh/", follow=True).content.decode()
     assert "Refresh failed:" in html and "The last refresh failed" in html
     assert crm.pk
+
+
+def test_detail_page_renders_registered_panels_in_order_and_none_when_none_registered(
+    login: Any, acme_marketer: Any, monkeypatch: Any
+) -> None:
+    from django.utils.html import format_html
+
+    from p360.core import registry
+
+    audience = _built("Panels")
+    client = login(acme_marketer)
+    url = f"/o/acme/audiences/{audience.pk}/"
+    monkeypatch.setattr(registry, "_audience_panels", {})  # no app registered a panel: the page stands alone
+    bare = client.get(url)
+    assert bare.status_code == 200 and "Definition versions" in bare.content.decode()
+    assert 'id="activation-panel"' not in bare.content.decode()
+
+    def broken(request: Any, audience: Any) -> str:
+        raise RuntimeError("a panel's bug")
+
+    registry.register_audience_panel(key="second", order=20, render=lambda r, a: format_html("<p>second {}</p>", a.pk))
+    registry.register_audience_panel(key="first", order=10, render=lambda r, a: "<b>plain text is escaped</b>")
+    registry.register_audience_panel(key="broken", order=15, render=broken)
+    html = client.get(url).content.decode()
+    assert "&lt;b&gt;plain text is escaped&lt;/b&gt;" in html and f"<p>second {audience.pk}</p>" in html
+    assert html.index("plain text is escaped") < html.index(f"<p>second {audience.pk}</p>")

@@ -201,15 +201,19 @@ def test_definition_change_is_a_new_version(client):
 
 def test_members_paginated_and_csv_and_statistics(client):
     seg = create_segment(client, independent("buyers", value=0)).json()
-    post_events(client, [event(f"user{i:02d}") for i in range(12)] + [event("=cmd")])
+    odd = ["=cmd", "+uid2/Ab==", "-x", "@y", 'a,"b"']
+    post_events(client, [event(f"user{i:02d}") for i in range(12)] + [event(u) for u in odd])
+    everyone = [m["user_id"] for m in client.get(f"{api()}/segments/{seg['id']}/members?limit=100").json()["results"]]
+    assert sorted(everyone) == sorted([f"user{i:02d}" for i in range(12)] + odd)  # exact ids in the JSON too
     page = client.get(f"{api()}/segments/{seg['id']}/members?limit=5&offset=5").json()
-    assert page["count"] == 13 and [m["user_id"] for m in page["results"]] == [f"user{i:02d}" for i in range(4, 9)]
+    assert page["count"] == 17 and [m["user_id"] for m in page["results"]] == everyone[5:10]
     response = client.get(f"{api()}/segments/{seg['id']}/members?format=csv")
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert rows[0] == ["user_id", "entered_at", "rule_version"] and len(rows) == 14
-    assert rows[1][0] == "'=cmd"  # formula injection neutralised
+    assert rows[0] == ["user_id", "entered_at", "rule_version"] and len(rows) == 18
+    # a machine file (docs/trust.md): every id exactly as stored, no spreadsheet prefix
+    assert set(odd) <= {r[0] for r in rows[1:]} and not any(r[0].startswith("'") for r in rows[1:])
     stats = client.get(f"{api()}/segments/{seg['id']}").json()["statistics"]
-    assert stats["members"] == 13 and stats["entries"] == 13 and stats["per_hour"][0]["entries"] == 13
+    assert stats["members"] == 17 and stats["entries"] == 17 and stats["per_hour"][0]["entries"] == 17
 
 
 def test_backtest_estimates_before_activation(client):
