@@ -41,7 +41,9 @@ def test_changelists_use_a_bounded_number_of_queries(login, super_admin, url):
     client.get(url)  # warm caches (content types, sessions)
     with CaptureQueriesContext(connection) as queries:
         assert client.get(url).status_code == 200
-    assert len(queries) <= 30, [q["sql"][:120] for q in queries.captured_queries]
+    # django-tenants sends `SET search_path` before each query: count the queries themselves.
+    real = [q["sql"][:120] for q in queries.captured_queries if not q["sql"].startswith("SET search_path")]
+    assert len(real) <= 20, real
 
 
 def test_campaign_manager_sees_only_assigned_orgs_in_lists_filters_and_autocomplete(login, manager):
