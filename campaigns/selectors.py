@@ -174,23 +174,17 @@ def metrics_report(
 # --- Salesforce deep links (orchestration) ----------------------------------------------------------
 
 
-def _salesforce_base() -> str:
-    from django.conf import settings
-
-    return str(getattr(settings, "P360_SALESFORCE_URL", "") or "https://login.salesforce.com").rstrip("/")
-
-
 def salesforce_opportunity_url(opportunity_id: str) -> str | None:
-    """Lightning record page of the opportunity (None without an id)."""
-    from urllib.parse import quote
+    """Lightning record page of the opportunity (None without an id); built in p360.core.salesforce."""
+    from p360.core.salesforce import opportunity_url
 
-    return f"{_salesforce_base()}/lightning/r/Opportunity/{quote(opportunity_id)}/view" if opportunity_id else None
+    return opportunity_url(opportunity_id)
 
 
 def salesforce_account_url(account_id: str) -> str | None:
-    from urllib.parse import quote
+    from p360.core.salesforce import account_url
 
-    return f"{_salesforce_base()}/lightning/r/Account/{quote(account_id)}/view" if account_id else None
+    return account_url(account_id)
 
 
 # --- Flight calendar (orchestration admin) ---------------------------------------------------------

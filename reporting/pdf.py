@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from typing import Any, BinaryIO
+from xml.sax.saxutils import escape
 
 from django.utils import timezone
 from reportlab.graphics.charts.legends import Legend
@@ -23,6 +24,7 @@ from reportlab.platypus import KeepTogether, LongTable, Paragraph, SimpleDocTemp
 
 from p360.core import formatting
 from reporting import selectors
+from reporting.exports import NO_PROGRAM
 from reporting.selectors import Filters
 
 NO_FILTERS = Filters()
@@ -138,7 +140,7 @@ def build_pdf(
 ) -> dict[str, Any]:
     """Write the report to `out`; returns {"rows": table rows written, "truncated": [tables cut]}."""
     styles = getSampleStyleSheet()
-    steps = 6
+    steps = 7
     step = 0
 
     def tick() -> None:
@@ -178,6 +180,25 @@ def build_pdf(
     tick()
     rows_written = 0
     truncated = []
+    # orchestration (issue 14): the programs first (a handful of rows: one table, never truncated)
+    programs = [
+        [
+            # escaped: a Paragraph reads its text as markup, and a program name may hold "<" or "&"
+            Paragraph(escape(row["program"] if row["program_id"] is not None else NO_PROGRAM), styles["BodyText"]),
+            *[_cell(row[m], m) for m in TABLE_METRICS],
+        ]
+        for row in selectors.by_program(start, end, filters)
+    ]
+    section: list[Any] = [_heading(f"Programs ({formatting.count(len(programs))})", styles["Heading2"])]
+    if programs:
+        section.append(_grid(["Name", *TABLE_HEAD], programs, widths=[95 * mm, *([22 * mm] * len(TABLE_HEAD))]))
+    else:
+        section.append(Paragraph("No data in this period.", styles["Italic"]))
+    story.append(KeepTogether(section) if len(programs) <= 25 else section[0])
+    if len(programs) > 25:
+        story.extend(section[1:])
+    rows_written += len(programs)
+    tick()
     for level, title in (("campaign", "Campaigns"), ("strategy", "Strategies"), ("creative", "Creatives")):
         page = selectors.table(level, start, end, filters, sort="spend", per_page=MAX_TABLE_ROWS)
         body = []
@@ -186,7 +207,7 @@ def build_pdf(
             body.append([Paragraph(name, styles["BodyText"]), *[_cell(row[m], m) for m in TABLE_METRICS]])
         # The heading (and the truncation note) stay with their table: a short table moves whole to the next
         # page; a long one starts under its heading and repeats its header row on the pages it continues on.
-        section: list[Any] = [_heading(f"{title} ({formatting.count(page.total)})", styles["Heading2"])]
+        section = [_heading(f"{title} ({formatting.count(page.total)})", styles["Heading2"])]
         if page.total > MAX_TABLE_ROWS:
             truncated.append(level)
             note = Paragraph(

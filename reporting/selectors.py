@@ -390,11 +390,19 @@ def compute_summary(period: str, start: dt.date) -> dict[str, Any]:
     }
 
 
-def by_program(start: dt.date, end: dt.date) -> list[dict[str, Any]]:
+def by_program(start: dt.date, end: dt.date, filters: Filters = Filters()) -> list[dict[str, Any]]:
     """Spend and results per program over the range (orchestration, issue 14); campaigns without a program
-    (ingested, not yet assigned) form the row whose `program_id` is null."""
+    (ingested, not yet assigned) form the row whose `program_id` is null. The metrics API's `group_by=program`
+    (same selector), so the dashboard, its exports and the API print the same figures."""
     keep = ["program_id", "program", *METRICS]
-    return [{k: row[k] for k in keep if k in row} for row in metrics_report(start, end, ["program"])["rows"]]
+    report = metrics_report(
+        start,
+        end,
+        ["program"],
+        sources=list(filters.sources) or None,
+        campaign_ids=list(filters.campaign_ids) or None,
+    )
+    return [{k: row[k] for k in keep if k in row} for row in report["rows"]]
 
 
 def summary_body(period: str, start: dt.date) -> dict[str, Any]:

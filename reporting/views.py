@@ -24,10 +24,11 @@ from django_tenants.utils import schema_context
 
 from campaigns.models import Campaign, MediaSource
 from p360.core.audit.services import record
+from p360.core.exports import XLSX_CONTENT_TYPE
 from p360.core.jobs.models import Job, JobStatus
 from p360.core.jobs.services import job_start
 from reporting import selectors
-from reporting.exports import CSV_KINDS, summary_csv, table_csv
+from reporting.exports import CSV_KINDS, NO_PROGRAM, summary_csv, table_csv, table_xlsx
 from reporting.jobs import PDF_JOB
 from reporting.models import Summary
 from reporting.pdf import build_pdf
@@ -196,6 +197,9 @@ def _report_page(
         "columns": [(key, SORT_LABELS[key]) for key in SORTS if key != "name"],
         "chart": {"trend": data["trend"], "sources": data["sources"]},
         "campaigns": [] if campaign else list(Campaign.objects.order_by("name").values("id", "name", "source")[:500]),
+        # orchestration (issue 14): the dashboard groups by program (a campaign's own page has one program)
+        "programs": [] if campaign else selectors.by_program(q.start, q.end, q.filters),
+        "no_program": NO_PROGRAM,
         "has_any_data": data["kpis"]["current"]["has_data"] or data["kpis"]["previous"]["has_data"],
     }
     return render(request, template, context)
@@ -270,6 +274,26 @@ def export_csv(request: HttpRequest) -> HttpResponseBase:
         content_type="text/csv; charset=utf-8",
     )
     name = f"{request.org.slug}-{q.level}-{q.start.isoformat()}-to-{q.end.isoformat()}.csv"  # type: ignore[attr-defined]
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+def export_xlsx(request: HttpRequest) -> HttpResponse:
+    """The same tables as `export_csv`, as an XLSX workbook (numbers are numbers, text is never evaluated)."""
+    try:
+        q = _export_query(request)
+        body = table_xlsx(q.level, q.start, q.end, q.filters, q.query)
+    except (RangeError, ValueError) as exc:
+        return HttpResponse(f"Cannot export: {exc}.\n", status=400, content_type="text/plain; charset=utf-8")
+    record(
+        action="reporting.exported",
+        actor=_actor(request),
+        org=_org(request),
+        entity_type="reporting.export",
+        after={"format": "xlsx", "table": q.level, "start": q.start.isoformat(), "end": q.end.isoformat()},
+    )
+    response = HttpResponse(body, content_type=XLSX_CONTENT_TYPE)
+    name = f"{request.org.slug}-{q.level}-{q.start.isoformat()}-to-{q.end.isoformat()}.xlsx"  # type: ignore[attr-defined]
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
 

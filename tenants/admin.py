@@ -21,6 +21,7 @@ from p360.core.admin_base import OrgIdListFilter
 from p360.core.admin_sites import global_admin
 from p360.core.audit.services import record
 from p360.core.jobs.services import job_start
+from p360.core.salesforce import account_url
 from tenants import invitations, services
 from tenants.access import orgs_manageable_by, users_manageable_by
 from tenants.models import ApiToken, ExternalIdentity, Invitation, Membership, Organization, Role, User
@@ -63,14 +64,14 @@ class MembershipInline(TabularInline):
 
 @admin.register(Organization, site=global_admin)
 class OrganizationAdmin(ModelAdmin):
-    list_display = ["name", "slug", "status", "ttd_advertiser_id", "user_count", "created_at", "links"]
+    list_display = ["name", "slug", "status", "ttd_advertiser_id", "salesforce", "user_count", "created_at", "links"]
     list_filter = ["is_active"]
     search_fields = ["name", "slug", "ttd_advertiser_id", "salesforce_account_id"]
     ordering = ["name"]
     list_per_page = 50
     inlines = [MembershipInline]
     actions = ["deactivate", "activate", "run_health_check"]
-    readonly_fields = ["slug", "schema_name", "created_at", "updated_at", "links"]
+    readonly_fields = ["slug", "schema_name", "created_at", "updated_at", "salesforce", "links"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
         return orgs_manageable_by(request.user).annotate(user_total=Count("memberships"))
@@ -94,6 +95,7 @@ class OrganizationAdmin(ModelAdmin):
             "require_mfa",
             "ttd_advertiser_id",
             "salesforce_account_id",
+            "salesforce",
             "created_at",
             "updated_at",
             "links",
@@ -112,6 +114,18 @@ class OrganizationAdmin(ModelAdmin):
     @admin.display(description="users", ordering="user_total")
     def user_count(self, org: Organization) -> int:
         return getattr(org, "user_total", 0)
+
+    @admin.display(description="Salesforce account", ordering="salesforce_account_id")
+    def salesforce(self, org: Organization) -> str:
+        """The account's Lightning page under P360_SALESFORCE_URL (as programs link their opportunity)."""
+        url = account_url(org.salesforce_account_id)
+        if not url:
+            return "—"
+        return format_html(
+            '<a class="text-primary-600" href="{}" target="_blank" rel="noopener">{}</a>',
+            url,
+            org.salesforce_account_id,
+        )
 
     @admin.display(description="open")
     def links(self, org: Organization) -> str:

@@ -4,6 +4,7 @@ workflow actions, duplicate, reallocation, calendar, budget bars, pacing charts;
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django_tenants.utils import schema_context
@@ -168,3 +169,33 @@ def test_sidebar_lists_the_orchestration_entries_in_order(acme, manager, login):
     ]
     positions = [page.find(f'href="{link}"') for link in links]
     assert -1 not in positions and positions == sorted(positions)
+
+
+def test_global_admin_links_organisations_to_their_salesforce_account(
+    login: Any, super_admin: Any, manager: Any, acme: Any, globex: Any, settings: Any
+) -> None:
+    """Issue 14.7: the org's Salesforce account id is a deep link under P360_SALESFORCE_URL on the global
+    admin's Organization list and change page (built in p360.core.salesforce, as programs' opportunity links)."""
+    from tenants.models import Organization
+    from tenants.services import org_update
+
+    settings.P360_SALESFORCE_URL = "https://acme-corp.my.salesforce.com/"
+    org_update(org=Organization.objects.get(pk=acme.pk), actor=None, salesforce_account_id="001ACME")
+    org_update(org=Organization.objects.get(pk=globex.pk), actor=None, salesforce_account_id='001"><b>x/../y')
+    link = '<a class="text-primary-600" href="https://acme-corp.my.salesforce.com/lightning/r/Account/001ACME/view"'
+    client = login(super_admin)
+    listing = client.get("/admin/tenants/organization/").content.decode()
+    assert link in listing and "Salesforce account" in listing
+    # a hostile id stays one escaped path segment and escaped text
+    assert "/lightning/r/Account/001%22%3E%3Cb%3Ex%2F..%2Fy/view" in listing and "<b>x" not in listing
+    change = client.get(f"/admin/tenants/organization/{acme.pk}/change/").content.decode()
+    assert link in change and 'target="_blank" rel="noopener"' in change
+    # the id stays editable on the change page; the link follows the saved value
+    assert 'name="salesforce_account_id"' in change
+    # a campaign manager assigned to acme only sees acme's link, never globex's account
+    managed = login(manager).get("/admin/tenants/organization/").content.decode()
+    assert link in managed and "001%22" not in managed
+    # no account id: a dash, no link
+    org_update(org=Organization.objects.get(pk=acme.pk), actor=None, salesforce_account_id="")
+    again = client.get(f"/admin/tenants/organization/{acme.pk}/change/").content.decode()
+    assert "lightning/r/Account/001ACME" not in again

@@ -52,3 +52,131 @@ def test_summaries_group_by_program(acme: Any, manager: Any, login: Any, tmp_pat
     body = login(manager).get("/o/acme/api/v1/summaries", {"period": "week", "start": "2026-11-16"}).json()
     programs = {row["program"]: row["spend"] for row in body["by_program"]}
     assert programs == {"Summary IO": "10.00", None: "5.00"}
+
+
+# --- the reporting dashboard and its exports by program (point 8) --------------------------------------
+
+REPORT_RANGE = {"preset": "custom", "start": "2026-11-16", "end": "2026-11-22"}
+
+
+@pytest.fixture
+def program_metrics(acme: Any, globex: Any, tmp_path: Any) -> dict[str, Any]:
+    """acme: two programs (one with a hostile name) and an unassigned campaign; globex: its own program."""
+    from tests.ingestion.helpers import SURFSIDE_HEADER, ingest, set_cpm, write_csv
+
+    with schema_context(acme.schema_name):
+        north = program_save(program=Program(name="North IO", budget="1000.00"), actor=None)
+        evil = program_save(program=Program(name="=HYPERLINK(1) <b>&", budget="1000.00"), actor=None)
+        for program, name in ((north, "Brand"), (north, "Retarget"), (evil, "Promo")):
+            campaign_save(campaign=Campaign(program=program, name=name, source="surfside", budget="100.00"), actor=None)
+    with schema_context(globex.schema_name):
+        program_save(program=Program(name="Globex Canary IO", budget="1000.00"), actor=None)
+    rows = [
+        ["2026-11-16", "Brand", "S", "P", "C", "1000", "5", "1", "3.50"],
+        ["2026-11-17", "Retarget", "S", "P", "C", "3000", "9", "2", "0"],
+        ["2026-11-18", "Promo", "S", "P", "C", "2000", "1", "0", "0"],
+        ["2026-11-19", "Unassigned", "S", "P", "C", "500", "0", "0", "0"],
+        ["2026-11-30", "Brand", "S", "P", "C", "9999", "0", "0", "0"],  # outside the range
+    ]
+    for org in (acme, globex):
+        set_cpm(org, "10")
+        ingest("surfside", str(write_csv(tmp_path / f"{org.slug}.csv", SURFSIDE_HEADER, rows)), "--org", org.slug)
+    return {"north": north.pk, "evil": evil.pk}
+
+
+def _api_programs(client: Any) -> dict[Any, dict[str, Any]]:
+    params = {"start": REPORT_RANGE["start"], "end": REPORT_RANGE["end"], "group_by": "program"}
+    body = client.get("/o/acme/api/v1/metrics", params).json()
+    return {row["program_id"]: row for row in body["rows"]}
+
+
+def test_dashboard_has_a_by_program_table_formatted_and_equal_to_the_metrics_api(
+    program_metrics: Any, acme_marketer: Any, login: Any
+) -> None:
+    from p360.core import formatting
+
+    client = login(acme_marketer)
+    api = _api_programs(client)
+    assert api[program_metrics["north"]]["spend"] == "40.00" and api[None]["spend"] == "5.00"
+    html = client.get("/o/acme/reports/", REPORT_RANGE).content.decode()
+    assert "Performance by program" in html
+    section = html.split('data-table="programs"', 1)[1].split("</table>", 1)[0]
+    for program_id, row in api.items():
+        cells = section.split(f'data-program="{program_id or ""}"', 1)[1].split("</tr>", 1)[0]
+        for key in ("spend", "impressions", "ctr", "cpa", "conversion_revenue"):
+            assert formatting.metric(key, row[key]) in cells, (program_id, key)  # the one formatting layer
+    assert "North IO" in section and "(no program)" in section
+    assert "=HYPERLINK(1) &lt;b&gt;&amp;" in section  # escaped on the page
+    assert "Globex Canary IO" not in html
+    assert "export.csv?" in html and "table=program" in html and "export.xlsx?" in html
+    # the source filter narrows the programs too (nothing from Facebook)
+    empty = client.get("/o/acme/reports/", {**REPORT_RANGE, "source": "facebook"}).content.decode()
+    assert 'data-table="programs"' not in empty
+
+
+def test_program_csv_and_xlsx_exports_carry_exact_values(program_metrics: Any, acme_marketer: Any, login: Any) -> None:
+    import csv
+    import io
+    from decimal import Decimal
+
+    from tests.p360.test_exports import xlsx_cells
+
+    client = login(acme_marketer)
+    api = _api_programs(client)
+    response = client.get("/o/acme/reports/export.csv", {**REPORT_RANGE, "table": "program"})
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    table = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    header, body = table[0], table[1:]
+    assert header[:3] == ["program_id", "program", "impressions"]
+    by_id = {row[0]: dict(zip(header, row, strict=True)) for row in body}
+    assert len(body) == len(api) == 3
+    for program_id, row in api.items():
+        line = by_id["" if program_id is None else str(program_id)]
+        for key in ("impressions", "spend", "ctr", "cpa", "roas", "conversion_revenue"):
+            assert line[key] == ("" if row[key] is None else str(row[key])), key  # exact, as the API
+    assert by_id[""]["program"] == "(no program)"
+    assert by_id[str(program_metrics["evil"])]["program"] == "'=HYPERLINK(1) <b>&"  # formula-safe
+
+    xlsx = client.get("/o/acme/reports/export.xlsx", {**REPORT_RANGE, "table": "program"})
+    assert xlsx.status_code == 200 and xlsx["Content-Type"].startswith("application/vnd.openxmlformats")
+    sheet = xlsx_cells(xlsx.content)
+    assert [text for _, text in sheet[0][:3]] == ["program_id", "program", "impressions"]
+    names = {row[1][1]: row for row in sheet[1:]}
+    assert names["=HYPERLINK(1) &lt;b&gt;&amp;"][1][0] == "text"  # a text cell: never evaluated
+    north = names["North IO"]
+    spend_col = header.index("spend")
+    assert north[spend_col][0] == "n" and Decimal(north[spend_col][1]) == Decimal(
+        api[program_metrics["north"]]["spend"]
+    )
+    assert any(cell == ("text", "(no program)") for row in sheet[1:] for cell in row)  # its empty id: no cell
+    from p360.core.audit.models import AuditEvent
+
+    assert AuditEvent.objects.filter(action="reporting.exported", org_slug="acme", after__format="xlsx").exists()
+    bad = client.get("/o/acme/reports/export.xlsx", {**REPORT_RANGE, "table": "planet"})
+    assert bad.status_code == 400 and b"Cannot export" in bad.content
+
+
+def test_pdf_report_has_the_programs_table(program_metrics: Any, acme_marketer: Any, login: Any) -> None:
+    import io
+
+    from pypdf import PdfReader
+
+    from p360.core import formatting
+
+    client = login(acme_marketer)
+    api = _api_programs(client)
+    response = client.post("/o/acme/reports/export.pdf?preset=custom&start=2026-11-16&end=2026-11-22")
+    assert response.status_code == 200
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(response.content)).pages)
+    assert "Programs (3)" in text and "North IO" in text and "(no program)" in text and "<b>&" in text
+    assert formatting.metric("spend", api[program_metrics["north"]]["spend"]) in text
+    assert "Globex Canary IO" not in text
+
+
+def test_program_exports_are_isolated(program_metrics: Any, globex_marketer: Any, login: Any) -> None:
+    client = login(globex_marketer)
+    assert client.get("/o/acme/reports/export.xlsx", {**REPORT_RANGE, "table": "program"}).status_code == 404
+    assert client.get("/o/acme/reports/export.csv", {**REPORT_RANGE, "table": "program"}).status_code == 404
+    own = client.get("/o/globex/reports/export.csv", {**REPORT_RANGE, "table": "program"})
+    text = b"".join(own.streaming_content).decode()
+    assert "Globex Canary IO" not in text and "North IO" not in text  # globex's campaigns have no program

@@ -128,7 +128,7 @@ def test_large_range_pdf_is_a_job_with_progress_and_an_org_only_download(
     job = Job.objects.get(kind="reporting.pdf_export", org=acme)
     assert response["Location"] == f"/o/{acme.slug}/reports/exports/{job.pk}/"
     assert job.status == "succeeded" and job.result["file"].startswith(f"orgs/{acme.schema_name}/reports/")
-    assert job.progress_done == job.progress_total == 6
+    assert job.progress_done == job.progress_total == 7
     page = client.get(response["Location"]).content.decode()
     assert "Download the PDF" in page
     download = client.get(f"/o/{acme.slug}/reports/exports/{job.pk}/download")
