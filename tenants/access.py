@@ -29,6 +29,7 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "reporting.*",
         "uploads.*",  # issue 4: the org's uploads (read-only in the org admin)
         "segments.*",  # issue 13: event segments, trigger campaigns and sends
+        "activation.*",  # issue 12: destinations, deliveries, UID2 identities, TTD segments, ICP seeds
         "admin.*",
         # the global admin: see their orgs, manage those orgs' users and assignments
         "tenants.view_organization",

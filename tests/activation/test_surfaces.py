@@ -55,6 +55,18 @@ def test_org_admin_pages_and_dry_run_action(login: Any, super_admin: Any, acme: 
         assert Delivery.objects.get(destination=dest).status == DeliveryStatus.DRY_RUN
 
 
+def test_campaign_manager_works_in_the_activation_admin_of_their_org_only(
+    login: Any, manager: Any, acme: Any, globex: Any
+) -> None:
+    """The org admin's sidebar offers activation to campaign managers: every page opens for their org, and
+    another org's activation admin is a 404 (the org rule), never its data."""
+    client = login(manager)
+    for url in ("/o/acme/admin/activation/destination/", "/o/acme/admin/activation/delivery/",
+                "/o/acme/admin/activation/deliveryconfig/", "/o/acme/admin/activation/icpseed/"):  # fmt: skip
+        assert client.get(url).status_code == 200, url
+    assert client.get("/o/globex/admin/activation/destination/").status_code == 404
+
+
 def test_cadence_decides_which_destinations_are_due(acme: Any) -> None:
     with schema_context(acme.schema_name):
         audience = make_imported("Cadence", [person(i) for i in range(30)])
