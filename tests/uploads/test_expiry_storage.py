@@ -289,8 +289,9 @@ def test_concurrent_patches_on_one_upload_are_serialised_by_the_row_lock(django_
             thread_a.join(10)
             thread_b.join(10)
             assert isinstance(results["a"], Upload) and results["a"].offset == len(data_a)
+            # B read the offset A committed: it waited for A's row lock. (Whether B's thread or A's records its
+            # end first after A commits is up to the scheduler, so the timeline is not compared here.)
             assert isinstance(results["b"], services.OffsetMismatch)
-            assert timeline.index("A done") < timeline.index("B done")
             with schema_context("org_acme"):
                 upload = Upload.objects.get(pk=upload_id)
                 assert upload.offset == len(data_a)
