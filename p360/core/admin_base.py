@@ -41,6 +41,6 @@ class OrgIdListFilter(admin.SimpleListFilter):
             return queryset
         if value in self.extra_values:
             return queryset.filter(**self.extra_values[value])
-        if not value.isdigit() or int(value) > 2**63 - 1:
+        if not (value.isascii() and value.isdigit()) or int(value) > 2**63 - 1:
             raise IncorrectLookupParameters(f"organisation {value!r} is not an id")
         return queryset.filter(**{self.field: int(value)})

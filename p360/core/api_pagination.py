@@ -19,7 +19,7 @@ def bounded_int(raw: Any, name: str, *, default: int, low: int = 0, high: int = 
     if raw is None or raw == "":
         return default
     text = str(raw).strip()
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # str.isdigit() alone accepts "²", which int() refuses
         raise exceptions.ValidationError({name: [f"must be a whole number from {low} to {high}"]})
     value = int(text)
     if value > MAX_OFFSET:

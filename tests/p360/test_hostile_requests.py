@@ -79,6 +79,7 @@ def test_a_nul_in_a_name_is_a_400(api: Client) -> None:
 def test_a_limit_past_bigint_is_a_400(api: Client, path: str) -> None:
     _error_body(api.get(path, {"limit": "9223372036854775809"}))
     _error_body(api.get(path, {"offset": "9223372036854775809"}))
+    _error_body(api.get(path, {"limit": "\u00b2"}))  # a Unicode digit int() refuses
     assert api.get(path, {"limit": "5"}).status_code == 200
 
 
@@ -93,6 +94,7 @@ def test_admin_filters_with_bad_values_are_not_500(super_admin: Any, login: Any)
         ("/admin/tenants/membership/", {"org": "abc"}),
         ("/admin/ingestion/ingestionrun/", {"org": "'"}),
         ("/admin/ingestion/ingestionrun/", {"org": "99999999999999999999"}),
+        ("/admin/ingestion/ingestionrun/", {"org": "\u00b2"}),
     ]:
         response = client.get(path, params)
         assert response.status_code in (200, 302, 400), (path, params, response.status_code)
