@@ -132,12 +132,23 @@ def read_archive(storage: Storage, key: str) -> pl.DataFrame:
 def _write_archive(storage: Storage, key: str, frame: pl.DataFrame) -> None:
     """Write (or merge into) one day's archive file. Merged by row id, so a run repeated after a crash, or late
     rows of an archived day, never double a row."""
-    if storage.exists(key):
-        frame = pl.concat([read_archive(storage, key), frame], how="vertical_relaxed").unique("id", keep="last")
-        storage.delete(key)
+    # A merge never deletes archived rows before their new copy is stored: the merged file is first saved as
+    # `<key>.merging`, and a run that died between deleting the old file and saving the new one finds it there.
+    merging = f"{key}.merging"
+    earlier = [read_archive(storage, name) for name in (key, merging) if storage.exists(name)]
+    if earlier:
+        frame = pl.concat([*earlier, frame], how="vertical_relaxed").unique("id", keep="last")
     buffer = io.BytesIO()
     frame.sort("id").write_parquet(buffer, compression="zstd")
+    if earlier:
+        if storage.exists(merging):
+            storage.delete(merging)
+        storage.save(merging, ContentFile(buffer.getvalue()))
+        if storage.exists(key):
+            storage.delete(key)
     saved = storage.save(key, ContentFile(buffer.getvalue()))
+    if earlier:
+        storage.delete(merging)
     if saved != key:  # another writer took the name between delete and save: never leave two halves
         storage.delete(saved)
         raise RuntimeError(f"archive {key} was written concurrently; retention stopped for this organisation")
