@@ -113,7 +113,10 @@ class DeliveryList(APIView):
         d = Destination.objects.filter(name=str(data.get("destination") or "")).first()
         if d is None:
             raise exceptions.ValidationError({"destination": ["unknown destination"]})
-        delivery = start_delivery(destination=d, actor=request.user, dry_run=bool(data.get("dry_run")))  # type: ignore[arg-type]
+        dry_run = data.get("dry_run", False)
+        if not isinstance(dry_run, bool):  # "false" as a string must never start a real delivery
+            raise exceptions.ValidationError({"dry_run": ["true or false (a JSON boolean)"]})
+        delivery = start_delivery(destination=d, actor=request.user, dry_run=dry_run)  # type: ignore[arg-type]
         return Response(selectors.delivery_row(delivery), status=201 if not delivery.dry_run else 200)
 
 
