@@ -75,13 +75,19 @@ def select_items(audience: Audience | None, *, due_only: bool) -> tuple[list[Ite
     return items, seen_before
 
 
+def _copy_text(value: str) -> str:
+    """Escape a value for COPY's text format."""
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
 @transaction.atomic
 def write_outcomes(outcomes: list[Outcome]) -> None:
     """Record one batch's answers; a UID2 that changed keeps the one before it in `previous_uid2`."""
     buffer = io.StringIO()
     for o in outcomes:
         refresh = o.refresh_from.isoformat() if o.refresh_from else "\\N"
-        buffer.write("\t".join([o.kind, o.hashed, o.status, o.uid2, o.previous, refresh, o.raw_reason[:64]]) + "\n")
+        reason = _copy_text(o.raw_reason[:64])  # the operator's text: a tab or backslash would break the COPY row
+        buffer.write("\t".join([o.kind, o.hashed, o.status, o.uid2, o.previous, refresh, reason]) + "\n")
     with connection.cursor() as cursor:
         cursor.execute(
             "CREATE TEMP TABLE IF NOT EXISTS _uid2_out (kind text, hashed text, status text, uid2 text, "

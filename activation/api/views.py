@@ -70,6 +70,8 @@ class DestinationDetail(APIView):
         _require_admin(request)
         data = _body(request)
         audiences = data.pop("audiences", None)
+        if audiences is not None and not isinstance(audiences, list):
+            raise exceptions.ValidationError({"audiences": ["a list of audience ids"]})
         try:
             d = services.destination_update(actor=request.user, destination=self._get(pk), data=data,  # type: ignore[arg-type]
                                             audience_ids=audiences)  # fmt: skip
@@ -84,8 +86,11 @@ class DeliveryConfigView(APIView):
 
     def patch(self, request: Request) -> Response:
         _require_admin(request)
+        changes = _body(request)
+        if "actor" in changes:  # would collide with the keyword argument (a TypeError, a 500)
+            raise exceptions.ValidationError({"non_field_errors": ["unknown setting 'actor'"]})
         try:
-            services.config_update(actor=request.user, **_body(request))  # type: ignore[arg-type]
+            services.config_update(actor=request.user, **changes)  # type: ignore[arg-type]
         except ServiceError as exc:
             raise _refused(exc) from exc
         return Response(selectors.config_row())
@@ -108,7 +113,10 @@ class DeliveryList(APIView):
         d = Destination.objects.filter(name=str(data.get("destination") or "")).first()
         if d is None:
             raise exceptions.ValidationError({"destination": ["unknown destination"]})
-        delivery = start_delivery(destination=d, actor=request.user, dry_run=bool(data.get("dry_run")))  # type: ignore[arg-type]
+        dry_run = data.get("dry_run", False)
+        if not isinstance(dry_run, bool):  # "false" as a string must never start a real delivery
+            raise exceptions.ValidationError({"dry_run": ["true or false (a JSON boolean)"]})
+        delivery = start_delivery(destination=d, actor=request.user, dry_run=dry_run)  # type: ignore[arg-type]
         return Response(selectors.delivery_row(delivery), status=201 if not delivery.dry_run else 200)
 
 
