@@ -25,10 +25,10 @@ def _old_runs(org: Organization | None, cutoff: dt.datetime) -> QuerySet[Ingesti
 
 def logs_step(org: Organization | None, *, cutoff: dt.datetime, dry_run: bool) -> dict[str, Any]:
     """Runs of `org` (None: runs of no org, REDS and Bombora) created before `cutoff`, with what hangs off them."""
-    runs = _old_runs(org, cutoff)
-    run_ids = list(runs.values_list("pk", flat=True))
-    job_ids = [j for j in runs.values_list("job_id", flat=True) if j]
-    paths = set(runs.exclude(file_path="").values_list("file_path", flat=True))
+    found = list(_old_runs(org, cutoff).values_list("pk", "job_id", "file_path"))  # one query, not three
+    run_ids = [pk for pk, _, _ in found]
+    job_ids = [job for _, job, _ in found if job]
+    paths = {path for _, _, path in found if path}
     # A re-run of a stored file points at the same file: keep a file a younger run still names.
     shared = set(
         IngestionRun.objects.filter(file_path__in=paths).exclude(pk__in=run_ids).values_list("file_path", flat=True)

@@ -134,7 +134,7 @@ def similarity_page(request: HttpRequest) -> HttpResponse:
     picked: list[int] = []
     for key in ("a", "b"):
         raw = request.GET.get(key, "").strip()
-        picked.append(int(raw) if raw.isdigit() and int(raw) in existing else 0)
+        picked.append(int(raw) if raw.isdecimal() and int(raw) in existing else 0)  # isdigit() lets "²" crash int()
     result = None
     error = ""
     if all(picked):
@@ -152,7 +152,7 @@ def exclude_view(request: HttpRequest, pk: int) -> HttpResponse:
     """ "Remove members of X": save `<audience> without <X>` and open it."""
     base = get_object_or_404(Audience, pk=pk)
     raw = request.POST.getlist("exclude")
-    ids = [int(v) for v in raw if v.isdigit()]
+    ids = [int(v) for v in raw if v.isdecimal()]  # not isdigit(): int("²") raises
     try:
         result = services.exclusion_create(
             base=base,
