@@ -376,7 +376,7 @@ class Reallocation(APIView):
             dst = m["to"].get("id") if isinstance(m["to"], dict) else m["to"]
             if not str(src).isdigit() or not str(dst).isdigit():
                 raise exceptions.ValidationError({"moves": "line item ids are whole numbers"})
-            normalised.append({"from": int(src), "to": int(dst), "amount": m["amount"]})
+            normalised.append({"from": int(str(src)), "to": int(str(dst)), "amount": m["amount"]})
         with service_call():
             row = apply_reallocation(campaign=campaign, moves=normalised, actor=request.user)  # type: ignore[arg-type]
         return Response({"action": row.pk, "changes": row.changes})
