@@ -7,8 +7,11 @@ Every refusal of a service is the contract's error body, e.g. 400 `{"error": {"c
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -41,6 +44,19 @@ class ServiceRefused(exceptions.APIException):
 
 def refused(exc: CampaignServiceError) -> ServiceRefused:
     return ServiceRefused(exc)
+
+
+@contextmanager
+def service_call() -> Iterator[None]:
+    """A service's refusal, or a model's own validation (e.g. a duplicate name caught by `full_clean`),
+    as the contract's 400 error body rather than a 500."""
+    try:
+        yield
+    except CampaignServiceError as exc:
+        raise refused(exc) from exc
+    except DjangoValidationError as exc:
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        raise exceptions.ValidationError(detail) from exc
 
 
 def _d(value: dt.date | None) -> str | None:
@@ -181,10 +197,8 @@ class ProgramList(APIView):
         data = _validated(ProgramIn, request.data)
         program = Program()
         _apply(program, data)
-        try:
+        with service_call():
             program_save(program=program, actor=request.user)  # type: ignore[arg-type]
-        except CampaignServiceError as exc:
-            raise refused(exc) from exc
         return Response(program_json(program, nested=True), status=status.HTTP_201_CREATED)
 
 
@@ -202,10 +216,8 @@ class ProgramDetail(APIView):
     def patch(self, request: Request, pk: int) -> Response:
         program = get_object_or_404(Program, pk=pk)
         _apply(program, _validated(ProgramIn, request.data, partial=True))
-        try:
+        with service_call():
             program_save(program=program, actor=request.user)  # type: ignore[arg-type]
-        except CampaignServiceError as exc:
-            raise refused(exc) from exc
         return Response(program_json(_program_tree(pk), nested=True))
 
 
@@ -234,12 +246,9 @@ def save_campaign_from_api(request: Request, campaign: Campaign, data: dict[str,
     if "program" in data and not Program.objects.filter(pk=data["program"]).exists():
         raise exceptions.ValidationError({"program": "unknown program"})
     _apply(campaign, data, skip=("audience", "audiences"))
-    try:
-        with transaction.atomic():
-            campaign_save(campaign=campaign, actor=request.user)  # type: ignore[arg-type]
-            _set_audiences(campaign, _audiences(data))
-    except CampaignServiceError as exc:
-        raise refused(exc) from exc
+    with service_call(), transaction.atomic():
+        campaign_save(campaign=campaign, actor=request.user)  # type: ignore[arg-type]
+        _set_audiences(campaign, _audiences(data))
     return campaign
 
 
@@ -281,10 +290,8 @@ class LineItemList(APIView):
             raise exceptions.ValidationError({"campaign": "unknown campaign"})
         li = LineItem(campaign_id=data.pop("campaign"), status=CampaignStatus.DRAFT)
         _apply(li, data)
-        try:
+        with service_call():
             line_item_save(line_item=li, actor=request.user)  # type: ignore[arg-type]
-        except CampaignServiceError as exc:
-            raise refused(exc) from exc
         return Response(line_item_json(li), status=status.HTTP_201_CREATED)
 
 
@@ -299,10 +306,8 @@ class LineItemDetail(APIView):
         data = _validated(LineItemIn, request.data, partial=True)
         data.pop("campaign", None)  # a line item stays in its campaign
         _apply(li, data)
-        try:
+        with service_call():
             line_item_save(line_item=li, actor=request.user)  # type: ignore[arg-type]
-        except CampaignServiceError as exc:
-            raise refused(exc) from exc
         return Response(line_item_json(li))
 
 
@@ -317,11 +322,9 @@ class Transition(APIView):
         obj = get_object_or_404(self.model, pk=pk)
         if action not in TRANSITIONS:
             raise exceptions.NotFound()
-        try:
+        with service_call():
             reason = str(request.data.get("reason", "")) if isinstance(request.data, dict) else ""
             done = transition(obj=obj, action=action, actor=request.user, reason=reason)  # type: ignore[arg-type]
-        except CampaignServiceError as exc:
-            raise refused(exc) from exc
         body = line_item_json(done) if isinstance(done, LineItem) else campaign_json(done)  # type: ignore[arg-type]
         return Response(body)
 
@@ -369,13 +372,11 @@ class Reallocation(APIView):
             raise exceptions.ValidationError({"moves": 'a list of {"from": id, "to": id, "amount": "0.00"}'})
         normalised = []
         for m in moves:
-            src = m["from"]["id"] if isinstance(m["from"], dict) else m["from"]
-            dst = m["to"]["id"] if isinstance(m["to"], dict) else m["to"]
+            src = m["from"].get("id") if isinstance(m["from"], dict) else m["from"]
+            dst = m["to"].get("id") if isinstance(m["to"], dict) else m["to"]
             if not str(src).isdigit() or not str(dst).isdigit():
                 raise exceptions.ValidationError({"moves": "line item ids are whole numbers"})
-            normalised.append({"from": int(src), "to": int(dst), "amount": m["amount"]})
-        try:
+            normalised.append({"from": int(str(src)), "to": int(str(dst)), "amount": m["amount"]})
+        with service_call():
             row = apply_reallocation(campaign=campaign, moves=normalised, actor=request.user)  # type: ignore[arg-type]
-        except CampaignServiceError as exc:
-            raise refused(exc) from exc
         return Response({"action": row.pk, "changes": row.changes})
