@@ -89,7 +89,8 @@ def segment_json(segment: Segment, members: int | None = None) -> dict[str, Any]
         "version": segment.version,
         "created_at": segment.created_at,
         "updated_at": segment.updated_at,
-        "dependencies": sorted(segment.dependencies.values_list("child_id", flat=True)),
+        # .all() (not values_list) so SegmentList's prefetch_related is used: one query, not one per segment
+        "dependencies": sorted(d.child_id for d in segment.dependencies.all()),
         **({"members": members} if members is not None else {}),
     }
 
@@ -250,9 +251,14 @@ def _campaign_from(body: dict[str, Any], campaign: TriggerCampaign) -> TriggerCa
         if segment is None:
             raise SegmentError("unknown segment", code="unknown_segment", field="segment")
         campaign.segment = segment
-    for key in ("name", "subject", "template"):
+    for key in ("name", "subject"):
         if key in data:
-            setattr(campaign, key, str(data[key] or "")[:5000])
+            text = str(data[key] or "")
+            if len(text) > 200:  # 200-character columns: longer was a DataError (a 500)
+                raise SegmentError(f"{key} must be at most 200 characters", field=key)
+            setattr(campaign, key, text)
+    if "template" in data:
+        campaign.template = str(data["template"] or "")[:5000]
     if "channel" in data:
         campaign.channel = str(data["channel"]).lower()
     if "on" in data:
@@ -265,7 +271,10 @@ def _campaign_from(body: dict[str, Any], campaign: TriggerCampaign) -> TriggerCa
         campaign.status = str(data["status"]).upper()
     if "scheduled_at" in data:
         value = data["scheduled_at"]
-        parsed = parse_datetime(value) if isinstance(value, str) else None
+        try:
+            parsed = parse_datetime(value) if isinstance(value, str) else None
+        except ValueError:  # well-formed but impossible ("2026-02-30T00:00"): parse_datetime raises
+            parsed = None
         if value is not None and parsed is None:
             raise SegmentError("scheduled_at must be an ISO-8601 date-time", field="scheduled_at")
         campaign.scheduled_at = parsed
