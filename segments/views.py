@@ -144,7 +144,8 @@ def segment_toggle(request: HttpRequest, pk: int) -> HttpResponse:
 def live_counts(request: HttpRequest) -> StreamingHttpResponse:
     """SSE: `counts` events with {segment id: members} once a second, then `retry` and close."""
     schema = connection.schema_name  # type: ignore[attr-defined]
-    seconds = min(SSE_SECONDS, max(1, int(request.GET.get("seconds", SSE_SECONDS) or SSE_SECONDS)))
+    asked = request.GET.get("seconds", "")
+    seconds = min(SSE_SECONDS, max(1, int(asked))) if asked.isascii() and asked.isdigit() else SSE_SECONDS
 
     def stream() -> Iterator[str]:
         from django_tenants.utils import schema_context

@@ -61,3 +61,13 @@ def test_segment_schedules_are_registered_with_the_core():
         ("p360: segment sends", "segments.tasks.deliver_all_orgs", Schedule.MINUTES, 1),
         ("p360: segment timers", "segments.tasks.run_timers_all_orgs", Schedule.MINUTES, 1),
     ]
+
+
+def test_bulk_load_rejects_a_line_nested_too_deep_and_loads_the_rest(acme, acme_marketer, login, tmp_path, capsys):
+    client = login(acme_marketer)
+    create_segment(client, independent("deep-buyers", value=1))
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}\n" + json.dumps(event("u9")) + "\n")
+    call_command("segments_load", str(path), "--org", "acme")
+    out = capsys.readouterr()
+    assert "1 accepted, 0 duplicate(s), 1 rejected" in out.out and "line 1:" in out.err

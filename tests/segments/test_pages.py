@@ -41,6 +41,7 @@ def test_list_detail_toggle_and_live_counts_over_sse(client):
     seg = create_segment(client, independent("buyers", value=0)).json()
     post_events(client, [event("u1"), event("u2")])
     assert b"buyers" in client.get(BASE).content
+    assert client.get(f"{BASE}live/?seconds=x")["Content-Type"] == "text/event-stream"  # junk: the default, no 500
     live = client.get(f"{BASE}live/?seconds=1")
     assert live["Content-Type"] == "text/event-stream"
     body = b"".join(live.streaming_content).decode()

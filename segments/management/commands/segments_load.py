@@ -64,7 +64,7 @@ def _batches(path: Path) -> Any:
         if first == "[":  # one JSON array
             try:
                 items = json.load(handle)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise CommandError(f"{path} is not valid JSON: {exc}") from exc
             for start in range(0, len(items), MAX_BATCH):
                 chunk = items[start : start + MAX_BATCH]
@@ -79,7 +79,7 @@ def _batches(path: Path) -> Any:
             try:
                 raws.append(json.loads(text))
                 lines.append(number)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: a line nested too deep for the decoder
                 errors.append((number, {"code": "invalid_json", "message": f"not JSON: {exc}"}, text[:500]))
             if len(raws) >= MAX_BATCH:
                 yield lines, raws, errors
