@@ -1,4 +1,4 @@
-"""django-q2 tasks of the embedded runtime (scheduled in p360/jobs/schedules.py).
+"""django-q2 tasks of the embedded runtime (scheduled from segments/registrations.py).
 
 The timer and send workers are meant to run as tight loops (`segments_timers`, `segments_deliver`);
 these scheduled tasks are the safety net that keeps exits and sends flowing when no loop runs
@@ -7,36 +7,45 @@ these scheduled tasks are the safety net that keeps exits and sends flowing when
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 from django_tenants.utils import schema_context
 
 from segments.commands import orgs_from
+
+logger = logging.getLogger(__name__)
+
+
+def _each_org(work: Callable[[], int]) -> int:
+    """Run `work` in every active org's schema. One org's error is logged with its org and does not stop the
+    others; the task then fails naming the orgs that failed, so the cluster records it."""
+    total, failed = 0, []
+    for org in orgs_from(None):
+        try:
+            with schema_context(org.schema_name):
+                total += work()
+        except Exception:
+            logger.exception("segments task failed for org %s", org.slug)
+            failed.append(org.slug)
+    if failed:
+        raise RuntimeError(f"segments task failed for {', '.join(failed)}; the other organisations ran")
+    return total
 
 
 def run_timers_all_orgs() -> int:
     from segments.evaluator import run_timers
 
-    total = 0
-    for org in orgs_from(None):
-        with schema_context(org.schema_name):
-            total += len(run_timers().transitions)
-    return total
+    return _each_org(lambda: len(run_timers().transitions))
 
 
 def deliver_all_orgs() -> int:
     from segments.triggers import deliver_due
 
-    total = 0
-    for org in orgs_from(None):
-        with schema_context(org.schema_name):
-            total += sum(deliver_due().values())
-    return total
+    return _each_org(lambda: sum(deliver_due().values()))
 
 
 def retention_all_orgs() -> int:
     from segments.services import run_retention
 
-    total = 0
-    for org in orgs_from(None):
-        with schema_context(org.schema_name):
-            total += len(run_retention())
-    return total
+    return _each_org(lambda: len(run_retention()))

@@ -71,3 +71,25 @@ def test_bulk_load_rejects_a_line_nested_too_deep_and_loads_the_rest(acme, acme_
     call_command("segments_load", str(path), "--org", "acme")
     out = capsys.readouterr()
     assert "1 accepted, 0 duplicate(s), 1 rejected" in out.out and "line 1:" in out.err
+
+
+def test_one_orgs_failure_does_not_stop_the_scheduled_pass_for_the_others(acme, globex, monkeypatch):
+    from django.db import connection
+
+    from segments import evaluator, tasks
+
+    ran: list[str] = []
+
+    class Result:
+        transitions: list[object] = []
+
+    def run_timers() -> Result:
+        if connection.schema_name == acme.schema_name:
+            raise RuntimeError("boom")
+        ran.append(connection.schema_name)
+        return Result()
+
+    monkeypatch.setattr(evaluator, "run_timers", run_timers)
+    with pytest.raises(RuntimeError, match="failed for acme"):
+        tasks.run_timers_all_orgs()
+    assert globex.schema_name in ran
