@@ -83,7 +83,9 @@ def test_config_deliveries_and_audience_activation(login: Any, super_admin: Any,
     })  # fmt: skip
     assert created.status_code == 201
     refused = _post(admin, "/o/acme/api/v1/deliveries", {"destination": "LR", "dry_run": "false"})
-    assert refused.status_code == 400 and "dry_run" in refused.json()["error"]["details"]["fields"]  # never a real delivery
+    assert (
+        refused.status_code == 400 and "dry_run" in refused.json()["error"]["details"]["fields"]
+    )  # never a real delivery
     dry = _post(admin, "/o/acme/api/v1/deliveries", {"destination": "LR", "dry_run": True})
     assert dry.status_code == 200 and dry.json()["status"] == "dry_run" and dry.json()["added"] == 30
     with django_capture_on_commit_callbacks(execute=True):
