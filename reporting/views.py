@@ -27,6 +27,7 @@ from p360.core.audit.services import record
 from p360.core.exports import XLSX_CONTENT_TYPE
 from p360.core.jobs.models import Job, JobStatus
 from p360.core.jobs.services import job_start
+from p360.core.tenancy import org_storage_prefix
 from reporting import selectors
 from reporting.exports import CSV_KINDS, NO_PROGRAM, summary_csv, table_csv, table_xlsx
 from reporting.jobs import PDF_JOB
@@ -375,7 +376,7 @@ def export_job(request: HttpRequest, job_id: int) -> HttpResponse:
 def export_download(request: HttpRequest, job_id: int) -> HttpResponseBase:
     job = _export_job(request, job_id)
     name = (job.result or {}).get("file", "")
-    expected_prefix = f"orgs/{request.org.schema_name}/reports/"  # type: ignore[attr-defined]
+    expected_prefix = f"{org_storage_prefix(request.org.schema_name)}/reports/"  # type: ignore[attr-defined]
     if job.status != JobStatus.SUCCEEDED or not name.startswith(expected_prefix) or not default_storage.exists(name):
         raise Http404("This report is not ready, or it has been removed.")
     record(

@@ -28,6 +28,21 @@ _DEFAULT_CODES = {
 }
 
 
+# The message an error gets when the code that raised it gave none (an HTML error page turned into JSON).
+_DEFAULT_MESSAGES = {
+    400: "Bad request.",
+    401: "Authentication credentials were not provided.",
+    403: "You do not have permission to perform this action.",
+    404: "Not found.",
+    405: "Method not allowed.",
+    500: "Internal server error.",
+}
+
+
+def default_message(status: int, reason_phrase: str = "") -> str:
+    return _DEFAULT_MESSAGES.get(status) or reason_phrase or "Error."
+
+
 def error_body(status: int, message: str, code: str | None = None, details: dict[str, Any] | None = None) -> dict:
     return {
         "error": {"code": code or _DEFAULT_CODES.get(status, "error"), "message": message, "details": details or {}}

@@ -104,22 +104,11 @@ class ErrorBodyMiddleware:
 
     @staticmethod
     def _as_json(response: HttpResponse) -> HttpResponse:
-        from p360.core.api_errors import error_response
+        from p360.core.api_errors import default_message, error_response
 
         status = response.status_code
-        message = _API_MESSAGES.get(status) or response.reason_phrase or "Error."
-        replacement = error_response(status, message)
+        replacement = error_response(status, default_message(status, response.reason_phrase))
         for header in _KEPT_HEADERS:
             if header in response:
                 replacement[header] = response[header]
         return replacement
-
-
-_API_MESSAGES = {
-    400: "Bad request.",
-    401: "Authentication credentials were not provided.",
-    403: "You do not have permission to perform this action.",
-    404: "Not found.",
-    405: "Method not allowed.",
-    500: "Internal server error.",
-}

@@ -33,6 +33,11 @@ def current_org() -> Organization | None:
     return model.objects.filter(schema_name=connection.schema_name).first()  # type: ignore[attr-defined]
 
 
+def org_storage_prefix(schema: str) -> str:
+    """The one place that says where an org's files live in the storage (local folder or S3 bucket)."""
+    return f"orgs/{schema}"
+
+
 def org_storage_name(name: str) -> str:
     """Files of an org live under its own prefix in the storage (local folder or S3 bucket)."""
-    return f"orgs/{connection.schema_name}/{name}"  # type: ignore[attr-defined]
+    return f"{org_storage_prefix(connection.schema_name)}/{name}"  # type: ignore[attr-defined]

@@ -9,7 +9,10 @@
   var source = document.getElementById("report-chart-data");
   if (!source || typeof Chart === "undefined") return;
   var data = JSON.parse(source.textContent);
-  var labels = data.trend.map(function (p) { return p.date; });
+  /* Axis labels read "6 Dec" (the year only when the range spans two years), not ISO "2026-12-06". */
+  var spansYears = data.trend.length > 1 && data.trend[0].date.slice(0, 4) !== data.trend[data.trend.length - 1].date.slice(0, 4);
+  var dayLabel = new Intl.DateTimeFormat(undefined, spansYears ? { day: "numeric", month: "short", year: "numeric", timeZone: "UTC" } : { day: "numeric", month: "short", timeZone: "UTC" });
+  var labels = data.trend.map(function (p) { return dayLabel.format(new Date(p.date + "T00:00:00Z")); });
   var num = function (v) { return v === null ? null : Number(v); };
   var blue = "#1769c2", green = "#177245", palette = ["#1769c2", "#177245", "#b54708", "#7a5af8", "#c11574", "#5b6478"];
   Chart.defaults.font.family = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";

@@ -25,6 +25,8 @@ from django.core.files.storage import FileSystemStorage, Storage
 from django.db import connection
 from django_tenants.utils import get_public_schema_name
 
+from p360.core.tenancy import org_storage_prefix
+
 if TYPE_CHECKING:
     from p360.core.uploads.models import Upload
 
@@ -63,14 +65,14 @@ def org_storage(schema: str | None = None) -> Storage:
             bucket_name=settings.P360_S3_BUCKET,
             endpoint_url=getattr(settings, "P360_S3_ENDPOINT_URL", "") or None,
             region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-            location=f"orgs/{schema}",
+            location=org_storage_prefix(schema),
             addressing_style="path",
             signature_version="s3v4",  # without it a custom endpoint gets SigV2 presigned URLs
             file_overwrite=False,
             default_acl=None,
             querystring_expire=300,
         )
-    return FileSystemStorage(location=str(Path(settings.MEDIA_ROOT) / "orgs" / schema), base_url=None)
+    return FileSystemStorage(location=str(Path(settings.MEDIA_ROOT) / org_storage_prefix(schema)), base_url=None)
 
 
 class _StagedFile(File):
