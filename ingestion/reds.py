@@ -29,6 +29,7 @@ from ingestion import etl
 from ingestion.ingestion_store.models import RedsFile
 from ingestion.models import RunStatus
 from ingestion.services import stored_file
+from p360.core import registry
 from p360.core.audit.services import record
 from p360.core.fault_inject import fault_point
 from p360.core.intake.tables import (
@@ -298,6 +299,8 @@ def _roll_up(run: IngestionRun, days: list[dt.date], currency: str) -> tuple[int
         cursor.execute(f"DELETE FROM {stage} WHERE run_id = %s", [run.pk])
         if missing:  # days without a CPM lose their stale roll-up too (it would not match the events)
             cursor.execute("DELETE FROM campaigns_dailymetric WHERE source = 'reds' AND date = ANY(%s)", [missing])
+            # what is derived from those days (reporting's roll-up, pacing's spend totals) must lose them too
+            registry.call_hooks("metrics_loaded", missing)
         if not with_cpm:
             return 0, 0, warnings
         cursor.execute(

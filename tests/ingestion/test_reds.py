@@ -171,3 +171,22 @@ def test_missing_required_column(cpms, tmp_path):
     path.write_text("event_timestamp|advertiser_id\n2026-11-20T00:00:00Z|acme01\n")
     message, _ = ingest_failing("reds", str(path))
     assert "missing required columns" in message and "'campaign id'" in message
+
+
+def test_a_day_that_loses_its_cpm_loses_its_derived_rollup_too(acme, tmp_path):
+    """Re-running a day after its CPM was removed deletes the day's metrics; the dashboard's rollup (a listener of
+    the `metrics_loaded` hook) must drop them as well, not keep the old spend."""
+    from campaigns.models import CpmRate
+    from reporting.models import DailyRollup
+
+    set_cpm(acme, "10")
+    path = write(tmp_path, "h05.psv", events("acme01"))
+    ingest("reds", str(path))
+    with schema_context(acme.schema_name):
+        assert DailyRollup.objects.filter(source="reds").exists()
+        CpmRate.objects.all().delete()
+    result = ingest("reds", str(path))
+    assert "no CPM rate in force on 2026-11-20" in result["error"]
+    assert metrics(acme, source="reds") == []
+    with schema_context(acme.schema_name):
+        assert not DailyRollup.objects.filter(source="reds").exists()
