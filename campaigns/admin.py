@@ -260,9 +260,10 @@ class ServiceFormMixin:
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         form_class = super().get_form(request, obj, change, **kwargs)  # type: ignore[misc]
-        refusal: CampaignServiceError | None = getattr(request, "_service_refusal", None)
-        if refusal is None:
+        found: CampaignServiceError | None = getattr(request, "_service_refusal", None)
+        if found is None:
             return form_class
+        refusal: CampaignServiceError = found
 
         class RefusedForm(form_class):  # type: ignore[misc, valid-type]
             def clean(self) -> Any:

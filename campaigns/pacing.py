@@ -431,7 +431,7 @@ def totals_figures(
     given `program`, all their strategies over the program's flight (PROGRAM), each up to `as_of`."""
     if not campaign_ids:
         return {}
-    params = {
+    params: dict[str, Any] = {
         "campaigns": campaign_ids,
         "as_of": as_of,
         "levels": list(levels),

@@ -188,7 +188,7 @@ def _campaign_choices(q: ReportQuery) -> list[dict[str, Any]]:
     campaigns = Campaign.objects.order_by("name")
     if q.filters.program_ids:
         campaigns = campaigns.filter(program_id__in=q.filters.program_ids)
-    return list(campaigns.values("id", "name", "source")[:500])
+    return [dict(row) for row in campaigns.values("id", "name", "source")[:500]]
 
 
 def _report_page(

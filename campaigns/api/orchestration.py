@@ -210,7 +210,7 @@ def paginated(view: APIView, request: Request, queryset: Any, render: Any) -> Re
     from p360.core.api_pagination import BoundedLimitOffsetPagination
 
     paginator = BoundedLimitOffsetPagination()
-    page = paginator.paginate_queryset(queryset, request, view=view)
+    page: list[Any] | None = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response([render(obj) for obj in page or []])
 
 
