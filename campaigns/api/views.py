@@ -78,8 +78,8 @@ class MetricsQuery(serializers.Serializer):
     )
     source = serializers.CharField(required=False, help_text="only these sources (comma-separated)")  # type: ignore[assignment]
     campaign_id = serializers.CharField(required=False, help_text="only these campaign ids (comma-separated)")
-    program = serializers.CharField(
-        required=False, help_text="only the campaigns of these program ids (comma-separated)"
+    program = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**63 - 1, help_text="only the campaigns of this program (its id)"
     )
 
     def validate_group_by(self, value: str) -> list[str]:
@@ -98,9 +98,6 @@ class MetricsQuery(serializers.Serializer):
 
     def validate_campaign_id(self, value: str) -> list[int]:
         return _ids(value, "campaign_id")
-
-    def validate_program(self, value: str) -> list[int]:
-        return _ids(value, "program")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs["end"] < attrs["start"]:
@@ -128,6 +125,6 @@ class Metrics(APIView):
             data["group_by"],
             sources=data.get("source"),
             campaign_ids=data.get("campaign_id"),
-            program_ids=data.get("program"),
+            program_ids=[data["program"]] if data.get("program") else None,
         )
         return Response(report)
