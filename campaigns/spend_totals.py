@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from typing import Any
 
 from django.db import connection, transaction
 
@@ -112,7 +113,7 @@ def apply_days(days: Iterable[dt.date]) -> None:
     day_list = sorted(set(days))
     if not day_list:
         return
-    params = {"days": day_list, "first": day_list[0]}
+    params: dict[str, Any] = {"days": day_list, "first": day_list[0]}
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_INSERT_MISSING, params)
         cursor.execute(_APPLY_DELTAS, params)
