@@ -240,7 +240,10 @@ def budget_bar(budget: Decimal, allocated: Decimal, spent: Decimal, currency: st
 
 
 class ServiceFormMixin:
-    """Show a service's refusal on the form again (the admin's transaction is rolled back: nothing saved)."""
+    """A refusal the service finds only under the row lock (the form's own checks passed) is shown on the form
+    again as a form error, with what the user typed: the admin's transaction is rolled back (nothing saved),
+    then the view runs once more with the refusal attached to the form's `clean()`, so Django renders the
+    form (and its inlines) invalid, exactly as for any other form error."""
 
     def changeform_view(  # type: ignore[no-untyped-def]
         self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
@@ -248,19 +251,29 @@ class ServiceFormMixin:
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
         except CampaignServiceError as exc:
-            self.message_user(request, f"Not saved ({exc.code}): {exc}", messages.ERROR)  # type: ignore[attr-defined]
-            response = TemplateResponse(
-                request,
-                "admin/campaigns/refused.html",
-                {
-                    "message": str(exc),
-                    "code": exc.code,
-                    "back": request.get_full_path(),
-                    **self.admin_site.each_context(request),  # type: ignore[attr-defined]
-                },
-            )
-            response.status_code = 400
-            return response
+            if request.method != "POST" or getattr(request, "_service_refusal", None) is not None:
+                raise
+            request._service_refusal = exc  # type: ignore[attr-defined]
+        response = super().changeform_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+        response.status_code = 400  # the form again, with the refusal: nothing was saved
+        return response
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form_class = super().get_form(request, obj, change, **kwargs)  # type: ignore[misc]
+        found: CampaignServiceError | None = getattr(request, "_service_refusal", None)
+        if found is None:
+            return form_class
+        refusal: CampaignServiceError = found
+
+        class RefusedForm(form_class):  # type: ignore[misc, valid-type]
+            def clean(self) -> Any:
+                data = super().clean()
+                field = refusal.details.get("field")
+                target = {"end": "end_date", "start": "start_date"}.get(str(field), field)
+                self.add_error(target if target in self.fields else None, f"{refusal} ({refusal.code})")
+                return data
+
+        return RefusedForm
 
 
 def _transition_action(name: str, label: str):  # type: ignore[no-untyped-def]

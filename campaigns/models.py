@@ -9,6 +9,7 @@ roll-up keeps them) and link to line items, so spend rolls up program > campaign
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 from django.core.validators import MinValueValidator
@@ -37,6 +38,23 @@ class Pacing(models.TextChoices):
     ASAP = "asap", "ASAP"
 
 
+def dates_ordered(start: dt.date | None, end: dt.date | None) -> bool:
+    """The one date-order rule of a flight (program, campaign, line item): an open end or start is fine,
+    else the end is on or after the start. The services check it (a clear message); the database holds
+    the same rule as a check constraint (`dates_ordered_constraint`) for every other path."""
+    return start is None or end is None or end >= start
+
+
+def dates_ordered_constraint(name: str) -> models.CheckConstraint:
+    """`dates_ordered` as the table's check constraint."""
+    return models.CheckConstraint(
+        condition=models.Q(end_date__isnull=True)
+        | models.Q(start_date__isnull=True)
+        | models.Q(end_date__gte=models.F("start_date")),
+        name=name,
+    )
+
+
 MONEY = {"max_digits": 14, "decimal_places": 2, "validators": [MinValueValidator(Decimal("0"))]}
 
 
@@ -59,12 +77,7 @@ class Program(models.Model):
     class Meta:
         ordering = ["-start_date", "name"]
         constraints = [
-            models.CheckConstraint(
-                condition=models.Q(end_date__isnull=True)
-                | models.Q(start_date__isnull=True)
-                | models.Q(end_date__gte=models.F("start_date")),
-                name="program_dates_ordered",
-            ),
+            dates_ordered_constraint("program_dates_ordered"),
         ]
 
     def __str__(self) -> str:
@@ -119,12 +132,7 @@ class Campaign(models.Model):
         ordering = ["-start_date", "name"]
         constraints = [
             models.UniqueConstraint(fields=["name", "source"], name="campaign_name_source_unique"),
-            models.CheckConstraint(
-                condition=models.Q(end_date__isnull=True)
-                | models.Q(start_date__isnull=True)
-                | models.Q(end_date__gte=models.F("start_date")),
-                name="campaign_dates_ordered",
-            ),
+            dates_ordered_constraint("campaign_dates_ordered"),
         ]
 
     def __str__(self) -> str:
@@ -163,12 +171,7 @@ class LineItem(models.Model):
         ordering = ["campaign", "name"]
         constraints = [
             models.UniqueConstraint(fields=["campaign", "name"], name="lineitem_campaign_name_unique"),
-            models.CheckConstraint(
-                condition=models.Q(end_date__isnull=True)
-                | models.Q(start_date__isnull=True)
-                | models.Q(end_date__gte=models.F("start_date")),
-                name="lineitem_dates_ordered",
-            ),
+            dates_ordered_constraint("lineitem_dates_ordered"),
         ]
 
     def __str__(self) -> str:
@@ -428,3 +431,28 @@ class SyncLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.object_type} {self.object_id}: {self.action}"
+
+
+class SpendTotal(models.Model):
+    """Running totals of one strategy's delivery: everything it delivered up to and including `date` (one row
+    per strategy and day it has daily metrics). Pacing reads two rows per strategy and flight (at the
+    flight's end and the day before its start) instead of every daily row: spend over [lo, hi] is
+    total(hi) - total(lo - 1). Rewritten from the first changed day on, in the loader's transaction, by the
+    ingestion ETL's "metrics_loaded" hook (campaigns/spend_totals.py); rebuilt whole after retention deletes
+    old days. Derived data: no FK constraints (like DailyMetric); a deleted campaign's rows are deleted."""
+
+    strategy_id = models.BigIntegerField()
+    campaign_id = models.BigIntegerField()
+    date = models.DateField()
+    spend = models.DecimalField(max_digits=28, decimal_places=7)
+    media_cost = models.DecimalField(max_digits=26, decimal_places=6)
+    impressions = models.BigIntegerField()
+    clicks = models.BigIntegerField()
+    conversions = models.BigIntegerField()
+    conversion_revenue = models.DecimalField(max_digits=26, decimal_places=4)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["strategy_id", "date"], name="spend_total_strategy_date")]
+
+    def __str__(self) -> str:
+        return f"strategy {self.strategy_id} to {self.date}: {self.spend}"

@@ -9,7 +9,8 @@ from typing import Any
 
 from django.urls import reverse
 
-from campaigns.demo import load_demo_campaigns
+from campaigns import spend_totals
+from campaigns.demo import load_demo_campaigns, load_demo_orchestration
 from campaigns.models import Campaign, CampaignStatus, PacingAlert
 from campaigns.retention import metrics_step
 from p360.core import registry
@@ -87,6 +88,11 @@ registry.register_dashboard_tile(
     },
 )
 registry.register_demo_loader(key="campaigns", order=200, load=load_demo_campaigns)
+# programs, line items and 60 days of spend (after ingestion's demo data, so its CPM rates exist)
+registry.register_demo_loader(key="orchestration", order=900, load=load_demo_orchestration)
+# pacing's running spend totals follow every load and campaign delete, in the same transaction (issue 14)
+registry.register_hook("metrics_loaded", key="campaigns.spend_totals", fn=spend_totals.metrics_loaded)
+registry.register_hook("campaign_deleted", key="campaigns.spend_totals", fn=spend_totals.campaign_deleted)
 
 # retention (issue 16): daily metrics 13 months, archived as Parquet (reporting's rollups follow at order 20)
 registry.register_retention_step(

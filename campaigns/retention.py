@@ -15,4 +15,10 @@ if TYPE_CHECKING:
 
 
 def metrics_step(org: Organization, *, cutoff: dt.date, dry_run: bool) -> dict[str, Any]:
-    return archive_then_delete(org, DailyMetric, DailyMetric.objects.filter(date__lt=cutoff), dry_run=dry_run)
+    result = archive_then_delete(org, DailyMetric, DailyMetric.objects.filter(date__lt=cutoff), dry_run=dry_run)
+    if not dry_run and any(result.get("rows", {}).values()):
+        # pacing's running totals start again from the oldest day kept (same transaction)
+        from campaigns.spend_totals import rebuild
+
+        rebuild()
+    return result

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.db.models import F, QuerySet, Sum
 
-from campaigns.models import ClientSettings, CpmRate, DailyMetric
+from campaigns.models import Campaign, ClientSettings, CpmRate, DailyMetric
 
 
 def cpm_in_force(day: dt.date) -> CpmRate | None:
@@ -126,13 +126,20 @@ def _row_figures(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def metrics_queryset(
-    start: dt.date, end: dt.date, *, sources: list[str] | None = None, campaign_ids: list[int] | None = None
+    start: dt.date,
+    end: dt.date,
+    *,
+    sources: list[str] | None = None,
+    campaign_ids: list[int] | None = None,
+    program_ids: list[int] | None = None,
 ) -> QuerySet[DailyMetric]:
     qs = DailyMetric.objects.filter(date__gte=start, date__lte=end)
     if sources:
         qs = qs.filter(source__in=sources)
     if campaign_ids:
         qs = qs.filter(campaign_id__in=campaign_ids)
+    if program_ids:  # the campaigns of these programs (an id of no program of this org: nothing)
+        qs = qs.filter(campaign_id__in=Campaign.objects.filter(program_id__in=program_ids).values("pk"))
     return qs
 
 
@@ -143,9 +150,10 @@ def metrics_report(
     *,
     sources: list[str] | None = None,
     campaign_ids: list[int] | None = None,
+    program_ids: list[int] | None = None,
 ) -> dict[str, Any]:
     """Rows grouped by `group_by` (date, campaign, ... in that order) and totals, each with A.1 figures."""
-    qs = metrics_queryset(start, end, sources=sources, campaign_ids=campaign_ids)
+    qs = metrics_queryset(start, end, sources=sources, campaign_ids=campaign_ids, program_ids=program_ids)
     fields: list[tuple[str, str]] = []
     for group in group_by:
         for key, path in GROUPS[group]:

@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING, Any
 from django.db import transaction
 from django.db.models import Sum
 
-from campaigns.models import Campaign, CampaignStatus, ClientSettings, CpmRate, LineItem, Program, Strategy
+from campaigns.models import (
+    Campaign,
+    CampaignStatus,
+    ClientSettings,
+    CpmRate,
+    LineItem,
+    Program,
+    Strategy,
+    dates_ordered,
+)
 from campaigns.pacing import campaign_flight
 from campaigns.selectors import client_settings
 from p360.core import registry
@@ -96,11 +105,16 @@ def is_staff(actor: User | None) -> bool:
 Flight = tuple[dt.date | None, dt.date | None]
 
 
+def check_dates(start: dt.date | None, end: dt.date | None, *, name: str) -> None:
+    """The date-order rule (`campaigns.models.dates_ordered`, also the tables' check constraint)."""
+    if not dates_ordered(start, end):
+        raise CampaignServiceError(f"{name}: end {end} is before start {start}", {"field": "end"})
+
+
 def _check_flight(child: Flight, parent: Flight, *, child_name: str, parent_name: str) -> None:
     start, end = child
     p_start, p_end = parent
-    if start and end and end < start:
-        raise CampaignServiceError(f"{child_name}: end {end} is before start {start}", {"field": "end"})
+    check_dates(start, end, name=child_name)
     outside = (p_start and start and start < p_start) or (p_end and end and end > p_end)
     # A child without dates runs the parent's flight; a child with dates must sit inside it.
     if outside or (p_start and end and end < p_start) or (p_end and start and start > p_end):
@@ -123,6 +137,55 @@ def _over_budget(*, parent_label: str, parent_budget: Decimal, others: Decimal, 
                 "available": str(available),
                 "currency": currency,
             },
+        )
+
+
+def fits_parent(
+    *,
+    child_name: str,
+    flight: Flight,
+    parent_name: str,
+    parent_flight: Flight,
+    parent_budget: Decimal,
+    others: Decimal | None,
+    asked: Decimal,
+    currency: str,
+) -> None:
+    """The one rule for a child (campaign in a program, line item in a campaign) against its parent, which the
+    caller has locked: its flight sits inside the parent's and the siblings plus `asked` stay within budget."""
+    _check_flight(flight, parent_flight, child_name=child_name, parent_name=parent_name)
+    _over_budget(
+        parent_label=parent_name,
+        parent_budget=parent_budget,
+        others=others or Decimal("0"),
+        asked=asked,
+        currency=currency,
+    )
+
+
+def parent_holds_children(
+    *,
+    parent_name: str,
+    kind: str,
+    budget: Decimal,
+    flight: Flight,
+    currency: str,
+    children: list[Any],
+) -> None:
+    """The reverse rule when a parent changes: its (locked) children still sum within its budget and sit
+    inside its flight."""
+    allocated = sum((c.budget for c in children), Decimal("0"))
+    if allocated > budget:
+        raise BudgetExceeded(
+            f"{parent_name}: its {kind}s already hold {allocated:,.2f} {currency}; the budget cannot go below that",
+            {"parent_budget": str(budget), "allocated": str(allocated), "currency": currency},
+        )
+    for child in children:
+        _check_flight(
+            (child.start_date, child.end_date),
+            flight,
+            child_name=f"{kind} {child.name!r}",
+            parent_name=parent_name,
         )
 
 
@@ -176,28 +239,22 @@ def program_save(*, program: Program, actor: User | None) -> Program:
         raise NotAllowed("only campaign managers change programs")
     program.budget = parse_money(program.budget)
     program.currency = _currency(program.currency)
-    if program.start_date and program.end_date and program.end_date < program.start_date:
-        raise CampaignServiceError("end is before start", {"field": "end"})
+    check_dates(program.start_date, program.end_date, name=f"program {program.name!r}")
     created = program.pk is None
     before = None
     if not created:
         current = Program.objects.select_for_update().get(pk=program.pk)
         before = _program_snapshot(current)
         children = list(Campaign.objects.filter(program=program).select_for_update())
-        allocated = sum((c.budget for c in children), Decimal("0"))
-        if allocated > program.budget:
-            raise BudgetExceeded(
-                f"program {program.name!r}: its campaigns already hold {allocated:,.2f} {program.currency}; "
-                f"the budget cannot go below that",
-                {"parent_budget": str(program.budget), "allocated": str(allocated), "currency": program.currency},
-            )
+        parent_holds_children(
+            parent_name=f"program {program.name!r}",
+            kind="campaign",
+            budget=program.budget,
+            flight=(program.start_date, program.end_date),
+            currency=program.currency,
+            children=children,
+        )
         for child in children:
-            _check_flight(
-                (child.start_date, child.end_date),
-                (program.start_date, program.end_date),
-                child_name=f"campaign {child.name!r}",
-                parent_name=f"program {program.name!r}",
-            )
             if child.currency != program.currency:
                 raise CurrencyMismatch(f"campaign {child.name!r} is in {child.currency}, not {program.currency}")
     program.full_clean()
@@ -239,37 +296,27 @@ def campaign_save(*, campaign: Campaign, actor: User | None) -> Campaign:
                 campaign.currency = program.currency  # the default follows the program
             else:
                 raise CurrencyMismatch(f"the campaign is in {campaign.currency}; its program in {program.currency}")
-        _check_flight(
-            (campaign.start_date, campaign.end_date),
-            (program.start_date, program.end_date),
+        fits_parent(
             child_name=f"campaign {campaign.name!r}",
+            flight=(campaign.start_date, campaign.end_date),
             parent_name=f"program {program.name!r}",
-        )
-        others = Campaign.objects.filter(program=program).exclude(pk=campaign.pk).aggregate(s=Sum("budget"))["s"]
-        _over_budget(
-            parent_label=f"program {program.name!r}",
+            parent_flight=(program.start_date, program.end_date),
             parent_budget=program.budget,
-            others=others or Decimal("0"),
+            others=Campaign.objects.filter(program=program).exclude(pk=campaign.pk).aggregate(s=Sum("budget"))["s"],
             asked=campaign.budget,
             currency=program.currency,
         )
+    else:
+        check_dates(campaign.start_date, campaign.end_date, name=f"campaign {campaign.name!r}")
     if current is not None:
-        children = list(LineItem.objects.filter(campaign=campaign))
-        allocated = sum((li.budget for li in children), Decimal("0"))
-        if allocated > campaign.budget:
-            raise BudgetExceeded(
-                f"campaign {campaign.name!r}: its line items already hold {allocated:,.2f}; "
-                "the budget cannot go below that",
-                {"parent_budget": str(campaign.budget), "allocated": str(allocated), "currency": campaign.currency},
-            )
-        flight = campaign_flight(campaign)
-        for child in children:
-            _check_flight(
-                (child.start_date, child.end_date),
-                flight,
-                child_name=f"line item {child.name!r}",
-                parent_name=f"campaign {campaign.name!r}",
-            )
+        parent_holds_children(
+            parent_name=f"campaign {campaign.name!r}",
+            kind="line item",
+            budget=campaign.budget,
+            flight=campaign_flight(campaign),
+            currency=campaign.currency,
+            children=list(LineItem.objects.filter(campaign=campaign)),
+        )
     campaign.full_clean(exclude=["audiences"])
     campaign.save()
     record(
@@ -304,17 +351,13 @@ def line_item_save(*, line_item: LineItem, actor: User | None, action: str = "")
             line_item.currency = campaign.currency
         else:
             raise CurrencyMismatch(f"the line item is in {line_item.currency}; its campaign in {campaign.currency}")
-    _check_flight(
-        (line_item.start_date, line_item.end_date),
-        campaign_flight(campaign),
+    fits_parent(
         child_name=f"line item {line_item.name!r}",
+        flight=(line_item.start_date, line_item.end_date),
         parent_name=f"campaign {campaign.name!r}",
-    )
-    others = LineItem.objects.filter(campaign=campaign).exclude(pk=line_item.pk).aggregate(s=Sum("budget"))["s"]
-    _over_budget(
-        parent_label=f"campaign {campaign.name!r}",
+        parent_flight=campaign_flight(campaign),
         parent_budget=campaign.budget,
-        others=others or Decimal("0"),
+        others=LineItem.objects.filter(campaign=campaign).exclude(pk=line_item.pk).aggregate(s=Sum("budget"))["s"],
         asked=line_item.budget,
         currency=campaign.currency,
     )

@@ -28,13 +28,16 @@ def pdf_export(
     end: str,
     sources: list[str] | None = None,
     campaign_ids: list[int] | None = None,
+    program_ids: list[int] | None = None,
     scope: str = "",
 ) -> dict[str, Any]:
     """Build the PDF in a temporary file, then store it under the org's prefix (a re-run replaces it)."""
 
     org = Organization.objects.get(schema_name=connection.schema_name)  # type: ignore[attr-defined]
     first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
-    filters = Filters(sources=tuple(sources or ()), campaign_ids=tuple(campaign_ids or ()))
+    filters = Filters(
+        sources=tuple(sources or ()), campaign_ids=tuple(campaign_ids or ()), program_ids=tuple(program_ids or ())
+    )
     name = org_storage_name(f"reports/{ctx.job.pk}/report-{start}-to-{end}.pdf")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "report.pdf"

@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django_tenants.utils import schema_context
 
-from campaigns.models import Campaign, MediaSource
+from campaigns.models import Campaign, MediaSource, Program
 from p360.core.audit.services import record
 from p360.core.exports import XLSX_CONTENT_TYPE
 from p360.core.jobs.models import Job, JobStatus
@@ -76,6 +76,7 @@ class ReportQuery:
     desc: bool
     page: int
     campaign_param: int | None = None  # the dashboard's campaign filter (not the drill-down page's own)
+    program_param: int | None = None  # the program filter (orchestration): its campaigns only
 
     def params(self, **overrides: Any) -> str:
         base: dict[str, Any] = {"preset": self.preset}
@@ -85,6 +86,8 @@ class ReportQuery:
             base["source"] = self.filters.sources[0]
         if self.campaign_param:
             base["campaign"] = self.campaign_param
+        if self.program_param:
+            base["program"] = self.program_param
         base.update(table=self.level, q=self.query, sort=self.sort, dir="desc" if self.desc else "asc", page=self.page)
         base.update(overrides)
         return urlencode({k: v for k, v in base.items() if v not in ("", None)})
@@ -113,6 +116,12 @@ def parse_query(
             campaign_ids = (int(str(get.get("campaign"))),)
         except ValueError:
             raise RangeError("campaign must be a campaign id", "campaign") from None
+    program_ids: tuple[int, ...] = ()
+    if get.get("program"):
+        text = str(get.get("program")).strip()
+        if not (text.isascii() and text.isdigit() and 0 < int(text) < 2**63):
+            raise RangeError("program must be a program id", "program")
+        program_ids = (int(text),)
     level = get.get("table") or default_level
     if level not in levels:
         raise RangeError(f"unknown table {level!r}; use one of {', '.join(levels)}", "table")
@@ -127,13 +136,14 @@ def parse_query(
         start=start,
         end=end,
         preset=preset,
-        filters=Filters(sources=(source,) if source else (), campaign_ids=campaign_ids),
+        filters=Filters(sources=(source,) if source else (), campaign_ids=campaign_ids, program_ids=program_ids),
         level=level,
         query=(get.get("q") or "").strip()[:100],
         sort=sort,
         desc=(get.get("dir") or "desc") != "asc",
         page=page,
         campaign_param=None if campaign else (campaign_ids[0] if campaign_ids else None),
+        program_param=program_ids[0] if program_ids else None,
     )
 
 
@@ -174,6 +184,14 @@ def _base_context(request: HttpRequest, q: ReportQuery) -> dict[str, Any]:
     }
 
 
+def _campaign_choices(q: ReportQuery) -> list[dict[str, Any]]:
+    """The campaign filter's choices: the selected program's campaigns (the drill-down), else all."""
+    campaigns = Campaign.objects.order_by("name")
+    if q.filters.program_ids:
+        campaigns = campaigns.filter(program_id__in=q.filters.program_ids)
+    return [dict(row) for row in campaigns.values("id", "name", "source")[:500]]
+
+
 def _report_page(
     request: HttpRequest, template: str, *, default_level: str, levels: tuple[str, ...], campaign: Campaign | None
 ) -> HttpResponse:
@@ -197,7 +215,9 @@ def _report_page(
         "levels": levels,
         "columns": [(key, SORT_LABELS[key]) for key in SORTS if key != "name"],
         "chart": {"trend": data["trend"], "sources": data["sources"]},
-        "campaigns": [] if campaign else list(Campaign.objects.order_by("name").values("id", "name", "source")[:500]),
+        "campaigns": [] if campaign else _campaign_choices(q),
+        "program_choices": [] if campaign else list(Program.objects.order_by("name").values("id", "name")[:500]),
+        "selected_program": Program.objects.filter(pk=q.program_param).first() if q.program_param else None,
         # orchestration (issue 14): the dashboard groups by program (a campaign's own page has one program)
         "programs": [] if campaign else selectors.by_program(q.start, q.end, q.filters),
         "no_program": NO_PROGRAM,
@@ -336,6 +356,10 @@ def export_pdf(request: HttpRequest) -> HttpResponse:
     if q.filters.campaign_ids:
         campaign = Campaign.objects.filter(pk=q.filters.campaign_ids[0]).first()
         scope = f"campaign {campaign.name}" if campaign else "campaign filter"
+    if q.filters.program_ids:
+        program = Program.objects.filter(pk=q.filters.program_ids[0]).first()
+        part = f"program {program.name}" if program else "program filter"
+        scope = f"{scope}, {part}" if scope else part
     if q.filters.sources:
         scope = ", ".join([scope, f"source {q.filters.sources[0]}"]) if scope else f"source {q.filters.sources[0]}"
     params = {
@@ -343,6 +367,7 @@ def export_pdf(request: HttpRequest) -> HttpResponse:
         "end": q.end.isoformat(),
         "sources": list(q.filters.sources),
         "campaign_ids": list(q.filters.campaign_ids),
+        "program_ids": list(q.filters.program_ids),
         "scope": scope,
     }
     if (q.end - q.start).days + 1 <= settings.P360_PDF_INLINE_MAX_DAYS:

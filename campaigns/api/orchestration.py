@@ -21,7 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from campaigns.models import Campaign, CampaignStatus, LineItem, Pacing, PricingModel, Program
+from campaigns.models import Campaign, CampaignStatus, LineItem, Pacing, PricingModel, Program, dates_ordered
 from campaigns.services import (
     TRANSITIONS,
     CampaignServiceError,
@@ -137,7 +137,7 @@ class _Dates(serializers.Serializer):
     end = serializers.DateField(required=False, allow_null=True)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs.get("start") and attrs.get("end") and attrs["end"] < attrs["start"]:
+        if not dates_ordered(attrs.get("start"), attrs.get("end")):
             raise serializers.ValidationError({"end": "end is before start"})
         return attrs
 
@@ -186,11 +186,40 @@ def _apply(obj: Any, data: dict[str, Any], skip: tuple[str, ...] = ()) -> None:
             setattr(obj, _FIELD_MAP.get(key, key), value)
 
 
+class ListFilters(serializers.Serializer):
+    """The filters of the orchestration lists (`?program=`, `?campaign=`, `?status=`): a value that is not a
+    whole number (or not a status) is a 400 with the error body, never ignored; a valid one always filters
+    (an id of nothing, e.g. another org's program, gives an empty page)."""
+
+    program = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    campaign = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    status = serializers.ChoiceField(choices=CampaignStatus.values, required=False)
+
+
+def list_filters(request: Request, allowed: tuple[str, ...]) -> dict[str, Any]:
+    unknown_values = {k: v for k, v in request.query_params.items() if k in ListFilters().fields and k not in allowed}
+    if unknown_values:
+        raise exceptions.ValidationError({k: "not a filter of this list" for k in unknown_values})
+    query = ListFilters(data={k: request.query_params[k] for k in allowed if k in request.query_params})
+    query.is_valid(raise_exception=True)
+    return dict(query.validated_data)
+
+
+def paginated(view: APIView, request: Request, queryset: Any, render: Any) -> Response:
+    """One page of `queryset` (the API's shared bounded limit/offset pagination): count, next, previous, results."""
+    from p360.core.api_pagination import BoundedLimitOffsetPagination
+
+    paginator = BoundedLimitOffsetPagination()
+    page: list[Any] | None = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response([render(obj) for obj in page or []])
+
+
 class ProgramList(APIView):
     @extend_schema(responses={200: dict})
     def get(self, request: Request) -> Response:
-        programs = Program.objects.order_by("name")
-        return Response({"results": [program_json(p) for p in programs]})
+        filters = list_filters(request, ())
+        programs = Program.objects.order_by("name", "pk").filter(**filters)
+        return paginated(self, request, programs, program_json)
 
     @extend_schema(request=ProgramIn, responses={201: dict})
     def post(self, request: Request) -> Response:
@@ -276,12 +305,17 @@ class CampaignUpdate(APIView):
 
 
 class LineItemList(APIView):
-    @extend_schema(responses={200: dict})
+    @extend_schema(parameters=[ListFilters], responses={200: dict})
     def get(self, request: Request) -> Response:
-        items = LineItem.objects.order_by("campaign_id", "name")
-        if request.query_params.get("campaign", "").isdigit():
-            items = items.filter(campaign_id=int(request.query_params["campaign"]))
-        return Response({"results": [line_item_json(li) for li in items]})
+        filters = list_filters(request, ("campaign", "program", "status"))
+        items = LineItem.objects.order_by("campaign_id", "name", "pk")
+        if "campaign" in filters:
+            items = items.filter(campaign_id=filters["campaign"])
+        if "program" in filters:
+            items = items.filter(campaign__program_id=filters["program"])
+        if "status" in filters:
+            items = items.filter(status=filters["status"])
+        return paginated(self, request, items, line_item_json)
 
     @extend_schema(request=LineItemIn, responses={201: dict})
     def post(self, request: Request) -> Response:

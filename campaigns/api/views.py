@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from campaigns.api.orchestration import CampaignCreateMixin
+from campaigns.api.orchestration import CampaignCreateMixin, ListFilters, list_filters
 from campaigns.models import Campaign, MediaSource
 from campaigns.selectors import GROUPS, metrics_report
 
@@ -37,13 +37,35 @@ class CampaignSerializer(serializers.ModelSerializer):
 
 
 class CampaignList(CampaignCreateMixin, generics.ListAPIView):
-    queryset = Campaign.objects.all()
+    """Campaigns, paginated; `?program=<id>` and `?status=` filter (a bad value is a 400, never ignored)."""
+
     serializer_class = CampaignSerializer
+
+    def get_queryset(self) -> Any:
+        filters = list_filters(self.request, ("program", "status"))
+        campaigns = Campaign.objects.order_by("-start_date", "name", "pk")
+        if "program" in filters:
+            campaigns = campaigns.filter(program_id=filters["program"])
+        if "status" in filters:
+            campaigns = campaigns.filter(status=filters["status"])
+        return campaigns
+
+    @extend_schema(parameters=[ListFilters])
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
 
 
 class CampaignDetail(generics.RetrieveAPIView):
     queryset = Campaign.objects.all()
     serializer_class = CampaignSerializer
+
+
+def _ids(value: str, name: str) -> list[int]:
+    """Comma-separated whole numbers (ids), each a PostgreSQL bigint."""
+    parts = [v.strip() for v in value.split(",") if v.strip()]
+    if not parts or not all(p.isascii() and p.isdigit() and 0 < int(p) < 2**63 for p in parts):
+        raise serializers.ValidationError(f"{name} takes ids (whole numbers, comma-separated)")
+    return [int(p) for p in parts]
 
 
 class MetricsQuery(serializers.Serializer):
@@ -56,6 +78,9 @@ class MetricsQuery(serializers.Serializer):
     )
     source = serializers.CharField(required=False, help_text="only these sources (comma-separated)")  # type: ignore[assignment]
     campaign_id = serializers.CharField(required=False, help_text="only these campaign ids (comma-separated)")
+    program = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**63 - 1, help_text="only the campaigns of this program (its id)"
+    )
 
     def validate_group_by(self, value: str) -> list[str]:
         groups = [g.strip() for g in value.split(",") if g.strip()]
@@ -72,10 +97,7 @@ class MetricsQuery(serializers.Serializer):
         return sources
 
     def validate_campaign_id(self, value: str) -> list[int]:
-        try:
-            return [int(v) for v in value.split(",") if v.strip()]
-        except ValueError as exc:
-            raise serializers.ValidationError("campaign_id takes whole numbers") from exc
+        return _ids(value, "campaign_id")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs["end"] < attrs["start"]:
@@ -103,5 +125,6 @@ class Metrics(APIView):
             data["group_by"],
             sources=data.get("source"),
             campaign_ids=data.get("campaign_id"),
+            program_ids=[data["program"]] if data.get("program") else None,
         )
         return Response(report)

@@ -76,6 +76,12 @@ def test_service_refusal_under_the_lock_rolls_the_whole_form_back(acme, manager,
     }
     response = client.post(f"/o/{acme.slug}/admin/campaigns/program/{program.pk}/change/", data)
     assert response.status_code == 400 and "budget_exceeded" in response.content.decode()
+    # the form again, as typed, with the refusal as its error (not a separate "nothing was saved" page)
+    form = response.context["adminform"].form
+    assert form.errors and "budget_exceeded" in str(form.non_field_errors())
+    assert form.data["budget"] == "100.00"
+    page = response.content.decode()
+    assert 'name="budget"' in page and 'value="100.00"' in page and "errornote" in page
     with schema_context(acme.schema_name):
         assert Program.objects.get(pk=program.pk).budget == Decimal("1000.00")
     assert sums_hold(acme)
@@ -98,8 +104,37 @@ def test_line_item_admin_refuses_over_budget(acme, manager, login):
         },
     )
     assert response.status_code == 400 and "budget_exceeded" in response.content.decode()
+    form = response.context["adminform"].form
+    assert "budget_exceeded" in str(form.non_field_errors()) and form.data["name"] == "Big"
+    assert 'value="Big"' in response.content.decode()
     with schema_context(acme.schema_name):
         assert not LineItem.objects.filter(name="Big").exists()
+
+
+def test_a_flight_refused_under_the_lock_is_a_field_error_on_the_form(acme, manager, login):
+    """The line item's dates are fine on their own; only the campaign (read under its lock) rules them out."""
+    ids = tree(acme)
+    response = login(manager).post(
+        f"/o/{acme.slug}/admin/campaigns/lineitem/add/",
+        {
+            "campaign": ids["campaign"],
+            "name": "Late",
+            "budget": "1.00",
+            "currency": "USD",
+            "bid": "1",
+            "pricing_model": "cpm",
+            "pacing": "even",
+            "creatives": "",
+            "external_id": "",
+            "start_date": "2026-12-01",
+            "end_date": "2026-12-31",
+        },
+    )
+    assert response.status_code == 400
+    form = response.context["adminform"].form
+    assert "flight_outside_parent" in str(form.errors), form.errors
+    with schema_context(acme.schema_name):
+        assert not LineItem.objects.filter(name="Late").exists()
 
 
 def test_workflow_duplicate_and_reallocation_actions(acme, manager, login):

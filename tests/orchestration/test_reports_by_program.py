@@ -180,3 +180,72 @@ def test_program_exports_are_isolated(program_metrics: Any, globex_marketer: Any
     own = client.get("/o/globex/reports/export.csv", {**REPORT_RANGE, "table": "program"})
     text = b"".join(own.streaming_content).decode()
     assert "Globex Canary IO" not in text and "North IO" not in text  # globex's campaigns have no program
+
+
+# --- the program filter and the program -> campaigns drill-down (reports page, exports, metrics API) ----------
+
+
+def test_program_filter_narrows_the_page_its_exports_and_the_metrics_api_alike(
+    program_metrics: Any, acme_marketer: Any, login: Any
+) -> None:
+    import csv
+    import io
+
+    client = login(acme_marketer)
+    north = program_metrics["north"]
+    span = {"start": REPORT_RANGE["start"], "end": REPORT_RANGE["end"]}
+    api_rows = client.get("/o/acme/api/v1/metrics", {**span, "group_by": "campaign", "program": north}).json()
+    assert {r["campaign"] for r in api_rows["rows"]} == {"Brand", "Retarget"}
+    assert api_rows["totals"]["spend"] == "40.00"
+    # the page: KPIs, the campaign table and the programs table hold North only; the drill-down link is there
+    html = client.get("/o/acme/reports/", {**REPORT_RANGE, "program": north}).content.decode()
+    assert 'data-testid="program-filter"' in html and "North IO" in html
+    programs = html.split('data-table="programs"', 1)[1].split("</table>", 1)[0]
+    assert f'data-program="{north}"' in programs and "(no program)" not in programs
+    assert "Promo" not in html.split("<main", 1)[-1].split('name="campaign"', 1)[1].split("</select>", 1)[0]
+    full = client.get("/o/acme/reports/", REPORT_RANGE).content.decode()
+    assert f"program={north}" in full and 'data-drill="program"' in full  # program -> its campaigns
+    # the exports carry the filter and the API's exact values
+    response = client.get("/o/acme/reports/export.csv", {**REPORT_RANGE, "program": north, "table": "campaign"})
+    table = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert {row["campaign"] for row in table} == {"Brand", "Retarget"}
+    by_name = {r["campaign"]: r for r in api_rows["rows"]}
+    assert all(row["spend"] == by_name[row["campaign"]]["spend"] for row in table)
+    export = client.get("/o/acme/reports/export.csv", {**REPORT_RANGE, "program": north, "table": "program"})
+    program_rows = list(csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode())))
+    assert [(r["program_id"], r["spend"]) for r in program_rows] == [(str(north), "40.00")]
+    # the PDF says what it covers
+    from pypdf import PdfReader
+
+    pdf = client.post(f"/o/acme/reports/export.pdf?preset=custom&start=2026-11-16&end=2026-11-22&program={north}")
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.content)).pages)
+    assert "program North IO" in text and "Promo" not in text
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1.5", "99999999999999999999"])
+def test_a_bad_program_filter_is_a_clear_error(program_metrics: Any, acme_marketer: Any, login: Any, value: str):
+    client = login(acme_marketer)
+    assert client.get("/o/acme/reports/", {**REPORT_RANGE, "program": value}).status_code == 400
+    assert client.get("/o/acme/reports/export.csv", {**REPORT_RANGE, "program": value}).status_code == 400
+    api = client.get("/o/acme/api/v1/metrics", {"start": "2026-11-16", "end": "2026-11-22", "program": value})
+    assert api.status_code == 400 and "program" in api.json()["error"]["details"]["fields"]
+
+
+def test_another_orgs_program_id_gives_none_of_its_data(
+    program_metrics: Any, globex_marketer: Any, acme_marketer: Any, login: Any
+) -> None:
+    north = program_metrics["north"]
+    other = login(globex_marketer)
+    # globex's own schema: the id is globex's program (or none), never acme's North with its campaigns
+    page = other.get("/o/globex/reports/", {**REPORT_RANGE, "program": north}).content.decode()
+    assert "North IO" not in page and "Retarget" not in page
+    body = other.get("/o/globex/api/v1/metrics", {"start": "2026-11-16", "end": "2026-11-22", "program": north})
+    assert body.status_code == 200 and body.json()["rows"] == [] and body.json()["totals"]["impressions"] == 0
+    export = other.get("/o/globex/reports/export.csv", {**REPORT_RANGE, "program": north, "table": "campaign"})
+    assert "Retarget" not in b"".join(export.streaming_content).decode()
+    assert other.get("/o/acme/reports/", {**REPORT_RANGE, "program": north}).status_code == 404
+    # and an acme id that is no program at all: nothing, not everything
+    own = login(acme_marketer).get(
+        "/o/acme/api/v1/metrics", {"start": "2026-11-16", "end": "2026-11-22", "program": 987654}
+    )
+    assert own.json()["rows"] == []
