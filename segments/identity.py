@@ -28,14 +28,18 @@ from typing import Any
 from django.db import connection, transaction
 
 from audiences.normalize import normalize_email, normalize_maid, normalize_phone, uid2_hash
-from segments.models import IdentityKey, IdentityRevision, Segment, UserProfile
+from segments.models import IdentityKey, Segment, UserProfile
 
 MAID_ATTRIBUTES = ("maid", "idfa", "gaid", "device_id", "deviceId")
 COLUMNS = tuple(IdentityKey.Kind.values)  # ("email_sha256", "phone_e164", "maid"): audience record columns
 
 
 def profile_keys(
-    *, email: str | None, phone: str | None, device_tokens: Iterable[Any] = (), attributes: Mapping[str, Any] | None = None
+    *,
+    email: str | None,
+    phone: str | None,
+    device_tokens: Iterable[Any] = (),
+    attributes: Mapping[str, Any] | None = None,
 ) -> set[tuple[str, str]]:
     """The normalised (kind, value) keys of one profile."""
     keys: set[tuple[str, str]] = set()
@@ -113,9 +117,7 @@ def segment_choices() -> list[dict[str, Any]]:
     from django.db.models import Count
 
     rows = Segment.objects.annotate(members_count=Count("members")).order_by("name")
-    return [
-        {"id": s.pk, "name": s.name, "count": s.members_count, "active": s.active, "kind": s.kind} for s in rows
-    ]
+    return [{"id": s.pk, "name": s.name, "count": s.members_count, "active": s.active, "kind": s.kind} for s in rows]
 
 
 def version() -> str:

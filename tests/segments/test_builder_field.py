@@ -136,7 +136,9 @@ def test_count_follows_entries_and_exits_and_sql_agrees(client: Client) -> None:
     assert _count(client, combined) == 2
     negated = {"op": "not", "children": [combined]}
     assert _count(client, negated) == 2
-    saved = client.post(f"{api()}/audiences", {"name": "Segment x tech", "tree": combined}, content_type="application/json")
+    saved = client.post(
+        f"{api()}/audiences", {"name": "Segment x tech", "tree": combined}, content_type="application/json"
+    )
     assert saved.status_code == 201, saved.content
     assert saved.json()["count"] == 2  # the SQL materialisation agrees with the preview
     # The window slides past every event: they all exit, and the count follows.
