@@ -20,6 +20,7 @@ from audiences.logic.tree import (
     CATEGORY,
     DATE,
     IDENTIFIER,
+    MEMBERSHIP,
     NUMBER,
     OPERATORS_BY_TYPE,
     TEXT,
@@ -128,6 +129,10 @@ def make_resolver(custom: Mapping[str, str]) -> Resolver:
     def resolve(name: str) -> FieldRef | None:
         if name in fields:
             return fields[name]
+        membership = membership_ref(name)
+        if membership is not None:
+            fields[name] = membership  # the org's ids are read once per resolver
+            return membership
         lowered = name.lower()
         prefix = next((p for p in (BOMBORA_PREFIX, *BOMBORA_MEASURES) if lowered.startswith(p)), None)
         if prefix is not None:
@@ -157,6 +162,35 @@ def make_resolver(custom: Mapping[str, str]) -> Resolver:
         return None
 
     return resolve
+
+
+def membership_ref(name: str) -> FieldRef | None:
+    """A membership field a higher app registered (issue 13: `segment`), with the ids this org may name."""
+    from p360.core.registry import builder_field
+
+    provider = builder_field(name)
+    if provider is None:
+        return None
+    return FieldRef(name=name, type=MEMBERSHIP, column=name, choices=frozenset(int(i) for i in provider.ids()))
+
+
+def membership_entries() -> list[dict[str, Any]]:
+    """The catalogue entries of the registered membership fields, the org's choices listed like audiences'."""
+    from p360.core.registry import builder_fields
+
+    return [
+        {
+            "name": provider.name,
+            "label": provider.label,
+            "type": MEMBERSHIP,
+            "operators": operators_for(MEMBERSHIP),
+            "examples": [],
+            "values": provider.choices(),
+            "group": provider.group,
+            "description": provider.description,
+        }
+        for provider in builder_fields()
+    ]
 
 
 def operators_for(type_name: str) -> list[str]:

@@ -16,11 +16,13 @@ from audiences.catalogue import (
     bombora_window_entries,
     custom_record_fields,
     make_resolver,
+    membership_entries,
     operators_for,
 )
+from audiences.logic.membership import column_name, entry_mask
 from audiences.logic.polars_engine import Evaluation, audience_column, evaluate, first_rows
 from audiences.logic.sql_engine import AudienceRef
-from audiences.logic.tree import AUDIENCE, BOMBORA, CATEGORY, NUMBER, Node, TreeError, conditions, parse
+from audiences.logic.tree import AUDIENCE, BOMBORA, CATEGORY, MEMBERSHIP, NUMBER, Node, TreeError, conditions, parse
 from bombora.models import BomboraTopic
 from bombora.store import SURGE_THRESHOLD, current_week, search_topics
 
@@ -56,6 +58,10 @@ def _frame_for(entry: cache.Entry, node: Node, refs: dict[int, AudienceRef]) -> 
                 if any(s.name == name for s in extra):
                     continue
                 extra.append(_membership(entry, refs.get(audience_id)).alias(name))
+        elif ref.type == MEMBERSHIP:  # issue 13: resolved now (membership changes constantly), memoised per version
+            name = column_name(ref.column, cond.value)
+            if all(s.name != name for s in extra):
+                extra.append(entry_mask(entry, ref.column, tuple(cond.value)).alias(name))
         elif ref.column not in needed:
             needed.append(ref.column)
     frame = entry.frame.select(needed) if needed else pl.DataFrame({"__rid": entry.frame.get_column("__rid")})
@@ -195,6 +201,7 @@ def field_catalogue() -> dict[str, Any]:
             "description": "Membership in an imported or saved audience (a person in any of the listed ones).",
         }
     )
+    fields.extend(membership_entries())  # issue 13: event segments (registered by the segments app)
     return {
         "fields": fields,
         "bombora": {"week": entry.week.isoformat() if entry.week else None, "topics": topics},

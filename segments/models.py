@@ -260,3 +260,41 @@ class Send(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} to {self.user_id} ({self.status})"
+
+
+class IdentityKey(models.Model):
+    """A normalised identity key of a profile, so the audience builder's `segment` field can match records.
+
+    Maintained by `segments.identity.sync_profile` whenever a profile is written (see that module for the rule).
+    `kind` names the audience record column the value is compared with: `email_sha256` (UID2 hash of the
+    normalised email), `phone_e164`, `maid`.
+    """
+
+    class Kind(models.TextChoices):
+        EMAIL = "email_sha256", "email (UID2 hash)"
+        PHONE = "phone_e164", "phone (E.164)"
+        MAID = "maid", "device id / MAID"
+
+    user_id = models.CharField(max_length=200)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    value = models.CharField(max_length=200)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "value", "user_id"], name="segments_identity_unique"),
+        ]
+        indexes = [models.Index(fields=["user_id"], name="segments_identity_user_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.kind}"
+
+
+class IdentityRevision(models.Model):
+    """One row per organisation, bumped in the transaction that changes any identity key: with the ledger's last id
+    it is the membership version the builder memoises its `segment` masks by (read under MVCC, so never ahead of
+    the data it stands for)."""
+
+    number = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"identity revision {self.number}"

@@ -30,3 +30,28 @@ registry.register_schedule(name="p360: segment sends", func="segments.tasks.deli
 registry.register_schedule(
     name="p360: segment event retention", func="segments.tasks.retention_all_orgs", minutes=24 * 60
 )
+
+# The audience builder's `segment` field (issue 13): audiences never imports segments; it asks through the registry.
+# The identity rule (which records a segment's users are) is in segments/identity.py.
+
+
+def _register_builder_field() -> None:
+    from segments import identity
+
+    registry.register_builder_field(
+        registry.BuilderField(
+            name="segment",
+            label="Event segment",
+            group="Event segments",
+            description="People whose email, phone or device id belongs to a user currently in any of the listed "
+            "event segments (matched on the normalised keys, as imports normalise them).",
+            ids=identity.segment_ids,
+            choices=identity.segment_choices,
+            keys=identity.member_keys,
+            keys_sql=identity.member_keys_sql,
+            version=identity.version,
+        )
+    )
+
+
+_register_builder_field()

@@ -457,6 +457,9 @@ def profile_put(*, user_id: str, data: dict[str, Any], actor: Any) -> UserProfil
             raise SegmentError("attributes must be an object", field="attributes")
         profile.attributes = data["attributes"]
     profile.save()
+    from segments.identity import sync_profile
+
+    sync_profile(profile)  # the builder's `segment` field matches audience records by these keys
     record(
         action="segments.profile.updated",
         actor=actor,

@@ -18,7 +18,7 @@ from typing import Any
 
 import polars as pl
 
-from audiences.logic.tree import AUDIENCE, BOOLEAN, STRING_TYPES, Condition, Node, conditions
+from audiences.logic.tree import AUDIENCE, BOOLEAN, MEMBERSHIP, STRING_TYPES, Condition, Node, conditions
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,11 @@ def condition_expr(cond: Condition, schema: Mapping[str, pl.DataType], strings: 
     if ref.type == AUDIENCE:
         hit = pl.any_horizontal([pl.col(audience_column(a)) for a in cond.value])
         return (hit if cond.operator == "in" else ~hit).fill_null(False)
+    if ref.type == MEMBERSHIP:  # a column the caller resolved at query time (audiences/logic/membership.py)
+        from audiences.logic.membership import column_name
+
+        member = pl.col(column_name(ref.column, cond.value))
+        return (member if cond.operator == "in" else ~member).fill_null(False)
     column = pl.col(ref.column)
     if cond.operator == "is_null":
         return column.is_null()

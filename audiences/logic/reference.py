@@ -1,7 +1,8 @@
 """A plain-Python evaluator of validated trees: the readable statement of the semantics (tests only).
 
 A person is a dict keyed by `FieldRef.column` (missing key or None = missing value) with `__audiences`, the set
-of audience ids the person belongs to.
+of audience ids the person belongs to, and `__member_of`, {membership field: set of ids} (e.g. the event segments
+the person is in by the identity rule of audiences/logic/membership.py).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from audiences.logic.tree import AUDIENCE, STRING_TYPES, Condition, Node
+from audiences.logic.tree import AUDIENCE, MEMBERSHIP, STRING_TYPES, Condition, Node
 
 
 def holds(node: Node, person: Mapping[str, Any]) -> bool:
@@ -25,6 +26,9 @@ def _condition(cond: Condition, person: Mapping[str, Any]) -> bool:
     op, value = cond.operator, cond.value
     if cond.field.type == AUDIENCE:
         member = bool(set(value) & set(person.get("__audiences", ())))
+        return member if op == "in" else not member
+    if cond.field.type == MEMBERSHIP:
+        member = bool(set(value) & set(person.get("__member_of", {}).get(cond.field.column, ())))
         return member if op == "in" else not member
     current = person.get(cond.field.column)
     if op == "is_null":

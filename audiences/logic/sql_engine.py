@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from audiences.logic.tree import AUDIENCE, BOMBORA, BOOLEAN, DATE, NUMBER, STRING_TYPES, Condition, Node
+from audiences.logic.tree import AUDIENCE, BOMBORA, BOOLEAN, DATE, MEMBERSHIP, NUMBER, STRING_TYPES, Condition, Node
 from audiences.records import DATA_COLUMNS
 from bombora.store import QUALIFIED, measure_sql
 
@@ -127,6 +127,11 @@ def condition_sql(cond: Condition, ctx: SqlContext, params: list[Any]) -> str:
     if ref.type == AUDIENCE:
         hit = " OR ".join(_membership_sql(a, ctx) for a in value)
         return f"({hit})" if op == "in" else f"(NOT ({hit}))"
+    if ref.type == MEMBERSHIP:  # issue 13: e.g. event segments, keys from the providing app
+        from audiences.logic.membership import membership_sql
+
+        hit = membership_sql(ref.column, tuple(value))
+        return hit if op == "in" else f"(NOT {hit})"
     column = _column_sql(cond, ctx)
     if op == "is_null":
         return f"({column} IS NULL)"

@@ -24,6 +24,8 @@ MAX_STRING = 1000
 TEXT, IDENTIFIER, CATEGORY = "text", "identifier", "category"
 NUMBER, DATE, BOOLEAN = "number", "date", "boolean"
 BOMBORA, AUDIENCE = "bombora", "audience"
+# Membership in a set a higher app provides through p360.core.registry.BuilderField (issue 13: `segment`).
+MEMBERSHIP = "membership"
 STRING_TYPES = frozenset({TEXT, IDENTIFIER, CATEGORY})
 ORDERED_TYPES = frozenset({NUMBER, DATE, BOMBORA})
 
@@ -41,6 +43,7 @@ OPERATORS_BY_TYPE: dict[str, tuple[str, ...]] = {
     BOMBORA: ORDERED_OPERATORS,
     BOOLEAN: ("eq", "neq", "is_null", "is_not_null"),
     AUDIENCE: ("in", "not_in"),
+    MEMBERSHIP: ("in", "not_in"),
 }
 ALL_OPERATORS = frozenset(op for ops in OPERATORS_BY_TYPE.values() for op in ops)
 LIST_OPERATORS = frozenset({"in", "not_in"})
@@ -64,6 +67,8 @@ class FieldRef:
     # 4 loaded weeks (>= 60: surging in any of them); "rise_12w" = the current score minus the score of the
     # earliest week with one in the last 12 (null with fewer than two such weeks or no current score).
     measure: str | None = None
+    # Membership fields only: the ids the current org may name (None: not checked).
+    choices: frozenset[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -291,6 +296,12 @@ def _scalar(ref: FieldRef, value: Any, audience_ids: set[int] | None) -> Any:
             raise _BadValue("audience ids are integers")
         if audience_ids is not None and value not in audience_ids:
             raise _BadValue(f"no audience with id {value} in this organisation")
+        return value
+    if kind == MEMBERSHIP:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _BadValue(f"{ref.name} ids are integers")
+        if ref.choices is not None and value not in ref.choices:
+            raise _BadValue(f"no {ref.name} with id {value} in this organisation")
         return value
     raise _BadValue(f"unsupported field type {kind!r}")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,6 +43,9 @@ class P360Command(BaseCommand):
     #: whether the command accepts --org SLUG (one or more times) / --all-orgs
     org_option: str | None = None  # None, "one", "many"
     lock_name: str | None = None  # a non-overlap lock; defaults to the command name when set to ""
+    #: seconds to wait for the lock before refusing (a restarted worker whose killed predecessor's session is
+    #: still closing); 0 refuses at once
+    lock_wait: float = 0
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
@@ -128,10 +132,15 @@ class P360Command(BaseCommand):
             yield
             return
         key = zlib.crc32(f"p360:{self.lock_name or self.name()}".encode())
+        deadline = time.monotonic() + self.lock_wait
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
-            if not cursor.fetchone()[0]:
-                raise CommandFailed(f"another {self.name()} is running; try again when it has finished")
+            while True:
+                cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+                if cursor.fetchone()[0]:
+                    break
+                if time.monotonic() >= deadline:
+                    raise CommandFailed(f"another {self.name()} is running; try again when it has finished")
+                time.sleep(0.25)
         try:
             yield
         finally:

@@ -110,12 +110,41 @@ class AudiencePanel:
     render: Callable[[Any, Any], str]
 
 
+@dataclass(frozen=True)
+class BuilderField:
+    """A membership field a higher app adds to the audience builder (issue 13: `segment`), so `audiences` never
+    imports that app. A tree names it as `{"field": name, "operator": "in" | "not_in", "value": [ids]}`.
+
+    A person of the builder's universe is a member when one of their identity keys is among the keys of the
+    current members of any of the ids. Keys are given per universe column (`email_sha256`, `phone_e164`, `maid`),
+    normalised as the audience import normalises them (`audiences/normalize.py`). Every callable runs in the
+    current org's schema:
+
+    - `ids()`: the ids a tree may name (any other id is refused, naming the node);
+    - `choices()`: `[{"id", "name", "count"}]` for the field picker;
+    - `keys(ids)`: `{column: set of keys}` of the current members (the polars engine, per membership version);
+    - `keys_sql(ids)`: `{column: "SELECT <one text column> ..."}`, the same keys as SQL (materialisation);
+    - `version()`: a cheap token that changes whenever a membership or an identity key changes.
+    """
+
+    name: str
+    label: str
+    group: str
+    description: str
+    ids: Callable[[], Any]
+    choices: Callable[[], list[dict[str, Any]]]
+    keys: Callable[[tuple[int, ...]], dict[str, Any]]
+    keys_sql: Callable[[tuple[int, ...]], dict[str, str]]
+    version: Callable[[], str]
+
+
 _nav: dict[tuple[Site, str], NavItem] = {}
 _tiles: dict[tuple[Site, str], DashboardTile] = {}
 _schedules: dict[str, ScheduleSpec] = {}
 _demo: dict[str, DemoLoader] = {}
 _retention: dict[tuple[str, str], RetentionStep] = {}
 _audience_panels: dict[str, AudiencePanel] = {}
+_builder_fields: dict[str, BuilderField] = {}
 
 
 def register_nav(*, site: Site, group: str, title: str, icon: str, url_name: str, permission: str, order: int) -> None:
@@ -158,6 +187,18 @@ def register_audience_panel(*, key: str, order: int, render: Callable[[Any, Any]
 
 def unregister_audience_panel(key: str) -> None:
     _audience_panels.pop(key, None)
+
+
+def register_builder_field(field: BuilderField) -> None:
+    _builder_fields[field.name] = field
+
+
+def builder_fields() -> list[BuilderField]:
+    return sorted(_builder_fields.values(), key=lambda f: f.name)
+
+
+def builder_field(name: str) -> BuilderField | None:
+    return _builder_fields.get(name)
 
 
 def nav_items(site: Site, group: str) -> list[NavItem]:

@@ -293,7 +293,7 @@
   // ---- condition edits ------------------------------------------------------------------------------
   function defaultOperator(spec) {
     var ops = spec.operators || [];
-    var prefer = { category: "in", audience: "in", bombora: "gte", number: "gte", boolean: "eq", date: "gte", text: "contains", identifier: "eq" };
+    var prefer = { category: "in", audience: "in", membership: "in", bombora: "gte", number: "gte", boolean: "eq", date: "gte", text: "contains", identifier: "eq" };
     var want = prefer[spec.type];
     return ops.indexOf(want) >= 0 ? want : (ops[0] || "eq");
   }
@@ -350,7 +350,7 @@
       var n = Number(text);
       return isNaN(n) ? String(raw) : n; // a non-number goes to the API, which names the node
     }
-    if (spec && spec.type === "audience") return Number(raw);
+    if (spec && (spec.type === "audience" || spec.type === "membership")) return Number(raw);
     if (spec && spec.type === "boolean") return raw === true || raw === "true";
     return raw;
   }
@@ -726,7 +726,7 @@
     // A chosen value that is not (or no longer) known, e.g. a deleted audience: shown so it can be removed.
     selected.forEach(function (v) {
       if (!options.some(function (o) { return String(o.value) === v; })) {
-        options.push({ value: v, label: (spec.type === "audience" ? "#" + v : v) + " (not found)" });
+        options.push({ value: v, label: (spec.type === "audience" || spec.type === "membership" ? "#" + v : v) + " (not found)" });
       }
     });
     var box = h("div", { className: "chips", role: "group", "aria-label": "Values of " + name });
@@ -971,10 +971,10 @@
     Object.keys(groups).forEach(function (g) { if (order.indexOf(g) < 0) order.push(g); });
     order.forEach(function (g) {
       var items = groups[g] || [];
-      var heading = g === "Bombora" ? "Bombora intent" + (catalogue.week ? " (week of " + catalogue.week + ")" : "") : g === "Audience" ? "Audience membership" : g === "Custom" ? "Custom (from uploads)" : "Record";
+      var heading = g === "Bombora" ? "Bombora intent" + (catalogue.week ? " (week of " + catalogue.week + ")" : "") : g === "Audience" ? "Audience membership" : g === "Custom" ? "Custom (from uploads)" : g === "Record" ? "Record" : g;
       if (!items.length && g !== "Bombora") return;
-      var groupEl = h("li", { role: "presentation", className: "picker-group" }, [h("span", { className: "picker-heading", id: "picker-g-" + g, text: heading })]);
-      var ul = h("ul", { role: "group", "aria-labelledby": "picker-g-" + g });
+      var groupEl = h("li", { role: "presentation", className: "picker-group" }, [h("span", { className: "picker-heading", id: "picker-g-" + g.replace(/\W+/g, "-"), text: heading })]);
+      var ul = h("ul", { role: "group", "aria-labelledby": "picker-g-" + g.replace(/\W+/g, "-") });
       items.forEach(function (item) {
         var index = picker.options.length;
         var li = h("li", {

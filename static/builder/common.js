@@ -100,9 +100,9 @@
     if (value === null || value === undefined) return "";
     var list = Array.isArray(value) ? value : [value];
     return list.map(function (item) {
-      if (spec && spec.type === "audience") {
+      if (spec && (spec.type === "audience" || spec.type === "membership")) {
         var found = (spec.values || []).filter(function (a) { return String(a.id) === String(item); })[0];
-        return found ? found.name : "audience #" + item;
+        return found ? found.name : (spec.type === "audience" ? "audience" : spec.name) + " #" + item;
       }
       if (typeof item === "number") return item.toLocaleString("en-US");
       return String(item);

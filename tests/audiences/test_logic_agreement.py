@@ -1,5 +1,5 @@
 """Property test: random records and random trees (every operator, nulls, NOT, nesting, custom fields, Bombora,
-audience membership across imported audiences) give the same count in polars (the preview cache), SQL (the
+audience membership across imported audiences, event segments by the identity rule) give the same count in polars (the preview cache), SQL (the
 materialisation compiler, on real PostgreSQL) and the plain-Python reference evaluator."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from audiences.catalogue import audience_refs, custom_fields, make_resolver
 from audiences.logic import reference
 from audiences.logic.sql_engine import RID_SHIFT, SqlContext, count_sql
 from audiences.logic.tree import TreeError, parse
+from audiences.normalize import normalize_email, normalize_maid, normalize_phone, uid2_hash
 from audiences.preview import evaluate_tree
 from tests.audiences.builder_helpers import WEEK, load_bombora, make_imported
 
@@ -31,6 +32,13 @@ COUNTRIES = [None, "US", "us", "GB", "DE"]
 TITLES = [None, "CTO", "Chief Technology Officer", "Head of IT", "it manager"]
 TOPICS = ["Cloud Security", "Payroll"]
 CUSTOM_TYPES = {"Score": "integer", "Tier": "text", "VIP": "boolean", "Since": "date", "Ratio": "decimal"}
+# Issue 13, the `segment` field: record identity keys, and profiles whose raw values normalise onto them (or not).
+PHONES = [None, None, "+12025550101", "+12025550102", "+12025550103"]
+MAIDS = [None, None, "6d92078a-8246-4ba4-ae5b-76104861e7dc", "0f2c2b1e-5a4b-4c3d-9e8f-112233445566"]
+PROFILE_EMAILS = ["", "ANN@x.com", " bob@x.com", "cy@y.org", "zz@q.com", "not-an-email"]
+PROFILE_PHONES = ["", "+12025550101", "(202) 555-0102", "+442071838750", "555"]
+PROFILE_TOKENS = [[], ["fcm-token"], ["6D92078A-8246-4BA4-AE5B-76104861E7DC"], ["0f2c2b1e5a4b4c3d9e8f112233445566"]]
+SEGMENTS = 3
 TEXT_VALUES = ["technology", "TECH", "ärzte", "straße", "us", "gb", "cto", "it", "officer", "retail", "", "zz"]
 
 record_strategy = st.fixed_dictionaries(
@@ -40,6 +48,8 @@ record_strategy = st.fixed_dictionaries(
         "industry": st.sampled_from(INDUSTRIES),
         "country": st.sampled_from(COUNTRIES),
         "job_title": st.sampled_from(TITLES),
+        "phone_e164": st.sampled_from(PHONES),
+        "maid": st.sampled_from(MAIDS),
         "revenue": st.one_of(st.none(), st.integers(0, 100)),
         "employee_count": st.one_of(st.none(), st.integers(-5, 50)),
         "custom": st.fixed_dictionaries(
@@ -76,9 +86,27 @@ NUMBER_OPS = ["eq", "neq", "in", "not_in", "gt", "gte", "lt", "lte", "between", 
 numbers = st.one_of(st.integers(-5, 105), st.sampled_from([0.5, 1.25, 60.0, -2.0]))
 
 
+profile_strategy = st.fixed_dictionaries(
+    {
+        "email": st.sampled_from(PROFILE_EMAILS),
+        "phone": st.sampled_from(PROFILE_PHONES),
+        "device_tokens": st.sampled_from(PROFILE_TOKENS),
+        "segments": st.sets(st.integers(0, SEGMENTS - 1), max_size=SEGMENTS),
+    }
+)
+
+
 @st.composite
-def conditions(draw: Any, audience_ids: list[int]) -> dict[str, Any]:
-    kind = draw(st.sampled_from(["string", "number", "date", "boolean", "audience"]))
+def conditions(draw: Any, audience_ids: list[int], segment_ids: list[int] | None = None) -> dict[str, Any]:
+    kind = draw(
+        st.sampled_from(["string", "number", "date", "boolean", "audience", *(["segment"] if segment_ids else [])])
+    )
+    if kind == "segment":
+        return {
+            "field": "segment",
+            "operator": draw(st.sampled_from(["in", "not_in"])),
+            "value": draw(st.lists(st.sampled_from(segment_ids or []), min_size=1, max_size=3)),
+        }
     if kind == "audience":
         op = draw(st.sampled_from(["in", "not_in"]))
         return {
@@ -115,9 +143,9 @@ def conditions(draw: Any, audience_ids: list[int]) -> dict[str, Any]:
     return {"field": draw(st.sampled_from(NUMBER_FIELDS)), "operator": op, "value": value}
 
 
-def trees(audience_ids: list[int]) -> st.SearchStrategy[dict[str, Any]]:
+def trees(audience_ids: list[int], segment_ids: list[int] | None = None) -> st.SearchStrategy[dict[str, Any]]:
     return st.recursive(
-        conditions(audience_ids),
+        conditions(audience_ids, segment_ids),
         lambda children: st.one_of(
             st.builds(
                 lambda op, c: {"op": op, "children": c},
@@ -176,6 +204,7 @@ def _people(
                 for measure, value in values.items():
                     person[f"bombora_{measure}:{topic_id}"] = value
         person["__audiences"] = memberships[key]
+        person["email_sha256"] = uid2_hash(rec["email_normalized"]) if rec["email_normalized"] else None
         person["__rid"] = (vid << RID_SHIFT) | row
         result.append(person)
     return result
@@ -193,6 +222,10 @@ class _Rollback(Exception):
 @given(data=st.data())
 def test_polars_sql_and_reference_counts_agree(acme: Any, data: Any) -> None:
     batches_raw = data.draw(st.lists(st.lists(record_strategy, min_size=0, max_size=12), min_size=1, max_size=3))
+    for recs in batches_raw:  # the import derives the hash from the normalised email
+        for rec in recs:
+            rec["email_sha256"] = uid2_hash(rec["email_normalized"]) if rec["email_normalized"] else None
+    profiles = data.draw(st.lists(profile_strategy, max_size=6))
     scores = data.draw(
         st.dictionaries(
             st.tuples(st.sampled_from(DOMAINS[1:]), st.sampled_from(TOPICS)), st.integers(0, 100), max_size=6
@@ -210,6 +243,7 @@ def test_polars_sql_and_reference_counts_agree(acme: Any, data: Any) -> None:
         with schema_context("org_acme"), transaction.atomic():
             cache.invalidate()
             batches = []
+            segment_ids = _segments(profiles)
             for index, recs in enumerate(batches_raw):
                 audience = make_imported(f"prop-{index}", recs, custom_types=CUSTOM_TYPES)
                 batches.append((audience.pk, audience.current_version_id, recs))
@@ -226,6 +260,7 @@ def test_polars_sql_and_reference_counts_agree(acme: Any, data: Any) -> None:
             bombora = ids(scores)
             weekly = {WEEK: bombora, **{WEEK - dt.timedelta(days=d): ids(h) for d, h in history.items()}}
             people = _people(batches, bombora, _measures(weekly, WEEK) if loaded else None)
+            _segment_members(people, profiles, segment_ids)
             refs = audience_refs()
             audience_ids = [a for a, _, _ in batches]
             resolve = make_resolver(custom_fields())
@@ -233,7 +268,7 @@ def test_polars_sql_and_reference_counts_agree(acme: Any, data: Any) -> None:
             assert entry.height == len(people)
             ctx = SqlContext(week=WEEK if loaded else None, audiences=refs, lower=_lower())
             for _ in range(4):
-                raw = data.draw(trees(audience_ids))
+                raw = data.draw(trees(audience_ids, segment_ids))
                 try:
                     node = parse(raw, resolve, audience_ids=set(refs))
                 except TreeError:
@@ -250,6 +285,45 @@ def test_polars_sql_and_reference_counts_agree(acme: Any, data: Any) -> None:
         pass
     finally:
         cache.invalidate()
+
+
+def _segments(profiles: list[dict[str, Any]]) -> list[int]:
+    """SEGMENTS event segments with the drawn users as current members, profiles written through the service path
+    that keeps their identity keys (segments.identity.sync_profile)."""
+    from django.utils import timezone
+
+    from segments.identity import sync_profile
+    from segments.models import Membership, Segment, UserProfile
+
+    segments = [
+        Segment.objects.create(name=f"prop segment {i}", kind="independent", event_type="orders", attribute="count",
+                               operator="gt", value=0, window_minutes=60)
+        for i in range(SEGMENTS)
+    ]  # fmt: skip
+    for index, raw in enumerate(profiles):
+        user = f"prop-user-{index}"
+        profile = UserProfile.objects.create(
+            user_id=user, email=raw["email"], phone=raw["phone"], device_tokens=raw["device_tokens"]
+        )
+        sync_profile(profile)
+        for i in sorted(raw["segments"]):
+            Membership.objects.create(segment=segments[i], user_id=user, entered_at=timezone.now(), rule_version=1)
+    return [s.pk for s in segments]
+
+
+def _segment_members(people: list[dict[str, Any]], profiles: list[dict[str, Any]], segment_ids: list[int]) -> None:
+    """The identity rule in plain Python: a person is in S when a member of S shares a normalised key with them."""
+    for person in people:
+        person["__member_of"] = {"segment": set()}
+    for raw in profiles:
+        email = normalize_email(raw["email"]) if raw["email"] else None
+        phone = normalize_phone(raw["phone"]) if raw["phone"] else None
+        keys = {("email_sha256", uid2_hash(email)) if email else None, ("phone_e164", phone) if phone else None}
+        keys |= {("maid", m) for t in raw["device_tokens"] if (m := normalize_maid(t))}
+        keys.discard(None)
+        for person in people:
+            if any(person.get(column) == value for column, value in keys if value):  # type: ignore[misc]
+                person["__member_of"]["segment"] |= {segment_ids[i] for i in raw["segments"]}
 
 
 def _lower() -> str:

@@ -9,23 +9,24 @@ import json
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
-from django_tenants.utils import schema_context
+from django.core.management.base import CommandError, CommandParser
 
-from segments.commands import orgs_from
+from segments.commands import SegmentsCommand, orgs_from
 from segments.events import MAX_BATCH
 
 
-class Command(BaseCommand):
+class Command(SegmentsCommand):
+    """No lock: loads are idempotent by event_id, so two runs of one file store everything once."""
+
     help = "Load events from a JSON Lines file into one organisation (idempotent by event_id)."
 
-    def add_arguments(self, parser: Any) -> None:
+    def add_command_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("path")
         parser.add_argument("--org", required=True, help="organisation slug")
         parser.add_argument("--rejects", help="write rejected lines here (JSON Lines: line, error, raw)")
         parser.add_argument("--no-evaluate", action="store_true", help="store only (backfill of old events)")
 
-    def handle(self, *args: Any, **options: Any) -> None:
+    def run(self, **options: Any) -> dict[str, Any]:
         from segments.services import ingest_events
 
         path = Path(options["path"])
@@ -35,7 +36,7 @@ class Command(BaseCommand):
         totals = {"accepted": 0, "duplicates": 0, "rejected": 0}
         rejects = open(options["rejects"], "w", encoding="utf-8") if options.get("rejects") else None  # noqa: SIM115
         try:
-            with schema_context(org.schema_name):
+            with self.in_org(org):
                 for lines, raws, parse_errors in _batches(path):
                     result = ingest_events(raws=raws, evaluate=not options["no_evaluate"]).result
                     totals["accepted"] += result.accepted
@@ -50,9 +51,12 @@ class Command(BaseCommand):
         finally:
             if rejects:
                 rejects.close()
-        self.stdout.write(
-            f"{org.slug}: {totals['accepted']} accepted, {totals['duplicates']} duplicate(s), "
-            f"{totals['rejected']} rejected"
+        return {"org": org.slug, **totals, "rejects_file": options.get("rejects") or None}
+
+    def render(self, result: dict[str, Any]) -> str:
+        return (
+            f"{result['org']}: {result['accepted']} accepted, {result['duplicates']} duplicate(s), "
+            f"{result['rejected']} rejected"
         )
 
 

@@ -6,41 +6,44 @@ every organisation. Each pass reads only the (user, rule) pairs whose due time h
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandParser
 from django.utils.dateparse import parse_datetime
-from django_tenants.utils import schema_context
 
-from segments.commands import orgs_from
+from p360.core.commands import CommandFailed
+from segments.commands import PassLoop
 
 
-class Command(BaseCommand):
+class Command(PassLoop):
     help = "Evaluate due window timers (exits when a window slides past a user's events)."
+    default_interval = 0.5
 
-    def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--org", action="append", help="organisation slug (repeatable; default all)")
-        parser.add_argument("--once", action="store_true", help="one pass, then stop")
-        parser.add_argument("--interval", type=float, default=0.5, help="seconds between passes")
+    def add_command_arguments(self, parser: CommandParser) -> None:
+        super().add_command_arguments(parser)
         parser.add_argument("--at", help="evaluate as of this ISO-8601 time (tests, replays)")
 
-    def handle(self, *args: Any, **options: Any) -> None:
+    def one_pass(self, options: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         from segments.evaluator import run_timers
 
         at = None
         if options.get("at"):
             at = parse_datetime(options["at"])
             if at is None or at.tzinfo is None:
-                raise CommandError("--at must be an ISO-8601 time with a zone")
-        while True:
-            for org in orgs_from(options.get("org")):
-                with schema_context(org.schema_name):
-                    outcome = run_timers(now=at)
-                if outcome.transitions or options["once"]:
-                    self.stdout.write(
-                        f"{org.slug}: {outcome.pairs} due pair(s), {outcome.entries} entr(ies), {outcome.exits} exit(s)"
-                    )
-            if options["once"]:
-                return
-            time.sleep(options["interval"])
+                raise CommandFailed("--at must be an ISO-8601 time with a zone")
+
+        def work() -> dict[str, Any]:
+            outcome = run_timers(now=at)
+            return {"due_pairs": outcome.pairs, "entries": outcome.entries, "exits": outcome.exits}
+
+        return work
+
+    def busy(self, counts: dict[str, Any]) -> bool:
+        return bool(counts["entries"] or counts["exits"])
+
+    def render(self, result: dict[str, Any]) -> str:
+        return "\n".join(
+            f"{slug}: {c['due_pairs']} due pair(s), {c['entries']} entr(ies), {c['exits']} exit(s)"
+            for slug, c in result["orgs"].items()
+        )
