@@ -42,6 +42,27 @@ class DestinationForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.initial["private_key"] = ""  # never echo a secret back
 
+    def service_data(self, kind: str) -> dict[str, Any]:
+        """The cleaned values as the destination services take them (credentials only when typed)."""
+        data = {k: self.cleaned_data.get(k) for k in services.PLAIN_FIELDS if k in self.cleaned_data}
+        creds = {k: self.cleaned_data.get(k) for k in services.CREDENTIAL_FIELDS.get(kind, ())}
+        data["credentials"] = {k: v for k, v in creds.items() if v}
+        return data
+
+    def clean(self) -> dict[str, Any]:
+        """The services' rules (host key, bucket, unique name ...) as form errors: a refusal is never a 500."""
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        existing = self.instance if self.instance.pk else None
+        kind = existing.kind if existing is not None else str(cleaned.get("kind") or "")
+        try:
+            services.destination_check(destination=existing, name=str(cleaned.get("name") or ""), kind=kind,
+                                       data=self.service_data(kind))  # fmt: skip
+        except ServiceError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return cleaned
+
 
 @admin.register(DeliveryConfig, site=org_admin)
 class DeliveryConfigAdmin(ModelAdmin):
@@ -85,21 +106,29 @@ class DestinationAdmin(ModelAdmin):
         return obj.audiences.count()
 
     def save_model(self, request: HttpRequest, obj: Destination, form: Any, change: bool) -> None:
-        creds = {k: form.cleaned_data.get(k) for k in services.CREDENTIAL_FIELDS.get(obj.kind, ())}
-        data = {k: form.cleaned_data.get(k) for k in services.PLAIN_FIELDS if k in form.cleaned_data}
-        data["credentials"] = {k: v for k, v in creds.items() if v}
+        """The form's clean() already ran the services' checks; a refusal that still happens here (a name taken
+        in between) is shown as a message, never raised (an exception here is a 500)."""
+        data = form.service_data(obj.kind)
         try:
             if change:
                 saved = services.destination_update(actor=request.user, destination=obj, data=data)  # type: ignore[arg-type]
             else:
                 saved = services.destination_create(actor=request.user, name=obj.name, kind=obj.kind, data=data)  # type: ignore[arg-type]
         except ServiceError as exc:
-            raise forms.ValidationError(str(exc)) from exc
+            messages.error(request, f"The destination was not saved: {exc}")
+            return
         obj.pk = saved.pk
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        if form.instance.pk is None:  # save_model refused it: nothing to relate
+            return
         form.instance = Destination.objects.get(pk=form.instance.pk)
         form.instance.audiences.set(form.cleaned_data.get("audiences") or [])
+
+    def response_add(self, request: HttpRequest, obj: Destination, post_url_continue: str | None = None) -> Any:
+        if obj.pk is None:  # refused in save_model: back to the list with the error message
+            return self.response_post_save_add(request, obj)
+        return super().response_add(request, obj, post_url_continue)
 
     @action(description="Dry run: files and diff, send nothing")
     def dry_run(self, request: HttpRequest, queryset: QuerySet[Destination]) -> None:

@@ -117,3 +117,23 @@ def test_audience_page_shows_the_activation_panel_registered_by_activation(
     html = login(super_admin).get(f"/o/acme/audiences/{audience.pk}/").content.decode()
     assert 'id="activation-panel"' in html and "UID2 match rate" in html and "Panel S3" in html
     assert 'href="/o/acme/admin/activation/destination/"' not in html  # a destination exists: no set-up link
+
+
+def test_destination_refused_by_the_services_is_a_form_error_not_a_500(login: Any, super_admin: Any,
+                                                                        acme: Any) -> None:  # fmt: skip
+    client = login(super_admin)
+    form = {"name": "No key", "kind": "sftp", "enabled": "on", "host": "sftp.example.com", "port": "22",
+            "username": "u", "remote_dir": "/in", "host_key": "", "password": "s3cret-pw"}  # fmt: skip
+    response = client.post("/o/acme/admin/activation/destination/add/", form)
+    html = response.content.decode()
+    assert response.status_code == 200  # the form again, with the services' reason
+    assert "needs the server&#x27;s host key" in html and "s3cret-pw" not in html
+    form.update(name="Bad key", host_key="not a key")
+    response = client.post("/o/acme/admin/activation/destination/add/", form)
+    assert response.status_code == 200 and "not an OpenSSH public key" in response.content.decode()
+    with schema_context(acme.schema_name):
+        _s3_dest("Taken", [])
+        assert not Destination.objects.filter(name__in=["No key", "Bad key"]).exists()
+    response = client.post("/o/acme/admin/activation/destination/add/",
+                           {"name": "Taken", "kind": "s3", "bucket": "b", "port": "22"})  # fmt: skip
+    assert response.status_code == 200 and "already exists" in response.content.decode()
