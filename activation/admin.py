@@ -8,7 +8,9 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 
@@ -16,7 +18,8 @@ from activation import services
 from activation.delivery import start_delivery
 from activation.models import Delivery, DeliveryConfig, Destination, IcpSeed, TtdMember, Uid2Identity
 from p360.core.admin_base import ReadOnlyAdmin
-from p360.core.admin_sites import org_admin
+from p360.core.admin_sites import global_admin, org_admin
+from tenants.access import orgs_visible_to
 from tenants.services import ServiceError
 
 SECRET_WIDGET = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
@@ -187,3 +190,59 @@ class TtdMemberAdmin(ReadOnlyAdmin):
 @admin.register(IcpSeed, site=org_admin)
 class IcpSeedAdmin(ReadOnlyAdmin):
     list_display = ["name", "audience", "destination", "ids", "last_exported_at", "last_error"]
+
+
+@admin.register(Delivery, site=global_admin)
+class GlobalDeliveryAdmin(ModelAdmin):
+    """Deliveries across organisations (global admin): the ledger lives in each org's schema, so this list reads
+    the schemas of the orgs the user may see (all for super admins, their own for others) in one query per page.
+    Each row links to the delivery in its org's admin, where re-run and dry run live."""
+
+    def _visible(self, request: HttpRequest) -> Any:
+        return orgs_visible_to(request.user)  # type: ignore[arg-type]
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._visible(request).exists()
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and self._visible(request).exists()
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[Any]:
+        info = self.opts.app_label, self.opts.model_name
+        view = self.admin_site.admin_view(self.changelist_view)
+        return [
+            path("", view, name="%s_%s_changelist" % info),  # noqa: UP031 - Django's own URL naming
+            path("<path:rest>", lambda request, rest: HttpResponseRedirect("../")),
+        ]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        from django.core.exceptions import PermissionDenied
+
+        from activation.admin_ui import global_deliveries_page
+
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        data = global_deliveries_page(
+            self._visible(request),
+            status=request.GET.get("status", ""),
+            org_slug=request.GET.get("org", ""),
+            query=request.GET.get("q", ""),
+            page=request.GET.get("p", 1),
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Deliveries across organisations",
+            "opts": self.opts,
+            **data,
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "activation/admin/global_deliveries.html", context)
