@@ -54,7 +54,7 @@ class DestinationForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         """The services' rules (host key, bucket, unique name ...) as form errors: a refusal is never a 500."""
-        cleaned = super().clean()
+        cleaned: dict[str, Any] = super().clean() or {}
         if self.errors:
             return cleaned
         existing = self.instance if self.instance.pk else None

@@ -111,7 +111,7 @@ def global_deliveries_page(
     chosen = [o for o in visible if not org_slug or o.slug == org_slug]
     status = status if status in DeliveryStatus.values else ""
     rows = _UnionRows([(o.slug, o.schema_name) for o in chosen], status=status, query=query.strip()[:200])
-    paginator = Paginator(rows, per_page)  # type: ignore[arg-type]
+    paginator: Paginator[dict[str, Any]] = Paginator(rows, per_page)  # type: ignore[arg-type]
     page_obj = paginator.get_page(page)
     names = {o.slug: o.name for o in visible}
     for row in page_obj.object_list:

@@ -105,7 +105,7 @@ class DeliveryList(APIView):
         if name and not Destination.objects.filter(name=name).exists():
             raise exceptions.NotFound(f"no destination named {name!r}")
         paginator = BoundedLimitOffsetPagination()  # ?limit= (default 100, at most 1,000) &offset=
-        page = paginator.paginate_queryset(selectors.deliveries(name), request, view=self)
+        page: list[Any] | None = paginator.paginate_queryset(selectors.deliveries(name), request, view=self)
         return paginator.get_paginated_response([selectors.delivery_row(d) for d in page or []])
 
     def post(self, request: Request) -> Response:
