@@ -8,7 +8,9 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 
@@ -16,7 +18,8 @@ from activation import services
 from activation.delivery import start_delivery
 from activation.models import Delivery, DeliveryConfig, Destination, IcpSeed, TtdMember, Uid2Identity
 from p360.core.admin_base import ReadOnlyAdmin
-from p360.core.admin_sites import org_admin
+from p360.core.admin_sites import global_admin, org_admin
+from tenants.access import orgs_visible_to
 from tenants.services import ServiceError
 
 SECRET_WIDGET = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
@@ -41,6 +44,27 @@ class DestinationForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.initial["private_key"] = ""  # never echo a secret back
+
+    def service_data(self, kind: str) -> dict[str, Any]:
+        """The cleaned values as the destination services take them (credentials only when typed)."""
+        data = {k: self.cleaned_data.get(k) for k in services.PLAIN_FIELDS if k in self.cleaned_data}
+        creds = {k: self.cleaned_data.get(k) for k in services.CREDENTIAL_FIELDS.get(kind, ())}
+        data["credentials"] = {k: v for k, v in creds.items() if v}
+        return data
+
+    def clean(self) -> dict[str, Any]:
+        """The services' rules (host key, bucket, unique name ...) as form errors: a refusal is never a 500."""
+        cleaned: dict[str, Any] = super().clean() or {}
+        if self.errors:
+            return cleaned
+        existing = self.instance if self.instance.pk else None
+        kind = existing.kind if existing is not None else str(cleaned.get("kind") or "")
+        try:
+            services.destination_check(destination=existing, name=str(cleaned.get("name") or ""), kind=kind,
+                                       data=self.service_data(kind))  # fmt: skip
+        except ServiceError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return cleaned
 
 
 @admin.register(DeliveryConfig, site=org_admin)
@@ -85,21 +109,29 @@ class DestinationAdmin(ModelAdmin):
         return obj.audiences.count()
 
     def save_model(self, request: HttpRequest, obj: Destination, form: Any, change: bool) -> None:
-        creds = {k: form.cleaned_data.get(k) for k in services.CREDENTIAL_FIELDS.get(obj.kind, ())}
-        data = {k: form.cleaned_data.get(k) for k in services.PLAIN_FIELDS if k in form.cleaned_data}
-        data["credentials"] = {k: v for k, v in creds.items() if v}
+        """The form's clean() already ran the services' checks; a refusal that still happens here (a name taken
+        in between) is shown as a message, never raised (an exception here is a 500)."""
+        data = form.service_data(obj.kind)
         try:
             if change:
                 saved = services.destination_update(actor=request.user, destination=obj, data=data)  # type: ignore[arg-type]
             else:
                 saved = services.destination_create(actor=request.user, name=obj.name, kind=obj.kind, data=data)  # type: ignore[arg-type]
         except ServiceError as exc:
-            raise forms.ValidationError(str(exc)) from exc
+            messages.error(request, f"The destination was not saved: {exc}")
+            return
         obj.pk = saved.pk
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        if form.instance.pk is None:  # save_model refused it: nothing to relate
+            return
         form.instance = Destination.objects.get(pk=form.instance.pk)
         form.instance.audiences.set(form.cleaned_data.get("audiences") or [])
+
+    def response_add(self, request: HttpRequest, obj: Destination, post_url_continue: str | None = None) -> Any:
+        if obj.pk is None:  # refused in save_model: back to the list with the error message
+            return self.response_post_save_add(request, obj)
+        return super().response_add(request, obj, post_url_continue)
 
     @action(description="Dry run: files and diff, send nothing")
     def dry_run(self, request: HttpRequest, queryset: QuerySet[Destination]) -> None:
@@ -158,3 +190,59 @@ class TtdMemberAdmin(ReadOnlyAdmin):
 @admin.register(IcpSeed, site=org_admin)
 class IcpSeedAdmin(ReadOnlyAdmin):
     list_display = ["name", "audience", "destination", "ids", "last_exported_at", "last_error"]
+
+
+@admin.register(Delivery, site=global_admin)
+class GlobalDeliveryAdmin(ModelAdmin):
+    """Deliveries across organisations (global admin): the ledger lives in each org's schema, so this list reads
+    the schemas of the orgs the user may see (all for super admins, their own for others) in one query per page.
+    Each row links to the delivery in its org's admin, where re-run and dry run live."""
+
+    def _visible(self, request: HttpRequest) -> Any:
+        return orgs_visible_to(request.user)  # type: ignore[arg-type]
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._visible(request).exists()
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and self._visible(request).exists()
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[Any]:
+        info = self.opts.app_label, self.opts.model_name
+        view = self.admin_site.admin_view(self.changelist_view)
+        return [
+            path("", view, name="%s_%s_changelist" % info),  # noqa: UP031 - Django's own URL naming
+            path("<path:rest>", lambda request, rest: HttpResponseRedirect("../")),
+        ]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        from django.core.exceptions import PermissionDenied
+
+        from activation.admin_ui import global_deliveries_page
+
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        data = global_deliveries_page(
+            self._visible(request),
+            status=request.GET.get("status", ""),
+            org_slug=request.GET.get("org", ""),
+            query=request.GET.get("q", ""),
+            page=request.GET.get("p", 1),
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Deliveries across organisations",
+            "opts": self.opts,
+            **data,
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "activation/admin/global_deliveries.html", context)

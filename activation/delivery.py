@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import logging
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import polars as pl
 from django.conf import settings
+from django.core.files import File
 from django.core.mail import send_mail
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from activation.exports import ExportRefused, ExportResult, device_rows_sql, export_files
+from activation.exports import ExportRefused, ExportResult, export_files
 from activation.models import Cadence, Delivery, DeliveryStatus, Destination, DestinationKind, PushMode
 from activation.services import config, credentials
 from activation.sources import schema
@@ -89,38 +93,57 @@ def previous_sent(d: Delivery) -> Delivery | None:
     )
 
 
-def record_members(d: Delivery, audiences: list[Any], lookback: int | None, today: dt.date) -> None:
-    """The delivery's keys (64-bit hash of id | ip | segment) for the diff against the next delivery."""
-    s = schema()
-    with connection.cursor() as cursor:
-        cursor.execute(f'DELETE FROM "{s}".activation_deliverymember WHERE delivery_id = %s', [d.pk])
-        for audience in audiences:
-            sql = device_rows_sql(audience, lookback_days=lookback, today=today)
-            if sql is None:
-                continue
-            cursor.execute(
-                f'INSERT INTO "{s}".activation_deliverymember (delivery_id, key) SELECT %s, '
-                "hashtextextended(coalesce(q.advertising_id, '') || '|' || coalesce(q.ip_address, '') || '|' "
-                f"|| q.segment_id, 0) FROM ({sql}) q",
-                [d.pk],
-            )
+def members_key(d: Delivery) -> str:
+    return f"{settings.P360_DELIVERY_STAGING_PREFIX}/{d.pk}/members.parquet"
 
 
-def diff_counts(d: Delivery, prev: Delivery | None) -> tuple[int, int]:
-    s = schema()
-    t = f'"{s}".activation_deliverymember'
-    with connection.cursor() as cursor:
-        if prev is None:
-            cursor.execute(f"SELECT count(DISTINCT key) FROM {t} WHERE delivery_id = %s", [d.pk])
-            return int(cursor.fetchone()[0]), 0
-        cursor.execute(
-            f"SELECT (SELECT count(*) FROM (SELECT key FROM {t} WHERE delivery_id = %s EXCEPT "
-            f"SELECT key FROM {t} WHERE delivery_id = %s) a), (SELECT count(*) FROM (SELECT key FROM {t} "
-            f"WHERE delivery_id = %s EXCEPT SELECT key FROM {t} WHERE delivery_id = %s) b)",
-            [d.pk, prev.pk, prev.pk, d.pk],
-        )
-        added, removed = cursor.fetchone()
-        return int(added), int(removed)
+def save_members(d: Delivery, keys: pl.Series | None) -> str:
+    """Store the delivery's sorted member keys (64-bit, see activation.exports.member_keys) in the org's storage
+    beside its staged files: the next delivery's diff reads them back (one file, no per-row table)."""
+    from p360.core.uploads.storage import org_storage
+
+    if keys is None:
+        return ""
+    buf = io.BytesIO()
+    pl.DataFrame({"key": keys}).write_parquet(buf, compression="zstd")
+    buf.seek(0)
+    storage = org_storage()
+    key = members_key(d)
+    if storage.exists(key):
+        storage.delete(key)
+    return str(storage.save(key, File(buf, name="members.parquet")))
+
+
+def load_members(d: Delivery) -> np.ndarray | None:
+    """The sorted keys a delivery stored, or None (a delivery from before the member files, or pruned)."""
+    from p360.core.uploads.storage import org_storage
+
+    if not d.members_file:
+        return None
+    storage = org_storage()
+    if not storage.exists(d.members_file):
+        return None
+    with storage.open(d.members_file, "rb") as fh:
+        return pl.read_parquet(io.BytesIO(fh.read()))["key"].to_numpy()
+
+
+def _missing(a: np.ndarray, b: np.ndarray) -> int:
+    """How many of the sorted unique keys `a` are not in the sorted unique keys `b` (binary search, no set)."""
+    if len(b) == 0 or len(a) == 0:
+        return len(a)
+    idx = np.minimum(np.searchsorted(b, a), len(b) - 1)
+    return int(np.count_nonzero(b[idx] != a))
+
+
+def diff_counts(keys: pl.Series | None, prev: Delivery | None) -> tuple[int, int, str]:
+    """(added, removed, note) against the last successful delivery's member set."""
+    current = keys.to_numpy() if keys is not None else np.empty(0, dtype=np.uint64)
+    if prev is None:
+        return len(current), 0, ""
+    previous = load_members(prev)
+    if previous is None:
+        return len(current), 0, f"delivery #{prev.pk} kept no member set: every row counted as added"
+    return _missing(current, previous), _missing(previous, current), ""
 
 
 def _checksum(files: list[dict[str, Any]]) -> str:
@@ -148,6 +171,7 @@ def run_delivery(delivery_id: int, ctx: JobContext) -> dict[str, Any]:
     cfg = config()
     org = current_org()
     audiences = list(destination.audiences.order_by("pk"))
+    d.audiences.set(audiences)  # what this delivery carried (the audience's lineage reads it)
     work = workdir(d)
     try:
         if not audiences:
@@ -181,9 +205,10 @@ def _deliver_files(
     )  # fmt: skip
     files = [f.as_dict() for f in export.files]
     ctx.log(f"wrote {len(files)} file(s), {export.rows} rows")
-    record_members(d, audiences, cfg.lookback_days, today)
     prev = previous_sent(d)
-    added, removed = diff_counts(d, prev)
+    added, removed, note = diff_counts(export.keys, prev)
+    if note:
+        ctx.log(note, "warning")
     _update(d, rows=export.rows, files=files, skipped=export.skipped, added=added, removed=removed,
             checksum=_checksum(files))  # fmt: skip
     ctx.progress(1, 4)
@@ -191,6 +216,7 @@ def _deliver_files(
     if d.dry_run:
         _update(d, status=DeliveryStatus.DRY_RUN, finished_at=timezone.now(), alerts=alerts)
         return summary(d)
+    _update(d, members_file=save_members(d, export.keys))
     staged = stage(export.files, f"{settings.P360_DELIVERY_STAGING_PREFIX}/{d.pk}")
     _update(d, staged=staged)
     ctx.progress(2, 4)
@@ -207,14 +233,19 @@ def _deliver_files(
 
 
 def _prune_members(d: Delivery) -> None:
-    s = schema()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'DELETE FROM "{s}".activation_deliverymember m USING "{s}".activation_delivery x '
-            "WHERE m.delivery_id = x.id AND x.destination_id = %s AND x.id <> %s "
-            "AND x.status <> 'running'",
-            [d.destination_id, d.pk],
-        )
+    """Keep only the member set the next diff needs (this delivery's)."""
+    from p360.core.uploads.storage import org_storage
+
+    storage = org_storage()
+    older = (
+        Delivery.objects.filter(destination_id=d.destination_id)
+        .exclude(pk=d.pk)
+        .exclude(members_file="")
+        .exclude(status=DeliveryStatus.RUNNING)
+    )
+    for old in older:
+        storage.delete(old.members_file)
+        Delivery.objects.filter(pk=old.pk).update(members_file="")
 
 
 def _push(destination: Destination, files: list[Any]) -> dict[str, Any]:

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import re
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import polars as pl
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
@@ -58,6 +61,7 @@ class ExportResult:
     files: list[FileInfo]
     skipped: dict[str, int]
     segments: list[str]
+    keys: pl.Series | None = field(default=None, repr=False)  # sorted unique member keys of device files
 
     def as_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "files": [f.as_dict() for f in self.files], "skipped": self.skipped}
@@ -86,31 +90,37 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def device_rows_sql(audience: Audience, *, lookback_days: int | None, today: dt.date) -> str | None:
-    """SELECT of one segment's device rows (distinct), or None when the audience has no records."""
-    source = audience_records_sql(audience)
-    if source is None:
-        return None
-    seg = _literal(segment_id(audience))
-    s = schema()
-    # One literal timestamp (when the records were loaded or materialised) and each regex evaluated once per row
-    # (OFFSET 0 keeps PostgreSQL from inlining the inner SELECT and re-running its expressions).
+def loaded_at(audience: Audience) -> int:
+    """The records' timestamp: when they were loaded or materialised (one value for the whole audience)."""
     loaded = audience.materialized_at or (
         audience.current_version.created_at if audience.current_version is not None else audience.updated_at
     )
-    records = f"""SELECT
-        CASE WHEN v.mok THEN CASE WHEN v.idfa THEN translate(v.maid, 'abcdef', 'ABCDEF') ELSE translate(v.maid, 'ABCDEF', 'abcdef') END END AS advertising_id,
-        CASE WHEN v.mok THEN CASE WHEN v.idfa THEN 'IDFA' ELSE 'AAID' END END AS id_type,
-        CASE WHEN v.ipok THEN v.ip END AS ip_address,
-        {int(loaded.timestamp())}::bigint AS ts
-      FROM ({_validity_sql(source)} WHERE {optout_clause("r")} OFFSET 0) v
-      WHERE v.mok OR v.ipok"""
+    return int(loaded.timestamp())
+
+
+def records_raw_sql(audience: Audience) -> str | None:
+    """The audience's raw device columns (maid, maid_type, ip[, opted-out flag]) or None without records.
+
+    Nothing is computed per row here: PostgreSQL's text functions cost microseconds a row, so validation,
+    casing and the id-type mapping happen in polars on the streamed batches (see `device_frame`)."""
+    source = audience_records_sql(audience)
+    if source is None:
+        return None
+    optout = optout_clause("r")
+    flag = "" if optout == "true" else f", NOT ({optout}) AS optout"
+    return f"SELECT r.maid, r.maid_type, r.ip{flag} FROM {source}"
+
+
+def reds_rows_sql(audience: Audience, *, lookback_days: int | None, today: dt.date) -> str:
+    """The audience's REDS `MAID`/`IP` user ids in the lookback window, validated and aggregated in SQL (one row
+    per id with its latest event time). A REDS MAID has no type: upper-case hex is IDFA, lower-case AAID."""
+    s = schema()
     window = (
         "true"
         if lookback_days is None
         else f"e.event_date >= '{(today - dt.timedelta(days=lookback_days)).isoformat()}'"
     )
-    reds = f"""SELECT
+    return f"""SELECT
         CASE WHEN e.user_id_type = 'MAID' THEN e.user_id END,
         CASE WHEN e.user_id_type = 'MAID' THEN CASE WHEN e.user_id ~ '[a-f]' THEN 'AAID' ELSE 'IDFA' END END,
         CASE WHEN e.user_id_type = 'IP' THEN e.user_id END,
@@ -120,8 +130,6 @@ def device_rows_sql(audience: Audience, *, lookback_days: int | None, today: dt.
         AND ((e.user_id_type = 'MAID' AND {maid_ok_sql("e.user_id")})
              OR (e.user_id_type = 'IP' AND {ip_ok_sql("e.user_id")}))
       GROUP BY 1, 2, 3"""
-    return f"""SELECT advertising_id, id_type, ip_address, max(ts) AS ts, {seg} AS segment_id
-      FROM ({records} UNION ALL {reds}) d GROUP BY advertising_id, id_type, ip_address"""
 
 
 def maid_ok_sql(col: str) -> str:
@@ -145,11 +153,6 @@ def ip_ok_sql(col: str) -> str:
     )
 
 
-def _validity_sql(source: str) -> str:
-    return f"""SELECT r.maid, r.ip, r.email_sha256, r.phone_sha256, upper(r.maid_type) = 'IDFA' AS idfa,
-        {maid_ok_sql("r.maid")} AS mok, {ip_ok_sql("r.ip")} AS ipok FROM {source}"""
-
-
 def optout_clause(alias: str) -> str:
     """The opt-out filter, or `true` when the org has no opt-out at all (the common case: no anti-join)."""
     from activation.models import IdentityStatus, Uid2Identity
@@ -159,22 +162,87 @@ def optout_clause(alias: str) -> str:
     return optout_filter_sql(alias)
 
 
-def skipped_counts(audience: Audience) -> dict[str, int]:
-    """Records that give no device row, by reason."""
-    source = audience_records_sql(audience)
-    if source is None:
-        return {}
-    sql = f"""SELECT
-        count(*) FILTER (WHERE NOT v.keep),
-        count(*) FILTER (WHERE v.keep AND v.maid IS NOT NULL AND NOT v.mok),
-        count(*) FILTER (WHERE v.keep AND v.ip IS NOT NULL AND NOT v.ipok),
-        count(*) FILTER (WHERE v.keep AND NOT v.mok AND NOT v.ipok)
-      FROM (SELECT q.*, {optout_clause("q")} AS keep FROM ({_validity_sql(source)}) q OFFSET 0) v"""
-    with connection.cursor() as cursor:
-        cursor.execute(sql)
-        optout, bad_maid, bad_ip, no_device = cursor.fetchone()
-    out = {"opted_out": optout, "invalid_maid": bad_maid, "invalid_ip": bad_ip, "no_device_id": no_device}
-    return {k: v for k, v in out.items() if v}
+# --- device rows in polars ---------------------------------------------------------------------------------
+# The same rules as maid_ok_sql / ip_ok_sql, as Rust regexes over whole batches.
+MAID_RE = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
+OCTET = r"(25[0-5]|2[0-4][0-9]|[01]?[0-9]?[0-9])"  # 1-3 digits, at most 255 (leading zeros as in ip_ok_sql)
+IP_RE = rf"^{OCTET}\.{OCTET}\.{OCTET}\.{OCTET}$"
+RAW_COLUMNS = ["maid", "maid_type", "ip", "optout"]
+DEVICE_COLUMNS = ["advertising_id", "id_type", "ip_address", "timestamp"]
+SKIP_REASONS = ("opted_out", "invalid_maid", "invalid_ip", "no_device_id")
+
+
+def device_frame(raw: pl.DataFrame, ts: int) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Raw record columns -> device rows (GAID as AAID, IDFA upper-case, AAID lower-case) and skip counts."""
+    maid, ip = pl.col("maid"), pl.col("ip")
+    flags = raw.lazy().with_columns(
+        mok=(maid.str.contains(MAID_RE) & (maid != ZERO_MAID)).fill_null(False),
+        ipok=ip.str.contains(IP_RE).fill_null(False),
+        idfa=(pl.col("maid_type").str.to_uppercase() == "IDFA").fill_null(False),
+        keep=(pl.col("optout") != "t").fill_null(True) if "optout" in raw.columns else pl.lit(True),
+    )
+    mok, ipok, idfa, keep = pl.col("mok"), pl.col("ipok"), pl.col("idfa"), pl.col("keep")
+    counts, out = pl.collect_all([
+        flags.select(
+            opted_out=(~keep).sum(),
+            invalid_maid=(keep & maid.is_not_null() & ~mok).sum(),
+            invalid_ip=(keep & ip.is_not_null() & ~ipok).sum(),
+            no_device_id=(keep & ~mok & ~ipok).sum(),
+        ),
+        flags.filter(keep & (mok | ipok)).select(
+            advertising_id=pl.when(mok).then(
+                pl.when(idfa).then(maid.str.to_uppercase()).otherwise(maid.str.to_lowercase())
+            ),
+            id_type=pl.when(mok).then(pl.when(idfa).then(pl.lit("IDFA")).otherwise(pl.lit("AAID"))),
+            ip_address=pl.when(ipok).then(ip),
+            timestamp=pl.lit(ts, pl.Int64),
+        ),
+    ])  # fmt: skip
+    return out, {k: int(v) for k, v in counts.row(0, named=True).items()}
+
+
+# MurmurHash3's fmix64 constants, and fixed odd multipliers that spread each part over the 64 bits first
+_M1, _M2 = np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)
+_K = [np.uint64(int.from_bytes(hashlib.sha256(f"p360-member-key-{i}".encode()).digest()[:8], "big") | 1)
+      for i in range(8)]  # fmt: skip
+_S33 = np.uint64(33)
+
+
+def segment_hash(segment: str) -> int:
+    return int.from_bytes(hashlib.sha256(segment.encode()).digest()[:8], "big")
+
+
+def _words(column: str, width: int, offsets: tuple[int, ...]) -> list[pl.Expr]:
+    """The column's ASCII text (null as `~`s), padded to `width`, as 8-byte little-endian words at `offsets`: a
+    view of the bytes, not a parse (str.to_integer costs ten times more)."""
+    text = pl.col(column).fill_null("").str.pad_end(width, "~")
+    return [
+        text.str.slice(i, 8).cast(pl.Binary).bin.reinterpret(dtype=pl.UInt64, endianness="little")
+        .alias(f"{column}_{i}")
+        for i in offsets
+    ]  # fmt: skip
+
+
+def member_keys(rows: pl.DataFrame, segment: str) -> pl.Series:
+    """A 64-bit key per device row: (advertising id, id type, ip, segment) without the timestamp, for the diff
+    against the last delivery and to find duplicate rows. A fixed function in wrapping UInt64 arithmetic
+    (numpy), so keys stay comparable across library versions (polars' hash() is only stable within one).
+    The id's case is canonical for its type (IDFA upper, AAID lower), so the id's bytes can be used as they are."""
+    parts = rows.select(
+        *_words("advertising_id", 36, (0, 8, 16, 24, 28)),  # a UUID's 36 characters in 5 (overlapping) words
+        *_words("ip_address", 16, (0, 8)),  # up to 15 characters in 2 words
+        kind=pl.when(pl.col("id_type") == "IDFA").then(pl.lit(1, pl.UInt64)).otherwise(pl.lit(2, pl.UInt64)),
+    )
+    with np.errstate(over="ignore"):
+        z = np.full(parts.height, np.uint64(segment_hash(segment)), dtype=np.uint64)
+        for series, k in zip(parts.iter_columns(), _K, strict=True):
+            z += series.to_numpy() * k
+        z ^= z >> _S33  # fmix64: every input bit reaches every output bit
+        z *= _M1
+        z ^= z >> _S33
+        z *= _M2
+        z ^= z >> _S33
+    return pl.Series("key", z)
 
 
 # --- streaming writer ------------------------------------------------------------------------------------
@@ -239,32 +307,88 @@ class SplitWriter:
         self._close()
         return self.files
 
+    def discard(self) -> None:
+        """Remove every part this writer wrote (an export that fails leaves nothing)."""
+        self._close()
+        for f in self.files:
+            f.path.unlink(missing_ok=True)
 
-def _lines(copy: Iterable[Any]) -> Iterable[bytes]:
-    """COPY TO data messages end on row boundaries; batch them to ~1 MB writes."""
-    pending: list[bytes] = []
-    size = 0
-    for chunk in copy:
-        data = bytes(chunk)
-        pending.append(data)
-        size += len(data)
-        if size >= 1 << 20:
-            yield b"".join(pending)
-            pending, size = [], 0
-    if pending:
-        yield b"".join(pending)
+
+BATCH_BYTES = 4 << 20  # COPY output handed to polars in ~4 MB blocks: flat memory, few Python iterations
+
+
+def copy_blocks(sql: str, *, delimiter: str = ",") -> Iterator[bytes]:
+    """`COPY (sql) TO STDOUT` as blocks of whole CSV rows (each COPY data message is one row)."""
+    copy_sql = f"COPY ({sql}) TO STDOUT (FORMAT csv, DELIMITER '{delimiter}', NULL '')"
+    buf = bytearray()
+    with connection.cursor() as cursor:
+        cursor.execute("SET work_mem = '64MB'")  # REDS' de-duplicating hash aggregate stays in memory
+        try:
+            with cursor.copy(copy_sql) as copy:  # type: ignore[attr-defined]
+                for chunk in copy:
+                    buf += chunk
+                    if len(buf) >= BATCH_BYTES:
+                        yield bytes(buf)
+                        buf.clear()
+        finally:
+            cursor.execute("RESET work_mem")
+    if buf:
+        yield bytes(buf)
 
 
 def stream_query(sql: str, writer: SplitWriter, *, delimiter: str) -> None:
-    copy_sql = f"COPY ({sql}) TO STDOUT (FORMAT csv, DELIMITER '{delimiter}', NULL '')"
-    with connection.cursor() as cursor:
-        cursor.execute("SET work_mem = '64MB'")  # the de-duplicating hash aggregate stays in memory
-        try:
-            with cursor.copy(copy_sql) as copy:  # type: ignore[attr-defined]
-                for block in _lines(copy):
-                    writer.write(block)
-        finally:
-            cursor.execute("RESET work_mem")
+    """Rows that need no work in Python (the TTD UID2 file) go from COPY straight into the writer."""
+    for block in copy_blocks(sql, delimiter=delimiter):
+        writer.write(block)
+
+
+def device_batches(
+    audience: Audience, *, lookback_days: int | None, today: dt.date, skipped: dict[str, int]
+) -> Iterator[pl.DataFrame]:
+    """The audience's device rows (DEVICE_COLUMNS) in batches: its records' ids checked in polars (skip counts
+    added to `skipped` in the same pass), then its REDS ids. No PII column is ever selected."""
+    raw_sql = records_raw_sql(audience)
+    if raw_sql is not None:
+        ts = loaded_at(audience)
+        columns = RAW_COLUMNS if "AS optout" in raw_sql else RAW_COLUMNS[:3]
+        schema_ = dict.fromkeys(columns, pl.String)
+        for block in copy_blocks(raw_sql):
+            raw = pl.read_csv(io.BytesIO(block), has_header=False, schema=schema_)
+            rows, counts = device_frame(raw, ts)
+            for reason, count in counts.items():
+                if count:
+                    skipped[reason] = skipped.get(reason, 0) + count
+            yield rows
+    reds_schema = {"advertising_id": pl.String, "id_type": pl.String, "ip_address": pl.String, "timestamp": pl.Int64}
+    for block in copy_blocks(reds_rows_sql(audience, lookback_days=lookback_days, today=today)):
+        yield pl.read_csv(io.BytesIO(block), has_header=False, schema=reds_schema)
+
+
+def _csv(rows: pl.DataFrame, delimiter: str) -> bytes:
+    buf = io.BytesIO()
+    rows.write_csv(buf, include_header=False, separator=delimiter, null_value="", line_terminator="\n")
+    return buf.getvalue()
+
+
+def _dedupe(
+    files: list[FileInfo], keys: pl.Series, *, delimiter: str, writer: SplitWriter
+) -> tuple[list[FileInfo], pl.Series]:
+    """Rare path: the same device row more than once (in two records, or in the records and REDS). Rewrite the
+    group's files with one row per (id, type, ip, segment) and its latest timestamp, in first-seen order."""
+    schema_ = {"advertising_id": pl.String, "id_type": pl.String, "ip_address": pl.String, "timestamp": pl.Int64,
+               "segment_id": pl.String}  # fmt: skip
+    rows = (
+        pl.scan_csv([f.path for f in files], separator=delimiter, schema=schema_, quote_char='"')
+        .group_by(["advertising_id", "id_type", "ip_address", "segment_id"], maintain_order=True)
+        .agg(pl.col("timestamp").max())
+        .select(HEADER)
+        .collect()
+    )
+    for f in files:
+        f.path.unlink(missing_ok=True)
+    for chunk in rows.iter_slices(n_rows=100_000):
+        writer.write(_csv(chunk, delimiter))
+    return writer.finish(), keys.unique().sort()
 
 
 # --- exports ---------------------------------------------------------------------------------------------
@@ -283,7 +407,10 @@ def export_files(
 ) -> ExportResult:
     """Write the files a delivery would send into `out_dir`; raise ExportRefused below 25 rows.
 
-    `tag` (a delivery's `-D<id>`) keeps two deliveries of one day from sharing a remote name."""
+    Device files (liveramp, csv) take one streamed pass per audience: raw columns out of PostgreSQL, checked,
+    mapped and counted in polars, written, split and hashed as they go, with a 64-bit member key per row (the
+    result's sorted `keys`, for the delivery's diff). `tag` (a delivery's `-D<id>`) keeps two deliveries of one
+    day from sharing a remote name."""
     if fmt not in FORMATS:
         raise ExportRefused(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -291,54 +418,68 @@ def export_files(
     max_rows = max_rows or settings.P360_DELIVERY_MAX_ROWS_PER_FILE
     max_bytes = max_bytes or settings.P360_DELIVERY_MAX_FILE_BYTES
     skipped: dict[str, int] = {}
-    groups: list[tuple[str, list[str]]] = []  # (file label, [SELECT ...])
+    groups: list[tuple[str, list[Audience]]] = []  # (file label, its audiences)
     for audience in audiences:
-        if fmt == "ttd":
-            source = audience_records_sql(audience)
-            sql = (
-                None
-                if source is None
-                else (f"SELECT u.uid2, {_literal(segment_id(audience))} FROM ({uid2s_sql(source)}) u")
-            )
-        else:
-            sql = device_rows_sql(audience, lookback_days=lookback_days, today=today)
-            for reason, count in skipped_counts(audience).items():
-                skipped[reason] = skipped.get(reason, 0) + count
         label = f"{safe_part(audience.name, limit=60)}-{audience.pk}"
         if merged and groups:
-            groups[0][1].append(sql or "")
+            groups[0][1].append(audience)
         else:
-            groups.append((("P360Merged" if merged else label) + tag, [sql or ""]))
+            groups.append((("P360Merged" if merged else label) + tag, [audience]))
     ext = {"liveramp": "psv", "ttd": "csv", "csv": "csv"}[fmt]
     delimiter = "|" if fmt == "liveramp" else ","
-    header = ("UID2,segment_id" if fmt == "ttd" else delimiter.join(HEADER)) + "\n"
+    header = (("UID2,segment_id" if fmt == "ttd" else delimiter.join(HEADER)) + "\n").encode()
     files: list[FileInfo] = []
-    for label, parts in groups:
-        queries = [p for p in parts if p]
-        writer = SplitWriter(
-            out_dir,
-            lambda n, label=label: file_name(org_name, label, today, n, ext),
-            header.encode(),
-            max_rows,
-            max_bytes,
-        )
-        for sql in queries:
-            stream_query(sql, writer, delimiter=delimiter)
-        written = writer.finish()
-        total = sum(f.rows for f in written)
-        if total < MIN_ROWS:
-            for f in written:
-                f.path.unlink(missing_ok=True)
-            for f in files:
-                f.path.unlink(missing_ok=True)
-            what = "the merged file" if merged else f"segment {label}"
-            raise ExportRefused(
-                f"{what} has {total} row(s); LiveRamp and TTD refuse files below {MIN_ROWS} rows, nothing was written"
-            )
-        files.extend(written)
+    all_keys: list[pl.Series] = []
+    writers: list[SplitWriter] = []
+    try:
+        for label, members in groups:
+
+            def writer_for(label: str = label) -> SplitWriter:
+                namer = lambda n: file_name(org_name, label, today, n, ext)  # noqa: E731
+                writers.append(SplitWriter(out_dir, namer, header, max_rows, max_bytes))
+                return writers[-1]
+
+            writer = writer_for()
+            keys: list[pl.Series] = []
+            for audience in members:
+                seg = segment_id(audience)
+                if fmt == "ttd":
+                    source = audience_records_sql(audience)
+                    if source is not None:
+                        stream_query(f"SELECT u.uid2, {_literal(seg)} FROM ({uid2s_sql(source)}) u", writer,
+                                     delimiter=delimiter)  # fmt: skip
+                    continue
+                batches = device_batches(audience, lookback_days=lookback_days, today=today, skipped=skipped)
+                for rows in batches:
+                    if rows.height:
+                        rows = rows.with_columns(segment_id=pl.lit(seg))
+                        keys.append(member_keys(rows, seg))
+                        writer.write(_csv(rows, delimiter))
+            written = writer.finish()
+            if keys:
+                group_keys = pl.concat(keys).sort()
+                if group_keys.len() != group_keys.n_unique():
+                    written, group_keys = _dedupe(written, group_keys, delimiter=delimiter, writer=writer_for())
+                all_keys.append(group_keys)
+            files.extend(written)
+            total = sum(f.rows for f in written)
+            if total < MIN_ROWS:
+                what = "the merged file" if merged else f"segment {label}"
+                raise ExportRefused(
+                    f"{what} has {total} row(s); LiveRamp and TTD refuse files below {MIN_ROWS} rows, "
+                    "nothing was written"
+                )
+    except BaseException:
+        for f in files:  # nothing half-written stays behind
+            f.path.unlink(missing_ok=True)
+        for w in writers:
+            w.discard()
+        raise
+    keys_all = pl.concat(all_keys).sort() if all_keys else None
     return ExportResult(
         rows=sum(f.rows for f in files),
         files=files,
         skipped=skipped,
         segments=[segment_id(a) for a in audiences],
+        keys=keys_all,
     )

@@ -138,6 +138,9 @@ class Delivery(models.Model):
     """One delivery to one destination: the ledger row."""
 
     destination = models.ForeignKey(Destination, on_delete=models.PROTECT, related_name="deliveries")
+    audiences = models.ManyToManyField(
+        "audiences.Audience", blank=True, related_name="+", help_text="The audiences this delivery carried."
+    )
     status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
     dry_run = models.BooleanField(default=False)
     job_id = models.BigIntegerField(null=True, blank=True, db_index=True)
@@ -150,6 +153,9 @@ class Delivery(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     receipt = models.JSONField(default=list, blank=True, help_text="The remote listing after the push.")
     staged = models.JSONField(default=list, blank=True, help_text="Staging object keys.")
+    members_file = models.CharField(
+        max_length=300, blank=True, help_text="Storage key of the sorted member keys (the next delivery's diff)."
+    )
     failed_lines = models.BigIntegerField(default=0)
     alerts = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
@@ -165,19 +171,6 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"Delivery #{self.pk} to {self.destination.name} ({self.status})"
-
-
-class DeliveryMember(models.Model):
-    """The keys a delivery carried (64-bit hashes of id + segment), for adds/removes against the last one."""
-
-    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="+", db_index=False)
-    key = models.BigIntegerField()
-
-    class Meta:
-        indexes = [models.Index(fields=["delivery", "key"], name="delivery_member_key")]
-
-    def __str__(self) -> str:
-        return f"{self.delivery_id}:{self.key}"
 
 
 class TtdMemberStatus(models.TextChoices):

@@ -112,11 +112,9 @@ def audience_activation(audience: Audience) -> dict[str, Any]:
 
 def audience_usages(audience: Audience) -> list[Usage]:
     """Where activation uses the audience, for its lineage (`audiences.insights.usage`, registered from
-    activation/registrations.py): the destinations carrying it, their latest real deliveries, its TTD segments
-    and its ICP seed.
-
-    A delivery is listed when its destination carries the audience now; the ledger keeps the destination, not
-    which audiences it carried at the time."""
+    activation/registrations.py): the destinations carrying it, the latest real deliveries that carried it (each
+    delivery records its audiences, so a destination that dropped the audience later does not claim its new
+    deliveries, and one that carried it once still shows that delivery), its TTD segments and its ICP seed."""
     destinations = list(Destination.objects.filter(audiences=audience).order_by("name"))
     found = [
         Usage(
@@ -125,7 +123,7 @@ def audience_usages(audience: Audience) -> list[Usage]:
         for d in destinations
     ]
     deliveries = (
-        Delivery.objects.filter(destination__in=destinations, dry_run=False)
+        Delivery.objects.filter(audiences=audience, dry_run=False)
         .exclude(status=DeliveryStatus.PENDING)
         .select_related("destination")
         .order_by("-created_at", "-pk")[:20]

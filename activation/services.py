@@ -199,17 +199,36 @@ def _parse_host_key(text: str) -> None:
         raise ServiceError(f"the host key is not an OpenSSH public key: {exc}") from None
 
 
-@org_task
-@transaction.atomic
-def destination_create(*, actor: User | None, name: str, kind: str, data: dict[str, Any] | None = None,
-                       audience_ids: list[int] | None = None) -> Destination:  # fmt: skip
-    name = (name or "").strip()
+def destination_check(*, destination: Destination | None, name: str, kind: str, data: dict[str, Any]) -> None:
+    """Raise the ServiceError `destination_create` / `destination_update` would, without saving anything (forms
+    call it from clean(), so a refusal is a form error, never a 500)."""
+    import copy
+
+    if destination is None:
+        name = (name or "").strip()
+        _check_new(name, kind)
+        d = Destination(name=name, kind=kind)
+    else:
+        d = copy.copy(destination)
+    _apply(d, data)
+    _validate(d)
+
+
+def _check_new(name: str, kind: str) -> None:
     if not NAME_RE.match(name):
         raise ServiceError("a destination name is 1-80 letters, digits, spaces, dots, dashes or underscores")
     if kind not in DestinationKind.values:
         raise ServiceError(f"kind must be one of {', '.join(DestinationKind.values)}")
     if Destination.objects.filter(name=name).exists():
         raise ServiceError(f"a destination named {name!r} already exists")
+
+
+@org_task
+@transaction.atomic
+def destination_create(*, actor: User | None, name: str, kind: str, data: dict[str, Any] | None = None,
+                       audience_ids: list[int] | None = None) -> Destination:  # fmt: skip
+    name = (name or "").strip()
+    _check_new(name, kind)
     d = Destination(name=name, kind=kind)
     if kind == DestinationKind.LIVERAMP:
         d.host, d.remote_dir = "files.liveramp.com", "/uploads"

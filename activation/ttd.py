@@ -145,21 +145,33 @@ class TtdClient:
 
     @staticmethod
     def _collect(lines: list[Line], response: httpx.Response, result: SendResult) -> None:
+        """Accepted and refused lines of a 200 answer. A FailedLine we cannot read or place (not an object, no
+        usable ItemNumber) leaves the whole batch unconfirmed: never marked sent, each line keeps the reason."""
         try:
-            failed_lines = (response.json() or {}).get("FailedLines") or []
+            body = response.json()
         except ValueError:
-            failed_lines = []
+            body = None  # an empty 200: nothing refused
+        # a 200 whose body is a bare string or list cannot confirm anything: the batch stays unconfirmed
+        failed_lines = (body.get("FailedLines") or []) if isinstance(body, dict) else ([body] if body else [])
+        if not isinstance(failed_lines, list):
+            failed_lines = [failed_lines]
         failed: dict[int, tuple[str, str]] = {}
         for fl in failed_lines:
+            if not isinstance(fl, dict):
+                reason = ("UnreadableFailedLine", f"TTD answered a FailedLine that is not an object: {fl!r}"[:500])
+                for i in range(len(lines)):
+                    failed.setdefault(i, reason)
+                continue
+            code, message = str(fl.get("ErrorCode") or "Unknown"), str(fl.get("Message") or "")[:500]
             try:
                 index = int(str(fl.get("ItemNumber") or "")) - 1  # ItemNumber is 1-based
             except ValueError:
                 index = -1
             if 0 <= index < len(lines):
-                failed[index] = (str(fl.get("ErrorCode") or "Unknown"), str(fl.get("Message") or "")[:500])
+                failed[index] = (code, message)
             else:  # a FailedLine we cannot place: count the whole batch as unconfirmed
                 for i in range(len(lines)):
-                    failed.setdefault(i, (str(fl.get("ErrorCode") or "Unknown"), str(fl.get("Message") or "")[:500]))
+                    failed.setdefault(i, (code, message))
         for i, line in enumerate(lines):
             if i in failed:
                 result.failed.append((line, *failed[i]))

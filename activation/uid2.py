@@ -12,19 +12,29 @@ import logging
 import random
 import time
 import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.conf import settings
-from uid2_client import IdentityMapV3Client, IdentityMapV3Input, UnmappedIdentityReason
+from uid2_client import IdentityMapV3Client, IdentityMapV3Input, IdentityMapV3Response, UnmappedIdentityReason
+from uid2_client.request_response_util import (
+    BINARY,
+    Uid2Response,
+    _make_url,
+    auth_headers,
+    create_envelope,
+    parse_response,
+)
 
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 5000  # items per request (post-identity-map.md)
 MAX_PARALLEL = 20  # batches in flight (post-identity-map.md)
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+DEFAULT_TIMEOUT = 30.0  # seconds per request (connect and each read); P360_UID2_TIMEOUT overrides
 
 
 class Uid2Error(Exception):
@@ -65,6 +75,7 @@ class Uid2Settings:
     max_retries: int = 5
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
+    timeout: float = DEFAULT_TIMEOUT
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
     @classmethod
@@ -80,6 +91,7 @@ class Uid2Settings:
             max_retries=max(0, settings.P360_UID2_MAX_RETRIES),
             backoff_base=settings.P360_UID2_BACKOFF_BASE,
             backoff_cap=settings.P360_UID2_BACKOFF_CAP,
+            timeout=float(getattr(settings, "P360_UID2_TIMEOUT", DEFAULT_TIMEOUT)),
         )
 
     def __str__(self) -> str:  # never print the key or the secret
@@ -101,9 +113,34 @@ def backoff(attempt: int, base: float, cap: float) -> float:
     return random.uniform(0, min(cap, base * (2 ** (attempt - 1))))
 
 
+class TimedIdentityMapV3Client(IdentityMapV3Client):
+    """The SDK's client with a timeout: its `post()` calls `urlopen` without one, so an operator that accepts the
+    connection and never answers would hang the job forever. Same envelope, same parsing (the SDK's helpers)."""
+
+    def __init__(self, base_url: str, api_key: str, client_secret: str, *, timeout: float) -> None:
+        super().__init__(base_url, api_key, client_secret)
+        self._timeout = timeout
+
+    def generate_identity_map(self, identity_map_input: IdentityMapV3Input) -> IdentityMapV3Response:
+        envelope = create_envelope(
+            self._client_secret,
+            datetime.now(tz=UTC),
+            identity_map_input.get_identity_map_input_as_json_string().encode(),
+        )
+        headers = {**auth_headers(self._api_key), "Content-Type": BINARY}
+        req = urllib.request.Request(  # noqa: S310 - the configured https operator
+            _make_url(self._base_url, "/v3/identity/map"), headers=headers, method="POST",
+            data=envelope.binary_envelope,
+        )  # fmt: skip
+        with urllib.request.urlopen(req, timeout=self._timeout) as resp:  # noqa: S310 - the configured operator
+            answer = Uid2Response.from_bytes(resp.read())
+        return IdentityMapV3Response(parse_response(self._client_secret, answer, envelope.nonce), identity_map_input)
+
+
 def map_batch(conf: Uid2Settings, batch: Sequence[Item]) -> BatchResult:
-    """One request through the SDK, retried on 429/5xx/network errors; raises Uid2Error when it gives up."""
-    client = IdentityMapV3Client(conf.base_url, conf.api_key, conf.secret_key)
+    """One request through the SDK, retried on 429/5xx/network errors and timeouts; raises Uid2Error when it
+    gives up."""
+    client = TimedIdentityMapV3Client(conf.base_url, conf.api_key, conf.secret_key, timeout=conf.timeout)
     waited = 0.0
     for attempt in range(1, conf.max_retries + 2):
         identity_input = IdentityMapV3Input()
@@ -121,7 +158,10 @@ def map_batch(conf: Uid2Settings, batch: Sequence[Item]) -> BatchResult:
             delay = backoff(attempt, conf.backoff_base, conf.backoff_cap) if delay is None else delay
         except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
             if attempt > conf.max_retries:
-                raise Uid2Error(f"the UID2 operator cannot be reached: {getattr(exc, 'reason', exc)}") from None
+                reason = getattr(exc, "reason", exc)
+                if isinstance(reason, TimeoutError) or isinstance(exc, TimeoutError):
+                    reason = f"no answer within {conf.timeout:g} s ({attempt} attempt(s))"
+                raise Uid2Error(f"the UID2 operator cannot be reached: {reason}") from None
             delay = backoff(attempt, conf.backoff_base, conf.backoff_cap)
         except ValueError as exc:  # the SDK's envelope/status checks (wrong secret, nonce mismatch, status)
             raise Uid2Error(f"the UID2 operator's answer was refused: {exc}") from None

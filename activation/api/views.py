@@ -13,6 +13,7 @@ from activation import selectors, services
 from activation.delivery import start_delivery
 from activation.models import Destination
 from audiences.models import Audience
+from p360.core.api_pagination import BoundedLimitOffsetPagination
 from tenants.access import can_use_org_admin
 from tenants.services import ServiceError
 
@@ -103,8 +104,9 @@ class DeliveryList(APIView):
         name = request.query_params.get("destination") or None
         if name and not Destination.objects.filter(name=name).exists():
             raise exceptions.NotFound(f"no destination named {name!r}")
-        qs = selectors.deliveries(name)[:200]
-        return Response({"results": [selectors.delivery_row(d) for d in qs]})
+        paginator = BoundedLimitOffsetPagination()  # ?limit= (default 100, at most 1,000) &offset=
+        page: list[Any] | None = paginator.paginate_queryset(selectors.deliveries(name), request, view=self)
+        return paginator.get_paginated_response([selectors.delivery_row(d) for d in page or []])
 
     def post(self, request: Request) -> Response:
         """Start a delivery: {"destination": NAME, "dry_run": bool}; a dry run answers with its diff."""

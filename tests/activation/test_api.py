@@ -93,6 +93,9 @@ def test_config_deliveries_and_audience_activation(login: Any, super_admin: Any,
     assert sent.status_code == 201  # started on the task cluster (synchronous in tests)
     listing = admin.get("/o/acme/api/v1/deliveries?destination=LR").json()["results"]
     assert [d["status"] for d in listing] == ["sent", "dry_run"]
+    paged = admin.get("/o/acme/api/v1/deliveries?limit=1&offset=1").json()  # the shared bounded paginator
+    assert paged["count"] == 2 and [d["status"] for d in paged["results"]] == ["dry_run"] and paged["previous"]
+    assert admin.get("/o/acme/api/v1/deliveries?limit=-1").status_code == 400
     assert admin.get("/o/acme/api/v1/deliveries?destination=nope").status_code == 404
     act = admin.get(f"/o/acme/api/v1/audiences/{audience.pk}/activation").json()
     assert act["match_rate"] == round(1 / 30, 4) and act["uid2"]["mapped"] == 1

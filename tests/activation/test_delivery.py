@@ -49,6 +49,8 @@ def test_sftp_delivery_staged_pushed_once_with_ledger_and_diff(acme: Any, sftp: 
         first = start_delivery(destination=dest, actor=None, dry_run=False, inline=True)
         assert first.status == DeliveryStatus.SENT, first.error
         assert first.rows == 40 and first.added == 40 and first.removed == 0 and first.attempts == 1
+        assert list(first.audiences.all()) == [audience]  # the ledger knows what it carried
+        assert first.members_file.endswith(f"{first.pk}/members.parquet")  # the next diff's member set
         (info,) = first.files
         files = remote(sftp)
         assert set(files) == {info["name"]}  # one complete file, no .part left

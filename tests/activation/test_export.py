@@ -128,3 +128,22 @@ def test_same_maid_in_two_orgs_never_crosses(acme: Any, globex: Any, tmp_path: P
     assert shared in acme_ids and shared in globex_ids
     assert acme_ids & globex_ids == {shared}  # only the id both orgs really hold
     assert not any(f"10.0.4.{i}" in acme_out.files[0].path.read_text() for i in range(1000, 1030))
+
+
+def test_duplicate_device_rows_are_written_once_with_the_latest_timestamp(acme: Any, tmp_path: Path) -> None:
+    """Two records with the same device, and a REDS IP that a record also holds: one row each (the rare path that
+    rewrites the file), counted once, keys unique."""
+    twin = {"maid": "ABCDEF99-0134-4EEC-B4AF-65855133B008", "maid_type": "IDFA", "ip": "10.9.9.9"}
+    rows = [person(i) for i in range(30)] + [person(300, **twin), person(301, **twin)]
+    rows.append(person(302, maid=None, ip="172.16.5.5"))
+    with schema_context(acme.schema_name):
+        audience = make_imported("Twins", rows)
+        add_reds_events([(timezone.now() - dt.timedelta(days=1), str(audience.pk), "172.16.5.5", "IP")])
+        result = export(tmp_path, audience)
+    body = [line.split("|") for line in lines(result.files[0].path)[1:]]
+    assert result.rows == len(body) == 30 + 1 + 1
+    assert sum(1 for r in body if r[0] == twin["maid"]) == 1
+    (ip_row,) = [r for r in body if r[2] == "172.16.5.5"]
+    assert int(ip_row[3]) == int(body[0][3])  # the later of the two times: the load (the REDS event is a day old)
+    assert result.keys is not None and result.keys.len() == result.keys.n_unique() == result.rows
+    assert result.files[0].sha256 == hashlib.sha256(result.files[0].path.read_bytes()).hexdigest()

@@ -117,3 +117,67 @@ def test_audience_page_shows_the_activation_panel_registered_by_activation(
     html = login(super_admin).get(f"/o/acme/audiences/{audience.pk}/").content.decode()
     assert 'id="activation-panel"' in html and "UID2 match rate" in html and "Panel S3" in html
     assert 'href="/o/acme/admin/activation/destination/"' not in html  # a destination exists: no set-up link
+
+
+def test_destination_refused_by_the_services_is_a_form_error_not_a_500(login: Any, super_admin: Any,
+                                                                        acme: Any) -> None:  # fmt: skip
+    client = login(super_admin)
+    form = {"name": "No key", "kind": "sftp", "enabled": "on", "host": "sftp.example.com", "port": "22",
+            "username": "u", "remote_dir": "/in", "host_key": "", "password": "s3cret-pw"}  # fmt: skip
+    response = client.post("/o/acme/admin/activation/destination/add/", form)
+    html = response.content.decode()
+    assert response.status_code == 200  # the form again, with the services' reason
+    assert "needs the server&#x27;s host key" in html and "s3cret-pw" not in html
+    form.update(name="Bad key", host_key="not a key")
+    response = client.post("/o/acme/admin/activation/destination/add/", form)
+    assert response.status_code == 200 and "not an OpenSSH public key" in response.content.decode()
+    with schema_context(acme.schema_name):
+        _s3_dest("Taken", [])
+        assert not Destination.objects.filter(name__in=["No key", "Bad key"]).exists()
+    response = client.post("/o/acme/admin/activation/destination/add/",
+                           {"name": "Taken", "kind": "s3", "bucket": "b", "port": "22"})  # fmt: skip
+    assert response.status_code == 200 and "already exists" in response.content.decode()
+
+
+def test_global_deliveries_list_filters_pages_and_scopes_by_org(login: Any, super_admin: Any, manager: Any,
+                                                                 acme: Any, globex: Any) -> None:  # fmt: skip
+    for org in (acme, globex):
+        with schema_context(org.schema_name):
+            dest = _s3_dest(f"{org.slug}-drop", [])
+            Delivery.objects.create(destination=dest, status=DeliveryStatus.SENT, rows=7)
+            Delivery.objects.create(destination=dest, status=DeliveryStatus.FAILED, error=f"{org.slug} refused")
+    client = login(super_admin)
+    page = client.get("/admin/activation/delivery/")
+    html = page.content.decode()
+    assert page.status_code == 200 and "acme-drop" in html and "globex-drop" in html and "4 deliveries" in html
+    failed = client.get("/admin/activation/delivery/", {"status": "failed"}).content.decode()
+    assert "acme refused" in failed and "globex refused" in failed and "2 deliveries" in failed
+    only_globex = client.get("/admin/activation/delivery/", {"org": "globex"}).content.decode()
+    assert "globex-drop" in only_globex and "acme-drop" not in only_globex
+    found = client.get("/admin/activation/delivery/", {"q": "acme refused"}).content.decode()
+    assert "1 delivery" in found and 'href="/o/acme/admin/activation/delivery/' in found
+    # An org's staff (campaign manager of acme) sees acme's deliveries only, whatever the filter says.
+    scoped = login(manager)
+    mine = scoped.get("/admin/activation/delivery/").content.decode()
+    assert "acme-drop" in mine and "globex" not in mine
+    assert "globex-drop" not in scoped.get("/admin/activation/delivery/", {"org": "globex"}).content.decode()
+    assert "globex refused" not in scoped.get("/admin/activation/delivery/", {"q": "globex"}).content.decode()
+
+
+def test_global_deliveries_page_uses_the_paginator(acme: Any, globex: Any) -> None:
+    from activation.admin_ui import global_deliveries_page
+    from tenants.models import Organization
+
+    for org in (acme, globex):
+        with schema_context(org.schema_name):
+            dest = _s3_dest(f"{org.slug}-pages", [])
+            for _ in range(3):
+                Delivery.objects.create(destination=dest, status=DeliveryStatus.SENT)
+    orgs = Organization.objects.filter(slug__in=["acme", "globex"])
+    first = global_deliveries_page(orgs, per_page=4)
+    second = global_deliveries_page(orgs, per_page=4, page=2)
+    assert first["paginator"].count == 6 and first["paginator"].num_pages == 2
+    assert len(first["page_obj"].object_list) == 4 and len(second["page_obj"].object_list) == 2
+    seen = {(r["org_slug"], r["id"]) for r in [*first["page_obj"].object_list, *second["page_obj"].object_list]}
+    assert len(seen) == 6
+    assert global_deliveries_page(orgs, page="junk")["page_obj"].number == 1

@@ -100,6 +100,23 @@ def test_a_failing_api_marks_nothing_sent(acme: Any, ttd: Any, monkeypatch: Any,
         assert dry.status == DeliveryStatus.DRY_RUN and dry.added == 60  # emails and phones each map
 
 
+def test_a_failed_line_that_is_not_an_object_leaves_the_batch_unconfirmed(acme: Any, ttd: Any) -> None:
+    """A FailedLine entry that is a bare string or number cannot be placed: every line of that batch is kept as
+    refused with the reason (never marked sent), and the delivery is partial, not a crash."""
+    with schema_context(acme.schema_name):
+        audience = make_imported("TTD odd", [person(i) for i in range(26)])
+        map_everything()
+        dest = ttd_destination(ttd, [audience], name="TTD odd")
+        ttd.odd_failed_lines = ["unexpected text", 7]
+        d = start_delivery(destination=dest, actor=None, dry_run=False, inline=True)
+        assert d.status == DeliveryStatus.PARTIAL, d.error
+        assert d.failed_lines == 52 and d.rows == 0
+        members = TtdMember.objects.filter(destination=dest)
+        assert members.count() == 52 and set(members.values_list("status", flat=True)) == {"failed"}
+        refused = members.first()
+        assert refused.error_code == "UnreadableFailedLine" and "'unexpected text'" in refused.error_message
+
+
 def test_ttl_is_configurable_up_to_180_days(acme: Any) -> None:
     with schema_context(acme.schema_name):
         assert config_update(actor=None, ttd_ttl_days=180).ttd_ttl_days == 180

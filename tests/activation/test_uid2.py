@@ -125,3 +125,22 @@ def test_uid2_map_command_json_and_other_org_audience(operator: Any, acme: Any, 
     bad = run_manage("uid2_map", "--org", "globex", "--audience", "987654", "--json", env=env)
     assert bad.returncode != 0 and "unknown audience 987654" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_a_hung_operator_times_out_into_a_clear_failed_job(operator: Any, acme: Any, settings: Any) -> None:
+    """The SDK's own call has no timeout: an operator that accepts and never answers must fail the job, not hang."""
+    import time
+
+    from p360.core.jobs.services import job_run_inline
+
+    operator.delay = 3.0  # answers long after our timeout
+    settings.P360_UID2_TIMEOUT = 0.3
+    settings.P360_UID2_MAX_RETRIES = 1
+    with schema_context(acme.schema_name):
+        make_imported("Hung", [person(i) for i in range(3)])
+    started = time.monotonic()
+    job = job_run_inline(kind="activation.uid2_map", org=acme, params={})
+    assert time.monotonic() - started < 5.5  # without the timeout: two attempts of the operator's 3 s, >= 6 s
+    assert job.status == "failed"
+    assert "UID2 operator cannot be reached: no answer within 0.3 s (2 attempt(s))" in job.error
+    operator.delay = 0.0

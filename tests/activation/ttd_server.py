@@ -57,6 +57,7 @@ class _Handler(StandInHandler):
                     stand_in.segments[data["Name"]].pop(uid2, None)
                 else:
                     stand_in.segments[data["Name"]][uid2] = data["TtlInMinutes"]
+        failed += stand_in.odd_failed_lines  # entries a broken answer may carry (strings, numbers)
         return self._answer(200, {"FailedLines": failed} if failed else {})
 
 
@@ -68,6 +69,7 @@ class TtdStandIn(StandIn):
         self.max_items = max_items
         self.retry_after = retry_after
         self.refuse: set[str] = set()
+        self.odd_failed_lines: list[Any] = []
         self.segments: dict[str, dict[str, int]] = defaultdict(dict)
         self.requests: list[dict[str, Any]] = []
         self.calls: list[int] = []  # the status of each answer
@@ -78,6 +80,7 @@ class TtdStandIn(StandIn):
 
     def clear_state(self) -> None:
         self.refuse.clear()
+        self.odd_failed_lines = []
         self.segments.clear()
         self.requests.clear()
         self.max_items = 10_000
