@@ -14,7 +14,7 @@ from django.utils import timezone
 from p360.core.audit.services import record
 from segments import events as events_mod
 from segments import rules as rules_mod
-from segments.evaluator import Outcome, evaluate_derived_for, evaluate_events, evaluate_pairs
+from segments.evaluator import Outcome, evaluate_derived_for, evaluate_pairs, evaluate_touched
 from segments.models import (
     BUILTIN_EVENT_TYPES,
     EventType,
@@ -347,61 +347,51 @@ def runtime() -> str:
     return str(getattr(settings, "SEGMENTS_RUNTIME", "embedded"))
 
 
-def ingest_events(*, raws: list[Any], now: datetime | None = None, evaluate: bool = True) -> Ingested:
-    """Validate, store (idempotent by event_id) and, on the embedded runtime, evaluate at once.
+def ingest_events(
+    *,
+    raws: list[Any],
+    now: datetime | None = None,
+    evaluate: bool = True,
+    strict_json: bool = False,
+    may_hold_nul: bool = True,
+) -> Ingested:
+    """Validate (column by column), store (idempotent by event_id) and, on the embedded runtime, evaluate.
 
     Evaluation runs after the events commit, in its own transactions, so a failure there never loses
-    an accepted event (the timer job and the next event re-evaluate the same pairs).
+    an accepted event (the timer job and the next event re-evaluate the same pairs). `strict_json` and
+    `may_hold_nul` are what the API's JSON parser learnt about the body (see events.validate_columns).
     """
     when = now or timezone.now()
     conf = org_settings()
-    valid, rejected = events_mod.validate_batch(
-        raws, types=events_mod.allowed_event_types(), now=when, retention_days=conf.retention_days
+    batch, rejected = events_mod.validate_columns(
+        raws,
+        types=events_mod.allowed_event_types(),
+        now=when,
+        retention_days=conf.retention_days,
+        strict_json=strict_json,
+        may_hold_nul=may_hold_nul,
     )
     result = events_mod.IngestResult(rejected=rejected)
     if runtime() == "jetstream":
         from segments.jetstream import publish_events
 
-        result.accepted, result.duplicates = publish_events(valid)
+        result.accepted, result.duplicates = publish_events(batch.events())
         return Ingested(result, None)
     with transaction.atomic():
-        fresh = events_mod.insert_events(valid)
-        touch_profiles(fresh)
-    result.accepted = len(fresh)
-    result.duplicates = len(valid) - len(fresh)
-    result.new_events = fresh
-    outcome = evaluate_events(fresh) if evaluate and fresh else None
+        fresh = events_mod.insert_batch(batch, now=timezone.now())
+    result.accepted = fresh
+    result.duplicates = len(batch) - fresh
+    outcome = evaluate_touched(now=when) if evaluate and fresh else None
     return Ingested(result, outcome)
 
 
 def store_and_evaluate(events: list[events_mod.Event]) -> Outcome:
     """The JetStream evaluator's step for one batch of one org: store (idempotent), then evaluate."""
     with transaction.atomic():
-        fresh = events_mod.insert_events(events)
-        touch_profiles(fresh)
-    # Redelivered events are already stored: still evaluate them (evaluation is idempotent), so a
-    # crash between the store and the evaluation never loses a transition.
-    return evaluate_events(events)
-
-
-def touch_profiles(events: list[events_mod.Event]) -> None:
-    """Create the profiles of first-seen users and move last_active_at forward."""
-    if not events:
-        return
-    latest: dict[str, datetime] = {}
-    for event in events:
-        if event.user_id not in latest or event.event_time > latest[event.user_id]:
-            latest[event.user_id] = event.event_time
-    now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO segments_userprofile (user_id, email, phone, device_tokens, attributes, created_at, "
-            "last_active_at) SELECT u, '', '', '[]'::jsonb, '{}'::jsonb, %s, t "
-            "FROM unnest(%s::text[], %s::timestamptz[]) AS x(u, t) ORDER BY u "
-            "ON CONFLICT (user_id) DO UPDATE SET last_active_at = "
-            "greatest(segments_userprofile.last_active_at, EXCLUDED.last_active_at)",
-            [now, list(latest), list(latest.values())],
-        )
+        # Redelivered events are already stored: still evaluate them (evaluation is idempotent), so a
+        # crash between the store and the evaluation never loses a transition.
+        events_mod.insert_batch(events_mod.Batch.of(events), now=timezone.now(), touch_all=True)
+    return evaluate_touched()
 
 
 def run_retention(*, now: datetime | None = None, actor: Any = None) -> list[str]:
