@@ -21,7 +21,7 @@ messages, concurrent timers and concurrent ingests never double an entry or exit
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -43,9 +43,10 @@ BUCKET = "(hashtext(user_id) & 1023)"
 PAIRS = "pg_temp.segments_eval_pairs"
 
 # The (segment, user) pairs one transaction evaluates (distinct; `trigger` the event that caused it, or "").
+# Emptied explicitly too: inside an outer transaction (tests, a caller's atomic block) no commit empties it.
 PAIRS_TABLE = (
     "CREATE TEMP TABLE IF NOT EXISTS segments_eval_pairs (segment_id bigint, user_id text, trigger text) "
-    "ON COMMIT DELETE ROWS"
+    f"ON COMMIT DELETE ROWS; TRUNCATE {PAIRS}"
 )
 
 # One statement per chunk, set-based: every pair's window aggregate (the rule's own aggregate only: no JSON
@@ -59,20 +60,18 @@ WITH p AS (
            coalesce(r.window_minutes, 1) AS window_minutes
     FROM {PAIRS} q JOIN segments_segment r ON r.id = q.segment_id AND r.active AND r.kind = 'independent'
 ), a AS (
-    SELECT p.*, x.*
+    SELECT p.*, x.*, d.distinct_values
     FROM p CROSS JOIN LATERAL (
         SELECT count(e.event_time) FILTER (WHERE e.event_time <= %(now)s) AS n,
                coalesce(sum(e.v) FILTER (WHERE e.event_time <= %(now)s), 0) AS total,
                avg(e.v) FILTER (WHERE e.event_time <= %(now)s) AS average,
                min(e.v) FILTER (WHERE e.event_time <= %(now)s) AS low,
                max(e.v) FILTER (WHERE e.event_time <= %(now)s) AS high,
-               count(DISTINCT e.raw) FILTER (WHERE e.event_time <= %(now)s) AS distinct_values,
                least(min(e.event_time) FILTER (WHERE e.event_time > %(now)s),
                      min(e.event_time + p.window_minutes * interval '1 minute')
                          FILTER (WHERE e.event_time <= %(now)s)) AS due
         FROM (
             SELECT ev.event_time,
-                   CASE WHEN p.attribute = 'distinct' THEN ev.attributes ->> p.prop END AS raw,
                    CASE WHEN p.attribute NOT IN ('count', 'distinct')
                              AND jsonb_typeof(ev.attributes -> p.prop) = 'number'
                         THEN (ev.attributes ->> p.prop)::numeric END AS v
@@ -82,8 +81,19 @@ WITH p AS (
               AND ev.event_time <= %(horizon)s
         ) e
     ) x
+    CROSS JOIN LATERAL (  -- a second pass over the window only for a `distinct` rule (it sorts)
+        SELECT CASE WHEN p.attribute = 'distinct' THEN (
+            SELECT count(DISTINCT ev.attributes ->> p.prop)
+            FROM segments_event ev
+            WHERE ev.user_id = p.user_id AND ev.event_type = p.event_type
+              AND ev.event_time > %(now)s - p.window_minutes * interval '1 minute'
+              AND ev.event_time <= %(now)s
+        ) END AS distinct_values
+    ) d
 ), j AS (
-    SELECT a.*, v.value, m.entered_at,
+    SELECT a.*, v.value,
+           (SELECT m.entered_at FROM segments_membership m WHERE m.segment_id = a.segment_id AND m.user_id = a.user_id)
+               AS entered_at,
            coalesce(CASE a.operator WHEN 'gt' THEN v.value > a.target WHEN 'gte' THEN v.value >= a.target
                                     WHEN 'lt' THEN v.value < a.target WHEN 'lte' THEN v.value <= a.target
                                     WHEN 'eq' THEN v.value = a.target WHEN 'neq' THEN v.value <> a.target END,
@@ -94,7 +104,6 @@ WITH p AS (
                                 WHEN 'min' THEN a.low WHEN 'max' THEN a.high
                                 WHEN 'distinct' THEN a.distinct_values::numeric END AS value
     ) v
-    LEFT JOIN segments_membership m ON m.segment_id = a.segment_id AND m.user_id = a.user_id
 ), kept AS (
     INSERT INTO segments_windowstate (segment_id, user_id, value, events_in_window, due_at, evaluated_at)
     SELECT segment_id, user_id, greatest(-{MAX_STORED}, least({MAX_STORED}, coalesce(value, 0))), n, due, %(now)s
@@ -104,14 +113,17 @@ WITH p AS (
 ), emptied AS (
     DELETE FROM segments_windowstate w USING j
     WHERE w.segment_id = j.segment_id AND w.user_id = j.user_id AND j.n = 0 AND j.due IS NULL
-), stale AS (  -- the segment was deactivated or deleted since its timer was set: its state goes
-    DELETE FROM segments_windowstate w USING {PAIRS} q
-    WHERE w.segment_id = q.segment_id AND w.user_id = q.user_id
-      AND NOT EXISTS (SELECT 1 FROM segments_segment r WHERE r.id = q.segment_id AND r.active AND r.kind = 'independent')
 )
 SELECT segment_id, user_id, trigger, version, event_type, attribute, prop, operator, target, window_minutes,
        value, entered_at, holds
 FROM j WHERE holds <> (entered_at IS NOT NULL)
+"""
+
+# A pair whose segment was deactivated or deleted since its timer was set: its state goes.
+STALE_SQL = f"""
+DELETE FROM segments_windowstate w USING {PAIRS} q
+WHERE w.segment_id = q.segment_id AND w.user_id = q.user_id
+  AND NOT EXISTS (SELECT 1 FROM segments_segment r WHERE r.id = q.segment_id AND r.active AND r.kind = 'independent')
 """
 
 # The pairs a batch of stored events touches, for one range of user buckets: each (user, type) with the
@@ -120,9 +132,11 @@ TOUCHED_PAIRS_SQL = f"""
 INSERT INTO {PAIRS} (segment_id, user_id, trigger)
 SELECT r.id, t.user_id, t.trigger
 FROM (
-    SELECT user_id, event_type, (array_agg(event_id ORDER BY seq DESC))[1] AS trigger
-    FROM pg_temp.segments_touched WHERE {BUCKET} BETWEEN %s AND %s GROUP BY user_id, event_type
-) t JOIN segments_segment r ON r.event_type = t.event_type AND r.active AND r.kind = 'independent'
+    SELECT DISTINCT ON (user_id, event_type) user_id, event_type, event_id AS trigger
+    FROM pg_temp.segments_touched WHERE {BUCKET} BETWEEN %s AND %s ORDER BY user_id, event_type, seq DESC
+) t JOIN (
+    SELECT id, event_type FROM segments_segment WHERE active AND kind = 'independent'
+) r ON r.event_type = t.event_type
 """
 
 
@@ -329,6 +343,7 @@ def evaluate_pairs(
             with cursor.copy(f"COPY {PAIRS} (segment_id, user_id, trigger) FROM STDIN") as copy:  # type: ignore[attr-defined]
                 for seg, user in chunk:
                     copy.write_row((seg, user, ""))
+            cursor.execute(STALE_SQL)
             outcome.transitions.extend(_finish_chunk(cursor, when, timer))
     return outcome
 
@@ -346,14 +361,75 @@ def evaluate_touched(*, now: datetime | None = None) -> Outcome:
     outcome = Outcome(pairs=total)
     if not total:
         return outcome
-    chunks = min(LOCK_BUCKETS, -(-total // CHUNK_PAIRS))
-    bounds = [LOCK_BUCKETS * i // chunks for i in range(chunks + 1)]
-    for low, high in pairwise(bounds):
+    for low, high in bucket_ranges(total):
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(PAIRS_TABLE)
-            cursor.execute(TOUCHED_PAIRS_SQL, [low, high - 1])
+            cursor.execute(TOUCHED_PAIRS_SQL, [low, high])
             if cursor.rowcount:
                 outcome.transitions.extend(_finish_chunk(cursor, when, timer=False))
+    return outcome
+
+
+def bucket_ranges(total: int) -> list[tuple[int, int]]:
+    """Inclusive ranges of user buckets that split `total` pairs into chunks of about CHUNK_PAIRS."""
+    chunks = max(1, min(LOCK_BUCKETS, -(-total // CHUNK_PAIRS)))
+    bounds = [LOCK_BUCKETS * i // chunks for i in range(chunks + 1)]
+    return [(low, high - 1) for low, high in pairwise(bounds)]
+
+
+SEGMENT_USERS_SQL = f"""
+INSERT INTO {PAIRS} (segment_id, user_id, trigger)
+SELECT DISTINCT %s::bigint, user_id, '' FROM segments_event
+WHERE event_type = %s AND event_time > %s AND {BUCKET} BETWEEN %s AND %s
+"""
+
+
+def evaluate_segment_users(
+    segment_id: int,
+    event_type: str,
+    *,
+    since: datetime,
+    now: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Outcome:
+    """A new or changed independent segment, for every user with an event of its type since `since`: streamed
+    in chunks of user buckets (the users never sit in memory), each chunk one transaction."""
+    when = now or timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(DISTINCT user_id) FROM segments_event WHERE event_type = %s AND event_time > %s",
+            [event_type, since],
+        )
+        total = int(cursor.fetchone()[0])
+    outcome = Outcome(pairs=total)
+    ranges = bucket_ranges(total) if total else []
+    for done, (low, high) in enumerate(ranges, start=1):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(PAIRS_TABLE)
+            cursor.execute(SEGMENT_USERS_SQL, [segment_id, event_type, since, low, high])
+            if cursor.rowcount:
+                outcome.transitions.extend(_finish_chunk(cursor, when, timer=False))
+        if progress is not None:
+            progress(done, len(ranges))
+    return outcome
+
+
+def evaluate_derived_all(*, now: datetime | None = None, progress: Callable[[int, int], None] | None = None) -> Outcome:
+    """Derived segments for every user with a membership or a window state, streamed by user buckets."""
+    when = now or timezone.now()
+    source = "(SELECT user_id FROM segments_membership UNION SELECT user_id FROM segments_windowstate) u"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {source}")
+        total = int(cursor.fetchone()[0])
+    outcome = Outcome(pairs=total)
+    ranges = bucket_ranges(total) if total else []
+    for done, (low, high) in enumerate(ranges, start=1):
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT user_id FROM {source} WHERE {BUCKET} BETWEEN %s AND %s", [low, high])
+            users = [row[0] for row in cursor.fetchall()]
+        outcome.transitions.extend(evaluate_derived_for(users, now=when).transitions)
+        if progress is not None:
+            progress(done, len(ranges))
     return outcome
 
 

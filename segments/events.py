@@ -527,6 +527,7 @@ def insert_batch(batch: Batch, *, now: datetime, touch_all: bool = False) -> int
         if touch_all:
             cursor.execute(f"TRUNCATE {TOUCHED}")
             cursor.execute(ALL_SQL)
+        cursor.execute(f"ANALYZE {TOUCHED}")  # a temporary table has no statistics: the evaluator's joins need them
         cursor.execute("TRUNCATE pg_temp.segments_ingest_stage")
     return fresh
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -12,17 +13,16 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from p360.core.audit.services import record
+from p360.core.tenancy import current_org
 from segments import events as events_mod
 from segments import rules as rules_mod
-from segments.evaluator import Outcome, evaluate_derived_for, evaluate_pairs, evaluate_touched
+from segments.evaluator import Outcome, evaluate_derived_all, evaluate_segment_users, evaluate_touched
 from segments.models import (
     BUILTIN_EVENT_TYPES,
     EventType,
-    Membership,
     Segment,
     SegmentDependency,
     SegmentVersion,
-    Transition,
     TriggerCampaign,
     UserProfile,
     WindowState,
@@ -42,16 +42,6 @@ class SegmentError(ValueError):
         self.field = field
         self.status = status
         self.extra = extra
-
-
-def _org() -> Any:
-    """The organisation whose schema is in use (commands and tasks enter it without a real tenant object)."""
-    from tenants.models import Organization
-
-    tenant = getattr(connection, "tenant", None)
-    if isinstance(tenant, Organization):
-        return tenant
-    return Organization.objects.filter(schema_name=connection.schema_name).first()  # type: ignore[attr-defined]
 
 
 # --- Definitions ---------------------------------------------------------------------------------
@@ -218,7 +208,7 @@ def segment_create(*, data: dict[str, Any], actor: Any) -> Segment:
     segment.save()
     SegmentDependency.objects.bulk_create([SegmentDependency(derived=segment, child_id=c) for c in children])
     _save_version(segment, actor)
-    record(action="segment.created", actor=actor, org=_org(), entity=segment, after=definition_of(segment))
+    record(action="segment.created", actor=actor, org=current_org(), entity=segment, after=definition_of(segment))
     return segment
 
 
@@ -258,7 +248,7 @@ def segment_update(*, segment: Segment, data: dict[str, Any], actor: Any) -> Seg
     record(
         action="segment.updated",
         actor=actor,
-        org=_org(),
+        org=current_org(),
         entity=segment,
         before=before,
         after={**definition_of(segment), "active": segment.active, "version": segment.version},
@@ -266,36 +256,30 @@ def segment_update(*, segment: Segment, data: dict[str, Any], actor: Any) -> Seg
     return segment
 
 
+EXIT_ALL_SQL = """
+WITH gone AS (DELETE FROM segments_membership WHERE segment_id = %(seg)s RETURNING user_id, entered_at, rule_version)
+INSERT INTO segments_transition (segment_id, user_id, kind, entered_at, exited_at, rule_version, event_id, reason,
+                                 recorded_at)
+SELECT %(seg)s, user_id, 'exit', entered_at, %(now)s, rule_version, '', %(reason)s, %(now)s FROM gone
+"""
+
+
 def _exit_all(segment: Segment, *, reason: str) -> int:
     """Close every current stay in the segment (deactivation or a new definition); ledger rows appended.
 
-    A changed definition then re-enters the users it holds for at the next event or timer; the window
-    states are reset to "due now" so the timer job re-evaluates them promptly.
+    One statement inside the caller's transaction (the members never pass through Python, however many).
+    A changed definition then re-enters the users it holds for (reevaluate_segment, a job when large); the
+    window states are reset to "due now" so the timer job re-evaluates them promptly.
     """
     now = timezone.now()
-    members = list(Membership.objects.filter(segment=segment))
-    Transition.objects.bulk_create(
-        [
-            Transition(
-                segment=segment,
-                user_id=m.user_id,
-                kind=Transition.Kind.EXIT,
-                entered_at=m.entered_at,
-                exited_at=now,
-                rule_version=m.rule_version,
-                reason=reason,
-                recorded_at=now,
-            )
-            for m in members
-        ],
-        batch_size=5000,
-    )
-    Membership.objects.filter(segment=segment).delete()
+    with connection.cursor() as cursor:
+        cursor.execute(EXIT_ALL_SQL, {"seg": segment.pk, "now": now, "reason": reason[:300]})
+        exited = int(cursor.rowcount)
     if segment.active:
         WindowState.objects.filter(segment=segment).update(due_at=now)
     else:
         WindowState.objects.filter(segment=segment).delete()
-    return len(members)
+    return exited
 
 
 @transaction.atomic
@@ -318,7 +302,12 @@ def segment_delete(*, segment: Segment, actor: Any) -> None:
     pk = segment.pk
     segment.delete()
     record(
-        action="segment.deleted", actor=actor, org=_org(), entity_type="segments.segment", entity_id=pk, before=before
+        action="segment.deleted",
+        actor=actor,
+        org=current_org(),
+        entity_type="segments.segment",
+        entity_id=pk,
+        before=before,
     )
 
 
@@ -330,7 +319,7 @@ def event_type_create(*, name: str, description: str = "", actor: Any) -> EventT
     if name in BUILTIN_EVENT_TYPES or EventType.objects.filter(name=name).exists():
         raise SegmentError(f"event type {name!r} exists", code="duplicate", field="name")
     created = EventType.objects.create(name=name, description=description[:300])
-    record(action="segments.event_type.created", actor=actor, org=_org(), entity=created, after={"name": name})
+    record(action="segments.event_type.created", actor=actor, org=current_org(), entity=created, after={"name": name})
     return created
 
 
@@ -404,7 +393,7 @@ def run_retention(*, now: datetime | None = None, actor: Any = None) -> list[str
         record(
             action="segments.retention",
             actor=actor,
-            org=_org(),
+            org=current_org(),
             entity_type="segments.event",
             after={"dropped": dropped, "cutoff": cutoff.isoformat()},
         )
@@ -450,7 +439,7 @@ def profile_put(*, user_id: str, data: dict[str, Any], actor: Any) -> UserProfil
     record(
         action="segments.profile.updated",
         actor=actor,
-        org=_org(),
+        org=current_org(),
         entity=profile,
         before=before,
         after={"email": profile.email, "phone": profile.phone, "attributes": profile.attributes},
@@ -472,26 +461,64 @@ def campaign_save(*, campaign: TriggerCampaign, actor: Any) -> TriggerCampaign:
     record(
         action="segments.campaign.created" if created else "segments.campaign.updated",
         actor=actor,
-        org=_org(),
+        org=current_org(),
         entity=campaign,
         after={"name": campaign.name, "status": campaign.status, "channel": campaign.channel},
     )
     return campaign
 
 
-def reevaluate_segment(segment: Segment, *, now: datetime | None = None) -> Outcome:
-    """Evaluate a new or changed segment for the users it can hold for, so it starts filled."""
+REEVALUATE_JOB = "segments.reevaluate"
+
+
+def reevaluate_segment(
+    segment: Segment, *, now: datetime | None = None, progress: Callable[[int, int], None] | None = None
+) -> Outcome:
+    """Evaluate a new or changed segment for the users it can hold for, so it starts filled (streamed by user
+    buckets: memory stays flat whatever the number of users)."""
     if not segment.active:
         return Outcome()
     when = now or timezone.now()
     if segment.kind == Segment.Kind.DERIVED:
-        users = set(Membership.objects.values_list("user_id", flat=True).distinct())
-        users |= set(WindowState.objects.values_list("user_id", flat=True).distinct())
-        return evaluate_derived_for(sorted(users), now=when)
+        return evaluate_derived_all(now=when, progress=progress)
+    return evaluate_segment_users(
+        segment.pk,
+        segment.event_type,
+        since=when - timedelta(minutes=segment.window_minutes or 1),
+        now=when,
+        progress=progress,
+    )
+
+
+def reevaluation_size(segment: Segment, *, now: datetime | None = None) -> int:
+    """How many users a re-evaluation of the segment looks at."""
+    when = now or timezone.now()
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT DISTINCT user_id FROM segments_event WHERE event_type = %s AND event_time > %s",
-            [segment.event_type, when - timedelta(minutes=segment.window_minutes or 1)],
-        )
-        recent = [row[0] for row in cursor.fetchall()]
-    return evaluate_pairs([(segment.pk, user) for user in recent], now=when)
+        if segment.kind == Segment.Kind.DERIVED:
+            cursor.execute(
+                "SELECT count(*) FROM (SELECT user_id FROM segments_membership UNION "
+                "SELECT user_id FROM segments_windowstate) u"
+            )
+        else:
+            cursor.execute(
+                "SELECT count(DISTINCT user_id) FROM segments_event WHERE event_type = %s AND event_time > %s",
+                [segment.event_type, when - timedelta(minutes=segment.window_minutes or 1)],
+            )
+        return int(cursor.fetchone()[0])
+
+
+def reevaluate_soon(segment: Segment, *, actor: Any = None) -> int | None:
+    """Re-evaluate now when small; otherwise as a job (progress in the jobs list). Returns the job's id, if any.
+
+    SEGMENTS_REEVALUATE_INLINE_MAX users (default 20,000) is about a second of work: a request waits that long
+    at most; beyond it the request answers at once and the task cluster fills the segment."""
+    if not segment.active:
+        return None
+    limit = int(getattr(settings, "SEGMENTS_REEVALUATE_INLINE_MAX", 20_000))
+    if reevaluation_size(segment) <= limit:
+        reevaluate_segment(segment)
+        return None
+    from p360.core.jobs.services import job_start
+
+    job = job_start(kind=REEVALUATE_JOB, org=current_org(), actor=actor, params={"segment_id": segment.pk})
+    return int(job.pk)

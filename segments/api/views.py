@@ -13,6 +13,7 @@ from typing import Any
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from rest_framework import exceptions, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -85,7 +86,7 @@ class SegmentsApiView(APIView):
         return data
 
 
-def segment_json(segment: Segment, members: int | None = None) -> dict[str, Any]:
+def segment_json(segment: Segment, members: int | None = None, job: int | None = None) -> dict[str, Any]:
     return {
         "id": segment.pk,
         "name": segment.name,
@@ -98,6 +99,8 @@ def segment_json(segment: Segment, members: int | None = None) -> dict[str, Any]
         # .all() (not values_list) so SegmentList's prefetch_related is used: one query, not one per segment
         "dependencies": sorted(d.child_id for d in segment.dependencies.all()),
         **({"members": members} if members is not None else {}),
+        # a large audience is filled by a job (GET /api/v1/jobs/<id> shows its progress)
+        **({"reevaluation_job": job} if job is not None else {}),
     }
 
 
@@ -138,8 +141,8 @@ class SegmentList(SegmentsApiView):
 
     def post(self, request: Request) -> Response:
         segment = services.segment_create(data=self.body(request), actor=request.user)
-        services.reevaluate_segment(segment)
-        return Response(segment_json(segment), status=status.HTTP_201_CREATED)
+        job = services.reevaluate_soon(segment, actor=request.user)
+        return Response(segment_json(segment, job=job), status=status.HTTP_201_CREATED)
 
 
 class SegmentDetail(SegmentsApiView):
@@ -151,9 +154,10 @@ class SegmentDetail(SegmentsApiView):
         segment = get_object_or_404(Segment, pk=pk)
         was_active, version = segment.active, segment.version
         segment = services.segment_update(segment=segment, data=self.body(request), actor=request.user)
+        job = None
         if segment.active and (not was_active or segment.version != version):
-            services.reevaluate_segment(segment)
-        return Response(segment_json(segment))
+            job = services.reevaluate_soon(segment, actor=request.user)
+        return Response(segment_json(segment, job=job))
 
     put = patch
 
@@ -206,6 +210,14 @@ class SegmentBacktest(SegmentsApiView):
 
 
 class UserSegments(SegmentsApiView):
+    """`GET users/<id>/segments`, the hot read: one SQL statement (selectors.user_segments) rendered as JSON
+    without content negotiation. Authentication, the org access rule and the error body are the API's own."""
+
+    renderer_classes = [JSONRenderer]
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        return (self.renderer_classes[0](), "application/json")
+
     def get(self, request: Request, user_id: str) -> Response:
         return Response({"user_id": user_id, "segments": selectors.user_segments(user_id)})
 
