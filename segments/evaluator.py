@@ -130,11 +130,12 @@ WHERE w.segment_id = q.segment_id AND w.user_id = q.user_id
 # active independent rules on that type; the trigger is the user's latest event of that type in the batch.
 TOUCHED_PAIRS_SQL = f"""
 INSERT INTO {PAIRS} (segment_id, user_id, trigger)
-SELECT r.id, t.user_id, t.trigger
-FROM (
+WITH t AS MATERIALIZED (  -- a temporary table has no statistics: never let the planner re-run this per rule
     SELECT DISTINCT ON (user_id, event_type) user_id, event_type, event_id AS trigger
     FROM pg_temp.segments_touched WHERE {BUCKET} BETWEEN %s AND %s ORDER BY user_id, event_type, seq DESC
-) t JOIN (
+)
+SELECT r.id, t.user_id, t.trigger
+FROM t JOIN (
     SELECT id, event_type FROM segments_segment WHERE active AND kind = 'independent'
 ) r ON r.event_type = t.event_type
 """
@@ -348,23 +349,23 @@ def evaluate_pairs(
     return outcome
 
 
-def evaluate_touched(*, now: datetime | None = None) -> Outcome:
+def evaluate_touched(*, fresh: int, now: datetime | None = None) -> Outcome:
     """Evaluate what the last stored batch touched (`segments_touched`, see events.insert_batch): each of its
-    (user, type) with the active rules on that type, in chunks of user buckets, each chunk one transaction."""
+    (user, type) with the active rules on that type, in chunks of user buckets, each chunk one transaction.
+
+    `fresh` (the events stored) times the most rules on one type bounds the pairs: it sizes the chunks
+    without a counting query."""
     when = now or timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM (SELECT DISTINCT user_id, event_type FROM pg_temp.segments_touched) t "
-            "JOIN segments_segment r ON r.event_type = t.event_type AND r.active AND r.kind = 'independent'"
-        )
-        total = int(cursor.fetchone()[0])
-    outcome = Outcome(pairs=total)
-    if not total:
+    defs = rules_mod.load()
+    most = max((len(rules) for rules in defs.rules_by_type.values()), default=0)
+    outcome = Outcome()
+    if not most or not fresh:
         return outcome
-    for low, high in bucket_ranges(total):
+    for low, high in bucket_ranges(fresh * most):
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(PAIRS_TABLE)
             cursor.execute(TOUCHED_PAIRS_SQL, [low, high])
+            outcome.pairs += max(0, cursor.rowcount)
             if cursor.rowcount:
                 outcome.transitions.extend(_finish_chunk(cursor, when, timer=False))
     return outcome

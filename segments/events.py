@@ -199,15 +199,15 @@ def partition_name(day: date) -> str:
     return f"{TABLE}_p{day:%Y%m%d}"
 
 
-def ensure_partitions(days: Iterable[date]) -> None:
+def ensure_partitions(days: Iterable[date]) -> list[str]:
     """Create the day partitions that do not exist yet (idempotent; safe with concurrent writers).
 
     One catalogue lookup per batch (no process cache: a rolled-back transaction takes its
-    partitions with it, and a cache would not know).
+    partitions with it, and a cache would not know). Returns the partitions it created.
     """
     wanted = sorted(set(days))
     if not wanted:
-        return
+        return []
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(name) IS NULL",
@@ -215,7 +215,7 @@ def ensure_partitions(days: Iterable[date]) -> None:
         )
         missing = {row[0] for row in cursor.fetchall()}
         if not missing:
-            return
+            return []
         # Concurrent CREATE ... IF NOT EXISTS can still collide in the catalogue: serialise per schema.
         cursor.execute("SELECT pg_advisory_xact_lock(13013, hashtext(current_schema()))")
         for day in wanted:
@@ -226,6 +226,7 @@ def ensure_partitions(days: Iterable[date]) -> None:
                 f"CREATE TABLE IF NOT EXISTS {partition_name(day)} PARTITION OF {TABLE} FOR VALUES FROM (%s) TO (%s)",
                 [start, start + timedelta(days=1)],
             )
+    return sorted(missing)
 
 
 def existing_partitions() -> list[tuple[str, date]]:
@@ -518,16 +519,17 @@ def insert_batch(batch: Batch, *, now: datetime, touch_all: bool = False) -> int
         cursor.execute(TEMP_TABLES)
         if not len(batch):
             return 0
-        ensure_partitions(batch.days())
+        created = ensure_partitions(batch.days())
         with cursor.copy(f"COPY pg_temp.segments_ingest_stage ({STAGE_COLUMNS}) FROM STDIN (FORMAT csv)") as copy:  # type: ignore[attr-defined]
             copy.write(batch.frame.select(STAGE_COLUMNS.split(", ")).write_csv(include_header=False))
         cursor.execute(STORE_SQL)
         fresh = int(cursor.rowcount)
+        for name in created:  # statistics at once: without them the evaluator's lookups would scan the new day
+            cursor.execute(f"ANALYZE {name}")
         cursor.execute(PROFILES_SQL, [now])
         if touch_all:
             cursor.execute(f"TRUNCATE {TOUCHED}")
             cursor.execute(ALL_SQL)
-        cursor.execute(f"ANALYZE {TOUCHED}")  # a temporary table has no statistics: the evaluator's joins need them
         cursor.execute("TRUNCATE pg_temp.segments_ingest_stage")
     return fresh
 

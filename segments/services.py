@@ -370,7 +370,7 @@ def ingest_events(
         fresh = events_mod.insert_batch(batch, now=timezone.now())
     result.accepted = fresh
     result.duplicates = len(batch) - fresh
-    outcome = evaluate_touched(now=when) if evaluate and fresh else None
+    outcome = evaluate_touched(fresh=fresh, now=when) if evaluate and fresh else None
     return Ingested(result, outcome)
 
 
@@ -380,7 +380,7 @@ def store_and_evaluate(events: list[events_mod.Event]) -> Outcome:
         # Redelivered events are already stored: still evaluate them (evaluation is idempotent), so a
         # crash between the store and the evaluation never loses a transition.
         events_mod.insert_batch(events_mod.Batch.of(events), now=timezone.now(), touch_all=True)
-    return evaluate_touched()
+    return evaluate_touched(fresh=len(events))
 
 
 def run_retention(*, now: datetime | None = None, actor: Any = None) -> list[str]:
