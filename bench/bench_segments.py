@@ -227,6 +227,7 @@ def run() -> list[Row]:
         from tenants.services import api_token_create
 
         admin = User.objects.filter(role="super_admin").first()
+        assert admin is not None  # _client() made sure of one
         _, raw_token = api_token_create(user=admin, name=f"bench {token}")
         token_client = Client(HTTP_AUTHORIZATION=f"Token {raw_token}")
         sql_times, root_times = [], []
