@@ -20,6 +20,7 @@ messages, concurrent timers and concurrent ingests never double an entry or exit
 
 from __future__ import annotations
 
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,10 +37,10 @@ from segments.events import FUTURE_SKEW
 from segments.models import Transition
 
 LOCK_NAMESPACE = 13014
-LOCK_BUCKETS = 1024  # users are serialised by bucket: hashtext(user_id) & (LOCK_BUCKETS - 1)
+LOCK_BUCKETS = 1024  # users are serialised by bucket (see bucket())
 CHUNK_PAIRS = 20_000
 MAX_STORED = Decimal("1e19")
-BUCKET = "(hashtext(user_id) & 1023)"
+BUCKET = "(hashtext(user_id) & 1023)"  # chunks a batch (sizing only; locks use bucket())
 PAIRS = "pg_temp.segments_eval_pairs"
 
 # The (segment, user) pairs one transaction evaluates (distinct; `trigger` the event that caused it, or "").
@@ -155,25 +156,28 @@ class Outcome:
         return sum(1 for t in self.transitions if t.kind == Transition.Kind.EXIT)
 
 
+def bucket(user_id: str) -> int:
+    """A user's lock bucket: crc32 like the JetStream partition (segments.jetstream.partition_of), so with a
+    partition count dividing LOCK_BUCKETS, evaluators of different partitions never share a bucket."""
+    return zlib.crc32(user_id.encode()) % LOCK_BUCKETS
+
+
 def lock_users(users: Iterable[str]) -> None:
     """Serialise evaluators of the same users (sorted buckets: no deadlock between two batches)."""
-    listed = list(set(users))
-    if not listed:
+    buckets = sorted({bucket(user) for user in users})
+    if not buckets:
         return
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(pg_advisory_xact_lock(%s, b)) FROM "
-            f"(SELECT DISTINCT {BUCKET.replace('user_id', 'u')} AS b FROM unnest(%s::text[]) u ORDER BY b) s",
-            [LOCK_NAMESPACE, listed],
+            "SELECT count(pg_advisory_xact_lock(%s, b)) FROM (SELECT b FROM unnest(%s::int[]) b ORDER BY b) s",
+            [LOCK_NAMESPACE, buckets],
         )
 
 
 def _lock_pairs(cursor: Any) -> None:
-    """Lock the buckets of the users in this transaction's pairs (same buckets and order as lock_users)."""
-    cursor.execute(
-        f"SELECT count(pg_advisory_xact_lock(%s, b)) FROM (SELECT DISTINCT {BUCKET} AS b FROM {PAIRS} ORDER BY b) s",
-        [LOCK_NAMESPACE],
-    )
+    """Lock the buckets of the users in this transaction's pairs."""
+    cursor.execute(f"SELECT DISTINCT user_id FROM {PAIRS}")
+    lock_users(row[0] for row in cursor.fetchall())
 
 
 def _evaluate_table(cursor: Any, now: datetime, timer: bool) -> list[Transition]:
