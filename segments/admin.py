@@ -56,7 +56,7 @@ class SegmentAdmin(ReadOnlyAdmin):
         for segment in queryset:
             services.segment_update(segment=segment, data={"active": active}, actor=request.user)
             if active:
-                services.reevaluate_segment(segment)
+                services.reevaluate_soon(segment, actor=request.user)
         self.message_user(
             request, f"{queryset.count()} segment(s) {'activated' if active else 'deactivated'}.", messages.SUCCESS
         )

@@ -1,9 +1,10 @@
 """The incremental evaluator: one code path for both runtimes (embedded and JetStream).
 
 For each (segment, user) pair an event or a timer touches, the aggregate of the user's events of
-the rule's type with event time in (now - window, now] is computed in one SQL statement per chunk
-(the events table, indexed by (user_id, event_type, event_time), is the window's contents), compared
-with the rule, and compared with the current membership. A difference is a transition: written to
+the rule's type with event time in (now - window, now] is computed, compared with the rule and with the
+current membership, and the window state written, in one set-based SQL statement per chunk of pairs
+(the events table, indexed by (user_id, event_type, event_time), is the window's contents; the pairs sit
+in a temporary table, never shipped as arrays). Only the differences come back to Python. A difference is a transition: written to
 the current membership, to the append-only ledger (`Transition`) and, for campaigns listening, to
 the send outbox, in the same transaction.
 
@@ -21,47 +22,123 @@ from __future__ import annotations
 
 import zlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
 
 from segments import rules as rules_mod
-from segments.events import FUTURE_SKEW, Event
+from segments.events import FUTURE_SKEW
 from segments.models import Transition
 
 LOCK_NAMESPACE = 13014
-LOCK_BUCKETS = 1024
+LOCK_BUCKETS = 1024  # users are serialised by bucket (see bucket())
 CHUNK_PAIRS = 20_000
 MAX_STORED = Decimal("1e19")
+BUCKET = "(hashtext(user_id) & 1023)"  # chunks a batch (sizing only; locks use bucket())
+PAIRS = "pg_temp.segments_eval_pairs"
 
-AGGREGATE_SQL = """
-SELECT p.segment_id, p.user_id,
-       count(e.event_time) FILTER (WHERE e.event_time <= %(now)s),
-       coalesce(sum(e.v) FILTER (WHERE e.event_time <= %(now)s), 0),
-       avg(e.v) FILTER (WHERE e.event_time <= %(now)s),
-       min(e.v) FILTER (WHERE e.event_time <= %(now)s),
-       max(e.v) FILTER (WHERE e.event_time <= %(now)s),
-       count(DISTINCT e.raw) FILTER (WHERE e.event_time <= %(now)s),
-       least(min(e.event_time) FILTER (WHERE e.event_time > %(now)s),
-             min(e.event_time + p.window_minutes * interval '1 minute') FILTER (WHERE e.event_time <= %(now)s))
-FROM unnest(%(segs)s::bigint[], %(users)s::text[], %(types)s::text[], %(props)s::text[], %(windows)s::int[])
-     AS p(segment_id, user_id, event_type, prop, window_minutes)
-LEFT JOIN LATERAL (
-    SELECT ev.event_time,
-           ev.attributes ->> p.prop AS raw,
-           CASE WHEN jsonb_typeof(ev.attributes -> p.prop) = 'number'
-                THEN (ev.attributes ->> p.prop)::numeric END AS v
-    FROM segments_event ev
-    WHERE ev.user_id = p.user_id AND ev.event_type = p.event_type
-      AND ev.event_time > %(now)s - p.window_minutes * interval '1 minute'
-      AND ev.event_time <= %(horizon)s
-) e ON true
-GROUP BY p.segment_id, p.user_id
+# The (segment, user) pairs one transaction evaluates (distinct; `trigger` the event that caused it, or "").
+# Emptied explicitly too: inside an outer transaction (tests, a caller's atomic block) no commit empties it.
+PAIRS_TABLE = (
+    "CREATE TEMP TABLE IF NOT EXISTS segments_eval_pairs (segment_id bigint, user_id text, trigger text) "
+    f"ON COMMIT DELETE ROWS; TRUNCATE {PAIRS}"
+)
+
+# One statement per chunk, set-based: every pair's window aggregate (the rule's own aggregate only: no JSON
+# is read for a count), the rule's verdict, the current membership, the window state written (or dropped
+# when nothing is in the window and nothing is due, or when the segment is no longer an active rule). Only
+# the pairs whose verdict differs from the membership come back: those are the transitions.
+EVALUATE_SQL = f"""
+WITH p AS (
+    SELECT q.segment_id, q.user_id, q.trigger, r.version, r.event_type, r.attribute,
+           coalesce(nullif(r.property, ''), 'value') AS prop, r.operator, coalesce(r.value, 0) AS target,
+           coalesce(r.window_minutes, 1) AS window_minutes
+    FROM {PAIRS} q JOIN segments_segment r ON r.id = q.segment_id AND r.active AND r.kind = 'independent'
+), a AS (
+    SELECT p.*, x.*, d.distinct_values
+    FROM p CROSS JOIN LATERAL (
+        SELECT count(e.event_time) FILTER (WHERE e.event_time <= %(now)s) AS n,
+               coalesce(sum(e.v) FILTER (WHERE e.event_time <= %(now)s), 0) AS total,
+               avg(e.v) FILTER (WHERE e.event_time <= %(now)s) AS average,
+               min(e.v) FILTER (WHERE e.event_time <= %(now)s) AS low,
+               max(e.v) FILTER (WHERE e.event_time <= %(now)s) AS high,
+               least(min(e.event_time) FILTER (WHERE e.event_time > %(now)s),
+                     min(e.event_time + p.window_minutes * interval '1 minute')
+                         FILTER (WHERE e.event_time <= %(now)s)) AS due
+        FROM (
+            SELECT ev.event_time,
+                   CASE WHEN p.attribute NOT IN ('count', 'distinct')
+                             AND jsonb_typeof(ev.attributes -> p.prop) = 'number'
+                        THEN (ev.attributes ->> p.prop)::numeric END AS v
+            FROM segments_event ev
+            WHERE ev.user_id = p.user_id AND ev.event_type = p.event_type
+              AND ev.event_time > %(now)s - p.window_minutes * interval '1 minute'
+              AND ev.event_time <= %(horizon)s
+        ) e
+    ) x
+    CROSS JOIN LATERAL (  -- a second pass over the window only for a `distinct` rule (it sorts)
+        SELECT CASE WHEN p.attribute = 'distinct' THEN (
+            SELECT count(DISTINCT ev.attributes ->> p.prop)
+            FROM segments_event ev
+            WHERE ev.user_id = p.user_id AND ev.event_type = p.event_type
+              AND ev.event_time > %(now)s - p.window_minutes * interval '1 minute'
+              AND ev.event_time <= %(now)s
+        ) END AS distinct_values
+    ) d
+), j AS (
+    SELECT a.*, v.value,
+           (SELECT m.entered_at FROM segments_membership m WHERE m.segment_id = a.segment_id AND m.user_id = a.user_id)
+               AS entered_at,
+           coalesce(CASE a.operator WHEN 'gt' THEN v.value > a.target WHEN 'gte' THEN v.value >= a.target
+                                    WHEN 'lt' THEN v.value < a.target WHEN 'lte' THEN v.value <= a.target
+                                    WHEN 'eq' THEN v.value = a.target WHEN 'neq' THEN v.value <> a.target END,
+                    false) AS holds
+    FROM a
+    CROSS JOIN LATERAL (
+        SELECT CASE a.attribute WHEN 'count' THEN a.n::numeric WHEN 'sum' THEN a.total WHEN 'avg' THEN a.average
+                                WHEN 'min' THEN a.low WHEN 'max' THEN a.high
+                                WHEN 'distinct' THEN a.distinct_values::numeric END AS value
+    ) v
+), kept AS (
+    INSERT INTO segments_windowstate (segment_id, user_id, value, events_in_window, due_at, evaluated_at)
+    SELECT segment_id, user_id, greatest(-{MAX_STORED}, least({MAX_STORED}, coalesce(value, 0))), n, due, %(now)s
+    FROM j WHERE n > 0 OR due IS NOT NULL
+    ON CONFLICT (segment_id, user_id) DO UPDATE SET value = EXCLUDED.value,
+        events_in_window = EXCLUDED.events_in_window, due_at = EXCLUDED.due_at, evaluated_at = EXCLUDED.evaluated_at
+), emptied AS (
+    DELETE FROM segments_windowstate w USING j
+    WHERE w.segment_id = j.segment_id AND w.user_id = j.user_id AND j.n = 0 AND j.due IS NULL
+)
+SELECT segment_id, user_id, trigger, version, event_type, attribute, prop, operator, target, window_minutes,
+       value, entered_at, holds
+FROM j WHERE holds <> (entered_at IS NOT NULL)
+"""
+
+# A pair whose segment was deactivated or deleted since its timer was set: its state goes.
+STALE_SQL = f"""
+DELETE FROM segments_windowstate w USING {PAIRS} q
+WHERE w.segment_id = q.segment_id AND w.user_id = q.user_id
+  AND NOT EXISTS (SELECT 1 FROM segments_segment r WHERE r.id = q.segment_id AND r.active AND r.kind = 'independent')
+"""
+
+# The pairs a batch of stored events touches, for one range of user buckets: each (user, type) with the
+# active independent rules on that type; the trigger is the user's latest event of that type in the batch.
+TOUCHED_PAIRS_SQL = f"""
+INSERT INTO {PAIRS} (segment_id, user_id, trigger)
+WITH t AS MATERIALIZED (  -- a temporary table has no statistics: never let the planner re-run this per rule
+    SELECT DISTINCT ON (user_id, event_type) user_id, event_type, event_id AS trigger
+    FROM pg_temp.segments_touched WHERE {BUCKET} BETWEEN %s AND %s ORDER BY user_id, event_type, seq DESC
+)
+SELECT r.id, t.user_id, t.trigger
+FROM t JOIN (
+    SELECT id, event_type FROM segments_segment WHERE active AND kind = 'independent'
+) r ON r.event_type = t.event_type
 """
 
 
@@ -80,6 +157,8 @@ class Outcome:
 
 
 def bucket(user_id: str) -> int:
+    """A user's lock bucket: crc32 like the JetStream partition (segments.jetstream.partition_of), so with a
+    partition count dividing LOCK_BUCKETS, evaluators of different partitions never share a bucket."""
     return zlib.crc32(user_id.encode()) % LOCK_BUCKETS
 
 
@@ -95,39 +174,50 @@ def lock_users(users: Iterable[str]) -> None:
         )
 
 
-def _aggregates(pairs: Sequence[tuple[rules_mod.Rule, str]], now: datetime) -> list[tuple[Any, ...]]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            AGGREGATE_SQL,
-            {
-                "now": now,
-                "horizon": now + FUTURE_SKEW,
-                "segs": [rule.segment_id for rule, _ in pairs],
-                "users": [user for _, user in pairs],
-                "types": [rule.event_type for rule, _ in pairs],
-                "props": [rule.property for rule, _ in pairs],
-                "windows": [rule.window_minutes for rule, _ in pairs],
-            },
-        )
-        return cursor.fetchall()
+def _lock_pairs(cursor: Any) -> None:
+    """Lock the buckets of the users in this transaction's pairs."""
+    cursor.execute(f"SELECT DISTINCT user_id FROM {PAIRS}")
+    lock_users(row[0] for row in cursor.fetchall())
 
 
-def _pick(rule: rules_mod.Rule, row: tuple[Any, ...]) -> Decimal | None:
-    count, total, avg, low, high, distinct = row[2:8]
-    value = {"count": count, "sum": total, "avg": avg, "min": low, "max": high, "distinct": distinct}[rule.attribute]
-    return None if value is None else Decimal(value)
-
-
-def _current(pairs: Sequence[tuple[int, str]]) -> dict[tuple[int, str], datetime]:
-    if not pairs:
-        return {}
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT m.segment_id, m.user_id, m.entered_at FROM segments_membership m "
-            "JOIN unnest(%s::bigint[], %s::text[]) AS p(s, u) ON m.segment_id = p.s AND m.user_id = p.u",
-            [[s for s, _ in pairs], [u for _, u in pairs]],
-        )
-        return {(row[0], row[1]): row[2] for row in cursor.fetchall()}
+def _evaluate_table(cursor: Any, now: datetime, timer: bool) -> list[Transition]:
+    """Run EVALUATE_SQL over the pairs table; the transitions it found, as ledger rows (not yet written)."""
+    cursor.execute(EVALUATE_SQL, {"now": now, "horizon": now + FUTURE_SKEW})
+    transitions: list[Transition] = []
+    for row in cursor.fetchall():
+        seg, user, trigger, version, event_type, attribute, prop, operator, target, window, value, entered, holds = row
+        rule = rules_mod.Rule(seg, version, event_type, attribute, prop, operator, Decimal(target), int(window))
+        aggregate = None if value is None else Decimal(value)
+        if holds:
+            transitions.append(
+                Transition(
+                    segment_id=seg,
+                    user_id=user,
+                    kind=Transition.Kind.ENTER,
+                    entered_at=now,
+                    exited_at=None,
+                    rule_version=version,
+                    event_id="" if timer else trigger or "",
+                    reason=rule.describe(aggregate)[:300],
+                    recorded_at=now,
+                )
+            )
+        else:
+            why = ("window slid past: " if timer else "") + rule.describe(aggregate)
+            transitions.append(
+                Transition(
+                    segment_id=seg,
+                    user_id=user,
+                    kind=Transition.Kind.EXIT,
+                    entered_at=entered,
+                    exited_at=now,
+                    rule_version=version,
+                    event_id="" if timer else trigger or "",
+                    reason=why[:300],
+                    recorded_at=now,
+                )
+            )
+    return transitions
 
 
 def _memberships_of(users: Sequence[str]) -> dict[str, dict[int, datetime]]:
@@ -165,92 +255,6 @@ def _write(transitions: list[Transition]) -> None:
                 ],
             )
     Transition.objects.bulk_create(transitions, batch_size=5000)
-
-
-def _save_states(rows: list[tuple[int, str, Decimal, int, datetime | None]], now: datetime) -> None:
-    keep = [row for row in rows if row[3] > 0 or row[4] is not None]
-    drop = [row for row in rows if not (row[3] > 0 or row[4] is not None)]
-    with connection.cursor() as cursor:
-        if keep:
-            cursor.execute(
-                "INSERT INTO segments_windowstate (segment_id, user_id, value, events_in_window, due_at, evaluated_at) "
-                "SELECT s, u, v, n, d, %s FROM unnest(%s::bigint[], %s::text[], %s::numeric[], %s::int[], "
-                "%s::timestamptz[]) AS x(s, u, v, n, d) "
-                "ON CONFLICT (segment_id, user_id) DO UPDATE SET value = EXCLUDED.value, "
-                "events_in_window = EXCLUDED.events_in_window, due_at = EXCLUDED.due_at, "
-                "evaluated_at = EXCLUDED.evaluated_at",
-                [
-                    now,
-                    [r[0] for r in keep],
-                    [r[1] for r in keep],
-                    [max(-MAX_STORED, min(MAX_STORED, r[2])) for r in keep],
-                    [r[3] for r in keep],
-                    [r[4] for r in keep],
-                ],
-            )
-        if drop:  # nothing in the window and nothing due: the pair needs no state
-            cursor.execute(
-                "DELETE FROM segments_windowstate w USING unnest(%s::bigint[], %s::text[]) AS d(s, u) "
-                "WHERE w.segment_id = d.s AND w.user_id = d.u",
-                [[r[0] for r in drop], [r[1] for r in drop]],
-            )
-
-
-def _independent(
-    defs: rules_mod.Definitions,
-    pairs: Sequence[tuple[int, str]],
-    now: datetime,
-    triggers: dict[tuple[str, str], str],
-    timer: bool,
-) -> list[Transition]:
-    rule_pairs = [(defs.rules[seg], user) for seg, user in pairs if seg in defs.rules]
-    # A pair whose segment was deactivated or deleted since its timer was set: drop its state.
-    stale: list[tuple[int, str, Decimal, int, datetime | None]] = [
-        (seg, user, Decimal(0), 0, None) for seg, user in pairs if seg not in defs.rules
-    ]
-    rows = _aggregates(rule_pairs, now) if rule_pairs else []
-    current = _current([(rule.segment_id, user) for rule, user in rule_pairs])
-    transitions: list[Transition] = []
-    states = stale
-    for row in rows:
-        seg, user = row[0], row[1]
-        rule = defs.rules[seg]
-        aggregate = _pick(rule, row)
-        holds = rule.holds(aggregate)
-        entered = current.get((seg, user))
-        trigger = "" if timer else triggers.get((rule.event_type, user), "")
-        if holds and entered is None:
-            transitions.append(
-                Transition(
-                    segment_id=seg,
-                    user_id=user,
-                    kind=Transition.Kind.ENTER,
-                    entered_at=now,
-                    exited_at=None,
-                    rule_version=rule.version,
-                    event_id=trigger,
-                    reason=rule.describe(aggregate)[:300],
-                    recorded_at=now,
-                )
-            )
-        elif not holds and entered is not None:
-            why = ("window slid past: " if timer else "") + rule.describe(aggregate)
-            transitions.append(
-                Transition(
-                    segment_id=seg,
-                    user_id=user,
-                    kind=Transition.Kind.EXIT,
-                    entered_at=entered,
-                    exited_at=now,
-                    rule_version=rule.version,
-                    event_id=trigger,
-                    reason=why[:300],
-                    recorded_at=now,
-                )
-            )
-        states.append((seg, user, aggregate or Decimal(0), int(row[2]), row[8]))
-    _save_states(states, now)
-    return transitions
 
 
 def _derived(defs: rules_mod.Definitions, users: Sequence[str], now: datetime) -> list[Transition]:
@@ -299,56 +303,139 @@ def _derived(defs: rules_mod.Definitions, users: Sequence[str], now: datetime) -
     return transitions
 
 
+def _finish_chunk(cursor: Any, when: datetime, timer: bool) -> list[Transition]:
+    """Inside a chunk's transaction, pairs filled: lock, evaluate, write, derived segments, trigger sends."""
+    from segments import triggers as campaign_triggers
+
+    _lock_pairs(cursor)
+    defs = rules_mod.load()
+    changed = _evaluate_table(cursor, when, timer)
+    _write(changed)  # first: derived segments read the memberships it leaves
+    derived: list[Transition] = []
+    if defs.derived:
+        if timer:
+            users = sorted({t.user_id for t in changed})
+        else:
+            # A user's first event can make a NOT/OR derived segment hold without an independent change.
+            cursor.execute(f"SELECT DISTINCT user_id FROM {PAIRS} ORDER BY 1")
+            users = [row[0] for row in cursor.fetchall()]
+        derived = _derived(defs, users, when)
+        _write(derived)
+    campaign_triggers.enqueue_sends(changed + derived, now=when)
+    return changed + derived
+
+
 def evaluate_pairs(
     pairs: Iterable[tuple[int, str]],
     *,
     now: datetime | None = None,
-    triggers: dict[tuple[str, str], str] | None = None,
     timer: bool = False,
 ) -> Outcome:
-    """Evaluate (segment, user) pairs at `now`, chunk by chunk, each chunk one transaction."""
-    from segments import triggers as campaign_triggers
-
+    """Evaluate (segment, user) pairs at `now`, chunk by chunk, each chunk one transaction (timers, re-evaluation)."""
     when = now or timezone.now()
     ordered = sorted(set(pairs), key=lambda p: (p[1], p[0]))
     outcome = Outcome(pairs=len(ordered))
     start = 0
     while start < len(ordered):
-        chunk = ordered[start : start + CHUNK_PAIRS]
         # Never cut one user's pairs across chunks: derived segments read all of a user's memberships.
-        end = start + len(chunk)
-        while end < len(ordered) and ordered[end][1] == chunk[-1][1]:
+        end = min(start + CHUNK_PAIRS, len(ordered))
+        while end < len(ordered) and ordered[end][1] == ordered[end - 1][1]:
             end += 1
         chunk = ordered[start:end]
         start = end
-        users = sorted({user for _, user in chunk})
-        with transaction.atomic():
-            lock_users(users)
-            defs = rules_mod.load()
-            changed = _independent(defs, chunk, when, triggers or {}, timer)
-            changed_users = sorted({t.user_id for t in changed})
-            if not timer:
-                # A user's first event can make a NOT/OR derived segment hold without an independent change.
-                changed_users = users
-            _write(changed)  # first: derived segments read the memberships it leaves
-            derived = _derived(defs, changed_users, when)
-            _write(derived)
-            campaign_triggers.enqueue_sends(changed + derived, now=when)
-        outcome.transitions.extend(changed)
-        outcome.transitions.extend(derived)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(PAIRS_TABLE)
+            with cursor.copy(f"COPY {PAIRS} (segment_id, user_id, trigger) FROM STDIN") as copy:  # type: ignore[attr-defined]
+                for seg, user in chunk:
+                    copy.write_row((seg, user, ""))
+            cursor.execute(STALE_SQL)
+            outcome.transitions.extend(_finish_chunk(cursor, when, timer))
     return outcome
 
 
-def evaluate_events(events: Sequence[Event], *, now: datetime | None = None) -> Outcome:
-    """Evaluate the rules the new events can change: their type's independent rules, for their users."""
+def evaluate_touched(*, fresh: int, now: datetime | None = None) -> Outcome:
+    """Evaluate what the last stored batch touched (`segments_touched`, see events.insert_batch): each of its
+    (user, type) with the active rules on that type, in chunks of user buckets, each chunk one transaction.
+
+    `fresh` (the events stored) times the most rules on one type bounds the pairs: it sizes the chunks
+    without a counting query."""
+    when = now or timezone.now()
     defs = rules_mod.load()
-    pairs: set[tuple[int, str]] = set()
-    triggers: dict[tuple[str, str], str] = {}
-    for event in events:
-        triggers[(event.event_type, event.user_id)] = event.event_id  # the latest of the batch
-        for rule in defs.rules_by_type.get(event.event_type, ()):
-            pairs.add((rule.segment_id, event.user_id))
-    return evaluate_pairs(pairs, now=now, triggers=triggers)
+    most = max((len(rules) for rules in defs.rules_by_type.values()), default=0)
+    outcome = Outcome()
+    if not most or not fresh:
+        return outcome
+    for low, high in bucket_ranges(fresh * most):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(PAIRS_TABLE)
+            cursor.execute(TOUCHED_PAIRS_SQL, [low, high])
+            outcome.pairs += max(0, cursor.rowcount)
+            if cursor.rowcount:
+                outcome.transitions.extend(_finish_chunk(cursor, when, timer=False))
+    return outcome
+
+
+def bucket_ranges(total: int) -> list[tuple[int, int]]:
+    """Inclusive ranges of user buckets that split `total` pairs into chunks of about CHUNK_PAIRS."""
+    chunks = max(1, min(LOCK_BUCKETS, -(-total // CHUNK_PAIRS)))
+    bounds = [LOCK_BUCKETS * i // chunks for i in range(chunks + 1)]
+    return [(low, high - 1) for low, high in pairwise(bounds)]
+
+
+SEGMENT_USERS_SQL = f"""
+INSERT INTO {PAIRS} (segment_id, user_id, trigger)
+SELECT DISTINCT %s::bigint, user_id, '' FROM segments_event
+WHERE event_type = %s AND event_time > %s AND {BUCKET} BETWEEN %s AND %s
+"""
+
+
+def evaluate_segment_users(
+    segment_id: int,
+    event_type: str,
+    *,
+    since: datetime,
+    now: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Outcome:
+    """A new or changed independent segment, for every user with an event of its type since `since`: streamed
+    in chunks of user buckets (the users never sit in memory), each chunk one transaction."""
+    when = now or timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(DISTINCT user_id) FROM segments_event WHERE event_type = %s AND event_time > %s",
+            [event_type, since],
+        )
+        total = int(cursor.fetchone()[0])
+    outcome = Outcome(pairs=total)
+    ranges = bucket_ranges(total) if total else []
+    for done, (low, high) in enumerate(ranges, start=1):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(PAIRS_TABLE)
+            cursor.execute(SEGMENT_USERS_SQL, [segment_id, event_type, since, low, high])
+            if cursor.rowcount:
+                outcome.transitions.extend(_finish_chunk(cursor, when, timer=False))
+        if progress is not None:
+            progress(done, len(ranges))
+    return outcome
+
+
+def evaluate_derived_all(*, now: datetime | None = None, progress: Callable[[int, int], None] | None = None) -> Outcome:
+    """Derived segments for every user with a membership or a window state, streamed by user buckets."""
+    when = now or timezone.now()
+    source = "(SELECT user_id FROM segments_membership UNION SELECT user_id FROM segments_windowstate) u"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {source}")
+        total = int(cursor.fetchone()[0])
+    outcome = Outcome(pairs=total)
+    ranges = bucket_ranges(total) if total else []
+    for done, (low, high) in enumerate(ranges, start=1):
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT user_id FROM {source} WHERE {BUCKET} BETWEEN %s AND %s", [low, high])
+            users = [row[0] for row in cursor.fetchall()]
+        outcome.transitions.extend(evaluate_derived_for(users, now=when).transitions)
+        if progress is not None:
+            progress(done, len(ranges))
+    return outcome
 
 
 def evaluate_derived_for(users: Sequence[str], *, now: datetime | None = None) -> Outcome:

@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import polars as pl
 from django.db import connection
+
+try:  # optional speed-up (see p360.core.api_parsers.loads); the standard library is the reference
+    import orjson
+except ImportError:  # pragma: no cover
+    orjson = None  # type: ignore[assignment]
 
 from segments.models import BUILTIN_EVENT_TYPES, EventType
 
@@ -37,6 +43,8 @@ ALIASES = {
     "deviceId": "device_id",
 }
 KNOWN_FIELDS = {"event_id", "user_id", "event_type", "timestamp", "attributes", "session_id", "device_id"}
+ALIAS_KEYS = frozenset(ALIASES)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +76,6 @@ class IngestResult:
     accepted: int = 0
     duplicates: int = 0
     rejected: list[Rejection] = field(default_factory=list)
-    new_events: list[Event] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -192,15 +199,15 @@ def partition_name(day: date) -> str:
     return f"{TABLE}_p{day:%Y%m%d}"
 
 
-def ensure_partitions(days: Iterable[date]) -> None:
+def ensure_partitions(days: Iterable[date]) -> list[str]:
     """Create the day partitions that do not exist yet (idempotent; safe with concurrent writers).
 
     One catalogue lookup per batch (no process cache: a rolled-back transaction takes its
-    partitions with it, and a cache would not know).
+    partitions with it, and a cache would not know). Returns the partitions it created.
     """
     wanted = sorted(set(days))
     if not wanted:
-        return
+        return []
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(name) IS NULL",
@@ -208,7 +215,7 @@ def ensure_partitions(days: Iterable[date]) -> None:
         )
         missing = {row[0] for row in cursor.fetchall()}
         if not missing:
-            return
+            return []
         # Concurrent CREATE ... IF NOT EXISTS can still collide in the catalogue: serialise per schema.
         cursor.execute("SELECT pg_advisory_xact_lock(13013, hashtext(current_schema()))")
         for day in wanted:
@@ -219,6 +226,7 @@ def ensure_partitions(days: Iterable[date]) -> None:
                 f"CREATE TABLE IF NOT EXISTS {partition_name(day)} PARTITION OF {TABLE} FOR VALUES FROM (%s) TO (%s)",
                 [start, start + timedelta(days=1)],
             )
+    return sorted(missing)
 
 
 def existing_partitions() -> list[tuple[str, date]]:
@@ -237,63 +245,292 @@ def existing_partitions() -> list[tuple[str, date]]:
     return sorted(out, key=lambda item: item[1])
 
 
+# --- Vectorised validation ----------------------------------------------------------------------
+#
+# The reference rules are `validate` above. A batch is checked column by column; an event whose fields all
+# take the common shape (an object without camelCase names, string ids already trimmed, an ISO-8601 string
+# timestamp, an object or no attributes) is decided here, and every other event is handed to `validate`,
+# which accepts it or words its rejection. Both therefore agree on every input (tests/segments/
+# test_ingest_columns.py checks it with hypothesis).
+
+BATCH_SCHEMA: dict[str, Any] = {
+    "seq": pl.Int32,
+    "event_id": pl.String,
+    "user_id": pl.String,
+    "event_type": pl.String,
+    "event_us": pl.Int64,  # event time, microseconds since the epoch (UTC)
+    "attributes": pl.String,  # JSON text
+    "session_id": pl.String,
+    "device_id": pl.String,
+}
+ONE_US = timedelta(microseconds=1)
+_NOTHING: dict[str, Any] = {}
+
+
+def micros(moment: datetime) -> int:
+    return (moment - EPOCH) // ONE_US
+
+
+@dataclass
+class Batch:
+    """Valid events as columns (a polars frame in request order; `seq` is the event's index in the request)."""
+
+    frame: pl.DataFrame
+
+    def __len__(self) -> int:
+        return self.frame.height
+
+    @classmethod
+    def of(cls, events: Sequence[Event]) -> Batch:
+        return cls(
+            pl.DataFrame(
+                {
+                    "seq": range(len(events)),
+                    "event_id": [e.event_id for e in events],
+                    "user_id": [e.user_id for e in events],
+                    "event_type": [e.event_type for e in events],
+                    "event_us": [micros(e.event_time) for e in events],
+                    "attributes": [e.attributes_json or json.dumps(e.attributes) for e in events],
+                    "session_id": [e.session_id for e in events],
+                    "device_id": [e.device_id for e in events],
+                },
+                schema=BATCH_SCHEMA,
+            )
+        )
+
+    def events(self) -> list[Event]:
+        return [
+            Event(
+                event_id=row["event_id"],
+                user_id=row["user_id"],
+                event_type=row["event_type"],
+                event_time=EPOCH + timedelta(microseconds=row["event_us"]),
+                attributes=json.loads(row["attributes"]),
+                session_id=row["session_id"],
+                device_id=row["device_id"],
+                attributes_json=row["attributes"],
+            )
+            for row in self.frame.iter_rows(named=True)
+        ]
+
+    def days(self) -> set[date]:
+        day_us = 86_400 * 1_000_000
+        return {(EPOCH + timedelta(days=d)).date() for d in (self.frame["event_us"] // day_us).unique().to_list()}
+
+
+def _plain_text(values: list[Any], ok: list[bool], *, optional: bool, nul: bool) -> list[bool]:
+    """Still on the fast path: an ASCII string, 1-MAX_ID long, nothing to trim (and no NUL when one may exist);
+    or, for an optional field, nothing at all."""
+    out = [
+        f
+        and (
+            (optional and v is None)
+            or (
+                type(v) is str and 0 < len(v) <= MAX_ID and v.isascii() and v.strip() == v and not (nul and "\x00" in v)
+            )
+        )
+        for f, v in zip(ok, values, strict=True)
+    ]
+    return out
+
+
+def _event_micros(stamps: list[Any], ok: list[bool]) -> list[int | None]:
+    """ISO-8601 strings inside 2000-2100 -> microseconds (naive is UTC); None sends the event to `validate`."""
+    out: list[int | None] = []
+    parse = datetime.fromisoformat
+    for f, value in zip(ok, stamps, strict=True):
+        if not f or type(value) is not str:
+            out.append(None)
+            continue
+        try:
+            moment = parse(value)
+        except ValueError:
+            out.append(None)
+            continue
+        if not 2000 <= moment.year <= 2100:
+            out.append(None)
+            continue
+        out.append(micros(moment if moment.tzinfo else moment.replace(tzinfo=UTC)))
+    return out
+
+
+def _attribute_texts(values: list[Any], ok: list[bool], *, strict_json: bool, nul: bool) -> list[str | None]:
+    """Each event's attributes as JSON text, or None for `validate` to decide (odd shapes, big or NUL-bearing).
+
+    With `strict_json` (orjson decoded the body: no NaN/infinity, no lone surrogate, no >64-bit integer) orjson
+    encodes; its compact text is never longer than half of the standard library's, so a text of at most half
+    the limit is within it, and a longer one is measured by `validate` exactly.
+    """
+    out: list[str | None] = []
+    fast = strict_json and orjson is not None
+    for f, value in zip(ok, values, strict=True):
+        if not f:
+            out.append(None)
+        elif value is None or (type(value) is dict and not value):
+            out.append("{}")
+        elif type(value) is not dict:
+            out.append(None)
+        elif fast:
+            try:
+                encoded = orjson.dumps(value)
+            except TypeError:  # orjson.JSONEncodeError: deeper than orjson encodes
+                out.append(None)
+                continue
+            if 2 * len(encoded) > MAX_ATTRIBUTES_BYTES or (nul and b"\\u0000" in encoded):
+                out.append(None)
+            else:
+                out.append(encoded.decode())
+        else:
+            try:
+                text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+            except (ValueError, TypeError, RecursionError):
+                out.append(None)
+                continue
+            if len(text) > MAX_ATTRIBUTES_BYTES or "\\u0000" in text or not _is_utf8(text):
+                out.append(None)
+            else:
+                out.append(text)
+    return out
+
+
+def validate_columns(
+    raws: Sequence[Any],
+    *,
+    types: set[str],
+    now: datetime,
+    retention_days: int,
+    strict_json: bool = False,
+    may_hold_nul: bool = True,
+) -> tuple[Batch, list[Rejection]]:
+    """`validate_batch` column by column: the valid events as a Batch, the rejected ones with index and reason.
+
+    `strict_json` and `may_hold_nul` are what the JSON parser learnt about the body (p360.core.api_parsers);
+    the defaults assume nothing.
+    """
+    oldest = now - timedelta(days=retention_days)
+    rows = [r if type(r) is dict and ALIAS_KEYS.isdisjoint(r) else _NOTHING for r in raws]
+    ok = [r is not _NOTHING for r in rows]
+    ok = _plain_text([r.get("event_id") for r in rows], ok, optional=False, nul=may_hold_nul)
+    ok = _plain_text([r.get("user_id") for r in rows], ok, optional=False, nul=may_hold_nul)
+    event_types = [r.get("event_type") for r in rows]
+    ok = [f and v in types for f, v in zip(ok, event_types, strict=True)]
+    ok = _plain_text([r.get("session_id") for r in rows], ok, optional=True, nul=may_hold_nul)
+    ok = _plain_text([r.get("device_id") for r in rows], ok, optional=True, nul=may_hold_nul)
+    stamps = _event_micros([r.get("timestamp") for r in rows], ok)
+    texts = _attribute_texts([r.get("attributes") for r in rows], ok, strict_json=strict_json, nul=may_hold_nul)
+    frame = pl.DataFrame(
+        {
+            "seq": range(len(rows)),
+            "event_id": [r.get("event_id") if f else None for r, f in zip(rows, ok, strict=True)],
+            "user_id": [r.get("user_id") if f else None for r, f in zip(rows, ok, strict=True)],
+            "event_type": [v if f else None for v, f in zip(event_types, ok, strict=True)],
+            "event_us": stamps,
+            "attributes": texts,
+            "session_id": [r.get("session_id") if f else None for r, f in zip(rows, ok, strict=True)],
+            "device_id": [r.get("device_id") if f else None for r, f in zip(rows, ok, strict=True)],
+        },
+        schema=BATCH_SCHEMA,
+    )
+    # Vectorised: the time window (future skew, retention) and the fields the loops above left empty.
+    fast = (
+        pl.Series(ok, dtype=pl.Boolean)
+        & frame.select(
+            pl.col("event_us").is_not_null()
+            & pl.col("attributes").is_not_null()
+            & (pl.col("event_us") <= micros(now + FUTURE_SKEW))
+            & (pl.col("event_us") >= micros(oldest))
+        ).to_series()
+    )
+    good = frame.filter(fast)
+    rejected: list[Rejection] = []
+    slow_events: list[tuple[int, Event]] = []
+    for index in (~fast).arg_true().to_list():
+        try:
+            slow_events.append((index, validate(raws[index], types=types, now=now, oldest=oldest)))
+        except EventError as exc:
+            rejected.append(Rejection(index, exc.code, str(exc), exc.field))
+    if slow_events:
+        extra = Batch.of([event for _, event in slow_events]).frame.with_columns(
+            pl.Series("seq", [index for index, _ in slow_events], dtype=pl.Int32)
+        )
+        good = pl.concat([good, extra]).sort("seq")
+    return Batch(good), rejected
+
+
 # --- Writing -------------------------------------------------------------------------------------
 
-STAGE_COLUMNS = "seq, event_id, user_id, event_type, event_time, attributes, session_id, device_id"
+STAGE_COLUMNS = "seq, event_id, user_id, event_type, event_us, attributes, session_id, device_id"
+TOUCHED = "pg_temp.segments_touched"
+
+# Temporary tables (per connection): the staging table empties itself on commit; `segments_touched` keeps
+# the (user, type) pairs the last batch stored until the evaluator has read them (it runs after the commit).
+TEMP_TABLES = f"""
+CREATE TEMP TABLE IF NOT EXISTS segments_ingest_stage (seq int, event_id text, user_id text, event_type text,
+    event_us bigint, attributes text, session_id text, device_id text) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS segments_touched (seq int, event_id text, user_id text, event_type text,
+    event_time timestamptz);
+TRUNCATE {TOUCHED};
+"""
+
+# The first occurrence of an id in the batch wins; an id seen in an earlier batch loses.
+STORE_SQL = f"""
+WITH firsts AS (
+    SELECT DISTINCT ON (event_id) seq, event_id, user_id, event_type,
+           timestamptz 'epoch' + event_us * interval '1 microsecond' AS event_time, attributes, session_id, device_id
+    FROM pg_temp.segments_ingest_stage ORDER BY event_id, seq
+), fresh AS (
+    INSERT INTO {ID_TABLE} (event_id, event_time)
+    SELECT event_id, event_time FROM firsts
+    ON CONFLICT DO NOTHING
+    RETURNING event_id
+), stored AS (
+    INSERT INTO {TABLE} (event_id, user_id, event_type, event_time, attributes, session_id, device_id)
+    SELECT f.event_id, f.user_id, f.event_type, f.event_time, f.attributes::jsonb, f.session_id, f.device_id
+    FROM firsts f JOIN fresh USING (event_id)
+    RETURNING event_id
+)
+INSERT INTO {TOUCHED} (seq, event_id, user_id, event_type, event_time)
+SELECT f.seq, f.event_id, f.user_id, f.event_type, f.event_time FROM firsts f JOIN stored USING (event_id)
+"""
+
+# Profiles of first-seen users are created; last_active_at only moves forward (no write when it would not).
+PROFILES_SQL = f"""
+INSERT INTO segments_userprofile (user_id, email, phone, device_tokens, attributes, created_at, last_active_at)
+SELECT user_id, '', '', '[]'::jsonb, '{{}}'::jsonb, %s, max(event_time) FROM {TOUCHED} GROUP BY user_id ORDER BY user_id
+ON CONFLICT (user_id) DO UPDATE SET last_active_at = EXCLUDED.last_active_at
+WHERE segments_userprofile.last_active_at IS NULL OR segments_userprofile.last_active_at < EXCLUDED.last_active_at
+"""
+
+ALL_SQL = f"""
+INSERT INTO {TOUCHED} (seq, event_id, user_id, event_type, event_time)
+SELECT seq, event_id, user_id, event_type, timestamptz 'epoch' + event_us * interval '1 microsecond'
+FROM pg_temp.segments_ingest_stage
+"""
 
 
-def insert_events(events: Sequence[Event]) -> list[Event]:
-    """COPY the events into a staging table, then keep the ones whose event_id is new; returns those.
+def insert_batch(batch: Batch, *, now: datetime, touch_all: bool = False) -> int:
+    """One COPY into the staging table, one statement into the id table and the day partitions; returns how
+    many events were new. Must run inside a transaction.
 
-    Must run inside a transaction (the staging table empties itself on commit).
+    Leaves in `segments_touched` what the evaluator must look at: the new events, or with `touch_all` every
+    event of the batch (a redelivered JetStream message: stored before, maybe not evaluated).
     """
-    if not events:
-        return []
-    ensure_partitions({event.event_time.astimezone(UTC).date() for event in events})
     with connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS segments_stage (seq int, event_id text, user_id text, event_type text, "
-            "event_time timestamptz, attributes jsonb, session_id text, device_id text) ON COMMIT DELETE ROWS"
-        )
-        with cursor.copy(f"COPY segments_stage ({STAGE_COLUMNS}) FROM STDIN") as copy:  # type: ignore[attr-defined]
-            for seq, event in enumerate(events):
-                copy.write_row(
-                    (
-                        seq,
-                        event.event_id,
-                        event.user_id,
-                        event.event_type,
-                        event.event_time,
-                        event.attributes_json or json.dumps(event.attributes),
-                        event.session_id,
-                        event.device_id,
-                    )
-                )
-        # The first occurrence of an id in the batch wins; an id seen in an earlier batch loses.
-        cursor.execute(
-            f"""
-            WITH firsts AS (
-                SELECT DISTINCT ON (event_id) * FROM segments_stage ORDER BY event_id, seq
-            ), fresh AS (
-                INSERT INTO {ID_TABLE} (event_id, event_time)
-                SELECT event_id, event_time FROM firsts
-                ON CONFLICT DO NOTHING
-                RETURNING event_id
-            )
-            INSERT INTO {TABLE} (event_id, user_id, event_type, event_time, attributes, session_id, device_id)
-            SELECT f.event_id, f.user_id, f.event_type, f.event_time, f.attributes, f.session_id, f.device_id
-            FROM firsts f JOIN fresh USING (event_id)
-            RETURNING event_id
-            """
-        )
-        fresh_ids = {row[0] for row in cursor.fetchall()}
-        cursor.execute("TRUNCATE segments_stage")
-    seen: set[str] = set()
-    fresh: list[Event] = []
-    for event in events:
-        if event.event_id in fresh_ids and event.event_id not in seen:
-            seen.add(event.event_id)
-            fresh.append(event)
+        cursor.execute(TEMP_TABLES)
+        if not len(batch):
+            return 0
+        created = ensure_partitions(batch.days())
+        with cursor.copy(f"COPY pg_temp.segments_ingest_stage ({STAGE_COLUMNS}) FROM STDIN (FORMAT csv)") as copy:  # type: ignore[attr-defined]
+            copy.write(batch.frame.select(STAGE_COLUMNS.split(", ")).write_csv(include_header=False))
+        cursor.execute(STORE_SQL)
+        fresh = int(cursor.rowcount)
+        for name in created:  # statistics at once: without them the evaluator's lookups would scan the new day
+            cursor.execute(f"ANALYZE {name}")
+        cursor.execute(PROFILES_SQL, [now])
+        if touch_all:
+            cursor.execute(f"TRUNCATE {TOUCHED}")
+            cursor.execute(ALL_SQL)
+        cursor.execute("TRUNCATE pg_temp.segments_ingest_stage")
     return fresh
 
 

@@ -202,12 +202,8 @@ def owned_partitions(worker: int, workers: int) -> list[int]:
     return [p for p in range(partitions()) if p % workers == worker]
 
 
-def handle_message(subject: str, data: bytes) -> int:
-    """Store and evaluate one message's events inside its org's schema; returns the transitions made."""
-    from django_tenants.utils import schema_context
-
-    from p360.core.faults import fault_point
-    from segments.services import store_and_evaluate
+def _org_events(subject: str, data: bytes) -> tuple[str, list[Event]]:
+    """A message's schema (checked against its body and the organisations table) and its events."""
     from tenants.models import Organization
 
     schema = subject.split(".", 3)[3]
@@ -216,11 +212,34 @@ def handle_message(subject: str, data: bytes) -> int:
         raise ValueError(f"message schema {payload.get('schema')!r} does not match its subject {subject!r}")
     if not Organization.objects.filter(schema_name=schema, is_active=True).exclude(schema_name="public").exists():
         raise LookupError(f"no active organisation with schema {schema!r}")
-    events = [decode(raw) for raw in payload["events"]]
-    with schema_context(schema):
+    return schema, [decode(raw) for raw in payload["events"]]
+
+
+def handle_messages(messages: Sequence[tuple[str, bytes]]) -> int:
+    """Store and evaluate messages of one org (one partition's fetch) as one batch inside its schema: one COPY,
+    one evaluation for all of them. Returns the transitions made."""
+    from django_tenants.utils import schema_context
+
+    from p360.core.faults import fault_point
+    from segments.services import store_and_evaluate
+
+    schemas: set[str] = set()
+    events: list[Event] = []
+    for subject, data in messages:
+        schema, mine = _org_events(subject, data)
+        schemas.add(schema)
+        events.extend(mine)
+    if len(schemas) != 1:
+        raise ValueError(f"one batch, one organisation: got {sorted(schemas)}")
+    with schema_context(schemas.pop()):
         outcome = store_and_evaluate(events)
         fault_point("segments.jetstream.before_ack")
     return len(outcome.transitions)
+
+
+def handle_message(subject: str, data: bytes) -> int:
+    """Store and evaluate one message's events inside its org's schema; returns the transitions made."""
+    return handle_messages([(subject, data)])
 
 
 def run_evaluator(
@@ -257,6 +276,31 @@ def run_evaluator(
         except (TimeoutError, NatsTimeout):
             return []
 
+    def settle(msg: Any, outcome: str) -> None:
+        if outcome == "ack":
+            runtime.call(msg.ack_sync())
+        elif outcome == "term":
+            runtime.call(msg.term())
+        else:
+            runtime.call(msg.nak(delay=1))
+
+    def one_by_one(messages: list[Any]) -> int:
+        done = 0
+        for msg in messages:
+            try:
+                handle_message(msg.subject, msg.data)
+            except LookupError as exc:
+                logger.error("dropping message on %s: %s", msg.subject, exc)
+                settle(msg, "term")
+                continue
+            except Exception:
+                logger.exception("evaluation failed on %s; it will be redelivered", msg.subject)
+                settle(msg, "nak")
+                continue
+            settle(msg, "ack")
+            done += 1
+        return done
+
     subs = runtime.call(subscribe())
     handled = 0
     last_message = time.monotonic()
@@ -264,21 +308,29 @@ def run_evaluator(
         got_any = False
         for sub in subs:
             messages = runtime.call(fetch(sub, 0.2 if len(subs) > 1 else 0.5))
+            if not messages:
+                continue
+            got_any = True
+            # One fetch of one partition, grouped by org: each group stored and evaluated as one batch, then
+            # acknowledged; a group that fails is retried message by message (one bad message is nak'ed or
+            # dropped alone, as before).
+            groups: dict[str, list[Any]] = defaultdict(list)
             for msg in messages:
-                got_any = True
+                groups[msg.subject].append(msg)
+            for subject, group in groups.items():
+                if len(group) == 1:
+                    handled += one_by_one(group)
+                    continue
                 try:
-                    handle_message(msg.subject, msg.data)
-                except LookupError as exc:
-                    logger.error("dropping message on %s: %s", msg.subject, exc)
-                    runtime.call(msg.term())
-                    continue
+                    handle_messages([(m.subject, m.data) for m in group])
                 except Exception:
-                    logger.exception("evaluation failed on %s; it will be redelivered", msg.subject)
-                    runtime.call(msg.nak(delay=1))
+                    logger.exception("batch of %d on %s failed; handling them one by one", len(group), subject)
+                    handled += one_by_one(group)
                     continue
-                runtime.call(msg.ack_sync())
-                handled += 1
-                logger.info("evaluated %s (%d handled)", msg.subject, handled)
+                for msg in group:
+                    settle(msg, "ack")
+                handled += len(group)
+            logger.info("evaluated %d message(s) (%d handled)", len(messages), handled)
         if got_any:
             last_message = time.monotonic()
         elif idle_exit and time.monotonic() - last_message > idle_exit:

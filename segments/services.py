@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -12,17 +13,16 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from p360.core.audit.services import record
+from p360.core.tenancy import current_org
 from segments import events as events_mod
 from segments import rules as rules_mod
-from segments.evaluator import Outcome, evaluate_derived_for, evaluate_events, evaluate_pairs
+from segments.evaluator import Outcome, evaluate_derived_all, evaluate_segment_users, evaluate_touched
 from segments.models import (
     BUILTIN_EVENT_TYPES,
     EventType,
-    Membership,
     Segment,
     SegmentDependency,
     SegmentVersion,
-    Transition,
     TriggerCampaign,
     UserProfile,
     WindowState,
@@ -42,16 +42,6 @@ class SegmentError(ValueError):
         self.field = field
         self.status = status
         self.extra = extra
-
-
-def _org() -> Any:
-    """The organisation whose schema is in use (commands and tasks enter it without a real tenant object)."""
-    from tenants.models import Organization
-
-    tenant = getattr(connection, "tenant", None)
-    if isinstance(tenant, Organization):
-        return tenant
-    return Organization.objects.filter(schema_name=connection.schema_name).first()  # type: ignore[attr-defined]
 
 
 # --- Definitions ---------------------------------------------------------------------------------
@@ -218,7 +208,7 @@ def segment_create(*, data: dict[str, Any], actor: Any) -> Segment:
     segment.save()
     SegmentDependency.objects.bulk_create([SegmentDependency(derived=segment, child_id=c) for c in children])
     _save_version(segment, actor)
-    record(action="segment.created", actor=actor, org=_org(), entity=segment, after=definition_of(segment))
+    record(action="segment.created", actor=actor, org=current_org(), entity=segment, after=definition_of(segment))
     return segment
 
 
@@ -258,7 +248,7 @@ def segment_update(*, segment: Segment, data: dict[str, Any], actor: Any) -> Seg
     record(
         action="segment.updated",
         actor=actor,
-        org=_org(),
+        org=current_org(),
         entity=segment,
         before=before,
         after={**definition_of(segment), "active": segment.active, "version": segment.version},
@@ -266,36 +256,30 @@ def segment_update(*, segment: Segment, data: dict[str, Any], actor: Any) -> Seg
     return segment
 
 
+EXIT_ALL_SQL = """
+WITH gone AS (DELETE FROM segments_membership WHERE segment_id = %(seg)s RETURNING user_id, entered_at, rule_version)
+INSERT INTO segments_transition (segment_id, user_id, kind, entered_at, exited_at, rule_version, event_id, reason,
+                                 recorded_at)
+SELECT %(seg)s, user_id, 'exit', entered_at, %(now)s, rule_version, '', %(reason)s, %(now)s FROM gone
+"""
+
+
 def _exit_all(segment: Segment, *, reason: str) -> int:
     """Close every current stay in the segment (deactivation or a new definition); ledger rows appended.
 
-    A changed definition then re-enters the users it holds for at the next event or timer; the window
-    states are reset to "due now" so the timer job re-evaluates them promptly.
+    One statement inside the caller's transaction (the members never pass through Python, however many).
+    A changed definition then re-enters the users it holds for (reevaluate_segment, a job when large); the
+    window states are reset to "due now" so the timer job re-evaluates them promptly.
     """
     now = timezone.now()
-    members = list(Membership.objects.filter(segment=segment))
-    Transition.objects.bulk_create(
-        [
-            Transition(
-                segment=segment,
-                user_id=m.user_id,
-                kind=Transition.Kind.EXIT,
-                entered_at=m.entered_at,
-                exited_at=now,
-                rule_version=m.rule_version,
-                reason=reason,
-                recorded_at=now,
-            )
-            for m in members
-        ],
-        batch_size=5000,
-    )
-    Membership.objects.filter(segment=segment).delete()
+    with connection.cursor() as cursor:
+        cursor.execute(EXIT_ALL_SQL, {"seg": segment.pk, "now": now, "reason": reason[:300]})
+        exited = int(cursor.rowcount)
     if segment.active:
         WindowState.objects.filter(segment=segment).update(due_at=now)
     else:
         WindowState.objects.filter(segment=segment).delete()
-    return len(members)
+    return exited
 
 
 @transaction.atomic
@@ -318,7 +302,12 @@ def segment_delete(*, segment: Segment, actor: Any) -> None:
     pk = segment.pk
     segment.delete()
     record(
-        action="segment.deleted", actor=actor, org=_org(), entity_type="segments.segment", entity_id=pk, before=before
+        action="segment.deleted",
+        actor=actor,
+        org=current_org(),
+        entity_type="segments.segment",
+        entity_id=pk,
+        before=before,
     )
 
 
@@ -330,7 +319,7 @@ def event_type_create(*, name: str, description: str = "", actor: Any) -> EventT
     if name in BUILTIN_EVENT_TYPES or EventType.objects.filter(name=name).exists():
         raise SegmentError(f"event type {name!r} exists", code="duplicate", field="name")
     created = EventType.objects.create(name=name, description=description[:300])
-    record(action="segments.event_type.created", actor=actor, org=_org(), entity=created, after={"name": name})
+    record(action="segments.event_type.created", actor=actor, org=current_org(), entity=created, after={"name": name})
     return created
 
 
@@ -347,61 +336,51 @@ def runtime() -> str:
     return str(getattr(settings, "SEGMENTS_RUNTIME", "embedded"))
 
 
-def ingest_events(*, raws: list[Any], now: datetime | None = None, evaluate: bool = True) -> Ingested:
-    """Validate, store (idempotent by event_id) and, on the embedded runtime, evaluate at once.
+def ingest_events(
+    *,
+    raws: list[Any],
+    now: datetime | None = None,
+    evaluate: bool = True,
+    strict_json: bool = False,
+    may_hold_nul: bool = True,
+) -> Ingested:
+    """Validate (column by column), store (idempotent by event_id) and, on the embedded runtime, evaluate.
 
     Evaluation runs after the events commit, in its own transactions, so a failure there never loses
-    an accepted event (the timer job and the next event re-evaluate the same pairs).
+    an accepted event (the timer job and the next event re-evaluate the same pairs). `strict_json` and
+    `may_hold_nul` are what the API's JSON parser learnt about the body (see events.validate_columns).
     """
     when = now or timezone.now()
     conf = org_settings()
-    valid, rejected = events_mod.validate_batch(
-        raws, types=events_mod.allowed_event_types(), now=when, retention_days=conf.retention_days
+    batch, rejected = events_mod.validate_columns(
+        raws,
+        types=events_mod.allowed_event_types(),
+        now=when,
+        retention_days=conf.retention_days,
+        strict_json=strict_json,
+        may_hold_nul=may_hold_nul,
     )
     result = events_mod.IngestResult(rejected=rejected)
     if runtime() == "jetstream":
         from segments.jetstream import publish_events
 
-        result.accepted, result.duplicates = publish_events(valid)
+        result.accepted, result.duplicates = publish_events(batch.events())
         return Ingested(result, None)
     with transaction.atomic():
-        fresh = events_mod.insert_events(valid)
-        touch_profiles(fresh)
-    result.accepted = len(fresh)
-    result.duplicates = len(valid) - len(fresh)
-    result.new_events = fresh
-    outcome = evaluate_events(fresh) if evaluate and fresh else None
+        fresh = events_mod.insert_batch(batch, now=timezone.now())
+    result.accepted = fresh
+    result.duplicates = len(batch) - fresh
+    outcome = evaluate_touched(fresh=fresh, now=when) if evaluate and fresh else None
     return Ingested(result, outcome)
 
 
 def store_and_evaluate(events: list[events_mod.Event]) -> Outcome:
     """The JetStream evaluator's step for one batch of one org: store (idempotent), then evaluate."""
     with transaction.atomic():
-        fresh = events_mod.insert_events(events)
-        touch_profiles(fresh)
-    # Redelivered events are already stored: still evaluate them (evaluation is idempotent), so a
-    # crash between the store and the evaluation never loses a transition.
-    return evaluate_events(events)
-
-
-def touch_profiles(events: list[events_mod.Event]) -> None:
-    """Create the profiles of first-seen users and move last_active_at forward."""
-    if not events:
-        return
-    latest: dict[str, datetime] = {}
-    for event in events:
-        if event.user_id not in latest or event.event_time > latest[event.user_id]:
-            latest[event.user_id] = event.event_time
-    now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO segments_userprofile (user_id, email, phone, device_tokens, attributes, created_at, "
-            "last_active_at) SELECT u, '', '', '[]'::jsonb, '{}'::jsonb, %s, t "
-            "FROM unnest(%s::text[], %s::timestamptz[]) AS x(u, t) ORDER BY u "
-            "ON CONFLICT (user_id) DO UPDATE SET last_active_at = "
-            "greatest(segments_userprofile.last_active_at, EXCLUDED.last_active_at)",
-            [now, list(latest), list(latest.values())],
-        )
+        # Redelivered events are already stored: still evaluate them (evaluation is idempotent), so a
+        # crash between the store and the evaluation never loses a transition.
+        events_mod.insert_batch(events_mod.Batch.of(events), now=timezone.now(), touch_all=True)
+    return evaluate_touched(fresh=len(events))
 
 
 def run_retention(*, now: datetime | None = None, actor: Any = None) -> list[str]:
@@ -414,7 +393,7 @@ def run_retention(*, now: datetime | None = None, actor: Any = None) -> list[str
         record(
             action="segments.retention",
             actor=actor,
-            org=_org(),
+            org=current_org(),
             entity_type="segments.event",
             after={"dropped": dropped, "cutoff": cutoff.isoformat()},
         )
@@ -463,7 +442,7 @@ def profile_put(*, user_id: str, data: dict[str, Any], actor: Any) -> UserProfil
     record(
         action="segments.profile.updated",
         actor=actor,
-        org=_org(),
+        org=current_org(),
         entity=profile,
         before=before,
         after={"email": profile.email, "phone": profile.phone, "attributes": profile.attributes},
@@ -485,26 +464,64 @@ def campaign_save(*, campaign: TriggerCampaign, actor: Any) -> TriggerCampaign:
     record(
         action="segments.campaign.created" if created else "segments.campaign.updated",
         actor=actor,
-        org=_org(),
+        org=current_org(),
         entity=campaign,
         after={"name": campaign.name, "status": campaign.status, "channel": campaign.channel},
     )
     return campaign
 
 
-def reevaluate_segment(segment: Segment, *, now: datetime | None = None) -> Outcome:
-    """Evaluate a new or changed segment for the users it can hold for, so it starts filled."""
+REEVALUATE_JOB = "segments.reevaluate"
+
+
+def reevaluate_segment(
+    segment: Segment, *, now: datetime | None = None, progress: Callable[[int, int], None] | None = None
+) -> Outcome:
+    """Evaluate a new or changed segment for the users it can hold for, so it starts filled (streamed by user
+    buckets: memory stays flat whatever the number of users)."""
     if not segment.active:
         return Outcome()
     when = now or timezone.now()
     if segment.kind == Segment.Kind.DERIVED:
-        users = set(Membership.objects.values_list("user_id", flat=True).distinct())
-        users |= set(WindowState.objects.values_list("user_id", flat=True).distinct())
-        return evaluate_derived_for(sorted(users), now=when)
+        return evaluate_derived_all(now=when, progress=progress)
+    return evaluate_segment_users(
+        segment.pk,
+        segment.event_type,
+        since=when - timedelta(minutes=segment.window_minutes or 1),
+        now=when,
+        progress=progress,
+    )
+
+
+def reevaluation_size(segment: Segment, *, now: datetime | None = None) -> int:
+    """How many users a re-evaluation of the segment looks at."""
+    when = now or timezone.now()
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT DISTINCT user_id FROM segments_event WHERE event_type = %s AND event_time > %s",
-            [segment.event_type, when - timedelta(minutes=segment.window_minutes or 1)],
-        )
-        recent = [row[0] for row in cursor.fetchall()]
-    return evaluate_pairs([(segment.pk, user) for user in recent], now=when)
+        if segment.kind == Segment.Kind.DERIVED:
+            cursor.execute(
+                "SELECT count(*) FROM (SELECT user_id FROM segments_membership UNION "
+                "SELECT user_id FROM segments_windowstate) u"
+            )
+        else:
+            cursor.execute(
+                "SELECT count(DISTINCT user_id) FROM segments_event WHERE event_type = %s AND event_time > %s",
+                [segment.event_type, when - timedelta(minutes=segment.window_minutes or 1)],
+            )
+        return int(cursor.fetchone()[0])
+
+
+def reevaluate_soon(segment: Segment, *, actor: Any = None) -> int | None:
+    """Re-evaluate now when small; otherwise as a job (progress in the jobs list). Returns the job's id, if any.
+
+    SEGMENTS_REEVALUATE_INLINE_MAX users (default 20,000) is about a second of work: a request waits that long
+    at most; beyond it the request answers at once and the task cluster fills the segment."""
+    if not segment.active:
+        return None
+    limit = int(getattr(settings, "SEGMENTS_REEVALUATE_INLINE_MAX", 20_000))
+    if reevaluation_size(segment) <= limit:
+        reevaluate_segment(segment)
+        return None
+    from p360.core.jobs.services import job_start
+
+    job = job_start(kind=REEVALUATE_JOB, org=current_org(), actor=actor, params={"segment_id": segment.pk})
+    return int(job.pk)

@@ -84,7 +84,7 @@ def segment_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
                 segment = services.segment_create(data=data, actor=request.user)
             else:
                 segment = services.segment_update(segment=segment, data=data, actor=request.user)
-            services.reevaluate_segment(segment)
+            services.reevaluate_soon(segment, actor=request.user)
             messages.success(request, f"Segment “{segment.name}” saved (version {segment.version}).")
             return redirect(f"{_base(request)}{segment.pk}/")
         except SegmentError as exc:
@@ -136,7 +136,7 @@ def segment_toggle(request: HttpRequest, pk: int) -> HttpResponse:
     segment = get_object_or_404(Segment, pk=pk)
     segment = services.segment_update(segment=segment, data={"active": not segment.active}, actor=request.user)
     if segment.active:
-        services.reevaluate_segment(segment)
+        services.reevaluate_soon(segment, actor=request.user)
     messages.success(request, f"“{segment.name}” is now {'active' if segment.active else 'inactive'}.")
     return redirect(f"{_base(request)}{segment.pk}/")
 

@@ -15,6 +15,11 @@ from collections.abc import Mapping
 from itertools import accumulate
 from typing import Any
 
+try:  # optional: ~5x faster decoding of large bodies (the events API's 10,000-event batches)
+    import orjson
+except ImportError:  # pragma: no cover - the standard library is the reference
+    orjson = None  # type: ignore[assignment]
+
 from django.conf import settings
 from rest_framework import exceptions, status
 from rest_framework.parsers import JSONParser
@@ -22,6 +27,10 @@ from rest_framework.parsers import JSONParser
 MAX_JSON_DEPTH = 100  # the builder's own limit (32 levels) answers first with its clearer message
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]")
+_ALL_BUT_QUOTES_AND_BRACKETS = bytes(b for b in range(256) if b not in b'"[]{}')
+# Integers orjson would turn into floats (beyond 64 bits): such bodies are decoded by the standard library.
+_LONG_DIGITS = re.compile(rb"\d{19,}")
+_INNERMOST = re.compile(rb"\[\]|\{\}")
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -31,11 +40,48 @@ class PayloadTooLarge(exceptions.APIException):
 
 
 def json_depth(raw: bytes) -> int:
-    """The deepest nesting of arrays/objects, without recursion (brackets inside strings ignored)."""
-    brackets = _NOT_BRACKET.sub(b"", _STRING.sub(b'""', raw))
+    """The deepest nesting of arrays/objects, without recursion (brackets inside strings ignored).
+
+    Byte-level C operations only (a regex over a 30 MB body cost ~0.2 s per 10,000 events): drop escaped
+    backslashes and quotes, keep only quotes and brackets, drop what lies between quote pairs.
+    """
+    if b"\\" in raw:
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    kept = raw.translate(None, _ALL_BUT_QUOTES_AND_BRACKETS)
+    brackets = b"".join(kept.split(b'"')[::2]) if b'"' in kept else kept
     if not brackets:
         return 0
-    return max(accumulate(1 if byte in b"[{" else -1 for byte in brackets))
+    depth = 0
+    inner = brackets
+    while inner and depth <= MAX_JSON_DEPTH:  # peel innermost pairs: shallow bodies take a few passes
+        peeled = _INNERMOST.sub(b"", inner)
+        if len(peeled) == len(inner):
+            break
+        inner, depth = peeled, depth + 1
+    if not inner:
+        return depth
+    return max(accumulate(1 if byte in b"[{" else -1 for byte in brackets))  # deep or unbalanced: exact count
+
+
+def loads(raw: bytes) -> tuple[Any, bool]:
+    """Decode JSON; returns (data, strict) where strict says orjson decoded it.
+
+    orjson refuses what the standard library lets through (NaN, 1e400 as infinity, lone surrogates) and
+    reads integers beyond 64 bits as floats; every such body is decoded by the standard library instead, so
+    the result is always the standard library's. `strict` tells callers the data holds no NaN/infinity, no
+    lone surrogate and no integer beyond 64 bits.
+    """
+    if orjson is not None and not _LONG_DIGITS.search(raw):
+        try:
+            return orjson.loads(raw), True
+        except orjson.JSONDecodeError:
+            pass  # the standard library decides (and words the error)
+    return json.loads(raw.decode(settings.DEFAULT_CHARSET) if raw else "null"), False
+
+
+def may_hold_nul(raw: bytes) -> bool:
+    """False when the body cannot hold a NUL character (JSON spells it only as an escape)."""
+    return b"\\u0000" in raw
 
 
 def find_nul(data: Any, path: str = "") -> str | None:
@@ -61,8 +107,14 @@ def nul_error(where: str) -> exceptions.ValidationError:
 
 
 class SafeJSONParser(JSONParser):
+    """`max_bytes` (None: DATA_UPLOAD_MAX_MEMORY_SIZE) and `refuse_nul` let an endpoint with larger bodies, or one
+    that judges NUL per item (the events API), keep every other rule."""
+
+    max_bytes: int | None = None
+    refuse_nul = True
+
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        limit = self.max_bytes if self.max_bytes is not None else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         raw = stream.read(limit + 1) if stream is not None and limit is not None else (stream.read() if stream else b"")
         if limit is not None and len(raw) > limit:
             raise PayloadTooLarge(f"The request body is larger than {limit:,} bytes.")
@@ -70,10 +122,14 @@ class SafeJSONParser(JSONParser):
         if depth > MAX_JSON_DEPTH:
             raise exceptions.ParseError(f"JSON nested too deep ({depth:,} levels; at most {MAX_JSON_DEPTH})")
         try:
-            data = json.loads(raw.decode(settings.DEFAULT_CHARSET) if raw else "null")
+            data, strict = loads(raw)
         except (ValueError, RecursionError) as exc:
             raise exceptions.ParseError(f"JSON parse error - {exc}") from exc
-        where = find_nul(data)
-        if where is not None:
-            raise nul_error(where)
+        if isinstance(parser_context, dict):  # DRF's request keeps this dict: views may read it
+            parser_context["json_strict"] = strict
+            parser_context["json_may_hold_nul"] = may_hold_nul(raw)
+        if self.refuse_nul and may_hold_nul(raw):
+            where = find_nul(data)
+            if where is not None:
+                raise nul_error(where)
         return data

@@ -12,14 +12,15 @@ from typing import Any
 
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from rest_framework import status
-from rest_framework.parsers import BaseParser
+from rest_framework import exceptions, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from p360.core.api_errors import error_body
 from p360.core.api_pagination import BoundedLimitOffsetPagination
+from p360.core.api_parsers import PayloadTooLarge, SafeJSONParser
 from segments import selectors, services
 from segments.events import MAX_BATCH
 from segments.models import Segment, TriggerCampaign
@@ -28,27 +29,33 @@ from segments.services import SegmentError, definition_of
 MAX_BODY_BYTES = 32 * 1024 * 1024  # 10,000 events with their attributes
 
 
-class RawJsonParser(BaseParser):
-    """JSON without Django's 2.5 MB request-body limit (a full batch is bigger); capped here instead."""
+class SegmentsJSONParser(SafeJSONParser):
+    """The API's JSON parser (depth, size, NUL rules) with a larger body limit, wording its refusals in the
+    segments API's codes (`invalid_json`, `payload_too_large`)."""
 
-    media_type = "application/json"
+    max_bytes = MAX_BODY_BYTES
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
-        raw = stream.read(MAX_BODY_BYTES + 1) if stream is not None else b""
-        if len(raw) > MAX_BODY_BYTES:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except PayloadTooLarge as exc:
             raise SegmentError(
                 f"the body is over {MAX_BODY_BYTES // 1024 // 1024} MB", code="payload_too_large", status=413
-            )
-        try:
-            return json.loads(raw or b"null")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise SegmentError(f"the body is not valid JSON: {exc}", code="invalid_json") from exc
-        except RecursionError as exc:  # thousands of nested brackets; no depth pre-scan: it would cost ~200 ms a batch
-            raise SegmentError("the body is not valid JSON: nested too deep", code="invalid_json") from exc
+            ) from exc
+        except exceptions.ParseError as exc:
+            raise SegmentError(f"the body is not valid JSON: {exc.detail}", code="invalid_json") from exc
+        except exceptions.ValidationError as exc:  # a NUL character
+            raise SegmentError("the body holds a NUL character", code="invalid") from exc
+
+
+class EventsJSONParser(SegmentsJSONParser):
+    """Events judge NUL per event (that event is rejected with its index; the others are accepted)."""
+
+    refuse_nul = False
 
 
 class SegmentsApiView(APIView):
-    parser_classes = [RawJsonParser]
+    parser_classes = [SegmentsJSONParser]
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, SegmentError):
@@ -79,7 +86,7 @@ class SegmentsApiView(APIView):
         return data
 
 
-def segment_json(segment: Segment, members: int | None = None) -> dict[str, Any]:
+def segment_json(segment: Segment, members: int | None = None, job: int | None = None) -> dict[str, Any]:
     return {
         "id": segment.pk,
         "name": segment.name,
@@ -92,11 +99,15 @@ def segment_json(segment: Segment, members: int | None = None) -> dict[str, Any]
         # .all() (not values_list) so SegmentList's prefetch_related is used: one query, not one per segment
         "dependencies": sorted(d.child_id for d in segment.dependencies.all()),
         **({"members": members} if members is not None else {}),
+        # a large audience is filled by a job (GET /api/v1/jobs/<id> shows its progress)
+        **({"reevaluation_job": job} if job is not None else {}),
     }
 
 
 class Events(SegmentsApiView):
     """POST one UserEvent or {"events": [...]} (at most 10,000) -> 202 accepted/duplicates/rejected."""
+
+    parser_classes = [EventsJSONParser]
 
     def post(self, request: Request) -> Response:
         data = request.data
@@ -114,7 +125,11 @@ class Events(SegmentsApiView):
             raise SegmentError("no events", field="events")
         if len(raws) > MAX_BATCH:
             raise SegmentError(f"at most {MAX_BATCH:,} events per request", code="too_many_events", status=413)
-        ingested = services.ingest_events(raws=raws)
+        ingested = services.ingest_events(
+            raws=raws,
+            strict_json=bool(request.parser_context.get("json_strict")),
+            may_hold_nul=bool(request.parser_context.get("json_may_hold_nul", True)),
+        )
         return Response(ingested.result.as_dict(), status=status.HTTP_202_ACCEPTED)
 
 
@@ -126,8 +141,8 @@ class SegmentList(SegmentsApiView):
 
     def post(self, request: Request) -> Response:
         segment = services.segment_create(data=self.body(request), actor=request.user)
-        services.reevaluate_segment(segment)
-        return Response(segment_json(segment), status=status.HTTP_201_CREATED)
+        job = services.reevaluate_soon(segment, actor=request.user)
+        return Response(segment_json(segment, job=job), status=status.HTTP_201_CREATED)
 
 
 class SegmentDetail(SegmentsApiView):
@@ -139,9 +154,10 @@ class SegmentDetail(SegmentsApiView):
         segment = get_object_or_404(Segment, pk=pk)
         was_active, version = segment.active, segment.version
         segment = services.segment_update(segment=segment, data=self.body(request), actor=request.user)
+        job = None
         if segment.active and (not was_active or segment.version != version):
-            services.reevaluate_segment(segment)
-        return Response(segment_json(segment))
+            job = services.reevaluate_soon(segment, actor=request.user)
+        return Response(segment_json(segment, job=job))
 
     put = patch
 
@@ -194,6 +210,14 @@ class SegmentBacktest(SegmentsApiView):
 
 
 class UserSegments(SegmentsApiView):
+    """`GET users/<id>/segments`, the hot read: one SQL statement (selectors.user_segments) rendered as JSON
+    without content negotiation. Authentication, the org access rule and the error body are the API's own."""
+
+    renderer_classes = [JSONRenderer]
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        return (self.renderer_classes[0](), "application/json")
+
     def get(self, request: Request, user_id: str) -> Response:
         return Response({"user_id": user_id, "segments": selectors.user_segments(user_id)})
 
