@@ -1,7 +1,8 @@
-"""Import step 2, the stage: read the batches, normalise them, quarantine bad rows, stage good rows as Parquet.
+"""Import step 2, the stage: read the batches, normalise them, quarantine bad rows, stage good rows on local disk.
 
-Normalised rows go to local disk (Parquet parts) so memory stays bounded; only a 64-bit hash of each
-row's dedupe key stays in memory for the dedupe step. Returns a `Staged` value; calls nothing above it.
+Normalised rows go to local disk as uncompressed Arrow IPC parts (written at memory speed, read back
+memory-mapped: no encoding or compression either way, which Parquet cost) so memory stays bounded; only a 64-bit
+hash of each row's dedupe key stays in memory for the dedupe step. Returns a `Staged` value; calls nothing above it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ HASH_SEED = 360
 
 @dataclass
 class Staged:
-    """The staged file: its Parquet parts, key hashes, quarantined rows, and the timings of every phase."""
+    """The staged file: its Arrow IPC parts, key hashes, quarantined rows, and the timings of every phase."""
 
     parts: list[Path] = field(default_factory=list)
     keys: list[pl.DataFrame] = field(default_factory=list)
@@ -68,6 +69,11 @@ def key_expr(key: str) -> pl.Expr:
         name = key.removeprefix("custom.")
         return pl.col("custom").str.json_path_match(f"$.{name}").str.strip_chars().str.to_lowercase()
     return pl.col(key).cast(pl.String).str.to_lowercase() if key else pl.lit(None, dtype=pl.String)
+
+
+def read_part(part: Path, columns: list[str] | None = None) -> pl.DataFrame:
+    """A staged part (or some of its columns); polars memory-maps uncompressed IPC files."""
+    return pl.read_ipc(part, columns=columns)
 
 
 def stage(imp: AudienceImport, path: Path, info: Any, tmp: Path, ctx: JobContext | None) -> tuple[Staged, int]:
@@ -112,9 +118,9 @@ def _stage_once(
         for column in good.columns:
             if column not in {"line", KEY}:
                 staged.field_filled[column] = staged.field_filled.get(column, 0) + int(good[column].is_not_null().sum())
-        part = tmp / f"part-{number:05d}.parquet"
+        part = tmp / f"part-{number:05d}.arrow"
         with staged.phase("stage"):
-            good.write_parquet(part, compression="lz4")
+            good.write_ipc(part, compression="uncompressed")
         staged.parts.append(part)
         # Only a 64-bit hash of each key stays in memory (20 bytes a row); the few rows whose hash
         # repeats are compared by their real keys later, read back from the staged part.
