@@ -469,7 +469,7 @@ DISTINCT_MIN_ROWS = 1_000
 
 
 def _evaluate(
-    plan: _Plan, p: str, reason: str, values: pl.Series, outputs: list[str], derived: dict[str, pl.Expr]
+    plan: _Plan, p: str, reason: str, values: pl.Series, outputs: list[str], derived: Mapping[str, pl.Expr]
 ) -> pl.DataFrame:
     """One column through its plan: `{p}raw`, `reason` and the output columns, one row per value in `values`.
 
@@ -480,7 +480,7 @@ def _evaluate(
     """
     raw = f"{p}raw"
     height = values.len()
-    distinct = height >= DISTINCT_MIN_ROWS and values.approx_n_unique() <= DISTINCT_SHARE * height
+    distinct = height >= DISTINCT_MIN_ROWS and int(values.approx_n_unique()) <= DISTINCT_SHARE * height  # type: ignore[arg-type]
     source = pl.DataFrame({raw: values.unique() if distinct else values}, schema={raw: pl.String})
     frame = plan.apply(source.lazy()).collect()
     frame = _run_fallbacks(frame, plan)
