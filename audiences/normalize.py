@@ -122,7 +122,9 @@ def _hex_to_base64(hexes: pl.Series) -> pl.Series:
     count = hexes.len()
     if count == 0 or not present.any():
         return pl.Series(hexes.name, [None] * count, dtype=pl.String)
-    text = hexes.fill_null("0" * 2 * _DIGEST_BYTES).to_arrow()
+    text = hexes.fill_null("0" * 2 * _DIGEST_BYTES).rechunk().to_arrow()
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
     text = pa.compute.cast(text, pa.large_string()) if text.type != pa.large_string() else text
     offsets = np.frombuffer(text.buffers()[1], dtype=np.int64)[text.offset : text.offset + count + 1]
     if offsets[-1] - offsets[0] != count * 2 * _DIGEST_BYTES:
