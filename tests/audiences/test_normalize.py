@@ -27,6 +27,7 @@ from audiences.normalize import (
     parse_rounded,
     trim,
     uid2_hash,
+    uid2_hash_expr,
 )
 from audiences.normalize_batch import ERROR_SCHEMA, custom_values, normalize_batch
 
@@ -548,3 +549,12 @@ def test_distinct_value_path_equals_per_row_path(monkeypatch: pytest.MonkeyPatch
     assert per_row.errors.height > 0 and per_row.records.height > 0
     assert distinct.records.equals(per_row.records)
     assert distinct.errors.equals(per_row.errors)
+
+
+def test_uid2_hash_column_equals_scalar_on_chunked_sliced_and_null_columns() -> None:
+    """The column hash (SHA-256 in polars, Base64 over the Arrow buffers) is byte-identical to `uid2_hash`."""
+    values = ["user@example.com", None, "", "é@ü.de", "x" * 300, "+12345678901"]
+    chunked = pl.concat([pl.DataFrame({"v": values[:3]}), pl.DataFrame({"v": values[3:]})], rechunk=False)
+    for frame in (chunked, chunked.slice(1, 4), chunked.filter(pl.col("v").is_null())):
+        got = frame.select(uid2_hash_expr(pl.col("v")))["v"].to_list()
+        assert got == [None if v is None else uid2_hash(v) for v in frame["v"].to_list()]
