@@ -2,7 +2,7 @@
 
 This module orchestrates; each step is a module that returns a value and never calls back up:
   import_source.py (where the file is, is it safe, its rows in batches)
-  -> import_stage.py (normalise, quarantine bad rows, stage good rows as Arrow IPC parts: `Staged`)
+  -> import_stage.py (normalise, quarantine bad rows, stage good rows as Parquet: `Staged`)
   -> import_dedupe.py (which rows become records: `Plan`)
   -> import_write.py (the rows into the new version through a loader: `Written`)
   -> import_report.py (quarantine file, quality, summary).
