@@ -12,7 +12,7 @@ import polars as pl
 from django.db import connection
 
 from audiences import records
-from audiences.import_stage import HASH_SEED, KEY, Staged, key_expr
+from audiences.import_stage import HASH_SEED, KEY, Staged, key_expr, read_part
 from audiences.models import Audience, AudienceImport, DedupeRule
 
 
@@ -73,7 +73,7 @@ def _exact_keys(staged: Staged, suspects: pl.DataFrame) -> pl.DataFrame:
     """(line, part, key) of the suspect rows, in line order, read back from their staged parts."""
     frames = []
     for (part,), wanted in suspects.partition_by("part", as_dict=True).items():
-        frame = pl.read_parquet(staged.parts[int(part)], columns=["line", KEY])
+        frame = read_part(staged.parts[int(part)], columns=["line", KEY])
         frames.append(
             frame.join(wanted.select("line", "part"), on="line", how="semi").with_columns(
                 pl.lit(part, dtype=pl.Int32).alias("part")
@@ -104,7 +104,7 @@ def _plan_merge(
     with_existing = keyed.join(existing, on=KEY, how="semi").select(KEY).unique()
     merge_keys = pl.concat([crowded, with_existing]).unique()
     singles = fresh.join(merge_keys, on=KEY, how="anti").select("line", "part")
-    parts = [pl.read_parquet(p).join(merge_keys, on=KEY, how="semi") for p in staged.parts]
+    parts = [read_part(p).join(merge_keys, on=KEY, how="semi") for p in staged.parts]
     rows = pl.concat(parts, how="diagonal_relaxed").with_columns(pl.col("line").alias("__order")) if parts else None
     merged = None
     if rows is not None and rows.height:

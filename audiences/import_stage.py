@@ -1,7 +1,9 @@
-"""Import step 2, the stage: read the batches, normalise them, quarantine bad rows, stage good rows as Parquet.
+"""Import step 2, the stage: read the batches, normalise them, quarantine bad rows, stage good rows on local disk.
 
-Normalised rows go to local disk (Parquet parts) so memory stays bounded; only a 64-bit hash of each
+Normalised rows go to local disk (LZ4 Parquet parts) so memory stays bounded; only a 64-bit hash of each
 row's dedupe key stays in memory for the dedupe step. Returns a `Staged` value; calls nothing above it.
+(Uncompressed Arrow IPC parts were tried: cheaper to write and read, but the 10M-row import then peaked at
+3.1 GB RSS instead of 1.8 GB, over the 2 GB goal.)
 """
 
 from __future__ import annotations
@@ -68,6 +70,11 @@ def key_expr(key: str) -> pl.Expr:
         name = key.removeprefix("custom.")
         return pl.col("custom").str.json_path_match(f"$.{name}").str.strip_chars().str.to_lowercase()
     return pl.col(key).cast(pl.String).str.to_lowercase() if key else pl.lit(None, dtype=pl.String)
+
+
+def read_part(part: Path, columns: list[str] | None = None) -> pl.DataFrame:
+    """A staged part (or some of its columns)."""
+    return pl.read_parquet(part, columns=columns)
 
 
 def stage(imp: AudienceImport, path: Path, info: Any, tmp: Path, ctx: JobContext | None) -> tuple[Staged, int]:

@@ -15,7 +15,7 @@ from django.db import connection, transaction
 
 from audiences import records
 from audiences.import_dedupe import Plan
-from audiences.import_stage import Staged
+from audiences.import_stage import Staged, read_part
 from audiences.loader import ParallelLoader, SerialLoader
 from audiences.models import Audience, AudienceImport, AudienceKind, AudienceVersion, VersionStatus
 from p360.core.audit.services import record
@@ -53,7 +53,7 @@ def load_rows(
         if wanted is None:
             continue
         with staged.phase("load_prepare"):
-            frame = records.conform(pl.read_parquet(part).join(wanted.select("line"), on="line", how="semi"))
+            frame = records.conform(read_part(part).join(wanted.select("line"), on="line", how="semi"))
         with staged.phase("load_copy"):
             loader.copy_frame(frame, first_row)
         written.count(frame)

@@ -17,6 +17,7 @@ meaning differs between the two engines.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import ipaddress
 import math
@@ -26,8 +27,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+import numpy as np
 import phonenumbers
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute
 from phonenumbers.geodata.locale import LOCALE_DATA
 from polars_hash import CryptographicHashingNameSpace
 
@@ -99,8 +103,43 @@ def uid2_hash(normalized: str) -> str:
 
 
 def uid2_hash_expr(expr: pl.Expr) -> pl.Expr:
+    """`uid2_hash` over a column: SHA-256 in polars (polars-hash answers hex), Base64 by `_hex_to_base64`."""
     hex_digest = CryptographicHashingNameSpace(expr).sha2_256()
-    return hex_digest.str.decode("hex").bin.encode("base64")
+    return hex_digest.map_batches(_hex_to_base64, return_dtype=pl.String, is_elementwise=True)
+
+
+_DIGEST_BYTES, _BASE64_CHARS = 32, 44
+
+
+def _hex_to_base64(hexes: pl.Series) -> pl.Series:
+    """64-character hex SHA-256 digests -> standard padded Base64 (44 characters), nulls kept.
+
+    In C over the whole column (polars' `str.decode("hex")` alone cost as much as the hashing): each digest
+    is padded with one zero byte to 33 bytes (11 whole triples), so one `b64encode` of all of them gives
+    44 characters per digest, of which only the last (the pad's, always "A") becomes "=".
+    """
+    present = hexes.is_not_null()
+    count = hexes.len()
+    if count == 0 or not present.any():
+        return pl.Series(hexes.name, [None] * count, dtype=pl.String)
+    text = hexes.fill_null("0" * 2 * _DIGEST_BYTES).rechunk().to_arrow()
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    text = pa.compute.cast(text, pa.large_string()) if text.type != pa.large_string() else text
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int64)[text.offset : text.offset + count + 1]
+    if offsets[-1] - offsets[0] != count * 2 * _DIGEST_BYTES:
+        raise ValueError("not SHA-256 hex digests")
+    data = memoryview(text.buffers()[2])[offsets[0] : offsets[-1]]
+    padded = np.zeros((count, _DIGEST_BYTES + 1), dtype=np.uint8)
+    padded[:, :_DIGEST_BYTES] = np.frombuffer(binascii.unhexlify(data), dtype=np.uint8).reshape(count, _DIGEST_BYTES)
+    chars = np.frombuffer(base64.b64encode(padded.data), dtype=np.uint8).reshape(count, _BASE64_CHARS).copy()
+    chars[:, -1] = ord("=")
+    offsets = np.arange(0, (count + 1) * _BASE64_CHARS, _BASE64_CHARS, dtype=np.int32)
+    array = pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(chars))
+    encoded = pl.Series(hexes.name, array)
+    if present.all():
+        return encoded
+    return pl.select(pl.when(present).then(encoded)).to_series().alias(hexes.name)
 
 
 # --- Email ------------------------------------------------------------------------------------------

@@ -396,27 +396,41 @@ def normalize_batch(
     """
     _check_arguments(df, mapping, custom_types)
     names = dict(custom_names) if custom_names is not None else custom_field_names(custom_types)
-    plan = _Plan()
     outputs: dict[str, str] = {}  # record column -> plan column
     sources: list[tuple[str, str, str]] = []  # (header, field label for errors, reason column)
-    # The plan works on renamed copies (`__m0_raw`, ...), so no source header can collide with its columns.
-    raw_columns = [pl.col(ROW)]
-    raw_columns += [pl.col(header).alias(f"__m{index}_raw") for index, header in enumerate(mapping)]
-    raw_columns += [pl.col(header).alias(f"__c{index}_raw") for index, header in enumerate(custom_types)]
+    hashes: dict[str, str] = {}  # hash field -> column already computed on distinct values
+    # Every column is planned on its own (`__m0_raw`, ...: no source header can collide with plan columns), so a
+    # column whose values repeat is normalised once per distinct value and joined back to its rows.
+    pieces: list[pl.DataFrame] = [df.select(ROW)]
     for index, (header, field) in enumerate(mapping.items()):
         p, reason = f"__m{index}_", f"__m{index}_reason"
+        plan = _Plan()
         plan.add(0, f"{p}t", trim_expr(pl.col(f"{p}raw")))
-        outputs.update(_plan_field(plan, field, p, reason, default_country))
+        planned = _plan_field(plan, field, p, reason, default_country)
+        outputs.update(planned)
+        hashed = {
+            f"{p}{_HASH_OF[base]}": pl.when(pl.col(reason).is_null()).then(uid2_hash_expr(pl.col(column)))
+            for base, column in planned.items()
+            if base in _HASH_OF
+        }
+        piece = _evaluate(plan, p, reason, df.get_column(header), [*planned.values()], hashed)
+        hashes.update({name.removeprefix(p): name for name in hashed if name in piece.columns})
+        pieces.append(piece)
         sources.append((header, field, reason))
     custom_columns: list[tuple[str, str, str]] = []  # (json key, type, value column)
+    fragments: list[pl.Expr] = []  # each custom column's `"key":value` JSON fragment
     for index, (header, type_name) in enumerate(custom_types.items()):
         p, reason = f"__c{index}_", f"__c{index}_reason"
+        plan = _Plan()
         plan.add(0, f"{p}t", trim_expr(pl.col(f"{p}raw")))
-        custom_columns.append((names[header], type_name, _plan_custom(plan, type_name, p, reason)))
+        column = _plan_custom(plan, type_name, p, reason)
+        fragment = {f"{p}json": _json_fragment(names[header], pl.col(column), type_name)}
+        piece = _evaluate(plan, p, reason, df.get_column(header), [column], fragment)
+        pieces.append(piece)
+        custom_columns.append((names[header], type_name, column))
+        fragments.append(pl.col(f"{p}json") if f"{p}json" in piece.columns else fragment[f"{p}json"])
         sources.append((header, names[header], reason))
-
-    frame = plan.apply(df.lazy().select(raw_columns)).collect()
-    frame = _run_fallbacks(frame, plan)
+    frame = pl.concat(pieces, how="horizontal")
 
     reason_columns = [reason for _, _, reason in sources]
     for column in reason_columns:
@@ -429,7 +443,9 @@ def normalize_batch(
     selected: list[pl.Expr] = [pl.col(ROW)]
     for spec in FIELDS:
         source = outputs.get(spec.name)
-        if spec.name in ("email_sha256", "phone_sha256"):
+        if spec.name in hashes:
+            selected.append(pl.col(hashes[spec.name]).alias(spec.name))
+        elif spec.name in ("email_sha256", "phone_sha256"):
             base = outputs.get(
                 spec.name.replace("_sha256", "_normalized" if spec.name.startswith("email") else "_e164")
             )
@@ -438,13 +454,44 @@ def normalize_batch(
         elif source is not None:
             selected.append(pl.col(source).cast(spec.dtype).alias(spec.name))
     if custom_columns:
-        fragments = [_json_fragment(key, pl.col(column), type_name) for key, type_name, column in custom_columns]
         joined = pl.concat_str(fragments, separator=",", ignore_nulls=True)
         selected.append(pl.when(joined.str.len_bytes() > 0).then("{" + joined + "}").alias("custom"))
     else:
         selected.append(pl.lit(None, dtype=pl.String).alias("custom"))
     records = good.select(selected).collect()
     return NormalizedBatch(records=records, errors=errors)
+
+
+_HASH_OF = {"email_normalized": "email_sha256", "phone_e164": "phone_sha256"}
+# A column is normalised per distinct value when its values repeat at least this much (HyperLogLog estimate).
+DISTINCT_SHARE = 0.5
+DISTINCT_MIN_ROWS = 1_000
+
+
+def _evaluate(
+    plan: _Plan, p: str, reason: str, values: pl.Series, outputs: list[str], derived: Mapping[str, pl.Expr]
+) -> pl.DataFrame:
+    """One column through its plan: `{p}raw`, `reason` and the output columns, one row per value in `values`.
+
+    Repeating columns (countries, revenue bands, names, phones of a CRM export) are evaluated on their distinct
+    values and joined back, so regexes, fallbacks and SHA-256 run once per value, not once per row. On that path
+    the `derived` columns (SHA-256 hashes, JSON fragments) are computed here too, on the distinct values; otherwise
+    they are left out and the caller computes them on the rows that survive validation.
+    """
+    raw = f"{p}raw"
+    height = values.len()
+    distinct = height >= DISTINCT_MIN_ROWS and int(values.approx_n_unique()) <= DISTINCT_SHARE * height  # type: ignore[arg-type]
+    source = pl.DataFrame({raw: values.unique() if distinct else values}, schema={raw: pl.String})
+    frame = plan.apply(source.lazy()).collect()
+    frame = _run_fallbacks(frame, plan)
+    if reason not in frame.columns:  # fields without any possible error (none today; keeps the shape uniform)
+        frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(reason))
+    keep = [raw, reason, *dict.fromkeys(outputs)]
+    if not distinct:
+        return frame.select(keep)
+    result = frame.select(*keep, *(expr.alias(name) for name, expr in derived.items()))
+    rows = pl.DataFrame({raw: values}, schema={raw: pl.String})
+    return rows.join(result, on=raw, how="left", nulls_equal=True, maintain_order="left")
 
 
 def _run_fallbacks(frame: pl.DataFrame, plan: _Plan) -> pl.DataFrame:

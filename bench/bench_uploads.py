@@ -234,6 +234,7 @@ def run() -> list[Row]:
                 with schema_context(f"org_{ORG_SLUG}"):
                     Upload.objects.filter(pk=small_id).delete()
     token_row.delete()
+    load = os.getloadavg()[0]  # whether other work shared the cores during the run
     mb = SIZE / 1024 / 1024
     bare_rate, plain_rate = mb / bare[True], mb / bare[False]
     for checksum, label in ((True, "sha1 per chunk (tuspy)"), (False, "no chunk checksum (browser)")):
@@ -241,7 +242,7 @@ def run() -> list[Row]:
         rows.append(
             Row(
                 workload=f"tus upload over HTTP, 16 MB chunks, {label}",
-                size=f"{mb:.0f} MB",
+                size=f"{mb:.0f} MB, load {load:.1f}",
                 p360=f"{tus_rate:.0f} MB/s ({timings[checksum]:.2f} s)",
                 baseline=f"{bare_rate:.0f} MB/s bare PUT to disk + SHA-256 ({plain_rate:.0f} MB/s without the hash)",
                 ratio=fmt_ratio(tus_rate, bare_rate),
@@ -251,7 +252,7 @@ def run() -> list[Row]:
     rows.append(
         Row(
             workload="tus PATCH: peak Python memory of the server (tracemalloc)",
-            size=f"{MEMORY_SIZE // 1024 // 1024} MB body",
+            size=f"{MEMORY_SIZE // 1024 // 1024} MB body, load {load:.1f}",
             p360=f"{peak / 1024 / 1024:.1f} MB",
             baseline=f"{MEMORY_SIZE // 1024 // 1024} MB if buffered",
             ratio=fmt_ratio(peak, MEMORY_SIZE),

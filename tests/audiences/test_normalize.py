@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from audiences import normalize_batch as normalize_batch_module
 from audiences.fields import FIELDS_BY_NAME
 from audiences.normalize import (
     custom_value,
@@ -26,6 +27,7 @@ from audiences.normalize import (
     parse_rounded,
     trim,
     uid2_hash,
+    uid2_hash_expr,
 )
 from audiences.normalize_batch import ERROR_SCHEMA, custom_values, normalize_batch
 
@@ -460,8 +462,13 @@ FIELD_STRATEGIES: dict[str, st.SearchStrategy[str]] = {
 }
 
 
+@pytest.mark.parametrize("distinct", [False, True], ids=["per-row", "per-distinct-value"])
 @pytest.mark.parametrize("field", sorted(FIELD_STRATEGIES))
-def test_batch_agrees_with_scalar(field: str) -> None:
+def test_batch_agrees_with_scalar(field: str, distinct: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Both evaluation paths: every row, and once per distinct value joined back (forced here for small batches).
+    monkeypatch.setattr(normalize_batch_module, "DISTINCT_MIN_ROWS", 0 if distinct else 1 << 62)
+    monkeypatch.setattr(normalize_batch_module, "DISTINCT_SHARE", 1.0)
+
     @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(values=st.lists(st.one_of(st.none(), FIELD_STRATEGIES[field]), min_size=1, max_size=25))
     def check(values: list[str | None]) -> None:
@@ -527,3 +534,27 @@ def test_headers_that_look_like_internal_columns() -> None:
     assert result.records.get_column("email").to_list() == ["a@b.com"]
     assert json.loads(result.records.get_column("custom").item()) == {"c0_raw": 1, "custom_2": "c"}
     assert result.errors.select("column", "value").rows() == [("__m0_t", "bad"), ("__c0_raw", "x")]
+
+
+def test_distinct_value_path_equals_per_row_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dirty CRM-like batch (repeating and unique columns, custom JSON, fallbacks): both paths, same frames."""
+    from bench.bench_normalize import CUSTOM_TYPES, MAPPING, make_batch
+
+    frame = make_batch(6_000)
+    monkeypatch.setattr(normalize_batch_module, "DISTINCT_MIN_ROWS", 1 << 62)
+    per_row = normalize_batch(frame, MAPPING, custom_types=CUSTOM_TYPES)
+    monkeypatch.setattr(normalize_batch_module, "DISTINCT_MIN_ROWS", 0)
+    monkeypatch.setattr(normalize_batch_module, "DISTINCT_SHARE", 1.0)
+    distinct = normalize_batch(frame, MAPPING, custom_types=CUSTOM_TYPES)
+    assert per_row.errors.height > 0 and per_row.records.height > 0
+    assert distinct.records.equals(per_row.records)
+    assert distinct.errors.equals(per_row.errors)
+
+
+def test_uid2_hash_column_equals_scalar_on_chunked_sliced_and_null_columns() -> None:
+    """The column hash (SHA-256 in polars, Base64 over the Arrow buffers) is byte-identical to `uid2_hash`."""
+    values = ["user@example.com", None, "", "é@ü.de", "x" * 300, "+12345678901"]
+    chunked = pl.concat([pl.DataFrame({"v": values[:3]}), pl.DataFrame({"v": values[3:]})], rechunk=False)
+    for frame in (chunked, chunked.slice(1, 4), chunked.filter(pl.col("v").is_null())):
+        got = frame.select(uid2_hash_expr(pl.col("v")))["v"].to_list()
+        assert got == [None if v is None else uid2_hash(v) for v in frame["v"].to_list()]
