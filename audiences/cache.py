@@ -26,7 +26,7 @@ import polars as pl
 from django.conf import settings
 from django.db import connection, models
 
-from audiences.logic.polars_engine import StringColumn, audience_column
+from audiences.logic.polars_engine import LeafMemo, StringColumn, audience_column
 from audiences.logic.sql_engine import RID_SHIFT, custom_sql
 from audiences.records import RECORD_COLUMNS
 from bombora.models import BomboraWeek, BomboraWeekStatus
@@ -39,6 +39,13 @@ ALWAYS_ENUM = frozenset({"domain"})  # domain codes index the Bombora scores
 STRING_COLUMNS = [name for name, _, dtype in RECORD_COLUMNS if dtype is pl.String and name != "custom"]
 NUMBER_COLUMNS = {name: dtype for name, _, dtype in RECORD_COLUMNS if dtype is not pl.String}
 MAX_TOPIC_COLUMNS = 64
+TOPIC_COLUMNS_SHARE = 0.1  # per-person Bombora columns kept: at most this share of the frame's bytes (and 64)
+LEAF_MEMO_SHARE = 0.06  # leaf masks memoised across a session's edits: at most this share of the frame's bytes
+
+
+def _memo_for(frame: pl.DataFrame) -> LeafMemo:
+    """A leaf memo sized to the frame: about 40 leaf masks (a bit per person each), at least 1 MB."""
+    return LeafMemo(max(1 << 20, int(frame.estimated_size() * LEAF_MEMO_SHARE)))
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,8 @@ class Entry:
     has_hash: pl.Series | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Issue 17: leaf masks memoised across the edits of a session (this entry is one data generation).
+    leaf_memo: LeafMemo = field(default_factory=lambda: LeafMemo(1 << 20))
 
     @property
     def height(self) -> int:
@@ -89,6 +98,7 @@ class Entry:
                 *self.measure_columns.values(),
                 *self.built_masks.values(),
                 *(s.lowered_categories for s in self.strings.values() if s.lowered_categories is not None),
+                *self.leaf_memo.series(),
             ]
         sizes = [self.frame.estimated_size(), self.bombora.estimated_size(), *(s.estimated_size() for s in series)]
         return int(sum(sizes))
@@ -112,9 +122,16 @@ class Entry:
         column = dense.gather(codes) if size else pl.repeat(None, self.height, dtype=pl.UInt8, eager=True)
         with self.lock:
             self.topic_columns[topic_id] = column
-            while len(self.topic_columns) > MAX_TOPIC_COLUMNS:
-                self.topic_columns.popitem(last=False)
+            self._trim(self.topic_columns)
         return column
+
+    def _trim(self, columns: OrderedDict[Any, pl.Series]) -> None:
+        """Keep at most MAX_TOPIC_COLUMNS, within TOPIC_COLUMNS_SHARE of the frame's bytes (least recent out)."""
+        budget = self.frame.estimated_size() * TOPIC_COLUMNS_SHARE
+        while len(columns) > 1 and (
+            len(columns) > MAX_TOPIC_COLUMNS or sum(c.estimated_size() for c in columns.values()) > budget
+        ):
+            columns.popitem(last=False)
 
     def measure_column(self, topic_id: int, measure: str) -> pl.Series:
         """A multi-week Bombora measure per person (null when the domain has none), built on first use."""
@@ -140,8 +157,7 @@ class Entry:
             column = dense.gather(self.frame.get_column("domain").to_physical())
         with self.lock:
             self.measure_columns[key] = column
-            while len(self.measure_columns) > MAX_TOPIC_COLUMNS:
-                self.measure_columns.popitem(last=False)
+            self._trim(self.measure_columns)
         return column
 
     def built_mask(self, audience_id: int, generation: str) -> pl.Series:
@@ -328,8 +344,12 @@ def _narrow(series: pl.Series) -> pl.Series:
 
 
 def _as_enum(series: pl.Series) -> tuple[pl.Series, StringColumn]:
-    categories = series.drop_nulls().unique().sort()
-    return series.cast(pl.Enum(categories)), StringColumn(lowered_categories=categories.str.to_lowercase())
+    """The column as an Enum whose categories are sorted by their lowercase form (then as written): `eq`, `in` and
+    `starts_with` (case-insensitive) then match contiguous code ranges (see polars_engine.classify_matches)."""
+    unique = series.drop_nulls().unique().to_frame("value")
+    ordered = unique.with_columns(pl.col("value").str.to_lowercase().alias("lowered")).sort("lowered", "value")
+    categories = ordered.get_column("value")
+    return series.cast(pl.Enum(categories)), StringColumn(lowered_categories=ordered.get_column("lowered"))
 
 
 def build(*, stamp: Stamp | None = None) -> Entry:
@@ -443,6 +463,7 @@ def build(*, stamp: Stamp | None = None) -> Entry:
         imported_masks=imported_masks,
         bombora=bombora,
         has_hash=has_hash,
+        leaf_memo=_memo_for(frame),
     )
     logger.info(
         "builder cache: built %s (%d people, %.1f MB) in %.2f s", schema_name, height, entry.nbytes() / 2**20, elapsed
