@@ -75,7 +75,10 @@ class Entry:
     build_seconds: float
     built_at: float
     imported_masks: dict[int, pl.Series]
-    bombora: pl.DataFrame  # code (UInt32), topic_id (Int32), score (UInt8), sorted by topic_id
+    # The week's scores for the org's domains: code (UInt32), topic_id (Int32), score (UInt8), sorted by topic_id.
+    # None while a background thread reads them (issue 17: the first preview does not wait on 20M scores); read
+    # `bombora`, which waits for (or does) the load; previews read one topic at a time instead (topic_column).
+    bombora_frame: pl.DataFrame | None
     topic_columns: OrderedDict[int, pl.Series] = field(default_factory=OrderedDict)
     # Issue 18: Bombora measures over several weeks, per (topic, measure); LRU like the topic columns.
     measure_columns: OrderedDict[tuple[int, str], pl.Series] = field(default_factory=OrderedDict)
@@ -83,12 +86,43 @@ class Entry:
     has_hash: pl.Series | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    bombora_lock: threading.Lock = field(default_factory=threading.Lock)
     # Issue 17: leaf masks memoised across the edits of a session (this entry is one data generation).
     leaf_memo: LeafMemo = field(default_factory=lambda: LeafMemo(1 << 20))
 
     @property
     def height(self) -> int:
         return self.frame.height
+
+    @property
+    def bombora(self) -> pl.DataFrame:
+        """The long scores frame (see bombora_frame); waits for the background load, or loads it now."""
+        if self.bombora_frame is None:
+            with self.bombora_lock:  # the loader thread holds it while it reads
+                if self.bombora_frame is None:
+                    self.bombora_frame = bombora_long(self.frame, self.strings, self.week)
+        return self.bombora_frame
+
+    def load_bombora_later(self) -> None:
+        """Read the long scores frame in a daemon thread (it takes bombora_lock first, so readers wait for it)."""
+        ready = threading.Event()
+
+        def run() -> None:
+            from django.db import connection as thread_connection
+
+            try:
+                with self.bombora_lock:
+                    ready.set()
+                    if self.bombora_frame is None:
+                        self.bombora_frame = bombora_long(self.frame, self.strings, self.week)
+            except Exception:
+                logger.exception("builder cache: reading the Bombora week for %s failed", self.schema)
+            finally:
+                ready.set()
+                thread_connection.close()
+
+        threading.Thread(target=run, name=f"builder-bombora-{self.schema}", daemon=True).start()
+        ready.wait(5)
 
     def nbytes(self) -> int:
         with self.lock:  # request threads add topic columns and built masks under this lock
@@ -97,11 +131,25 @@ class Entry:
                 *self.topic_columns.values(),
                 *self.measure_columns.values(),
                 *self.built_masks.values(),
-                *(s.lowered_categories for s in self.strings.values() if s.lowered_categories is not None),
+                # Enum categories (the frame's size counts codes only), and their lowercase forms when they differ
+                *(self.frame.get_column(n).dtype.categories for n in self._enum_columns()),  # type: ignore[attr-defined]
+                *(
+                    s.lowered_categories
+                    for s in self.strings.values()
+                    if s.lowered_categories is not None and not s.lowercase
+                ),
                 *self.leaf_memo.series(),
             ]
-        sizes = [self.frame.estimated_size(), self.bombora.estimated_size(), *(s.estimated_size() for s in series)]
+        long = self.bombora_frame
+        sizes = [
+            self.frame.estimated_size(),
+            long.estimated_size() if long is not None else 0,
+            *(s.estimated_size() for s in series),
+        ]
         return int(sum(sizes))
+
+    def _enum_columns(self) -> list[str]:
+        return [name for name, dtype in self.frame.schema.items() if isinstance(dtype, pl.Enum)]
 
     def topic_column(self, topic_id: int) -> pl.Series:
         """The topic's score per person (null when the domain has none), built on first use."""
@@ -109,17 +157,24 @@ class Entry:
             if topic_id in self.topic_columns:
                 self.topic_columns.move_to_end(topic_id)
                 return self.topic_columns[topic_id]
-        codes = self.frame.get_column("domain").to_physical()
-        categories = self.strings["domain"].lowered_categories
-        size = categories.len() if categories is not None else 0
-        topics = self.bombora.get_column("topic_id")
-        start = int(topics.search_sorted(topic_id, side="left"))
-        end = int(topics.search_sorted(topic_id, side="right"))
-        part = self.bombora.slice(start, end - start)
+        codes = self.frame.get_column("domain").to_physical() if "domain" in self.frame.columns else None
+        size = self.frame.get_column("domain").dtype.categories.len() if codes is not None else 0  # type: ignore[attr-defined]
+        long = self.bombora_frame
+        if long is not None:
+            topics = long.get_column("topic_id")
+            start = int(topics.search_sorted(topic_id, side="left"))
+            end = int(topics.search_sorted(topic_id, side="right"))
+            part = long.slice(start, end - start)
+        else:  # the long frame is still being read: this topic's scores only (the week's (topic, domain) index)
+            part = _scores_by_code(self.frame, self.week, [topic_id])
         dense = pl.repeat(None, size, dtype=pl.UInt8, eager=True)
         if part.height and size:
             dense = dense.scatter(part.get_column("code"), part.get_column("score"))
-        column = dense.gather(codes) if size else pl.repeat(None, self.height, dtype=pl.UInt8, eager=True)
+        column = (
+            dense.gather(codes)
+            if size and codes is not None
+            else pl.repeat(None, self.height, dtype=pl.UInt8, eager=True)
+        )
         with self.lock:
             self.topic_columns[topic_id] = column
             self._trim(self.topic_columns)
@@ -309,7 +364,7 @@ def stats() -> list[dict[str, Any]]:
             "mb": round(e.nbytes() / 2**20, 1),
             "build_seconds": round(e.build_seconds, 3),
             "built_at": e.built_at,
-            "bombora_rows": e.bombora.height,
+            "bombora_rows": e.bombora_frame.height if e.bombora_frame is not None else None,
             "topic_columns": len(e.topic_columns),
             "stamp": str(e.stamp),
         }
@@ -343,13 +398,62 @@ def _narrow(series: pl.Series) -> pl.Series:
     return series
 
 
+SAMPLE_ROWS = 200_000  # rows sampled to tell a near-unique string column (an identifier) from a category
+
+
+def _nearly_unique(series: pl.Series) -> bool:
+    """More distinct values than ENUM_MAX_SHARE of the rows (and over 1000): kept as String, not Enum.
+
+    Over 2 x SAMPLE_ROWS rows, a strided sample that is over 90 % distinct decides without hashing the whole
+    column (emails, hashes, device ids); otherwise all values are counted. Either way only storage depends on it.
+    """
+    height = series.len()
+    if height <= 1000:
+        return False
+    if height > 2 * SAMPLE_ROWS:
+        sample = series.gather_every(height // SAMPLE_ROWS).drop_nulls()
+        if sample.len() >= SAMPLE_ROWS // 4 and sample.n_unique() > 0.9 * sample.len():
+            return True
+    return series.n_unique() > max(1000, ENUM_MAX_SHARE * height)
+
+
 def _as_enum(series: pl.Series) -> tuple[pl.Series, StringColumn]:
     """The column as an Enum whose categories are sorted by their lowercase form (then as written): `eq`, `in` and
     `starts_with` (case-insensitive) then match contiguous code ranges (see polars_engine.classify_matches)."""
     unique = series.drop_nulls().unique().to_frame("value")
     ordered = unique.with_columns(pl.col("value").str.to_lowercase().alias("lowered")).sort("lowered", "value")
-    categories = ordered.get_column("value")
-    return series.cast(pl.Enum(categories)), StringColumn(lowered_categories=ordered.get_column("lowered"))
+    categories, lowered = ordered.get_column("value"), ordered.get_column("lowered")
+    encoded = series.cast(pl.Enum(categories))
+    if lowered.equals(categories):  # already lowercase (domains, postal codes): share the Enum's own categories
+        return encoded, StringColumn(lowered_categories=encoded.dtype.categories, lowercase=True)  # type: ignore[attr-defined]
+    return encoded, StringColumn(lowered_categories=lowered)
+
+
+EMPTY_BOMBORA = {"code": pl.UInt32, "topic_id": pl.Int32, "score": pl.UInt8}
+
+
+def _scores_by_code(frame: pl.DataFrame, week: Any, topic_ids: list[int] | None) -> pl.DataFrame:
+    """The week's scores (of some topics, or all) for the frame's domains: (code, topic_id, score), one score per
+    domain and topic (the highest, as the SQL join), sorted by topic then code."""
+    if week is None or "domain" not in frame.columns:
+        return pl.DataFrame(schema=EMPTY_BOMBORA)
+    categories = frame.get_column("domain").dtype.categories  # type: ignore[attr-defined]
+    if not categories.len():
+        return pl.DataFrame(schema=EMPTY_BOMBORA)
+    scores = scores_frame(week, topic_ids)
+    codes = pl.DataFrame({"domain": categories, "code": pl.int_range(0, categories.len(), eager=True, dtype=pl.UInt32)})
+    return (
+        scores.join(codes, on="domain", how="inner")
+        .group_by("topic_id", "code")
+        .agg(pl.col("score").max())
+        .sort("topic_id", "code")
+        .select("code", "topic_id", "score")
+    )
+
+
+def bombora_long(frame: pl.DataFrame, strings: dict[str, StringColumn], week: Any) -> pl.DataFrame:
+    """This week's scores for the org's domains, as (domain code, topic, score) sorted by topic."""
+    return _scores_by_code(frame, week, None)
 
 
 def build(*, stamp: Stamp | None = None) -> Entry:
@@ -431,36 +535,23 @@ def build(*, stamp: Stamp | None = None) -> Entry:
         if name in ("__i", "row"):
             continue
         if series.dtype == pl.String:
-            distinct = series.n_unique()
-            if name in ALWAYS_ENUM or distinct <= max(1000, ENUM_MAX_SHARE * height):
+            if name in ALWAYS_ENUM or not _nearly_unique(series):
                 series, info = _as_enum(series)
             else:
                 lowered = series.str.to_lowercase()
                 info = StringColumn(lowercase=bool((lowered == series).fill_null(True).all()))
             strings[name] = info
-        elif series.dtype in (pl.Int64, pl.Int32) and name not in ("__rid", "version_id"):
+        elif name == "version_id":
+            series = series.cast(pl.Int32)  # a few ids (rid >> 36 gives it too); half the bytes of Int64
+        elif series.dtype in (pl.Int64, pl.Int32) and name != "__rid":
             series = _narrow(series)
         columns.append(series)
     frame = pl.DataFrame(columns)
     phase("encode")
-    # Bombora: this week's scores for the org's domains, as (domain code, topic, score) sorted by topic.
     week = current_week()
-    bombora = pl.DataFrame(schema={"code": pl.UInt32, "topic_id": pl.Int32, "score": pl.UInt8})
-    domain_info = strings.get("domain")
-    if week is not None and domain_info is not None and domain_info.lowered_categories is not None:
-        categories = frame.get_column("domain").dtype.categories  # type: ignore[attr-defined]
-        codes = pl.DataFrame(
-            {"domain": categories, "code": pl.int_range(0, categories.len(), eager=True, dtype=pl.UInt32)}
-        )
-        if categories.len():
-            scores = scores_frame(week)
-            bombora = (
-                scores.join(codes, on="domain", how="inner")
-                .group_by("topic_id", "code")
-                .agg(pl.col("score").max())  # one score per domain and topic, as the SQL join
-                .sort("topic_id", "code")
-            )
-            del scores
+    # Bombora's long frame: read now without background threads (tests), else by a thread after the entry is
+    # stored, so the first preview does not wait on the week's scores (previews read one topic at a time).
+    bombora = None if background_rebuild() else bombora_long(frame, strings, week)
     has_hash = frame.get_column("email_sha256").is_not_null()
     phase("bombora")
     elapsed = time.perf_counter() - started
@@ -474,11 +565,13 @@ def build(*, stamp: Stamp | None = None) -> Entry:
         build_seconds=elapsed,
         built_at=time.time(),
         imported_masks=imported_masks,
-        bombora=bombora,
+        bombora_frame=bombora,
         has_hash=has_hash,
         leaf_memo=_memo_for(frame),
         stats={"build_phases": phases},
     )
+    if bombora is None:
+        entry.load_bombora_later()
     logger.info(
         "builder cache: built %s (%d people, %.1f MB) in %.2f s", schema_name, height, entry.nbytes() / 2**20, elapsed
     )
