@@ -132,7 +132,7 @@ class Entry:
                 *self.measure_columns.values(),
                 *self.built_masks.values(),
                 # Enum categories (the frame's size counts codes only), and their lowercase forms when they differ
-                *(self.frame.get_column(n).dtype.categories for n in self._enum_columns()),  # type: ignore[attr-defined]
+                *(s.categories for s in self.strings.values() if s.categories is not None),
                 *(
                     s.lowered_categories
                     for s in self.strings.values()
@@ -148,8 +148,9 @@ class Entry:
         ]
         return int(sum(sizes))
 
-    def _enum_columns(self) -> list[str]:
-        return [name for name, dtype in self.frame.schema.items() if isinstance(dtype, pl.Enum)]
+    def domain_categories(self) -> pl.Series | None:
+        """The domain Enum's categories (index = code), None without a domain column."""
+        return _categories(self.frame, self.strings, "domain")
 
     def topic_column(self, topic_id: int) -> pl.Series:
         """The topic's score per person (null when the domain has none), built on first use."""
@@ -158,7 +159,8 @@ class Entry:
                 self.topic_columns.move_to_end(topic_id)
                 return self.topic_columns[topic_id]
         codes = self.frame.get_column("domain").to_physical() if "domain" in self.frame.columns else None
-        size = self.frame.get_column("domain").dtype.categories.len() if codes is not None else 0  # type: ignore[attr-defined]
+        domains = self.domain_categories()
+        size = domains.len() if codes is not None and domains is not None else 0
         long = self.bombora_frame
         if long is not None:
             topics = long.get_column("topic_id")
@@ -166,7 +168,7 @@ class Entry:
             end = int(topics.search_sorted(topic_id, side="right"))
             part = long.slice(start, end - start)
         else:  # the long frame is still being read: this topic's scores only (the week's (topic, domain) index)
-            part = _scores_by_code(self.frame, self.week, [topic_id])
+            part = _scores_by_code(self.frame, self.strings, self.week, [topic_id])
         dense = pl.repeat(None, size, dtype=pl.UInt8, eager=True)
         if part.height and size:
             dense = dense.scatter(part.get_column("code"), part.get_column("score"))
@@ -197,7 +199,7 @@ class Entry:
             if key in self.measure_columns:
                 self.measure_columns.move_to_end(key)
                 return self.measure_columns[key]
-        categories = self.frame.get_column("domain").dtype.categories if "domain" in self.frame.columns else None  # type: ignore[attr-defined]
+        categories = self.domain_categories()
         if categories is None or not categories.len():
             column = pl.repeat(None, self.height, dtype=pl.Int16, eager=True)
         else:
@@ -425,20 +427,31 @@ def _as_enum(series: pl.Series) -> tuple[pl.Series, StringColumn]:
     categories, lowered = ordered.get_column("value"), ordered.get_column("lowered")
     encoded = series.cast(pl.Enum(categories))
     if lowered.equals(categories):  # already lowercase (domains, postal codes): share the Enum's own categories
-        return encoded, StringColumn(lowered_categories=encoded.dtype.categories, lowercase=True)  # type: ignore[attr-defined]
-    return encoded, StringColumn(lowered_categories=lowered)
+        return encoded, StringColumn(lowered_categories=categories, lowercase=True, categories=categories)
+    return encoded, StringColumn(lowered_categories=lowered, categories=categories)
 
 
 EMPTY_BOMBORA = {"code": pl.UInt32, "topic_id": pl.Int32, "score": pl.UInt8}
 
 
-def _scores_by_code(frame: pl.DataFrame, week: Any, topic_ids: list[int] | None) -> pl.DataFrame:
+def _categories(frame: pl.DataFrame, strings: dict[str, StringColumn], column: str) -> pl.Series | None:
+    """An Enum column's categories, from the cache's record of them (the dtype's are slow to read: see StringColumn)."""
+    if column not in frame.columns:
+        return None
+    info = strings.get(column)
+    if info is not None and info.categories is not None:
+        return info.categories
+    dtype = frame.get_column(column).dtype
+    return dtype.categories if isinstance(dtype, pl.Enum) else None
+
+
+def _scores_by_code(
+    frame: pl.DataFrame, strings: dict[str, StringColumn], week: Any, topic_ids: list[int] | None
+) -> pl.DataFrame:
     """The week's scores (of some topics, or all) for the frame's domains: (code, topic_id, score), one score per
     domain and topic (the highest, as the SQL join), sorted by topic then code."""
-    if week is None or "domain" not in frame.columns:
-        return pl.DataFrame(schema=EMPTY_BOMBORA)
-    categories = frame.get_column("domain").dtype.categories  # type: ignore[attr-defined]
-    if not categories.len():
+    categories = _categories(frame, strings, "domain")
+    if week is None or categories is None or not categories.len():
         return pl.DataFrame(schema=EMPTY_BOMBORA)
     scores = scores_frame(week, topic_ids)
     codes = pl.DataFrame({"domain": categories, "code": pl.int_range(0, categories.len(), eager=True, dtype=pl.UInt32)})
@@ -453,7 +466,7 @@ def _scores_by_code(frame: pl.DataFrame, week: Any, topic_ids: list[int] | None)
 
 def bombora_long(frame: pl.DataFrame, strings: dict[str, StringColumn], week: Any) -> pl.DataFrame:
     """This week's scores for the org's domains, as (domain code, topic, score) sorted by topic."""
-    return _scores_by_code(frame, week, None)
+    return _scores_by_code(frame, strings, week, None)
 
 
 def build(*, stamp: Stamp | None = None) -> Entry:

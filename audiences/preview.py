@@ -148,11 +148,12 @@ def _field_stats(entry: cache.Entry) -> dict[str, dict[str, Any]]:
             continue
         series = frame.get_column(name)
         info: dict[str, Any] = {"values": [], "examples": []}
-        if isinstance(series.dtype, pl.Enum):
+        string = entry.strings.get(name)  # (an Enum's dtype is slow to read: see StringColumn.categories)
+        if string is not None and string.lowered_categories is not None:
             counts = series.drop_nulls().value_counts(sort=True).head(200)
             values = [str(v) for v in counts.get_column(name).to_list()]
             info["values"], info["examples"] = values, values[:5]
-        elif series.dtype == pl.String:
+        elif string is not None:
             info["examples"] = [str(v) for v in series.drop_nulls().head(5).to_list()]
         elif series.dtype == pl.Boolean:
             info["values"] = [True, False]

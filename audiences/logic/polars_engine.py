@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import reduce
@@ -37,7 +37,10 @@ class StringColumn:
     """How a string column is stored: Enum with its lowered categories (index = physical code), or String."""
 
     lowered_categories: pl.Series | None = None
-    lowercase: bool = False  # a plain String column whose values are all lowercase already
+    lowercase: bool = False  # a plain String column whose values are all lowercase already (Enum: the categories)
+    # The Enum's categories as written (index = code). Kept here because reading `series.dtype` of an Enum builds a
+    # dtype object that re-validates every category: seconds for millions of them.
+    categories: pl.Series | None = field(default=None, compare=False)
     # (operator, value) -> CodeMatch: the category scan is done once per predicate, not per request
     memo: dict[tuple[str, Any], Any] = field(default_factory=dict, compare=False)
 
@@ -165,6 +168,18 @@ def _executor() -> ThreadPoolExecutor:
             workers = int(os.environ.get("P360_BUILDER_THREADS", "0")) or min(4, os.cpu_count() or 2)
             _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="builder-leaf")
         return _pool
+
+
+_batch_pool: ThreadPoolExecutor | None = None
+
+
+def _batch_executor() -> ThreadPoolExecutor:
+    """Runs a tree's polars expression batch beside the numpy lookups (polars releases the GIL)."""
+    global _batch_pool
+    with _pool_lock:
+        if _batch_pool is None:
+            _batch_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="builder-batch")
+        return _batch_pool
 
 
 def _raw_codes(series: pl.Series) -> np.ndarray:
@@ -332,29 +347,57 @@ def _lookup_leaf(frame: pl.DataFrame, cond: Condition, strings: Mapping[str, Str
     if ref.type not in STRING_TYPES or cond.operator in ("is_null", "is_not_null"):
         return None
     info = strings.get(ref.column)
-    if info is None or info.lowered_categories is None or not isinstance(frame.schema.get(ref.column), pl.Enum):
+    if info is None or info.lowered_categories is None:  # the cache's Enum columns (never ask the frame's schema)
         return None
     match = match_codes(info, cond.operator, cond.value)
     return match.lookup if match.kind == "lookup" else None
 
 
+class ColumnTypes(Mapping[str, pl.DataType]):
+    """A frame's column types, read one column at a time when asked.
+
+    `frame.schema` builds every column's dtype object, and an `Enum` dtype validates its categories (a hash of
+    every category: about 0.1 s for two million company names) each time: far too slow for every preview.
+    """
+
+    def __init__(self, frame: pl.DataFrame) -> None:
+        self._frame = frame
+        self._types: dict[str, pl.DataType] = {}
+
+    def __getitem__(self, name: str) -> pl.DataType:
+        if name not in self._types:
+            self._types[name] = self._frame.get_column(name).dtype
+        return self._types[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._frame.columns)
+
+    def __len__(self) -> int:
+        return self._frame.width
+
+
 def leaf_masks(frame: pl.DataFrame, leaves: list[Condition], strings: Mapping[str, StringColumn]) -> list[pl.Series]:
     """One mask (Boolean, no nulls) per leaf: lookups run on numpy threads while polars evaluates the rest."""
-    schema = frame.schema
-    lookups: dict[int, Future[pl.Series]] = {}
+    schema = ColumnTypes(frame)
+    lookups: dict[int, np.ndarray] = {}
     exprs: list[pl.Expr] = []
     names: list[str] = []
     for index, leaf in enumerate(leaves):
         lookup = _lookup_leaf(frame, leaf, strings)
         if lookup is not None:
-            lookups[index] = _executor().submit(lookup_mask, frame.get_column(leaf.field.column), lookup)
+            lookups[index] = lookup
         else:
             names.append(f"__leaf{index}")
             exprs.append(condition_expr(leaf, schema, strings).alias(names[-1]))
     # with_columns (not select) so that constant leaves broadcast to the frame's height; polars runs them in parallel
-    computed = frame.with_columns(exprs).select(names) if exprs else None
+    # on its own threads, started first so that the numpy lookups (chunks on the leaf pool) overlap with them.
+    batch: Future[pl.DataFrame] | None = None
+    if exprs:
+        batch = _batch_executor().submit(lambda: frame.with_columns(exprs).select(names))
+    looked_up = {index: lookup_mask(frame.get_column(leaves[index].field.column), t) for index, t in lookups.items()}
+    computed = batch.result() if batch is not None else None
     return [
-        lookups[index].result() if index in lookups else computed.get_column(f"__leaf{index}")  # type: ignore[union-attr]
+        looked_up[index] if index in looked_up else computed.get_column(f"__leaf{index}")  # type: ignore[union-attr]
         for index in range(len(leaves))
     ]
 
