@@ -24,7 +24,7 @@ from typing import Any
 
 import polars as pl
 from django.conf import settings
-from django.db import connection, models
+from django.db import connection
 
 from audiences.logic.polars_engine import LeafMemo, StringColumn, audience_column
 from audiences.logic.sql_engine import RID_SHIFT, custom_sql
@@ -89,6 +89,16 @@ class Entry:
     bombora_lock: threading.Lock = field(default_factory=threading.Lock)
     # Issue 17: leaf masks memoised across the edits of a session (this entry is one data generation).
     leaf_memo: LeafMemo = field(default_factory=lambda: LeafMemo(1 << 20))
+    _resolver: Any = None
+
+    def resolver(self) -> Any:
+        """The tree resolver of this data generation, kept: it remembers the Bombora topics it looked up, so a
+        preview does not query each topic again (topics come with Bombora weeks, which start a new generation)."""
+        if self._resolver is None:
+            from audiences.catalogue import make_resolver
+
+            self._resolver = make_resolver(self.custom)
+        return self._resolver
 
     @property
     def height(self) -> int:
@@ -249,26 +259,21 @@ def background_rebuild() -> bool:
 
 
 def current_stamp() -> Stamp:
-    """The org's data generation: two cheap queries, run on every request."""
-
+    """The org's data generation: one cheap query (one round trip), run on every request."""
+    table = BomboraWeek._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT coalesce(string_agg(id || ':' || current_version_id, ',' ORDER BY id), '') "
-            "FROM audiences_audience WHERE kind = 'imported' AND current_version_id IS NOT NULL"
+            "SELECT (SELECT coalesce(string_agg(id || ':' || current_version_id, ',' ORDER BY id), '') "
+            "        FROM audiences_audience WHERE kind = 'imported' AND current_version_id IS NOT NULL), "
+            "       w.week, w.loaded_at, w.rows, h.n, h.loaded "
+            f"FROM (SELECT week, loaded_at, rows FROM {table} WHERE status = %s ORDER BY week DESC LIMIT 1) w "
+            f"RIGHT JOIN (SELECT count(*) AS n, max(loaded_at) AS loaded FROM {table} WHERE status = %s) h ON true",
+            [str(BomboraWeekStatus.READY.value)] * 2,
         )
-        versions = cursor.fetchone()[0]
-    week = (
-        BomboraWeek.objects.filter(status=BomboraWeekStatus.READY)
-        .order_by("-week")
-        .values_list("week", "loaded_at", "rows")
-        .first()
-    )
-    week_stamp = f"{week[0]}@{week[1].isoformat() if week[1] else ''}#{week[2]}" if week else ""
+        versions, week, loaded_at, rows, weeks, last_loaded = cursor.fetchone()
+    week_stamp = f"{week}@{loaded_at.isoformat() if loaded_at else ''}#{rows}" if week else ""
     if week:  # issue 18: multi-week measures read older weeks too -- a reloaded older week changes the data
-        history = BomboraWeek.objects.filter(status=BomboraWeekStatus.READY).aggregate(
-            n=models.Count("id"), loaded=models.Max("loaded_at")
-        )
-        week_stamp += f"|{history['n']}@{history['loaded'].isoformat() if history['loaded'] else ''}"
+        week_stamp += f"|{weeks}@{last_loaded.isoformat() if last_loaded else ''}"
     return Stamp(versions=versions, week=week_stamp, custom="")
 
 

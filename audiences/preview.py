@@ -115,7 +115,7 @@ def audience_preview(*, tree: Any, sample: int = 10) -> dict[str, Any]:
     started = time.perf_counter()
     entry, stale = cache.get()
     refs = audience_refs()
-    node = parse(tree, make_resolver(entry.custom), audience_ids=set(refs))
+    node = parse(tree, entry.resolver(), audience_ids=set(refs))
     frame = _frame_for(entry, node, refs)
     # An edit changes one or two leaves: the others come from the memo of this data generation.
     result = evaluate(frame, node, entry.strings, memo=entry.leaf_memo)
