@@ -346,6 +346,7 @@ def run() -> list[Row]:
 
     org = Organization.objects.filter(slug=ORG_SLUG).first() or org_create(slug=ORG_SLUG, name="Builder bench")
     admin = User.objects.filter(role="super_admin").first()
+    assert admin is not None, "the demo data's super admin logs in for the HTTP figures"
     size = f"{_size(RECORDS)} records, {_size(SCORES)} scores"
     rows: list[Row] = []
     try:
