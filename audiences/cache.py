@@ -523,13 +523,17 @@ def build(*, stamp: Stamp | None = None) -> Entry:
     phase("read")
     records = records.sort(["version_id", "row"]).with_row_index("__i")
     # One person per email_normalized (most recent version, then first row), else one per record.
-    with_email = records.filter(pl.col("email_normalized").is_not_null())
+    # Only the four columns the rule reads (sorting every column of 10M rows doubled the build's peak memory).
+    with_email = records.select("email_normalized", "version_id", "row", "__i").filter(
+        pl.col("email_normalized").is_not_null()
+    )
     representatives = (
         with_email.sort(["email_normalized", "version_id", "row"], descending=[False, True, False])
         .unique(subset="email_normalized", keep="first")
         .get_column("__i")
     )
-    keep = pl.concat([records.filter(pl.col("email_normalized").is_null()).get_column("__i"), representatives]).sort()
+    without_email = records.select("__i", "email_normalized").filter(pl.col("email_normalized").is_null())
+    keep = pl.concat([without_email.get_column("__i"), representatives]).sort()
     # Imported-audience membership: the representative's version, plus other versions holding the same email.
     pairs = with_email.select("email_normalized", "version_id").unique()
     shared = pairs.filter(pl.col("email_normalized").is_duplicated())
@@ -542,7 +546,7 @@ def build(*, stamp: Stamp | None = None) -> Entry:
             ((pl.col("version_id") == vid) | pl.col("email_normalized").is_in(emails.implode())).fill_null(False)
         ).to_series()
         imported_masks[audience_id] = mask.alias(audience_column(audience_id))
-    del records, with_email, pairs, shared
+    del records, with_email, without_email, pairs, shared
     phase("people")
     # Narrow types; strings to Enum where it pays.
     strings: dict[str, StringColumn] = {}
