@@ -24,9 +24,9 @@ from typing import Any
 
 import polars as pl
 from django.conf import settings
-from django.db import connection, models
+from django.db import connection
 
-from audiences.logic.polars_engine import StringColumn, audience_column
+from audiences.logic.polars_engine import LeafMemo, StringColumn, audience_column
 from audiences.logic.sql_engine import RID_SHIFT, custom_sql
 from audiences.records import RECORD_COLUMNS
 from bombora.models import BomboraWeek, BomboraWeekStatus
@@ -39,6 +39,13 @@ ALWAYS_ENUM = frozenset({"domain"})  # domain codes index the Bombora scores
 STRING_COLUMNS = [name for name, _, dtype in RECORD_COLUMNS if dtype is pl.String and name != "custom"]
 NUMBER_COLUMNS = {name: dtype for name, _, dtype in RECORD_COLUMNS if dtype is not pl.String}
 MAX_TOPIC_COLUMNS = 64
+TOPIC_COLUMNS_SHARE = 0.1  # per-person Bombora columns kept: at most this share of the frame's bytes (and 64)
+LEAF_MEMO_SHARE = 0.06  # leaf masks memoised across a session's edits: at most this share of the frame's bytes
+
+
+def _memo_for(frame: pl.DataFrame) -> LeafMemo:
+    """A leaf memo sized to the frame: about 40 leaf masks (a bit per person each), at least 1 MB."""
+    return LeafMemo(max(1 << 20, int(frame.estimated_size() * LEAF_MEMO_SHARE)))
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,10 @@ class Entry:
     build_seconds: float
     built_at: float
     imported_masks: dict[int, pl.Series]
-    bombora: pl.DataFrame  # code (UInt32), topic_id (Int32), score (UInt8), sorted by topic_id
+    # The week's scores for the org's domains: code (UInt32), topic_id (Int32), score (UInt8), sorted by topic_id.
+    # None while a background thread reads them (issue 17: the first preview does not wait on 20M scores); read
+    # `bombora`, which waits for (or does) the load; previews read one topic at a time instead (topic_column).
+    bombora_frame: pl.DataFrame | None
     topic_columns: OrderedDict[int, pl.Series] = field(default_factory=OrderedDict)
     # Issue 18: Bombora measures over several weeks, per (topic, measure); LRU like the topic columns.
     measure_columns: OrderedDict[tuple[int, str], pl.Series] = field(default_factory=OrderedDict)
@@ -76,10 +86,53 @@ class Entry:
     has_hash: pl.Series | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    bombora_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Issue 17: leaf masks memoised across the edits of a session (this entry is one data generation).
+    leaf_memo: LeafMemo = field(default_factory=lambda: LeafMemo(1 << 20))
+    _resolver: Any = None
+
+    def resolver(self) -> Any:
+        """The tree resolver of this data generation, kept: it remembers the Bombora topics it looked up, so a
+        preview does not query each topic again (topics come with Bombora weeks, which start a new generation)."""
+        if self._resolver is None:
+            from audiences.catalogue import make_resolver
+
+            self._resolver = make_resolver(self.custom)
+        return self._resolver
 
     @property
     def height(self) -> int:
         return self.frame.height
+
+    @property
+    def bombora(self) -> pl.DataFrame:
+        """The long scores frame (see bombora_frame); waits for the background load, or loads it now."""
+        if self.bombora_frame is None:
+            with self.bombora_lock:  # the loader thread holds it while it reads
+                if self.bombora_frame is None:
+                    self.bombora_frame = bombora_long(self.frame, self.strings, self.week)
+        return self.bombora_frame
+
+    def load_bombora_later(self) -> None:
+        """Read the long scores frame in a daemon thread (it takes bombora_lock first, so readers wait for it)."""
+        ready = threading.Event()
+
+        def run() -> None:
+            from django.db import connection as thread_connection
+
+            try:
+                with self.bombora_lock:
+                    ready.set()
+                    if self.bombora_frame is None:
+                        self.bombora_frame = bombora_long(self.frame, self.strings, self.week)
+            except Exception:
+                logger.exception("builder cache: reading the Bombora week for %s failed", self.schema)
+            finally:
+                ready.set()
+                thread_connection.close()
+
+        threading.Thread(target=run, name=f"builder-bombora-{self.schema}", daemon=True).start()
+        ready.wait(5)
 
     def nbytes(self) -> int:
         with self.lock:  # request threads add topic columns and built masks under this lock
@@ -88,10 +141,26 @@ class Entry:
                 *self.topic_columns.values(),
                 *self.measure_columns.values(),
                 *self.built_masks.values(),
-                *(s.lowered_categories for s in self.strings.values() if s.lowered_categories is not None),
+                # Enum categories (the frame's size counts codes only), and their lowercase forms when they differ
+                *(s.categories for s in self.strings.values() if s.categories is not None),
+                *(
+                    s.lowered_categories
+                    for s in self.strings.values()
+                    if s.lowered_categories is not None and not s.lowercase
+                ),
+                *self.leaf_memo.series(),
             ]
-        sizes = [self.frame.estimated_size(), self.bombora.estimated_size(), *(s.estimated_size() for s in series)]
+        long = self.bombora_frame
+        sizes = [
+            self.frame.estimated_size(),
+            long.estimated_size() if long is not None else 0,
+            *(s.estimated_size() for s in series),
+        ]
         return int(sum(sizes))
+
+    def domain_categories(self) -> pl.Series | None:
+        """The domain Enum's categories (index = code), None without a domain column."""
+        return _categories(self.frame, self.strings, "domain")
 
     def topic_column(self, topic_id: int) -> pl.Series:
         """The topic's score per person (null when the domain has none), built on first use."""
@@ -99,22 +168,37 @@ class Entry:
             if topic_id in self.topic_columns:
                 self.topic_columns.move_to_end(topic_id)
                 return self.topic_columns[topic_id]
-        codes = self.frame.get_column("domain").to_physical()
-        categories = self.strings["domain"].lowered_categories
-        size = categories.len() if categories is not None else 0
-        topics = self.bombora.get_column("topic_id")
-        start = int(topics.search_sorted(topic_id, side="left"))
-        end = int(topics.search_sorted(topic_id, side="right"))
-        part = self.bombora.slice(start, end - start)
+        codes = self.frame.get_column("domain").to_physical() if "domain" in self.frame.columns else None
+        domains = self.domain_categories()
+        size = domains.len() if codes is not None and domains is not None else 0
+        long = self.bombora_frame
+        if long is not None:
+            topics = long.get_column("topic_id")
+            start = int(topics.search_sorted(topic_id, side="left"))
+            end = int(topics.search_sorted(topic_id, side="right"))
+            part = long.slice(start, end - start)
+        else:  # the long frame is still being read: this topic's scores only (the week's (topic, domain) index)
+            part = _scores_by_code(self.frame, self.strings, self.week, [topic_id])
         dense = pl.repeat(None, size, dtype=pl.UInt8, eager=True)
         if part.height and size:
             dense = dense.scatter(part.get_column("code"), part.get_column("score"))
-        column = dense.gather(codes) if size else pl.repeat(None, self.height, dtype=pl.UInt8, eager=True)
+        column = (
+            dense.gather(codes)
+            if size and codes is not None
+            else pl.repeat(None, self.height, dtype=pl.UInt8, eager=True)
+        )
         with self.lock:
             self.topic_columns[topic_id] = column
-            while len(self.topic_columns) > MAX_TOPIC_COLUMNS:
-                self.topic_columns.popitem(last=False)
+            self._trim(self.topic_columns)
         return column
+
+    def _trim(self, columns: OrderedDict[Any, pl.Series]) -> None:
+        """Keep at most MAX_TOPIC_COLUMNS, within TOPIC_COLUMNS_SHARE of the frame's bytes (least recent out)."""
+        budget = self.frame.estimated_size() * TOPIC_COLUMNS_SHARE
+        while len(columns) > 1 and (
+            len(columns) > MAX_TOPIC_COLUMNS or sum(c.estimated_size() for c in columns.values()) > budget
+        ):
+            columns.popitem(last=False)
 
     def measure_column(self, topic_id: int, measure: str) -> pl.Series:
         """A multi-week Bombora measure per person (null when the domain has none), built on first use."""
@@ -125,7 +209,7 @@ class Entry:
             if key in self.measure_columns:
                 self.measure_columns.move_to_end(key)
                 return self.measure_columns[key]
-        categories = self.frame.get_column("domain").dtype.categories if "domain" in self.frame.columns else None  # type: ignore[attr-defined]
+        categories = self.domain_categories()
         if categories is None or not categories.len():
             column = pl.repeat(None, self.height, dtype=pl.Int16, eager=True)
         else:
@@ -140,8 +224,7 @@ class Entry:
             column = dense.gather(self.frame.get_column("domain").to_physical())
         with self.lock:
             self.measure_columns[key] = column
-            while len(self.measure_columns) > MAX_TOPIC_COLUMNS:
-                self.measure_columns.popitem(last=False)
+            self._trim(self.measure_columns)
         return column
 
     def built_mask(self, audience_id: int, generation: str) -> pl.Series:
@@ -176,26 +259,21 @@ def background_rebuild() -> bool:
 
 
 def current_stamp() -> Stamp:
-    """The org's data generation: two cheap queries, run on every request."""
-
+    """The org's data generation: one cheap query (one round trip), run on every request."""
+    table = BomboraWeek._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT coalesce(string_agg(id || ':' || current_version_id, ',' ORDER BY id), '') "
-            "FROM audiences_audience WHERE kind = 'imported' AND current_version_id IS NOT NULL"
+            "SELECT (SELECT coalesce(string_agg(id || ':' || current_version_id, ',' ORDER BY id), '') "
+            "        FROM audiences_audience WHERE kind = 'imported' AND current_version_id IS NOT NULL), "
+            "       w.week, w.loaded_at, w.rows, h.n, h.loaded "
+            f"FROM (SELECT week, loaded_at, rows FROM {table} WHERE status = %s ORDER BY week DESC LIMIT 1) w "
+            f"RIGHT JOIN (SELECT count(*) AS n, max(loaded_at) AS loaded FROM {table} WHERE status = %s) h ON true",
+            [str(BomboraWeekStatus.READY.value)] * 2,
         )
-        versions = cursor.fetchone()[0]
-    week = (
-        BomboraWeek.objects.filter(status=BomboraWeekStatus.READY)
-        .order_by("-week")
-        .values_list("week", "loaded_at", "rows")
-        .first()
-    )
-    week_stamp = f"{week[0]}@{week[1].isoformat() if week[1] else ''}#{week[2]}" if week else ""
+        versions, week, loaded_at, rows, weeks, last_loaded = cursor.fetchone()
+    week_stamp = f"{week}@{loaded_at.isoformat() if loaded_at else ''}#{rows}" if week else ""
     if week:  # issue 18: multi-week measures read older weeks too -- a reloaded older week changes the data
-        history = BomboraWeek.objects.filter(status=BomboraWeekStatus.READY).aggregate(
-            n=models.Count("id"), loaded=models.Max("loaded_at")
-        )
-        week_stamp += f"|{history['n']}@{history['loaded'].isoformat() if history['loaded'] else ''}"
+        week_stamp += f"|{weeks}@{last_loaded.isoformat() if last_loaded else ''}"
     return Stamp(versions=versions, week=week_stamp, custom="")
 
 
@@ -293,7 +371,7 @@ def stats() -> list[dict[str, Any]]:
             "mb": round(e.nbytes() / 2**20, 1),
             "build_seconds": round(e.build_seconds, 3),
             "built_at": e.built_at,
-            "bombora_rows": e.bombora.height,
+            "bombora_rows": e.bombora_frame.height if e.bombora_frame is not None else None,
             "topic_columns": len(e.topic_columns),
             "stamp": str(e.stamp),
         }
@@ -327,9 +405,65 @@ def _narrow(series: pl.Series) -> pl.Series:
     return series
 
 
+def _nearly_unique(series: pl.Series) -> bool:
+    """More distinct values than ENUM_MAX_SHARE of the rows (and over 1000): kept as String, not Enum.
+
+    All values are counted: a sample cannot tell an identifier from a column with millions of values repeated a few
+    times each (2M companies over 10M people look 95 % distinct in a 200k-row sample), and the latter must be an Enum.
+    """
+    if series.len() <= 1000:
+        return False
+    return series.n_unique() > max(1000, ENUM_MAX_SHARE * series.len())
+
+
 def _as_enum(series: pl.Series) -> tuple[pl.Series, StringColumn]:
-    categories = series.drop_nulls().unique().sort()
-    return series.cast(pl.Enum(categories)), StringColumn(lowered_categories=categories.str.to_lowercase())
+    """The column as an Enum whose categories are sorted by their lowercase form (then as written): `eq`, `in` and
+    `starts_with` (case-insensitive) then match contiguous code ranges (see polars_engine.classify_matches)."""
+    unique = series.drop_nulls().unique().to_frame("value")
+    ordered = unique.with_columns(pl.col("value").str.to_lowercase().alias("lowered")).sort("lowered", "value")
+    categories, lowered = ordered.get_column("value"), ordered.get_column("lowered")
+    encoded = series.cast(pl.Enum(categories))
+    if lowered.equals(categories):  # already lowercase (domains, postal codes): share the Enum's own categories
+        return encoded, StringColumn(lowered_categories=categories, lowercase=True, categories=categories)
+    return encoded, StringColumn(lowered_categories=lowered, categories=categories)
+
+
+EMPTY_BOMBORA = {"code": pl.UInt32, "topic_id": pl.Int32, "score": pl.UInt8}
+
+
+def _categories(frame: pl.DataFrame, strings: dict[str, StringColumn], column: str) -> pl.Series | None:
+    """An Enum column's categories, from the cache's record of them (the dtype's are slow to read: see StringColumn)."""
+    if column not in frame.columns:
+        return None
+    info = strings.get(column)
+    if info is not None and info.categories is not None:
+        return info.categories
+    dtype = frame.get_column(column).dtype
+    return dtype.categories if isinstance(dtype, pl.Enum) else None
+
+
+def _scores_by_code(
+    frame: pl.DataFrame, strings: dict[str, StringColumn], week: Any, topic_ids: list[int] | None
+) -> pl.DataFrame:
+    """The week's scores (of some topics, or all) for the frame's domains: (code, topic_id, score), one score per
+    domain and topic (the highest, as the SQL join), sorted by topic then code."""
+    categories = _categories(frame, strings, "domain")
+    if week is None or categories is None or not categories.len():
+        return pl.DataFrame(schema=EMPTY_BOMBORA)
+    scores = scores_frame(week, topic_ids)
+    codes = pl.DataFrame({"domain": categories, "code": pl.int_range(0, categories.len(), eager=True, dtype=pl.UInt32)})
+    return (
+        scores.join(codes, on="domain", how="inner")
+        .group_by("topic_id", "code")
+        .agg(pl.col("score").max())
+        .sort("topic_id", "code")
+        .select("code", "topic_id", "score")
+    )
+
+
+def bombora_long(frame: pl.DataFrame, strings: dict[str, StringColumn], week: Any) -> pl.DataFrame:
+    """This week's scores for the org's domains, as (domain code, topic, score) sorted by topic."""
+    return _scores_by_code(frame, strings, week, None)
 
 
 def build(*, stamp: Stamp | None = None) -> Entry:
@@ -337,6 +471,15 @@ def build(*, stamp: Stamp | None = None) -> Entry:
     from audiences.catalogue import custom_fields
 
     started = time.perf_counter()
+    phases: dict[str, float] = {}
+    mark = started
+
+    def phase(name: str) -> None:  # where the first preview's wait goes (the org admin and the benchmark show it)
+        nonlocal mark
+        now = time.perf_counter()
+        phases[name] = now - mark
+        mark = now
+
     schema_name = connection.schema_name  # type: ignore[attr-defined]
     stamp = stamp or current_stamp()
     custom = custom_fields()
@@ -369,15 +512,20 @@ def build(*, stamp: Stamp | None = None) -> Entry:
             records = records.with_columns(
                 pl.when(pl.col(col) == "t").then(True).when(pl.col(col) == "f").then(False).alias(col)
             )
+    phase("read")
     records = records.sort(["version_id", "row"]).with_row_index("__i")
     # One person per email_normalized (most recent version, then first row), else one per record.
-    with_email = records.filter(pl.col("email_normalized").is_not_null())
+    # Only the four columns the rule reads (sorting every column of 10M rows doubled the build's peak memory).
+    with_email = records.select("email_normalized", "version_id", "row", "__i").filter(
+        pl.col("email_normalized").is_not_null()
+    )
     representatives = (
         with_email.sort(["email_normalized", "version_id", "row"], descending=[False, True, False])
         .unique(subset="email_normalized", keep="first")
         .get_column("__i")
     )
-    keep = pl.concat([records.filter(pl.col("email_normalized").is_null()).get_column("__i"), representatives]).sort()
+    without_email = records.select("__i", "email_normalized").filter(pl.col("email_normalized").is_null())
+    keep = pl.concat([without_email.get_column("__i"), representatives]).sort()
     # Imported-audience membership: the representative's version, plus other versions holding the same email.
     pairs = with_email.select("email_normalized", "version_id").unique()
     shared = pairs.filter(pl.col("email_normalized").is_duplicated())
@@ -390,7 +538,8 @@ def build(*, stamp: Stamp | None = None) -> Entry:
             ((pl.col("version_id") == vid) | pl.col("email_normalized").is_in(emails.implode())).fill_null(False)
         ).to_series()
         imported_masks[audience_id] = mask.alias(audience_column(audience_id))
-    del records, with_email, pairs, shared
+    del records, with_email, without_email, pairs, shared
+    phase("people")
     # Narrow types; strings to Enum where it pays.
     strings: dict[str, StringColumn] = {}
     columns: list[pl.Series] = []
@@ -400,36 +549,25 @@ def build(*, stamp: Stamp | None = None) -> Entry:
         if name in ("__i", "row"):
             continue
         if series.dtype == pl.String:
-            distinct = series.n_unique()
-            if name in ALWAYS_ENUM or distinct <= max(1000, ENUM_MAX_SHARE * height):
+            if name in ALWAYS_ENUM or not _nearly_unique(series):
                 series, info = _as_enum(series)
             else:
                 lowered = series.str.to_lowercase()
                 info = StringColumn(lowercase=bool((lowered == series).fill_null(True).all()))
             strings[name] = info
-        elif series.dtype in (pl.Int64, pl.Int32) and name not in ("__rid", "version_id"):
+        elif name == "version_id":
+            series = series.cast(pl.Int32)  # a few ids (rid >> 36 gives it too); half the bytes of Int64
+        elif series.dtype in (pl.Int64, pl.Int32) and name != "__rid":
             series = _narrow(series)
         columns.append(series)
     frame = pl.DataFrame(columns)
-    # Bombora: this week's scores for the org's domains, as (domain code, topic, score) sorted by topic.
+    phase("encode")
     week = current_week()
-    bombora = pl.DataFrame(schema={"code": pl.UInt32, "topic_id": pl.Int32, "score": pl.UInt8})
-    domain_info = strings.get("domain")
-    if week is not None and domain_info is not None and domain_info.lowered_categories is not None:
-        categories = frame.get_column("domain").dtype.categories  # type: ignore[attr-defined]
-        codes = pl.DataFrame(
-            {"domain": categories, "code": pl.int_range(0, categories.len(), eager=True, dtype=pl.UInt32)}
-        )
-        if categories.len():
-            scores = scores_frame(week)
-            bombora = (
-                scores.join(codes, on="domain", how="inner")
-                .group_by("topic_id", "code")
-                .agg(pl.col("score").max())  # one score per domain and topic, as the SQL join
-                .sort("topic_id", "code")
-            )
-            del scores
+    # Bombora's long frame: read now without background threads (tests), else by a thread after the entry is
+    # stored, so the first preview does not wait on the week's scores (previews read one topic at a time).
+    bombora = None if background_rebuild() else bombora_long(frame, strings, week)
     has_hash = frame.get_column("email_sha256").is_not_null()
+    phase("bombora")
     elapsed = time.perf_counter() - started
     entry = Entry(
         schema=schema_name,
@@ -441,9 +579,13 @@ def build(*, stamp: Stamp | None = None) -> Entry:
         build_seconds=elapsed,
         built_at=time.time(),
         imported_masks=imported_masks,
-        bombora=bombora,
+        bombora_frame=bombora,
         has_hash=has_hash,
+        leaf_memo=_memo_for(frame),
+        stats={"build_phases": phases},
     )
+    if bombora is None:
+        entry.load_bombora_later()
     logger.info(
         "builder cache: built %s (%d people, %.1f MB) in %.2f s", schema_name, height, entry.nbytes() / 2**20, elapsed
     )

@@ -79,9 +79,16 @@ def _membership(entry: cache.Entry, ref: AudienceRef | None) -> pl.Series:
     return pl.repeat(False, entry.height, dtype=pl.Boolean, eager=True)
 
 
-def evaluate_tree(entry: cache.Entry, node: Node, *, per_node: bool = True) -> Evaluation:
+def evaluate_tree(entry: cache.Entry, node: Node, *, per_node: bool = True, memo: bool = True) -> Evaluation:
+    """The tree over the entry; leaves seen before in this data generation come from the entry's leaf memo."""
     refs = audience_refs() if any(c.field.type == AUDIENCE for c in conditions(node)) else {}
-    return evaluate(_frame_for(entry, node, refs), node, entry.strings, per_node=per_node)
+    return evaluate(
+        _frame_for(entry, node, refs),
+        node,
+        entry.strings,
+        per_node=per_node,
+        memo=entry.leaf_memo if memo else None,
+    )
 
 
 def _jsonable(value: Any) -> Any:
@@ -114,9 +121,10 @@ def audience_preview(*, tree: Any, sample: int = 10) -> dict[str, Any]:
     started = time.perf_counter()
     entry, stale = cache.get()
     refs = audience_refs()
-    node = parse(tree, make_resolver(entry.custom), audience_ids=set(refs))
+    node = parse(tree, entry.resolver(), audience_ids=set(refs))
     frame = _frame_for(entry, node, refs)
-    result = evaluate(frame, node, entry.strings)
+    # An edit changes one or two leaves: the others come from the memo of this data generation.
+    result = evaluate(frame, node, entry.strings, memo=entry.leaf_memo)
     uid2 = int((result.mask & entry.has_hash).sum()) if entry.has_hash is not None else 0
     records = sample_records(entry, first_rows(result.mask, max(0, min(int(sample), MAX_SAMPLE))))
     return {
@@ -146,11 +154,12 @@ def _field_stats(entry: cache.Entry) -> dict[str, dict[str, Any]]:
             continue
         series = frame.get_column(name)
         info: dict[str, Any] = {"values": [], "examples": []}
-        if isinstance(series.dtype, pl.Enum):
+        string = entry.strings.get(name)  # (an Enum's dtype is slow to read: see StringColumn.categories)
+        if string is not None and string.lowered_categories is not None:
             counts = series.drop_nulls().value_counts(sort=True).head(200)
             values = [str(v) for v in counts.get_column(name).to_list()]
             info["values"], info["examples"] = values, values[:5]
-        elif series.dtype == pl.String:
+        elif string is not None:
             info["examples"] = [str(v) for v in series.drop_nulls().head(5).to_list()]
         elif series.dtype == pl.Boolean:
             info["values"] = [True, False]
