@@ -128,7 +128,7 @@ class Usage(APIView):
         return Response(selectors.audience_usage(audience, request.org.pk))  # type: ignore[attr-defined]
 
 
-def export(request: HttpRequest, pk: int) -> HttpResponse:
+def export(request: HttpRequest, pk: int) -> HttpResponse | StreamingHttpResponse:
     """GET ?what=members|analytics&format=csv|parquet: a file for BI tools (exact values; token or session).
 
     A plain view, not DRF: DRF would read `format` as its renderer override."""
@@ -146,7 +146,7 @@ def export(request: HttpRequest, pk: int) -> HttpResponse:
     if fmt not in exports.FORMATS:
         return error_response(400, "format must be csv or parquet", code="unsupported_format")
     if what == "members":  # streamed: the members file (CSV as is, Parquet in row groups); memory stays flat
-        response: HttpResponse = StreamingHttpResponse(
+        response: HttpResponse | StreamingHttpResponse = StreamingHttpResponse(
             exports.members(audience, fmt), content_type=exports.FORMATS[fmt]
         )
         rows = audience.record_count

@@ -80,7 +80,6 @@ def _parquet_batches(stream: Iterator[bytes], limit: int) -> Iterator[bytes]:
             has_header=False,
             new_columns=list(schema),
             schema=schema,
-            missing_utf8_is_empty_string=False,
         )
         writer.write_table(frame.to_arrow().cast(arrow_schema))
         batch.clear()
