@@ -34,7 +34,7 @@ def load_bombora(scores: Sequence[tuple[Any, ...]], *, week: dt.date = WEEK) -> 
     from bombora.store import QUALIFIED, partition_name
 
     topic_ids: dict[str, int] = {}
-    for _, topic, _ in scores:
+    for _, topic, *_ in scores:
         if topic not in topic_ids:
             obj = BomboraTopic.objects.filter(name__iexact=topic).first() or BomboraTopic.objects.create(
                 name=topic, category="Technology"

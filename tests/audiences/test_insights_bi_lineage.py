@@ -145,7 +145,8 @@ def test_derived_audiences_come_from_one_indexed_lookup(acme: Any) -> None:
         with CaptureQueriesContext(connection) as queries:
             found = usage.derived(b)
         assert [u.name for u in found] == ["A without B"]
-        assert len(queries) == 1 and "@>" in queries[0]["sql"]  # parent_ids @> [id]: the GIN index
+        reads = [q["sql"] for q in queries if "audiences_audience" in q["sql"]]  # (django-tenants sets the path)
+        assert len(reads) == 1 and "@>" in reads[0]  # parent_ids @> [id]: the GIN index
         # the tree changes: the index follows (save keeps parent_ids in step)
         built_audience_update(
             audience=derived, actor=None, tree={"field": "audience", "operator": "in", "value": [a.pk]}
