@@ -14,7 +14,6 @@ from django.template.loader import render_to_string
 
 from activation.admin_ui import cross_org_deliveries, deliveries_kpi
 from activation.selectors import audience_activation, audience_usages
-from audiences.insights.usage import register_usage_provider
 from p360.core import registry
 from tenants.access import orgs_visible_to
 
@@ -75,4 +74,4 @@ def _audience_panel(request: HttpRequest | None, audience: Any) -> str:
 registry.register_audience_panel(key="activation", order=100, render=_audience_panel)
 
 # the audience's lineage ("used by"): destinations, deliveries, TTD segments, ICP seed
-register_usage_provider("activation", audience_usages)
+registry.register_audience_usage(key="activation", order=100, provider=audience_usages)

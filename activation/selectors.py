@@ -12,8 +12,8 @@ from activation.identities import match_stats
 from activation.models import Delivery, DeliveryStatus, Destination, IcpSeed, TtdMember, TtdMemberStatus
 from activation.services import config, destination_snapshot
 from activation.ttd import NAME_MAX
-from audiences.insights.usage import Usage
 from audiences.models import Audience
+from p360.core.registry import AudienceUsage
 
 
 def delivery_row(d: Delivery) -> dict[str, Any]:
@@ -110,14 +110,14 @@ def audience_activation(audience: Audience) -> dict[str, Any]:
     }
 
 
-def audience_usages(audience: Audience) -> list[Usage]:
-    """Where activation uses the audience, for its lineage (`audiences.insights.usage`, registered from
+def audience_usages(audience: Audience) -> list[AudienceUsage]:
+    """Where activation uses the audience, for its lineage (`p360.core.registry.register_audience_usage`, registered from
     activation/registrations.py): the destinations carrying it, the latest real deliveries that carried it (each
     delivery records its audiences, so a destination that dropped the audience later does not claim its new
     deliveries, and one that carried it once still shows that delivery), its TTD segments and its ICP seed."""
     destinations = list(Destination.objects.filter(audiences=audience).order_by("name"))
     found = [
-        Usage(
+        AudienceUsage(
             kind="destination", id=d.pk, name=d.name, detail=d.get_kind_display() + ("" if d.enabled else ", disabled")
         )
         for d in destinations
@@ -129,7 +129,7 @@ def audience_usages(audience: Audience) -> list[Usage]:
         .order_by("-created_at", "-pk")[:20]
     )
     found += [
-        Usage(
+        AudienceUsage(
             kind="delivery",
             id=d.pk,
             name=f"Delivery #{d.pk} to {d.destination.name}",
@@ -145,7 +145,7 @@ def audience_usages(audience: Audience) -> list[Usage]:
         .order_by("destination__name")
     )
     found += [
-        Usage(
+        AudienceUsage(
             kind="ttd_segment",
             id=f"{s['destination_id']}:{segment}",
             name=segment,
@@ -156,6 +156,6 @@ def audience_usages(audience: Audience) -> list[Usage]:
     seed = IcpSeed.objects.filter(audience=audience).select_related("destination").first()
     if seed is not None:
         exported = f", exported {seed.last_exported_at:%Y-%m-%d}" if seed.last_exported_at else ", not exported yet"
-        found.append(Usage(kind="icp_seed", id=seed.pk, name=seed.name,
+        found.append(AudienceUsage(kind="icp_seed", id=seed.pk, name=seed.name,
                            detail=f"{seed.ids:,} ids to {seed.destination.name}{exported}"))  # fmt: skip
     return found

@@ -202,8 +202,9 @@ class Entry:
 
     def measure_column(self, topic_id: int, measure: str) -> pl.Series:
         """A multi-week Bombora measure per person (null when the domain has none), built on first use."""
-        from bombora.store import measure_frame
+        from bombora.store import MEASURE_DTYPES, measure_frame
 
+        dtype = MEASURE_DTYPES.get(measure, pl.Int16)  # issue 18: volume Int32, surge indicator Boolean
         key = (topic_id, measure)
         with self.lock:
             if key in self.measure_columns:
@@ -211,14 +212,14 @@ class Entry:
                 return self.measure_columns[key]
         categories = self.domain_categories()
         if categories is None or not categories.len():
-            column = pl.repeat(None, self.height, dtype=pl.Int16, eager=True)
+            column = pl.repeat(None, self.height, dtype=dtype, eager=True)
         else:
             values = measure_frame(topic_id, measure, self.week)
             codes = pl.DataFrame(
                 {"domain": categories, "code": pl.int_range(0, categories.len(), eager=True, dtype=pl.UInt32)}
             )
             found = values.join(codes, on="domain", how="inner")
-            dense = pl.repeat(None, categories.len(), dtype=pl.Int16, eager=True)
+            dense = pl.repeat(None, categories.len(), dtype=dtype, eager=True)
             if found.height:
                 dense = dense.scatter(found.get_column("code"), found.get_column("value"))
             column = dense.gather(self.frame.get_column("domain").to_physical())

@@ -39,7 +39,13 @@ _KIND_TO_TYPE = {
 _CUSTOM_TO_TYPE = {"integer": NUMBER, "decimal": NUMBER, "boolean": BOOLEAN, "date": DATE, "text": TEXT}
 BOMBORA_PREFIX = "bombora:"
 # Issue 18: Bombora over several weeks. prefix -> measure (see FieldRef.measure).
-BOMBORA_MEASURES = {"bombora_max_4w:": "max_4w", "bombora_rise_12w:": "rise_12w"}
+BOMBORA_MEASURES = {
+    "bombora_max_4w:": "max_4w",
+    "bombora_rise_12w:": "rise_12w",
+    "bombora_volume:": "volume",  # story 6.1: this week's research volume (a count), when the file carried it
+    "bombora_surge:": "surge",  # story 6.1: Bombora's own surge indicator this week (true/false), likewise
+}
+MEASURE_TYPES = {"volume": NUMBER, "surge": BOOLEAN}  # the others are scores (type bombora)
 CUSTOM_PREFIX = "custom."
 
 
@@ -154,7 +160,7 @@ def make_resolver(custom: Mapping[str, str]) -> Resolver:
                 return FieldRef(name=name, type=BOMBORA, column=ref.column, topic_id=ref.topic_id)
             return FieldRef(
                 name=name,
-                type=BOMBORA,
+                type=MEASURE_TYPES.get(measure, BOMBORA),
                 column=f"bombora_{measure}:{ref.topic_id}",
                 topic_id=ref.topic_id,
                 measure=measure,
@@ -237,5 +243,31 @@ def bombora_window_entries(week: Any) -> list[dict[str, Any]]:
             "examples": [10, 20],
             "description": "This week's score minus the score of the earliest of the last 12 weeks with one; "
             "`gte N` = the score rose by at least N over 12 weeks (empty with fewer than two weeks of scores).",
+        },
+        {
+            **bombora_entry(week, 0),
+            "name": "bombora_volume:<topic>",
+            "label": "Bombora: research volume this week",
+            "type": NUMBER,
+            "operators": operators_for(NUMBER),
+            "pattern": "bombora_volume:<topic name>",
+            "min": 0,
+            "max": None,
+            "examples": [100, 1000],
+            "description": "How much research the record's domain did on a topic this week (Bombora's research "
+            "volume); empty when the week's file did not carry it.",
+        },
+        {
+            **bombora_entry(week, 0),
+            "name": "bombora_surge:<topic>",
+            "label": "Bombora: surge indicator this week",
+            "type": BOOLEAN,
+            "operators": operators_for(BOOLEAN),
+            "pattern": "bombora_surge:<topic name>",
+            "min": None,
+            "max": None,
+            "examples": [True],
+            "description": "Bombora's own surge flag for the record's domain on a topic this week (the file's Surge "
+            "column); empty when the file did not carry it. `bombora:<topic> gte 60` is surging by score.",
         },
     ]

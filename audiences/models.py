@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 
 
@@ -41,13 +44,26 @@ class Audience(models.Model):
     definition_number = models.PositiveIntegerField(default=0)
     materialized_at = models.DateTimeField(null=True, blank=True)
     refresh_error = models.TextField(blank=True)
+    # Issue 18 (lineage): the audiences this one's tree references, kept by save() from `tree`; GIN-indexed so
+    # "derived from X" is one indexed query, `parent_ids @> [X]` (audiences/lineage.py).
+    parent_ids = models.JSONField(default=list, blank=True, editable=False)
 
     class Meta:
         ordering = ["-updated_at", "-id"]
         constraints = [models.UniqueConstraint(fields=["name"], name="audience_name_unique")]
+        indexes = [GinIndex(fields=["parent_ids"], name="audience_parent_ids_gin", opclasses=["jsonb_path_ops"])]
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        from audiences.lineage import parent_ids
+
+        self.parent_ids = parent_ids(self.tree)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "tree" in update_fields and "parent_ids" not in update_fields:
+            kwargs["update_fields"] = [*update_fields, "parent_ids"]
+        super().save(*args, **kwargs)
 
 
 class ImportMode(models.TextChoices):

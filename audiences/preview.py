@@ -44,7 +44,7 @@ def _frame_for(entry: cache.Entry, node: Node, refs: dict[int, AudienceRef]) -> 
     extra: list[pl.Series] = []
     for cond in conditions(node):
         ref = cond.field
-        if ref.type == BOMBORA and ref.topic_id is not None:
+        if ref.topic_id is not None and (ref.type == BOMBORA or ref.measure is not None):  # issue 18: volume, surge
             if ref.column not in needed and all(s.name != ref.column for s in extra):
                 column = (
                     entry.topic_column(ref.topic_id)

@@ -11,6 +11,7 @@ from django.urls import reverse
 
 from audiences.builder_demo import load_builder_demo
 from audiences.demo import load_demo_audiences
+from audiences.insights import usage as insights_usage
 from audiences.models import Audience
 from audiences.retention import import_quarantine_step
 from p360.core import registry
@@ -80,3 +81,7 @@ registry.register_retention_step(
     run=import_quarantine_step,
     entity_type="audiences.audienceimport",
 )
+
+# lineage ("used by", issue 18): campaigns and derived audiences; other apps register theirs the same way
+registry.register_audience_usage(key="campaigns", order=10, provider=insights_usage.campaigns)
+registry.register_audience_usage(key="derived_audiences", order=20, provider=insights_usage.derived)

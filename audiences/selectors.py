@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from django.utils import timezone
@@ -124,6 +125,7 @@ __all__ = [
     "import_duration",
     "import_preview",
     "import_status",
+    "members_csv_stream",
     "parse_tree",
     "preview_rows",
     "quality_rows",
@@ -165,3 +167,27 @@ def members_copy_sql(audience: Audience, *, for_people: bool) -> tuple[list[str]
         order = "row"
     custom = neutralise_sql("custom::text") if for_people else "custom::text"
     return header, f"COPY (SELECT {select}, {custom} FROM {table} ORDER BY {order}) TO STDOUT (FORMAT csv)"
+
+
+def members_csv_stream(audience: Audience, *, for_people: bool) -> Iterator[bytes]:
+    """The members CSV (header, then `members_copy_sql`'s COPY) as it arrives from PostgreSQL, chunk by chunk.
+
+    The one streamed members path: the API's machine file, the page's formula-safe CSV and the BI exports (CSV as
+    is, Parquet converted in batches) all read it, so memory stays flat whatever the audience's size. PostgreSQL
+    sends one COPY message per row, so every chunk after the header is whole CSV rows.
+
+    The SQL is made now, in the request's org schema (schema-qualified); the rows are read when the response is
+    sent, after the org middleware has reset the search path."""
+    from django.db import connection
+
+    header, copy_sql = members_copy_sql(audience, for_people=for_people)
+
+    def chunks() -> Iterator[bytes]:
+        yield (",".join(header) + "\n").encode()
+        if copy_sql is None:
+            return
+        with connection.cursor() as cursor, cursor.copy(copy_sql) as copy:  # type: ignore[attr-defined]
+            for chunk in copy:
+                yield bytes(chunk)
+
+    return chunks()

@@ -250,15 +250,8 @@ def members_download(request: HttpRequest, pk: int) -> HttpResponse:
     record(action="audience.exported", actor=request.user, org=request.org, entity=audience, after={"format": kind})  # type: ignore[arg-type,attr-defined]
     name = f"audience-{audience.pk}-members.{kind}"
     if kind == "csv":
-
-        def chunks() -> Any:
-            yield (",".join(header) + "\n").encode()
-            if copy_sql is not None:
-                with connection.cursor() as cursor, cursor.copy(copy_sql) as copy:  # type: ignore[attr-defined]
-                    for chunk in copy:
-                        yield bytes(chunk)
-
-        response: HttpResponse = StreamingHttpResponse(chunks(), content_type="text/csv; charset=utf-8")  # type: ignore[assignment]
+        chunks = selectors.members_csv_stream(audience, for_people=True)
+        response: HttpResponse = StreamingHttpResponse(chunks, content_type="text/csv; charset=utf-8")  # type: ignore[assignment]
     else:
         text = io.StringIO()
         if copy_sql is not None:

@@ -11,6 +11,7 @@ Readers (the builder's cache, SQL materialisation, admin coverage) use only the 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import polars as pl
 from django.db import connection
@@ -92,7 +93,11 @@ def scores_frame(week: dt.date | None = None, topic_ids: list[int] | None = None
 
 
 # --- Issue 18: scores over several weeks (builder fields bombora_max_4w:<topic>, bombora_rise_12w:<topic>) ---------
-WINDOW_WEEKS = {"max_4w": 4, "rise_12w": 12}
+WINDOW_WEEKS = {"max_4w": 4, "rise_12w": 12, "volume": 1, "surge": 1}
+# Story 6.1: research volume and Bombora's own surge indicator, this week, when the file carried them (builder
+# fields bombora_volume:<topic>, bombora_surge:<topic>; null where the file had none).
+SIGNAL_COLUMNS = {"volume": "volume", "surge": "surging"}
+MEASURE_DTYPES: dict[str, Any] = {"max_4w": pl.Int16, "rise_12w": pl.Int16, "volume": pl.Int32, "surge": pl.Boolean}
 
 
 def window_weeks(week: dt.date | None, weeks: int) -> list[dt.date]:
@@ -129,7 +134,9 @@ def topic_weeks_frame(topic_id: int, weeks: list[dt.date]) -> pl.DataFrame:
 def measure_frame(topic_id: int, measure: str, week: dt.date | None) -> pl.DataFrame:
     """Per domain, the measure's value (domain String, value Int16) computed in polars (the SQL engine has its own
     statement of the same rule in `measure_sql`; the agreement test holds them to each other)."""
-    empty = pl.DataFrame(schema={"domain": pl.String, "value": pl.Int16})
+    empty = pl.DataFrame(schema={"domain": pl.String, "value": MEASURE_DTYPES[measure]})
+    if measure in SIGNAL_COLUMNS:
+        return signal_frame(topic_id, measure, week)
     weeks = window_weeks(week, WINDOW_WEEKS[measure])
     rows = topic_weeks_frame(topic_id, weeks)
     if not rows.height or week is None:
@@ -152,6 +159,8 @@ def measure_frame(topic_id: int, measure: str, week: dt.date | None) -> pl.DataF
 
 def measure_sql(topic_id: int, measure: str, week: dt.date | None) -> str:
     """`SELECT domain, v`: the measure per domain in SQL (no row for a domain without a value)."""
+    if measure in SIGNAL_COLUMNS:
+        return signal_sql(topic_id, measure, week)
     weeks = window_weeks(week, WINDOW_WEEKS[measure])
     if not weeks or week is None:
         return "SELECT NULL::text AS domain, NULL::smallint AS v WHERE false"
@@ -167,6 +176,42 @@ def measure_sql(topic_id: int, measure: str, week: dt.date | None) -> str:
         f"SELECT domain, max(s) FILTER (WHERE week = {current}) - (array_agg(s ORDER BY week))[1] AS v "
         f"FROM ({per_week}) w GROUP BY domain HAVING count(*) > 1 AND bool_or(week = {current})"
     )
+
+
+def signal_sql(topic_id: int, measure: str, week: dt.date | None) -> str:
+    """`SELECT domain, v`: this week's research volume (`volume`) or surge indicator (`surge`) per domain; no row
+    where the file did not carry it (one row per domain: a week holds one row per domain and topic)."""
+    column = SIGNAL_COLUMNS[measure]
+    if week is None:
+        return "SELECT NULL::text AS domain, NULL::integer AS v WHERE false"
+    agg = "bool_or" if measure == "surge" else "max"
+    return (
+        f"SELECT domain, {agg}({column}) AS v FROM {QUALIFIED} WHERE week = DATE '{week.isoformat()}' "
+        f"AND topic_id = {int(topic_id)} AND {column} IS NOT NULL GROUP BY domain"
+    )
+
+
+def signal_frame(topic_id: int, measure: str, week: dt.date | None) -> pl.DataFrame:
+    """`signal_sql` read into polars: (domain String, value Int32 | Boolean)."""
+    dtype = MEASURE_DTYPES[measure]
+    schema = {"domain": pl.String, "value": dtype}
+    if week is None:
+        return pl.DataFrame(schema=schema)
+    buf = bytearray()
+    sql = f"COPY ({signal_sql(topic_id, measure, week)}) TO STDOUT WITH (FORMAT csv)"
+    with connection.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[attr-defined]
+        for chunk in copy:
+            buf += chunk
+    if not buf:
+        return pl.DataFrame(schema=schema)
+    frame = pl.read_csv(
+        bytes(buf),
+        has_header=False,
+        new_columns=["domain", "value"],
+        schema_overrides={"domain": pl.String, "value": pl.String},
+    )
+    value = pl.col("value") == "t" if measure == "surge" else pl.col("value").cast(dtype)
+    return frame.select("domain", value.alias("value"))
 
 
 def domain_signals(domain: str, week: dt.date | None = None, limit: int = 500) -> list[dict[str, object]]:

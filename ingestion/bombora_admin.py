@@ -104,6 +104,7 @@ class BomboraWeekAdmin(ReadOnlyAdmin):
         return [
             path("coverage/", self.admin_site.admin_view(self.coverage_view), name="bombora_bomboraweek_coverage"),
             path("upload/", self.admin_site.admin_view(self.upload_view), name="bombora_bomboraweek_upload"),
+            path("domain/", self.admin_site.admin_view(self.domain_view), name="bombora_bomboraweek_domain"),
             *super().get_urls(),
         ]
 
@@ -123,6 +124,36 @@ class BomboraWeekAdmin(ReadOnlyAdmin):
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "bombora/admin/bombora_coverage.html", context)
+
+    def domain_view(self, request: HttpRequest) -> HttpResponse:
+        """Issue 18 (story 6.1): one domain's topics in a week with composite score, research volume and Bombora's
+        surge indicator (what the file carried; empty when it did not), as the builder's Bombora fields read them."""
+        import datetime as dt
+
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        domain = request.GET.get("domain", "").strip()[:253]
+        weeks = list(
+            BomboraWeek.objects.filter(status=BomboraWeekStatus.READY).order_by("-week").values_list("week", flat=True)
+        )
+        raw = request.GET.get("week", "")
+        try:
+            week = dt.date.fromisoformat(raw) if raw else (weeks[0] if weeks else None)
+        except ValueError:
+            week, raw = (weeks[0] if weeks else None), ""
+            messages.error(request, "The week must be a date (YYYY-MM-DD).")
+        rows = store.domain_signals(domain, week) if domain and week else []
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Bombora signals of a domain",
+            "domain": domain,
+            "week": week,
+            "weeks": weeks,
+            "rows": rows,
+            "carried": any(r["volume"] is not None or r["surging"] is not None for r in rows),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "bombora/admin/bombora_domain.html", context)
 
     def upload_view(self, request: HttpRequest) -> HttpResponse:
         if not can_upload(request):

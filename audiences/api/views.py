@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from django.http import Http404, HttpRequest, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, generics, serializers
@@ -12,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audiences.models import Audience, AudienceImport, DedupeRule, ImportMode
-from audiences.selectors import import_status, members_copy_sql
+from audiences.selectors import import_status, members_csv_stream
 from audiences.services import import_configure, import_create, import_start
 from p360.core.api_errors import error_response
 from p360.core.api_pagination import bounded_int
@@ -119,19 +117,9 @@ def members_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
         raise Http404("No such audience.")
     if request.GET.get("format", "csv") != "csv":
         return error_response(400, "only format=csv is available", code="unsupported_format")  # type: ignore[return-value]
-    columns, copy_sql = members_copy_sql(audience, for_people=False)
-
-    def rows() -> Iterator[bytes]:
-        from django.db import connection
-
-        yield (",".join(columns) + "\n").encode()
-        if copy_sql is None:
-            return
-        with connection.cursor() as cursor, cursor.copy(copy_sql) as copy:  # type: ignore[attr-defined]
-            for chunk in copy:
-                yield bytes(chunk)
-
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(
+        members_csv_stream(audience, for_people=False), content_type="text/csv; charset=utf-8"
+    )
     response["Content-Disposition"] = f'attachment; filename="audience-{audience.pk}-members.csv"'
     record(action="audience.exported", actor=request.user, org=request.org, entity=audience)  # type: ignore[arg-type,attr-defined]
     return response

@@ -6,6 +6,7 @@ anyone reading the database directly) get the same figures.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,24 @@ REVENUE_BANDS: tuple[tuple[str, int | None, int | None], ...] = (
     ("$1B+", 1_000_000_000, None),
 )
 SURGE_FIELD = "bombora_surging"
+
+
+def enum_categories(entry: cache.Entry, column: str) -> pl.Series | None:
+    """The categories of an Enum column of the cache (index = physical code), None for other columns.
+
+    Memoised per cache entry: polars rebuilds (and re-validates) an Enum dtype's categories on every `.dtype` or
+    `.schema`, which costs tens of ms for a domain column with millions of values."""
+    with entry.lock:
+        known: dict[str, pl.Series | None] = entry.stats.setdefault("insights_categories", {})
+        if column in known:
+            return known[column]
+    found = None
+    if column in entry.frame.columns:
+        dtype = entry.frame.get_column(column).dtype
+        found = dtype.categories if isinstance(dtype, pl.Enum) else None
+    with entry.lock:
+        known[column] = found
+    return found
 
 
 @dataclass(frozen=True)
@@ -92,7 +111,7 @@ def _code_counts(entry: cache.Entry, column: str, mask: pl.Series, shared: dict[
     if column not in shared:
         codes = entry.frame.get_column(column).to_physical().filter(mask)
         missing = codes.null_count()
-        size = entry.frame.get_column(column).dtype.categories.len()  # type: ignore[attr-defined]
+        size = enum_categories(entry, column).len()  # type: ignore[union-attr]
         present = codes.drop_nulls().to_numpy() if missing else codes.to_numpy()
         shared[column] = (np.bincount(present.astype(np.int64, copy=False), minlength=size), missing)
     return shared[column]  # type: ignore[no-any-return]
@@ -130,10 +149,10 @@ def counts_frame(
         labels = pl.Series([label for label, _, _ in spec.bands])
         frame = _frame(labels, counts, missing)
         return _order(frame, list(labels))
-    if isinstance(series.dtype, pl.Enum):
+    categories = enum_categories(entry, spec.source)
+    if categories is not None:
         counts, missing = _code_counts(entry, spec.source, mask, shared)
         nonzero = np.flatnonzero(counts)
-        categories = series.dtype.categories  # type: ignore[attr-defined]
         return _frame(categories.gather(pl.Series(nonzero, dtype=pl.UInt32)), counts[nonzero], missing)
     return _counts(series.filter(mask))
 
@@ -150,7 +169,6 @@ def breakdown(entry: cache.Entry, mask: pl.Series, spec: Breakdown) -> list[dict
 
 def surging_frame(entry: cache.Entry, mask: pl.Series, shared: dict[str, Any] | None = None) -> pl.DataFrame:
     """Per Bombora topic: how many of the people have a domain surging on it (score >= 60) in the current week."""
-    from bombora.models import BomboraTopic
     from bombora.store import SURGE_THRESHOLD
 
     empty = pl.DataFrame(schema={"value": pl.String, "count": pl.Int64})
@@ -173,9 +191,29 @@ def surging_frame(entry: cache.Entry, mask: pl.Series, shared: dict[str, Any] | 
     found = np.flatnonzero(per_topic)
     if not len(found):
         return empty
-    names = dict(BomboraTopic.objects.filter(pk__in=topic_ids[found].tolist()).values_list("pk", "name"))
+    names = _topic_names(entry, topic_ids)
     labels = pl.Series([names.get(int(t), f"topic {int(t)}") for t in topic_ids[found]], dtype=pl.String)
     return _order(_frame(labels, per_topic[found], 0))
+
+
+def _topic_names(entry: cache.Entry, topic_ids: Any) -> dict[int, str]:
+    """Names of the week's surging topics, read once per cache entry (one array parameter, not thousands)."""
+    from django.db import connection
+
+    from bombora.models import BomboraTopic
+
+    with entry.lock:
+        names = entry.stats.get("insights_topic_names")
+    if names is None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id, name FROM public.{BomboraTopic._meta.db_table} WHERE id = ANY(%s)",
+                [[int(t) for t in topic_ids]],
+            )
+            names = dict(cursor.fetchall())
+        with entry.lock:
+            entry.stats["insights_topic_names"] = names
+    return names  # type: ignore[no-any-return]
 
 
 def composition_frames(entry: cache.Entry, mask: pl.Series) -> dict[str, pl.DataFrame]:
@@ -212,3 +250,198 @@ def meta(frames: dict[str, pl.DataFrame]) -> dict[str, dict[str, int]]:
         shown = int(present.top_k(limit).sum()) if present.len() else 0
         result[field] = {"distinct": present.len(), "shown": min(present.len(), limit), "others": total - shown}
     return result
+
+
+# --- One pass (the analytics page at 10M people) -------------------------------------------------------------------
+# The page needs, per chart, only the top values, how many distinct values there are and how many people the shown
+# ones leave out -- never every value as strings. So: one filter of the physical (dictionary code) columns by the
+# membership mask, one numpy bincount per column (a null counted in an extra bin), band indexes by binary search,
+# and the labels of the shown codes only. The counts are kept (`Pass.codes`) for the Bombora chart and the quality
+# score, which read the same columns.
+
+
+@dataclass
+class Pass:
+    size: int
+    codes: dict[str, tuple[Any, int]]  # Enum column -> (people per category code, people without a value)
+    bands: dict[str, tuple[Any, int]]  # banded column -> (people per band, people without a value)
+    plain: dict[str, pl.DataFrame]  # a String column that is not an Enum: (value, count) by hash group-by
+    valid: dict[str, tuple[int, int]] = dataclasses.field(
+        default_factory=dict
+    )  # quality: (present, valid) of domain, country
+
+    def slim(self) -> Pass:
+        """What the memo keeps: the counts of people without a value and the validity figures, not the per-code
+        arrays (a domain column has millions of codes)."""
+        return Pass(
+            size=self.size,
+            codes={c: (None, missing) for c, (_, missing) in self.codes.items()},
+            bands=self.bands,
+            plain={},
+            valid=self.valid,
+        )
+
+
+def _sources(entry: cache.Entry) -> tuple[list[str], list[str]]:
+    """(Enum columns, banded columns) the charts and the quality score read."""
+    # The charts' columns (domain and country also serve the quality score's validity); the other key fields need
+    # only their null counts, which the quality score reads from the column's validity bitmap.
+    wanted = [b.source for b in BREAKDOWNS if b.bands is None and b.source != "bombora"]
+    wanted += ["domain", "country"]
+    enums = [c for c in dict.fromkeys(wanted) if enum_categories(entry, c) is not None]
+    banded = [b.source for b in BREAKDOWNS if b.bands is not None and b.source in entry.frame.columns]
+    return enums, banded
+
+
+def one_pass(entry: cache.Entry, mask: pl.Series) -> Pass:
+    """Every chart's counts (and the quality score's) in one filter of the code columns by the mask."""
+    enums, banded = _sources(entry)
+    size = int(mask.sum())
+    exprs = [pl.col(c).to_physical() for c in enums] + [pl.col(c) for c in banded]
+    frame = entry.frame.select(exprs)
+    if size != entry.height:  # the whole universe (a common big audience): no copy
+        frame = frame.filter(mask)
+    codes: dict[str, tuple[Any, int]] = {}
+    counts: Any
+    for column in enums:
+        series = frame.get_column(column)
+        categories = enum_categories(entry, column).len()  # type: ignore[union-attr]
+        missing = series.null_count()
+        values = (series.fill_null(categories) if missing else series).to_numpy()
+        counts = np.bincount(values.astype(np.int64, copy=False), minlength=categories + 1)
+        codes[column] = (counts[:categories], int(counts[categories]))
+    bands: dict[str, tuple[Any, int]] = {}
+    for spec in BREAKDOWNS:
+        if spec.bands is None or spec.source not in banded:
+            continue
+        series = frame.get_column(spec.source)
+        missing = series.null_count()
+        highs = [high for _, _, high in spec.bands if high is not None]
+        values = (series.fill_null(0) if missing else series).to_numpy()
+        # People at or under each upper bound (a vectorised comparison each: faster than a binary search per
+        # person), then the differences: the bands' counts.
+        at_most = [int(np.count_nonzero(values <= high)) for high in highs]
+        counts = np.diff(np.array([0, *at_most, len(values)], dtype=np.int64)).astype(np.int64)
+        if missing:
+            counts[next((i for i, high in enumerate(highs) if high >= 0), len(highs))] -= (
+                missing  # the nulls were counted as 0
+            )
+        bands[spec.source] = (counts, int(missing))
+    plain = {
+        b.source: _counts(entry.frame.get_column(b.source).filter(mask))
+        for b in BREAKDOWNS
+        if b.bands is None and b.source != "bombora" and b.source in entry.frame.columns and b.source not in codes
+    }
+    return Pass(size=size, codes=codes, bands=bands, plain=plain)
+
+
+def _surging_rows(entry: cache.Entry, counted: Pass) -> list[dict[str, Any]]:
+    """The Bombora chart from the pass's domain counts: people per topic their domain surges on, by count."""
+    from bombora.store import SURGE_THRESHOLD
+
+    if not entry.bombora.height or "domain" not in counted.codes:
+        return []
+    with entry.lock:
+        surging = entry.stats.get("surging_pairs")
+    if surging is None:  # the week's surging (domain code, topic index) pairs as arrays: once per cache entry
+        pairs = entry.bombora.filter(pl.col("score") >= SURGE_THRESHOLD)
+        topic_ids, topic_index = np.unique(pairs.get_column("topic_id").to_numpy(), return_inverse=True)
+        surging = (pairs.get_column("code").to_numpy().astype(np.int64), topic_index, topic_ids)
+        with entry.lock:
+            entry.stats["surging_pairs"] = surging
+    codes, topic_index, topic_ids = surging
+    if not len(codes):
+        return []
+    per_domain = counted.codes["domain"][0]
+    per_topic = np.bincount(topic_index, weights=per_domain[codes], minlength=len(topic_ids)).astype(np.int64)
+    found = np.flatnonzero(per_topic)
+    names = _topic_names(entry, topic_ids)
+    rows_ = [
+        (names.get(int(t), f"topic {int(t)}"), int(n)) for t, n in zip(topic_ids[found], per_topic[found], strict=True)
+    ]
+    rows_.sort(key=lambda r: (-r[1], r[0]))
+    return [{"value": v, "count": n} for v, n in rows_]
+
+
+def _categories_sorted(entry: cache.Entry, column: str) -> bool:
+    """Whether the Enum's category order is the value order (then ties between counts break by code)."""
+    key = f"insights_sorted:{column}"
+    with entry.lock:
+        known = entry.stats.get(key)
+    if known is None:
+        known = bool(enum_categories(entry, column).is_sorted())  # type: ignore[union-attr]
+        with entry.lock:
+            entry.stats[key] = known
+    return bool(known)
+
+
+def _top_codes(entry: cache.Entry, column: str, counts: Any, limit: int) -> list[tuple[str, int]]:
+    """The `limit` codes with most people (ties: by value), as (label, count), without touching other labels."""
+    categories = enum_categories(entry, column)
+    assert categories is not None
+    nonzero = int(np.count_nonzero(counts))
+    if not nonzero:
+        return []
+    k = min(limit, nonzero)
+    threshold = np.partition(counts, len(counts) - k)[len(counts) - k]  # the k-th largest count
+    above = np.flatnonzero(counts > threshold)
+    tied = np.flatnonzero(counts == threshold) if threshold > 0 else np.array([], dtype=np.int64)
+    if _categories_sorted(entry, column):
+        chosen = np.concatenate([above, tied[: k - len(above)]])
+        labels = categories.gather(pl.Series(chosen, dtype=pl.UInt32)).to_list()
+        rows = list(zip(labels, counts[chosen].tolist(), strict=True))
+    else:  # order the tied candidates by their labels
+        chosen = np.concatenate([above, tied])
+        labels = categories.gather(pl.Series(chosen, dtype=pl.UInt32)).to_list()
+        rows = list(zip(labels, counts[chosen].tolist(), strict=True))
+    rows.sort(key=lambda r: (-r[1], r[0]))
+    return [(label, int(n)) for label, n in rows[:k]]
+
+
+def summary(entry: cache.Entry, mask: pl.Series) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any], Pass]:
+    """(capped charts, meta, the pass) for every breakdown: what the page and the API show, from one pass.
+
+    The same figures as `capped(composition_frames(...))` and `meta(...)` (a test holds them to each other)."""
+    counted = one_pass(entry, mask)
+    shown: dict[str, list[dict[str, Any]]] = {}
+    info: dict[str, dict[str, int]] = {}
+    for spec in BREAKDOWNS:
+        rows_: list[dict[str, Any]]
+        if spec.source in counted.codes:
+            counts, missing = counted.codes[spec.source]
+            top = _top_codes(entry, spec.source, counts, spec.limit)
+            distinct = int(np.count_nonzero(counts))
+            total = int(counts.sum())
+            rows_ = [{"value": v, "count": n} for v, n in top]
+        elif spec.source in counted.bands:
+            counts, missing = counted.bands[spec.source]
+            rows_ = [
+                {"value": label, "count": int(n)}
+                for (label, _, _), n in zip(spec.bands or (), counts, strict=True)
+                if n
+            ]
+            distinct, total = len(rows_), int(counts.sum())
+        elif spec.source == "bombora":
+            rows_, missing = _surging_rows(entry, counted), 0
+            distinct, total = len(rows_), sum(r["count"] for r in rows_)
+        else:
+            frame = (
+                counted.plain[spec.source]
+                if spec.source in counted.plain
+                else counts_frame(entry, mask, spec, {c: v for c, v in counted.codes.items()})
+            )
+            capped_rows = capped({spec.field: frame})[spec.field]
+            info.update(meta({spec.field: frame}))
+            shown[spec.field] = capped_rows
+            continue
+        shown[spec.field] = rows_[: spec.limit] + ([{"value": None, "count": missing}] if missing else [])
+        shown_total = sum(r["count"] for r in rows_[: spec.limit])
+        info[spec.field] = {"distinct": distinct, "shown": min(distinct, spec.limit), "others": total - shown_total}
+    from audiences.insights.quality import COUNTRY_RE, DOMAIN_RE, _valid_categories
+
+    for column, pattern in (("domain", DOMAIN_RE), ("country", COUNTRY_RE)):
+        if column in counted.codes:
+            counts, missing = counted.codes[column]
+            good = _valid_categories(entry, column, pattern)
+            counted.valid[column] = (counted.size - missing, int(counts[good].sum()))
+    return shown, info, counted.slim()

@@ -65,21 +65,46 @@ def _pct(share: float) -> str:
     return f"{round(share * 100)} %"
 
 
-def _string_valid(entry: cache.Entry, column: str, mask: pl.Series, pattern: str) -> tuple[int, int]:
-    """(present, valid) among the masked people; the regex runs over an Enum's categories, not its rows."""
+def _string_valid(
+    entry: cache.Entry, column: str, mask: pl.Series, pattern: str, known: tuple[int, int] | None = None
+) -> tuple[int, int]:
+    """(present, valid) among the masked people; the regex runs over an Enum's categories, not its rows.
+
+    `known`: the same (present, valid) when the charts' pass counted them already."""
+    if known is not None:
+        return known
     series = entry.frame.get_column(column)
     present = int((series.is_not_null() & mask).sum())
     if not present:
         return 0, 0
-    if isinstance(series.dtype, pl.Enum):
+    if enum_categories(entry, column) is not None:
         # The regex runs over the categories; people are then counted by code (numpy bincount).
-        categories = series.dtype.categories  # type: ignore[attr-defined]
-        good = categories.str.contains(pattern).fill_null(False).to_numpy()
+        good = _valid_categories(entry, column, pattern)
         codes = series.to_physical().filter(mask).drop_nulls().to_numpy().astype(np.int64, copy=False)
         valid = int(np.bincount(codes, minlength=len(good))[good].sum())
     else:
         valid = int((series.str.contains(pattern).fill_null(False) & mask).sum())
     return present, valid
+
+
+def enum_categories(entry: cache.Entry, column: str) -> pl.Series | None:
+    from audiences.insights.composition import enum_categories as categories
+
+    return categories(entry, column)
+
+
+def _valid_categories(entry: cache.Entry, column: str, pattern: str) -> Any:
+    """Which categories of an Enum column match the pattern (a Boolean array by code), once per cache entry."""
+    key = f"insights_valid:{column}:{pattern}"
+    with entry.lock:
+        good = entry.stats.get(key)
+    if good is None:
+        categories = enum_categories(entry, column)
+        assert categories is not None
+        good = categories.str.contains(pattern).fill_null(False).to_numpy()
+        with entry.lock:
+            entry.stats[key] = good
+    return good
 
 
 def _number_valid(entry: cache.Entry, column: str, mask: pl.Series, low: int) -> tuple[int, int]:
@@ -88,9 +113,13 @@ def _number_valid(entry: cache.Entry, column: str, mask: pl.Series, low: int) ->
     return present, int(((series >= low).fill_null(False) & mask).sum())
 
 
-def score(entry: cache.Entry, mask: pl.Series, ctx: Context) -> dict[str, Any]:
-    """{"score", "parts": {name: {...,"score", "weight"}}, "recommendations": [str]}."""
-    size = int(mask.sum())
+def score(entry: cache.Entry, mask: pl.Series, ctx: Context, counted: Any = None) -> dict[str, Any]:
+    """{"score", "parts": {name: {...,"score", "weight"}}, "recommendations": [str]}.
+
+    `counted`: the charts' one pass over the same mask (composition.Pass): its code counts are reused."""
+    size = int(mask.sum()) if counted is None else counted.size
+    codes: dict[str, tuple[Any, int]] = {} if counted is None else counted.codes
+    known: dict[str, tuple[int, int]] = {} if counted is None else counted.valid
     parts: dict[str, dict[str, Any]] = {}
     recs: list[str] = []
     frame = entry.frame
@@ -98,7 +127,10 @@ def score(entry: cache.Entry, mask: pl.Series, ctx: Context) -> dict[str, Any]:
     # Completeness: share of people with each key field.
     filled: dict[str, float] = {}
     for column, (noun, fix) in KEY_FIELDS.items():
-        present = int((frame.get_column(column).is_not_null() & mask).sum()) if column in frame.columns else 0
+        if column in codes:
+            present = size - codes[column][1]
+        else:
+            present = int((frame.get_column(column).is_not_null() & mask).sum()) if column in frame.columns else 0
         share = present / size if size else 0.0
         filled[column] = round(share, 6)
         if size and 1 - share >= MISSING_WARNING:
@@ -107,8 +139,8 @@ def score(entry: cache.Entry, mask: pl.Series, ctx: Context) -> dict[str, Any]:
 
     # Validity: of the values present, the share that look right.
     checks = {
-        "domain": _string_valid(entry, "domain", mask, DOMAIN_RE),
-        "country": _string_valid(entry, "country", mask, COUNTRY_RE),
+        "domain": _string_valid(entry, "domain", mask, DOMAIN_RE, known.get("domain")),
+        "country": _string_valid(entry, "country", mask, COUNTRY_RE, known.get("country")),
         "employee_count": _number_valid(entry, "employee_count", mask, 1),
         "revenue": _number_valid(entry, "revenue", mask, 0),
     }

@@ -65,18 +65,20 @@ def _memo(entry: cache.Entry, key: tuple[Any, ...], compute: Any) -> Any:
 def _payload(
     entry: cache.Entry, mask: pl.Series, ctx: quality.Context, *, stale: bool, memo_key: tuple[Any, ...] | None = None
 ) -> dict[str, Any]:
-    def charts() -> tuple[dict[str, Any], dict[str, Any], int]:
-        full = comp.composition_frames(entry, mask)
-        return comp.capped(full), comp.meta(full), int(mask.sum())
+    def charts() -> tuple[dict[str, Any], dict[str, Any], comp.Pass]:
+        return comp.summary(entry, mask)  # one pass over the mask for every chart
 
     if memo_key is None:
-        shown, meta, size = charts()
-        scored = quality.score(entry, mask, ctx)
+        shown, meta, counted = charts()
+        scored = quality.score(entry, mask, ctx, counted)
     else:
-        shown, meta, size = _memo(entry, ("composition", *memo_key), charts)
-        # The quality score reads the clock (freshness): kept a minute at most.
+        shown, meta, counted = _memo(entry, ("composition", *memo_key), charts)
+        # The quality score reads the clock (freshness): kept a minute at most; it reuses the charts' counts.
         minute = int(time.time() // QUALITY_MEMO_SECONDS)
-        scored = copy.deepcopy(_memo(entry, ("quality", minute, *memo_key), lambda: quality.score(entry, mask, ctx)))
+        scored = copy.deepcopy(
+            _memo(entry, ("quality", minute, *memo_key), lambda: quality.score(entry, mask, ctx, counted))
+        )
+    size = counted.size
     return {
         "size": size,
         "composition": copy.deepcopy(shown),
@@ -156,8 +158,18 @@ def count_history(audience: Audience) -> list[dict[str, Any]]:
 
 
 def most_similar(audience: Audience, *, limit: int = 5) -> list[dict[str, Any]]:
+    """Memoised per data generation: the cache entry (imports, Bombora) and the built audiences' materialisations."""
+    from django.db.models import Count, Max
+
     entry, _ = cache.get()
-    return similarity.most_similar(entry, audience.pk, audience_mask(entry, audience), limit=limit)
+    built = Audience.objects.filter(kind=AudienceKind.BUILT).aggregate(n=Count("id"), at=Max("materialized_at"))
+    others = Audience.objects.aggregate(n=Count("id"), top=Max("id"))
+    generation = audience.materialized_at.isoformat() if audience.materialized_at else audience.current_version_id
+    key = ("similar", audience.pk, generation, limit, built["n"], str(built["at"]), others["n"], others["top"])
+    found = _memo(
+        entry, key, lambda: similarity.most_similar(entry, audience.pk, audience_mask(entry, audience), limit=limit)
+    )
+    return copy.deepcopy(found)  # type: ignore[no-any-return]
 
 
 def audience_usage(audience: Audience, org_id: int) -> dict[str, Any]:

@@ -1,100 +1,69 @@
 """Where an audience is used, and what it is built from (lineage both ways), plus who touched it (audit log).
 
-Other apps declare their usages through a small registry instead of this module importing them:
+"Used by" comes from the core registry (`p360.core.registry.register_audience_usage`), where every app declares
+its usages; audiences registers campaigns and derived audiences (audiences/registrations.py), activation its
+destinations, deliveries, TTD segments and ICP seed:
 
-    from audiences.insights.usage import Usage, register_usage_provider
+    from p360.core.registry import AudienceUsage, register_audience_usage
 
     def deliveries(audience):               # e.g. activation/registrations.py (from ActivationConfig.ready())
-        return [Usage(kind="delivery", id=d.pk, name=str(d), url=f"...", detail="LiveRamp, 3 days ago")
+        return [AudienceUsage(kind="delivery", id=d.pk, name=str(d), detail="LiveRamp, 3 days ago")
                 for d in Delivery.objects.filter(audience=audience)]
 
-    register_usage_provider("activation", deliveries)
-
-A provider receives the audience (inside its org's schema) and returns `Usage` rows of things that use it.
+    register_audience_usage(key="activation", order=100, provider=deliveries)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+import logging
+from dataclasses import asdict
 from typing import Any
 
+from audiences.lineage import parent_ids
 from audiences.models import Audience, AudienceKind
+from p360.core import registry
+from p360.core.registry import AudienceUsage
+
+logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Usage:
-    kind: str  # campaign | delivery | audience | import | ...
-    id: int | str
-    name: str
-    url: str = ""
-    detail: str = ""
-
-
-UsageProvider = Callable[[Audience], list[Usage]]
-_providers: dict[str, UsageProvider] = {}
-
-
-def register_usage_provider(name: str, provider: UsageProvider) -> None:
-    """Declare a kind of usage (idempotent by name: re-registering replaces)."""
-    _providers[name] = provider
-
-
-def unregister_usage_provider(name: str) -> None:
-    _providers.pop(name, None)
-
-
-def _audience_ids_in(tree: Any) -> Iterator[int]:
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if not isinstance(node, dict):
-            continue
-        if node.get("field") == "audience" and isinstance(node.get("value"), list):
-            yield from (v for v in node["value"] if isinstance(v, int) and not isinstance(v, bool))
-        children = node.get("children")
-        if isinstance(children, list):
-            stack.extend(children)
-
-
-def _campaigns(audience: Audience) -> list[Usage]:
+def campaigns(audience: Audience) -> list[AudienceUsage]:
     return [
-        Usage(kind="campaign", id=c.pk, name=c.name, detail=c.get_status_display())
+        AudienceUsage(kind="campaign", id=c.pk, name=c.name, detail=c.get_status_display())
         for c in audience.campaigns.order_by("name")[:200]  # type: ignore[attr-defined]
     ]
 
 
-def _derived(audience: Audience) -> list[Usage]:
-    """Saved audiences whose tree references this one (`audience in [id]`, including under NOT)."""
-    rows = Audience.objects.filter(kind=AudienceKind.BUILT, tree__isnull=False).exclude(pk=audience.pk)
+def derived(audience: Audience) -> list[AudienceUsage]:
+    """Saved audiences whose tree references this one (`audience in [id]`, including under NOT): one query on
+    the GIN-indexed `parent_ids` (kept by `Audience.save`), not a scan of every built audience's tree."""
+    rows = (
+        Audience.objects.filter(kind=AudienceKind.BUILT, parent_ids__contains=[audience.pk])
+        .exclude(pk=audience.pk)
+        .order_by("name")
+        .values_list("id", "name")[:500]
+    )
     return [
-        Usage(kind="audience", id=pk, name=name, detail="its definition references this audience")
-        for pk, name, tree in rows.values_list("id", "name", "tree")
-        if audience.pk in set(_audience_ids_in(tree))
+        AudienceUsage(kind="audience", id=pk, name=name, detail="its definition references this audience")
+        for pk, name in rows
     ]
-
-
-register_usage_provider("campaigns", _campaigns)
-register_usage_provider("derived_audiences", _derived)
 
 
 def used_by(audience: Audience) -> list[dict[str, Any]]:
     """Everything that uses the audience, from every registered provider (a failing provider is skipped)."""
     found: list[dict[str, Any]] = []
-    for name, provider in list(_providers.items()):
+    for entry in registry.audience_usage_providers():
         try:
-            found.extend({**asdict(u), "provider": name} for u in provider(audience))
+            found.extend({**asdict(u), "provider": entry.key} for u in entry.provider(audience))
         except Exception:  # one app's bug must not hide the others' usages
-            import logging
-
-            logging.getLogger(__name__).exception("usage provider %s failed", name)
+            logger.exception("audience usage provider %s failed", entry.key)
     return found
 
 
 def built_from(audience: Audience) -> list[dict[str, Any]]:
     """What the audience comes from: the audiences its tree references, or the files imported into it."""
     if audience.kind == AudienceKind.BUILT:
-        ids = sorted(set(_audience_ids_in(audience.tree)))
+        ids = parent_ids(audience.tree)
         names = dict(Audience.objects.filter(pk__in=ids).values_list("id", "name"))
         return [
             {"kind": "audience", "id": i, "name": names.get(i, f"deleted audience {i}"), "url": "", "detail": ""}

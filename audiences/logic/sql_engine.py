@@ -74,11 +74,11 @@ def custom_sql(alias: str, key: str, custom_type: str | None, lower: str | None 
 
 def _column_sql(cond: Condition, ctx: SqlContext) -> str:
     ref = cond.field
-    if ref.type == BOMBORA:
+    if ref.type == BOMBORA or ref.topic_id is not None:  # issue 18: volume (number), surge indicator (boolean)
         if ctx.week is None or ref.topic_id is None:
-            return "NULL::smallint"
+            return "NULL::boolean" if ref.type == BOOLEAN else "NULL::smallint"
         if ref.measure is not None:
-            if ref.measure not in ("max_4w", "rise_12w"):
+            if ref.measure not in ("max_4w", "rise_12w", "volume", "surge"):
                 raise ValueError(f"unknown Bombora measure {ref.measure!r}")
             ctx.measures.add((int(ref.topic_id), ref.measure))
             return f"bm_{ref.measure}_{int(ref.topic_id)}.v"

@@ -6,7 +6,7 @@ from django import template
 
 register = template.Library()
 
-# kinds come from the usage providers of several apps (audiences.insights.usage); these words are acronyms
+# kinds come from the usage providers of several apps (p360.core.registry.register_audience_usage); these words are acronyms
 _ACRONYMS = {"ttd": "TTD", "icp": "ICP", "uid2": "UID2", "reds": "REDS"}
 
 

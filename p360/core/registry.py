@@ -1,5 +1,5 @@
 """What each app contributes to the project layer: admin navigation, dashboard tiles, schedules, demo data,
-retention steps; and what a higher app shows on a lower app's page (audience-page panels).
+retention steps; and what a higher app shows on a lower app's page (audience-page panels, audience usages).
 
 The project layer (p360/admin_ui.py, p360/core/jobs/schedules.py, p360/demo.py) iterates these registries
 and never imports a domain app. An app registers its entries from its ``AppConfig.ready()``, like the
@@ -138,6 +138,28 @@ class BuilderField:
     version: Callable[[], str]
 
 
+@dataclass(frozen=True)
+class AudienceUsage:
+    """One thing that uses an audience (its lineage, "used by"): a campaign, a delivery, a derived audience..."""
+
+    kind: str  # campaign | delivery | audience | destination | ...
+    id: int | str
+    name: str
+    url: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class AudienceUsageProvider:
+    """How an app lists where it uses an audience: `provider(audience)` runs inside the audience's org schema and
+    returns `AudienceUsage` rows. The audience page and `GET .../audiences/<id>/usage` list every provider's rows
+    in `order` (a failing provider is logged and skipped)."""
+
+    key: str
+    order: int
+    provider: Callable[[Any], list[AudienceUsage]]
+
+
 _nav: dict[tuple[Site, str], NavItem] = {}
 _tiles: dict[tuple[Site, str], DashboardTile] = {}
 _schedules: dict[str, ScheduleSpec] = {}
@@ -145,6 +167,7 @@ _demo: dict[str, DemoLoader] = {}
 _retention: dict[tuple[str, str], RetentionStep] = {}
 _audience_panels: dict[str, AudiencePanel] = {}
 _builder_fields: dict[str, BuilderField] = {}
+_audience_usages: dict[str, AudienceUsageProvider] = {}
 
 
 def register_nav(*, site: Site, group: str, title: str, icon: str, url_name: str, permission: str, order: int) -> None:
@@ -201,6 +224,14 @@ def builder_field(name: str) -> BuilderField | None:
     return _builder_fields.get(name)
 
 
+def register_audience_usage(*, key: str, order: int, provider: Callable[[Any], list[AudienceUsage]]) -> None:
+    _audience_usages[key] = AudienceUsageProvider(key, order, provider)
+
+
+def unregister_audience_usage(key: str) -> None:
+    _audience_usages.pop(key, None)
+
+
 def nav_items(site: Site, group: str) -> list[NavItem]:
     return sorted((i for i in _nav.values() if i.site == site and i.group == group), key=lambda i: i.order)
 
@@ -223,6 +254,10 @@ def retention_steps(kind: str) -> list[RetentionStep]:
 
 def audience_panels() -> list[AudiencePanel]:
     return sorted(_audience_panels.values(), key=lambda p: p.order)
+
+
+def audience_usage_providers() -> list[AudienceUsageProvider]:
+    return sorted(_audience_usages.values(), key=lambda p: p.order)
 
 
 # --- Hooks: one app tells others that something happened, without importing them ---------------------------

@@ -673,6 +673,7 @@
         if (op === node.operator) opt.selected = true;
         return opt;
       }));
+      if (spec.bomboraPrefix) parts.push(measureSelect(node, spec, name));
       parts.push(opSelect);
       parts.push(valueEditor(node, spec, name));
     }
@@ -711,7 +712,7 @@
     };
     if (type === "number" && spec.min !== undefined && spec.min !== null) attrs.min = spec.min;
     if (type === "number" && spec.max !== undefined && spec.max !== null) attrs.max = spec.max;
-    if (spec.type === "bombora") { attrs.min = 0; attrs.max = 100; attrs.step = 1; }
+    if (spec.type === "bombora") { attrs.min = typeof spec.min === "number" ? spec.min : 0; attrs.max = 100; attrs.step = 1; }
     if (type === "number" && spec.type !== "bombora") attrs.step = "any";
     return h("input", attrs);
   }
@@ -775,11 +776,25 @@
     });
   }
 
+  /** Issue 18: what a Bombora condition measures on its topic (this week's score, best of 4 weeks, rise over 12
+      weeks, research volume, Bombora's surge flag): switching keeps the topic. */
+  function measureSelect(node, spec, name) {
+    return h("select", {
+      className: "measure-select", "aria-label": "What " + name + " measures on " + spec.topic, "data-focus": "measure",
+      onchange: function (e) { setField(node.id, e.target.value + spec.topic); }
+    }, B.BOMBORA_MEASURES.map(function (m) {
+      var opt = h("option", { value: m.prefix, text: m.label });
+      if (m.prefix === spec.bomboraPrefix) opt.selected = true;
+      return opt;
+    }));
+  }
+
   function bomboraEditor(node, spec, name) {
     var value = typeof node.value === "number" ? node.value : SURGE;
+    var low = typeof spec.min === "number" ? spec.min : 0;
     var slider = h("input", {
-      type: "range", min: 0, max: 100, step: 1, value: String(value), className: "score-slider", "data-slider-for": node.id,
-      "aria-label": "Intent score of " + name + " (0 to 100)", "data-focus": "slider",
+      type: "range", min: low, max: 100, step: 1, value: String(value), className: "score-slider", "data-slider-for": node.id,
+      "aria-label": "Intent score of " + name + " (" + low + " to 100)", "data-focus": "slider",
       onfocus: beginEdit, onchange: function () { endEdit(); }, onblur: endEdit,
       oninput: function (e) {
         typeValue(node.id, Number(e.target.value));

@@ -70,23 +70,51 @@
     return typeof field === "string" && field.indexOf("bombora:") === 0 ? field.slice(8) : null;
   }
 
-  /** A field's catalogue entry (bombora:<topic> fields share the catalogue's "bombora" entry). */
+  // Issue 18: what a Bombora field measures, by its prefix (the catalogue has one pattern entry per prefix).
+  var BOMBORA_MEASURES = [
+    { prefix: "bombora:", label: "score this week", suffix: "" },
+    { prefix: "bombora_max_4w:", label: "highest score in the last 4 weeks", suffix: " · best of 4 weeks" },
+    { prefix: "bombora_rise_12w:", label: "score rise over 12 weeks", suffix: " · rise over 12 weeks" },
+    { prefix: "bombora_volume:", label: "research volume this week", suffix: " · research volume" },
+    { prefix: "bombora_surge:", label: "Bombora's surge flag this week", suffix: " · surge flag" }
+  ];
+
+  /** {prefix, topic, measure} of any Bombora field name, or null. */
+  function bomboraField(field) {
+    if (typeof field !== "string") return null;
+    for (var i = 0; i < BOMBORA_MEASURES.length; i++) {
+      var m = BOMBORA_MEASURES[i];
+      if (field.indexOf(m.prefix) === 0) return { prefix: m.prefix, topic: field.slice(m.prefix.length), measure: m };
+    }
+    return null;
+  }
+
+  /** A field's catalogue entry (Bombora fields share their prefix's pattern entry, e.g. "bombora:<topic>"). */
   function fieldSpec(catalogue, name) {
     if (!name) return null;
     if (catalogue.byName[name]) return catalogue.byName[name];
-    var topic = bomboraTopic(name);
-    if (topic !== null) {
-      var base = catalogue.bombora || { operators: ["gte", "gt", "lte", "lt", "between", "eq", "is_null", "is_not_null"] };
-      return Object.assign({}, base, { name: name, label: "Intent: " + topic, type: "bombora", group: "Bombora", topic: topic });
+    var found = bomboraField(name);
+    if (found !== null) {
+      var fallback = { operators: ["gte", "gt", "lte", "lt", "between", "eq", "is_null", "is_not_null"], type: "bombora" };
+      var base = (catalogue.bomboraPatterns || {})[found.prefix] || (found.prefix === "bombora:" ? catalogue.bombora : null) || fallback;
+      return Object.assign({}, base, {
+        name: name, label: "Intent: " + found.topic + found.measure.suffix, group: "Bombora", topic: found.topic, bomboraPrefix: found.prefix
+      });
     }
     return null;
   }
 
   /** Index the /fields answer: byName, groups in display order, the bombora pattern entry. */
   function indexCatalogue(answer) {
-    var catalogue = { byName: {}, fields: [], bombora: null, week: null, topics: 0, audiences: [] };
+    var catalogue = { byName: {}, fields: [], bombora: null, bomboraPatterns: {}, week: null, topics: 0, audiences: [] };
     var fields = (answer && answer.fields) || [];
     fields.forEach(function (field) {
+      var pattern = bomboraField(field.name);
+      if (pattern !== null) {  // a pattern ("bombora_max_4w:<topic>"), not a field: topics are searched
+        catalogue.bomboraPatterns[pattern.prefix] = field;
+        if (pattern.prefix === "bombora:") catalogue.bombora = field;
+        return;
+      }
       if (field.type === "bombora") { catalogue.bombora = field; return; }
       catalogue.byName[field.name] = field;
       catalogue.fields.push(field);
@@ -157,6 +185,7 @@
     OPERATOR_LABELS: OPERATOR_LABELS, OP_LABELS: OP_LABELS, NO_VALUE: NO_VALUE, LIST_VALUE: LIST_VALUE,
     api: api, cell: cell, csrfToken: csrfToken, errorMessage: errorMessage, formatNumber: formatNumber, formatPercent: formatPercent,
     fieldSpec: fieldSpec, indexCatalogue: indexCatalogue, describeCondition: describeCondition,
-    summaryElement: summaryElement, bomboraTopic: bomboraTopic
+    summaryElement: summaryElement, bomboraTopic: bomboraTopic,
+    bomboraField: bomboraField, BOMBORA_MEASURES: BOMBORA_MEASURES
   };
 })();

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -27,13 +28,13 @@ def fresh_cache() -> Iterator[None]:
 make_imported = audience_with_records
 
 
-def load_bombora(scores: Sequence[tuple[str, str, int]], *, week: dt.date = WEEK) -> None:
-    """A ready Bombora week with (domain, topic name, score) rows (public schema; rolled back with the test)."""
+def load_bombora(scores: Sequence[tuple[Any, ...]], *, week: dt.date = WEEK) -> None:
+    """A ready Bombora week with (domain, topic name, score[, research volume, surge flag]) rows (public schema; rolled back with the test)."""
     from bombora.models import BomboraTopic, BomboraWeek, BomboraWeekStatus
     from bombora.store import QUALIFIED, partition_name
 
     topic_ids: dict[str, int] = {}
-    for _, topic, _ in scores:
+    for _, topic, *_ in scores:
         if topic not in topic_ids:
             obj = BomboraTopic.objects.filter(name__iexact=topic).first() or BomboraTopic.objects.create(
                 name=topic, category="Technology"
@@ -53,6 +54,8 @@ def load_bombora(scores: Sequence[tuple[str, str, int]], *, week: dt.date = WEEK
             f"CREATE TABLE IF NOT EXISTS public.{partition_name(week)} PARTITION OF {QUALIFIED} "
             f"FOR VALUES IN ('{week.isoformat()}')"
         )
-        with cursor.copy(f"COPY {QUALIFIED} (week, domain, topic_id, score) FROM STDIN") as copy:  # type: ignore[attr-defined]
-            for domain, topic, score in scores:
-                copy.write_row((week, domain, topic_ids[topic], score))
+        columns = "week, domain, topic_id, score, volume, surging"  # issue 18: (domain, topic, score[, volume, surge])
+        with cursor.copy(f"COPY {QUALIFIED} ({columns}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+            for domain, topic, score, *signals in scores:
+                volume, surging = (*signals, None, None)[:2]
+                copy.write_row((week, domain, topic_ids[topic], score, volume, surging))

@@ -284,12 +284,16 @@ def test_exclusion_helper_saves_the_difference(data: dict[str, int], acme_market
 def test_usage_lists_campaigns_registered_providers_and_the_audit_trail(
     data: dict[str, int], acme: Any, acme_marketer: Any, login: Any
 ) -> None:
-    from audiences.insights.usage import Usage, register_usage_provider, unregister_usage_provider
     from campaigns.models import Campaign
+    from p360.core.registry import AudienceUsage, register_audience_usage, unregister_audience_usage
 
     with schema_context("org_acme"):
         Campaign.objects.create(name="Spring push").audiences.add(data["crm"])
-    register_usage_provider("test-deliveries", lambda a: [Usage(kind="delivery", id=7, name="LiveRamp weekly")])
+    register_audience_usage(
+        key="test-deliveries",
+        order=999,
+        provider=lambda a: [AudienceUsage(kind="delivery", id=7, name="LiveRamp weekly")],
+    )
     try:
         client = login(acme_marketer)
         _insights(client, data["crm"])
@@ -297,7 +301,7 @@ def test_usage_lists_campaigns_registered_providers_and_the_audit_trail(
         client.get(f"{API}/audiences/{data['crm']}/export?what=analytics&format=csv")
         usage = client.get(f"{API}/audiences/{data['crm']}/usage").json()
     finally:
-        unregister_usage_provider("test-deliveries")
+        unregister_audience_usage("test-deliveries")
     kinds = {(u["kind"], u["name"]) for u in usage["used_by"]}
     assert {("campaign", "Spring push"), ("delivery", "LiveRamp weekly")} <= kinds
     verbs = [a["verb"] for a in usage["activity"]]
@@ -311,13 +315,16 @@ def test_bi_exports_with_a_token_csv_and_parquet(data: dict[str, int], acme_mark
 
     _, raw = api_token_create(user=acme_marketer, name="bi")
     client = Client(HTTP_AUTHORIZATION=f"Token {raw}")
-    (size,) = _sql(_members_sql(data["crm"]) + "SELECT count(*) FROM m")[0]
+    # members: the audience's members file (its records, as `members?format=csv`), streamed
+    with schema_context("org_acme"):
+        vid = Audience.objects.get(pk=data["crm"]).current_version_id
+    (size,) = _sql(f"SELECT count(*) FROM audiences_record WHERE version_id = {int(vid)}")[0]  # type: ignore[arg-type]
     csv = client.get(f"{API}/audiences/{data['crm']}/export?what=members&format=csv")
     assert csv.status_code == 200 and csv["Content-Type"].startswith("text/csv")
-    members = pl.read_csv(io.BytesIO(csv.content), infer_schema=False)
+    members = pl.read_csv(io.BytesIO(b"".join(csv.streaming_content)), infer_schema=False)
     assert members.height == size and "email_sha256" in members.columns
     parquet = client.get(f"{API}/audiences/{data['crm']}/export?what=members&format=parquet")
-    assert pl.read_parquet(io.BytesIO(parquet.content)).height == size
+    assert pl.read_parquet(io.BytesIO(b"".join(parquet.streaming_content))).height == size
     analytics = pl.read_parquet(
         io.BytesIO(client.get(f"{API}/audiences/{data['crm']}/export?what=analytics&format=parquet").content)
     )

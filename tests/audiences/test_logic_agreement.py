@@ -78,7 +78,11 @@ NUMBER_FIELDS = [
     "bombora_max_4w:payroll",
     "bombora_rise_12w:Cloud Security",
     "bombora_rise_12w:Payroll",
+    # story 6.1: research volume this week (when the file carried it)
+    "bombora_volume:Cloud Security",
+    "bombora_volume:payroll",
 ]
+BOOLEAN_FIELDS = ["custom.vip", "bombora_surge:Cloud Security", "bombora_surge:Payroll"]  # + Bombora's surge flag
 # Older weeks (days before WEEK): two inside the 4-week window, one only inside 12 weeks, one outside both.
 HISTORY_DAYS = [7, 21, 49, 84]
 STRING_OPS = ["eq", "neq", "in", "not_in", "contains", "starts_with", "ends_with", "is_null", "is_not_null"]
@@ -116,7 +120,7 @@ def conditions(draw: Any, audience_ids: list[int], segment_ids: list[int] | None
         }
     if kind == "boolean":
         op = draw(st.sampled_from(["eq", "neq", "is_null", "is_not_null"]))
-        return {"field": "custom.vip", "operator": op, "value": draw(st.booleans())}
+        return {"field": draw(st.sampled_from(BOOLEAN_FIELDS)), "operator": op, "value": draw(st.booleans())}
     if kind == "date":
         op = draw(st.sampled_from(NUMBER_OPS))
         dates = st.dates(dt.date(2024, 1, 1), dt.date(2024, 1, 10)).map(dt.date.isoformat)
@@ -160,14 +164,14 @@ def trees(audience_ids: list[int], segment_ids: list[int] | None = None) -> st.S
 
 def _measures(
     weekly: dict[dt.date, dict[tuple[str, int], int]], current: dt.date
-) -> dict[tuple[str, int], dict[str, int]]:
+) -> dict[tuple[str, int], dict[str, Any]]:
     """The multi-week measures in plain Python: max over the weeks in the last 4; current minus earliest in 12."""
     result: dict[tuple[str, int], dict[str, int]] = {}
     keys = {key for scores in weekly.values() for key in scores}
     for key in keys:
         in4 = [s[key] for w, s in weekly.items() if key in s and (current - w).days <= 21]
         in12 = sorted((w, s[key]) for w, s in weekly.items() if key in s and (current - w).days <= 77)
-        values: dict[str, int] = {}
+        values: dict[str, Any] = {}
         if in4:
             values["max_4w"] = max(in4)
         if len(in12) > 1 and in12[-1][0] == current:
@@ -179,7 +183,7 @@ def _measures(
 def _people(
     batches: list[tuple[int, int, list[dict[str, Any]]]],
     bombora: dict[tuple[str, int], int],
-    measures: dict[tuple[str, int], dict[str, int]] | None = None,
+    measures: dict[tuple[str, int], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """The universe rule in plain Python: one person per email (latest version, first row), else per record."""
     flat = [(vid, row, aid, rec) for aid, vid, recs in batches for row, rec in enumerate(recs)]
@@ -231,6 +235,11 @@ def test_polars_sql_and_reference_counts_agree(acme: Any, data: Any) -> None:
             st.tuples(st.sampled_from(DOMAINS[1:]), st.sampled_from(TOPICS)), st.integers(0, 100), max_size=6
         )
     )
+    # research volume and surge flag of this week's rows (None: the file did not carry them)
+    signals = {
+        key: data.draw(st.tuples(st.one_of(st.none(), st.integers(0, 5000)), st.one_of(st.none(), st.booleans())))
+        for key in scores
+    }
     history = {
         days: data.draw(
             st.dictionaries(
@@ -249,7 +258,7 @@ def test_polars_sql_and_reference_counts_agree(acme: Any, data: Any) -> None:
                 batches.append((audience.pk, audience.current_version_id, recs))
             loaded = bool(scores) or any(history.values())
             if loaded:
-                load_bombora([(d, t, s) for (d, t), s in scores.items()])
+                load_bombora([(d, t, s, *signals[(d, t)]) for (d, t), s in scores.items()])
                 for days, older in history.items():
                     load_bombora([(d, t, s) for (d, t), s in older.items()], week=WEEK - dt.timedelta(days=days))
             from bombora.store import topic_by_name
@@ -259,7 +268,11 @@ def test_polars_sql_and_reference_counts_agree(acme: Any, data: Any) -> None:
 
             bombora = ids(scores)
             weekly = {WEEK: bombora, **{WEEK - dt.timedelta(days=d): ids(h) for d, h in history.items()}}
-            people = _people(batches, bombora, _measures(weekly, WEEK) if loaded else None)
+            measures = _measures(weekly, WEEK) if loaded else None
+            for (d, t), (volume, surging) in signals.items():  # this week's signals, where the file had them
+                found = (measures or {}).setdefault((d, topic_by_name(t).pk), {})  # type: ignore[union-attr]
+                found.update({k: v for k, v in (("volume", volume), ("surge", surging)) if v is not None})
+            people = _people(batches, bombora, measures)
             _segment_members(people, profiles, segment_ids)
             refs = audience_refs()
             audience_ids = [a for a, _, _ in batches]

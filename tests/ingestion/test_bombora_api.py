@@ -111,3 +111,31 @@ def test_the_pickup_is_checked_every_hour_by_default(settings):
     ensure_schedules()
     schedule = Schedule.objects.get(name="p360: Bombora pickup from S3")
     assert (schedule.func, schedule.cron) == ("ingestion.tasks.bombora_pickup", live.P360_BOMBORA_CRON)
+
+
+def test_hourly_freshness_each_check_of_the_installed_schedule_loads_only_what_is_new(api):
+    """Story 6.1's definition of done: the installed schedule fires every hour (so a file is loaded at most an hour
+    after it arrives), and each firing -- the schedule's own function -- loads only the files that are new."""
+    import datetime as dt
+    import itertools
+    from importlib import import_module
+
+    from croniter import croniter
+
+    ensure_schedules()
+    schedule = Schedule.objects.get(name="p360: Bombora pickup from S3")
+    fires = croniter(schedule.cron, dt.datetime(2026, 12, 6, 0, 0, tzinfo=dt.UTC))
+    times = [fires.get_next(dt.datetime) for _ in range(49)]
+    assert {b - a for a, b in itertools.pairwise(times)} == {dt.timedelta(hours=1)}
+    module, name = schedule.func.rsplit(".", 1)
+    check = getattr(import_module(module), name)  # what django-q runs each hour
+
+    def loaded() -> list[str]:
+        return sorted(IngestionRun.objects.filter(source="bombora").values_list("file_name", flat=True))
+
+    api.publish("Output_MasterSurgeFile_20261109.csv.gz", gz([("a.com", "CRM", 40)]))
+    assert len(check()) == 1  # hour 1: the file that arrived
+    assert check() == []  # hour 2: nothing new, nothing loaded again
+    api.publish("Output_MasterSurgeFile_20261116.csv.gz", gz([("a.com", "CRM", 70)]))
+    assert len(check()) == 1  # hour 3: only the new file
+    assert loaded() == ["Output_MasterSurgeFile_20261109.csv.gz", "Output_MasterSurgeFile_20261116.csv.gz"]

@@ -77,3 +77,25 @@ def test_the_org_api_shows_a_domains_signals(tmp_path, acme_marketer, login):
     }
     assert client.get("/o/acme/api/v1/fields/bombora/domain").status_code == 400
     assert client.get("/o/acme/api/v1/fields/bombora/domain?domain=a.com&week=nope").status_code == 400
+
+
+def test_the_global_admin_shows_a_domains_volume_and_surge(tmp_path, super_admin, acme_marketer, login):
+    path = write(
+        tmp_path / "intent_20261116.csv",
+        [
+            "Domain,Company Name,Topic,Composite Score,Research Volume,Surge",
+            "acme.com,Acme,Cloud Security,40,1250,yes",
+            "acme.com,Acme,CRM,75,,",
+        ],
+    )
+    ingest("bombora", str(path))
+    url = "/admin/bombora/bomboraweek/domain/"
+    page = login(super_admin).get(url, {"domain": "ACME.com"})
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Cloud Security" in html and "1250" in html and ">yes<" in html  # volume and Bombora's flag
+    assert 'data-topic="CRM"' in html and "—" in html  # a row without them shows empty cells
+    assert login(super_admin).get(url, {"domain": "acme.com", "week": "junk"}).status_code == 200  # not a 500
+    assert login(acme_marketer).get(url, {"domain": "acme.com"}).status_code in (302, 403)  # marketers: no admin
+    weeks = login(super_admin).get("/admin/bombora/bomboraweek/").content.decode()
+    assert url in weeks  # linked from the weeks list
