@@ -4,6 +4,7 @@ operator (activation.uid2), record the outcome, and report match rates. Opt-outs
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import time
 from collections.abc import Callable
@@ -38,6 +39,26 @@ def source_sql(audience: Audience | None) -> str | None:
     return org_records_sql() if audience is None else audience_records_sql(audience)
 
 
+# A stored match rate older than this is recomputed anyway: its `due` count moves with the clock.
+MATCH_STATS_MAX_AGE = dt.timedelta(hours=1)
+
+
+def bump_revision() -> None:
+    """Mark the identities changed (same transaction as the change): stored match figures are then recomputed."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO "{schema()}".activation_identityrevision (id, value) VALUES (1, 1) '
+            "ON CONFLICT (id) DO UPDATE SET value = activation_identityrevision.value + 1"
+        )
+
+
+def revision() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT value FROM "{schema()}".activation_identityrevision WHERE id = 1')
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
 def register(audience: Audience | None) -> int:
     """Add the hashes the records carry that have no identity row yet (status pending); returns how many."""
     source = source_sql(audience)
@@ -52,6 +73,8 @@ def register(audience: Audience | None) -> int:
                 f"WHERE r.{column} IS NOT NULL ON CONFLICT (kind, hashed) DO NOTHING"
             )
             added += cursor.rowcount
+    if added:
+        bump_revision()
     return added
 
 
@@ -113,6 +136,7 @@ def write_outcomes(outcomes: list[Outcome]) -> None:
                 raw_reason = o.raw_reason
             FROM _uid2_out o WHERE i.kind = o.kind AND i.hashed = o.hashed"""
         )
+    bump_revision()
 
 
 def map_identities(
@@ -158,6 +182,31 @@ def map_identities(
 
 
 def match_stats(audience: Audience | None) -> dict[str, Any]:
+    """An audience's match figures, stored per (records version, identity revision) and at most an hour old; the
+    audience page and API read them on every view (the count itself takes seconds at 10M records)."""
+    from activation.models import MatchStats
+
+    if audience is None:
+        return compute_match_stats(None)
+    current = revision()
+    stored = MatchStats.objects.filter(audience=audience).first()
+    if (
+        stored is not None
+        and stored.version_id == audience.current_version_id
+        and stored.revision == current
+        and timezone.now() - stored.computed_at < MATCH_STATS_MAX_AGE
+    ):
+        return dict(stored.stats)
+    stats = compute_match_stats(audience)
+    MatchStats.objects.update_or_create(
+        audience=audience,
+        defaults={"version_id": audience.current_version_id, "revision": current, "stats": stats,
+                  "computed_at": timezone.now()},
+    )  # fmt: skip
+    return stats
+
+
+def compute_match_stats(audience: Audience | None) -> dict[str, Any]:
     """Records, records with a mapped UID2 (and not opted out), opted-out records, the match rate."""
     source = source_sql(audience)
     empty = {"records": 0, "mapped": 0, "opted_out": 0, "pending": 0, "match_rate": 0.0, "due": 0}

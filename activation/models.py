@@ -49,6 +49,34 @@ class Uid2Identity(models.Model):
         return f"{self.kind} {self.hashed[:10]}… ({self.status})"
 
 
+class IdentityRevision(models.Model):
+    """One row: bumped in the transaction of every write to the UID2 identities, so a stored match rate knows
+    whether the identities changed since it was computed (MVCC-read: never ahead of the data it stands for)."""
+
+    value = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"identity revision {self.value}"
+
+
+class MatchStats(models.Model):
+    """An audience's UID2 match figures, computed once per (records version, identity revision) instead of on every
+    view of its page: at 10M records the count joins every record to the identities (seconds)."""
+
+    audience = models.OneToOneField("audiences.Audience", on_delete=models.CASCADE, related_name="+")
+    version_id = models.BigIntegerField(null=True)
+    revision = models.BigIntegerField()
+    stats = models.JSONField()
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "UID2 match statistics"
+        verbose_name_plural = "UID2 match statistics"
+
+    def __str__(self) -> str:
+        return f"match statistics of audience {self.audience_id}"
+
+
 class Cadence(models.TextChoices):
     DAILY = "daily", "Daily"
     WEEKLY = "weekly", "Weekly"

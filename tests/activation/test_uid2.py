@@ -144,3 +144,22 @@ def test_a_hung_operator_times_out_into_a_clear_failed_job(operator: Any, acme: 
     assert job.status == "failed"
     assert "UID2 operator cannot be reached: no answer within 0.3 s (2 attempt(s))" in job.error
     operator.delay = 0.0
+
+
+def test_the_match_rate_is_stored_until_the_identities_or_the_records_change(operator: Any, acme: Any) -> None:
+    """The audience page reads the stored figures (a 10M-record count takes seconds); a mapping run, or a new
+    version of the records, makes the next read recompute them."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with schema_context(acme.schema_name):
+        audience = make_imported("Stored rate", [person(i) for i in range(4)])
+        before = match_stats(audience)
+        assert before["records"] == 4 and before["mapped"] == 0
+        with CaptureQueriesContext(connection) as queries:
+            assert match_stats(audience) == before
+        assert not any("count(*)" in q["sql"] for q in queries.captured_queries)  # served from the stored row
+        map_identities(audience=audience, due_only=False, conf=conf(operator))
+        assert match_stats(audience)["mapped"] == 4  # the identities changed: recomputed
+        newer = make_imported("Stored rate", [person(i) for i in range(6)])
+        assert match_stats(newer)["records"] == 6
