@@ -280,7 +280,7 @@ def _walk(
         .with_columns(((pl.col("conv_ts") >= lo) & (pl.col("conv_ts") < hi)).alias("conv_in_range"))
         .collect()
     )
-    last = int(ordered["cum"].max() or offset) if ordered.height else offset
+    last = int(ordered.select(pl.col("cum").max()).item() or offset) if ordered.height else offset
     conversions_all = ordered.filter(is_conv).select("conv", pl.col("conv_value").alias("value"), "conv_in_range")
     same_user = pl.col("conv_u").is_not_null() & (pl.col("conv_u") == pl.col("u"))
     touches = (
