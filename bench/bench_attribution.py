@@ -177,6 +177,7 @@ def run() -> list[Row]:
             result = engine.compute(engine.Params(start=start, end=end, lookback_days=lookback), timings)
             total = time.perf_counter() - began
             peak = _peak_rss_mb()
+            load = os.getloadavg()
             sql_s, sql_attributed = _sql_last_touch(start, end, lookback)
             last = engine.Timings()
             began = time.perf_counter()
@@ -194,7 +195,7 @@ def run() -> list[Row]:
                     f"{result['paths']['non_converting']:,} non-converting paths; peak RSS {peak:,.0f} MB "
                     f"(before {rss_before:,.0f} MB)"
                 ),
-                baseline=f"{fmt_s(read_baseline)} raw COPY read of the same events",
+                baseline=f"{fmt_s(read_baseline)} raw COPY read of the same events (load avg {load[0]:.1f})",
                 ratio=fmt_ratio(total, read_baseline),
                 goal=goal_text("< 60 s", total < 60),
             )

@@ -39,9 +39,9 @@ from bombora.staging import (
     LOCK_CLASS,
     MAX_QUARANTINE_STORED,
     OPTIONAL_COLUMNS,
+    Copier,
     LoadStats,
     Topics,
-    copy_rows,
     create_staging,
     domain_summary,
     drop_orphan_staging,
@@ -95,6 +95,7 @@ class Loader:
     stats: LoadStats = field(default_factory=LoadStats)
     topic_ids: set[int] = field(default_factory=set)
     topic_counts: dict[int, list[int]] = field(default_factory=dict)  # topic id -> [domains, surging]
+    copier: Copier = field(init=False, repr=False)
 
     def load(self) -> LoadStats:
         stream, raw = open_binary(self.path)
@@ -105,6 +106,7 @@ class Loader:
         seen_content = False
         created = False
         blocks = prefetch(validated_blocks(stream, raw, self.name, self.block_bytes))
+        self.copier = Copier()
         try:
             for _layout, block, position in blocks:
                 seen_content = True
@@ -138,6 +140,7 @@ class Loader:
                     self.ctx.progress(position, size, rows_read=self.stats.rows_read)
             if carry is not None:
                 self._write(table, carry)
+            self.copier.finish()
             if not seen_content or self.stats.rows_read == 0:
                 raise FileRejected(f"{self.name} is empty (no Bombora rows)")
             if self.stats.loaded == 0:  # nothing valid (or only rows of other weeks): never swap in an empty week
@@ -152,6 +155,7 @@ class Loader:
             self.topic_ids = set(self.topic_counts)
             return self.stats
         except BaseException:
+            self.copier.close()
             if created:
                 drop_staging(table)
             raise
@@ -203,8 +207,8 @@ class Loader:
         self.stats.loaded += rows.height
         self.stats.domains += summary.height
         self.stats.surging += int(summary["surging"].sum())
-        copy_rows(table, rows)
-        copy_rows(f"{table}_d", summary, DOMAIN_COLUMNS)
+        self.copier.submit(table, rows)
+        self.copier.submit(f"{table}_d", summary, DOMAIN_COLUMNS)
         per_topic = rows.group_by("topic_id").agg(pl.len(), (pl.col("score") >= SURGE_THRESHOLD).sum())
         for topic_id, domains, surging in per_topic.iter_rows():
             counts = self.topic_counts.setdefault(int(topic_id), [0, 0])

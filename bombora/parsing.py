@@ -15,7 +15,7 @@ from typing import IO
 import polars as pl
 
 from bombora.layout import Layout, detect_layout, split_line
-from bombora.reading import first_content_line, read_blocks, refuse_non_table
+from bombora.reading import first_content_line, prefetch, read_blocks, refuse_non_table
 from p360.core import domains as n
 from p360.core.intake.tables import combine_problems
 
@@ -279,7 +279,8 @@ def validated_blocks(
     """(layout, validated block, compressed bytes read): pure polars, so it can run in a thread."""
     layout: Layout | None = None
     line_no = 1
-    for data in read_blocks(stream, block_bytes):
+    # Decompression in a thread of its own (zlib releases the GIL): it overlaps the parsing of the previous block.
+    for data in prefetch(read_blocks(stream, block_bytes)):
         skip: int | None = None
         if layout is None:
             if line_no == 1:

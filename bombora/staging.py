@@ -6,7 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import io
 import logging
+import queue
 import re
+import threading
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -139,15 +141,18 @@ OPTIONAL_COLUMNS = ("volume", "surging")  # issue 18: only when the file carries
 DOMAIN_COLUMNS = ("domain", "topics", "surging", "max_score")
 
 
-def copy_rows(name: str, rows: pl.DataFrame, columns: tuple[str, ...] = SCORE_COLUMNS) -> None:
-    """COPY the columns (CSV made by polars); the week is the table's default."""
-    if rows.is_empty():
-        return
+def csv_bytes(rows: pl.DataFrame, columns: tuple[str, ...] = SCORE_COLUMNS) -> tuple[tuple[str, ...], bytes]:
+    """(columns, CSV made by polars) of the rows to COPY; the optional columns only when the file has them."""
     if columns == SCORE_COLUMNS:
         columns = (*columns, *(c for c in OPTIONAL_COLUMNS if c in rows.columns))
     buffer = io.BytesIO()
     rows.select(columns).write_csv(buffer, include_header=False)
-    view = buffer.getbuffer()
+    return columns, buffer.getvalue()
+
+
+def copy_bytes(name: str, columns: tuple[str, ...], data: bytes) -> None:
+    """COPY CSV bytes into a staging table on this thread's connection; the week is the table's default."""
+    view = memoryview(data)
     with (
         connection.cursor() as cursor,
         cursor.copy(  # type: ignore[attr-defined]
@@ -156,6 +161,67 @@ def copy_rows(name: str, rows: pl.DataFrame, columns: tuple[str, ...] = SCORE_CO
     ):
         for start in range(0, len(view), 1 << 20):
             copy.write(view[start : start + (1 << 20)])
+
+
+def copy_rows(name: str, rows: pl.DataFrame, columns: tuple[str, ...] = SCORE_COLUMNS) -> None:
+    """COPY the columns (CSV made by polars); the week is the table's default."""
+    if rows.is_empty():
+        return
+    copy_bytes(name, *csv_bytes(rows, columns))
+
+
+class Copier:
+    """COPY blocks into the staging tables on connections of their own, `workers` at a time, while the caller
+    parses the next block: PostgreSQL then uses both cores. Each block commits on its own (autocommit), as the
+    single-connection path does. Only outside a transaction: inside one (tests), the staging tables are not
+    visible to other connections, and `Copier.inline()` COPYs on the caller's connection instead."""
+
+    def __init__(self, workers: int = 2) -> None:
+        self.errors: list[BaseException] = []
+        self.inline_only = workers <= 0 or connection.in_atomic_block
+        self.box: queue.Queue[tuple[str, tuple[str, ...], bytes] | None] = queue.Queue(maxsize=max(1, workers))
+        self.threads = (
+            []
+            if self.inline_only
+            else [threading.Thread(target=self._work, name=f"bombora-copy-{n}", daemon=True) for n in range(workers)]
+        )
+        for thread in self.threads:
+            thread.start()
+
+    def _work(self) -> None:
+        try:
+            while (item := self.box.get()) is not None:
+                if self.errors:
+                    continue  # drain: the load fails anyway
+                try:
+                    copy_bytes(*item)
+                except BaseException as exc:  # noqa: BLE001 - handed to the loader, which re-raises it
+                    self.errors.append(exc)
+        finally:
+            connection.close()  # this thread's own connection
+
+    def submit(self, name: str, rows: pl.DataFrame, columns: tuple[str, ...] = SCORE_COLUMNS) -> None:
+        if rows.is_empty():
+            return
+        if self.errors:
+            raise self.errors[0]
+        if self.inline_only:
+            copy_rows(name, rows, columns)
+            return
+        self.box.put((name, *csv_bytes(rows, columns)))
+
+    def finish(self) -> None:
+        """Wait for every COPY; re-raise the first error."""
+        self.close()
+        if self.errors:
+            raise self.errors[0]
+
+    def close(self) -> None:
+        for _ in self.threads:
+            self.box.put(None)
+        for thread in self.threads:
+            thread.join()
+        self.threads = []
 
 
 def domain_summary(rows: pl.DataFrame) -> pl.DataFrame:

@@ -114,13 +114,18 @@ def compute(params: Params, timings: Timings | None = None) -> dict[str, Any]:
     """Every model in `params.models` over the current schema's REDS events (no cache)."""
     timings = timings or Timings()
     began = time.perf_counter()
-    events = paths.read_events(
+    # One holder, emptied by `build`: the events' only reference is build's, which frees them slice by slice.
+    events = [
+        paths.read_events(
+            start=params.start, end=params.end, lookback_days=params.lookback_days, group_by=params.group_by
+        )
+    ]
+    cost = paths.read_cost(
         start=params.start, end=params.end, lookback_days=params.lookback_days, group_by=params.group_by
     )
     timings.read_s = time.perf_counter() - began
     began = time.perf_counter()
-    built = paths.build(events, start=params.start, end=params.end, lookback_days=params.lookback_days)
-    del events
+    built = paths.build(events.pop(), start=params.start, end=params.end, lookback_days=params.lookback_days, cost=cost)
     timings.paths_s = time.perf_counter() - began
 
     credits: dict[str, pl.DataFrame] = {}

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 from django.db import connection
@@ -41,16 +42,24 @@ GROUP_COLUMNS = {
 }
 IMPRESSION, CLICK, CONVERSION = 0, 1, 2
 US_PER_DAY = 86_400 * 1_000_000
-_CHUNK = 32 << 20  # parse the COPY stream in ~32 MB pieces: memory stays near the size of the frame
+_CHUNK = 32 << 20  # parse the read text in ~32 MB pieces: memory stays near the size of the frame
+# One text value per group of at most this many event ids: PostgreSQL caps a value at 1 GB (an event line is at
+# most ~560 bytes with a 200-character user id and a 100-character key).
+_GROUP_IDS = 250_000
+_WINDOW_BYTES = 256 << 20  # one query reads consecutive day partitions holding up to about this much (~2M events)
+_PARALLEL = "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0; SET enable_sort = off"
+_SERIAL = "RESET parallel_setup_cost; RESET parallel_tuple_cost; RESET min_parallel_table_scan_size; RESET enable_sort"
+BUCKET_ROWS = 2_000_000  # paths are built per slice of users of about this many events: memory stays flat
 _SCHEMA = {
     "id": pl.Int64,
     "user": pl.String,
     "ts": pl.Int64,
     "t": pl.Int8,
     "key": pl.String,
-    "cost": pl.Float64,
     "value": pl.Float64,
 }
+_EVENT_SCHEMA = {**_SCHEMA, "user": pl.Categorical, "key": pl.Categorical}
+_COST_SCHEMA = {"key": pl.String, "cost": pl.Float64, "touches": pl.UInt32}
 
 
 def _parse(data: bytes) -> pl.DataFrame:
@@ -62,32 +71,99 @@ def _parse(data: bytes) -> pl.DataFrame:
     )
 
 
+def _quoted(expression: str) -> str:
+    """A text expression as one CSV field, always quoted (commas, quotes and newlines in ids stay exact)."""
+    return "'\"' || replace(coalesce(" + expression + ", ''), '\"', '\"\"') || '\"'"
+
+
+def _event_line() -> str:
+    """One event as a CSV line: id, user, epoch microseconds, 2 for a conversion (else 0), key, value."""
+    return (
+        f"id || ',' || {_quoted('user_id')} || ',' || "
+        "(extract(epoch FROM event_timestamp) * 1000000)::int8 || ',' || "
+        "CASE WHEN event_type = 'conversion' THEN '2' ELSE '0' END || ',' || "
+        "{key} || ',' || coalesce(conversion_value::text, '')"
+    )
+
+
+def _windows(cursor: Any, first: dt.date, last: dt.date) -> list[tuple[dt.date, dt.date]]:
+    """Consecutive days in groups whose day partitions hold about _WINDOW_BYTES each (one query per group: the
+    text of one query is held in memory at once). Sizes come from the catalogue, not from a scan."""
+    cursor.execute(
+        "SELECT d::date, coalesce(pg_relation_size(to_regclass("
+        f"'{EVENTS}_p' || to_char(d, 'YYYYMMDD'))), 0) FROM generate_series(%s::date, %s::date, interval '1 day') d",
+        [first, last],
+    )
+    windows: list[tuple[dt.date, dt.date]] = []
+    low, size = first, 0
+    for day, day_size in cursor.fetchall():
+        if size and size + day_size > _WINDOW_BYTES:
+            windows.append((low, day - dt.timedelta(days=1)))
+            low, size = day, 0
+        size += day_size
+    windows.append((low, last))
+    return windows
+
+
 def read_events(*, start: dt.date, end: dt.date, lookback_days: int, group_by: str) -> pl.DataFrame:
-    """Events of [start - lookback_days, end] with only the columns attribution needs (one COPY)."""
+    """Events of [start - lookback_days, end] with only the columns the paths need.
+
+    PostgreSQL writes the CSV lines itself (its parallel workers too) and hands them over as a few large text
+    values (a few queries of consecutive days, `string_agg` per day and group of event ids): a COPY crosses into
+    Python once per row, which cost more CPU than PostgreSQL's own work. Row order does not matter (the paths
+    sort). Media cost is summed in SQL (`read_cost`, exact numeric sums), so it is not read per event.
+    """
     column = GROUP_COLUMNS[group_by]
     first = start - dt.timedelta(days=lookback_days)
+    line = _event_line().format(key=_quoted(column))
     # Dates come from validated date objects; the table and column names from the fixed maps above.
     sql = (
-        f"COPY (SELECT id, user_id, (extract(epoch FROM event_timestamp) * 1000000)::int8, "
-        f"CASE event_type WHEN 'impression' THEN 0 WHEN 'click' THEN 1 ELSE 2 END, {column}, "
-        f"cost_usd, conversion_value FROM {EVENTS} "
-        f"WHERE event_date BETWEEN '{first.isoformat()}' AND '{end.isoformat()}' "
-        f"AND event_type IN ('impression', 'click', 'conversion')) TO STDOUT (FORMAT csv)"
+        f"SELECT string_agg({line}, E'\\n') FROM {EVENTS} WHERE event_date BETWEEN %s AND %s "
+        f"AND event_type IN ('impression', 'click', 'conversion') GROUP BY event_date, id / {_GROUP_IDS}"
     )
+
     frames: list[pl.DataFrame] = []
-    buffer = bytearray()
-    with connection.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[attr-defined]
-        for block in copy:
-            buffer += block
-            if len(buffer) >= _CHUNK:
-                cut = buffer.rfind(b"\n") + 1
-                frames.append(_parse(bytes(buffer[:cut])))
-                del buffer[:cut]
-    if buffer:
-        frames.append(_parse(bytes(buffer)))
+    pieces: list[bytes] = []
+    size = 0
+    with connection.cursor() as cursor:
+        windows = _windows(cursor, first, end)
+        # PostgreSQL's parallel workers format the lines too (a partial string_agg per worker): formatting is most
+        # of the read and one backend would otherwise do it alone. Session settings, reset right after.
+        cursor.execute(_PARALLEL)
+        try:
+            for low, high in windows:
+                cursor.execute(sql, [low, high])
+                for (text,) in cursor.fetchall():
+                    piece = text.encode()
+                    pieces.append(piece)
+                    size += len(piece)
+                    if size >= _CHUNK:
+                        frames.append(_parse(b"\n".join(pieces)))
+                        pieces, size = [], 0
+        finally:
+            cursor.execute(_SERIAL)
+    if pieces:
+        frames.append(_parse(b"\n".join(pieces)))
     if not frames:
-        return pl.DataFrame(schema={**_SCHEMA, "user": pl.Categorical, "key": pl.Categorical})
+        return pl.DataFrame(schema=_EVENT_SCHEMA)
     return pl.concat(frames, rechunk=False)
+
+
+def read_cost(*, start: dt.date, end: dt.date, lookback_days: int, group_by: str) -> pl.DataFrame:
+    """key, cost, touches: media cost and count of impressions and clicks in [start, end] (every user), in SQL."""
+    column = GROUP_COLUMNS[group_by]
+    lo = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
+    hi = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    # The same day partitions as `read_events` reads; the timestamp decides what is in the range (as in `build`).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT coalesce({column}, ''), sum(cost_usd)::float8, count(*) FROM {EVENTS} "
+            "WHERE event_date BETWEEN %s AND %s AND event_type IN ('impression', 'click') "
+            "AND event_timestamp >= %s AND event_timestamp < %s GROUP BY 1",
+            [start - dt.timedelta(days=lookback_days), end, lo, hi],
+        )
+        rows = cursor.fetchall()
+    return pl.DataFrame(rows, schema=_COST_SCHEMA, orient="row")
 
 
 @dataclass
@@ -105,27 +181,79 @@ class Paths:
         return self.conversions.filter(pl.col("n") > 0)
 
 
-def build(events: pl.DataFrame, *, start: dt.date, end: dt.date, lookback_days: int) -> Paths:
-    """Paths as the module docstring defines them (vectorised: no Python loop over users or paths)."""
+def _cost(events: pl.DataFrame, lo: int, hi: int) -> pl.DataFrame:
+    """key, cost, touches from the events themselves (when they carry `cost`; the engine sums it in SQL)."""
+    in_range = (pl.col("t") != CONVERSION) & (pl.col("ts") >= lo) & (pl.col("ts") < hi)
+    return (
+        events.lazy()
+        .filter(in_range)
+        .group_by("key")
+        .agg(pl.col("cost").sum(), pl.len().cast(pl.UInt32).alias("touches"))
+        .collect()
+    )
+
+
+def build(
+    events: pl.DataFrame,
+    *,
+    start: dt.date,
+    end: dt.date,
+    lookback_days: int,
+    cost: pl.DataFrame | None = None,
+    bucket_rows: int = BUCKET_ROWS,
+) -> Paths:
+    """Paths as the module docstring defines them (vectorised: no Python loop over users or paths).
+
+    Users are independent, so the events are split into slices of users (about `bucket_rows` events each) and
+    each slice is sorted and walked on its own: the sort stays in cache and memory stays flat; conversion
+    numbers continue from one slice to the next. `cost` (key, cost, touches) comes from SQL when given.
+    """
     epoch = dt.date(1970, 1, 1)
     lo = (start - epoch).days * US_PER_DAY
     hi = ((end - epoch).days + 1) * US_PER_DAY
     lookback = lookback_days * US_PER_DAY
     is_conv = pl.col("t") == CONVERSION
     in_range = (pl.col("ts") >= lo) & (pl.col("ts") < hi)
-
-    cost = (
-        events.lazy()
-        .filter(~is_conv & in_range)
-        .group_by("key")
-        .agg(pl.col("cost").sum(), pl.len().alias("touches"))
-        .collect()
-    )
+    if cost is None:
+        cost = _cost(events, lo, hi)
     no_user = events.lazy().filter(is_conv & in_range & pl.col("user").is_null()).select("value").collect()
+    known = events.lazy().filter(pl.col("user").is_not_null()).select("id", "user", "ts", "t", "key", "value")
+    slices = max(1, -(-events.height // max(1, bucket_rows)))
+    del events
+    parts = (
+        [known.collect()]
+        if slices == 1
+        else known.with_columns((pl.col("user").to_physical() % slices).alias("_slice"))
+        .collect()
+        .partition_by("_slice", include_key=False)
+    ) or [known.collect()]
+    touches, conversions, idle = [], [], []
+    offset = 0
+    while parts:
+        part = parts.pop(0)  # each slice is freed once walked
+        walked = _walk(part, lo=lo, hi=hi, lookback=lookback, offset=offset)
+        del part
+        offset = walked[3]
+        touches.append(walked[0])
+        conversions.append(walked[1])
+        idle.append(walked[2])
+    return Paths(
+        touches=pl.concat(touches),
+        conversions=pl.concat(conversions),
+        idle=pl.concat(idle),
+        no_user=no_user,
+        cost=cost,
+    )
 
+
+def _walk(
+    events: pl.DataFrame, *, lo: int, hi: int, lookback: int, offset: int
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
+    """(touches, conversions, idle, last conversion number) of one slice of users (all with a user id).
+    Conversion numbers start after `offset`."""
+    is_conv = pl.col("t") == CONVERSION
     ordered = (
         events.lazy()
-        .filter(pl.col("user").is_not_null())
         # Only what the paths need goes through the sort. Order: time, then touches before a
         # conversion at the same instant (2 ts + 1 for conversions), then file order (event id).
         .select(
@@ -138,7 +266,8 @@ def build(events: pl.DataFrame, *, start: dt.date, end: dt.date, lookback_days: 
             "value",
         )
         .sort(["u", "order", "id"])
-        .with_columns(is_conv.cast(pl.UInt32).cum_sum().alias("cum"))  # conversion number (1-based)
+        .drop("order", "id")
+        .with_columns((is_conv.cast(pl.UInt32).cum_sum() + offset).alias("cum"))  # conversion number (1-based)
         # A touch belongs to the next conversion row in this order when that row is the same user's
         # (the conversion closes the user's segment); otherwise it is on the user's trailing,
         # non-converting path. Backward fills instead of a join: one linear pass.
@@ -151,6 +280,7 @@ def build(events: pl.DataFrame, *, start: dt.date, end: dt.date, lookback_days: 
         .with_columns(((pl.col("conv_ts") >= lo) & (pl.col("conv_ts") < hi)).alias("conv_in_range"))
         .collect()
     )
+    last = int(ordered.select(pl.col("cum").max()).item() or offset) if ordered.height else offset
     conversions_all = ordered.filter(is_conv).select("conv", pl.col("conv_value").alias("value"), "conv_in_range")
     same_user = pl.col("conv_u").is_not_null() & (pl.col("conv_u") == pl.col("u"))
     touches = (
@@ -177,5 +307,4 @@ def build(events: pl.DataFrame, *, start: dt.date, end: dt.date, lookback_days: 
     )
     # The trailing segment is the only non-converting one a user has: the user names the path.
     idle = ordered.filter(~is_conv & ~same_user).select(pl.col("u").cast(pl.UInt64).alias("path"), "key")
-    del ordered
-    return Paths(touches=touches, conversions=conversions, idle=idle, no_user=no_user, cost=cost)
+    return touches, conversions, idle, last
