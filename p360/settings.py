@@ -568,6 +568,7 @@ P360_UID2_PARALLEL = int(env("P360_UID2_PARALLEL") or "4")  # documented ceiling
 P360_UID2_MAX_RETRIES = int(env("P360_UID2_MAX_RETRIES") or "5")
 P360_UID2_BACKOFF_BASE = float(env("P360_UID2_BACKOFF_BASE") or "1")
 P360_UID2_BACKOFF_CAP = float(env("P360_UID2_BACKOFF_CAP") or "60")
+P360_UID2_TIMEOUT = float(env("P360_UID2_TIMEOUT") or "30")  # seconds per operator request (the SDK has none)
 P360_TTD_BASE_URL = env("P360_TTD_BASE_URL") or "https://usw-data.adsrvr.org"
 P360_TTD_BATCH_SIZE = int(env("P360_TTD_BATCH_SIZE") or "1600")  # TTD's own SDK examples
 P360_TTD_MAX_RETRIES = int(env("P360_TTD_MAX_RETRIES") or "5")
@@ -611,6 +612,8 @@ SEGMENTS_NATS_URL = env("SEGMENTS_NATS_URL", "nats://127.0.0.1:4222")
 SEGMENTS_PARTITIONS = int(env("SEGMENTS_PARTITIONS", "8"))
 SEGMENTS_NATS_ACK_WAIT_S = float(env("SEGMENTS_NATS_ACK_WAIT_S", "30"))
 SEGMENTS_DERIVED_BATCH_SECONDS = int(env("SEGMENTS_DERIVED_BATCH_SECONDS", "60"))
+# re-evaluating a segment of more users than this runs as a job (the API answers at once with its id)
+SEGMENTS_REEVALUATE_INLINE_MAX = int(env("SEGMENTS_REEVALUATE_INLINE_MAX", "20000"))
 SEGMENTS_TWILIO_BASE_URL = env("SEGMENTS_TWILIO_BASE_URL", "https://api.twilio.com")
 SEGMENTS_TWILIO_ACCOUNT_SID = env("SEGMENTS_TWILIO_ACCOUNT_SID", "")
 SEGMENTS_TWILIO_AUTH_TOKEN = env("SEGMENTS_TWILIO_AUTH_TOKEN", "")
