@@ -83,6 +83,7 @@ SHARED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "django.contrib.postgres",  # GinIndex (audience lineage), lookups on arrays and JSON
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",

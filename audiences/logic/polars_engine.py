@@ -338,10 +338,11 @@ def leaf_key(cond: Condition) -> Hashable | None:
     """The memo key of a leaf: what it reads and tests (None: not memoised).
 
     Audience membership is not memoised: a built audience's members change with its materialisation, not with the
-    data generation (and the membership columns are cached already).
+    data generation (and the membership columns are cached already). Nor are event-segment leaves (`segment`):
+    their members change with every event; audiences/logic/membership.py memoises them per membership version.
     """
     ref = cond.field
-    if ref.type == AUDIENCE:
+    if ref.type in (AUDIENCE, MEMBERSHIP):
         return None
     return (ref.type, ref.column, ref.measure, ref.custom_type, cond.operator, cond.value)
 
