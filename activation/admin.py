@@ -193,7 +193,7 @@ class IcpSeedAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Delivery, site=global_admin)
-class GlobalDeliveryAdmin(ModelAdmin):
+class GlobalDeliveryAdmin(ReadOnlyAdmin):
     """Deliveries across organisations (global admin): the ledger lives in each org's schema, so this list reads
     the schemas of the orgs the user may see (all for super admins, their own for others) in one query per page.
     Each row links to the delivery in its org's admin, where re-run and dry run live."""
@@ -206,15 +206,6 @@ class GlobalDeliveryAdmin(ModelAdmin):
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return obj is None and self._visible(request).exists()
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_urls(self) -> list[Any]:
         info = self.opts.app_label, self.opts.model_name

@@ -167,22 +167,28 @@ def breakdown(entry: cache.Entry, mask: pl.Series, spec: Breakdown) -> list[dict
     return rows(breakdown_frame(entry, mask, spec))
 
 
-def surging_frame(entry: cache.Entry, mask: pl.Series, shared: dict[str, Any] | None = None) -> pl.DataFrame:
-    """Per Bombora topic: how many of the people have a domain surging on it (score >= 60) in the current week."""
+def _surging_pairs(entry: cache.Entry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The week's surging (domain code, topic index) pairs and the topic ids, as arrays: once per cache entry."""
     from bombora.store import SURGE_THRESHOLD
 
-    empty = pl.DataFrame(schema={"value": pl.String, "count": pl.Int64})
-    if not entry.bombora.height or "domain" not in entry.frame.columns:
-        return empty
     with entry.lock:
         surging = entry.stats.get("surging_pairs")
-    if surging is None:  # the week's surging (domain code, topic index) pairs as arrays: once per cache entry
+    if surging is None:
         pairs = entry.bombora.filter(pl.col("score") >= SURGE_THRESHOLD)
         topic_ids, topic_index = np.unique(pairs.get_column("topic_id").to_numpy(), return_inverse=True)
         surging = (pairs.get_column("code").to_numpy().astype(np.int64), topic_index, topic_ids)
         with entry.lock:
             entry.stats["surging_pairs"] = surging
-    codes, topic_index, topic_ids = surging
+    return surging
+
+
+def surging_frame(entry: cache.Entry, mask: pl.Series, shared: dict[str, Any] | None = None) -> pl.DataFrame:
+    """Per Bombora topic: how many of the people have a domain surging on it (score >= 60) in the current week."""
+
+    empty = pl.DataFrame(schema={"value": pl.String, "count": pl.Int64})
+    if not entry.bombora.height or "domain" not in entry.frame.columns:
+        return empty
+    codes, topic_index, topic_ids = _surging_pairs(entry)
     if not len(codes):
         return empty
     per_domain, _ = _code_counts(entry, "domain", mask, {} if shared is None else shared)
@@ -337,19 +343,10 @@ def one_pass(entry: cache.Entry, mask: pl.Series) -> Pass:
 
 def _surging_rows(entry: cache.Entry, counted: Pass) -> list[dict[str, Any]]:
     """The Bombora chart from the pass's domain counts: people per topic their domain surges on, by count."""
-    from bombora.store import SURGE_THRESHOLD
 
     if not entry.bombora.height or "domain" not in counted.codes:
         return []
-    with entry.lock:
-        surging = entry.stats.get("surging_pairs")
-    if surging is None:  # the week's surging (domain code, topic index) pairs as arrays: once per cache entry
-        pairs = entry.bombora.filter(pl.col("score") >= SURGE_THRESHOLD)
-        topic_ids, topic_index = np.unique(pairs.get_column("topic_id").to_numpy(), return_inverse=True)
-        surging = (pairs.get_column("code").to_numpy().astype(np.int64), topic_index, topic_ids)
-        with entry.lock:
-            entry.stats["surging_pairs"] = surging
-    codes, topic_index, topic_ids = surging
+    codes, topic_index, topic_ids = _surging_pairs(entry)
     if not len(codes):
         return []
     per_domain = counted.codes["domain"][0]
