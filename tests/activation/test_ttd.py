@@ -32,6 +32,7 @@ def map_everything() -> None:
     with connection.cursor() as cursor:
         cursor.execute("UPDATE activation_uid2identity SET status = 'mapped', uid2 = 'U' || hashed "
                        "WHERE status = 'pending'")  # fmt: skip
+        cursor.execute("ANALYZE activation_uid2identity")
 
 
 def ttd_destination(ttd: Any, audiences: list[Audience], name: str = "TTD") -> Any:
@@ -133,6 +134,7 @@ def _seed_audience(name: str, n: int) -> Audience:
             "SELECT %s, g, g + 2, 'seed-' || %s || '-' || g FROM generate_series(0, %s - 1) g",
             [version, name, n],
         )
+        cursor.execute(f"ANALYZE audiences_record_v{version}")  # as an import leaves it: planned with statistics
     return audience
 
 
