@@ -277,19 +277,23 @@ def _export_query(request: HttpRequest) -> ReportQuery:
     return parse_query(request.GET, default_level="campaign", levels=CSV_KINDS)
 
 
+def _record_export(request: HttpRequest, q: Any, fmt: str) -> None:
+    record(
+        action="reporting.exported",
+        actor=_actor(request),
+        org=_org(request),
+        entity_type="reporting.export",
+        after={"format": fmt, "table": q.level, "start": q.start.isoformat(), "end": q.end.isoformat()},
+    )
+
+
 def export_csv(request: HttpRequest) -> HttpResponseBase:
     """A table of the page (or the daily / by-source figures) as CSV, streamed."""
     try:
         q = _export_query(request)
     except RangeError as exc:
         return HttpResponse(f"Cannot export: {exc}.\n", status=400, content_type="text/plain; charset=utf-8")
-    record(
-        action="reporting.exported",
-        actor=_actor(request),
-        org=_org(request),
-        entity_type="reporting.export",
-        after={"format": "csv", "table": q.level, "start": q.start.isoformat(), "end": q.end.isoformat()},
-    )
+    _record_export(request, q, "csv")
     response = StreamingHttpResponse(
         _in_schema(request, table_csv(q.level, q.start, q.end, q.filters, q.query)),
         content_type="text/csv; charset=utf-8",
@@ -306,13 +310,7 @@ def export_xlsx(request: HttpRequest) -> HttpResponse:
         body = table_xlsx(q.level, q.start, q.end, q.filters, q.query)
     except (RangeError, ValueError) as exc:
         return HttpResponse(f"Cannot export: {exc}.\n", status=400, content_type="text/plain; charset=utf-8")
-    record(
-        action="reporting.exported",
-        actor=_actor(request),
-        org=_org(request),
-        entity_type="reporting.export",
-        after={"format": "xlsx", "table": q.level, "start": q.start.isoformat(), "end": q.end.isoformat()},
-    )
+    _record_export(request, q, "xlsx")
     response = HttpResponse(body, content_type=XLSX_CONTENT_TYPE)
     name = f"{request.org.slug}-{q.level}-{q.start.isoformat()}-to-{q.end.isoformat()}.xlsx"  # type: ignore[attr-defined]
     response["Content-Disposition"] = f'attachment; filename="{name}"'

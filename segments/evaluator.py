@@ -188,35 +188,20 @@ def _evaluate_table(cursor: Any, now: datetime, timer: bool) -> list[Transition]
         seg, user, trigger, version, event_type, attribute, prop, operator, target, window, value, entered, holds = row
         rule = rules_mod.Rule(seg, version, event_type, attribute, prop, operator, Decimal(target), int(window))
         aggregate = None if value is None else Decimal(value)
-        if holds:
-            transitions.append(
-                Transition(
-                    segment_id=seg,
-                    user_id=user,
-                    kind=Transition.Kind.ENTER,
-                    entered_at=now,
-                    exited_at=None,
-                    rule_version=version,
-                    event_id="" if timer else trigger or "",
-                    reason=rule.describe(aggregate)[:300],
-                    recorded_at=now,
-                )
+        why = rule.describe(aggregate) if holds else ("window slid past: " if timer else "") + rule.describe(aggregate)
+        transitions.append(
+            Transition(
+                segment_id=seg,
+                user_id=user,
+                kind=Transition.Kind.ENTER if holds else Transition.Kind.EXIT,
+                entered_at=now if holds else entered,
+                exited_at=None if holds else now,
+                rule_version=version,
+                event_id="" if timer else trigger or "",
+                reason=why[:300],
+                recorded_at=now,
             )
-        else:
-            why = ("window slid past: " if timer else "") + rule.describe(aggregate)
-            transitions.append(
-                Transition(
-                    segment_id=seg,
-                    user_id=user,
-                    kind=Transition.Kind.EXIT,
-                    entered_at=entered,
-                    exited_at=now,
-                    rule_version=version,
-                    event_id="" if timer else trigger or "",
-                    reason=why[:300],
-                    recorded_at=now,
-                )
-            )
+        )
     return transitions
 
 
