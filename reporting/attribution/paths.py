@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
+import psycopg
 from django.db import connection
 
 EVENTS = "ingestion_store_redsevent"
@@ -109,7 +110,8 @@ def read_events(*, start: dt.date, end: dt.date, lookback_days: int, group_by: s
     """Events of [start - lookback_days, end] with only the columns the paths need.
 
     PostgreSQL writes the CSV lines itself (its parallel workers too) and hands them over as a few large text
-    values (a few queries of consecutive days, `string_agg` per day and group of event ids): a COPY crosses into
+    values (a few queries of consecutive days, `string_agg` per day and group of event ids, as bytea in binary
+    results, so that Python never decodes them): a COPY crosses into
     Python once per row, which cost more CPU than PostgreSQL's own work. Row order does not matter (the paths
     sort). Media cost is summed in SQL (`read_cost`, exact numeric sums), so it is not read per event.
     """
@@ -118,7 +120,7 @@ def read_events(*, start: dt.date, end: dt.date, lookback_days: int, group_by: s
     line = _event_line().format(key=_quoted(column))
     # Dates come from validated date objects; the table and column names from the fixed maps above.
     sql = (
-        f"SELECT string_agg({line}, E'\\n') FROM {EVENTS} WHERE event_date BETWEEN %s AND %s "
+        f"SELECT convert_to(string_agg({line}, E'\\n'), 'UTF8') FROM {EVENTS} WHERE event_date BETWEEN %s AND %s "
         f"AND event_type IN ('impression', 'click', 'conversion') GROUP BY event_date, id / {_GROUP_IDS}"
     )
 
@@ -132,10 +134,13 @@ def read_events(*, start: dt.date, end: dt.date, lookback_days: int, group_by: s
         cursor.execute(_PARALLEL)
         try:
             for low, high in windows:
-                cursor.execute(sql, [low, high])
-                for (text,) in cursor.fetchall():
-                    piece = text.encode()
-                    pieces.append(piece)
+                # Binary results: the bytea arrives as the bytes themselves (no str decoded, then encoded again).
+                # Django's cursors bind client-side, which cannot ask for binary results: a plain psycopg cursor on
+                # the same connection (same transaction and search_path, already set by `connection.cursor()`).
+                with psycopg.Cursor(cursor.cursor.connection) as raw:
+                    raw.execute(sql, [low, high], binary=True)
+                    for (piece,) in raw.fetchall():
+                        pieces.append(piece)
                     size += len(piece)
                     if size >= _CHUNK:
                         frames.append(_parse(b"\n".join(pieces)))
@@ -217,20 +222,23 @@ def build(
     if cost is None:
         cost = _cost(events, lo, hi)
     no_user = events.lazy().filter(is_conv & in_range & pl.col("user").is_null()).select("value").collect()
-    known = events.lazy().filter(pl.col("user").is_not_null()).select("id", "user", "ts", "t", "key", "value")
+    columns = ("id", "user", "ts", "t", "key", "value")
     slices = max(1, -(-events.height // max(1, bucket_rows)))
-    del events
+    # Partitioned straight from the events (a `select` shares their buffers), and the events dropped right after:
+    # at most the events plus one copy are alive at once (a filtered copy in between made it three, issue 17).
+    # Events without a user id land in a slice of their own (null modulo) that the filter below empties.
     parts = (
-        [known.collect()]
+        [events.select(columns)]
         if slices == 1
-        else known.with_columns((pl.col("user").to_physical() % slices).alias("_slice"))
-        .collect()
-        .partition_by("_slice", include_key=False)
-    ) or [known.collect()]
+        else events.select(*columns, (pl.col("user").to_physical() % slices).alias("_slice")).partition_by(
+            "_slice", include_key=False
+        )
+    ) or [events.select(columns)]  # no events at all: one empty slice, walked like any other
+    del events
     touches, conversions, idle = [], [], []
     offset = 0
     while parts:
-        part = parts.pop(0)  # each slice is freed once walked
+        part = parts.pop(0).filter(pl.col("user").is_not_null())  # each slice is freed once walked
         walked = _walk(part, lo=lo, hi=hi, lookback=lookback, offset=offset)
         del part
         offset = walked[3]
