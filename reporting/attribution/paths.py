@@ -141,10 +141,10 @@ def read_events(*, start: dt.date, end: dt.date, lookback_days: int, group_by: s
                     raw.execute(sql, [low, high], binary=True)
                     for (piece,) in raw.fetchall():
                         pieces.append(piece)
-                    size += len(piece)
-                    if size >= _CHUNK:
-                        frames.append(_parse(b"\n".join(pieces)))
-                        pieces, size = [], 0
+                        size += len(piece)
+                        if size >= _CHUNK:
+                            frames.append(_parse(b"\n".join(pieces)))
+                            pieces, size = [], 0
         finally:
             cursor.execute(_SERIAL)
     if pieces:
@@ -205,7 +205,7 @@ def build(
     end: dt.date,
     lookback_days: int,
     cost: pl.DataFrame | None = None,
-    bucket_rows: int = BUCKET_ROWS,
+    bucket_rows: int | None = None,
 ) -> Paths:
     """Paths as the module docstring defines them (vectorised: no Python loop over users or paths).
 
@@ -223,7 +223,7 @@ def build(
         cost = _cost(events, lo, hi)
     no_user = events.lazy().filter(is_conv & in_range & pl.col("user").is_null()).select("value").collect()
     columns = ("id", "user", "ts", "t", "key", "value")
-    slices = max(1, -(-events.height // max(1, bucket_rows)))
+    slices = max(1, -(-events.height // max(1, bucket_rows or BUCKET_ROWS)))
     # Partitioned straight from the events (a `select` shares their buffers), and the events dropped right after:
     # at most the events plus one copy are alive at once (a filtered copy in between made it three, issue 17).
     # Events without a user id land in a slice of their own (null modulo) that the filter below empties.

@@ -77,6 +77,28 @@ def test_engine_on_postgres_agrees_with_the_reference_and_mam(
     assert effects == pytest.approx({k: v for k, v in expected["markov"]["removal_effect"].items() if v}, abs=1e-5)
 
 
+@pytest.mark.django_db
+def test_small_read_pieces_windows_and_user_slices_change_nothing(acme: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read's pieces (text values, parse chunks, day windows) and the paths' user slices are sizes only: with
+    each at its smallest (a text value per few ids, a parse per value, a query per day, ~10 events per slice) the
+    result is the reference's, as with the defaults."""
+    events = generate(5, users=60, events=600)
+    insert_events(acme, events)
+    start, end, lookback, half_life = BASE.date() - dt.timedelta(days=4), BASE.date(), 5, 3.0
+    ref = reference.build_paths(to_reference(events), start, end, lookback)
+    expected = reference.mam_credits(ref, half_life)
+    params = engine.Params(start=start, end=end, lookback_days=lookback, half_life_days=half_life)
+    with schema_context(acme.schema_name):
+        default = engine.run(params, use_cache=False)
+        monkeypatch.setattr(paths, "_GROUP_IDS", 7)
+        monkeypatch.setattr(paths, "_CHUNK", 64)
+        monkeypatch.setattr(paths, "_WINDOW_BYTES", 1)
+        monkeypatch.setattr(paths, "BUCKET_ROWS", 10)
+        small = engine.run(params, use_cache=False)
+    compare(small, expected, ref)
+    assert small == default
+
+
 # --- in memory (no database): hypothesis drives the same comparison plus the invariants ----------
 def frame_of(events: list[Ev]) -> pl.DataFrame:
     epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
