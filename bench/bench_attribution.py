@@ -83,6 +83,7 @@ def _server_cpu_s() -> float | None:
 
 def _child(spec: dict[str, str]) -> dict[str, object]:
     """The six-model run measured alone in this (child) process: wall, timings, CPU, peak RSS, a few counts."""
+    import psutil
     from django_tenants.utils import schema_context
 
     from reporting.attribution import engine
@@ -93,7 +94,8 @@ def _child(spec: dict[str, str]) -> dict[str, object]:
             end=dt.date.fromisoformat(spec["end"]),
             lookback_days=int(spec["lookback"]),
         )
-        rss_before = _peak_rss_mb()
+        # The current RSS, not the peak: a child's peak starts at its parent's RSS at fork (Linux keeps it across exec).
+        rss_before = psutil.Process().memory_info().rss / (1 << 20)
         server_before, own_before = _server_cpu_s(), _own_cpu_s()
         timings = engine.Timings()
         began = time.perf_counter()
@@ -292,7 +294,7 @@ def run() -> list[Row]:
                     f"{fmt_s(total)} (read {child['read']:.2f}, paths {child['paths']:.2f}, {models_s} s); "
                     f"CPU {_cpu_text(child['cpu'], child['server_cpu'])}; "
                     f"{child['conversions']:,} attributed conv., {child['non_converting']:,} non-converting paths; "
-                    f"peak RSS {peak:,.0f} MB (the child: Django {child['rss_before_mb']:,.0f} MB + the run)"
+                    f"peak RSS {peak:,.0f} MB (the child: {child['rss_before_mb']:,.0f} MB resident before the run)"
                 ),
                 baseline=(
                     f"{fmt_s(read_baseline)} raw COPY read of the same events, CPU "
