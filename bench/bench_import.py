@@ -177,7 +177,7 @@ def _import_in_subprocess(path: Path, name: str) -> tuple[float, dict, int, floa
 
 
 def _phases(import_id: int) -> str:
-    """The import's recorded phase timings: wall seconds (and the importing thread's CPU-seconds), costliest first."""
+    """The import's recorded phase timings: wall seconds (and the process CPU-seconds during each), costliest first."""
     from django.db import connection
     from django_tenants.utils import schema_context
 
@@ -251,7 +251,7 @@ def large_import() -> list[Row]:
             goal=goal_text(f">= {GOAL_SHARE_OF_COPY:.0%} of COPY", share >= GOAL_SHARE_OF_COPY),
         ),
         Row(
-            workload=f"audience import, phases (wall s, main-thread CPU s), {load}",
+            workload=f"audience import, phases (wall s, process CPU s), {load}",
             size=f"{ROWS:,} rows",
             p360=phases,
             baseline="-",
