@@ -94,7 +94,7 @@ def stream_first(
         duplicates += good.height - frame.height
         with staged.phase("load_prepare"):
             frame = records.conform(frame)
-        with staged.phase("load_copy"):  # waits only when the COPY connections are behind
+        with staged.phase("load_copy"):  # CSV encoding, and a wait only when the COPY connections are behind
             loader.copy_frame(frame, first_row)
         written.count(frame)
         first_row += frame.height
