@@ -66,7 +66,7 @@ else:
     EMBEDDED_DATABASE = True
 if env("P360_DB_NAME") and not EMBEDDED_DATABASE:
     DATABASES["default"]["NAME"] = env("P360_DB_NAME")
-DATABASES["default"]["ENGINE"] = "django_tenants.postgresql_backend"
+DATABASES["default"]["ENGINE"] = "p360.core.pg_backend"  # django-tenants' backend, minus redundant SETs
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
