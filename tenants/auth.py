@@ -13,8 +13,8 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from p360.core.audit.services import record
-from tenants.access import role_has_module, role_has_perm
-from tenants.models import ApiToken, User, hash_token
+from tenants.access import role_has_module, role_has_perm, token_and_org
+from tenants.models import ApiToken, Organization, User, hash_token
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -48,9 +48,16 @@ class InvalidToken(Exception):
 
 def user_for_token(raw: str) -> User:
     """The active user a raw API token belongs to; audits use of a revoked token."""
-    token = ApiToken.objects.select_related("user").filter(token_hash=hash_token(raw)).first()
-    if token is None:
+    return token_route(raw, None)[0]
+
+
+def token_route(raw: str, slug: str | None) -> tuple[User, Organization | None]:
+    """The active user a raw API token belongs to and, for a URL under /o/<slug>/, that org if the user may
+    see it (else None), read in one statement (tenants.access.token_and_org); audits use of a revoked token."""
+    found = token_and_org(hash_token(raw), slug)
+    if found is None:
         raise InvalidToken("Invalid API token.")
+    token, org = found
     if token.revoked_at is not None:
         record(action="token.revoked_used", actor=token.user, entity=token, after={"name": token.name})
         raise InvalidToken("This API token has been revoked.")
@@ -59,7 +66,7 @@ def user_for_token(raw: str) -> User:
     now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    return token.user
+    return token.user, org
 
 
 class ApiTokenMiddleware:
@@ -75,8 +82,11 @@ class ApiTokenMiddleware:
         # Tokens open the API only: pages and admins need a session (and its CSRF protection).
         raw = _token_from_header(request) if is_api_path(request.path) else None
         if raw is not None:
+            from tenants.middleware import slug_from_path  # lazy: the org middleware imports DRF's error body
+
+            slug = slug_from_path(request.path)
             try:
-                user = user_for_token(raw)
+                user, org = token_route(raw, slug)
             except InvalidToken as exc:
                 from p360.core.api_errors import (
                     error_response,  # lazy: api_errors imports DRF, whose settings import this module
@@ -85,6 +95,8 @@ class ApiTokenMiddleware:
                 return error_response(401, str(exc), "authentication_failed")
             request.user = SimpleLazyObject(lambda: user)  # type: ignore[assignment]
             request._p360_token_user = user  # type: ignore[attr-defined]
+            if slug is not None:  # the org middleware's lookup, already answered for this user and slug
+                request._p360_route = (user.pk, slug, org)  # type: ignore[attr-defined]
             request._dont_enforce_csrf_checks = True  # type: ignore[attr-defined]  # token requests carry no cookies
         return self.get_response(request)
 

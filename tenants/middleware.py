@@ -22,7 +22,7 @@ from django.urls import include, path, set_urlconf
 
 from p360.core import context
 from p360.core.api_errors import error_response, is_api_path
-from tenants.access import orgs_visible_to
+from tenants.access import visible_org
 from tenants.models import Organization
 
 ORG_PREFIX = f"/{settings.TENANT_SUBFOLDER_PREFIX}/"
@@ -83,8 +83,13 @@ class OrgMiddleware:
                 return error_response(401, "Authentication credentials were not provided.", "not_authenticated")
             return redirect_to_login(request.get_full_path())
 
-        # One query answers "exists, active and visible to this user"; every miss is the same 404.
-        org = orgs_visible_to(request.user).filter(domains__domain=slug).first()
+        # One query answers "exists, active and visible to this user"; every miss is the same 404. A token
+        # request has it already: its token lookup answered it in the same statement (tenants.auth).
+        route = getattr(request, "_p360_route", None)
+        if route is not None and route[:2] == (request.user.pk, slug):
+            org = route[2]
+        else:
+            org = visible_org(request.user, slug)
         if org is None:
             raise Http404("No such organisation")
 
