@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from django.db.models import Model, QuerySet
 
+from p360.core.db import qualified_cursor
 from tenants.models import STAFF_ROLES, Organization, Role
 
 if TYPE_CHECKING:
@@ -150,6 +151,13 @@ def _columns(model: type[Model], alias: str) -> tuple[list[str], str]:
     return [f.attname for f in fields], ", ".join(f'{alias}."{f.column}"' for f in fields)
 
 
+def _table(model: type[Model]) -> str:
+    """The model's public-schema table, schema-qualified: these statements run under any org's search_path."""
+    from django_tenants.utils import get_public_schema_name
+
+    return f'"{get_public_schema_name()}"."{model._meta.db_table}"'
+
+
 def _visible_org_join(user_alias: str) -> str:
     """orgs_visible_to(user).filter(domains__domain=<slug>) as a LATERAL join on the user row `user_alias`
     (one `%s`: the slug). The same rule as orgs_visible_to: an active user; an active customer org; every org
@@ -158,11 +166,11 @@ def _visible_org_join(user_alias: str) -> str:
 
     _, org_select = _columns(Organization, "o")
     return (
-        f"LEFT JOIN LATERAL (SELECT {org_select} FROM {Organization._meta.db_table} o "
-        f"JOIN {Domain._meta.db_table} d ON d.tenant_id = o.id "
+        f"LEFT JOIN LATERAL (SELECT {org_select} FROM {_table(Organization)} o "
+        f"JOIN {_table(Domain)} d ON d.tenant_id = o.id "
         f"WHERE d.domain = %s AND o.is_active AND o.schema_name <> 'public' AND {user_alias}.is_active "
         f"AND ({user_alias}.role = '{Role.SUPER_ADMIN.value}' OR EXISTS (SELECT 1 FROM "
-        f"{Membership._meta.db_table} m WHERE m.org_id = o.id AND m.user_id = {user_alias}.id)) "
+        f"{_table(Membership)} m WHERE m.org_id = o.id AND m.user_id = {user_alias}.id)) "
         "ORDER BY o.id LIMIT 1) o ON true"
     )
 
@@ -175,8 +183,6 @@ def token_and_org(token_hash: str, slug: str | None) -> tuple[ApiToken, Organiza
     """The token with that hash (its `user` loaded) and, when `slug` is given, the org with that slug if its
     user may see it (None otherwise); None when no token has that hash. Revocation and the user's state are
     the caller's to judge, from the rows returned."""
-    from django.db import connection
-
     from tenants.models import ApiToken, User
 
     token_names, token_select = _columns(ApiToken, "t")
@@ -185,10 +191,10 @@ def token_and_org(token_hash: str, slug: str | None) -> tuple[ApiToken, Organiza
     with_org = slug is not None
     sql = (
         f"SELECT {token_select}, {user_select}{', ' + org_select if with_org else ''} "
-        f"FROM {ApiToken._meta.db_table} t JOIN {User._meta.db_table} u ON u.id = t.user_id "
+        f"FROM {_table(ApiToken)} t JOIN {_table(User)} u ON u.id = t.user_id "
         f"{_visible_org_join('u') if with_org else ''} WHERE t.token_hash = %s"
     )
-    with connection.cursor() as cursor:
+    with qualified_cursor() as cursor:
         cursor.execute(sql, [slug, token_hash] if with_org else [token_hash])
         row = cursor.fetchone()
     if row is None:
@@ -205,15 +211,13 @@ def token_and_org(token_hash: str, slug: str | None) -> tuple[ApiToken, Organiza
 def visible_org(user: User | AnonymousUser | None, slug: str) -> Organization | None:
     """orgs_visible_to(user).filter(domains__domain=slug).first(), as one plain statement (the org middleware
     asks it on every request, so it skips the ORM's query building); the user's state is read fresh."""
-    from django.db import connection
-
     from tenants.models import User as UserModel
 
     if user is None or not user.is_authenticated or user.pk is None:
         return None
     org_names, org_select = _columns(Organization, "o")
-    sql = f"SELECT {org_select} FROM {UserModel._meta.db_table} u {_visible_org_join('u')} WHERE u.id = %s"
-    with connection.cursor() as cursor:
+    sql = f"SELECT {org_select} FROM {_table(UserModel)} u {_visible_org_join('u')} WHERE u.id = %s"
+    with qualified_cursor() as cursor:
         cursor.execute(sql, [slug, user.pk])
         row = cursor.fetchone()
     if row is None or row[org_names.index(Organization._meta.pk.attname)] is None:

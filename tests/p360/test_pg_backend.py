@@ -58,3 +58,16 @@ def test_unknown_server_path_falls_back_to_a_set_per_query(acme: Any, monkeypatc
         for _ in range(3):
             Audience.objects.get(pk=1)
     assert _sets(queries) == 3
+
+
+def test_a_qualified_cursor_sends_no_set_and_leaves_the_next_query_right(acme: Any, globex: Any) -> None:
+    from p360.core.db import qualified_cursor
+
+    with schema_context(acme.schema_name):
+        assert Audience.objects.get(pk=1).name == "acme-canary-audience-1"  # the server is on acme's path
+    connection.set_tenant(globex)
+    with CaptureQueriesContext(connection) as queries, qualified_cursor() as cursor:
+        cursor.execute('SELECT count(*) FROM "public"."tenants_organization" WHERE slug = %s', ["globex"])
+        assert cursor.fetchone() == (1,)
+    assert _sets(queries) == 0
+    assert Audience.objects.get(pk=1).name == "globex-canary-audience-1"  # the SET it skipped comes now

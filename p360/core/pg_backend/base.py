@@ -14,6 +14,8 @@ filters it) leaves the value unknown and every statement gets its SET, exactly a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django_tenants.postgresql_backend import base as tenants_base
@@ -25,7 +27,18 @@ class DatabaseWrapper(tenants_base.DatabaseWrapper):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Wanted schemas -> the server's report after our SET of them (its spelling: quotes, spaces).
         self._reported_search_path: dict[tuple[str, ...], bytes] = {}
+        self._qualified_only = False
         super().__init__(*args, **kwargs)
+
+    @contextmanager
+    def search_path_free(self) -> Iterator[None]:
+        """Cursors opened inside send no SET: only for statements whose every table is schema-qualified, which
+        mean the same under any search_path (a request's token lookup runs on whatever org's path is there)."""
+        previous, self._qualified_only = self._qualified_only, True
+        try:
+            yield
+        finally:
+            self._qualified_only = previous
 
     def _server_search_path(self) -> bytes | None:
         """The server's current search_path as last reported on this connection, None if unknown."""
@@ -36,6 +49,8 @@ class DatabaseWrapper(tenants_base.DatabaseWrapper):
         return value if isinstance(value, bytes) else None
 
     def _handle_search_path(self, cursor: Any = None) -> None:
+        if self._qualified_only:
+            return
         if not self._setting_search_path and self.schema_name and self.connection is not None:
             wanted = tuple(self._get_cursor_search_paths())
             reported = self._reported_search_path.get(wanted)
