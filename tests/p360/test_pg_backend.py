@@ -37,7 +37,7 @@ def test_a_savepoint_rollback_that_reverted_the_set_is_seen(acme: Any, globex: A
     """django-tenants #1262's case: the server is back on acme while Django still wants globex."""
     with schema_context(acme.schema_name):
         assert Audience.objects.get(pk=1).name == "acme-canary-audience-1"
-        connection.set_tenant(globex)
+        connection.set_tenant(globex)  # type: ignore[attr-defined]
         sid = transaction.savepoint_create()
         assert Audience.objects.get(pk=1).name == "globex-canary-audience-1"  # SET globex after the savepoint
         transaction.savepoint_rollback(sid)  # reverts that SET on the server
@@ -65,7 +65,7 @@ def test_a_qualified_cursor_sends_no_set_and_leaves_the_next_query_right(acme: A
 
     with schema_context(acme.schema_name):
         assert Audience.objects.get(pk=1).name == "acme-canary-audience-1"  # the server is on acme's path
-    connection.set_tenant(globex)
+    connection.set_tenant(globex)  # type: ignore[attr-defined]
     with CaptureQueriesContext(connection) as queries, qualified_cursor() as cursor:
         cursor.execute('SELECT count(*) FROM "public"."tenants_organization" WHERE slug = %s', ["globex"])
         assert cursor.fetchone() == (1,)
