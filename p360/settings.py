@@ -187,6 +187,7 @@ ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_SESSION_REMEMBER = None
 
 SESSION_COOKIE_AGE = 60 * 60 * 12
+SESSION_ENGINE = "tenants.sessions"  # the database store, read without a SET search_path round trip
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = False  # the builder's JavaScript reads it for fetch() POSTs

@@ -223,3 +223,25 @@ def visible_org(user: User | AnonymousUser | None, slug: str) -> Organization | 
     if row is None or row[org_names.index(Organization._meta.pk.attname)] is None:
         return None
     return _build(Organization, org_names, row)
+
+
+def user_and_org(user_id: object, slug: str) -> tuple[User, Organization | None] | None:
+    """The user with that id and the org with that slug if the user may see it (None otherwise), in one
+    statement; None when there is no such user. The session path's user lookup (tenants.auth.RoleBackend)."""
+    from tenants.models import User as UserModel
+
+    user_names, user_select = _columns(UserModel, "u")
+    org_names, org_select = _columns(Organization, "o")
+    sql = (
+        f"SELECT {user_select}, {org_select} FROM {_table(UserModel)} u {_visible_org_join('u')} "
+        f"WHERE u.{UserModel._meta.pk.column} = %s"
+    )
+    with qualified_cursor() as cursor:
+        cursor.execute(sql, [slug, UserModel._meta.pk.to_python(user_id)])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    user = _build(UserModel, user_names, row[: len(user_names)])
+    org_values = row[len(user_names) :]
+    has_org = org_values[org_names.index(Organization._meta.pk.attname)] is not None
+    return user, (_build(Organization, org_names, org_values) if has_org else None)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.backends import ModelBackend
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.functional import SimpleLazyObject
@@ -13,14 +15,33 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from p360.core.audit.services import record
-from tenants.access import role_has_module, role_has_perm, token_and_org
+from tenants.access import role_has_module, role_has_perm, token_and_org, user_and_org
 from tenants.models import ApiToken, Organization, User, hash_token
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
+# The org slug of the URL while the org middleware resolves the session's user: RoleBackend.get_user then reads
+# the user and that org's access in one statement (tenants.access.user_and_org).
+ROUTE_SLUG: ContextVar[str | None] = ContextVar("p360_route_slug", default=None)
+
+
 class RoleBackend(ModelBackend):
     """Email + password login; permissions come from the user's role (see `tenants.access`)."""
+
+    def get_user(self, user_id: Any) -> User | None:
+        slug = ROUTE_SLUG.get()
+        if slug is None:
+            return super().get_user(user_id)
+        try:
+            found = user_and_org(user_id, slug)
+        except (TypeError, ValueError, ValidationError):
+            return None  # a malformed id in the session, as ModelBackend's lookup would fail on it
+        if found is None:
+            return None
+        user, org = found
+        user._p360_route = (user.pk, slug, org)  # type: ignore[attr-defined]  # read by the org middleware
+        return user if self.user_can_authenticate(user) else None
 
     def get_all_permissions(self, user_obj: Any, obj: Any = None) -> set[str]:
         return set()
