@@ -109,3 +109,38 @@ def test_a_removed_assignment_is_404_on_the_next_request(shared_user: str, acme:
     membership_remove(membership=Membership.objects.get(user=manager, org=acme), actor=None)
     for client in (token_client, session):
         _error(client.get(f"{api()}/users/{shared_user}/segments"), 404)
+
+
+def test_one_super_admin_session_alternating_orgs_gets_each_orgs_answer(
+    shared_user: str, super_admin: Any, login: Any
+) -> None:
+    session = login(super_admin)
+    for _ in range(3):
+        assert user_segments(session, shared_user) == ["acme buyers"]
+        assert user_segments(session, shared_user, org="globex") == ["globex buyers"]
+
+
+def test_a_changed_password_or_an_ended_session_is_refused_on_the_next_request(
+    shared_user: str, acme_marketer: Any, login: Any
+) -> None:
+    """The session's user is read with the org in one statement (RoleBackend); Django's session checks still
+    run on it: a password change ends other sessions, an expired or deleted session row is no session."""
+    from datetime import timedelta
+
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    from tenants.services import user_set_password
+
+    changed, expired, deleted = login(acme_marketer), login(acme_marketer), login(acme_marketer)
+    for client in (changed, expired, deleted):
+        assert user_segments(client, shared_user) == ["acme buyers"]
+    Session.objects.filter(session_key=expired.session.session_key).update(
+        expire_date=timezone.now() - timedelta(seconds=1)
+    )
+    Session.objects.filter(session_key=deleted.session.session_key).delete()
+    for client in (expired, deleted):
+        _error(client.get(f"{api()}/users/{shared_user}/segments"), 401)
+    assert user_segments(changed, shared_user) == ["acme buyers"]
+    user_set_password(user=acme_marketer, password="a-new-pass-360", actor=None)
+    _error(changed.get(f"{api()}/users/{shared_user}/segments"), 401)
