@@ -66,7 +66,7 @@ else:
     EMBEDDED_DATABASE = True
 if env("P360_DB_NAME") and not EMBEDDED_DATABASE:
     DATABASES["default"]["NAME"] = env("P360_DB_NAME")
-DATABASES["default"]["ENGINE"] = "django_tenants.postgresql_backend"
+DATABASES["default"]["ENGINE"] = "p360.core.pg_backend"  # django-tenants' backend, minus redundant SETs
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -187,6 +187,7 @@ ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_SESSION_REMEMBER = None
 
 SESSION_COOKIE_AGE = 60 * 60 * 12
+SESSION_ENGINE = "tenants.sessions"  # the database store, read without a SET search_path round trip
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = False  # the builder's JavaScript reads it for fetch() POSTs

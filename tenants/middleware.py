@@ -22,7 +22,8 @@ from django.urls import include, path, set_urlconf
 
 from p360.core import context
 from p360.core.api_errors import error_response, is_api_path
-from tenants.access import orgs_visible_to
+from tenants.access import visible_org
+from tenants.auth import ROUTE_SLUG
 from tenants.models import Organization
 
 ORG_PREFIX = f"/{settings.TENANT_SUBFOLDER_PREFIX}/"
@@ -70,7 +71,12 @@ class OrgMiddleware:
 
     def _route(self, request: HttpRequest) -> HttpResponse:
         slug = slug_from_path(request.path)
-        if request.user.is_authenticated:
+        reset = ROUTE_SLUG.set(slug)  # a session's user is then read with this org's access (RoleBackend)
+        try:
+            authenticated = request.user.is_authenticated
+        finally:
+            ROUTE_SLUG.reset(reset)
+        if authenticated:
             context.update(user=str(request.user.pk))
         if slug is None:
             request.tenant = public_tenant()  # type: ignore[attr-defined]
@@ -83,8 +89,13 @@ class OrgMiddleware:
                 return error_response(401, "Authentication credentials were not provided.", "not_authenticated")
             return redirect_to_login(request.get_full_path())
 
-        # One query answers "exists, active and visible to this user"; every miss is the same 404.
-        org = orgs_visible_to(request.user).filter(domains__domain=slug).first()
+        # One query answers "exists, active and visible to this user"; every miss is the same 404. A token
+        # request has it already, and so has a session's user read by RoleBackend: the same statement answered it.
+        route = getattr(request, "_p360_route", None) or getattr(request.user, "_p360_route", None)
+        if route is not None and route[:2] == (request.user.pk, slug):
+            org = route[2]
+        else:
+            org = visible_org(request.user, slug)
         if org is None:
             raise Http404("No such organisation")
 

@@ -41,3 +41,52 @@ def test_campaign_manager_manages_users_of_their_orgs_only(manager, super_admin)
     assert emails == ["manager@test.local", "marketer@acme.test"]
     assert "admin@test.local" not in emails
     assert users_manageable_by(super_admin).count() >= 4
+
+
+def _rule_answers(users, token_hashes):
+    """For every user and slug: (the ORM rule, the org middleware's statement, the token lookup's join)."""
+    from tenants.access import token_and_org, visible_org
+    from tenants.models import User
+
+    answers = []
+    for user, token_hash in zip(users, token_hashes, strict=True):
+        user = User.objects.get(pk=user.pk)  # the state in the database, as a request reads it
+        for slug in ("acme", "globex", "nope"):
+            rule = orgs_visible_to(user).filter(domains__domain=slug).first()
+            found = token_and_org(token_hash, slug)
+            assert found is not None
+            token, via_token = found
+            assert token.user.pk == user.pk
+            one_statement = visible_org(user, slug)
+            answers.append((user.email, slug, rule and rule.pk, one_statement and one_statement.pk))
+            assert (rule and rule.pk) == (one_statement and one_statement.pk) == (via_token and via_token.pk), (
+                user.email,
+                slug,
+            )
+    return answers
+
+
+def test_the_one_statement_lookups_apply_the_same_rule(super_admin, manager, acme_marketer, globex_marketer, acme):
+    """tenants.access.visible_org and token_and_org are orgs_visible_to in SQL: the same answer for every role,
+    org and slug, also after a deactivation, a removed assignment and a role change."""
+    from tenants.models import Membership, Organization, User, hash_token
+    from tenants.services import api_token_create
+
+    users = [super_admin, manager, acme_marketer, globex_marketer]
+    hashes = [hash_token(api_token_create(user=u, name="rule")[1]) for u in users]
+    before = _rule_answers(users, hashes)
+    assert ("marketer@acme.test", "acme", acme.pk, acme.pk) in before
+    assert ("marketer@acme.test", "globex", None, None) in before
+
+    Organization.objects.filter(pk=acme.pk).update(is_active=False)
+    assert all(org != acme.pk for *_, org in _rule_answers(users, hashes))
+    Organization.objects.filter(pk=acme.pk).update(is_active=True)
+
+    Membership.objects.filter(user=manager, org=acme).delete()
+    User.objects.filter(pk=globex_marketer.pk).update(role=Role.SUPER_ADMIN)
+    after = _rule_answers(users, hashes)
+    assert ("manager@test.local", "acme", None, None) in after
+    assert ("marketer@globex.test", "acme", acme.pk, acme.pk) in after
+
+    User.objects.filter(pk=super_admin.pk).update(is_active=False)
+    assert [org for email, _, _, org in _rule_answers(users, hashes) if email == super_admin.email] == [None] * 3
