@@ -173,8 +173,13 @@ class Delivery(models.Model):
     dry_run = models.BooleanField(default=False)
     job_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     rows = models.BigIntegerField(default=0)
-    added = models.BigIntegerField(default=0)
-    removed = models.BigIntegerField(default=0)
+    added = models.BigIntegerField(
+        default=0, null=True, blank=True, help_text="Rows not in the last successful delivery; empty when unknown."
+    )
+    removed = models.BigIntegerField(default=0, null=True, blank=True)
+    diff_note = models.CharField(
+        max_length=300, blank=True, help_text="Why adds/removes are unknown (the baseline kept no member set)."
+    )
     checksum = models.CharField(max_length=64, blank=True, help_text="SHA-256 over the files' SHA-256s.")
     files = models.JSONField(default=list, blank=True, help_text='[{"name", "rows", "sha256", "bytes"}]')
     skipped = models.JSONField(default=dict, blank=True)
