@@ -274,7 +274,7 @@ class SplitWriter:
     def _open(self) -> None:
         name = self.namer(len(self.files) + 1)
         path = self.out_dir / name
-        self._fh = path.open("wb")
+        self._fh = path.open("w+b")  # readable: the sink reads the bytes back through a dup of the descriptor
         self._hash = hashlib.sha256()
         self._rows = 0
         self._bytes = 0
@@ -445,7 +445,8 @@ def _dedupe(
                "segment_id": pl.String}  # fmt: skip
     offset = 0
     for f in files:
-        with f.path.open("rb") as fh:
+        source = f.path.rename(f.path.with_name(f.path.name + ".dup"))  # the rewrite reuses the part names
+        with source.open("rb") as fh:
             fh.readline()  # the header
             while block := fh.read(BATCH_BYTES):
                 block += fh.readline()  # whole lines (device values hold no quotes or newlines)
@@ -456,7 +457,7 @@ def _dedupe(
                 rows = rows.filter(pl.Series(mask)).with_columns(timestamp=pl.Series(stamp, dtype=pl.Int64))
                 writer.write(_csv(rows, delimiter))
                 offset += n
-        f.path.unlink(missing_ok=True)
+        source.unlink()
     return writer.finish(), pl.Series("key", unique)
 
 

@@ -252,7 +252,7 @@ class PartStreamer:
         except (TimeoutError, OSError, asyncssh.Error) as exc:
             self.cut = True
             self.error = f"{type(exc).__name__}: {exc}"
-            logger.info("sftp part stream to %r stopped: %s", self.target, type(exc).__name__)
+            logger.info("sftp part stream to %r stopped: %s", self.target, type(exc).__name__, exc_info=True)
         except Exception as exc:  # never let the write fail because of the optional pre-upload
             self.error = f"{type(exc).__name__}: {exc}"
             logger.exception("sftp part stream to %r failed", self.target)
