@@ -39,7 +39,7 @@ class DestinationForm(forms.ModelForm):
     class Meta:
         model = Destination
         fields = ["name", "kind", "enabled", "audiences", "host", "port", "username", "remote_dir", "host_key",
-                  "bucket", "prefix", "endpoint_url", "advertiser_id", "base_url"]  # fmt: skip
+                  "bucket", "prefix", "endpoint_url", "advertiser_id", "base_url", "compression"]  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -217,6 +217,7 @@ def _deliver_files(
         export: ExportResult = export_files(
             audiences=audiences, fmt="liveramp", out_dir=work, org_name=org_name, lookback_days=cfg.lookback_days,
             merged=cfg.push_mode == PushMode.MERGED, today=today, tag=f"-D{d.pk}", sink=streamer,
+            compress=d.destination.compression == "gzip",
         )  # fmt: skip
         files = [f.as_dict() for f in export.files]
         ctx.log(f"wrote {len(files)} file(s), {export.rows} rows")

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gzip
 import hashlib
 import io
 import queue
 import re
 import threading
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -263,13 +265,15 @@ class SplitWriter:
     """Writes header + rows into numbered parts, starting a new part at `max_rows` or `max_bytes`."""
 
     def __init__(
-        self, out_dir: Path, namer: Any, header: bytes, max_rows: int, max_bytes: int, sink: PartSink | None = None
-    ) -> None:
+        self, out_dir: Path, namer: Any, header: bytes, max_rows: int, max_bytes: int, sink: PartSink | None = None,
+        *, gzip: bool = False,
+    ) -> None:  # fmt: skip
         self.out_dir, self.namer, self.header = out_dir, namer, header
-        self.max_rows, self.max_bytes = max_rows, max_bytes
+        self.max_rows, self.max_bytes = max_rows, max_bytes  # limits on the uncompressed rows (LiveRamp's)
         self.files: list[FileInfo] = []
         self._fh: Any = None
         self._sink, self._handle = sink, cast(object, None)
+        self.gzip = gzip
 
     def _open(self) -> None:
         name = self.namer(len(self.files) + 1)
@@ -277,28 +281,33 @@ class SplitWriter:
         self._fh = path.open("w+b")  # readable: the sink reads the bytes back through a dup of the descriptor
         self._hash = hashlib.sha256()
         self._rows = 0
-        self._bytes = 0
+        self._bytes = 0  # uncompressed: what the limits count
+        self._out = 0  # on disk: what is hashed, sent and size-checked
+        # gzip as a stream (wbits 31: gzip header and trailer); level 1, the file is pushed once
+        self._z = zlib.compressobj(1, zlib.DEFLATED, 31) if self.gzip else None
         self._path, self._name = path, name
         if self._sink is not None:
             self._handle = self._sink.opened(name, self._fh.fileno())
         self._put(self.header)
 
-    def _put(self, data: bytes | memoryview) -> None:
+    def _emit(self, data: bytes | memoryview, *, done: bool = False) -> None:
         self._fh.write(data)
         self._hash.update(data)
-        self._bytes += len(data)
+        self._out += len(data)
         if self._sink is not None:
             self._fh.flush()  # the streamer reads the bytes back through the descriptor
-            self._sink.grew(self._handle, self._bytes, done=False)
+            self._sink.grew(self._handle, self._out, done=done)
+
+    def _put(self, data: bytes | memoryview) -> None:
+        self._bytes += len(data)
+        self._emit(self._z.compress(data) if self._z is not None else data)
 
     def _close(self) -> None:
         if self._fh is None:
             return
-        if self._sink is not None:
-            self._fh.flush()
-            self._sink.grew(self._handle, self._bytes, done=True)  # the streamer dup()ed the descriptor
+        self._emit(self._z.flush() if self._z is not None else b"", done=True)  # the streamer dup()ed the fd
         self._fh.close()
-        self.files.append(FileInfo(self._name, self._rows, self._hash.hexdigest(), self._bytes, self._path))
+        self.files.append(FileInfo(self._name, self._rows, self._hash.hexdigest(), self._out, self._path))
         self._fh = None
 
     def write(self, data: bytes) -> None:
@@ -461,7 +470,7 @@ def _dedupe(
     offset = 0
     for f in files:
         source = f.path.rename(f.path.with_name(f.path.name + ".dup"))  # the rewrite reuses the part names
-        with source.open("rb") as fh:
+        with gzip.open(source, "rb") if writer.gzip else source.open("rb") as fh:
             fh.readline()  # the header
             while block := fh.read(BATCH_BYTES):
                 block += fh.readline()  # whole lines (device values hold no quotes or newlines)
@@ -490,13 +499,15 @@ def export_files(
     today: dt.date | None = None,
     tag: str = "",
     sink: PartSink | None = None,
+    compress: bool = False,
 ) -> ExportResult:
     """Write the files a delivery would send into `out_dir`; raise ExportRefused below 25 rows.
 
     Device files (liveramp, csv) take one streamed pass per audience: raw columns out of PostgreSQL, checked,
     mapped and counted in polars, written, split and hashed as they go, with a 64-bit member key per row (the
     result's sorted `keys`, for the delivery's diff). `tag` (a delivery's `-D<id>`) keeps two deliveries of one
-    day from sharing a remote name. `sink` is told about every part file as it grows (the SFTP pre-upload)."""
+    day from sharing a remote name. `sink` is told about every part file as it grows (the SFTP pre-upload).
+    `compress`: gzip each part (`<name>.psv.gz`; LiveRamp accepts gzip and reads the name without `.gz`)."""
     if fmt not in FORMATS:
         raise ExportRefused(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -511,7 +522,7 @@ def export_files(
             groups[0][1].append(audience)
         else:
             groups.append((("P360Merged" if merged else label) + tag, [audience]))
-    ext = {"liveramp": "psv", "ttd": "csv", "csv": "csv"}[fmt]
+    ext = {"liveramp": "psv", "ttd": "csv", "csv": "csv"}[fmt] + (".gz" if compress else "")
     delimiter = "|" if fmt == "liveramp" else ","
     header = (("UID2,segment_id" if fmt == "ttd" else delimiter.join(HEADER)) + "\n").encode()
     files: list[FileInfo] = []
@@ -522,7 +533,7 @@ def export_files(
 
             def writer_for(label: str = label) -> SplitWriter:
                 namer = lambda n: file_name(org_name, label, today, n, ext)  # noqa: E731
-                writers.append(SplitWriter(out_dir, namer, header, max_rows, max_bytes, sink=sink))
+                writers.append(SplitWriter(out_dir, namer, header, max_rows, max_bytes, sink=sink, gzip=compress))
                 return writers[-1]
 
             writer = writer_for()

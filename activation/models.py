@@ -136,6 +136,10 @@ class Destination(models.Model):
     endpoint_url = models.CharField(max_length=255, blank=True)
     advertiser_id = models.CharField(max_length=64, blank=True, help_text="TTD advertiser id.")
     base_url = models.CharField(max_length=255, blank=True, help_text="TTD Data API base URL (empty: default).")
+    compression = models.CharField(
+        max_length=8, blank=True, default="", choices=[("", "None"), ("gzip", "gzip")],
+        help_text="File destinations: gzip each part (`.psv.gz`).",
+    )  # fmt: skip
     credentials_encrypted = models.TextField(blank=True)
     credential_fingerprint = models.CharField(max_length=16, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -175,3 +175,30 @@ def test_a_renamed_audience_moves_its_ttd_segment(acme: Any, ttd: Any) -> None:
         # The next delivery sends nothing to the old name again.
         third = start_delivery(destination=dest, actor=None, dry_run=True)
         assert (third.added, third.removed) == (0, 0)
+
+
+def test_gzip_destination_gets_gzipped_parts_streamed_and_deduplicated(acme: Any, sftp: Any, s3_staging: Any,
+                                                                       small_blocks: None) -> None:  # fmt: skip
+    """Per destination `compression: gzip` (LiveRamp accepts gzip, reference 3.1): `<name>.psv.gz`, one gzip
+    stream with the header, streamed while written, the duplicate rewrite reads and writes gzip too."""
+    import gzip
+
+    from activation.services import destination_update
+
+    twin = {"maid": "ABCDEF99-0134-4EEC-B4AF-65855133B008", "maid_type": "IDFA", "ip": "10.9.9.9"}
+    rows = [person(i) for i in range(500)] + [person(900, **twin), person(901, **twin)]
+    with schema_context(acme.schema_name):
+        audience = make_imported("Zipped", rows)
+        dest = sftp_destination(sftp, [audience], name="Zipped")
+        dest = destination_update(actor=None, destination=dest, data={"compression": "gzip"})
+        d = start_delivery(destination=dest, actor=None, dry_run=False, inline=True)
+        assert d.status == DeliveryStatus.SENT, d.error
+        (info,) = d.files
+        assert info["name"].endswith("_file-part-1.psv.gz")
+        body = gzip.decompress(_one_complete_file(sftp, d)).decode()
+        lines = body.splitlines()
+        assert lines[0] == "advertising_id|id_type|ip_address|timestamp|segment_id"
+        assert len(lines) == 1 + 501 == 1 + d.rows and body.count(twin["maid"]) == 1
+        assert sftp.renames == 1
+        with pytest.raises(Exception, match="unknown compression"):
+            destination_update(actor=None, destination=dest, data={"compression": "zip"})
