@@ -247,8 +247,8 @@ class PartStreamer:
     def _run(self) -> None:
         try:
             asyncio.run(self._stream())
-        except asyncssh.HostKeyNotVerifiable:
-            self.error = "host key refused"  # push_sftp reports it to the user
+        except (asyncssh.HostKeyNotVerifiable, asyncssh.PermissionDenied) as exc:
+            self.error = type(exc).__name__  # not a cut: push_sftp meets it again and reports it to the user
         except (TimeoutError, OSError, asyncssh.Error) as exc:
             self.cut = True
             self.error = f"{type(exc).__name__}: {exc}"
