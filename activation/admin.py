@@ -15,7 +15,7 @@ from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 
 from activation import services
-from activation.delivery import start_delivery
+from activation.delivery import diff_text, start_delivery
 from activation.models import Delivery, DeliveryConfig, Destination, IcpSeed, TtdMember, Uid2Identity
 from p360.core.admin_base import ReadOnlyAdmin
 from p360.core.admin_sites import global_admin, org_admin
@@ -39,7 +39,7 @@ class DestinationForm(forms.ModelForm):
     class Meta:
         model = Destination
         fields = ["name", "kind", "enabled", "audiences", "host", "port", "username", "remote_dir", "host_key",
-                  "bucket", "prefix", "endpoint_url", "advertiser_id", "base_url"]  # fmt: skip
+                  "bucket", "prefix", "endpoint_url", "advertiser_id", "base_url", "compression"]  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -137,7 +137,7 @@ class DestinationAdmin(ModelAdmin):
     def dry_run(self, request: HttpRequest, queryset: QuerySet[Destination]) -> None:
         for d in queryset:
             delivery = start_delivery(destination=d, actor=request.user, dry_run=True)  # type: ignore[arg-type]
-            messages.info(request, f"{d.name}: {delivery.rows} rows, +{delivery.added} / -{delivery.removed} "
+            messages.info(request, f"{d.name}: {delivery.rows} rows, {diff_text(delivery)} "
                                    f"({delivery.get_status_display()}{': ' + delivery.error if delivery.error else ''})")  # fmt: skip
 
     @action(description="Deliver now")
@@ -152,7 +152,7 @@ class DeliveryAdmin(ReadOnlyAdmin):
     list_display = ["id", "destination", "status", "dry_run", "rows", "added", "removed", "attempts",
                     "failed_lines", "created_at", "finished_at"]  # fmt: skip
     list_filter = ["status", "dry_run", "destination"]
-    readonly_fields = ["destination", "status", "dry_run", "job_id", "rows", "added", "removed", "checksum", "files",
+    readonly_fields = ["destination", "status", "dry_run", "job_id", "rows", "added", "removed", "diff_note", "checksum", "files",
                        "skipped", "attempts", "receipt", "staged", "failed_lines", "alerts", "error",
                        "created_by_email", "created_at", "started_at", "finished_at"]  # fmt: skip
     actions = ["rerun", "dry_run"]
@@ -170,7 +170,7 @@ class DeliveryAdmin(ReadOnlyAdmin):
     def dry_run(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
         for destination in {d.destination for d in queryset}:
             delivery = start_delivery(destination=destination, actor=request.user, dry_run=True)  # type: ignore[arg-type]
-            messages.info(request, f"{destination.name}: {delivery.rows} rows, +{delivery.added} / -{delivery.removed}")
+            messages.info(request, f"{destination.name}: {delivery.rows} rows, {diff_text(delivery)}")
 
 
 @admin.register(Uid2Identity, site=org_admin)

@@ -10,6 +10,7 @@ import hashlib
 import io
 import logging
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,11 +23,11 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from activation.exports import ExportRefused, ExportResult, export_files
+from activation.exports import ExportRefused, ExportResult, FileInfo, export_files
 from activation.models import Cadence, Delivery, DeliveryStatus, Destination, DestinationKind, PushMode
 from activation.services import config, credentials
 from activation.sources import schema
-from activation.transport import SftpTarget, TransportError, push_s3, push_sftp, stage
+from activation.transport import PartStreamer, SftpTarget, TransportError, push_s3, push_sftp, stage
 from p360.core.audit.services import record
 from p360.core.jobs.services import JobContext, job_run_inline, job_start
 from tenants.selectors import current_org
@@ -71,6 +72,7 @@ def summary(d: Delivery) -> dict[str, Any]:
         "rows": d.rows,
         "added": d.added,
         "removed": d.removed,
+        "diff_note": d.diff_note,
         "files": d.files,
         "skipped": d.skipped,
         "checksum": d.checksum,
@@ -135,15 +137,26 @@ def _missing(a: np.ndarray, b: np.ndarray) -> int:
     return int(np.count_nonzero(b[idx] != a))
 
 
-def diff_counts(keys: pl.Series | None, prev: Delivery | None) -> tuple[int, int, str]:
-    """(added, removed, note) against the last successful delivery's member set."""
+def diff_counts(keys: pl.Series | None, prev: Delivery | None) -> tuple[int | None, int | None, str]:
+    """(added, removed, note) against the last successful delivery's member set. A first delivery adds every
+    row. When that delivery kept no member set (sent before member files existed, or its file is gone), adds
+    and removes are unknown (None) and the note says why: counting every row as added would tell the
+    operator the whole audience is new."""
     current = keys.to_numpy() if keys is not None else np.empty(0, dtype=np.uint64)
     if prev is None:
         return len(current), 0, ""
     previous = load_members(prev)
     if previous is None:
-        return len(current), 0, f"delivery #{prev.pk} kept no member set: every row counted as added"
+        return None, None, (f"baseline unknown: delivery #{prev.pk} kept no member set, so adds and removes "
+                            "cannot be counted (the next delivery will have this one's)")  # fmt: skip
     return _missing(current, previous), _missing(previous, current), ""
+
+
+def diff_text(d: Delivery) -> str:
+    """`+added / -removed`, or why they are unknown (admin messages, logs)."""
+    if d.added is None or d.removed is None:
+        return "adds/removes unknown (baseline unknown)"
+    return f"+{d.added} / -{d.removed}"
 
 
 def _checksum(files: list[dict[str, Any]]) -> str:
@@ -199,37 +212,68 @@ def _deliver_files(
     shutil.rmtree(work, ignore_errors=True)
     today = timezone.localdate(d.created_at)  # a re-run on another day writes the same names
     ctx.progress(0, 4)
-    export: ExportResult = export_files(
-        audiences=audiences, fmt="liveramp", out_dir=work, org_name=org_name, lookback_days=cfg.lookback_days,
-        merged=cfg.push_mode == PushMode.MERGED, today=today, tag=f"-D{d.pk}",
-    )  # fmt: skip
-    files = [f.as_dict() for f in export.files]
-    ctx.log(f"wrote {len(files)} file(s), {export.rows} rows")
-    prev = previous_sent(d)
-    added, removed, note = diff_counts(export.keys, prev)
-    if note:
-        ctx.log(note, "warning")
-    _update(d, rows=export.rows, files=files, skipped=export.skipped, added=added, removed=removed,
-            checksum=_checksum(files))  # fmt: skip
-    ctx.progress(1, 4)
-    alerts = _shrink_alert(d, prev, cfg)
-    if d.dry_run:
-        _update(d, status=DeliveryStatus.DRY_RUN, finished_at=timezone.now(), alerts=alerts)
-        return summary(d)
-    _update(d, members_file=save_members(d, export.keys))
-    staged = stage(export.files, f"{settings.P360_DELIVERY_STAGING_PREFIX}/{d.pk}")
+    streamer = None if d.dry_run else _streamer(d.destination)
+    try:
+        export: ExportResult = export_files(
+            audiences=audiences, fmt="liveramp", out_dir=work, org_name=org_name, lookback_days=cfg.lookback_days,
+            merged=cfg.push_mode == PushMode.MERGED, today=today, tag=f"-D{d.pk}", sink=streamer,
+            compress=d.destination.compression == "gzip",
+        )  # fmt: skip
+        files = [f.as_dict() for f in export.files]
+        ctx.log(f"wrote {len(files)} file(s), {export.rows} rows")
+        prev = previous_sent(d)
+        added, removed, note = diff_counts(export.keys, prev)
+        if note:
+            ctx.log(note, "warning")
+        _update(d, rows=export.rows, files=files, skipped=export.skipped, added=added, removed=removed,
+                diff_note=note, checksum=_checksum(files))  # fmt: skip
+        ctx.progress(1, 4)
+        alerts = _shrink_alert(d, prev, cfg)
+        if d.dry_run:
+            _update(d, status=DeliveryStatus.DRY_RUN, finished_at=timezone.now(), alerts=alerts)
+            return summary(d)
+        _update(d, members_file=save_members(d, export.keys))
+        ctx.progress(2, 4)
+        receipt, staged = _stage_and_push(d, export.files, streamer)
+    except BaseException:
+        if streamer is not None:
+            streamer.abort()  # stops the pre-upload and removes the `.part` files it started
+        raise
     _update(d, staged=staged)
-    ctx.progress(2, 4)
-    receipt = _push(d.destination, export.files)
     ctx.progress(3, 4)
     with transaction.atomic():
         _update(d, status=DeliveryStatus.SENT, receipt=receipt, finished_at=timezone.now(), alerts=alerts)
         _prune_members(d)  # keep only the member set the next diff needs
     ctx.progress(4, 4)
-    ctx.log(f"delivered {export.rows} rows to {d.destination.name}: +{added} / -{removed}")
+    ctx.log(f"delivered {export.rows} rows to {d.destination.name}: {diff_text(d)}")
     for alert in alerts:
         _send_alert(cfg, f"Delivery #{d.pk} to {d.destination.name}: {alert}")
     return summary(d)
+
+
+def _stage_and_push(
+    d: Delivery, files: list[FileInfo], streamer: PartStreamer | None
+) -> tuple[dict[str, Any], list[str]]:
+    """Stage the files in the org's storage and push them at the same time (two threads: both are I/O); the
+    ledger row is marked sent only when both finished. A push that fails still waits for the staging."""
+    from p360.core.uploads.storage import org_storage
+
+    storage = org_storage()  # resolved here: the org is this thread's schema
+    prefix = f"{settings.P360_DELIVERY_STAGING_PREFIX}/{d.pk}"
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="delivery-stage") as pool:
+        staging = pool.submit(stage, files, prefix, storage)
+        try:
+            receipt = _push(d.destination, files, streamer)
+        finally:
+            staged = staging.result()
+    return receipt, staged
+
+
+def _streamer(destination: Destination) -> PartStreamer | None:
+    """An SFTP destination's pre-upload of the part files while they are written (see activation.transport)."""
+    if destination.kind not in (DestinationKind.LIVERAMP, DestinationKind.SFTP):
+        return None
+    return PartStreamer(_sftp_target(destination)).start()
 
 
 def _prune_members(d: Delivery) -> None:
@@ -248,15 +292,21 @@ def _prune_members(d: Delivery) -> None:
         Delivery.objects.filter(pk=old.pk).update(members_file="")
 
 
-def _push(destination: Destination, files: list[Any]) -> dict[str, Any]:
+def _sftp_target(destination: Destination) -> SftpTarget:
     creds = credentials(destination)
+    return SftpTarget(
+        host=destination.host, port=destination.port, username=destination.username,
+        remote_dir=destination.remote_dir or "/", host_key=destination.host_key,
+        password=creds.get("password", ""), private_key=creds.get("private_key", ""),
+    )  # fmt: skip
+
+
+def _push(destination: Destination, files: list[FileInfo], streamer: PartStreamer | None = None) -> dict[str, Any]:
     if destination.kind in (DestinationKind.LIVERAMP, DestinationKind.SFTP):
-        target = SftpTarget(
-            host=destination.host, port=destination.port, username=destination.username,
-            remote_dir=destination.remote_dir or "/", host_key=destination.host_key,
-            password=creds.get("password", ""), private_key=creds.get("private_key", ""),
-        )  # fmt: skip
-        return push_sftp(target, files)
+        uploaded = streamer.complete(files) if streamer is not None else set()
+        cut = streamer is not None and streamer.cut  # the stream's cut counts as a try
+        return push_sftp(_sftp_target(destination), files, uploaded=uploaded, tried=int(cut))
+    creds = credentials(destination)
     if destination.kind == DestinationKind.S3:
         return push_s3(
             bucket=destination.bucket, prefix=destination.prefix, endpoint_url=destination.endpoint_url,

@@ -12,14 +12,19 @@ phone) are left out. Only device columns are selected: PII never reaches a devic
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gzip
 import hashlib
 import io
+import queue
 import re
+import threading
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 import polars as pl
@@ -246,35 +251,63 @@ def member_keys(rows: pl.DataFrame, segment: str) -> pl.Series:
 
 
 # --- streaming writer ------------------------------------------------------------------------------------
+class PartSink(Protocol):
+    """Told about each part file while it is written (activation.transport.PartStreamer uploads it meanwhile).
+    `opened` gets the open file's descriptor: a reader of the descriptor follows this inode even if the path is
+    unlinked and re-created (the duplicate-row rewrite reuses the names)."""
+
+    def opened(self, name: str, fd: int) -> object: ...
+
+    def grew(self, handle: object, size: int, *, done: bool) -> None: ...
+
+
 class SplitWriter:
     """Writes header + rows into numbered parts, starting a new part at `max_rows` or `max_bytes`."""
 
-    def __init__(self, out_dir: Path, namer: Any, header: bytes, max_rows: int, max_bytes: int) -> None:
+    def __init__(
+        self, out_dir: Path, namer: Any, header: bytes, max_rows: int, max_bytes: int, sink: PartSink | None = None,
+        *, gzip: bool = False,
+    ) -> None:  # fmt: skip
         self.out_dir, self.namer, self.header = out_dir, namer, header
-        self.max_rows, self.max_bytes = max_rows, max_bytes
+        self.max_rows, self.max_bytes = max_rows, max_bytes  # limits on the uncompressed rows (LiveRamp's)
         self.files: list[FileInfo] = []
         self._fh: Any = None
+        self._sink, self._handle = sink, cast(object, None)
+        self.gzip = gzip
 
     def _open(self) -> None:
         name = self.namer(len(self.files) + 1)
         path = self.out_dir / name
-        self._fh = path.open("wb")
+        self._fh = path.open("w+b")  # readable: the sink reads the bytes back through a dup of the descriptor
         self._hash = hashlib.sha256()
         self._rows = 0
-        self._bytes = 0
+        self._bytes = 0  # uncompressed: what the limits count
+        self._out = 0  # on disk: what is hashed, sent and size-checked
+        # gzip as a stream (wbits 31: gzip header and trailer); level 1, the file is pushed once
+        self._z = zlib.compressobj(1, zlib.DEFLATED, 31) if self.gzip else None
         self._path, self._name = path, name
+        if self._sink is not None:
+            self._handle = self._sink.opened(name, self._fh.fileno())
         self._put(self.header)
 
-    def _put(self, data: bytes | memoryview) -> None:
+    def _emit(self, data: bytes | memoryview, *, done: bool = False) -> None:
         self._fh.write(data)
         self._hash.update(data)
+        self._out += len(data)
+        if self._sink is not None:
+            self._fh.flush()  # the streamer reads the bytes back through the descriptor
+            self._sink.grew(self._handle, self._out, done=done)
+
+    def _put(self, data: bytes | memoryview) -> None:
         self._bytes += len(data)
+        self._emit(self._z.compress(data) if self._z is not None else data)
 
     def _close(self) -> None:
         if self._fh is None:
             return
+        self._emit(self._z.flush() if self._z is not None else b"", done=True)  # the streamer dup()ed the fd
         self._fh.close()
-        self.files.append(FileInfo(self._name, self._rows, self._hash.hexdigest(), self._bytes, self._path))
+        self.files.append(FileInfo(self._name, self._rows, self._hash.hexdigest(), self._out, self._path))
         self._fh = None
 
     def write(self, data: bytes) -> None:
@@ -317,23 +350,53 @@ class SplitWriter:
 BATCH_BYTES = 4 << 20  # COPY output handed to polars in ~4 MB blocks: flat memory, few Python iterations
 
 
+_END = object()
+
+
 def copy_blocks(sql: str, *, delimiter: str = ",") -> Iterator[bytes]:
-    """`COPY (sql) TO STDOUT` as blocks of whole CSV rows (each COPY data message is one row)."""
+    """`COPY (sql) TO STDOUT` as blocks of whole CSV rows (each COPY data message is one row).
+
+    A reader thread drains the COPY (one Python step per row, the GIL-bound part) while the caller's polars
+    work on the previous block runs without the GIL: PostgreSQL, the reader and the checks overlap instead of
+    taking turns. At most 3 blocks wait (~12 MB). If the caller stops early the reader drains the rest."""
     copy_sql = f"COPY ({sql}) TO STDOUT (FORMAT csv, DELIMITER '{delimiter}', NULL '')"
-    buf = bytearray()
+    blocks: queue.Queue[Any] = queue.Queue(maxsize=3)
+    stop = threading.Event()
     with connection.cursor() as cursor:
         cursor.execute("SET work_mem = '64MB'")  # REDS' de-duplicating hash aggregate stays in memory
+        raw = cursor.cursor  # psycopg's cursor: this thread does not touch the connection until the reader ends
+
+        def read() -> None:
+            try:
+                buf = bytearray()
+                with raw.copy(copy_sql) as copy:
+                    for chunk in copy:
+                        if stop.is_set():
+                            continue
+                        buf += chunk
+                        if len(buf) >= BATCH_BYTES:
+                            blocks.put(bytes(buf))
+                            buf.clear()
+                if buf and not stop.is_set():
+                    blocks.put(bytes(buf))
+                blocks.put(_END)
+            except BaseException as exc:  # noqa: BLE001 - any error is handed to the caller, who would wait forever
+                blocks.put(exc)
+
+        reader = threading.Thread(target=read, name="copy-reader", daemon=True)
+        reader.start()
         try:
-            with cursor.copy(copy_sql) as copy:  # type: ignore[attr-defined]
-                for chunk in copy:
-                    buf += chunk
-                    if len(buf) >= BATCH_BYTES:
-                        yield bytes(buf)
-                        buf.clear()
+            while (item := blocks.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
         finally:
+            stop.set()
+            while reader.is_alive():  # unblock a reader waiting on a full queue
+                with contextlib.suppress(queue.Empty):
+                    blocks.get(timeout=0.05)
+            reader.join()
             cursor.execute("RESET work_mem")
-    if buf:
-        yield bytes(buf)
 
 
 def stream_query(sql: str, writer: SplitWriter, *, delimiter: str) -> None:
@@ -370,25 +433,56 @@ def _csv(rows: pl.DataFrame, delimiter: str) -> bytes:
     return buf.getvalue()
 
 
+def _stamps(column: pl.Series) -> np.ndarray | tuple[int, int]:
+    """A batch's timestamps, kept only for a possible duplicate rewrite: a record batch has one value (the load
+    time), kept as (value, rows) instead of 8 bytes a row (80 MB at 10M rows)."""
+    low, high = column.min(), column.max()
+    if low is not None and low == high and column.null_count() == 0:
+        return int(low), column.len()  # type: ignore[arg-type]
+    return column.to_numpy()
+
+
+def _all_stamps(parts: list[np.ndarray | tuple[int, int]]) -> np.ndarray:
+    return np.concatenate(
+        [np.full(p[1], p[0], dtype=np.int64) if isinstance(p, tuple) else p.astype(np.int64) for p in parts]
+    )
+
+
 def _dedupe(
-    files: list[FileInfo], keys: pl.Series, *, delimiter: str, writer: SplitWriter
+    files: list[FileInfo], keys: np.ndarray, stamps: np.ndarray, *, delimiter: str, writer: SplitWriter
 ) -> tuple[list[FileInfo], pl.Series]:
     """Rare path: the same device row more than once (in two records, or in the records and REDS). Rewrite the
-    group's files with one row per (id, type, ip, segment) and its latest timestamp, in first-seen order."""
+    group's files with one row per (id, type, ip, segment) and its latest timestamp, in first-seen order.
+
+    Decided from the rows' keys and timestamps in write order (numpy, 16 bytes a row plus a sort), then the files
+    are streamed through in ~4 MB blocks: memory does not grow with the files (a whole-file group_by held every
+    row: over 1 GB at 10M rows)."""
+    order = np.argsort(keys, kind="stable")  # stable: the first index of each key is its first-seen row
+    ordered = keys[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    unique = ordered[starts]
+    latest = np.maximum.reduceat(stamps[order], starts)
+    keep = np.zeros(len(keys), dtype=bool)
+    keep[order[starts]] = True
+    del order, ordered
     schema_ = {"advertising_id": pl.String, "id_type": pl.String, "ip_address": pl.String, "timestamp": pl.Int64,
                "segment_id": pl.String}  # fmt: skip
-    rows = (
-        pl.scan_csv([f.path for f in files], separator=delimiter, schema=schema_, quote_char='"')
-        .group_by(["advertising_id", "id_type", "ip_address", "segment_id"], maintain_order=True)
-        .agg(pl.col("timestamp").max())
-        .select(HEADER)
-        .collect()
-    )
+    offset = 0
     for f in files:
-        f.path.unlink(missing_ok=True)
-    for chunk in rows.iter_slices(n_rows=100_000):
-        writer.write(_csv(chunk, delimiter))
-    return writer.finish(), keys.unique().sort()
+        source = f.path.rename(f.path.with_name(f.path.name + ".dup"))  # the rewrite reuses the part names
+        with gzip.open(source, "rb") if writer.gzip else source.open("rb") as fh:
+            fh.readline()  # the header
+            while block := fh.read(BATCH_BYTES):
+                block += fh.readline()  # whole lines (device values hold no quotes or newlines)
+                rows = pl.read_csv(io.BytesIO(block), has_header=False, schema=schema_, separator=delimiter)
+                n = rows.height
+                mask = keep[offset : offset + n]
+                stamp = latest[np.searchsorted(unique, keys[offset : offset + n][mask])]
+                rows = rows.filter(pl.Series(mask)).with_columns(timestamp=pl.Series(stamp, dtype=pl.Int64))
+                writer.write(_csv(rows, delimiter))
+                offset += n
+        source.unlink()
+    return writer.finish(), pl.Series("key", unique)
 
 
 # --- exports ---------------------------------------------------------------------------------------------
@@ -404,13 +498,16 @@ def export_files(
     max_bytes: int | None = None,
     today: dt.date | None = None,
     tag: str = "",
+    sink: PartSink | None = None,
+    compress: bool = False,
 ) -> ExportResult:
     """Write the files a delivery would send into `out_dir`; raise ExportRefused below 25 rows.
 
     Device files (liveramp, csv) take one streamed pass per audience: raw columns out of PostgreSQL, checked,
     mapped and counted in polars, written, split and hashed as they go, with a 64-bit member key per row (the
     result's sorted `keys`, for the delivery's diff). `tag` (a delivery's `-D<id>`) keeps two deliveries of one
-    day from sharing a remote name."""
+    day from sharing a remote name. `sink` is told about every part file as it grows (the SFTP pre-upload).
+    `compress`: gzip each part (`<name>.psv.gz`; LiveRamp accepts gzip and reads the name without `.gz`)."""
     if fmt not in FORMATS:
         raise ExportRefused(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -425,7 +522,7 @@ def export_files(
             groups[0][1].append(audience)
         else:
             groups.append((("P360Merged" if merged else label) + tag, [audience]))
-    ext = {"liveramp": "psv", "ttd": "csv", "csv": "csv"}[fmt]
+    ext = {"liveramp": "psv", "ttd": "csv", "csv": "csv"}[fmt] + (".gz" if compress else "")
     delimiter = "|" if fmt == "liveramp" else ","
     header = (("UID2,segment_id" if fmt == "ttd" else delimiter.join(HEADER)) + "\n").encode()
     files: list[FileInfo] = []
@@ -436,11 +533,12 @@ def export_files(
 
             def writer_for(label: str = label) -> SplitWriter:
                 namer = lambda n: file_name(org_name, label, today, n, ext)  # noqa: E731
-                writers.append(SplitWriter(out_dir, namer, header, max_rows, max_bytes))
+                writers.append(SplitWriter(out_dir, namer, header, max_rows, max_bytes, sink=sink, gzip=compress))
                 return writers[-1]
 
             writer = writer_for()
             keys: list[pl.Series] = []
+            stamps: list[np.ndarray | tuple[int, int]] = []  # per batch; (value, rows) when constant
             for audience in members:
                 seg = segment_id(audience)
                 if fmt == "ttd":
@@ -454,12 +552,20 @@ def export_files(
                     if rows.height:
                         rows = rows.with_columns(segment_id=pl.lit(seg))
                         keys.append(member_keys(rows, seg))
+                        stamps.append(_stamps(rows["timestamp"]))
                         writer.write(_csv(rows, delimiter))
             written = writer.finish()
             if keys:
                 group_keys = pl.concat(keys).sort()
-                if group_keys.len() != group_keys.n_unique():
-                    written, group_keys = _dedupe(written, group_keys, delimiter=delimiter, writer=writer_for())
+                ordered = group_keys.to_numpy()
+                if bool(np.any(ordered[1:] == ordered[:-1])):
+                    del ordered, group_keys
+                    written, group_keys = _dedupe(
+                        written, pl.concat(keys).to_numpy(), _all_stamps(stamps), delimiter=delimiter,
+                        writer=writer_for(),
+                    )  # fmt: skip
+                keys.clear()
+                stamps.clear()
                 all_keys.append(group_keys)
             files.extend(written)
             total = sum(f.rows for f in written)

@@ -136,6 +136,10 @@ class Destination(models.Model):
     endpoint_url = models.CharField(max_length=255, blank=True)
     advertiser_id = models.CharField(max_length=64, blank=True, help_text="TTD advertiser id.")
     base_url = models.CharField(max_length=255, blank=True, help_text="TTD Data API base URL (empty: default).")
+    compression = models.CharField(
+        max_length=8, blank=True, default="", choices=[("", "None"), ("gzip", "gzip")],
+        help_text="File destinations: gzip each part (`.psv.gz`).",
+    )  # fmt: skip
     credentials_encrypted = models.TextField(blank=True)
     credential_fingerprint = models.CharField(max_length=16, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -173,8 +177,13 @@ class Delivery(models.Model):
     dry_run = models.BooleanField(default=False)
     job_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     rows = models.BigIntegerField(default=0)
-    added = models.BigIntegerField(default=0)
-    removed = models.BigIntegerField(default=0)
+    added = models.BigIntegerField(
+        default=0, null=True, blank=True, help_text="Rows not in the last successful delivery; empty when unknown."
+    )
+    removed = models.BigIntegerField(default=0, null=True, blank=True)
+    diff_note = models.CharField(
+        max_length=300, blank=True, help_text="Why adds/removes are unknown (the baseline kept no member set)."
+    )
     checksum = models.CharField(max_length=64, blank=True, help_text="SHA-256 over the files' SHA-256s.")
     files = models.JSONField(default=list, blank=True, help_text='[{"name", "rows", "sha256", "bytes"}]')
     skipped = models.JSONField(default=dict, blank=True)

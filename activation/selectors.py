@@ -26,6 +26,7 @@ def delivery_row(d: Delivery) -> dict[str, Any]:
         "rows": d.rows,
         "added": d.added,
         "removed": d.removed,
+        "diff_note": d.diff_note,
         "files": d.files,
         "skipped": d.skipped,
         "checksum": d.checksum,

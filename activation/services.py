@@ -131,6 +131,7 @@ def destination_snapshot(d: Destination) -> dict[str, Any]:
         "prefix": d.prefix,
         "endpoint_url": d.endpoint_url,
         "advertiser_id": d.advertiser_id,
+        "compression": d.compression,
         "credentials_set": d.has_credentials,
     }
 
@@ -143,7 +144,7 @@ def credentials(destination: Destination) -> dict[str, str]:
 
 
 PLAIN_FIELDS = ("host", "port", "username", "remote_dir", "host_key", "bucket", "prefix", "endpoint_url",
-                "advertiser_id", "base_url", "enabled")  # fmt: skip
+                "advertiser_id", "base_url", "enabled", "compression")  # fmt: skip
 
 
 def _apply(d: Destination, data: dict[str, Any]) -> None:
@@ -173,6 +174,10 @@ def _apply(d: Destination, data: dict[str, Any]) -> None:
 
 
 def _validate(d: Destination) -> None:
+    if d.compression not in ("", "gzip"):
+        raise ServiceError(f"unknown compression {d.compression!r}; use gzip or leave it empty")
+    if d.compression and d.kind == DestinationKind.TTD:
+        raise ServiceError("a TTD destination takes no files: compression does not apply")
     if d.kind in (DestinationKind.LIVERAMP, DestinationKind.SFTP):
         if not d.host:
             raise ServiceError("an SFTP destination needs a host")

@@ -220,6 +220,30 @@ def plan(destination: Destination, segment: str, members: set[str], ttl_minutes:
     return lines, added, len(removed)
 
 
+def earlier_names(destination: Destination, prefix: str, current: str) -> list[str]:
+    """Segments this destination still holds members in under an earlier name of the same audience or seed.
+
+    TTD's Data API knows a segment only by its `Name` and has no rename: a renamed audience would start a second
+    segment while the first kept its members until their TTL ran out. So the stable part of the name (`P360_<id>_`,
+    or the seed's audience) finds the earlier segments and their members are moved: sent under the new name and
+    removed (TTL 0) from the old one."""
+    return sorted(
+        set(
+            TtdMember.objects.filter(destination=destination, segment__startswith=prefix, status=TtdMemberStatus.SENT)
+            .exclude(segment=current)
+            .values_list("segment", flat=True)
+        )
+    )
+
+
+def removal_lines(destination: Destination, segments: list[str], ttl_minutes: int) -> list[Line]:
+    """TTL 0 for every member still sent under `segments` (the earlier names of a renamed segment)."""
+    lines: list[Line] = []
+    for old in segments:
+        lines += plan(destination, old, set(), ttl_minutes)[0]
+    return lines
+
+
 def record_result(destination: Destination, result: SendResult, delivery_id: int | None) -> None:
     now = timezone.now()
     rows = []
@@ -272,10 +296,17 @@ def deliver_ttd(d: Delivery, audiences: list[Any], cfg: Any, ctx: Any) -> dict[s
     for audience in audiences:
         segment = segment_id(audience)[:NAME_MAX]
         segments.append(segment)
-        seg_lines, seg_added, seg_removed = plan(destination, segment, current_uid2s(audience), ttl)
+        members = current_uid2s(audience)
+        seg_lines, seg_added, seg_removed = plan(destination, segment, members, ttl)
         lines += seg_lines
         added += seg_added
         removed += seg_removed
+        old = earlier_names(destination, f"P360_{audience.pk}_", segment)
+        if old:
+            moved = removal_lines(destination, old, ttl)
+            lines += moved
+            ctx.log(f"audience {audience.pk} was renamed: {len(members)} member(s) sent as {segment}, "
+                    f"{len(moved)} removed from {', '.join(old)}")  # fmt: skip
     files = [{"name": s, "rows": sum(1 for line in lines if line.segment == s and line.ttl), "sha256": ""}
              for s in segments]  # fmt: skip
     _update(d, added=added, removed=removed, files=files, rows=sum(1 for line in lines if line.ttl))
@@ -313,14 +344,18 @@ def seed_ids(audience: Any) -> set[str]:
 def export_seed(seed: IcpSeed, cfg: Any) -> dict[str, Any]:
     ids = seed_ids(seed.audience)
     ttl = int(cfg.ttd_ttl_days) * 1440
-    lines, added, removed = plan(seed.destination, seed.name, ids, ttl)
+    name = seed_name(seed.audience)  # follows the audience's name; the members move with it (earlier_names)
+    lines, added, removed = plan(seed.destination, name, ids, ttl)
+    if name != seed.name:
+        lines += removal_lines(seed.destination, [seed.name], ttl)
     client = client_for(seed.destination, base_bid_cpm=float(cfg.ttd_base_bid_cpm))
     try:
         result = send_lines(client, seed.destination, lines, None)
     except TtdError as exc:
         IcpSeed.objects.filter(pk=seed.pk).update(last_error=str(exc))
         raise ServiceError(str(exc)) from None
-    IcpSeed.objects.filter(pk=seed.pk).update(ids=len(ids), last_exported_at=timezone.now(), last_error="")
+    IcpSeed.objects.filter(pk=seed.pk).update(name=name, ids=len(ids), last_exported_at=timezone.now(), last_error="")
+    seed.name = name
     return {"seed": seed.name, "ids": len(ids), "added": added, "removed": removed,
             "accepted": len(result.accepted), "failed": len(result.failed)}  # fmt: skip
 

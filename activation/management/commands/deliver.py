@@ -51,8 +51,9 @@ class Command(P360Command):
             "delivery_id": [r["delivery_id"] for r in results],
             "status": "sent" if all(r["status"] == "sent" for r in results) else results[0]["status"],
             "rows": sum(r["rows"] for r in results),
-            "added": sum(r["added"] for r in results),
-            "removed": sum(r["removed"] for r in results),
+            # unknown (None) when any delivery's baseline kept no member set
+            "added": None if any(r["added"] is None for r in results) else sum(r["added"] for r in results),
+            "removed": None if any(r["removed"] is None for r in results) else sum(r["removed"] for r in results),
             "files": [f for r in results for f in r["files"]],
             "deliveries": results,
         }
