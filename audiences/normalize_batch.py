@@ -66,6 +66,7 @@ from audiences.normalize import (
     trim_expr,
     uid2_hash_expr,
 )
+from audiences.normalize_phones import normalize_phones
 from p360.core.domains import DOMAIN_MAX
 
 # --- The batch ----------------------------------------------------------------------------------------
@@ -103,6 +104,8 @@ class _Fallback:
     source: str
     target: str
     function: Callable[[str], str | None]
+    # Optional: the same function over a whole Series of (distinct) values at once, when one exists.
+    batch: Callable[[pl.Series], pl.Series] | None = None
 
 
 class _Plan:
@@ -156,7 +159,16 @@ def _plan_phone(plan: _Plan, p: str, t: pl.Expr, reason: str, default_country: s
     national = plan.add(2, f"{p}nat", pl.when(nanp).then(compact.str.slice(-10)))
     fast = plan.add(3, f"{p}e164", pl.when(t.str.len_chars() <= PHONE_MAX).then("+1" + national))
     plan.add(4, f"{p}fb", t.is_not_null() & fast.is_null())
-    plan.fallbacks.append(_Fallback(f"{p}fb", f"{p}t", f"{p}e164", lambda v: normalize_phone(v, default_country)))
+    # The rest: international numbers validated in polars from phonenumbers' metadata, the others one by one.
+    plan.fallbacks.append(
+        _Fallback(
+            f"{p}fb",
+            f"{p}t",
+            f"{p}e164",
+            lambda v: normalize_phone(v, default_country),
+            lambda values: normalize_phones(values, default_country),
+        )
+    )
     plan.late_reasons.append((reason, f"{p}t", f"{p}e164", R_PHONE))
     return {"phone": f"{p}t", "phone_e164": f"{p}e164"}
 
@@ -500,10 +512,14 @@ def _run_fallbacks(frame: pl.DataFrame, plan: _Plan) -> pl.DataFrame:
     updates: list[pl.Expr] = []
     for fallback in plan.fallbacks:
         residual = frame.filter(pl.col(fallback.flag).fill_null(False)).get_column(fallback.source).unique()
+        residual = residual.drop_nulls()
         if residual.len() == 0:
             continue
-        resolved = {value: fallback.function(value) for value in residual.to_list() if value is not None}
-        slow = pl.col(fallback.source).replace_strict(resolved, default=None, return_dtype=pl.String)
+        if fallback.batch is not None:
+            resolved = fallback.batch(residual)
+        else:
+            resolved = pl.Series([fallback.function(value) for value in residual.to_list()], dtype=pl.String)
+        slow = pl.col(fallback.source).replace_strict(residual, resolved, default=None, return_dtype=pl.String)
         updates.append(
             pl.when(pl.col(fallback.flag)).then(slow).otherwise(pl.col(fallback.target)).alias(fallback.target)
         )
