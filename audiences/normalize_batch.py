@@ -29,7 +29,6 @@ from audiences.normalize import (
     _MULTIPLIERS,
     _NANP_FAST_REGIONS,
     _NUMBER_RE_TEXT,
-    _PATH_RE_TEXT,
     _PHONE_SEPARATORS,
     _PORT_RE_TEXT,
     _SCHEME_RE_TEXT,
@@ -212,7 +211,9 @@ def _plan_domain(plan: _Plan, p: str, t: pl.Expr, reason: str) -> dict[str, str]
     host = plan.add(3, f"{p}h2", _head_bytes(host, host.str.find(r"[/?#]")))
     host = _where_contains(host, "@", host.str.replace(_USERINFO_RE_TEXT, "")).str.strip_prefix("www.")
     host = plan.add(4, f"{p}h3", host)
-    host = plan.add(5, f"{p}host2", _where_contains(host, ":", host.str.replace(_PORT_RE_TEXT, "")).str.strip_chars_end("."))
+    host = plan.add(
+        5, f"{p}host2", _where_contains(host, ":", host.str.replace(_PORT_RE_TEXT, "")).str.strip_chars_end(".")
+    )
     valid = plan.add(6, f"{p}ok", (host.str.len_chars() <= DOMAIN_MAX) & host.str.contains(_DOMAIN_RE_TEXT))
     plan.add(7, reason, _reason(t.is_not_null() & ~valid, R_DOMAIN))
     return {"domain": f"{p}host2"}

@@ -23,8 +23,13 @@ import functools
 from typing import Any
 
 import polars as pl
-from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata, region_code_for_country_code
-from phonenumbers.phonenumberutil import REGION_CODE_FOR_NON_GEO_ENTITY, country_code_for_valid_region
+from phonenumbers import (
+    COUNTRY_CODE_TO_REGION_CODE,
+    REGION_CODE_FOR_NON_GEO_ENTITY,
+    PhoneMetadata,
+    country_code_for_valid_region,
+    region_code_for_country_code,
+)
 
 from audiences.normalize import normalize_phone
 

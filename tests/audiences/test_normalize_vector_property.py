@@ -89,9 +89,13 @@ def test_batch_phones_and_hashes_equal_scalar(distinct: bool, monkeypatch: pytes
     monkeypatch.setattr(normalize_batch_module, "DISTINCT_SHARE", 1.0)
 
     @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-    @given(values=st.lists(st.one_of(st.none(), _PHONES), min_size=1, max_size=30), country=st.sampled_from(["US", "GB"]))
+    @given(
+        values=st.lists(st.one_of(st.none(), _PHONES), min_size=1, max_size=30), country=st.sampled_from(["US", "GB"])
+    )
     def check(values: list[str | None], country: str) -> None:
-        frame = pl.DataFrame({"__row": list(range(len(values))), "P": values}, schema={"__row": pl.Int64, "P": pl.String})
+        frame = pl.DataFrame(
+            {"__row": list(range(len(values))), "P": values}, schema={"__row": pl.Int64, "P": pl.String}
+        )
         result = normalize_batch(frame, {"P": "phone"}, custom_types={}, default_country=country)
         records = {row["__row"]: row for row in result.records.iter_rows(named=True)}
         failed = set(result.errors.get_column("__row").to_list())
@@ -106,7 +110,7 @@ def test_batch_phones_and_hashes_equal_scalar(distinct: bool, monkeypatch: pytes
     check()
 
 
-_LOCAL = st.text(alphabet="abcXYZ09.+_-\u00e9\u00c9\u0130\u212a\"", max_size=12)
+_LOCAL = st.text(alphabet='abcXYZ09.+_-\u00e9\u00c9\u0130\u212a"', max_size=12)
 _DOMAIN = st.sampled_from(["gmail.com", "GMAIL.COM", "gmail.com.", "example.com", "a.b.c", "x", "ex..com", "\u00e9.fr"])
 
 
@@ -133,7 +137,9 @@ def test_batch_emails_and_hashes_equal_scalar(distinct: bool, monkeypatch: pytes
     @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(values=st.lists(st.one_of(st.none(), _EMAILS), min_size=1, max_size=30))
     def check(values: list[str | None]) -> None:
-        frame = pl.DataFrame({"__row": list(range(len(values))), "E": values}, schema={"__row": pl.Int64, "E": pl.String})
+        frame = pl.DataFrame(
+            {"__row": list(range(len(values))), "E": values}, schema={"__row": pl.Int64, "E": pl.String}
+        )
         result = normalize_batch(frame, {"E": "email"}, custom_types={})
         records = {row["__row"]: row for row in result.records.iter_rows(named=True)}
         failed = set(result.errors.get_column("__row").to_list())
