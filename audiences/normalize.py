@@ -185,7 +185,8 @@ PHONE_MAX = 64
 _NANP_NSN = re.compile(r"^[2-9][0-9]{2}[2-9][0-9]{6}$")
 # Regions whose national format is the plain NANP one (the fast path's default-country case).
 _NANP_FAST_REGIONS = frozenset({"US", "CA"})
-_PHONE_SEPARATORS = r"[ \t().\-/]"
+# Separators the NANP fast path drops: punctuation phonenumbers accepts (not a tab, which makes `parse` refuse).
+_PHONE_SEPARATORS = r"[ ().\-/]"
 
 
 def normalize_phone(raw: str | None, default_country: str = "US") -> str | None:

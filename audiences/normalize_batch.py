@@ -29,7 +29,6 @@ from audiences.normalize import (
     _MULTIPLIERS,
     _NANP_FAST_REGIONS,
     _NUMBER_RE_TEXT,
-    _PATH_RE_TEXT,
     _PHONE_SEPARATORS,
     _PORT_RE_TEXT,
     _SCHEME_RE_TEXT,
@@ -66,6 +65,7 @@ from audiences.normalize import (
     trim_expr,
     uid2_hash_expr,
 )
+from audiences.normalize_phones import normalize_phones
 from p360.core.domains import DOMAIN_MAX
 
 # --- The batch ----------------------------------------------------------------------------------------
@@ -103,6 +103,8 @@ class _Fallback:
     source: str
     target: str
     function: Callable[[str], str | None]
+    # Optional: the same function over a whole Series of (distinct) values at once, when one exists.
+    batch: Callable[[pl.Series], pl.Series] | None = None
 
 
 class _Plan:
@@ -135,8 +137,9 @@ def _plan_email(plan: _Plan, p: str, t: pl.Expr, reason: str) -> dict[str, str]:
     plan.add(1, f"{p}fb", t.str.contains(r"[^\x00-\x7f]"))
     syntax = plan.add(2, f"{p}syntax", low.str.contains(_EMAIL_RE_TEXT) & (low.str.len_chars() <= EMAIL_MAX))
     gmail = plan.add(2, f"{p}gmail", low.str.ends_with("@gmail.com"))
-    # Only gmail rows carry a value into the local-part steps (string operations skip nulls).
-    local = pl.when(gmail).then(low).str.replace(r"[+@][\s\S]*$", "").str.replace_all(".", "", literal=True)
+    # Only gmail rows carry a value into the local-part steps (string operations skip nulls): the local part ends
+    # at the first `+` or `@`. A byte cut: rows with non-ASCII characters are replaced by the fallback anyway.
+    local = _head_bytes(pl.when(gmail).then(low), low.str.find(r"[+@]")).str.replace_all(".", "", literal=True)
     local = plan.add(3, f"{p}glocal", local)
     valid = syntax & (~gmail | (local.str.len_bytes() > 0))
     normalized = pl.when(valid).then(pl.when(gmail).then(local + "@gmail.com").otherwise(low))
@@ -156,7 +159,16 @@ def _plan_phone(plan: _Plan, p: str, t: pl.Expr, reason: str, default_country: s
     national = plan.add(2, f"{p}nat", pl.when(nanp).then(compact.str.slice(-10)))
     fast = plan.add(3, f"{p}e164", pl.when(t.str.len_chars() <= PHONE_MAX).then("+1" + national))
     plan.add(4, f"{p}fb", t.is_not_null() & fast.is_null())
-    plan.fallbacks.append(_Fallback(f"{p}fb", f"{p}t", f"{p}e164", lambda v: normalize_phone(v, default_country)))
+    # The rest: international numbers validated in polars from phonenumbers' metadata, the others one by one.
+    plan.fallbacks.append(
+        _Fallback(
+            f"{p}fb",
+            f"{p}t",
+            f"{p}e164",
+            lambda v: normalize_phone(v, default_country),
+            lambda values: normalize_phones(values, default_country),
+        )
+    )
     plan.late_reasons.append((reason, f"{p}t", f"{p}e164", R_PHONE))
     return {"phone": f"{p}t", "phone_e164": f"{p}e164"}
 
@@ -179,12 +191,31 @@ def _plan_lookup(
     return f"{p}v"
 
 
+def _where_contains(column: pl.Expr, needle: str, step: pl.Expr) -> pl.Expr:
+    """`step` on the rows holding the literal `needle` (which every match of the step's regex holds), the column
+    unchanged elsewhere: the regex and its new string then cost only where they can change something."""
+    return pl.when(column.str.contains(needle, literal=True)).then(step).otherwise(column)
+
+
+def _head_bytes(column: pl.Expr, length: pl.Expr) -> pl.Expr:
+    """The first `length` bytes (null: all), for a cut at an ASCII character found by `str.find` (a byte offset;
+    `str.head` counts characters)."""
+    return column.cast(pl.Binary).bin.head(length.fill_null(1 << 30)).cast(pl.String)
+
+
 def _plan_domain(plan: _Plan, p: str, t: pl.Expr, reason: str) -> dict[str, str]:
-    host = t.str.to_lowercase().str.replace(_SCHEME_RE_TEXT, "").str.replace(_PATH_RE_TEXT, "")
-    host = plan.add(1, f"{p}host", host.str.replace(_USERINFO_RE_TEXT, "").str.strip_prefix("www."))
-    host = plan.add(2, f"{p}host2", host.str.replace(_PORT_RE_TEXT, "").str.strip_chars_end("."))
-    valid = plan.add(3, f"{p}ok", (host.str.len_chars() <= DOMAIN_MAX) & host.str.contains(_DOMAIN_RE_TEXT))
-    plan.add(4, reason, _reason(t.is_not_null() & ~valid, R_DOMAIN))
+    # The steps of `normalize_domain`, each a cheap literal test or byte cut where the regex is not needed.
+    lowered = plan.add(1, f"{p}low", t.str.to_lowercase())
+    host = plan.add(2, f"{p}h1", _where_contains(lowered, "//", lowered.str.replace(_SCHEME_RE_TEXT, "")))
+    # The path starts at the first of `/?#` (PATH_RE_TEXT): keep what is before it.
+    host = plan.add(3, f"{p}h2", _head_bytes(host, host.str.find(r"[/?#]")))
+    host = _where_contains(host, "@", host.str.replace(_USERINFO_RE_TEXT, "")).str.strip_prefix("www.")
+    host = plan.add(4, f"{p}h3", host)
+    host = plan.add(
+        5, f"{p}host2", _where_contains(host, ":", host.str.replace(_PORT_RE_TEXT, "")).str.strip_chars_end(".")
+    )
+    valid = plan.add(6, f"{p}ok", (host.str.len_chars() <= DOMAIN_MAX) & host.str.contains(_DOMAIN_RE_TEXT))
+    plan.add(7, reason, _reason(t.is_not_null() & ~valid, R_DOMAIN))
     return {"domain": f"{p}host2"}
 
 
@@ -500,10 +531,14 @@ def _run_fallbacks(frame: pl.DataFrame, plan: _Plan) -> pl.DataFrame:
     updates: list[pl.Expr] = []
     for fallback in plan.fallbacks:
         residual = frame.filter(pl.col(fallback.flag).fill_null(False)).get_column(fallback.source).unique()
+        residual = residual.drop_nulls()
         if residual.len() == 0:
             continue
-        resolved = {value: fallback.function(value) for value in residual.to_list() if value is not None}
-        slow = pl.col(fallback.source).replace_strict(resolved, default=None, return_dtype=pl.String)
+        if fallback.batch is not None:
+            resolved = fallback.batch(residual)
+        else:
+            resolved = pl.Series([fallback.function(value) for value in residual.to_list()], dtype=pl.String)
+        slow = pl.col(fallback.source).replace_strict(residual, resolved, default=None, return_dtype=pl.String)
         updates.append(
             pl.when(pl.col(fallback.flag)).then(slow).otherwise(pl.col(fallback.target)).alias(fallback.target)
         )

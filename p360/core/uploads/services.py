@@ -464,12 +464,17 @@ def _write_chunk(
     hashes = [h for h in (chunk_hash, whole_hash) if h is not None]
     count = 0
     path.parent.mkdir(parents=True, exist_ok=True)
-    # The hashes run in a helper thread, one block behind the socket read and the disk write (hashlib and
-    # file writes release the GIL): at most two blocks are in memory, and every block is hashed in order.
-    with path.open("r+b" if path.exists() else "w+b") as handle, ThreadPoolExecutor(1, "tus-hash") as hasher:
+    # Each digest runs in its own helper thread, one block behind the socket read and the disk write (hashlib and
+    # file writes release the GIL for blocks this size): a per-chunk checksum (tuspy's sha1) then runs beside the
+    # running SHA-256 on the second core instead of after it. At most two blocks are in memory, and each digest
+    # sees every block in order (a block is handed over only when both have finished the previous one).
+    with (
+        path.open("r+b" if path.exists() else "w+b") as handle,
+        ThreadPoolExecutor(max(len(hashes), 1), "tus-hash") as hasher,
+    ):
         handle.truncate(offset)  # drop bytes a dead request left past the committed offset
         handle.seek(offset)
-        pending: Future[None] | None = None
+        pending: list[Future[None]] = []
         while count < length:
             try:
                 data = stream.read(min(READ_SIZE, length - count))
@@ -479,11 +484,11 @@ def _write_chunk(
                 break
             handle.write(data)
             count += len(data)
-            if pending is not None:
-                pending.result()
-            pending = hasher.submit(_update_hashes, hashes, data) if hashes else None
-        if pending is not None:
-            pending.result()
+            for future in pending:
+                future.result()
+            pending = [hasher.submit(digest.update, data) for digest in hashes]
+        for future in pending:
+            future.result()
         if checksum is not None and chunk_hash is not None:
             problem = None
             if count < length:
@@ -496,11 +501,6 @@ def _write_chunk(
         handle.flush()
         os.fsync(handle.fileno())  # the offset we commit next must never exceed what is on disk
     return _Received(count=count, running_sha256=whole_hash)
-
-
-def _update_hashes(hashes: list[Any], data: bytes) -> None:
-    for digest in hashes:
-        digest.update(data)
 
 
 def file_sha256(path: Path) -> str:

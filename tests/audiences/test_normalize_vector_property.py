@@ -1,0 +1,154 @@
+"""Property tests: the vectorised phone and email paths give exactly what the plain per-value rules give.
+
+Phones: the NANP fast path and the international path built from phonenumbers' metadata (audiences/normalize_phones)
+against `normalize_phone`, over numbers drawn from every calling code's example numbers, mutated and punctuated
+(including a tab and `(0)`, which must leave the fast paths). Emails: the polars email steps and the polars-hash
+SHA-256 against `normalize_email` + `uid2_hash` (hashlib).
+"""
+
+from __future__ import annotations
+
+import phonenumbers
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneNumberType
+
+import audiences.normalize_batch as normalize_batch_module
+from audiences.normalize import normalize_email, normalize_phone, trim, uid2_hash
+from audiences.normalize_batch import normalize_batch
+from audiences.normalize_phones import normalize_phones
+
+_TYPES = (PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE, PhoneNumberType.TOLL_FREE, PhoneNumberType.VOIP)
+
+
+def _examples() -> list[tuple[int, str]]:
+    """(calling code, example national significant number) for every region and non-geographic entity."""
+    found: list[tuple[int, str]] = []
+    for code, regions in COUNTRY_CODE_TO_REGION_CODE.items():
+        for region in regions:
+            numbers = (
+                [phonenumbers.example_number_for_non_geo_entity(code)]
+                if region == "001"
+                else [phonenumbers.example_number_for_type(region, kind) for kind in _TYPES]
+            )
+            found.extend((code, phonenumbers.national_significant_number(n)) for n in numbers if n is not None)
+    return sorted(set(found))
+
+
+EXAMPLES = _examples()
+_SEPARATORS = st.sampled_from(["", " ", "-", ".", "/", "(", ")", " (0) ", "\t", "  ", "x", "#", ",", "\u00a0"])
+
+
+@st.composite
+def _national(draw: st.DrawFn) -> tuple[int, str]:
+    code, nsn = draw(st.sampled_from(EXAMPLES))
+    digits = list(nsn)
+    for _ in range(draw(st.integers(0, 2))):
+        edit = draw(st.sampled_from(["change", "add", "drop", "zero"]))
+        position = draw(st.integers(0, len(digits)))
+        if edit == "change" and position < len(digits):
+            digits[position] = draw(st.sampled_from("0123456789"))
+        elif edit == "add":
+            digits.insert(position, draw(st.sampled_from("0123456789")))
+        elif edit == "drop" and position < len(digits):
+            digits.pop(position)
+        elif edit == "zero":
+            digits.insert(0, "0")
+    return code, "".join(digits)
+
+
+@st.composite
+def _phone_text(draw: st.DrawFn) -> str:
+    code, nsn = draw(_national())
+    cut = sorted(draw(st.lists(st.integers(0, len(nsn)), max_size=3)))
+    parts = [nsn[i:j] for i, j in zip([0, *cut], [*cut, len(nsn)], strict=True)]
+    body = "".join(part + draw(_SEPARATORS) for part in parts[:-1]) + parts[-1]
+    prefix = draw(st.sampled_from(["+", "+", "+", "00", "", "(+", "++", "+ "]))
+    return prefix + str(code) + draw(_SEPARATORS) + body
+
+
+_PHONES = st.one_of(
+    _phone_text(),
+    st.text(alphabet="+0123456789 ()-./", max_size=20),
+    st.sampled_from(["(234) 567-8901", "(234)\t567-8901", "1 234 567 8901", "+1 234.567.8901", "+44 (0)20 7946 0958"]),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=st.lists(_PHONES, min_size=1, max_size=40), country=st.sampled_from(["US", "GB", "DE", "CA"]))
+def test_vectorised_phones_equal_normalize_phone(values: list[str], country: str) -> None:
+    got = normalize_phones(pl.Series(values, dtype=pl.String), country).to_list()
+    assert got == [normalize_phone(value, country) for value in values]
+
+
+@pytest.mark.parametrize("distinct", [False, True], ids=["per-row", "per-distinct-value"])
+def test_batch_phones_and_hashes_equal_scalar(distinct: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(normalize_batch_module, "DISTINCT_MIN_ROWS", 0 if distinct else 1 << 62)
+    monkeypatch.setattr(normalize_batch_module, "DISTINCT_SHARE", 1.0)
+
+    @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        values=st.lists(st.one_of(st.none(), _PHONES), min_size=1, max_size=30), country=st.sampled_from(["US", "GB"])
+    )
+    def check(values: list[str | None], country: str) -> None:
+        frame = pl.DataFrame(
+            {"__row": list(range(len(values))), "P": values}, schema={"__row": pl.Int64, "P": pl.String}
+        )
+        result = normalize_batch(frame, {"P": "phone"}, custom_types={}, default_country=country)
+        records = {row["__row"]: row for row in result.records.iter_rows(named=True)}
+        failed = set(result.errors.get_column("__row").to_list())
+        for row, value in enumerate(values):
+            expected = normalize_phone(value, country)
+            if expected is None and trim(value) is not None:
+                assert row in failed, value
+                continue
+            assert records[row]["phone_e164"] == expected, value
+            assert records[row]["phone_sha256"] == (uid2_hash(expected) if expected else None), value
+
+    check()
+
+
+_LOCAL = st.text(alphabet='abcXYZ09.+_-\u00e9\u00c9\u0130\u212a"', max_size=12)
+_DOMAIN = st.sampled_from(["gmail.com", "GMAIL.COM", "gmail.com.", "example.com", "a.b.c", "x", "ex..com", "\u00e9.fr"])
+
+
+@st.composite
+def _email_text(draw: st.DrawFn) -> str:
+    local, domain = draw(_LOCAL), draw(_DOMAIN)
+    core = draw(st.sampled_from([f"{local}@{domain}", f"{local}@@{domain}", local, f"{local}@{domain}@{domain}"]))
+    padding = st.sampled_from(["", " ", "\t", "\u3000"])
+    return draw(padding) + core + draw(padding)
+
+
+_EMAILS = st.one_of(
+    _email_text(),
+    st.builds(lambda n: "a" * n + "@example.com", st.integers(235, 245)),  # around the 254-character limit
+    st.text(max_size=16),
+)
+
+
+@pytest.mark.parametrize("distinct", [False, True], ids=["per-row", "per-distinct-value"])
+def test_batch_emails_and_hashes_equal_scalar(distinct: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(normalize_batch_module, "DISTINCT_MIN_ROWS", 0 if distinct else 1 << 62)
+    monkeypatch.setattr(normalize_batch_module, "DISTINCT_SHARE", 1.0)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(values=st.lists(st.one_of(st.none(), _EMAILS), min_size=1, max_size=30))
+    def check(values: list[str | None]) -> None:
+        frame = pl.DataFrame(
+            {"__row": list(range(len(values))), "E": values}, schema={"__row": pl.Int64, "E": pl.String}
+        )
+        result = normalize_batch(frame, {"E": "email"}, custom_types={})
+        records = {row["__row"]: row for row in result.records.iter_rows(named=True)}
+        failed = set(result.errors.get_column("__row").to_list())
+        for row, value in enumerate(values):
+            expected = normalize_email(value)
+            if expected is None and trim(value) is not None:
+                assert row in failed, value
+                continue
+            assert records[row]["email_normalized"] == expected, value
+            assert records[row]["email_sha256"] == (uid2_hash(expected) if expected else None), value
+
+    check()
