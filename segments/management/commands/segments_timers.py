@@ -1,4 +1,5 @@
-"""The timer worker: exits (and delayed entries) when windows slide, from the due-time index.
+"""The evaluator loop of the embedded runtime: queued event batches (segments_pendingbatch, the batches larger than
+SEGMENTS_EVALUATE_INLINE_MAX), then exits (and delayed entries) when windows slide, from the due-time index.
 
 `--once` runs one pass (tests, cron); without it the command loops every `--interval` seconds over
 every organisation. Each pass reads only the (user, rule) pairs whose due time has passed.
@@ -17,7 +18,7 @@ from segments.commands import PassLoop
 
 
 class Command(PassLoop):
-    help = "Evaluate due window timers (exits when a window slides past a user's events)."
+    help = "Evaluate queued event batches and due window timers (exits when a window slides past a user's events)."
     default_interval = 0.5
 
     def add_command_arguments(self, parser: CommandParser) -> None:
@@ -25,7 +26,7 @@ class Command(PassLoop):
         parser.add_argument("--at", help="evaluate as of this ISO-8601 time (tests, replays)")
 
     def one_pass(self, options: dict[str, Any]) -> Callable[[], dict[str, Any]]:
-        from segments.evaluator import run_timers
+        from segments.evaluator import evaluate_pending, run_timers
 
         at = None
         if options.get("at"):
@@ -34,8 +35,13 @@ class Command(PassLoop):
                 raise CommandFailed("--at must be an ISO-8601 time with a zone")
 
         def work() -> dict[str, Any]:
+            queued = evaluate_pending(now=at)
             outcome = run_timers(now=at)
-            return {"due_pairs": outcome.pairs, "entries": outcome.entries, "exits": outcome.exits}
+            return {  # the entries and exits of both (the contract's keys are unchanged)
+                "due_pairs": outcome.pairs,
+                "entries": queued.entries + outcome.entries,
+                "exits": queued.exits + outcome.exits,
+            }
 
         return work
 
