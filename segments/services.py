@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +30,7 @@ from segments.models import (
 )
 from segments.triggers import org_settings
 
+logger = logging.getLogger(__name__)
 MAX_EXPRESSION_DEPTH = 8
 MAX_EXPRESSION_NODES = 200
 
@@ -376,7 +378,10 @@ def ingest_events(
     result.duplicates = len(batch) - stored.fresh
     outcome = None
     if stored.pending_id is not None and len(batch) <= settings.SEGMENTS_EVALUATE_INLINE_MAX:
-        outcome = evaluate_pending(only=[stored.pending_id], now=when)
+        try:
+            outcome = evaluate_pending(only=[stored.pending_id], now=when)
+        except Exception:  # the events are stored and their batch still queued: the loop evaluates it
+            logger.exception("inline evaluation failed; batch %s left to the evaluator loop", stored.pending_id)
     return Ingested(result, outcome)
 
 
