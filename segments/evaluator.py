@@ -148,6 +148,7 @@ FROM t JOIN (
 class Outcome:
     transitions: list[Transition] = field(default_factory=list)
     pairs: int = 0
+    batches: int = 0  # queued batches evaluated (evaluate_pending)
 
     @property
     def entries(self) -> int:
@@ -429,6 +430,7 @@ def evaluate_pending(
             cursor.execute(f"DELETE FROM {PENDING_TABLE} WHERE id = ANY(%s)", [ids])
         total.transitions.extend(outcome.transitions)
         total.pairs += outcome.pairs
+        total.batches += len(ids)
         if only is not None:
             return total
 

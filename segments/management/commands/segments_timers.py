@@ -20,6 +20,7 @@ from segments.commands import PassLoop
 class Command(PassLoop):
     help = "Evaluate queued event batches and due window timers (exits when a window slides past a user's events)."
     default_interval = 0.5
+    drained = False  # a pass evaluated queued batches: more may have arrived meanwhile, so no pause
 
     def add_command_arguments(self, parser: CommandParser) -> None:
         super().add_command_arguments(parser)
@@ -36,6 +37,7 @@ class Command(PassLoop):
 
         def work() -> dict[str, Any]:
             queued = evaluate_pending(now=at)
+            self.drained = self.drained or bool(queued.batches)
             outcome = run_timers(now=at)
             return {  # the entries and exits of both (the contract's keys are unchanged)
                 "due_pairs": outcome.pairs,
@@ -44,6 +46,10 @@ class Command(PassLoop):
             }
 
         return work
+
+    def again_at_once(self) -> bool:
+        again, self.drained = self.drained, False
+        return again
 
     def busy(self, counts: dict[str, Any]) -> bool:
         return bool(counts["entries"] or counts["exits"])
