@@ -410,24 +410,33 @@ def validate_columns(
     oldest = now - timedelta(days=retention_days)
     rows = [r if type(r) is dict and ALIAS_KEYS.isdisjoint(r) else _NOTHING for r in raws]
     ok = [r is not _NOTHING for r in rows]
-    ok = _plain_text([r.get("event_id") for r in rows], ok, optional=False, nul=may_hold_nul)
-    ok = _plain_text([r.get("user_id") for r in rows], ok, optional=False, nul=may_hold_nul)
+    # each field read once (10,000 events: a dict lookup per field and event is most of this function's time)
+    event_ids = [r.get("event_id") for r in rows]
+    user_ids = [r.get("user_id") for r in rows]
     event_types = [r.get("event_type") for r in rows]
+    session_ids = [r.get("session_id") for r in rows]
+    device_ids = [r.get("device_id") for r in rows]
+    ok = _plain_text(event_ids, ok, optional=False, nul=may_hold_nul)
+    ok = _plain_text(user_ids, ok, optional=False, nul=may_hold_nul)
     ok = [f and v in types for f, v in zip(ok, event_types, strict=True)]
-    ok = _plain_text([r.get("session_id") for r in rows], ok, optional=True, nul=may_hold_nul)
-    ok = _plain_text([r.get("device_id") for r in rows], ok, optional=True, nul=may_hold_nul)
+    ok = _plain_text(session_ids, ok, optional=True, nul=may_hold_nul)
+    ok = _plain_text(device_ids, ok, optional=True, nul=may_hold_nul)
     stamps = _event_micros([r.get("timestamp") for r in rows], ok)
     texts = _attribute_texts([r.get("attributes") for r in rows], ok, strict_json=strict_json, nul=may_hold_nul)
+
+    def kept(values: list[Any]) -> list[Any]:  # a field of an event that left the fast path is never read
+        return [v if f else None for v, f in zip(values, ok, strict=True)]
+
     frame = pl.DataFrame(
         {
             "seq": range(len(rows)),
-            "event_id": [r.get("event_id") if f else None for r, f in zip(rows, ok, strict=True)],
-            "user_id": [r.get("user_id") if f else None for r, f in zip(rows, ok, strict=True)],
-            "event_type": [v if f else None for v, f in zip(event_types, ok, strict=True)],
+            "event_id": kept(event_ids),
+            "user_id": kept(user_ids),
+            "event_type": kept(event_types),
             "event_us": stamps,
             "attributes": texts,
-            "session_id": [r.get("session_id") if f else None for r, f in zip(rows, ok, strict=True)],
-            "device_id": [r.get("device_id") if f else None for r, f in zip(rows, ok, strict=True)],
+            "session_id": kept(session_ids),
+            "device_id": kept(device_ids),
         },
         schema=BATCH_SCHEMA,
     )
