@@ -425,6 +425,10 @@ def evaluate_pending(
             ids = [row[0] for row in claimed]
             cursor.execute(TOUCHED_TABLE)
             cursor.execute(FILL_TOUCHED_SQL, {"ids": ids})
+            # Every user of the claim locked now, in one sorted pass: the chunks below run in this transaction
+            # and keep their locks, so locking chunk by chunk could deadlock against another evaluator.
+            cursor.execute(f"SELECT DISTINCT user_id FROM {TOUCHED}")
+            lock_users(row[0] for row in cursor.fetchall())
             cursor.execute(PROFILES_SQL, [when])
             outcome = evaluate_touched(fresh=sum(row[1] for row in claimed), now=when)
             cursor.execute(f"DELETE FROM {PENDING_TABLE} WHERE id = ANY(%s)", [ids])
