@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -188,15 +189,23 @@ def _start_loop(org: Any) -> subprocess.Popen[bytes]:
     )
     import psutil
 
-    # Django's start-up is not the evaluator's work: wait until the idle loop's CPU stops growing.
-    proc, last, deadline = psutil.Process(loop.pid), -1.0, time.monotonic() + 60
-    while time.monotonic() < deadline:
+    # Django's start-up is not the evaluator's work: wait until the loop holds its one-at-a-time lock
+    # (p360.core.commands: pg_try_advisory_lock(crc32("p360:segments_timers"))), then until its idle CPU is flat.
+    key = zlib.crc32(b"p360:segments_timers")
+    proc, deadline = psutil.Process(loop.pid), time.monotonic() + 120
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            if loop.poll() is not None:
+                raise RuntimeError(f"segments_timers exited with {loop.returncode}")
+            cursor.execute("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = %s", [key])
+            if cursor.fetchone():
+                break
+            time.sleep(0.2)
+    last, flat = -1.0, 0
+    while flat < 2 and time.monotonic() < deadline:
         time.sleep(0.5)
-        if loop.poll() is not None:
-            raise RuntimeError(f"segments_timers exited with {loop.returncode}")
         used = sum(proc.cpu_times()[:2])
-        if used - last < 0.02:
-            break
+        flat = flat + 1 if used - last < 0.02 else 0
         last = used
     return loop
 
