@@ -73,6 +73,10 @@ class PassLoop(SegmentsCommand):
         """True when the pass that just ran should be followed at once (work is waiting), not after `--interval`."""
         return False
 
+    def pause(self, seconds: float) -> None:
+        """Wait between passes (a loop may wake up earlier when told work arrived)."""
+        time.sleep(seconds)
+
     def run(self, **options: Any) -> dict[str, Any]:
         work = self.one_pass(options)
         while True:
@@ -87,7 +91,7 @@ class PassLoop(SegmentsCommand):
                     line = json.dumps({"org": slug, **counts}) if options.get("json") else counts_line(slug, counts)
                     self.stdout.write(line)
             if not self.again_at_once():
-                time.sleep(options["interval"])
+                self.pause(options["interval"])
 
     def render(self, result: dict[str, Any]) -> str:
         return "\n".join(counts_line(slug, counts) for slug, counts in result["orgs"].items())

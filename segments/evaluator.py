@@ -43,6 +43,7 @@ MAX_STORED = Decimal("1e19")
 BUCKET = "(hashtext(user_id) & 1023)"  # chunks a batch (sizing only; locks use bucket())
 PAIRS = "pg_temp.segments_eval_pairs"
 TOUCHED = "pg_temp.segments_touched"
+QUEUE_CHANNEL = "p360_segments_queue"  # NOTIFY when a batch is queued for the loop (segments_timers LISTENs)
 DRAIN_BATCHES = 8  # queued batches one evaluation takes together (their (user, type) pairs evaluated once)
 
 # The (segment, user) pairs one transaction evaluates (distinct; `trigger` the event that caused it, or "").
@@ -396,6 +397,13 @@ SELECT user_id, '', '', '[]'::jsonb, '{{}}'::jsonb, %s, max(event_time) FROM {TO
 ON CONFLICT (user_id) DO UPDATE SET last_active_at = EXCLUDED.last_active_at
 WHERE segments_userprofile.last_active_at IS NULL OR segments_userprofile.last_active_at < EXCLUDED.last_active_at
 """
+
+
+def wake_evaluator() -> None:
+    """Tell a waiting `segments_timers` loop that a batch is queued (outside a transaction: NOTIFY is sent at
+    commit, and the batch is already committed)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, current_schema())", [QUEUE_CHANNEL])
 
 
 def evaluate_pending(

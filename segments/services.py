@@ -17,7 +17,13 @@ from p360.core.audit.services import record
 from p360.core.tenancy import current_org
 from segments import events as events_mod
 from segments import rules as rules_mod
-from segments.evaluator import Outcome, evaluate_derived_all, evaluate_pending, evaluate_segment_users
+from segments.evaluator import (
+    Outcome,
+    evaluate_derived_all,
+    evaluate_pending,
+    evaluate_segment_users,
+    wake_evaluator,
+)
 from segments.models import (
     BUILTIN_EVENT_TYPES,
     EventType,
@@ -377,7 +383,9 @@ def ingest_events(
     result.accepted = stored.fresh
     result.duplicates = len(batch) - stored.fresh
     outcome = None
-    if stored.pending_id is not None and len(batch) <= settings.SEGMENTS_EVALUATE_INLINE_MAX:
+    if stored.pending_id is not None and len(batch) > settings.SEGMENTS_EVALUATE_INLINE_MAX:
+        wake_evaluator()
+    elif stored.pending_id is not None:
         try:
             outcome = evaluate_pending(only=[stored.pending_id], now=when)
         except Exception:  # the events are stored and their batch still queued: the loop evaluates it

@@ -7,6 +7,7 @@ every organisation. Each pass reads only the (user, rule) pairs whose due time h
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +51,29 @@ class Command(PassLoop):
     def again_at_once(self) -> bool:
         again, self.drained = self.drained, False
         return again
+
+    listening: Any = None  # the database connection this loop LISTENs on
+
+    def pause(self, seconds: float) -> None:
+        """Sleep up to `seconds`, woken at once when a batch is queued for the loop (NOTIFY from
+        segments.services.ingest_events after its commit): a queued batch waits for no interval."""
+        import psycopg
+        from django.db import DatabaseError, connection
+
+        from segments.evaluator import QUEUE_CHANNEL
+
+        try:
+            connection.ensure_connection()
+            raw = connection.connection
+            if self.listening is not raw:
+                with connection.cursor() as cursor:
+                    cursor.execute(f"LISTEN {QUEUE_CHANNEL}")
+                self.listening = raw
+            for _ in raw.notifies(timeout=seconds, stop_after=1):
+                pass
+        except (DatabaseError, psycopg.Error):  # no wake-up (connection lost, ...): the interval still runs the loop
+            self.listening = None
+            time.sleep(seconds)
 
     def busy(self, counts: dict[str, Any]) -> bool:
         return bool(counts["entries"] or counts["exits"])
