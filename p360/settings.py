@@ -606,13 +606,16 @@ P360_TTD_RETRIES = int(env("P360_TTD_RETRIES") or "4")
 P360_TTD_BACKOFF_SECONDS = float(env("P360_TTD_BACKOFF_SECONDS") or "1.0")
 
 # --- Event segments (issue 13) -----------------------------------------------------------------
-# "embedded": PostgreSQL + the task cluster, evaluation right after each batch commits.
+# "embedded": PostgreSQL + the task cluster. A batch commits with its row in the evaluator's queue; batches of at
+# most SEGMENTS_EVALUATE_INLINE_MAX events are evaluated before the API answers, larger ones by the
+# `segments_timers` loop (every 0.5 s; the scheduled timer task is its safety net).
 # "jetstream": the API publishes to NATS JetStream; `manage.py segments_evaluator --worker i --workers N`
 # processes consume partitions (by hash of user id) and run the same evaluator.
 SEGMENTS_RUNTIME = env("SEGMENTS_RUNTIME", "embedded")
 SEGMENTS_NATS_URL = env("SEGMENTS_NATS_URL", "nats://127.0.0.1:4222")
 SEGMENTS_PARTITIONS = int(env("SEGMENTS_PARTITIONS", "8"))
 SEGMENTS_NATS_ACK_WAIT_S = float(env("SEGMENTS_NATS_ACK_WAIT_S", "30"))
+SEGMENTS_EVALUATE_INLINE_MAX = int(env("SEGMENTS_EVALUATE_INLINE_MAX", "1000"))
 SEGMENTS_DERIVED_BATCH_SECONDS = int(env("SEGMENTS_DERIVED_BATCH_SECONDS", "60"))
 # re-evaluating a segment of more users than this runs as a job (the API answers at once with its id)
 SEGMENTS_REEVALUATE_INLINE_MAX = int(env("SEGMENTS_REEVALUATE_INLINE_MAX", "20000"))

@@ -69,6 +69,14 @@ class PassLoop(SegmentsCommand):
     def busy(self, counts: dict[str, Any]) -> bool:
         return any(counts.values())
 
+    def again_at_once(self) -> bool:
+        """True when the pass that just ran should be followed at once (work is waiting), not after `--interval`."""
+        return False
+
+    def pause(self, seconds: float) -> None:
+        """Wait between passes (a loop may wake up earlier when told work arrived)."""
+        time.sleep(seconds)
+
     def run(self, **options: Any) -> dict[str, Any]:
         work = self.one_pass(options)
         while True:
@@ -82,7 +90,8 @@ class PassLoop(SegmentsCommand):
                 if self.busy(counts):
                     line = json.dumps({"org": slug, **counts}) if options.get("json") else counts_line(slug, counts)
                     self.stdout.write(line)
-            time.sleep(options["interval"])
+            if not self.again_at_once():
+                self.pause(options["interval"])
 
     def render(self, result: dict[str, Any]) -> str:
         return "\n".join(counts_line(slug, counts) for slug, counts in result["orgs"].items())

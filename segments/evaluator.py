@@ -33,7 +33,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from segments import rules as rules_mod
-from segments.events import FUTURE_SKEW
+from segments.events import FUTURE_SKEW, PENDING_TABLE
 from segments.models import Transition
 
 LOCK_NAMESPACE = 13014
@@ -42,6 +42,9 @@ CHUNK_PAIRS = 20_000
 MAX_STORED = Decimal("1e19")
 BUCKET = "(hashtext(user_id) & 1023)"  # chunks a batch (sizing only; locks use bucket())
 PAIRS = "pg_temp.segments_eval_pairs"
+TOUCHED = "pg_temp.segments_touched"
+QUEUE_CHANNEL = "p360_segments_queue"  # NOTIFY when a batch is queued for the loop (segments_timers LISTENs)
+DRAIN_BATCHES = 8  # queued batches one evaluation takes together (their (user, type) pairs evaluated once)
 
 # The (segment, user) pairs one transaction evaluates (distinct; `trigger` the event that caused it, or "").
 # Emptied explicitly too: inside an outer transaction (tests, a caller's atomic block) no commit empties it.
@@ -146,6 +149,7 @@ FROM t JOIN (
 class Outcome:
     transitions: list[Transition] = field(default_factory=list)
     pairs: int = 0
+    batches: int = 0  # queued batches evaluated (evaluate_pending)
 
     @property
     def entries(self) -> int:
@@ -339,10 +343,10 @@ def evaluate_pairs(
 
 
 def evaluate_touched(*, fresh: int, now: datetime | None = None) -> Outcome:
-    """Evaluate what the last stored batch touched (`segments_touched`, see events.insert_batch): each of its
-    (user, type) with the active rules on that type, in chunks of user buckets, each chunk one transaction.
+    """Evaluate what `segments_touched` holds (filled by evaluate_pending from the queue): each of its
+    (user, type) with the active rules on that type, in chunks of user buckets.
 
-    `fresh` (the events stored) times the most rules on one type bounds the pairs: it sizes the chunks
+    `fresh` (the events touched) times the most rules on one type bounds the pairs: it sizes the chunks
     without a counting query."""
     when = now or timezone.now()
     defs = rules_mod.load()
@@ -358,6 +362,89 @@ def evaluate_touched(*, fresh: int, now: datetime | None = None) -> Outcome:
             if cursor.rowcount:
                 outcome.transitions.extend(_finish_chunk(cursor, when, timer=False))
     return outcome
+
+
+# --- The queue between ingestion and evaluation (segments_pendingbatch) -----------------------------------
+
+TOUCHED_TABLE = (
+    "CREATE TEMP TABLE IF NOT EXISTS segments_touched (seq bigint, event_id text, user_id text, event_type text, "
+    f"event_time timestamptz) ON COMMIT DELETE ROWS; TRUNCATE {TOUCHED}"
+)
+
+# Claim queued batches (oldest first); a batch another evaluator holds is skipped, never waited for.
+CLAIM_SQL = f"""
+SELECT id, size FROM {PENDING_TABLE}
+WHERE (%(only)s::bigint[] IS NULL OR id = ANY(%(only)s::bigint[])) AND id <= %(upto)s
+ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+"""
+
+# The claimed batches' events, in queue then request order (`seq`: the latest event of a (user, type) is
+# the trigger of its pairs).
+FILL_TOUCHED_SQL = f"""
+INSERT INTO {TOUCHED} (seq, event_id, user_id, event_type, event_time)
+SELECT array_position(%(ids)s::bigint[], p.id)::bigint * 4294967296 + e.ord, e.event_id, e.user_id, e.event_type,
+       e.event_time
+FROM {PENDING_TABLE} p
+CROSS JOIN LATERAL unnest(p.event_ids, p.user_ids, p.event_types, p.event_times)
+    WITH ORDINALITY AS e(event_id, user_id, event_type, event_time, ord)
+WHERE p.id = ANY(%(ids)s::bigint[])
+"""
+
+# Profiles of first-seen users are created; last_active_at only moves forward (no write when it would not).
+PROFILES_SQL = f"""
+INSERT INTO segments_userprofile (user_id, email, phone, device_tokens, attributes, created_at, last_active_at)
+SELECT user_id, '', '', '[]'::jsonb, '{{}}'::jsonb, %s, max(event_time) FROM {TOUCHED} GROUP BY user_id ORDER BY user_id
+ON CONFLICT (user_id) DO UPDATE SET last_active_at = EXCLUDED.last_active_at
+WHERE segments_userprofile.last_active_at IS NULL OR segments_userprofile.last_active_at < EXCLUDED.last_active_at
+"""
+
+
+def wake_evaluator() -> None:
+    """Tell a waiting `segments_timers` loop that a batch is queued (outside a transaction: NOTIFY is sent at
+    commit, and the batch is already committed)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, current_schema())", [QUEUE_CHANNEL])
+
+
+def evaluate_pending(
+    *, only: Sequence[int] | None = None, now: datetime | None = None, batches: int = DRAIN_BATCHES
+) -> Outcome:
+    """Evaluate queued batches until the queue is empty (or, with `only`, those batches once): each round
+    claims up to `batches` of them, writes their users' profiles, evaluates every (user, type) they touched
+    once, and deletes them, in one transaction (a crash leaves them queued; evaluation is idempotent).
+    Only batches queued before the call are taken: a steady stream never keeps one pass (one org) busy forever.
+
+    Taking several batches together is what lets evaluation keep up under load: a user active in each
+    of them is evaluated once per round, not once per batch."""
+    total = Outcome()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT max(id) FROM {PENDING_TABLE}")
+        upto = cursor.fetchone()[0]
+    if upto is None:
+        return total
+    while True:
+        when = now or timezone.now()
+        with transaction.atomic(), connection.cursor() as cursor:
+            params = {"only": list(only) if only is not None else None, "upto": upto, "limit": batches}
+            cursor.execute(CLAIM_SQL, params)
+            claimed = cursor.fetchall()
+            if not claimed:
+                return total
+            ids = [row[0] for row in claimed]
+            cursor.execute(TOUCHED_TABLE)
+            cursor.execute(FILL_TOUCHED_SQL, {"ids": ids})
+            # Every user of the claim locked now, in one sorted pass: the chunks below run in this transaction
+            # and keep their locks, so locking chunk by chunk could deadlock against another evaluator.
+            cursor.execute(f"SELECT DISTINCT user_id FROM {TOUCHED}")
+            lock_users(row[0] for row in cursor.fetchall())
+            cursor.execute(PROFILES_SQL, [when])
+            outcome = evaluate_touched(fresh=sum(row[1] for row in claimed), now=when)
+            cursor.execute(f"DELETE FROM {PENDING_TABLE} WHERE id = ANY(%s)", [ids])
+        total.transitions.extend(outcome.transitions)
+        total.pairs += outcome.pairs
+        total.batches += len(ids)
+        if only is not None:
+            return total
 
 
 def bucket_ranges(total: int) -> list[tuple[int, int]]:

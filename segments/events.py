@@ -410,24 +410,33 @@ def validate_columns(
     oldest = now - timedelta(days=retention_days)
     rows = [r if type(r) is dict and ALIAS_KEYS.isdisjoint(r) else _NOTHING for r in raws]
     ok = [r is not _NOTHING for r in rows]
-    ok = _plain_text([r.get("event_id") for r in rows], ok, optional=False, nul=may_hold_nul)
-    ok = _plain_text([r.get("user_id") for r in rows], ok, optional=False, nul=may_hold_nul)
+    # each field read once (10,000 events: a dict lookup per field and event is most of this function's time)
+    event_ids = [r.get("event_id") for r in rows]
+    user_ids = [r.get("user_id") for r in rows]
     event_types = [r.get("event_type") for r in rows]
+    session_ids = [r.get("session_id") for r in rows]
+    device_ids = [r.get("device_id") for r in rows]
+    ok = _plain_text(event_ids, ok, optional=False, nul=may_hold_nul)
+    ok = _plain_text(user_ids, ok, optional=False, nul=may_hold_nul)
     ok = [f and v in types for f, v in zip(ok, event_types, strict=True)]
-    ok = _plain_text([r.get("session_id") for r in rows], ok, optional=True, nul=may_hold_nul)
-    ok = _plain_text([r.get("device_id") for r in rows], ok, optional=True, nul=may_hold_nul)
+    ok = _plain_text(session_ids, ok, optional=True, nul=may_hold_nul)
+    ok = _plain_text(device_ids, ok, optional=True, nul=may_hold_nul)
     stamps = _event_micros([r.get("timestamp") for r in rows], ok)
     texts = _attribute_texts([r.get("attributes") for r in rows], ok, strict_json=strict_json, nul=may_hold_nul)
+
+    def kept(values: list[Any]) -> list[Any]:  # a field of an event that left the fast path is never read
+        return [v if f else None for v, f in zip(values, ok, strict=True)]
+
     frame = pl.DataFrame(
         {
             "seq": range(len(rows)),
-            "event_id": [r.get("event_id") if f else None for r, f in zip(rows, ok, strict=True)],
-            "user_id": [r.get("user_id") if f else None for r, f in zip(rows, ok, strict=True)],
-            "event_type": [v if f else None for v, f in zip(event_types, ok, strict=True)],
+            "event_id": kept(event_ids),
+            "user_id": kept(user_ids),
+            "event_type": kept(event_types),
             "event_us": stamps,
             "attributes": texts,
-            "session_id": [r.get("session_id") if f else None for r, f in zip(rows, ok, strict=True)],
-            "device_id": [r.get("device_id") if f else None for r, f in zip(rows, ok, strict=True)],
+            "session_id": kept(session_ids),
+            "device_id": kept(device_ids),
         },
         schema=BATCH_SCHEMA,
     )
@@ -460,78 +469,78 @@ def validate_columns(
 # --- Writing -------------------------------------------------------------------------------------
 
 STAGE_COLUMNS = "seq, event_id, user_id, event_type, event_us, attributes, session_id, device_id"
-TOUCHED = "pg_temp.segments_touched"
+PENDING_TABLE = "segments_pendingbatch"
 
-# Temporary tables (per connection): the staging table empties itself on commit; `segments_touched` keeps
-# the (user, type) pairs the last batch stored until the evaluator has read them (it runs after the commit).
-TEMP_TABLES = f"""
+# Per connection: the staging table empties itself on commit (and explicitly, for callers inside an outer
+# transaction).
+STAGE_TABLE = """
 CREATE TEMP TABLE IF NOT EXISTS segments_ingest_stage (seq int, event_id text, user_id text, event_type text,
-    event_us bigint, attributes text, session_id text, device_id text) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS segments_touched (seq int, event_id text, user_id text, event_type text,
-    event_time timestamptz);
-TRUNCATE {TOUCHED};
+    event_us bigint, attributes text, session_id text, device_id text) ON COMMIT DELETE ROWS
 """
 
-# The first occurrence of an id in the batch wins; an id seen in an earlier batch loses.
+# One statement per batch, after the COPY into staging (the batch is already unique by event_id: polars kept
+# each id's first occurrence). The id table decides what is new (an id seen in an earlier batch loses); only
+# the new events reach the day partitions; the evaluator's queue gets one row (the batch as arrays, in request
+# order) in the same transaction. `{queued}` is the events the evaluator must look at: the new ones, or every
+# event of the batch for a redelivered JetStream message (stored before, maybe not evaluated).
 STORE_SQL = f"""
-WITH firsts AS (
-    SELECT DISTINCT ON (event_id) seq, event_id, user_id, event_type,
-           timestamptz 'epoch' + event_us * interval '1 microsecond' AS event_time, attributes, session_id, device_id
-    FROM pg_temp.segments_ingest_stage ORDER BY event_id, seq
-), fresh AS (
+WITH fresh AS (
     INSERT INTO {ID_TABLE} (event_id, event_time)
-    SELECT event_id, event_time FROM firsts
+    SELECT event_id, timestamptz 'epoch' + event_us * interval '1 microsecond' FROM pg_temp.segments_ingest_stage
     ON CONFLICT DO NOTHING
     RETURNING event_id
 ), stored AS (
     INSERT INTO {TABLE} (event_id, user_id, event_type, event_time, attributes, session_id, device_id)
-    SELECT f.event_id, f.user_id, f.event_type, f.event_time, f.attributes::jsonb, f.session_id, f.device_id
-    FROM firsts f JOIN fresh USING (event_id)
+    SELECT s.event_id, s.user_id, s.event_type, timestamptz 'epoch' + s.event_us * interval '1 microsecond',
+           s.attributes::jsonb, s.session_id, s.device_id
+    FROM pg_temp.segments_ingest_stage s JOIN fresh USING (event_id)
     RETURNING event_id
+), queued AS (
+    INSERT INTO {PENDING_TABLE} (created_at, size, user_ids, event_types, event_ids, event_times)
+    SELECT %(now)s, count(*), array_agg(s.user_id ORDER BY s.seq), array_agg(s.event_type ORDER BY s.seq),
+           array_agg(s.event_id ORDER BY s.seq),
+           array_agg(timestamptz 'epoch' + s.event_us * interval '1 microsecond' ORDER BY s.seq)
+    FROM {{queued}}
+    WHERE %(enqueue)s
+    HAVING count(*) > 0
+    RETURNING id
 )
-INSERT INTO {TOUCHED} (seq, event_id, user_id, event_type, event_time)
-SELECT f.seq, f.event_id, f.user_id, f.event_type, f.event_time FROM firsts f JOIN stored USING (event_id)
+SELECT (SELECT count(*) FROM stored), (SELECT id FROM queued)
 """
-
-# Profiles of first-seen users are created; last_active_at only moves forward (no write when it would not).
-PROFILES_SQL = f"""
-INSERT INTO segments_userprofile (user_id, email, phone, device_tokens, attributes, created_at, last_active_at)
-SELECT user_id, '', '', '[]'::jsonb, '{{}}'::jsonb, %s, max(event_time) FROM {TOUCHED} GROUP BY user_id ORDER BY user_id
-ON CONFLICT (user_id) DO UPDATE SET last_active_at = EXCLUDED.last_active_at
-WHERE segments_userprofile.last_active_at IS NULL OR segments_userprofile.last_active_at < EXCLUDED.last_active_at
-"""
-
-ALL_SQL = f"""
-INSERT INTO {TOUCHED} (seq, event_id, user_id, event_type, event_time)
-SELECT seq, event_id, user_id, event_type, timestamptz 'epoch' + event_us * interval '1 microsecond'
-FROM pg_temp.segments_ingest_stage
-"""
+QUEUE_FRESH = "pg_temp.segments_ingest_stage s JOIN stored USING (event_id)"
+QUEUE_ALL = "pg_temp.segments_ingest_stage s"
 
 
-def insert_batch(batch: Batch, *, now: datetime, touch_all: bool = False) -> int:
-    """One COPY into the staging table, one statement into the id table and the day partitions; returns how
-    many events were new. Must run inside a transaction.
+@dataclass(frozen=True, slots=True)
+class Stored:
+    fresh: int  # events new to the store
+    pending_id: int | None  # the evaluator's queue row (None: nothing to evaluate, or not enqueued)
 
-    Leaves in `segments_touched` what the evaluator must look at: the new events, or with `touch_all` every
-    event of the batch (a redelivered JetStream message: stored before, maybe not evaluated).
+
+def store_batch(batch: Batch, *, now: datetime, enqueue: bool = True, touch_all: bool = False) -> Stored:
+    """One COPY into the staging table and one statement into the id table, the day partitions and the
+    evaluator's queue (segments_pendingbatch). Must run inside a transaction: the events and their queue row
+    commit together, so an accepted event is always evaluated, by the request or by the evaluator loop.
+
+    `enqueue=False` stores without evaluating (a historical bulk load); `touch_all` queues every event of the
+    batch, not only the new ones (a redelivered JetStream message).
     """
+    if not len(batch):
+        return Stored(0, None)
+    # The first occurrence of an id in the batch wins (polars, in request order: no sort in PostgreSQL).
+    frame = batch.frame.unique(subset="event_id", keep="first", maintain_order=True)
     with connection.cursor() as cursor:
-        cursor.execute(TEMP_TABLES)
-        if not len(batch):
-            return 0
+        cursor.execute(STAGE_TABLE)
+        cursor.execute("TRUNCATE pg_temp.segments_ingest_stage")
         created = ensure_partitions(batch.days())
         with cursor.copy(f"COPY pg_temp.segments_ingest_stage ({STAGE_COLUMNS}) FROM STDIN (FORMAT csv)") as copy:  # type: ignore[attr-defined]
-            copy.write(batch.frame.select(STAGE_COLUMNS.split(", ")).write_csv(include_header=False))
-        cursor.execute(STORE_SQL)
-        fresh = int(cursor.rowcount)
+            copy.write(frame.select(STAGE_COLUMNS.split(", ")).write_csv(include_header=False))
+        sql = STORE_SQL.format(queued=QUEUE_ALL if touch_all else QUEUE_FRESH)
+        cursor.execute(sql, {"now": now, "enqueue": enqueue})
+        fresh, pending_id = cursor.fetchone()
         for name in created:  # statistics at once: without them the evaluator's lookups would scan the new day
             cursor.execute(f"ANALYZE {name}")
-        cursor.execute(PROFILES_SQL, [now])
-        if touch_all:
-            cursor.execute(f"TRUNCATE {TOUCHED}")
-            cursor.execute(ALL_SQL)
-        cursor.execute("TRUNCATE pg_temp.segments_ingest_stage")
-    return fresh
+    return Stored(int(fresh), pending_id)
 
 
 def drop_partitions_before(cutoff: date) -> list[str]:

@@ -6,6 +6,7 @@ cannot express (see migration 0002 and `events.py`); everything else is an ordin
 
 from __future__ import annotations
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
@@ -184,6 +185,26 @@ class WindowState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} @ {self.segment_id}"
+
+
+class PendingBatch(models.Model):
+    """A committed batch of events the evaluator has not evaluated yet: the queue between ingestion and evaluation.
+
+    Ingestion writes one row per batch in the transaction that stores its events (so a crash never loses the
+    evaluation of a stored event), as four parallel arrays in request order: one row, not one per event, keeps
+    the request path to a single small write. The evaluator loop (`segments_timers`) claims rows with
+    FOR UPDATE SKIP LOCKED, evaluates the (user, type) pairs they touched and deletes them in one transaction.
+    """
+
+    created_at = models.DateTimeField(default=timezone.now)
+    size = models.PositiveIntegerField()  # events in the arrays (sizes a claim without reading them)
+    user_ids = ArrayField(models.TextField())
+    event_types = ArrayField(models.TextField())
+    event_ids = ArrayField(models.TextField())
+    event_times = ArrayField(models.DateTimeField())
+
+    def __str__(self) -> str:
+        return f"pending batch {self.pk} ({self.size} events)"
 
 
 class SegmentSettings(models.Model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,7 +17,13 @@ from p360.core.audit.services import record
 from p360.core.tenancy import current_org
 from segments import events as events_mod
 from segments import rules as rules_mod
-from segments.evaluator import Outcome, evaluate_derived_all, evaluate_segment_users, evaluate_touched
+from segments.evaluator import (
+    Outcome,
+    evaluate_derived_all,
+    evaluate_pending,
+    evaluate_segment_users,
+    wake_evaluator,
+)
 from segments.models import (
     BUILTIN_EVENT_TYPES,
     EventType,
@@ -29,6 +36,7 @@ from segments.models import (
 )
 from segments.triggers import org_settings
 
+logger = logging.getLogger(__name__)
 MAX_EXPRESSION_DEPTH = 8
 MAX_EXPRESSION_NODES = 200
 
@@ -344,11 +352,15 @@ def ingest_events(
     strict_json: bool = False,
     may_hold_nul: bool = True,
 ) -> Ingested:
-    """Validate (column by column), store (idempotent by event_id) and, on the embedded runtime, evaluate.
+    """Validate (column by column), store (idempotent by event_id) and, on the embedded runtime, queue for
+    evaluation; a batch of at most SEGMENTS_EVALUATE_INLINE_MAX events is evaluated before returning.
 
-    Evaluation runs after the events commit, in its own transactions, so a failure there never loses
-    an accepted event (the timer job and the next event re-evaluate the same pairs). `strict_json` and
-    `may_hold_nul` are what the API's JSON parser learnt about the body (see events.validate_columns).
+    The events and their queue row commit together, before the caller answers: an accepted event is durable
+    and will be evaluated. A larger batch is evaluated by the evaluator loop (`segments_timers`, every 0.5 s),
+    so the request does only the validation and one write; evaluation there takes several queued batches at
+    once. Inline evaluation runs after the commit, in its own transaction, so a failure there never loses an
+    accepted event (the batch stays queued for the loop). `strict_json` and `may_hold_nul` are what the API's
+    JSON parser learnt about the body (see events.validate_columns). `evaluate=False` stores without queueing.
     """
     when = now or timezone.now()
     conf = org_settings()
@@ -367,10 +379,17 @@ def ingest_events(
         result.accepted, result.duplicates = publish_events(batch.events())
         return Ingested(result, None)
     with transaction.atomic():
-        fresh = events_mod.insert_batch(batch, now=timezone.now())
-    result.accepted = fresh
-    result.duplicates = len(batch) - fresh
-    outcome = evaluate_touched(fresh=fresh, now=when) if evaluate and fresh else None
+        stored = events_mod.store_batch(batch, now=timezone.now(), enqueue=evaluate)
+    result.accepted = stored.fresh
+    result.duplicates = len(batch) - stored.fresh
+    outcome = None
+    if stored.pending_id is not None and len(batch) > settings.SEGMENTS_EVALUATE_INLINE_MAX:
+        wake_evaluator()
+    elif stored.pending_id is not None:
+        try:
+            outcome = evaluate_pending(only=[stored.pending_id], now=when)
+        except Exception:  # the events are stored and their batch still queued: the loop evaluates it
+            logger.exception("inline evaluation failed; batch %s left to the evaluator loop", stored.pending_id)
     return Ingested(result, outcome)
 
 
@@ -379,8 +398,10 @@ def store_and_evaluate(events: list[events_mod.Event]) -> Outcome:
     with transaction.atomic():
         # Redelivered events are already stored: still evaluate them (evaluation is idempotent), so a
         # crash between the store and the evaluation never loses a transition.
-        events_mod.insert_batch(events_mod.Batch.of(events), now=timezone.now(), touch_all=True)
-    return evaluate_touched(fresh=len(events))
+        stored = events_mod.store_batch(events_mod.Batch.of(events), now=timezone.now(), touch_all=True)
+    if stored.pending_id is None:
+        return Outcome()
+    return evaluate_pending(only=[stored.pending_id])
 
 
 def run_retention(*, now: datetime | None = None, actor: Any = None) -> list[str]:

@@ -34,9 +34,10 @@ def _each_org(work: Callable[[], int]) -> int:
 
 
 def run_timers_all_orgs() -> int:
-    from segments.evaluator import run_timers
+    """Queued event batches, then due timers (the safety net behind the `segments_timers` loop)."""
+    from segments.evaluator import evaluate_pending, run_timers
 
-    return _each_org(lambda: len(run_timers().transitions))
+    return _each_org(lambda: len(evaluate_pending().transitions) + len(run_timers().transitions))
 
 
 def deliver_all_orgs() -> int:

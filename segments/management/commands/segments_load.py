@@ -27,6 +27,7 @@ class Command(SegmentsCommand):
         parser.add_argument("--no-evaluate", action="store_true", help="store only (backfill of old events)")
 
     def run(self, **options: Any) -> dict[str, Any]:
+        from segments.evaluator import evaluate_pending
         from segments.services import ingest_events
 
         path = Path(options["path"])
@@ -48,6 +49,8 @@ class Command(SegmentsCommand):
                         self.stderr.write(f"line {line}: {error['message']}")
                         if rejects:
                             rejects.write(json.dumps({"line": line, "error": error, "raw": raw}, default=str) + "\n")
+                if not options["no_evaluate"]:  # batches over the inline size were queued: evaluated before returning
+                    evaluate_pending()
         finally:
             if rejects:
                 rejects.close()
