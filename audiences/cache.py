@@ -13,12 +13,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
 import logging
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +28,7 @@ import polars as pl
 from django.conf import settings
 from django.db import connection
 
+from audiences import frame_files
 from audiences.logic.polars_engine import LeafMemo, StringColumn, audience_column
 from audiences.logic.sql_engine import RID_SHIFT, custom_sql
 from audiences.records import RECORD_COLUMNS
@@ -89,6 +92,9 @@ class Entry:
     bombora_lock: threading.Lock = field(default_factory=threading.Lock)
     # Issue 17: leaf masks memoised across the edits of a session (this entry is one data generation).
     leaf_memo: LeafMemo = field(default_factory=lambda: LeafMemo(1 << 20))
+    # Issue 17: columns served memory-mapped from the generation's stored file (frame_files.py): in the frame like
+    # the others, but in the page cache, not this process's heap, so nbytes() leaves them out (mapped_bytes()).
+    mapped: frozenset[str] = frozenset()
     _resolver: Any = None
 
     def resolver(self) -> Any:
@@ -152,11 +158,15 @@ class Entry:
             ]
         long = self.bombora_frame
         sizes = [
-            self.frame.estimated_size(),
+            *(c.estimated_size() for c in self.frame.get_columns() if c.name not in self.mapped),
             long.estimated_size() if long is not None else 0,
             *(s.estimated_size() for s in series),
         ]
         return int(sum(sizes))
+
+    def mapped_bytes(self) -> int:
+        """Bytes of the memory-mapped columns (on disk and in the page cache as they are read; not on the heap)."""
+        return int(sum(c.estimated_size() for c in self.frame.get_columns() if c.name in self.mapped))
 
     def domain_categories(self) -> pl.Series | None:
         """The domain Enum's categories (index = code), None without a domain column."""
@@ -263,9 +273,13 @@ def current_stamp() -> Stamp:
     """The org's data generation: one cheap query (one round trip), run on every request."""
     table = BomboraWeek._meta.db_table
     with connection.cursor() as cursor:
+        # A version's creation time too: the stored frames (frame_files.py) outlive the database's ids (a test
+        # database or a restored backup reuses them), so the stamp that names a stored generation must not.
         cursor.execute(
-            "SELECT (SELECT coalesce(string_agg(id || ':' || current_version_id, ',' ORDER BY id), '') "
-            "        FROM audiences_audience WHERE kind = 'imported' AND current_version_id IS NOT NULL), "
+            "SELECT (SELECT coalesce(string_agg(a.id || ':' || a.current_version_id || '@' "
+            "                                   || extract(epoch FROM v.created_at), ',' ORDER BY a.id), '') "
+            "        FROM audiences_audience a JOIN audiences_audienceversion v ON v.id = a.current_version_id "
+            "        WHERE a.kind = 'imported'), "
             "       w.week, w.loaded_at, w.rows, h.n, h.loaded "
             f"FROM (SELECT week, loaded_at, rows FROM {table} WHERE status = %s ORDER BY week DESC LIMIT 1) w "
             f"RIGHT JOIN (SELECT count(*) AS n, max(loaded_at) AS loaded FROM {table} WHERE status = %s) h ON true",
@@ -296,7 +310,7 @@ def get(*, wait: bool = False) -> tuple[Entry, bool]:
             current = _entries.get(schema)
         if current is not None and current.stamp == stamp:
             return current, False
-        entry = build(stamp=stamp)
+        entry = load_stored(schema, stamp) or build(stamp=stamp)
         _store(entry)
     return entry, False
 
@@ -340,7 +354,8 @@ def _start_background(schema: str) -> None:
         try:
             thread_connection.set_schema(schema)  # type: ignore[attr-defined]
             with _build_lock(schema):
-                _store(build(stamp=current_stamp()))
+                stamp = current_stamp()
+                _store(load_stored(schema, stamp) or build(stamp=stamp))
         except Exception:
             logger.exception("builder cache: background rebuild of %s failed", schema)
         finally:
@@ -370,6 +385,7 @@ def stats() -> list[dict[str, Any]]:
             "rows": e.height,
             "bytes": e.nbytes(),
             "mb": round(e.nbytes() / 2**20, 1),
+            "mapped_mb": round(e.mapped_bytes() / 2**20, 1),
             "build_seconds": round(e.build_seconds, 3),
             "built_at": e.built_at,
             "bombora_rows": e.bombora_frame.height if e.bombora_frame is not None else None,
@@ -396,6 +412,60 @@ def _copy_frame(sql: str, schema: dict[str, Any]) -> pl.DataFrame:
     return pl.read_csv(buffer, has_header=False, new_columns=list(schema), schema=schema)
 
 
+def _read_records(select: list[str], schema: dict[str, Any], ids: str) -> pl.DataFrame:
+    """The versions' records sorted by (version_id, row): two COPYs of half the columns each, on two connections.
+
+    PostgreSQL's CSV output and polars' parse each get a core. Inside a transaction (tests) another connection
+    would not see its rows, so one COPY reads them all. Both halves carry the keys: two scans of one table need not
+    return rows in the same order (synchronised scans start where another scan is), so each half is sorted.
+    """
+    keys = ["version_id", "row"]
+    expressions = dict(zip(schema, select, strict=True))
+
+    def sql(names: list[str]) -> str:
+        return (
+            f"SELECT {', '.join(expressions[n] for n in names)} FROM audiences_record r WHERE r.version_id IN ({ids})"
+        )
+
+    def read(names: list[str]) -> pl.DataFrame:
+        return _copy_frame(sql(names), {n: schema[n] for n in names}).sort(keys)
+
+    columns = [n for n in schema if n not in keys]
+    if connection.in_atomic_block or len(columns) < 2:
+        return read(list(schema))
+    halves: tuple[list[str], list[str]] = ([], [])
+    weights = [0.0, 0.0]
+    for name in sorted(columns, key=_read_weight, reverse=True):  # greedy: the heavier columns first
+        side = 0 if weights[0] <= weights[1] else 1
+        halves[side].append(name)
+        weights[side] += _read_weight(name)
+    schema_name = connection.schema_name  # type: ignore[attr-defined]
+
+    def read_elsewhere(names: list[str]) -> pl.DataFrame:
+        from django.db import connection as thread_connection  # this thread's own connection
+
+        try:
+            thread_connection.set_schema(schema_name)  # type: ignore[attr-defined]
+            return read(names)
+        finally:
+            thread_connection.close()
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="builder-read") as pool:
+        other = pool.submit(read_elsewhere, [*keys, *halves[1]])
+        first = read([*keys, *halves[0]])
+        second = other.result()
+    if not first.select(keys).equals(second.select(keys)):  # the table changed between the scans (never, by design)
+        raise RuntimeError("the builder's two record reads disagree; the next request builds again")
+    return pl.concat([first, second.drop(keys)], how="horizontal").select(list(schema))
+
+
+def _read_weight(name: str) -> float:
+    """A rough share of the COPY's bytes: hashes and emails are long, other strings short, numbers shorter."""
+    if "sha256" in name or "email" in name:
+        return 4.0
+    return 2.0 if name in STRING_COLUMNS else 1.0
+
+
 def _narrow(series: pl.Series) -> pl.Series:
     if series.len() == 0 or series.null_count() == series.len():
         return series
@@ -406,6 +476,20 @@ def _narrow(series: pl.Series) -> pl.Series:
     return series
 
 
+def _encode(name: str, series: pl.Series) -> tuple[pl.Series, StringColumn | None]:
+    """A column as the frame keeps it: strings as Enum (or String when nearly unique), numbers narrowed."""
+    if series.dtype == pl.String:
+        if name in ALWAYS_ENUM or not _nearly_unique(series):
+            return _as_enum(series)
+        lowered = series.str.to_lowercase()
+        return series, StringColumn(lowercase=bool((lowered == series).fill_null(True).all()))
+    if name == "version_id":
+        return series.cast(pl.Int32), None  # a few ids (rid >> 36 gives it too); half the bytes of Int64
+    if series.dtype in (pl.Int64, pl.Int32) and name != "__rid":
+        return _narrow(series), None
+    return series, None
+
+
 def _nearly_unique(series: pl.Series) -> bool:
     """More distinct values than ENUM_MAX_SHARE of the rows (and over 1000): kept as String, not Enum.
 
@@ -414,7 +498,15 @@ def _nearly_unique(series: pl.Series) -> bool:
     """
     if series.len() <= 1000:
         return False
-    return series.n_unique() > max(1000, ENUM_MAX_SHARE * series.len())
+    # An estimate first (HyperLogLog: no hash table of 10M strings); the exact count only near the threshold.
+    # Either answer gives the same counts; the choice only decides how the column is stored.
+    threshold = max(1000, ENUM_MAX_SHARE * series.len())
+    estimate = series.approx_n_unique()
+    if estimate > 1.5 * threshold:
+        return True
+    if estimate < 0.5 * threshold:
+        return False
+    return series.n_unique() > threshold
 
 
 def _as_enum(series: pl.Series) -> tuple[pl.Series, StringColumn]:
@@ -501,10 +593,7 @@ def build(*, stamp: Stamp | None = None) -> Entry:
             type_name, pl.String
         )
     if version_ids:
-        ids = ",".join(str(v) for v in version_ids)
-        records = _copy_frame(
-            f"SELECT {', '.join(select)} FROM audiences_record r WHERE r.version_id IN ({ids})", schema
-        )
+        records = _read_records(select, schema, ",".join(str(v) for v in version_ids))
     else:
         records = pl.DataFrame(schema=schema)
     for key, type_name in custom.items():  # PostgreSQL's CSV booleans are t/f
@@ -514,21 +603,25 @@ def build(*, stamp: Stamp | None = None) -> Entry:
                 pl.when(pl.col(col) == "t").then(True).when(pl.col(col) == "f").then(False).alias(col)
             )
     phase("read")
-    records = records.sort(["version_id", "row"]).with_row_index("__i")
+    records = records.with_row_index("__i")  # _read_records sorted them by (version_id, row)
     # One person per email_normalized (most recent version, then first row), else one per record.
-    # Only the four columns the rule reads (sorting every column of 10M rows doubled the build's peak memory).
+    # Only the four columns the rule reads (sorting every column of 10M rows doubled the build's peak memory). The
+    # rows are put in rule order by two integer keys, then the first of each email is kept by hashing (a sort on the
+    # 10M email strings themselves took most of this phase).
     with_email = records.select("email_normalized", "version_id", "row", "__i").filter(
         pl.col("email_normalized").is_not_null()
     )
     representatives = (
-        with_email.sort(["email_normalized", "version_id", "row"], descending=[False, True, False])
+        with_email.sort(["version_id", "row"], descending=[True, False])
         .unique(subset="email_normalized", keep="first")
         .get_column("__i")
     )
     without_email = records.select("__i", "email_normalized").filter(pl.col("email_normalized").is_null())
     keep = pl.concat([without_email.get_column("__i"), representatives]).sort()
     # Imported-audience membership: the representative's version, plus other versions holding the same email.
-    pairs = with_email.select("email_normalized", "version_id").unique()
+    # (With one imported audience no email is in two versions: skip two more hash passes over the emails.)
+    pairs = with_email.select("email_normalized", "version_id")
+    pairs = pairs.unique() if len(imported) > 1 else pairs.clear()
     shared = pairs.filter(pl.col("email_normalized").is_duplicated())
     universe = records.select(pl.all().gather(keep)) if keep.len() else records.clear()
     universe = universe.with_columns((pl.col("version_id") * (1 << RID_SHIFT) + pl.col("row")).alias("__rid"))
@@ -545,21 +638,13 @@ def build(*, stamp: Stamp | None = None) -> Entry:
     strings: dict[str, StringColumn] = {}
     columns: list[pl.Series] = []
     height = universe.height
-    for name in universe.columns:
-        series = universe.get_column(name)
-        if name in ("__i", "row"):
-            continue
-        if series.dtype == pl.String:
-            if name in ALWAYS_ENUM or not _nearly_unique(series):
-                series, info = _as_enum(series)
-            else:
-                lowered = series.str.to_lowercase()
-                info = StringColumn(lowercase=bool((lowered == series).fill_null(True).all()))
+    names = [name for name in universe.columns if name not in ("__i", "row")]
+    # One column per task on two threads: most of these string kernels run on one core each.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="builder-encode") as pool:
+        encoded = list(pool.map(lambda name: _encode(name, universe.get_column(name)), names))
+    for name, (series, info) in zip(names, encoded, strict=True):
+        if info is not None:
             strings[name] = info
-        elif name == "version_id":
-            series = series.cast(pl.Int32)  # a few ids (rid >> 36 gives it too); half the bytes of Int64
-        elif series.dtype in (pl.Int64, pl.Int32) and name != "__rid":
-            series = _narrow(series)
         columns.append(series)
     frame = pl.DataFrame(columns)
     phase("encode")
@@ -585,9 +670,98 @@ def build(*, stamp: Stamp | None = None) -> Entry:
         leaf_memo=_memo_for(frame),
         stats={"build_phases": phases},
     )
+    if frame_files.enabled():
+        _persist(entry)
+    phase("store")
+    entry.build_seconds = time.perf_counter() - started
     if bombora is None:
         entry.load_bombora_later()
     logger.info(
         "builder cache: built %s (%d people, %.1f MB) in %.2f s", schema_name, height, entry.nbytes() / 2**20, elapsed
     )
+    return entry
+
+
+# --- the stored generation (frame_files.py) ----------------------------------------------------------------------
+IMPORTED_PREFIX = "__imported:"
+HAS_HASH = "__has_hash"
+
+
+def _persist(entry: Entry) -> None:
+    """Store the entry's generation, then serve its near-unique strings from the stored file's memory map."""
+    mapped = [name for name, info in entry.strings.items() if info.lowered_categories is None]
+    extra = [mask.alias(f"{IMPORTED_PREFIX}{audience_id}") for audience_id, mask in entry.imported_masks.items()]
+    if entry.has_hash is not None:
+        extra.append(entry.has_hash.alias(HAS_HASH))
+    meta = {
+        "stamp": str(entry.stamp),
+        "schema": entry.schema,
+        "custom": entry.custom,
+        "week": entry.week.isoformat() if entry.week else None,
+        "lowercase": {name: info.lowercase for name, info in entry.strings.items()},
+        "build_seconds": entry.build_seconds,
+    }
+    path = frame_files.save(entry.schema, entry.stamp.generation, entry.frame.with_columns(extra), mapped, meta)
+    if path is None:
+        return
+    try:
+        entry.frame = frame_files.remap(path, entry.frame, mapped)
+    except (OSError, pl.exceptions.PolarsError):
+        logger.exception("builder cache: could not map %s; its strings stay on the heap", path)
+        return
+    entry.mapped = frozenset(mapped)
+
+
+def load_stored(schema: str, stamp: Stamp) -> Entry | None:
+    """The generation another process (or this one before a restart) stored, as an entry; None if there is none."""
+    if not frame_files.enabled():
+        return None
+    started = time.perf_counter()
+    stored = frame_files.load(schema, stamp.generation, str(stamp))
+    if stored is None:
+        return None
+    meta = stored.meta
+    frame = stored.frame
+    imported = {
+        int(name.removeprefix(IMPORTED_PREFIX)): frame.get_column(name).alias(
+            audience_column(int(name.removeprefix(IMPORTED_PREFIX)))
+        )
+        for name in frame.columns
+        if name.startswith(IMPORTED_PREFIX)
+    }
+    has_hash = frame.get_column(HAS_HASH) if HAS_HASH in frame.columns else None
+    frame = frame.drop([*(f"{IMPORTED_PREFIX}{a}" for a in imported), *([HAS_HASH] if has_hash is not None else [])])
+    strings: dict[str, StringColumn] = {}
+    for name, lowercase in meta["lowercase"].items():
+        series = frame.get_column(name)
+        if isinstance(series.dtype, pl.Enum):  # read once here: the cache keeps the categories (see StringColumn)
+            categories = series.dtype.categories
+            lowered = categories.str.to_lowercase()
+            if lowered.equals(categories):
+                strings[name] = StringColumn(lowered_categories=categories, lowercase=True, categories=categories)
+            else:
+                strings[name] = StringColumn(lowered_categories=lowered, categories=categories)
+        else:
+            strings[name] = StringColumn(lowercase=bool(lowercase))
+    week = dt.date.fromisoformat(meta["week"]) if meta.get("week") else None
+    elapsed = time.perf_counter() - started
+    entry = Entry(
+        schema=schema,
+        stamp=stamp,
+        frame=frame,
+        strings=strings,
+        custom=dict(meta["custom"]),
+        week=week,
+        build_seconds=elapsed,
+        built_at=time.time(),
+        imported_masks=imported,
+        bombora_frame=None if background_rebuild() else bombora_long(frame, strings, week),
+        has_hash=has_hash,
+        leaf_memo=_memo_for(frame),
+        stats={"build_phases": {"load stored": elapsed}, "built_seconds": meta.get("build_seconds")},
+        mapped=stored.mapped,
+    )
+    if entry.bombora_frame is None:
+        entry.load_bombora_later()
+    logger.info("builder cache: loaded %s's stored frame (%d people) in %.2f s", schema, frame.height, elapsed)
     return entry
