@@ -119,6 +119,11 @@ class Entry:
                     self.bombora_frame = bombora_long(self.frame, self.strings, self.week)
         return self.bombora_frame
 
+    @property
+    def bombora_ready(self) -> bool:
+        """Whether the long scores frame is read (a page can show its Bombora part without waiting for it)."""
+        return self.bombora_frame is not None
+
     def load_bombora_later(self) -> None:
         """Read the long scores frame in a daemon thread (it takes bombora_lock first, so readers wait for it)."""
         ready = threading.Event()
@@ -701,7 +706,14 @@ def _persist(entry: Entry) -> None:
         "lowercase": {name: info.lowercase for name, info in entry.strings.items()},
         "build_seconds": entry.build_seconds,
     }
-    path = frame_files.save(entry.schema, entry.stamp.generation, entry.frame.with_columns(extra), mapped, meta)
+    categories = {
+        name: info.categories
+        for name, info in entry.strings.items()
+        if info.lowered_categories is not None and info.categories is not None
+    }
+    path = frame_files.save(
+        entry.schema, entry.stamp.generation, entry.frame.with_columns(extra), mapped, categories, meta
+    )
     if path is None:
         return
     try:
@@ -733,9 +745,8 @@ def load_stored(schema: str, stamp: Stamp) -> Entry | None:
     frame = frame.drop([*(f"{IMPORTED_PREFIX}{a}" for a in imported), *([HAS_HASH] if has_hash is not None else [])])
     strings: dict[str, StringColumn] = {}
     for name, lowercase in meta["lowercase"].items():
-        series = frame.get_column(name)
-        if isinstance(series.dtype, pl.Enum):  # read once here: the cache keeps the categories (see StringColumn)
-            categories = series.dtype.categories
+        categories = stored.categories.get(name)
+        if categories is not None:
             lowered = categories.str.to_lowercase()
             if lowered.equals(categories):
                 strings[name] = StringColumn(lowered_categories=categories, lowercase=True, categories=categories)

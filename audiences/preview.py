@@ -235,7 +235,7 @@ def bombora_topics(*, q: str = "", limit: int = 20) -> dict[str, Any]:
     topics = search_topics(q, max(1, min(limit, 200)))
     surging: dict[int, int] = {}
     entry = cache._entries.get(_schema())
-    if entry is not None and entry.bombora.height:
+    if entry is not None and entry.bombora_ready and entry.bombora.height:  # never waits for the week's scores
         found = (
             entry.bombora.filter(
                 pl.col("topic_id").is_in([t.pk for t in topics]) & (pl.col("score") >= SURGE_THRESHOLD)
