@@ -316,7 +316,8 @@ def get(*, wait: bool = False) -> tuple[Entry, bool]:
             current = _entries.get(schema)
         if current is not None and current.stamp == stamp:
             return current, False
-        entry = load_stored(schema, stamp) or build(stamp=stamp)
+        with frame_files.build_lock(schema, stamp.generation):  # another worker may be building it: load theirs
+            entry = load_stored(schema, stamp) or build(stamp=stamp)
         _store(entry)
     return entry, False
 
@@ -361,7 +362,8 @@ def _start_background(schema: str) -> None:
             thread_connection.set_schema(schema)  # type: ignore[attr-defined]
             with _build_lock(schema):
                 stamp = current_stamp()
-                _store(load_stored(schema, stamp) or build(stamp=stamp))
+                with frame_files.build_lock(schema, stamp.generation):
+                    _store(load_stored(schema, stamp) or build(stamp=stamp))
         except Exception:
             logger.exception("builder cache: background rebuild of %s failed", schema)
         finally:
@@ -424,14 +426,54 @@ def _copy_frame(sql: str, schema: dict[str, Any]) -> pl.DataFrame:
         return pl.read_csv(handle.name, has_header=False, new_columns=list(schema), schema=schema)
 
 
-def _read_records(select: list[str], schema: dict[str, Any], ids: str) -> pl.DataFrame:
-    """The versions' records sorted by (version_id, row): two COPYs of half the columns each, on two connections.
+KEYS = ["version_id", "row"]
+
+
+@dataclass
+class _Read:
+    """The records as read: parts of the columns, each in its own scan order with the order that sorts it by
+    (version_id, row). A column is gathered once, straight into the people's order, and then dropped from its part,
+    so the build never holds a sorted copy of every column beside the read one (that set the 10M build's peak)."""
+
+    parts: list[tuple[pl.DataFrame, pl.Series]]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _part(self, name: str) -> tuple[pl.DataFrame, pl.Series]:
+        return next(part for part in self.parts if name in part[0].columns)
+
+    def sorted_keys(self) -> pl.DataFrame:
+        frame, order = self.parts[0]
+        return frame.select(KEYS).select(pl.all().gather(order))
+
+    def sorted_column(self, name: str) -> pl.Series:
+        frame, order = self._part(name)
+        return frame.get_column(name).gather(order)
+
+    def take(self, name: str, keep: pl.Series) -> pl.Series:
+        """The column at the sorted positions `keep`, removed from the read parts (its memory goes with it)."""
+        series, order = self.drop(name)
+        return series.gather(order.gather(keep))
+
+    def drop(self, name: str) -> tuple[pl.Series, pl.Series]:
+        """Remove a column from the read parts; returns it with its part's sorting order."""
+        with self.lock:
+            index, (frame, order) = next((i, p) for i, p in enumerate(self.parts) if name in p[0].columns)
+            self.parts[index] = (frame.drop(name), order)
+        return frame.get_column(name), order
+
+
+def _sorting_order(frame: pl.DataFrame) -> pl.Series:
+    return frame.select(pl.arg_sort_by(KEYS)).to_series()
+
+
+def _read_records(select: list[str], schema: dict[str, Any], ids: str) -> _Read:
+    """The versions' records: two COPYs of half the columns each, on two connections (see _Read).
 
     PostgreSQL's CSV output and polars' parse each get a core. Inside a transaction (tests) another connection
     would not see its rows, so one COPY reads them all. Both halves carry the keys: two scans of one table need not
-    return rows in the same order (synchronised scans start where another scan is), so each half is sorted.
+    return rows in the same order (synchronised scans start where another scan is), so each has its own order.
     """
-    keys = ["version_id", "row"]
+    keys = KEYS
     expressions = dict(zip(schema, select, strict=True))
 
     def sql(names: list[str]) -> str:
@@ -439,12 +481,13 @@ def _read_records(select: list[str], schema: dict[str, Any], ids: str) -> pl.Dat
             f"SELECT {', '.join(expressions[n] for n in names)} FROM audiences_record r WHERE r.version_id IN ({ids})"
         )
 
-    def read(names: list[str]) -> pl.DataFrame:
-        return _copy_frame(sql(names), {n: schema[n] for n in names}).sort(keys)
+    def read(names: list[str]) -> tuple[pl.DataFrame, pl.Series]:
+        frame = _copy_frame(sql(names), {n: schema[n] for n in names})
+        return frame, _sorting_order(frame)
 
     columns = [n for n in schema if n not in keys]
     if connection.in_atomic_block or len(columns) < 2:
-        return read(list(schema))
+        return _Read([read(list(schema))])
     halves: tuple[list[str], list[str]] = ([], [])
     weights = [0.0, 0.0]
     for name in sorted(columns, key=_read_weight, reverse=True):  # greedy: the heavier columns first
@@ -453,7 +496,7 @@ def _read_records(select: list[str], schema: dict[str, Any], ids: str) -> pl.Dat
         weights[side] += _read_weight(name)
     schema_name = connection.schema_name  # type: ignore[attr-defined]
 
-    def read_elsewhere(names: list[str]) -> pl.DataFrame:
+    def read_elsewhere(names: list[str]) -> tuple[pl.DataFrame, pl.Series]:
         from django.db import connection as thread_connection  # this thread's own connection
 
         try:
@@ -466,9 +509,11 @@ def _read_records(select: list[str], schema: dict[str, Any], ids: str) -> pl.Dat
         other = pool.submit(read_elsewhere, [*keys, *halves[1]])
         first = read([*keys, *halves[0]])
         second = other.result()
-    if not first.select(keys).equals(second.select(keys)):  # the table changed between the scans (never, by design)
+    result = _Read([first, second])
+    other_keys = second[0].select(keys).select(pl.all().gather(second[1]))
+    if not result.sorted_keys().equals(other_keys):  # the table changed between the scans (never, by design)
         raise RuntimeError("the builder's two record reads disagree; the next request builds again")
-    return pl.concat([first, second.drop(keys)], how="horizontal").select(list(schema))
+    return result
 
 
 def _read_weight(name: str) -> float:
@@ -605,17 +650,13 @@ def build(*, stamp: Stamp | None = None) -> Entry:
             type_name, pl.String
         )
     if version_ids:
-        records = _read_records(select, schema, ",".join(str(v) for v in version_ids))
+        read = _read_records(select, schema, ",".join(str(v) for v in version_ids))
     else:
-        records = pl.DataFrame(schema=schema)
-    for key, type_name in custom.items():  # PostgreSQL's CSV booleans are t/f
-        if type_name == "boolean":
-            col = f"custom.{key}"
-            records = records.with_columns(
-                pl.when(pl.col(col) == "t").then(True).when(pl.col(col) == "f").then(False).alias(col)
-            )
+        empty = pl.DataFrame(schema=schema)
+        read = _Read([(empty, pl.Series([], dtype=pl.UInt32))])
     phase("read")
-    records = records.with_row_index("__i")  # _read_records sorted them by (version_id, row)
+    sorted_keys = read.sorted_keys()
+    records = sorted_keys.with_columns(read.sorted_column("email_normalized")).with_row_index("__i")
     # One person per email_normalized (most recent version, then first row), else one per record.
     # Only the four columns the rule reads (sorting every column of 10M rows doubled the build's peak memory). The
     # rows are put in rule order by two integer keys, then the first of each email is kept by hashing (a sort on the
@@ -635,7 +676,7 @@ def build(*, stamp: Stamp | None = None) -> Entry:
     pairs = with_email.select("email_normalized", "version_id")
     pairs = pairs.unique() if len(imported) > 1 else pairs.clear()
     shared = pairs.filter(pl.col("email_normalized").is_duplicated())
-    universe = records.select(pl.all().gather(keep)) if keep.len() else records.clear()
+    universe = records.select(pl.all().gather(keep))  # the people's keys and emails
     universe = universe.with_columns((pl.col("version_id") * (1 << RID_SHIFT) + pl.col("row")).alias("__rid"))
     imported_masks: dict[int, pl.Series] = {}
     for audience_id, vid in imported:
@@ -650,10 +691,22 @@ def build(*, stamp: Stamp | None = None) -> Entry:
     strings: dict[str, StringColumn] = {}
     columns: list[pl.Series] = []
     height = universe.height
-    names = [name for name in universe.columns if name not in ("__i", "row")]
+    names = [name for name in schema if name != "row"] + ["__rid"]
+    booleans = {f"custom.{key}" for key, type_name in custom.items() if type_name == "boolean"}
+
+    def people_column(name: str) -> pl.Series:
+        if name in universe.columns:
+            if name == "email_normalized":
+                read.drop(name)  # the read copy (the sorted one is in `universe`)
+            return universe.get_column(name)
+        series = read.take(name, keep)
+        if name in booleans:  # PostgreSQL's CSV booleans are t/f
+            series = pl.select(pl.when(series == "t").then(True).when(series == "f").then(False)).to_series()
+        return series.alias(name)
+
     # One column per task on two threads: most of these string kernels run on one core each.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="builder-encode") as pool:
-        encoded = list(pool.map(lambda name: _encode(name, universe.get_column(name)), names))
+        encoded = list(pool.map(lambda name: _encode(name, people_column(name)), names))
     for name, (series, info) in zip(names, encoded, strict=True):
         if info is not None:
             strings[name] = info

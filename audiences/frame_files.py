@@ -19,10 +19,13 @@ keeps its pages: Linux frees a deleted file when its last mapping goes).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,10 +115,28 @@ def save(
 
 
 def _prune(schema: str, keep: str) -> None:
-    """Remove the org's other generations (and temporary directories a crashed writer left)."""
+    """Remove the org's other generations and their lock files."""
     for path in (root() / schema).iterdir():
         if path.name != keep and path.is_dir() and not path.name.startswith(".tmp-"):
             shutil.rmtree(path, ignore_errors=True)
+        elif path.name.startswith(".lock-") and path.name != f".lock-{keep}":
+            path.unlink(missing_ok=True)
+
+
+@contextmanager
+def build_lock(schema: str, key: str) -> Iterator[None]:
+    """Across processes: one worker builds a generation, the others wait for it and then load what it stored."""
+    if not enabled():
+        yield
+        return
+    folder = root() / schema
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f".lock-{key}", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def load(schema: str, key: str, stamp: str) -> Stored | None:

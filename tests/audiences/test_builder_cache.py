@@ -166,8 +166,8 @@ def test_a_built_frame_is_stored_per_generation_and_loaded_instead_of_rebuilt(
     entry = cache._entries["org_acme"]
     assert {"email", "email_normalized", "email_sha256"} <= entry.mapped
     assert entry.nbytes() < entry.frame.estimated_size()  # the mapped strings are not counted as heap
-    stored = list((tmp_path / "builder-cache" / "org_acme").iterdir())
-    assert [p.name for p in stored] == [entry.stamp.generation]
+    stored = [p.name for p in (tmp_path / "builder-cache" / "org_acme").iterdir() if p.is_dir()]
+    assert stored == [entry.stamp.generation]
 
     cache.invalidate()  # a restart: nothing in memory
     monkeypatch.setattr(cache, "build", lambda **kw: pytest.fail("the stored generation should have been loaded"))
@@ -179,10 +179,44 @@ def test_a_built_frame_is_stored_per_generation_and_loaded_instead_of_rebuilt(
     with schema_context("org_acme"):  # a new generation is built and stored; the old one is removed
         make_imported("B", _people(10, offset=5000))
     assert _count(client, US)["count"] == 503
-    assert [p.name for p in (tmp_path / "builder-cache" / "org_acme").iterdir()] == [
+    assert [p.name for p in (tmp_path / "builder-cache" / "org_acme").iterdir() if p.is_dir()] == [
         cache._entries["org_acme"].stamp.generation
     ]
     generation = cache._entries["org_acme"].stamp.generation
     (frame_files.directory("org_acme", generation) / frame_files.META_FILE).write_text("{broken")
     cache.invalidate()
     assert _count(client, US)["count"] == 503  # an unreadable stored frame is rebuilt, not served
+
+
+def test_a_worker_waits_for_another_building_the_same_generation_and_loads_it(
+    acme: Any, acme_marketer: Any, login: Any, settings: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    """Issue 17: two workers asked for the same new generation build it once; the other loads what was stored."""
+    import shutil
+    import threading
+    import time
+
+    from audiences import frame_files
+
+    settings.P360_BUILDER_PERSIST = True
+    settings.DATA_DIR = tmp_path
+    with schema_context("org_acme"):
+        make_imported("A", _people(1200))
+        other = cache.build()  # what the other worker builds (stored by it below)
+    shutil.rmtree(tmp_path / "builder-cache")
+    cache.invalidate()
+    holding = threading.Event()
+
+    def other_worker() -> None:
+        with frame_files.build_lock("org_acme", other.stamp.generation):
+            holding.set()
+            time.sleep(0.3)
+            cache._persist(other)
+
+    thread = threading.Thread(target=other_worker)
+    thread.start()
+    holding.wait(5)
+    monkeypatch.setattr(cache, "build", lambda **kw: pytest.fail("the generation was built twice"))
+    assert _count(login(acme_marketer), US)["count"] == 400
+    thread.join()
+    assert "load stored" in cache._entries["org_acme"].stats["build_phases"]
