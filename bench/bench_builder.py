@@ -376,6 +376,7 @@ def run() -> list[Row]:
             build = time.perf_counter() - started
             build_cpu = _cpu() - cpu
             peak = _peak_rss()
+            phases = ", ".join(f"{k} {fmt_s(v)}" for k, v in entry.stats.get("build_phases", {}).items())
             # A restart or another worker: the stored generation is loaded (not rebuilt).
             cache.invalidate()
             started = time.perf_counter()
@@ -385,7 +386,6 @@ def run() -> list[Row]:
             memory = entry.nbytes()
             mapped = entry.mapped_bytes()
             per_10m = memory * 10_000_000 / max(entry.height, 1)
-            phases = ", ".join(f"{k} {fmt_s(v)}" for k, v in entry.stats.get("build_phases", {}).items())
             print(f"[bench_builder] build phases: {phases}", file=sys.stderr, flush=True)
             columns = sorted(((c.estimated_size(), c.name) for c in entry.frame.get_columns()), reverse=True)
             print(
