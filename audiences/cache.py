@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -409,6 +410,9 @@ def entry_stats(schema: str) -> dict[str, Any] | None:
 
 
 # --- building ---------------------------------------------------------------------------------------------------
+SPOOL_MAX_AGE = 6 * 3600  # seconds: no build's COPY takes this long
+
+
 def _copy_frame(sql: str, schema: dict[str, Any]) -> pl.DataFrame:
     """The query's rows through COPY ... CSV, spooled to a temporary file that polars parses from its memory map.
 
@@ -416,6 +420,10 @@ def _copy_frame(sql: str, schema: dict[str, Any]) -> pl.DataFrame:
     memory; on disk it costs the page cache only, and the parse reads it in parallel."""
     spool = Path(settings.DATA_DIR) / "tmp"
     spool.mkdir(parents=True, exist_ok=True)
+    for stale in spool.glob("builder-*.csv"):  # left by a build that was killed (a file is removed when closed)
+        with contextlib.suppress(OSError):  # another worker may remove it first
+            if time.time() - stale.stat().st_mtime > SPOOL_MAX_AGE:
+                stale.unlink()
     with tempfile.NamedTemporaryFile(dir=spool, prefix="builder-", suffix=".csv") as handle:
         with connection.cursor() as cursor, cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)") as copy:  # type: ignore[attr-defined]
             for chunk in copy:
