@@ -406,7 +406,9 @@ def run() -> list[Row]:
             build_cpu = _cpu() - cpu
             peak = _peak_rss()
             phases = ", ".join(f"{k} {fmt_s(v)}" for k, v in entry.stats.get("build_phases", {}).items())
-            # A restart or another worker: the stored generation is loaded (not rebuilt).
+            # A restart or another worker: the stored generation is loaded (not rebuilt). The built entry is let go
+            # first (a restarted process does not hold it; holding it put both in this process's peak).
+            del entry
             cache.invalidate()
             started = time.perf_counter()
             entry, _ = cache.get()
