@@ -13,19 +13,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import hashlib
-import io
 import logging
+import tempfile
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 from django.conf import settings
 from django.db import connection
 
+from audiences import frame_files
 from audiences.logic.polars_engine import LeafMemo, StringColumn, audience_column
 from audiences.logic.sql_engine import RID_SHIFT, custom_sql
 from audiences.records import RECORD_COLUMNS
@@ -89,6 +94,9 @@ class Entry:
     bombora_lock: threading.Lock = field(default_factory=threading.Lock)
     # Issue 17: leaf masks memoised across the edits of a session (this entry is one data generation).
     leaf_memo: LeafMemo = field(default_factory=lambda: LeafMemo(1 << 20))
+    # Issue 17: columns served memory-mapped from the generation's stored file (frame_files.py): in the frame like
+    # the others, but in the page cache, not this process's heap, so nbytes() leaves them out (mapped_bytes()).
+    mapped: frozenset[str] = frozenset()
     _resolver: Any = None
 
     def resolver(self) -> Any:
@@ -112,6 +120,11 @@ class Entry:
                 if self.bombora_frame is None:
                     self.bombora_frame = bombora_long(self.frame, self.strings, self.week)
         return self.bombora_frame
+
+    @property
+    def bombora_ready(self) -> bool:
+        """Whether the long scores frame is read (a page can show its Bombora part without waiting for it)."""
+        return self.bombora_frame is not None
 
     def load_bombora_later(self) -> None:
         """Read the long scores frame in a daemon thread (it takes bombora_lock first, so readers wait for it)."""
@@ -152,11 +165,15 @@ class Entry:
             ]
         long = self.bombora_frame
         sizes = [
-            self.frame.estimated_size(),
+            *(c.estimated_size() for c in self.frame.get_columns() if c.name not in self.mapped),
             long.estimated_size() if long is not None else 0,
             *(s.estimated_size() for s in series),
         ]
         return int(sum(sizes))
+
+    def mapped_bytes(self) -> int:
+        """Bytes of the memory-mapped columns (on disk and in the page cache as they are read; not on the heap)."""
+        return int(sum(c.estimated_size() for c in self.frame.get_columns() if c.name in self.mapped))
 
     def domain_categories(self) -> pl.Series | None:
         """The domain Enum's categories (index = code), None without a domain column."""
@@ -263,9 +280,13 @@ def current_stamp() -> Stamp:
     """The org's data generation: one cheap query (one round trip), run on every request."""
     table = BomboraWeek._meta.db_table
     with connection.cursor() as cursor:
+        # A version's creation time too: the stored frames (frame_files.py) outlive the database's ids (a test
+        # database or a restored backup reuses them), so the stamp that names a stored generation must not.
         cursor.execute(
-            "SELECT (SELECT coalesce(string_agg(id || ':' || current_version_id, ',' ORDER BY id), '') "
-            "        FROM audiences_audience WHERE kind = 'imported' AND current_version_id IS NOT NULL), "
+            "SELECT (SELECT coalesce(string_agg(a.id || ':' || a.current_version_id || '@' "
+            "                                   || extract(epoch FROM v.created_at), ',' ORDER BY a.id), '') "
+            "        FROM audiences_audience a JOIN audiences_audienceversion v ON v.id = a.current_version_id "
+            "        WHERE a.kind = 'imported'), "
             "       w.week, w.loaded_at, w.rows, h.n, h.loaded "
             f"FROM (SELECT week, loaded_at, rows FROM {table} WHERE status = %s ORDER BY week DESC LIMIT 1) w "
             f"RIGHT JOIN (SELECT count(*) AS n, max(loaded_at) AS loaded FROM {table} WHERE status = %s) h ON true",
@@ -296,7 +317,8 @@ def get(*, wait: bool = False) -> tuple[Entry, bool]:
             current = _entries.get(schema)
         if current is not None and current.stamp == stamp:
             return current, False
-        entry = build(stamp=stamp)
+        with frame_files.build_lock(schema, stamp.generation):  # another worker may be building it: load theirs
+            entry = load_stored(schema, stamp) or build(stamp=stamp)
         _store(entry)
     return entry, False
 
@@ -340,7 +362,9 @@ def _start_background(schema: str) -> None:
         try:
             thread_connection.set_schema(schema)  # type: ignore[attr-defined]
             with _build_lock(schema):
-                _store(build(stamp=current_stamp()))
+                stamp = current_stamp()
+                with frame_files.build_lock(schema, stamp.generation):
+                    _store(load_stored(schema, stamp) or build(stamp=stamp))
         except Exception:
             logger.exception("builder cache: background rebuild of %s failed", schema)
         finally:
@@ -370,6 +394,7 @@ def stats() -> list[dict[str, Any]]:
             "rows": e.height,
             "bytes": e.nbytes(),
             "mb": round(e.nbytes() / 2**20, 1),
+            "mapped_mb": round(e.mapped_bytes() / 2**20, 1),
             "build_seconds": round(e.build_seconds, 3),
             "built_at": e.built_at,
             "bombora_rows": e.bombora_frame.height if e.bombora_frame is not None else None,
@@ -385,15 +410,125 @@ def entry_stats(schema: str) -> dict[str, Any] | None:
 
 
 # --- building ---------------------------------------------------------------------------------------------------
+SPOOL_MAX_AGE = 6 * 3600  # seconds: no build's COPY takes this long
+
+
 def _copy_frame(sql: str, schema: dict[str, Any]) -> pl.DataFrame:
-    buffer = io.BytesIO()
-    with connection.cursor() as cursor, cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)") as copy:  # type: ignore[attr-defined]
-        for chunk in copy:
-            buffer.write(chunk)
-    if buffer.getbuffer().nbytes == 0:
-        return pl.DataFrame(schema=schema)
-    buffer.seek(0)
-    return pl.read_csv(buffer, has_header=False, new_columns=list(schema), schema=schema)
+    """The query's rows through COPY ... CSV, spooled to a temporary file that polars parses from its memory map.
+
+    At 10M records the CSV is about 2.5 GB: held in a BytesIO (which doubles as it grows) it set the build's peak
+    memory; on disk it costs the page cache only, and the parse reads it in parallel."""
+    spool = Path(settings.DATA_DIR) / "tmp"
+    spool.mkdir(parents=True, exist_ok=True)
+    for stale in spool.glob("builder-*.csv"):  # left by a build that was killed (a file is removed when closed)
+        with contextlib.suppress(OSError):  # another worker may remove it first
+            if time.time() - stale.stat().st_mtime > SPOOL_MAX_AGE:
+                stale.unlink()
+    with tempfile.NamedTemporaryFile(dir=spool, prefix="builder-", suffix=".csv") as handle:
+        with connection.cursor() as cursor, cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)") as copy:  # type: ignore[attr-defined]
+            for chunk in copy:
+                handle.write(chunk)
+        handle.flush()
+        if handle.tell() == 0:
+            return pl.DataFrame(schema=schema)
+        return pl.read_csv(handle.name, has_header=False, new_columns=list(schema), schema=schema)
+
+
+KEYS = ["version_id", "row"]
+
+
+@dataclass
+class _Read:
+    """The records as read: parts of the columns, each in its own scan order with the order that sorts it by
+    (version_id, row). A column is gathered once, straight into the people's order, and then dropped from its part,
+    so the build never holds a sorted copy of every column beside the read one (that set the 10M build's peak)."""
+
+    parts: list[tuple[pl.DataFrame, pl.Series]]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _part(self, name: str) -> tuple[pl.DataFrame, pl.Series]:
+        return next(part for part in self.parts if name in part[0].columns)
+
+    def sorted_keys(self) -> pl.DataFrame:
+        frame, order = self.parts[0]
+        return frame.select(KEYS).select(pl.all().gather(order))
+
+    def sorted_column(self, name: str) -> pl.Series:
+        frame, order = self._part(name)
+        return frame.get_column(name).gather(order)
+
+    def take(self, name: str, keep: pl.Series) -> pl.Series:
+        """The column at the sorted positions `keep`, removed from the read parts (its memory goes with it)."""
+        series, order = self.drop(name)
+        return series.gather(order.gather(keep))
+
+    def drop(self, name: str) -> tuple[pl.Series, pl.Series]:
+        """Remove a column from the read parts; returns it with its part's sorting order."""
+        with self.lock:
+            index, (frame, order) = next((i, p) for i, p in enumerate(self.parts) if name in p[0].columns)
+            self.parts[index] = (frame.drop(name), order)
+        return frame.get_column(name), order
+
+
+def _sorting_order(frame: pl.DataFrame) -> pl.Series:
+    return frame.select(pl.arg_sort_by(KEYS)).to_series()
+
+
+def _read_records(select: list[str], schema: dict[str, Any], ids: str) -> _Read:
+    """The versions' records: two COPYs of half the columns each, on two connections (see _Read).
+
+    PostgreSQL's CSV output and polars' parse each get a core. Inside a transaction (tests) another connection
+    would not see its rows, so one COPY reads them all. Both halves carry the keys: two scans of one table need not
+    return rows in the same order (synchronised scans start where another scan is), so each has its own order.
+    """
+    keys = KEYS
+    expressions = dict(zip(schema, select, strict=True))
+
+    def sql(names: list[str]) -> str:
+        return (
+            f"SELECT {', '.join(expressions[n] for n in names)} FROM audiences_record r WHERE r.version_id IN ({ids})"
+        )
+
+    def read(names: list[str]) -> tuple[pl.DataFrame, pl.Series]:
+        frame = _copy_frame(sql(names), {n: schema[n] for n in names})
+        return frame, _sorting_order(frame)
+
+    columns = [n for n in schema if n not in keys]
+    if connection.in_atomic_block or len(columns) < 2:
+        return _Read([read(list(schema))])
+    halves: tuple[list[str], list[str]] = ([], [])
+    weights = [0.0, 0.0]
+    for name in sorted(columns, key=_read_weight, reverse=True):  # greedy: the heavier columns first
+        side = 0 if weights[0] <= weights[1] else 1
+        halves[side].append(name)
+        weights[side] += _read_weight(name)
+    schema_name = connection.schema_name  # type: ignore[attr-defined]
+
+    def read_elsewhere(names: list[str]) -> tuple[pl.DataFrame, pl.Series]:
+        from django.db import connection as thread_connection  # this thread's own connection
+
+        try:
+            thread_connection.set_schema(schema_name)  # type: ignore[attr-defined]
+            return read(names)
+        finally:
+            thread_connection.close()
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="builder-read") as pool:
+        other = pool.submit(read_elsewhere, [*keys, *halves[1]])
+        first = read([*keys, *halves[0]])
+        second = other.result()
+    result = _Read([first, second])
+    other_keys = second[0].select(keys).select(pl.all().gather(second[1]))
+    if not result.sorted_keys().equals(other_keys):  # the table changed between the scans (never, by design)
+        raise RuntimeError("the builder's two record reads disagree; the next request builds again")
+    return result
+
+
+def _read_weight(name: str) -> float:
+    """A rough share of the COPY's bytes: hashes and emails are long, other strings short, numbers shorter."""
+    if "sha256" in name or "email" in name:
+        return 4.0
+    return 2.0 if name in STRING_COLUMNS else 1.0
 
 
 def _narrow(series: pl.Series) -> pl.Series:
@@ -406,6 +541,20 @@ def _narrow(series: pl.Series) -> pl.Series:
     return series
 
 
+def _encode(name: str, series: pl.Series) -> tuple[pl.Series, StringColumn | None]:
+    """A column as the frame keeps it: strings as Enum (or String when nearly unique), numbers narrowed."""
+    if series.dtype == pl.String:
+        if name in ALWAYS_ENUM or not _nearly_unique(series):
+            return _as_enum(series)
+        lowered = series.str.to_lowercase()
+        return series, StringColumn(lowercase=bool((lowered == series).fill_null(True).all()))
+    if name == "version_id":
+        return series.cast(pl.Int32), None  # a few ids (rid >> 36 gives it too); half the bytes of Int64
+    if series.dtype in (pl.Int64, pl.Int32) and name != "__rid":
+        return _narrow(series), None
+    return series, None
+
+
 def _nearly_unique(series: pl.Series) -> bool:
     """More distinct values than ENUM_MAX_SHARE of the rows (and over 1000): kept as String, not Enum.
 
@@ -414,7 +563,15 @@ def _nearly_unique(series: pl.Series) -> bool:
     """
     if series.len() <= 1000:
         return False
-    return series.n_unique() > max(1000, ENUM_MAX_SHARE * series.len())
+    # An estimate first (HyperLogLog: no hash table of 10M strings); the exact count only near the threshold.
+    # Either answer gives the same counts; the choice only decides how the column is stored.
+    threshold = max(1000, ENUM_MAX_SHARE * series.len())
+    estimate = int(series.approx_n_unique())  # type: ignore[arg-type]
+    if estimate > 1.5 * threshold:
+        return True
+    if estimate < 0.5 * threshold:
+        return False
+    return series.n_unique() > threshold
 
 
 def _as_enum(series: pl.Series) -> tuple[pl.Series, StringColumn]:
@@ -501,36 +658,33 @@ def build(*, stamp: Stamp | None = None) -> Entry:
             type_name, pl.String
         )
     if version_ids:
-        ids = ",".join(str(v) for v in version_ids)
-        records = _copy_frame(
-            f"SELECT {', '.join(select)} FROM audiences_record r WHERE r.version_id IN ({ids})", schema
-        )
+        read = _read_records(select, schema, ",".join(str(v) for v in version_ids))
     else:
-        records = pl.DataFrame(schema=schema)
-    for key, type_name in custom.items():  # PostgreSQL's CSV booleans are t/f
-        if type_name == "boolean":
-            col = f"custom.{key}"
-            records = records.with_columns(
-                pl.when(pl.col(col) == "t").then(True).when(pl.col(col) == "f").then(False).alias(col)
-            )
+        empty = pl.DataFrame(schema=schema)
+        read = _Read([(empty, pl.Series([], dtype=pl.UInt32))])
     phase("read")
-    records = records.sort(["version_id", "row"]).with_row_index("__i")
+    sorted_keys = read.sorted_keys()
+    records = sorted_keys.with_columns(read.sorted_column("email_normalized")).with_row_index("__i")
     # One person per email_normalized (most recent version, then first row), else one per record.
-    # Only the four columns the rule reads (sorting every column of 10M rows doubled the build's peak memory).
+    # Only the four columns the rule reads (sorting every column of 10M rows doubled the build's peak memory). The
+    # rows are put in rule order by two integer keys, then the first of each email is kept by hashing (a sort on the
+    # 10M email strings themselves took most of this phase).
     with_email = records.select("email_normalized", "version_id", "row", "__i").filter(
         pl.col("email_normalized").is_not_null()
     )
     representatives = (
-        with_email.sort(["email_normalized", "version_id", "row"], descending=[False, True, False])
+        with_email.sort(["version_id", "row"], descending=[True, False])
         .unique(subset="email_normalized", keep="first")
         .get_column("__i")
     )
     without_email = records.select("__i", "email_normalized").filter(pl.col("email_normalized").is_null())
     keep = pl.concat([without_email.get_column("__i"), representatives]).sort()
     # Imported-audience membership: the representative's version, plus other versions holding the same email.
-    pairs = with_email.select("email_normalized", "version_id").unique()
+    # (With one imported audience no email is in two versions: skip two more hash passes over the emails.)
+    pairs = with_email.select("email_normalized", "version_id")
+    pairs = pairs.unique() if len(imported) > 1 else pairs.clear()
     shared = pairs.filter(pl.col("email_normalized").is_duplicated())
-    universe = records.select(pl.all().gather(keep)) if keep.len() else records.clear()
+    universe = records.select(pl.all().gather(keep))  # the people's keys and emails
     universe = universe.with_columns((pl.col("version_id") * (1 << RID_SHIFT) + pl.col("row")).alias("__rid"))
     imported_masks: dict[int, pl.Series] = {}
     for audience_id, vid in imported:
@@ -545,21 +699,25 @@ def build(*, stamp: Stamp | None = None) -> Entry:
     strings: dict[str, StringColumn] = {}
     columns: list[pl.Series] = []
     height = universe.height
-    for name in universe.columns:
-        series = universe.get_column(name)
-        if name in ("__i", "row"):
-            continue
-        if series.dtype == pl.String:
-            if name in ALWAYS_ENUM or not _nearly_unique(series):
-                series, info = _as_enum(series)
-            else:
-                lowered = series.str.to_lowercase()
-                info = StringColumn(lowercase=bool((lowered == series).fill_null(True).all()))
+    names = [name for name in schema if name != "row"] + ["__rid"]
+    booleans = {f"custom.{key}" for key, type_name in custom.items() if type_name == "boolean"}
+
+    def people_column(name: str) -> pl.Series:
+        if name in universe.columns:
+            if name == "email_normalized":
+                read.drop(name)  # the read copy (the sorted one is in `universe`)
+            return universe.get_column(name)
+        series = read.take(name, keep)
+        if name in booleans:  # PostgreSQL's CSV booleans are t/f
+            series = pl.select(pl.when(series == "t").then(True).when(series == "f").then(False)).to_series()
+        return series.alias(name)
+
+    # One column per task on two threads: most of these string kernels run on one core each.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="builder-encode") as pool:
+        encoded = list(pool.map(lambda name: _encode(name, people_column(name)), names))
+    for name, (series, info) in zip(names, encoded, strict=True):
+        if info is not None:
             strings[name] = info
-        elif name == "version_id":
-            series = series.cast(pl.Int32)  # a few ids (rid >> 36 gives it too); half the bytes of Int64
-        elif series.dtype in (pl.Int64, pl.Int32) and name != "__rid":
-            series = _narrow(series)
         columns.append(series)
     frame = pl.DataFrame(columns)
     phase("encode")
@@ -585,9 +743,104 @@ def build(*, stamp: Stamp | None = None) -> Entry:
         leaf_memo=_memo_for(frame),
         stats={"build_phases": phases},
     )
+    if frame_files.enabled():
+        _persist(entry)
+    phase("store")
+    entry.build_seconds = time.perf_counter() - started
     if bombora is None:
         entry.load_bombora_later()
     logger.info(
         "builder cache: built %s (%d people, %.1f MB) in %.2f s", schema_name, height, entry.nbytes() / 2**20, elapsed
     )
+    return entry
+
+
+# --- the stored generation (frame_files.py) ----------------------------------------------------------------------
+IMPORTED_PREFIX = "__imported:"
+HAS_HASH = "__has_hash"
+
+
+def _persist(entry: Entry) -> None:
+    """Store the entry's generation, then serve its near-unique strings from the stored file's memory map."""
+    mapped = [name for name, info in entry.strings.items() if info.lowered_categories is None]
+    extra = [mask.alias(f"{IMPORTED_PREFIX}{audience_id}") for audience_id, mask in entry.imported_masks.items()]
+    if entry.has_hash is not None:
+        extra.append(entry.has_hash.alias(HAS_HASH))
+    meta = {
+        "stamp": str(entry.stamp),
+        "schema": entry.schema,
+        "custom": entry.custom,
+        "week": entry.week.isoformat() if entry.week else None,
+        "lowercase": {name: info.lowercase for name, info in entry.strings.items()},
+        "build_seconds": entry.build_seconds,
+    }
+    categories = {
+        name: info.categories
+        for name, info in entry.strings.items()
+        if info.lowered_categories is not None and info.categories is not None
+    }
+    path = frame_files.save(
+        entry.schema, entry.stamp.generation, entry.frame.with_columns(extra), mapped, categories, meta
+    )
+    if path is None:
+        return
+    try:
+        entry.frame = frame_files.remap(path, entry.frame, mapped)
+    except (OSError, pl.exceptions.PolarsError):
+        logger.exception("builder cache: could not map %s; its strings stay on the heap", path)
+        return
+    entry.mapped = frozenset(mapped)
+
+
+def load_stored(schema: str, stamp: Stamp) -> Entry | None:
+    """The generation another process (or this one before a restart) stored, as an entry; None if there is none."""
+    if not frame_files.enabled():
+        return None
+    started = time.perf_counter()
+    stored = frame_files.load(schema, stamp.generation, str(stamp))
+    if stored is None:
+        return None
+    meta = stored.meta
+    frame = stored.frame
+    imported = {
+        int(name.removeprefix(IMPORTED_PREFIX)): frame.get_column(name).alias(
+            audience_column(int(name.removeprefix(IMPORTED_PREFIX)))
+        )
+        for name in frame.columns
+        if name.startswith(IMPORTED_PREFIX)
+    }
+    has_hash = frame.get_column(HAS_HASH) if HAS_HASH in frame.columns else None
+    frame = frame.drop([*(f"{IMPORTED_PREFIX}{a}" for a in imported), *([HAS_HASH] if has_hash is not None else [])])
+    strings: dict[str, StringColumn] = {}
+    for name, lowercase in meta["lowercase"].items():
+        categories = stored.categories.get(name)
+        if categories is not None:
+            lowered = categories.str.to_lowercase()
+            if lowered.equals(categories):
+                strings[name] = StringColumn(lowered_categories=categories, lowercase=True, categories=categories)
+            else:
+                strings[name] = StringColumn(lowered_categories=lowered, categories=categories)
+        else:
+            strings[name] = StringColumn(lowercase=bool(lowercase))
+    week = dt.date.fromisoformat(meta["week"]) if meta.get("week") else None
+    elapsed = time.perf_counter() - started
+    entry = Entry(
+        schema=schema,
+        stamp=stamp,
+        frame=frame,
+        strings=strings,
+        custom=dict(meta["custom"]),
+        week=week,
+        build_seconds=elapsed,
+        built_at=time.time(),
+        imported_masks=imported,
+        bombora_frame=None if background_rebuild() else bombora_long(frame, strings, week),
+        has_hash=has_hash,
+        leaf_memo=_memo_for(frame),
+        stats={"build_phases": {"load stored": elapsed}, "built_seconds": meta.get("build_seconds")},
+        mapped=stored.mapped,
+    )
+    if entry.bombora_frame is None:
+        entry.load_bombora_later()
+    logger.info("builder cache: loaded %s's stored frame (%d people) in %.2f s", schema, frame.height, elapsed)
     return entry

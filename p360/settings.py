@@ -587,6 +587,10 @@ P360_ICP_SEED_CRON = env("P360_ICP_SEED_CRON") or "0 4 1 * *"
 P360_BUILDER_CACHE_MB = int(env("P360_BUILDER_CACHE_MB", "2048"))
 # A stale org frame keeps serving while a thread rebuilds it; tests rebuild synchronously (they see their writes).
 P360_BUILDER_BACKGROUND_REBUILD = env_bool("P360_BUILDER_BACKGROUND_REBUILD", default=not TESTING)
+# Issue 17: each built frame is also written under P360_DATA_DIR/builder-cache/<schema>/<generation>/ (Arrow IPC), so
+# a restart or another worker loads it instead of rebuilding; near-unique strings (emails, hashes) are then served
+# memory-mapped from that file instead of the heap. Tests turn it on where they test it.
+P360_BUILDER_PERSIST = env_bool("P360_BUILDER_PERSIST", default=not TESTING)
 # --- reporting (issue 7): dashboards, summaries, exports ---
 P360_REPORT_MAX_DAYS = int(env("P360_REPORT_MAX_DAYS") or "731")
 # Underperformers: creatives whose CTR (percent) is below this while their spend is at least the minimum.

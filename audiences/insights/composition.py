@@ -342,9 +342,12 @@ def one_pass(entry: cache.Entry, mask: pl.Series) -> Pass:
 
 
 def _surging_rows(entry: cache.Entry, counted: Pass) -> list[dict[str, Any]]:
-    """The Bombora chart from the pass's domain counts: people per topic their domain surges on, by count."""
+    """The Bombora chart from the pass's domain counts: people per topic their domain surges on, by count.
 
-    if not entry.bombora.height or "domain" not in counted.codes:
+    Empty while the cache still reads the week's scores (right after a rebuild: 46 s at 20M scores): the page is
+    served without waiting and says so (`bombora_pending`); its memo is keyed by readiness, so it is computed again.
+    """
+    if not entry.bombora_ready or not entry.bombora.height or "domain" not in counted.codes:
         return []
     codes, topic_index, topic_ids = _surging_pairs(entry)
     if not len(codes):

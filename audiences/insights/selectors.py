@@ -68,11 +68,12 @@ def _payload(
     def charts() -> tuple[dict[str, Any], dict[str, Any], comp.Pass]:
         return comp.summary(entry, mask)  # one pass over the mask for every chart
 
+    pending = not entry.bombora_ready  # read once: the loader may finish during this request
     if memo_key is None:
         shown, meta, counted = charts()
         scored = quality.score(entry, mask, ctx, counted)
     else:
-        shown, meta, counted = _memo(entry, ("composition", *memo_key), charts)
+        shown, meta, counted = _memo(entry, ("composition", pending, *memo_key), charts)
         # The quality score reads the clock (freshness): kept a minute at most; it reuses the charts' counts.
         minute = int(time.time() // QUALITY_MEMO_SECONDS)
         scored = copy.deepcopy(
@@ -87,6 +88,8 @@ def _payload(
         "stale": stale,
         "data_changed_at": ctx.data_changed_at.isoformat() if ctx.data_changed_at else None,
         "bombora_week": entry.week.isoformat() if entry.week else None,
+        # The cache is still reading this week's Bombora scores: the surging-topics chart is left out until then.
+        "bombora_pending": pending and entry.week is not None,
         "universe": entry.height,
     }
 

@@ -126,3 +126,97 @@ def test_the_field_catalogue_follows_the_data_generation_after_an_import(
     after = _catalogue(client)
     assert after["stale"] is False and after["generation"] == preview["generation"]
     assert sorted(_countries(after)) == ["DE", "US"]
+
+
+def _people(n: int, offset: int = 0) -> list[dict[str, Any]]:
+    """n people with unique emails and hashes (near-unique strings: stored memory-mapped) and a few countries."""
+    return [
+        {
+            "email": f"P{i}@Example.com",
+            "email_normalized": f"p{i}@example.com",
+            "email_sha256": f"h{i:043d}",
+            "country": ("US", "DE", "FR")[i % 3],
+            "employee_count": i % 500,
+        }
+        for i in range(offset, offset + n)
+    ]
+
+
+def test_a_built_frame_is_stored_per_generation_and_loaded_instead_of_rebuilt(
+    acme: Any, acme_marketer: Any, login: Any, settings: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    """Issue 17: a restart (or another worker) loads the generation's stored frame; the emails and hashes are served
+    memory-mapped from it (out of the heap figure), with the same counts and sample rows as a fresh build."""
+    from audiences import frame_files
+
+    settings.P360_BUILDER_PERSIST = True
+    settings.DATA_DIR = tmp_path
+    client = login(acme_marketer)
+    with schema_context("org_acme"):
+        make_imported("A", _people(1500))
+    trees: list[Any] = [
+        US,
+        {"field": "email_sha256", "operator": "is_not_null"},
+        {"field": "email", "operator": "ends_with", "value": "9@example.com"},
+        {"op": "and", "children": [US, {"field": "email_normalized", "operator": "starts_with", "value": "p1"}]},
+    ]
+    built = [_count(client, tree) for tree in trees]
+    p1_in_us = sum(1 for i in range(1500) if i % 3 == 0 and str(i).startswith("1"))
+    assert [b["count"] for b in built] == [500, 1500, 150, p1_in_us]
+    entry = cache._entries["org_acme"]
+    assert {"email", "email_normalized", "email_sha256"} <= entry.mapped
+    assert entry.nbytes() < entry.frame.estimated_size()  # the mapped strings are not counted as heap
+    stored = [p.name for p in (tmp_path / "builder-cache" / "org_acme").iterdir() if p.is_dir()]
+    assert stored == [entry.stamp.generation]
+
+    cache.invalidate()  # a restart: nothing in memory
+    monkeypatch.setattr(cache, "build", lambda **kw: pytest.fail("the stored generation should have been loaded"))
+    loaded = [_count(client, tree) for tree in trees]
+    assert [(b["count"], b["sample"]) for b in loaded] == [(b["count"], b["sample"]) for b in built]
+    assert "load stored" in cache._entries["org_acme"].stats["build_phases"]
+    monkeypatch.undo()
+
+    with schema_context("org_acme"):  # a new generation is built and stored; the old one is removed
+        make_imported("B", _people(10, offset=5000))
+    assert _count(client, US)["count"] == 503
+    assert [p.name for p in (tmp_path / "builder-cache" / "org_acme").iterdir() if p.is_dir()] == [
+        cache._entries["org_acme"].stamp.generation
+    ]
+    generation = cache._entries["org_acme"].stamp.generation
+    (frame_files.directory("org_acme", generation) / frame_files.META_FILE).write_text("{broken")
+    cache.invalidate()
+    assert _count(client, US)["count"] == 503  # an unreadable stored frame is rebuilt, not served
+
+
+def test_a_worker_waits_for_another_building_the_same_generation_and_loads_it(
+    acme: Any, acme_marketer: Any, login: Any, settings: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    """Issue 17: two workers asked for the same new generation build it once; the other loads what was stored."""
+    import shutil
+    import threading
+    import time
+
+    from audiences import frame_files
+
+    settings.P360_BUILDER_PERSIST = True
+    settings.DATA_DIR = tmp_path
+    with schema_context("org_acme"):
+        make_imported("A", _people(1200))
+        other = cache.build()  # what the other worker builds (stored by it below)
+    shutil.rmtree(tmp_path / "builder-cache")
+    cache.invalidate()
+    holding = threading.Event()
+
+    def other_worker() -> None:
+        with frame_files.build_lock("org_acme", other.stamp.generation):
+            holding.set()
+            time.sleep(0.3)
+            cache._persist(other)
+
+    thread = threading.Thread(target=other_worker)
+    thread.start()
+    holding.wait(5)
+    monkeypatch.setattr(cache, "build", lambda **kw: pytest.fail("the generation was built twice"))
+    assert _count(login(acme_marketer), US)["count"] == 400
+    thread.join()
+    assert "load stored" in cache._entries["org_acme"].stats["build_phases"]

@@ -8,6 +8,7 @@ import datetime as dt
 import io
 import random
 from typing import Any
+from unittest.mock import ANY
 
 import polars as pl
 import pytest
@@ -16,6 +17,7 @@ from django.test import Client
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from audiences import cache
 from audiences.insights.composition import EMPLOYEE_BANDS, REVENUE_BANDS, band_sql
 from audiences.models import Audience, AudienceVersion
 from tests.audiences.builder_helpers import fresh_cache, load_bombora, make_imported  # noqa: F401
@@ -355,3 +357,27 @@ def test_globex_cannot_read_acme_insights(
     assert own.status_code == 404
     canary = client.get("/o/globex/api/v1/audiences/1/insights").json()
     assert canary["size"] == 0 and canary["name"] == "globex-canary-audience-1"
+
+
+def test_insights_do_not_wait_for_the_cache_s_bombora_read(
+    data: dict[str, int], acme_marketer: Any, login: Any, monkeypatch: Any
+) -> None:
+    """Issue 17: right after a rebuild the cache reads the week's scores in a thread (46 s at 20M); insights are
+    served meanwhile without the surging-topics chart, say so, and show it once the scores are read."""
+    client = login(acme_marketer)
+    complete = _insights(client, data["crm"])
+    assert complete["bombora_pending"] is False and complete["composition"]["bombora_surging"]
+    entry = cache._entries["org_acme"]
+    scores, entry.bombora_frame = entry.bombora_frame, None  # as while the loader thread reads them
+
+    def never(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("insights waited for (or read) the week's Bombora scores")
+
+    monkeypatch.setattr(cache, "bombora_long", never)
+    pending = _insights(client, data["crm"])
+    assert pending["bombora_pending"] is True and pending["composition"]["bombora_surging"] == []
+    assert pending["size"] == complete["size"] and pending["quality"] == complete["quality"]
+    page = client.get(f"/o/acme/audiences/{data['crm']}/")
+    assert page.status_code == 200 and b'data-testid="bombora-pending"' in page.content
+    entry.bombora_frame = scores  # the loader finished
+    assert _insights(client, data["crm"]) == {**complete, "elapsed_ms": ANY, "bombora_pending": False}
