@@ -50,6 +50,7 @@ def test_up_serves_the_portal_and_stops_its_children_on_ctrl_c():
         children = psutil.Process(process.pid).children(recursive=True)
         assert any("runserver" in " ".join(c.cmdline()) for c in children)
         assert any("qcluster" in " ".join(c.cmdline()) for c in children)
+        assert any("segments_timers" in " ".join(c.cmdline()) for c in children)
     finally:
         os.kill(process.pid, signal.SIGINT)
         rest, _ = process.communicate(timeout=60)

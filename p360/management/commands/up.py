@@ -1,6 +1,6 @@
 """up: migrate every schema, load the demo, then serve the portal and run the task cluster.
 
-`make up` calls this. Ctrl-C (or SIGTERM) stops both children: SIGTERM first, SIGKILL after a
+`make up` calls this. Ctrl-C (or SIGTERM) stops its children: SIGTERM first, SIGKILL after a
 timeout (django-q2's qcluster can hang on SIGTERM, #346). The embedded PostgreSQL, if used, stops
 when the last process holding it exits.
 """
@@ -141,6 +141,14 @@ class Command(P360Command):
         if with_cluster:
             children["task cluster"] = subprocess.Popen(  # noqa: S603
                 [*manage, "qcluster"], env=env, start_new_session=True
+            )
+            # Event segments' evaluator loop: queued event batches (over SEGMENTS_EVALUATE_INLINE_MAX) and window
+            # exits are evaluated within a second, not only by the every-minute safety-net schedule.
+            children["segment timers"] = subprocess.Popen(  # noqa: S603
+                [*manage, "segments_timers"], env=env, start_new_session=True
+            )
+            children["segment sends"] = subprocess.Popen(  # noqa: S603  (trigger campaigns' sends, within a second)
+                [*manage, "segments_deliver"], env=env, start_new_session=True
             )
         return children
 
