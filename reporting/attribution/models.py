@@ -74,10 +74,13 @@ def _transitions(paths: Paths) -> tuple[pl.DataFrame, list[str]]:
     converting = paths.touches.select(pl.col("conv").cast(pl.UInt64).alias("path"), "key", pl.lit(True).alias("conv"))
     offset = (paths.touches["conv"].max() or 0) + 1  # type: ignore[operator]
     idle = paths.idle.select((pl.col("path") + offset).alias("path"), "key", pl.lit(False).alias("conv"))
-    steps = pl.concat([converting, idle], how="vertical_relaxed").with_columns(pl.col("key").cast(pl.String))
-    keys = sorted(steps["key"].unique().to_list())
+    steps = pl.concat([converting, idle], how="vertical_relaxed")
+    # Keys stay categorical over the ~10M steps (issue 17: a string column of them was the run's memory peak); only
+    # the few distinct keys become strings, sorted so the state numbers do not depend on category order.
+    keys = sorted(steps["key"].unique().cast(pl.String).to_list())
     index = pl.DataFrame({"key": keys, "k": list(range(len(keys)))}, schema={"key": pl.String, "k": pl.Int64})
-    steps = steps.join(index, on="key", how="left", maintain_order="left")
+    index = index.with_columns(pl.col("key").cast(steps.schema["key"]))
+    steps = steps.join(index, on="key", how="left", maintain_order="left").drop("key")
     same_path = pl.col("path") == pl.col("path").shift(1)
     repeat = (same_path & (pl.col("k") == pl.col("k").shift(1))).fill_null(False)
     steps = steps.filter(~repeat)
