@@ -94,6 +94,7 @@ def test_small_read_pieces_windows_and_user_slices_change_nothing(acme: Any, mon
         monkeypatch.setattr(paths, "_CHUNK", 64)
         monkeypatch.setattr(paths, "_WINDOW_BYTES", 1)
         monkeypatch.setattr(paths, "BUCKET_ROWS", 10)
+        monkeypatch.setattr(models, "STEP_ROWS", 5)  # Markov counts over ~100 slices of paths
         small = engine.run(params, use_cache=False)
     compare(small, expected, ref)
     assert small == default
