@@ -49,7 +49,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    """This process's own peak RSS. ru_maxrss is not: Linux carries the parent's peak across fork and exec, so a
+    child started by a big parent reports the parent's figure. VmHWM belongs to the address space exec created."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux; not Linux: no /proc
 
 
 def _own_cpu_s() -> float:
@@ -86,8 +95,11 @@ def _child(spec: dict[str, str]) -> dict[str, object]:
     import psutil
     from django_tenants.utils import schema_context
 
-    from reporting.attribution import engine
+    from reporting.attribution import engine, paths
 
+    # A scaled run reads as many user slices as the full-size one (slices follow the partitions' bytes); "one slice"
+    # is the same-run baseline of reading every event at once (before issue 17's slices).
+    paths.READ_SLICE_BYTES = 1 << 62 if spec.get("one_slice") else max(1 << 20, int(paths.READ_SLICE_BYTES * SCALE))
     with schema_context(spec["schema"]):
         params = engine.Params(
             start=dt.date.fromisoformat(spec["start"]),
@@ -97,6 +109,15 @@ def _child(spec: dict[str, str]) -> dict[str, object]:
         # The current RSS, not the peak: a child's peak starts at its parent's RSS at fork (Linux keeps it across exec).
         rss_before = psutil.Process().memory_info().rss / (1 << 20)
         server_before, own_before = _server_cpu_s(), _own_cpu_s()
+        # The peak up to the models (read + paths), taken when the slices' paths are merged.
+        merge, paths_peak = paths.merge, [0.0]
+
+        def merged(parts: list[paths.Paths]) -> paths.Paths:
+            paths_peak[0] = _peak_rss_mb()
+            return merge(parts)
+
+        paths.merge = merged  # type: ignore[assignment]
+        slices = paths.read_slices(start=params.start, end=params.end, lookback_days=params.lookback_days)
         timings = engine.Timings()
         began = time.perf_counter()
         result = engine.compute(params, timings)
@@ -112,15 +133,21 @@ def _child(spec: dict[str, str]) -> dict[str, object]:
         "server_cpu": server,
         "peak_mb": _peak_rss_mb(),
         "rss_before_mb": rss_before,
+        "slices": slices,
+        "paths_peak_mb": paths_peak[0],
         "conversions": result["totals"]["conversions"],
         "non_converting": result["paths"]["non_converting"],
     }
 
 
-def _run_child(schema: str, start: dt.date, end: dt.date, lookback: int) -> dict[str, object]:
+def _run_child(
+    schema: str, start: dt.date, end: dt.date, lookback: int, *, one_slice: bool = False
+) -> dict[str, object]:
     from django.conf import settings
 
     spec = {"schema": schema, "start": start.isoformat(), "end": end.isoformat(), "lookback": str(lookback)}
+    if one_slice:
+        spec["one_slice"] = "1"
     env = {**os.environ, "P360_DB_NAME": str(settings.DATABASES["default"]["NAME"])}
     done = subprocess.run(
         [sys.executable, "-m", "bench.bench_attribution", "--child", json.dumps(spec)],
@@ -278,6 +305,8 @@ def run() -> list[Row]:
             child = _run_child(org.schema_name, start, end, lookback)
             total = float(child["total"])  # type: ignore[arg-type]
             load = os.getloadavg()
+            whole = _run_child(org.schema_name, start, end, lookback, one_slice=True)
+            whole_load = os.getloadavg()
             sql_s, sql_attributed = _sql_last_touch(start, end, lookback)
             last = engine.Timings()
             began = time.perf_counter()
@@ -294,7 +323,7 @@ def run() -> list[Row]:
                     f"{fmt_s(total)} (read {child['read']:.2f}, paths {child['paths']:.2f}, {models_s} s); "
                     f"CPU {_cpu_text(child['cpu'], child['server_cpu'])}; "
                     f"{child['conversions']:,} attributed conv., {child['non_converting']:,} non-converting paths; "
-                    f"peak RSS {peak:,.0f} MB (the child: {child['rss_before_mb']:,.0f} MB resident before the run)"
+                    f"{child['slices']} user slices; peak RSS {peak:,.0f} MB (the child: {child['rss_before_mb']:,.0f} MB resident before the run)"
                 ),
                 baseline=(
                     f"{fmt_s(read_baseline)} raw COPY read of the same events, CPU "
@@ -302,6 +331,24 @@ def run() -> list[Row]:
                 ),
                 ratio=fmt_ratio(total, read_baseline),
                 goal=goal_text("< 60 s and < 1.5 GB", total < 60 and peak < 1536),
+            )
+        )
+        whole_total, whole_peak = float(whole["total"]), float(whole["peak_mb"])  # type: ignore[arg-type]
+        rows.append(
+            Row(
+                workload="Attribution: six models, user slices vs every event read at once (same run, same data)",
+                size=size,
+                p360=(
+                    f"{child['slices']} slices: {fmt_s(total)}, CPU {_cpu_text(child['cpu'], child['server_cpu'])}, "
+                    f"peak RSS {peak:,.0f} MB ({child['paths_peak_mb']:,.0f} MB up to the models)"
+                ),
+                baseline=(
+                    f"1 slice: {fmt_s(whole_total)} (read {whole['read']:.2f}, paths {whole['paths']:.2f} s), "
+                    f"CPU {_cpu_text(whole['cpu'], whole['server_cpu'])}, peak RSS {whole_peak:,.0f} MB ({whole['paths_peak_mb']:,.0f} MB up to the models) "
+                    f"(load avg {whole_load[0]:.1f} / {whole_load[1]:.1f})"
+                ),
+                ratio=f"x{total / whole_total:.2f} time, x{peak / whole_peak:.2f} memory",
+                goal="-",
             )
         )
         rows.append(

@@ -65,19 +65,36 @@ def heuristic(model: str, paths: Paths, *, half_life_days: float = 7.0) -> pl.Da
 START, CONV, NULL = -1, -2, -3
 
 
+STEP_ROWS = 1_000_000  # transitions are counted over slices of paths of about this many steps: memory stays flat
+
+
 def _transitions(paths: Paths) -> tuple[pl.DataFrame, list[str]]:
     """First-order transition counts over converting and non-converting paths, keys as indices.
 
     Consecutive repeats of one key are collapsed: a self-loop does not change the probability of
     reaching a conversion nor any removal effect, it only rescales a state's other transitions.
+    Paths are independent, so the counts are summed over slices of whole paths (path number modulo the slice
+    count keeps each path's steps together and in order): counting 9M steps at once took ~1 GB (issue 17).
     """
     converting = paths.touches.select(pl.col("conv").cast(pl.UInt64).alias("path"), "key", pl.lit(True).alias("conv"))
     offset = (paths.touches["conv"].max() or 0) + 1  # type: ignore[operator]
     idle = paths.idle.select((pl.col("path") + offset).alias("path"), "key", pl.lit(False).alias("conv"))
-    steps = pl.concat([converting, idle], how="vertical_relaxed").with_columns(pl.col("key").cast(pl.String))
-    keys = sorted(steps["key"].unique().to_list())
+    steps = pl.concat([converting, idle], how="vertical_relaxed")
+    # Keys stay categorical over the steps; only the few distinct keys become strings, sorted so the state numbers
+    # do not depend on category order.
+    keys = sorted(steps["key"].unique().cast(pl.String).to_list())
     index = pl.DataFrame({"key": keys, "k": list(range(len(keys)))}, schema={"key": pl.String, "k": pl.Int64})
-    steps = steps.join(index, on="key", how="left", maintain_order="left")
+    index = index.with_columns(pl.col("key").cast(steps.schema["key"]))
+    slices = max(1, steps.height // STEP_ROWS)
+    counts = [
+        _count(steps if slices == 1 else steps.filter(pl.col("path") % slices == part), index) for part in range(slices)
+    ]
+    return pl.concat(counts).group_by("src", "dst").agg(pl.col("count").sum()), keys
+
+
+def _count(steps: pl.DataFrame, index: pl.DataFrame) -> pl.DataFrame:
+    """src, dst, count of whole paths' steps (path, key, conv; each path's steps together and in order)."""
+    steps = steps.join(index, on="key", how="left", maintain_order="left").drop("key")
     same_path = pl.col("path") == pl.col("path").shift(1)
     repeat = (same_path & (pl.col("k") == pl.col("k").shift(1))).fill_null(False)
     steps = steps.filter(~repeat)
@@ -94,8 +111,7 @@ def _transitions(paths: Paths) -> tuple[pl.DataFrame, list[str]]:
         pl.col("k").cast(pl.Int64).alias("src"),
         pl.when(pl.col("conv")).then(CONV).otherwise(NULL).cast(pl.Int64).alias("dst"),
     )
-    counts = pl.concat([inner, last]).group_by("src", "dst").agg(pl.len().alias("count"))
-    return counts, keys
+    return pl.concat([inner, last]).group_by("src", "dst").agg(pl.len().alias("count"))
 
 
 def removal_effects(paths: Paths) -> tuple[pl.DataFrame, float]:

@@ -51,6 +51,10 @@ _WINDOW_BYTES = 256 << 20  # one query reads consecutive day partitions holding 
 _PARALLEL = "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0; SET enable_sort = off"
 _SERIAL = "RESET parallel_setup_cost; RESET parallel_tuple_cost; RESET min_parallel_table_scan_size; RESET enable_sort"
 BUCKET_ROWS = 2_000_000  # paths are built per slice of users of about this many events: memory stays flat
+# The events are read in slices of users (a hash of the user id), one read and one path build per slice, so that only
+# one slice's events are alive at once (issue 17: 10M events were 1.7 GB). A slice covers about this many bytes of
+# day partitions; PostgreSQL scans the partitions once per slice, which is why the slices are few and large.
+READ_SLICE_BYTES = 1 << 30
 _SCHEMA = {
     "id": pl.Int64,
     "user": pl.String,
@@ -87,17 +91,30 @@ def _event_line() -> str:
     )
 
 
-def _windows(cursor: Any, first: dt.date, last: dt.date) -> list[tuple[dt.date, dt.date]]:
-    """Consecutive days in groups whose day partitions hold about _WINDOW_BYTES each (one query per group: the
-    text of one query is held in memory at once). Sizes come from the catalogue, not from a scan."""
+def _day_sizes(cursor: Any, first: dt.date, last: dt.date) -> list[tuple[dt.date, int]]:
+    """(day, bytes of its partition) for each day of [first, last], from the catalogue, not from a scan."""
     cursor.execute(
         "SELECT d::date, coalesce(pg_relation_size(to_regclass("
         f"'{EVENTS}_p' || to_char(d, 'YYYYMMDD'))), 0) FROM generate_series(%s::date, %s::date, interval '1 day') d",
         [first, last],
     )
+    return [(day, int(size)) for day, size in cursor.fetchall()]
+
+
+def read_slices(*, start: dt.date, end: dt.date, lookback_days: int) -> int:
+    """How many user slices `read_events` should be called with: one per READ_SLICE_BYTES of day partitions."""
+    with connection.cursor() as cursor:
+        total = sum(size for _, size in _day_sizes(cursor, start - dt.timedelta(days=lookback_days), end))
+    return max(1, -(-total // READ_SLICE_BYTES))
+
+
+def _windows(cursor: Any, first: dt.date, last: dt.date, slices: int = 1) -> list[tuple[dt.date, dt.date]]:
+    """Consecutive days in groups whose day partitions hold about _WINDOW_BYTES each (one query per group: the
+    text of one query is held in memory at once); a slice of `slices` reads about 1/slices of each partition."""
     windows: list[tuple[dt.date, dt.date]] = []
     low, size = first, 0
-    for day, day_size in cursor.fetchall():
+    for day, day_size in _day_sizes(cursor, first, last):
+        day_size //= slices
         if size and size + day_size > _WINDOW_BYTES:
             windows.append((low, day - dt.timedelta(days=1)))
             low, size = day, 0
@@ -106,8 +123,13 @@ def _windows(cursor: Any, first: dt.date, last: dt.date) -> list[tuple[dt.date, 
     return windows
 
 
-def read_events(*, start: dt.date, end: dt.date, lookback_days: int, group_by: str) -> pl.DataFrame:
+def read_events(
+    *, start: dt.date, end: dt.date, lookback_days: int, group_by: str, part: tuple[int, int] = (0, 1)
+) -> pl.DataFrame:
     """Events of [start - lookback_days, end] with only the columns the paths need.
+
+    `part` (i, k): only the users whose id hashes to slice i of k (every event of a user lands in the same slice;
+    a missing and an empty user id share one slice, as the paths treat both as no user).
 
     PostgreSQL writes the CSV lines itself (its parallel workers too) and hands them over as a few large text
     values (a few queries of consecutive days, `string_agg` per day and group of event ids, as bytea in binary
@@ -117,18 +139,23 @@ def read_events(*, start: dt.date, end: dt.date, lookback_days: int, group_by: s
     """
     column = GROUP_COLUMNS[group_by]
     first = start - dt.timedelta(days=lookback_days)
+    index, slices = part
+    if not 0 <= index < slices:
+        raise ValueError(f"slice {index} of {slices} does not exist")
     line = _event_line().format(key=_quoted(column))
+    # hashtext is PostgreSQL's own (stable within a server, parallel safe); the mask keeps the modulo non-negative.
+    user_slice = f"AND (hashtext(coalesce(user_id, '')) & 2147483647) %% {slices} = {index} " if slices > 1 else ""
     # Dates come from validated date objects; the table and column names from the fixed maps above.
     sql = (
         f"SELECT convert_to(string_agg({line}, E'\\n'), 'UTF8') FROM {EVENTS} WHERE event_date BETWEEN %s AND %s "
-        f"AND event_type IN ('impression', 'click', 'conversion') GROUP BY event_date, id / {_GROUP_IDS}"
+        f"AND event_type IN ('impression', 'click', 'conversion') {user_slice}GROUP BY event_date, id / {_GROUP_IDS}"
     )
 
     frames: list[pl.DataFrame] = []
     pieces: list[bytes] = []
     size = 0
     with connection.cursor() as cursor:
-        windows = _windows(cursor, first, end)
+        windows = _windows(cursor, first, end, slices)
         # PostgreSQL's parallel workers format the lines too (a partial string_agg per worker): formatting is most
         # of the read and one backend would otherwise do it alone. Session settings, reset right after.
         cursor.execute(_PARALLEL)
@@ -180,6 +207,7 @@ class Paths:
     idle: pl.DataFrame  # non-converting paths: path, key (ordered within each path)
     no_user: pl.DataFrame  # in-range conversions without a user id: value
     cost: pl.DataFrame  # key, cost, touches: impressions and clicks in [start, end], every user
+    last: int = 0  # the last conversion number used (the next slice's numbers continue after it)
 
     @property
     def attributed(self) -> pl.DataFrame:
@@ -206,12 +234,14 @@ def build(
     lookback_days: int,
     cost: pl.DataFrame | None = None,
     bucket_rows: int | None = None,
+    offset: int = 0,
 ) -> Paths:
     """Paths as the module docstring defines them (vectorised: no Python loop over users or paths).
 
     Users are independent, so the events are split into slices of users (about `bucket_rows` events each) and
     each slice is sorted and walked on its own: the sort stays in cache and memory stays flat; conversion
-    numbers continue from one slice to the next. `cost` (key, cost, touches) comes from SQL when given.
+    numbers continue from one slice to the next, and start after `offset` (when the events are one slice of users
+    read by `read_events(part=...)`, see `merge`). `cost` (key, cost, touches) comes from SQL when given.
     """
     epoch = dt.date(1970, 1, 1)
     lo = (start - epoch).days * US_PER_DAY
@@ -224,33 +254,42 @@ def build(
     no_user = events.lazy().filter(is_conv & in_range & pl.col("user").is_null()).select("value").collect()
     columns = ("id", "user", "ts", "t", "key", "value")
     slices = max(1, -(-events.height // max(1, bucket_rows or BUCKET_ROWS)))
-    # Partitioned straight from the events (a `select` shares their buffers), and the events dropped right after:
-    # at most the events plus one copy are alive at once (a filtered copy in between made it three, issue 17).
-    # Events without a user id land in a slice of their own (null modulo) that the filter below empties.
-    parts = (
-        [events.select(columns)]
-        if slices == 1
-        else events.select(*columns, (pl.col("user").to_physical() % slices).alias("_slice")).partition_by(
-            "_slice", include_key=False
-        )
-    ) or [events.select(columns)]  # no events at all: one empty slice, walked like any other
-    del events
+    # One slice at a time is filtered out of the events and walked, then freed: the events plus one slice's copy
+    # are alive at once. (Partitioning every slice up front made a full second copy of the events: at 10M events
+    # that copy was ~0.5 GB of the 1.7 GB peak, issue 17.) The modulo of a missing user id is null, so events
+    # without a user id are in no slice.
+    events = events.select(columns)
     touches, conversions, idle = [], [], []
-    offset = 0
-    while parts:
-        part = parts.pop(0).filter(pl.col("user").is_not_null())  # each slice is freed once walked
+    for index in range(slices):
+        mine = pl.col("user").is_not_null() if slices == 1 else pl.col("user").to_physical() % slices == index
+        part = events.filter(mine)
         walked = _walk(part, lo=lo, hi=hi, lookback=lookback, offset=offset)
         del part
         offset = walked[3]
         touches.append(walked[0])
         conversions.append(walked[1])
         idle.append(walked[2])
+    del events
     return Paths(
         touches=pl.concat(touches),
         conversions=pl.concat(conversions),
         idle=pl.concat(idle),
         no_user=no_user,
         cost=cost,
+        last=offset,
+    )
+
+
+def merge(slices: list[Paths]) -> Paths:
+    """The paths of slices of users (each built with `offset` = the previous slice's `last`) as one; `cost` is the
+    first slice's (it covers every user). Users are in one slice only, so nothing is counted twice."""
+    return Paths(
+        touches=pl.concat([p.touches for p in slices]),
+        conversions=pl.concat([p.conversions for p in slices]),
+        idle=pl.concat([p.idle for p in slices]),
+        no_user=pl.concat([p.no_user for p in slices]),
+        cost=slices[0].cost,
+        last=slices[-1].last,
     )
 
 

@@ -94,9 +94,36 @@ def test_small_read_pieces_windows_and_user_slices_change_nothing(acme: Any, mon
         monkeypatch.setattr(paths, "_CHUNK", 64)
         monkeypatch.setattr(paths, "_WINDOW_BYTES", 1)
         monkeypatch.setattr(paths, "BUCKET_ROWS", 10)
+        monkeypatch.setattr(models, "STEP_ROWS", 5)  # Markov counts over ~100 slices of paths
         small = engine.run(params, use_cache=False)
     compare(small, expected, ref)
     assert small == default
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("slices", [2, 7])
+def test_user_slices_read_apart_change_nothing(acme: Any, monkeypatch: pytest.MonkeyPatch, slices: int) -> None:
+    """Reading the events one slice of users at a time (issue 17's memory) changes no figure: every event is read
+    in exactly one slice, a user's events all in the same one, and the result is the reference's and the default's."""
+    events = generate(11, users=60, events=600)
+    insert_events(acme, events)
+    start, end, lookback, half_life = BASE.date() - dt.timedelta(days=4), BASE.date(), 5, 3.0
+    ref = reference.build_paths(to_reference(events), start, end, lookback)
+    expected = reference.mam_credits(ref, half_life)
+    params = engine.Params(start=start, end=end, lookback_days=lookback, half_life_days=half_life)
+    read = {"start": start, "end": end, "lookback_days": lookback, "group_by": "campaign"}
+    with schema_context(acme.schema_name):
+        assert paths.read_slices(start=start, end=end, lookback_days=lookback) == 1  # a few KB: one read
+        whole = paths.read_events(**read).sort("id")  # type: ignore[arg-type]
+        parts = [paths.read_events(**read, part=(i, slices)) for i in range(slices)]  # type: ignore[arg-type]
+        default = engine.run(params, use_cache=False)
+        monkeypatch.setattr(paths, "read_slices", lambda **_: slices)
+        sliced = engine.run(params, use_cache=False)
+    assert pl.concat(parts).sort("id").equals(whole)
+    users = [set(p["user"].cast(pl.String).to_list()) for p in parts]
+    assert all(not (a & b) for i, a in enumerate(users) for b in users[i + 1 :])
+    compare(sliced, expected, ref)
+    assert sliced == default
 
 
 # --- in memory (no database): hypothesis drives the same comparison plus the invariants ----------
