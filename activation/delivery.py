@@ -99,9 +99,10 @@ def members_key(d: Delivery) -> str:
     return f"{settings.P360_DELIVERY_STAGING_PREFIX}/{d.pk}/members.parquet"
 
 
-def save_members(d: Delivery, keys: pl.Series | None) -> str:
+def save_members(d: Delivery, keys: pl.Series | None, storage: Any = None) -> str:
     """Store the delivery's sorted member keys (64-bit, see activation.exports.member_keys) in the org's storage
-    beside its staged files: the next delivery's diff reads them back (one file, no per-row table)."""
+    beside its staged files: the next delivery's diff reads them back (one file, no per-row table). Pass
+    `storage` when called off the request thread (the org is resolved from the current schema)."""
     from p360.core.uploads.storage import org_storage
 
     if keys is None:
@@ -109,7 +110,7 @@ def save_members(d: Delivery, keys: pl.Series | None) -> str:
     buf = io.BytesIO()
     pl.DataFrame({"key": keys}).write_parquet(buf, compression="zstd")
     buf.seek(0)
-    storage = org_storage()
+    storage = storage if storage is not None else org_storage()
     key = members_key(d)
     if storage.exists(key):
         storage.delete(key)
@@ -232,14 +233,13 @@ def _deliver_files(
         if d.dry_run:
             _update(d, status=DeliveryStatus.DRY_RUN, finished_at=timezone.now(), alerts=alerts)
             return summary(d)
-        _update(d, members_file=save_members(d, export.keys))
         ctx.progress(2, 4)
-        receipt, staged = _stage_and_push(d, export.files, streamer)
+        receipt, staged, members_file = _stage_and_push(d, export, streamer)
     except BaseException:
         if streamer is not None:
             streamer.abort()  # stops the pre-upload and removes the `.part` files it started
         raise
-    _update(d, staged=staged)
+    _update(d, staged=staged, members_file=members_file)
     ctx.progress(3, 4)
     with transaction.atomic():
         _update(d, status=DeliveryStatus.SENT, receipt=receipt, finished_at=timezone.now(), alerts=alerts)
@@ -252,21 +252,24 @@ def _deliver_files(
 
 
 def _stage_and_push(
-    d: Delivery, files: list[FileInfo], streamer: PartStreamer | None
-) -> tuple[dict[str, Any], list[str]]:
-    """Stage the files in the org's storage and push them at the same time (two threads: both are I/O); the
-    ledger row is marked sent only when both finished. A push that fails still waits for the staging."""
+    d: Delivery, export: ExportResult, streamer: PartStreamer | None
+) -> tuple[dict[str, Any], list[str], str]:
+    """Stage the files in the org's storage, store the member keys for the next diff and push, all at the same
+    time (threads: the push and the copies are I/O, the key sort releases the GIL); the ledger row is marked
+    sent only when all finished. A push that fails still waits for the others."""
     from p360.core.uploads.storage import org_storage
 
     storage = org_storage()  # resolved here: the org is this thread's schema
     prefix = f"{settings.P360_DELIVERY_STAGING_PREFIX}/{d.pk}"
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="delivery-stage") as pool:
-        staging = pool.submit(stage, files, prefix, storage)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="delivery-stage") as pool:
+        staging = pool.submit(stage, export.files, prefix, storage)
+        members = pool.submit(save_members, d, export.keys, storage)
         try:
-            receipt = _push(d.destination, files, streamer)
+            receipt = _push(d.destination, export.files, streamer)
         finally:
             staged = staging.result()
-    return receipt, staged
+            members_file = members.result()
+    return receipt, staged, members_file
 
 
 def _streamer(destination: Destination) -> PartStreamer | None:

@@ -23,6 +23,7 @@ import os
 import posixpath
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncssh
@@ -54,10 +55,28 @@ def stage(files: list[FileInfo], prefix: str, storage: Any = None) -> list[str]:
         key = f"{prefix}/{info.name}"
         if storage.exists(key):
             storage.delete(key)
-        with info.path.open("rb") as fh:
-            saved = storage.save(key, fh)
-        keys.append(saved)
+        keys.append(_link(storage, key, info.path) or _copy(storage, key, info.path))
     return keys
+
+
+def _link(storage: Any, key: str, path: Path) -> str | None:
+    """On a local storage on the same disk, a hard link is the staged copy (the work file is never written again,
+    only unlinked), saving a second write of a file that can be a GB; None where that is not possible (S3)."""
+    try:
+        target = Path(storage.path(key))
+    except NotImplementedError:
+        return None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.link(path, target)
+    except OSError:
+        return None
+    return key
+
+
+def _copy(storage: Any, key: str, path: Path) -> str:
+    with path.open("rb") as fh:
+        return str(storage.save(key, fh))
 
 
 # --- SFTP ------------------------------------------------------------------------------------------------
