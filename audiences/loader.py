@@ -100,8 +100,6 @@ class ParallelLoader:
 
     def copy_frame(self, frame: pl.DataFrame, first_row: int) -> None:
         if frame.height:
-            # Encoded here, not on the worker: only compact bytes wait in the queue, never a frame that may
-            # share buffers with its whole normalised batch (memory stays bounded when PostgreSQL falls behind).
             payload = records.csv_payload(self.version_id, frame, first_row=first_row)
             table = records.qualified(self.schema, self.version_id)
             self._run(lambda cursor: records.copy_payload(cursor, table, payload))
