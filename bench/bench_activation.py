@@ -3,21 +3,24 @@
 - UID2: identities mapped through the official SDK against the local operator stand-in (real envelope, AES-GCM),
   batches of 5,000 with 4 in flight, results written to PostgreSQL. Baseline: the same SDK calls without our
   registration and writes. The documented ceiling is 5,000 items per request and 20 requests in flight.
-- Device file: an audience of `P360_BENCH_ACTIVATION_ROWS` records (default 200,000; the issue's size is 10M:
-  `P360_BENCH_ACTIVATION_ROWS=10000000`) delivered end to end to a LiveRamp destination on an asyncssh SFTP server
-  on loopback (a real `start_delivery`: export with the `.part` pre-upload overlapping it, member file, staging,
-  size check, rename, ledger). Baselines in the same run: `COPY (SELECT maid, maid_type, ip ...) TO` of the same
-  rows, and an SFTP put of the delivered file. Peak RSS is the bench process's high-water mark (it also hosts the
-  SFTP server).
+- Device file: an audience of `P360_BENCH_ACTIVATION_ROWS` records (default 10M, the issue's size; x
+  `P360_BENCH_SCALE`) delivered end to end to a LiveRamp destination on an asyncssh SFTP server on loopback, in a
+  process of its own as a real remote is (a real `start_delivery`: export with the `.part` pre-upload overlapping
+  it, member file, staging, size check, rename, ledger). Baselines in the same run: `COPY (SELECT maid, maid_type,
+  ip ...) TO` of the same rows, and an SFTP put of the delivered file. Peak RSS is the bench process's high-water
+  mark.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import resource
 import secrets
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -120,6 +123,34 @@ def _cpu() -> float:
     return t.user + t.system
 
 
+class _ServerProcess:
+    """The SFTP server (tests.activation.sftp_server) in a process of its own, as a real remote is: in a thread of
+    this process its decryption and file writes would compete for this process's GIL with the delivery."""
+
+    def __init__(self, root: Path) -> None:
+        code = (
+            "import json, sys; from pathlib import Path; from tests.activation.sftp_server import SftpServer; "
+            "s = SftpServer(Path(sys.argv[1])).start(); "
+            "print(json.dumps({'port': s.port, 'key': s.host_key_line}), flush=True); sys.stdin.read(); s.stop()"
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code, str(root)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1],
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        hello = json.loads(self.process.stdout.readline())
+        self.port: int = hello["port"]
+        self.host_key_line: str = hello["key"]
+
+    def stop(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
 def _backend_cpu() -> float:
     """CPU seconds of this connection's PostgreSQL backend (local server only; 0 when it cannot be read)."""
     from django.db import connection
@@ -146,12 +177,13 @@ def _device_rows(org: object, tmp: Path) -> list[Row]:
     from activation.exports import export_files
     from activation.models import DeliveryStatus
     from activation.services import destination_create
+    from activation.transport import SFTP_CIPHERS
     from audiences import records
-    from tests.activation.sftp_server import PASSWORD, USER, SftpServer
+    from tests.activation.sftp_server import PASSWORD, USER
 
     root = tmp / "sftp"
     (root / "up").mkdir(parents=True)
-    server = SftpServer(root).start()
+    server = _ServerProcess(root)
     try:
         with schema_context(org.schema_name):  # type: ignore[attr-defined]
             audience = _audience(ROWS, "Bench devices")
@@ -196,7 +228,7 @@ def _device_rows(org: object, tmp: Path) -> list[Row]:
         async def put() -> None:
             key = asyncssh.import_public_key(server.host_key_line)
             options = {"port": server.port, "username": USER, "password": PASSWORD, "known_hosts": ([key], [], []),
-                       "agent_path": None, "client_keys": None}  # fmt: skip
+                       "agent_path": None, "client_keys": None, "encryption_algs": SFTP_CIPHERS}  # fmt: skip
             async with asyncssh.connect("127.0.0.1", **options) as conn, conn.start_sftp_client() as sftp:
                 await sftp.put(str(sent), "/up/baseline.psv")
 

@@ -77,32 +77,53 @@ _NEW_DAYS = """
         coalesce(sum(media_cost), 0) AS media_cost, sum(impressions) AS impressions, sum(clicks) AS clicks,
         sum(conversions) AS conversions, sum(conversion_revenue) AS conversion_revenue
     FROM campaigns_dailymetric WHERE date = ANY(%(days)s) GROUP BY strategy_id, date"""
+_TYPED_NULLS = ", ".join(f"(NULL::campaigns_spendtotal).{f} AS {f}" for f in _FIGURES)
+# Steps 1 and 2 read "the strategy's total before a day" with window functions over the affected strategies' totals
+# (linear), not a per-row LATERAL lookup: that lookup is planned from statistics, and on a table just filled in the
+# same transaction (no statistics yet: a first load of 91 days) it became a sequential scan per row, minutes.
 _INSERT_MISSING = f"""
+WITH n AS ({_NEW_DAYS}),
+missing AS (
+    SELECT n.strategy_id, n.campaign_id, n.date FROM n
+    WHERE NOT EXISTS (SELECT 1 FROM campaigns_spendtotal t WHERE t.strategy_id = n.strategy_id AND t.date = n.date)
+),
+seq AS (
+    SELECT t.strategy_id, t.campaign_id, t.date, 0 AS kind, {", ".join(f"t.{f}" for f in _FIGURES)}
+    FROM campaigns_spendtotal t WHERE t.strategy_id IN (SELECT strategy_id FROM missing)
+    UNION ALL
+    SELECT m.strategy_id, m.campaign_id, m.date, 1 AS kind, {_TYPED_NULLS} FROM missing m
+),
+grouped AS (  -- grp: how many existing totals of the strategy come up to this row (a missing day shares its grp)
+    SELECT seq.*, count(*) FILTER (WHERE kind = 0) OVER (
+        PARTITION BY strategy_id ORDER BY date, kind ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS grp
+    FROM seq
+),
+filled AS (
+    SELECT strategy_id, campaign_id, date, kind,
+        {", ".join(f"max({f}) OVER (PARTITION BY strategy_id, grp) AS {f}" for f in _FIGURES)}
+    FROM grouped
+)
 INSERT INTO campaigns_spendtotal ({_COLUMNS})
-SELECT n.strategy_id, n.campaign_id, n.date, {", ".join(f"coalesce(b.{f}, 0)" for f in _FIGURES)}
-FROM ({_NEW_DAYS}) n
-LEFT JOIN LATERAL (
-    SELECT * FROM campaigns_spendtotal t WHERE t.strategy_id = n.strategy_id AND t.date < n.date
-    ORDER BY t.date DESC LIMIT 1
-) b ON true
+SELECT strategy_id, campaign_id, date, {", ".join(f"coalesce({f}, 0)" for f in _FIGURES)}
+FROM filled WHERE kind = 1
 ON CONFLICT (strategy_id, date) DO NOTHING"""
 _APPLY_DELTAS = f"""
-WITH old AS (
-    SELECT t.strategy_id, t.date, {", ".join(f"t.{f} - coalesce(b.{f}, 0) AS {f}" for f in _FIGURES)}
-    FROM campaigns_spendtotal t
-    LEFT JOIN LATERAL (
-        SELECT * FROM campaigns_spendtotal p WHERE p.strategy_id = t.strategy_id AND p.date < t.date
-        ORDER BY p.date DESC LIMIT 1
-    ) b ON true
-    WHERE t.date = ANY(%(days)s)
+WITH touched AS (
+    SELECT DISTINCT strategy_id FROM campaigns_spendtotal WHERE date = ANY(%(days)s)
+), day_sums AS (  -- a total minus the strategy's total before it: that day's old sum
+    SELECT t.strategy_id, t.date, {", ".join(f"t.{f} - coalesce(lag(t.{f}) OVER w, 0) AS {f}" for f in _FIGURES)}
+    FROM campaigns_spendtotal t WHERE t.strategy_id IN (SELECT strategy_id FROM touched)
+    WINDOW w AS (PARTITION BY t.strategy_id ORDER BY t.date)
+), old AS (
+    SELECT * FROM day_sums WHERE date = ANY(%(days)s)
 ), delta AS (
     SELECT o.strategy_id, o.date, {", ".join(f"coalesce(n.{f}, 0) - o.{f} AS {f}" for f in _FIGURES)}
     FROM old o LEFT JOIN ({_NEW_DAYS}) n ON n.strategy_id = o.strategy_id AND n.date = o.date
-), moved AS (
-    SELECT t.id, {", ".join(f"sum(d.{f}) AS {f}" for f in _FIGURES)}
-    FROM campaigns_spendtotal t JOIN delta d ON d.strategy_id = t.strategy_id AND d.date <= t.date
+), moved AS (  -- every delta day has a total (step 1), so a running sum over the totals adds the deltas up to each
+    SELECT t.id, {", ".join(f"sum(coalesce(d.{f}, 0)) OVER w AS {f}" for f in _FIGURES)}
+    FROM campaigns_spendtotal t LEFT JOIN delta d ON d.strategy_id = t.strategy_id AND d.date = t.date
     WHERE t.date >= %(first)s AND t.strategy_id IN (SELECT strategy_id FROM delta)
-    GROUP BY t.id
+    WINDOW w AS (PARTITION BY t.strategy_id ORDER BY t.date ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 )
 UPDATE campaigns_spendtotal t SET {", ".join(f"{f} = t.{f} + m.{f}" for f in _FIGURES)}
 FROM moved m WHERE m.id = t.id"""
@@ -115,8 +136,15 @@ def apply_days(days: Iterable[dt.date]) -> None:
         return
     params: dict[str, Any] = {"days": day_list, "first": day_list[0]}
     with transaction.atomic(), connection.cursor() as cursor:
+        # Both statements are set-based: hash joins over the loaded days. The planner's row estimates come from
+        # statistics, which the loader's own transaction has just made wrong (a first load of 91 days into empty
+        # tables), and a nested loop then re-ran the day sums per total: minutes. So nested loops are off for these
+        # two statements only (restored after: we run inside the loader's transaction).
+        cursor.execute("SELECT current_setting('enable_nestloop'), set_config('enable_nestloop', 'off', true)")
+        (previous, _) = cursor.fetchone()
         cursor.execute(_INSERT_MISSING, params)
         cursor.execute(_APPLY_DELTAS, params)
+        cursor.execute("SELECT set_config('enable_nestloop', %s, true)", [previous])
 
 
 def metrics_loaded(dates: Iterable[dt.date | str]) -> None:
