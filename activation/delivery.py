@@ -19,7 +19,7 @@ import polars as pl
 from django.conf import settings
 from django.core.files import File
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -83,7 +83,11 @@ def summary(d: Delivery) -> dict[str, Any]:
 
 
 def workdir(delivery: Delivery) -> Path:
-    return Path(settings.DATA_DIR) / "deliveries" / schema() / str(delivery.pk)
+    """The delivery's scratch folder. It names the database too: two databases sharing one data directory (the
+    test workers, a staging copy) have deliveries with the same ids, and one's clean-up must not remove the
+    other's files."""
+    database = str(connection.settings_dict["NAME"])
+    return Path(settings.DATA_DIR) / "deliveries" / database / schema() / str(delivery.pk)
 
 
 def previous_sent(d: Delivery) -> Delivery | None:
