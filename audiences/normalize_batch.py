@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import polars as pl
@@ -433,21 +435,29 @@ def normalize_batch(
     # Every column is planned on its own (`__m0_raw`, ...: no source header can collide with plan columns), so a
     # column whose values repeat is normalised once per distinct value and joined back to its rows.
     pieces: list[pl.DataFrame] = [df.select(ROW)]
+    jobs: list[tuple[str, dict[str, pl.Expr], Callable[[], pl.DataFrame]]] = []
     for index, (header, field) in enumerate(mapping.items()):
         p, reason = f"__m{index}_", f"__m{index}_reason"
         plan = _Plan()
         plan.add(0, f"{p}t", trim_expr(pl.col(f"{p}raw")))
         planned = _plan_field(plan, field, p, reason, default_country)
         outputs.update(planned)
-        hashed = {
+        hashed: dict[str, pl.Expr] = {
             f"{p}{_HASH_OF[base]}": pl.when(pl.col(reason).is_null()).then(uid2_hash_expr(pl.col(column)))
             for base, column in planned.items()
             if base in _HASH_OF
         }
-        piece = _evaluate(plan, p, reason, df.get_column(header), [*planned.values()], hashed)
+        jobs.append(
+            (p, hashed, partial(_evaluate, plan, p, reason, df.get_column(header), [*planned.values()], hashed))
+        )
+        sources.append((header, field, reason))
+    # The columns are independent: two at a time, so one column's Python fallbacks (phonenumbers) and another's
+    # polars work share the two cores (polars releases the GIL).
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="normalize") as pool:
+        evaluated = list(pool.map(lambda job: job[2](), jobs))
+    for (p, hashed, _), piece in zip(jobs, evaluated, strict=True):
         hashes.update({name.removeprefix(p): name for name in hashed if name in piece.columns})
         pieces.append(piece)
-        sources.append((header, field, reason))
     custom_columns: list[tuple[str, str, str]] = []  # (json key, type, value column)
     fragments: list[pl.Expr] = []  # each custom column's `"key":value` JSON fragment
     for index, (header, type_name) in enumerate(custom_types.items()):
