@@ -1,6 +1,7 @@
 """The builder's built frame on disk, one directory per org and data generation (issue 17).
 
-`P360_DATA_DIR/builder-cache/<schema>/<generation key>/` holds:
+`P360_DATA_DIR/builder-cache/<database>/<schema>/<generation key>/` holds (the database is named too: two databases
+sharing one data directory, test workers or a staging copy, have orgs with the same schema names):
 
 - `frame.arrow`: the columns kept on the heap (numbers, masks, and Enum columns as their physical codes), copied
   back into memory on load;
@@ -52,8 +53,15 @@ def root() -> Path:
     return Path(settings.DATA_DIR) / "builder-cache"
 
 
+def org_root(schema: str) -> Path:
+    """The org's folder: under its database too, so two databases' orgs of one schema name never share it."""
+    from django.db import connection
+
+    return root() / str(connection.settings_dict["NAME"]) / schema
+
+
 def directory(schema: str, key: str) -> Path:
-    return root() / schema / key
+    return org_root(schema) / key
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,7 @@ def save(
     final = directory(schema, key)
     if final.exists():
         return final
-    tmp = root() / schema / f".tmp-{uuid.uuid4().hex}"
+    tmp = org_root(schema) / f".tmp-{uuid.uuid4().hex}"
     try:
         tmp.mkdir(parents=True)
         resident = [c for c in frame.columns if c not in mapped]
@@ -116,7 +124,7 @@ def save(
 
 def _prune(schema: str, keep: str) -> None:
     """Remove the org's other generations and their lock files."""
-    for path in (root() / schema).iterdir():
+    for path in org_root(schema).iterdir():
         if path.name != keep and path.is_dir() and not path.name.startswith(".tmp-"):
             shutil.rmtree(path, ignore_errors=True)
         elif path.name.startswith(".lock-") and path.name != f".lock-{keep}":
@@ -129,7 +137,7 @@ def build_lock(schema: str, key: str) -> Iterator[None]:
     if not enabled():
         yield
         return
-    folder = root() / schema
+    folder = org_root(schema)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / f".lock-{key}", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import Row, fmt_s, goal_text
+from bench.common import Row, backend_cpu_s, fmt_s, goal_text, own_cpu_s
 
 ORDER = 90
 SLUG_PREFIX = "bench-activation-"
@@ -118,11 +118,6 @@ def _uid2_rows(org: object) -> list[Row]:
     ]
 
 
-def _cpu() -> float:
-    t = os.times()
-    return t.user + t.system
-
-
 class _ServerProcess:
     """The SFTP server (tests.activation.sftp_server) in a process of its own, as a real remote is: in a thread of
     this process its decryption and file writes would compete for this process's GIL with the delivery."""
@@ -149,20 +144,6 @@ class _ServerProcess:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
             self.process.kill()
-
-
-def _backend_cpu() -> float:
-    """CPU seconds of this connection's PostgreSQL backend (local server only; 0 when it cannot be read)."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        pid = cursor.fetchone()[0]
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _device_rows(org: object, tmp: Path) -> list[Row]:
@@ -195,7 +176,7 @@ def _device_rows(org: object, tmp: Path) -> list[Row]:
                 audience_ids=[audience.pk],  # type: ignore[attr-defined]
             )  # fmt: skip
             # Baseline 1: COPY of the same rows' device columns to a file.
-            pg0, cpu0, start = _backend_cpu(), _cpu(), time.perf_counter()
+            pg0, cpu0, start = backend_cpu_s(), own_cpu_s(), time.perf_counter()
             with (
                 (tmp / "copy.csv").open("wb") as fh,
                 connection.cursor() as cursor,
@@ -207,7 +188,7 @@ def _device_rows(org: object, tmp: Path) -> list[Row]:
                 # this client can take a COPY: psycopg's own `for chunk in copy` is about 1.5x slower.
                 for chunk in copy_rows(copy, cursor.connection.pgconn):
                     fh.write(chunk)
-            copy_seconds, copy_cpu = time.perf_counter() - start, _cpu() - cpu0 + _backend_cpu() - pg0
+            copy_seconds, copy_cpu = time.perf_counter() - start, own_cpu_s() - cpu0 + backend_cpu_s() - pg0
             (tmp / "copy.csv").unlink()
             # Where the time goes: the write alone (no push), then the whole delivery.
             start = time.perf_counter()
@@ -216,9 +197,9 @@ def _device_rows(org: object, tmp: Path) -> list[Row]:
             write_seconds = time.perf_counter() - start
             shutil.rmtree(tmp / "write-only")
             rss_before = _rss_mb()
-            pg0, cpu0, start = _backend_cpu(), _cpu(), time.perf_counter()
+            pg0, cpu0, start = backend_cpu_s(), own_cpu_s(), time.perf_counter()
             delivery = start_delivery(destination=destination, actor=None, dry_run=False, inline=True)
-            total, total_cpu = time.perf_counter() - start, _cpu() - cpu0 + _backend_cpu() - pg0
+            total, total_cpu = time.perf_counter() - start, own_cpu_s() - cpu0 + backend_cpu_s() - pg0
             rss_peak = _rss_mb()
             assert delivery.status == DeliveryStatus.SENT, delivery.error
             (info,) = delivery.files

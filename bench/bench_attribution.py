@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import Row, fmt_ratio, fmt_s, goal_text
+from bench.common import Row, cpu_text, fmt_ratio, fmt_s, goal_text, own_cpu_s, server_cpu_s
 
 ORDER = 70
 SCALE = float(os.environ.get("P360_BENCH_SCALE", "1"))
@@ -61,35 +61,6 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux; not Linux: no /proc
 
 
-def _own_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _server_cpu_s() -> float | None:
-    """CPU seconds of the PostgreSQL cluster this connection talks to (postmaster, its live children and the
-    children it reaped, i.e. finished parallel workers); None when the server is not a local process."""
-    import psutil
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        backend = cursor.fetchone()[0]
-    try:
-        root = psutil.Process(psutil.Process(backend).ppid())
-        times = root.cpu_times()
-        total = times.user + times.system + times.children_user + times.children_system
-        for child in root.children(recursive=True):
-            try:
-                child_times = child.cpu_times()
-            except psutil.Error:
-                continue  # exited meanwhile: now counted in the reaped children's times
-            total += child_times.user + child_times.system
-        return total
-    except psutil.Error:
-        return None
-
-
 def _child(spec: dict[str, str]) -> dict[str, object]:
     """The six-model run measured alone in this (child) process: wall, timings, CPU, peak RSS, a few counts."""
     import psutil
@@ -108,7 +79,7 @@ def _child(spec: dict[str, str]) -> dict[str, object]:
         )
         # The current RSS, not the peak: a child's peak starts at its parent's RSS at fork (Linux keeps it across exec).
         rss_before = psutil.Process().memory_info().rss / (1 << 20)
-        server_before, own_before = _server_cpu_s(), _own_cpu_s()
+        server_before, own_before = server_cpu_s(), own_cpu_s()
         # The peak up to the models (read + paths), taken when the slices' paths are merged.
         merge, paths_peak = paths.merge, [0.0]
 
@@ -122,7 +93,7 @@ def _child(spec: dict[str, str]) -> dict[str, object]:
         began = time.perf_counter()
         result = engine.compute(params, timings)
         total = time.perf_counter() - began
-        own, server_after = _own_cpu_s() - own_before, _server_cpu_s()
+        own, server_after = own_cpu_s() - own_before, server_cpu_s()
     server = server_after - server_before if server_before is not None and server_after is not None else None
     return {
         "total": total,
@@ -263,11 +234,6 @@ def _sql_last_touch(start: dt.date, end: dt.date, lookback: int) -> tuple[float,
     return time.perf_counter() - began, attributed
 
 
-def _cpu_text(own: object, server: object) -> str:
-    server_text = f"{float(server):.1f} s" if server is not None else "n/a"  # type: ignore[arg-type]
-    return f"{float(own):.1f} s Python + {server_text} PostgreSQL"  # type: ignore[arg-type]
-
-
 def _drop_bench_orgs() -> None:
     from django.db import connection
 
@@ -295,10 +261,10 @@ def run() -> list[Row]:
             _generate(org.ttd_advertiser_id)
             load_s = time.perf_counter() - began
             start, end, lookback = END - dt.timedelta(days=29), END, 30
-            server_before, own_before = _server_cpu_s(), _own_cpu_s()
+            server_before, own_before = server_cpu_s(), own_cpu_s()
             read_baseline = _raw_copy_read(start, end, lookback)
-            baseline_cpu = _own_cpu_s() - own_before
-            server_after = _server_cpu_s()
+            baseline_cpu = own_cpu_s() - own_before
+            server_after = server_cpu_s()
             baseline_server = (
                 server_after - server_before if server_before is not None and server_after is not None else None
             )
@@ -321,13 +287,13 @@ def run() -> list[Row]:
                 size=size,
                 p360=(
                     f"{fmt_s(total)} (read {child['read']:.2f}, paths {child['paths']:.2f}, {models_s} s); "
-                    f"CPU {_cpu_text(child['cpu'], child['server_cpu'])}; "
+                    f"CPU {cpu_text(child['cpu'], child['server_cpu'])}; "
                     f"{child['conversions']:,} attributed conv., {child['non_converting']:,} non-converting paths; "
                     f"{child['slices']} user slices; peak RSS {peak:,.0f} MB (the child: {child['rss_before_mb']:,.0f} MB resident before the run)"
                 ),
                 baseline=(
                     f"{fmt_s(read_baseline)} raw COPY read of the same events, CPU "
-                    f"{_cpu_text(baseline_cpu, baseline_server)} (load avg {load[0]:.1f} / {load[1]:.1f})"
+                    f"{cpu_text(baseline_cpu, baseline_server)} (load avg {load[0]:.1f} / {load[1]:.1f})"
                 ),
                 ratio=fmt_ratio(total, read_baseline),
                 goal=goal_text("< 60 s and < 1.5 GB", total < 60 and peak < 1536),
@@ -339,12 +305,12 @@ def run() -> list[Row]:
                 workload="Attribution: six models, user slices vs every event read at once (same run, same data)",
                 size=size,
                 p360=(
-                    f"{child['slices']} slices: {fmt_s(total)}, CPU {_cpu_text(child['cpu'], child['server_cpu'])}, "
+                    f"{child['slices']} slices: {fmt_s(total)}, CPU {cpu_text(child['cpu'], child['server_cpu'])}, "
                     f"peak RSS {peak:,.0f} MB ({child['paths_peak_mb']:,.0f} MB up to the models)"
                 ),
                 baseline=(
                     f"1 slice: {fmt_s(whole_total)} (read {whole['read']:.2f}, paths {whole['paths']:.2f} s), "
-                    f"CPU {_cpu_text(whole['cpu'], whole['server_cpu'])}, peak RSS {whole_peak:,.0f} MB ({whole['paths_peak_mb']:,.0f} MB up to the models) "
+                    f"CPU {cpu_text(whole['cpu'], whole['server_cpu'])}, peak RSS {whole_peak:,.0f} MB ({whole['paths_peak_mb']:,.0f} MB up to the models) "
                     f"(load avg {whole_load[0]:.1f} / {whole_load[1]:.1f})"
                 ),
                 ratio=f"x{total / whole_total:.2f} time, x{peak / whole_peak:.2f} memory",

@@ -28,8 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.bench_attribution import _server_cpu_s
-from bench.common import Row, fmt_s, goal_text
+from bench.common import Row, cpu_text, fmt_s, goal_text, own_cpu_s, server_cpu_s
 
 ORDER = 45
 SCALE = float(os.environ.get("P360_BENCH_SCALE", "1"))
@@ -81,26 +80,17 @@ def _generate(tmp: Path) -> tuple[Path, Path]:
 def _raw_copy_seconds(path: Path) -> tuple[float, float | None, float]:
     """(wall seconds, PostgreSQL CPU seconds or None, this process's CPU seconds) of the raw COPY."""
 
-    server_before = _server_cpu_s()
-    own_before = _own_cpu_s()
+    server_before = server_cpu_s()
+    own_before = own_cpu_s()
     wall = _raw_copy_wall(path)
-    server_after = _server_cpu_s()
+    server_after = server_cpu_s()
     server = server_after - server_before if server_before is not None and server_after is not None else None
-    return wall, server, _own_cpu_s() - own_before
-
-
-def _own_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return wall, server, own_cpu_s() - own_before
 
 
 def _children_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def _cpu_text(own: float, server: float | None) -> str:
-    return f"{own:.1f} s Python + {f'{server:.1f} s' if server is not None else 'n/a'} PostgreSQL"
 
 
 def _raw_copy_wall(path: Path) -> float:
@@ -159,7 +149,7 @@ def run() -> list[Row]:
             "P360_BOMBORA_HISTORY_WEEKS": "100000",  # the bench week is old: keep it while it is measured
         }
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        children_before, server_before = _children_cpu_s(), _server_cpu_s()
+        children_before, server_before = _children_cpu_s(), server_cpu_s()
         start = time.perf_counter()
         done = subprocess.run(
             [sys.executable, str(ROOT / "manage.py"), "ingest", "bombora", str(surge), "--json"],
@@ -169,7 +159,7 @@ def run() -> list[Row]:
             check=False,
         )
         seconds = time.perf_counter() - start
-        ingest_cpu, server_after = _children_cpu_s() - children_before, _server_cpu_s()
+        ingest_cpu, server_after = _children_cpu_s() - children_before, server_cpu_s()
         server = server_after - server_before if server_before is not None and server_after is not None else None
         peak_mb = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
         if done.returncode != 0:
@@ -191,11 +181,11 @@ def run() -> list[Row]:
                 size=f"{ROWS:,} rows, {surge.stat().st_size / 1e6:,.0f} MB gz / {plain.stat().st_size / 1e6:,.0f} MB 4-col CSV",
                 p360=(
                     f"{fmt_s(seconds)} ({ROWS / seconds:,.0f} rows/s), peak RSS {peak_mb:,.0f} MB; "
-                    f"CPU {_cpu_text(ingest_cpu, server)}"
+                    f"CPU {cpu_text(ingest_cpu, server)}"
                 ),
                 baseline=(
                     f"{fmt_s(baseline)} raw COPY of the 4-col CSV ({ROWS / baseline:,.0f} rows/s), "
-                    f"CPU {_cpu_text(baseline_own, baseline_server)}; load avg {load[0]:.1f} / {load[1]:.1f}"
+                    f"CPU {cpu_text(baseline_own, baseline_server)}; load avg {load[0]:.1f} / {load[1]:.1f}"
                 ),
                 ratio=f"{share:.0%} of raw COPY{cpu_ratio}",
                 goal=goal_text(">= 30 % of raw COPY", share >= 0.30),

@@ -20,7 +20,7 @@ import shutil
 import time
 from typing import Any
 
-from bench.common import Row, fmt_ms, fmt_s, goal_text, percentile
+from bench.common import Row, fmt_ms, fmt_s, goal_text, own_cpu_s, percentile
 
 ORDER = 60
 SCALE = float(os.environ.get("P360_BENCH_SCALE", "1.0"))
@@ -360,12 +360,6 @@ def _timed(fn: Any, trees: list[dict[str, Any]], before: Any = None) -> list[flo
     return seconds
 
 
-def _cpu() -> float:
-    """This process's CPU seconds (all threads): wall time is inflated by the other work on a shared machine."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
@@ -399,11 +393,11 @@ def run() -> list[Row]:
         with schema_context(org.schema_name):
             cache.invalidate()
             shutil.rmtree(frame_files.root() / org.schema_name, ignore_errors=True)  # a first build, not a load
-            cpu = _cpu()
+            cpu = own_cpu_s()
             started = time.perf_counter()
             entry, _ = cache.get()
             build = time.perf_counter() - started
-            build_cpu = _cpu() - cpu
+            build_cpu = own_cpu_s() - cpu
             peak = _peak_rss()
             phases = ", ".join(f"{k} {fmt_s(v)}" for k, v in entry.stats.get("build_phases", {}).items())
             # A restart or another worker: the stored generation is loaded (not rebuilt). The built entry is let go

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import Row, fmt_ratio, fmt_s, goal_text, percentile
+from bench.common import Row, backend_cpu_s, fmt_ratio, fmt_s, goal_text, percentile
 
 ORDER = 130
 SCALE = float(os.environ.get("P360_BENCH_SCALE", "1"))
@@ -166,16 +166,6 @@ def _postgres_processes() -> list[Any]:
     return [postmaster, *postmaster.children()] if postmaster is not None else [backend]
 
 
-def _backend_cpu() -> float:
-    import psutil
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        times = psutil.Process(cursor.fetchone()[0]).cpu_times()
-    return times.user + times.system
-
-
 def _start_loop(org: Any) -> subprocess.Popen[bytes]:
     """The embedded runtime's evaluator loop (`segments_timers`, 0.5 s) for this org, as in production."""
     from django.db import connection
@@ -290,7 +280,7 @@ def _ingest_rows(org: Any, client: Any, base: str) -> list[Row]:
         pg_procs = _postgres_processes()
         connection.set_schema_to_public()  # type: ignore[attr-defined]
         load_before = _load_avg()
-        pg0, loop0, backend0 = _cpu_of({}, pg_procs), _cpu_of({}, [psutil.Process(loop.pid)]), _backend_cpu()
+        pg0, loop0, backend0 = _cpu_of({}, pg_procs), _cpu_of({}, [psutil.Process(loop.pid)]), backend_cpu_s()
         watch0 = watch.backend_cpu()
         # this thread's CPU only (the entry watch polls from another thread)
         start, cpu_start = time.perf_counter(), time.thread_time()
@@ -299,7 +289,7 @@ def _ingest_rows(org: Any, client: Any, base: str) -> list[Row]:
             response = client.post(f"{base}/events", body, content_type="application/json")
             assert response.status_code == 202, response.content[:300]
         ingested, api_cpu = time.perf_counter() - start, time.thread_time() - cpu_start
-        api_pg = _backend_cpu() - backend0
+        api_pg = backend_cpu_s() - backend0
         while _queued(org) and time.perf_counter() - start < 600:
             time.sleep(0.01)
         evaluated = time.perf_counter() - start

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 import time
 from collections.abc import Callable, Iterable
 from typing import TypedDict
@@ -147,3 +148,55 @@ def format_table(rows: list[Row]) -> str:
 def error_row(module: str, exc: BaseException) -> Row:
     message = f"ERROR {type(exc).__name__}: {exc}".splitlines()[0][:100]
     return Row(workload=module, size="-", p360=message, baseline="-", ratio="-", goal="-")
+
+
+# --- CPU seconds: wall time is inflated by other work on a shared machine, CPU seconds much less ---------------
+def own_cpu_s() -> float:
+    """This process's CPU seconds (every thread)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def backend_cpu_s() -> float:
+    """CPU seconds of this connection's PostgreSQL backend (a local server; 0 when it cannot be read)."""
+    import psutil
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return times.user + times.system
+
+
+def server_cpu_s() -> float | None:
+    """CPU seconds of the PostgreSQL cluster this connection talks to (postmaster, its live children and the
+    children it reaped, i.e. finished parallel workers); None when the server is not a local process."""
+    import psutil
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    try:
+        root = psutil.Process(psutil.Process(backend).ppid())
+        times = root.cpu_times()
+        total = times.user + times.system + times.children_user + times.children_system
+        for child in root.children(recursive=True):
+            try:
+                child_times = child.cpu_times()
+            except psutil.Error:
+                continue  # exited meanwhile: now counted in the reaped children's times
+            total += child_times.user + child_times.system
+        return total
+    except psutil.Error:
+        return None
+
+
+def cpu_text(own: object, server: object) -> str:
+    """ "1.2 s Python + 3.4 s PostgreSQL" (n/a when the server's CPU could not be read)."""
+    server_text = f"{float(server):.1f} s" if server is not None else "n/a"  # type: ignore[arg-type]
+    return f"{float(own):.1f} s Python + {server_text} PostgreSQL"  # type: ignore[arg-type]

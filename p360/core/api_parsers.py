@@ -29,7 +29,16 @@ _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]")
 _ALL_BUT_QUOTES_AND_BRACKETS = bytes(b for b in range(256) if b not in b'"[]{}')
 # Integers orjson would turn into floats (beyond 64 bits): such bodies are decoded by the standard library.
-_LONG_DIGITS = re.compile(rb"\d{19,}")
+# Digits -> b"1", every other byte -> b" ": a run of 19 ones is a run of 19 digits, an integer orjson would read as a
+# float. Two C byte operations instead of a `\d{19,}` regex search: ~1 ms against ~10 ms on a 10,000-event body.
+_DIGITS_AS_ONES = bytes(0x31 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_RUN = b"1" * 19
+
+
+def has_long_integer(raw: bytes) -> bool:
+    return _LONG_RUN in raw.translate(_DIGITS_AS_ONES)
+
+
 _INNERMOST = re.compile(rb"\[\]|\{\}")
 
 
@@ -71,7 +80,7 @@ def loads(raw: bytes) -> tuple[Any, bool]:
     the result is always the standard library's. `strict` tells callers the data holds no NaN/infinity, no
     lone surrogate and no integer beyond 64 bits.
     """
-    if orjson is not None and not _LONG_DIGITS.search(raw):
+    if orjson is not None and not has_long_integer(raw):
         try:
             return orjson.loads(raw), True
         except orjson.JSONDecodeError:

@@ -18,7 +18,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from p360.core import api_parsers
 from p360.core.api_errors import error_body
 from p360.core.api_pagination import BoundedLimitOffsetPagination
 from p360.core.api_parsers import PayloadTooLarge, SafeJSONParser
@@ -49,54 +48,10 @@ class SegmentsJSONParser(SafeJSONParser):
             raise SegmentError("the body holds a NUL character", code="invalid") from exc
 
 
-# Digits -> b"1", every other byte -> b" ": a run of 19 ones is a run of 19 digits (see _has_long_integer).
-_DIGITS_AS_ONES = bytes(0x31 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
-_LONG_RUN = b"1" * 19
-
-
-def _has_long_integer(raw: bytes) -> bool:
-    """The answer of p360.core.api_parsers' `\\d{19,}` search, by two C byte operations: on a 10,000-event
-    body the regex took ~10 ms of the request, this ~1 ms."""
-    return _LONG_RUN in raw.translate(_DIGITS_AS_ONES)
-
-
-def _loads(raw: bytes) -> tuple[Any, bool]:
-    """api_parsers.loads with the faster long-integer check (the same result: orjson when it is exact)."""
-    if api_parsers.orjson is not None and not _has_long_integer(raw):
-        try:
-            return api_parsers.orjson.loads(raw), True
-        except api_parsers.orjson.JSONDecodeError:
-            pass  # the standard library decides (and words the error)
-    return api_parsers.loads(raw)
-
-
 class EventsJSONParser(SegmentsJSONParser):
-    """Events judge NUL per event (that event is rejected with its index; the others are accepted). The rules
-    are SafeJSONParser's; only the decoding's long-integer check is faster (10,000-event bodies)."""
+    """Events judge NUL per event (that event is rejected with its index; the others are accepted)."""
 
     refuse_nul = False
-
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
-        raw = stream.read(MAX_BODY_BYTES + 1) if stream is not None else b""
-        if len(raw) > MAX_BODY_BYTES:
-            raise SegmentError(
-                f"the body is over {MAX_BODY_BYTES // 1024 // 1024} MB", code="payload_too_large", status=413
-            )
-        depth = api_parsers.json_depth(raw)
-        if depth > api_parsers.MAX_JSON_DEPTH:
-            raise SegmentError(
-                f"the body is not valid JSON: JSON nested too deep ({depth:,} levels; at most "
-                f"{api_parsers.MAX_JSON_DEPTH})",
-                code="invalid_json",
-            )
-        try:
-            data, strict = _loads(raw)
-        except (ValueError, RecursionError) as exc:
-            raise SegmentError(f"the body is not valid JSON: JSON parse error - {exc}", code="invalid_json") from exc
-        if isinstance(parser_context, dict):
-            parser_context["json_strict"] = strict
-            parser_context["json_may_hold_nul"] = api_parsers.may_hold_nul(raw)
-        return data
 
 
 class SegmentsApiView(APIView):

@@ -166,7 +166,8 @@ def test_a_built_frame_is_stored_per_generation_and_loaded_instead_of_rebuilt(
     entry = cache._entries["org_acme"]
     assert {"email", "email_normalized", "email_sha256"} <= entry.mapped
     assert entry.nbytes() < entry.frame.estimated_size()  # the mapped strings are not counted as heap
-    stored = [p.name for p in (tmp_path / "builder-cache" / "org_acme").iterdir() if p.is_dir()]
+    stored = [p.name for p in frame_files.org_root("org_acme").iterdir() if p.is_dir()]
+    assert frame_files.org_root("org_acme").is_relative_to(tmp_path / "builder-cache")
     assert stored == [entry.stamp.generation]
 
     cache.invalidate()  # a restart: nothing in memory
@@ -179,7 +180,7 @@ def test_a_built_frame_is_stored_per_generation_and_loaded_instead_of_rebuilt(
     with schema_context("org_acme"):  # a new generation is built and stored; the old one is removed
         make_imported("B", _people(10, offset=5000))
     assert _count(client, US)["count"] == 503
-    assert [p.name for p in (tmp_path / "builder-cache" / "org_acme").iterdir() if p.is_dir()] == [
+    assert [p.name for p in frame_files.org_root("org_acme").iterdir() if p.is_dir()] == [
         cache._entries["org_acme"].stamp.generation
     ]
     generation = cache._entries["org_acme"].stamp.generation
