@@ -15,7 +15,7 @@ from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import display
 
 from audiences import cache
-from audiences.models import AudienceCount, AudienceDefinition, AudienceTemplate, BuiltAudience
+from audiences.models import AudienceCount, AudienceDefinition, AudienceTemplate, BuiltAudience, SegmentChange
 from p360.core.admin_sites import org_admin
 from tenants.services import ServiceError
 
@@ -52,7 +52,7 @@ class BuiltAudienceAdmin(ModelAdmin):
     list_display = ["name", "record_count", "definition_number", "materialized_at", "refresh_problem", "updated_at"]
     search_fields = ["name", "description"]
     fields = ["name", "description", "tree_pretty", "record_count", "definition_number", "materialized_at",
-              "refresh_error", "members_link", "created_by", "created_at", "updated_at"]  # fmt: skip
+              "follows_segments", "refresh_error", "members_link", "created_by", "created_at", "updated_at"]  # fmt: skip
     readonly_fields = [f for f in fields if f not in ("name", "description")]
     inlines = [DefinitionInline, CountInline]
     actions = ["refresh_members"]
@@ -86,6 +86,20 @@ class BuiltAudienceAdmin(ModelAdmin):
     def members_link(self, obj: BuiltAudience) -> str:
         url = f"/o/{connection.tenant.slug}/api/v1/audiences/{obj.pk}/members?format=csv"  # type: ignore[attr-defined]
         return format_html('<a href="{}">Download CSV ({} members)</a>', url, obj.record_count)
+
+    @display(description="Follows event segments")
+    def follows_segments(self, obj: BuiltAudience) -> str:
+        """Issue 13: a membership change of these segments refreshes the audience (debounced)."""
+        ids = [int(i) for i in obj.segment_ids or []]
+        if not ids:
+            return "—"
+        due = SegmentChange.objects.filter(segment_id__in=ids).order_by("due_at").values_list("due_at", flat=True)
+        pending = f"; membership changed, refresh due {due[0]:%Y-%m-%d %H:%M:%S} UTC" if due else ""
+        refreshed = f"{obj.materialized_at:%Y-%m-%d %H:%M:%S} UTC" if obj.materialized_at else "never"
+        return (
+            ", ".join(f"#{i}" for i in ids)
+            + f": refreshed when their membership changes (last refreshed {refreshed}{pending})"
+        )
 
     @display(description="Refresh problem")
     def refresh_problem(self, obj: BuiltAudience) -> str:

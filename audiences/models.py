@@ -47,22 +47,30 @@ class Audience(models.Model):
     # Issue 18 (lineage): the audiences this one's tree references, kept by save() from `tree`; GIN-indexed so
     # "derived from X" is one indexed query, `parent_ids @> [X]` (audiences/lineage.py).
     parent_ids = models.JSONField(default=list, blank=True, editable=False)
+    # Issue 13: the event segments this one's tree names (`segment` conditions), kept by save() like `parent_ids`;
+    # "which built audiences follow segment S" is `segment_ids @> [S]` (segments/audience_refresh.py).
+    segment_ids = models.JSONField(default=list, blank=True, editable=False)
 
     class Meta:
         ordering = ["-updated_at", "-id"]
         constraints = [models.UniqueConstraint(fields=["name"], name="audience_name_unique")]
-        indexes = [GinIndex(fields=["parent_ids"], name="audience_parent_ids_gin", opclasses=["jsonb_path_ops"])]
+        indexes = [
+            GinIndex(fields=["parent_ids"], name="audience_parent_ids_gin", opclasses=["jsonb_path_ops"]),
+            GinIndex(fields=["segment_ids"], name="audience_segment_ids_gin", opclasses=["jsonb_path_ops"]),
+        ]
 
     def __str__(self) -> str:
         return self.name
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        from audiences.lineage import parent_ids
+        from audiences.lineage import parent_ids, segment_ids
 
         self.parent_ids = parent_ids(self.tree)
+        self.segment_ids = segment_ids(self.tree)
         update_fields = kwargs.get("update_fields")
-        if update_fields is not None and "tree" in update_fields and "parent_ids" not in update_fields:
-            kwargs["update_fields"] = [*update_fields, "parent_ids"]
+        if update_fields is not None and "tree" in update_fields:
+            missing = [f for f in ("parent_ids", "segment_ids") if f not in update_fields]
+            kwargs["update_fields"] = [*update_fields, *missing]
         super().save(*args, **kwargs)
 
 
@@ -255,3 +263,20 @@ class BuiltAudience(Audience):
         proxy = True
         verbose_name = "built audience"
         verbose_name_plural = "built audiences"
+
+
+class SegmentChange(models.Model):
+    """Issue 13: an event segment whose membership changed and whose following built audiences (`segment_ids`) are
+    stale until `due_at`, when the debounced refresh re-materialises them (segments/audience_refresh.py).
+
+    One row per segment, whatever the number of transitions: the evaluator inserts it in the transaction that
+    writes the transitions (only for segments a built audience follows), the refresh deletes it when it takes it.
+    A plain id, not a foreign key: a deleted segment's row must survive, so its audiences record the error.
+    """
+
+    segment_id = models.BigIntegerField(primary_key=True)
+    due_at = models.DateTimeField()
+    marked_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"segment {self.segment_id} changed (refresh due {self.due_at:%Y-%m-%d %H:%M:%S})"

@@ -187,9 +187,13 @@ def built_audience_update(
 
 
 @org_task
-def built_audience_refresh(*, audience: Audience, actor: User | None, reason: str = "refresh") -> int:
+def built_audience_refresh(
+    *, audience: Audience, actor: User | None, reason: str = "refresh", detail: dict[str, Any] | None = None
+) -> int:
     """Re-materialise a built audience with today's data. A tree that no longer validates (a custom field or
-    topic gone, a referenced audience deleted) keeps the old members and records the error."""
+    topic gone, a referenced audience deleted) keeps the old members and records the error.
+
+    `detail` is added to the audit row (e.g. the segments whose membership change caused the refresh)."""
     if audience.kind != AudienceKind.BUILT or audience.tree is None:
         raise ServiceError("only audiences made with the builder can be refreshed")
     try:
@@ -204,7 +208,7 @@ def built_audience_refresh(*, audience: Audience, actor: User | None, reason: st
             actor=actor,
             org=current_org(),
             entity=audience,
-            after={"count": count, "reason": reason},
+            after={**(detail or {}), "count": count, "reason": reason},
         )
     return count
 

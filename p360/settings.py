@@ -621,6 +621,12 @@ SEGMENTS_PARTITIONS = int(env("SEGMENTS_PARTITIONS", "8"))
 SEGMENTS_NATS_ACK_WAIT_S = float(env("SEGMENTS_NATS_ACK_WAIT_S", "30"))
 SEGMENTS_EVALUATE_INLINE_MAX = int(env("SEGMENTS_EVALUATE_INLINE_MAX", "1000"))
 SEGMENTS_DERIVED_BATCH_SECONDS = int(env("SEGMENTS_DERIVED_BATCH_SECONDS", "60"))
+# Built audiences that name a segment follow its membership: a change marks them stale and a debounced org task
+# re-materialises them at most once per this many seconds (the first change opens the window; a scheduled sweep
+# every minute starts the due refreshes). SEGMENT_AUDIENCE_LOOKUP_SECONDS: how long an evaluator process trusts its
+# cached "segments some built audience follows" (a new audience's segments are re-checked after it).
+SEGMENT_AUDIENCE_REFRESH_SECONDS = int(env("SEGMENT_AUDIENCE_REFRESH_SECONDS", "300"))
+SEGMENT_AUDIENCE_LOOKUP_SECONDS = int(env("SEGMENT_AUDIENCE_LOOKUP_SECONDS", "30"))
 # re-evaluating a segment of more users than this runs as a job (the API answers at once with its id)
 SEGMENTS_REEVALUATE_INLINE_MAX = int(env("SEGMENTS_REEVALUATE_INLINE_MAX", "20000"))
 SEGMENTS_TWILIO_BASE_URL = env("SEGMENTS_TWILIO_BASE_URL", "https://api.twilio.com")

@@ -32,6 +32,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from segments import audience_refresh
 from segments import rules as rules_mod
 from segments.events import FUTURE_SKEW, PENDING_TABLE
 from segments.models import Transition
@@ -244,6 +245,7 @@ def _write(transitions: list[Transition]) -> None:
                 ],
             )
     Transition.objects.bulk_create(transitions, batch_size=5000)
+    audience_refresh.memberships_changed(transitions)  # built audiences following these segments (cached: cheap)
 
 
 def _derived(defs: rules_mod.Definitions, users: Sequence[str], now: datetime) -> list[Transition]:

@@ -20,3 +20,19 @@ def reevaluate_job(ctx: JobContext, segment_id: int) -> dict[str, Any]:
     outcome = reevaluate_segment(segment, progress=ctx.progress)
     ctx.log(f"segment {segment.name}: {outcome.pairs:,} users evaluated, {outcome.entries:,} entered")
     return {"users": outcome.pairs, "entered": outcome.entries, "exited": outcome.exits}
+
+
+@job_handler("segments.refresh_audiences", title="Refresh audiences following event segments")
+def refresh_audiences_job(ctx: JobContext, due_by: str | None = None) -> dict[str, Any]:
+    """Re-materialise the built audiences following the segments whose membership changed (debounced; started by
+    the sweep in segments/audience_refresh.py with the time it saw them due: `due_by`, ISO 8601)."""
+    from datetime import datetime
+
+    from segments.audience_refresh import refresh_due
+
+    result = refresh_due(now=datetime.fromisoformat(due_by) if due_by else None)
+    ctx.log(
+        f"segments {result['segments']}: {len(result['refreshed'])} audience(s) refreshed, "
+        f"{len(result['failed'])} could not be refreshed"
+    )
+    return result

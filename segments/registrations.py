@@ -5,6 +5,11 @@ Imported from SegmentsConfig.ready(); see p360/core/registry.py.
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.db import connection
+from django.db.models.signals import post_delete, post_save
+
 from p360.core import registry
 
 # org admin sidebar, "Data" group: after the core domain apps (200+ is the new-app range)
@@ -55,3 +60,48 @@ def _register_builder_field() -> None:
 
 
 _register_builder_field()
+
+
+# --- Saved audiences follow their segments (issue 13): segments/audience_refresh.py ----------------------------------
+registry.register_schedule(
+    name="p360: segment audience refresh", func="segments.audience_refresh.start_due_all_orgs", minutes=1
+)
+
+
+def _follow_panel(request: Any, audience: Any) -> str:
+    """The audience page's line: which segments it follows, when it was last refreshed, a pending refresh."""
+    from django.template.loader import render_to_string
+
+    from segments.audience_refresh import following
+
+    data = following(audience)
+    if data is None:
+        return ""
+    org = getattr(request, "org", None)
+    return render_to_string("segments/_audience_panel.html", {"f": data, "org": org}, request=request)
+
+
+registry.register_audience_panel(key="segments", order=50, render=_follow_panel)
+
+
+def _audience_saved(sender: Any, instance: Any, created: bool, update_fields: Any = None, **kwargs: Any) -> None:
+    from segments.audience_refresh import audience_saved
+
+    follows_changed = created or update_fields is None or "segment_ids" in update_fields
+    audience_saved(instance, follows_changed=follows_changed)
+
+
+def _audience_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    from segments.audience_refresh import forget
+
+    forget(str(getattr(connection, "schema_name", "")))
+
+
+def _connect_audience_signals() -> None:
+    from audiences.models import Audience
+
+    post_save.connect(_audience_saved, sender=Audience, dispatch_uid="segments.audience_saved")
+    post_delete.connect(_audience_deleted, sender=Audience, dispatch_uid="segments.audience_deleted")
+
+
+_connect_audience_signals()

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from p360.core.audit.services import record
 from p360.core.tenancy import current_org
+from segments import audience_refresh
 from segments import events as events_mod
 from segments import rules as rules_mod
 from segments.evaluator import (
@@ -283,6 +284,8 @@ def _exit_all(segment: Segment, *, reason: str) -> int:
     with connection.cursor() as cursor:
         cursor.execute(EXIT_ALL_SQL, {"seg": segment.pk, "now": now, "reason": reason[:300]})
         exited = int(cursor.rowcount)
+    if exited:  # the ledger rows above bypass the evaluator: its followers' refresh is marked here
+        audience_refresh.segments_changed({segment.pk} & audience_refresh.followed_segments())
     if segment.active:
         WindowState.objects.filter(segment=segment).update(due_at=now)
     else:
@@ -309,6 +312,9 @@ def segment_delete(*, segment: Segment, actor: Any) -> None:
     before = {**definition_of(segment), "name": segment.name}
     pk = segment.pk
     segment.delete()
+    # Built audiences naming it: their refresh records the error (the tree no longer validates), members kept.
+    if audience_refresh.followers([pk]):
+        audience_refresh.segments_changed([pk], due_at=timezone.now())
     record(
         action="segment.deleted",
         actor=actor,
