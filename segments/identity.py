@@ -28,7 +28,7 @@ from typing import Any
 from django.db import connection, transaction
 
 from audiences.normalize import normalize_email, normalize_maid, normalize_phone, uid2_hash
-from segments.models import IdentityKey, Segment, UserProfile
+from segments.models import IdentityKey, Membership, Segment, UserProfile
 
 MAID_ATTRIBUTES = ("maid", "idfa", "gaid", "device_id", "deviceId")
 COLUMNS = tuple(IdentityKey.Kind.values)  # ("email_sha256", "phone_e164", "maid"): audience record columns
@@ -90,7 +90,18 @@ def sync_profile(profile: UserProfile) -> bool:
         ignore_conflicts=True,
     )
     bump_revision()
+    _mark_followed_segments(profile.user_id)
     return True
+
+
+def _mark_followed_segments(user_id: str) -> None:
+    """A member's keys changed: the built audiences following their segments match other records now."""
+    from segments.audience_refresh import followed_segments, segments_changed
+
+    followed = followed_segments()
+    if followed:
+        rows = Membership.objects.filter(user_id=user_id, segment_id__in=followed).values_list("segment_id", flat=True)
+        segments_changed(set(rows))
 
 
 @transaction.atomic

@@ -292,3 +292,17 @@ def test_audiences_derived_from_a_follower_are_refreshed_after_it(client: Client
     result = _refresh()
     assert result["refreshed"] == [audience["id"], derived.json()["id"]]  # the parent first, then what reads it
     assert _counts(derived.json()["id"])[-1] == (1, "segment membership changed")
+
+
+def test_a_members_new_email_is_followed_too(client: Client) -> None:
+    seg, audience = _setup(client)
+    post_events(client, [event("u-ann")])
+    _refresh()
+    assert "ann@example.com" in _members(client, audience["id"])
+    _profile(client, "u-ann", "bob@example.com")  # the member's keys change: other records match now
+    assert _marks() == [seg["id"]]
+    _refresh()
+    members = _members(client, audience["id"])
+    assert "bob@example.com" in members and "ann@example.com" not in members
+    _profile(client, "u-cat", "cat+new@example.com")  # not a member: nothing to refresh
+    assert _marks() == []

@@ -57,6 +57,7 @@ def test_segment_schedules_are_registered_with_the_core():
     ensure_schedules()  # by name: a second pass changes nothing
     rows = Schedule.objects.filter(name__startswith="p360: segment").order_by("name")
     assert [(s.name, s.func, s.schedule_type, s.minutes) for s in rows] == [
+        ("p360: segment audience refresh", "segments.audience_refresh.start_due_all_orgs", Schedule.MINUTES, 1),
         ("p360: segment event retention", "segments.tasks.retention_all_orgs", Schedule.MINUTES, 24 * 60),
         ("p360: segment sends", "segments.tasks.deliver_all_orgs", Schedule.MINUTES, 1),
         ("p360: segment timers", "segments.tasks.run_timers_all_orgs", Schedule.MINUTES, 1),
