@@ -98,10 +98,12 @@ def _audience_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
 
 
 def _connect_audience_signals() -> None:
-    from audiences.models import Audience
+    from audiences.models import Audience, BuiltAudience
 
-    post_save.connect(_audience_saved, sender=Audience, dispatch_uid="segments.audience_saved")
-    post_delete.connect(_audience_deleted, sender=Audience, dispatch_uid="segments.audience_deleted")
+    for model in (Audience, BuiltAudience):  # a proxy's saves are sent with the proxy as sender
+        uid = model._meta.label_lower
+        post_save.connect(_audience_saved, sender=model, dispatch_uid=f"segments.audience_saved:{uid}")
+        post_delete.connect(_audience_deleted, sender=model, dispatch_uid=f"segments.audience_deleted:{uid}")
 
 
 _connect_audience_signals()

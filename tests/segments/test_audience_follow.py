@@ -230,14 +230,19 @@ def test_a_deleted_segment_records_the_error_and_keeps_the_members(client: Clien
     assert b"(deleted)" in page.content and b"The last refresh failed" in page.content
 
 
-def test_the_audience_page_says_which_segments_it_follows(client: Client) -> None:
-    _seg, audience = _setup(client)
+def test_the_audience_page_and_admin_say_which_segments_it_follows(
+    client: Client, super_admin: Any, login: Any
+) -> None:
+    seg, audience = _setup(client)
     page = client.get(f"/o/acme/audiences/{audience['id']}/").content.decode()
     assert "Follows event segment" in page and "buyers" in page and "Last refreshed" in page
     assert "refresh due" not in page
     post_events(client, [event("u-ann")])
     page = client.get(f"/o/acme/audiences/{audience['id']}/").content.decode()
     assert "membership changed, refresh due" in page
+    admin = login(super_admin).get(f"/o/acme/admin/audiences/builtaudience/{audience['id']}/change/").content.decode()
+    assert "Follows event segments" in admin and f"#{seg['id']}: refreshed when their membership changes" in admin
+    assert "refresh due" in admin
 
 
 def test_no_statement_when_no_built_audience_follows_the_segment(client: Client) -> None:
