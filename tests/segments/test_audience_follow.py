@@ -311,3 +311,18 @@ def test_a_members_new_email_is_followed_too(client: Client) -> None:
     assert "bob@example.com" in members and "ann@example.com" not in members
     _profile(client, "u-cat", "cat+new@example.com")  # not a member: nothing to refresh
     assert _marks() == []
+
+
+def test_the_migration_back_fills_existing_built_audiences(client: Client) -> None:
+    import importlib
+
+    from django.apps import apps
+
+    from audiences.models import Audience
+
+    seg, audience = _setup(client)
+    migration = importlib.import_module("audiences.migrations.0008_audience_segment_ids")
+    with schema_context("org_acme"):
+        Audience.objects.filter(pk=audience["id"]).update(segment_ids=[])  # as before the migration
+        migration.backfill(apps, None)
+        assert Audience.objects.get(pk=audience["id"]).segment_ids == [seg["id"]]
