@@ -19,7 +19,6 @@ import hashlib
 import io
 import queue
 import re
-import select
 import threading
 import zlib
 from collections.abc import Iterator
@@ -377,35 +376,24 @@ BATCH_BYTES = 4 << 20  # COPY output handed to polars in ~4 MB blocks: flat memo
 _END = object()
 
 
-def copy_chunks(copy: Any, pgconn: Any, size: int | None = None) -> Iterator[bytes]:
-    """The rows of a `COPY ... TO STDOUT` in blocks of whole rows of at least `size` (BATCH_BYTES) bytes (the last
-    may be smaller), at a fraction of psycopg's cost.
+def copy_rows(copy: Any, pgconn: Any) -> Iterator[Any]:
+    """The rows of a `COPY ... TO STDOUT`, as psycopg's `for chunk in copy` gives them, at a fraction of its cost.
 
     psycopg reads each row through its wait loop and generators: at 10M rows that was about 60 % of a device
-    file's CPU. Here one tight loop takes the rows libpq has buffered (`get_copy_data` without waiting) into a
-    block, and when none is buffered waits for the socket itself (poll, then `consume_input`, as psycopg's
-    copy generator does) instead of going through psycopg's `read()`. At the end the final result is read as
-    psycopg does (one COMMAND_OK, else its error), and the copy is marked finished so its exit does not read
-    again."""
+    file's CPU. Rows already buffered are taken straight from libpq (`get_copy_data` without waiting); when none
+    is, psycopg's own `read()` waits for the socket. At the end the final result is read as psycopg does (one
+    COMMAND_OK, else its error), and the copy is marked finished so its exit does not read again."""
     from psycopg import errors, pq
 
-    size = size or BATCH_BYTES
-    get, buf = pgconn.get_copy_data, bytearray()
-    poller = select.poll()
-    poller.register(pgconn.socket, select.POLLIN)
     while True:
-        nbytes, data = get(1)
+        nbytes, data = pgconn.get_copy_data(1)
         if nbytes > 0:
-            buf += data
-            if len(buf) >= size:
-                yield bytes(buf)
-                buf.clear()
-        elif nbytes == 0:  # nothing buffered: wait for the socket (the GIL is released meanwhile)
-            poller.poll()
-            pgconn.consume_input()
+            yield data
+        elif nbytes == 0:  # nothing buffered: psycopg waits for the socket (and may read the end itself)
+            if not (data := copy.read()):
+                return
+            yield data
         elif nbytes == -1:  # the end of the rows: the statement's result follows
-            if buf:
-                yield bytes(buf)
             results = []
             while (result := pgconn.get_result()) is not None:
                 results.append(result)
@@ -434,10 +422,16 @@ def copy_blocks(sql: str, *, delimiter: str = ",") -> Iterator[bytes]:
 
         def read() -> None:
             try:
+                buf = bytearray()
                 with raw.copy(copy_sql) as copy:
-                    for block in copy_chunks(copy, raw.connection.pgconn):
-                        if not stop.is_set():
-                            blocks.put(block)
+                    for chunk in copy_rows(copy, raw.connection.pgconn):
+                        buf += chunk  # per row only this and the size test: `stop` is checked per block
+                        if len(buf) >= BATCH_BYTES:
+                            if not stop.is_set():
+                                blocks.put(bytes(buf))
+                            buf.clear()
+                if buf and not stop.is_set():
+                    blocks.put(bytes(buf))
                 blocks.put(_END)
             except BaseException as exc:  # noqa: BLE001 - any error is handed to the caller, who would wait forever
                 blocks.put(exc)
@@ -465,50 +459,25 @@ def stream_query(sql: str, writer: SplitWriter, *, delimiter: str) -> None:
 
 
 def device_batches(
-    audience: Audience, *, lookback_days: int | None, today: dt.date, skipped: dict[str, int], delimiter: str = ",",
-    segment: str = "",
-) -> Iterator[tuple[pl.DataFrame, bytes | None]]:  # fmt: skip
+    audience: Audience, *, lookback_days: int | None, today: dt.date, skipped: dict[str, int]
+) -> Iterator[pl.DataFrame]:
     """The audience's device rows (DEVICE_COLUMNS) in batches: its records' ids checked in polars (skip counts
-    added to `skipped` in the same pass), then its REDS ids. No PII column is ever selected.
-
-    Each batch comes with its file lines (`delimiter`, `segment` last) when they could be made from the COPY's
-    own bytes (see `_as_written`), else None: the caller serialises the rows."""
+    added to `skipped` in the same pass), then its REDS ids. No PII column is ever selected."""
     raw_sql = records_raw_sql(audience)
     if raw_sql is not None:
         ts = loaded_at(audience)
         columns = RAW_COLUMNS if "AS optout" in raw_sql else RAW_COLUMNS[:3]
         schema_ = dict.fromkeys(columns, pl.String)
-        suffix = f"{delimiter}{ts}{delimiter}{segment}\n".encode()
-        for block in copy_blocks(raw_sql, delimiter=delimiter):
-            raw = pl.read_csv(io.BytesIO(block), has_header=False, schema=schema_, separator=delimiter)
+        for block in copy_blocks(raw_sql):
+            raw = pl.read_csv(io.BytesIO(block), has_header=False, schema=schema_)
             rows, counts = device_frame(raw, ts)
             for reason, count in counts.items():
                 if count:
                     skipped[reason] = skipped.get(reason, 0) + count
-            yield rows, _as_written(block, raw, rows, delimiter, suffix)
+            yield rows
     reds_schema = {"advertising_id": pl.String, "id_type": pl.String, "ip_address": pl.String, "timestamp": pl.Int64}
     for block in copy_blocks(reds_rows_sql(audience, lookback_days=lookback_days, today=today)):
-        yield pl.read_csv(io.BytesIO(block), has_header=False, schema=reds_schema), None
-
-
-def _as_written(block: bytes, raw: pl.DataFrame, rows: pl.DataFrame, delimiter: str, suffix: bytes) -> bytes | None:
-    """A record batch's file lines straight from its COPY bytes, when every row went through unchanged: the id
-    valid and already in its type's case, the type IDFA, AAID or GAID exactly, the ip valid or absent, nothing
-    opted out or skipped (the common case). Then a line is the COPY's line with GAID written as AAID and the
-    timestamp and segment appended: two bytes.replace passes instead of polars re-serialising every value
-    (checked: equal bytes to `_csv`). Such values never need CSV quoting, so the COPY wrote them bare, and
-    `<d>GAID<d>` can only be a type field (ids are hex, ips digits). None otherwise."""
-    if "optout" in raw.columns or rows.height != raw.height or not raw.height:
-        return None
-    same = (
-        rows["advertising_id"].eq_missing(raw["maid"])
-        & rows["id_type"].eq_missing(raw["maid_type"].replace("GAID", "AAID"))
-        & rows["ip_address"].eq_missing(raw["ip"])
-    )
-    if not same.all():
-        return None
-    d = delimiter.encode()
-    return block.replace(d + b"GAID" + d, d + b"AAID" + d).replace(b"\n", suffix)
+        yield pl.read_csv(io.BytesIO(block), has_header=False, schema=reds_schema)
 
 
 def _csv(rows: pl.DataFrame, delimiter: str) -> bytes:
@@ -631,14 +600,13 @@ def export_files(
                         stream_query(f"SELECT u.uid2, {_literal(seg)} FROM ({uid2s_sql(source)}) u", writer,
                                      delimiter=delimiter)  # fmt: skip
                     continue
-                batches = device_batches(audience, lookback_days=lookback_days, today=today, skipped=skipped,
-                                         delimiter=delimiter, segment=seg)  # fmt: skip
-                for rows, lines in batches:
+                batches = device_batches(audience, lookback_days=lookback_days, today=today, skipped=skipped)
+                for rows in batches:
                     if rows.height:
+                        rows = rows.with_columns(segment_id=pl.lit(seg))
                         keys.append(member_keys(rows, seg))
                         stamps.append(_stamps(rows["timestamp"]))
-                        writer.write(lines if lines is not None else _csv(rows.with_columns(segment_id=pl.lit(seg)),
-                                                                          delimiter))  # fmt: skip
+                        writer.write(_csv(rows, delimiter))
             written = writer.finish()
             if keys:
                 group_keys = pl.concat(keys).sort()

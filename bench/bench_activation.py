@@ -155,7 +155,7 @@ def _device_rows(org: object, tmp: Path) -> list[Row]:
     from django_tenants.utils import schema_context
 
     from activation.delivery import start_delivery
-    from activation.exports import copy_chunks, export_files
+    from activation.exports import copy_rows, export_files
     from activation.models import DeliveryStatus
     from activation.services import destination_create
     from activation.transport import SFTP_CIPHERS
@@ -185,10 +185,10 @@ def _device_rows(org: object, tmp: Path) -> list[Row]:
                     f"COPY (SELECT maid, maid_type, ip FROM {part}) TO STDOUT (FORMAT csv, DELIMITER '|')"
                 ) as copy,
             ):  # type: ignore[attr-defined]
-                # The same block reader as the export (activation.exports.copy_chunks), so the baseline is as fast
-                # as this client can take a COPY: psycopg's own `for chunk in copy` is about 1.5x slower.
-                for block in copy_chunks(copy, cursor.connection.pgconn):
-                    fh.write(block)
+                # The same row reader as the export (activation.exports.copy_rows), so the baseline is as fast as
+                # this client can take a COPY: psycopg's own `for chunk in copy` is about 1.5x slower.
+                for chunk in copy_rows(copy, cursor.connection.pgconn):
+                    fh.write(chunk)
             copy_seconds, copy_cpu = time.perf_counter() - start, own_cpu_s() - cpu0 + backend_cpu_s() - pg0
             (tmp / "copy.csv").unlink()
             # Where the time goes: the write alone (no push), then the whole delivery.

@@ -201,38 +201,3 @@ def test_member_keys_fast_path_equals_the_reference_words(odd: str | None) -> No
     pinned = pl.DataFrame({"advertising_id": ["ABCDEF99-0134-4EEC-B4AF-65855133B008"], "id_type": ["IDFA"],
                            "ip_address": ["10.9.9.9"]})  # fmt: skip
     assert member_keys(pinned, "P360_1_X").item() == 11399978788927258469  # the value before the fast path
-
-
-@pytest.mark.parametrize("fmt", ["liveramp", "csv"])
-def test_lines_made_from_copy_bytes_equal_the_serialised_rows(acme: Any, tmp_path: Path, monkeypatch: Any,
-                                                              fmt: str) -> None:  # fmt: skip
-    """Batches whose rows went through unchanged are written from the COPY's own bytes (GAID as AAID, timestamp
-    and segment appended); any other batch is serialised by polars. Small batches mix both kinds: the files,
-    rows, keys and skip counts equal those of the serialise-everything path."""
-    from activation import exports
-
-    odd = [
-        person(200, maid=person(201)["maid"].lower(), maid_type="IDFA"),  # an IDFA in lower case: upper-cased
-        person(202, maid_type="idfa"),  # the type's case differs
-        person(204, maid_type=None),  # no type: written as AAID
-        person(206, maid=person(207)["maid"], maid_type="GAID"),  # an upper-case GAID: lower-cased
-        person(208, ip="999.1.1.1"),  # a bad ip: the row stays, without it
-        person(210, maid="not-a-maid"),  # a bad id: the row stays with its ip
-        person(212, maid=None, ip=None),  # no device id: skipped
-        person(214, maid="GAID"),
-    ]
-    rows = [person(i) for i in range(40)] + odd + [person(i) for i in range(300, 330)]
-    with schema_context(acme.schema_name):
-        audience = make_imported("Copy bytes", rows)
-        monkeypatch.setattr(exports, "BATCH_BYTES", 400)  # about 7 rows a batch
-        made: list[bool] = []
-        as_written = exports._as_written
-        monkeypatch.setattr(exports, "_as_written", lambda *a: made.append((r := as_written(*a)) is not None) or r)
-        fast = export(tmp_path / "fast", audience, fmt=fmt)
-        monkeypatch.setattr(exports, "_as_written", lambda *a: None)
-        slow = export(tmp_path / "slow", audience, fmt=fmt)
-    assert any(made) and not all(made)  # both kinds of batch were written
-    assert [f.path.read_bytes() for f in fast.files] == [f.path.read_bytes() for f in slow.files]
-    assert [f.as_dict() for f in fast.files] == [f.as_dict() for f in slow.files]
-    assert fast.rows == slow.rows and fast.skipped == slow.skipped and fast.skipped["no_device_id"] == 1
-    assert fast.keys is not None and slow.keys is not None and fast.keys.to_list() == slow.keys.to_list()
