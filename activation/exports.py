@@ -181,10 +181,13 @@ SKIP_REASONS = ("opted_out", "invalid_maid", "invalid_ip", "no_device_id")
 def device_frame(raw: pl.DataFrame, ts: int) -> tuple[pl.DataFrame, dict[str, int]]:
     """Raw record columns -> device rows (GAID as AAID, IDFA upper-case, AAID lower-case) and skip counts."""
     maid, ip = pl.col("maid"), pl.col("ip")
+    # The type column holds a handful of spellings: which of them mean IDFA is decided once per spelling, not
+    # by upper-casing every row's type.
+    idfa_types = [t for t in raw["maid_type"].unique().drop_nulls().to_list() if t.upper() == "IDFA"]
     flags = raw.lazy().with_columns(
         mok=(maid.str.contains(MAID_RE) & (maid != ZERO_MAID)).fill_null(False),
         ipok=ip.str.contains(IP_RE).fill_null(False),
-        idfa=(pl.col("maid_type").str.to_uppercase() == "IDFA").fill_null(False),
+        idfa=pl.col("maid_type").is_in(idfa_types).fill_null(False),
         keep=(pl.col("optout") != "t").fill_null(True) if "optout" in raw.columns else pl.lit(True),
     )
     mok, ipok, idfa, keep = pl.col("mok"), pl.col("ipok"), pl.col("idfa"), pl.col("keep")

@@ -201,3 +201,18 @@ def test_member_keys_fast_path_equals_the_reference_words(odd: str | None) -> No
     pinned = pl.DataFrame({"advertising_id": ["ABCDEF99-0134-4EEC-B4AF-65855133B008"], "id_type": ["IDFA"],
                            "ip_address": ["10.9.9.9"]})  # fmt: skip
     assert member_keys(pinned, "P360_1_X").item() == 11399978788927258469  # the value before the fast path
+
+
+def test_id_type_spellings_are_read_case_blind() -> None:
+    """Any case of IDFA is an IDFA (upper-cased id); every other type, or none, is an AAID (lower-cased id)."""
+    import polars as pl
+
+    from activation.exports import device_frame
+
+    upper, lower = "ABCDEF01-0134-4EEC-B4AF-65855133B008", "abcdef01-0134-4eec-b4af-65855133b008"
+    types = ["IDFA", "idfa", "IdFa", "GAID", "AAID", "X", None]
+    raw = pl.DataFrame({"maid": [upper if i % 2 else lower for i in range(len(types))], "maid_type": types,
+                        "ip": [None] * len(types)}, schema=dict.fromkeys(["maid", "maid_type", "ip"], pl.String))  # fmt: skip
+    rows, skipped = device_frame(raw, 1)
+    assert rows.select("advertising_id", "id_type").rows() == [(upper, "IDFA")] * 3 + [(lower, "AAID")] * 4
+    assert skipped == {"opted_out": 0, "invalid_maid": 0, "invalid_ip": 0, "no_device_id": 0}
