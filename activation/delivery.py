@@ -103,19 +103,29 @@ def members_key(d: Delivery) -> str:
     return f"{settings.P360_DELIVERY_STAGING_PREFIX}/{d.pk}/members.parquet"
 
 
-def save_members(d: Delivery, keys: pl.Series | None, storage: Any = None) -> str:
+def save_members(d: Delivery, keys: pl.Series | None, storage: Any = None, work: Path | None = None) -> str:
     """Store the delivery's sorted member keys (64-bit, see activation.exports.member_keys) in the org's storage
     beside its staged files: the next delivery's diff reads them back (one file, no per-row table). Pass
-    `storage` when called off the request thread (the org is resolved from the current schema)."""
+    `storage` when called off the request thread (the org is resolved from the current schema).
+
+    Uncompressed: the keys are hashes, zstd saved 7 % of the bytes for three times the CPU (0.3 s at 10M keys,
+    on the delivery's last step). With `work` (the delivery's scratch folder) the file is written there and
+    staged like the device files (a hard link on a local storage, no second copy)."""
     from p360.core.uploads.storage import org_storage
 
     if keys is None:
         return ""
-    buf = io.BytesIO()
-    pl.DataFrame({"key": keys}).write_parquet(buf, compression="zstd")
-    buf.seek(0)
     storage = storage if storage is not None else org_storage()
+    frame = pl.DataFrame({"key": keys})
     key = members_key(d)
+    if work is not None:
+        path = work / "members.parquet"
+        frame.write_parquet(path, compression="uncompressed")
+        info = FileInfo(path.name, keys.len(), "", path.stat().st_size, path)
+        return stage([info], key.rsplit("/", 1)[0], storage)[0]
+    buf = io.BytesIO()
+    frame.write_parquet(buf, compression="uncompressed")
+    buf.seek(0)
     if storage.exists(key):
         storage.delete(key)
     return str(storage.save(key, File(buf, name="members.parquet")))
@@ -238,7 +248,7 @@ def _deliver_files(
             _update(d, status=DeliveryStatus.DRY_RUN, finished_at=timezone.now(), alerts=alerts)
             return summary(d)
         ctx.progress(2, 4)
-        receipt, staged, members_file = _stage_and_push(d, export, streamer)
+        receipt, staged, members_file = _stage_and_push(d, export, streamer, work)
     except BaseException:
         if streamer is not None:
             streamer.abort()  # stops the pre-upload and removes the `.part` files it started
@@ -256,7 +266,7 @@ def _deliver_files(
 
 
 def _stage_and_push(
-    d: Delivery, export: ExportResult, streamer: PartStreamer | None
+    d: Delivery, export: ExportResult, streamer: PartStreamer | None, work: Path
 ) -> tuple[dict[str, Any], list[str], str]:
     """Stage the files in the org's storage, store the member keys for the next diff and push, all at the same
     time (threads: the push and the copies are I/O, the key sort releases the GIL); the ledger row is marked
@@ -267,7 +277,7 @@ def _stage_and_push(
     prefix = f"{settings.P360_DELIVERY_STAGING_PREFIX}/{d.pk}"
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="delivery-stage") as pool:
         staging = pool.submit(stage, export.files, prefix, storage)
-        members = pool.submit(save_members, d, export.keys, storage)
+        members = pool.submit(save_members, d, export.keys, storage, work)
         try:
             receipt = _push(d.destination, export.files, streamer)
         finally:

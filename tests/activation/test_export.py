@@ -147,3 +147,72 @@ def test_duplicate_device_rows_are_written_once_with_the_latest_timestamp(acme: 
     assert int(ip_row[3]) == int(body[0][3])  # the later of the two times: the load (the REDS event is a day old)
     assert result.keys is not None and result.keys.len() == result.keys.n_unique() == result.rows
     assert result.files[0].sha256 == hashlib.sha256(result.files[0].path.read_bytes()).hexdigest()
+
+
+def _reference_keys(rows: Any, segment: str) -> Any:
+    """The member key as first defined (polars string slices): stored keys must keep their values."""
+    import numpy as np
+    import polars as pl
+
+    from activation import exports
+
+    parts = rows.select(*exports._words("advertising_id", 36, (0, 8, 16, 24, 28)),
+                        *exports._words("ip_address", 16, (0, 8)))  # fmt: skip
+    kind = np.where((rows["id_type"] == "IDFA").fill_null(False).to_numpy(), np.uint64(1), np.uint64(2))
+    with np.errstate(over="ignore"):
+        z = np.full(rows.height, np.uint64(exports.segment_hash(segment)), dtype=np.uint64)
+        for word, k in zip([*(s.to_numpy() for s in parts.iter_columns()), kind], exports._K, strict=True):
+            z += word * k
+        for mult in (exports._M1, exports._M2, None):
+            z ^= z >> exports._S33
+            if mult is not None:
+                z *= mult
+    return pl.Series("key", z)
+
+
+@pytest.mark.parametrize("odd", [None, "", "short-id", "X" * 40, "ABCDEF99-0134-4EEC-B4AF-65855133B008"])
+def test_member_keys_fast_path_equals_the_reference_words(odd: str | None) -> None:
+    """The Arrow-buffer words give the stored keys' exact values, with nulls, sliced frames, and (falling back)
+    ids of another length; a pinned value guards against any change of the function."""
+    import random
+
+    import polars as pl
+
+    from activation.exports import member_keys
+
+    rng = random.Random(7)
+    hexd = "0123456789abcdef"
+
+    def uuid() -> str:
+        t = "".join(rng.choice(hexd) for _ in range(32))
+        return f"{t[:8]}-{t[8:12]}-{t[12:16]}-{t[16:20]}-{t[20:]}"
+
+    n = 500
+    ids = [None if i % 7 == 0 else (uuid().upper() if i % 2 else uuid()) for i in range(n)]
+    ids[3] = odd
+    ips = [None if i % 5 == 0 else f"{rng.randint(1, 255)}.{i % 256}.{rng.randint(0, 255)}.{i % 7}" for i in range(n)]
+    ips[4] = "255.255.255.255"
+    kinds = [None if a is None else ("IDFA" if a.isupper() else "AAID") for a in ids]
+    rows = pl.DataFrame({"advertising_id": ids, "id_type": kinds, "ip_address": ips}, schema=dict.fromkeys(
+        ["advertising_id", "id_type", "ip_address"], pl.String))  # fmt: skip
+    rows = pl.concat([rows.slice(0, 200), rows.slice(200)], rechunk=False)  # two chunks
+    for frame in (rows, rows.slice(37, 300)):  # a slice: an Arrow array with an offset
+        assert member_keys(frame, "P360_1_X").to_list() == _reference_keys(frame, "P360_1_X").to_list()
+    pinned = pl.DataFrame({"advertising_id": ["ABCDEF99-0134-4EEC-B4AF-65855133B008"], "id_type": ["IDFA"],
+                           "ip_address": ["10.9.9.9"]})  # fmt: skip
+    assert member_keys(pinned, "P360_1_X").item() == 11399978788927258469  # the value before the fast path
+
+
+def test_id_type_spellings_are_read_case_blind() -> None:
+    """Any case of IDFA is an IDFA (upper-cased id); every other type, or none, is an AAID (lower-cased id)."""
+    import polars as pl
+
+    from activation.exports import device_frame
+
+    upper, lower = "ABCDEF01-0134-4EEC-B4AF-65855133B008", "abcdef01-0134-4eec-b4af-65855133b008"
+    types = ["IDFA", "idfa", "IdFa", "GAID", "AAID", "X", None]
+    raw = pl.DataFrame({"maid": [upper if i % 2 else lower for i in range(len(types))], "maid_type": types,
+                        "ip": [None] * len(types)}, schema=dict.fromkeys(["maid", "maid_type", "ip"], pl.String))  # fmt: skip
+    rows, skipped = device_frame(raw, 1)
+    assert rows.select("advertising_id", "id_type").rows() == [(upper, "IDFA")] * 3 + [(lower, "AAID")] * 4
+    assert skipped == {"opted_out": 0, "invalid_maid": 0, "invalid_ip": 0, "no_device_id": 0}
