@@ -13,7 +13,6 @@ from django.db import connection
 
 from p360.core.jobs.services import JobContext, job_handler
 from p360.core.tenancy import org_storage_name
-from reporting.pdf import build_pdf
 from reporting.selectors import Filters
 from tenants.models import Organization
 
@@ -42,6 +41,9 @@ def pdf_export(
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "report.pdf"
         with path.open("wb") as handle:
+            # reportlab (~0.4 s to import) loads when a PDF is made, not with the job registry
+            from reporting.pdf import build_pdf
+
             info = build_pdf(
                 handle, org_name=org.name, start=first, end=last, filters=filters, scope=scope, progress=ctx.progress
             )
