@@ -53,8 +53,7 @@ class StandIn:
 
     @property
     def root_url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self.server.server_port}"  # bound to 127.0.0.1 above
 
     @property
     def base_url(self) -> str:
