@@ -121,3 +121,45 @@ def _plan_merge(
     keep = pl.concat([always, singles])
     loaded = keep.height + (merged.height - with_existing.height if merged is not None else 0)
     return Plan(keep_lines=keep, merged=merged, replace_keys=with_existing[KEY].to_list(), duplicates=total - loaded)
+
+
+class SeenKeys:
+    """The dedupe keys already taken (existing records' and this file's kept rows'), for the `first` rule while
+    streaming: a row is loaded when its key is new, decided the moment its batch is normalised.
+
+    Exact: the keys themselves are kept, in sorted runs merged like a log-structured tree (a run is merged
+    into the one before it once it is at least half its size), so a batch is checked with one binary search
+    per run and each key is re-sorted only O(log n) times. Memory: the distinct keys once (about 40 bytes
+    for a typical email), where the staged path kept 20 bytes of hash per row plus the staged file.
+    """
+
+    def __init__(self, existing: pl.DataFrame) -> None:
+        self.runs: list[pl.Series] = []
+        if existing.height:
+            self._push(existing[KEY].drop_nulls().unique().sort())
+
+    def first_new(self, keys: pl.Series) -> pl.Series:
+        """True for the rows to load: a null key, or a key neither taken before nor earlier in this batch.
+
+        The loaded keys are then taken.
+        """
+        frame = pl.DataFrame({KEY: keys})
+        taken = self._taken(keys)
+        keep = frame.select(pl.col(KEY).is_null() | (pl.col(KEY).is_first_distinct() & ~pl.lit(taken))).to_series()
+        fresh = keys.filter(keep & keys.is_not_null())
+        if fresh.len():
+            self._push(fresh.sort())
+        return keep
+
+    def _taken(self, keys: pl.Series) -> pl.Series:
+        taken = pl.Series(KEY, [False] * keys.len(), dtype=pl.Boolean)
+        for run in self.runs:
+            at = run.search_sorted(keys).clip(upper_bound=run.len() - 1)
+            taken = taken | (run.gather(at) == keys).fill_null(False)
+        return taken
+
+    def _push(self, run: pl.Series) -> None:
+        self.runs.append(run)
+        while len(self.runs) > 1 and self.runs[-1].len() * 2 >= self.runs[-2].len():
+            last = pl.DataFrame({KEY: self.runs.pop()})
+            self.runs[-1] = pl.DataFrame({KEY: self.runs[-1]}).merge_sorted(last, KEY)[KEY]

@@ -38,6 +38,7 @@ class Staged:
     keys: list[pl.DataFrame] = field(default_factory=list)
     quarantine: list[pl.DataFrame] = field(default_factory=list)
     rows_read: int = 0
+    blank_lines: int = 0
     field_filled: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     memory: dict[str, int] = field(default_factory=dict)  # MB of RSS seen at the end of each phase
@@ -90,6 +91,34 @@ def _stage_once(
     imp: AudienceImport, path: Path, info: Any, tmp: Path, ctx: JobContext | None, careful: bool = False
 ) -> tuple[Staged, int]:
     staged = Staged()
+    for number, good in enumerate(normalised(imp, path, info, tmp, ctx, staged, careful=careful)):
+        part = tmp / f"part-{number:05d}.parquet"
+        with staged.phase("stage"):
+            good.write_parquet(part, compression="lz4")
+        staged.parts.append(part)
+        # Only a 64-bit hash of each key stays in memory (20 bytes a row); the few rows whose hash
+        # repeats are compared by their real keys later, read back from the staged part.
+        hashed = pl.when(pl.col(KEY).is_not_null()).then(pl.col(KEY).hash(seed=HASH_SEED))
+        staged.keys.append(good.select("line", pl.lit(number, dtype=pl.Int32).alias("part"), hashed.alias("h")))
+    return staged, staged.blank_lines
+
+
+def normalised(
+    imp: AudienceImport,
+    path: Path,
+    info: Any,
+    tmp: Path,
+    ctx: JobContext | None,
+    staged: Staged,
+    *,
+    careful: bool = False,
+) -> Iterator[pl.DataFrame]:
+    """The file's good rows, batch by batch: normalised, with `line` and the dedupe key (`__key`).
+
+    Bad rows go to `staged.quarantine`; rows read, filled fields and blank lines are counted on `staged`.
+    May raise `RestartCarefully` part-way (the fast reader gave up): the caller then starts again with
+    `careful=True` and discards what it did with the batches already yielded.
+    """
     with staged.phase("check_and_scan"):
         batches, reader, total = open_batches(path, info, tmp)
     if reader is not None and careful:
@@ -102,7 +131,7 @@ def _stage_once(
     key = imp.dedupe_key or default_dedupe_key(mapping)
     done = 0
     iterator = iter(batches)
-    for number in range(1 << 40):
+    while True:
         with staged.phase("read"):
             batch = next(iterator, None)
         if batch is None:
@@ -119,22 +148,14 @@ def _stage_once(
         for column in good.columns:
             if column not in {"line", KEY}:
                 staged.field_filled[column] = staged.field_filled.get(column, 0) + int(good[column].is_not_null().sum())
-        part = tmp / f"part-{number:05d}.parquet"
-        with staged.phase("stage"):
-            good.write_parquet(part, compression="lz4")
-        staged.parts.append(part)
-        # Only a 64-bit hash of each key stays in memory (20 bytes a row); the few rows whose hash
-        # repeats are compared by their real keys later, read back from the staged part.
-        hashed = pl.when(pl.col(KEY).is_not_null()).then(pl.col(KEY).hash(seed=HASH_SEED))
-        staged.keys.append(good.select("line", pl.lit(number, dtype=pl.Int32).alias("part"), hashed.alias("h")))
         done = int(batch[ROW].cast(pl.Int64).max() or done) if batch.height else done  # type: ignore[arg-type]
+        yield good
         if ctx is not None:
             ctx.progress(min(done, total), total, rows_read=staged.rows_read)
     if reader is not None:
         staged.rows_read += reader.scan.quarantine.height
         staged.quarantine.append(reader.scan.quarantine)
-        return staged, len(reader.scan.blank)
-    return staged, 0
+        staged.blank_lines = len(reader.scan.blank)
 
 
 def _quarantine_empty_rows(batch: pl.DataFrame, staged: Staged) -> pl.DataFrame:
