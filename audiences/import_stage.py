@@ -41,16 +41,19 @@ class Staged:
     blank_lines: int = 0
     field_filled: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU-seconds of the importing thread per phase
     memory: dict[str, int] = field(default_factory=dict)  # MB of RSS seen at the end of each phase
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
         """Time a phase (shown in the report, so slow imports can be explained)."""
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         try:
             yield
         finally:
             self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
+            # this thread's CPU too: wall time on a busy machine says little about what a phase costs
+            self.cpu[name] = round(self.cpu.get(name, 0.0) + time.thread_time() - cpu, 3)
             rss = psutil.Process().memory_info().rss // (1 << 20)
             self.memory[name] = max(self.memory.get(name, 0), rss)
 
@@ -58,7 +61,7 @@ class Staged:
         for part in self.parts:
             part.unlink(missing_ok=True)
         self.parts, self.keys, self.quarantine, self.rows_read, self.field_filled = [], [], [], 0, {}
-        self.timings = {}
+        self.timings, self.cpu = {}, {}
 
 
 def default_dedupe_key(mapping: dict[str, str]) -> str:

@@ -305,6 +305,7 @@ def _finish_version(
         "dedupe_key": key,
         "replaced_existing": len(plan.replace_keys),
         "timings": staged.timings,
+        "cpu_seconds": staged.cpu,
         "rss_mb": staged.memory,
     }
     imp.quarantine_file = quarantine_name
