@@ -1,5 +1,8 @@
 """Import step 2, the stage: read the batches, normalise them, quarantine bad rows, stage good rows on local disk.
 
+`normalised` yields the good rows batch by batch; the `first` rule streams them straight to COPY (pipeline.py),
+`stage` writes them to disk for `last` and `merge`, which need the whole file before placing any row.
+
 Normalised rows go to local disk (LZ4 Parquet parts) so memory stays bounded; only a 64-bit hash of each
 row's dedupe key stays in memory for the dedupe step. Returns a `Staged` value; calls nothing above it.
 (Uncompressed Arrow IPC parts were tried: cheaper to write and read, but the 10M-row import then peaked at

@@ -6,6 +6,10 @@ This module orchestrates; each step is a module that returns a value and never c
   -> import_dedupe.py (which rows become records: `Plan`)
   -> import_write.py (the rows into the new version through a loader: `Written`)
   -> import_report.py (quarantine file, quality, summary).
+The `first` rule (the default) does not stage: whether a row is kept depends only on the rows before it, so
+each batch is normalised, deduplicated against the keys taken so far (`SeenKeys`) and handed to the COPY
+connections at once, and PostgreSQL parses batch N while batch N+1 is normalised. `last` and `merge` need the
+whole file before any row can be placed and keep the staged path.
 The new version is written in ONE transaction: a crash at any point leaves the audience exactly as it
 was, and the job simply runs again.
 

@@ -83,6 +83,7 @@ def test_a_file_read_in_small_batches_loads_exactly_the_first_of_each_key(
         assert result["duplicates"] == len(emails) - loaded - quarantined
         with schema_context("org_acme"):
             audience = Audience.objects.get(name=name)
+            assert audience.current_version_id is not None
             rows = records.read_version(audience.current_version_id, ["row", "line", "email_normalized", "custom"])
             imp = AudienceImport.objects.get(pk=result["import_id"])
             assert audience.record_count == len(expected)
