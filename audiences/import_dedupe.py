@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import polars as pl
 from django.db import connection
 
@@ -123,43 +125,89 @@ def _plan_merge(
     return Plan(keep_lines=keep, merged=merged, replace_keys=with_existing[KEY].to_list(), duplicates=total - loaded)
 
 
+class KeyHashCollision(Exception):
+    """Two different keys share a 64-bit hash (odds about n^2 / 2^65): the streamed `first` rule cannot decide
+    those rows by hash, so the caller drops what it streamed and imports through the staged path (exact)."""
+
+
+def key_hashes(keys: pl.Series) -> pl.Series:
+    """64-bit hashes of the dedupe keys (the same seed as the staged path's)."""
+    return keys.hash(seed=HASH_SEED)
+
+
 class SeenKeys:
     """The dedupe keys already taken (existing records' and this file's kept rows'), for the `first` rule while
     streaming: a row is loaded when its key is new, decided the moment its batch is normalised.
 
-    Exact: the keys themselves are kept, in sorted runs merged like a log-structured tree (a run is merged
-    into the one before it once it is at least half its size), so a batch is checked with one binary search
-    per run and each key is re-sorted only O(log n) times. Memory: the distinct keys once (about 40 bytes
-    for a typical email), where the staged path kept 20 bytes of hash per row plus the staged file.
+    In memory: only a 64-bit hash per taken key (8 bytes; the exact keys, about 40 bytes each plus polars'
+    per-string overhead, took a 10M-row import to 3.3 GB), in sorted numpy runs merged like a log-structured
+    tree (a run is merged into the one before it once it is at least half its size), so a batch is checked with
+    one binary search per run and each hash is re-sorted only O(log n) times.
+    Exact: the taken keys with their hashes are spilled to local disk (Arrow IPC, one file a batch). A row whose
+    key hash was taken in an earlier batch is dropped as a duplicate and remembered; `verify` then checks that
+    each of those rows' exact key was taken, and raises `KeyHashCollision` if one was not (a different key with
+    the same hash). Within a batch, duplicates are decided on the exact keys.
     """
 
-    def __init__(self, existing: pl.DataFrame) -> None:
-        self.runs: list[pl.Series] = []
+    def __init__(self, existing: pl.DataFrame, spill_dir: Path) -> None:
+        self.runs: list[np.ndarray] = []
+        self.spill_dir = spill_dir
+        self.spills: list[Path] = []
+        self.dropped: list[pl.DataFrame] = []  # (h, key) of rows dropped on the hash of an earlier batch's key
+        spill_dir.mkdir(parents=True, exist_ok=True)
         if existing.height:
-            self._push(existing[KEY].drop_nulls().unique().sort())
+            self._take(existing.select(pl.col(KEY)).drop_nulls().unique())
 
     def first_new(self, keys: pl.Series) -> pl.Series:
         """True for the rows to load: a null key, or a key neither taken before nor earlier in this batch.
 
         The loaded keys are then taken.
         """
-        frame = pl.DataFrame({KEY: keys})
-        taken = self._taken(keys)
-        keep = frame.select(pl.col(KEY).is_null() | (pl.col(KEY).is_first_distinct() & ~pl.lit(taken))).to_series()
-        fresh = keys.filter(keep & keys.is_not_null())
-        if fresh.len():
-            self._push(fresh.sort())
-        return keep
+        frame = pl.DataFrame({KEY: keys}, schema={KEY: pl.String}).with_columns(
+            key_hashes(pl.Series(KEY, keys, dtype=pl.String)).alias("h"),
+            pl.col(KEY).is_first_distinct().alias("first"),
+        )
+        taken = pl.Series("taken", self._taken(frame["h"].to_numpy()), dtype=pl.Boolean)
+        frame = frame.with_columns(taken.alias("taken"))
+        has_key = pl.col(KEY).is_not_null()
+        frame = frame.with_columns(keep=~has_key | (pl.col("first") & ~pl.col("taken")))
+        later = frame.filter(has_key & pl.col("first") & pl.col("taken")).select("h", KEY)
+        if later.height:
+            self.dropped.append(later)
+        self._take(frame.filter(has_key & pl.col("keep")).select(KEY, "h"))
+        return frame["keep"]
 
-    def _taken(self, keys: pl.Series) -> pl.Series:
-        taken = pl.Series(KEY, [False] * keys.len(), dtype=pl.Boolean)
+    def verify(self) -> None:
+        """Raise `KeyHashCollision` unless every row dropped on a hash had exactly a taken key."""
+        if not self.dropped:
+            return
+        dropped = pl.concat(self.dropped)
+        wanted = dropped["h"].unique().implode()
+        spilled = pl.scan_ipc(self.spills).filter(pl.col("h").is_in(wanted)).select("h", KEY).collect()
+        if dropped.join(spilled, on=["h", KEY], how="anti").height:
+            raise KeyHashCollision("two different dedupe keys share a 64-bit hash")
+
+    def _take(self, frame: pl.DataFrame) -> None:
+        if "h" not in frame.columns:
+            frame = frame.with_columns(key_hashes(frame[KEY]).alias("h"))
+        if not frame.height:
+            return
+        spill = self.spill_dir / f"keys-{len(self.spills):05d}.arrow"
+        frame.select("h", KEY).write_ipc(spill)
+        self.spills.append(spill)
+        self._push(np.sort(frame["h"].to_numpy()))
+
+    def _taken(self, hashes: np.ndarray) -> np.ndarray:
+        taken = np.zeros(len(hashes), dtype=bool)
         for run in self.runs:
-            at = run.search_sorted(keys).clip(upper_bound=run.len() - 1)
-            taken = taken | (run.gather(at) == keys).fill_null(False)
+            at = np.minimum(np.searchsorted(run, hashes), len(run) - 1)
+            taken |= run[at] == hashes
         return taken
 
-    def _push(self, run: pl.Series) -> None:
+    def _push(self, run: np.ndarray) -> None:
         self.runs.append(run)
-        while len(self.runs) > 1 and self.runs[-1].len() * 2 >= self.runs[-2].len():
-            last = pl.DataFrame({KEY: self.runs.pop()})
-            self.runs[-1] = pl.DataFrame({KEY: self.runs[-1]}).merge_sorted(last, KEY)[KEY]
+        while len(self.runs) > 1 and len(self.runs[-1]) * 2 >= len(self.runs[-2]):
+            last = self.runs.pop()
+            merged = np.concatenate([self.runs[-1], last])
+            merged.sort(kind="stable")  # two sorted runs: a linear merge
+            self.runs[-1] = merged

@@ -31,7 +31,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from audiences import records
-from audiences.import_dedupe import Plan, SeenKeys, existing_keys, plan_dedupe
+from audiences.import_dedupe import KeyHashCollision, Plan, SeenKeys, existing_keys, plan_dedupe
 from audiences.import_report import quality, save_quarantine, summary
 from audiences.import_source import (
     ImportFailed,
@@ -197,11 +197,19 @@ def _stream_version(imp: AudienceImport, path: Path, info: Any, tmp: Path, ctx: 
     PostgreSQL parses on its own core, while the next batch is normalised). Same single commit as the staged
     path: the new version's rows go to a detached table (or the caller's transaction) until `_finish_version`."""
     try:
-        return _stream_once(imp, path, info, tmp, ctx, careful=False)
-    except RestartCarefully:
+        try:
+            return _stream_once(imp, path, info, tmp, ctx, careful=False)
+        except RestartCarefully:
+            if ctx is not None:
+                ctx.log("the fast reader gave up part-way; reading the file again carefully")
+            return _stream_once(imp, path, info, tmp, ctx, careful=True)
+    except KeyHashCollision:
+        # Nothing was kept (the streamed rows were dropped with their table); the staged path compares the
+        # rows whose hashes repeat by their exact keys.
         if ctx is not None:
-            ctx.log("the fast reader gave up part-way; reading the file again carefully")
-        return _stream_once(imp, path, info, tmp, ctx, careful=True)
+            ctx.log("two dedupe keys share a hash; importing again through the staged path")
+        staged, blank_lines = stage(imp, path, info, tmp, ctx)
+        return _write_version(imp, staged, blank_lines, ctx)
 
 
 def _stream_once(
@@ -216,7 +224,7 @@ def _stream_once(
         audience = Audience.objects.filter(name=imp.audience_name).first()
         base = audience.current_version if audience is not None and imp.mode == ImportMode.APPEND else None
         with staged.phase("dedupe"):
-            seen = SeenKeys(existing_keys(audience if base else None, key))
+            seen = SeenKeys(existing_keys(audience if base else None, key), tmp / f"keys-{int(careful)}")
         version_id = reserve_version_id()
         loader = loader_for(schema, version_id)
         try:
@@ -226,6 +234,8 @@ def _stream_once(
                 with loader:
                     batches = normalised(imp, path, info, tmp, ctx, staged, careful=careful)
                     written, duplicates = stream_first(loader, batches, seen, staged, base, key)
+                with staged.phase("dedupe"):
+                    seen.verify()  # before anything is committed: a hash collision restarts on the staged path
                 del seen
                 quarantine = (
                     pl.concat(staged.quarantine).sort(ROW)
