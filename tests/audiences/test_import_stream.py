@@ -96,7 +96,12 @@ def test_a_file_read_in_small_batches_loads_exactly_the_first_of_each_key(
         monkeypatch.setattr(import_dedupe, "key_hashes", _weak_hash)
     staged_runs: list[str] = []
     real_stage = pipeline.stage
-    monkeypatch.setattr(pipeline, "stage", lambda imp, *a: staged_runs.append(imp.source_name) or real_stage(imp, *a))
+
+    def counting_stage(imp: AudienceImport, *args: Any) -> Any:
+        staged_runs.append(imp.source_name)
+        return real_stage(imp, *args)
+
+    monkeypatch.setattr(pipeline, "stage", counting_stage)
     first = ["a@x.com", "B@x.com", "", "a@x.com", "c@x.com", "not-an-email", "b@X.com", "", "d@x.com", "c@x.com"]
     second = ["e@x.com", "A@x.com", "e@x.com", "", "f@x.com", "d@x.com", "g@x.com"]
     name = "Streamed in small batches"
