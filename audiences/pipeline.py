@@ -8,8 +8,11 @@ This module orchestrates; each step is a module that returns a value and never c
   -> import_report.py (quarantine file, quality, summary).
 The `first` rule (the default) does not stage: whether a row is kept depends only on the rows before it, so
 each batch is normalised, deduplicated against the keys taken so far (`SeenKeys`) and handed to the COPY
-connections at once, and PostgreSQL parses batch N while batch N+1 is normalised. `last` and `merge` need the
-whole file before any row can be placed and keep the staged path.
+connections at once, and PostgreSQL parses batch N while batch N+1 is normalised. `SeenKeys` holds 64-bit
+hashes only (the taken keys are spilled to disk); before the commit the rows dropped on a hash are checked
+against those exact keys, and a collision (two keys, one hash) drops the streamed table and re-imports through
+the staged path, so the result never depends on the hash. `last` and `merge` need the whole file before any row
+can be placed and keep the staged path.
 The new version is written in ONE transaction: a crash at any point leaves the audience exactly as it
 was, and the job simply runs again.
 
