@@ -135,7 +135,9 @@ def key_hashes(keys: pl.Series) -> pl.Series:
     return keys.hash(seed=HASH_SEED)
 
 
-SLOT_BITS = 26  # 2^26 one-byte slots: 10M taken keys fill 14 %, so 86 % of new keys need no search
+# One-byte slots on the hashes' top bits: at most 2^26 (64 MiB; 10M taken keys fill 14 %, so 86 % of new keys
+# need no search), grown with the keys taken so that a small import never touches 64 MiB.
+MIN_SLOT_BITS, MAX_SLOT_BITS = 16, 26
 
 
 class SeenKeys:
@@ -154,7 +156,8 @@ class SeenKeys:
 
     def __init__(self, existing: pl.DataFrame, spill_dir: Path) -> None:
         self.runs: list[np.ndarray] = []
-        self.slots = np.zeros(1 << SLOT_BITS, dtype=bool)  # 64 MiB, touched page by page as keys are taken
+        self.slot_bits, self.taken_count = MIN_SLOT_BITS, 0
+        self.slots = np.zeros(1 << self.slot_bits, dtype=bool)
         self.spill_dir = spill_dir
         self.spills: list[Path] = []
         self.dropped: list[pl.DataFrame] = []  # (h, key) of rows dropped on the hash of an earlier batch's key
@@ -200,13 +203,21 @@ class SeenKeys:
         frame.select("h", KEY).write_ipc(spill)
         self.spills.append(spill)
         hashes = frame["h"].to_numpy()
-        self.slots[hashes >> np.uint64(64 - SLOT_BITS)] = True
         self._push(np.sort(hashes))
+        self.taken_count += len(hashes)
+        wanted = min(MAX_SLOT_BITS, max(MIN_SLOT_BITS, (self.taken_count * 8).bit_length()))
+        if wanted > self.slot_bits:  # at most 1/8 of the slots filled: rebuilt larger, from the runs
+            self.slot_bits = wanted
+            self.slots = np.zeros(1 << wanted, dtype=bool)
+            for run in self.runs:
+                self.slots[run >> np.uint64(64 - wanted)] = True
+        else:
+            self.slots[hashes >> np.uint64(64 - self.slot_bits)] = True
 
     def _taken(self, hashes: np.ndarray) -> np.ndarray:
         # A byte per slot of the hashes' top bits rules out most new keys with one lookup; only the rest are
         # binary-searched in the runs (a search in a 10M-entry run costs a cache miss per step).
-        maybe = self.slots[hashes >> np.uint64(64 - SLOT_BITS)]
+        maybe = self.slots[hashes >> np.uint64(64 - self.slot_bits)]
         taken = np.zeros(len(hashes), dtype=bool)
         candidates = np.flatnonzero(maybe)
         if len(candidates):

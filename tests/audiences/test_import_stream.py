@@ -80,6 +80,14 @@ def test_seen_keys_with_colliding_hashes_never_answer_wrong(
         _replay(existing, batches)
 
 
+def test_seen_keys_grow_their_slot_table_and_stay_exact() -> None:
+    """Enough keys to rebuild the slot table several times; every repeat is found, every new key is kept."""
+    _replay(
+        [f"old{i}" for i in range(0, 30_000, 7)],
+        [[f"k{(b * 9_000 + i) % 70_000}" if i % 5 else f"old{i}" for i in range(12_000)] for b in range(12)],
+    )
+
+
 def _import(path: Path, name: str, mode: str) -> dict[str, Any]:
     out = io.StringIO()
     call_command("import_audience", "--org", "acme", str(path), "--name", name, "--mode", mode, "--json", stdout=out)
