@@ -14,8 +14,8 @@ import polars as pl
 from django.db import connection, transaction
 
 from audiences import records
-from audiences.import_dedupe import Plan
-from audiences.import_stage import Staged, read_part
+from audiences.import_dedupe import Plan, SeenKeys
+from audiences.import_stage import KEY, Staged, read_part
 from audiences.loader import ParallelLoader, SerialLoader
 from audiences.models import Audience, AudienceImport, AudienceKind, AudienceVersion, VersionStatus
 from p360.core.audit.services import record
@@ -66,6 +66,41 @@ def load_rows(
         written.count(merged)
         written.loaded += merged.height - len(plan.replace_keys)
     return written
+
+
+def stream_first(
+    loader: SerialLoader | ParallelLoader,
+    batches: Iterator[pl.DataFrame],
+    seen: SeenKeys,
+    staged: Staged,
+    base: AudienceVersion | None,
+    key: str,
+) -> tuple[Written, int]:
+    """The `first` rule, streamed: each normalised batch's new-key rows go to COPY while the next batch is read.
+
+    No staged file and no second pass: whether a row is kept depends only on the rows before it (and the
+    existing records), so its row ordinal is known at once. Returns what was written and the duplicates.
+    """
+    written = Written(has_base=base is not None)
+    first_row = 0
+    if base is not None:
+        loader.copy_version(base.pk, key=key, skip_keys=[])
+        first_row = records.next_row(loader.schema, base.pk)
+    duplicates = 0
+    for good in batches:
+        with staged.phase("dedupe"):
+            keep = seen.first_new(good[KEY])
+            frame = good.filter(keep)
+        duplicates += good.height - frame.height
+        with staged.phase("load_prepare"):
+            frame = records.conform(frame)
+        with staged.phase("load_copy"):  # waits only when the COPY connections are behind
+            loader.copy_frame(frame, first_row)
+        written.count(frame)
+        first_row += frame.height
+        written.loaded += frame.height
+        fault_point("audiences.import.copy")
+    return written, duplicates
 
 
 def reserve_version_id() -> int:

@@ -100,9 +100,8 @@ class ParallelLoader:
 
     def copy_frame(self, frame: pl.DataFrame, first_row: int) -> None:
         if frame.height:
-            payload = records.csv_payload(self.version_id, frame, first_row=first_row)
-            table = records.qualified(self.schema, self.version_id)
-            self._run(lambda cursor: records.copy_payload(cursor, table, payload))
+            # encoded on the worker thread too (polars releases the GIL): the caller goes on normalising
+            self._run(_copy_frame_task(self.schema, self.version_id, frame, first_row))
 
     def copy_version(self, source_id: int, *, key: str, skip_keys: list[str]) -> None:
         """The rows of version `source_id` (except those whose key is in `skip_keys`) into the new version."""
@@ -120,6 +119,14 @@ class ParallelLoader:
 def _copy_version_task(schema: str, source_id: int, target_id: int, key: str, skip_keys: list[str]) -> Task:
     def task(cursor: Any) -> None:
         records.copy_version(cursor, schema, source_id, target_id, key=key, skip_keys=skip_keys)
+
+    return task
+
+
+def _copy_frame_task(schema: str, version_id: int, frame: pl.DataFrame, first_row: int) -> Task:
+    def task(cursor: Any) -> None:
+        payload = records.csv_payload(version_id, frame, first_row=first_row)
+        records.copy_payload(cursor, records.qualified(schema, version_id), payload)
 
     return task
 

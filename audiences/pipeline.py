@@ -6,6 +6,13 @@ This module orchestrates; each step is a module that returns a value and never c
   -> import_dedupe.py (which rows become records: `Plan`)
   -> import_write.py (the rows into the new version through a loader: `Written`)
   -> import_report.py (quarantine file, quality, summary).
+The `first` rule (the default) does not stage: whether a row is kept depends only on the rows before it, so
+each batch is normalised, deduplicated against the keys taken so far (`SeenKeys`) and handed to the COPY
+connections at once, and PostgreSQL parses batch N while batch N+1 is normalised. `SeenKeys` holds 64-bit
+hashes only (the taken keys are spilled to disk); before the commit the rows dropped on a hash are checked
+against those exact keys, and a collision (two keys, one hash) drops the streamed table and re-imports through
+the staged path, so the result never depends on the hash. `last` and `merge` need the whole file before any row
+can be placed and keep the staged path.
 The new version is written in ONE transaction: a crash at any point leaves the audience exactly as it
 was, and the job simply runs again.
 
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import shutil
 from contextlib import nullcontext
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -26,7 +34,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from audiences import records
-from audiences.import_dedupe import Plan, existing_keys, plan_dedupe
+from audiences.import_dedupe import KeyHashCollision, Plan, SeenKeys, existing_keys, plan_dedupe
 from audiences.import_report import quality, save_quarantine, summary
 from audiences.import_source import (
     ImportFailed,
@@ -37,7 +45,7 @@ from audiences.import_source import (
     source_file,
     work_dir,
 )
-from audiences.import_stage import Staged, default_dedupe_key, stage
+from audiences.import_stage import Staged, default_dedupe_key, normalised, stage
 from audiences.import_write import (
     Written,
     audience_lock,
@@ -47,12 +55,21 @@ from audiences.import_write import (
     lock_audience,
     prune_versions,
     reserve_version_id,
+    stream_first,
 )
 from audiences.loader import loader_for
-from audiences.models import Audience, AudienceImport, AudienceStatus, AudienceVersion, ImportMode, ImportStatus
+from audiences.models import (
+    Audience,
+    AudienceImport,
+    AudienceStatus,
+    AudienceVersion,
+    DedupeRule,
+    ImportMode,
+    ImportStatus,
+)
 from p360.core.audit.services import record
 from p360.core.intake.files import FileRejected, inspect_file
-from p360.core.intake.reader import QUARANTINE_SCHEMA, ROW
+from p360.core.intake.reader import QUARANTINE_SCHEMA, ROW, RestartCarefully
 from tenants.selectors import current_org
 
 if TYPE_CHECKING:
@@ -88,8 +105,11 @@ def run_import(import_id: int, ctx: JobContext | None = None) -> dict[str, Any]:
             imp.file_kind, imp.encoding, imp.delimiter = info.kind, info.encoding, info.delimiter or ""
             imp.file_size, imp.file_sha256 = info.size, info.sha256
             _refuse_identical_file(imp)
-            staged, blank_lines = stage(imp, path, info, tmp, ctx)
-        result = _write_version(imp, staged, blank_lines, ctx)
+            if imp.dedupe_rule == DedupeRule.FIRST:  # decided row by row: streamed, no staged file
+                result = _stream_version(imp, path, info, tmp, ctx)
+            else:  # `last` and `merge` need the whole file before any row is placed: staged first
+                staged, blank_lines = stage(imp, path, info, tmp, ctx)
+                result = _write_version(imp, staged, blank_lines, ctx)
     except ImportFailed as exc:
         if imp.status != ImportStatus.REJECTED:
             _fail(
@@ -175,6 +195,93 @@ def _write_version(imp: AudienceImport, staged: Staged, blank_lines: int, ctx: J
     return summary(imp)
 
 
+def _stream_version(imp: AudienceImport, path: Path, info: Any, tmp: Path, ctx: JobContext | None) -> dict[str, Any]:
+    """The `first` rule: read, normalise, dedupe and COPY batch by batch (COPY runs on other connections, and
+    PostgreSQL parses on its own core, while the next batch is normalised). Same single commit as the staged
+    path: the new version's rows go to a detached table (or the caller's transaction) until `_finish_version`."""
+    try:
+        try:
+            return _stream_once(imp, path, info, tmp, ctx, careful=False)
+        except RestartCarefully:
+            if ctx is not None:
+                ctx.log("the fast reader gave up part-way; reading the file again carefully")
+            return _stream_once(imp, path, info, tmp, ctx, careful=True)
+    except KeyHashCollision:
+        # Nothing was kept (the streamed rows were dropped with their table); the staged path compares the
+        # rows whose hashes repeat by their exact keys.
+        if ctx is not None:
+            ctx.log("two dedupe keys share a hash; importing again through the staged path")
+        staged, blank_lines = stage(imp, path, info, tmp, ctx)
+        return _write_version(imp, staged, blank_lines, ctx)
+
+
+def _stream_once(
+    imp: AudienceImport, path: Path, info: Any, tmp: Path, ctx: JobContext | None, *, careful: bool
+) -> dict[str, Any]:
+    mapping = {k: v for k, v in imp.mapping.items() if v}
+    key = imp.dedupe_key or default_dedupe_key(mapping)
+    schema = str(connection.schema_name)  # type: ignore[attr-defined]
+    staged = Staged()
+    with audience_lock(schema, imp.audience_name):  # one writer per audience: the dedupe stays true
+        drop_leftovers(schema, imp)
+        audience = Audience.objects.filter(name=imp.audience_name).first()
+        base = audience.current_version if audience is not None and imp.mode == ImportMode.APPEND else None
+        with staged.phase("dedupe"):
+            seen = SeenKeys(existing_keys(audience if base else None, key), tmp / f"keys-{int(careful)}")
+        version_id = reserve_version_id()
+        loader = loader_for(schema, version_id)
+        try:
+            with nullcontext() if loader.parallel else transaction.atomic():
+                if loader.parallel:
+                    create_detached(schema, version_id, imp)
+                with loader:
+                    batches = normalised(imp, path, info, tmp, ctx, staged, careful=careful)
+                    written, duplicates = stream_first(loader, batches, seen, staged, base, key)
+                with staged.phase("dedupe"):
+                    seen.verify()  # before anything is committed: a hash collision restarts on the staged path
+                del seen
+                quarantine = (
+                    pl.concat(staged.quarantine).sort(ROW)
+                    if staged.quarantine
+                    else pl.DataFrame(schema=QUARANTINE_SCHEMA)
+                )
+                with staged.phase("quarantine_file"):
+                    quarantine_name = save_quarantine(imp, quarantine)
+                plan = Plan(keep_lines=pl.DataFrame(), merged=None, replace_keys=[], duplicates=duplicates)
+                with transaction.atomic():
+                    _finish_version(
+                        imp,
+                        staged,
+                        plan,
+                        written,
+                        quarantine,
+                        quarantine_name,
+                        staged.blank_lines,
+                        key,
+                        version_id,
+                        loader.parallel,
+                    )
+        except BaseException:
+            if loader.parallel:
+                _drop_detached(version_id, schema)
+            raise
+    if ctx is not None:
+        ctx.progress(ctx.job.progress_total or 0, ctx.job.progress_total, rows_loaded=imp.rows_loaded)
+    return summary(imp)
+
+
+def _drop_detached(version_id: int, schema: str) -> None:
+    """Drop a failed import's detached table, on a new session when the failure was the lost session itself.
+
+    (Outside a transaction Django does not reconnect by itself: a lost session stays closed until closed.)
+    """
+    try:
+        records.drop_partition(version_id, schema)
+    except (OperationalError, InterfaceError):
+        connection.close()
+        records.drop_partition(version_id, schema)
+
+
 def _finish_version(
     imp: AudienceImport,
     staged: Staged,
@@ -215,6 +322,7 @@ def _finish_version(
         "dedupe_key": key,
         "replaced_existing": len(plan.replace_keys),
         "timings": staged.timings,
+        "cpu_seconds": staged.cpu,
         "rss_mb": staged.memory,
     }
     imp.quarantine_file = quarantine_name
