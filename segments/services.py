@@ -284,7 +284,12 @@ def _exit_all(segment: Segment, *, reason: str) -> int:
         cursor.execute(EXIT_ALL_SQL, {"seg": segment.pk, "now": now, "reason": reason[:300]})
         exited = int(cursor.rowcount)
     if segment.active:
-        WindowState.objects.filter(segment=segment).update(due_at=now)
+        # "due now" and no snapshot: the next evaluation of each pair re-reads its window (never adds to the state
+        # of the old definition; segments.evaluator, incremental state)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE segments_windowstate SET due_at = %s, snapshot = '' WHERE segment_id = %s", [now, segment.pk]
+            )
     else:
         WindowState.objects.filter(segment=segment).delete()
     return exited
