@@ -18,11 +18,14 @@ ALTER TABLE segments_windowstate ADD COLUMN acc numeric, ADD COLUMN snapshot tex
     ADD COLUMN writer bigint;
 -- room on each page, so that rewriting a state whose due_at did not move is a HOT update (no index entries)
 ALTER TABLE segments_windowstate SET (fillfactor = 70);
+-- likewise a profile's last_active_at, moved by every batch its user is in
+ALTER TABLE segments_userprofile SET (fillfactor = 80);
 ALTER TABLE segments_pendingbatch ADD COLUMN xact xid8 DEFAULT pg_current_xact_id(), ADD COLUMN attributes jsonb[];
 """
 BACKWARD = """
 ALTER TABLE segments_windowstate DROP COLUMN acc, DROP COLUMN snapshot, DROP COLUMN writer;
 ALTER TABLE segments_windowstate RESET (fillfactor);
+ALTER TABLE segments_userprofile RESET (fillfactor);
 ALTER TABLE segments_pendingbatch DROP COLUMN xact, DROP COLUMN attributes;
 """
 
