@@ -47,26 +47,56 @@ TOUCHED = "pg_temp.segments_touched"
 QUEUE_CHANNEL = "p360_segments_queue"  # NOTIFY when a batch is queued for the loop (segments_timers LISTENs)
 DRAIN_BATCHES = 8  # queued batches one evaluation takes together (their (user, type) pairs evaluated once)
 
-# The (segment, user) pairs one transaction evaluates (distinct; `trigger` the event that caused it, or "").
+# The (segment, user) pairs one transaction evaluates (distinct; `trigger` the event that caused it, or "";
+# `incremental`: the pair was touched by queued batches whose events sit in segments_touched, so its state may be
+# brought forward by adding them instead of re-reading the window).
 # Emptied explicitly too: inside an outer transaction (tests, a caller's atomic block) no commit empties it.
 PAIRS_TABLE = (
-    "CREATE TEMP TABLE IF NOT EXISTS segments_eval_pairs (segment_id bigint, user_id text, trigger text) "
-    f"ON COMMIT DELETE ROWS; TRUNCATE {PAIRS}"
+    "CREATE TEMP TABLE IF NOT EXISTS segments_eval_pairs (segment_id bigint, user_id text, trigger text, "
+    f"incremental boolean NOT NULL DEFAULT false) ON COMMIT DELETE ROWS; TRUNCATE {PAIRS}"
 )
 
-# One statement per chunk, set-based: every pair's window aggregate (the rule's own aggregate only: no JSON
-# is read for a count), the rule's verdict, the current membership, the window state written (or dropped
-# when nothing is in the window and nothing is due, or when the segment is no longer an active rule). Only
-# the pairs whose verdict differs from the membership come back: those are the transitions.
-EVALUATE_SQL = f"""
-WITH p AS (
+# Attributes whose window state is kept incrementally: the state's `acc` is the exact sum (count: unused), min or
+# max of the window. avg and distinct re-read the window at each evaluation.
+INCREMENTAL_ATTRIBUTES = ("count", "sum", "min", "max")
+
+# The rule's verdict from a pair's aggregates (`j` below), shared by both ways of getting them.
+_VERDICT = """
+    SELECT a.*, v.value,
+           (SELECT m.entered_at FROM segments_membership m WHERE m.segment_id = a.segment_id AND m.user_id = a.user_id)
+               AS entered_at,
+           coalesce(CASE a.operator WHEN 'gt' THEN v.value > a.target WHEN 'gte' THEN v.value >= a.target
+                                    WHEN 'lt' THEN v.value < a.target WHEN 'lte' THEN v.value <= a.target
+                                    WHEN 'eq' THEN v.value = a.target WHEN 'neq' THEN v.value <> a.target END,
+                    false) AS holds
+    FROM a
+    CROSS JOIN LATERAL (
+        SELECT CASE a.attribute WHEN 'count' THEN a.n::numeric WHEN 'sum' THEN a.total WHEN 'avg' THEN a.average
+                                WHEN 'min' THEN a.low WHEN 'max' THEN a.high
+                                WHEN 'distinct' THEN a.distinct_values::numeric END AS value
+    ) v
+"""
+
+# The pairs with their rule and current window state; `inc0`: the state may be brought forward (it exists, was read
+# whole under a known snapshot, nothing in it left the window or arrived in it by time since, and the rule's
+# aggregate is kept incrementally).
+_PAIRS_CTE = f"""
+p AS MATERIALIZED (
     SELECT q.segment_id, q.user_id, q.trigger, r.version, r.event_type, r.attribute,
            coalesce(nullif(r.property, ''), 'value') AS prop, r.operator, coalesce(r.value, 0) AS target,
-           coalesce(r.window_minutes, 1) AS window_minutes
+           coalesce(r.window_minutes, 1) AS window_minutes,
+           s.acc AS s_acc, s.events_in_window AS s_n, s.due_at AS s_due, s.snapshot AS s_snapshot, s.writer AS s_writer,
+           CASE WHEN s.snapshot <> '' THEN s.snapshot::pg_snapshot END AS s_snap,
+           (q.incremental AND s.snapshot <> '' AND r.attribute IN {INCREMENTAL_ATTRIBUTES}
+            AND s.evaluated_at <= %(now)s AND (s.due_at IS NULL OR s.due_at > %(now)s)) IS TRUE AS inc0
     FROM {PAIRS} q JOIN segments_segment r ON r.id = q.segment_id AND r.active AND r.kind = 'independent'
-), a AS (
+    LEFT JOIN segments_windowstate s ON s.segment_id = q.segment_id AND s.user_id = q.user_id
+)"""
+
+# The whole window of a pair, read from the events table: its aggregates and the next instant they change by time.
+_FULL_SELECT = """
     SELECT p.*, x.*, d.distinct_values
-    FROM p CROSS JOIN LATERAL (
+    FROM {source} CROSS JOIN LATERAL (
         SELECT count(e.event_time) FILTER (WHERE e.event_time <= %(now)s) AS n,
                coalesce(sum(e.v) FILTER (WHERE e.event_time <= %(now)s), 0) AS total,
                avg(e.v) FILTER (WHERE e.event_time <= %(now)s) AS average,
@@ -94,34 +124,92 @@ WITH p AS (
               AND ev.event_time > %(now)s - p.window_minutes * interval '1 minute'
               AND ev.event_time <= %(now)s
         ) END AS distinct_values
-    ) d
-), j AS (
-    SELECT a.*, v.value,
-           (SELECT m.entered_at FROM segments_membership m WHERE m.segment_id = a.segment_id AND m.user_id = a.user_id)
-               AS entered_at,
-           coalesce(CASE a.operator WHEN 'gt' THEN v.value > a.target WHEN 'gte' THEN v.value >= a.target
-                                    WHEN 'lt' THEN v.value < a.target WHEN 'lte' THEN v.value <= a.target
-                                    WHEN 'eq' THEN v.value = a.target WHEN 'neq' THEN v.value <> a.target END,
-                    false) AS holds
-    FROM a
-    CROSS JOIN LATERAL (
-        SELECT CASE a.attribute WHEN 'count' THEN a.n::numeric WHEN 'sum' THEN a.total WHEN 'avg' THEN a.average
-                                WHEN 'min' THEN a.low WHEN 'max' THEN a.high
-                                WHEN 'distinct' THEN a.distinct_values::numeric END AS value
-    ) v
-), kept AS (
-    INSERT INTO segments_windowstate (segment_id, user_id, value, events_in_window, due_at, evaluated_at)
-    SELECT segment_id, user_id, greatest(-{MAX_STORED}, least({MAX_STORED}, coalesce(value, 0))), n, due, %(now)s
+    ) d"""
+
+# Writes: the window state (kept, or dropped when nothing is in the window and nothing is due), then only the pairs
+# whose verdict differs from the membership come back: those are the transitions. A state read whole records the
+# statement's snapshot and transaction; one brought forward keeps the ones it had.
+_WRITE_AND_RETURN = f"""
+, w AS (
+    SELECT segment_id, user_id, greatest(-{MAX_STORED}, least({MAX_STORED}, coalesce(value, 0))) AS value, n, due,
+           CASE attribute WHEN 'min' THEN low WHEN 'max' THEN high ELSE total END AS acc,
+           CASE WHEN whole THEN pg_current_snapshot()::text ELSE s_snapshot END AS snapshot,
+           CASE WHEN whole THEN pg_current_xact_id()::text::bigint ELSE s_writer END AS writer,
+           s_n IS NOT NULL AS existed
     FROM j WHERE n > 0 OR due IS NOT NULL
+), updated AS (  -- a plain UPDATE where the state exists (no speculative insert; HOT when due_at is unchanged)
+    UPDATE segments_windowstate ws SET value = w.value, events_in_window = w.n, due_at = w.due,
+        evaluated_at = %(now)s, acc = w.acc, snapshot = w.snapshot, writer = w.writer
+    FROM w WHERE w.existed AND ws.segment_id = w.segment_id AND ws.user_id = w.user_id
+), inserted AS (
+    INSERT INTO segments_windowstate (segment_id, user_id, value, events_in_window, due_at, evaluated_at, acc,
+                                      snapshot, writer)
+    SELECT segment_id, user_id, value, n, due, %(now)s, acc, snapshot, writer FROM w WHERE NOT existed
     ON CONFLICT (segment_id, user_id) DO UPDATE SET value = EXCLUDED.value,
-        events_in_window = EXCLUDED.events_in_window, due_at = EXCLUDED.due_at, evaluated_at = EXCLUDED.evaluated_at
+        events_in_window = EXCLUDED.events_in_window, due_at = EXCLUDED.due_at, evaluated_at = EXCLUDED.evaluated_at,
+        acc = EXCLUDED.acc, snapshot = EXCLUDED.snapshot, writer = EXCLUDED.writer
 ), emptied AS (
-    DELETE FROM segments_windowstate w USING j
-    WHERE w.segment_id = j.segment_id AND w.user_id = j.user_id AND j.n = 0 AND j.due IS NULL
+    DELETE FROM segments_windowstate ws USING j
+    WHERE ws.segment_id = j.segment_id AND ws.user_id = j.user_id AND j.n = 0 AND j.due IS NULL AND j.s_n IS NOT NULL
 )
 SELECT segment_id, user_id, trigger, version, event_type, attribute, prop, operator, target, window_minutes,
        value, entered_at, holds
 FROM j WHERE holds <> (entered_at IS NOT NULL)
+"""
+
+# Every pair's window read whole (timers, a new or changed rule, re-evaluation): one set-based statement per chunk.
+EVALUATE_SQL = (
+    f"WITH {_PAIRS_CTE}, a AS ({_FULL_SELECT.format(source='p')}), j AS ({_VERDICT.replace('a.*', 'a.*, true AS whole')})"
+    + _WRITE_AND_RETURN
+)
+
+# Pairs touched by queued batches (segments_touched holds the claimed batches' events). A pair whose state can be
+# brought forward is: its new events are those of the claimed batches whose transaction the state's snapshot does
+# not see (the state counted the others when it read the window), inside the window now (an event before it never
+# counts again; one in the future makes it due). Everything else is read whole. A pair is read whole too when a
+# batch's transaction is unknown (a redelivered JetStream message) or is the one that wrote the state (it saw its
+# own writes), or when an event lies past the horizon (a later whole read counts it; a later claim would not).
+EVALUATE_TOUCHED_SQL = f"""
+WITH {_PAIRS_CTE},
+nv AS MATERIALIZED (  -- the claimed events of the pairs that may be brought forward (a batch queued before this
+    -- column existed has no attributes: its pairs are read whole)
+    SELECT t.user_id, t.event_type, t.event_time, CASE WHEN t.attributes IS NOT NULL THEN t.xact END AS xact,
+           CASE WHEN k.needs_values THEN t.attributes END AS attributes
+    FROM {TOUCHED} t JOIN (
+        SELECT user_id, event_type, bool_or(attribute <> 'count') AS needs_values FROM p WHERE inc0 GROUP BY 1, 2
+    ) k ON k.user_id = t.user_id AND k.event_type = t.event_type
+), added AS (
+    SELECT p.segment_id, p.user_id,
+           bool_or(nv.xact IS NULL OR nv.xact::text::bigint = p.s_writer
+                   OR (c.counts AND nv.event_time > %(horizon)s)) AS unsure,
+           count(*) FILTER (WHERE c.counts AND c.live) AS n,
+           sum(c.v) FILTER (WHERE c.counts AND c.live) AS total,
+           min(c.v) FILTER (WHERE c.counts AND c.live) AS low,
+           max(c.v) FILTER (WHERE c.counts AND c.live) AS high,
+           least(min(nv.event_time) FILTER (WHERE c.counts AND nv.event_time > %(now)s),
+                 min(nv.event_time + p.window_minutes * interval '1 minute') FILTER (WHERE c.counts AND c.live))
+               AS due
+    FROM p JOIN nv ON nv.user_id = p.user_id AND nv.event_type = p.event_type
+    CROSS JOIN LATERAL (
+        SELECT NOT pg_visible_in_snapshot(nv.xact, p.s_snap) AS counts,
+               nv.event_time <= %(now)s AND nv.event_time > %(now)s - p.window_minutes * interval '1 minute' AS live,
+               CASE WHEN p.attribute <> 'count' AND jsonb_typeof(nv.attributes -> p.prop) = 'number'
+                    THEN (nv.attributes ->> p.prop)::numeric END AS v
+    ) c
+    WHERE p.inc0
+    GROUP BY p.segment_id, p.user_id
+), pp AS (
+    SELECT p.*, p.inc0 AND NOT coalesce(ad.unsure, false) AS forward, ad.n AS add_n, ad.total AS add_total,
+           ad.low AS add_low, ad.high AS add_high, ad.due AS add_due
+    FROM p LEFT JOIN added ad ON ad.segment_id = p.segment_id AND ad.user_id = p.user_id
+), a AS (
+    {_FULL_SELECT.format(source="(SELECT * FROM pp WHERE NOT forward) p")}
+    UNION ALL
+    SELECT p.*, p.s_n + coalesce(p.add_n, 0), p.s_acc + coalesce(p.add_total, 0), NULL, least(p.s_acc, p.add_low),
+           greatest(p.s_acc, p.add_high), least(p.s_due, p.add_due), NULL
+    FROM pp p WHERE p.forward
+), j AS ({_VERDICT.replace("a.*", "a.*, NOT a.forward AS whole")})
+{_WRITE_AND_RETURN}
 """
 
 # A pair whose segment was deactivated or deleted since its timer was set: its state goes.
@@ -134,12 +222,12 @@ WHERE w.segment_id = q.segment_id AND w.user_id = q.user_id
 # The pairs a batch of stored events touches, for one range of user buckets: each (user, type) with the
 # active independent rules on that type; the trigger is the user's latest event of that type in the batch.
 TOUCHED_PAIRS_SQL = f"""
-INSERT INTO {PAIRS} (segment_id, user_id, trigger)
+INSERT INTO {PAIRS} (segment_id, user_id, trigger, incremental)
 WITH t AS MATERIALIZED (  -- a temporary table has no statistics: never let the planner re-run this per rule
     SELECT DISTINCT ON (user_id, event_type) user_id, event_type, event_id AS trigger
     FROM pg_temp.segments_touched WHERE {BUCKET} BETWEEN %s AND %s ORDER BY user_id, event_type, seq DESC
 )
-SELECT r.id, t.user_id, t.trigger
+SELECT r.id, t.user_id, t.trigger, true
 FROM t JOIN (
     SELECT id, event_type FROM segments_segment WHERE active AND kind = 'independent'
 ) r ON r.event_type = t.event_type
@@ -185,11 +273,22 @@ def _lock_pairs(cursor: Any) -> None:
     lock_users(row[0] for row in cursor.fetchall())
 
 
-def _evaluate_table(cursor: Any, now: datetime, timer: bool) -> list[Transition]:
-    """Run EVALUATE_SQL over the pairs table; the transitions it found, as ledger rows (not yet written)."""
-    cursor.execute(EVALUATE_SQL, {"now": now, "horizon": now + FUTURE_SKEW})
+def _evaluate_table(cursor: Any, now: datetime, timer: bool, touched: bool = False) -> list[Transition]:
+    """Evaluate the pairs table (EVALUATE_TOUCHED_SQL when segments_touched holds the claimed events, else
+    EVALUATE_SQL); the transitions it found, as ledger rows (not yet written)."""
+    params = {"now": now, "horizon": now + FUTURE_SKEW}
+    if touched:
+        # Its CTEs have no statistics (estimated at a row or so): with sorting allowed the planner groups the
+        # claimed events by sorting them, spilling to disk at tens of thousands; hashing them takes milliseconds.
+        cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute(EVALUATE_TOUCHED_SQL, params)
+        rows = cursor.fetchall()
+        cursor.execute("SET LOCAL enable_sort = DEFAULT")
+    else:
+        cursor.execute(EVALUATE_SQL, params)
+        rows = cursor.fetchall()
     transitions: list[Transition] = []
-    for row in cursor.fetchall():
+    for row in rows:
         seg, user, trigger, version, event_type, attribute, prop, operator, target, window, value, entered, holds = row
         rule = rules_mod.Rule(seg, version, event_type, attribute, prop, operator, Decimal(target), int(window))
         aggregate = None if value is None else Decimal(value)
@@ -244,8 +343,43 @@ def _write(transitions: list[Transition]) -> None:
                     [t.rule_version for t in enters],
                 ],
             )
-    Transition.objects.bulk_create(transitions, batch_size=5000)
+        if transitions:
+            _append_ledger(cursor, transitions)
     audience_refresh.memberships_changed(transitions)  # built audiences following these segments (cached: cheap)
+
+
+# The ledger rows of one evaluation in one statement (the ORM's bulk_create prepares every field of every row in
+# Python first: most of the evaluator's Python time at thousands of transitions). Ids come back in row order.
+LEDGER_SQL = """
+INSERT INTO segments_transition (segment_id, user_id, kind, entered_at, exited_at, rule_version, event_id, reason,
+                                 recorded_at)
+SELECT t.s, t.u, t.k, t.en, t.ex, t.v, t.e, t.r, t.at
+FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::int[], %s::text[],
+            %s::text[], %s::timestamptz[]) WITH ORDINALITY AS t(s, u, k, en, ex, v, e, r, at, n)
+ORDER BY t.n
+RETURNING id
+"""
+
+
+def _append_ledger(cursor: Any, transitions: list[Transition]) -> None:
+    cursor.execute(
+        LEDGER_SQL,
+        [
+            [t.segment_id for t in transitions],
+            [t.user_id for t in transitions],
+            [t.kind for t in transitions],
+            [t.entered_at for t in transitions],
+            [t.exited_at for t in transitions],
+            [t.rule_version for t in transitions],
+            [t.event_id for t in transitions],
+            [t.reason for t in transitions],
+            [t.recorded_at for t in transitions],
+        ],
+    )
+    for transition, (pk,) in zip(transitions, cursor.fetchall(), strict=True):
+        transition.pk = pk
+        transition._state.adding = False
+        transition._state.db = connection.alias
 
 
 def _derived(defs: rules_mod.Definitions, users: Sequence[str], now: datetime) -> list[Transition]:
@@ -294,13 +428,14 @@ def _derived(defs: rules_mod.Definitions, users: Sequence[str], now: datetime) -
     return transitions
 
 
-def _finish_chunk(cursor: Any, when: datetime, timer: bool) -> list[Transition]:
+def _finish_chunk(cursor: Any, when: datetime, timer: bool, touched: bool = False) -> list[Transition]:
     """Inside a chunk's transaction, pairs filled: lock, evaluate, write, derived segments, trigger sends."""
     from segments import triggers as campaign_triggers
 
-    _lock_pairs(cursor)
+    if not touched:  # evaluate_pending locked every user of its claim already
+        _lock_pairs(cursor)
     defs = rules_mod.load()
-    changed = _evaluate_table(cursor, when, timer)
+    changed = _evaluate_table(cursor, when, timer, touched)
     _write(changed)  # first: derived segments read the memberships it leaves
     derived: list[Transition] = []
     if defs.derived:
@@ -345,11 +480,11 @@ def evaluate_pairs(
 
 
 def evaluate_touched(*, fresh: int, now: datetime | None = None) -> Outcome:
-    """Evaluate what `segments_touched` holds (filled by evaluate_pending from the queue): each of its
-    (user, type) with the active rules on that type, in chunks of user buckets.
+    """Evaluate what `segments_touched` holds (filled by evaluate_pending from the queue, which locked its users):
+    each of its (user, type) with the active rules on that type, in chunks of user buckets.
 
-    `fresh` (the events touched) times the most rules on one type bounds the pairs: it sizes the chunks
-    without a counting query."""
+    `fresh` (the distinct (user, type) the claim touched) times the most rules on one type bounds the pairs: it
+    sizes the chunks (each chunk re-reads segments_touched, so no more chunks than needed)."""
     when = now or timezone.now()
     defs = rules_mod.load()
     most = max((len(rules) for rules in defs.rules_by_type.values()), default=0)
@@ -362,7 +497,7 @@ def evaluate_touched(*, fresh: int, now: datetime | None = None) -> Outcome:
             cursor.execute(TOUCHED_PAIRS_SQL, [low, high])
             outcome.pairs += max(0, cursor.rowcount)
             if cursor.rowcount:
-                outcome.transitions.extend(_finish_chunk(cursor, when, timer=False))
+                outcome.transitions.extend(_finish_chunk(cursor, when, timer=False, touched=True))
     return outcome
 
 
@@ -370,7 +505,7 @@ def evaluate_touched(*, fresh: int, now: datetime | None = None) -> Outcome:
 
 TOUCHED_TABLE = (
     "CREATE TEMP TABLE IF NOT EXISTS segments_touched (seq bigint, event_id text, user_id text, event_type text, "
-    f"event_time timestamptz) ON COMMIT DELETE ROWS; TRUNCATE {TOUCHED}"
+    f"event_time timestamptz, xact xid8, attributes jsonb) ON COMMIT DELETE ROWS; TRUNCATE {TOUCHED}"
 )
 
 # Claim queued batches (oldest first); a batch another evaluator holds is skipped, never waited for.
@@ -383,12 +518,12 @@ ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 # The claimed batches' events, in queue then request order (`seq`: the latest event of a (user, type) is
 # the trigger of its pairs).
 FILL_TOUCHED_SQL = f"""
-INSERT INTO {TOUCHED} (seq, event_id, user_id, event_type, event_time)
+INSERT INTO {TOUCHED} (seq, event_id, user_id, event_type, event_time, xact, attributes)
 SELECT array_position(%(ids)s::bigint[], p.id)::bigint * 4294967296 + e.ord, e.event_id, e.user_id, e.event_type,
-       e.event_time
+       e.event_time, p.xact, e.attributes
 FROM {PENDING_TABLE} p
-CROSS JOIN LATERAL unnest(p.event_ids, p.user_ids, p.event_types, p.event_times)
-    WITH ORDINALITY AS e(event_id, user_id, event_type, event_time, ord)
+CROSS JOIN LATERAL unnest(p.event_ids, p.user_ids, p.event_types, p.event_times, p.attributes)
+    WITH ORDINALITY AS e(event_id, user_id, event_type, event_time, attributes, ord)
 WHERE p.id = ANY(%(ids)s::bigint[])
 """
 
@@ -437,10 +572,11 @@ def evaluate_pending(
             cursor.execute(FILL_TOUCHED_SQL, {"ids": ids})
             # Every user of the claim locked now, in one sorted pass: the chunks below run in this transaction
             # and keep their locks, so locking chunk by chunk could deadlock against another evaluator.
-            cursor.execute(f"SELECT DISTINCT user_id FROM {TOUCHED}")
-            lock_users(row[0] for row in cursor.fetchall())
+            cursor.execute(f"SELECT user_id, count(DISTINCT event_type) FROM {TOUCHED} GROUP BY user_id")
+            users = cursor.fetchall()
+            lock_users(row[0] for row in users)
             cursor.execute(PROFILES_SQL, [when])
-            outcome = evaluate_touched(fresh=sum(row[1] for row in claimed), now=when)
+            outcome = evaluate_touched(fresh=sum(row[1] for row in users), now=when)
             cursor.execute(f"DELETE FROM {PENDING_TABLE} WHERE id = ANY(%s)", [ids])
         total.transitions.extend(outcome.transitions)
         total.pairs += outcome.pairs

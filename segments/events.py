@@ -482,7 +482,9 @@ CREATE TEMP TABLE IF NOT EXISTS segments_ingest_stage (seq int, event_id text, u
 # each id's first occurrence). The id table decides what is new (an id seen in an earlier batch loses); only
 # the new events reach the day partitions; the evaluator's queue gets one row (the batch as arrays, in request
 # order) in the same transaction. `{queued}` is the events the evaluator must look at: the new ones, or every
-# event of the batch for a redelivered JetStream message (stored before, maybe not evaluated).
+# event of the batch for a redelivered JetStream message (stored before, maybe not evaluated). `xact` is this
+# transaction when every queued event is new here (nothing read before can have counted them: the evaluator adds
+# them to its window states); NULL when some were stored before (maybe counted already: their windows are re-read).
 STORE_SQL = f"""
 WITH fresh AS (
     INSERT INTO {ID_TABLE} (event_id, event_time)
@@ -494,12 +496,14 @@ WITH fresh AS (
     SELECT s.event_id, s.user_id, s.event_type, timestamptz 'epoch' + s.event_us * interval '1 microsecond',
            s.attributes::jsonb, s.session_id, s.device_id
     FROM pg_temp.segments_ingest_stage s JOIN fresh USING (event_id)
-    RETURNING event_id
+    RETURNING event_id, attributes
 ), queued AS (
-    INSERT INTO {PENDING_TABLE} (created_at, size, user_ids, event_types, event_ids, event_times)
-    SELECT %(now)s, count(*), array_agg(s.user_id ORDER BY s.seq), array_agg(s.event_type ORDER BY s.seq),
+    INSERT INTO {PENDING_TABLE} (created_at, size, xact, user_ids, event_types, event_ids, event_times, attributes)
+    SELECT %(now)s, count(*), CASE WHEN count(*) = (SELECT count(*) FROM stored) THEN pg_current_xact_id() END,
+           array_agg(s.user_id ORDER BY s.seq), array_agg(s.event_type ORDER BY s.seq),
            array_agg(s.event_id ORDER BY s.seq),
-           array_agg(timestamptz 'epoch' + s.event_us * interval '1 microsecond' ORDER BY s.seq)
+           array_agg(timestamptz 'epoch' + s.event_us * interval '1 microsecond' ORDER BY s.seq),
+           array_agg({{attributes}} ORDER BY s.seq)
     FROM {{queued}}
     WHERE %(enqueue)s
     HAVING count(*) > 0
@@ -509,6 +513,10 @@ SELECT (SELECT count(*) FROM stored), (SELECT id FROM queued)
 """
 QUEUE_FRESH = "pg_temp.segments_ingest_stage s JOIN stored USING (event_id)"
 QUEUE_ALL = "pg_temp.segments_ingest_stage s"
+# The queued events' attributes, as the events table holds them (jsonb, parsed once by the insert above): the
+# evaluator adds new events to a window state from them, never reading the events table.
+QUEUE_FRESH_ATTRIBUTES = "stored.attributes"
+QUEUE_ALL_ATTRIBUTES = "s.attributes::jsonb"
 
 
 @dataclass(frozen=True, slots=True)
@@ -535,9 +543,19 @@ def store_batch(batch: Batch, *, now: datetime, enqueue: bool = True, touch_all:
         created = ensure_partitions(batch.days())
         with cursor.copy(f"COPY pg_temp.segments_ingest_stage ({STAGE_COLUMNS}) FROM STDIN (FORMAT csv)") as copy:  # type: ignore[attr-defined]
             copy.write(frame.select(STAGE_COLUMNS.split(", ")).write_csv(include_header=False))
-        sql = STORE_SQL.format(queued=QUEUE_ALL if touch_all else QUEUE_FRESH)
+        sql = STORE_SQL.format(
+            queued=QUEUE_ALL if touch_all else QUEUE_FRESH,
+            attributes=QUEUE_ALL_ATTRIBUTES if touch_all else QUEUE_FRESH_ATTRIBUTES,
+        )
         cursor.execute(sql, {"now": now, "enqueue": enqueue})
         fresh, pending_id = cursor.fetchone()
+        if not enqueue and fresh:
+            # Stored without evaluation: these users' window states no longer hold every event of their windows,
+            # so their next evaluation re-reads the windows (segments.evaluator, incremental state).
+            cursor.execute(
+                "UPDATE segments_windowstate w SET snapshot = '' FROM (SELECT DISTINCT user_id "
+                "FROM pg_temp.segments_ingest_stage) s WHERE w.user_id = s.user_id AND w.snapshot <> ''"
+            )
         for name in created:  # statistics at once: without them the evaluator's lookups would scan the new day
             cursor.execute(f"ANALYZE {name}")
     return Stored(int(fresh), pending_id)

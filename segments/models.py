@@ -118,7 +118,9 @@ class UserProfile(models.Model):
 class Membership(models.Model):
     """Current membership: one row while the user is in the segment."""
 
-    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="members")
+    # no index of its own: the first column of the unique constraint / index below serves it (one index less to
+    # maintain on every evaluator write)
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="members", db_index=False)
     user_id = models.CharField(max_length=200)
     entered_at = models.DateTimeField()
     rule_version = models.PositiveIntegerField()
@@ -141,7 +143,9 @@ class Transition(models.Model):
         ENTER = "enter", "enter"
         EXIT = "exit", "exit"
 
-    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="transitions")
+    # no index of its own: the first column of the unique constraint / index below serves it (one index less to
+    # maintain on every evaluator write)
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="transitions", db_index=False)
     user_id = models.CharField(max_length=200)
     kind = models.CharField(max_length=5, choices=Kind.choices)
     entered_at = models.DateTimeField()
@@ -170,7 +174,9 @@ class WindowState(models.Model):
     events, without ever scanning all users.
     """
 
-    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="window_states")
+    # no index of its own: the first column of the unique constraint / index below serves it (one index less to
+    # maintain on every evaluator write)
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="window_states", db_index=False)
     user_id = models.CharField(max_length=200)
     value = models.DecimalField(max_digits=24, decimal_places=4, default=0)
     events_in_window = models.PositiveIntegerField(default=0)

@@ -287,7 +287,12 @@ def _exit_all(segment: Segment, *, reason: str) -> int:
     if exited:  # the ledger rows above bypass the evaluator: its followers' refresh is marked here
         audience_refresh.segments_changed({segment.pk} & audience_refresh.followed_segments())
     if segment.active:
-        WindowState.objects.filter(segment=segment).update(due_at=now)
+        # "due now" and no snapshot: the next evaluation of each pair re-reads its window (never adds to the state
+        # of the old definition; segments.evaluator, incremental state)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE segments_windowstate SET due_at = %s, snapshot = '' WHERE segment_id = %s", [now, segment.pk]
+            )
     else:
         WindowState.objects.filter(segment=segment).delete()
     return exited
