@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from audiences.logic import bits
 from audiences.logic.tree import AUDIENCE, BOOLEAN, MEMBERSHIP, STRING_TYPES, Condition, Node, conditions
 
 
@@ -68,7 +69,6 @@ def _string_predicate(values: pl.Expr, operator: str, value: Any) -> pl.Expr:
 
 
 SMALL_CODE_SET = 8  # up to this many matched (or unmatched) codes: `is_in` on the code column; more: a lookup table
-LOOKUP_CHUNK = 1 << 20  # rows per numpy take task (the pool's threads release the GIL)
 
 
 @dataclass(frozen=True)
@@ -182,31 +182,6 @@ def _batch_executor() -> ThreadPoolExecutor:
         return _batch_pool
 
 
-def _raw_codes(series: pl.Series) -> np.ndarray:
-    """The physical codes of an Enum column as a zero-copy numpy view (values under nulls are arbitrary)."""
-    physical = series.to_physical()
-    if physical.n_chunks() > 1:
-        physical = physical.rechunk()
-    array = physical.to_arrow()
-    dtype = np.dtype(array.type.to_pandas_dtype())
-    return np.frombuffer(array.buffers()[1], dtype=dtype)[array.offset : array.offset + len(array)]
-
-
-def lookup_mask(series: pl.Series, lookup: np.ndarray) -> pl.Series:
-    """Rows whose code the per-category lookup accepts; rows without a value are false."""
-    codes = _raw_codes(series)
-    out = np.empty(codes.size, dtype=np.bool_)
-    pool = _executor()
-    tasks = [
-        pool.submit(np.take, lookup, codes[i : i + LOOKUP_CHUNK], None, out[i : i + LOOKUP_CHUNK], "clip")
-        for i in range(0, codes.size, LOOKUP_CHUNK)
-    ]
-    for task in tasks:
-        task.result()
-    mask = pl.Series(out)
-    return mask & series.is_not_null() if series.null_count() else mask
-
-
 def _numeric_list(values: tuple[Any, ...], dtype: pl.DataType) -> pl.Series | None:
     """The list's values that a column of `dtype` can hold (others can never be equal), or None if none."""
     if dtype.is_integer():
@@ -278,9 +253,15 @@ def condition_expr(cond: Condition, schema: Mapping[str, pl.DataType], strings: 
 
 @dataclass
 class Evaluation:
-    mask: pl.Series
+    bits: np.ndarray  # the tree's mask, packed (audiences/logic/bits.py); read only
+    height: int
     count: int
     nodes: dict[str, dict[str, int]]
+
+    @property
+    def mask(self) -> pl.Series:
+        """The mask as a polars Boolean series (zero-copy over `bits`)."""
+        return bits.to_series(self.bits, self.height)
 
 
 class LeafMemo:
@@ -294,10 +275,10 @@ class LeafMemo:
         self.bytes = 0
         self.hits = 0
         self.misses = 0
-        self._masks: OrderedDict[Hashable, pl.Series] = OrderedDict()
+        self._masks: OrderedDict[Hashable, Any] = OrderedDict()  # packed words (bits.py); a Series is sized too
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable) -> pl.Series | None:
+    def get(self, key: Hashable) -> Any:
         with self._lock:
             mask = self._masks.get(key)
             if mask is None:
@@ -307,19 +288,19 @@ class LeafMemo:
             self.hits += 1
             return mask
 
-    def put(self, key: Hashable, mask: pl.Series) -> None:
-        size = int(mask.estimated_size())
+    def put(self, key: Hashable, mask: Any) -> None:
+        size = _nbytes(mask)
         if size > self.max_bytes:
             return
         with self._lock:
             old = self._masks.pop(key, None)
             if old is not None:
-                self.bytes -= int(old.estimated_size())
+                self.bytes -= _nbytes(old)
             self._masks[key] = mask
             self.bytes += size
             while self.bytes > self.max_bytes and self._masks:
                 _, dropped = self._masks.popitem(last=False)
-                self.bytes -= int(dropped.estimated_size())
+                self.bytes -= _nbytes(dropped)
 
     def clear(self) -> None:
         with self._lock:
@@ -330,8 +311,14 @@ class LeafMemo:
         return len(self._masks)
 
     def series(self) -> list[pl.Series]:
+        """The memoised masks as series (words as zero-copy UInt64 series: their size is the words' bytes)."""
         with self._lock:
-            return list(self._masks.values())
+            masks = list(self._masks.values())
+        return [m if isinstance(m, pl.Series) else pl.Series(m) for m in masks]
+
+
+def _nbytes(mask: Any) -> int:
+    return int(mask.nbytes) if isinstance(mask, np.ndarray) else int(mask.estimated_size())
 
 
 def leaf_key(cond: Condition) -> Hashable | None:
@@ -345,18 +332,6 @@ def leaf_key(cond: Condition) -> Hashable | None:
     if ref.type in (AUDIENCE, MEMBERSHIP):
         return None
     return (ref.type, ref.column, ref.measure, ref.custom_type, cond.operator, cond.value)
-
-
-def _lookup_leaf(frame: pl.DataFrame, cond: Condition, strings: Mapping[str, StringColumn]) -> np.ndarray | None:
-    """The per-category lookup of a string leaf whose match is no range or small set (else None)."""
-    ref = cond.field
-    if ref.type not in STRING_TYPES or cond.operator in ("is_null", "is_not_null"):
-        return None
-    info = strings.get(ref.column)
-    if info is None or info.lowered_categories is None:  # the cache's Enum columns (never ask the frame's schema)
-        return None
-    match = match_codes(info, cond.operator, cond.value)
-    return match.lookup if match.kind == "lookup" else None
 
 
 class ColumnTypes(Mapping[str, pl.DataType]):
@@ -382,30 +357,138 @@ class ColumnTypes(Mapping[str, pl.DataType]):
         return self._frame.width
 
 
-def leaf_masks(frame: pl.DataFrame, leaves: list[Condition], strings: Mapping[str, StringColumn]) -> list[pl.Series]:
-    """One mask (Boolean, no nulls) per leaf: lookups run on numpy threads while polars evaluates the rest."""
+def _int_value(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
+
+
+def _code_kernel(values: np.ndarray, match: CodeMatch) -> tuple[bits.Test, bool] | None:
+    """The row test of a code match on the codes (and whether it is negated), None for `none` / `present`."""
+    kind = match.kind
+    if kind in ("range", "outside"):
+        # unsigned codes: low <= c <= high is one subtract (wrapping below low) and one compare
+        low, width = values.dtype.type(match.low), values.dtype.type(match.high - match.low)
+        test: bits.Test = (lambda x: x <= width) if match.low == 0 else (lambda x: (x - low) <= width)
+        return test, kind == "outside"
+    if kind in ("codes", "not_codes"):
+        codes = [values.dtype.type(c) for c in match.codes]
+
+        def any_code(x: np.ndarray) -> np.ndarray:
+            hit = x == codes[0]
+            for code in codes[1:]:
+                hit |= x == code
+            return hit
+
+        return any_code, kind == "not_codes"
+    if kind == "lookup":
+        lookup = match.lookup
+        assert lookup is not None
+        return (lambda x: np.take(lookup, x, mode="clip")), False  # (codes under nulls are arbitrary: clip)
+    return None
+
+
+def _number_test(op: str, value: Any) -> tuple[bits.Test, bool] | None:
+    """The row test of an ordered comparison with integers (None: another operator or a non-integer value)."""
+    if op == "between":
+        low, high = value
+        if _int_value(low) and _int_value(high):
+            return (lambda x: (x >= low) & (x <= high)), False
+        return None
+    if not _int_value(value):
+        return None
+    tests: dict[str, bits.Test] = {
+        "eq": lambda x: x == value,
+        "neq": lambda x: x != value,  # false for a missing value: the rows without one are cleared after
+        "gt": lambda x: x > value,
+        "gte": lambda x: x >= value,
+        "lt": lambda x: x < value,
+        "lte": lambda x: x <= value,
+    }
+    test = tests.get(op)
+    return (test, False) if test is not None else None
+
+
+def _kernel(
+    frame: pl.DataFrame, cond: Condition, schema: Mapping[str, pl.DataType], strings: Mapping[str, StringColumn]
+) -> bits.Kernel | None:
+    """A leaf computed with numpy on the column's buffers (None: polars evaluates it).
+
+    Enum string leaves (any match but none/present) test the physical codes; integer columns compared with
+    integers test the values. Missing values are cleared with the column's validity after the test.
+    """
+    ref = cond.field
+    if ref.type in (AUDIENCE, MEMBERSHIP, BOOLEAN) or cond.operator in ("is_null", "is_not_null"):
+        return None
+    if ref.type in STRING_TYPES:
+        info = strings.get(ref.column)
+        if info is None or info.lowered_categories is None:  # the cache's Enum columns (never ask the frame's schema)
+            return None
+        series = frame.get_column(ref.column)
+        values = bits.raw_values(series)
+        found = _code_kernel(values, match_codes(info, cond.operator, cond.value))
+    else:
+        if not schema[ref.column].is_integer():  # floats (NaN order), dates: polars
+            return None
+        series = frame.get_column(ref.column)
+        found = _number_test(cond.operator, cond.value)
+        values = bits.raw_values(series) if found is not None else np.empty(0)
+    if found is None:
+        return None
+    test, negate = found
+    return bits.Kernel(values=values, test=test, valid=bits.validity(series), negate=negate)
+
+
+def _null_test(frame: pl.DataFrame, cond: Condition) -> bits.Words | None:
+    """`is_null` / `is_not_null` of a frame column, straight from its validity (None: another leaf)."""
+    if cond.operator not in ("is_null", "is_not_null") or cond.field.type in (AUDIENCE, MEMBERSHIP):
+        return None
+    series = frame.get_column(cond.field.column)
+    valid = bits.validity(series)
+    present = bits.ones(frame.height) if valid is None else valid
+    return present if cond.operator == "is_not_null" else bits.invert(present, frame.height)
+
+
+def _threads() -> int:
+    workers = int(os.environ.get("P360_BUILDER_THREADS", "0")) or min(4, os.cpu_count() or 2)
+    return max(1, min(workers, os.cpu_count() or 1))
+
+
+def leaf_bits(frame: pl.DataFrame, leaves: list[Condition], strings: Mapping[str, StringColumn]) -> list[bits.Words]:
+    """One packed mask per leaf (a missing value false except for is_null).
+
+    numpy kernels (codes, integers) run in row slices on the leaf pool while polars evaluates the other leaves as one
+    expression batch on its own threads; null tests read the columns' validity bitmaps.
+    """
     schema = ColumnTypes(frame)
-    lookups: dict[int, np.ndarray] = {}
+    n = frame.height
+    kernels: dict[int, bits.Kernel] = {}
+    direct: dict[int, bits.Words] = {}
     exprs: list[pl.Expr] = []
-    names: list[str] = []
+    names: dict[int, str] = {}
     for index, leaf in enumerate(leaves):
-        lookup = _lookup_leaf(frame, leaf, strings)
-        if lookup is not None:
-            lookups[index] = lookup
+        if (kernel := _kernel(frame, leaf, schema, strings)) is not None:
+            kernels[index] = kernel
+        elif (words := _null_test(frame, leaf)) is not None:
+            direct[index] = words
         else:
-            names.append(f"__leaf{index}")
-            exprs.append(condition_expr(leaf, schema, strings).alias(names[-1]))
-    # with_columns (not select) so that constant leaves broadcast to the frame's height; polars runs them in parallel
-    # on its own threads, started first so that the numpy lookups (chunks on the leaf pool) overlap with them.
+            names[index] = f"__leaf{index}"
+            exprs.append(condition_expr(leaf, schema, strings).alias(names[index]))
+    # with_columns (not select) so that constant leaves broadcast to the frame's height
     batch: Future[pl.DataFrame] | None = None
     if exprs:
-        batch = _batch_executor().submit(lambda: frame.with_columns(exprs).select(names))
-    looked_up = {index: lookup_mask(frame.get_column(leaves[index].field.column), t) for index, t in lookups.items()}
-    computed = batch.result() if batch is not None else None
-    return [
-        looked_up[index] if index in looked_up else computed.get_column(f"__leaf{index}")  # type: ignore[union-attr]
-        for index in range(len(leaves))
-    ]
+        batch = _batch_executor().submit(lambda: frame.with_columns(exprs).select(list(names.values())))
+    computed = bits.run_kernels(list(kernels.values()), n, _executor(), _threads())
+    by_index = dict(zip(kernels, computed, strict=True))
+    by_index.update(direct)
+    if batch is not None:
+        result = batch.result()
+        for index, name in names.items():
+            by_index[index] = bits.from_series(result.get_column(name))
+    return [by_index[index] for index in range(len(leaves))]
+
+
+def leaf_masks(frame: pl.DataFrame, leaves: list[Condition], strings: Mapping[str, StringColumn]) -> list[pl.Series]:
+    """One mask (Boolean, no nulls) per leaf."""
+    return [bits.to_series(words, frame.height) for words in leaf_bits(frame, leaves, strings)]
 
 
 def evaluate(
@@ -418,10 +501,12 @@ def evaluate(
 ) -> Evaluation:
     """The tree's mask over `frame`, its count, and per node {count, running} (see the preview API).
 
-    With `memo`, leaves evaluated before over the same data (an earlier edit of the tree) are reused.
+    With `memo`, leaves evaluated before over the same data (an earlier edit of the tree) are reused. Masks are
+    packed bits (audiences/logic/bits.py): the tree's AND/OR/NOT and every count are word operations.
     """
+    n = frame.height
     leaves = conditions(node)
-    masks_by_key: dict[Hashable, pl.Series] = {}
+    masks_by_key: dict[Hashable, bits.Words] = {}
     pending: list[Condition] = []
     pending_keys: list[Hashable] = []
     for leaf in leaves:
@@ -430,52 +515,51 @@ def evaluate(
             key = ("__path", leaf.path)  # evaluated every time
         elif key in masks_by_key or key in pending_keys:
             continue
-        elif memo is not None and (hit := memo.get(key)) is not None:
+        elif memo is not None and isinstance(hit := memo.get(key), np.ndarray) and hit.size == bits.words_for(n):
             masks_by_key[key] = hit
             continue
         pending.append(leaf)
         pending_keys.append(key)
-    for key, mask, leaf in zip(pending_keys, leaf_masks(frame, pending, strings), pending, strict=True):
-        masks_by_key[key] = mask
+    for key, words, leaf in zip(pending_keys, leaf_bits(frame, pending, strings), pending, strict=True):
+        masks_by_key[key] = words
         if memo is not None and leaf_key(leaf) is not None:
-            memo.put(key, mask)
-    leaf_mask_by_path = {
+            memo.put(key, words)
+    leaf_words = {
         leaf.path: masks_by_key[leaf_key(leaf) if leaf_key(leaf) is not None else ("__path", leaf.path)]
         for leaf in leaves
     }
     nodes: dict[str, dict[str, int]] = {}
-    mask = _combine(node, leaf_mask_by_path, nodes if per_node else None)
-    count = int(mask.sum())
+    words = _combine(node, leaf_words, n, nodes if per_node else None)
+    total = bits.count(words)
     if per_node:
-        nodes[node.path] = {"count": count, "running": count}
-    return Evaluation(mask=mask, count=count, nodes=nodes)
+        nodes[node.path] = {"count": total, "running": total}
+    return Evaluation(bits=words, height=n, count=total, nodes=nodes)
 
 
-def _combine(node: Node, leaf_masks: dict[str, pl.Series], nodes: dict[str, dict[str, int]] | None) -> pl.Series:
+def _combine(
+    node: Node, leaf_words: dict[str, bits.Words], n: int, nodes: dict[str, dict[str, int]] | None
+) -> bits.Words:
+    """The node's mask (new words, or a leaf's own: never written to)."""
     if isinstance(node, Condition):
-        return leaf_masks[node.path]
-    child_masks = [_combine(child, leaf_masks, nodes) for child in node.children]
+        return leaf_words[node.path]
+    child_words = [_combine(child, leaf_words, n, nodes) for child in node.children]
     if node.op == "not":
-        result = ~child_masks[0]
         if nodes is not None:
-            own = int(child_masks[0].sum())
+            own = bits.count(child_words[0])
             nodes[node.children[0].path] = {"count": own, "running": own}
-        return result
-    own_counts = (
-        {child.path: int(m.sum()) for child, m in zip(node.children, child_masks, strict=True)}
-        if nodes is not None
-        else {}
-    )
-    running: pl.Series | None = None
-    for child, child_mask in zip(node.children, child_masks, strict=True):
+        return bits.invert(child_words[0], n)
+    running: bits.Words | None = None
+    for child, words in zip(node.children, child_words, strict=True):
+        own = bits.count(words) if nodes is not None else 0
         if running is not None:
-            child_mask = running & child_mask if node.op == "and" else running | child_mask
-        running = child_mask
+            words = running & words if node.op == "and" else running | words
+        running = words
         if nodes is not None:
-            nodes[child.path] = {"count": own_counts[child.path], "running": int(running.sum())}
+            nodes[child.path] = {"count": own, "running": bits.count(running)}
     assert running is not None
     if nodes is not None:
-        nodes[node.path] = {"count": int(running.sum()), "running": int(running.sum())}
+        total = bits.count(running)
+        nodes[node.path] = {"count": total, "running": total}
     return running
 
 
