@@ -27,6 +27,42 @@ def _stats(values: list[float]) -> str:
     return f"p50 {percentile(values, 50) * 1000:6.1f} / p95 {percentile(values, 95) * 1000:6.1f} ms"
 
 
+def _http(slug: str, tree: dict[str, Any], runs: int, entry: Any) -> tuple[list[float], list[float]]:
+    """HTTP end to end as bench_builder measures it (test client, session auth, JSON)."""
+    from django.db import connection
+    from django.test import Client
+
+    from tenants.models import User
+
+    schema = connection.schema_name  # type: ignore[attr-defined]
+    client = Client()
+    admin = User.objects.filter(role="super_admin").first()
+    assert admin is not None, "the demo data's super admin logs in"
+    client.force_login(admin, backend="tenants.auth.RoleBackend")
+    url = f"/o/{slug}/api/v1/audiences/preview"
+
+    def post(t: dict[str, Any]) -> None:
+        response = client.post(url, {"tree": t, "sample": 10}, content_type="application/json")
+        assert response.status_code == 200, response.content[:300]
+
+    connection.set_schema_to_public()  # type: ignore[attr-defined]
+    try:
+        edit = []
+        for t in bb._edits(tree, runs * 2)[runs:]:
+            t0 = time.perf_counter()
+            post(t)
+            edit.append(time.perf_counter() - t0)
+        cold = []
+        for _ in range(runs):
+            entry.leaf_memo.clear()
+            t0 = time.perf_counter()
+            post(tree)
+            cold.append(time.perf_counter() - t0)
+    finally:
+        connection.set_schema(schema)  # type: ignore[attr-defined]
+    return cold, edit
+
+
 def main() -> None:
     from bench.common import setup_database
 
@@ -43,9 +79,16 @@ def main() -> None:
     from tenants.services import org_create
 
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 30
-    org = Organization.objects.filter(slug=bb.ORG_SLUG).first() or org_create(slug=bb.ORG_SLUG, name="Builder bench")
+    # The org's size apart from the Bombora week's (P360_BENCH_SCALE): one week serves orgs of several sizes, so a
+    # 10M org and a 2M org for iterating keep their stored generations.
+    records = int(os.environ.get("P360_PROFILE_RECORDS", bb.RECORDS))
+    slug = bb.ORG_SLUG if records == 2_000_000 else f"{bb.ORG_SLUG}-{records}"
+    org = Organization.objects.filter(slug=slug).first() or org_create(slug=slug, name=f"Builder bench {records}")
+    week_domains = bb.DOMAINS
+    bb.RECORDS, bb.DOMAINS = records, max(100, records // 5)
     with schema_context(org.schema_name):
         bb._ensure_records()
+    bb.DOMAINS = week_domains
     if not BomboraWeek.objects.filter(week=bb.WEEK, rows=bb.SCORES).exists():
         bb._load_bombora()
     with schema_context(org.schema_name):
@@ -57,6 +100,8 @@ def main() -> None:
             f"({entry.stats.get('build_phases')})",
             flush=True,
         )
+        if os.environ.get("P360_PROFILE_SETUP_ONLY"):
+            return
         only = set(sys.argv[2:])
         for label, tree in bb.TREES.items():
             if only and label.split()[0] not in only:
@@ -77,6 +122,17 @@ def main() -> None:
                     f"cpu {min(cpus) * 1000:6.1f} ms"
                 )
 
+            for threads in ("1", "2"):
+                os.environ["P360_BUILDER_THREADS"] = threads
+                walls, cpus = [], []
+                for _ in range(10):
+                    t0, c0 = time.perf_counter(), _cpu()
+                    leaf_masks(frame, conditions(node), entry.strings)
+                    walls.append(time.perf_counter() - t0)
+                    cpus.append(_cpu() - c0)
+                print(f"  every leaf, {threads} thread(s): wall {_stats(walls)}, cpu min {min(cpus) * 1000:.1f} ms")
+            os.environ.pop("P360_BUILDER_THREADS")
+
             def timed(trees: list[dict[str, Any]], before: Any = None) -> tuple[list[float], float]:
                 walls: list[float] = []
                 cpu = 0.0
@@ -94,6 +150,10 @@ def main() -> None:
             load = os.getloadavg()[0]
             print(f"  cold    {_stats(cold)}  cpu/preview {cold_cpu * 1000:6.1f} ms  (load {load:.1f})")
             print(f"  editing {_stats(edit)}  cpu/preview {edit_cpu * 1000:6.1f} ms  (load {load:.1f})")
+            if os.environ.get("P360_PROFILE_HTTP"):
+                http_cold, http_edit = _http(slug, tree, runs, entry)
+                print(f"  HTTP cold    {_stats(http_cold)}  (load {os.getloadavg()[0]:.1f})")
+                print(f"  HTTP editing {_stats(http_edit)}  (load {os.getloadavg()[0]:.1f})")
             if os.environ.get("P360_PROFILE"):
                 import cProfile
                 import pstats

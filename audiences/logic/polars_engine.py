@@ -437,14 +437,26 @@ def _kernel(
     return bits.Kernel(values=values, test=test, valid=bits.validity(series), negate=negate)
 
 
-def _null_test(frame: pl.DataFrame, cond: Condition) -> bits.Words | None:
-    """`is_null` / `is_not_null` of a frame column, straight from its validity (None: another leaf)."""
-    if cond.operator not in ("is_null", "is_not_null") or cond.field.type in (AUDIENCE, MEMBERSHIP):
+def _direct(frame: pl.DataFrame, cond: Condition, strings: Mapping[str, StringColumn]) -> bits.Words | None:
+    """A leaf that is the column's validity (or nothing): `is_null` / `is_not_null`, and a string predicate that
+    holds for no category or for every one (`ends_with ".com"` when every domain is a .com). None: another leaf."""
+    ref = cond.field
+    if ref.type in (AUDIENCE, MEMBERSHIP):
         return None
-    series = frame.get_column(cond.field.column)
-    valid = bits.validity(series)
-    present = bits.ones(frame.height) if valid is None else valid
-    return present if cond.operator == "is_not_null" else bits.invert(present, frame.height)
+    n = frame.height
+    if cond.operator in ("is_null", "is_not_null"):
+        kind = cond.operator
+    elif ref.type in STRING_TYPES and (info := strings.get(ref.column)) and info.lowered_categories is not None:
+        kind = match_codes(info, cond.operator, cond.value).kind
+        if kind == "none":
+            return bits.zeros(n)
+        if kind != "present":
+            return None
+    else:
+        return None
+    valid = bits.validity(frame.get_column(ref.column))
+    present = bits.ones(n) if valid is None else valid
+    return bits.invert(present, n) if kind == "is_null" else present
 
 
 def _threads() -> int:
@@ -465,10 +477,10 @@ def leaf_bits(frame: pl.DataFrame, leaves: list[Condition], strings: Mapping[str
     exprs: list[pl.Expr] = []
     names: dict[int, str] = {}
     for index, leaf in enumerate(leaves):
-        if (kernel := _kernel(frame, leaf, schema, strings)) is not None:
-            kernels[index] = kernel
-        elif (words := _null_test(frame, leaf)) is not None:
+        if (words := _direct(frame, leaf, strings)) is not None:
             direct[index] = words
+        elif (kernel := _kernel(frame, leaf, schema, strings)) is not None:
+            kernels[index] = kernel
         else:
             names[index] = f"__leaf{index}"
             exprs.append(condition_expr(leaf, schema, strings).alias(names[index]))
