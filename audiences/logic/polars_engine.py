@@ -8,8 +8,14 @@ rows are matched by their physical code) or plain `String` (near-unique identifi
 How a string predicate tests rows (issue 17): the cache sorts each Enum's categories by their lowercase form, so
 `eq`, `in` and `starts_with` match one or a few contiguous code ranges (a compare on the narrow code column); a
 match that is no range and not a handful of codes (`contains "9"` over two million company names) becomes a boolean
-lookup table over the categories, gathered by code with numpy on both cores. Leaf masks can be memoised across the
-edits of one session (`LeafMemo`, kept per cache entry, i.e. per data generation).
+lookup table over the categories, gathered by code. Leaf masks can be memoised across the edits of one session
+(`LeafMemo`, kept per cache entry, i.e. per data generation).
+
+How a tree is evaluated (issue 17, session 7): every mask is packed bits (`bits.py`: 1.25 MB per 10M people). Enum
+code tests and integer comparisons run as numpy kernels over the columns' Arrow buffers, in row slices shared by the
+leaf pool's threads (numpy releases the GIL); null tests and predicates true for no or every category are the
+column's validity bitmap; the rest (floats, dates, booleans, plain strings, audiences, segments, numeric lists) is
+one polars expression batch beside them. AND/OR/NOT and every per-node count are then word operations (popcounts).
 
 Semantics (CONTRACT "Audience logic trees"): a condition on a missing value is false except `is_null`; strings
 compare case-insensitively; `between` is inclusive; `not` negates its child, so it includes unknowns.
@@ -156,7 +162,7 @@ def _string_condition(cond: Condition, info: StringColumn) -> pl.Expr:
     return _string_predicate(values, cond.operator, cond.value)
 
 
-# --- lookups on the codes with numpy (both cores) ----------------------------------------------------------------
+# --- the leaf pool (numpy kernels on row slices) and the polars batch's thread ----------------------------------------------------------------
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -541,8 +547,9 @@ def evaluate(
         for leaf in leaves
     }
     nodes: dict[str, dict[str, int]] = {}
-    words = _combine(node, leaf_words, n, nodes if per_node else None)
-    total = bits.count(words)
+    words, total = _combine(node, leaf_words, n, nodes if per_node else None)
+    if total is None:
+        total = bits.count(words)
     if per_node:
         nodes[node.path] = {"count": total, "running": total}
     return Evaluation(bits=words, height=n, count=total, nodes=nodes)
@@ -550,29 +557,34 @@ def evaluate(
 
 def _combine(
     node: Node, leaf_words: dict[str, bits.Words], n: int, nodes: dict[str, dict[str, int]] | None
-) -> bits.Words:
-    """The node's mask (new words, or a leaf's own: never written to)."""
+) -> tuple[bits.Words, int | None]:
+    """The node's mask (new words, or a leaf's own: never written to) and its count when known (per-node counts:
+    each mask is counted once; a group's count is its last running count)."""
     if isinstance(node, Condition):
-        return leaf_words[node.path]
-    child_words = [_combine(child, leaf_words, n, nodes) for child in node.children]
+        words = leaf_words[node.path]
+        return words, (bits.count(words) if nodes is not None else None)
+    children = [_combine(child, leaf_words, n, nodes) for child in node.children]
     if node.op == "not":
-        if nodes is not None:
-            own = bits.count(child_words[0])
-            nodes[node.children[0].path] = {"count": own, "running": own}
-        return bits.invert(child_words[0], n)
+        words, own = children[0]
+        if nodes is None or own is None:
+            return bits.invert(words, n), None
+        nodes[node.children[0].path] = {"count": own, "running": own}
+        return bits.invert(words, n), n - own
     running: bits.Words | None = None
-    for child, words in zip(node.children, child_words, strict=True):
-        own = bits.count(words) if nodes is not None else 0
-        if running is not None:
-            words = running & words if node.op == "and" else running | words
-        running = words
+    total: int | None = None
+    for child, (words, own) in zip(node.children, children, strict=True):
+        if running is None:
+            running, total = words, own
+        else:
+            running = running & words if node.op == "and" else running | words
+            total = bits.count(running) if nodes is not None else None
         if nodes is not None:
-            nodes[child.path] = {"count": own, "running": bits.count(running)}
+            assert own is not None and total is not None
+            nodes[child.path] = {"count": own, "running": total}
     assert running is not None
-    if nodes is not None:
-        total = bits.count(running)
+    if nodes is not None and total is not None:
         nodes[node.path] = {"count": total, "running": total}
-    return running
+    return running, total
 
 
 def count(frame: pl.DataFrame, node: Node, strings: Mapping[str, StringColumn]) -> int:
