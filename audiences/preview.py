@@ -66,8 +66,9 @@ def _frame_for(entry: cache.Entry, node: Node, refs: dict[int, AudienceRef]) -> 
                 extra.append(entry_mask(entry, ref.column, tuple(cond.value)).alias(name))
         elif ref.column not in needed:
             needed.append(ref.column)
-    frame = entry.frame.select(needed) if needed else pl.DataFrame({"__rid": entry.frame.get_column("__rid")})
-    return frame.with_columns(extra) if extra else frame
+    # Built from the series (no select over the entry's frame: its lazy plan would build every Enum dtype)
+    columns = [entry.frame.get_column(name) for name in needed] + extra
+    return pl.DataFrame(columns or [entry.frame.get_column("__rid")])
 
 
 def _membership(entry: cache.Entry, ref: AudienceRef | None) -> pl.Series:
@@ -110,14 +111,26 @@ def _jsonable(value: Any) -> Any:
 
 
 def sample_records(entry: cache.Entry, positions: list[int]) -> list[dict[str, Any]]:
+    """The records at `positions`, column by column (no select over the entry's frame: a lazy plan resolves every
+    column's dtype, and an Enum dtype of millions of categories is slow to build); Enum values by their codes."""
     if not positions:
         return []
-    rows = entry.frame.select([c for c in entry.frame.columns if c not in SAMPLE_EXCLUDE])[positions].to_dicts()
+    index = pl.Series(positions, dtype=pl.Int64)
+    columns: dict[str, list[Any]] = {}
+    for name in entry.frame.columns:
+        if name in SAMPLE_EXCLUDE:
+            continue
+        series = entry.frame.get_column(name)
+        info = entry.strings.get(name)
+        if info is not None and info.categories is not None:
+            columns[name] = info.categories.gather(series.to_physical().gather(index)).to_list()  # nulls stay
+        else:
+            columns[name] = series.gather(index).to_list()
     result = []
-    for row in rows:
+    for values in zip(*columns.values(), strict=True):
         record: dict[str, Any] = {}
         custom: dict[str, Any] = {}
-        for key, value in row.items():
+        for key, value in zip(columns, values, strict=True):
             if key.startswith("custom."):
                 if value is not None:
                     custom[key.removeprefix("custom.")] = _jsonable(value)

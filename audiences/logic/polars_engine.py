@@ -465,6 +465,18 @@ def _direct(frame: pl.DataFrame, cond: Condition, strings: Mapping[str, StringCo
     return bits.invert(present, n) if kind == "is_null" else present
 
 
+def _columns_read(cond: Condition) -> list[str]:
+    """The frame columns a leaf's polars expression reads."""
+    ref = cond.field
+    if ref.type == AUDIENCE:
+        return [audience_column(a) for a in cond.value]
+    if ref.type == MEMBERSHIP:
+        from audiences.logic.membership import column_name
+
+        return [column_name(ref.column, cond.value)]
+    return [ref.column]
+
+
 def _threads() -> int:
     workers = int(os.environ.get("P360_BUILDER_THREADS", "0")) or min(4, os.cpu_count() or 2)
     return max(1, min(workers, os.cpu_count() or 1))
@@ -493,7 +505,10 @@ def leaf_bits(frame: pl.DataFrame, leaves: list[Condition], strings: Mapping[str
     # with_columns (not select) so that constant leaves broadcast to the frame's height
     batch: Future[pl.DataFrame] | None = None
     if exprs:
-        batch = _batch_executor().submit(lambda: frame.with_columns(exprs).select(list(names.values())))
+        # over the columns these leaves read only: a plan over an Enum of millions of categories builds its dtype
+        read = list(dict.fromkeys(c for index in names for c in _columns_read(leaves[index]) if c in frame.columns))
+        narrow = pl.DataFrame([frame.get_column(c) for c in read]) if read else frame
+        batch = _batch_executor().submit(lambda: narrow.with_columns(exprs).select(list(names.values())))
     computed = bits.run_kernels(list(kernels.values()), n, _executor(), _threads())
     by_index = dict(zip(kernels, computed, strict=True))
     by_index.update(direct)
