@@ -111,26 +111,18 @@ def _jsonable(value: Any) -> Any:
 
 
 def sample_records(entry: cache.Entry, positions: list[int]) -> list[dict[str, Any]]:
-    """The records at `positions`, column by column (no select over the entry's frame: a lazy plan resolves every
-    column's dtype, and an Enum dtype of millions of categories is slow to build); Enum values by their codes."""
+    """The records at `positions`. The frame is assembled from the entry's series and gathered natively (a select
+    over the entry's frame is a lazy plan that resolves every column's dtype; an Enum of millions of categories is
+    slow to build, and polars' Series methods are lazy plans of their own, one per call)."""
     if not positions:
         return []
-    index = pl.Series(positions, dtype=pl.Int64)
-    columns: dict[str, list[Any]] = {}
-    for name in entry.frame.columns:
-        if name in SAMPLE_EXCLUDE:
-            continue
-        series = entry.frame.get_column(name)
-        info = entry.strings.get(name)
-        if info is not None and info.categories is not None:
-            columns[name] = info.categories.gather(series.to_physical().gather(index)).to_list()  # nulls stay
-        else:
-            columns[name] = series.gather(index).to_list()
+    columns = [entry.frame.get_column(name) for name in entry.frame.columns if name not in SAMPLE_EXCLUDE]
+    rows = pl.DataFrame(columns)[positions].to_dicts()
     result = []
-    for values in zip(*columns.values(), strict=True):
+    for row in rows:
         record: dict[str, Any] = {}
         custom: dict[str, Any] = {}
-        for key, value in zip(columns, values, strict=True):
+        for key, value in row.items():
             if key.startswith("custom."):
                 if value is not None:
                     custom[key.removeprefix("custom.")] = _jsonable(value)

@@ -428,19 +428,19 @@ def _kernel(
         info = strings.get(ref.column)
         if info is None or info.lowered_categories is None:  # the cache's Enum columns (never ask the frame's schema)
             return None
-        series = frame.get_column(ref.column)
-        values = bits.raw_values(series)
+        values, valid = bits.column(frame.get_column(ref.column), enum=True)
         found = _code_kernel(values, match_codes(info, cond.operator, cond.value))
     else:
         if not schema[ref.column].is_integer():  # floats (NaN order), dates: polars
             return None
-        series = frame.get_column(ref.column)
         found = _number_test(cond.operator, cond.value)
-        values = bits.raw_values(series) if found is not None else np.empty(0)
+        if found is None:
+            return None
+        values, valid = bits.column(frame.get_column(ref.column))
     if found is None:
         return None
     test, negate = found
-    return bits.Kernel(values=values, test=test, valid=bits.validity(series), negate=negate)
+    return bits.Kernel(values=values, test=test, valid=valid, negate=negate)
 
 
 def _direct(frame: pl.DataFrame, cond: Condition, strings: Mapping[str, StringColumn]) -> bits.Words | None:
