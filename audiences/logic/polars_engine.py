@@ -363,18 +363,13 @@ class ColumnTypes(Mapping[str, pl.DataType]):
         return self._frame.width
 
 
-def _int_value(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
-
-
 def _code_kernel(values: np.ndarray, match: CodeMatch) -> tuple[bits.Test, bool] | None:
-    """The row test of a code match on the codes (and whether it is negated), None for `none` / `present`."""
+    """The row test of a code set or lookup on the codes (and whether it is negated); None for the other kinds.
+
+    Ranges and integer comparisons stay polars expressions: its compare kernels write the bitmap in one SIMD pass
+    (an Int32 `lt` over 10M rows: 3.2 ms CPU against 6.2 ms for numpy's compare and packbits), while its `is_in` on
+    codes and a gather through a lookup are slower than numpy's equalities and `take` on cache-sized slices."""
     kind = match.kind
-    if kind in ("range", "outside"):
-        # unsigned codes: low <= c <= high is one subtract (wrapping below low) and one compare
-        low, width = values.dtype.type(match.low), values.dtype.type(match.high - match.low)
-        test: bits.Test = (lambda x: x <= width) if match.low == 0 else (lambda x: (x - low) <= width)
-        return test, kind == "outside"
     if kind in ("codes", "not_codes"):
         codes = [values.dtype.type(c) for c in match.codes]
 
@@ -392,51 +387,20 @@ def _code_kernel(values: np.ndarray, match: CodeMatch) -> tuple[bits.Test, bool]
     return None
 
 
-def _number_test(op: str, value: Any) -> tuple[bits.Test, bool] | None:
-    """The row test of an ordered comparison with integers (None: another operator or a non-integer value)."""
-    if op == "between":
-        low, high = value
-        if _int_value(low) and _int_value(high):
-            return (lambda x: (x >= low) & (x <= high)), False
-        return None
-    if not _int_value(value):
-        return None
-    tests: dict[str, bits.Test] = {
-        "eq": lambda x: x == value,
-        "neq": lambda x: x != value,  # false for a missing value: the rows without one are cleared after
-        "gt": lambda x: x > value,
-        "gte": lambda x: x >= value,
-        "lt": lambda x: x < value,
-        "lte": lambda x: x <= value,
-    }
-    test = tests.get(op)
-    return (test, False) if test is not None else None
-
-
-def _kernel(
-    frame: pl.DataFrame, cond: Condition, schema: Mapping[str, pl.DataType], strings: Mapping[str, StringColumn]
-) -> bits.Kernel | None:
-    """A leaf computed with numpy on the column's buffers (None: polars evaluates it).
-
-    Enum string leaves (any match but none/present) test the physical codes; integer columns compared with
-    integers test the values. Missing values are cleared with the column's validity after the test.
-    """
+def _kernel(frame: pl.DataFrame, cond: Condition, strings: Mapping[str, StringColumn]) -> bits.Kernel | None:
+    """An Enum string leaf whose match is a few codes, all but a few, or a per-category lookup, as a numpy kernel
+    on the physical codes (None: another leaf). Missing values are cleared with the column's validity after."""
     ref = cond.field
-    if ref.type in (AUDIENCE, MEMBERSHIP, BOOLEAN) or cond.operator in ("is_null", "is_not_null"):
+    if ref.type not in STRING_TYPES or cond.operator in ("is_null", "is_not_null"):
         return None
-    if ref.type in STRING_TYPES:
-        info = strings.get(ref.column)
-        if info is None or info.lowered_categories is None:  # the cache's Enum columns (never ask the frame's schema)
-            return None
-        values, valid = bits.column(frame.get_column(ref.column), enum=True)
-        found = _code_kernel(values, match_codes(info, cond.operator, cond.value))
-    else:
-        if not schema[ref.column].is_integer():  # floats (NaN order), dates: polars
-            return None
-        found = _number_test(cond.operator, cond.value)
-        if found is None:
-            return None
-        values, valid = bits.column(frame.get_column(ref.column))
+    info = strings.get(ref.column)
+    if info is None or info.lowered_categories is None:  # the cache's Enum columns (never ask the frame's schema)
+        return None
+    match = match_codes(info, cond.operator, cond.value)
+    if match.kind not in ("codes", "not_codes", "lookup"):
+        return None
+    values, valid = bits.column(frame.get_column(ref.column), enum=True)
+    found = _code_kernel(values, match)
     if found is None:
         return None
     test, negate = found
@@ -463,6 +427,14 @@ def _direct(frame: pl.DataFrame, cond: Condition, strings: Mapping[str, StringCo
     valid = bits.validity(frame.get_column(ref.column))
     present = bits.ones(n) if valid is None else valid
     return bits.invert(present, n) if kind == "is_null" else present
+
+
+def _plan_column(frame: pl.DataFrame, name: str, strings: Mapping[str, StringColumn]) -> pl.Series:
+    """A column for the polars batch: an Enum's physical codes (its leaves test codes only, and a plan over the
+    Enum itself would build its dtype: hashing every category, slow for hundreds of thousands of them)."""
+    series = frame.get_column(name)
+    info = strings.get(name)
+    return series.to_physical() if info is not None and info.lowered_categories is not None else series
 
 
 def _columns_read(cond: Condition) -> list[str]:
@@ -497,7 +469,7 @@ def leaf_bits(frame: pl.DataFrame, leaves: list[Condition], strings: Mapping[str
     for index, leaf in enumerate(leaves):
         if (words := _direct(frame, leaf, strings)) is not None:
             direct[index] = words
-        elif (kernel := _kernel(frame, leaf, schema, strings)) is not None:
+        elif (kernel := _kernel(frame, leaf, strings)) is not None:
             kernels[index] = kernel
         else:
             names[index] = f"__leaf{index}"
@@ -507,7 +479,7 @@ def leaf_bits(frame: pl.DataFrame, leaves: list[Condition], strings: Mapping[str
     if exprs:
         # over the columns these leaves read only: a plan over an Enum of millions of categories builds its dtype
         read = list(dict.fromkeys(c for index in names for c in _columns_read(leaves[index]) if c in frame.columns))
-        narrow = pl.DataFrame([frame.get_column(c) for c in read]) if read else frame
+        narrow = pl.DataFrame([_plan_column(frame, c, strings) for c in read]) if read else frame
         batch = _batch_executor().submit(lambda: narrow.with_columns(exprs).select(list(names.values())))
     computed = bits.run_kernels(list(kernels.values()), n, _executor(), _threads())
     by_index = dict(zip(kernels, computed, strict=True))
