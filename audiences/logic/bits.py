@@ -1,9 +1,10 @@
 """Packed bit masks for the builder's previews (issue 17): one bit per person, 64 people per uint64 word.
 
 A 10M-person mask is 1.25 MB, so AND/OR/NOT over a whole tree and every per-node count (a popcount) take
-microseconds, and the leaf memo holds a bit per person. Leaves are computed straight from the columns' Arrow buffers
-with numpy, in row slices of SLICE rows (a slice's temporaries stay in the CPU cache and are reused, instead of a fresh
-10-40 MB array per operation), the slices spread over a thread pool (numpy releases the GIL on these loops).
+microseconds, and the leaf memo holds a bit per person. Kernels (code sets, lookups) are computed straight from the
+columns' Arrow buffers with numpy, in row slices of SLICE rows (a slice's temporaries stay in the CPU cache and are
+reused, instead of a fresh 10-40 MB array per operation), the slices spread over a thread pool (numpy releases the
+GIL on these loops).
 
 Layout: bit i of the mask is bit (i % 64) of word i // 64 (Arrow's little-endian bitmap order, so an Arrow validity
 or Boolean buffer is a mask as it is); the bits past the last row are always zero.

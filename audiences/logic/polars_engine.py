@@ -11,11 +11,11 @@ match that is no range and not a handful of codes (`contains "9"` over two milli
 lookup table over the categories, gathered by code. Leaf masks can be memoised across the edits of one session
 (`LeafMemo`, kept per cache entry, i.e. per data generation).
 
-How a tree is evaluated (issue 17, session 7): every mask is packed bits (`bits.py`: 1.25 MB per 10M people). Enum
-code tests and integer comparisons run as numpy kernels over the columns' Arrow buffers, in row slices shared by the
+How a tree is evaluated (issue 17, session 7): every mask is packed bits (`bits.py`: 1.25 MB per 10M people). Code
+sets and per-category lookups run as numpy kernels over the Enum codes' Arrow buffer, in row slices shared by the
 leaf pool's threads (numpy releases the GIL); null tests and predicates true for no or every category are the
-column's validity bitmap; the rest (floats, dates, booleans, plain strings, audiences, segments, numeric lists) is
-one polars expression batch beside them. AND/OR/NOT and every per-node count are then word operations (popcounts).
+column's validity bitmap; the rest (code ranges, numbers, dates, booleans, plain strings, audiences, segments) is one
+polars expression batch beside them. AND/OR/NOT and every per-node count are then word operations (popcounts).
 
 Semantics (CONTRACT "Audience logic trees"): a condition on a missing value is false except `is_null`; strings
 compare case-insensitively; `between` is inclusive; `not` negates its child, so it includes unknowns.

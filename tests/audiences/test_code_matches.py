@@ -159,13 +159,16 @@ wide_trees = st.recursive(
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), size=st.integers(0, 1500), raw_trees=st.lists(wide_trees, min_size=1, max_size=3))
+@given(
+    seed=st.integers(0, 2**32 - 1), size=st.integers(0, 1500), raw_trees=st.lists(wide_trees, min_size=1, max_size=3)
+)
 def test_packed_kernels_over_many_row_slices_and_threads_agree_with_the_reference(
     seed: int, size: int, raw_trees: list[dict[str, Any]]
 ) -> None:
-    """Issue 17, session 7: the numpy kernels on packed bits, cut into 64-row slices spread over the leaf pool's
-    threads (codes of u8 and u32 Enum columns, Int16 and UInt8 numbers with nulls), give the reference's counts, and
-    the same per-node counts as one slice on one thread."""
+    """Issue 17, session 7: packed-bit evaluation, the numpy kernels cut into 64-row slices spread over the leaf
+    pool's threads (code sets and lookups on u8/u16 Enum codes) beside the polars batch (ranges, Int16 and UInt8
+    numbers with nulls, values outside the columns' types), gives the reference's counts and rows, and the same
+    per-node counts as one slice on one thread."""
     import random
 
     rng = random.Random(seed)
