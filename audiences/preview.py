@@ -6,6 +6,7 @@ import datetime as dt
 import time
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from audiences import cache
@@ -19,8 +20,9 @@ from audiences.catalogue import (
     membership_entries,
     operators_for,
 )
+from audiences.logic import bits
 from audiences.logic.membership import column_name, entry_mask
-from audiences.logic.polars_engine import Evaluation, audience_column, evaluate, first_rows
+from audiences.logic.polars_engine import Evaluation, audience_column, evaluate
 from audiences.logic.sql_engine import AudienceRef
 from audiences.logic.tree import AUDIENCE, BOMBORA, CATEGORY, MEMBERSHIP, NUMBER, Node, TreeError, conditions, parse
 from bombora.models import BomboraTopic
@@ -64,8 +66,9 @@ def _frame_for(entry: cache.Entry, node: Node, refs: dict[int, AudienceRef]) -> 
                 extra.append(entry_mask(entry, ref.column, tuple(cond.value)).alias(name))
         elif ref.column not in needed:
             needed.append(ref.column)
-    frame = entry.frame.select(needed) if needed else pl.DataFrame({"__rid": entry.frame.get_column("__rid")})
-    return frame.with_columns(extra) if extra else frame
+    # Built from the series (no select over the entry's frame: its lazy plan would build every Enum dtype)
+    columns = [entry.frame.get_column(name) for name in needed] + extra
+    return pl.DataFrame(columns or [entry.frame.get_column("__rid")])
 
 
 def _membership(entry: cache.Entry, ref: AudienceRef | None) -> pl.Series:
@@ -91,6 +94,16 @@ def evaluate_tree(entry: cache.Entry, node: Node, *, per_node: bool = True, memo
     )
 
 
+def _has_hash_bits(entry: cache.Entry) -> np.ndarray | None:
+    """The people with a UID2 hash as packed bits, kept with the entry (the UID2-ready count is then a popcount)."""
+    if entry.has_hash is None:
+        return None
+    found = entry.stats.get("has_hash_bits")
+    if found is None:
+        found = entry.stats["has_hash_bits"] = bits.from_series(entry.has_hash)
+    return found  # type: ignore[no-any-return]
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dt.date):
         return value.isoformat()
@@ -98,9 +111,13 @@ def _jsonable(value: Any) -> Any:
 
 
 def sample_records(entry: cache.Entry, positions: list[int]) -> list[dict[str, Any]]:
+    """The records at `positions`. The frame is assembled from the entry's series and gathered natively (a select
+    over the entry's frame is a lazy plan that resolves every column's dtype; an Enum of millions of categories is
+    slow to build, and polars' Series methods are lazy plans of their own, one per call)."""
     if not positions:
         return []
-    rows = entry.frame.select([c for c in entry.frame.columns if c not in SAMPLE_EXCLUDE])[positions].to_dicts()
+    columns = [entry.frame.get_column(name) for name in entry.frame.columns if name not in SAMPLE_EXCLUDE]
+    rows = pl.DataFrame(columns)[positions].to_dicts()
     result = []
     for row in rows:
         record: dict[str, Any] = {}
@@ -136,8 +153,9 @@ def audience_preview(*, tree: Any, sample: int = 10) -> dict[str, Any]:
     frame = _frame_for(entry, node, refs)
     # An edit changes one or two leaves: the others come from the memo of this data generation.
     result = evaluate(frame, node, entry.strings, memo=entry.leaf_memo)
-    uid2 = int((result.mask & entry.has_hash).sum()) if entry.has_hash is not None else 0
-    records = sample_records(entry, first_rows(result.mask, max(0, min(int(sample), MAX_SAMPLE))))
+    hashed = _has_hash_bits(entry)
+    uid2 = bits.count(result.bits & hashed) if hashed is not None else 0
+    records = sample_records(entry, bits.positions(result.bits, max(0, min(int(sample), MAX_SAMPLE))))
     return {
         "count": result.count,
         "sample": records,

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audiences import cache
-from audiences.logic import polars_engine, reference
+from audiences.logic import bits, polars_engine, reference
 from audiences.logic.polars_engine import CodeMatch, LeafMemo, classify_matches, evaluate
 from audiences.logic.tree import CATEGORY, NUMBER, TEXT, FieldRef, parse
 
@@ -75,14 +75,14 @@ def _frame(people: list[dict[str, Any]]) -> tuple[pl.DataFrame, dict[str, Any]]:
     ),
     raw_trees=st.lists(trees, min_size=1, max_size=3),
     small=st.integers(0, 9),
-    chunk=st.sampled_from([1, 3, 16, 1 << 20]),
+    chunk=st.sampled_from([64, 1 << 18]),
 )
 def test_code_matches_and_memo_agree_with_the_reference(
     people: list[dict[str, Any]], raw_trees: list[dict[str, Any]], small: int, chunk: int
 ) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(polars_engine, "SMALL_CODE_SET", small)  # every kind of match: ranges, code sets, lookups
-        patch.setattr(polars_engine, "LOOKUP_CHUNK", chunk)  # lookups split over several pool tasks
+        patch.setattr(bits, "SLICE", chunk)  # row slices shared by several pool tasks
         frame, strings = _frame(people)
         memo = LeafMemo(1 << 20)
         for raw in [*raw_trees, *raw_trees]:  # the second pass reads the leaves from the memo
@@ -125,3 +125,91 @@ def test_the_leaf_memo_is_bounded_in_bytes() -> None:
         memo.put(("leaf", i), pl.Series([True] * 8000))  # about 1 KB each (a bit per row)
     assert memo.bytes <= 3000 and len(memo) < 10
     assert memo.get(("leaf", 9)) is not None and memo.get(("leaf", 0)) is None
+
+
+NUMBER_OPS = ["eq", "neq", "gt", "gte", "lt", "lte", "between", "in", "not_in", "is_null", "is_not_null"]
+NUMBER_VALUES = st.sampled_from([-70000, -129, -1, 0, 1, 5, 200, 255, 256, 32767, 70000, 2**40, 2.5, -0.5])
+
+
+@st.composite
+def wide_condition(draw: Any) -> dict[str, Any]:
+    """String conditions as above, and integer conditions with values outside the columns' types or fractional."""
+    if draw(st.booleans()):
+        return draw(condition())
+    field = draw(st.sampled_from(["revenue", "score"]))
+    op = draw(st.sampled_from(NUMBER_OPS))
+    value: Any = draw(NUMBER_VALUES)
+    if op == "between":
+        value = sorted([value, draw(NUMBER_VALUES)])
+    elif op in ("in", "not_in"):
+        value = draw(st.lists(NUMBER_VALUES, min_size=1, max_size=4))
+    elif op in ("is_null", "is_not_null"):
+        value = None
+    return {"field": field, "operator": op, "value": value}
+
+
+wide_trees = st.recursive(
+    wide_condition(),
+    lambda children: st.one_of(
+        st.builds(lambda op, c: {"op": op, "children": c}, st.sampled_from(["and", "or"]), st.lists(children, min_size=1, max_size=4)),
+        st.builds(lambda c: {"op": "not", "children": [c]}, children),
+    ),
+    max_leaves=8,
+)  # fmt: skip
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1), size=st.integers(0, 1500), raw_trees=st.lists(wide_trees, min_size=1, max_size=3)
+)
+def test_packed_kernels_over_many_row_slices_and_threads_agree_with_the_reference(
+    seed: int, size: int, raw_trees: list[dict[str, Any]]
+) -> None:
+    """Issue 17, session 7: packed-bit evaluation, the numpy kernels cut into 64-row slices spread over the leaf
+    pool's threads (code sets and lookups on u8/u16 Enum codes) beside the polars batch (ranges, Int16 and UInt8
+    numbers with nulls, values outside the columns' types), gives the reference's counts and rows, and the same
+    per-node counts as one slice on one thread."""
+    import random
+
+    rng = random.Random(seed)
+    names = [f"{rng.choice(ALPHABET)}{i}" for i in range(400)]  # a few hundred categories: u16 codes
+    people = [
+        {
+            "company_name": rng.choice([None, *names]),
+            "industry": rng.choice([None, "Retail", "RETAIL", "retail ", "Ärzte", "ärzte", "aB", "b"]),
+            "revenue": rng.choice([None, rng.randint(-32768, 32767), rng.randint(-3, 300)]),
+            "score": rng.choice([None, rng.randint(0, 255)]),
+        }
+        for _ in range(size)
+    ]
+    frame, strings = _frame(people)
+    frame = frame.with_columns(pl.Series("score", [p["score"] for p in people], dtype=pl.UInt8))
+    fields = {**FIELDS, "score": FieldRef(name="score", type=NUMBER, column="score")}
+    for raw in raw_trees:
+        node = parse(raw, fields.get)
+        expected = reference.count(node, people)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(bits, "SLICE", 1 << 18)
+            patch.setenv("P360_BUILDER_THREADS", "1")
+            whole = evaluate(frame, node, strings)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(bits, "SLICE", 64)
+            sliced = evaluate(frame, node, strings)
+        assert (whole.count, sliced.count) == (expected, expected), raw
+        assert whole.nodes == sliced.nodes, raw
+        assert sliced.mask.to_list() == [reference.holds(node, p) for p in people], raw
+
+
+def test_packed_masks_round_trip_through_arrow_and_positions() -> None:
+    values = [i % 3 == 0 or i in (64, 127, 128) for i in range(200)]
+    series = pl.Series(values)
+    words = bits.from_series(series)
+    assert bits.count(words) == sum(values)
+    assert bits.to_series(words, 200).to_list() == values
+    assert bits.positions(words, 5) == [0, 3, 6, 9, 12]
+    assert bits.positions(words, 1000) == [i for i, v in enumerate(values) if v]
+    assert bits.count(bits.invert(words, 200)) == 200 - sum(values)
+    with_nulls = pl.Series([True, None, False, True] * 30).slice(8, 90)  # nulls are false; an offset on a byte edge
+    assert bits.to_series(bits.from_series(with_nulls), 90).to_list() == [v is True for v in with_nulls.to_list()]
+    odd = pl.Series([True, None, False, True] * 30).slice(3, 90)  # an offset inside a byte
+    assert bits.to_series(bits.from_series(odd), 90).to_list() == [v is True for v in odd.to_list()]
