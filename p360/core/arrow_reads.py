@@ -62,5 +62,5 @@ def read(sql: str, schema: dict[str, Any], *, dsn: str | None = None, db: Any = 
     frame = pl.from_arrow(table, rechunk=False)
     assert isinstance(frame, pl.DataFrame)
     frame.columns = list(schema)
-    casts = {name: dtype for name, dtype in schema.items() if frame.schema[name] != dtype}
+    casts: dict[Any, Any] = {name: dtype for name, dtype in schema.items() if frame.schema[name] != dtype}
     return frame.cast(casts) if casts else frame  # e.g. PostgreSQL integer (Int32) where the caller keeps Int64
