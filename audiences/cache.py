@@ -453,7 +453,7 @@ def _copy_frame(sql: str, schema: dict[str, Any]) -> pl.DataFrame:
 KEYS = ["version_id", "row"]
 
 
-RAW_SHARE = 0.9  # a slice's string column this distinct (and over 1000 rows) is kept as text, not coded
+RAW_SHARE = 0.95  # a slice's string column this distinct (and over 1000 rows) is kept as text, not coded
 
 
 @dataclass
@@ -474,22 +474,24 @@ def _slice_columns(table: pa.Table, schema: dict[str, Any]) -> dict[str, Any]:
     returns, so the build never holds every string column of 10M records as text (that set the 6 GB peak)."""
     out: dict[str, Any] = {}
     for index, (name, dtype) in enumerate(schema.items()):
-        column = table.column(index)
+        # A copy of what is kept: polars would otherwise share the driver's buffers, and one column shared keeps the
+        # slice's whole record batches alive (the C data interface releases a batch only with all its columns).
+        column = pa.concat_arrays(table.column(index).chunks) if table.num_rows else table.column(index)
         if dtype != pl.String:
-            series = pl.from_arrow(column, rechunk=False)
+            series = pl.from_arrow(column)
             assert isinstance(series, pl.Series)
             out[name] = series if series.dtype == dtype else series.cast(dtype)
             continue
         filled = len(column) - column.null_count
         if filled > 1000:
-            text = pl.from_arrow(column, rechunk=False)
+            text = pl.from_arrow(column)
             assert isinstance(text, pl.Series)
             if int(text.approx_n_unique()) > RAW_SHARE * filled:  # type: ignore[arg-type]
                 out[name] = text.cast(pl.String)
                 continue
-        # One array first: encoded batch by batch, each batch's DictionaryArray would carry the dictionary (copied
+        # One array (above): encoded batch by batch, each batch's DictionaryArray would carry the dictionary (copied
         # by the merge once per batch: 10M records' company names were hashed ten times over).
-        out[name] = pc.dictionary_encode(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
+        out[name] = pc.dictionary_encode(column)
     return out
 
 
@@ -531,6 +533,8 @@ class _Read:
     columns: dict[str, Any]
     order: pl.Series
     lock: threading.Lock = field(default_factory=threading.Lock)
+    at: pl.Series | None = None
+    at_keep: pl.Series | None = None
 
     @classmethod
     def from_slices(cls, slices: list[dict[str, Any]], schema: dict[str, Any]) -> _Read:
@@ -550,7 +554,10 @@ class _Read:
         """The column at the sorted positions `keep` (a series, or `_Coded` with gathered codes), removed from the
         read (its memory goes with it)."""
         column = self.drop(name)
-        at = self.order.gather(keep)
+        with self.lock:  # the read positions of the people, computed once for every column
+            if self.at is None or self.at_keep is not keep:
+                self.at, self.at_keep = self.order.gather(keep), keep
+            at = self.at
         if isinstance(column, _Coded):
             return _Coded(codes=column.codes.gather(at), values=column.values)
         return column.gather(at).alias(name)
@@ -656,7 +663,7 @@ def _encode(name: str, column: Any) -> tuple[pl.Series, StringColumn | None]:
     return series, None
 
 
-def _encode_coded(name: str, column: _Coded) -> tuple[pl.Series, StringColumn]:
+def _encode_coded(name: str, column: _Coded, *, enum: bool = False) -> tuple[pl.Series, StringColumn]:
     """A coded string column as the frame keeps it, without going through 10M strings: the values the people use
     are found from their codes, sorted as _as_enum sorts its categories, and the codes renumbered (one gather)."""
     codes, values = column.codes.rename(name), column.values
@@ -664,7 +671,7 @@ def _encode_coded(name: str, column: _Coded) -> tuple[pl.Series, StringColumn]:
     used[codes.drop_nulls().to_numpy()] = True
     present = np.flatnonzero(used)
     threshold = max(1000, ENUM_MAX_SHARE * codes.len())
-    if name not in ALWAYS_ENUM and codes.len() > 1000 and len(present) > threshold:  # as _nearly_unique decides
+    if not enum and name not in ALWAYS_ENUM and codes.len() > 1000 and len(present) > threshold:  # as _nearly_unique
         series = column.decoded().alias(name)
         lowered = series.str.to_lowercase()
         return series, StringColumn(lowercase=bool((lowered == series).fill_null(True).all()))
@@ -703,7 +710,20 @@ def _nearly_unique(series: pl.Series) -> bool:
 
 def _as_enum(series: pl.Series) -> tuple[pl.Series, StringColumn]:
     """The column as an Enum whose categories are sorted by their lowercase form (then as written): `eq`, `in` and
-    `starts_with` (case-insensitive) then match contiguous code ranges (see polars_engine.classify_matches)."""
+    `starts_with` (case-insensitive) then match contiguous code ranges (see polars_engine.classify_matches).
+
+    Coded first (pyarrow's hash kernel), then as _encode_coded: polars' `cast` of 10M strings to an Enum of 2M
+    categories took seconds more than the hash and one gather of codes."""
+    if series.len() > 1000:
+        array = series.to_arrow()
+        if array.type != pa.large_string():
+            array = array.cast(pa.large_string())
+        encoded = pc.dictionary_encode(array)
+        codes = pl.from_arrow(encoded.indices)
+        values = pl.from_arrow(encoded.dictionary)
+        assert isinstance(codes, pl.Series) and isinstance(values, pl.Series)
+        coded = _Coded(codes=codes.cast(pl.UInt32), values=values.cast(pl.String))
+        return _encode_coded(series.name, coded, enum=True)
     unique = series.drop_nulls().unique().to_frame("value")
     ordered = unique.with_columns(pl.col("value").str.to_lowercase().alias("lowered")).sort("lowered", "value")
     categories, lowered = ordered.get_column("value"), ordered.get_column("lowered")
