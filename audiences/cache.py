@@ -476,7 +476,8 @@ def _slice_columns(table: pa.Table, schema: dict[str, Any]) -> dict[str, Any]:
     for index, (name, dtype) in enumerate(schema.items()):
         # A copy of what is kept: polars would otherwise share the driver's buffers, and one column shared keeps the
         # slice's whole record batches alive (the C data interface releases a batch only with all its columns).
-        column = pa.concat_arrays(table.column(index).chunks) if table.num_rows else table.column(index)
+        chunks = table.column(index).chunks
+        column = pa.concat_arrays(chunks) if chunks else pa.array([], type=table.schema.field(index).type)
         if dtype != pl.String:
             series = pl.from_arrow(column)
             assert isinstance(series, pl.Series)
