@@ -576,7 +576,9 @@ def _read_records(select: list[str], schema: dict[str, Any], version_ids: list[i
 
 
 READ_THREADS = 2  # one slice per connection at a time: PostgreSQL formats one while this process decodes another
-SLICE_BYTES = 160 << 20  # of a partition's heap per slice (about 750k bench records): the decoded slice's memory
+SLICE_BYTES = (
+    64 << 20
+)  # of a partition's heap per slice (about 300k bench records): bounds what a slice holds in flight
 
 
 def _record_slices(version_ids: list[int]) -> list[str]:
