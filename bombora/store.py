@@ -17,6 +17,7 @@ import polars as pl
 from django.db import connection
 
 from bombora.models import BomboraTopic, BomboraWeek, BomboraWeekStatus
+from p360.core import arrow_reads
 
 TABLE = "ingestion_bombora_score"
 QUALIFIED = f"public.{TABLE}"
@@ -82,7 +83,10 @@ def scores_frame(week: dt.date | None = None, topic_ids: list[int] | None = None
         if not topic_ids:
             return pl.DataFrame(schema=schema)
         where += " AND topic_id IN (" + ",".join(str(int(t)) for t in topic_ids) + ")"
-    sql = f"COPY (SELECT domain, topic_id, score FROM {QUALIFIED} WHERE {where}) TO STDOUT WITH (FORMAT csv)"
+    query = f"SELECT domain, topic_id, score FROM {QUALIFIED} WHERE {where}"
+    if arrow_reads.available():  # issue 17: binary COPY decoded in C++ (psycopg's COPY is a Python call per row)
+        return arrow_reads.read(query, schema)
+    sql = f"COPY ({query}) TO STDOUT WITH (FORMAT csv)"
     buf = bytearray()
     with connection.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[attr-defined]
         for chunk in copy:

@@ -591,6 +591,9 @@ P360_BUILDER_BACKGROUND_REBUILD = env_bool("P360_BUILDER_BACKGROUND_REBUILD", de
 # a restart or another worker loads it instead of rebuilding; near-unique strings (emails, hashes) are then served
 # memory-mapped from that file instead of the heap. Tests turn it on where they test it.
 P360_BUILDER_PERSIST = env_bool("P360_BUILDER_PERSIST", default=not TESTING)
+# Issue 17: read the builder's records and Bombora weeks through the ADBC PostgreSQL driver (binary COPY decoded into
+# Arrow in C++, page slices on two connections) instead of COPY CSV; off: the CSV read (also used in transactions).
+P360_ARROW_READS = env_bool("P360_ARROW_READS", default=True)
 # --- reporting (issue 7): dashboards, summaries, exports ---
 P360_REPORT_MAX_DAYS = int(env("P360_REPORT_MAX_DAYS") or "731")
 # Underperformers: creatives whose CTR (percent) is below this while their spend is at least the minimum.

@@ -1,0 +1,184 @@
+"""Issue 17: the builder's typed read (ADBC: binary COPY into Arrow, in page slices on two connections, strings
+coded per slice) builds exactly the frame that the COPY CSV read builds, which the property tests hold equal to SQL.
+
+The ADBC connection sees committed rows only, so this module commits its own org (and a Bombora week), outside the
+test transaction, and drops them after."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import polars as pl
+import pytest
+from django.db import connection
+from django_tenants.utils import schema_context
+
+from audiences import cache
+from p360.core import arrow_reads
+from tests.audiences.builder_helpers import load_bombora, make_imported
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+SLUG = "builder-read"
+DEFAULT_SLICE = cache.SLICE_BYTES
+WEEK = dt.date(2031, 3, 3)  # far ahead: the current week only while this module runs
+CUSTOM = {"Score": "integer", "Tier": "text", "VIP": "boolean", "Since": "date", "Ratio": "decimal"}
+INDUSTRIES = [None, "Technology", "TECHNOLOGY", "technology ", "Retail", "Ärzte", "ÄRZTE", "Straße"]
+
+
+def _people(n: int, offset: int = 0) -> list[dict[str, Any]]:
+    """Emails nearly unique (kept as text) with some repeats across audiences and some missing; companies and
+    domains repeated (coded); every custom type, with nulls and values of the wrong JSON type."""
+    rows = []
+    for i in range(offset, offset + n):
+        email = None if i % 7 == 0 else f"p{i % 2500}@Example.com".lower()
+        rows.append(
+            {
+                "email": email,
+                "email_normalized": email,
+                "email_sha256": None if email is None else f"{i % 2500:064d}",
+                "domain": None if i % 11 == 0 else f"d{i % 97}.com",
+                "company_name": f"Company {i % 400}",
+                "industry": INDUSTRIES[i % len(INDUSTRIES)],
+                "country": ["US", "us", "GB", None][i % 4],
+                "job_title": ["CTO", "cto", "Head of IT", None][i % 4],
+                "revenue": None if i % 5 == 0 else i * 1000,
+                "employee_count": None if i % 6 == 0 else i % 300,
+                "custom": {
+                    "score": i % 9 if i % 3 else "nine",
+                    "tier": ["Gold", "gold", "Silver"][i % 3],
+                    "vip": bool(i % 2) if i % 4 else None,
+                    "since": f"2024-01-{1 + i % 9:02d}" if i % 5 else "soon",
+                    "ratio": [0.1, 0.5, 1.25, -2.0][i % 4],
+                }
+                if i % 10
+                else {},
+            }
+        )
+    return rows
+
+
+@pytest.fixture(scope="module")
+def committed_org(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Any]:
+    from bombora.models import BomboraTopic, BomboraWeek
+    from bombora.store import partition_name
+    from tenants.models import Organization
+    from tenants.services import org_create
+
+    with django_db_blocker.unblock():
+        topics_before = set(BomboraTopic.objects.values_list("pk", flat=True))
+        org = org_create(slug=SLUG, name="Builder read org")
+        with schema_context(org.schema_name):
+            make_imported("A", _people(3000), custom_types=CUSTOM)
+            make_imported("B", _people(1200, offset=2000), custom_types=CUSTOM)
+            make_imported("C", _people(40, offset=9000))
+        load_bombora([(f"d{i}.com", ["Payroll", "Cloud Security"][i % 2], i % 101) for i in range(0, 97, 3)], week=WEEK)
+        connection.set_schema_to_public()  # type: ignore[attr-defined]
+        try:
+            yield org
+        finally:
+            connection.set_schema_to_public()  # type: ignore[attr-defined]
+            BomboraWeek.objects.filter(week=WEEK).delete()
+            with connection.cursor() as cursor:
+                cursor.execute(f"DROP TABLE IF EXISTS public.{partition_name(WEEK)}")
+            BomboraTopic.objects.exclude(pk__in=topics_before).delete()  # committed: other tests expect none
+            org = Organization.objects.get(pk=org.pk)
+            org.domains.all().delete()
+            org.delete(force_drop=True)
+
+
+def _build(org: Any, *, arrow: bool, monkeypatch: Any) -> cache.Entry:
+    """Built on a thread of its own: its Django connection is outside the test's transaction, like a request's."""
+
+    def run() -> cache.Entry:
+        from django.db import connection as thread_connection
+
+        try:
+            thread_connection.set_schema(org.schema_name)  # type: ignore[attr-defined]
+            assert arrow_reads.available() == arrow
+            return cache.build()  # the Bombora scores too (no background thread), with the same reader
+        finally:
+            thread_connection.close()
+
+    with monkeypatch.context() as patch, ThreadPoolExecutor(max_workers=1) as pool:
+        if not arrow:
+            patch.setattr(arrow_reads, "available", lambda: False)
+        entry = pool.submit(run).result()
+    assert entry.bombora_frame is not None
+    return entry
+
+
+def _assert_same(left: cache.Entry, right: cache.Entry) -> None:
+    assert left.frame.schema == right.frame.schema
+    assert left.frame.equals(right.frame)
+    assert left.strings.keys() == right.strings.keys()
+    for name, info in left.strings.items():
+        other = right.strings[name]
+        assert info.lowercase == other.lowercase, name
+        for a, b in ((info.categories, other.categories), (info.lowered_categories, other.lowered_categories)):
+            assert (a is None) == (b is None), name
+            if a is not None and b is not None:
+                assert a.equals(b), name
+    assert left.imported_masks.keys() == right.imported_masks.keys()
+    assert all(left.imported_masks[k].equals(right.imported_masks[k]) for k in left.imported_masks)
+    assert left.has_hash is not None and right.has_hash is not None and left.has_hash.equals(right.has_hash)
+    assert left.bombora.equals(right.bombora)
+
+
+@pytest.mark.parametrize("slice_bytes", [DEFAULT_SLICE, 16 * 8192])
+def test_the_typed_read_builds_the_same_frame_as_the_csv_read(
+    committed_org: Any, settings: Any, monkeypatch: Any, slice_bytes: int
+) -> None:
+    settings.P360_BUILDER_PERSIST = False
+    settings.P360_BUILDER_BACKGROUND_REBUILD = False
+    csv = _build(committed_org, arrow=False, monkeypatch=monkeypatch)
+    monkeypatch.setattr(cache, "SLICE_BYTES", slice_bytes)
+    with schema_context(committed_org.schema_name):
+        versions = _versions()
+        slices = cache._record_slices(versions)
+    assert (len(slices) > len(versions)) == (slice_bytes < DEFAULT_SLICE)  # several slices per version
+    typed = _build(committed_org, arrow=True, monkeypatch=monkeypatch)
+    rows = _people(3000) + _people(1200, offset=2000) + _people(40, offset=9000)
+    people = len({r["email_normalized"] for r in rows} - {None}) + sum(r["email_normalized"] is None for r in rows)
+    assert typed.height == csv.height == people  # one person per email across the audiences
+    frame = typed.frame
+    assert frame.get_column("custom.vip").dtype == pl.Boolean and frame.get_column("custom.since").dtype == pl.Date
+    assert isinstance(frame.get_column("company_name").dtype, pl.Enum)
+    assert frame.get_column("email").dtype == pl.String  # nearly unique: kept as text
+    _assert_same(typed, csv)
+
+
+def _versions() -> list[int]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_version_id FROM audiences_audience WHERE kind = 'imported' ORDER BY id")
+        return [int(row[0]) for row in cursor.fetchall()]
+
+
+@pytest.mark.parametrize(("rows", "distinct"), [(900, 60), (900, 880), (5000, 300), (5000, 4800)])
+def test_a_coded_column_encodes_as_its_text_does(rows: int, distinct: int) -> None:
+    """The codes path (slices' dictionaries) gives the text path's Enum (categories sorted by lowercase form, then as
+    written; up to 1000 rows the text path is the original polars unique/sort/cast) or String, with mixed case,
+    Unicode folding and nulls."""
+    import random
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    rng = random.Random(rows + distinct)
+    alphabet = ["a", "A", "ä", "Ä", "ß", "SS", "ss", "İ", "i", "\u0131", "Ω", "ω", " ", "1", "Z", "é", "É", "\u0301"]
+    values = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 5))) for _ in range(distinct)]
+    for name in ("industry", "domain", "email"):
+        text = pl.Series(name, [None if rng.random() < 0.1 else rng.choice(values) for _ in range(rows)])
+        encoded = pc.dictionary_encode(text.to_arrow().cast(pa.large_string()))
+        codes, dictionary = pl.from_arrow(encoded.indices), pl.from_arrow(encoded.dictionary)
+        assert isinstance(codes, pl.Series) and isinstance(dictionary, pl.Series)
+        coded = cache._Coded(codes=codes.cast(pl.UInt32), values=dictionary.cast(pl.String))
+        (left, left_info), (right, right_info) = cache._encode(name, coded), cache._encode(name, text)
+        assert left.dtype == right.dtype and left.equals(right) and left_info.lowercase == right_info.lowercase
+        for a, b in (
+            (left_info.categories, right_info.categories),
+            (left_info.lowered_categories, right_info.lowered_categories),
+        ):
+            assert (a is None) == (b is None) and (a is None or b is None or a.equals(b))
