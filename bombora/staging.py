@@ -9,6 +9,7 @@ import logging
 import queue
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -225,11 +226,72 @@ class Copier:
 
 
 def domain_summary(rows: pl.DataFrame) -> pl.DataFrame:
-    return rows.group_by("domain").agg(
-        pl.len().alias("topics"),
-        (pl.col("score") >= SURGE_THRESHOLD).sum().alias("surging"),
-        pl.col("score").max().alias("max_score"),
+    """One row per domain, in domain order (the `_d` table's heap then follows its domain index)."""
+    return (
+        rows.group_by("domain")
+        .agg(
+            pl.len().alias("topics"),
+            (pl.col("score") >= SURGE_THRESHOLD).sum().alias("surging"),
+            pl.col("score").max().alias("max_score"),
+        )
+        .sort("domain")
     )
+
+
+COPY_ROWS = 1_000_000  # rows per COPY of the held week (~35 MB of CSV)
+
+
+class WeekRows:
+    """A week's rows held until the file is read, then handed out sorted by (topic_id, domain) for one ordered COPY.
+
+    Why: the staging table's heap is then in the order of its (topic_id, domain) index, and PostgreSQL's index
+    sort sees presorted keys (one pass instead of a full sort: the index build was ~60 % of the load's PostgreSQL
+    CPU with the heap in the file's domain order). polars sorts 20M integer pairs in about a second on two cores.
+
+    Compact: each domain text is kept once; a row holds its domain's code (UInt32), numbered in domain order, so
+    the sort is on two integers. Codes follow the domain order across batches only while each batch's domains
+    come after the previous batch's (a file sorted by domain, as Bombora's are; the loader checks it, and on an
+    unsorted file takes the rows back with `chunks(ordered=False)` and merges the week in SQL).
+    """
+
+    def __init__(self) -> None:
+        self.frames: list[pl.DataFrame] = []
+        self.domains: list[pl.Series] = []
+        self.count = 0  # domains held
+
+    @property
+    def held(self) -> bool:
+        return bool(self.frames)
+
+    def add(self, rows: pl.DataFrame) -> None:
+        """Hold a batch (domain, topic_id, score, optional columns) whose (domain, topic_id) pairs are unique."""
+        domain = rows["domain"]
+        if domain.is_sorted():  # the file's own order: codes by a running count of domain changes
+            change = (domain != domain.shift(1)).fill_null(True)
+            local = change.cast(pl.UInt32).cum_sum() - 1
+            unique = domain.filter(change)
+        else:
+            local = domain.rank("dense").cast(pl.UInt32) - 1
+            unique = domain.unique().sort()
+        code = (local + self.count).cast(pl.UInt32).alias("code")
+        self.frames.append(rows.drop("domain").with_columns(code))
+        self.domains.append(unique)
+        self.count += len(unique)
+
+    def chunks(self, ordered: bool = True, size: int = COPY_ROWS) -> Iterator[pl.DataFrame]:
+        """The held rows with their domain text again, `size` at a time (sorted by topic_id, domain if `ordered`);
+        releases them."""
+        if not self.frames:
+            return
+        frame = pl.concat(self.frames, rechunk=False)
+        domains = pl.concat(self.domains)
+        self.frames, self.domains, self.count = [], [], 0
+        if ordered:  # on one UInt64 key: about half the CPU of a sort on the two columns
+            frame = frame.sort(pl.col("topic_id").cast(pl.UInt64) * (1 << 32) + pl.col("code").cast(pl.UInt64))
+        columns = [c for c in frame.columns if c != "code"]
+        for start in range(0, frame.height, size):
+            part = frame.slice(start, size)
+            yield part.select(domains.gather(part["code"]).alias("domain"), *columns)
 
 
 def merge_duplicates(rows: pl.DataFrame) -> tuple[pl.DataFrame, int]:
