@@ -109,7 +109,7 @@ class Loader:
     name: str
     week: dt.date | None
     ctx: JobContext | None = None
-    block_bytes: int = 32 << 20
+    block_bytes: int = 16 << 20
     stats: LoadStats = field(default_factory=LoadStats)
     topic_ids: set[int] = field(default_factory=set)
     topic_counts: dict[int, list[int]] = field(default_factory=dict)  # topic id -> [domains, surging]

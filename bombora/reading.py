@@ -41,24 +41,22 @@ def open_binary(path: Path) -> tuple[IO[bytes], IO[bytes]]:
 
 
 def read_blocks(stream: IO[bytes], block_bytes: int) -> Iterator[bytes]:
-    """Blocks of whole lines (the last may lack a final newline). A truncated/corrupt gzip raises FileRejected."""
-    rest = b""
+    """Blocks of whole lines (the last may lack a final newline). A truncated/corrupt gzip raises FileRejected.
+
+    A block is what one read returns plus the rest of its last line (one copy at most; cutting the block at its
+    last newline and carrying the rest into the next would copy every block twice)."""
     while True:
         try:
             data = stream.read(block_bytes)
+            if data and not data.endswith(b"\n"):
+                tail = stream.readline()
+                if tail:
+                    data += tail
         except GZIP_ERRORS as exc:
             raise FileRejected(f"the gzip file is truncated or corrupt ({exc}); nothing was loaded") from exc
         if not data:
-            if rest:
-                yield rest
             return
-        data = rest + data
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            rest = data
-            continue
-        rest = data[cut + 1 :]
-        yield data[: cut + 1]
+        yield data
 
 
 def refuse_non_table(data: bytes, name: str) -> None:

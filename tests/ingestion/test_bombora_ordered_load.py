@@ -194,3 +194,15 @@ def test_a_corrupt_gzip_loads_nothing_with_either_inflater(tmp_path, settings, m
         message, _ = ingest_failing("bombora", str(path))
         assert "truncated or corrupt" in message and "nothing was loaded" in message
         assert scores() == [] and staging_tables() == []
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 1 << 20])
+def test_blocks_are_whole_lines_and_give_back_every_byte(block):
+    import io
+
+    text = b"".join(b"line %d %s\n" % (i, b"x" * (i % 37)) for i in range(500)) + b"last line without newline"
+    blocks = list(reading.read_blocks(io.BytesIO(text), block))
+    assert b"".join(blocks) == text
+    assert all(b.endswith(b"\n") for b in blocks[:-1]) and all(b.count(b"\n") >= 1 for b in blocks[:-1])
+    gz = list(reading.read_blocks(reading.GZIP.GzipFile(fileobj=io.BytesIO(gzip.compress(text)), mode="rb"), block))
+    assert gz == blocks
