@@ -245,7 +245,7 @@ class Loader:
         other, the heap is then in the index's order and the index build in _finish_table is a pass over presorted
         keys (PostgreSQL checks for that before sorting) rather than a full sort."""
         for part in self.week_rows.chunks(ordered=ordered):
-            self.copier.submit(table, part)
+            self.copier.submit(table, part, freeze=ordered)
 
     def _finish_table(self, table: str) -> None:
         with connection.cursor() as cursor:

@@ -151,13 +151,14 @@ def csv_bytes(rows: pl.DataFrame, columns: tuple[str, ...] = SCORE_COLUMNS) -> t
     return columns, buffer.getvalue()
 
 
-def copy_bytes(name: str, columns: tuple[str, ...], data: bytes) -> None:
-    """COPY CSV bytes into a staging table on this thread's connection; the week is the table's default."""
+def copy_bytes(name: str, columns: tuple[str, ...], data: bytes, freeze: bool = False) -> None:
+    """COPY CSV bytes into a staging table on this thread's connection; the week is the table's default.
+    `freeze`: the rows go in frozen (the table was truncated in this connection's open transaction)."""
     view = memoryview(data)
     with (
         connection.cursor() as cursor,
         cursor.copy(  # type: ignore[attr-defined]
-            f"COPY public.{name} ({', '.join(columns)}) FROM STDIN (FORMAT csv)"
+            f"COPY public.{name} ({', '.join(columns)}) FROM STDIN (FORMAT csv{', FREEZE' if freeze else ''})"
         ) as copy,
     ):
         for start in range(0, len(view), 1 << 20):
@@ -180,7 +181,7 @@ class Copier:
     def __init__(self, workers: int = 2) -> None:
         self.errors: list[BaseException] = []
         self.inline_only = workers <= 0 or connection.in_atomic_block
-        self.box: queue.Queue[tuple[str, tuple[str, ...], bytes] | None] = queue.Queue(maxsize=max(1, workers))
+        self.box: queue.Queue[tuple[str, tuple[str, ...], bytes, bool] | None] = queue.Queue(maxsize=max(1, workers))
         self.threads = (
             []
             if self.inline_only
@@ -190,18 +191,38 @@ class Copier:
             thread.start()
 
     def _work(self) -> None:
+        frozen: set[str] = set()  # tables truncated in this connection's open transaction, COPYed with FREEZE
         try:
             while (item := self.box.get()) is not None:
                 if self.errors:
                     continue  # drain: the load fails anyway
+                name, columns, data, freeze = item
                 try:
-                    copy_bytes(*item)
+                    if freeze and name not in frozen:
+                        with connection.cursor() as cursor:
+                            cursor.execute("BEGIN")
+                            cursor.execute(f"TRUNCATE public.{name}")
+                        frozen.add(name)
+                    copy_bytes(name, columns, data, freeze)
+                except BaseException as exc:  # noqa: BLE001 - handed to the loader, which re-raises it
+                    self.errors.append(exc)
+            if frozen and not self.errors:
+                try:
+                    with connection.cursor() as cursor:
+                        cursor.execute("COMMIT")
                 except BaseException as exc:  # noqa: BLE001 - handed to the loader, which re-raises it
                     self.errors.append(exc)
         finally:
-            connection.close()  # this thread's own connection
+            connection.close()  # this thread's own connection (an open transaction is rolled back)
 
-    def submit(self, name: str, rows: pl.DataFrame, columns: tuple[str, ...] = SCORE_COLUMNS) -> None:
+    def submit(
+        self, name: str, rows: pl.DataFrame, columns: tuple[str, ...] = SCORE_COLUMNS, *, freeze: bool = False
+    ) -> None:
+        """COPY the rows. `freeze` (one worker only; ignored inline): the table, empty until now, is truncated in
+        a transaction of the worker's that the rest of its frozen COPYs join and `finish` commits, and the rows go
+        in frozen (COPY FREEZE: hint bits and the visibility map set as they are written). Otherwise the first
+        scan of the rows (the index build, then the first reader) sets the hint bits of every page, and with data
+        checksums on (PostgreSQL 18's default) writes each page to the WAL once more to do so."""
         if rows.is_empty():
             return
         if self.errors:
@@ -209,7 +230,8 @@ class Copier:
         if self.inline_only:
             copy_rows(name, rows, columns)
             return
-        self.box.put((name, *csv_bytes(rows, columns)))
+        columns, data = csv_bytes(rows, columns)
+        self.box.put((name, columns, data, freeze and len(self.threads) == 1))
 
     def finish(self) -> None:
         """Wait for every COPY; re-raise the first error."""
