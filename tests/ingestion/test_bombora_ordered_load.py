@@ -4,6 +4,7 @@ in one pass (`_fields_direct`), and gzip may be inflated by ISA-L. Each must lea
 from __future__ import annotations
 
 import gzip
+import json
 import random
 
 import polars as pl
@@ -14,8 +15,14 @@ from bombora import parsing, reading
 from bombora.layout import ADAT, MASTER_SURGE
 from bombora.staging import WeekRows
 from ingestion.models import QuarantinedRow
+from tests.cli import run_manage
 from tests.ingestion.bombora_helpers import WEEK, adat_line, scores, staging_tables, surge_file, surge_line
 from tests.ingestion.helpers import ingest, ingest_failing
+from tests.ingestion.test_bombora_faults import (  # the committed-data helpers of the subprocess tests
+    _autocommit,
+    committed_cleanup,  # noqa: F401 - a fixture
+    week_scores,
+)
 
 
 def _heap_order(week=WEEK) -> list[tuple[int, str]]:
@@ -206,3 +213,23 @@ def test_blocks_are_whole_lines_and_give_back_every_byte(block):
     assert all(b.endswith(b"\n") for b in blocks[:-1]) and all(b.count(b"\n") >= 1 for b in blocks[:-1])
     gz = list(reading.read_blocks(reading.GZIP.GzipFile(fileobj=io.BytesIO(gzip.compress(text)), mode="rb"), block))
     assert gz == blocks
+
+
+@pytest.mark.django_db
+@pytest.mark.slow
+@pytest.mark.usefixtures("committed_cleanup")
+def test_outside_a_transaction_the_week_is_copied_frozen_in_index_order(tmp_path):
+    """The real path (a command, not a test transaction): the copy connection's TRUNCATE + COPY FREEZE transaction
+    over several blocks, committed."""
+    rows = [(f"d{d:05d}.com", f"Topic {(d * 7 + t) % 30:02d}", (d + t) % 101) for d in range(9000) for t in range(4)]
+    path = surge_file(tmp_path, rows, name="Output_MasterSurgeFile_20261116.csv.gz")
+    env = {"P360_DB_NAME": connection.settings_dict["NAME"], "P360_BOMBORA_CHUNK_MB": "1"}
+    done = run_manage("ingest", "bombora", str(path), "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["rows_loaded"] == len(rows)
+    assert sorted(week_scores()) == sorted((d, s) for d, _t, s in rows)
+    with _autocommit() as conn:
+        heap = conn.execute(
+            "SELECT topic_id, domain FROM public.ingestion_bombora_score WHERE week = %s ORDER BY ctid", [WEEK]
+        ).fetchall()
+    assert len(heap) == len(rows) and heap == sorted(heap)
