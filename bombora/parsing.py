@@ -112,7 +112,11 @@ def _fields(lines: pl.DataFrame, layout: Layout) -> pl.DataFrame:
 
 def _normalise_domains(values: pl.Series) -> pl.DataFrame:
     """raw domain -> normalised domain (null when unparseable), exactly the audience records' domain rules."""
-    frame = pl.DataFrame({"domain": values.unique()})
+    return _normalised(pl.DataFrame({"domain": values.unique()}))
+
+
+def _normalised(frame: pl.DataFrame) -> pl.DataFrame:
+    """frame (domain) -> frame (domain, domain_v): each domain normalised by the audience records' rules."""
     text = pl.col("domain").str.strip_chars()
     host = text.str.to_lowercase().str.replace(n.SCHEME_RE_TEXT, "").str.replace(n.PATH_RE_TEXT, "")
     host = host.str.replace(n.USERINFO_RE_TEXT, "").str.strip_prefix("www.")
@@ -120,6 +124,20 @@ def _normalise_domains(values: pl.Series) -> pl.DataFrame:
     frame = frame.with_columns(host.alias("_host"))
     ok = (pl.col("_host").str.len_chars() <= n.DOMAIN_MAX) & pl.col("_host").str.contains(n.DOMAIN_RE_TEXT)
     return frame.select("domain", pl.when(ok).then(pl.col("_host")).otherwise(None).alias("domain_v"))
+
+
+def _with_normalised_domains(df: pl.DataFrame) -> pl.DataFrame:
+    """df with `domain_v`, the normalised domain. A Bombora file is grouped by domain: each run of equal domains is
+    normalised once and spread over its rows by position (no hashing of every row); a block with short runs
+    (not grouped) goes through its distinct values and a join instead."""
+    values = df["domain"]
+    change = (values != values.shift(1)).fill_null(True)
+    heads = values.filter(change)
+    if len(heads) * 2 > len(values):
+        return df.join(_normalise_domains(values), on="domain", how="left", maintain_order="left")
+    run = change.cast(pl.UInt32).cum_sum() - 1
+    normalised = _normalised(pl.DataFrame({"domain": heads}))["domain_v"]
+    return df.with_columns(normalised.gather(run).alias("domain_v"))
 
 
 def _lines(data: bytes) -> pl.DataFrame:
@@ -155,19 +173,67 @@ def _lines_exact(data: bytes) -> pl.DataFrame:
     return lines.slice(0, expected)
 
 
+def _line_count(data: bytes) -> int:
+    return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+
+
+def _fields_direct(data: bytes, first_line: int, layout: Layout) -> pl.DataFrame | None:
+    """The needed fields of a plain block (no quotes or CR; no header), one read of polars' CSV reader and no
+    per-line text: exact when every line has the layout's number of fields, which two cheap facts prove together:
+    the reader, given exactly that many columns, refuses a line with more, and the block's commas add up to
+    exactly (fields - 1) per line, so no line has fewer (nor is blank). None (use the general path) otherwise.
+    A bad row's text, the only per-line text needed, is cut from the block later (`_with_raw`)."""
+    if layout.week is not None or b'"' in data or b"\r" in data:
+        return None
+    expected = _line_count(data)
+    if data.count(b",") != (layout.fields - 1) * expected:
+        return None
+    wanted = _wanted(layout)
+    try:
+        fields = pl.read_csv(
+            data,
+            has_header=False,
+            schema={f"column_{i}": pl.String for i in range(layout.fields)},
+            quote_char=None,
+            encoding="utf8-lossy",
+            raise_if_empty=False,
+        )
+    except Exception:  # noqa: BLE001 - e.g. a line with more fields: the general path says which
+        return None
+    if fields.height != expected:
+        return None
+    return fields.select(
+        pl.int_range(first_line, first_line + expected, dtype=pl.Int64).alias(LINE),
+        pl.lit(layout.fields, dtype=pl.UInt32).alias("nfields"),
+        *[pl.col(f"column_{i}").alias(name) for name, i in wanted.items()],
+    )
+
+
+def _with_raw(bad: pl.DataFrame, data: bytes, first_line: int) -> pl.DataFrame:
+    """The bad rows of a block read by `_fields_direct`, with their line's text."""
+    if RAW in bad.columns or bad.is_empty():
+        return bad
+    raw = _lines(data)[RAW].gather(bad[LINE] - first_line)
+    return bad.with_columns(raw.alias(RAW))
+
+
 def parse_block(data: bytes, first_line: int, layout: Layout, skip: int | None) -> tuple[Block, int]:
     """Validate one block of lines. Returns (block, number of lines in it)."""
-    lines = _lines(data)
-    n_lines = lines.height
-    lines = lines.with_row_index(LINE, offset=first_line).with_columns(pl.col(LINE).cast(pl.Int64))
-    if b"\r" in data:
-        lines = lines.with_columns(pl.col(RAW).str.strip_suffix("\r"))
-    fast = _fields_fast(data, lines, layout)
-    if skip is not None:  # the header line
-        lines = lines.filter(pl.col(LINE) != skip)
-        fast = fast.filter(pl.col(LINE) != skip) if fast is not None else None
-    # Blank lines are skipped (not rows); a line of spaces is a row with one field (quarantined).
-    df = fast.filter(pl.col(RAW) != "") if fast is not None else _fields(lines.filter(pl.col(RAW) != ""), layout)
+    df = _fields_direct(data, first_line, layout) if skip is None else None
+    if df is not None:
+        n_lines = df.height
+    else:
+        lines = _lines(data)
+        n_lines = lines.height
+        lines = lines.with_row_index(LINE, offset=first_line).with_columns(pl.col(LINE).cast(pl.Int64))
+        if b"\r" in data:
+            lines = lines.with_columns(pl.col(RAW).str.strip_suffix("\r"))
+        fast = _fields_fast(data, lines, layout)
+        if skip is not None:  # the header line
+            lines = lines.filter(pl.col(LINE) != skip)
+            fast = fast.filter(pl.col(LINE) != skip) if fast is not None else None
+        # Blank lines are skipped (not rows); a line of spaces is a row with one field (quarantined).
+        df = fast.filter(pl.col(RAW) != "") if fast is not None else _fields(lines.filter(pl.col(RAW) != ""), layout)
     if df.is_empty():
         return Block(pl.DataFrame(schema={"domain": pl.String}), []), n_lines
     df = df.with_columns(
@@ -175,8 +241,7 @@ def parse_block(data: bytes, first_line: int, layout: Layout, skip: int | None) 
         pl.col("topic").fill_null("").str.strip_chars(),
         pl.col("score").fill_null("").str.strip_chars(),
     )
-    domains = _normalise_domains(df["domain"])
-    df = df.join(domains, on="domain", how="left", maintain_order="left")
+    df = _with_normalised_domains(df)
     topic, score = pl.col("topic"), pl.col("score")
     # Cheap checks on every row; the reason texts are built for the few bad rows only.
     score_ok = score.str.contains(r"^[0-9]{1,3}$") & (score.cast(pl.Int32, strict=False) <= 100)
@@ -198,7 +263,7 @@ def parse_block(data: bytes, first_line: int, layout: Layout, skip: int | None) 
     if layout.surge is not None:
         checks.append(_surge_ok())
     df = df.with_columns(pl.all_horizontal(checks).alias("_ok"))
-    bad = _bad_rows(df.filter(~pl.col("_ok")), layout, week_expr)
+    bad = _bad_rows(_with_raw(df.filter(~pl.col("_ok")), data, first_line), layout, week_expr)
     good = df.filter(pl.col("_ok"))
     category = (
         pl.col("category").fill_null("").str.strip_chars().str.slice(0, 300)

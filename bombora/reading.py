@@ -4,6 +4,7 @@ thread that parses the next block while the current one is COPYed."""
 from __future__ import annotations
 
 import gzip
+import importlib
 import queue
 import threading
 import zlib
@@ -15,35 +16,47 @@ from p360.core.intake import files
 from p360.core.intake.tables import FileRejected
 
 
+def _gzip_module() -> tuple[Any, tuple[type[BaseException], ...]]:
+    """(the gzip module to inflate with, the errors of a corrupt stream). ISA-L's igzip (the `isal` package)
+    inflates about twice as fast as zlib (a 20M-row week: ~4 CPU-s less); the standard library's when it is absent."""
+    try:
+        igzip = importlib.import_module("isal.igzip")
+        isal_zlib = importlib.import_module("isal.isal_zlib")
+    except ImportError:
+        return gzip, (EOFError, OSError, zlib.error)
+    return igzip, (EOFError, OSError, zlib.error, isal_zlib.error)
+
+
+GZIP, GZIP_ERRORS = _gzip_module()
+
+
 def open_binary(path: Path) -> tuple[IO[bytes], IO[bytes]]:
     """(decompressed stream, raw file for progress); gzip is recognised by its magic bytes."""
     raw = path.open("rb")
     magic = raw.read(2)
     raw.seek(0)
     if magic == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=raw, mode="rb"), raw  # type: ignore[return-value]
+        return GZIP.GzipFile(fileobj=raw, mode="rb"), raw  # type: ignore[no-any-return]
     return raw, raw  # type: ignore[return-value]
 
 
 def read_blocks(stream: IO[bytes], block_bytes: int) -> Iterator[bytes]:
-    """Blocks of whole lines (the last may lack a final newline). A truncated/corrupt gzip raises FileRejected."""
-    rest = b""
+    """Blocks of whole lines (the last may lack a final newline). A truncated/corrupt gzip raises FileRejected.
+
+    A block is what one read returns plus the rest of its last line (one copy at most; cutting the block at its
+    last newline and carrying the rest into the next would copy every block twice)."""
     while True:
         try:
             data = stream.read(block_bytes)
-        except (EOFError, OSError, zlib.error) as exc:
+            if data and not data.endswith(b"\n"):
+                tail = stream.readline()
+                if tail:
+                    data += tail
+        except GZIP_ERRORS as exc:
             raise FileRejected(f"the gzip file is truncated or corrupt ({exc}); nothing was loaded") from exc
         if not data:
-            if rest:
-                yield rest
             return
-        data = rest + data
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            rest = data
-            continue
-        rest = data[cut + 1 :]
-        yield data[: cut + 1]
+        yield data
 
 
 def refuse_non_table(data: bytes, name: str) -> None:

@@ -105,7 +105,7 @@ def _load_and_swap(run: IngestionRun, ctx: JobContext | None, week: dt.date | No
 
 
 def _block_bytes() -> int:
-    return max(1, int(getattr(settings, "P360_BOMBORA_CHUNK_MB", 32))) << 20
+    return max(1, int(getattr(settings, "P360_BOMBORA_CHUNK_MB", 16))) << 20
 
 
 def _obtain(run: IngestionRun, ctx: JobContext | None) -> None:
