@@ -187,8 +187,12 @@ def _phases(import_id: int) -> str:
         quality = AudienceImport.objects.get(pk=import_id).quality
     connection.set_schema_to_public()  # type: ignore[attr-defined]
     timings, cpu = quality.get("timings", {}), quality.get("cpu_seconds", {})
+    rss = quality.get("rss_mb", {})
     ordered = sorted(timings.items(), key=lambda item: -cpu.get(item[0], item[1]))
-    return ", ".join(f"{name} {seconds:.1f} ({cpu.get(name, float('nan')):.1f} CPU)" for name, seconds in ordered)
+    return ", ".join(
+        f"{name} {seconds:.1f} ({cpu.get(name, float('nan')):.1f} CPU, {rss.get(name, 0):,} MB)"
+        for name, seconds in ordered
+    )
 
 
 def _load() -> str:
