@@ -94,6 +94,60 @@ def test_week_rows_sort_by_topic_then_domain_and_give_every_row_back():
     assert sorted(unordered.rows()) == sorted(got.rows())
 
 
+@pytest.mark.parametrize("topic_base", [0, 70_000])  # ids below 2**16: the radix sort; above: the general sort
+@pytest.mark.parametrize("shuffled", [False, True])  # batches in domain order, or ranked within a batch
+def test_week_rows_numpy_hold_equals_a_polars_sort_with_nulls_and_growth(topic_base, shuffled, monkeypatch):
+    """Held in numpy arrays (grown by doubling) the rows come back exactly as polars sorts them, nulls kept."""
+    monkeypatch.setattr("bombora.staging.HELD_START_ROWS", 7)  # several doublings
+    rng = random.Random(topic_base + shuffled)
+    held, batches, first = WeekRows(), [], 0
+    for _ in range(6):
+        domains = [f"d{first + i:05d}.com" for i in range(rng.randint(1, 9))]
+        first += len(domains)
+        pairs = [(d, t) for d in domains for t in rng.sample(range(20), rng.randint(1, 5))]
+        if shuffled:
+            rng.shuffle(pairs)
+        batch = pl.DataFrame(
+            {
+                "domain": [d for d, _ in pairs],
+                "topic_id": pl.Series([topic_base + t for _, t in pairs], dtype=pl.Int32),
+                "score": pl.Series([rng.randint(0, 100) for _ in pairs], dtype=pl.UInt8),
+                # nulls only from the third batch on: the validity starts late
+                "volume": pl.Series(
+                    [None if len(batches) > 2 and rng.random() < 0.3 else rng.randint(0, 9) for _ in pairs],
+                    dtype=pl.Int32,
+                ),
+                "surging": pl.Series([rng.choice([True, False, None]) for _ in pairs], dtype=pl.Boolean),
+            }
+        )
+        batches.append(batch)
+        held.add(batch)
+    every = pl.concat(batches)
+    parts = list(held.chunks(size=5))
+    assert not held.held and all(p.height <= 5 for p in parts)
+    got = pl.concat(parts)
+    assert got.schema == every.schema
+    assert got.equals(every.sort("topic_id", "domain"))
+    for batch in batches:
+        held.add(batch)
+    assert pl.concat(list(held.chunks(ordered=False, size=4))).equals(every)
+
+
+def test_week_rows_copy_domain_texts_out_of_sliced_batches():
+    """The domain texts are copied out of the batch (a slice of a bigger frame, non-ASCII text included)."""
+    whole = pl.DataFrame(
+        {
+            "domain": ["a.com", "b.com", "exämple.de", "exämple.de", "z" * 40 + ".com"],
+            "topic_id": pl.Series([1, 2, 2, 1, 1], dtype=pl.Int32),
+            "score": pl.Series([1, 2, 3, 4, 5], dtype=pl.UInt8),
+        }
+    )
+    held = WeekRows()
+    held.add(whole.slice(1, 3))
+    held.add(whole.slice(4, 1))
+    assert pl.concat(list(held.chunks())).equals(whole.slice(1, 4).sort("topic_id", "domain"))
+
+
 def _random_lines(rng: random.Random, layout_line, n: int) -> list[str]:
     lines = []
     for i in range(n):
