@@ -45,7 +45,10 @@ def _clear_tail(words: Words, n: int) -> None:
 
 
 def count(words: Words) -> int:
-    return int(np.bitwise_count(words).sum())
+    # A popcount per word (uint8) summed in uint32 (exact below 2**32 people; a uint64 sum is 1.5x slower: a preview
+    # counts 20-30 masks, 0.08 against 0.12 ms each at 10M)
+    per_word = np.bitwise_count(words)
+    return int(np.add.reduce(per_word, dtype=np.uint32 if words.size < (1 << 26) else np.uint64))
 
 
 def invert(words: Words, n: int) -> Words:

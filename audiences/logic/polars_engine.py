@@ -91,6 +91,9 @@ class CodeMatch:
     high: int = 0
     codes: tuple[int, ...] = ()
     lookup: np.ndarray | None = field(default=None, compare=False)
+    # the lookup packed a bit per category (Arrow bit order; one spare zero byte): 256 KB for 2M categories, which
+    # stays in the L2 cache where the 2 MB boolean table did not (the rows' codes read it at random)
+    bitset: np.ndarray | None = field(default=None, compare=False)
 
 
 def classify_matches(matches: np.ndarray) -> CodeMatch:
@@ -113,7 +116,9 @@ def classify_matches(matches: np.ndarray) -> CodeMatch:
         return CodeMatch("outside", low=miss_low, high=miss_high)
     if misses.size <= SMALL_CODE_SET:
         return CodeMatch("not_codes", codes=tuple(int(p) for p in misses))
-    return CodeMatch("lookup", lookup=np.ascontiguousarray(matches, dtype=np.bool_))
+    lookup = np.ascontiguousarray(matches, dtype=np.bool_)
+    bitset = np.append(np.packbits(lookup, bitorder="little"), np.uint8(0))
+    return CodeMatch("lookup", lookup=lookup, bitset=bitset)
 
 
 def match_codes(info: StringColumn, operator: str, value: Any) -> CodeMatch:
@@ -375,6 +380,8 @@ def _code_kernel(values: np.ndarray, match: CodeMatch) -> tuple[bits.Test, bool]
         # unsigned codes: low <= c <= high is one subtract (wrapping below low) and one compare
         low, width = values.dtype.type(match.low), values.dtype.type(match.high - match.low)
         test: bits.Test = (lambda x: x <= width) if match.low == 0 else (lambda x: (x - low) <= width)
+        if match.low == match.high:  # one code (`eq`, `neq`): one compare, no subtract (u16 at 10M: 1.1 vs 1.6 ms)
+            test = lambda x: x == low  # noqa: E731
         return test, kind == "outside"
     if kind in ("codes", "not_codes"):
         codes = [values.dtype.type(c) for c in match.codes]
@@ -387,10 +394,57 @@ def _code_kernel(values: np.ndarray, match: CodeMatch) -> tuple[bits.Test, bool]
 
         return any_code, kind == "not_codes"
     if kind == "lookup":
-        lookup = match.lookup
-        assert lookup is not None
-        return (lambda x: np.take(lookup, x, mode="clip")), False  # (codes under nulls are arbitrary: clip)
+        lookup, bitset = match.lookup, match.bitset
+        assert lookup is not None and bitset is not None
+        if lookup.size <= BYTE_LOOKUP_MAX:
+            return (lambda x: _table_test(lookup, x)), False
+        return (lambda x: _bitset_test(bitset, x)), False
     return None
+
+
+BYTE_LOOKUP_MAX = 1 << 20  # categories up to which a lookup gathers from a bool per category (<= 1 MB: half an L2)
+BITSET_CHUNK = 1 << 15  # codes per step of a bitset lookup: its index and shift temporaries stay in the L1/L2 cache
+
+
+def _table_test(lookup: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """`lookup[codes]` (a bool per category) in steps of BITSET_CHUNK codes through one preallocated intp index:
+    numpy's take converts u8-u32 indices to a fresh intp array on every call otherwise (10M rows, 400k categories:
+    11-12 ms against 14 ms CPU; 20 categories: 9.2 against 10.7). Codes under nulls are arbitrary: the take clips."""
+    out = np.empty(codes.size, dtype=np.bool_)
+    step = max(1, min(BITSET_CHUNK, codes.size))
+    index = np.empty(step, dtype=np.intp)
+    for start in range(0, codes.size, step):
+        part = codes[start : start + step]
+        size = part.size
+        index[:size] = part
+        np.take(lookup, index[:size], out=out[start : start + size], mode="clip")
+    return out
+
+
+def _bitset_test(bitset: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Whether each code's bit is set in `bitset` (a packed bit per category), as a bool per code.
+
+    A high-cardinality lookup (`contains "9"` over two million company names, half of them matching): the rows'
+    codes read the table at random, so the table's size decides the cost; 256 KB of bits instead of a 2 MB bool per
+    category, computed in steps of BITSET_CHUNK codes through preallocated intp/u8 temporaries (numpy's take converts
+    u32 indices to intp on every call otherwise). Measured at 10M rows over 2M categories, CPU on one thread: 21 ms
+    against 26-29 ms for `np.take` of the bool table. Codes under nulls are arbitrary: the take clips (the caller
+    clears those rows with the validity)."""
+    out = np.empty(codes.size, dtype=np.uint8)
+    step = max(1, min(BITSET_CHUNK, codes.size))
+    index = np.empty(step, dtype=np.intp)
+    shift = np.empty(step, dtype=np.uint8)
+    three, seven = codes.dtype.type(3), codes.dtype.type(7)
+    for start in range(0, codes.size, step):
+        part = codes[start : start + step]
+        size = part.size
+        target = out[start : start + size]
+        np.right_shift(part, three, out=index[:size], casting="unsafe")  # the byte holding the code's bit
+        np.take(bitset, index[:size], out=target, mode="clip")
+        np.bitwise_and(part, seven, out=shift[:size], casting="unsafe")  # the bit within that byte
+        np.right_shift(target, shift[:size], out=target)
+        np.bitwise_and(target, np.uint8(1), out=target)
+    return out.view(np.bool_)
 
 
 def _kernel(frame: pl.DataFrame, cond: Condition, strings: Mapping[str, StringColumn]) -> bits.Kernel | None:

@@ -83,6 +83,9 @@ def test_code_matches_and_memo_agree_with_the_reference(
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(polars_engine, "SMALL_CODE_SET", small)  # every kind of match: ranges, code sets, lookups
         patch.setattr(bits, "SLICE", chunk)  # row slices shared by several pool tasks
+        if chunk == 64:  # lookups through the packed bitset (a step of a few codes) instead of the bool table
+            patch.setattr(polars_engine, "BYTE_LOOKUP_MAX", 0)
+            patch.setattr(polars_engine, "BITSET_CHUNK", 24)
         frame, strings = _frame(people)
         memo = LeafMemo(1 << 20)
         for raw in [*raw_trees, *raw_trees]:  # the second pass reads the leaves from the memo
@@ -194,6 +197,8 @@ def test_packed_kernels_over_many_row_slices_and_threads_agree_with_the_referenc
             whole = evaluate(frame, node, strings)
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(bits, "SLICE", 64)
+            patch.setattr(polars_engine, "BYTE_LOOKUP_MAX", 0)  # lookups through the packed bitset, in odd steps
+            patch.setattr(polars_engine, "BITSET_CHUNK", 40)
             sliced = evaluate(frame, node, strings)
         assert (whole.count, sliced.count) == (expected, expected), raw
         assert whole.nodes == sliced.nodes, raw
@@ -213,3 +218,33 @@ def test_packed_masks_round_trip_through_arrow_and_positions() -> None:
     assert bits.to_series(bits.from_series(with_nulls), 90).to_list() == [v is True for v in with_nulls.to_list()]
     odd = pl.Series([True, None, False, True] * 30).slice(3, 90)  # an offset inside a byte
     assert bits.to_series(bits.from_series(odd), 90).to_list() == [v is True for v in odd.to_list()]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    categories=st.integers(1, 3000),
+    rows=st.integers(0, 2000),
+    dtype=st.sampled_from(["uint8", "uint16", "uint32"]),
+    step=st.sampled_from([1, 7, 64, 1 << 15]),
+)
+def test_bitset_and_chunked_table_lookups_equal_the_bool_table(
+    seed: int, categories: int, rows: int, dtype: str, step: int
+) -> None:
+    """Issue 17 (cold previews): a high-cardinality lookup reads a packed bit per category; it must give exactly the
+    bool table's answer for every code of the column's type, in any step size."""
+    rng = np.random.default_rng(seed)
+    top = min(categories, int(np.iinfo(dtype).max) + 1)
+    matches = rng.random(top) < rng.random()
+    if matches.all() or not matches.any():
+        matches[0] = not matches[0]
+    match = classify_matches(matches)
+    codes = rng.integers(0, top, rows).astype(dtype)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(polars_engine, "BITSET_CHUNK", step)
+        if match.kind == "lookup":
+            assert match.bitset is not None and match.lookup is not None
+            got = polars_engine._bitset_test(match.bitset, codes)
+            assert got.dtype == np.bool_ and got.tolist() == matches[codes].tolist()
+            table = polars_engine._table_test(match.lookup, codes)
+            assert table.dtype == np.bool_ and table.tolist() == matches[codes].tolist()
