@@ -69,6 +69,10 @@ def refresh_seconds() -> int:
     return max(0, int(getattr(settings, "SEGMENT_AUDIENCE_REFRESH_SECONDS", 300)))
 
 
+def lookup_seconds() -> int:
+    return max(0, int(getattr(settings, "SEGMENT_AUDIENCE_LOOKUP_SECONDS", 30)))
+
+
 def _schema() -> str:
     return str(connection.schema_name)  # type: ignore[attr-defined]
 
@@ -83,8 +87,7 @@ def followed_segments() -> frozenset[int]:
     with connection.cursor() as cursor:
         cursor.execute(FOLLOWED_SQL)
         ids = frozenset(int(row[0]) for row in cursor.fetchall())
-    ttl = max(0, int(getattr(settings, "SEGMENT_AUDIENCE_LOOKUP_SECONDS", 30)))
-    _followed[schema] = (now + ttl, ids)
+    _followed[schema] = (now + lookup_seconds(), ids)
     return ids
 
 
@@ -127,8 +130,7 @@ def audience_saved(audience: Audience, *, follows_changed: bool) -> None:
     forget(_schema())
     if not follows_changed or audience.kind != AudienceKind.BUILT or not audience.segment_ids:
         return
-    lookup = max(0, int(getattr(settings, "SEGMENT_AUDIENCE_LOOKUP_SECONDS", 30)))
-    due = timezone.now() + timedelta(seconds=max(lookup, refresh_seconds()))
+    due = timezone.now() + timedelta(seconds=max(lookup_seconds(), refresh_seconds()))
     with connection.cursor() as cursor:  # a later due time than a mark already there wins (it covers both)
         cursor.execute(
             f"INSERT INTO {TABLE} (segment_id, due_at, marked_at) SELECT s, %(due)s, now() "
@@ -140,22 +142,22 @@ def audience_saved(audience: Audience, *, follows_changed: bool) -> None:
 
 def followers(segment_ids: Iterable[int]) -> list[Audience]:
     """Built audiences following any of the segments (GIN `segment_ids @> [S]`), in id order."""
-    query = Q()
-    for sid in sorted(set(segment_ids)):
-        query |= Q(segment_ids__contains=[sid])
-    if not query:
-        return []
-    return list(Audience.objects.filter(query, kind=AudienceKind.BUILT, tree__isnull=False).order_by("id"))
+    return _built_naming("segment_ids", segment_ids)
 
 
 def _derived_from(ids: set[int], done: set[int]) -> list[Audience]:
     """Built audiences whose tree names one of `ids` (`audience in [...]`), not refreshed yet in this pass."""
+    return _built_naming("parent_ids", ids, exclude=done)
+
+
+def _built_naming(field: str, ids: Iterable[int], *, exclude: Iterable[int] = ()) -> list[Audience]:
+    """Built audiences whose `field` (a GIN-indexed id list kept by Audience.save) holds any of `ids`, in id order."""
     query = Q()
-    for aid in sorted(ids):
-        query |= Q(parent_ids__contains=[aid])
+    for i in sorted(set(ids)):
+        query |= Q(**{f"{field}__contains": [i]})
     if not query:
         return []
-    rows = Audience.objects.filter(query, kind=AudienceKind.BUILT, tree__isnull=False).exclude(pk__in=done)
+    rows = Audience.objects.filter(query, kind=AudienceKind.BUILT, tree__isnull=False).exclude(pk__in=list(exclude))
     return list(rows.order_by("id"))
 
 
