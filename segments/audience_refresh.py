@@ -48,7 +48,8 @@ logger = logging.getLogger(__name__)
 REASON = "segment membership changed"
 TABLE = SegmentChange._meta.db_table
 
-# {schema: (monotonic expiry, segment ids some built audience follows)}
+# {"database/schema": (monotonic expiry, segment ids some built audience follows)}: an org is a schema of one
+# database (a process may talk to two, e.g. the bench's and the portal's)
 _followed: dict[str, tuple[float, frozenset[int]]] = {}
 
 FOLLOWED_SQL = (
@@ -73,30 +74,31 @@ def lookup_seconds() -> int:
     return max(0, int(getattr(settings, "SEGMENT_AUDIENCE_LOOKUP_SECONDS", 30)))
 
 
-def _schema() -> str:
-    return str(connection.schema_name)  # type: ignore[attr-defined]
+def cache_key() -> str:
+    """The current org's key in the process cache: its database and schema."""
+    return f"{connection.settings_dict['NAME']}/{connection.schema_name}"  # type: ignore[attr-defined]
 
 
 def followed_segments() -> frozenset[int]:
     """The segment ids some built audience of the current org follows (cached per process, see the docstring)."""
-    schema = _schema()
+    key = cache_key()
     now = time.monotonic()
-    cached = _followed.get(schema)
+    cached = _followed.get(key)
     if cached is not None and cached[0] > now:
         return cached[1]
     with connection.cursor() as cursor:
         cursor.execute(FOLLOWED_SQL)
         ids = frozenset(int(row[0]) for row in cursor.fetchall())
-    _followed[schema] = (now + lookup_seconds(), ids)
+    _followed[key] = (now + lookup_seconds(), ids)
     return ids
 
 
-def forget(schema: str | None = None) -> None:
-    """Drop the cached followed segments (of one schema, or all): the next pass reads them again."""
-    if schema is None:
+def forget(key: str | None = None) -> None:
+    """Drop the cached followed segments (of one org's `cache_key()`, or all): the next pass reads them again."""
+    if key is None:
         _followed.clear()
     else:
-        _followed.pop(schema, None)
+        _followed.pop(key, None)
 
 
 def memberships_changed(transitions: Sequence[Any]) -> int:
@@ -127,7 +129,7 @@ def segments_changed(segment_ids: Iterable[int], *, due_at: datetime | None = No
 def audience_saved(audience: Audience, *, follows_changed: bool) -> None:
     """An audience was saved in this process: forget the cached followed segments; when it starts following
     segments, mark them due after both delays (other processes may not have seen them yet)."""
-    forget(_schema())
+    forget(cache_key())
     if not follows_changed or audience.kind != AudienceKind.BUILT or not audience.segment_ids:
         return
     due = timezone.now() + timedelta(seconds=max(lookup_seconds(), refresh_seconds()))

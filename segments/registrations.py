@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import connection
 from django.db.models.signals import post_delete, post_save
 
 from p360.core import registry
@@ -92,9 +91,9 @@ def _audience_saved(sender: Any, instance: Any, created: bool, update_fields: An
 
 
 def _audience_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
-    from segments.audience_refresh import forget
+    from segments.audience_refresh import cache_key, forget
 
-    forget(str(getattr(connection, "schema_name", "")))
+    forget(cache_key())
 
 
 def _connect_audience_signals() -> None:
