@@ -336,7 +336,7 @@ class PartStreamer:
                     part.sent += len(data)
                 if done and part.sent == size:
                     break
-                if self._ended and not done:
+                if self._ended and not part.done:  # `done` may predate the writer's last grew(): read it again
                     return  # the writer stopped without closing this part: never trusted
         part.sha256, part.complete = digest.hexdigest(), True
 

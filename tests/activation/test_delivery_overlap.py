@@ -62,6 +62,41 @@ def test_streamed_parts_are_uploaded_once_and_renamed_once(acme: Any, sftp: Any,
         assert len(d.staged) == 1  # staged beside the push
 
 
+def test_a_part_finished_while_the_streamer_was_sending_is_still_trusted(acme: Any, sftp: Any, s3_staging: Any,
+                                                                           monkeypatch: Any) -> None:  # fmt: skip
+    """The race CI met once: the streamer read (size, done=False), the writer then closed the part and the caller
+    ended the stream; the streamer must look at the part again rather than give it up as unfinished."""
+    import time
+
+    from activation import delivery, transport
+
+    original = transport.PartStreamer._available
+
+    def stale(self: Any, part: Any) -> tuple[int, bool]:
+        size, done = original(self, part)
+        if done:  # report the part as still growing until the caller has ended the stream
+            while not self._ended:
+                time.sleep(0.005)
+            return size, False
+        return size, done
+
+    trusted: list[set[str]] = []
+
+    def spy(*args: Any, uploaded: set[str] | None = None, **kwargs: Any) -> Any:
+        trusted.append(set(uploaded or ()))
+        return transport.push_sftp(*args, uploaded=uploaded, **kwargs)
+
+    monkeypatch.setattr(transport.PartStreamer, "_available", stale)
+    monkeypatch.setattr(delivery, "push_sftp", spy)
+    with schema_context(acme.schema_name):
+        audience = make_imported("Raced", [person(i) for i in range(60)])
+        dest = sftp_destination(sftp, [audience], name="Raced")
+        d = start_delivery(destination=dest, actor=None, dry_run=False, inline=True)
+        assert d.status == DeliveryStatus.SENT, d.error
+        _one_complete_file(sftp, d)
+        assert trusted == [{d.files[0]["name"]}] and sftp.uploads == 1
+
+
 def test_a_cut_mid_stream_ends_with_one_complete_file_and_one_sent_row(acme: Any, sftp: Any, s3_staging: Any,
                                                                       small_blocks: None) -> None:  # fmt: skip
     with schema_context(acme.schema_name):
