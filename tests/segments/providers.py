@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +23,8 @@ class Providers:
         self.push: list[dict[str, Any]] = []
         self.seen: dict[str, dict[str, Any]] = {}
         self.fail_next = 0
+        self.delay = 0.0  # seconds each request is held: lets two workers' sends overlap in time
+        self.posts: dict[str, int] = {}  # every request by Idempotency-Key, repeats included
         self.url = ""
 
 
@@ -44,6 +47,9 @@ def _handler(state: Providers) -> type[BaseHTTPRequestHandler]:
                 state.fail_next -= 1
                 return self._reply(503, {"message": "try later"})
             key = self.headers.get("Idempotency-Key", "")
+            state.posts[key] = state.posts.get(key, 0) + 1
+            if state.delay:
+                time.sleep(state.delay)
             if key and key in state.seen:
                 return self._reply(201 if "Messages.json" in self.path else 200, state.seen[key])
             if self.path == f"/2010-04-01/Accounts/{TWILIO_SID}/Messages.json":
