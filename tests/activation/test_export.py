@@ -56,7 +56,8 @@ def test_liveramp_device_file_layout_and_rules(acme: Any, tmp_path: Path) -> Non
     assert info.name.startswith("AcmeCorporation_P360Merged_") and info.name.endswith("_file-part-1.psv")
     assert not (set(info.name) & NAME_FORBIDDEN) and info.name.isascii() and not info.name.startswith((".", "_"))
     content = lines(info.path)
-    assert content[0] == "advertising_id|id_type|ip_address|timestamp|segment_id"
+    # Merged: LiveRamp's column layout, one column per segment named by its segment id, `1` for a member.
+    assert content[0] == f"advertising_id|id_type|ip_address|timestamp|P360_{audience.pk}_DevicePeople"
     body = [line.split("|") for line in content[1:]]
     assert info.rows == len(body) == result.rows == 30 + 1 + 3  # 30 people, the IP-only one, 3 REDS ids in window
     assert info.sha256 == hashlib.sha256(info.path.read_bytes()).hexdigest()
@@ -70,7 +71,7 @@ def test_liveramp_device_file_layout_and_rules(acme: Any, tmp_path: Path) -> Non
     text = info.path.read_text()
     for forbidden in ("ABCDEF03", "ABCDEF04", "optout", "@", "First", "Last", "+1555", person(103)["maid"]):
         assert forbidden not in text  # outside lookback, other segment, PII, opted-out person
-    assert all(r[3].isdigit() for r in body) and {r[4] for r in body} == {f"P360_{audience.pk}_DevicePeople"}
+    assert all(r[3].isdigit() for r in body) and {r[4] for r in body} == {"1"} and {len(r) for r in body} == {5}
     assert result.skipped == {"opted_out": 1, "invalid_maid": 2, "invalid_ip": 1, "no_device_id": 2}
 
 
@@ -97,7 +98,12 @@ def test_split_at_row_and_size_limits_and_split_mode(acme: Any, tmp_path: Path) 
         assert lines(f.path)[0].startswith("advertising_id|id_type")  # a header in every part
     assert len(split.files) == 2 and {f.rows for f in split.files} == {60, 30}
     assert "SegA-" in split.files[0].name and "SegB-" in split.files[1].name
+    for f, audience in zip(split.files, (a, b), strict=True):  # split mode keeps the `segment_id` column
+        assert lines(f.path)[0] == "advertising_id|id_type|ip_address|timestamp|segment_id"
+        assert {line.split("|")[4] for line in lines(f.path)[1:]} == {f"P360_{audience.pk}_Seg{audience.name[-1]}"}
     assert len(merged.files) == 1 and merged.rows == 90
+    header = lines(merged.files[0].path)[0]
+    assert header == f"advertising_id|id_type|ip_address|timestamp|P360_{a.pk}_SegA|P360_{b.pk}_SegB"
 
 
 def test_export_audience_command(acme: Any, globex: Any, tmp_path: Path) -> None:
