@@ -702,7 +702,8 @@ def export_files(
     max_bytes = max_bytes or settings.P360_DELIVERY_MAX_FILE_BYTES
     skipped: dict[str, int] = {}
     groups: list[tuple[str, list[Audience]]] = []  # (file label, its audiences)
-    for audience in audiences:
+    # In id order: the merged file's columns (and the files they are cut into) stay the same between deliveries.
+    for audience in sorted(audiences, key=lambda a: a.pk):
         label = f"{safe_part(audience.name, limit=60)}-{audience.pk}"
         if merged and groups:
             groups[0][1].append(audience)
