@@ -832,7 +832,7 @@ def _spill_segments(
                     words = key_words(rows)
                     device_keys.append(_mix(words, DEVICE_SEED, rows.height))
                     member.append(_mix(words, seed, rows.height))
-                    segments.append(np.full(rows.height, index, dtype=np.int64))
+                    segments.append(np.full(rows.height, index, dtype=np.int32))
                     stamps.append(_stamps(rows["timestamp"]))
                     fh.write(_csv(rows, delimiter))
     if not device_keys:  # nothing to write: the caller refuses the empty file
@@ -840,5 +840,10 @@ def _spill_segments(
         return _Memberships(none.astype(bool), none, none, np.zeros(1, dtype=np.int64), none), pl.Series(
             "key", np.empty(0, dtype=np.uint64)
         )
-    m = _memberships(np.concatenate(device_keys), np.concatenate(segments), _all_stamps(stamps), len(members))
-    return m, pl.Series("key", sorted_unique(np.concatenate(member)))
+    keys = pl.Series("key", sorted_unique(np.concatenate(member)))
+    member.clear()  # the per-batch arrays go as soon as their whole copy exists: the peak stays one copy
+    all_devices, all_segments, all_stamps = np.concatenate(device_keys), np.concatenate(segments), _all_stamps(stamps)
+    device_keys.clear()
+    segments.clear()
+    stamps.clear()
+    return _memberships(all_devices, all_segments, all_stamps, len(members)), keys
