@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import gzip
 import hashlib
 import io
@@ -21,7 +22,7 @@ import queue
 import re
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -38,7 +39,10 @@ from activation.sources import audience_records_sql, schema
 from audiences.models import Audience
 
 MIN_ROWS = 25  # LiveRamp: files below 25 rows are refused
-HEADER = ["advertising_id", "id_type", "ip_address", "timestamp", "segment_id"]
+HEADER = ["advertising_id", "id_type", "ip_address", "timestamp", "segment_id"]  # split mode: one segment a file
+MAX_SEGMENT_COLUMNS = 500  # LiveRamp: at most 500 segment data fields per file (reference 3.5)
+MAX_ROW_CHARS = 10_000  # LiveRamp: at most 10,000 characters per row (3.5); the header row is a row too
+SEGMENT_HEADER_MAX = 128  # a segment-data header: <= 128 letters, digits and underscores (3.3)
 UUID_RE = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
 ZERO_MAID = "00000000-0000-0000-0000-000000000000"
 IPV4_RE = r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$"
@@ -84,6 +88,30 @@ def safe_part(text: str, fallback: str = "Segment", limit: int = 60) -> str:
 def segment_id(audience: Audience) -> str:
     """The segment value written in the files and sent to TTD: `P360_<id>_<Name>` (letters, digits, _)."""
     return f"P360_{audience.pk}_{safe_part(audience.name, limit=60)}"
+
+
+def segment_column(audience: Audience) -> str:
+    """The audience's segment-data header in the merged (column) layout: its segment id, the value the split
+    layout writes in `segment_id`, kept to letters, digits and underscores and 128 characters (reference 3.3).
+    The `P360_<id>_` prefix keeps two audiences' columns apart whatever their names."""
+    return re.sub(r"[^A-Za-z0-9_]", "", segment_id(audience))[:SEGMENT_HEADER_MAX]
+
+
+def segment_chunks(columns: list[str], delimiter: str = "|") -> list[range]:
+    """The merged file's segment columns cut into consecutive runs, one file each: at most 500 columns, and a
+    header row of at most 10,000 characters (500 long names would pass 10,000; a data row stays far below:
+    device values plus at most two characters a column). Cut by position in the audiences' id order, so the same
+    audience set gives the same files, headers and column order at every delivery."""
+    width = len(delimiter.join(DEVICE_COLUMNS))
+    chunks, start, used = [], 0, width
+    for i, name in enumerate(columns):
+        extra = len(delimiter) + len(name)
+        if i > start and (i - start == MAX_SEGMENT_COLUMNS or used + extra > MAX_ROW_CHARS):
+            chunks.append(range(start, i))
+            start, used = i, width
+        used += extra
+    chunks.append(range(start, len(columns)))
+    return chunks
 
 
 def file_name(org_name: str, label: str, day: dt.date, part: int, ext: str) -> str:
@@ -175,6 +203,7 @@ OCTET = r"(25[0-5]|2[0-4][0-9]|[01]?[0-9]?[0-9])"  # 1-3 digits, at most 255 (le
 IP_RE = rf"^{OCTET}\.{OCTET}\.{OCTET}\.{OCTET}$"
 RAW_COLUMNS = ["maid", "maid_type", "ip", "optout"]
 DEVICE_COLUMNS = ["advertising_id", "id_type", "ip_address", "timestamp"]
+DEVICE_SCHEMA = {"advertising_id": pl.String, "id_type": pl.String, "ip_address": pl.String, "timestamp": pl.Int64}
 SKIP_REASONS = ("opted_out", "invalid_maid", "invalid_ip", "no_device_id")
 
 
@@ -255,17 +284,26 @@ def member_keys(rows: pl.DataFrame, segment: str) -> pl.Series:
     against the last delivery and to find duplicate rows. A fixed function in wrapping UInt64 arithmetic
     (numpy), so keys stay comparable across library versions (polars' hash() is only stable within one).
     The id's case is canonical for its type (IDFA upper, AAID lower), so the id's bytes can be used as they are."""
+    return pl.Series("key", _mix(key_words(rows), segment_hash(segment), rows.height))
+
+
+def key_words(rows: pl.DataFrame) -> list[np.ndarray]:
+    """The device's part of the member key (id, type, ip) as uint64 words, computed once per batch: the column
+    layout mixes them with each segment's seed and with the device seed (see `device_keys`)."""
     kind = np.where((rows["id_type"] == "IDFA").fill_null(False).to_numpy(), np.uint64(1), np.uint64(2))
     ids = _fixed_words(rows["advertising_id"].fill_null("~" * 36), 36, (0, 8, 16, 24, 28))  # a UUID: 5 words
     ips = _fixed_words(rows["ip_address"].fill_null("").str.pad_end(16, "~"), 16, (0, 8))  # <= 15 chars: 2
     if ids is not None and ips is not None:
-        words = [*ids, *ips, kind]
-    else:  # an id of another length (never a checked one): the general (slower) form of the same words
-        parts = rows.lazy().select(*_words("advertising_id", 36, (0, 8, 16, 24, 28)),
-                                   *_words("ip_address", 16, (0, 8))).collect()  # fmt: skip
-        words = [*(series.to_numpy() for series in parts.iter_columns()), kind]
+        return [*ids, *ips, kind]
+    # an id of another length (never a checked one): the general (slower) form of the same words
+    parts = rows.lazy().select(*_words("advertising_id", 36, (0, 8, 16, 24, 28)),
+                               *_words("ip_address", 16, (0, 8))).collect()  # fmt: skip
+    return [*(series.to_numpy() for series in parts.iter_columns()), kind]
+
+
+def _mix(words: list[np.ndarray], seed: int, n: int) -> np.ndarray:
     with np.errstate(over="ignore"):
-        z = np.full(rows.height, np.uint64(segment_hash(segment)), dtype=np.uint64)
+        z = np.full(n, np.uint64(seed), dtype=np.uint64)
         for word, k in zip(words, _K, strict=True):
             z += word * k
         z ^= z >> _S33  # fmix64: every input bit reaches every output bit
@@ -273,7 +311,10 @@ def member_keys(rows: pl.DataFrame, segment: str) -> pl.Series:
         z ^= z >> _S33
         z *= _M2
         z ^= z >> _S33
-    return pl.Series("key", z)
+    return z
+
+
+DEVICE_SEED = 0  # the device key: the member key's function without a segment (never stored, one export only)
 
 
 # --- streaming writer ------------------------------------------------------------------------------------
@@ -478,9 +519,8 @@ def device_batches(
                 if count:
                     skipped[reason] = skipped.get(reason, 0) + count
             yield rows
-    reds_schema = {"advertising_id": pl.String, "id_type": pl.String, "ip_address": pl.String, "timestamp": pl.Int64}
     for block in copy_blocks(reds_rows_sql(audience, lookback_days=lookback_days, today=today)):
-        yield pl.read_csv(io.BytesIO(block), has_header=False, schema=reds_schema)
+        yield pl.read_csv(io.BytesIO(block), has_header=False, schema=DEVICE_SCHEMA)
 
 
 def _csv(rows: pl.DataFrame, delimiter: str) -> bytes:
@@ -508,7 +548,7 @@ def _dedupe(
     files: list[FileInfo], keys: np.ndarray, stamps: np.ndarray, *, delimiter: str, writer: SplitWriter
 ) -> tuple[list[FileInfo], pl.Series]:
     """Rare path: the same device row more than once (in two records, or in the records and REDS). Rewrite the
-    group's files with one row per (id, type, ip, segment) and its latest timestamp, in first-seen order.
+    one-segment group's files with one row per (id, type, ip) and its latest timestamp, in first-seen order.
 
     Decided from the rows' keys and timestamps in write order (numpy, 16 bytes a row plus a sort), then the files
     are streamed through in ~4 MB blocks: memory does not grow with the files (a whole-file group_by held every
@@ -521,8 +561,8 @@ def _dedupe(
     keep = np.zeros(len(keys), dtype=bool)
     keep[order[starts]] = True
     del order, ordered
-    schema_ = {"advertising_id": pl.String, "id_type": pl.String, "ip_address": pl.String, "timestamp": pl.Int64,
-               "segment_id": pl.String}  # fmt: skip
+    segment_column = writer.header.decode().rstrip("\n").split(delimiter)[-1]  # `segment_id` or the segment's
+    schema_ = {**DEVICE_SCHEMA, segment_column: pl.String}
     offset = 0
     for f in files:
         source = f.path.rename(f.path.with_name(f.path.name + ".dup"))  # the rewrite reuses the part names
@@ -541,7 +581,95 @@ def _dedupe(
     return writer.finish(), pl.Series("key", unique)
 
 
+# --- the merged file's segment columns ------------------------------------------------------------------------
+@dataclass
+class _Memberships:
+    """Which rows of a multi-segment spill are written and with what: computed from 64-bit keys in numpy (about
+    40 bytes a row, no strings held), so memory does not grow with the rows' text."""
+
+    keep: np.ndarray  # per spilled row: the first row of its device (the one written)
+    device: np.ndarray  # per spilled row: its device's index
+    latest: np.ndarray  # per device: its latest timestamp over every segment and duplicate
+    start: np.ndarray  # per device (+1): where its memberships begin in `segment`
+    segment: np.ndarray  # the (device, segment) memberships' segment index, by device then segment
+
+
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """np.unique by a sort: numpy 2.3's np.unique hashes instead, 7x slower on millions of 64-bit keys."""
+    ordered = np.sort(values)
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))] if len(ordered) else ordered
+
+
+def _memberships(device_keys: np.ndarray, segments: np.ndarray, stamps: np.ndarray, count: int) -> _Memberships:
+    order = np.argsort(device_keys, kind="stable")  # stable: the first index of each key is its first-seen row
+    ordered = device_keys[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    devices = len(starts)
+    latest = np.maximum.reduceat(stamps[order], starts)
+    device = np.empty(len(device_keys), dtype=np.int64)
+    device[order] = np.repeat(np.arange(devices), np.diff(np.append(starts, len(device_keys))))
+    keep = np.zeros(len(device_keys), dtype=bool)
+    keep[order[starts]] = True
+    del order, ordered
+    pairs = sorted_unique(device * count + segments)  # (device, segment): a duplicate row counts once
+    start = np.searchsorted(pairs // count, np.arange(devices + 1))
+    return _Memberships(keep, device, latest, start, (pairs % count).astype(np.int64))
+
+
+def segment_flags(m: _Memberships, devices: np.ndarray, columns: range) -> np.ndarray:
+    """A (devices x columns) 0/1 matrix: is each device in each of these segments (vectorised over the
+    memberships of the devices, no Python loop per row)."""
+    begin = m.start[devices]
+    counts = m.start[devices + 1] - begin
+    total = int(counts.sum())
+    row = np.repeat(np.arange(len(devices)), counts)
+    index = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(begin, counts)
+    segment = m.segment[index]
+    inside = (segment >= columns.start) & (segment < columns.stop)
+    flags = np.zeros((len(devices), len(columns)), dtype=np.uint8)
+    flags[row[inside], segment[inside] - columns.start] = 1
+    return flags
+
+
+def _write_columns(
+    spill: Path, m: _Memberships, names: list[str], columns: range, writer: SplitWriter, *, delimiter: str
+) -> list[FileInfo]:
+    """One file of the merged layout: the spilled device rows streamed back in ~4 MB blocks, each device once
+    (its first row, with its latest timestamp) if it is in one of `columns`' segments, a `1` under each of them."""
+    offset = 0
+    with spill.open("rb") as fh:
+        while block := fh.read(BATCH_BYTES):
+            block += fh.readline()  # whole lines (device values hold no quotes or newlines)
+            rows = pl.read_csv(io.BytesIO(block), has_header=False, schema=DEVICE_SCHEMA, separator=delimiter)
+            n = rows.height
+            keep = m.keep[offset : offset + n].copy()
+            devices = m.device[offset : offset + n][keep]
+            offset += n
+            flags = segment_flags(m, devices, columns)
+            inside = flags.any(axis=1)
+            keep[np.flatnonzero(keep)[~inside]] = False
+            if not inside.any():
+                continue
+            flagged = pl.from_numpy(flags[inside], schema=dict.fromkeys(names[columns.start : columns.stop],
+                                                                         pl.UInt8))  # fmt: skip
+            out = rows.filter(pl.Series(keep)).with_columns(
+                timestamp=pl.Series(m.latest[devices[inside]], dtype=pl.Int64)
+            )
+            # 0 -> empty field, 1 -> `1`: an empty (null) value is "not in this segment"
+            out = pl.concat([out, flagged.select(pl.when(pl.all() != 0).then(pl.all()))], how="horizontal")
+            writer.write(_csv(out, delimiter))
+    return writer.finish()
+
+
 # --- exports ---------------------------------------------------------------------------------------------
+def _check_rows(written: list[FileInfo], what: str) -> None:
+    total = sum(f.rows for f in written)
+    if total < MIN_ROWS:
+        raise ExportRefused(
+            f"{what} has {total} row(s); LiveRamp and TTD refuse files below {MIN_ROWS} rows, nothing was written"
+        )
+
+
 def export_files(
     *,
     audiences: list[Audience],
@@ -559,11 +687,19 @@ def export_files(
 ) -> ExportResult:
     """Write the files a delivery would send into `out_dir`; raise ExportRefused below 25 rows.
 
-    Device files (liveramp, csv) take one streamed pass per audience: raw columns out of PostgreSQL, checked,
-    mapped and counted in polars, written, split and hashed as they go, with a 64-bit member key per row (the
-    result's sorted `keys`, for the delivery's diff). `tag` (a delivery's `-D<id>`) keeps two deliveries of one
-    day from sharing a remote name. `sink` is told about every part file as it grows (the SFTP pre-upload).
-    `compress`: gzip each part (`<name>.psv.gz`; LiveRamp accepts gzip and reads the name without `.gz`)."""
+    Device files (liveramp, csv) follow LiveRamp's column-based layout in merged mode: one row per device
+    (advertising id or IP row) and one column per segment, named by its segment id, `1` where the device is in
+    it (more than 500 segments, or a header over 10,000 characters: the columns are cut over several files, see
+    `segment_chunks`). Split mode writes one file per segment with a `segment_id` column.
+
+    One segment in a file (split mode, or a merged delivery of one audience) takes one streamed pass: raw columns
+    out of PostgreSQL, checked, mapped and counted in polars, written, split and hashed as they go. Several
+    segments in a merged file are grouped per device: their device rows are spilled to a scratch file with a
+    64-bit device key each, the grouping is done on the keys in numpy, and the spill is streamed back as the
+    column-layout files. Either way every (device, segment) pair gets a 64-bit member key (the result's sorted
+    `keys`, for the delivery's diff). `tag` (a delivery's `-D<id>`) keeps two deliveries of one day from sharing
+    a remote name. `sink` is told about every part file as it grows (the SFTP pre-upload). `compress`: gzip
+    each part (`<name>.psv.gz`; LiveRamp accepts gzip and reads the name without `.gz`)."""
     if fmt not in FORMATS:
         raise ExportRefused(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -572,7 +708,8 @@ def export_files(
     max_bytes = max_bytes or settings.P360_DELIVERY_MAX_FILE_BYTES
     skipped: dict[str, int] = {}
     groups: list[tuple[str, list[Audience]]] = []  # (file label, its audiences)
-    for audience in audiences:
+    # In id order: the merged file's columns (and the files they are cut into) stay the same between deliveries.
+    for audience in sorted(audiences, key=lambda a: a.pk):
         label = f"{safe_part(audience.name, limit=60)}-{audience.pk}"
         if merged and groups:
             groups[0][1].append(audience)
@@ -580,63 +717,67 @@ def export_files(
             groups.append((("P360Merged" if merged else label) + tag, [audience]))
     ext = {"liveramp": "psv", "ttd": "csv", "csv": "csv"}[fmt] + (".gz" if compress else "")
     delimiter = "|" if fmt == "liveramp" else ","
-    header = (("UID2,segment_id" if fmt == "ttd" else delimiter.join(HEADER)) + "\n").encode()
     files: list[FileInfo] = []
     all_keys: list[pl.Series] = []
     writers: list[SplitWriter] = []
+    spills: list[Path] = []
+
+    def writer_for(label: str, header: list[str]) -> SplitWriter:
+        namer = lambda n: file_name(org_name, label, today, n, ext)  # noqa: E731
+        line = (delimiter.join(header) + "\n").encode()
+        writers.append(SplitWriter(out_dir, namer, line, max_rows, max_bytes, sink=sink, gzip=compress))
+        return writers[-1]
+
     try:
         for label, members in groups:
-
-            def writer_for(label: str = label) -> SplitWriter:
-                namer = lambda n: file_name(org_name, label, today, n, ext)  # noqa: E731
-                writers.append(SplitWriter(out_dir, namer, header, max_rows, max_bytes, sink=sink, gzip=compress))
-                return writers[-1]
-
-            writer = writer_for()
-            keys: list[pl.Series] = []
-            stamps: list[np.ndarray | tuple[int, int]] = []  # per batch; (value, rows) when constant
-            for audience in members:
-                seg = segment_id(audience)
-                if fmt == "ttd":
+            what = "the merged file" if merged else f"segment {label}"
+            if fmt == "ttd":
+                writer = writer_for(label, ["UID2", "segment_id"])
+                for audience in members:
                     source = audience_records_sql(audience)
                     if source is not None:
-                        stream_query(f"SELECT u.uid2, {_literal(seg)} FROM ({uid2s_sql(source)}) u", writer,
-                                     delimiter=delimiter)  # fmt: skip
-                    continue
-                batches = device_batches(audience, lookback_days=lookback_days, today=today, skipped=skipped)
-                for rows in batches:
-                    if rows.height:
-                        rows = rows.with_columns(segment_id=pl.lit(seg))
-                        keys.append(member_keys(rows, seg))
-                        stamps.append(_stamps(rows["timestamp"]))
-                        writer.write(_csv(rows, delimiter))
-            written = writer.finish()
-            if keys:
-                group_keys = pl.concat(keys).sort()
-                ordered = group_keys.to_numpy()
-                if bool(np.any(ordered[1:] == ordered[:-1])):
-                    del ordered, group_keys
-                    written, group_keys = _dedupe(
-                        written, pl.concat(keys).to_numpy(), _all_stamps(stamps), delimiter=delimiter,
-                        writer=writer_for(),
-                    )  # fmt: skip
-                keys.clear()
-                stamps.clear()
-                all_keys.append(group_keys)
-            files.extend(written)
-            total = sum(f.rows for f in written)
-            if total < MIN_ROWS:
-                what = "the merged file" if merged else f"segment {label}"
-                raise ExportRefused(
-                    f"{what} has {total} row(s); LiveRamp and TTD refuse files below {MIN_ROWS} rows, "
-                    "nothing was written"
-                )
+                        stream_query(f"SELECT u.uid2, {_literal(segment_id(audience))} FROM ({uid2s_sql(source)}) u",
+                                     writer, delimiter=delimiter)  # fmt: skip
+                written = writer.finish()
+                _check_rows(written, what)
+                files.extend(written)
+                continue
+            batches = {"lookback_days": lookback_days, "today": today, "skipped": skipped}
+            if len(members) == 1:
+                (audience,) = members
+                # Merged: the column layout with this segment's column; split: the `segment_id` column.
+                column, value = (segment_column(audience), "1") if merged else ("segment_id", segment_id(audience))
+                written, keys = _one_segment(
+                    audience, functools.partial(writer_for, label, [*DEVICE_COLUMNS, column]), value=value,
+                    delimiter=delimiter, batches=batches,
+                )  # fmt: skip
+                _check_rows(written, what)
+                files.extend(written)
+            else:
+                spill = out_dir / f".{label}.spill"
+                spills.append(spill)
+                names = [segment_column(a) for a in members]
+                chunks = segment_chunks(names, delimiter)
+                m, keys = _spill_segments(members, spill, delimiter=delimiter, batches=batches)
+                for n, columns in enumerate(chunks, 1):
+                    part_label = label if len(chunks) == 1 else f"P360Merged-S{n}{tag}"
+                    header = [*DEVICE_COLUMNS, *names[columns.start : columns.stop]]
+                    written = _write_columns(spill, m, names, columns, writer_for(part_label, header),
+                                             delimiter=delimiter)  # fmt: skip
+                    _check_rows(written, what if len(chunks) == 1 else f"the merged file {part_label}")
+                    files.extend(written)
+                spill.unlink()
+            if keys is not None:
+                all_keys.append(keys)
     except BaseException:
         for f in files:  # nothing half-written stays behind
             f.path.unlink(missing_ok=True)
         for w in writers:
             w.discard()
         raise
+    finally:
+        for spill in spills:
+            spill.unlink(missing_ok=True)
     keys_all = pl.concat(all_keys).sort() if all_keys else None
     return ExportResult(
         rows=sum(f.rows for f in files),
@@ -645,3 +786,64 @@ def export_files(
         segments=[segment_id(a) for a in audiences],
         keys=keys_all,
     )
+
+
+def _one_segment(
+    audience: Audience, new_writer: Callable[[], SplitWriter], *, value: str, delimiter: str, batches: dict[str, Any]
+) -> tuple[list[FileInfo], pl.Series | None]:
+    """One segment's device file, streamed as it is read (no grouping: each device is on one row already, unless
+    it came twice, which the keys reveal and the rare rewrite fixes). Returns the files and sorted unique keys."""
+    seg = segment_id(audience)
+    writer = new_writer()
+    keys: list[pl.Series] = []
+    stamps: list[np.ndarray | tuple[int, int]] = []  # per batch; (value, rows) when constant
+    for rows in device_batches(audience, **batches):
+        if rows.height:
+            keys.append(member_keys(rows, seg))
+            stamps.append(_stamps(rows["timestamp"]))
+            writer.write(_csv(rows.with_columns(pl.lit(value).alias("segment")), delimiter))
+    written = writer.finish()
+    if not keys:
+        return written, None
+    group_keys = pl.concat(keys).sort()
+    ordered = group_keys.to_numpy()
+    if bool(np.any(ordered[1:] == ordered[:-1])):
+        del ordered, group_keys
+        written, group_keys = _dedupe(written, pl.concat(keys).to_numpy(), _all_stamps(stamps),
+                                      delimiter=delimiter, writer=new_writer())  # fmt: skip
+    return written, group_keys
+
+
+def _spill_segments(
+    members: list[Audience], spill: Path, *, delimiter: str, batches: dict[str, Any]
+) -> tuple[_Memberships, pl.Series]:
+    """Several segments' device rows, in the audiences' order, into a scratch file (device columns only), with
+    each row's device key, segment index and timestamp kept in numpy; then the per-device grouping on the keys.
+    Returns the grouping and the sorted unique member keys of every (device, segment) pair."""
+    device_keys: list[np.ndarray] = []
+    member: list[np.ndarray] = []
+    segments: list[np.ndarray] = []
+    stamps: list[np.ndarray | tuple[int, int]] = []
+    with spill.open("wb") as fh:
+        for index, audience in enumerate(members):
+            seed = segment_hash(segment_id(audience))
+            for rows in device_batches(audience, **batches):
+                if rows.height:
+                    words = key_words(rows)
+                    device_keys.append(_mix(words, DEVICE_SEED, rows.height))
+                    member.append(_mix(words, seed, rows.height))
+                    segments.append(np.full(rows.height, index, dtype=np.int32))
+                    stamps.append(_stamps(rows["timestamp"]))
+                    fh.write(_csv(rows, delimiter))
+    if not device_keys:  # nothing to write: the caller refuses the empty file
+        none = np.empty(0, dtype=np.int64)
+        return _Memberships(none.astype(bool), none, none, np.zeros(1, dtype=np.int64), none), pl.Series(
+            "key", np.empty(0, dtype=np.uint64)
+        )
+    keys = pl.Series("key", sorted_unique(np.concatenate(member)))
+    member.clear()  # the per-batch arrays go as soon as their whole copy exists: the peak stays one copy
+    all_devices, all_segments, all_stamps = np.concatenate(device_keys), np.concatenate(segments), _all_stamps(stamps)
+    device_keys.clear()
+    segments.clear()
+    stamps.clear()
+    return _memberships(all_devices, all_segments, all_stamps, len(members)), keys

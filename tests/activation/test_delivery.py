@@ -140,3 +140,37 @@ def test_generic_s3_destination(acme: Any, s3_staging: Any, s3_endpoint: str) ->
         assert d.status == DeliveryStatus.SENT, d.error
     keys = [o["Key"] for o in client.list_objects_v2(Bucket="partner-drop")["Contents"]]
     assert keys == [f"p360/in/{d.files[0]['name']}"]
+
+
+def test_merged_redelivery_diff_counts_device_segment_pairs_exactly(acme: Any, sftp: Any, s3_staging: Any) -> None:
+    """Merged deliveries in the column layout: one row per device, yet adds and removes still count (device,
+    segment) pairs against the last delivery, exactly; the header keeps its columns and order; the same
+    memberships delivered in split mode are no change at all."""
+    with schema_context(acme.schema_name):
+        a = make_imported("Club A", [person(i) for i in range(40)])
+        b = make_imported("Club B", [person(i) for i in range(20, 60)])
+        dest = sftp_destination(sftp, [b, a], name="Two clubs")
+        first = start_delivery(destination=dest, actor=None, dry_run=False, inline=True)
+        assert first.status == DeliveryStatus.SENT, first.error
+        assert (first.rows, first.added, first.removed) == (60, 80, 0)  # 60 devices, 80 memberships
+        (info,) = first.files
+        body = remote(sftp)[info["name"]].decode().splitlines()
+        header = f"advertising_id|id_type|ip_address|timestamp|P360_{a.pk}_ClubA|P360_{b.pk}_ClubB"
+        assert body[0] == header and len(body) == 61
+        assert sum(1 for line in body[1:] if line.endswith("|1|1")) == 20  # the 20 people in both clubs
+        # Next week: A lost people 0-4 (5 pairs removed); B gained 0-2 and 60-64 (8 pairs added; 0-2 stay on
+        # their rows, now with B's `1` only).
+        make_imported("Club A", [person(i) for i in range(5, 40)])
+        make_imported("Club B", [person(i) for i in [0, 1, 2, *range(20, 65)]])
+        second = start_delivery(destination=dest, actor=None, dry_run=False, inline=True)
+        assert second.status == DeliveryStatus.SENT, second.error
+        assert (second.added, second.removed) == (8, 5) and second.rows == 3 + 35 + 25
+        (info2,) = second.files
+        again = remote(sftp)[info2["name"]].decode().splitlines()
+        assert again[0] == header  # identical header and order at every delivery
+        assert next(line for line in again if f"|{person(0)['ip']}|" in line).endswith("||1")  # only in B now
+        # The same memberships in split files: the same pairs, nothing added or removed.
+        config_update(actor=None, push_mode="split")
+        split = start_delivery(destination=dest, actor=None, dry_run=True)
+        assert split.status == DeliveryStatus.DRY_RUN and (split.added, split.removed) == (0, 0)
+        assert [f["rows"] for f in split.files] == [35, 48] and split.rows == 83

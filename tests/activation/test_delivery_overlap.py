@@ -235,7 +235,7 @@ def test_gzip_destination_gets_gzipped_parts_streamed_and_deduplicated(acme: Any
         assert info["name"].endswith("_file-part-1.psv.gz")
         body = gzip.decompress(_one_complete_file(sftp, d)).decode()
         lines = body.splitlines()
-        assert lines[0] == "advertising_id|id_type|ip_address|timestamp|segment_id"
+        assert lines[0] == f"advertising_id|id_type|ip_address|timestamp|P360_{audience.pk}_Zipped"
         assert len(lines) == 1 + 501 == 1 + d.rows and body.count(twin["maid"]) == 1
         assert sftp.renames == 1
         with pytest.raises(Exception, match="unknown compression"):

@@ -56,7 +56,8 @@ def test_liveramp_device_file_layout_and_rules(acme: Any, tmp_path: Path) -> Non
     assert info.name.startswith("AcmeCorporation_P360Merged_") and info.name.endswith("_file-part-1.psv")
     assert not (set(info.name) & NAME_FORBIDDEN) and info.name.isascii() and not info.name.startswith((".", "_"))
     content = lines(info.path)
-    assert content[0] == "advertising_id|id_type|ip_address|timestamp|segment_id"
+    # Merged: LiveRamp's column layout, one column per segment named by its segment id, `1` for a member.
+    assert content[0] == f"advertising_id|id_type|ip_address|timestamp|P360_{audience.pk}_DevicePeople"
     body = [line.split("|") for line in content[1:]]
     assert info.rows == len(body) == result.rows == 30 + 1 + 3  # 30 people, the IP-only one, 3 REDS ids in window
     assert info.sha256 == hashlib.sha256(info.path.read_bytes()).hexdigest()
@@ -70,7 +71,7 @@ def test_liveramp_device_file_layout_and_rules(acme: Any, tmp_path: Path) -> Non
     text = info.path.read_text()
     for forbidden in ("ABCDEF03", "ABCDEF04", "optout", "@", "First", "Last", "+1555", person(103)["maid"]):
         assert forbidden not in text  # outside lookback, other segment, PII, opted-out person
-    assert all(r[3].isdigit() for r in body) and {r[4] for r in body} == {f"P360_{audience.pk}_DevicePeople"}
+    assert all(r[3].isdigit() for r in body) and {r[4] for r in body} == {"1"} and {len(r) for r in body} == {5}
     assert result.skipped == {"opted_out": 1, "invalid_maid": 2, "invalid_ip": 1, "no_device_id": 2}
 
 
@@ -97,7 +98,12 @@ def test_split_at_row_and_size_limits_and_split_mode(acme: Any, tmp_path: Path) 
         assert lines(f.path)[0].startswith("advertising_id|id_type")  # a header in every part
     assert len(split.files) == 2 and {f.rows for f in split.files} == {60, 30}
     assert "SegA-" in split.files[0].name and "SegB-" in split.files[1].name
+    for f, audience in zip(split.files, (a, b), strict=True):  # split mode keeps the `segment_id` column
+        assert lines(f.path)[0] == "advertising_id|id_type|ip_address|timestamp|segment_id"
+        assert {line.split("|")[4] for line in lines(f.path)[1:]} == {f"P360_{audience.pk}_Seg{audience.name[-1]}"}
     assert len(merged.files) == 1 and merged.rows == 90
+    header = lines(merged.files[0].path)[0]
+    assert header == f"advertising_id|id_type|ip_address|timestamp|P360_{a.pk}_SegA|P360_{b.pk}_SegB"
 
 
 def test_export_audience_command(acme: Any, globex: Any, tmp_path: Path) -> None:
@@ -216,3 +222,106 @@ def test_id_type_spellings_are_read_case_blind() -> None:
     rows, skipped = device_frame(raw, 1)
     assert rows.select("advertising_id", "id_type").rows() == [(upper, "IDFA")] * 3 + [(lower, "AAID")] * 4
     assert skipped == {"opted_out": 0, "invalid_maid": 0, "invalid_ip": 0, "no_device_id": 0}
+
+
+def test_a_device_in_two_segments_is_one_row_with_two_ones(acme: Any, tmp_path: Path) -> None:
+    """LiveRamp's column rule (reference 3.3): all data for one identifier on one row, a column per segment. A
+    device in both segments (or twice in one) is one row; the member keys are the (device, segment) pairs, the
+    same in either layout; split mode has each device once per file."""
+    twin = {"maid": "ABCDEF99-0134-4EEC-B4AF-65855133B008", "maid_type": "IDFA", "ip": "10.9.9.9"}
+    with schema_context(acme.schema_name):
+        a = make_imported("Seg A", [person(i) for i in range(30)] + [person(300, **twin), person(301, **twin)])
+        b = make_imported("Seg B", [person(i) for i in range(20, 50)] + [person(302, **twin)])
+        add_reds_events([(timezone.now() - dt.timedelta(days=1), str(b.pk), "172.16.5.5", "IP")])
+        merged = export(tmp_path / "merged", a, b)
+        split = export(tmp_path / "split", a, b, merged=False)
+    (info,) = merged.files
+    content = lines(info.path)
+    assert content[0] == f"advertising_id|id_type|ip_address|timestamp|P360_{a.pk}_SegA|P360_{b.pk}_SegB"
+    body = [line.split("|") for line in content[1:]]
+    assert merged.rows == info.rows == len(body) == 50 + 1 + 1  # 50 people, the twin device, B's REDS IP
+    by_ip = {r[2]: r for r in body}
+    assert len(by_ip) == len(body)  # every device once
+    assert by_ip[person(25)["ip"]][4:] == ["1", "1"]  # in both segments: one row, two `1`s
+    assert by_ip[person(5)["ip"]][4:] == ["1", ""] and by_ip[person(45)["ip"]][4:] == ["", "1"]
+    assert by_ip[twin["ip"]][:2] == [twin["maid"], "IDFA"] and by_ip[twin["ip"]][4:] == ["1", "1"]
+    assert by_ip["172.16.5.5"][:2] == ["", ""] and by_ip["172.16.5.5"][4:] == ["", "1"]
+    assert int(by_ip[person(25)["ip"]][3]) == max(int(r[3]) for r in body)  # the later load of the two
+    assert info.sha256 == hashlib.sha256(info.path.read_bytes()).hexdigest()
+    # The diff's unit is unchanged: one key per (device, segment) pair, whichever layout wrote them.
+    assert merged.keys is not None and split.keys is not None
+    assert merged.keys.len() == merged.keys.n_unique() == 31 + 32
+    assert merged.keys.to_list() == split.keys.to_list()
+    for f in split.files:
+        rows = [line.split("|") for line in lines(f.path)[1:]]
+        assert len({(r[0], r[2]) for r in rows}) == len(rows)  # each device once per file
+        assert sum(1 for r in rows if r[0] == twin["maid"]) == 1
+    assert [f.rows for f in split.files] == [31, 32]
+
+
+def test_501_segments_are_cut_into_files_of_at_most_500_columns(acme: Any, tmp_path: Path) -> None:
+    """LiveRamp takes at most 500 segment data fields a file (reference 3.5): 501 segments make two complete
+    files, each with its own header, named apart, the columns in the audiences' id order."""
+    from audiences.models import Audience, AudienceKind, AudienceStatus
+
+    with schema_context(acme.schema_name):
+        first = make_imported("S0", [person(i) for i in range(30)])
+        more = Audience.objects.bulk_create(
+            Audience(name=f"S{n}", kind=AudienceKind.IMPORTED, status=AudienceStatus.READY,
+                     current_version_id=first.current_version_id, record_count=30)
+            for n in range(1, 501)
+        )  # fmt: skip
+        audiences = [first, *more]
+        result = export(tmp_path, *reversed(audiences), tag="-D7")  # the columns follow the audiences' ids
+    assert [f.name.split("_")[1] for f in result.files] == ["P360Merged-S1-D7", "P360Merged-S2-D7"]
+    headers = [lines(f.path)[0].split("|") for f in result.files]
+    assert [len(h) - 4 for h in headers] == [500, 1]
+    assert [c for h in headers for c in h[4:]] == [f"P360_{a.pk}_S{n}" for n, a in enumerate(audiences)]
+    for f in result.files:
+        body = [line.split("|") for line in lines(f.path)[1:]]
+        assert f.rows == len(body) == 30 and {tuple(r[4:]) for r in body} == {("1",) * (len(r) - 4) for r in body}
+        assert max(len(line) for line in lines(f.path)) <= 10_000
+    assert result.keys is not None and result.keys.len() == 30 * 501
+
+
+def test_segment_headers_and_column_cuts_follow_liveramps_limits(acme: Any) -> None:
+    import re
+
+    from activation.exports import segment_chunks, segment_column
+
+    with schema_context(acme.schema_name):
+        odd = make_imported("Ça va! 100% [new] x" + "y" * 150, [person(0)])
+    assert re.fullmatch(r"P360_\d+_[A-Za-z0-9]+", segment_column(odd)) and len(segment_column(odd)) <= 128
+    assert [len(c) for c in segment_chunks([f"S{n}" for n in range(1001)])] == [500, 500, 1]
+    long = [f"P360_{n}_" + "X" * 110 for n in range(200)]  # 500 of these would make a 60,000-char header
+    chunks = segment_chunks(long)
+    assert sum(len(c) for c in chunks) == 200 and len(chunks) > 2
+    for c in chunks:
+        assert (
+            len("|".join(["advertising_id", "id_type", "ip_address", "timestamp", *long[c.start : c.stop]])) <= 10_000
+        )
+
+
+def test_grouping_on_keys_equals_a_polars_group_by() -> None:
+    """The merged layout's per-device grouping (numpy on 64-bit keys) against the obvious polars group_by: the
+    same devices in first-seen order, the same latest timestamps, the same segment flags in every column cut."""
+    import numpy as np
+    import polars as pl
+
+    from activation.exports import _memberships, segment_flags
+
+    rng = np.random.default_rng(11)
+    n, segments = 5_000, 7
+    keys = rng.integers(0, 900, n).astype(np.uint64)  # many devices in several segments, some twice in one
+    segs = rng.integers(0, segments, n)
+    stamps = rng.integers(1_000, 2_000, n)
+    m = _memberships(keys, segs, stamps, segments)
+    frame = pl.DataFrame({"key": keys, "seg": segs, "ts": stamps})
+    expected = frame.group_by("key", maintain_order=True).agg(pl.col("ts").max(), pl.col("seg").unique().sort())
+    assert keys[m.keep].tolist() == expected["key"].to_list()  # first-seen order, each device once
+    devices = m.device[m.keep]
+    assert m.latest[devices].tolist() == expected["ts"].to_list()
+    for columns in (range(0, segments), range(2, 5), range(6, 7)):
+        flags = segment_flags(m, devices, columns)
+        want = [[int(s in set(row)) for s in columns] for row in expected["seg"].to_list()]
+        assert flags.tolist() == want
