@@ -280,10 +280,12 @@ def _evaluate_table(cursor: Any, now: datetime, timer: bool, touched: bool = Fal
     if touched:
         # Its CTEs have no statistics (estimated at a row or so): with sorting allowed the planner groups the
         # claimed events by sorting them, spilling to disk at tens of thousands; hashing them takes milliseconds.
-        cursor.execute("SET LOCAL enable_sort = off")
+        # Its hash aggregates over the claimed events of 20,000 pairs outgrow the default 4 MB and spill to disk
+        # in batches; 64 MB holds them (one statement of one evaluator at a time).
+        cursor.execute("SET LOCAL enable_sort = off; SET LOCAL work_mem = '64MB'")
         cursor.execute(EVALUATE_TOUCHED_SQL, params)
         rows = cursor.fetchall()
-        cursor.execute("SET LOCAL enable_sort = DEFAULT")
+        cursor.execute("SET LOCAL enable_sort = DEFAULT; SET LOCAL work_mem = DEFAULT")
     else:
         cursor.execute(EVALUATE_SQL, params)
         rows = cursor.fetchall()

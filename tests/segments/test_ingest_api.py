@@ -154,3 +154,34 @@ def test_hostile_values_are_rejected_per_event_never_a_500(acme, acme_marketer, 
         content_type="application/json",
     )
     assert huge_ref.status_code == 400
+
+
+def test_each_event_maintains_two_btrees_and_the_time_ranges_are_brin(acme, acme_marketer, login):
+    """The write path's cost per event (issue 13): the id table's key and the evaluator's (user, type, time) lookup
+    are the only B-trees an ingested event touches; retention and re-evaluation read time ranges through BRIN."""
+    client = login(acme_marketer)
+    assert post_events(client, [event("u1"), event("u2", "clicks")]).json()["accepted"] == 2
+    with schema_context(schema_of("acme")), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT t.relname, am.amname, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+            "JOIN pg_class t ON t.oid = i.indrelid JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_am am ON am.oid = c.relam "
+            "WHERE t.relnamespace = current_schema()::regnamespace AND t.relkind = 'r' "
+            "AND (t.relname = 'segments_event_id' OR t.relname LIKE 'segments\\_event\\_p%%')"
+        )
+        found = sorted(
+            (table.startswith("segments_event_p"), method, "(" + ddl.split("(", 1)[1])
+            for table, method, ddl in cursor.fetchall()
+        )
+        cursor.execute(
+            "SELECT attname, attstorage FROM pg_attribute WHERE attrelid = 'segments_pendingbatch'::regclass "
+            "AND attname IN ('user_ids', 'event_types', 'event_ids', 'event_times', 'attributes')"
+        )
+        storage = dict(cursor.fetchall())
+    assert found == [
+        (False, "brin", "(event_time)"),
+        (False, "btree", "(event_id)"),
+        (True, "brin", "(event_time)"),
+        (True, "btree", "(user_id, event_type, event_time)"),
+    ]
+    assert set(storage.values()) == {"e"}, storage  # the queue row's arrays are not compressed (they live a second)
