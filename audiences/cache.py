@@ -109,6 +109,7 @@ class Entry:
     deferred: frozenset[str] = frozenset()
     deferred_done: threading.Event = field(default_factory=threading.Event)
     deferred_error: BaseException | None = None
+    settled: threading.Event = field(default_factory=threading.Event)  # the deferred pass is done and stored
     # while deferred: each deferred column's presence (True, or null where the value is), for null tests
     presence: dict[str, pl.Series] = field(default_factory=dict)
     _resolver: Any = None
@@ -907,14 +908,12 @@ def build(*, stamp: Stamp | None = None, defer: bool = False) -> Entry:
     height = universe.height
     names = [name for name in schema if name != "row" and not name.startswith(PRESENT)] + ["__rid"]
 
-    def people_column(name: str) -> pl.Series:
-        if name in universe.columns:
-            return universe.get_column(name)
-        return read.take(name, keep)
+    def encode(name: str, universe: pl.DataFrame = universe, read: _Read = read) -> Any:
+        return _encode(name, universe.get_column(name) if name in universe.columns else read.take(name, keep))
 
     # One column per task on two threads: most of these string kernels run on one core each.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="builder-encode") as pool:
-        encoded = list(pool.map(lambda name: _encode(name, people_column(name)), names))
+        encoded = list(pool.map(encode, names))
     for name, (series, info) in zip(names, encoded, strict=True):
         if info is not None:
             strings[name] = info
@@ -922,7 +921,7 @@ def build(*, stamp: Stamp | None = None, defer: bool = False) -> Entry:
     frame = pl.DataFrame(columns)
     presence = {name: _presence(read.take(f"{PRESENT}{name}", keep)) for name in DEFERRED}
     rids = universe.get_column("__rid")
-    del read, universe
+    del read, universe, encode  # (encode's defaults hold them too)
     phase("encode")
     week = current_week()
     # Bombora's long frame: read now without background threads (tests), else by a thread after the entry is
@@ -1025,6 +1024,7 @@ class _SecondPass:
             _persist(entry)
         self.timer.phase("store")
         entry.stats["deferred_seconds"] = time.perf_counter() - self.started
+        entry.settled.set()
 
     def run(self, entry: Entry) -> None:
         self.add(entry, self.read())
@@ -1045,6 +1045,7 @@ class _SecondPass:
                 logger.exception("builder cache: the deferred columns of %s could not be read", entry.schema)
                 entry.deferred_error = error
                 entry.deferred_done.set()
+                entry.settled.set()
                 with _registry_lock:
                     if _entries.get(entry.schema) is entry:
                         del _entries[entry.schema]
@@ -1139,6 +1140,7 @@ def load_stored(schema: str, stamp: Stamp) -> Entry | None:
         stats={"build_phases": {"load stored": elapsed}, "built_seconds": meta.get("build_seconds")},
         mapped=stored.mapped,
     )
+    entry.settled.set()
     if entry.bombora_frame is None:
         entry.load_bombora_later()
     logger.info("builder cache: loaded %s's stored frame (%d people) in %.2f s", schema, frame.height, elapsed)
