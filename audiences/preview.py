@@ -184,14 +184,15 @@ def audience_preview(*, tree: Any, sample: int = 10) -> dict[str, Any]:
 
 # --- the field catalogue -------------------------------------------------------------------------------------
 def _field_stats(entry: cache.Entry) -> dict[str, dict[str, Any]]:
-    """Known values, examples, min and max per column; computed once per cache entry."""
+    """Known values, examples, min and max per column; computed once per cache entry and column. Columns a first
+    build is still reading (emails, hashes: cache.build) are added by a later call: the page does not wait for them."""
     with entry.lock:
-        if "fields" in entry.stats:
-            return entry.stats["fields"]  # type: ignore[no-any-return]
-    stats: dict[str, dict[str, Any]] = {}
-    frame = entry.frame
+        stats: dict[str, dict[str, Any]] = dict(entry.stats.get("fields", {}))
+    frame = entry.ready_frame
+    if all(name in stats or name in SAMPLE_EXCLUDE for name in frame.columns):
+        return stats
     for name in frame.columns:
-        if name in SAMPLE_EXCLUDE:
+        if name in SAMPLE_EXCLUDE or name in stats:
             continue
         series = frame.get_column(name)
         info: dict[str, Any] = {"values": [], "examples": []}

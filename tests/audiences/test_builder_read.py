@@ -224,7 +224,7 @@ def test_a_deferred_build_counts_before_its_emails_are_read_and_then_equals_a_wh
     import threading
 
     from audiences.logic.polars_engine import evaluate
-    from audiences.preview import _frame_for, evaluate_tree, parse_tree, sample_records
+    from audiences.preview import _field_stats, _frame_for, evaluate_tree, parse_tree, sample_records
 
     settings.P360_BUILDER_PERSIST = False
     settings.P360_BUILDER_BACKGROUND_REBUILD = False
@@ -247,6 +247,8 @@ def test_a_deferred_build_counts_before_its_emails_are_read_and_then_equals_a_wh
         assert entry.has_hash is not None and whole.has_hash is not None and entry.has_hash.equals(whole.has_hash)
         rows = sample_records(entry, [0, 1, 2], wait=False)
         assert rows and all("email" not in row and "email_sha256" not in row for row in rows)
+        fields = _field_stats(entry)  # the field catalogue's known values, without the columns being read
+        assert "email" not in fields and fields["company_name"]["values"]
         assert not entry.deferred_done.is_set()  # nothing above waited for the deferred pass
     finally:
         gate.set()
@@ -255,6 +257,7 @@ def test_a_deferred_build_counts_before_its_emails_are_read_and_then_equals_a_wh
     with schema_context(committed_org.schema_name):
         frame = _frame_for(entry, node, {})
     assert frame.get_column("email").dtype == pl.String  # the column itself now, not its presence
+    assert _field_stats(entry)["email"]["examples"]  # added by the next call
 
 
 def test_a_failed_deferred_pass_drops_the_entry_and_never_serves_a_partial_frame(
