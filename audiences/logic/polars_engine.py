@@ -477,16 +477,17 @@ def integer_bounds(operator: str, value: Any) -> tuple[int | None, int | None]:
 
 def _integer_kernel(frame: pl.DataFrame, cond: Condition, schema: Mapping[str, pl.DataType]) -> bits.Kernel | None:
     """An ordered condition on an integer column (numbers, Bombora scores and measures) as a numpy kernel (None:
-    another leaf): `between` always, a single comparison on 16-bit and wider integers. Measured at 10M rows, CPU on
-    one thread: `between` 3.5 / 3.3 / 5.3 ms on u8 / i16 / i32 against 5.5 / 6.5 / 10.6 for polars' two compares
-    and AND; `gte` 2.5 / 4.2 ms on i16 / i32 against 3.5 / 4.9 (on u8 polars' 2.3 beats numpy's 2.5)."""
+    another leaf). Measured at 10M rows, CPU on one thread: `between` 3.5 / 3.3 / 5.3 ms on u8 / i16 / i32 against
+    5.5 / 6.5 / 10.6 for polars' two compares and AND; `gte` 2.5 / 4.2 ms on i16 / i32 against 3.5 / 4.9. On u8
+    polars' `gte` is as fast (2.3 against 2.5 ms), but a tree whose every leaf is a kernel skips the polars batch
+    (its frame, plan and thread hand-off) altogether."""
     if cond.operator not in INTEGER_OPERATORS or cond.field.type in STRING_TYPES:
         return None
     if cond.field.type in (AUDIENCE, MEMBERSHIP, BOOLEAN):
         return None
     dtype = schema[cond.field.column]
     limits = INTEGER_LIMITS.get(type(dtype))
-    if limits is None or (cond.operator != "between" and dtype in (pl.Int8, pl.UInt8)):
+    if limits is None:
         return None
     values, valid = bits.column(frame.get_column(cond.field.column))
     low, high = integer_bounds(cond.operator, cond.value)
