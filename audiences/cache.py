@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +79,9 @@ class Stamp:
 class Entry:
     schema: str
     stamp: Stamp
-    frame: pl.DataFrame
+    # The columns read so far: every column, or (a first build, until its deferred pass is done) every column but
+    # DEFERRED's. Read `frame` (waits for that pass) unless the column is known not to be deferred (`column`).
+    ready_frame: pl.DataFrame
     strings: dict[str, StringColumn]
     custom: dict[str, str]
     week: Any
@@ -102,7 +105,34 @@ class Entry:
     # Issue 17: columns served memory-mapped from the generation's stored file (frame_files.py): in the frame like
     # the others, but in the page cache, not this process's heap, so nbytes() leaves them out (mapped_bytes()).
     mapped: frozenset[str] = frozenset()
+    # Issue 17: DEFERRED columns a first build has not read yet (see build()); set when they are in `ready_frame`.
+    deferred: frozenset[str] = frozenset()
+    deferred_done: threading.Event = field(default_factory=threading.Event)
+    deferred_error: BaseException | None = None
+    settled: threading.Event = field(default_factory=threading.Event)  # the deferred pass is done and stored
+    # while deferred: each deferred column's presence (True, or null where the value is), for null tests
+    presence: dict[str, pl.Series] = field(default_factory=dict)
     _resolver: Any = None
+
+    @property
+    def frame(self) -> pl.DataFrame:
+        """Every column: waits for the deferred pass of a first build (emails and hashes read after the rest)."""
+        if self.deferred:
+            self.deferred_done.wait()
+            if self.deferred_error is not None:
+                raise RuntimeError(f"builder cache: the deferred columns of {self.schema} could not be read") from (
+                    self.deferred_error
+                )
+        return self.ready_frame
+
+    def column(self, name: str, *, presence: bool = False) -> pl.Series:
+        """A column, without waiting for the deferred pass unless it is a deferred column. With `presence` (the
+        caller only tests for nulls) a deferred column still being read is served by its presence series."""
+        if name in self.deferred:  # (cleared only after ready_frame holds the column)
+            if presence and name in self.presence:
+                return self.presence[name].alias(name)
+            return self.frame.get_column(name)
+        return self.ready_frame.get_column(name)
 
     def resolver(self) -> Any:
         """The tree resolver of this data generation, kept: it remembers the Bombora topics it looked up, so a
@@ -115,7 +145,7 @@ class Entry:
 
     @property
     def height(self) -> int:
-        return self.frame.height
+        return self.ready_frame.height
 
     @property
     def bombora(self) -> pl.DataFrame:
@@ -123,7 +153,7 @@ class Entry:
         if self.bombora_frame is None:
             with self.bombora_lock:  # the loader thread holds it while it reads
                 if self.bombora_frame is None:
-                    self.bombora_frame = bombora_long(self.frame, self.strings, self.week)
+                    self.bombora_frame = bombora_long(self.ready_frame, self.strings, self.week)
         return self.bombora_frame
 
     @property
@@ -142,7 +172,7 @@ class Entry:
                 with self.bombora_lock:
                     ready.set()
                     if self.bombora_frame is None:
-                        self.bombora_frame = bombora_long(self.frame, self.strings, self.week)
+                        self.bombora_frame = bombora_long(self.ready_frame, self.strings, self.week)
             except Exception:
                 logger.exception("builder cache: reading the Bombora week for %s failed", self.schema)
             finally:
@@ -170,7 +200,7 @@ class Entry:
             ]
         long = self.bombora_frame
         sizes = [
-            *(c.estimated_size() for c in self.frame.get_columns() if c.name not in self.mapped),
+            *(c.estimated_size() for c in self.ready_frame.get_columns() if c.name not in self.mapped),
             long.estimated_size() if long is not None else 0,
             *(s.estimated_size() for s in series),
         ]
@@ -178,11 +208,11 @@ class Entry:
 
     def mapped_bytes(self) -> int:
         """Bytes of the memory-mapped columns (on disk and in the page cache as they are read; not on the heap)."""
-        return int(sum(c.estimated_size() for c in self.frame.get_columns() if c.name in self.mapped))
+        return int(sum(c.estimated_size() for c in self.ready_frame.get_columns() if c.name in self.mapped))
 
     def domain_categories(self) -> pl.Series | None:
         """The domain Enum's categories (index = code), None without a domain column."""
-        return _categories(self.frame, self.strings, "domain")
+        return _categories(self.ready_frame, self.strings, "domain")
 
     def topic_column(self, topic_id: int) -> pl.Series:
         """The topic's score per person (null when the domain has none), built on first use."""
@@ -190,7 +220,7 @@ class Entry:
             if topic_id in self.topic_columns:
                 self.topic_columns.move_to_end(topic_id)
                 return self.topic_columns[topic_id]
-        codes = self.frame.get_column("domain").to_physical() if "domain" in self.frame.columns else None
+        codes = self.ready_frame.get_column("domain").to_physical() if "domain" in self.ready_frame.columns else None
         domains = self.domain_categories()
         size = domains.len() if codes is not None and domains is not None else 0
         long = self.bombora_frame
@@ -200,7 +230,7 @@ class Entry:
             end = int(topics.search_sorted(topic_id, side="right"))
             part = long.slice(start, end - start)
         else:  # the long frame is still being read: this topic's scores only (the week's (topic, domain) index)
-            part = _scores_by_code(self.frame, self.strings, self.week, [topic_id])
+            part = _scores_by_code(self.ready_frame, self.strings, self.week, [topic_id])
         dense = pl.repeat(None, size, dtype=pl.UInt8, eager=True)
         if part.height and size:
             dense = dense.scatter(part.get_column("code"), part.get_column("score"))
@@ -216,7 +246,7 @@ class Entry:
 
     def _trim(self, columns: OrderedDict[Any, pl.Series]) -> None:
         """Keep at most MAX_TOPIC_COLUMNS, within TOPIC_COLUMNS_SHARE of the frame's bytes (least recent out)."""
-        budget = self.frame.estimated_size() * TOPIC_COLUMNS_SHARE
+        budget = self.ready_frame.estimated_size() * TOPIC_COLUMNS_SHARE
         while len(columns) > 1 and (
             len(columns) > MAX_TOPIC_COLUMNS or sum(c.estimated_size() for c in columns.values()) > budget
         ):
@@ -244,7 +274,7 @@ class Entry:
             dense = pl.repeat(None, categories.len(), dtype=dtype, eager=True)
             if found.height:
                 dense = dense.scatter(found.get_column("code"), found.get_column("value"))
-            column = dense.gather(self.frame.get_column("domain").to_physical())
+            column = dense.gather(self.ready_frame.get_column("domain").to_physical())
         with self.lock:
             self.measure_columns[key] = column
             self._trim(self.measure_columns)
@@ -259,7 +289,7 @@ class Entry:
         # COPY straight into polars: a built audience may have millions of members.
         sql = f"SELECT rid FROM audiences_builtmember WHERE audience_id = {int(audience_id)}"
         rids = _copy_frame(sql, {"rid": pl.Int64}).get_column("rid")
-        mask = self.frame.get_column("__rid").is_in(rids.implode())
+        mask = self.ready_frame.get_column("__rid").is_in(rids.implode())
         with self.lock:
             for old in [k for k in self.built_masks if k[0] == audience_id]:
                 del self.built_masks[old]
@@ -323,7 +353,10 @@ def get(*, wait: bool = False) -> tuple[Entry, bool]:
         if current is not None and current.stamp == stamp:
             return current, False
         with frame_files.build_lock(schema, stamp.generation):  # another worker may be building it: load theirs
-            entry = load_stored(schema, stamp) or build(stamp=stamp)
+            # a first build (nothing serves meanwhile) defers its emails and hashes (see build())
+            # (not inside a transaction: the deferred pass's thread would not see its rows)
+            defer = background_rebuild() and not connection.in_atomic_block
+            entry = load_stored(schema, stamp) or build(stamp=stamp, defer=defer)
         _store(entry)
     return entry, False
 
@@ -649,6 +682,19 @@ def _narrow(series: pl.Series) -> pl.Series:
     return series
 
 
+LOWERCASE_STEP = 1 << 20
+
+
+def _all_lowercase(series: pl.Series) -> bool:
+    """Whether every value is in lowercase already, checked in steps of rows (a lowercase copy of a whole column of
+    10M emails was one more copy of it at the build's peak)."""
+    for start in range(0, series.len(), LOWERCASE_STEP):
+        part = series.slice(start, LOWERCASE_STEP)
+        if not (part.str.to_lowercase() == part).fill_null(True).all():
+            return False
+    return True
+
+
 def _encode(name: str, column: Any) -> tuple[pl.Series, StringColumn | None]:
     """A column as the frame keeps it: strings as Enum (or String when nearly unique), numbers narrowed."""
     if isinstance(column, _Coded):
@@ -657,8 +703,7 @@ def _encode(name: str, column: Any) -> tuple[pl.Series, StringColumn | None]:
     if series.dtype == pl.String:
         if name in ALWAYS_ENUM or not _nearly_unique(series):
             return _as_enum(series)
-        lowered = series.str.to_lowercase()
-        return series, StringColumn(lowercase=bool((lowered == series).fill_null(True).all()))
+        return series, StringColumn(lowercase=_all_lowercase(series))
     if name == "version_id":
         return series.cast(pl.Int32), None  # a few ids (rid >> 36 gives it too); half the bytes of Int64
     if series.dtype in (pl.Int64, pl.Int32) and name != "__rid":
@@ -676,8 +721,7 @@ def _encode_coded(name: str, column: _Coded, *, enum: bool = False) -> tuple[pl.
     threshold = max(1000, ENUM_MAX_SHARE * codes.len())
     if not enum and name not in ALWAYS_ENUM and codes.len() > 1000 and len(present) > threshold:  # as _nearly_unique
         series = column.decoded().alias(name)
-        lowered = series.str.to_lowercase()
-        return series, StringColumn(lowercase=bool((lowered == series).fill_null(True).all()))
+        return series, StringColumn(lowercase=_all_lowercase(series))
     ordered = (
         pl.DataFrame({"value": values.gather(pl.Series(present, dtype=pl.UInt32)), "index": present})
         .with_columns(pl.col("value").str.to_lowercase().alias("lowered"))
@@ -774,22 +818,26 @@ def bombora_long(frame: pl.DataFrame, strings: dict[str, StringColumn], week: An
     return _scores_by_code(frame, strings, week, None)
 
 
-def build(*, stamp: Stamp | None = None) -> Entry:
-    """Read the org's universe from PostgreSQL into a frame (see logic/sql_engine.py for the same rule in SQL)."""
+DEFERRED = ("email", "email_sha256")  # near-unique strings no people rule reads: read after the rest (build())
+PRESENT = "__present:"  # the first pass's `<column> IS NOT NULL` of a deferred column
+
+
+def build(*, stamp: Stamp | None = None, defer: bool = False) -> Entry:
+    """Read the org's universe from PostgreSQL into a frame (see logic/sql_engine.py for the same rule in SQL).
+
+    Two passes (issue 17): every column but DEFERRED's (with their `IS NOT NULL`), then DEFERRED's strings on their
+    own, gathered straight into the people's order. Holding those near-unique strings beside every other column
+    during the read set most of the 10M build's peak, and reading them was a large share of its time. With `defer`
+    (a first build, which a preview waits for) the second pass runs on a thread after the entry is returned: counts
+    are served at once (null tests on a deferred column read its presence), and `entry.frame` waits for the pass."""
     from audiences.catalogue import custom_fields
 
     started = time.perf_counter()
     phases: dict[str, float] = {}
     cpu_phases: dict[str, float] = {}  # this process's CPU seconds (every thread): wall time on a shared machine lies
     peak_mb: dict[str, int] = {}
-    mark, cpu_mark = started, time.process_time()
-
-    def phase(name: str) -> None:  # where the first preview's wait goes (the org admin and the benchmark show it)
-        nonlocal mark, cpu_mark
-        now, cpu_now = time.perf_counter(), time.process_time()
-        phases[name], cpu_phases[name] = now - mark, cpu_now - cpu_mark
-        peak_mb[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10  # this process's peak so far
-        mark, cpu_mark = now, cpu_now
+    timer = _Phases(phases, cpu_phases, peak_mb)
+    phase = timer.phase
 
     schema_name = connection.schema_name  # type: ignore[attr-defined]
     stamp = stamp or current_stamp()
@@ -801,10 +849,14 @@ def build(*, stamp: Stamp | None = None) -> Entry:
         )
         imported = [(int(a), int(v)) for a, v in cursor.fetchall()]
     version_ids = [v for _, v in imported]
-    select = ["r.version_id", "r.row", *[f"r.{c}" for c in STRING_COLUMNS], *[f"r.{c}" for c in NUMBER_COLUMNS]]
+    first_strings = [c for c in STRING_COLUMNS if c not in DEFERRED]
+    select = ["r.version_id", "r.row", *[f"r.{c}" for c in first_strings], *[f"r.{c}" for c in NUMBER_COLUMNS]]
     schema: dict[str, Any] = {"version_id": pl.Int64, "row": pl.Int64}
-    schema.update({c: pl.String for c in STRING_COLUMNS})
+    schema.update({c: pl.String for c in first_strings})
     schema.update(NUMBER_COLUMNS)
+    for name in DEFERRED:
+        select.append(f"(r.{name} IS NOT NULL)")
+        schema[f"{PRESENT}{name}"] = pl.Boolean
     for key, type_name in custom.items():
         select.append(custom_sql("r", key, type_name))
         schema[f"custom.{key}"] = {
@@ -813,10 +865,13 @@ def build(*, stamp: Stamp | None = None) -> Entry:
             "date": pl.Date,
             "boolean": pl.Boolean,
         }.get(type_name, pl.String)
+    # the frame's column order (as one pass built it: stored generations and samples keep it)
+    order = ["version_id", *STRING_COLUMNS, *NUMBER_COLUMNS, *(c for c in schema if c.startswith("custom.")), "__rid"]
     read = _read_records(select, schema, version_ids) if version_ids else _Read.from_slices([], schema)
     phase("read")
     sorted_keys = read.sorted_keys()
     records = sorted_keys.with_columns(read.sorted_column("email_normalized")).with_row_index("__i")
+    read.drop("email_normalized")  # the read copy (the sorted one is in `records`, then the people's in `universe`)
     # One person per email_normalized (most recent version, then first row), else one per record.
     # Only the four columns the rule reads (sorting every column of 10M rows doubled the build's peak memory). The
     # rows are put in rule order by two integer keys, then the first of each email is kept by hashing (a sort on the
@@ -851,35 +906,34 @@ def build(*, stamp: Stamp | None = None) -> Entry:
     strings: dict[str, StringColumn] = {}
     columns: list[pl.Series] = []
     height = universe.height
-    names = [name for name in schema if name != "row"] + ["__rid"]
+    names = [name for name in schema if name != "row" and not name.startswith(PRESENT)] + ["__rid"]
 
-    def people_column(name: str) -> pl.Series:
-        if name in universe.columns:
-            if name == "email_normalized":
-                read.drop(name)  # the read copy (the sorted one is in `universe`)
-            return universe.get_column(name)
-        return read.take(name, keep)
+    def encode(name: str, universe: pl.DataFrame = universe, read: _Read = read) -> Any:
+        return _encode(name, universe.get_column(name) if name in universe.columns else read.take(name, keep))
 
     # One column per task on two threads: most of these string kernels run on one core each.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="builder-encode") as pool:
-        encoded = list(pool.map(lambda name: _encode(name, people_column(name)), names))
+        encoded = list(pool.map(encode, names))
     for name, (series, info) in zip(names, encoded, strict=True):
         if info is not None:
             strings[name] = info
         columns.append(series)
     frame = pl.DataFrame(columns)
+    presence = {name: _presence(read.take(f"{PRESENT}{name}", keep)) for name in DEFERRED}
+    rids = universe.get_column("__rid")
+    del read, universe, encode  # (encode's defaults hold them too)
     phase("encode")
     week = current_week()
     # Bombora's long frame: read now without background threads (tests), else by a thread after the entry is
     # stored, so the first preview does not wait on the week's scores (previews read one topic at a time).
     bombora = None if background_rebuild() else bombora_long(frame, strings, week)
-    has_hash = frame.get_column("email_sha256").is_not_null()
+    has_hash = presence["email_sha256"].is_not_null()
     phase("bombora")
     elapsed = time.perf_counter() - started
     entry = Entry(
         schema=schema_name,
         stamp=stamp,
-        frame=frame,
+        ready_frame=frame,
         strings=strings,
         custom=custom,
         week=week,
@@ -890,17 +944,115 @@ def build(*, stamp: Stamp | None = None) -> Entry:
         has_hash=has_hash,
         leaf_memo=_memo_for(frame),
         stats={"build_phases": phases, "build_cpu_phases": cpu_phases, "build_peak_rss_mb": peak_mb},
+        deferred=frozenset(DEFERRED),
+        presence=presence,
     )
-    if frame_files.enabled():
-        _persist(entry)
-    phase("store")
+    second = _SecondPass(version_ids=version_ids, keep=keep, rids=rids, order=order, timer=timer, started=started)
+    then = entry.load_bombora_later if bombora is None else None
+    if defer:  # the week's scores are read after the deferred columns (one background read at a time: its peak)
+        second.start(entry, then=then)
+    else:
+        second.run(entry)
+        if then is not None:
+            then()
     entry.build_seconds = time.perf_counter() - started
-    if bombora is None:
-        entry.load_bombora_later()
     logger.info(
         "builder cache: built %s (%d people, %.1f MB) in %.2f s", schema_name, height, entry.nbytes() / 2**20, elapsed
     )
     return entry
+
+
+@dataclass
+class _Phases:
+    """Wall and CPU seconds and the peak RSS per phase of a build (the org admin and the benchmark show them)."""
+
+    wall: dict[str, float]
+    cpu: dict[str, float]
+    peak_mb: dict[str, int]
+    mark: float = field(default_factory=time.perf_counter)
+    cpu_mark: float = field(default_factory=time.process_time)
+
+    def phase(self, name: str) -> None:
+        now, cpu_now = time.perf_counter(), time.process_time()
+        self.wall[name], self.cpu[name] = now - self.mark, cpu_now - self.cpu_mark
+        self.peak_mb[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10  # this process's peak so far
+        self.mark, self.cpu_mark = now, cpu_now
+
+
+def _presence(present: pl.Series) -> pl.Series:
+    """`IS NOT NULL` as a column with the same nulls as the value's (True where it has one): null tests on it give
+    the value's answers."""
+    return pl.DataFrame({"p": present}).select(pl.when(pl.col("p")).then(pl.lit(True))).to_series()
+
+
+@dataclass
+class _SecondPass:
+    """DEFERRED's strings of the people (see build()), read after the rest and added to the entry's frame."""
+
+    version_ids: list[int]
+    keep: pl.Series  # the people's positions among the records sorted by (version_id, row)
+    rids: pl.Series  # the people's rids (checked: the second read's rows are the first's)
+    order: list[str]
+    timer: _Phases
+    started: float
+
+    def read(self) -> list[tuple[pl.Series, StringColumn | None]]:
+        select = ["r.version_id", "r.row", *[f"r.{c}" for c in DEFERRED]]
+        schema: dict[str, Any] = {"version_id": pl.Int64, "row": pl.Int64, **{c: pl.String for c in DEFERRED}}
+        read = _read_records(select, schema, self.version_ids) if self.version_ids else _Read.from_slices([], schema)
+        # A version is written once: sorted by the same unique key, the positions of the first pass still hold.
+        rids = read.take("version_id", self.keep) * (1 << RID_SHIFT) + read.take("row", self.keep)
+        if not rids.equals(self.rids, check_names=False):
+            raise RuntimeError("builder cache: the second read's records are not the first read's")
+        self.timer.phase("deferred read")
+        # one column at a time: the read's strings go as each is gathered (this pass's peak is one column's copies)
+        return [_encode(name, read.take(name, self.keep)) for name in DEFERRED]
+
+    def add(self, entry: Entry, encoded: list[tuple[pl.Series, StringColumn | None]]) -> None:
+        """The deferred columns into the entry (its frame swapped for one that has them), then stored."""
+        for name, (_, info) in zip(DEFERRED, encoded, strict=True):
+            if info is not None:
+                entry.strings[name] = info
+        by_name = {c.name: c for c in entry.ready_frame.get_columns()}
+        by_name.update({series.name: series for series, _ in encoded})
+        entry.ready_frame = pl.DataFrame([by_name[name] for name in self.order if name in by_name])
+        entry.deferred = frozenset()  # after the frame holds them (Entry.column reads `deferred` first)
+        entry.presence = {}
+        entry.deferred_done.set()
+        self.timer.phase("deferred encode")
+        if frame_files.enabled():
+            _persist(entry)
+        self.timer.phase("store")
+        entry.stats["deferred_seconds"] = time.perf_counter() - self.started
+        entry.settled.set()
+
+    def run(self, entry: Entry) -> None:
+        self.add(entry, self.read())
+
+    def start(self, entry: Entry, then: Callable[[], None] | None = None) -> None:
+        """run() on a thread (then `then`): the entry serves counts meanwhile. A failure drops the entry (the next
+        request builds again) and makes `entry.frame` raise."""
+
+        def work() -> None:
+            from django.db import connection as thread_connection
+
+            try:
+                thread_connection.set_schema(entry.schema)  # type: ignore[attr-defined]
+                self.run(entry)
+                if then is not None:
+                    then()
+            except Exception as error:
+                logger.exception("builder cache: the deferred columns of %s could not be read", entry.schema)
+                entry.deferred_error = error
+                entry.deferred_done.set()
+                entry.settled.set()
+                with _registry_lock:
+                    if _entries.get(entry.schema) is entry:
+                        del _entries[entry.schema]
+            finally:
+                thread_connection.close()
+
+        threading.Thread(target=work, name=f"builder-deferred-{entry.schema}", daemon=True).start()
 
 
 # --- the stored generation (frame_files.py) ----------------------------------------------------------------------
@@ -928,12 +1080,12 @@ def _persist(entry: Entry) -> None:
         if info.lowered_categories is not None and info.categories is not None
     }
     path = frame_files.save(
-        entry.schema, entry.stamp.generation, entry.frame.with_columns(extra), mapped, categories, meta
+        entry.schema, entry.stamp.generation, entry.ready_frame.with_columns(extra), mapped, categories, meta
     )
     if path is None:
         return
     try:
-        entry.frame = frame_files.remap(path, entry.frame, mapped)
+        entry.ready_frame = frame_files.remap(path, entry.ready_frame, mapped)
     except (OSError, pl.exceptions.PolarsError):
         logger.exception("builder cache: could not map %s; its strings stay on the heap", path)
         return
@@ -975,7 +1127,7 @@ def load_stored(schema: str, stamp: Stamp) -> Entry | None:
     entry = Entry(
         schema=schema,
         stamp=stamp,
-        frame=frame,
+        ready_frame=frame,
         strings=strings,
         custom=dict(meta["custom"]),
         week=week,
@@ -988,6 +1140,7 @@ def load_stored(schema: str, stamp: Stamp) -> Entry | None:
         stats={"build_phases": {"load stored": elapsed}, "built_seconds": meta.get("build_seconds")},
         mapped=stored.mapped,
     )
+    entry.settled.set()
     if entry.bombora_frame is None:
         entry.load_bombora_later()
     logger.info("builder cache: loaded %s's stored frame (%d people) in %.2f s", schema, frame.height, elapsed)

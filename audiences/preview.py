@@ -44,6 +44,9 @@ def _frame_for(entry: cache.Entry, node: Node, refs: dict[int, AudienceRef]) -> 
     """The entry's columns the tree reads, plus its Bombora topic and audience membership columns."""
     needed: list[str] = []
     extra: list[pl.Series] = []
+    # columns only tested for nulls: a deferred column still being read (a first build) serves its presence
+    null_tests = {c.field.column for c in conditions(node) if c.operator in ("is_null", "is_not_null")}
+    null_tests -= {c.field.column for c in conditions(node) if c.operator not in ("is_null", "is_not_null")}
     for cond in conditions(node):
         ref = cond.field
         if ref.topic_id is not None and (ref.type == BOMBORA or ref.measure is not None):  # issue 18: volume, surge
@@ -67,8 +70,8 @@ def _frame_for(entry: cache.Entry, node: Node, refs: dict[int, AudienceRef]) -> 
         elif ref.column not in needed:
             needed.append(ref.column)
     # Built from the series (no select over the entry's frame: its lazy plan would build every Enum dtype)
-    columns = [entry.frame.get_column(name) for name in needed] + extra
-    return pl.DataFrame(columns or [entry.frame.get_column("__rid")])
+    columns = [entry.column(name, presence=name in null_tests) for name in needed] + extra
+    return pl.DataFrame(columns or [entry.column("__rid")])
 
 
 def _membership(entry: cache.Entry, ref: AudienceRef | None) -> pl.Series:
@@ -110,13 +113,16 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def sample_records(entry: cache.Entry, positions: list[int]) -> list[dict[str, Any]]:
+def sample_records(entry: cache.Entry, positions: list[int], *, wait: bool = True) -> list[dict[str, Any]]:
     """The records at `positions`. The frame is assembled from the entry's series and gathered natively (a select
     over the entry's frame is a lazy plan that resolves every column's dtype; an Enum of millions of categories is
-    slow to build, and polars' Series methods are lazy plans of their own, one per call)."""
+    slow to build, and polars' Series methods are lazy plans of their own, one per call).
+
+    Without `wait`, the columns a first build is still reading (entry.deferred: emails, hashes) are left out."""
     if not positions:
         return []
-    columns = [entry.frame.get_column(name) for name in entry.frame.columns if name not in SAMPLE_EXCLUDE]
+    frame = entry.frame if wait else entry.ready_frame
+    columns = [frame.get_column(name) for name in frame.columns if name not in SAMPLE_EXCLUDE]
     rows = pl.DataFrame(columns)[positions].to_dicts()
     result = []
     for row in rows:
@@ -155,7 +161,12 @@ def audience_preview(*, tree: Any, sample: int = 10) -> dict[str, Any]:
     result = evaluate(frame, node, entry.strings, memo=entry.leaf_memo)
     hashed = _has_hash_bits(entry)
     uid2 = bits.count(result.bits & hashed) if hashed is not None else 0
-    records = sample_records(entry, bits.positions(result.bits, max(0, min(int(sample), MAX_SAMPLE))))
+    # A first build's emails and hashes may still be read (cache.build): the sample goes without them then.
+    pending = sorted(entry.deferred)
+    records = sample_records(entry, bits.positions(result.bits, max(0, min(int(sample), MAX_SAMPLE))), wait=False)
+    if pending:
+        for record in records:
+            record.update(dict.fromkeys(pending))
     return {
         "count": result.count,
         "sample": records,
@@ -167,19 +178,21 @@ def audience_preview(*, tree: Any, sample: int = 10) -> dict[str, Any]:
         "stale": stale,
         "generation": entry.stamp.generation,
         "bombora_week": entry.week.isoformat() if entry.week else None,
+        "sample_pending": pending,
     }
 
 
 # --- the field catalogue -------------------------------------------------------------------------------------
 def _field_stats(entry: cache.Entry) -> dict[str, dict[str, Any]]:
-    """Known values, examples, min and max per column; computed once per cache entry."""
+    """Known values, examples, min and max per column; computed once per cache entry and column. Columns a first
+    build is still reading (emails, hashes: cache.build) are added by a later call: the page does not wait for them."""
     with entry.lock:
-        if "fields" in entry.stats:
-            return entry.stats["fields"]  # type: ignore[no-any-return]
-    stats: dict[str, dict[str, Any]] = {}
-    frame = entry.frame
+        stats: dict[str, dict[str, Any]] = dict(entry.stats.get("fields", {}))
+    frame = entry.ready_frame
+    if all(name in stats or name in SAMPLE_EXCLUDE for name in frame.columns):
+        return stats
     for name in frame.columns:
-        if name in SAMPLE_EXCLUDE:
+        if name in SAMPLE_EXCLUDE or name in stats:
             continue
         series = frame.get_column(name)
         info: dict[str, Any] = {"values": [], "examples": []}

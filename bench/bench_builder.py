@@ -396,7 +396,10 @@ def run() -> list[Row]:
             cpu = own_cpu_s()
             started = time.perf_counter()
             entry, _ = cache.get()
-            build = time.perf_counter() - started
+            build = time.perf_counter() - started  # the first preview's wait: counts are served from here
+            # Emails and hashes are read after (cache.build's deferred pass): until then samples go without them.
+            entry.settled.wait()
+            whole = time.perf_counter() - started
             build_cpu = own_cpu_s() - cpu
             peak = _peak_rss()
             phases = ", ".join(f"{k} {fmt_s(v)}" for k, v in entry.stats.get("build_phases", {}).items())
@@ -425,7 +428,8 @@ def run() -> list[Row]:
                 Row(
                     workload="builder: cache build = first preview's wait (records + Bombora join)",
                     size=f"{size}, {_load()}",
-                    p360=f"{fmt_s(build)} ({build_cpu:.1f} CPU-s in this process; peak RSS {peak / 2**30:.2f} GB)",
+                    p360=f"{fmt_s(build)} (emails and hashes read and the generation stored after: {fmt_s(whole)} in "
+                    f"all; {build_cpu:.1f} CPU-s in this process; peak RSS {peak / 2**30:.2f} GB)",
                     baseline=f"data set-up {fmt_s(generated)} + Bombora COPY {fmt_s(bombora_seconds)}",
                     ratio="-",
                     goal=goal_text(f"first preview < 30 s at 10M ({phases})", build * 10_000_000 / RECORDS < 30),

@@ -182,3 +182,110 @@ def test_a_coded_column_encodes_as_its_text_does(rows: int, distinct: int) -> No
             (left_info.lowered_categories, right_info.lowered_categories),
         ):
             assert (a is None) == (b is None) and (a is None or b is None or a.equals(b))
+
+
+def _build_deferred(org: Any, monkeypatch: Any, gate: Any) -> cache.Entry:
+    """A first build with its deferred pass (emails, hashes) held at `gate` until the test opens it."""
+    read = cache._SecondPass.read
+
+    def held(self: Any) -> Any:
+        assert gate.wait(60), "the test never opened the gate"
+        return read(self)
+
+    monkeypatch.setattr(cache._SecondPass, "read", held)
+
+    def run() -> cache.Entry:
+        from django.db import connection as thread_connection
+
+        try:
+            thread_connection.set_schema(org.schema_name)  # type: ignore[attr-defined]
+            return cache.build(defer=True)
+        finally:
+            thread_connection.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(run).result()
+
+
+NULL_TESTS = {
+    "op": "or",
+    "children": [
+        {"field": "email_sha256", "operator": "is_not_null"},
+        {"op": "and", "children": [{"field": "email", "operator": "is_null"}, {"field": "country", "operator": "eq", "value": "US"}]},
+    ],
+}  # fmt: skip
+
+
+def test_a_deferred_build_counts_before_its_emails_are_read_and_then_equals_a_whole_build(
+    committed_org: Any, settings: Any, monkeypatch: Any
+) -> None:
+    """Issue 17: a first build reads emails and hashes after the rest; until then null tests on them are exact (their
+    presence), the sample goes without them, and the finished entry is the one-go build's frame."""
+    import threading
+
+    from audiences.logic.polars_engine import evaluate
+    from audiences.preview import _field_stats, _frame_for, evaluate_tree, parse_tree, sample_records
+
+    settings.P360_BUILDER_PERSIST = False
+    settings.P360_BUILDER_BACKGROUND_REBUILD = False
+    whole = _build(committed_org, arrow=True, monkeypatch=monkeypatch)
+    gate = threading.Event()
+    settings.P360_BUILDER_BACKGROUND_REBUILD = True
+    entry = _build_deferred(committed_org, monkeypatch, gate)
+    try:
+        assert entry.deferred == {"email", "email_sha256"}
+        assert "email" not in entry.ready_frame.columns and not entry.deferred_done.is_set()
+        with schema_context(committed_org.schema_name):
+            node = parse_tree(NULL_TESTS, custom=entry.custom, refs={})
+            pending = evaluate_tree(entry, node, memo=False)
+            expected = evaluate(whole.frame, node, whole.strings)
+        assert (pending.count, pending.nodes) == (expected.count, expected.nodes)
+        assert pending.count == sum(
+            r["email_sha256"] is not None or (r["email"] is None and (r["country"] or "").lower() == "us")
+            for r in whole.frame.select("email", "email_sha256", "country").to_dicts()
+        )
+        assert entry.has_hash is not None and whole.has_hash is not None and entry.has_hash.equals(whole.has_hash)
+        rows = sample_records(entry, [0, 1, 2], wait=False)
+        assert rows and all("email" not in row and "email_sha256" not in row for row in rows)
+        fields = _field_stats(entry)  # the field catalogue's known values, without the columns being read
+        assert "email" not in fields and fields["company_name"]["values"]
+        assert not entry.deferred_done.is_set()  # nothing above waited for the deferred pass
+    finally:
+        gate.set()
+    assert entry.deferred_done.wait(60) and entry.deferred_error is None
+    _assert_same(entry, whole)  # entry.frame: every column, in the one-go build's order
+    with schema_context(committed_org.schema_name):
+        frame = _frame_for(entry, node, {})
+    assert frame.get_column("email").dtype == pl.String  # the column itself now, not its presence
+    assert _field_stats(entry)["email"]["examples"]  # added by the next call
+
+
+def test_a_failed_deferred_pass_drops_the_entry_and_never_serves_a_partial_frame(
+    committed_org: Any, settings: Any, monkeypatch: Any
+) -> None:
+    import threading
+
+    settings.P360_BUILDER_PERSIST = False
+    settings.P360_BUILDER_BACKGROUND_REBUILD = True
+
+    failing = threading.Event()
+
+    def fail(self: Any, entry: Any) -> None:
+        assert failing.wait(60)
+        raise OSError("the connection went away")
+
+    opened = threading.Event()
+    opened.set()
+    monkeypatch.setattr(cache._SecondPass, "run", fail)
+    entry = _build_deferred(committed_org, monkeypatch, opened)
+    try:
+        cache._store(entry)
+        assert committed_org.schema_name in {s["schema"] for s in cache.stats()}
+        failing.set()
+        assert entry.deferred_done.wait(60)
+        with pytest.raises(RuntimeError, match="deferred columns"):
+            _ = entry.frame
+        assert committed_org.schema_name not in {s["schema"] for s in cache.stats()}  # the next request builds again
+    finally:
+        failing.set()
+        cache.invalidate()

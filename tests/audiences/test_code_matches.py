@@ -139,7 +139,7 @@ def wide_condition(draw: Any) -> dict[str, Any]:
     """String conditions as above, and integer conditions with values outside the columns' types or fractional."""
     if draw(st.booleans()):
         return draw(condition())
-    field = draw(st.sampled_from(["revenue", "score"]))
+    field = draw(st.sampled_from(["revenue", "score", "employees"]))
     op = draw(st.sampled_from(NUMBER_OPS))
     value: Any = draw(NUMBER_VALUES)
     if op == "between":
@@ -161,7 +161,7 @@ wide_trees = st.recursive(
 )  # fmt: skip
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1), size=st.integers(0, 1500), raw_trees=st.lists(wide_trees, min_size=1, max_size=3)
 )
@@ -169,9 +169,9 @@ def test_packed_kernels_over_many_row_slices_and_threads_agree_with_the_referenc
     seed: int, size: int, raw_trees: list[dict[str, Any]]
 ) -> None:
     """Issue 17, session 7: packed-bit evaluation, the numpy kernels cut into 64-row slices spread over the leaf
-    pool's threads (code sets and lookups on u8/u16 Enum codes) beside the polars batch (ranges, Int16 and UInt8
-    numbers with nulls, values outside the columns' types), gives the reference's counts and rows, and the same
-    per-node counts as one slice on one thread."""
+    pool's threads (code sets and lookups on u8/u16 Enum codes; `between` and wider comparisons on Int16, Int32 and
+    UInt8 numbers with nulls, values outside the columns' types or fractional) beside the polars batch, gives the
+    reference's counts and rows, and the same per-node counts as one slice on one thread."""
     import random
 
     rng = random.Random(seed)
@@ -182,12 +182,20 @@ def test_packed_kernels_over_many_row_slices_and_threads_agree_with_the_referenc
             "industry": rng.choice([None, "Retail", "RETAIL", "retail ", "Ärzte", "ärzte", "aB", "b"]),
             "revenue": rng.choice([None, rng.randint(-32768, 32767), rng.randint(-3, 300)]),
             "score": rng.choice([None, rng.randint(0, 255)]),
+            "employees": rng.choice([None, rng.randint(-(2**31), 2**31 - 1), rng.randint(-3, 300)]),
         }
         for _ in range(size)
     ]
     frame, strings = _frame(people)
-    frame = frame.with_columns(pl.Series("score", [p["score"] for p in people], dtype=pl.UInt8))
-    fields = {**FIELDS, "score": FieldRef(name="score", type=NUMBER, column="score")}
+    frame = frame.with_columns(
+        pl.Series("score", [p["score"] for p in people], dtype=pl.UInt8),
+        pl.Series("employees", [p["employees"] for p in people], dtype=pl.Int32),
+    )
+    fields = {
+        **FIELDS,
+        "score": FieldRef(name="score", type=NUMBER, column="score"),
+        "employees": FieldRef(name="employees", type=NUMBER, column="employees"),
+    }
     for raw in raw_trees:
         node = parse(raw, fields.get)
         expected = reference.count(node, people)
@@ -248,3 +256,26 @@ def test_bitset_and_chunked_table_lookups_equal_the_bool_table(
             assert got.dtype == np.bool_ and got.tolist() == matches[codes].tolist()
             table = polars_engine._table_test(match.lookup, codes)
             assert table.dtype == np.bool_ and table.tolist() == matches[codes].tolist()
+
+
+@pytest.mark.parametrize("dtype", [pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64])
+def test_integer_kernels_give_the_polars_comparison_at_the_types_limits(dtype: Any) -> None:
+    """Issue 17: `between` (one unsigned subtract and compare) and the single comparisons run as numpy kernels equal
+    polars' own comparison, at and beyond the limits of every integer type, with fractional bounds and nulls."""
+    low, high = polars_engine.INTEGER_LIMITS[dtype]
+    raw = [low, low + 1, -1, 0, 1, 2, 7, high - 1, high, None]
+    values = [v for v in raw if v is None or low <= v <= high] * 70  # several 64-row slices
+    frame = pl.DataFrame([pl.Series("n", values, dtype=dtype)])
+    field = FieldRef(name="n", type=NUMBER, column="n")
+    bounds = [low - 1, low, low + 1, -1.5, -1, 0, 0.5, 1, 2, high - 1, high, high + 1, 2**70]
+    leaves: list[tuple[str, Any]] = [(op, v) for op in ("gt", "gte", "lt", "lte") for v in bounds]
+    leaves += [("between", (a, b)) for a in bounds for b in bounds if a <= b]
+    conditions = [
+        polars_engine.Condition(path=f"c{i}", field=field, operator=op, value=v) for i, (op, v) in enumerate(leaves)
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bits, "SLICE", 64)
+        got = polars_engine.leaf_bits(frame, conditions, {})
+    for cond, words in zip(conditions, got, strict=True):
+        expected = frame.select(polars_engine.condition_expr(cond, {"n": dtype}, {})).to_series()
+        assert bits.to_series(words, frame.height).to_list() == expected.to_list(), (cond.operator, cond.value)
