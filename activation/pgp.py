@@ -45,13 +45,15 @@ def _keyring(armored: str) -> Iterator[tuple[gnupg.GPG, str]]:
             gpg = gnupg.GPG(gnupghome=home, options=["--no-autostart"])
         except (OSError, ValueError) as exc:  # no gpg binary on this host
             raise PgpError(f"gpg is not available: {exc}") from None
+        if "PRIVATE KEY BLOCK" in armored:  # refused before gpg sees it: a secret has no place in this keyring
+            raise PgpError("that is a private key: paste LiveRamp's public key only")
         result = gpg.import_keys(armored.strip())
         if not result.fingerprints:
             raise PgpError("the PGP key could not be read (paste the ASCII-armoured public key block)")
-        if result.count != 1 or len(set(result.fingerprints)) != 1:
-            raise PgpError("paste exactly one PGP public key")
         if gpg.list_keys(secret=True):
             raise PgpError("that is a private key: paste LiveRamp's public key only")
+        if len(set(result.fingerprints)) != 1:
+            raise PgpError("paste exactly one PGP public key")
         yield gpg, result.fingerprints[0]
     finally:
         shutil.rmtree(home, ignore_errors=True)
