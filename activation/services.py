@@ -272,8 +272,9 @@ def _parse_private_key(text: str) -> None:
         asyncssh.import_private_key(text.strip())
     except (asyncssh.KeyImportError, ValueError):
         # the message never quotes the key: it is a secret
-        raise ServiceError("the SSH private key is not a private key asyncssh can read (OpenSSH or PEM format, "
-                           "without a passphrase)") from None
+        raise ServiceError(
+            "the SSH private key is not a private key asyncssh can read (OpenSSH or PEM format, without a passphrase)"
+        ) from None
 
 
 def destination_check(*, destination: Destination | None, name: str, kind: str, data: dict[str, Any]) -> None:

@@ -25,10 +25,10 @@ from audiences.models import Audience
 from tenants.services import ServiceError
 
 # the settings a destination of each kind takes (the rest do not apply to it and are not shown)
+SFTP_FIELDS = ("host", "port", "username", "remote_dir", "host_key", "compression")
 KIND_FIELDS: dict[str, tuple[str, ...]] = {
-    DestinationKind.LIVERAMP: ("region", "host", "port", "username", "remote_dir", "host_key", "compression",
-                               "pgp_public_key", "pgp_subkey_id"),  # fmt: skip
-    DestinationKind.SFTP: ("host", "port", "username", "remote_dir", "host_key", "compression"),
+    DestinationKind.LIVERAMP: ("region", *SFTP_FIELDS, "pgp_public_key", "pgp_subkey_id"),
+    DestinationKind.SFTP: SFTP_FIELDS,
     DestinationKind.S3: ("bucket", "prefix", "endpoint_url", "compression"),
     DestinationKind.TTD: ("advertiser_id", "base_url"),
 }
@@ -109,9 +109,9 @@ def destination_detail(request: HttpRequest, pk: int) -> HttpResponse:
         _require_manager(request)
         posted = {name: request.POST.get(name, "") for name in KIND_FIELDS[destination.kind]}
         data: dict[str, Any] = {**posted, "enabled": request.POST.get("enabled") == "on"}
-        data["credentials"] = {k: v for k in services.CREDENTIAL_FIELDS[destination.kind]
-                               if (v := request.POST.get(k, "").strip())}  # fmt: skip
-        audience_ids = request.POST.getlist("audiences")
+        typed = {k: request.POST.get(k, "").strip() for k in services.CREDENTIAL_FIELDS[destination.kind]}
+        data["credentials"] = {k: v for k, v in typed.items() if v}  # empty keeps the stored secret
+        audience_ids = [int(x) for x in request.POST.getlist("audiences") if x.isdigit()]  # the form's checkboxes
         try:
             services.destination_update(actor=request.user, destination=destination, data=data,  # type: ignore[arg-type]
                                         audience_ids=audience_ids)  # fmt: skip
@@ -130,10 +130,13 @@ def destination_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "d": destination,
         "row": selectors.destination_row(destination),
         "fields": _fields(destination, posted),
-        "credentials": [{"name": k, "label": LABELS[k], "set": bool(creds.get(k)), "textarea": k in TEXTAREAS}
-                        for k in services.CREDENTIAL_FIELDS[destination.kind]],  # fmt: skip
-        "audiences": [{"pk": a.pk, "name": a.name, "selected": a.pk in selected}
-                      for a in Audience.objects.order_by("name")],  # fmt: skip
+        "credentials": [
+            {"name": k, "label": LABELS[k], "set": bool(creds.get(k)), "textarea": k in TEXTAREAS}
+            for k in services.CREDENTIAL_FIELDS[destination.kind]
+        ],
+        "audiences": [
+            {"pk": a.pk, "name": a.name, "selected": a.pk in selected} for a in Audience.objects.order_by("name")
+        ],
         "deliveries": Delivery.objects.filter(destination=destination, dry_run=False)[:10],
         "dry_run": Delivery.objects.filter(destination=destination, dry_run=True).first(),
         "can_manage": can_manage_activation(request.user, request.org),  # type: ignore[attr-defined]

@@ -73,7 +73,7 @@ def test_manager_sees_edits_and_dry_runs_without_credentials_in_the_html(login: 
     dry = client.post(f"{url}dry-run/", follow=True)
     html = dry.content.decode()
     assert dry.status_code == 200 and "Dry run: 70 rows, +70 / -0. Nothing was sent." in html
-    assert "+70 / −0" in html and "Last dry run" in html
+    assert "+70 / \u22120" in html and "Last dry run" in html
     assert list(sftp.local_dir.iterdir()) == []
     # the audience page's Activation panel links here
     audience_page = client.get(f"/o/acme/audiences/{first.pk}/").content.decode()
