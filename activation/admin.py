@@ -45,6 +45,8 @@ class DestinationForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.initial["private_key"] = ""  # never echo a secret back
+        if "region" in self.fields:  # LiveRamp only: empty means US (the services default it)
+            self.fields["region"].required = False
 
     def service_data(self, kind: str) -> dict[str, Any]:
         """The cleaned values as the destination services take them (credentials only when typed)."""

@@ -196,3 +196,22 @@ def test_pgp_key_is_checked_when_saved(acme: Any, sftp: Any, pgp_keys: PgpKeys, 
         with pytest.raises(ServiceError, match="LiveRamp destinations only"):
             destination_create(actor=None, name="S3 pgp", kind="s3",
                                data={"bucket": "b", "pgp_public_key": pgp_keys.public})  # fmt: skip
+
+
+def test_org_admin_form_shows_the_region_rule_as_a_form_error(login: Any, super_admin: Any, acme: Any,
+                                                              sftp: Any) -> None:  # fmt: skip
+    form = {"name": "LR admin EU", "kind": "liveramp", "enabled": "on", "region": "eu", "host": "files.liveramp.com",
+            "port": "22", "username": "acme", "remote_dir": "/uploads/acme", "host_key": sftp.host_key_line,
+            "password": "admin-pw-Tt5"}  # fmt: skip
+    client = login(super_admin)
+    response = client.post("/o/acme/admin/activation/destination/add/", form)
+    html = response.content.decode()
+    assert response.status_code == 200 and "takes SSH keys only" in html and "admin-pw-Tt5" not in html
+    private, _ = _key_pair()
+    response = client.post("/o/acme/admin/activation/destination/add/", {**form, "private_key": private})
+    assert response.status_code == 302
+    with schema_context(acme.schema_name):
+        from activation.models import Destination
+
+        saved = Destination.objects.get(name="LR admin EU")
+        assert (saved.region, saved.port) == ("eu", 4222)  # the port followed the region
