@@ -38,12 +38,15 @@ class DestinationForm(forms.ModelForm):
 
     class Meta:
         model = Destination
-        fields = ["name", "kind", "enabled", "audiences", "host", "port", "username", "remote_dir", "host_key",
-                  "bucket", "prefix", "endpoint_url", "advertiser_id", "base_url", "compression"]  # fmt: skip
+        fields = ["name", "kind", "enabled", "audiences", "region", "host", "port", "username", "remote_dir",
+                  "host_key", "bucket", "prefix", "endpoint_url", "advertiser_id", "base_url", "compression",
+                  "pgp_public_key", "pgp_subkey_id"]  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.initial["private_key"] = ""  # never echo a secret back
+        if "region" in self.fields:  # LiveRamp only: empty means US (the services default it)
+            self.fields["region"].required = False
 
     def service_data(self, kind: str) -> dict[str, Any]:
         """The cleaned values as the destination services take them (credentials only when typed)."""

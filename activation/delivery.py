@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from activation.exports import ExportRefused, ExportResult, FileInfo, export_files
 from activation.models import Cadence, Delivery, DeliveryStatus, Destination, DestinationKind, PushMode
-from activation.services import config, credentials
+from activation.services import KEY_ONLY_REGIONS, config, credentials
 from activation.sources import schema
 from activation.transport import PartStreamer, SftpTarget, TransportError, push_s3, push_sftp, stage
 from p360.core.audit.services import record
@@ -234,7 +234,11 @@ def _deliver_files(
             merged=cfg.push_mode == PushMode.MERGED, today=today, tag=f"-D{d.pk}", sink=streamer,
             compress=d.destination.compression == "gzip",
         )  # fmt: skip
-        files = [f.as_dict() for f in export.files]
+        sending = export.files
+        if d.destination.pgp_public_key and not d.dry_run:
+            sending = _encrypt(d.destination, export.files, work)
+            ctx.log(f"encrypted {len(sending)} file(s) with PGP key {d.destination.pgp_fingerprint}")
+        files = [_file_row(sent, plain) for sent, plain in zip(sending, export.files, strict=True)]
         ctx.log(f"wrote {len(files)} file(s), {export.rows} rows")
         prev = previous_sent(d)
         added, removed, note = diff_counts(export.keys, prev)
@@ -248,7 +252,7 @@ def _deliver_files(
             _update(d, status=DeliveryStatus.DRY_RUN, finished_at=timezone.now(), alerts=alerts)
             return summary(d)
         ctx.progress(2, 4)
-        receipt, staged, members_file = _stage_and_push(d, export, streamer, work)
+        receipt, staged, members_file = _stage_and_push(d, export, sending, streamer, work)
     except BaseException:
         if streamer is not None:
             streamer.abort()  # stops the pre-upload and removes the `.part` files it started
@@ -265,8 +269,29 @@ def _deliver_files(
     return summary(d)
 
 
+def _encrypt(destination: Destination, files: list[FileInfo], work: Path) -> list[FileInfo]:
+    """LiveRamp's PGP encryption (reference 3.1): each finished file, already named as LiveRamp should see it
+    once decrypted, becomes `<name>.gpg`; the encrypted bytes are what is staged, sent and size-checked."""
+    from activation.pgp import PgpError, encrypt_files
+
+    try:
+        return encrypt_files(files, armored=destination.pgp_public_key, subkey_id=destination.pgp_subkey_id,
+                             out_dir=work)  # fmt: skip
+    except PgpError as exc:
+        raise DeliveryFailed(str(exc)) from None
+
+
+def _file_row(sent: FileInfo, plain: FileInfo) -> dict[str, Any]:
+    """The ledger's file entry: what went out (name, SHA-256, bytes) and, for an encrypted file, the plain file it
+    holds, so the checksum on the remote and the content can both be traced."""
+    row = sent.as_dict()
+    if sent is not plain:
+        row.update(plain_name=plain.name, plain_sha256=plain.sha256, plain_bytes=plain.bytes)
+    return row
+
+
 def _stage_and_push(
-    d: Delivery, export: ExportResult, streamer: PartStreamer | None, work: Path
+    d: Delivery, export: ExportResult, files: list[FileInfo], streamer: PartStreamer | None, work: Path
 ) -> tuple[dict[str, Any], list[str], str]:
     """Stage the files in the org's storage, store the member keys for the next diff and push, all at the same
     time (threads: the push and the copies are I/O, the key sort releases the GIL); the ledger row is marked
@@ -276,10 +301,10 @@ def _stage_and_push(
     storage = org_storage()  # resolved here: the org is this thread's schema
     prefix = f"{settings.P360_DELIVERY_STAGING_PREFIX}/{d.pk}"
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="delivery-stage") as pool:
-        staging = pool.submit(stage, export.files, prefix, storage)
+        staging = pool.submit(stage, files, prefix, storage)
         members = pool.submit(save_members, d, export.keys, storage, work)
         try:
-            receipt = _push(d.destination, export.files, streamer)
+            receipt = _push(d.destination, files, streamer)
         finally:
             staged = staging.result()
             members_file = members.result()
@@ -287,8 +312,9 @@ def _stage_and_push(
 
 
 def _streamer(destination: Destination) -> PartStreamer | None:
-    """An SFTP destination's pre-upload of the part files while they are written (see activation.transport)."""
-    if destination.kind not in (DestinationKind.LIVERAMP, DestinationKind.SFTP):
+    """An SFTP destination's pre-upload of the part files while they are written (see activation.transport).
+    None for an encrypted destination: what is sent are the `.gpg` files made after the write."""
+    if destination.kind not in (DestinationKind.LIVERAMP, DestinationKind.SFTP) or destination.pgp_public_key:
         return None
     return PartStreamer(_sftp_target(destination)).start()
 
@@ -315,6 +341,7 @@ def _sftp_target(destination: Destination) -> SftpTarget:
         host=destination.host, port=destination.port, username=destination.username,
         remote_dir=destination.remote_dir or "/", host_key=destination.host_key,
         password=creds.get("password", ""), private_key=creds.get("private_key", ""),
+        key_only=destination.kind == DestinationKind.LIVERAMP and destination.region in KEY_ONLY_REGIONS,
     )  # fmt: skip
 
 

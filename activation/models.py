@@ -119,6 +119,14 @@ class DestinationKind(models.TextChoices):
     SFTP = "sftp", "Generic SFTP"
 
 
+class LiveRampRegion(models.TextChoices):
+    """LiveRamp's SFTP endpoints (reference 3.1): one host, the region picks the port and the login."""
+
+    US = "us", "US / North America (port 22, password or SSH key)"
+    EU = "eu", "EU (port 4222, SSH key required)"
+    AU = "au", "Australia (port 2222, SSH key required)"
+
+
 class Destination(models.Model):
     """Where deliveries go. Secrets live only in `credentials_encrypted` (Fernet); never shown."""
 
@@ -140,6 +148,17 @@ class Destination(models.Model):
         max_length=8, blank=True, default="", choices=[("", "None"), ("gzip", "gzip")],
         help_text="File destinations: gzip each part (`.psv.gz`).",
     )  # fmt: skip
+    region = models.CharField(
+        max_length=2, choices=LiveRampRegion.choices, default=LiveRampRegion.US,
+        help_text="LiveRamp: the SFTP endpoint (US port 22; EU 4222 and AU 2222 need an SSH key).",
+    )  # fmt: skip
+    pgp_public_key = models.TextField(
+        blank=True, help_text="LiveRamp: their ASCII-armoured PGP public key; files are encrypted when set."
+    )
+    pgp_subkey_id = models.CharField(
+        max_length=40, blank=True, help_text="LiveRamp: the encryption subkey id to use (empty: the key's own)."
+    )
+    pgp_fingerprint = models.CharField(max_length=40, blank=True, editable=False)
     credentials_encrypted = models.TextField(blank=True)
     credential_fingerprint = models.CharField(max_length=16, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

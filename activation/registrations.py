@@ -66,7 +66,7 @@ def _audience_panel(request: HttpRequest | None, audience: Any) -> str:
     context = {
         "a": data,
         "match_percent": f"{100 * data['match_rate']:.1f}%",
-        "admin_base": f"/o/{org.slug}/admin/activation/" if org is not None else "",
+        "activation_base": f"/o/{org.slug}/activation/" if org is not None else "",
     }
     return render_to_string("activation/_panel.html", context, request=request)
 

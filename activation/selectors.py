@@ -87,7 +87,7 @@ def audience_activation(audience: Audience) -> dict[str, Any]:
             .first()
         )
         nxt = next_delivery_at(d)
-        rows.append({"name": d.name, "kind": d.kind, "enabled": d.enabled,
+        rows.append({"id": d.pk, "name": d.name, "kind": d.kind, "enabled": d.enabled,
                      "last_delivery": delivery_row(last) if last else None,
                      "next_delivery_at": nxt.isoformat() if nxt else None})  # fmt: skip
     last_any = max((r["last_delivery"] for r in rows if r["last_delivery"]), key=lambda r: r["id"], default=None)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 
-from activation.models import Cadence, DeliveryConfig, Destination, DestinationKind, PushMode
+from activation.models import Cadence, DeliveryConfig, Destination, DestinationKind, LiveRampRegion, PushMode
 from p360.core.audit.services import record
 from p360.core.crypto import decrypt, encrypt
 from p360.core.jobs.dispatch import org_task
@@ -29,6 +29,12 @@ CREDENTIAL_FIELDS: dict[str, tuple[str, ...]] = {
     DestinationKind.TTD: ("auth_token", "secret_key"),
 }
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,79}$")
+# LiveRamp's SFTP endpoints (reference 3.1): one host, a port per region; EU and AU take SSH keys only
+LIVERAMP_HOST = "files.liveramp.com"
+LIVERAMP_UPLOADS = "/uploads"
+LIVERAMP_PORTS: dict[str, int] = {LiveRampRegion.US: 22, LiveRampRegion.AU: 2222, LiveRampRegion.EU: 4222}
+KEY_ONLY_REGIONS = frozenset({LiveRampRegion.EU, LiveRampRegion.AU})
+REGION_NAMES: dict[str, str] = {LiveRampRegion.US: "US", LiveRampRegion.EU: "EU", LiveRampRegion.AU: "AU"}
 
 
 # --- configuration -------------------------------------------------------------------------------------
@@ -132,6 +138,10 @@ def destination_snapshot(d: Destination) -> dict[str, Any]:
         "endpoint_url": d.endpoint_url,
         "advertiser_id": d.advertiser_id,
         "compression": d.compression,
+        "region": d.region if d.kind == DestinationKind.LIVERAMP else "",
+        "pgp_encrypted": bool(d.pgp_public_key),
+        "pgp_fingerprint": d.pgp_fingerprint,
+        "pgp_subkey_id": d.pgp_subkey_id,
         "credentials_set": d.has_credentials,
     }
 
@@ -144,7 +154,8 @@ def credentials(destination: Destination) -> dict[str, str]:
 
 
 PLAIN_FIELDS = ("host", "port", "username", "remote_dir", "host_key", "bucket", "prefix", "endpoint_url",
-                "advertiser_id", "base_url", "enabled", "compression")  # fmt: skip
+                "advertiser_id", "base_url", "enabled", "compression", "region", "pgp_public_key",
+                "pgp_subkey_id")  # fmt: skip
 
 
 def _apply(d: Destination, data: dict[str, Any]) -> None:
@@ -171,6 +182,27 @@ def _apply(d: Destination, data: dict[str, Any]) -> None:
             raise ServiceError(f"unknown credential field(s) for {d.kind}: {', '.join(unknown)}")
         merged = {**credentials(d), **{k: str(v) for k, v in creds.items() if v not in (None, "")}}
         d.credentials_encrypted = encrypt(json.dumps(merged)) if merged else ""
+    if d.kind == DestinationKind.LIVERAMP:
+        _liveramp_endpoint(d)
+
+
+def _liveramp_endpoint(d: Destination) -> None:
+    """A LiveRamp destination's port follows its region (US 22, AU 2222, EU 4222): a port that is one of those
+    three is replaced by the region's, so changing the region is enough; any other port is an explicit override
+    (a proxy, a test server) and is kept. The upload folder is `/uploads` or a subfolder of it; a bare folder
+    name is taken as `/uploads/<name>`."""
+    d.region = (d.region or LiveRampRegion.US).lower()
+    if d.region not in LIVERAMP_PORTS:
+        raise ServiceError(f"region must be one of {', '.join(LiveRampRegion.values)} (LiveRamp's SFTP endpoints)")
+    if d.port in LIVERAMP_PORTS.values():
+        d.port = LIVERAMP_PORTS[d.region]
+    folder = (d.remote_dir or LIVERAMP_UPLOADS).strip().rstrip("/") or LIVERAMP_UPLOADS
+    if not folder.startswith("/"):
+        folder = f"{LIVERAMP_UPLOADS}/{folder}"
+    if folder != LIVERAMP_UPLOADS and not folder.startswith(LIVERAMP_UPLOADS + "/"):
+        raise ServiceError(f"LiveRamp takes files under {LIVERAMP_UPLOADS}/<subfolder> (the subfolder must exist "
+                           f"on their server), not {folder!r}")  # fmt: skip
+    d.remote_dir = folder
 
 
 def _validate(d: Destination) -> None:
@@ -186,6 +218,12 @@ def _validate(d: Destination) -> None:
         if not d.host_key:
             raise ServiceError("an SFTP destination needs the server's host key (pinned; unknown keys are refused)")
         _parse_host_key(d.host_key)
+        private_key = credentials(d).get("private_key", "")
+        _parse_private_key(private_key)
+        if d.kind == DestinationKind.LIVERAMP and d.region in KEY_ONLY_REGIONS and not private_key:
+            raise ServiceError(f"LiveRamp's {REGION_NAMES[d.region]} endpoint (port {LIVERAMP_PORTS[d.region]}) "
+                               "takes SSH keys only: add the private key whose public key LiveRamp registered for "
+                               "this account")  # fmt: skip
     elif d.kind == DestinationKind.S3 and not d.bucket:
         raise ServiceError("an S3 destination needs a bucket")
     elif d.kind == DestinationKind.TTD and not d.advertiser_id:
@@ -193,6 +231,27 @@ def _validate(d: Destination) -> None:
         d.advertiser_id = org.ttd_advertiser_id if org is not None else ""
         if not d.advertiser_id:
             raise ServiceError("a TTD destination needs an advertiser id")
+    _validate_pgp(d)
+
+
+def _validate_pgp(d: Destination) -> None:
+    """LiveRamp files may be PGP-encrypted with their public key (and a subkey id): the key is read here, so a
+    paste that is not a usable public key is a form error, never a failed delivery."""
+    from activation.pgp import PgpError, check_subkey, inspect_key
+
+    if not d.pgp_public_key:
+        if d.pgp_subkey_id:
+            raise ServiceError("a PGP subkey id needs the PGP public key it belongs to")
+        d.pgp_fingerprint = ""
+        return
+    if d.kind != DestinationKind.LIVERAMP:
+        raise ServiceError("PGP encryption applies to LiveRamp destinations only")
+    try:
+        info = inspect_key(d.pgp_public_key)
+        d.pgp_subkey_id = check_subkey(info, d.pgp_subkey_id)
+    except PgpError as exc:
+        raise ServiceError(str(exc)) from None
+    d.pgp_fingerprint = info.fingerprint
 
 
 def _parse_host_key(text: str) -> None:
@@ -202,6 +261,20 @@ def _parse_host_key(text: str) -> None:
         asyncssh.import_public_key(text.strip())
     except (asyncssh.KeyImportError, ValueError) as exc:
         raise ServiceError(f"the host key is not an OpenSSH public key: {exc}") from None
+
+
+def _parse_private_key(text: str) -> None:
+    import asyncssh
+
+    if not text:
+        return
+    try:
+        asyncssh.import_private_key(text.strip())
+    except (asyncssh.KeyImportError, ValueError):
+        # the message never quotes the key: it is a secret
+        raise ServiceError(
+            "the SSH private key is not a private key asyncssh can read (OpenSSH or PEM format, without a passphrase)"
+        ) from None
 
 
 def destination_check(*, destination: Destination | None, name: str, kind: str, data: dict[str, Any]) -> None:
@@ -236,7 +309,7 @@ def destination_create(*, actor: User | None, name: str, kind: str, data: dict[s
     _check_new(name, kind)
     d = Destination(name=name, kind=kind)
     if kind == DestinationKind.LIVERAMP:
-        d.host, d.remote_dir = "files.liveramp.com", "/uploads"
+        d.host, d.remote_dir = LIVERAMP_HOST, LIVERAMP_UPLOADS
     _apply(d, data or {})
     _validate(d)
     d.save()

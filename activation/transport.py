@@ -89,6 +89,7 @@ class SftpTarget:
     host_key: str
     password: str = ""
     private_key: str = ""
+    key_only: bool = False  # LiveRamp EU/AU: SSH key authentication only, a stored password is never offered
 
     def __repr__(self) -> str:  # never print secrets
         return f"SftpTarget({self.username}@{self.host}:{self.port}{self.remote_dir})"
@@ -127,7 +128,11 @@ def _connect_options(target: SftpTarget) -> dict[str, Any]:
     }
     if target.private_key:
         options["client_keys"] = [asyncssh.import_private_key(target.private_key)]
-    if target.password:
+    if target.key_only:
+        if not target.private_key:
+            raise TransportError(f"{target.host}:{target.port} takes SSH keys only and no private key is stored")
+        options["preferred_auth"] = ["publickey"]
+    elif target.password:
         options["password"] = target.password
     return options
 

@@ -164,7 +164,7 @@ def _device_rows(org: object, tmp: Path) -> list[Row]:
     from tests.activation.sftp_server import PASSWORD, USER
 
     root = tmp / "sftp"
-    (root / "up").mkdir(parents=True)
+    (root / "uploads" / "up").mkdir(parents=True)  # LiveRamp takes files under /uploads/<subfolder>
     server = _ServerProcess(root)
     try:
         with schema_context(org.schema_name):  # type: ignore[attr-defined]
@@ -172,7 +172,7 @@ def _device_rows(org: object, tmp: Path) -> list[Row]:
             part = records.partition_name(audience.current_version_id)  # type: ignore[attr-defined]
             destination = destination_create(
                 actor=None, name="Bench LiveRamp", kind="liveramp",
-                data={"host": "127.0.0.1", "port": server.port, "username": USER, "remote_dir": "/up",
+                data={"host": "127.0.0.1", "port": server.port, "username": USER, "remote_dir": "/uploads/up",
                       "host_key": server.host_key_line, "credentials": {"password": PASSWORD}},
                 audience_ids=[audience.pk],  # type: ignore[attr-defined]
             )  # fmt: skip
@@ -207,7 +207,7 @@ def _device_rows(org: object, tmp: Path) -> list[Row]:
             rss_peak = _rss_mb()
             assert delivery.status == DeliveryStatus.SENT, delivery.error
             (info,) = delivery.files
-        sent = root / "up" / info["name"]
+        sent = root / "uploads" / "up" / info["name"]
         assert sent.stat().st_size == info["bytes"], "the remote file is not the delivered one"
         # Baseline 2: a plain SFTP put of the delivered file.
         import asyncssh
@@ -217,7 +217,7 @@ def _device_rows(org: object, tmp: Path) -> list[Row]:
             options = {"port": server.port, "username": USER, "password": PASSWORD, "known_hosts": ([key], [], []),
                        "agent_path": None, "client_keys": None, "encryption_algs": SFTP_CIPHERS}  # fmt: skip
             async with asyncssh.connect("127.0.0.1", **options) as conn, conn.start_sftp_client() as sftp:
-                await sftp.put(str(sent), "/up/baseline.psv")
+                await sftp.put(str(sent), "/uploads/up/baseline.psv")
 
         start = time.perf_counter()
         asyncio.run(put())

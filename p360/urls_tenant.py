@@ -36,6 +36,7 @@ urlpatterns = [
     # --- orchestration (issue 14): programs (read-only for marketers), draft campaigns ---
     path("programs/", include("campaigns.urls")),
     path("segments/", include("segments.urls")),  # issue 13: event segments
+    path("activation/", include("activation.urls")),  # issue 12: destinations and delivery settings
 ]
 
 handler400 = json_or_html_handler(400, "Bad request.")

@@ -10,11 +10,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from activation import selectors, services
+from activation.access import can_manage_activation
 from activation.delivery import start_delivery
 from activation.models import Destination
 from audiences.models import Audience
 from p360.core.api_pagination import BoundedLimitOffsetPagination
-from tenants.access import can_use_org_admin
 from tenants.services import ServiceError
 
 
@@ -26,7 +26,7 @@ def _body(request: Request) -> dict[str, Any]:
 
 def _require_admin(request: Request) -> None:
     """Destinations hold credentials: only the org's admins (staff roles) may change them or send."""
-    if not can_use_org_admin(request.user, request.org):  # type: ignore[attr-defined]
+    if not can_manage_activation(request.user, request.org):  # type: ignore[attr-defined]
         raise exceptions.PermissionDenied("only the organisation's administrators may change deliveries")
 
 

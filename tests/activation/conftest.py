@@ -79,12 +79,13 @@ def sftp(sftp_server: Any, tmp_path: Any) -> Any:
     """The server with a fresh remote folder for this test (`sftp.remote_dir`, `sftp.local_dir`)."""
     import uuid
 
-    name = f"uploads-{uuid.uuid4().hex[:8]}"
-    (sftp_server.root / name).mkdir()
+    name = f"uploads/test-{uuid.uuid4().hex[:8]}"  # LiveRamp takes files under /uploads/<subfolder>
+    (sftp_server.root / name).mkdir(parents=True)
     sftp_server.remote_dir = f"/{name}"
     sftp_server.local_dir = sftp_server.root / name
     sftp_server.cut_after(None)
     sftp_server.uploads = sftp_server.renames = 0
+    sftp_server.authorized_keys, sftp_server.passwords, sftp_server.logins = [], True, []
     return sftp_server
 
 

@@ -1,6 +1,8 @@
 """A real SFTP server (asyncssh) on 127.0.0.1 in a background event-loop thread, rooted at a folder.
 
-Password auth for one user; `host_key_line` is the public key to pin. `cut_after(n)` makes the next upload's
+Password auth for one user, and public-key auth for the keys in `authorized_keys` (`passwords = False` makes it
+a key-only server, like LiveRamp's EU/AU endpoints); `logins` lists the methods clients tried, in order.
+`host_key_line` is the public key to pin. `cut_after(n)` makes the next upload's
 connection drop once `n` bytes of a file were written (a cut connection mid-file); `uploads` counts the files
 opened for writing, `renames` the renames done.
 """
@@ -26,6 +28,9 @@ class SftpServer:
         self.cut_at: int | None = None
         self.uploads = 0
         self.renames = 0
+        self.authorized_keys: list[asyncssh.SSHKey] = []
+        self.passwords = True
+        self.logins: list[str] = []
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.port = 0
@@ -57,10 +62,19 @@ class SftpServer:
                 return True
 
             def password_auth_supported(self) -> bool:
-                return True
+                return server.passwords
 
             def validate_password(self, username: str, password: str) -> bool:
+                server.logins.append("password")
                 return username == USER and password == PASSWORD
+
+            def public_key_auth_supported(self) -> bool:
+                return True
+
+            def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+                server.logins.append("publickey")
+                wanted = key.export_public_key()
+                return username == USER and any(k.export_public_key() == wanted for k in server.authorized_keys)
 
         class Sftp(asyncssh.SFTPServer):
             def __init__(self, chan: Any) -> None:

@@ -1,6 +1,8 @@
 """A local stand-in for TTD's Data API `POST /data/advertiser` (reference 2.1-2.2), over real HTTP.
 
-- `TTD-Auth: <token>` required (401 string otherwise); JSON `AdvertiserDataRequest` body.
+- `TTD-Auth: <token>`, or `TtdSignature: base64(HMAC-SHA1(advertiser secret key, the exact body bytes))` as
+  TTD's integrators sign (reference 2.1), required (401 string otherwise); JSON `AdvertiserDataRequest` body.
+  `auths` records which of the two each accepted request used.
 - More than `max_items` items -> 413. `fail_next([429, ...])` answers the next calls with those statuses
   (429 carries `Retry-After: retry_after`).
 - UID2s in `refuse` come back as FailedLines (`ErrorCode` "Uid2Error", 1-based `ItemNumber`), HTTP 200.
@@ -9,6 +11,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 from collections import defaultdict
 from typing import Any
@@ -16,6 +21,12 @@ from typing import Any
 from tests.standin import ANY_PATH, StandIn, StandInHandler
 
 TOKEN = "ttd-token-Xk4"
+SECRET_KEY = "ttd-advertiser-secret-Qm7"
+
+
+def signature(secret: str, body: bytes) -> str:
+    """What TTD expects in `TtdSignature`: the Base64 HMAC-SHA1 of the raw request body under the secret."""
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha1).digest()).decode()
 
 
 class _Handler(StandInHandler):
@@ -31,7 +42,12 @@ class _Handler(StandInHandler):
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if self.path != "/data/advertiser":
             return self._answer(404, "not found")
-        if self.headers.get("TTD-Auth") != TOKEN:
+        signed = self.headers.get("TtdSignature")
+        if self.headers.get("TTD-Auth") == TOKEN:
+            auth = "TTD-Auth"
+        elif signed and hmac.compare_digest(signed, signature(SECRET_KEY, raw)):
+            auth = "TtdSignature"
+        else:
             return self._answer(401, "Unauthorized")
         forced = stand_in.next_forced()
         if forced == 429:
@@ -45,6 +61,7 @@ class _Handler(StandInHandler):
         failed = []
         with stand_in.lock:
             stand_in.requests.append(body)
+            stand_in.auths.append(auth)
             for n, item in enumerate(items, start=1):
                 uid2 = item.get("UID2")
                 (data,) = item["Data"]
@@ -72,6 +89,7 @@ class TtdStandIn(StandIn):
         self.odd_failed_lines: list[Any] = []
         self.segments: dict[str, dict[str, int]] = defaultdict(dict)
         self.requests: list[dict[str, Any]] = []
+        self.auths: list[str] = []
         self.calls: list[int] = []  # the status of each answer
 
     @property
@@ -83,6 +101,7 @@ class TtdStandIn(StandIn):
         self.odd_failed_lines = []
         self.segments.clear()
         self.requests.clear()
+        self.auths.clear()
         self.max_items = 10_000
 
     def call(self, handler: StandInHandler, status: int) -> int:
