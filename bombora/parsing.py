@@ -262,7 +262,9 @@ def parse_block(data: bytes, first_line: int, layout: Layout, skip: int | None) 
     if df.is_empty():
         return Block(pl.DataFrame(schema={"domain": pl.String}), []), n_lines
     df = df.with_columns(
-        pl.col("domain").fill_null("").str.strip_chars(),
+        # The domain is stripped once per run of equal domains by the normalisation (and for the bad rows'
+        # reasons in `_bad_rows`), never on every row.
+        pl.col("domain").fill_null(""),
         pl.col("topic").fill_null("").str.strip_chars(),
         pl.col("score").fill_null("").str.strip_chars(),
     )
@@ -290,11 +292,8 @@ def parse_block(data: bytes, first_line: int, layout: Layout, skip: int | None) 
     df = df.with_columns(pl.all_horizontal(checks).alias("_ok"))
     bad = _bad_rows(_with_raw(df.filter(~pl.col("_ok")), data, first_line), layout, week_expr)
     good = df.filter(pl.col("_ok"))
-    category = (
-        pl.col("category").fill_null("").str.strip_chars().str.slice(0, 300)
-        if layout.category is not None
-        else pl.lit("")
-    )
+    # As written: `Topics.resolve` cleans the categories of the few distinct topics, not of every row.
+    category = pl.col("category") if layout.category is not None else pl.lit("")
     columns = [
         pl.col("domain_v").alias("domain"),
         topic.alias("topic"),
@@ -320,6 +319,7 @@ def _bad_rows(df: pl.DataFrame, layout: Layout, week_expr: pl.Expr | None) -> li
     """(line, reason, raw) of the rows that failed a check; several problems are joined by '; '."""
     if df.is_empty():
         return []
+    df = df.with_columns(pl.col("domain").str.strip_chars())
     topic, score = pl.col("topic"), pl.col("score")
     score_ok = score.str.contains(r"^[0-9]{1,3}$") & (score.cast(pl.Int32, strict=False) <= 100)
     problems = [

@@ -24,6 +24,7 @@ from bombora.store import QUALIFIED, SURGE_THRESHOLD, TABLE
 logger = logging.getLogger(__name__)
 
 STAGING_PREFIX = f"{TABLE}_load_"
+CATEGORY_MAX = 300  # a topic's category as stored (the file's text, trimmed)
 MAX_QUARANTINE_STORED = 100_000  # every bad row is counted; the first ones are kept with line and reason
 
 
@@ -38,7 +39,10 @@ class Topics:
         """names (topic, category) -> frame (topic as written, topic_id); case variants map to one topic."""
         # A block has a few thousand distinct spellings at most: work on those, never on every row.
         spelled = names.unique(subset="topic", keep="first", maintain_order=True)
-        spelled = spelled.with_columns(pl.col("topic").str.to_lowercase().alias("key"))
+        spelled = spelled.with_columns(
+            pl.col("topic").str.to_lowercase().alias("key"),
+            pl.col("category").cast(pl.String).fill_null("").str.strip_chars().str.slice(0, CATEGORY_MAX),
+        )
         unique = spelled.unique(subset="key", keep="first", maintain_order=True).select("key", "topic", "category")
         new = [(t, c) for k, t, c in unique.iter_rows() if k not in self.ids]
         if new:
