@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import polars as pl
 from django.conf import settings
 from django.db import connection
@@ -49,6 +50,7 @@ from bombora.staging import (
     Topics,
     WeekRows,
     create_staging,
+    domain_runs,
     domain_summary,
     drop_orphan_staging,
     drop_staging,
@@ -217,28 +219,35 @@ class Loader:
     def _write(self, table: str, rows: pl.DataFrame) -> None:
         if rows.is_empty():
             return
-        rows, duplicates = merge_duplicates(rows)
+        starts = domain_runs(rows["domain"])
+        rows, duplicates = merge_duplicates(rows, starts)
+        if duplicates:  # merged in the rows' own order: the runs are still sorted, fewer
+            starts = domain_runs(rows["domain"])
         self.stats.duplicates += duplicates
-        first, last = rows["domain"].min(), rows["domain"].max()
+        domain = rows["domain"]
+        first, last = (domain[0], domain[-1]) if starts is not None else (domain.min(), domain.max())
         if self.stats.last_domain is not None and first is not None and str(first) <= self.stats.last_domain:
             self.stats.sorted_by_domain = False
         if last is not None and (self.stats.last_domain is None or str(last) > self.stats.last_domain):
             self.stats.last_domain = str(last)
-        summary = domain_summary(rows)
+        summary = domain_summary(rows, starts)
         self.stats.loaded += rows.height
         self.stats.domains += summary.height
         self.stats.surging += int(summary["surging"].sum())
         self.copier.submit(f"{table}_d", summary, DOMAIN_COLUMNS)  # while the file is read
         if self.stats.sorted_by_domain:
-            self.week_rows.add(rows)  # COPYed once the file is read, sorted by (topic_id, domain)
+            self.week_rows.add(rows, starts)  # COPYed once the file is read, sorted by (topic_id, domain)
         else:  # not sorted by domain: the week is merged in SQL (_finish_table), so the order is moot
             self._copy_held(table, ordered=False)
             self.copier.submit(table, rows)
-        per_topic = rows.group_by("topic_id").agg(pl.len(), (pl.col("score") >= SURGE_THRESHOLD).sum())
-        for topic_id, domains, surging in per_topic.iter_rows():
+        # Per topic: domains and surging (a topic id is a small positive primary key: counted by bincount).
+        topic = rows["topic_id"].to_numpy()
+        domains = np.bincount(topic)
+        surging = np.bincount(topic, weights=rows["score"].to_numpy() >= SURGE_THRESHOLD, minlength=len(domains))
+        for topic_id in np.flatnonzero(domains):
             counts = self.topic_counts.setdefault(int(topic_id), [0, 0])
-            counts[0] += int(domains)
-            counts[1] += int(surging)
+            counts[0] += int(domains[topic_id])
+            counts[1] += int(surging[topic_id])
 
     def _copy_held(self, table: str, ordered: bool) -> None:
         """COPY the held rows, sorted by (topic_id, domain) when `ordered`: on one connection, one COPY after the

@@ -24,6 +24,7 @@ from bombora.store import QUALIFIED, SURGE_THRESHOLD, TABLE
 logger = logging.getLogger(__name__)
 
 STAGING_PREFIX = f"{TABLE}_load_"
+CATEGORY_MAX = 300  # a topic's category as stored (the file's text, trimmed)
 MAX_QUARANTINE_STORED = 100_000  # every bad row is counted; the first ones are kept with line and reason
 
 
@@ -38,7 +39,10 @@ class Topics:
         """names (topic, category) -> frame (topic as written, topic_id); case variants map to one topic."""
         # A block has a few thousand distinct spellings at most: work on those, never on every row.
         spelled = names.unique(subset="topic", keep="first", maintain_order=True)
-        spelled = spelled.with_columns(pl.col("topic").str.to_lowercase().alias("key"))
+        spelled = spelled.with_columns(
+            pl.col("topic").str.to_lowercase().alias("key"),
+            pl.col("category").cast(pl.String).fill_null("").str.strip_chars().str.slice(0, CATEGORY_MAX),
+        )
         unique = spelled.unique(subset="key", keep="first", maintain_order=True).select("key", "topic", "category")
         new = [(t, c) for k, t, c in unique.iter_rows() if k not in self.ids]
         if new:
@@ -250,8 +254,29 @@ class Copier:
         self.threads = []
 
 
-def domain_summary(rows: pl.DataFrame) -> pl.DataFrame:
-    """One row per domain, in domain order (the `_d` table's heap then follows its domain index)."""
+def domain_runs(domain: pl.Series) -> np.ndarray[Any, Any] | None:
+    """Where each run of equal domains starts, when the batch is sorted by domain (a Bombora file's own order);
+    None otherwise. The per-domain work of a sorted batch (its summary, its domain codes) then runs on these
+    integers instead of hashing every row's domain text again."""
+    if not len(domain) or not domain.is_sorted():
+        return None
+    change = (domain != domain.shift(1)).fill_null(True)
+    return np.flatnonzero(change.to_numpy())
+
+
+def domain_summary(rows: pl.DataFrame, starts: np.ndarray[Any, Any] | None = None) -> pl.DataFrame:
+    """One row per domain, in domain order (the `_d` table's heap then follows its domain index). `starts`: the
+    rows' domain runs (`domain_runs`), which make it a few numpy reductions."""
+    if starts is not None:
+        score = rows["score"].to_numpy()
+        return pl.DataFrame(
+            {
+                "domain": rows["domain"].gather(starts),
+                "topics": np.diff(starts, append=rows.height).astype(np.uint32),
+                "surging": np.add.reduceat((score >= SURGE_THRESHOLD).astype(np.uint32), starts),
+                "max_score": np.maximum.reduceat(score, starts),
+            }
+        )
     return (
         rows.group_by("domain")
         .agg(
@@ -320,15 +345,19 @@ class WeekRows:
     def held(self) -> bool:
         return self.rows > 0
 
-    def add(self, rows: pl.DataFrame) -> None:
-        """Hold a batch (domain, topic_id, score, optional columns) whose (domain, topic_id) pairs are unique."""
+    def add(self, rows: pl.DataFrame, starts: np.ndarray[Any, Any] | None = None) -> None:
+        """Hold a batch (domain, topic_id, score, optional columns) whose (domain, topic_id) pairs are unique.
+        `starts`: the batch's domain runs when it is sorted by domain (`domain_runs`; found here if not given)."""
         if rows.is_empty():
             return
         domain = rows["domain"]
-        if domain.is_sorted():  # the file's own order: codes by a running count of domain changes
-            change = (domain != domain.shift(1)).fill_null(True)
-            local = change.cast(pl.UInt32).cum_sum() - 1
-            unique = domain.filter(change)
+        if starts is None:
+            starts = domain_runs(domain)
+        if starts is not None:  # the file's own order: codes by a running count of domain changes
+            marks = np.zeros(rows.height, np.uint32)
+            marks[starts] = 1
+            local = pl.Series(np.cumsum(marks, dtype=np.uint32) - 1)
+            unique = domain.gather(starts)
         else:
             local = domain.rank("dense").cast(pl.UInt32) - 1
             unique = domain.unique().sort()
@@ -419,10 +448,19 @@ class WeekRows:
             self.__init__()  # type: ignore[misc]
 
 
-def merge_duplicates(rows: pl.DataFrame) -> tuple[pl.DataFrame, int]:
-    """Duplicate (domain, topic_id) rows merged keeping the highest score; returns (rows, duplicates)."""
-    # A hash per key is cheap; a collision only sends us to the exact merge below, never skips it.
-    keys = rows.select((pl.col("domain").hash(seed=7) ^ pl.col("topic_id").hash(seed=11)).n_unique()).item()
+def merge_duplicates(rows: pl.DataFrame, starts: np.ndarray[Any, Any] | None = None) -> tuple[pl.DataFrame, int]:
+    """Duplicate (domain, topic_id) rows merged keeping the highest score; returns (rows, duplicates). `starts`:
+    the rows' domain runs when they are sorted by domain (`domain_runs`)."""
+    if starts is not None:
+        # Sorted by domain: a duplicate repeats a topic within its domain's run. The key (run, topic_id) is exact.
+        marks = np.zeros(rows.height, np.uint64)
+        marks[starts] = 1
+        run = np.cumsum(marks, dtype=np.uint64)
+        topic = rows["topic_id"].to_numpy().astype(np.int64).astype(np.uint64) & np.uint64(0xFFFFFFFF)
+        keys = pl.Series(run << np.uint64(32) | topic).n_unique()
+    else:
+        # A hash per key is cheap; a collision only sends us to the exact merge below, never skips it.
+        keys = rows.select((pl.col("domain").hash(seed=7) ^ pl.col("topic_id").hash(seed=11)).n_unique()).item()
     if keys == rows.height:
         return rows, 0
     extras = [pl.col(c).max() for c in OPTIONAL_COLUMNS if c in rows.columns]  # surging: true if any row says so

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from django.db import connection
 
-from bombora import parsing, reading
+from bombora import parsing, reading, staging
 from bombora.layout import ADAT, MASTER_SURGE
 from bombora.staging import WeekRows
 from ingestion.models import QuarantinedRow
@@ -287,3 +287,84 @@ def test_outside_a_transaction_the_week_is_copied_frozen_in_index_order(tmp_path
             "SELECT topic_id, domain FROM public.ingestion_bombora_score WHERE week = %s ORDER BY ctid", [WEEK]
         ).fetchall()
     assert len(heap) == len(rows) and heap == sorted(heap)
+
+
+# --- Session 8: the projecting one-pass read, and the per-domain work of a sorted batch on its domain runs --------
+
+
+@pytest.mark.parametrize(
+    ("edit", "uniform"),
+    [
+        (lambda lines: lines, True),
+        (lambda lines: [*lines[:-1], lines[-1].rstrip("\n")], True),  # the last line without its newline
+        (lambda lines: [lines[0], "\n", *lines[1:]], False),  # a blank line
+        (lambda lines: [lines[0].replace("\n", ",x\n"), *lines[1:]], False),  # a field too many (first line)
+        (lambda lines: [*lines[:-1], lines[-1].replace("\n", ",x\n")], False),  # a field too many (last line)
+        (lambda lines: [lines[0].replace(",", "", 1), *lines[1:]], False),  # a field too few
+        # one line a field short and the next a field over: the block's commas still add up
+        (lambda lines: [lines[0].replace(",", "", 1), lines[1].replace("\n", ",x\n"), *lines[2:]], False),
+    ],
+)
+def test_uniform_lines_proves_every_line_has_the_layouts_field_count(edit, uniform):
+    lines = edit([surge_line(f"d{i}.com", "CRM", 50) + "\n" for i in range(5)])
+    data = "".join(lines).encode()
+    expected = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    assert parsing._uniform_lines(data, MASTER_SURGE.fields) == (expected if uniform else None)
+    direct = parsing._fields_direct(data, 1, MASTER_SURGE)
+    assert (direct is not None) == uniform
+    if direct is not None:  # only the needed fields, one row per line
+        assert direct.height == expected and "domain" in direct.columns and "column_0" not in direct.columns
+
+
+def test_an_invalid_utf8_byte_takes_the_general_path_with_the_same_replacement():
+    lines = [surge_line(f"d{i}.com", "CRM", 50).encode() for i in range(3)]
+    lines[1] = lines[1].replace(b"d1.com", b"d\xff1.com")
+    data = b"\n".join(lines) + b"\n"
+    assert parsing._fields_direct(data, 1, MASTER_SURGE) is None  # strict UTF-8 refuses the block
+    block, n = parsing.parse_block(data, 1, MASTER_SURGE, None)
+    # as the lossy one-pass read gave it: the byte replaced by U+FFFD, the row then judged by the domain rules
+    lossy = pl.read_csv(data, has_header=False, quote_char=None, encoding="utf8-lossy").to_series(1)
+    assert n == 3 and block.good["domain"].to_list() == lossy.to_list() == ["d0.com", "d\ufffd1.com", "d2.com"]
+    assert block.bad == []
+
+
+def _batch(pairs: list[tuple[str, int, int]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "domain": [d for d, _, _ in pairs],
+            "topic_id": pl.Series([t for _, t, _ in pairs], dtype=pl.Int32),
+            "score": pl.Series([s for _, _, s in pairs], dtype=pl.UInt8),
+        }
+    )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_domain_runs_of_a_sorted_batch_give_what_hashing_the_domains_gives(seed):
+    """merge_duplicates, domain_summary and WeekRows.add on the runs equal their general (hashing) path."""
+    rng = random.Random(seed)
+    domains = sorted({f"{rng.choice(['', 'www-', 'a.'])}d{rng.randint(0, 40)}.com" for _ in range(25)})
+    pairs = [
+        (d, rng.randint(1, 6), rng.choice([0, 59, 60, 100, rng.randint(0, 100)])) for d in domains for _ in range(4)
+    ]
+    pairs.sort(key=lambda p: p[0])  # stable: the topics stay in file order within a domain, duplicates included
+    rows = _batch(pairs)
+    starts = staging.domain_runs(rows["domain"])
+    assert starts is not None and len(starts) == len(domains)
+    merged, duplicates = staging.merge_duplicates(rows, starts)
+    expected, expected_duplicates = staging.merge_duplicates(rows)
+    assert merged.equals(expected) and duplicates == expected_duplicates
+    runs = staging.domain_runs(merged["domain"])
+    summary = staging.domain_summary(merged, runs)
+    assert summary.cast({c: pl.Int64 for c in summary.columns[1:]}).equals(
+        staging.domain_summary(merged).cast({c: pl.Int64 for c in summary.columns[1:]})
+    )
+    by_runs, by_ranks = WeekRows(), WeekRows()
+    by_runs.add(merged, runs)
+    by_ranks.add(merged)
+    assert pl.concat(list(by_runs.chunks())).equals(pl.concat(list(by_ranks.chunks())))
+
+
+def test_domain_runs_only_for_a_sorted_batch():
+    assert staging.domain_runs(pl.Series(["b.com", "a.com"])) is None
+    assert staging.domain_runs(pl.Series([], dtype=pl.String)) is None
+    assert staging.domain_runs(pl.Series(["a.com", "a.com", "b.com"])).tolist() == [0, 2]
