@@ -193,8 +193,9 @@ PHONE_MAX = 64
 _NANP_NSN = re.compile(r"^[2-9][0-9]{2}[2-9][0-9]{6}$")
 # Regions whose national format is the plain NANP one (the fast path's default-country case).
 _NANP_FAST_REGIONS = frozenset({"US", "CA"})
-# Separators the NANP fast path drops: punctuation phonenumbers accepts (not a tab, which makes `parse` refuse).
-_PHONE_SEPARATORS = r"[ ().\-/]"
+# Separators the NANP fast path drops: punctuation phonenumbers accepts (not a tab, which makes `parse` refuse);
+# removed by polars' literal `replace_many` (a fifth cheaper than the regex `[ ().\-/]`).
+PHONE_SEPARATOR_CHARS = (" ", "(", ")", ".", "-", "/")
 
 
 def normalize_phone(raw: str | None, default_country: str = "US") -> str | None:
