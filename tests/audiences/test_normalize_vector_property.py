@@ -165,7 +165,9 @@ def test_column_hashes_equal_scalar_hash(repeated: bool, monkeypatch: pytest.Mon
     monkeypatch.setattr(normalize_module, "HASH_REPEAT_SHARE", 1.0)
 
     @settings(max_examples=150, deadline=None)
-    @given(values=st.lists(st.one_of(st.none(), st.sampled_from(["+14155550100", "a@b.co", ""]), st.text()), max_size=40))
+    @given(
+        values=st.lists(st.one_of(st.none(), st.sampled_from(["+14155550100", "a@b.co", ""]), st.text()), max_size=40)
+    )
     def check(values: list[str | None]) -> None:
         got = uid2_hashes(pl.Series("v", values, dtype=pl.String)).to_list()
         assert got == [None if value is None else uid2_hash(value) for value in values]
