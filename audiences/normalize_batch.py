@@ -382,11 +382,6 @@ def _json_fragment(key: str, value: pl.Expr, type_name: str) -> pl.Expr:
         encoded = pl.struct(value.alias("k")).struct.json_encode()
         # (`str.slice` counts characters: a byte count kept the closing brace of values with non-ASCII text)
         encoded = encoded.str.slice(5, encoded.str.len_chars() - 6)
-        if type_name == "text":
-            # Text without a quote, a backslash or a control character is its own JSON string body (JSON escapes
-            # nothing else; serde keeps other characters as UTF-8): quoted directly, at half the cost.
-            plain = ~value.str.contains(r'[\x00-\x1f"\\]')
-            encoded = pl.when(plain).then('"' + value + '"').otherwise(encoded)
     elif type_name == "date":
         encoded = '"' + value.dt.to_string("%Y-%m-%d") + '"'
     elif type_name == "boolean":
