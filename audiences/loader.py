@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,7 @@ class SerialLoader:
     """Rows into an attached partition, through the caller's connection and transaction."""
 
     parallel = False
+    cpu_seconds = 0.0  # the work runs on the caller's thread, inside its phases
 
     def __init__(self, schema: str, version_id: int) -> None:
         self.schema, self.version_id = schema, version_id
@@ -71,6 +73,8 @@ class ParallelLoader:
         self.tasks: queue.Queue[Task | None] = queue.Queue(maxsize=workers * 2)  # bounded: memory stays flat
         self.errors: list[BaseException] = []
         self.threads: list[threading.Thread] = []
+        self.cpu_seconds = 0.0  # the workers' own CPU (encoding CSV, sending it): the import reports it apart
+        self.lock = threading.Lock()
 
     def __enter__(self) -> ParallelLoader:
         # The detached table exists already (created and tagged by the pipeline, committed).
@@ -81,6 +85,7 @@ class ParallelLoader:
         return self
 
     def _work(self) -> None:
+        started = time.thread_time()
         try:
             with psycopg.connect(**connection_kwargs()) as conn:
                 while (task := self.tasks.get()) is not None:
@@ -92,6 +97,9 @@ class ParallelLoader:
             self.errors.append(exc)
             while self.tasks.get() is not None:  # drain so the producer never blocks
                 pass
+        finally:
+            with self.lock:
+                self.cpu_seconds += time.thread_time() - started
 
     def _run(self, task: Task) -> None:
         if self.errors:

@@ -103,43 +103,51 @@ def uid2_hash(normalized: str) -> str:
 
 
 def uid2_hash_expr(expr: pl.Expr) -> pl.Expr:
-    """`uid2_hash` over a column: SHA-256 in polars (polars-hash answers hex), Base64 by `_hex_to_base64`."""
-    hex_digest = CryptographicHashingNameSpace(expr).sha2_256()
-    return hex_digest.map_batches(_hex_to_base64, return_dtype=pl.String, is_elementwise=True)
+    """`uid2_hash` over a column (nulls stay null), by `uid2_hashes` on the whole column at once."""
+    # Not elementwise: polars would then hand over the column chunk by chunk, and the repeats of a column are
+    # only visible whole.
+    return expr.map_batches(uid2_hashes, return_dtype=pl.String, is_elementwise=False)
 
 
-_DIGEST_BYTES, _BASE64_CHARS = 32, 44
+# A column is hashed once per distinct value when its values repeat at least this much (HyperLogLog estimate).
+HASH_REPEAT_SHARE, HASH_REPEAT_MIN_ROWS = 0.5, 1_000
+_DIGEST_BYTES = 32
 
 
-def _hex_to_base64(hexes: pl.Series) -> pl.Series:
-    """64-character hex SHA-256 digests -> standard padded Base64 (44 characters), nulls kept.
+def uid2_hashes(values: pl.Series) -> pl.Series:
+    """`uid2_hash` of every value of a String Series (nulls stay null).
 
-    In C over the whole column (polars' `str.decode("hex")` alone cost as much as the hashing): each digest
-    is padded with one zero byte to 33 bytes (11 whole triples), so one `b64encode` of all of them gives
-    44 characters per digest, of which only the last (the pad's, always "A") becomes "=".
+    Columns whose values repeat (the phones of a CRM export: one company number on many rows) are hashed
+    once per distinct value and mapped back; SHA-256 was most of what normalising such a column cost.
     """
-    present = hexes.is_not_null()
-    count = hexes.len()
+    count = values.len()
+    if count >= HASH_REPEAT_MIN_ROWS and int(values.approx_n_unique()) <= HASH_REPEAT_SHARE * count:  # type: ignore[arg-type]
+        distinct = values.drop_nulls().unique()
+        return values.replace_strict(distinct, _hash_all(distinct), default=None, return_dtype=pl.String)
+    return _hash_all(values)
+
+
+def _hash_all(values: pl.Series) -> pl.Series:
+    """SHA-256 in polars (polars-hash answers hex), the hex decoded in C over one contiguous buffer, and the
+    digests Base64-encoded by polars (`str.decode("hex")` in polars alone cost as much as the hashing)."""
+    count = values.len()
+    present = values.is_not_null()
     if count == 0 or not present.any():
-        return pl.Series(hexes.name, [None] * count, dtype=pl.String)
-    text = hexes.fill_null("0" * 2 * _DIGEST_BYTES).rechunk().to_arrow()
+        return pl.Series(values.name, [None] * count, dtype=pl.String)
+    hexes = pl.select(CryptographicHashingNameSpace(pl.lit(values.fill_null(""))).sha2_256()).to_series()
+    text = hexes.to_arrow()
     if isinstance(text, pa.ChunkedArray):
         text = text.combine_chunks()
     text = pa.compute.cast(text, pa.large_string()) if text.type != pa.large_string() else text
     offsets = np.frombuffer(text.buffers()[1], dtype=np.int64)[text.offset : text.offset + count + 1]
     if offsets[-1] - offsets[0] != count * 2 * _DIGEST_BYTES:
         raise ValueError("not SHA-256 hex digests")
-    data = memoryview(text.buffers()[2])[offsets[0] : offsets[-1]]
-    padded = np.zeros((count, _DIGEST_BYTES + 1), dtype=np.uint8)
-    padded[:, :_DIGEST_BYTES] = np.frombuffer(binascii.unhexlify(data), dtype=np.uint8).reshape(count, _DIGEST_BYTES)
-    chars = np.frombuffer(base64.b64encode(padded.data), dtype=np.uint8).reshape(count, _BASE64_CHARS).copy()
-    chars[:, -1] = ord("=")
-    offsets = np.arange(0, (count + 1) * _BASE64_CHARS, _BASE64_CHARS, dtype=np.int32)
-    array = pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(chars))
-    encoded = pl.Series(hexes.name, array)
+    digests = binascii.unhexlify(memoryview(text.buffers()[2])[offsets[0] : offsets[-1]])
+    array = pa.FixedSizeBinaryArray.from_buffers(pa.binary(_DIGEST_BYTES), count, [None, pa.py_buffer(digests)])
+    encoded = pl.Series(values.name, array).bin.encode("base64")
     if present.all():
         return encoded
-    return pl.select(pl.when(present).then(encoded)).to_series().alias(hexes.name)
+    return pl.select(pl.when(present).then(encoded)).to_series().alias(values.name)
 
 
 # --- Email ------------------------------------------------------------------------------------------
@@ -185,8 +193,9 @@ PHONE_MAX = 64
 _NANP_NSN = re.compile(r"^[2-9][0-9]{2}[2-9][0-9]{6}$")
 # Regions whose national format is the plain NANP one (the fast path's default-country case).
 _NANP_FAST_REGIONS = frozenset({"US", "CA"})
-# Separators the NANP fast path drops: punctuation phonenumbers accepts (not a tab, which makes `parse` refuse).
-_PHONE_SEPARATORS = r"[ ().\-/]"
+# Separators the NANP fast path drops: punctuation phonenumbers accepts (not a tab, which makes `parse` refuse);
+# removed by polars' literal `replace_many` (a fifth cheaper than the regex `[ ().\-/]`).
+PHONE_SEPARATOR_CHARS = (" ", "(", ")", ".", "-", "/")
 
 
 def normalize_phone(raw: str | None, default_country: str = "US") -> str | None:

@@ -31,7 +31,6 @@ from audiences.normalize import (
     _MULTIPLIERS,
     _NANP_FAST_REGIONS,
     _NUMBER_RE_TEXT,
-    _PHONE_SEPARATORS,
     _PORT_RE_TEXT,
     _SCHEME_RE_TEXT,
     _SUFFIX_DIGITS,
@@ -44,6 +43,7 @@ from audiences.normalize import (
     INT32_MAX,
     INT64_MAX,
     PHONE_MAX,
+    PHONE_SEPARATOR_CHARS,
     POSTAL_RE_TEXT,
     R_BOOLEAN,
     R_COUNTRY,
@@ -136,7 +136,7 @@ def _plan_email(plan: _Plan, p: str, t: pl.Expr, reason: str) -> dict[str, str]:
     # ASCII rows: polars' Unicode to_lowercase equals the SDK's A-Z lowercasing. Rows with any non-ASCII character
     # are rare and go through normalize_email itself.
     low = plan.add(1, f"{p}low", t.str.to_lowercase())
-    plan.add(1, f"{p}fb", t.str.contains(r"[^\x00-\x7f]"))
+    plan.add(1, f"{p}fb", t.str.len_bytes() != t.str.len_chars())  # a non-ASCII character (cheaper than a regex)
     syntax = plan.add(2, f"{p}syntax", low.str.contains(_EMAIL_RE_TEXT) & (low.str.len_chars() <= EMAIL_MAX))
     gmail = plan.add(2, f"{p}gmail", low.str.ends_with("@gmail.com"))
     # Only gmail rows carry a value into the local-part steps (string operations skip nulls): the local part ends
@@ -154,7 +154,8 @@ def _plan_email(plan: _Plan, p: str, t: pl.Expr, reason: str) -> dict[str, str]:
 def _plan_phone(plan: _Plan, p: str, t: pl.Expr, reason: str, default_country: str) -> dict[str, str]:
     # Fast path: plain NANP numbers (`(234) 567-8901`, `+1 234.567.8901`, `12345678901` when the default country
     # is US/CA). Everything else (other countries, extensions, letters, junk) goes through normalize_phone.
-    compact = plan.add(1, f"{p}compact", t.str.replace_all(_PHONE_SEPARATORS, ""))
+    separators = list(PHONE_SEPARATOR_CHARS)
+    compact = plan.add(1, f"{p}compact", t.str.replace_many(separators, [""] * len(separators)))
     prefix = r"(?:\+1|1)?" if default_country.upper() in _NANP_FAST_REGIONS else r"\+1"
     # A match test (no capture groups: the fast regex engine) and the last ten characters.
     nanp = compact.str.contains(rf"^{prefix}[2-9][0-9]{{2}}[2-9][0-9]{{6}}$")
@@ -379,7 +380,8 @@ def _json_fragment(key: str, value: pl.Expr, type_name: str) -> pl.Expr:
     if type_name in ("text", "decimal"):
         # struct.json_encode escapes strings and prints floats as JSON requires; keep the value part of `{"k":…}`.
         encoded = pl.struct(value.alias("k")).struct.json_encode()
-        encoded = encoded.str.slice(5, encoded.str.len_bytes() - 6)
+        # (`str.slice` counts characters: a byte count kept the closing brace of values with non-ASCII text)
+        encoded = encoded.str.slice(5, encoded.str.len_chars() - 6)
     elif type_name == "date":
         encoded = '"' + value.dt.to_string("%Y-%m-%d") + '"'
     elif type_name == "boolean":

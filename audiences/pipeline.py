@@ -57,7 +57,7 @@ from audiences.import_write import (
     reserve_version_id,
     stream_first,
 )
-from audiences.loader import loader_for
+from audiences.loader import ParallelLoader, SerialLoader, loader_for
 from audiences.models import (
     Audience,
     AudienceImport,
@@ -173,6 +173,7 @@ def _write_version(imp: AudienceImport, staged: Staged, blank_lines: int, ctx: J
                     create_detached(schema, version_id, imp)
                 with loader:
                     written = load_rows(loader, plan, staged, base, key)
+                _count_copy_workers(staged, loader)
                 with transaction.atomic():
                     _finish_version(
                         imp,
@@ -237,6 +238,7 @@ def _stream_once(
                 with loader:
                     batches = normalised(imp, path, info, tmp, ctx, staged, careful=careful)
                     written, duplicates = stream_first(loader, batches, seen, staged, base, key)
+                _count_copy_workers(staged, loader)
                 with staged.phase("dedupe"):
                     seen.verify()  # before anything is committed: a hash collision restarts on the staged path
                 del seen
@@ -268,6 +270,12 @@ def _stream_once(
     if ctx is not None:
         ctx.progress(ctx.job.progress_total or 0, ctx.job.progress_total, rows_loaded=imp.rows_loaded)
     return summary(imp)
+
+
+def _count_copy_workers(staged: Staged, loader: SerialLoader | ParallelLoader) -> None:
+    """The COPY workers' own CPU, apart from the phases (which count the whole process while they run)."""
+    if loader.parallel:
+        staged.cpu["copy_workers"] = round(loader.cpu_seconds, 3)
 
 
 def _drop_detached(version_id: int, schema: str) -> None:

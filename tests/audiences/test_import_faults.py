@@ -187,6 +187,7 @@ def disconnected_then_recovered(
                     audience.versions.count(),
                 )
                 outcome["orphans"] = _detached_tables()
+                outcome["cpu_seconds"] = imp.quality.get("cpu_seconds", {})
             yield outcome
         finally:
             connection.set_schema_to_public()
@@ -210,3 +211,6 @@ def test_a_lost_database_session_mid_import_leaves_nothing_and_the_rerun_is_exac
     assert outcome["audience_exists"] is False
     assert outcome["final"] == (ImportStatus.SUCCEEDED, 500, 1)
     assert outcome["orphans"] == 0
+    # the re-run loaded through the parallel COPY workers: their own CPU is reported beside the phases'
+    assert {"normalise", "copy_workers"} <= set(outcome["cpu_seconds"])
+    assert outcome["cpu_seconds"]["copy_workers"] > 0

@@ -3,10 +3,13 @@
 Phones: the NANP fast path and the international path built from phonenumbers' metadata (audiences/normalize_phones)
 against `normalize_phone`, over numbers drawn from every calling code's example numbers, mutated and punctuated
 (including a tab and `(0)`, which must leave the fast paths). Emails: the polars email steps and the polars-hash
-SHA-256 against `normalize_email` + `uid2_hash` (hashlib).
+SHA-256 against `normalize_email` + `uid2_hash` (hashlib). Hashes of repeating columns (hashed once per distinct
+value) and custom text as JSON against `json.dumps`.
 """
 
 from __future__ import annotations
+
+import json
 
 import phonenumbers
 import polars as pl
@@ -15,8 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneNumberType
 
+import audiences.normalize as normalize_module
 import audiences.normalize_batch as normalize_batch_module
-from audiences.normalize import normalize_email, normalize_phone, trim, uid2_hash
+from audiences.normalize import normalize_email, normalize_phone, trim, uid2_hash, uid2_hashes
 from audiences.normalize_batch import normalize_batch
 from audiences.normalize_phones import normalize_phones
 
@@ -152,3 +156,44 @@ def test_batch_emails_and_hashes_equal_scalar(distinct: bool, monkeypatch: pytes
             assert records[row]["email_sha256"] == (uid2_hash(expected) if expected else None), value
 
     check()
+
+
+@pytest.mark.parametrize("repeated", [False, True], ids=["each-value", "per-distinct-value"])
+def test_column_hashes_equal_scalar_hash(repeated: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`uid2_hashes` gives `uid2_hash` of every value, whether the column is hashed per distinct value or not."""
+    monkeypatch.setattr(normalize_module, "HASH_REPEAT_MIN_ROWS", 0 if repeated else 1 << 62)
+    monkeypatch.setattr(normalize_module, "HASH_REPEAT_SHARE", 1.0)
+
+    @settings(max_examples=150, deadline=None)
+    @given(
+        values=st.lists(st.one_of(st.none(), st.sampled_from(["+14155550100", "a@b.co", ""]), st.text()), max_size=40)
+    )
+    def check(values: list[str | None]) -> None:
+        got = uid2_hashes(pl.Series("v", values, dtype=pl.String)).to_list()
+        assert got == [None if value is None else uid2_hash(value) for value in values]
+
+    check()
+
+
+def test_repeating_column_is_hashed_per_distinct_value_at_default_thresholds() -> None:
+    """A CRM's phone column (few numbers on many rows, some missing): the default path, byte for byte."""
+    numbers = [None if i % 7 == 0 else f"+1415555{i % 97:04d}" for i in range(5_000)]
+    got = uid2_hashes(pl.Series("p", numbers, dtype=pl.String)).to_list()
+    assert got == [None if n is None else uid2_hash(n) for n in numbers]
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.one_of(st.none(), st.text(), st.sampled_from(['say "hi"', "a\\b", "tab\there", "é ü"]))))
+def test_custom_text_json_equals_json_dumps(values: list[str | None]) -> None:
+    """Custom text in the record's `custom` JSON is exactly `json.dumps` of the trimmed value (UTF-8 kept)."""
+    frame = pl.DataFrame({"__row": list(range(len(values))), "N": values}, schema={"__row": pl.Int64, "N": pl.String})
+    result = normalize_batch(frame, {}, custom_types={"N": "text"}, custom_names={"N": "note"})
+    records = {row["__row"]: row["custom"] for row in result.records.iter_rows(named=True)}
+    failed = set(result.errors.get_column("__row").to_list())
+    for row, value in enumerate(values):
+        if row in failed:
+            assert value is not None and "\x00" in value
+            continue
+        text = trim(value)
+        expected = None if text is None else json.dumps({"note": text}, ensure_ascii=False, separators=(",", ":"))
+        assert records[row] == expected, value
