@@ -16,9 +16,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import resource
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -152,11 +152,6 @@ def server_cpu_seconds() -> float | None:
         return None
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _import_in_subprocess(path: Path, name: str) -> tuple[float, dict, int, float]:
     """Seconds, the command's JSON, the peak RSS (bytes) and the CPU-seconds of the importing process."""
     env = {
@@ -166,14 +161,30 @@ def _import_in_subprocess(path: Path, name: str) -> tuple[float, dict, int, floa
     }
     args = [sys.executable, str(ROOT / "manage.py"), "import_audience", "--org", "acme", str(path)]
     args += ["--name", name, "--mode", "replace", "--json"]
-    cpu_before = _children_cpu()
     start = time.perf_counter()
-    done = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    out, err = _read_both(proc)
+    # wait4: this child's own peak RSS and CPU. RUSAGE_CHILDREN's ru_maxrss is the largest of every child this
+    # process ever waited for, so an earlier, bigger child (a first run's set-up) was reported as the import's.
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
     elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "import failed")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    return elapsed, json.loads(done.stdout), peak, _children_cpu() - cpu_before
+    if proc.returncode != 0:
+        raise RuntimeError(err.strip().splitlines()[-1] if err.strip() else "import failed")
+    return elapsed, json.loads(out), usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
+
+
+def _read_both(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """Drain stdout and stderr without waiting for the process (its status is reaped with wait4)."""
+    assert proc.stdout is not None and proc.stderr is not None
+    parts: dict[str, str] = {}
+    readers = [threading.Thread(target=lambda k=k, f=f: parts.__setitem__(k, f.read()))
+               for k, f in (("out", proc.stdout), ("err", proc.stderr))]  # fmt: skip
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+    return parts["out"], parts["err"]
 
 
 def _phases(import_id: int) -> str:
