@@ -23,7 +23,6 @@ from activation.exports import FileInfo
 
 SUFFIX = ".gpg"
 KEYID_RE = re.compile(r"^(0x)?([0-9A-Fa-f]{16}|[0-9A-Fa-f]{40})$")
-HASH_CHUNK = 1 << 20
 
 
 class PgpError(Exception):
@@ -105,8 +104,5 @@ def encrypt_files(files: list[FileInfo], *, armored: str, subkey_id: str, out_di
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as fh:
-        while chunk := fh.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()

@@ -95,3 +95,13 @@ def providers() -> Iterator[Providers]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def twilio_env(url: str) -> dict[str, str]:
+    """The settings a send worker subprocess needs to talk to the local Twilio stand-in at `url`."""
+    return {
+        "SEGMENTS_TWILIO_BASE_URL": url,
+        "SEGMENTS_TWILIO_ACCOUNT_SID": TWILIO_SID,
+        "SEGMENTS_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+        "SEGMENTS_TWILIO_FROM": "+15005550006",
+    }

@@ -12,7 +12,7 @@ from django.db import connection
 from django_tenants.utils import schema_context
 
 from tests.cli import run_manage
-from tests.segments.providers import TWILIO_SID, TWILIO_TOKEN, providers
+from tests.segments.providers import providers, twilio_env
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 SLUG = "sendkill"
@@ -65,10 +65,7 @@ def kill_org(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Any]:
 def _deliver(url: str, fault: str = "") -> Any:
     env = {
         "P360_DB_NAME": connection.settings_dict["NAME"],
-        "SEGMENTS_TWILIO_BASE_URL": url,
-        "SEGMENTS_TWILIO_ACCOUNT_SID": TWILIO_SID,
-        "SEGMENTS_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
-        "SEGMENTS_TWILIO_FROM": "+15005550006",
+        **twilio_env(url),
         "P360_FAULT": fault,
     }
     return run_manage("segments_deliver", "--once", "--org", SLUG, env=env)

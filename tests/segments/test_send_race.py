@@ -17,7 +17,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from tests.cli import ROOT
-from tests.segments.providers import TWILIO_SID, TWILIO_TOKEN, providers
+from tests.segments.providers import providers, twilio_env
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 SLUG = "sendrace"
@@ -62,10 +62,7 @@ def _worker(url: str) -> subprocess.Popen[str]:
     env = {
         **{k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"},
         "P360_DB_NAME": connection.settings_dict["NAME"],
-        "SEGMENTS_TWILIO_BASE_URL": url,
-        "SEGMENTS_TWILIO_ACCOUNT_SID": TWILIO_SID,
-        "SEGMENTS_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
-        "SEGMENTS_TWILIO_FROM": "+15005550006",
+        **twilio_env(url),
     }
     return subprocess.Popen(
         [sys.executable, str(ROOT / "manage.py"), "segments_deliver", "--once", "--json", "--org", SLUG],
