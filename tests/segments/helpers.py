@@ -73,3 +73,15 @@ def schema_of(slug: str) -> str:
     from tenants.models import Organization
 
     return Organization.objects.get(slug=slug).schema_name
+
+
+def drop_committed_org(org: Any) -> None:
+    """Tear down an org a module fixture committed (subprocesses had to see it): its domains, then its schema."""
+    from django.db import connection
+
+    from tenants.models import Organization
+
+    connection.set_schema_to_public()  # type: ignore[attr-defined]
+    fresh = Organization.objects.get(pk=org.pk)
+    fresh.domains.all().delete()
+    fresh.delete(force_drop=True)

@@ -25,6 +25,8 @@ import pytest
 from django.db import connection
 from django_tenants.utils import schema_context
 
+from tests.segments.helpers import drop_committed_org
+
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
 RULES = [  # name, event_type, attribute, property, operator, value, window minutes
@@ -43,7 +45,6 @@ USERS = [f"u{i}" for i in range(5)]
 @pytest.fixture(scope="module")
 def inc_org(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Any]:
     from segments.services import segment_create
-    from tenants.models import Organization
     from tenants.services import org_create
 
     with django_db_blocker.unblock():
@@ -62,10 +63,7 @@ def inc_org(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Any]:
                 segment_create(data={"name": name, "type": "independent", "rule": rule}, actor=None)
         connection.set_schema_to_public()  # type: ignore[attr-defined]
         yield org
-        connection.set_schema_to_public()  # type: ignore[attr-defined]
-        org = Organization.objects.get(pk=org.pk)
-        org.domains.all().delete()
-        org.delete(force_drop=True)
+        drop_committed_org(org)
 
 
 def _reference(now: datetime) -> tuple[dict[tuple[str, str], bool], dict[tuple[str, str], tuple[int, Decimal | None]]]:

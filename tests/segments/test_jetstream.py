@@ -20,7 +20,7 @@ from django.db import connection
 from django_tenants.utils import schema_context
 
 from tests.cli import ROOT
-from tests.segments.helpers import event, post_events
+from tests.segments.helpers import drop_committed_org, event, post_events
 from tests.segments.nats_server import binary, nats_server
 
 pytestmark = [
@@ -45,7 +45,6 @@ def nats_url(tmp_path_factory: Any) -> Iterator[str]:
 def js_orgs(django_db_setup: Any, django_db_blocker: Any) -> Iterator[dict[str, Any]]:
     """Two committed orgs (the evaluator processes must see them) with a segment each on different types."""
     from segments.services import segment_create
-    from tenants.models import Organization
     from tenants.services import org_create
 
     with django_db_blocker.unblock():
@@ -85,11 +84,8 @@ def js_orgs(django_db_setup: Any, django_db_blocker: Any) -> Iterator[dict[str, 
             orgs[slug] = org
         connection.set_schema_to_public()
         yield orgs
-        connection.set_schema_to_public()
         for org in orgs.values():
-            org = Organization.objects.get(pk=org.pk)
-            org.domains.all().delete()
-            org.delete(force_drop=True)
+            drop_committed_org(org)
 
 
 def start_evaluator(nats_url: str, worker: int, workers: int, fault: str = "") -> subprocess.Popen[str]:

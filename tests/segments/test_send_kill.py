@@ -12,6 +12,7 @@ from django.db import connection
 from django_tenants.utils import schema_context
 
 from tests.cli import run_manage
+from tests.segments.helpers import drop_committed_org
 from tests.segments.providers import providers, twilio_env
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -23,7 +24,6 @@ def kill_org(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Any]:
     """Committed org, segment, campaign, profile and one pending send (subprocesses must see them)."""
     from segments.models import TriggerCampaign
     from segments.services import campaign_save, ingest_events, profile_put, segment_create
-    from tenants.models import Organization
     from tenants.services import org_create
 
     with django_db_blocker.unblock():
@@ -56,10 +56,7 @@ def kill_org(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Any]:
             )
         connection.set_schema_to_public()
         yield org
-        connection.set_schema_to_public()
-        org = Organization.objects.get(pk=org.pk)
-        org.domains.all().delete()
-        org.delete(force_drop=True)
+        drop_committed_org(org)
 
 
 def _deliver(url: str, fault: str = "") -> Any:

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from tests.cli import ROOT
+from tests.segments.helpers import drop_committed_org
 from tests.segments.providers import providers, twilio_env
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -29,7 +30,6 @@ def race_org(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Any]:
     """Committed org, SMS campaign, profiles and USERS pending sends (the worker processes must see them)."""
     from segments.models import TriggerCampaign
     from segments.services import campaign_save, ingest_events, profile_put, segment_create
-    from tenants.models import Organization
     from tenants.services import org_create
 
     rule = {"event_type": "orders", "attribute": "count", "operator": "gt", "value": 0, "window_minutes": 60}
@@ -52,10 +52,7 @@ def race_org(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Any]:
             )
         connection.set_schema_to_public()
         yield org
-        connection.set_schema_to_public()
-        org = Organization.objects.get(pk=org.pk)
-        org.domains.all().delete()
-        org.delete(force_drop=True)
+        drop_committed_org(org)
 
 
 def _worker(url: str) -> subprocess.Popen[str]:
