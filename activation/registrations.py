@@ -75,3 +75,13 @@ registry.register_audience_panel(key="activation", order=100, render=_audience_p
 
 # the audience's lineage ("used by"): destinations, deliveries, TTD segments, ICP seed
 registry.register_audience_usage(key="activation", order=100, provider=audience_usages)
+
+
+def _activation_demo(orgs: list[Any], created: dict[str, int]) -> dict[str, int]:
+    from activation.demo import load_activation_demo
+
+    return load_activation_demo(orgs)
+
+
+# after the builder's demo audiences (order 500), which the destination carries
+registry.register_demo_loader(key="activation", order=650, load=_activation_demo)

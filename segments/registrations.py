@@ -106,3 +106,13 @@ def _connect_audience_signals() -> None:
 
 
 _connect_audience_signals()
+
+
+def _segments_demo(orgs: list[Any], created: dict[str, int]) -> dict[str, int]:
+    from segments.demo import load_segments_demo
+
+    return load_segments_demo(orgs)
+
+
+# after the audiences' CRM imports (order 100): the demo shoppers are people of those imports
+registry.register_demo_loader(key="segments", order=700, load=_segments_demo)
