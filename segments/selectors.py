@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from p360.core.exports import neutralise
 from segments.models import Membership, Segment, Send, Transition, TriggerCampaign, UserProfile
+from segments.rules import expression_children
 
 SQL_OPERATORS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "=", "neq": "<>"}
 
@@ -213,3 +214,68 @@ def campaign_analytics(campaign: TriggerCampaign | None = None) -> list[dict[str
 
 def user_history(user_id: str) -> QuerySet[Transition]:
     return Transition.objects.filter(user_id=user_id).select_related("segment").order_by("-id")
+
+
+# --- Readable definitions (pages) ------------------------------------------------------------------
+
+
+OPERATOR_WORDS = {
+    "gt": "more than",
+    "gte": "at least",
+    "lt": "fewer than",
+    "lte": "at most",
+    "eq": "exactly",
+    "neq": "not",
+}
+
+
+def window_words(minutes: int) -> str:
+    """1440 -> "24 hours", 90 -> "90 minutes", 60 -> "hour"."""
+    if minutes == 60:
+        return "hour"
+    if minutes % 60 == 0:
+        return f"{minutes // 60} hours"
+    return f"{minutes} minutes"
+
+
+def describe(segment: Segment, names: dict[int, str] | None = None) -> str:
+    """The segment's definition as a marketer reads it: "count of orders at least 3 in the last 24 hours";
+    a derived one names its children: "all of (A, any of (B, not C))"."""
+    if segment.kind != Segment.Kind.DERIVED:
+        value = format(segment.value.normalize(), "f") if segment.value is not None else "?"
+        measure = segment.event_type if segment.attribute == "count" else f"{segment.property} of {segment.event_type}"
+        words = OPERATOR_WORDS.get(segment.operator, segment.operator)
+        return (
+            f"{segment.attribute} of {measure}: {words} {value} in the last {window_words(segment.window_minutes or 0)}"
+        )
+    if names is None:
+        children = expression_children(segment.expression or {})
+        names = dict(Segment.objects.filter(pk__in=children).values_list("pk", "name"))
+    return _describe_expression(segment.expression or {}, names)
+
+
+def _describe_expression(expression: dict[str, Any], names: dict[int, str]) -> str:
+    parts = [
+        _segment_name(int(child["segment"]), names) if "segment" in child else _describe_expression(child, names)
+        for child in expression.get("children", [])
+    ]
+    op = expression.get("op", "and")
+    if op == "not":
+        return f"not {parts[0]}" if parts else "not ()"
+    return f"{'all' if op == 'and' else 'any'} of ({', '.join(parts)})"
+
+
+def _segment_name(pk: int, names: dict[int, str]) -> str:
+    return f"“{names.get(pk, f'segment {pk}')}”"
+
+
+def hourly_series(segment: Segment, hours: int = 48, now: datetime | None = None) -> list[dict[str, Any]]:
+    """per_hour with the empty hours filled in, oldest first: a chart's x axis must not skip quiet hours."""
+    when = (now or timezone.now()).replace(minute=0, second=0, microsecond=0)
+    counted = {row["hour"]: row for row in per_hour(segment, hours=hours, now=now)}
+    series = []
+    for back in range(hours - 1, -1, -1):
+        hour = when - timedelta(hours=back)
+        row = counted.get(hour, {"entries": 0, "exits": 0})
+        series.append({"hour": hour, "entries": row["entries"], "exits": row["exits"]})
+    return series

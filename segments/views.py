@@ -35,7 +35,8 @@ def _base(request: HttpRequest) -> str:
 def segment_list(request: HttpRequest) -> HttpResponse:
     segments = list(Segment.objects.all())
     counts = selectors.member_counts()
-    rows = [{"segment": s, "members": counts.get(s.pk, 0)} for s in segments]
+    names = {s.pk: s.name for s in segments}
+    rows = [{"segment": s, "members": counts.get(s.pk, 0), "summary": selectors.describe(s, names)} for s in segments]
     return render(request, "segments/list.html", {"rows": rows, "base": _base(request)})
 
 
@@ -109,7 +110,12 @@ def segment_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context = {
         "segment": segment,
         "definition": json.dumps(definition_of(segment), indent=2),
+        "summary": selectors.describe(segment),
         "stats": selectors.statistics(segment),
+        "series": [
+            {"hour": row["hour"].strftime("%d %b %H:00"), "entries": row["entries"], "exits": row["exits"]}
+            for row in selectors.hourly_series(segment)
+        ],
         "members": selectors.members(segment)[:50],
         "history": selectors.history(segment)[:50],
         "campaigns": segment.campaigns.all(),

@@ -105,3 +105,37 @@ def test_members_csv_button_downloads_the_peoples_csv(client, acme, globex_marke
     with schema_context("public"):
         assert AuditEvent.objects.filter(action="segment.exported", entity_id=str(seg["id"]), org_id=acme.pk).exists()
     assert login(globex_marketer).get(f"{BASE}{seg['id']}/members.csv").status_code in (403, 404)
+
+
+def test_definitions_read_as_sentences_and_the_hours_chart_has_every_hour(client):
+    buyers = create_segment(client, independent("buyers", value=2)).json()
+    carts = create_segment(
+        client,
+        {
+            "name": "carts",
+            "type": "independent",
+            "rule": {"event_type": "addToCart", "attribute": "sum", "property": "price", "operator": "gte",
+                     "value": 200.5, "window_minutes": 1440},
+        },
+    ).json()  # fmt: skip
+    both = create_segment(
+        client,
+        {
+            "name": "both",
+            "type": "derived",
+            "expression": {"op": "and", "children": [{"segment": buyers["id"]}, {"op": "not", "children": [{"segment": carts["id"]}]}]},
+        },
+    ).json()  # fmt: skip
+    post_events(client, [event("u1"), event("u1"), event("u1")])
+    listing = client.get(BASE).content.decode()
+    assert "count of orders: more than 2 in the last hour" in listing
+    assert "sum of price of addToCart: at least 200.5 in the last 24 hours" in listing
+    assert "all of (“buyers”, not “carts”)" in listing
+    detail = client.get(f"{BASE}{buyers['id']}/")
+    assert "count of orders: more than 2 in the last hour" in detail.content.decode()
+    series = detail.context["series"]
+    assert len(series) == 48 and series[-1]["entries"] == 1 and sum(row["entries"] for row in series) == 1
+    assert b'id="segment-hours"' in detail.content  # the chart, with the table behind "Show as a table"
+    assert client.get(f"{BASE}{both['id']}/").context["stats"]["members"] == 1  # buyers and not carts
+    quiet = client.get(f"{BASE}{carts['id']}/")
+    assert b'id="segment-hours"' not in quiet.content and b"No entries or exits" in quiet.content
