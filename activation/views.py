@@ -107,11 +107,7 @@ def destination_detail(request: HttpRequest, pk: int) -> HttpResponse:
     status = 200
     if request.method == "POST":
         _require_manager(request)
-        posted = {name: request.POST.get(name, "") for name in KIND_FIELDS[destination.kind]}
-        data: dict[str, Any] = {**posted, "enabled": request.POST.get("enabled") == "on"}
-        typed = {k: request.POST.get(k, "").strip() for k in services.CREDENTIAL_FIELDS[destination.kind]}
-        data["credentials"] = {k: v for k, v in typed.items() if v}  # empty keeps the stored secret
-        audience_ids = [int(x) for x in request.POST.getlist("audiences") if x.isdigit()]  # the form's checkboxes
+        posted, data, audience_ids = _posted(request, destination.kind)
         try:
             services.destination_update(actor=request.user, destination=destination, data=data,  # type: ignore[arg-type]
                                         audience_ids=audience_ids)  # fmt: skip
@@ -124,11 +120,33 @@ def destination_detail(request: HttpRequest, pk: int) -> HttpResponse:
             return redirect(f"{_base(request)}destinations/{pk}/")
     elif request.method != "GET":
         return HttpResponse(status=405)
-    creds = services.credentials(destination)
-    selected = set(destination.audiences.values_list("pk", flat=True))
     context = {
-        "d": destination,
+        **_form_context(request, destination, posted, set(destination.audiences.values_list("pk", flat=True))),
+        "action": f"{_base(request)}destinations/{pk}/",
         "row": selectors.destination_row(destination),
+        "deliveries": Delivery.objects.filter(destination=destination, dry_run=False)[:10],
+        "dry_run": Delivery.objects.filter(destination=destination, dry_run=True).first(),
+    }
+    return render(request, "activation/destination.html", context, status=status)
+
+
+def _posted(request: HttpRequest, kind: str) -> tuple[dict[str, str], dict[str, Any], list[int]]:
+    """A destination form's POST: the settings as typed (to show again if refused), the service's data (with
+    the credentials typed; an empty credential keeps the stored one) and the audiences ticked."""
+    posted = {name: request.POST.get(name, "") for name in KIND_FIELDS[kind]}
+    data: dict[str, Any] = {**posted, "enabled": request.POST.get("enabled") == "on"}
+    typed = {k: request.POST.get(k, "").strip() for k in services.CREDENTIAL_FIELDS[kind]}
+    data["credentials"] = {k: v for k, v in typed.items() if v}
+    audience_ids = [int(x) for x in request.POST.getlist("audiences") if x.isdigit()]  # the form's checkboxes
+    return posted, data, audience_ids
+
+
+def _form_context(
+    request: HttpRequest, destination: Destination, posted: dict[str, str] | None, selected: set[int]
+) -> dict[str, Any]:
+    creds = services.credentials(destination) if destination.pk else {}
+    return {
+        "d": destination,
         "fields": _fields(destination, posted),
         "credentials": [
             {"name": k, "label": LABELS[k], "set": bool(creds.get(k)), "textarea": k in TEXTAREAS}
@@ -137,12 +155,57 @@ def destination_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "audiences": [
             {"pk": a.pk, "name": a.name, "selected": a.pk in selected} for a in Audience.objects.order_by("name")
         ],
-        "deliveries": Delivery.objects.filter(destination=destination, dry_run=False)[:10],
-        "dry_run": Delivery.objects.filter(destination=destination, dry_run=True).first(),
         "can_manage": can_manage_activation(request.user, request.org),  # type: ignore[attr-defined]
         "base": _base(request),
     }
-    return render(request, "activation/destination.html", context, status=status)
+
+
+KIND_HELP: dict[str, str] = {
+    DestinationKind.LIVERAMP: "Device-id files to LiveRamp over SFTP (US, EU or AU endpoint; optional PGP).",
+    DestinationKind.TTD: "Segments of UID2 identities to The Trade Desk's Data API.",
+    DestinationKind.SFTP: "Device-id files to any SFTP server with a pinned host key.",
+    DestinationKind.S3: "Device-id files to an S3 bucket.",
+}
+
+
+def destination_new(request: HttpRequest) -> HttpResponse:
+    """Create a destination: first its kind, then that kind's settings, credentials and audiences (managers)."""
+    _require_manager(request)
+    kind = request.POST.get("kind") or request.GET.get("kind") or ""
+    if kind not in KIND_FIELDS:
+        kinds = [
+            {"value": value, "label": label, "help": KIND_HELP.get(value, "")}
+            for value, label in DestinationKind.choices
+        ]
+        return render(request, "activation/destination_new.html", {"kinds": kinds, "base": _base(request)})
+    draft = Destination(kind=kind)
+    if kind == DestinationKind.LIVERAMP:
+        draft.host, draft.remote_dir = services.LIVERAMP_HOST, services.LIVERAMP_UPLOADS
+    posted: dict[str, str] | None = None
+    selected: set[int] = set()
+    status = 200
+    if request.method == "POST":
+        posted, data, audience_ids = _posted(request, kind)
+        selected = set(audience_ids)
+        draft.enabled = data["enabled"]
+        try:
+            created = services.destination_create(actor=request.user, name=request.POST.get("name", ""), kind=kind,  # type: ignore[arg-type]
+                                                  data=data, audience_ids=audience_ids)  # fmt: skip
+        except ServiceError as exc:
+            messages.error(request, f"Not created: {exc}")
+            status = 400
+        else:
+            messages.success(request, f"{created.name} created. Try a dry run before its first delivery.")
+            return redirect(f"{_base(request)}destinations/{created.pk}/")
+    elif request.method != "GET":
+        return HttpResponse(status=405)
+    context = {
+        **_form_context(request, draft, posted, selected),
+        "action": f"{_base(request)}destinations/new/",
+        "new": True,
+        "name": request.POST.get("name", ""),
+    }
+    return render(request, "activation/destination_new.html", context, status=status)
 
 
 @require_POST

@@ -117,3 +117,40 @@ def test_another_orgs_destination_is_a_404(login: Any, manager: Any, acme_market
         assert client.get(f"/o/globex/activation/destinations/{theirs.pk}/").status_code == 404
     with schema_context(globex.schema_name):
         assert Destination.objects.get(pk=theirs.pk).bucket == "globex-b"
+
+
+def test_manager_creates_a_destination_from_the_pages_and_a_marketer_cannot(
+    login: Any, manager: Any, acme_marketer: Any, acme: Any, globex: Any, sftp: Any
+) -> None:
+    with schema_context(acme.schema_name):
+        buyers = make_imported("New dest buyers", [person(i) for i in range(5)])
+    client = login(manager)
+    assert 'href="/o/acme/activation/destinations/new/"' in client.get("/o/acme/activation/").content.decode()
+    kinds = client.get("/o/acme/activation/destinations/new/").content.decode()
+    assert '?kind=liveramp"' in kinds and '?kind=ttd"' in kinds
+    form_page = client.get("/o/acme/activation/destinations/new/?kind=liveramp").content.decode()
+    assert 'name="name"' in form_page and "files.liveramp.com" in form_page and 'name="password"' in form_page
+    form = {"kind": "liveramp", "name": "LR new", "region": "us", "host": "127.0.0.1", "port": str(sftp.port),
+            "username": USER, "remote_dir": sftp.remote_dir, "host_key": sftp.host_key_line, "compression": "",
+            "pgp_public_key": "", "pgp_subkey_id": "", "audiences": [buyers.pk]}  # fmt: skip
+    # refused: the EU endpoint takes keys only; the typed values come back, nothing is stored
+    refused = client.post("/o/acme/activation/destinations/new/", {**form, "region": "eu", "password": PASSWORD})
+    html = refused.content.decode()
+    assert refused.status_code == 400 and "takes SSH keys only" in html and 'value="LR new"' in html
+    assert PASSWORD not in html
+    created = client.post("/o/acme/activation/destinations/new/", {**form, "password": PASSWORD, "enabled": "on"})
+    assert created.status_code == 302
+    with schema_context(acme.schema_name):
+        dest = Destination.objects.get(name="LR new")
+        assert created["Location"] == f"/o/acme/activation/destinations/{dest.pk}/"
+        assert dest.enabled and dest.port == sftp.port and credentials(dest)["password"] == PASSWORD
+        assert list(dest.audiences.values_list("pk", flat=True)) == [buyers.pk]
+    with schema_context(globex.schema_name):
+        assert not Destination.objects.filter(name="LR new").exists()  # created in the org of the URL only
+    # a marketer may not create (the page and the POST)
+    marketer = login(acme_marketer)
+    assert marketer.get("/o/acme/activation/destinations/new/").status_code == 403
+    assert marketer.post("/o/acme/activation/destinations/new/", {**form, "name": "LR evil"}).status_code == 403
+    assert 'destinations/new/"' not in marketer.get("/o/acme/activation/").content.decode()
+    with schema_context(acme.schema_name):
+        assert not Destination.objects.filter(name="LR evil").exists()
