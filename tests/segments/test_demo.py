@@ -43,8 +43,9 @@ def test_demo_segments_have_members_sends_and_stay_in_their_org(acme_marketer: A
         with schema_context(f"org_{slug}"):
             users = set(Membership.objects.values_list("user_id", flat=True))
             assert users and all(user.startswith(f"{slug}-shopper-") for user in users)
-            assert Send.objects.filter(campaign__name="Thank frequent buyers").count() == Membership.objects.filter(
-                segment__name="Frequent buyers (3+ orders today)"
-            ).count()
+            assert (
+                Send.objects.filter(campaign__name="Thank frequent buyers").count()
+                == Membership.objects.filter(segment__name="Frequent buyers (3+ orders today)").count()
+            )
             # the shoppers are people of the org's CRM import: the builder's `segment` field can find them
             assert UserProfile.objects.filter(email__startswith="person").count() == 120
