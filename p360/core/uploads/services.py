@@ -518,10 +518,9 @@ def _write_chunk(
 
 def _start_writeback(handle: IO[bytes], start: int, end: int) -> int:
     """Ask the kernel to start writing [start, end) to disk now (Linux: POSIX_FADV_DONTNEED starts writeback of the
-    range's dirty pages; it drops only pages already clean, and those just submitted are mostly still being
-    written, so they stay cached), so
-    the disk works while the rest of the chunk arrives and the fsync at the end waits for the tail only (16 MB
-    written then fsynced cost ~15 ms of waiting per chunk). Returns `end`."""
+    range's dirty pages; it drops only pages already clean, and those just submitted are mostly still being written,
+    so they stay cached), so the disk works while the rest of the chunk arrives and the fsync at the end waits for
+    the tail only (16 MB written then fsynced cost ~15 ms of waiting per chunk). Returns `end`."""
     if _FADVISE_DONTNEED is not None:
         handle.flush()
         os.posix_fadvise(handle.fileno(), start, end - start, _FADVISE_DONTNEED)
