@@ -13,9 +13,13 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from activation.models import MatchStats
 from activation.sources import audience_records_sql, org_records_sql, schema
 from activation.uid2 import Item, Outcome, Uid2Settings, map_all
 from audiences.models import Audience
+from p360.core.jobs.models import Job, JobStatus
+from p360.core.jobs.services import job_start
+from p360.core.tenancy import current_org
 
 TABLE = "activation_uid2identity"
 KINDS = (("email", "email_sha256"), ("phone", "phone_sha256"))
@@ -41,6 +45,7 @@ def source_sql(audience: Audience | None) -> str | None:
 
 # A stored match rate older than this is recomputed anyway: its `due` count moves with the clock.
 MATCH_STATS_MAX_AGE = dt.timedelta(hours=1)
+MATCH_JOB = "activation.match_stats"  # the job kind that recounts stored match figures in the background
 
 
 def bump_revision() -> None:
@@ -181,29 +186,87 @@ def map_identities(
             "seconds": timings}  # fmt: skip
 
 
-def match_stats(audience: Audience | None) -> dict[str, Any]:
-    """An audience's match figures, stored per (records version, identity revision) and at most an hour old; the
-    audience page and API read them on every view (the count itself takes seconds at 10M records)."""
-    from activation.models import MatchStats
-
-    if audience is None:
-        return compute_match_stats(None)
-    current = revision()
-    stored = MatchStats.objects.filter(audience=audience).first()
-    if (
+def _stored_is_current(stored: Any, audience: Audience, current_revision: int) -> bool:
+    """Whether stored figures stand for the audience's records and identities as they are now (and are young)."""
+    return bool(
         stored is not None
         and stored.version_id == audience.current_version_id
-        and stored.revision == current
+        and stored.revision == current_revision
         and timezone.now() - stored.computed_at < MATCH_STATS_MAX_AGE
-    ):
-        return dict(stored.stats)
+    )
+
+
+def match_stats(audience: Audience | None) -> dict[str, Any]:
+    """An audience's match figures, stored per (records version, identity revision) and at most an hour old, counted
+    here when they are not (jobs and commands; the audience page and API use `match_stats_for_view`, which never
+    counts: the count takes seconds at 10M records)."""
+    if audience is None:
+        return compute_match_stats(None)
+    stored = MatchStats.objects.filter(audience=audience).first()
+    if _stored_is_current(stored, audience, revision()):
+        return dict(stored.stats)  # type: ignore[union-attr]
+    return refresh_match_stats(audience)
+
+
+def refresh_match_stats(audience: Audience) -> dict[str, Any]:
+    """Count the audience's match figures now and store them with the records version and identity revision read
+    before the count (a change during the count leaves them marked stale, never wrongly current)."""
+    current = revision()
+    version_id = audience.current_version_id
     stats = compute_match_stats(audience)
     MatchStats.objects.update_or_create(
         audience=audience,
-        defaults={"version_id": audience.current_version_id, "revision": current, "stats": stats,
-                  "computed_at": timezone.now()},
-    )  # fmt: skip
+        defaults={"version_id": version_id, "revision": current, "stats": stats, "computed_at": timezone.now()},
+    )
     return stats
+
+
+def refresh_stale_match_stats(audience_id: int | None = None) -> int:
+    """The background count (job `activation.match_stats`): one audience, or every audience of the current org whose
+    stored figures are stale; figures that became current meanwhile (another job) are not counted again."""
+    audiences = Audience.objects.all()
+    if audience_id is not None:
+        audiences = audiences.filter(pk=audience_id)
+    else:  # only audiences someone has looked at (they have stored figures): the others are counted on first view
+        audiences = audiences.filter(pk__in=MatchStats.objects.values("audience_id"))
+    current = revision()
+    counted = 0
+    for audience in audiences.order_by("pk"):
+        if not _stored_is_current(MatchStats.objects.filter(audience=audience).first(), audience, current):
+            refresh_match_stats(audience)
+            counted += 1
+    return counted
+
+
+def request_match_refresh(audience_id: int | None) -> bool:
+    """Queue `activation.match_stats` for the current org (after the caller's transaction commits) unless one for the
+    same audience (or for all) is already waiting; returns whether a job was queued."""
+    org = current_org()
+    if org is None:
+        return False
+    waiting = Job.objects.filter(kind=MATCH_JOB, org=org, status=JobStatus.QUEUED)
+    if any(job.params.get("audience_id") in (None, audience_id) for job in waiting):
+        return False
+    job_start(kind=MATCH_JOB, org=org, params={"audience_id": audience_id}, max_attempts=2)
+    return True
+
+
+def match_stats_for_view(audience: Audience) -> dict[str, Any]:
+    """The figures a page or API shows without counting: the stored ones with `state` "current"; when they are stale,
+    the last stored ones with `state` "refreshing" (a background job recounts them); when there are none yet, empty
+    figures with `state` "counting". A page view never waits on the count (3 s at 10M records)."""
+    stored = MatchStats.objects.filter(audience=audience).first()
+    if _stored_is_current(stored, audience, revision()):
+        return {**stored.stats, "state": "current"}  # type: ignore[union-attr]
+    request_match_refresh(audience.pk)
+    # Read again: where the task queue runs jobs synchronously (tests, P360_Q_SYNC) the job has just stored them.
+    fresh = MatchStats.objects.filter(audience=audience).first()
+    if _stored_is_current(fresh, audience, revision()):
+        return {**fresh.stats, "state": "current"}  # type: ignore[union-attr]
+    if fresh is not None:
+        return {**fresh.stats, "state": "refreshing"}
+    return {"records": None, "mapped": None, "opted_out": None, "pending": None, "due": None, "match_rate": None,
+            "computed_at": None, "state": "counting"}  # fmt: skip
 
 
 def compute_match_stats(audience: Audience | None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from p360.core.jobs.services import JobContext, JobError, job_handler
 
 @job_handler("activation.uid2_map", title="UID2 mapping")
 def uid2_map_job(ctx: JobContext, audience_id: int | None = None, due_only: bool = False) -> dict[str, Any]:
-    from activation.identities import map_identities
+    from activation.identities import map_identities, refresh_stale_match_stats
     from activation.uid2 import Uid2Error, Uid2Settings
     from audiences.models import Audience
 
@@ -23,11 +23,24 @@ def uid2_map_job(ctx: JobContext, audience_id: int | None = None, due_only: bool
         result = map_identities(audience=audience, due_only=due_only, conf=conf, progress=ctx.progress)
     except Uid2Error as exc:
         raise JobError(str(exc)) from exc
+    refresh_stale_match_stats()  # the identities changed: the stored figures of every viewed audience, here (a job)
     ctx.log(
         f"UID2: {result['mapped']} mapped, {result['opted_out']} opted out, {result['unmapped']} unmapped, "
         f"match rate {result['match_rate']:.1%}"
     )
     return result
+
+
+@job_handler("activation.match_stats", title="UID2 match figures")
+def match_stats_job(ctx: JobContext, audience_id: int | None = None) -> dict[str, Any]:
+    """Recount stored UID2 match figures that went stale (one audience, or all of the org's when `audience_id` is
+    None), so the audience page shows them without counting (queued by the page and after records or identities
+    change)."""
+    from activation.identities import refresh_stale_match_stats
+
+    counted = refresh_stale_match_stats(audience_id)
+    ctx.log(f"UID2 match figures recounted for {counted} audience(s)")
+    return {"audiences": counted}
 
 
 @job_handler("activation.deliver", title="Audience delivery")

@@ -13,6 +13,8 @@ from django.http import HttpRequest
 from django.template.loader import render_to_string
 
 from activation.admin_ui import cross_org_deliveries, deliveries_kpi
+from activation.identities import request_match_refresh
+from activation.models import MatchStats
 from activation.selectors import audience_activation, audience_usages
 from p360.core import registry
 from tenants.access import orgs_visible_to
@@ -65,7 +67,7 @@ def _audience_panel(request: HttpRequest | None, audience: Any) -> str:
     org = getattr(request, "org", None)
     context = {
         "a": data,
-        "match_percent": f"{100 * data['match_rate']:.1f}%",
+        "match_percent": f"{100 * data['match_rate']:.1f}%" if data["match_rate"] is not None else "",
         "activation_base": f"/o/{org.slug}/activation/" if org is not None else "",
     }
     return render_to_string("activation/_panel.html", context, request=request)
@@ -85,3 +87,13 @@ def _activation_demo(orgs: list[Any], created: dict[str, int]) -> dict[str, int]
 
 # after the builder's demo audiences (order 500), which the destination carries
 registry.register_demo_loader(key="activation", order=650, load=_activation_demo)
+
+
+def _records_changed(audience_id: int) -> None:
+    """An audience's records changed: recount its stored match figures in a job (after the commit), so the next view
+    of its page reads them instead of counting. An audience never viewed has none and is counted on first view."""
+    if MatchStats.objects.filter(audience_id=audience_id).exists():
+        request_match_refresh(audience_id)
+
+
+registry.register_hook("audience_records_changed", key="activation.match_stats", fn=_records_changed)

@@ -8,7 +8,7 @@ from django.db.models import Count
 
 from activation.delivery import next_delivery_at
 from activation.exports import segment_id
-from activation.identities import match_stats
+from activation.identities import match_stats_for_view
 from activation.models import Delivery, DeliveryStatus, Destination, IcpSeed, TtdMember, TtdMemberStatus
 from activation.services import config, destination_snapshot
 from activation.ttd import NAME_MAX
@@ -75,8 +75,9 @@ def config_row() -> dict[str, Any]:
 
 
 def audience_activation(audience: Audience) -> dict[str, Any]:
-    """The Activation panel / API: match rate, destinations carrying the audience, last and next delivery."""
-    stats = match_stats(audience)
+    """The Activation panel / API: match rate, destinations carrying the audience, last and next delivery. The match
+    figures are the stored ones (`uid2.state`: current, refreshing while a job recounts them, or counting)."""
+    stats = match_stats_for_view(audience)
     destinations = [d for d in Destination.objects.filter(audiences=audience).order_by("name")]
     rows: list[dict[str, Any]] = []
     for d in destinations:

@@ -67,6 +67,7 @@ from audiences.models import (
     ImportMode,
     ImportStatus,
 )
+from p360.core import registry
 from p360.core.audit.services import record
 from p360.core.intake.files import FileRejected, inspect_file
 from p360.core.intake.reader import QUARANTINE_SCHEMA, ROW, RestartCarefully
@@ -343,6 +344,7 @@ def _finish_version(
     audience.record_count = version.record_count
     audience.status = AudienceStatus.READY
     audience.save(update_fields=["current_version", "record_count", "status", "updated_at"])
+    registry.call_hooks("audience_records_changed", audience_id=audience.pk)
     record(
         action="audience_import.succeeded",
         org=current_org(),

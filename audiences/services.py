@@ -20,6 +20,7 @@ from audiences.models import (
     MappingTemplate,
     VersionStatus,
 )
+from p360.core import registry
 from p360.core.audit.services import delete_with_audit, record
 from p360.core.jobs.dispatch import org_task
 from p360.core.jobs.services import job_run_inline, job_start
@@ -280,6 +281,7 @@ def version_restore(*, version: AudienceVersion, actor: User | None) -> Audience
     audience.current_version = version
     audience.record_count = version.record_count
     audience.save(update_fields=["current_version", "record_count", "updated_at"])
+    registry.call_hooks("audience_records_changed", audience_id=audience.pk)
     record(
         action="audience.version_restored",
         actor=actor,

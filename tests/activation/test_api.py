@@ -97,8 +97,11 @@ def test_config_deliveries_and_audience_activation(login: Any, super_admin: Any,
     assert paged["count"] == 2 and [d["status"] for d in paged["results"]] == ["dry_run"] and paged["previous"]
     assert admin.get("/o/acme/api/v1/deliveries?limit=-1").status_code == 400
     assert admin.get("/o/acme/api/v1/deliveries?destination=nope").status_code == 404
+    with django_capture_on_commit_callbacks(execute=True):  # the first read queues the count (a job, run at once here)
+        counting = admin.get(f"/o/acme/api/v1/audiences/{audience.pk}/activation").json()
+    assert counting["uid2"]["state"] == "counting" and counting["match_rate"] is None
     act = admin.get(f"/o/acme/api/v1/audiences/{audience.pk}/activation").json()
-    assert act["match_rate"] == round(1 / 30, 4) and act["uid2"]["mapped"] == 1
+    assert act["match_rate"] == round(1 / 30, 4) and act["uid2"]["mapped"] == 1 and act["uid2"]["state"] == "current"
     assert act["destinations"][0]["name"] == "LR" and act["last_delivery"]["status"] == "sent"
     assert act["next_delivery_at"] is not None
     missing = admin.get("/o/acme/api/v1/audiences/987654/activation")

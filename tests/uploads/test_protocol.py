@@ -351,6 +351,31 @@ def test_a_checksum_mismatch_is_460_and_the_chunk_is_discarded(login, acme_marke
     assert tus_patch(client, url, 4, b"efgh", **{"Upload-Checksum": f"{algorithm} {right}"}).status_code == 204
 
 
+def test_a_large_chunk_is_verified_and_hashed_in_one_pass_and_a_mismatch_still_discards_it(
+    login, acme_marketer, upload_dirs, django_capture_on_commit_callbacks
+):
+    """A chunk of several MiB crosses the early-writeback points (its first MiBs are already on their way to disk when
+    the checksum turns out wrong): the part file still goes back to the committed offset, and the retried chunk
+    completes the file with the running SHA-256 of exactly the accepted bytes."""
+    from p360.core.uploads import services
+
+    client = login(acme_marketer)
+    head, chunk = os.urandom(1000), os.urandom(2 * services.WRITEBACK_BYTES + 12345)
+    url = tus_create(client, size=len(head) + len(chunk))["Location"]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tus_patch(client, url, 0, head).status_code == 204
+    wrong = base64.b64encode(hashlib.sha1(chunk[:-1]).digest()).decode()
+    response = tus_patch(client, url, len(head), chunk, **{"Upload-Checksum": f"sha1 {wrong}"})
+    assert response.status_code == 460 and _error(response)["code"] == "checksum_mismatch"
+    upload = _upload(_id(url))
+    assert upload.offset == len(head)
+    assert (upload_dirs / "uploads" / "org_acme" / f"{upload.pk}.part").read_bytes() == head
+    right = base64.b64encode(hashlib.sha1(chunk).digest()).decode()
+    assert tus_patch(client, url, len(head), chunk, **{"Upload-Checksum": f"sha1 {right}"}).status_code == 204
+    upload = _upload(_id(url))
+    assert upload.status == UploadStatus.COMPLETE and upload.sha256 == hashlib.sha256(head + chunk).hexdigest()
+
+
 @pytest.mark.parametrize("header", ["md5 rL0Y20zC+Fzt72VPzMSk2A==", "sha1 not-base64!!", "sha256 YWJj"])
 def test_unsupported_or_malformed_checksums_are_400(login, acme_marketer, header):
     client = login(acme_marketer)
