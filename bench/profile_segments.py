@@ -20,7 +20,6 @@ import secrets
 import sys
 import time
 
-
 from bench import bench_segments as bs
 from bench.common import backend_cpu_s, setup_database
 
@@ -33,19 +32,56 @@ def _variant(new: bool) -> None:
 
 
 def _explain_next() -> None:
-    """Print EXPLAIN (ANALYZE, BUFFERS) of the evaluator's chunk statement (run in a savepoint, rolled back)."""
+    """Backend CPU of the evaluator's chunk statement and of variants with a part cut out (each run 5 times in a
+    rolled-back savepoint, interleaved), then EXPLAIN (ANALYZE, BUFFERS) of the real one (`--explain`)."""
     from django.db import connection, transaction
 
     from segments import evaluator
 
     real = evaluator._evaluate_table
+    sql = evaluator.EVALUATE_TOUCHED_SQL
+    membership = (
+        "(SELECT m.entered_at FROM segments_membership m WHERE m.segment_id = a.segment_id AND m.user_id = a.user_id)"
+    )
+    variants = {
+        "current": sql,
+        "no membership lookup": sql.replace(membership, "NULL::timestamptz"),
+        "no writes": sql[: sql.index(", w AS (")] + " SELECT count(*) FROM j",
+        "update by ctid": sql.replace("s.writer AS s_writer,", "s.writer AS s_writer, s.ctid AS s_ctid,")
+        .replace("s_n IS NOT NULL AS existed", "s_n IS NOT NULL AS existed, s_ctid")
+        .replace(
+            "FROM w WHERE w.existed AND ws.segment_id",
+            "FROM w WHERE w.existed AND ws.ctid = w.s_ctid AND ws.segment_id",
+        ),
+        "no update (insert/delete kept)": sql.replace("FROM w WHERE w.existed AND", "FROM w WHERE false AND"),
+        "no added agg (all read whole)": sql.replace(
+            "p.inc0 AND NOT coalesce(ad.unsure, false) AS forward", "false AS forward"
+        ),
+    }
 
     def explained(cursor, now, timer, touched=False):  # type: ignore[no-untyped-def]
         params = {"now": now, "horizon": now + evaluator.FUTURE_SKEW}
+        cpu: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(5):
+            for name, text in variants.items():
+                try:
+                    with transaction.atomic(), connection.cursor() as c:
+                        c.execute("SET LOCAL enable_sort = off; SET LOCAL work_mem = '64MB'")
+                        t0 = backend_cpu_s()
+                        c.execute(text, params)
+                        c.fetchall()
+                        cpu[name].append(backend_cpu_s() - t0)
+                        raise RuntimeError("rollback")
+                except RuntimeError:
+                    pass
+        for name, values in cpu.items():
+            print(
+                f"   {name:32s} {sorted(values)[2] * 1000:6.0f} ms median backend CPU ({[round(v * 1000) for v in values]})"
+            )
         try:
             with transaction.atomic(), connection.cursor() as c:
                 c.execute("SET LOCAL enable_sort = off; SET LOCAL work_mem = '64MB'")
-                c.execute("EXPLAIN (ANALYZE, BUFFERS) " + evaluator.EVALUATE_TOUCHED_SQL, params)
+                c.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
                 print("\n".join(r[0] for r in c.fetchall()))
                 raise RuntimeError("rollback")
         except RuntimeError:
@@ -67,11 +103,40 @@ def _old_storage(schema: str) -> None:
 OLD_STORAGE: list[str] = ['ALTER TABLE "{schema}".segments_windowstate RESET (fillfactor)']
 
 
+STATEMENT_CPU: dict[str, float] = {}
+
+
+def _time_statements() -> None:
+    """Backend CPU per statement kind (first words of the SQL), summed over the run (`--statements`)."""
+    import psutil
+    from django.db import connection
+    from django.db.backends import utils
+
+    real = utils.CursorWrapper.execute
+    proc: list[psutil.Process] = []
+
+    def timed(self, sql, params=None):  # type: ignore[no-untyped-def]
+        if not proc:
+            with connection.cursor() as c:
+                c.cursor.execute("SELECT pg_backend_pid()")
+                proc.append(psutil.Process(c.cursor.fetchone()[0]))
+        t0 = sum(proc[0].cpu_times()[:2])
+        try:
+            return real(self, sql, params)
+        finally:
+            key = " ".join(str(sql).split())[:70]
+            STATEMENT_CPU[key] = STATEMENT_CPU.get(key, 0.0) + sum(proc[0].cpu_times()[:2]) - t0
+
+    utils.CursorWrapper.execute = timed  # type: ignore[method-assign]
+
+
 def main() -> int:
     args = sys.argv[1:]
     batches = int(next((a for a in args if a.isdigit()), "20"))
     ab, prof = "--ab" in args, "--cprofile" in args
     setup_database()
+    if "--statements" in args:
+        _time_statements()
     from django.db import connection
     from django_tenants.utils import schema_context
 
@@ -81,7 +146,9 @@ def main() -> int:
     token = secrets.token_hex(3)
     labels = ["A", "B"] if ab else ["B"]
     orgs = {
-        label: org_create(slug=f"prof-seg-{token}-{label.lower()}", name=f"Prof {label}", ttd_advertiser_id=f"ps{token}{label}")
+        label: org_create(
+            slug=f"prof-seg-{token}-{label.lower()}", name=f"Prof {label}", ttd_advertiser_id=f"ps{token}{label}"
+        )
         for label in labels
     }
     if ab:
@@ -98,7 +165,7 @@ def main() -> int:
             for label in labels if n % 2 == 0 else labels[::-1]:
                 org = orgs[label]
                 _variant(label == "B")
-                last = n == len(bodies) - 1 and label == "B"
+                last = n == int(os.environ.get("PROFILE_BATCH", len(bodies) - 1)) and label == "B"
                 if "--explain" in args and last:
                     _explain_next()
                 profiler = cProfile.Profile() if prof and last else None
@@ -142,6 +209,8 @@ def main() -> int:
                     f"{per[3]:.0f} = {sum(per[:4]):.0f} ms CPU per 10K; wall {per[4]:.0f} ms"
                 )
         print(f"load {os.getloadavg()}")
+        for key, cpu in sorted(STATEMENT_CPU.items(), key=lambda kv: -kv[1])[:25]:
+            print(f"  {cpu * 1000 / max(1, len(bodies) * len(labels)):7.1f} ms/batch  {key}")
         connection.set_schema_to_public()  # type: ignore[attr-defined]
         with connection.cursor() as cursor:
             cursor.execute(
