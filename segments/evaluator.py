@@ -648,6 +648,30 @@ WHERE segments_userprofile.last_active_at IS NULL OR segments_userprofile.last_a
 """
 
 
+# The same in one pass over the users with one index probe each: the upsert above locks every existing profile it
+# meets (ON CONFLICT DO UPDATE locks the row before its WHERE is judged: a WAL record per user of the batch, nearly
+# all of them when users come back), where only those whose last_active_at moves need a write. The probe is a
+# LATERAL with LIMIT (never a hash join over every profile). A profile inserted concurrently (a PUT of the profile)
+# is met by the conflict clause as before.
+PROFILES_PROBED_SQL = f"""
+WITH t AS MATERIALIZED (
+    SELECT g.user_id, g.seen, p.found, p.last
+    FROM (SELECT user_id, max(event_time) AS seen FROM {TOUCHED} GROUP BY user_id) g
+    LEFT JOIN LATERAL (
+        SELECT true AS found, u.last_active_at AS last FROM segments_userprofile u WHERE u.user_id = g.user_id LIMIT 1
+    ) p ON true
+), moved AS (
+    UPDATE segments_userprofile u SET last_active_at = t.seen FROM t
+    WHERE t.found AND (t.last IS NULL OR t.last < t.seen) AND u.user_id = t.user_id
+      AND (u.last_active_at IS NULL OR u.last_active_at < t.seen)
+)
+INSERT INTO segments_userprofile (user_id, email, phone, device_tokens, attributes, created_at, last_active_at)
+SELECT user_id, '', '', '[]'::jsonb, '{{}}'::jsonb, %s, seen FROM t WHERE found IS NULL ORDER BY user_id
+ON CONFLICT (user_id) DO UPDATE SET last_active_at = EXCLUDED.last_active_at
+WHERE segments_userprofile.last_active_at IS NULL OR segments_userprofile.last_active_at < EXCLUDED.last_active_at
+"""
+
+
 def wake_evaluator() -> None:
     """Tell a waiting `segments_timers` loop that a batch is queued (outside a transaction: NOTIFY is sent at
     commit, and the batch is already committed)."""
@@ -687,7 +711,7 @@ def evaluate_pending(
             cursor.execute(f"SELECT user_id, count(DISTINCT event_type) FROM {TOUCHED} GROUP BY user_id")
             users = cursor.fetchall()
             lock_users(row[0] for row in users)
-            cursor.execute(PROFILES_SQL, [when])
+            cursor.execute(PROFILES_PROBED_SQL if FAST_EVAL else PROFILES_SQL, [when])
             outcome = evaluate_touched(fresh=sum(row[1] for row in users), now=when)
             cursor.execute(f"DELETE FROM {PENDING_TABLE} WHERE id = ANY(%s)", [ids])
         total.transitions.extend(outcome.transitions)

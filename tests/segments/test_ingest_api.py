@@ -204,3 +204,18 @@ def test_each_event_maintains_two_btrees_and_the_time_ranges_are_brin(acme, acme
         (True, "btree", "(user_id, event_type, event_time)"),
     ]
     assert set(storage.values()) == {"e"}, storage  # the queue row's arrays are not compressed (they live a second)
+
+
+def test_profiles_are_created_and_last_active_only_moves_forward(acme, acme_marketer, login):
+    from segments.models import UserProfile
+
+    client = login(acme_marketer)
+    first, older, newer = ago(seconds=30), ago(seconds=90), ago(seconds=2)
+    post_events(client, [event("p1", when=first), event("p2", when=older)])
+    with schema_context(schema_of("acme")):
+        seen = dict(UserProfile.objects.values_list("user_id", "last_active_at"))
+    assert seen == {"p1": first, "p2": older}
+    post_events(client, [event("p1", when=older), event("p2", when=newer), event("p3", when=newer)])
+    with schema_context(schema_of("acme")):
+        seen = dict(UserProfile.objects.values_list("user_id", "last_active_at"))
+    assert seen == {"p1": first, "p2": newer, "p3": newer}
