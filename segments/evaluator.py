@@ -339,7 +339,8 @@ def _ledger_row(
     reason: str,
     at: datetime,
 ) -> Transition:
-    return Transition(None, seg, user, kind, entered, exited, version, event_id, reason, at)
+    # the stubs plugin misreads positional model arguments; LEDGER_FIELDS above checks the order at import
+    return Transition(None, seg, user, kind, entered, exited, version, event_id, reason, at)  # type: ignore[misc]
 
 
 def _ledger_row_by_name(
