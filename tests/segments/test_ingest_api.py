@@ -70,6 +70,25 @@ def test_resending_a_batch_doubles_nothing(acme, acme_marketer, login):
     assert post_events(client, [moved]).json()["duplicates"] == 1
 
 
+def test_a_batch_mixing_seen_and_new_ids_stores_only_the_new_ones(acme, acme_marketer, login):
+    """The plain insert of a batch of new ids fails on the seen one; the savepoint's fallback stores the others once,
+    keeping the day partition created for them before the savepoint."""
+    from segments import events as events_mod
+
+    assert events_mod.FAST_STORE
+    client = login(acme_marketer)
+    seen = event("u1")
+    assert post_events(client, [seen]).json()["accepted"] == 1
+    old_day = event("u2", when=ago(days=9, seconds=5))
+    body = post_events(client, [event("u3"), seen, old_day, event("u3", "clicks")]).json()
+    assert body == {"accepted": 3, "duplicates": 1, "rejected": []}
+    assert _count("acme") == 4
+    assert _count("acme", "segments_event_id") == 4
+    again = post_events(client, [old_day, event("u4")]).json()
+    assert (again["accepted"], again["duplicates"]) == (1, 1)
+    assert _count("acme") == 5
+
+
 def test_events_land_in_day_partitions_created_on_demand(acme, acme_marketer, login):
     client = login(acme_marketer)
     post_events(client, [event("u1", when=ago(days=d, seconds=5)) for d in (0, 1, 2)])
@@ -185,3 +204,18 @@ def test_each_event_maintains_two_btrees_and_the_time_ranges_are_brin(acme, acme
         (True, "btree", "(user_id, event_type, event_time)"),
     ]
     assert set(storage.values()) == {"e"}, storage  # the queue row's arrays are not compressed (they live a second)
+
+
+def test_profiles_are_created_and_last_active_only_moves_forward(acme, acme_marketer, login):
+    from segments.models import UserProfile
+
+    client = login(acme_marketer)
+    first, older, newer = ago(seconds=30), ago(seconds=90), ago(seconds=2)
+    post_events(client, [event("p1", when=first), event("p2", when=older)])
+    with schema_context(schema_of("acme")):
+        seen = dict(UserProfile.objects.values_list("user_id", "last_active_at"))
+    assert seen == {"p1": first, "p2": older}
+    post_events(client, [event("p1", when=older), event("p2", when=newer), event("p3", when=newer)])
+    with schema_context(schema_of("acme")):
+        seen = dict(UserProfile.objects.values_list("user_id", "last_active_at"))
+    assert seen == {"p1": first, "p2": newer, "p3": newer}

@@ -1,0 +1,230 @@
+"""Segments ingest + evaluation profiling with same-run A/B (issue 13, session 9).
+
+    python -m bench.profile_segments [batches] [--ab] [--cprofile]
+
+Posts 10K-event batches through POST /events (the test client, as bench_segments does; batches over
+SEGMENTS_EVALUATE_INLINE_MAX are queued) and evaluates each one with `evaluate_pending` in this process, measuring
+per batch: API Python CPU, API PostgreSQL backend CPU, evaluator Python CPU, evaluator PostgreSQL CPU. With `--ab`
+batches alternate between variant A (the old code paths, `segments.events.FAST_STORE = False`,
+`segments.evaluator.FAST_EVAL = False`) and B (the new ones) on the same data, so both see the same machine.
+`--cprofile` prints the top functions of the API and the evaluator for one batch.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import json
+import os
+import pstats
+import secrets
+import sys
+import time
+
+from bench import bench_segments as bs
+from bench.common import backend_cpu_s, setup_database
+
+
+def _variant(new: bool) -> None:
+    from segments import evaluator, events
+
+    events.FAST_STORE = new
+    evaluator.FAST_EVAL = new
+
+
+def _explain_next() -> None:
+    """Backend CPU of the evaluator's chunk statement and of variants with a part cut out (each run 5 times in a
+    rolled-back savepoint, interleaved), then EXPLAIN (ANALYZE, BUFFERS) of the real one (`--explain`)."""
+    from django.db import connection, transaction
+
+    from segments import evaluator
+
+    real = evaluator._evaluate_table
+    sql = evaluator.EVALUATE_TOUCHED_SQL
+    membership = (
+        "(SELECT m.entered_at FROM segments_membership m WHERE m.segment_id = a.segment_id AND m.user_id = a.user_id)"
+    )
+    variants = {
+        "current": sql,
+        "no membership lookup": sql.replace(membership, "NULL::timestamptz"),
+        "no writes": sql[: sql.index(", w AS (")] + " SELECT count(*) FROM j",
+        "update by ctid": sql.replace("s.writer AS s_writer,", "s.writer AS s_writer, s.ctid AS s_ctid,")
+        .replace("s_n IS NOT NULL AS existed", "s_n IS NOT NULL AS existed, s_ctid")
+        .replace(
+            "FROM w WHERE w.existed AND ws.segment_id",
+            "FROM w WHERE w.existed AND ws.ctid = w.s_ctid AND ws.segment_id",
+        ),
+        "no update (insert/delete kept)": sql.replace("FROM w WHERE w.existed AND", "FROM w WHERE false AND"),
+        "no added agg (all read whole)": sql.replace(
+            "p.inc0 AND NOT coalesce(ad.unsure, false) AS forward", "false AS forward"
+        ),
+    }
+
+    def explained(cursor, now, timer, touched=False):  # type: ignore[no-untyped-def]
+        params = {"now": now, "horizon": now + evaluator.FUTURE_SKEW}
+        cpu: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(5):
+            for name, text in variants.items():
+                try:
+                    with transaction.atomic(), connection.cursor() as c:
+                        c.execute("SET LOCAL enable_sort = off; SET LOCAL work_mem = '64MB'")
+                        t0 = backend_cpu_s()
+                        c.execute(text, params)
+                        c.fetchall()
+                        cpu[name].append(backend_cpu_s() - t0)
+                        raise RuntimeError("rollback")
+                except RuntimeError:
+                    pass
+        for name, values in cpu.items():
+            print(
+                f"   {name:32s} {sorted(values)[2] * 1000:6.0f} ms median backend CPU ({[round(v * 1000) for v in values]})"
+            )
+        try:
+            with transaction.atomic(), connection.cursor() as c:
+                c.execute("SET LOCAL enable_sort = off; SET LOCAL work_mem = '64MB'")
+                c.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
+                print("\n".join(r[0] for r in c.fetchall()))
+                raise RuntimeError("rollback")
+        except RuntimeError:
+            pass
+        return real(cursor, now, timer, touched)
+
+    evaluator._evaluate_table = explained  # type: ignore[assignment]
+
+
+def _old_storage(schema: str) -> None:
+    """Org A gets the storage settings before this session's migration (reversed by hand for the A/B)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for sql in OLD_STORAGE:
+            cursor.execute(sql.format(schema=schema))
+
+
+OLD_STORAGE: list[str] = ['ALTER TABLE "{schema}".segments_windowstate RESET (fillfactor)']
+
+
+STATEMENT_CPU: dict[str, float] = {}
+
+
+def _time_statements() -> None:
+    """Backend CPU per statement kind (first words of the SQL), summed over the run (`--statements`)."""
+    import psutil
+    from django.db import connection
+    from django.db.backends import utils
+
+    real = utils.CursorWrapper.execute
+    proc: list[psutil.Process] = []
+
+    def timed(self, sql, params=None):  # type: ignore[no-untyped-def]
+        if not proc:
+            with connection.cursor() as c:
+                c.cursor.execute("SELECT pg_backend_pid()")
+                proc.append(psutil.Process(c.cursor.fetchone()[0]))
+        t0 = sum(proc[0].cpu_times()[:2])
+        try:
+            return real(self, sql, params)
+        finally:
+            key = " ".join(str(sql).split())[:70]
+            STATEMENT_CPU[key] = STATEMENT_CPU.get(key, 0.0) + sum(proc[0].cpu_times()[:2]) - t0
+
+    utils.CursorWrapper.execute = timed  # type: ignore[method-assign]
+
+
+def main() -> int:
+    args = sys.argv[1:]
+    batches = int(next((a for a in args if a.isdigit()), "20"))
+    ab, prof = "--ab" in args, "--cprofile" in args
+    setup_database()
+    if "--statements" in args:
+        _time_statements()
+    from django.db import connection
+    from django_tenants.utils import schema_context
+
+    from segments.evaluator import evaluate_pending
+    from tenants.services import org_create
+
+    token = secrets.token_hex(3)
+    labels = ["A", "B"] if ab else ["B"]
+    orgs = {
+        label: org_create(
+            slug=f"prof-seg-{token}-{label.lower()}", name=f"Prof {label}", ttd_advertiser_id=f"ps{token}{label}"
+        )
+        for label in labels
+    }
+    if ab:
+        _old_storage(orgs["A"].schema_name)
+    events = bs._events(batches * bs.BATCH, "p", users=10_000)
+    bodies = [json.dumps({"events": events[o : o + bs.BATCH]}) for o in range(0, len(events), bs.BATCH)]
+    sums: dict[str, list[float]] = {label: [0.0] * 5 for label in labels}
+    try:
+        client = bs._client(orgs[labels[0]])
+        for org in orgs.values():
+            with schema_context(org.schema_name):
+                bs._segments(8)
+        for n, body in enumerate(bodies):
+            for label in labels if n % 2 == 0 else labels[::-1]:
+                org = orgs[label]
+                _variant(label == "B")
+                last = n == int(os.environ.get("PROFILE_BATCH", len(bodies) - 1)) and label == "B"
+                if "--explain" in args and last:
+                    _explain_next()
+                profiler = cProfile.Profile() if prof and last else None
+                connection.set_schema_to_public()  # type: ignore[attr-defined]
+                wall0, cpu0, pg0 = time.perf_counter(), time.process_time(), backend_cpu_s()
+                if profiler:
+                    profiler.enable()
+                response = client.post(f"/o/{org.slug}/api/v1/events", body, content_type="application/json")
+                if profiler:
+                    profiler.disable()
+                assert response.status_code == 202, response.content[:300]
+                cpu1, pg1 = time.process_time(), backend_cpu_s()
+                eprof = cProfile.Profile() if profiler else None
+                with schema_context(org.schema_name):
+                    if eprof:
+                        eprof.enable()
+                    outcome = evaluate_pending()
+                    if eprof:
+                        eprof.disable()
+                    cpu2, pg2 = time.process_time(), backend_cpu_s()
+                wall = time.perf_counter() - wall0
+                parts = [cpu1 - cpu0, pg1 - pg0, cpu2 - cpu1, pg2 - pg1, wall]
+                if n >= 2:  # the first batches create partitions and window states: warm-up
+                    sums[label] = [a + b for a, b in zip(sums[label], parts, strict=True)]
+                print(
+                    f"{n:3d} {label} api py {parts[0] * 1000:6.0f} pg {parts[1] * 1000:6.0f} | eval py "
+                    f"{parts[2] * 1000:6.0f} pg {parts[3] * 1000:6.0f} | wall {wall * 1000:6.0f} ms "
+                    f"| {len(outcome.transitions)} transitions, {outcome.pairs} pairs | load {os.getloadavg()[0]:.2f}",
+                    flush=True,
+                )
+                if profiler and eprof:
+                    for name, p in (("API", profiler), ("evaluator", eprof)):
+                        print(f"--- {name}")
+                        pstats.Stats(p).sort_stats("tottime").print_stats(25)
+        count = max(0, len(bodies) - 2)
+        for label, values in sums.items():
+            if count:
+                per = [v / count * 1000 for v in values]
+                print(
+                    f"{label} mean of {count}: api py {per[0]:.0f} + pg {per[1]:.0f} | eval py {per[2]:.0f} + pg "
+                    f"{per[3]:.0f} = {sum(per[:4]):.0f} ms CPU per 10K; wall {per[4]:.0f} ms"
+                )
+        print(f"load {os.getloadavg()}")
+        for key, cpu in sorted(STATEMENT_CPU.items(), key=lambda kv: -kv[1])[:25]:
+            print(f"  {cpu * 1000 / max(1, len(bodies) * len(labels)):7.1f} ms/batch  {key}")
+        connection.set_schema_to_public()  # type: ignore[attr-defined]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT schemaname, relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del FROM pg_stat_user_tables "
+                "WHERE schemaname = ANY(%s) AND n_tup_upd + n_tup_del > 0 ORDER BY relname, schemaname",
+                [[org.schema_name for org in orgs.values()]],
+            )
+            for row in cursor.fetchall():
+                print("  ", row)
+    finally:
+        for org in orgs.values():
+            bs._drop(org)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
