@@ -208,6 +208,11 @@ def _phases(import_id: int) -> str:
     ]
     if "copy_workers" in cpu:
         phases.append(f"COPY workers' own CPU {cpu['copy_workers']:.1f}")
+    peaks = quality.get("peak_rss_mb", {})
+    if peaks:  # sampled while each phase ran: where the process's peak is
+        phases.append(
+            "peak RSS by phase " + ", ".join(f"{n} {mb:,} MB" for n, mb in sorted(peaks.items(), key=lambda i: -i[1]))
+        )
     return ", ".join(phases)
 
 

@@ -143,3 +143,33 @@ def test_a_file_read_in_small_batches_loads_exactly_the_first_of_each_key(
         assert got == expected
     # the stream gave up on the colliding hashes only (a@x.com and b@x.com share one in the first file)
     assert staged_runs == (["people-0.csv", "people-1.csv"] if colliding else [])
+
+
+def test_the_peak_inside_a_phase_is_recorded_though_it_is_gone_by_its_end() -> None:
+    # The end-of-phase RSS missed the 10M import's spike; the sampler sees what a phase held while it ran.
+    import threading
+    import time
+
+    from audiences.import_stage import Staged
+
+    staged = Staged()
+    with staged.phase("warm"):
+        pass
+    with staged.phase("spike"):
+        block = np.ones(300 << 20, dtype=np.uint8)  # 300 MB, touched
+        time.sleep(0.3)
+        del block
+    staged.stop_sampling()
+    assert staged.peak_memory["spike"] >= staged.memory["spike"] + 200
+    assert not any(t.name == "import-rss" and t.is_alive() for t in threading.enumerate())
+
+
+@pytest.mark.django_db
+def test_an_import_reports_its_peak_memory_by_phase(tmp_path: Path) -> None:
+    path = tmp_path / "peak.csv"
+    path.write_text("Email,Score\n" + "".join(f"p{i}@x.com,{i}\n" for i in range(200)))
+    result = _import(path, "Peaks by phase", "replace")
+    with schema_context("org_acme"):
+        quality = AudienceImport.objects.get(pk=result["import_id"]).quality
+    assert result["rows_loaded"] == 200
+    assert quality["peak_rss_mb"] and all(mb > 0 for mb in quality["peak_rss_mb"].values())
