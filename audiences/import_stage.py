@@ -11,9 +11,8 @@ row's dedupe key stays in memory for the dedupe step. Returns a `Staged` value; 
 
 from __future__ import annotations
 
-import threading
+import resource
 import time
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,7 +31,6 @@ if TYPE_CHECKING:
     from p360.core.jobs.services import JobContext
 
 KEY = "__key"
-RSS_SAMPLE_SECONDS = 0.02
 HASH_SEED = 360
 
 
@@ -53,37 +51,33 @@ class Staged:
     # is also given apart (`copy_workers`, set by the pipeline).
     cpu: dict[str, float] = field(default_factory=dict)
     memory: dict[str, int] = field(default_factory=dict)  # MB of RSS seen at the end of each phase
-    # The highest RSS (MB) sampled while each phase ran (`between`: outside every phase), every RSS_SAMPLE_SECONDS
-    # on a helper thread: a peak inside a phase is gone by its end (the 10M import's unexplained 3.3 GB).
+    # Where the process's peak RSS was reached: the kernel's high-water mark (VmHWM, exact, no sampling) read as
+    # each phase starts and ends; a phase (or `before` the first phase, or `between` two) that raised it is
+    # recorded with the mark it left, in MB. The end-of-phase RSS never saw the 10M import's 3.3 GB peak.
     peak_memory: dict[str, int] = field(default_factory=dict)
-    _current: str = "between"
-    _sampler: threading.Thread | None = None
+    _mark: int | None = None  # the high-water mark when the last phase ended (None before the first phase)
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
         """Time a phase (shown in the report, so slow imports can be explained)."""
         start, cpu = time.perf_counter(), time.process_time()
-        if self._sampler is None:
-            self._sampler = threading.Thread(target=_sample_rss, args=(weakref.ref(self),), daemon=True)
-            self._sampler.name = "import-rss"
-            self._sampler.start()
-        outer, self._current = self._current, name
+        self.note_peak("before" if self._mark is None else "between")
         try:
             yield
         finally:
-            self._current = outer
+            self.note_peak(name)
             self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
             # CPU too: wall time on a busy machine says little about what a phase costs
             self.cpu[name] = round(self.cpu.get(name, 0.0) + time.process_time() - cpu, 3)
             rss = psutil.Process().memory_info().rss // (1 << 20)
             self.memory[name] = max(self.memory.get(name, 0), rss)
 
-    def stop_sampling(self) -> None:
-        """Stop the RSS sampler (it also stops by itself once this value is gone)."""
-        sampler, self._sampler = self._sampler, None
-        self._current = "stopped"
-        if sampler is not None:
-            sampler.join()
+    def note_peak(self, where: str) -> None:
+        """Attribute any rise of the high-water mark since the last look to `where`."""
+        mark = peak_rss_mb()
+        if mark > (self._mark or 0):
+            self.peak_memory[where] = max(self.peak_memory.get(where, 0), mark)
+        self._mark = max(mark, self._mark or 0)
 
     def reset(self) -> None:
         for part in self.parts:
@@ -92,16 +86,16 @@ class Staged:
         self.timings, self.cpu = {}, {}
 
 
-def _sample_rss(ref: weakref.ref[Staged]) -> None:
-    """Record the process's RSS into the running phase's peak until the Staged value stops it or is gone."""
-    process = psutil.Process()
-    while (staged := ref()) is not None and staged._current != "stopped":
-        rss = process.memory_info().rss // (1 << 20)
-        phase = staged._current
-        if rss > staged.peak_memory.get(phase, 0):
-            staged.peak_memory[phase] = rss
-        del staged
-        time.sleep(RSS_SAMPLE_SECONDS)
+def peak_rss_mb() -> int:
+    """The process's peak RSS so far in MB: VmHWM from /proc (Linux), else getrusage's ru_maxrss."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
 def default_dedupe_key(mapping: dict[str, str]) -> str:

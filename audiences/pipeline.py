@@ -320,7 +320,7 @@ def _finish_version(
         figures = quality(version.pk, staged, written, quarantine)  # one scan: counts and completeness
         version.record_count = figures["records_in_version"]
         version.save(update_fields=["record_count"])
-    staged.stop_sampling()
+    staged.note_peak("between")
     imp.rows_read = staged.rows_read
     imp.rows_quarantined = quarantine.height
     imp.duplicates = plan.duplicates

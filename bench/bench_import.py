@@ -209,7 +209,7 @@ def _phases(import_id: int) -> str:
     if "copy_workers" in cpu:
         phases.append(f"COPY workers' own CPU {cpu['copy_workers']:.1f}")
     peaks = quality.get("peak_rss_mb", {})
-    if peaks:  # sampled while each phase ran: where the process's peak is
+    if peaks:  # where the process's high-water mark rose (before / between phases, or in one), and to what
         phases.append(
             "peak RSS by phase " + ", ".join(f"{n} {mb:,} MB" for n, mb in sorted(peaks.items(), key=lambda i: -i[1]))
         )
