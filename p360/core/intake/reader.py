@@ -165,7 +165,7 @@ class DelimitedReader:
         yield from self._careful_batches()
 
     def _fast_batches(self) -> Iterator[pl.DataFrame]:
-        """Batches of at most `chunk_size` rows, parsed block by block (whole lines, about `block_bytes` each).
+        """Batches of `chunk_size` rows, parsed block by block (whole lines, about `block_bytes` each).
 
         polars' streaming reader (`scan_csv(...).collect_batches()`) parsed ahead of a slow consumer without a
         bound (a 4M-row file: +400 MB while its batches waited to be normalised), the likely cause of the 10M
@@ -177,13 +177,25 @@ class DelimitedReader:
             blocks = self._blocks()
             first = next(blocks, None)
             pending = pool.submit(self._parse_block, *first, skip) if first is not None else None
+            # Rows are handed on in batches of exactly `chunk_size` (the last one shorter) whatever the blocks hold:
+            # normalising costs a fixed amount per batch, so smaller batches cost CPU.
+            held: list[pl.DataFrame] = []
+            count = 0
             while pending is not None:
                 frame = pending.result()
                 following = next(blocks, None)
                 pending = pool.submit(self._parse_block, *following, skip) if following is not None else None
-                for offset in range(0, frame.height, self.chunk_size):
-                    yield frame.slice(offset, self.chunk_size)
+                held.append(frame)
+                count += frame.height
                 del frame
+                while count >= self.chunk_size:
+                    rows = pl.concat(held) if len(held) > 1 else held[0]
+                    yield rows.slice(0, self.chunk_size)
+                    rest = rows.slice(self.chunk_size)
+                    held, count = ([rest] if rest.height else []), rest.height
+                    del rows, rest
+            if count:
+                yield pl.concat(held) if len(held) > 1 else held[0]
 
     def _blocks(self) -> Iterator[tuple[bytes, int, int]]:
         """(bytes, line number of its first line, physical lines in it): whole lines after the header."""
