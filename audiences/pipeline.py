@@ -321,6 +321,7 @@ def _finish_version(
         figures = quality(version.pk, staged, written, quarantine)  # one scan: counts and completeness
         version.record_count = figures["records_in_version"]
         version.save(update_fields=["record_count"])
+    staged.note_peak("between")
     imp.rows_read = staged.rows_read
     imp.rows_quarantined = quarantine.height
     imp.duplicates = plan.duplicates
@@ -333,6 +334,7 @@ def _finish_version(
         "timings": staged.timings,
         "cpu_seconds": staged.cpu,
         "rss_mb": staged.memory,
+        "peak_rss_mb": staged.peak_memory,
     }
     imp.quarantine_file = quarantine_name
     imp.version = version

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import psutil
 import pytest
 from django.core.management import call_command
 from django_tenants.utils import schema_context
@@ -143,3 +144,31 @@ def test_a_file_read_in_small_batches_loads_exactly_the_first_of_each_key(
         assert got == expected
     # the stream gave up on the colliding hashes only (a@x.com and b@x.com share one in the first file)
     assert staged_runs == (["people-0.csv", "people-1.csv"] if colliding else [])
+
+
+def test_the_peak_inside_a_phase_is_recorded_though_it_is_gone_by_its_end() -> None:
+    # The end-of-phase RSS missed the 10M import's peak; the high-water mark names the phase that raised it.
+    from audiences.import_stage import Staged, peak_rss_mb
+
+    staged = Staged()
+    with staged.phase("warm"):
+        pass
+    rss = psutil.Process().memory_info().rss // (1 << 20)
+    with staged.phase("spike"):
+        block = np.ones((peak_rss_mb() - rss + 300) << 20, dtype=np.uint8)  # touched: 300 MB over the old mark
+        del block
+    with staged.phase("calm"):
+        pass
+    assert staged.peak_memory["spike"] >= staged.memory["spike"] + 200
+    assert "calm" not in staged.peak_memory and "between" not in staged.peak_memory
+
+
+@pytest.mark.django_db
+def test_an_import_reports_its_peak_memory_by_phase(tmp_path: Path) -> None:
+    path = tmp_path / "peak.csv"
+    path.write_text("Email,Score\n" + "".join(f"p{i}@x.com,{i}\n" for i in range(200)))
+    result = _import(path, "Peaks by phase", "replace")
+    with schema_context("org_acme"):
+        quality = AudienceImport.objects.get(pk=result["import_id"]).quality
+    assert result["rows_loaded"] == 200
+    assert quality["peak_rss_mb"] and all(mb > 0 for mb in quality["peak_rss_mb"].values())

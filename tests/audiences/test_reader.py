@@ -15,10 +15,12 @@ from p360.core.intake.reader import ROW, DelimitedReader, read_header
 
 
 def read(
-    path: Path, *, careful: bool = False, chunk_size: int = 1000
+    path: Path, *, careful: bool = False, chunk_size: int = 1000, block_bytes: int | None = None
 ) -> tuple[pl.DataFrame, dict[int, str], set[int], bool]:
     headers = read_header(path, ",")
     reader = DelimitedReader(path, delimiter=",", headers=headers, chunk_size=chunk_size)
+    if block_bytes is not None:
+        reader.block_bytes = block_bytes
     scan = reader.scan_lines()
     fast = scan.fast
     if careful:
@@ -91,8 +93,9 @@ field_text = st.text(
 @given(
     rows=st.lists(st.lists(field_text, min_size=1, max_size=5), min_size=0, max_size=30),
     width=st.integers(min_value=1, max_value=4),
+    block_bytes=st.sampled_from([1, 7, 64, 1 << 20]),  # the fast path's blocks: one line each up to one block
 )
-def test_fast_and_careful_paths_agree(tmp_path: Path, rows: list[list[str]], width: int) -> None:
+def test_fast_and_careful_paths_agree(tmp_path: Path, rows: list[list[str]], width: int, block_bytes: int) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([f"h{i}" for i in range(width)])
@@ -100,7 +103,7 @@ def test_fast_and_careful_paths_agree(tmp_path: Path, rows: list[list[str]], wid
         writer.writerow(row)
     path = tmp_path / "p.csv"
     path.write_text(buffer.getvalue(), encoding="utf-8")
-    fast_rows, fast_bad, fast_blank, _ = read(path, chunk_size=7)
+    fast_rows, fast_bad, fast_blank, _ = read(path, chunk_size=7, block_bytes=block_bytes)
     careful_rows, careful_bad, careful_blank, _ = read(path, careful=True, chunk_size=7)
     assert fast_rows.to_dicts() == careful_rows.to_dicts()
     assert fast_bad == careful_bad
@@ -124,3 +127,39 @@ def test_a_big_quoted_field_spanning_many_lines_is_one_record(tmp_path: Path) ->
     rows, bad, _, _ = read(path)
     assert rows[ROW].to_list() == [2, 120_004]
     assert bad == {3: "line longer than 1 MiB"}
+
+
+def test_the_fast_path_parses_blocks_on_demand_not_the_whole_file_ahead(tmp_path: Path) -> None:
+    # polars' streaming reader parsed ahead of a slow consumer without a bound (the import's memory peaks);
+    # the block reader parses the block being consumed and at most the next one.
+    path = tmp_path / "f.csv"
+    path.write_text("a,b\n" + "".join(f"{i},x{i}\n" for i in range(1000)))
+    reader = DelimitedReader(path, delimiter=",", headers=["a", "b"], chunk_size=10)
+    reader.block_bytes = 100  # about 12 lines a block: ~90 blocks
+    assert reader.scan_lines().fast
+    parsed: list[int] = []
+    parse = reader._parse_block
+
+    def counting(data: bytes, first_line: int, lines: int, skip: pl.Series) -> pl.DataFrame:
+        parsed.append(first_line)
+        return parse(data, first_line, lines, skip)
+
+    reader._parse_block = counting  # type: ignore[method-assign]
+    batches = reader.batches()
+    first = next(batches)
+    assert first[ROW].to_list()[:3] == [2, 3, 4]
+    assert 1 <= len(parsed) <= 2
+    rest = list(batches)
+    rows = pl.concat([first, *rest])
+    assert rows[ROW].to_list() == list(range(2, 1002))
+    assert rows["b"].to_list() == [f"x{i}" for i in range(1000)]
+    assert len(parsed) > 80 and all(batch.height <= 10 for batch in [first, *rest])
+
+
+def test_a_line_longer_than_a_block_is_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_text("a,b\n1,short\n2," + "y" * 500 + "\n3,end")
+    rows, bad, blank, fast = read(path, block_bytes=16)
+    assert fast and not bad and not blank
+    assert rows[ROW].to_list() == [2, 3, 4]
+    assert rows["b"].to_list() == ["short", "y" * 500, "end"]
