@@ -25,12 +25,15 @@ def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> None:
     from campaigns.models import Campaign
     from tenants.models import Role
     from tenants.services import org_create, user_create
+    from tests import schema_clone
 
     with django_db_blocker.unblock():
         name = connection.settings_dict["NAME"]
         if not name.startswith("test_"):  # pytest-django skipped test-DB setup: never write to a real DB
             pytest.exit(f"refusing to create test fixtures in database {name!r}; mark the tests django_db")
-        acme = org_create(slug="acme", name="Acme Corporation", ttd_advertiser_id="acme01")
+        acme = org_create(slug="acme", name="Acme Corporation", ttd_advertiser_id="acme01")  # migrated: the real path
+        # Every later org of this session replays acme's freshly migrated schema (tests/schema_clone.py).
+        schema_clone.install(acme.schema_name)
         globex = org_create(slug="globex", name="Globex Industries", ttd_advertiser_id="globex01")
         user_create(email="admin@test.local", role=Role.SUPER_ADMIN, password=PASSWORD)
         user_create(email="manager@test.local", role=Role.CAMPAIGN_MANAGER, orgs=[acme], password=PASSWORD)
