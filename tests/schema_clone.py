@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django_tenants.models import TenantMixin
 from django_tenants.utils import schema_exists
 
@@ -114,3 +114,12 @@ def migrations_path() -> Iterator[None]:
 
 def replaying() -> bool:
     return TenantMixin.create_schema is _create_schema_by_replay and _Replay.template is not None
+
+
+def replace_schema(schema: str, *, from_schema: str) -> None:
+    """Make committed `schema` a replay of committed `from_schema` as it is now (e.g. migrated backwards)."""
+    template = template_from(from_schema)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        cursor.execute(template.replace(_PLACEHOLDER, schema))
+    connection.set_schema_to_public()  # type: ignore[attr-defined]
