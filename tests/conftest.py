@@ -1,6 +1,7 @@
 """Shared fixtures: two organisations (acme, globex) with identical primary keys in their schemas,
 and one user per role. Created once per test session in the test database; each test runs in a
-transaction that is rolled back."""
+transaction that is rolled back. acme is migrated the product's way; every later org replays acme's
+freshly migrated schema (tests/schema_clone.py, proven equal by tests/tenants/test_schema_clone.py)."""
 
 from __future__ import annotations
 
