@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import ipaddress
 import math
@@ -32,7 +33,6 @@ import phonenumbers
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute
-from phonenumbers.geodata.locale import LOCALE_DATA
 from polars_hash import CryptographicHashingNameSpace
 
 from audiences.fields import CUSTOM_TYPES, FIELDS_BY_NAME
@@ -343,7 +343,13 @@ def _country_key(value: str) -> str:
     return _COUNTRY_KEY_STRIP_RE.sub("", value.lower().replace("&", "and"))
 
 
-def _country_table() -> dict[str, str]:
+@functools.cache
+def country_table() -> dict[str, str]:
+    """Codes and English names -> alpha-2. Built on first use: phonenumbers' country names come with its whole
+    geocoding package (~0.35 CPU-s of imports), which every process importing this module (each manage.py
+    command, worker and web server) paid at start-up even when it never read a country."""
+    from phonenumbers.geodata.locale import LOCALE_DATA
+
     table: dict[str, str] = {}
     for code, alpha3 in _ALPHA3.items():
         table[_country_key(code)] = code
@@ -364,13 +370,10 @@ def _country_table() -> dict[str, str]:
     return table
 
 
-COUNTRY_TABLE: dict[str, str] = _country_table()
-
-
 def normalize_country(raw: str | None) -> str | None:
     """ISO 3166-1 alpha-2 from an alpha-2 or alpha-3 code or an English (or common) name; None when unknown."""
     value = trim(raw)
-    return None if value is None else COUNTRY_TABLE.get(_country_key(value))
+    return None if value is None else country_table().get(_country_key(value))
 
 
 # --- Numbers ----------------------------------------------------------------------------------------

@@ -36,7 +36,6 @@ from audiences.normalize import (
     _SUFFIX_DIGITS,
     _TRUE,
     _USERINFO_RE_TEXT,
-    COUNTRY_TABLE,
     CUSTOM_TEXT_MAX,
     EMAIL_MAX,
     ERROR_VALUE_CHARS,
@@ -60,6 +59,7 @@ from audiences.normalize import (
     R_POSTAL,
     R_RANGE,
     R_WHOLE,
+    country_table,
     normalize_email,
     normalize_ip,
     normalize_phone,
@@ -319,7 +319,7 @@ def _plan_field(plan: _Plan, field: str, p: str, reason: str, default_country: s
         return _plan_domain(plan, p, t, reason)
     if field == "country":
         key = t.str.to_lowercase().str.replace_all("&", "and", literal=True).str.replace_all(_COUNTRY_KEY_STRIP, "")
-        return {field: _plan_lookup(plan, p, t, reason, key, COUNTRY_TABLE, R_COUNTRY)}
+        return {field: _plan_lookup(plan, p, t, reason, key, country_table(), R_COUNTRY)}
     if field == "maid_type":
         return {field: _plan_lookup(plan, p, t, reason, t.str.to_lowercase(), _MAID_TYPES, R_MAID_TYPE)}
     if field == "maid":

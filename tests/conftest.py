@@ -1,6 +1,7 @@
 """Shared fixtures: two organisations (acme, globex) with identical primary keys in their schemas,
 and one user per role. Created once per test session in the test database; each test runs in a
-transaction that is rolled back."""
+transaction that is rolled back. acme is migrated the product's way; every later org replays acme's
+freshly migrated schema (tests/schema_clone.py, proven equal by tests/tenants/test_schema_clone.py)."""
 
 from __future__ import annotations
 
@@ -25,12 +26,15 @@ def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> None:
     from campaigns.models import Campaign
     from tenants.models import Role
     from tenants.services import org_create, user_create
+    from tests import schema_clone
 
     with django_db_blocker.unblock():
         name = connection.settings_dict["NAME"]
         if not name.startswith("test_"):  # pytest-django skipped test-DB setup: never write to a real DB
             pytest.exit(f"refusing to create test fixtures in database {name!r}; mark the tests django_db")
-        acme = org_create(slug="acme", name="Acme Corporation", ttd_advertiser_id="acme01")
+        acme = org_create(slug="acme", name="Acme Corporation", ttd_advertiser_id="acme01")  # migrated: the real path
+        # Every later org of this session replays acme's freshly migrated schema (tests/schema_clone.py).
+        schema_clone.install(acme.schema_name)
         globex = org_create(slug="globex", name="Globex Industries", ttd_advertiser_id="globex01")
         user_create(email="admin@test.local", role=Role.SUPER_ADMIN, password=PASSWORD)
         user_create(email="manager@test.local", role=Role.CAMPAIGN_MANAGER, orgs=[acme], password=PASSWORD)
@@ -43,6 +47,23 @@ def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> None:
                     Audience.objects.create(name=f"{org.slug}-canary-audience-{index}", record_count=index)
                     Campaign.objects.create(name=f"{org.slug}-canary-campaign-{index}")
         connection.set_schema_to_public()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Modules with a test marked `slow` run first, each module's tests together and in their order.
+
+    With `--dist loadfile --no-loadscope-reorder` (pyproject.toml) the two xdist workers take whole modules
+    from this queue as they free up: the long modules are shared out at the start and the short ones fill
+    in at the end, instead of one worker finishing alone on a two-minute test (tenants/ sorts last).
+    """
+    first_index: dict[str, int] = {}
+    slow: set[str] = set()
+    for index, item in enumerate(items):
+        module = item.nodeid.split("::", 1)[0]
+        first_index.setdefault(module, index)
+        if item.get_closest_marker("slow") is not None:
+            slow.add(module)
+    items.sort(key=lambda item: (item.nodeid.split("::", 1)[0] not in slow, first_index[item.nodeid.split("::", 1)[0]]))
 
 
 @pytest.fixture(autouse=True)

@@ -3,8 +3,9 @@
 Shared (public schema): organisations, users, memberships, ingestion runs. Tenant (org schema): audiences
 (with versions, records and imports), uploads, campaigns, strategies, daily metrics, rollup rows — create them
 inside `schema_context(org.schema_name)`.
-Organisations: a new tenant schema costs ~0.4 s, so `OrganizationFactory(slug="acme")` returns the session's
-org (tests/conftest.py) and only an unknown slug creates one (through `tenants.services.org_create`).
+Organisations: `OrganizationFactory(slug="acme")` returns the session's org (tests/conftest.py) and only an
+unknown slug creates one (through `tenants.services.org_create`, whose schema step replays acme's migrated schema
+in tests: tests/schema_clone.py).
 Objects with a service (campaigns, users) are created through it where the audit row matters: use
 `CampaignFactory.create_via_service(actor=..., **fields)`.
 """

@@ -22,7 +22,7 @@ from tests.activation.conftest import h, person
 from tests.activation.helpers import add_reds_events
 from tests.audiences.builder_helpers import make_imported
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 NAME_FORBIDDEN = set(" !@#$%[]:{}?*\\")
 
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from audiences import records
 from audiences.models import Audience
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
 local = st.sampled_from(["ann", "bob", "cy", "dee", "eve"])
 email = st.one_of(

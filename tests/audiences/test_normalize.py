@@ -197,6 +197,22 @@ def test_country(raw: str, expected: str | None) -> None:
     assert normalize_country(raw) == expected
 
 
+def test_importing_the_normalisers_leaves_phonenumbers_geocoding_data_unloaded() -> None:
+    """Country names come from phonenumbers' geocoding package (~0.35 CPU-s of imports): loaded when a country
+    is first read, not by every process that imports the importer (each manage.py command, worker, server)."""
+    import subprocess
+    import sys
+
+    from tests.cli import ROOT
+
+    probe = (
+        "import sys; import audiences.normalize_batch; loaded = 'phonenumbers.geodata' in sys.modules; "
+        "from audiences.normalize import normalize_country; print(loaded, normalize_country('United Kingdom'))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "GB"]
+
+
 @pytest.mark.parametrize(
     ("raw", "decimal", "integer"),
     [

@@ -7,7 +7,7 @@ from django.db import connection
 
 from tests.cli import run_manage
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
 
 def cli(*args: str):

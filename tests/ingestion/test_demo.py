@@ -14,7 +14,7 @@ from django_tenants.utils import schema_context
 from campaigns.models import Campaign, DailyMetric
 from tenants.models import Organization
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
 
 def test_demo_loads_metrics_from_every_source_idempotently():

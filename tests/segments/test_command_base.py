@@ -13,7 +13,7 @@ from django.db import connection
 from tests.cli import run_manage
 from tests.segments.helpers import create_segment, event, independent
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
 
 def _json(capsys: Any, *args: str) -> Any:

@@ -27,7 +27,7 @@ from django_tenants.utils import schema_context
 
 from tests.segments.helpers import drop_committed_org
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 ROOT = Path(__file__).resolve().parents[2]
 RULES = [  # name, event_type, attribute, property, operator, value, window minutes
     ("cnt", "orders", "count", "value", "gt", 2, 60),

@@ -13,7 +13,7 @@ from django.db import connection
 from tenants.models import Membership, Organization, User
 from tests.cli import run_manage
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
