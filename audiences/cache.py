@@ -500,62 +500,99 @@ class _Coded:
         return self.values.gather(self.codes)
 
 
-def _slice_columns(table: pa.Table, schema: dict[str, Any]) -> dict[str, Any]:
-    """One slice of the records, column by column: strings dictionary-encoded (pyarrow's hash kernel: codes and
-    this slice's distinct values), except nearly unique ones (emails, hashes: coding them buys nothing), which stay
-    text; other columns as polars series of the schema's dtype. The slice's Arrow strings can go as soon as this
-    returns, so the build never holds every string column of 10M records as text (that set the 6 GB peak)."""
+@dataclass
+class _Dictionaries:
+    """The string -> code mapping of each string column, shared by every slice of one read (polars' Categorical
+    categories: a concurrent map, so both read threads code their slices into the same codes as they arrive).
+
+    Issue 17: each slice used to be dictionary-encoded on its own and the slices' dictionaries unified after the read
+    by one more hash pass over all of them: for a column of 2M company names over 10M records a slice's dictionary
+    is nearly the slice (93 % distinct), and that merge cost more than the encoding (synthetic 10M rows, CPU: 2.2 s
+    per slice + 3.1 s merge, against 3.0 s coding into one shared mapping and 0.3 s to list its values)."""
+
+    dtypes: dict[str, pl.Categorical] = field(default_factory=dict)
+    # An empty series of each dtype: polars frees a mapping (and starts a new, empty one) once no series refers to
+    # it, and the slices keep only their physical codes.
+    pins: dict[str, pl.Series] = field(default_factory=dict)
+    text: set[str] = field(default_factory=set)  # columns some slice found nearly unique: every slice keeps text
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def dtype(self, name: str) -> pl.Categorical | None:
+        """The column's shared Categorical (None: the column is kept as text)."""
+        with self.lock:
+            if name in self.text:
+                return None
+            if name not in self.dtypes:
+                self.dtypes[name] = pl.Categorical(pl.Categories.random())  # this read's own: freed with it
+                self.pins[name] = pl.Series([], dtype=self.dtypes[name])
+            return self.dtypes[name]
+
+    def keep_text(self, name: str) -> None:
+        with self.lock:
+            self.text.add(name)  # (its mapping stays pinned: slices coded before this decode through it)
+
+    def values(self, name: str) -> pl.Series:
+        """The column's distinct values, index = code."""
+        with self.lock:
+            dtype = self.dtypes.get(name)
+        return dtype.categories.to_series() if dtype is not None else pl.Series([], dtype=pl.String)
+
+
+@dataclass
+class _SliceCodes:
+    """A slice's string column as codes (UInt32, null where the value is) of its read's shared mapping."""
+
+    codes: pl.Series
+
+
+def _slice_columns(table: pa.Table, schema: dict[str, Any], dictionaries: _Dictionaries) -> dict[str, Any]:
+    """One slice of the records, column by column: strings coded into the read's shared mapping (_Dictionaries),
+    except nearly unique ones (emails, hashes: coding them buys nothing), which stay text; other columns as polars
+    series of the schema's dtype. The slice's Arrow strings can go as soon as this returns, so the build never holds
+    every string column of 10M records as text (that set the 6 GB peak)."""
     out: dict[str, Any] = {}
     for index, (name, dtype) in enumerate(schema.items()):
         # A copy of what is kept: polars would otherwise share the driver's buffers, and one column shared keeps the
         # slice's whole record batches alive (the C data interface releases a batch only with all its columns).
         chunks = table.column(index).chunks
         column = pa.concat_arrays(chunks) if chunks else pa.array([], type=table.schema.field(index).type)
+        series = pl.from_arrow(column)
+        assert isinstance(series, pl.Series)
         if dtype != pl.String:
-            series = pl.from_arrow(column)
-            assert isinstance(series, pl.Series)
             out[name] = series if series.dtype == dtype else series.cast(dtype)
             continue
-        # One array (above): encoded batch by batch, each batch's DictionaryArray would carry the dictionary (copied
-        # by the merge once per batch: 10M records' company names were hashed ten times over).
-        coded = pc.dictionary_encode(column)
-        filled = len(column) - column.null_count
-        if filled > 1000 and len(coded.dictionary) > RAW_SHARE * filled:
-            # Nearly unique: kept as text. Decided on the codes' exact count (an estimate first cost one more hash
-            # pass over every string column of every slice, and near the threshold it could code one slice of a
-            # column and not the next: at 10M about 93 % of a slice's company names are distinct).
-            text = pl.from_arrow(column)
-            assert isinstance(text, pl.Series)
-            out[name] = text.cast(pl.String)
+        text = series.cast(pl.String)
+        shared = dictionaries.dtype(name)
+        if shared is None:
+            out[name] = text
             continue
-        out[name] = coded
+        codes = text.cast(shared).to_physical()
+        filled = len(text) - text.null_count()
+        # Nearly unique (an estimate on the codes is enough: either way the frame is the same, see _merge): kept as
+        # text, and so are the column's later slices (one slice or two of emails go through the mapping, not all).
+        if filled > 1000 and int(codes.approx_n_unique()) > RAW_SHARE * filled:  # type: ignore[arg-type]
+            dictionaries.keep_text(name)
+            out[name] = text
+            continue
+        out[name] = _SliceCodes(codes)
     return out
 
 
-def _merge(pieces: list[Any], dtype: Any) -> Any:
+def _merge(pieces: list[Any], dtype: Any, values: Callable[[], pl.Series]) -> Any:
     """One column from its slices: a series (numbers; strings kept as text in some slice), or `_Coded` (every slice
-    coded: the slices' dictionaries unified by one more hash pass over their distinct values only)."""
+    coded into the read's shared mapping; `values` lists it). Either gives the same frame (see _encode)."""
     if dtype != pl.String:
         return pl.concat(pieces, rechunk=False) if pieces else pl.Series([], dtype=dtype)
-    if pieces and all(isinstance(piece, pa.DictionaryArray) for piece in pieces):
-        dictionaries = [piece.dictionary.cast(pa.large_string()) for piece in pieces]
-        unified = pc.dictionary_encode(pa.concat_arrays(dictionaries))  # a slice's value -> the column's value
-        values, mapping = unified.dictionary, unified.indices
-        starts = np.cumsum([0, *(len(d) for d in dictionaries)])
-        codes = [
-            pc.take(mapping.slice(int(start), len(piece.dictionary)), piece.indices)
-            for start, piece in zip(starts, pieces, strict=False)
-        ]
-        series = pl.from_arrow(pa.chunked_array(codes, type=pa.int32()), rechunk=False)
-        text = pl.from_arrow(values)
-        assert isinstance(series, pl.Series) and isinstance(text, pl.Series)
-        return _Coded(codes=series.cast(pl.UInt32), values=text.cast(pl.String))
+    if pieces and all(isinstance(piece, _SliceCodes) for piece in pieces):
+        codes = pl.concat([piece.codes for piece in pieces], rechunk=False)
+        return _Coded(codes=codes.cast(pl.UInt32), values=values())
+    coded = [piece for piece in pieces if isinstance(piece, _SliceCodes)]
+    known = values() if coded else None
     parts = []
     for piece in pieces:  # some slice kept the column as text: all of it as text
-        if isinstance(piece, pa.DictionaryArray):
-            decoded = pl.from_arrow(pc.take(piece.dictionary, piece.indices).cast(pa.large_string()))
-            assert isinstance(decoded, pl.Series)
-            parts.append(decoded.cast(pl.String))
+        if isinstance(piece, _SliceCodes):
+            assert known is not None
+            parts.append(known.gather(piece.codes))
         else:
             parts.append(piece)
     return pl.concat(parts, rechunk=False) if parts else pl.Series([], dtype=dtype)
@@ -574,8 +611,12 @@ class _Read:
     at_keep: pl.Series | None = None
 
     @classmethod
-    def from_slices(cls, slices: list[dict[str, Any]], schema: dict[str, Any]) -> _Read:
-        columns = {name: _merge([piece[name] for piece in slices], dtype) for name, dtype in schema.items()}
+    def from_slices(cls, slices: list[dict[str, Any]], schema: dict[str, Any], dictionaries: _Dictionaries) -> _Read:
+        """The slices (each coded with `dictionaries`) as one read."""
+        columns = {
+            name: _merge([piece[name] for piece in slices], dtype, lambda name=name: dictionaries.values(name))  # type: ignore[misc]
+            for name, dtype in schema.items()
+        }
         keys = pl.DataFrame([columns[k].alias(k) for k in KEYS])
         if _in_key_order(keys):
             return cls(columns=columns, order=None)
@@ -670,6 +711,7 @@ def _read_records_arrow(select: list[str], schema: dict[str, Any], version_ids: 
     dsn = arrow_reads.conninfo()
     sources = _record_slices(version_ids)
     slices: list[dict[str, Any] | None] = [None] * len(sources)
+    dictionaries = _Dictionaries()
     queue = iter(range(len(sources)))
     queue_lock = threading.Lock()
 
@@ -685,14 +727,14 @@ def _read_records_arrow(select: list[str], schema: dict[str, Any], version_ids: 
                 with db.cursor() as cursor:
                     cursor.execute(f"SELECT {columns} FROM {sources[index]}")
                     table = cursor.fetch_arrow_table()
-                slices[index] = _slice_columns(table, schema)
+                slices[index] = _slice_columns(table, schema, dictionaries)
                 del table
 
     threads = max(1, min(READ_THREADS, len(sources)))
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="builder-read") as pool:
         for future in [pool.submit(reader) for _ in range(threads)]:
             future.result()
-    return _Read.from_slices([piece for piece in slices if piece is not None], schema)
+    return _Read.from_slices([piece for piece in slices if piece is not None], schema, dictionaries)
 
 
 def _read_records_csv(select: list[str], schema: dict[str, Any], ids: str) -> _Read:
@@ -700,7 +742,8 @@ def _read_records_csv(select: list[str], schema: dict[str, Any], ids: str) -> _R
     connection would not see them, and an installation without the ADBC driver reads this way."""
     sql = f"SELECT {', '.join(select)} FROM audiences_record r WHERE r.version_id IN ({ids})"
     frame = _copy_frame(sql, schema)
-    return _Read.from_slices([_slice_columns(frame.to_arrow(), schema)], schema)
+    dictionaries = _Dictionaries()
+    return _Read.from_slices([_slice_columns(frame.to_arrow(), schema, dictionaries)], schema, dictionaries)
 
 
 def _narrow(series: pl.Series) -> pl.Series:
@@ -905,7 +948,7 @@ def build(*, stamp: Stamp | None = None, defer: bool = False) -> Entry:
         }.get(type_name, pl.String)
     # the frame's column order (as one pass built it: stored generations and samples keep it)
     order = ["version_id", *STRING_COLUMNS, *NUMBER_COLUMNS, *(c for c in schema if c.startswith("custom.")), "__rid"]
-    read = _read_records(select, schema, version_ids) if version_ids else _Read.from_slices([], schema)
+    read = _read_records(select, schema, version_ids) if version_ids else _Read.from_slices([], schema, _Dictionaries())
     phase("read")
     sorted_keys = read.sorted_keys()
     records = sorted_keys.with_columns(read.sorted_column("email_normalized")).with_row_index("__i")
@@ -1051,7 +1094,11 @@ class _SecondPass:
     def read(self) -> list[tuple[pl.Series, StringColumn | None]]:
         select = ["r.version_id", "r.row", *[f"r.{c}" for c in DEFERRED]]
         schema: dict[str, Any] = {"version_id": pl.Int64, "row": pl.Int64, **{c: pl.String for c in DEFERRED}}
-        read = _read_records(select, schema, self.version_ids) if self.version_ids else _Read.from_slices([], schema)
+        read = (
+            _read_records(select, schema, self.version_ids)
+            if self.version_ids
+            else _Read.from_slices([], schema, _Dictionaries())
+        )
         # A version is written once: sorted by the same unique key, the positions of the first pass still hold.
         rids = read.take("version_id", self.keep) * (1 << RID_SHIFT) + read.take("row", self.keep)
         if not rids.equals(self.rids, check_names=False):

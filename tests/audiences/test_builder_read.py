@@ -162,23 +162,31 @@ def _versions() -> list[int]:
 
 def test_a_read_out_of_key_order_is_sorted_as_one_in_order() -> None:
     """Issue 17: a scan in (version_id, row) order skips the sort; slices arriving in another order (rows written out
-    of order, several versions) are sorted, and both give the same keys and people's columns."""
+    of order, several versions) are sorted, and both give the same keys and people's columns. Slices share one
+    mapping per column; a column one slice finds nearly unique (`tag`) is text in every slice after it, and a mix of
+    coded and text slices merges to the same text."""
     import pyarrow as pa
 
-    schema: dict[str, Any] = {"version_id": pl.Int64, "row": pl.Int64, "city": pl.String, "n": pl.Int32}
-    rows = [(v, r, f"City {(v * 7 + r) % 13}", (v + r) % 5 or None) for v in (3, 5) for r in range(1500)]
+    schema: dict[str, Any] = {"version_id": pl.Int64, "row": pl.Int64, "city": pl.String, "tag": pl.String}
+    schema["n"] = pl.Int32
+    rows = [(v, r, f"City {(v * 7 + r) % 13}", None, (v + r) % 5 or None) for v in (3, 5) for r in range(1500)]
+    rows = [(*row[:3], f"t{i}" if i < 1200 else "same", row[4]) for i, row in enumerate(rows)]
 
-    def slices(order: list[int]) -> list[dict[str, Any]]:
-        parts = [rows[i : i + 700] for i in range(0, len(rows), 700)]
+    def read(order: list[int]) -> cache._Read:
+        parts = [rows[i : i + 1200] for i in range(0, len(rows), 1200)]
         tables = [pa.table({k: [row[j] for row in parts[i]] for j, k in enumerate(schema)}) for i in order]
-        return [cache._slice_columns(table, schema) for table in tables]
+        shared = cache._Dictionaries()
+        return cache._Read.from_slices(
+            [cache._slice_columns(table, schema, shared) for table in tables], schema, shared
+        )
 
-    ordered = cache._Read.from_slices(slices([0, 1, 2, 3, 4]), schema)
-    shuffled = cache._Read.from_slices(slices([3, 0, 4, 2, 1]), schema)
+    ordered, shuffled = read([0, 1, 2]), read([2, 0, 1])
     assert ordered.order is None and shuffled.order is not None
+    assert isinstance(ordered.columns["city"], cache._Coded) and isinstance(shuffled.columns["city"], cache._Coded)
+    assert isinstance(ordered.columns["tag"], pl.Series) and isinstance(shuffled.columns["tag"], pl.Series)
     assert cache._in_key_order(ordered.sorted_keys()) and ordered.sorted_keys().equals(shuffled.sorted_keys())
-    keep = pl.Series([0, 2, 3, 1499, 1500, 2999], dtype=pl.UInt32)
-    for name in ("city", "n"):
+    keep = pl.Series([0, 2, 3, 1199, 1200, 1499, 1500, 2999], dtype=pl.UInt32)
+    for name in ("city", "tag", "n"):
         a, b = ordered.take(name, keep), shuffled.take(name, keep)
         a, b = (x.decoded() if isinstance(x, cache._Coded) else x for x in (a, b))
         assert a.equals(b) and a.to_list() == [rows[int(i)][list(schema).index(name)] for i in keep]
