@@ -169,8 +169,11 @@ def test_a_read_out_of_key_order_is_sorted_as_one_in_order() -> None:
 
     schema: dict[str, Any] = {"version_id": pl.Int64, "row": pl.Int64, "city": pl.String, "tag": pl.String}
     schema["n"] = pl.Int32
-    rows = [(v, r, f"City {(v * 7 + r) % 13}", None, (v + r) % 5 or None) for v in (3, 5) for r in range(1500)]
-    rows = [(*row[:3], f"t{i}" if i < 1200 else "same", row[4]) for i, row in enumerate(rows)]
+    keys = [(v, r) for v in (3, 5) for r in range(1500)]
+    rows = [
+        (v, r, f"City {(v * 7 + r) % 13}", f"t{i}" if i < 1200 else "same", (v + r) % 5 or None)
+        for i, (v, r) in enumerate(keys)
+    ]
 
     def read(order: list[int]) -> cache._Read:
         parts = [rows[i : i + 1200] for i in range(0, len(rows), 1200)]
