@@ -163,22 +163,20 @@ def _versions() -> list[int]:
 def test_a_read_out_of_key_order_is_sorted_as_one_in_order() -> None:
     """Issue 17: a scan in (version_id, row) order skips the sort; slices arriving in another order (rows written out
     of order, several versions) are sorted, and both give the same keys and people's columns. Slices share one
-    mapping per column; a column one slice finds nearly unique (`tag`) is text in every slice after it, and a mix of
-    coded and text slices merges to the same text."""
+    mapping per column; a column found nearly unique over its first values read (`tag`) is text in every slice after
+    that, and a mix of coded and text slices (the shuffled read codes `tag`'s first 600 values) merges to the same
+    text."""
     import pyarrow as pa
 
     schema: dict[str, Any] = {"version_id": pl.Int64, "row": pl.Int64, "city": pl.String, "tag": pl.String}
     schema["n"] = pl.Int32
     keys = [(v, r) for v in (3, 5) for r in range(1500)]
-    rows = [
-        (v, r, f"City {(v * 7 + r) % 13}", f"t{i}" if i < 1200 else "same", (v + r) % 5 or None)
-        for i, (v, r) in enumerate(keys)
-    ]
+    rows = [(v, r, f"City {(v * 7 + r) % 13}", f"t{i}", (v + r) % 5 or None) for i, (v, r) in enumerate(keys)]
 
     def read(order: list[int]) -> cache._Read:
         parts = [rows[i : i + 1200] for i in range(0, len(rows), 1200)]
         tables = [pa.table({k: [row[j] for row in parts[i]] for j, k in enumerate(schema)}) for i in order]
-        shared = cache._Dictionaries()
+        shared = cache._Dictionaries(settle_rows=1000)  # (tag: text from the first 1000 values read)
         return cache._Read.from_slices(
             [cache._slice_columns(table, schema, shared) for table in tables], schema, shared
         )
@@ -188,6 +186,7 @@ def test_a_read_out_of_key_order_is_sorted_as_one_in_order() -> None:
     assert isinstance(ordered.columns["city"], cache._Coded) and isinstance(shuffled.columns["city"], cache._Coded)
     assert isinstance(ordered.columns["tag"], pl.Series) and isinstance(shuffled.columns["tag"], pl.Series)
     assert cache._in_key_order(ordered.sorted_keys()) and ordered.sorted_keys().equals(shuffled.sorted_keys())
+    assert "tag" in shuffled.columns and "tag" in ordered.columns
     keep = pl.Series([0, 2, 3, 1199, 1200, 1499, 1500, 2999], dtype=pl.UInt32)
     for name in ("city", "tag", "n"):
         a, b = ordered.take(name, keep), shuffled.take(name, keep)
