@@ -486,8 +486,10 @@ def _copy_frame(sql: str, schema: dict[str, Any]) -> pl.DataFrame:
 KEYS = ["version_id", "row"]
 
 
-RAW_SHARE = 0.95  # a string column this distinct over its first SETTLE_ROWS values read is kept as text, not coded
-SETTLE_ROWS = 500_000
+# the identifiers, read as text (the people rule reads email_normalized's text; the others are DEFERRED's)
+TEXT_COLUMNS = frozenset(
+    {"email_normalized", "email", "email_sha256", "phone", "phone_e164", "phone_sha256", "maid", "ip"}
+)
 
 
 @dataclass
@@ -515,11 +517,13 @@ class _Dictionaries:
     # An empty series of each dtype: polars frees a mapping (and starts a new, empty one) once no series refers to
     # it, and the slices keep only their physical codes.
     pins: dict[str, pl.Series] = field(default_factory=dict)
-    text: set[str] = field(default_factory=set)  # columns found nearly unique: every later slice keeps text
+    # Columns kept as text: the identifiers (nearly unique: coding them buys nothing). Every other column is coded,
+    # whatever a slice of it looks like: a slice of 300k records holds ~95-100 % distinct values of a column of 2M
+    # company names over 10M records, as many as emails do, and a column kept as text was hashed again whole after
+    # the read (10M: company and domain, 6.2 of the encode's 10.2 CPU-s). Whether a column ends up an Enum is
+    # decided on the people's values (_encode_coded), so the frame is the same either way.
+    text: frozenset[str] = TEXT_COLUMNS
     lock: threading.Lock = field(default_factory=threading.Lock)
-    settle_rows: int = SETTLE_ROWS
-    filled: dict[str, int] = field(default_factory=dict)  # values coded so far, per column
-    size: dict[str, int] = field(default_factory=dict)  # the mapping's size so far (codes are given in order)
 
     def dtype(self, name: str) -> pl.Categorical | None:
         """The column's shared Categorical (None: the column is kept as text)."""
@@ -530,24 +534,6 @@ class _Dictionaries:
                 self.dtypes[name] = pl.Categorical(pl.Categories.random())  # this read's own: freed with it
                 self.pins[name] = pl.Series([], dtype=self.dtypes[name])
             return self.dtypes[name]
-
-    def nearly_unique(self, name: str, codes: pl.Series) -> bool:
-        """After coding a slice: whether the column looks nearly unique over the values coded so far (then it is
-        kept as text from now on; its mapping stays pinned, the slices coded before decode through it).
-
-        Decided over SETTLE_ROWS values, not per slice: a slice of 300k records holds ~93-96 % distinct values of
-        a column of 2M company names over 10M records, as many as emails do, and a column kept as text in some
-        slice is hashed again whole after the read (10M: company and domain, 6.2 of the encode's 10.2 CPU-s)."""
-        filled = codes.len() - codes.null_count()
-        top = codes.max()
-        with self.lock:
-            self.filled[name] = self.filled.get(name, 0) + filled
-            self.size[name] = max(self.size.get(name, 0), 0 if top is None else int(top) + 1)  # type: ignore[arg-type]
-            seen = self.filled[name]
-            if seen >= self.settle_rows and self.size[name] > RAW_SHARE * seen:
-                self.text.add(name)
-                return True
-        return False
 
     def values(self, name: str) -> pl.Series:
         """The column's distinct values, index = code."""
@@ -584,31 +570,20 @@ def _slice_columns(table: pa.Table, schema: dict[str, Any], dictionaries: _Dicti
         if shared is None:
             out[name] = text
             continue
-        codes = text.cast(shared).to_physical()
-        # Nearly unique (either way the frame is the same, see _merge): kept as text, and so are the column's later
-        # slices (the first SETTLE_ROWS emails or so go through the mapping, not all of them).
-        out[name] = text if dictionaries.nearly_unique(name, codes) else _SliceCodes(codes)
+        out[name] = _SliceCodes(text.cast(shared).to_physical())
     return out
 
 
 def _merge(pieces: list[Any], dtype: Any, values: Callable[[], pl.Series]) -> Any:
-    """One column from its slices: a series (numbers; strings kept as text in some slice), or `_Coded` (every slice
-    coded into the read's shared mapping; `values` lists it). Either gives the same frame (see _encode)."""
+    """One column from its slices: a series (numbers; TEXT_COLUMNS), or `_Coded` (every slice coded into the read's
+    shared mapping; `values` lists it). Either gives the same frame (see _encode)."""
     if dtype != pl.String:
         return pl.concat(pieces, rechunk=False) if pieces else pl.Series([], dtype=dtype)
     if pieces and all(isinstance(piece, _SliceCodes) for piece in pieces):
         codes = pl.concat([piece.codes for piece in pieces], rechunk=False)
         return _Coded(codes=codes.cast(pl.UInt32), values=values())
-    coded = [piece for piece in pieces if isinstance(piece, _SliceCodes)]
-    known = values() if coded else None
-    parts = []
-    for piece in pieces:  # some slice kept the column as text: all of it as text
-        if isinstance(piece, _SliceCodes):
-            assert known is not None
-            parts.append(known.gather(piece.codes))
-        else:
-            parts.append(piece)
-    return pl.concat(parts, rechunk=False) if parts else pl.Series([], dtype=dtype)
+    assert not any(isinstance(piece, _SliceCodes) for piece in pieces)  # a column is text in every slice or none
+    return pl.concat(pieces, rechunk=False) if pieces else pl.Series([], dtype=dtype)
 
 
 @dataclass
