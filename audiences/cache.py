@@ -486,7 +486,10 @@ def _copy_frame(sql: str, schema: dict[str, Any]) -> pl.DataFrame:
 KEYS = ["version_id", "row"]
 
 
-RAW_SHARE = 0.95  # a slice's string column this distinct (and over 1000 rows) is kept as text, not coded
+# the identifiers, read as text (the people rule reads email_normalized's text; the others are DEFERRED's)
+TEXT_COLUMNS = frozenset(
+    {"email_normalized", "email", "email_sha256", "phone", "phone_e164", "phone_sha256", "maid", "ip"}
+)
 
 
 @dataclass
@@ -500,62 +503,87 @@ class _Coded:
         return self.values.gather(self.codes)
 
 
-def _slice_columns(table: pa.Table, schema: dict[str, Any]) -> dict[str, Any]:
-    """One slice of the records, column by column: strings dictionary-encoded (pyarrow's hash kernel: codes and
-    this slice's distinct values), except nearly unique ones (emails, hashes: coding them buys nothing), which stay
-    text; other columns as polars series of the schema's dtype. The slice's Arrow strings can go as soon as this
-    returns, so the build never holds every string column of 10M records as text (that set the 6 GB peak)."""
+@dataclass
+class _Dictionaries:
+    """The string -> code mapping of each string column, shared by every slice of one read (polars' Categorical
+    categories: a concurrent map, so both read threads code their slices into the same codes as they arrive).
+
+    Issue 17: each slice used to be dictionary-encoded on its own and the slices' dictionaries unified after the read
+    by one more hash pass over all of them: for a column of 2M company names over 10M records a slice's dictionary
+    is nearly the slice (93 % distinct), and that merge cost more than the encoding (synthetic 10M rows, CPU: 2.2 s
+    per slice + 3.1 s merge, against 3.0 s coding into one shared mapping and 0.3 s to list its values)."""
+
+    dtypes: dict[str, pl.Categorical] = field(default_factory=dict)
+    # An empty series of each dtype: polars frees a mapping (and starts a new, empty one) once no series refers to
+    # it, and the slices keep only their physical codes.
+    pins: dict[str, pl.Series] = field(default_factory=dict)
+    # Columns kept as text: the identifiers (nearly unique: coding them buys nothing). Every other column is coded,
+    # whatever a slice of it looks like: a slice of 300k records holds ~95-100 % distinct values of a column of 2M
+    # company names over 10M records, as many as emails do, and a column kept as text was hashed again whole after
+    # the read (10M: company and domain, 6.2 of the encode's 10.2 CPU-s). Whether a column ends up an Enum is
+    # decided on the people's values (_encode_coded), so the frame is the same either way.
+    text: frozenset[str] = TEXT_COLUMNS
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def dtype(self, name: str) -> pl.Categorical | None:
+        """The column's shared Categorical (None: the column is kept as text)."""
+        with self.lock:
+            if name in self.text:
+                return None
+            if name not in self.dtypes:
+                self.dtypes[name] = pl.Categorical(pl.Categories.random())  # this read's own: freed with it
+                self.pins[name] = pl.Series([], dtype=self.dtypes[name])
+            return self.dtypes[name]
+
+    def values(self, name: str) -> pl.Series:
+        """The column's distinct values, index = code."""
+        with self.lock:
+            dtype = self.dtypes.get(name)
+        return dtype.categories.to_series() if dtype is not None else pl.Series([], dtype=pl.String)
+
+
+@dataclass
+class _SliceCodes:
+    """A slice's string column as codes (UInt32, null where the value is) of its read's shared mapping."""
+
+    codes: pl.Series
+
+
+def _slice_columns(table: pa.Table, schema: dict[str, Any], dictionaries: _Dictionaries) -> dict[str, Any]:
+    """One slice of the records, column by column: strings coded into the read's shared mapping (_Dictionaries),
+    except nearly unique ones (emails, hashes: coding them buys nothing), which stay text; other columns as polars
+    series of the schema's dtype. The slice's Arrow strings can go as soon as this returns, so the build never holds
+    every string column of 10M records as text (that set the 6 GB peak)."""
     out: dict[str, Any] = {}
     for index, (name, dtype) in enumerate(schema.items()):
         # A copy of what is kept: polars would otherwise share the driver's buffers, and one column shared keeps the
         # slice's whole record batches alive (the C data interface releases a batch only with all its columns).
         chunks = table.column(index).chunks
         column = pa.concat_arrays(chunks) if chunks else pa.array([], type=table.schema.field(index).type)
+        series = pl.from_arrow(column)
+        assert isinstance(series, pl.Series)
         if dtype != pl.String:
-            series = pl.from_arrow(column)
-            assert isinstance(series, pl.Series)
             out[name] = series if series.dtype == dtype else series.cast(dtype)
             continue
-        filled = len(column) - column.null_count
-        if filled > 1000:
-            text = pl.from_arrow(column)
-            assert isinstance(text, pl.Series)
-            if int(text.approx_n_unique()) > RAW_SHARE * filled:  # type: ignore[arg-type]
-                out[name] = text.cast(pl.String)
-                continue
-        # One array (above): encoded batch by batch, each batch's DictionaryArray would carry the dictionary (copied
-        # by the merge once per batch: 10M records' company names were hashed ten times over).
-        out[name] = pc.dictionary_encode(column)
+        text = series.cast(pl.String)
+        shared = dictionaries.dtype(name)
+        if shared is None:
+            out[name] = text
+            continue
+        out[name] = _SliceCodes(text.cast(shared).to_physical())
     return out
 
 
-def _merge(pieces: list[Any], dtype: Any) -> Any:
-    """One column from its slices: a series (numbers; strings kept as text in some slice), or `_Coded` (every slice
-    coded: the slices' dictionaries unified by one more hash pass over their distinct values only)."""
+def _merge(pieces: list[Any], dtype: Any, values: Callable[[], pl.Series]) -> Any:
+    """One column from its slices: a series (numbers; TEXT_COLUMNS), or `_Coded` (every slice coded into the read's
+    shared mapping; `values` lists it). Either gives the same frame (see _encode)."""
     if dtype != pl.String:
         return pl.concat(pieces, rechunk=False) if pieces else pl.Series([], dtype=dtype)
-    if pieces and all(isinstance(piece, pa.DictionaryArray) for piece in pieces):
-        dictionaries = [piece.dictionary.cast(pa.large_string()) for piece in pieces]
-        unified = pc.dictionary_encode(pa.concat_arrays(dictionaries))  # a slice's value -> the column's value
-        values, mapping = unified.dictionary, unified.indices
-        starts = np.cumsum([0, *(len(d) for d in dictionaries)])
-        codes = [
-            pc.take(mapping.slice(int(start), len(piece.dictionary)), piece.indices)
-            for start, piece in zip(starts, pieces, strict=False)
-        ]
-        series = pl.from_arrow(pa.chunked_array(codes, type=pa.int32()), rechunk=False)
-        text = pl.from_arrow(values)
-        assert isinstance(series, pl.Series) and isinstance(text, pl.Series)
-        return _Coded(codes=series.cast(pl.UInt32), values=text.cast(pl.String))
-    parts = []
-    for piece in pieces:  # some slice kept the column as text: all of it as text
-        if isinstance(piece, pa.DictionaryArray):
-            decoded = pl.from_arrow(pc.take(piece.dictionary, piece.indices).cast(pa.large_string()))
-            assert isinstance(decoded, pl.Series)
-            parts.append(decoded.cast(pl.String))
-        else:
-            parts.append(piece)
-    return pl.concat(parts, rechunk=False) if parts else pl.Series([], dtype=dtype)
+    if pieces and all(isinstance(piece, _SliceCodes) for piece in pieces):
+        codes = pl.concat([piece.codes for piece in pieces], rechunk=False)
+        return _Coded(codes=codes.cast(pl.UInt32), values=values())
+    assert not any(isinstance(piece, _SliceCodes) for piece in pieces)  # a column is text in every slice or none
+    return pl.concat(pieces, rechunk=False) if pieces else pl.Series([], dtype=dtype)
 
 
 @dataclass
@@ -565,24 +593,32 @@ class _Read:
     never holds a sorted copy of every column beside the read one (that set the 10M build's peak)."""
 
     columns: dict[str, Any]
-    order: pl.Series
+    order: pl.Series | None  # None: the scan order is the key order already (no sort, no gathers through it)
     lock: threading.Lock = field(default_factory=threading.Lock)
     at: pl.Series | None = None
     at_keep: pl.Series | None = None
 
     @classmethod
-    def from_slices(cls, slices: list[dict[str, Any]], schema: dict[str, Any]) -> _Read:
-        columns = {name: _merge([piece[name] for piece in slices], dtype) for name, dtype in schema.items()}
+    def from_slices(cls, slices: list[dict[str, Any]], schema: dict[str, Any], dictionaries: _Dictionaries) -> _Read:
+        """The slices (each coded with `dictionaries`) as one read."""
+        columns = {
+            name: _merge([piece[name] for piece in slices], dtype, lambda name=name: dictionaries.values(name))  # type: ignore[misc]
+            for name, dtype in schema.items()
+        }
         keys = pl.DataFrame([columns[k].alias(k) for k in KEYS])
+        if _in_key_order(keys):
+            return cls(columns=columns, order=None)
         return cls(columns=columns, order=keys.select(pl.arg_sort_by(KEYS)).to_series())
 
     def sorted_keys(self) -> pl.DataFrame:
+        if self.order is None:
+            return pl.DataFrame([self.columns[k].alias(k) for k in KEYS])
         return pl.DataFrame([self.columns[k].gather(self.order).alias(k) for k in KEYS])
 
     def sorted_column(self, name: str) -> pl.Series:
         column = self.columns[name]
         text = column.decoded() if isinstance(column, _Coded) else column
-        return text.gather(self.order).alias(name)
+        return text.alias(name) if self.order is None else text.gather(self.order).alias(name)
 
     def take(self, name: str, keep: pl.Series) -> Any:
         """The column at the sorted positions `keep` (a series, or `_Coded` with gathered codes), removed from the
@@ -590,7 +626,7 @@ class _Read:
         column = self.drop(name)
         with self.lock:  # the read positions of the people, computed once for every column
             if self.at is None or self.at_keep is not keep:
-                self.at, self.at_keep = self.order.gather(keep), keep
+                self.at, self.at_keep = (keep if self.order is None else self.order.gather(keep)), keep
             at = self.at
         if isinstance(column, _Coded):
             return _Coded(codes=column.codes.gather(at), values=column.values)
@@ -599,6 +635,16 @@ class _Read:
     def drop(self, name: str) -> Any:
         with self.lock:
             return self.columns.pop(name)
+
+
+def _in_key_order(keys: pl.DataFrame) -> bool:
+    """Whether the rows are sorted by (version_id, row) as read: a version's pages hold its rows in the order they
+    were written, so a page-ordered scan usually is (then the 10M-row two-key sort and the gathers through it go)."""
+    if keys.height < 2:
+        return True
+    version, row = pl.col("version_id"), pl.col("row")
+    ascending = (version.diff() > 0) | ((version.diff() == 0) & (row.diff() > 0))
+    return bool(keys.select(ascending.slice(1).all()).item())
 
 
 def _read_records(select: list[str], schema: dict[str, Any], version_ids: list[int]) -> _Read:
@@ -652,16 +698,31 @@ def _read_records_arrow(select: list[str], schema: dict[str, Any], version_ids: 
     columns = ", ".join(f"{expression} AS c{i}" for i, expression in enumerate(select))
     dsn = arrow_reads.conninfo()
     sources = _record_slices(version_ids)
+    slices: list[dict[str, Any] | None] = [None] * len(sources)
+    dictionaries = _Dictionaries()
+    queue = iter(range(len(sources)))
+    queue_lock = threading.Lock()
 
-    def read(source: str) -> dict[str, Any]:
-        with arrow_reads.connect(dsn) as db, db.cursor() as cursor:
-            cursor.execute(f"SELECT {columns} FROM {source}")
-            table = cursor.fetch_arrow_table()
-        return _slice_columns(table, schema)
+    def reader() -> None:
+        # One connection per thread for all its slices: an ADBC connect cost ~0.1 CPU-s here (the driver reads the
+        # server's type catalogue) plus a backend start, and a 10M build read ~70 slices over its two passes.
+        with arrow_reads.connect(dsn) as db:
+            while True:
+                with queue_lock:
+                    index = next(queue, None)
+                if index is None:
+                    return
+                with db.cursor() as cursor:
+                    cursor.execute(f"SELECT {columns} FROM {sources[index]}")
+                    table = cursor.fetch_arrow_table()
+                slices[index] = _slice_columns(table, schema, dictionaries)
+                del table
 
-    with ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="builder-read") as pool:
-        slices = list(pool.map(read, sources))
-    return _Read.from_slices(slices, schema)
+    threads = max(1, min(READ_THREADS, len(sources)))
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="builder-read") as pool:
+        for future in [pool.submit(reader) for _ in range(threads)]:
+            future.result()
+    return _Read.from_slices([piece for piece in slices if piece is not None], schema, dictionaries)
 
 
 def _read_records_csv(select: list[str], schema: dict[str, Any], ids: str) -> _Read:
@@ -669,7 +730,8 @@ def _read_records_csv(select: list[str], schema: dict[str, Any], ids: str) -> _R
     connection would not see them, and an installation without the ADBC driver reads this way."""
     sql = f"SELECT {', '.join(select)} FROM audiences_record r WHERE r.version_id IN ({ids})"
     frame = _copy_frame(sql, schema)
-    return _Read.from_slices([_slice_columns(frame.to_arrow(), schema)], schema)
+    dictionaries = _Dictionaries()
+    return _Read.from_slices([_slice_columns(frame.to_arrow(), schema, dictionaries)], schema, dictionaries)
 
 
 def _narrow(series: pl.Series) -> pl.Series:
@@ -695,13 +757,14 @@ def _all_lowercase(series: pl.Series) -> bool:
     return True
 
 
-def _encode(name: str, column: Any) -> tuple[pl.Series, StringColumn | None]:
-    """A column as the frame keeps it: strings as Enum (or String when nearly unique), numbers narrowed."""
+def _encode(name: str, column: Any, *, distinct: int | None = None) -> tuple[pl.Series, StringColumn | None]:
+    """A column as the frame keeps it: strings as Enum (or String when nearly unique), numbers narrowed.
+    `distinct`: the column's exact number of distinct values (nulls one) when the caller knows it."""
     if isinstance(column, _Coded):
         return _encode_coded(name, column)
     series = column
     if series.dtype == pl.String:
-        if name in ALWAYS_ENUM or not _nearly_unique(series):
+        if name in ALWAYS_ENUM or not _nearly_unique(series, distinct):
             return _as_enum(series)
         return series, StringColumn(lowercase=_all_lowercase(series))
     if name == "version_id":
@@ -736,17 +799,20 @@ def _encode_coded(name: str, column: _Coded, *, enum: bool = False) -> tuple[pl.
     return encoded, StringColumn(lowered_categories=lowered, categories=categories)
 
 
-def _nearly_unique(series: pl.Series) -> bool:
+def _nearly_unique(series: pl.Series, distinct: int | None = None) -> bool:
     """More distinct values than ENUM_MAX_SHARE of the rows (and over 1000): kept as String, not Enum.
 
     All values are counted: a sample cannot tell an identifier from a column with millions of values repeated a few
     times each (2M companies over 10M people look 95 % distinct in a 200k-row sample), and the latter must be an Enum.
+    `distinct` (exact, nulls one) when known: the people rule counts the distinct emails anyway.
     """
     if series.len() <= 1000:
         return False
+    threshold = max(1000, ENUM_MAX_SHARE * series.len())
+    if distinct is not None:
+        return distinct > threshold
     # An estimate first (HyperLogLog: no hash table of 10M strings); the exact count only near the threshold.
     # Either answer gives the same counts; the choice only decides how the column is stored.
-    threshold = max(1000, ENUM_MAX_SHARE * series.len())
     estimate = int(series.approx_n_unique())  # type: ignore[arg-type]
     if estimate > 1.5 * threshold:
         return True
@@ -818,8 +884,10 @@ def bombora_long(frame: pl.DataFrame, strings: dict[str, StringColumn], week: An
     return _scores_by_code(frame, strings, week, None)
 
 
-DEFERRED = ("email", "email_sha256")  # near-unique strings no people rule reads: read after the rest (build())
-PRESENT = "__present:"  # the first pass's `<column> IS NOT NULL` of a deferred column
+# Near-unique identifiers no people rule reads: read after the rest (build()). Conditions on them are mostly null
+# tests, which their presence answers exactly meanwhile; any other condition on one waits for the second pass.
+DEFERRED = ("email", "email_sha256", "phone", "phone_e164", "phone_sha256", "maid", "ip")
+PRESENT = "__present"  # the first pass's presence of the deferred columns: bit k set when DEFERRED[k] IS NOT NULL
 
 
 def build(*, stamp: Stamp | None = None, defer: bool = False) -> Entry:
@@ -854,9 +922,10 @@ def build(*, stamp: Stamp | None = None, defer: bool = False) -> Entry:
     schema: dict[str, Any] = {"version_id": pl.Int64, "row": pl.Int64}
     schema.update({c: pl.String for c in first_strings})
     schema.update(NUMBER_COLUMNS)
-    for name in DEFERRED:
-        select.append(f"(r.{name} IS NOT NULL)")
-        schema[f"{PRESENT}{name}"] = pl.Boolean
+    # One small integer for every deferred column's presence: a field costs the driver's decode more than its
+    # bytes (2M rows: 0.11 client CPU-s per all-null text column, as much as a filled one).
+    select.append(" | ".join(f"((r.{name} IS NOT NULL)::int << {k})" for k, name in enumerate(DEFERRED)))
+    schema[PRESENT] = pl.Int32
     for key, type_name in custom.items():
         select.append(custom_sql("r", key, type_name))
         schema[f"custom.{key}"] = {
@@ -867,7 +936,7 @@ def build(*, stamp: Stamp | None = None, defer: bool = False) -> Entry:
         }.get(type_name, pl.String)
     # the frame's column order (as one pass built it: stored generations and samples keep it)
     order = ["version_id", *STRING_COLUMNS, *NUMBER_COLUMNS, *(c for c in schema if c.startswith("custom.")), "__rid"]
-    read = _read_records(select, schema, version_ids) if version_ids else _Read.from_slices([], schema)
+    read = _read_records(select, schema, version_ids) if version_ids else _Read.from_slices([], schema, _Dictionaries())
     phase("read")
     sorted_keys = read.sorted_keys()
     records = sorted_keys.with_columns(read.sorted_column("email_normalized")).with_row_index("__i")
@@ -876,16 +945,26 @@ def build(*, stamp: Stamp | None = None, defer: bool = False) -> Entry:
     # Only the four columns the rule reads (sorting every column of 10M rows doubled the build's peak memory). The
     # rows are put in rule order by two integer keys, then the first of each email is kept by hashing (a sort on the
     # 10M email strings themselves took most of this phase).
-    with_email = records.select("email_normalized", "version_id", "row", "__i").filter(
-        pl.col("email_normalized").is_not_null()
-    )
-    representatives = (
-        with_email.sort(["version_id", "row"], descending=[True, False])
-        .unique(subset="email_normalized", keep="first")
-        .get_column("__i")
-    )
-    without_email = records.select("__i", "email_normalized").filter(pl.col("email_normalized").is_null())
-    keep = pl.concat([without_email.get_column("__i"), representatives]).sort()
+    email = pl.col("email_normalized")
+    if len(version_ids) == 1:
+        # One version: the rule's order (most recent version, then first row) is the key order the records are in,
+        # so the representative of an email is its first row: one hash pass, no sort, no concat and re-sort.
+        keep = records.select((email.is_null() | email.is_first_distinct()).arg_true()).to_series().alias("__i")
+        with_email = records.clear().select("email_normalized", "version_id")  # (no email is in two versions)
+        nulls = int(records.get_column("email_normalized").null_count())
+        known_distinct = {"email_normalized": keep.len() - nulls + (1 if nulls else 0)}
+    else:
+        with_email = records.select("email_normalized", "version_id", "row", "__i").filter(email.is_not_null())
+        representatives = (
+            with_email.sort(["version_id", "row"], descending=[True, False])
+            .unique(subset="email_normalized", keep="first")
+            .get_column("__i")
+        )
+        without_email = records.select("__i", "email_normalized").filter(email.is_null())
+        keep = pl.concat([without_email.get_column("__i"), representatives]).sort()
+        # the people's distinct emails, known exactly (one person per email; the nulls count as one value)
+        known_distinct = {"email_normalized": representatives.len() + (1 if without_email.height else 0)}
+        del without_email, representatives
     # Imported-audience membership: the representative's version, plus other versions holding the same email.
     # (With one imported audience no email is in two versions: skip two more hash passes over the emails.)
     pairs = with_email.select("email_normalized", "version_id")
@@ -900,16 +979,18 @@ def build(*, stamp: Stamp | None = None, defer: bool = False) -> Entry:
             ((pl.col("version_id") == vid) | pl.col("email_normalized").is_in(emails.implode())).fill_null(False)
         ).to_series()
         imported_masks[audience_id] = mask.alias(audience_column(audience_id))
-    del records, with_email, without_email, pairs, shared
+    del records, with_email, pairs, shared
     phase("people")
     # Narrow types; strings to Enum where it pays.
     strings: dict[str, StringColumn] = {}
     columns: list[pl.Series] = []
     height = universe.height
-    names = [name for name in schema if name != "row" and not name.startswith(PRESENT)] + ["__rid"]
+    names = [name for name in schema if name not in ("row", PRESENT)] + ["__rid"]
 
     def encode(name: str, universe: pl.DataFrame = universe, read: _Read = read) -> Any:
-        return _encode(name, universe.get_column(name) if name in universe.columns else read.take(name, keep))
+        if name in universe.columns:
+            return _encode(name, universe.get_column(name), distinct=known_distinct.get(name))
+        return _encode(name, read.take(name, keep))
 
     # One column per task on two threads: most of these string kernels run on one core each.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="builder-encode") as pool:
@@ -919,7 +1000,9 @@ def build(*, stamp: Stamp | None = None, defer: bool = False) -> Entry:
             strings[name] = info
         columns.append(series)
     frame = pl.DataFrame(columns)
-    presence = {name: _presence(read.take(f"{PRESENT}{name}", keep)) for name in DEFERRED}
+    present = read.take(PRESENT, keep)
+    presence = {name: _presence((present & (1 << k)) != 0) for k, name in enumerate(DEFERRED)}
+    del present
     rids = universe.get_column("__rid")
     del read, universe, encode  # (encode's defaults hold them too)
     phase("encode")
@@ -999,7 +1082,11 @@ class _SecondPass:
     def read(self) -> list[tuple[pl.Series, StringColumn | None]]:
         select = ["r.version_id", "r.row", *[f"r.{c}" for c in DEFERRED]]
         schema: dict[str, Any] = {"version_id": pl.Int64, "row": pl.Int64, **{c: pl.String for c in DEFERRED}}
-        read = _read_records(select, schema, self.version_ids) if self.version_ids else _Read.from_slices([], schema)
+        read = (
+            _read_records(select, schema, self.version_ids)
+            if self.version_ids
+            else _Read.from_slices([], schema, _Dictionaries())
+        )
         # A version is written once: sorted by the same unique key, the positions of the first pass still hold.
         rids = read.take("version_id", self.keep) * (1 << RID_SHIFT) + read.take("row", self.keep)
         if not rids.equals(self.rids, check_names=False):

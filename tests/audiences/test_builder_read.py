@@ -39,6 +39,10 @@ def _people(n: int, offset: int = 0) -> list[dict[str, Any]]:
                 "email": email,
                 "email_normalized": email,
                 "email_sha256": None if email is None else f"{i % 2500:064d}",
+                # the other deferred identifiers (read in the second pass), present on different rows
+                "phone_e164": None if i % 3 == 0 else f"+1555{i:07d}",
+                "maid": f"{i:08d}-0000-4000-8000-000000000000" if i % 4 == 1 else None,
+                "ip": None if i % 5 == 2 else f"10.0.{i % 250}.{i % 199}",
                 "domain": None if i % 11 == 0 else f"d{i % 97}.com",
                 "company_name": f"Company {i % 400}",
                 "industry": INDUSTRIES[i % len(INDUSTRIES)],
@@ -156,6 +160,40 @@ def _versions() -> list[int]:
         return [int(row[0]) for row in cursor.fetchall()]
 
 
+def test_a_read_out_of_key_order_is_sorted_as_one_in_order() -> None:
+    """Issue 17: a scan in (version_id, row) order skips the sort; slices arriving in another order (rows written out
+    of order, several versions) are sorted, and both give the same keys and people's columns. Slices share one
+    mapping per column (codes given in arrival order); a text column (`tag`) stays text. Every identifier (the
+    deferred columns) is read as text."""
+    assert set(cache.DEFERRED) | {"email_normalized"} == cache.TEXT_COLUMNS
+    import pyarrow as pa
+
+    schema: dict[str, Any] = {"version_id": pl.Int64, "row": pl.Int64, "city": pl.String, "tag": pl.String}
+    schema["n"] = pl.Int32
+    keys = [(v, r) for v in (3, 5) for r in range(1500)]
+    rows = [(v, r, f"City {(v * 7 + r) % 13}", f"t{i}", (v + r) % 5 or None) for i, (v, r) in enumerate(keys)]
+
+    def read(order: list[int]) -> cache._Read:
+        parts = [rows[i : i + 1200] for i in range(0, len(rows), 1200)]
+        tables = [pa.table({k: [row[j] for row in parts[i]] for j, k in enumerate(schema)}) for i in order]
+        shared = cache._Dictionaries(text=frozenset({"tag"}))
+        return cache._Read.from_slices(
+            [cache._slice_columns(table, schema, shared) for table in tables], schema, shared
+        )
+
+    ordered, shuffled = read([0, 1, 2]), read([2, 0, 1])
+    assert ordered.order is None and shuffled.order is not None
+    assert isinstance(ordered.columns["city"], cache._Coded) and isinstance(shuffled.columns["city"], cache._Coded)
+    assert isinstance(ordered.columns["tag"], pl.Series) and isinstance(shuffled.columns["tag"], pl.Series)
+    assert cache._in_key_order(ordered.sorted_keys()) and ordered.sorted_keys().equals(shuffled.sorted_keys())
+    assert "tag" in shuffled.columns and "tag" in ordered.columns
+    keep = pl.Series([0, 2, 3, 1199, 1200, 1499, 1500, 2999], dtype=pl.UInt32)
+    for name in ("city", "tag", "n"):
+        a, b = ordered.take(name, keep), shuffled.take(name, keep)
+        a, b = (x.decoded() if isinstance(x, cache._Coded) else x for x in (a, b))
+        assert a.equals(b) and a.to_list() == [rows[int(i)][list(schema).index(name)] for i in keep]
+
+
 @pytest.mark.parametrize(("rows", "distinct"), [(900, 60), (900, 880), (5000, 300), (5000, 4800)])
 def test_a_coded_column_encodes_as_its_text_does(rows: int, distinct: int) -> None:
     """The codes path (slices' dictionaries) gives the text path's Enum (categories sorted by lowercase form, then as
@@ -212,6 +250,8 @@ NULL_TESTS = {
     "children": [
         {"field": "email_sha256", "operator": "is_not_null"},
         {"op": "and", "children": [{"field": "email", "operator": "is_null"}, {"field": "country", "operator": "eq", "value": "US"}]},
+        {"op": "and", "children": [{"field": "phone_e164", "operator": "is_not_null"}, {"field": "ip", "operator": "is_null"}]},
+        {"op": "not", "children": [{"field": "maid", "operator": "is_null"}]},
     ],
 }  # fmt: skip
 
@@ -233,7 +273,8 @@ def test_a_deferred_build_counts_before_its_emails_are_read_and_then_equals_a_wh
     settings.P360_BUILDER_BACKGROUND_REBUILD = True
     entry = _build_deferred(committed_org, monkeypatch, gate)
     try:
-        assert entry.deferred == {"email", "email_sha256"}
+        assert entry.deferred == {"email", "email_sha256", "phone", "phone_e164", "phone_sha256", "maid", "ip"}
+        assert entry.deferred == set(cache.DEFERRED)
         assert "email" not in entry.ready_frame.columns and not entry.deferred_done.is_set()
         with schema_context(committed_org.schema_name):
             node = parse_tree(NULL_TESTS, custom=entry.custom, refs={})
@@ -241,12 +282,15 @@ def test_a_deferred_build_counts_before_its_emails_are_read_and_then_equals_a_wh
             expected = evaluate(whole.frame, node, whole.strings)
         assert (pending.count, pending.nodes) == (expected.count, expected.nodes)
         assert pending.count == sum(
-            r["email_sha256"] is not None or (r["email"] is None and (r["country"] or "").lower() == "us")
-            for r in whole.frame.select("email", "email_sha256", "country").to_dicts()
+            r["email_sha256"] is not None
+            or (r["email"] is None and (r["country"] or "").lower() == "us")
+            or (r["phone_e164"] is not None and r["ip"] is None)
+            or r["maid"] is not None
+            for r in whole.frame.select("email", "email_sha256", "country", "phone_e164", "ip", "maid").to_dicts()
         )
         assert entry.has_hash is not None and whole.has_hash is not None and entry.has_hash.equals(whole.has_hash)
         rows = sample_records(entry, [0, 1, 2], wait=False)
-        assert rows and all("email" not in row and "email_sha256" not in row for row in rows)
+        assert rows and all(not set(cache.DEFERRED) & set(row) for row in rows)
         fields = _field_stats(entry)  # the field catalogue's known values, without the columns being read
         assert "email" not in fields and fields["company_name"]["values"]
         assert not entry.deferred_done.is_set()  # nothing above waited for the deferred pass
