@@ -461,7 +461,9 @@ def normalize_batch(
         plan.add(0, f"{p}t", trim_expr(pl.col(f"{p}raw")))
         column = _plan_custom(plan, type_name, p, reason)
         fragment = {f"{p}json": _json_fragment(names[header], pl.col(column), type_name)}
-        custom_jobs.append((p, fragment, partial(_evaluate, plan, p, reason, df.get_column(header), [column], fragment)))
+        custom_jobs.append(
+            (p, fragment, partial(_evaluate, plan, p, reason, df.get_column(header), [column], fragment))
+        )
         custom_columns.append((names[header], type_name, column))
         sources.append((header, names[header], reason))
     # The columns are independent: two at a time, so one column's Python fallbacks (phonenumbers) and another's
