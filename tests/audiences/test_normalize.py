@@ -579,9 +579,12 @@ def test_few_valued_columns_are_coded_at_default_thresholds(monkeypatch: pytest.
     )
     coded: list[str] = []
     real = normalize_batch_module._evaluate_coded
-    monkeypatch.setattr(
-        normalize_batch_module, "_evaluate_coded", lambda plan, p, *rest: coded.append(p) or real(plan, p, *rest)
-    )
+
+    def spy(plan: Any, p: str, *rest: Any) -> pl.DataFrame:
+        coded.append(p)
+        return real(plan, p, *rest)
+
+    monkeypatch.setattr(normalize_batch_module, "_evaluate_coded", spy)
     result = normalize_batch(frame, {"Country": "country"}, custom_types={})
     assert coded == ["__m0_"]
     force_path(monkeypatch, "per-row")
