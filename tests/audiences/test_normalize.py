@@ -30,6 +30,7 @@ from audiences.normalize import (
     uid2_hash_expr,
 )
 from audiences.normalize_batch import ERROR_SCHEMA, custom_values, normalize_batch
+from tests.audiences.normalize_paths import PATHS, force_path
 
 # integrations.md 1.4, first table (uid2docs gs-normalization-encoding.md): input -> (normalized, Base64 hash).
 DOC_EMAIL_VECTORS = [
@@ -478,12 +479,12 @@ FIELD_STRATEGIES: dict[str, st.SearchStrategy[str]] = {
 }
 
 
-@pytest.mark.parametrize("distinct", [False, True], ids=["per-row", "per-distinct-value"])
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("field", sorted(FIELD_STRATEGIES))
-def test_batch_agrees_with_scalar(field: str, distinct: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Both evaluation paths: every row, and once per distinct value joined back (forced here for small batches).
-    monkeypatch.setattr(normalize_batch_module, "DISTINCT_MIN_ROWS", 0 if distinct else 1 << 62)
-    monkeypatch.setattr(normalize_batch_module, "DISTINCT_SHARE", 1.0)
+def test_batch_agrees_with_scalar(field: str, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # All evaluation paths: every row, distinct values joined back, distinct values coded and gathered back (forced
+    # here for small batches).
+    force_path(monkeypatch, path)
 
     @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(values=st.lists(st.one_of(st.none(), FIELD_STRATEGIES[field]), min_size=1, max_size=25))
@@ -553,18 +554,43 @@ def test_headers_that_look_like_internal_columns() -> None:
 
 
 def test_distinct_value_path_equals_per_row_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A dirty CRM-like batch (repeating and unique columns, custom JSON, fallbacks): both paths, same frames."""
+    """A dirty CRM-like batch (repeating and unique columns, custom JSON, fallbacks): every path, same frames."""
     from bench.bench_normalize import CUSTOM_TYPES, MAPPING, make_batch
 
     frame = make_batch(6_000)
-    monkeypatch.setattr(normalize_batch_module, "DISTINCT_MIN_ROWS", 1 << 62)
+    force_path(monkeypatch, "per-row")
     per_row = normalize_batch(frame, MAPPING, custom_types=CUSTOM_TYPES)
-    monkeypatch.setattr(normalize_batch_module, "DISTINCT_MIN_ROWS", 0)
-    monkeypatch.setattr(normalize_batch_module, "DISTINCT_SHARE", 1.0)
-    distinct = normalize_batch(frame, MAPPING, custom_types=CUSTOM_TYPES)
     assert per_row.errors.height > 0 and per_row.records.height > 0
-    assert distinct.records.equals(per_row.records)
-    assert distinct.errors.equals(per_row.errors)
+    for path in ("per-distinct-value", "coded"):
+        force_path(monkeypatch, path)
+        distinct = normalize_batch(frame, MAPPING, custom_types=CUSTOM_TYPES)
+        assert distinct.records.equals(per_row.records), path
+        assert distinct.errors.equals(per_row.errors), path
+    # The default thresholds: the few-valued columns coded, the rest per distinct value or per row.
+    monkeypatch.undo()
+    assert normalize_batch(frame, MAPPING, custom_types=CUSTOM_TYPES).records.equals(per_row.records)
+
+
+def test_few_valued_columns_are_coded_at_default_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Countries (with nulls and blanks) take the categorical path by default and give the per-row result."""
+    countries = ["US", None, "uk", "", "Narnia", " Germany ", "DEU"] * 400
+    frame = pl.DataFrame(
+        {"__row": range(len(countries)), "Country": countries}, schema={"__row": pl.Int64, "Country": pl.String}
+    )
+    coded: list[str] = []
+    real = normalize_batch_module._evaluate_coded
+
+    def spy(plan: Any, p: str, *rest: Any) -> pl.DataFrame:
+        coded.append(p)
+        return real(plan, p, *rest)
+
+    monkeypatch.setattr(normalize_batch_module, "_evaluate_coded", spy)
+    result = normalize_batch(frame, {"Country": "country"}, custom_types={})
+    assert coded == ["__m0_"]
+    force_path(monkeypatch, "per-row")
+    per_row = normalize_batch(frame, {"Country": "country"}, custom_types={})
+    assert result.records.equals(per_row.records) and result.errors.equals(per_row.errors)
+    assert result.errors.height == 400 and result.records.height == len(countries) - 400
 
 
 def test_uid2_hash_column_equals_scalar_on_chunked_sliced_and_null_columns() -> None:

@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneNumberType
 
 import audiences.normalize as normalize_module
-import audiences.normalize_batch as normalize_batch_module
 from audiences.normalize import normalize_email, normalize_phone, trim, uid2_hash, uid2_hashes
 from audiences.normalize_batch import normalize_batch
 from audiences.normalize_phones import normalize_phones
+from tests.audiences.normalize_paths import PATHS, force_path
 
 _TYPES = (PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE, PhoneNumberType.TOLL_FREE, PhoneNumberType.VOIP)
 
@@ -87,10 +87,9 @@ def test_vectorised_phones_equal_normalize_phone(values: list[str], country: str
     assert got == [normalize_phone(value, country) for value in values]
 
 
-@pytest.mark.parametrize("distinct", [False, True], ids=["per-row", "per-distinct-value"])
-def test_batch_phones_and_hashes_equal_scalar(distinct: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(normalize_batch_module, "DISTINCT_MIN_ROWS", 0 if distinct else 1 << 62)
-    monkeypatch.setattr(normalize_batch_module, "DISTINCT_SHARE", 1.0)
+@pytest.mark.parametrize("path", PATHS)
+def test_batch_phones_and_hashes_equal_scalar(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    force_path(monkeypatch, path)
 
     @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(
@@ -133,10 +132,9 @@ _EMAILS = st.one_of(
 )
 
 
-@pytest.mark.parametrize("distinct", [False, True], ids=["per-row", "per-distinct-value"])
-def test_batch_emails_and_hashes_equal_scalar(distinct: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(normalize_batch_module, "DISTINCT_MIN_ROWS", 0 if distinct else 1 << 62)
-    monkeypatch.setattr(normalize_batch_module, "DISTINCT_SHARE", 1.0)
+@pytest.mark.parametrize("path", PATHS)
+def test_batch_emails_and_hashes_equal_scalar(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    force_path(monkeypatch, path)
 
     @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(values=st.lists(st.one_of(st.none(), _EMAILS), min_size=1, max_size=30))
