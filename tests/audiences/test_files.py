@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs
 import datetime as dt
 import http.server
+import os
 import re
 import threading
 import tracemalloc
@@ -750,3 +751,46 @@ def test_zlib_ratio_of_the_bomb_is_real(tmp_path: Path) -> None:
     data, crc, size = hostile._repeated_deflate(hostile._SHEET_PREFIX, 3, hostile._SHEET_SUFFIX)
     out = zlib.decompressobj(-15).decompress(data)
     assert len(out) == size and zlib.crc32(out) == crc
+
+
+def test_a_second_inspection_of_the_same_file_reuses_the_verdict(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_bytes(b"email,name\n" + b"a@example.com,Ann\n" * 20_000)
+    first = inspect(path)
+    assert inspect(path) is first  # the import's second inspection: no second SHA-256 of the whole file
+    assert files._is_clean_utf8(path) is files._is_clean_utf8(path) is True
+
+
+def test_a_changed_file_is_inspected_again_even_with_its_old_size_and_mtime(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    body = bytearray(b"email,name\n" + b"a@example.com,Ann\n" * 20_000)
+    path.write_bytes(body)
+    first = inspect(path)
+    assert files._is_clean_utf8(path) is True
+    stat = path.stat()
+    middle = len(body) // 2
+    body[middle : middle + 2] = b"\r;"  # same size, a lone CR in the middle (not in the first or last 64 KiB)
+    path.write_bytes(body)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the mtime put back: the ctime still moves
+    again = inspect(path)
+    assert again is not first
+    assert again.sha256 != first.sha256
+    assert files._is_clean_utf8(path) is False
+
+
+def test_a_file_replaced_within_one_tick_is_told_apart_by_its_edges(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_bytes(b"email,name\na@example.com,Ann\n")
+    first = inspect(path)
+    stamp = files._FileStamp.of(path)
+    cached = files._INSPECTED[stamp.path]
+    # Pretend the new content kept inode, size and both timestamps (a replacement within one clock tick).
+    path.write_bytes(b"email;name\nb@example.com;Bob\n")
+    files._INSPECTED[stamp.path] = (
+        cached[0],
+        files._FileStamp(stamp.path, files._FileStamp.of(path).ident, cached[1].edges),
+        first,
+    )
+    again = inspect(path)
+    assert again is not first
+    assert again.delimiter == ";"

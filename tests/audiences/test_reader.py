@@ -163,3 +163,25 @@ def test_a_line_longer_than_a_block_is_read_whole(tmp_path: Path) -> None:
     assert fast and not bad and not blank
     assert rows[ROW].to_list() == [2, 3, 4]
     assert rows["b"].to_list() == ["short", "y" * 500, "end"]
+
+
+def test_quoted_lines_get_their_first_reason_and_the_fields_outside_quotes(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    long_quoted = '"' + "x," * (1 << 20) + '"'
+    path.write_bytes(
+        (
+            'a,b,c\n"1,1",2,3\n"1,1",2\n"1,1",2,3,4\n"n\x00l",2\n"\ufffd",2,3,4\n'
+            f'{long_quoted},2\n"q""r,s",2,3\n"",""\n7,8,9\n'
+        ).encode()
+    )
+    rows, bad, _, fast = read(path)
+    assert fast
+    assert rows[ROW].to_list() == [2, 8, 10]
+    assert bad == {
+        3: "expected 3 fields, found 2",
+        4: "expected 3 fields, found 4",
+        5: "contains NUL bytes",  # also one field short: the first reason wins
+        6: "contains bytes that are not valid text in the file's encoding",
+        7: "line longer than 1 MiB",
+        9: "expected 3 fields, found 2",
+    }

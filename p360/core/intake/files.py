@@ -79,7 +79,68 @@ def inspect_file(
     """Classify and vet an uploaded file by content. Raises ``FileRejected`` for anything not importable.
 
     A header-only file is accepted (the pipeline reports zero rows); an empty (or blank-only) file is not.
+    An import inspects its file twice in one process (for the mapping page, then when it runs); the second time
+    reuses the first verdict while the file is provably the same one (see ``_FileStamp``): its SHA-256 alone is
+    a second read of the whole file (~1 CPU-s per GB).
     """
+    stamp = _FileStamp.of(path)
+    key = (filename, max_bytes, max_xlsx_uncompressed)
+    cached = _INSPECTED.get(stamp.path)
+    if cached is not None and cached[0] == key and cached[1].matches(stamp, path):
+        return cached[2]
+    info = _inspect_file(path, filename=filename, max_bytes=max_bytes, max_xlsx_uncompressed=max_xlsx_uncompressed)
+    _remember(_INSPECTED, stamp.path, (key, stamp.with_edges(path), info))
+    return info
+
+
+# The verdicts of this process's recent inspections, by resolved path (a few entries: an import reuses its own).
+_CACHE_ENTRIES = 8
+_INSPECTED: dict[str, tuple[tuple[str, int, int], _FileStamp, FileInfo]] = {}
+_CLEAN_UTF8: dict[str, tuple[_FileStamp, bool]] = {}
+_EDGE_BYTES = 64 * KiB
+
+
+class _FileStamp:
+    """What identifies one version of a file cheaply: its inode, size, mtime and ctime (nanoseconds), plus its
+    first and last 64 KiB. Any write changes the mtime and ctime; a file replaced by another of the same size
+    within one clock tick (an inode reused after a delete) still differs in its edges unless the two files
+    share both ends, size, inode and timestamps."""
+
+    __slots__ = ("edges", "ident", "path")
+
+    def __init__(self, path: str, ident: tuple[int, ...], edges: bytes = b"") -> None:
+        self.path, self.ident, self.edges = path, ident, edges
+
+    @classmethod
+    def of(cls, path: Path) -> _FileStamp:
+        st = os.stat(path)
+        ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        return cls(os.path.realpath(path), ident)
+
+    def with_edges(self, path: Path) -> _FileStamp:
+        return _FileStamp(self.path, self.ident, _edges(path, self.ident[2]))
+
+    def matches(self, current: _FileStamp, path: Path) -> bool:
+        return self.ident == current.ident and self.edges == _edges(path, current.ident[2])
+
+
+def _edges(path: Path, size: int) -> bytes:
+    with path.open("rb") as fh:
+        head = fh.read(_EDGE_BYTES)
+        if size <= 2 * _EDGE_BYTES:
+            return head + fh.read()
+        fh.seek(size - _EDGE_BYTES)
+        return head + fh.read(_EDGE_BYTES)
+
+
+def _remember[V](cache: dict[str, V], key: str, value: V) -> None:
+    cache.pop(key, None)
+    cache[key] = value
+    while len(cache) > _CACHE_ENTRIES:
+        del cache[next(iter(cache))]
+
+
+def _inspect_file(path: Path, *, filename: str, max_bytes: int, max_xlsx_uncompressed: int) -> FileInfo:
     name = filename or path.name
     size = path.stat().st_size
     if size == 0:
@@ -471,7 +532,19 @@ def _utf16_pieces(src: IO[bytes], encoding: str) -> Iterator[bytes]:
 
 
 def _is_clean_utf8(path: Path) -> bool:
-    """Valid UTF-8, no BOM, no CR that is not followed by LF. Stops at the first problem."""
+    """Valid UTF-8, no BOM, no CR that is not followed by LF. Stops at the first problem.
+
+    Remembered per file version like ``inspect_file``'s verdict (the preview and the import both ask)."""
+    stamp = _FileStamp.of(path)
+    cached = _CLEAN_UTF8.get(stamp.path)
+    if cached is not None and cached[0].matches(stamp, path):
+        return cached[1]
+    clean = _scan_clean_utf8(path)
+    _remember(_CLEAN_UTF8, stamp.path, (stamp.with_edges(path), clean))
+    return clean
+
+
+def _scan_clean_utf8(path: Path) -> bool:
     with path.open("rb") as fh:
         if fh.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8:
             return False

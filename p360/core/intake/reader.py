@@ -96,7 +96,16 @@ class DelimitedReader:
             .select(pl.col("i").cast(pl.Int64), text=pl.col("line").str.strip_chars_end("\r"))
         )
         quotes = text.str.count_matches('"', literal=True)
-        # Cheap checks on every line (no regex): most files are decided here.
+        # Fields = delimiters outside quoted fields + 1. Only lines with quotes need the regex; a line with an odd
+        # number of quotes is flagged before this is looked at (and sends the whole file to the careful path).
+        # One query, not a cheap-checks query plus a quoted-lines query over a second filtered copy of the lines:
+        # -0.3 CPU-s per 1M rows when every line has a quote. A line gets its first reason, as before.
+        fields = (
+            pl.when(quotes == 0)
+            .then(text.str.count_matches(d, literal=True))
+            .otherwise(text.str.replace_all(r'"(?:[^"]|"")*"', "").str.count_matches(d, literal=True))
+            + 1
+        )
         flagged = base.with_columns(
             reason=pl.when(text == "")
             .then(pl.lit("blank"))
@@ -108,36 +117,20 @@ class DelimitedReader:
             .then(pl.lit("contains NUL bytes"))
             .when(text.str.contains("\ufffd", literal=True))
             .then(pl.lit("contains bytes that are not valid text in the file's encoding"))
-            .when((quotes == 0) & (text.str.count_matches(d, literal=True) + 1 != self.width))
-            .then(
-                pl.format(
-                    "expected {} fields, found {}", pl.lit(self.width), text.str.count_matches(d, literal=True) + 1
-                )
-            )
+            .when(fields != self.width)
+            .then(pl.format("expected {} fields, found {}", pl.lit(self.width), fields))
         )
         totals_q = flagged.select(pl.len().alias("n"), (pl.col("reason") == "odd quotes").sum().alias("odd"))
         excerpt = text.str.slice(0, EXCERPT)
-        simple_q = flagged.filter(pl.col("reason").is_not_null()).select("i", "reason", excerpt.alias("text"))
-        # Lines with quoted fields: count the delimiters outside the quotes (regex only on these lines).
-        fields = text.str.replace_all(r'"(?:[^"]|"")*"', "").str.count_matches(d, literal=True) + 1
-        quoted_q = (
-            base.filter(text.str.contains('"', literal=True) & (text.str.len_bytes() <= MAX_LINE_BYTES))
-            .with_columns(fields=fields)
-            .filter(pl.col("fields") != self.width)
-            .select(
-                "i",
-                pl.format("expected {} fields, found {}", pl.lit(self.width), pl.col("fields")).alias("reason"),
-                excerpt.alias("text"),
-            )
-        )
-        # One pass over the file for the three answers (polars shares the scan).
-        totals, simple, quoted = pl.collect_all([totals_q, simple_q, quoted_q])
+        bad_q = flagged.filter(pl.col("reason").is_not_null()).select("i", "reason", excerpt.alias("text"))
+        # One pass over the file for both answers (polars shares the scan).
+        totals, bad = pl.collect_all([totals_q, bad_q])
         scan = LineScan(lines=int(totals["n"][0]))
         if int(totals["odd"][0] or 0) > 0:
             scan.fast = False
             self.scan = scan
             return scan
-        bad = pl.concat([simple, quoted]).sort("i", maintain_order=True).unique("i", keep="first", maintain_order=True)
+        bad = bad.sort("i", maintain_order=True)
         scan.blank = set(bad.filter(pl.col("reason") == "blank")["i"].to_list())
         real = bad.filter(pl.col("reason") != "blank")
         scan.quarantine = quarantine_rows(
