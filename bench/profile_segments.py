@@ -5,8 +5,9 @@
 Posts 10K-event batches through POST /events (the test client, as bench_segments does; batches over
 SEGMENTS_EVALUATE_INLINE_MAX are queued) and evaluates each one with `evaluate_pending` in this process, measuring
 per batch: API Python CPU, API PostgreSQL backend CPU, evaluator Python CPU, evaluator PostgreSQL CPU. With `--ab`
-batches alternate between variant A (the old code paths, `segments.events.FAST_STORE = False`,
-`segments.evaluator.FAST_EVAL = False`) and B (the new ones) on the same data, so both see the same machine.
+batches alternate between variant A (`segments.events.FAST_STORE = False`: ids always inserted with the conflict
+clause; window state at the default fillfactor) and B (the current paths) on the same data, so both see the same
+machine. (Session 9's A/B also switched the evaluator's previous write paths, since removed: docs/segments.md.)
 `--cprofile` prints the top functions of the API and the evaluator for one batch.
 """
 
@@ -25,10 +26,9 @@ from bench.common import backend_cpu_s, setup_database
 
 
 def _variant(new: bool) -> None:
-    from segments import evaluator, events
+    from segments import events
 
     events.FAST_STORE = new
-    evaluator.FAST_EVAL = new
 
 
 def _explain_next() -> None:

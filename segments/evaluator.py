@@ -296,7 +296,6 @@ def _evaluate_table(cursor: Any, now: datetime, timer: bool, touched: bool = Fal
         cursor.execute(EVALUATE_SQL, params)
         rows = cursor.fetchall()
     transitions: list[Transition] = []
-    make = _ledger_row if FAST_EVAL else _ledger_row_by_name
     enter, exit_ = Transition.Kind.ENTER, Transition.Kind.EXIT
     for row in rows:
         seg, user, trigger, version, event_type, attribute, prop, operator, target, window, value, entered, holds = row
@@ -304,7 +303,7 @@ def _evaluate_table(cursor: Any, now: datetime, timer: bool, touched: bool = Fal
         aggregate = None if value is None else Decimal(value)
         why = rule.describe(aggregate) if holds else ("window slid past: " if timer else "") + rule.describe(aggregate)
         transitions.append(
-            make(
+            _ledger_row(
                 seg,
                 user,
                 enter if holds else exit_,
@@ -325,7 +324,6 @@ LEDGER_FIELDS = (
     "id", "segment_id", "user_id", "kind", "entered_at", "exited_at", "rule_version", "event_id", "reason", "recorded_at"
 )  # fmt: skip
 assert tuple(f.attname for f in Transition._meta.concrete_fields) == LEDGER_FIELDS, "Transition's fields moved"
-FAST_EVAL = True  # False: the previous ways (bench.profile_segments' A/B)
 
 
 def _ledger_row(
@@ -343,12 +341,6 @@ def _ledger_row(
     return Transition(None, seg, user, kind, entered, exited, version, event_id, reason, at)  # type: ignore[misc]
 
 
-def _ledger_row_by_name(*values: Any) -> Transition:
-    """The keyword way of building a ledger row (the previous path, kept for bench.profile_segments' A/B): the same
-    arguments as _ledger_row, named by LEDGER_FIELDS."""
-    return Transition(**dict(zip(LEDGER_FIELDS[1:], values, strict=True)))
-
-
 def _memberships_of(users: Sequence[str]) -> dict[str, dict[int, datetime]]:
     out: dict[str, dict[int, datetime]] = defaultdict(dict)
     with connection.cursor() as cursor:
@@ -362,51 +354,13 @@ def _memberships_of(users: Sequence[str]) -> dict[str, dict[int, datetime]]:
 
 def _write(transitions: list[Transition]) -> None:
     """Apply transitions to the current membership, then append them to the ledger."""
-    if FAST_EVAL:
-        _write_rows(transitions)
-        audience_refresh.memberships_changed(transitions)
-        return
-    enters = [t for t in transitions if t.kind == Transition.Kind.ENTER]
-    exits = [t for t in transitions if t.kind == Transition.Kind.EXIT]
-    with connection.cursor() as cursor:
-        if exits:
-            cursor.execute(
-                "DELETE FROM segments_membership m USING unnest(%s::bigint[], %s::text[]) AS d(s, u) "
-                "WHERE m.segment_id = d.s AND m.user_id = d.u",
-                [[t.segment_id for t in exits], [t.user_id for t in exits]],
-            )
-        if enters:
-            cursor.execute(
-                "INSERT INTO segments_membership (segment_id, user_id, entered_at, rule_version) "
-                "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::int[]) "
-                "ON CONFLICT DO NOTHING",
-                [
-                    [t.segment_id for t in enters],
-                    [t.user_id for t in enters],
-                    [t.entered_at for t in enters],
-                    [t.rule_version for t in enters],
-                ],
-            )
-        if transitions:
-            _append_ledger(cursor, transitions)
+    _write_rows(transitions)
     audience_refresh.memberships_changed(transitions)  # built audiences following these segments (cached: cheap)
 
 
-# The ledger rows of one evaluation in one statement (the ORM's bulk_create prepares every field of every row in
-# Python first: most of the evaluator's Python time at thousands of transitions). Ids come back in row order.
-LEDGER_SQL = """
-INSERT INTO segments_transition (segment_id, user_id, kind, entered_at, exited_at, rule_version, event_id, reason,
-                                 recorded_at)
-SELECT t.s, t.u, t.k, t.en, t.ex, t.v, t.e, t.r, t.at
-FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::int[], %s::text[],
-            %s::text[], %s::timestamptz[]) WITH ORDINALITY AS t(s, u, k, en, ex, v, e, r, at, n)
-ORDER BY t.n
-RETURNING id
-"""
-
-
-# The same writes with the transitions carried as one JSON array of rows (encoded by orjson in C): psycopg builds
-# array parameters element by element in Python (a quoting regex per text), which cost more than the statements.
+# The writes of one evaluation, with the transitions carried as one JSON array of rows (encoded by orjson in C):
+# psycopg builds array parameters element by element in Python (a quoting regex per text), which cost more than the
+# statements, and the ORM's bulk_create prepares every field of every row in Python. Ledger ids come back in row order.
 # Rows: [segment, user, kind, entered_at, exited_at, version, event_id, reason, recorded_at].
 _ROWS = """
     SELECT (r ->> 0)::bigint AS s, r ->> 1 AS u, r ->> 2 AS k, (r ->> 3)::timestamptz AS en,
@@ -457,24 +411,6 @@ def _set_ids(transitions: list[Transition], ids: list[tuple[int]]) -> None:
         transition.pk = pk
         transition._state.adding = False
         transition._state.db = connection.alias
-
-
-def _append_ledger(cursor: Any, transitions: list[Transition]) -> None:
-    cursor.execute(
-        LEDGER_SQL,
-        [
-            [t.segment_id for t in transitions],
-            [t.user_id for t in transitions],
-            [t.kind for t in transitions],
-            [t.entered_at for t in transitions],
-            [t.exited_at for t in transitions],
-            [t.rule_version for t in transitions],
-            [t.event_id for t in transitions],
-            [t.reason for t in transitions],
-            [t.recorded_at for t in transitions],
-        ],
-    )
-    _set_ids(transitions, cursor.fetchall())
 
 
 def _derived(defs: rules_mod.Definitions, users: Sequence[str], now: datetime) -> list[Transition]:
@@ -622,21 +558,13 @@ CROSS JOIN LATERAL unnest(p.event_ids, p.user_ids, p.event_types, p.event_times,
 WHERE p.id = ANY(%(ids)s::bigint[])
 """
 
-# Profiles of first-seen users are created; last_active_at only moves forward (no write when it would not).
-PROFILES_SQL = f"""
-INSERT INTO segments_userprofile (user_id, email, phone, device_tokens, attributes, created_at, last_active_at)
-SELECT user_id, '', '', '[]'::jsonb, '{{}}'::jsonb, %s, max(event_time) FROM {TOUCHED} GROUP BY user_id ORDER BY user_id
-ON CONFLICT (user_id) DO UPDATE SET last_active_at = EXCLUDED.last_active_at
-WHERE segments_userprofile.last_active_at IS NULL OR segments_userprofile.last_active_at < EXCLUDED.last_active_at
-"""
-
-
-# The same in one pass over the users with one index probe each: the upsert above locks every existing profile it
-# meets (ON CONFLICT DO UPDATE locks the row before its WHERE is judged: a WAL record per user of the batch, nearly
-# all of them when users come back), where only those whose last_active_at moves need a write. The probe is a
+# Profiles of first-seen users are created and last_active_at only moves forward, in one pass over the users with
+# one index probe each: a plain upsert would lock every existing profile it meets (ON CONFLICT DO UPDATE locks the
+# row before its WHERE is judged: a WAL record per user of the batch, nearly all of them when users come back),
+# where only those whose last_active_at moves need a write. The probe is a
 # LATERAL with LIMIT (never a hash join over every profile). A profile inserted concurrently (a PUT of the profile)
 # is met by the conflict clause as before.
-PROFILES_PROBED_SQL = f"""
+PROFILES_SQL = f"""
 WITH t AS MATERIALIZED (
     SELECT g.user_id, g.seen, p.found, p.last
     FROM (SELECT user_id, max(event_time) AS seen FROM {TOUCHED} GROUP BY user_id) g
@@ -694,7 +622,7 @@ def evaluate_pending(
             cursor.execute(f"SELECT user_id, count(DISTINCT event_type) FROM {TOUCHED} GROUP BY user_id")
             users = cursor.fetchall()
             lock_users(row[0] for row in users)
-            cursor.execute(PROFILES_PROBED_SQL if FAST_EVAL else PROFILES_SQL, [when])
+            cursor.execute(PROFILES_SQL, [when])
             outcome = evaluate_touched(fresh=sum(row[1] for row in users), now=when)
             cursor.execute(f"DELETE FROM {PENDING_TABLE} WHERE id = ANY(%s)", [ids])
         total.transitions.extend(outcome.transitions)

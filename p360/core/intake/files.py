@@ -23,6 +23,7 @@ import os
 import re
 import struct
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -98,6 +99,7 @@ _CACHE_ENTRIES = 8
 _INSPECTED: dict[str, tuple[tuple[str, int, int], _FileStamp, FileInfo]] = {}
 _CLEAN_UTF8: dict[str, tuple[_FileStamp, bool]] = {}
 _EDGE_BYTES = 64 * KiB
+_CACHE_LOCK = threading.Lock()
 
 
 class _FileStamp:
@@ -134,10 +136,11 @@ def _edges(path: Path, size: int) -> bytes:
 
 
 def _remember[V](cache: dict[str, V], key: str, value: V) -> None:
-    cache.pop(key, None)
-    cache[key] = value
-    while len(cache) > _CACHE_ENTRIES:
-        del cache[next(iter(cache))]
+    with _CACHE_LOCK:  # imports run on several worker threads: evicting while another thread inserts must not raise
+        cache.pop(key, None)
+        cache[key] = value
+        while len(cache) > _CACHE_ENTRIES:
+            del cache[next(iter(cache))]
 
 
 def _inspect_file(path: Path, *, filename: str, max_bytes: int, max_xlsx_uncompressed: int) -> FileInfo:
