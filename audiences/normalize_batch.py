@@ -538,17 +538,22 @@ def _evaluate(
     if coded is not None:
         return _evaluate_coded(plan, p, reason, values, outputs, derived, *coded)
     distinct = height >= DISTINCT_MIN_ROWS and int(values.approx_n_unique()) <= DISTINCT_SHARE * height  # type: ignore[arg-type]
-    source = pl.DataFrame({raw: values.unique() if distinct else values}, schema={raw: pl.String})
-    frame = plan.apply(source.lazy()).collect()
-    frame = _run_fallbacks(frame, plan)
-    if reason not in frame.columns:  # fields without any possible error (none today; keeps the shape uniform)
-        frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(reason))
+    frame = _planned(plan, raw, reason, values.unique() if distinct else values)
     keep = [raw, reason, *dict.fromkeys(outputs)]
     if not distinct:
         return frame.select(keep)
     result = frame.select(*keep, *(expr.alias(name) for name, expr in derived.items()))
     rows = pl.DataFrame({raw: values}, schema={raw: pl.String})
     return rows.join(result, on=raw, how="left", nulls_equal=True, maintain_order="left")
+
+
+def _planned(plan: _Plan, raw: str, reason: str, source: pl.Series) -> pl.DataFrame:
+    """The plan and its scalar fallbacks over `source` (as `raw`), with a `reason` column whatever the field."""
+    frame = plan.apply(pl.DataFrame({raw: source}, schema={raw: pl.String}).lazy()).collect()
+    frame = _run_fallbacks(frame, plan)
+    if reason not in frame.columns:  # fields without any possible error (none today; keeps the shape uniform)
+        frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(reason))
+    return frame
 
 
 # A column whose strided sample has at most this share of distinct values is coded by a categorical cast.
@@ -589,10 +594,7 @@ def _evaluate_coded(
 ) -> pl.DataFrame:
     """`_evaluate` on the distinct values, each result gathered back to the rows by the rows' codes."""
     raw = f"{p}raw"
-    frame = plan.apply(pl.DataFrame({raw: distinct}, schema={raw: pl.String}).lazy()).collect()
-    frame = _run_fallbacks(frame, plan)
-    if reason not in frame.columns:
-        frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(reason))
+    frame = _planned(plan, raw, reason, distinct)
     keep = [c for c in dict.fromkeys([reason, *outputs]) if c != raw]
     result = frame.select(*keep, *(expr.alias(name) for name, expr in derived.items()))
     gathered = result.select(pl.all().gather(codes))
