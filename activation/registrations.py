@@ -97,3 +97,36 @@ def _records_changed(audience_id: int) -> None:
 
 
 registry.register_hook("audience_records_changed", key="activation.match_stats", fn=_records_changed)
+
+
+def _home_tile(request: HttpRequest) -> dict[str, Any]:
+    """The marketer home's figure card: destinations switched on and when the next delivery is due."""
+    from django.utils import timezone
+    from django.utils.formats import date_format
+
+    from activation.delivery import next_delivery_at
+    from activation.models import Destination
+
+    destinations = list(Destination.objects.all())
+    enabled = [d for d in destinations if d.enabled]
+    due = [at for at in (next_delivery_at(d) for d in enabled) if at is not None]
+    if not destinations:
+        note = "none set up yet"
+    elif not due:
+        note = "deliveries are off"
+    else:
+        when = min(due)
+        note = "next delivery due now" if when <= timezone.now() else f"next delivery {date_format(when, 'j M')}"
+    return {
+        "home_kpis": [
+            {
+                "label": "Destinations",
+                "value": len(enabled),
+                "note": note if enabled or not destinations else f"{len(destinations)} switched off",
+                "href": f"/o/{request.org.slug}/activation/",  # type: ignore[attr-defined]
+            }
+        ]
+    }
+
+
+registry.register_dashboard_tile(site="home", key="activation", order=70, build=_home_tile)

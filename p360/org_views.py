@@ -12,9 +12,16 @@ from p360.core.jobs.models import Job
 
 
 def org_home(request: HttpRequest) -> HttpResponse:
-    """The org's home: each app's registered "home" tile adds its counts and recent items to the context."""
+    """The org's home: each app's registered "home" tile adds its counts and recent items to the context.
+
+    A tile may also return `home_kpis` (a list of {label, value, note, href}): those are collected from every
+    tile in order, so apps added later (segments, activation) get a figure card without touching this view."""
     org = request.org  # type: ignore[attr-defined]
     context: dict[str, Any] = {"recent_jobs": Job.objects.filter(org=org)[:5]}
+    kpis: list[dict[str, Any]] = []
     for tile in registry.dashboard_tiles("home"):
-        context.update(tile.build(request))
+        built = dict(tile.build(request))
+        kpis.extend(built.pop("home_kpis", []))
+        context.update(built)
+    context["home_kpis"] = kpis
     return render(request, "portal/org_home.html", context)

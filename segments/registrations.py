@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models.signals import post_delete, post_save
+from django.http import HttpRequest
 
 from p360.core import registry
 
@@ -116,3 +117,24 @@ def _segments_demo(orgs: list[Any], created: dict[str, int]) -> dict[str, int]:
 
 # after the audiences' CRM imports (order 100): the demo shoppers are people of those imports
 registry.register_demo_loader(key="segments", order=700, load=_segments_demo)
+
+
+def _home_tile(request: HttpRequest) -> dict[str, Any]:
+    """The marketer home's figure card: active segments and how many users are in one right now."""
+    from segments.models import Membership, Segment
+
+    active = Segment.objects.filter(active=True).count()
+    users = Membership.objects.values("user_id").distinct().count()
+    return {
+        "home_kpis": [
+            {
+                "label": "Event segments",
+                "value": active,
+                "note": f"{users:,} user{'s' if users != 1 else ''} in a segment now" if active else "none active yet",
+                "href": f"/o/{request.org.slug}/segments/",  # type: ignore[attr-defined]
+            }
+        ]
+    }
+
+
+registry.register_dashboard_tile(site="home", key="segments", order=60, build=_home_tile)

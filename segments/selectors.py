@@ -212,6 +212,23 @@ def campaign_analytics(campaign: TriggerCampaign | None = None) -> list[dict[str
     return sorted((dict(row) for row in out), key=lambda r: r["channel"])
 
 
+def sends(*, campaign: int | None = None, channel: str | None = None, status: str | None = None) -> QuerySet[Send]:
+    """The send history, newest first, narrowed by campaign, channel and status (each optional)."""
+    rows = Send.objects.select_related("campaign").order_by("-id")
+    if campaign is not None:
+        rows = rows.filter(campaign_id=campaign)
+    if channel:
+        rows = rows.filter(channel=channel)
+    if status:
+        rows = rows.filter(status=status)
+    return rows
+
+
+def recent_transitions(limit: int) -> list[Transition]:
+    """The ledger's newest entries and exits (its primary key is its order)."""
+    return list(Transition.objects.select_related("segment").order_by("-id")[:limit])
+
+
 def user_history(user_id: str) -> QuerySet[Transition]:
     return Transition.objects.filter(user_id=user_id).select_related("segment").order_by("-id")
 

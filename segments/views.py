@@ -12,8 +12,10 @@ import json
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -26,6 +28,8 @@ from segments.models import Segment, Send, TriggerCampaign, UserProfile
 from segments.services import SegmentError, definition_of
 
 SSE_SECONDS = 30
+RECENT_CHANGES = 15
+SENDS_PER_PAGE = 50
 
 
 def _base(request: HttpRequest) -> str:
@@ -184,14 +188,41 @@ def user_lookup(request: HttpRequest) -> HttpResponse:
         "matches": matches,
         "segments": selectors.user_segments(query) if profile else [],
         "history": selectors.user_history(query)[:50] if profile else [],
+        # the empty page: the latest entries and exits (the ledger's newest rows), so there is someone to look up
+        "recent": [] if query else selectors.recent_transitions(RECENT_CHANGES),
         "base": _base(request),
     }
     return render(request, "segments/users.html", context)
 
 
 def campaigns(request: HttpRequest) -> HttpResponse:
+    """Trigger campaigns with per-channel analytics, and the send history: filtered by campaign, channel and
+    status, newest first, a page at a time."""
     rows = []
     for campaign in TriggerCampaign.objects.select_related("segment").order_by("name"):
         rows.append({"campaign": campaign, "analytics": selectors.campaign_analytics(campaign)})
-    sends = Send.objects.select_related("campaign").order_by("-id")[:100]
-    return render(request, "segments/campaigns.html", {"rows": rows, "sends": sends, "base": _base(request)})
+    asked = {key: request.GET.get(key, "") for key in ("campaign", "channel", "status")}
+    # only filters that mean something are applied (and shown): junk in the query string is ignored, never a 500
+    filters = {
+        "campaign": asked["campaign"] if asked["campaign"].isascii() and asked["campaign"].isdigit() else "",
+        "channel": asked["channel"] if asked["channel"] in TriggerCampaign.Channel.values else "",
+        "status": asked["status"] if asked["status"] in Send.Status.values else "",
+    }
+    sends = selectors.sends(
+        campaign=int(filters["campaign"]) if filters["campaign"] else None,
+        channel=filters["channel"] or None,
+        status=filters["status"] or None,
+    )
+    page = Paginator(sends, SENDS_PER_PAGE).get_page(request.GET.get("page"))
+    query = urlencode({k: v for k, v in filters.items() if v})
+    context = {
+        "rows": rows,
+        "page": page,
+        "filters": filters,
+        "query": query,
+        "channels": TriggerCampaign.Channel.choices,
+        "statuses": Send.Status.choices,
+        "filtered": any(filters.values()),
+        "base": _base(request),
+    }
+    return render(request, "segments/campaigns.html", context)

@@ -139,3 +139,55 @@ def test_definitions_read_as_sentences_and_the_hours_chart_has_every_hour(client
     assert client.get(f"{BASE}{both['id']}/").context["stats"]["members"] == 1  # buyers and not carts
     quiet = client.get(f"{BASE}{carts['id']}/")
     assert b'id="segment-hours"' not in quiet.content and b"No entries or exits" in quiet.content
+
+
+def _sent_to(client, users):
+    """A segment, an email campaign on entry and one delivered email per user (Django's test mail backend)."""
+    from django.core.management import call_command
+
+    from tests.segments.helpers import api
+
+    seg = create_segment(client, independent("buyers", value=0)).json()
+    for user in users:
+        body = {"email": f"{user}@example.com", "attributes": {"first_name": user}}
+        assert client.put(f"{api()}/users/{user}/profile", body, content_type="application/json").status_code == 200
+    campaign = {"name": "thanks", "segment": seg["id"], "channel": "email", "template": "Hi", "subject": "Hi"}
+    assert client.post(f"{api()}/trigger-campaigns", campaign, content_type="application/json").status_code == 201
+    post_events(client, [event(user) for user in users])
+    call_command("segments_deliver", "--once", "--org", "acme")
+    return seg
+
+
+def test_send_history_filters_pages_and_links_to_the_user(client, monkeypatch):
+    from segments import views
+
+    _sent_to(client, ["ann", "bob", "cy"])
+    page = client.get(f"{BASE}campaigns/").content.decode()
+    assert "3 sends, newest first" in page and f'href="{BASE}users/?q=ann"' in page
+    assert "3 sends match" in client.get(f"{BASE}campaigns/?status=sent&channel=email").content.decode()
+    nothing = client.get(f"{BASE}campaigns/?status=failed").content.decode()
+    assert "No send matches these filters" in nothing and "users/?q=ann" not in nothing
+    junk = client.get(f"{BASE}campaigns/?status=zzz&channel=fax&campaign=x&page=-4")
+    assert junk.status_code == 200 and "3 sends, newest first" in junk.content.decode()  # junk filters are ignored
+    monkeypatch.setattr(views, "SENDS_PER_PAGE", 2)
+    first = client.get(f"{BASE}campaigns/?status=sent").content.decode()
+    assert "Page 1 of 2" in first and "status=sent&amp;page=2" in first
+    second = client.get(f"{BASE}campaigns/?status=sent&page=2").content.decode()
+    assert "Page 2 of 2" in second and "← Newer" in second
+
+
+def test_user_lookup_opens_on_the_latest_changes_and_has_an_empty_state(client):
+    assert b"No user has entered a segment yet" in client.get(f"{BASE}users/").content
+    create_segment(client, independent("buyers", value=0))
+    post_events(client, [event("recent-1"), event("recent-2")])
+    page = client.get(f"{BASE}users/").content.decode()
+    assert "Latest entries and exits" in page and 'href="?q=recent-2"' in page and "buyers" in page
+
+
+def test_home_has_segment_and_destination_cards_of_its_own_org_only(client, globex, globex_marketer, login):
+    _sent_to(client, ["ann", "bob"])
+    home = client.get("/o/acme/").content.decode()
+    assert "Event segments" in home and "2 users in a segment now" in home and 'href="/o/acme/segments/"' in home
+    assert "Destinations" in home and "none set up yet" in home
+    other = login(globex_marketer).get("/o/globex/").content.decode()
+    assert "Event segments" in other and "none active yet" in other and "2 users" not in other
