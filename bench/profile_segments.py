@@ -5,9 +5,10 @@
 Posts 10K-event batches through POST /events (the test client, as bench_segments does; batches over
 SEGMENTS_EVALUATE_INLINE_MAX are queued) and evaluates each one with `evaluate_pending` in this process, measuring
 per batch: API Python CPU, API PostgreSQL backend CPU, evaluator Python CPU, evaluator PostgreSQL CPU. With `--ab`
-batches alternate between variant A (`segments.events.FAST_STORE = False`: ids always inserted with the conflict
-clause; window state at the default fillfactor) and B (the current paths) on the same data, so both see the same
-machine. (Session 9's A/B also switched the evaluator's previous write paths, since removed: docs/segments.md.)
+batches alternate between variant A (`segments.evaluator.CHUNK_COMMITS = False`: a claim of queued batches in one
+transaction) and B (the current paths: a commit per chunk of user buckets) on the same data, so both see the same
+machine. (Session 9's A/B switched the id insert, the fillfactor and the evaluator's previous write paths, since
+removed; session 10's shared window state was measured against a worktree of main: docs/segments.md.)
 `--cprofile` prints the top functions of the API and the evaluator for one batch.
 """
 
@@ -26,9 +27,9 @@ from bench.common import backend_cpu_s, setup_database
 
 
 def _variant(new: bool) -> None:
-    from segments import events
+    from segments import evaluator
 
-    events.FAST_STORE = new
+    evaluator.CHUNK_COMMITS = new
 
 
 def _explain_next() -> None:
@@ -100,7 +101,7 @@ def _old_storage(schema: str) -> None:
             cursor.execute(sql.format(schema=schema))
 
 
-OLD_STORAGE: list[str] = ['ALTER TABLE "{schema}".segments_windowstate RESET (fillfactor)']
+OLD_STORAGE: list[str] = []  # session 9: ['ALTER TABLE "{schema}".segments_windowstate RESET (fillfactor)']
 
 
 STATEMENT_CPU: dict[str, float] = {}

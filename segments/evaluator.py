@@ -8,9 +8,11 @@ in a temporary table, never shipped as arrays). Only the differences come back t
 the current membership, to the append-only ledger (`Transition`) and, for campaigns listening, to
 the send outbox, in the same transaction.
 
-The window state row per pair keeps the aggregate and `due_at`, the next instant the aggregate
-changes with no new event (the oldest counted event leaving the window, or a slightly-future event
-arriving in it). The timer job evaluates only pairs whose `due_at` has passed.
+The window state row per (user, event type, window, property) keeps the window's aggregates (count, exact sum,
+min, max) and `due_at`, the next instant they change with no new event (the oldest counted event leaving the
+window, or a slightly-future event arriving in it). It is shared by every rule reading that window, whatever its
+attribute or threshold: a batch computes and writes it once, then judges each reader. The timer job evaluates only
+the windows whose `due_at` has passed, for every active rule that reads them.
 
 Re-evaluating a pair is idempotent: the result depends only on the stored events and `now`, and a
 transition is written only when the rule's result differs from the stored membership. Per-user
@@ -51,6 +53,10 @@ PAIRS = "pg_temp.segments_eval_pairs"
 TOUCHED = "pg_temp.segments_touched"
 QUEUE_CHANNEL = "p360_segments_queue"  # NOTIFY when a batch is queued for the loop (segments_timers LISTENs)
 DRAIN_BATCHES = 8  # queued batches one evaluation takes together (their (user, type) pairs evaluated once)
+# A claim of queued batches commits per chunk of user buckets of about this many pairs (latency: an event is
+# visible when its chunk commits); False: the whole claim in one transaction (the previous path, for the A/B).
+CHUNK_COMMITS = False
+PENDING_CHUNK_PAIRS = 5_000
 
 # The (segment, user) pairs one transaction evaluates (distinct; `trigger` the event that caused it, or "";
 # `incremental`: the pair was touched by queued batches whose events sit in segments_touched, so its state may be
@@ -132,7 +138,7 @@ _FULL_SELECT = """
 # the window's state written once (kept, or dropped when nothing is in the window and nothing is due). Only the
 # pairs whose verdict differs from the membership come back: those are the transitions. A state read whole records
 # the statement's snapshot and transaction; one brought forward keeps the ones it had.
-_VERDICT_AND_WRITE = f"""
+_VERDICT_AND_WRITE = """
 , j AS (
     SELECT p.segment_id, p.user_id, p.trigger, p.version, p.event_type, p.attribute, p.prop, p.operator, p.target,
            p.window_minutes, v.value,
@@ -579,7 +585,41 @@ SELECT array_position(%(ids)s::bigint[], p.id)::bigint * 4294967296 + e.ord, e.e
 FROM {PENDING_TABLE} p
 CROSS JOIN LATERAL unnest(p.event_ids, p.user_ids, p.event_types, p.event_times, p.attributes)
     WITH ORDINALITY AS e(event_id, user_id, event_type, event_time, attributes, ord)
-WHERE p.id = ANY(%(ids)s::bigint[])
+WHERE p.id = ANY(%(ids)s::bigint[]) AND (hashtext(e.user_id) & 1023) > p.done_buckets
+"""
+
+# Committing per chunk (CHUNK_COMMITS): the claimed batches' events not evaluated yet (a bucket past the batch's
+# progress mark), kept for the claim's chunks in a table that survives their commits.
+CLAIMED = "pg_temp.segments_claimed"
+CLAIMED_TABLE = (
+    "CREATE TEMP TABLE IF NOT EXISTS segments_claimed (batch bigint, bucket int, seq bigint, event_id text, "
+    f"user_id text, event_type text, event_time timestamptz, xact xid8, attributes jsonb); TRUNCATE {CLAIMED}"
+)
+FILL_CLAIMED_SQL = f"""
+INSERT INTO {CLAIMED} (batch, bucket, seq, event_id, user_id, event_type, event_time, xact, attributes)
+SELECT p.id, b.bucket, array_position(%(ids)s::bigint[], p.id)::bigint * 4294967296 + e.ord, e.event_id, e.user_id,
+       e.event_type, e.event_time, p.xact, e.attributes
+FROM {PENDING_TABLE} p
+CROSS JOIN LATERAL unnest(p.event_ids, p.user_ids, p.event_types, p.event_times, p.attributes)
+    WITH ORDINALITY AS e(event_id, user_id, event_type, event_time, attributes, ord)
+CROSS JOIN LATERAL (SELECT hashtext(e.user_id) & 1023 AS bucket) b
+WHERE p.id = ANY(%(ids)s::bigint[]) AND b.bucket > p.done_buckets
+"""
+
+# A chunk's batches, locked again in its own transaction with their progress read under the lock (a batch another
+# evaluator holds now is left to it; one already past this chunk is skipped).
+CHUNK_CLAIM_SQL = f"""
+SELECT id, done_buckets FROM {PENDING_TABLE} WHERE id = ANY(%s::bigint[]) AND done_buckets < %s
+ORDER BY id FOR UPDATE SKIP LOCKED
+"""
+
+# The chunk's events: of each batch, the buckets past its mark up to the chunk's last bucket (whoever evaluated the
+# buckets before, they are committed with the mark).
+CHUNK_FILL_SQL = f"""
+INSERT INTO {TOUCHED} (seq, event_id, user_id, event_type, event_time, xact, attributes)
+SELECT c.seq, c.event_id, c.user_id, c.event_type, c.event_time, c.xact, c.attributes
+FROM {CLAIMED} c JOIN unnest(%(ids)s::bigint[], %(done)s::int[]) AS d(id, done) ON d.id = c.batch
+WHERE c.bucket > d.done AND c.bucket <= %(high)s
 """
 
 # Profiles of first-seen users are created and last_active_at only moves forward, in one pass over the users with
@@ -619,46 +659,101 @@ def evaluate_pending(
 ) -> Outcome:
     """Evaluate queued batches until the queue is empty (or, with `only`, those batches once): each round
     claims up to `batches` of them, writes their users' profiles, evaluates every (user, type) they touched
-    once, and deletes them, in one transaction (a crash leaves them queued; evaluation is idempotent).
-    Only batches queued before the call are taken: a steady stream never keeps one pass (one org) busy forever.
+    once, and deletes them. Only batches queued before the call are taken: a steady stream never keeps one pass
+    (one org) busy forever.
 
     Taking several batches together is what lets evaluation keep up under load: a user active in each
-    of them is evaluated once per round, not once per batch."""
+    of them is evaluated once per round, not once per batch.
+
+    A claim commits chunk by chunk of user buckets (CHUNK_COMMITS): an event is visible once its user's chunk is
+    evaluated, not when the whole claim is. Each batch row keeps its progress (`done_buckets`, the last bucket
+    evaluated, committed with that chunk's results): a crash leaves the batch queued with its mark, and the next
+    claim evaluates only the buckets after it, so no state brought forward ever adds a batch twice."""
     total = Outcome()
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT max(id) FROM {PENDING_TABLE}")
         upto = cursor.fetchone()[0]
     if upto is None:
         return total
+    params = {"only": list(only) if only is not None else None, "upto": upto, "limit": batches}
+    claim = _claim_by_chunks if CHUNK_COMMITS else _claim_at_once
     while True:
-        when = now or timezone.now()
-        with transaction.atomic(), connection.cursor() as cursor:
-            params = {"only": list(only) if only is not None else None, "upto": upto, "limit": batches}
-            cursor.execute(CLAIM_SQL, params)
-            claimed = cursor.fetchall()
-            if not claimed:
-                return total
-            ids = [row[0] for row in claimed]
-            cursor.execute(TOUCHED_TABLE)
-            cursor.execute(FILL_TOUCHED_SQL, {"ids": ids})
-            # Every user of the claim locked now, in one sorted pass: the chunks below run in this transaction
-            # and keep their locks, so locking chunk by chunk could deadlock against another evaluator.
-            cursor.execute(f"SELECT user_id, count(DISTINCT event_type) FROM {TOUCHED} GROUP BY user_id")
-            users = cursor.fetchall()
-            lock_users(row[0] for row in users)
-            cursor.execute(PROFILES_SQL, [when])
-            outcome = evaluate_touched(fresh=sum(row[1] for row in users), now=when)
-            cursor.execute(f"DELETE FROM {PENDING_TABLE} WHERE id = ANY(%s)", [ids])
+        outcome = claim(params, now or timezone.now())
+        if not outcome.batches:
+            return total
         total.transitions.extend(outcome.transitions)
         total.pairs += outcome.pairs
-        total.batches += len(ids)
+        total.batches += outcome.batches
         if only is not None:
             return total
 
 
-def bucket_ranges(total: int) -> list[tuple[int, int]]:
-    """Inclusive ranges of user buckets that split `total` pairs into chunks of about CHUNK_PAIRS."""
-    chunks = max(1, min(LOCK_BUCKETS, -(-total // CHUNK_PAIRS)))
+def _claim_at_once(params: dict[str, Any], when: datetime) -> Outcome:
+    """One claim in one transaction (the previous path, kept for the A/B of CHUNK_COMMITS)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(CLAIM_SQL, params)
+        ids = [row[0] for row in cursor.fetchall()]
+        if not ids:
+            return Outcome()
+        cursor.execute(TOUCHED_TABLE)
+        cursor.execute(FILL_TOUCHED_SQL, {"ids": ids})
+        # Every user of the claim locked now, in one sorted pass: the chunks below run in this transaction
+        # and keep their locks, so locking chunk by chunk could deadlock against another evaluator.
+        cursor.execute(f"SELECT user_id, count(DISTINCT event_type) FROM {TOUCHED} GROUP BY user_id")
+        users = cursor.fetchall()
+        lock_users(row[0] for row in users)
+        cursor.execute(PROFILES_SQL, [when])
+        outcome = evaluate_touched(fresh=sum(row[1] for row in users), now=when)
+        cursor.execute(f"DELETE FROM {PENDING_TABLE} WHERE id = ANY(%s)", [ids])
+    outcome.batches = len(ids)
+    return outcome
+
+
+def _claim_by_chunks(params: dict[str, Any], when: datetime) -> Outcome:
+    """One claim, each chunk of user buckets in a transaction of its own that moves the batches' marks."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(CLAIM_SQL, params)
+        ids = [row[0] for row in cursor.fetchall()]
+        if not ids:
+            return Outcome()
+        cursor.execute(CLAIMED_TABLE)
+        cursor.execute(FILL_CLAIMED_SQL, {"ids": ids})
+        cursor.execute(f"SELECT count(*) FROM (SELECT DISTINCT user_id, event_type FROM {CLAIMED}) d")
+        fresh = int(cursor.fetchone()[0])
+    defs = rules_mod.load()
+    most = max((len(rules) for rules in defs.rules_by_type.values()), default=0)
+    outcome = Outcome(batches=len(ids))
+    for _low, high in bucket_ranges(fresh * most, PENDING_CHUNK_PAIRS):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(CHUNK_CLAIM_SQL, [ids, high])
+            held = cursor.fetchall()
+            if not held:
+                continue
+            cursor.execute(TOUCHED_TABLE)
+            cursor.execute(CHUNK_FILL_SQL, {"ids": [r[0] for r in held], "done": [r[1] for r in held], "high": high})
+            if cursor.rowcount:
+                # this chunk's users only (sorted buckets; the transaction holds no other user lock)
+                cursor.execute(f"SELECT DISTINCT user_id FROM {TOUCHED}")
+                lock_users(row[0] for row in cursor.fetchall())
+                cursor.execute(PROFILES_SQL, [when])
+                if most:
+                    cursor.execute(PAIRS_TABLE)
+                    cursor.execute(TOUCHED_PAIRS_SQL, [0, LOCK_BUCKETS - 1])
+                    outcome.pairs += max(0, cursor.rowcount)
+                    if cursor.rowcount:
+                        outcome.transitions.extend(_finish_chunk(cursor, when, timer=False, touched=True))
+            held_ids = [r[0] for r in held]
+            if high == LOCK_BUCKETS - 1:
+                cursor.execute(f"DELETE FROM {PENDING_TABLE} WHERE id = ANY(%s)", [held_ids])
+            else:
+                cursor.execute(f"UPDATE {PENDING_TABLE} SET done_buckets = %s WHERE id = ANY(%s)", [high, held_ids])
+    return outcome
+
+
+def bucket_ranges(total: int, size: int = CHUNK_PAIRS) -> list[tuple[int, int]]:
+    """Inclusive ranges of user buckets that split `total` pairs into chunks of about `size` (at least one range:
+    they always cover every bucket)."""
+    chunks = max(1, min(LOCK_BUCKETS, -(-total // size)))
     bounds = [LOCK_BUCKETS * i // chunks for i in range(chunks + 1)]
     return [(low, high - 1) for low, high in pairwise(bounds)]
 

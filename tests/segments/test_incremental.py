@@ -175,10 +175,38 @@ def test_brought_forward_states_equal_whole_reads(inc_org: Any, seed: int) -> No
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
 
 
+def _crash_after_first_chunk(now: datetime) -> None:
+    """The evaluator dies after a claim's first chunk committed: the batches stay queued with their progress mark,
+    and the next claim must evaluate only the buckets after it (a brought-forward state never adds a batch twice)."""
+    from segments import evaluator
+
+    real = evaluator._finish_chunk
+    calls = 0
+
+    def dying(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("killed between chunks")
+        return real(*args, **kwargs)
+
+    evaluator._finish_chunk = dying  # type: ignore[assignment]
+    try:
+        evaluator.evaluate_pending(now=now)
+    except RuntimeError:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM segments_pendingbatch WHERE done_buckets >= 0")
+            assert cursor.fetchone()[0] > 0  # the first chunk committed its mark
+    finally:
+        evaluator._finish_chunk = real  # type: ignore[assignment]
+
+
 def _run(schema: str, seed: int) -> None:
+    from segments import evaluator
     from segments.evaluator import evaluate_pending, run_timers
     from segments.services import ingest_events, segment_update
 
+    evaluator.PENDING_CHUNK_PAIRS = 2  # claims commit in many chunks of user buckets
     rng = random.Random(seed)
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=seed)
     seq = seed * 100_000
@@ -218,6 +246,8 @@ def _run(schema: str, seed: int) -> None:
                 )
             if step % 3 == 2:  # several queued batches evaluated together
                 continue
+            if step in (5, 11):
+                _crash_after_first_chunk(now)
             evaluate_pending(now=now)
             run_timers(now=now)
             if no_evaluate:  # stored unevaluated events show only once their users are re-read (step 7)
