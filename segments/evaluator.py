@@ -55,8 +55,8 @@ QUEUE_CHANNEL = "p360_segments_queue"  # NOTIFY when a batch is queued for the l
 DRAIN_BATCHES = 8  # queued batches one evaluation takes together (their (user, type) pairs evaluated once)
 # A claim of queued batches commits per chunk of user buckets of about this many pairs (latency: an event is
 # visible when its chunk commits); False: the whole claim in one transaction (the previous path, for the A/B).
-CHUNK_COMMITS = False
-PENDING_CHUNK_PAIRS = 5_000
+CHUNK_COMMITS = True
+PENDING_CHUNK_PAIRS = 10_000
 
 # The (segment, user) pairs one transaction evaluates (distinct; `trigger` the event that caused it, or "";
 # `incremental`: the pair was touched by queued batches whose events sit in segments_touched, so its state may be

@@ -175,7 +175,7 @@ def test_brought_forward_states_equal_whole_reads(inc_org: Any, seed: int) -> No
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
 
 
-def _crash_after_first_chunk(now: datetime) -> None:
+def _crash_after_first_chunk(now: datetime) -> bool:
     """The evaluator dies after a claim's first chunk committed: the batches stay queued with their progress mark,
     and the next claim must evaluate only the buckets after it (a brought-forward state never adds a batch twice)."""
     from segments import evaluator
@@ -197,8 +197,10 @@ def _crash_after_first_chunk(now: datetime) -> None:
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM segments_pendingbatch WHERE done_buckets >= 0")
             assert cursor.fetchone()[0] > 0  # the first chunk committed its mark
+        return True
     finally:
         evaluator._finish_chunk = real  # type: ignore[assignment]
+    return False  # the claim had a single chunk
 
 
 def _run(schema: str, seed: int) -> None:
@@ -207,6 +209,7 @@ def _run(schema: str, seed: int) -> None:
     from segments.services import ingest_events, segment_update
 
     evaluator.PENDING_CHUNK_PAIRS = 2  # claims commit in many chunks of user buckets
+    crashes = 0
     rng = random.Random(seed)
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=seed)
     seq = seed * 100_000
@@ -246,8 +249,8 @@ def _run(schema: str, seed: int) -> None:
                 )
             if step % 3 == 2:  # several queued batches evaluated together
                 continue
-            if step in (5, 11):
-                _crash_after_first_chunk(now)
+            if step in (4, 5, 10, 11):
+                crashes += _crash_after_first_chunk(now)
             evaluate_pending(now=now)
             run_timers(now=now)
             if no_evaluate:  # stored unevaluated events show only once their users are re-read (step 7)
@@ -267,6 +270,7 @@ def _run(schema: str, seed: int) -> None:
                 if pair in before and snap and before[pair][3] == writer and before[pair][:2] != (n, value):
                     forwarded += 1  # changed without a whole read: brought forward
     assert forwarded > 0  # the incremental path was taken
+    assert crashes > 0  # a claim died between its chunks and was resumed
 
 
 def _rule_of(seg: Any) -> dict[str, Any]:
