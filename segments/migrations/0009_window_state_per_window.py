@@ -20,9 +20,9 @@ RULE_KEY = "r.event_type, coalesce(r.window_minutes, 1), coalesce(nullif(r.prope
 TO_KEYS = f"""
 WITH keyed AS (
     SELECT w.id, r.event_type, coalesce(r.window_minutes, 1) AS wm, coalesce(nullif(r.property, ''), 'value') AS prop,
-           row_number() OVER k AS nth, min(w.due_at) OVER k AS due
+           row_number() OVER (k ORDER BY w.id) AS nth, min(w.due_at) OVER k AS due  -- the whole key's minimum
     FROM segments_windowstate w JOIN segments_segment r ON r.id = w.segment_id AND r.active AND r.kind = 'independent'
-    WINDOW k AS (PARTITION BY w.user_id, {RULE_KEY} ORDER BY w.id)
+    WINDOW k AS (PARTITION BY w.user_id, {RULE_KEY})
 ), gone AS (
     DELETE FROM segments_windowstate w WHERE NOT EXISTS (SELECT 1 FROM keyed k WHERE k.id = w.id AND k.nth = 1)
 )
