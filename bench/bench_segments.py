@@ -453,7 +453,7 @@ def run() -> list[Row]:
             )
         )
 
-        # timer pass: every pair due (as if an hour passed)
+        # timer pass: every window due (as if a day passed)
         with schema_context(org.schema_name):
             from segments.evaluator import run_timers
             from segments.models import WindowState
@@ -465,7 +465,7 @@ def run() -> list[Row]:
         rows.append(
             Row(
                 workload="segments: timer pass (windows slid past)",
-                size=f"{due:,} due pairs",
+                size=f"{due:,} due window states ({outcome.pairs:,} pairs)",
                 p360=f"{fmt_s(timer_s)} ({outcome.exits:,} exits)",
                 baseline="-",
                 ratio="-",

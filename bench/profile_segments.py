@@ -5,9 +5,10 @@
 Posts 10K-event batches through POST /events (the test client, as bench_segments does; batches over
 SEGMENTS_EVALUATE_INLINE_MAX are queued) and evaluates each one with `evaluate_pending` in this process, measuring
 per batch: API Python CPU, API PostgreSQL backend CPU, evaluator Python CPU, evaluator PostgreSQL CPU. With `--ab`
-batches alternate between variant A (`segments.events.FAST_STORE = False`: ids always inserted with the conflict
-clause; window state at the default fillfactor) and B (the current paths) on the same data, so both see the same
-machine. (Session 9's A/B also switched the evaluator's previous write paths, since removed: docs/segments.md.)
+batches alternate between variant A (`segments.evaluator.CHUNK_COMMITS = False`: a claim of queued batches in one
+transaction) and B (the current paths: a commit per chunk of user buckets) on the same data, so both see the same
+machine. (Session 9's A/B switched the id insert, the fillfactor and the evaluator's previous write paths, since
+removed; session 10's shared window state was measured against a worktree of main: docs/segments.md.)
 `--cprofile` prints the top functions of the API and the evaluator for one batch.
 """
 
@@ -26,9 +27,9 @@ from bench.common import backend_cpu_s, setup_database
 
 
 def _variant(new: bool) -> None:
-    from segments import events
+    from segments import evaluator
 
-    events.FAST_STORE = new
+    evaluator.CHUNK_COMMITS = new
 
 
 def _explain_next() -> None:
@@ -41,23 +42,19 @@ def _explain_next() -> None:
     real = evaluator._evaluate_table
     sql = evaluator.EVALUATE_TOUCHED_SQL
     membership = (
-        "(SELECT m.entered_at FROM segments_membership m WHERE m.segment_id = a.segment_id AND m.user_id = a.user_id)"
+        "(SELECT m.entered_at FROM segments_membership m WHERE m.segment_id = p.segment_id AND m.user_id = p.user_id)"
     )
     variants = {
         "current": sql,
         "no membership lookup": sql.replace(membership, "NULL::timestamptz"),
         "no writes": sql[: sql.index(", w AS (")] + " SELECT count(*) FROM j",
-        "update by ctid": sql.replace("s.writer AS s_writer,", "s.writer AS s_writer, s.ctid AS s_ctid,")
-        .replace("s_n IS NOT NULL AS existed", "s_n IS NOT NULL AS existed, s_ctid")
-        .replace(
-            "FROM w WHERE w.existed AND ws.segment_id",
-            "FROM w WHERE w.existed AND ws.ctid = w.s_ctid AND ws.segment_id",
-        ),
         "no update (insert/delete kept)": sql.replace("FROM w WHERE w.existed AND", "FROM w WHERE false AND"),
         "no added agg (all read whole)": sql.replace(
-            "p.inc0 AND NOT coalesce(ad.unsure, false) AS forward", "false AS forward"
+            "k.inc0 AND NOT coalesce(ad.unsure, false) AS forward", "false AS forward"
         ),
     }
+    for name, text in variants.items():  # a variant whose anchor moved would silently measure the current one
+        assert name == "current" or text != sql, f"--explain variant {name!r} no longer applies"
 
     def explained(cursor, now, timer, touched=False):  # type: ignore[no-untyped-def]
         params = {"now": now, "horizon": now + evaluator.FUTURE_SKEW}
@@ -100,7 +97,7 @@ def _old_storage(schema: str) -> None:
             cursor.execute(sql.format(schema=schema))
 
 
-OLD_STORAGE: list[str] = ['ALTER TABLE "{schema}".segments_windowstate RESET (fillfactor)']
+OLD_STORAGE: list[str] = []  # session 9: ['ALTER TABLE "{schema}".segments_windowstate RESET (fillfactor)']
 
 
 STATEMENT_CPU: dict[str, float] = {}

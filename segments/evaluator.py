@@ -8,9 +8,11 @@ in a temporary table, never shipped as arrays). Only the differences come back t
 the current membership, to the append-only ledger (`Transition`) and, for campaigns listening, to
 the send outbox, in the same transaction.
 
-The window state row per pair keeps the aggregate and `due_at`, the next instant the aggregate
-changes with no new event (the oldest counted event leaving the window, or a slightly-future event
-arriving in it). The timer job evaluates only pairs whose `due_at` has passed.
+The window state row per (user, event type, window, property) keeps the window's aggregates (count, exact sum,
+min, max) and `due_at`, the next instant they change with no new event (the oldest counted event leaving the
+window, or a slightly-future event arriving in it). It is shared by every rule reading that window, whatever its
+attribute or threshold: a batch computes and writes it once, then judges each reader. The timer job evaluates only
+the windows whose `due_at` has passed, for every active rule that reads them.
 
 Re-evaluating a pair is idempotent: the result depends only on the stored events and `now`, and a
 transition is written only when the rule's result differs from the stored membership. Per-user
@@ -46,12 +48,15 @@ from segments.models import Transition
 LOCK_NAMESPACE = 13014
 LOCK_BUCKETS = 1024  # users are serialised by bucket (see bucket())
 CHUNK_PAIRS = 20_000
-MAX_STORED = Decimal("1e19")
 BUCKET = "(hashtext(user_id) & 1023)"  # chunks a batch (sizing only; locks use bucket())
 PAIRS = "pg_temp.segments_eval_pairs"
 TOUCHED = "pg_temp.segments_touched"
 QUEUE_CHANNEL = "p360_segments_queue"  # NOTIFY when a batch is queued for the loop (segments_timers LISTENs)
 DRAIN_BATCHES = 8  # queued batches one evaluation takes together (their (user, type) pairs evaluated once)
+# A claim of queued batches commits per chunk of user buckets of about this many pairs (latency: an event is
+# visible when its chunk commits); False: the whole claim in one transaction (the previous path, for the A/B).
+CHUNK_COMMITS = True
+PENDING_CHUNK_PAIRS = 10_000
 
 # The (segment, user) pairs one transaction evaluates (distinct; `trigger` the event that caused it, or "";
 # `incremental`: the pair was touched by queued batches whose events sit in segments_touched, so its state may be
@@ -62,46 +67,44 @@ PAIRS_TABLE = (
     f"incremental boolean NOT NULL DEFAULT false) ON COMMIT DELETE ROWS; TRUNCATE {PAIRS}"
 )
 
-# Attributes whose window state is kept incrementally: the state's `acc` is the exact sum (count: unused), min or
-# max of the window. avg and distinct re-read the window at each evaluation.
+# Attributes a window state serves incrementally. A state keeps its window's count, exact sum, min and max of its
+# property, whatever its readers' attributes; avg and distinct re-read the window at each evaluation (and so the
+# other rules reading a window that an avg or distinct rule reads too).
 INCREMENTAL_ATTRIBUTES = ("count", "sum", "min", "max")
 
-# The rule's verdict from a pair's aggregates (`j` below), shared by both ways of getting them.
-_VERDICT = """
-    SELECT a.*, v.value,
-           (SELECT m.entered_at FROM segments_membership m WHERE m.segment_id = a.segment_id AND m.user_id = a.user_id)
-               AS entered_at,
-           coalesce(CASE a.operator WHEN 'gt' THEN v.value > a.target WHEN 'gte' THEN v.value >= a.target
-                                    WHEN 'lt' THEN v.value < a.target WHEN 'lte' THEN v.value <= a.target
-                                    WHEN 'eq' THEN v.value = a.target WHEN 'neq' THEN v.value <> a.target END,
-                    false) AS holds
-    FROM a
-    CROSS JOIN LATERAL (
-        SELECT CASE a.attribute WHEN 'count' THEN a.n::numeric WHEN 'sum' THEN a.total WHEN 'avg' THEN a.average
-                                WHEN 'min' THEN a.low WHEN 'max' THEN a.high
-                                WHEN 'distinct' THEN a.distinct_values::numeric END AS value
-    ) v
-"""
+# A rule's window: its state's key beside the user (segments_windowstate: user_id, event_type, window_minutes,
+# property). Rules on the same window share one state, whatever their attribute, operator or threshold.
+RULE_WINDOW = "coalesce(r.window_minutes, 1)"
+RULE_PROP = "coalesce(nullif(r.property, ''), 'value')"
+SAME_WINDOW = f"r.event_type = s.event_type AND {RULE_WINDOW} = s.window_minutes AND {RULE_PROP} = s.property"
 
-# The pairs with their rule and current window state; `inc0`: the state may be brought forward (it exists, was read
-# whole under a known snapshot, nothing in it left the window or arrived in it by time since, and the rule's
-# aggregate is kept incrementally).
+# The pairs with their rule (`p`), and their windows with the current state (`k`, one row per window: its
+# aggregates are computed once for all its readers). `inc0`: the state may be brought forward (it exists, was read
+# whole under a known snapshot, nothing in it left the window or arrived in it by time since, and no reader needs a
+# whole read).
 _PAIRS_CTE = f"""
 p AS MATERIALIZED (
-    SELECT q.segment_id, q.user_id, q.trigger, r.version, r.event_type, r.attribute,
-           coalesce(nullif(r.property, ''), 'value') AS prop, r.operator, coalesce(r.value, 0) AS target,
-           coalesce(r.window_minutes, 1) AS window_minutes,
-           s.acc AS s_acc, s.events_in_window AS s_n, s.due_at AS s_due, s.snapshot AS s_snapshot, s.writer AS s_writer,
-           CASE WHEN s.snapshot <> '' THEN s.snapshot::pg_snapshot END AS s_snap,
-           (q.incremental AND s.snapshot <> '' AND r.attribute IN {INCREMENTAL_ATTRIBUTES}
-            AND s.evaluated_at <= %(now)s AND (s.due_at IS NULL OR s.due_at > %(now)s)) IS TRUE AS inc0
+    SELECT q.segment_id, q.user_id, q.trigger, q.incremental, r.version, r.event_type, r.attribute,
+           {RULE_PROP} AS prop, r.operator, coalesce(r.value, 0) AS target, {RULE_WINDOW} AS window_minutes
     FROM {PAIRS} q JOIN segments_segment r ON r.id = q.segment_id AND r.active AND r.kind = 'independent'
-    LEFT JOIN segments_windowstate s ON s.segment_id = q.segment_id AND s.user_id = q.user_id
+), k AS MATERIALIZED (
+    SELECT g.*, s.events_in_window AS s_n, s.total AS s_total, s.low AS s_low, s.high AS s_high, s.due_at AS s_due,
+           s.snapshot AS s_snapshot, s.writer AS s_writer,
+           CASE WHEN s.snapshot <> '' THEN s.snapshot::pg_snapshot END AS s_snap,
+           (g.incremental AND g.plain AND s.snapshot <> '' AND s.evaluated_at <= %(now)s
+            AND (s.due_at IS NULL OR s.due_at > %(now)s)) IS TRUE AS inc0
+    FROM (
+        SELECT user_id, event_type, window_minutes, prop, bool_and(incremental) AS incremental,
+               bool_and(attribute IN {INCREMENTAL_ATTRIBUTES}) AS plain, bool_or(attribute = 'distinct') AS distinct_read
+        FROM p GROUP BY user_id, event_type, window_minutes, prop
+    ) g
+    LEFT JOIN segments_windowstate s ON s.user_id = g.user_id AND s.event_type = g.event_type
+        AND s.window_minutes = g.window_minutes AND s.property = g.prop
 )"""
 
-# The whole window of a pair, read from the events table: its aggregates and the next instant they change by time.
+# The whole window read from the events table: its aggregates and the next instant they change by time.
 _FULL_SELECT = """
-    SELECT p.*, x.*, d.distinct_values
+    SELECT k.*, x.*, d.distinct_values
     FROM {source} CROSS JOIN LATERAL (
         SELECT count(e.event_time) FILTER (WHERE e.event_time <= %(now)s) AS n,
                coalesce(sum(e.v) FILTER (WHERE e.event_time <= %(now)s), 0) AS total,
@@ -109,120 +112,146 @@ _FULL_SELECT = """
                min(e.v) FILTER (WHERE e.event_time <= %(now)s) AS low,
                max(e.v) FILTER (WHERE e.event_time <= %(now)s) AS high,
                least(min(e.event_time) FILTER (WHERE e.event_time > %(now)s),
-                     min(e.event_time + p.window_minutes * interval '1 minute')
+                     min(e.event_time + k.window_minutes * interval '1 minute')
                          FILTER (WHERE e.event_time <= %(now)s)) AS due
         FROM (
             SELECT ev.event_time,
-                   CASE WHEN p.attribute NOT IN ('count', 'distinct')
-                             AND jsonb_typeof(ev.attributes -> p.prop) = 'number'
-                        THEN (ev.attributes ->> p.prop)::numeric END AS v
+                   CASE WHEN jsonb_typeof(ev.attributes -> k.prop) = 'number' THEN (ev.attributes ->> k.prop)::numeric
+                   END AS v
             FROM segments_event ev
-            WHERE ev.user_id = p.user_id AND ev.event_type = p.event_type
-              AND ev.event_time > %(now)s - p.window_minutes * interval '1 minute'
+            WHERE ev.user_id = k.user_id AND ev.event_type = k.event_type
+              AND ev.event_time > %(now)s - k.window_minutes * interval '1 minute'
               AND ev.event_time <= %(horizon)s
         ) e
     ) x
     CROSS JOIN LATERAL (  -- a second pass over the window only for a `distinct` rule (it sorts)
-        SELECT CASE WHEN p.attribute = 'distinct' THEN (
-            SELECT count(DISTINCT ev.attributes ->> p.prop)
+        SELECT CASE WHEN k.distinct_read THEN (
+            SELECT count(DISTINCT ev.attributes ->> k.prop)
             FROM segments_event ev
-            WHERE ev.user_id = p.user_id AND ev.event_type = p.event_type
-              AND ev.event_time > %(now)s - p.window_minutes * interval '1 minute'
+            WHERE ev.user_id = k.user_id AND ev.event_type = k.event_type
+              AND ev.event_time > %(now)s - k.window_minutes * interval '1 minute'
               AND ev.event_time <= %(now)s
         ) END AS distinct_values
     ) d"""
 
-# Writes: the window state (kept, or dropped when nothing is in the window and nothing is due), then only the pairs
-# whose verdict differs from the membership come back: those are the transitions. A state read whole records the
-# statement's snapshot and transaction; one brought forward keeps the ones it had.
-_WRITE_AND_RETURN = f"""
-, w AS (
-    SELECT segment_id, user_id, greatest(-{MAX_STORED}, least({MAX_STORED}, coalesce(value, 0))) AS value, n, due,
-           CASE attribute WHEN 'min' THEN low WHEN 'max' THEN high ELSE total END AS acc,
-           CASE WHEN whole THEN pg_current_snapshot()::text ELSE s_snapshot END AS snapshot,
-           CASE WHEN whole THEN pg_current_xact_id()::text::bigint ELSE s_writer END AS writer,
+# Verdicts and writes, from each window's aggregates (`a`): every reader's verdict, compared with its membership;
+# the window's state written once (kept, or dropped when nothing is in the window and nothing is due). Only the
+# pairs whose verdict differs from the membership come back: those are the transitions. A state read whole records
+# the statement's snapshot and transaction; one brought forward keeps the ones it had.
+_VERDICT_AND_WRITE = """
+, j AS (
+    SELECT p.segment_id, p.user_id, p.trigger, p.version, p.event_type, p.attribute, p.prop, p.operator, p.target,
+           p.window_minutes, v.value,
+           (SELECT m.entered_at FROM segments_membership m WHERE m.segment_id = p.segment_id AND m.user_id = p.user_id)
+               AS entered_at,
+           coalesce(CASE p.operator WHEN 'gt' THEN v.value > p.target WHEN 'gte' THEN v.value >= p.target
+                                    WHEN 'lt' THEN v.value < p.target WHEN 'lte' THEN v.value <= p.target
+                                    WHEN 'eq' THEN v.value = p.target WHEN 'neq' THEN v.value <> p.target END,
+                    false) AS holds
+    FROM p JOIN a ON a.user_id = p.user_id AND a.event_type = p.event_type AND a.window_minutes = p.window_minutes
+                 AND a.prop = p.prop
+    CROSS JOIN LATERAL (
+        SELECT CASE p.attribute WHEN 'count' THEN a.n::numeric WHEN 'sum' THEN a.total WHEN 'avg' THEN a.average
+                                WHEN 'min' THEN a.low WHEN 'max' THEN a.high
+                                WHEN 'distinct' THEN a.distinct_values::numeric END AS value
+    ) v
+), w AS (
+    SELECT user_id, event_type, window_minutes, prop, n, due, total, low, high,
+           CASE WHEN forward THEN s_snapshot ELSE pg_current_snapshot()::text END AS snapshot,
+           CASE WHEN forward THEN s_writer ELSE pg_current_xact_id()::text::bigint END AS writer,
            s_n IS NOT NULL AS existed
-    FROM j WHERE n > 0 OR due IS NOT NULL
+    FROM a WHERE n > 0 OR due IS NOT NULL
 ), updated AS (  -- a plain UPDATE where the state exists (no speculative insert; HOT when due_at is unchanged)
-    UPDATE segments_windowstate ws SET value = w.value, events_in_window = w.n, due_at = w.due,
-        evaluated_at = %(now)s, acc = w.acc, snapshot = w.snapshot, writer = w.writer
-    FROM w WHERE w.existed AND ws.segment_id = w.segment_id AND ws.user_id = w.user_id
+    UPDATE segments_windowstate ws SET events_in_window = w.n, due_at = w.due, evaluated_at = %(now)s,
+        total = w.total, low = w.low, high = w.high, snapshot = w.snapshot, writer = w.writer
+    FROM w WHERE w.existed AND ws.user_id = w.user_id AND ws.event_type = w.event_type
+        AND ws.window_minutes = w.window_minutes AND ws.property = w.prop
 ), inserted AS (
-    INSERT INTO segments_windowstate (segment_id, user_id, value, events_in_window, due_at, evaluated_at, acc,
-                                      snapshot, writer)
-    SELECT segment_id, user_id, value, n, due, %(now)s, acc, snapshot, writer FROM w WHERE NOT existed
-    ON CONFLICT (segment_id, user_id) DO UPDATE SET value = EXCLUDED.value,
+    INSERT INTO segments_windowstate (user_id, event_type, window_minutes, property, events_in_window, due_at,
+                                      evaluated_at, total, low, high, snapshot, writer)
+    SELECT user_id, event_type, window_minutes, prop, n, due, %(now)s, total, low, high, snapshot, writer
+    FROM w WHERE NOT existed
+    ON CONFLICT (user_id, event_type, window_minutes, property) DO UPDATE SET
         events_in_window = EXCLUDED.events_in_window, due_at = EXCLUDED.due_at, evaluated_at = EXCLUDED.evaluated_at,
-        acc = EXCLUDED.acc, snapshot = EXCLUDED.snapshot, writer = EXCLUDED.writer
+        total = EXCLUDED.total, low = EXCLUDED.low, high = EXCLUDED.high, snapshot = EXCLUDED.snapshot,
+        writer = EXCLUDED.writer
 ), emptied AS (
-    DELETE FROM segments_windowstate ws USING j
-    WHERE ws.segment_id = j.segment_id AND ws.user_id = j.user_id AND j.n = 0 AND j.due IS NULL AND j.s_n IS NOT NULL
+    DELETE FROM segments_windowstate ws USING a
+    WHERE ws.user_id = a.user_id AND ws.event_type = a.event_type AND ws.window_minutes = a.window_minutes
+      AND ws.property = a.prop AND a.n = 0 AND a.due IS NULL AND a.s_n IS NOT NULL
 )
 SELECT segment_id, user_id, trigger, version, event_type, attribute, prop, operator, target, window_minutes,
        value, entered_at, holds
 FROM j WHERE holds <> (entered_at IS NOT NULL)
 """
 
-# Every pair's window read whole (timers, a new or changed rule, re-evaluation): one set-based statement per chunk.
+# Every window read whole (timers, a new or changed rule, re-evaluation): one set-based statement per chunk.
 EVALUATE_SQL = (
-    f"WITH {_PAIRS_CTE}, a AS ({_FULL_SELECT.format(source='p')}), j AS ({_VERDICT.replace('a.*', 'a.*, true AS whole')})"
-    + _WRITE_AND_RETURN
+    f"WITH {_PAIRS_CTE}, a AS ({_FULL_SELECT.format(source='(SELECT k.*, false AS forward FROM k) k')})"
+    + _VERDICT_AND_WRITE
 )
 
-# Pairs touched by queued batches (segments_touched holds the claimed batches' events). A pair whose state can be
-# brought forward is: its new events are those of the claimed batches whose transaction the state's snapshot does
+# Windows touched by queued batches (segments_touched holds the claimed batches' events). A window whose state can
+# be brought forward is: its new events are those of the claimed batches whose transaction the state's snapshot does
 # not see (the state counted the others when it read the window), inside the window now (an event before it never
-# counts again; one in the future makes it due). Everything else is read whole. A pair is read whole too when a
+# counts again; one in the future makes it due). Everything else is read whole. A window is read whole too when a
 # batch's transaction is unknown (a redelivered JetStream message) or is the one that wrote the state (it saw its
 # own writes), or when an event lies past the horizon (a later whole read counts it; a later claim would not).
 EVALUATE_TOUCHED_SQL = f"""
 WITH {_PAIRS_CTE},
-nv AS MATERIALIZED (  -- the claimed events of the pairs that may be brought forward (a batch queued before this
-    -- column existed has no attributes: its pairs are read whole)
+nv AS MATERIALIZED (  -- the claimed events of the windows that may be brought forward (a batch queued before this
+    -- column existed has no attributes: its windows are read whole)
     SELECT t.user_id, t.event_type, t.event_time, CASE WHEN t.attributes IS NOT NULL THEN t.xact END AS xact,
-           CASE WHEN k.needs_values THEN t.attributes END AS attributes
-    FROM {TOUCHED} t JOIN (
-        SELECT user_id, event_type, bool_or(attribute <> 'count') AS needs_values FROM p WHERE inc0 GROUP BY 1, 2
-    ) k ON k.user_id = t.user_id AND k.event_type = t.event_type
+           t.attributes
+    FROM {TOUCHED} t JOIN (SELECT DISTINCT user_id, event_type FROM k WHERE inc0) g
+        ON g.user_id = t.user_id AND g.event_type = t.event_type
 ), added AS (
-    SELECT p.segment_id, p.user_id,
-           bool_or(nv.xact IS NULL OR nv.xact::text::bigint = p.s_writer
+    SELECT k.user_id, k.event_type, k.window_minutes, k.prop,
+           bool_or(nv.xact IS NULL OR nv.xact::text::bigint = k.s_writer
                    OR (c.counts AND nv.event_time > %(horizon)s)) AS unsure,
            count(*) FILTER (WHERE c.counts AND c.live) AS n,
            sum(c.v) FILTER (WHERE c.counts AND c.live) AS total,
            min(c.v) FILTER (WHERE c.counts AND c.live) AS low,
            max(c.v) FILTER (WHERE c.counts AND c.live) AS high,
            least(min(nv.event_time) FILTER (WHERE c.counts AND nv.event_time > %(now)s),
-                 min(nv.event_time + p.window_minutes * interval '1 minute') FILTER (WHERE c.counts AND c.live))
+                 min(nv.event_time + k.window_minutes * interval '1 minute') FILTER (WHERE c.counts AND c.live))
                AS due
-    FROM p JOIN nv ON nv.user_id = p.user_id AND nv.event_type = p.event_type
+    FROM k JOIN nv ON nv.user_id = k.user_id AND nv.event_type = k.event_type
     CROSS JOIN LATERAL (
-        SELECT NOT pg_visible_in_snapshot(nv.xact, p.s_snap) AS counts,
-               nv.event_time <= %(now)s AND nv.event_time > %(now)s - p.window_minutes * interval '1 minute' AS live,
-               CASE WHEN p.attribute <> 'count' AND jsonb_typeof(nv.attributes -> p.prop) = 'number'
-                    THEN (nv.attributes ->> p.prop)::numeric END AS v
+        SELECT NOT pg_visible_in_snapshot(nv.xact, k.s_snap) AS counts,
+               nv.event_time <= %(now)s AND nv.event_time > %(now)s - k.window_minutes * interval '1 minute' AS live,
+               CASE WHEN jsonb_typeof(nv.attributes -> k.prop) = 'number' THEN (nv.attributes ->> k.prop)::numeric
+               END AS v
     ) c
-    WHERE p.inc0
-    GROUP BY p.segment_id, p.user_id
-), pp AS (
-    SELECT p.*, p.inc0 AND NOT coalesce(ad.unsure, false) AS forward, ad.n AS add_n, ad.total AS add_total,
+    WHERE k.inc0
+    GROUP BY k.user_id, k.event_type, k.window_minutes, k.prop
+), kk AS (
+    SELECT k.*, k.inc0 AND NOT coalesce(ad.unsure, false) AS forward, ad.n AS add_n, ad.total AS add_total,
            ad.low AS add_low, ad.high AS add_high, ad.due AS add_due
-    FROM p LEFT JOIN added ad ON ad.segment_id = p.segment_id AND ad.user_id = p.user_id
+    FROM k LEFT JOIN added ad ON ad.user_id = k.user_id AND ad.event_type = k.event_type
+        AND ad.window_minutes = k.window_minutes AND ad.prop = k.prop
 ), a AS (
-    {_FULL_SELECT.format(source="(SELECT * FROM pp WHERE NOT forward) p")}
+    {_FULL_SELECT.format(source="(SELECT * FROM kk WHERE NOT forward) k")}
     UNION ALL
-    SELECT p.*, p.s_n + coalesce(p.add_n, 0), p.s_acc + coalesce(p.add_total, 0), NULL, least(p.s_acc, p.add_low),
-           greatest(p.s_acc, p.add_high), least(p.s_due, p.add_due), NULL
-    FROM pp p WHERE p.forward
-), j AS ({_VERDICT.replace("a.*", "a.*, NOT a.forward AS whole")})
-{_WRITE_AND_RETURN}
+    SELECT k.*, k.s_n + coalesce(k.add_n, 0), k.s_total + coalesce(k.add_total, 0), NULL, least(k.s_low, k.add_low),
+           greatest(k.s_high, k.add_high), least(k.s_due, k.add_due), NULL
+    FROM kk k WHERE k.forward
+)
+{_VERDICT_AND_WRITE}
 """
 
-# A pair whose segment was deactivated or deleted since its timer was set: its state goes.
-STALE_SQL = f"""
-DELETE FROM segments_windowstate w USING {PAIRS} q
-WHERE w.segment_id = q.segment_id AND w.user_id = q.user_id
-  AND NOT EXISTS (SELECT 1 FROM segments_segment r WHERE r.id = q.segment_id AND r.active AND r.kind = 'independent')
+# A pair evaluated outside a claim (a new or changed rule) re-reads and rewrites its window's state: every other
+# active rule reading that window is evaluated with it, or a reader whose verdict changed by time (an event left the
+# window) would lose the timer that was due to tell it.
+READERS_SQL = f"""
+INSERT INTO {PAIRS} (segment_id, user_id, trigger)
+SELECT DISTINCT o.id, q.user_id, ''
+FROM {PAIRS} q
+JOIN segments_segment s ON s.id = q.segment_id AND s.active AND s.kind = 'independent'
+JOIN segments_segment o ON o.active AND o.kind = 'independent' AND o.id <> s.id AND o.event_type = s.event_type
+    AND coalesce(o.window_minutes, 1) = coalesce(s.window_minutes, 1)
+    AND coalesce(nullif(o.property, ''), 'value') = coalesce(nullif(s.property, ''), 'value')
+WHERE NOT EXISTS (SELECT 1 FROM {PAIRS} x WHERE x.segment_id = o.id AND x.user_id = q.user_id)
 """
 
 # The pairs a batch of stored events touches, for one range of user buckets: each (user, type) with the
@@ -505,7 +534,8 @@ def evaluate_pairs(
             with cursor.copy(f"COPY {PAIRS} (segment_id, user_id, trigger) FROM STDIN") as copy:  # type: ignore[attr-defined]
                 for seg, user in chunk:
                     copy.write_row((seg, user, ""))
-            cursor.execute(STALE_SQL)
+            if not timer:  # the timer's pairs are every active reader of the due windows already
+                cursor.execute(READERS_SQL)
             outcome.transitions.extend(_finish_chunk(cursor, when, timer))
     return outcome
 
@@ -555,7 +585,41 @@ SELECT array_position(%(ids)s::bigint[], p.id)::bigint * 4294967296 + e.ord, e.e
 FROM {PENDING_TABLE} p
 CROSS JOIN LATERAL unnest(p.event_ids, p.user_ids, p.event_types, p.event_times, p.attributes)
     WITH ORDINALITY AS e(event_id, user_id, event_type, event_time, attributes, ord)
-WHERE p.id = ANY(%(ids)s::bigint[])
+WHERE p.id = ANY(%(ids)s::bigint[]) AND (hashtext(e.user_id) & 1023) > p.done_buckets
+"""
+
+# Committing per chunk (CHUNK_COMMITS): the claimed batches' events not evaluated yet (a bucket past the batch's
+# progress mark), kept for the claim's chunks in a table that survives their commits.
+CLAIMED = "pg_temp.segments_claimed"
+CLAIMED_TABLE = (
+    "CREATE TEMP TABLE IF NOT EXISTS segments_claimed (batch bigint, bucket int, seq bigint, event_id text, "
+    f"user_id text, event_type text, event_time timestamptz, xact xid8, attributes jsonb); TRUNCATE {CLAIMED}"
+)
+FILL_CLAIMED_SQL = f"""
+INSERT INTO {CLAIMED} (batch, bucket, seq, event_id, user_id, event_type, event_time, xact, attributes)
+SELECT p.id, b.bucket, array_position(%(ids)s::bigint[], p.id)::bigint * 4294967296 + e.ord, e.event_id, e.user_id,
+       e.event_type, e.event_time, p.xact, e.attributes
+FROM {PENDING_TABLE} p
+CROSS JOIN LATERAL unnest(p.event_ids, p.user_ids, p.event_types, p.event_times, p.attributes)
+    WITH ORDINALITY AS e(event_id, user_id, event_type, event_time, attributes, ord)
+CROSS JOIN LATERAL (SELECT hashtext(e.user_id) & 1023 AS bucket) b
+WHERE p.id = ANY(%(ids)s::bigint[]) AND b.bucket > p.done_buckets
+"""
+
+# A chunk's batches, locked again in its own transaction with their progress read under the lock (a batch another
+# evaluator holds now is left to it; one already past this chunk is skipped).
+CHUNK_CLAIM_SQL = f"""
+SELECT id, done_buckets FROM {PENDING_TABLE} WHERE id = ANY(%s::bigint[]) AND done_buckets < %s
+ORDER BY id FOR UPDATE SKIP LOCKED
+"""
+
+# The chunk's events: of each batch, the buckets past its mark up to the chunk's last bucket (whoever evaluated the
+# buckets before, they are committed with the mark).
+CHUNK_FILL_SQL = f"""
+INSERT INTO {TOUCHED} (seq, event_id, user_id, event_type, event_time, xact, attributes)
+SELECT c.seq, c.event_id, c.user_id, c.event_type, c.event_time, c.xact, c.attributes
+FROM {CLAIMED} c JOIN unnest(%(ids)s::bigint[], %(done)s::int[]) AS d(id, done) ON d.id = c.batch
+WHERE c.bucket > d.done AND c.bucket <= %(high)s
 """
 
 # Profiles of first-seen users are created and last_active_at only moves forward, in one pass over the users with
@@ -595,46 +659,101 @@ def evaluate_pending(
 ) -> Outcome:
     """Evaluate queued batches until the queue is empty (or, with `only`, those batches once): each round
     claims up to `batches` of them, writes their users' profiles, evaluates every (user, type) they touched
-    once, and deletes them, in one transaction (a crash leaves them queued; evaluation is idempotent).
-    Only batches queued before the call are taken: a steady stream never keeps one pass (one org) busy forever.
+    once, and deletes them. Only batches queued before the call are taken: a steady stream never keeps one pass
+    (one org) busy forever.
 
     Taking several batches together is what lets evaluation keep up under load: a user active in each
-    of them is evaluated once per round, not once per batch."""
+    of them is evaluated once per round, not once per batch.
+
+    A claim commits chunk by chunk of user buckets (CHUNK_COMMITS): an event is visible once its user's chunk is
+    evaluated, not when the whole claim is. Each batch row keeps its progress (`done_buckets`, the last bucket
+    evaluated, committed with that chunk's results): a crash leaves the batch queued with its mark, and the next
+    claim evaluates only the buckets after it, so no state brought forward ever adds a batch twice."""
     total = Outcome()
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT max(id) FROM {PENDING_TABLE}")
         upto = cursor.fetchone()[0]
     if upto is None:
         return total
+    params = {"only": list(only) if only is not None else None, "upto": upto, "limit": batches}
+    claim = _claim_by_chunks if CHUNK_COMMITS else _claim_at_once
     while True:
-        when = now or timezone.now()
-        with transaction.atomic(), connection.cursor() as cursor:
-            params = {"only": list(only) if only is not None else None, "upto": upto, "limit": batches}
-            cursor.execute(CLAIM_SQL, params)
-            claimed = cursor.fetchall()
-            if not claimed:
-                return total
-            ids = [row[0] for row in claimed]
-            cursor.execute(TOUCHED_TABLE)
-            cursor.execute(FILL_TOUCHED_SQL, {"ids": ids})
-            # Every user of the claim locked now, in one sorted pass: the chunks below run in this transaction
-            # and keep their locks, so locking chunk by chunk could deadlock against another evaluator.
-            cursor.execute(f"SELECT user_id, count(DISTINCT event_type) FROM {TOUCHED} GROUP BY user_id")
-            users = cursor.fetchall()
-            lock_users(row[0] for row in users)
-            cursor.execute(PROFILES_SQL, [when])
-            outcome = evaluate_touched(fresh=sum(row[1] for row in users), now=when)
-            cursor.execute(f"DELETE FROM {PENDING_TABLE} WHERE id = ANY(%s)", [ids])
+        outcome = claim(params, now or timezone.now())
+        if not outcome.batches:
+            return total
         total.transitions.extend(outcome.transitions)
         total.pairs += outcome.pairs
-        total.batches += len(ids)
+        total.batches += outcome.batches
         if only is not None:
             return total
 
 
-def bucket_ranges(total: int) -> list[tuple[int, int]]:
-    """Inclusive ranges of user buckets that split `total` pairs into chunks of about CHUNK_PAIRS."""
-    chunks = max(1, min(LOCK_BUCKETS, -(-total // CHUNK_PAIRS)))
+def _claim_at_once(params: dict[str, Any], when: datetime) -> Outcome:
+    """One claim in one transaction (the previous path, kept for the A/B of CHUNK_COMMITS)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(CLAIM_SQL, params)
+        ids = [row[0] for row in cursor.fetchall()]
+        if not ids:
+            return Outcome()
+        cursor.execute(TOUCHED_TABLE)
+        cursor.execute(FILL_TOUCHED_SQL, {"ids": ids})
+        # Every user of the claim locked now, in one sorted pass: the chunks below run in this transaction
+        # and keep their locks, so locking chunk by chunk could deadlock against another evaluator.
+        cursor.execute(f"SELECT user_id, count(DISTINCT event_type) FROM {TOUCHED} GROUP BY user_id")
+        users = cursor.fetchall()
+        lock_users(row[0] for row in users)
+        cursor.execute(PROFILES_SQL, [when])
+        outcome = evaluate_touched(fresh=sum(row[1] for row in users), now=when)
+        cursor.execute(f"DELETE FROM {PENDING_TABLE} WHERE id = ANY(%s)", [ids])
+    outcome.batches = len(ids)
+    return outcome
+
+
+def _claim_by_chunks(params: dict[str, Any], when: datetime) -> Outcome:
+    """One claim, each chunk of user buckets in a transaction of its own that moves the batches' marks."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(CLAIM_SQL, params)
+        ids = [row[0] for row in cursor.fetchall()]
+        if not ids:
+            return Outcome()
+        cursor.execute(CLAIMED_TABLE)
+        cursor.execute(FILL_CLAIMED_SQL, {"ids": ids})
+        cursor.execute(f"SELECT count(*) FROM (SELECT DISTINCT user_id, event_type FROM {CLAIMED}) d")
+        fresh = int(cursor.fetchone()[0])
+    defs = rules_mod.load()
+    most = max((len(rules) for rules in defs.rules_by_type.values()), default=0)
+    outcome = Outcome(batches=len(ids))
+    for _low, high in bucket_ranges(fresh * most, PENDING_CHUNK_PAIRS):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(CHUNK_CLAIM_SQL, [ids, high])
+            held = cursor.fetchall()
+            if not held:
+                continue
+            cursor.execute(TOUCHED_TABLE)
+            cursor.execute(CHUNK_FILL_SQL, {"ids": [r[0] for r in held], "done": [r[1] for r in held], "high": high})
+            if cursor.rowcount:
+                # this chunk's users only (sorted buckets; the transaction holds no other user lock)
+                cursor.execute(f"SELECT DISTINCT user_id FROM {TOUCHED}")
+                lock_users(row[0] for row in cursor.fetchall())
+                cursor.execute(PROFILES_SQL, [when])
+                if most:
+                    cursor.execute(PAIRS_TABLE)
+                    cursor.execute(TOUCHED_PAIRS_SQL, [0, LOCK_BUCKETS - 1])
+                    outcome.pairs += max(0, cursor.rowcount)
+                    if cursor.rowcount:
+                        outcome.transitions.extend(_finish_chunk(cursor, when, timer=False, touched=True))
+            held_ids = [r[0] for r in held]
+            if high == LOCK_BUCKETS - 1:
+                cursor.execute(f"DELETE FROM {PENDING_TABLE} WHERE id = ANY(%s)", [held_ids])
+            else:
+                cursor.execute(f"UPDATE {PENDING_TABLE} SET done_buckets = %s WHERE id = ANY(%s)", [high, held_ids])
+    return outcome
+
+
+def bucket_ranges(total: int, size: int = CHUNK_PAIRS) -> list[tuple[int, int]]:
+    """Inclusive ranges of user buckets that split `total` pairs into chunks of about `size` (at least one range:
+    they always cover every bucket)."""
+    chunks = max(1, min(LOCK_BUCKETS, -(-total // size)))
     bounds = [LOCK_BUCKETS * i // chunks for i in range(chunks + 1)]
     return [(low, high - 1) for low, high in pairwise(bounds)]
 
@@ -670,6 +789,7 @@ def evaluate_segment_users(
             cursor.execute(PAIRS_TABLE)
             cursor.execute(SEGMENT_USERS_SQL, [segment_id, event_type, since, low, high])
             if cursor.rowcount:
+                cursor.execute(READERS_SQL)
                 outcome.transitions.extend(_finish_chunk(cursor, when, timer=False))
         if progress is not None:
             progress(done, len(ranges))
@@ -713,25 +833,42 @@ def evaluate_derived_for(users: Sequence[str], *, now: datetime | None = None) -
     return outcome
 
 
-def due_pairs(now: datetime, limit: int) -> list[tuple[int, str]]:
+# The windows whose aggregates change by themselves now (the due-time index; never all users), each with every
+# active rule that reads it: those are the pairs a timer pass evaluates.
+DUE_SQL = f"""
+SELECT r.id, s.user_id, s.id
+FROM (SELECT id, user_id, event_type, window_minutes, property FROM segments_windowstate
+      WHERE due_at <= %s ORDER BY due_at LIMIT %s) s
+JOIN segments_segment r ON r.active AND r.kind = 'independent' AND {SAME_WINDOW}
+"""
+
+# Due windows no active rule reads any more (their segments were deactivated, deleted or changed): they go.
+ORPHANS_SQL = f"""
+DELETE FROM segments_windowstate s WHERE s.due_at <= %s
+  AND NOT EXISTS (SELECT 1 FROM segments_segment r WHERE r.active AND r.kind = 'independent' AND {SAME_WINDOW})
+"""
+
+
+def due_pairs(now: datetime, limit: int) -> tuple[list[tuple[int, str]], int]:
+    """The pairs of up to `limit` due windows (oldest due first), and how many windows had a reader."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT segment_id, user_id FROM segments_windowstate WHERE due_at <= %s ORDER BY due_at LIMIT %s",
-            [now, limit],
-        )
-        return [(row[0], row[1]) for row in cursor.fetchall()]
+        cursor.execute(DUE_SQL, [now, limit])
+        rows = cursor.fetchall()
+    return [(row[0], row[1]) for row in rows], len({row[2] for row in rows})
 
 
 def run_timers(*, now: datetime | None = None, limit: int = 50_000) -> Outcome:
-    """Evaluate the pairs whose window changes by itself now (the due-time index; never all users)."""
+    """Evaluate the pairs whose window changes by itself now, `limit` windows at a time."""
     when = now or timezone.now()
     total = Outcome()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(ORPHANS_SQL, [when])
     while True:
-        pairs = due_pairs(when, limit)
+        pairs, windows = due_pairs(when, limit)
         if not pairs:
             return total
         outcome = evaluate_pairs(pairs, now=when, timer=True)
         total.transitions.extend(outcome.transitions)
         total.pairs += outcome.pairs
-        if len(pairs) < limit:
+        if windows < limit:
             return total

@@ -168,29 +168,35 @@ class Transition(models.Model):
 
 
 class WindowState(models.Model):
-    """Per (user, rule) window state: the last aggregate and when it next changes without a new event.
+    """Per (user, event type, window, property) window state, shared by every rule that reads that window: the
+    aggregates of the user's events in it and when they next change without a new event.
 
+    One state per window rather than per (user, rule): rules on the same type, window and property (whatever their
+    attribute or threshold) read the same events, so a batch writes one state for all of them (segments.evaluator).
     `due_at` is the timer: the index on it is how exits happen when the window slides past a user's
-    events, without ever scanning all users.
+    events, without ever scanning all users (a due state is evaluated for every active rule that reads it).
     """
 
-    # no index of its own: the first column of the unique constraint / index below serves it (one index less to
-    # maintain on every evaluator write)
-    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="window_states", db_index=False)
     user_id = models.CharField(max_length=200)
-    value = models.DecimalField(max_digits=24, decimal_places=4, default=0)
+    event_type = models.CharField(max_length=64)
+    window_minutes = models.PositiveIntegerField()
+    property = models.CharField(max_length=100)  # the rule's property, 'value' when it names none
     events_in_window = models.PositiveIntegerField(default=0)
     due_at = models.DateTimeField(null=True, blank=True)
     evaluated_at = models.DateTimeField()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["segment", "user_id"], name="segments_state_unique")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user_id", "event_type", "window_minutes", "property"], name="segments_window_unique"
+            )
+        ]
         indexes = [
             models.Index(fields=["due_at"], name="segments_state_due_idx", condition=models.Q(due_at__isnull=False))
         ]
 
     def __str__(self) -> str:
-        return f"{self.user_id} @ {self.segment_id}"
+        return f"{self.user_id} @ {self.event_type}/{self.window_minutes} min/{self.property}"
 
 
 class PendingBatch(models.Model):

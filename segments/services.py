@@ -33,7 +33,6 @@ from segments.models import (
     SegmentVersion,
     TriggerCampaign,
     UserProfile,
-    WindowState,
 )
 from segments.triggers import org_settings
 
@@ -277,8 +276,7 @@ def _exit_all(segment: Segment, *, reason: str) -> int:
     """Close every current stay in the segment (deactivation or a new definition); ledger rows appended.
 
     One statement inside the caller's transaction (the members never pass through Python, however many).
-    A changed definition then re-enters the users it holds for (reevaluate_segment, a job when large); the
-    window states are reset to "due now" so the timer job re-evaluates them promptly.
+    A changed definition then re-enters the users it holds for (reevaluate_segment, a job when large).
     """
     now = timezone.now()
     with connection.cursor() as cursor:
@@ -286,15 +284,9 @@ def _exit_all(segment: Segment, *, reason: str) -> int:
         exited = int(cursor.rowcount)
     if exited:  # the ledger rows above bypass the evaluator: its followers' refresh is marked here
         audience_refresh.segments_changed({segment.pk} & audience_refresh.followed_segments())
-    if segment.active:
-        # "due now" and no snapshot: the next evaluation of each pair re-reads its window (never adds to the state
-        # of the old definition; segments.evaluator, incremental state)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE segments_windowstate SET due_at = %s, snapshot = '' WHERE segment_id = %s", [now, segment.pk]
-            )
-    else:
-        WindowState.objects.filter(segment=segment).delete()
+    # The window states stay: one is shared by every rule reading its window and holds only the window's aggregates,
+    # which no definition changes; a window no active rule reads any more goes when its timer is due
+    # (segments.evaluator.run_timers).
     return exited
 
 
