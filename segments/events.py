@@ -511,6 +511,34 @@ WITH fresh AS (
 )
 SELECT (SELECT count(*) FROM stored), (SELECT id FROM queued)
 """
+# The same for a batch of new ids (nearly always), flat: every staged event is new (else the plain id insert raises
+# a unique violation and the batch goes through STORE_SQL with the conflict clause), so nothing joins the id table's
+# or the events table's RETURNING back to the stage. The stage is read once (its attributes parsed to jsonb once)
+# into a CTE that the three inserts share; `xact` is this transaction. ~20 % less PostgreSQL CPU than STORE_SQL on a
+# 10,000-event batch (docs/segments.md, session 10).
+FRESH_STORE_SQL = f"""
+WITH staged AS MATERIALIZED (
+    SELECT seq, event_id, user_id, event_type, timestamptz 'epoch' + event_us * interval '1 microsecond' AS event_time,
+           attributes::jsonb AS attributes, session_id, device_id
+    FROM pg_temp.segments_ingest_stage
+), fresh AS (
+    INSERT INTO {ID_TABLE} (event_id, event_time) SELECT event_id, event_time FROM staged
+), stored AS (
+    INSERT INTO {TABLE} (event_id, user_id, event_type, event_time, attributes, session_id, device_id)
+    SELECT event_id, user_id, event_type, event_time, attributes, session_id, device_id FROM staged
+), queued AS (
+    INSERT INTO {PENDING_TABLE} (created_at, size, xact, user_ids, event_types, event_ids, event_times, attributes)
+    SELECT %(now)s, count(*), pg_current_xact_id(), array_agg(user_id ORDER BY seq),
+           array_agg(event_type ORDER BY seq), array_agg(event_id ORDER BY seq), array_agg(event_time ORDER BY seq),
+           array_agg(attributes ORDER BY seq)
+    FROM staged
+    WHERE %(enqueue)s
+    HAVING count(*) > 0
+    RETURNING id
+)
+SELECT (SELECT id FROM queued)
+"""
+LEAN_STORE = True  # False: new ids through STORE_SQL as before (bench.profile_segments' A/B of the previous path)
 # The id table's insert: `ON CONFLICT DO NOTHING` costs a speculative insertion per row (a third WAL record and a
 # conflict check before each index insertion: about a third of the statement's CPU). A batch of new ids (nearly
 # always) goes in with a plain INSERT inside a savepoint; a unique violation (an id seen before, or a concurrent
@@ -544,16 +572,11 @@ def store_batch(batch: Batch, *, now: datetime, enqueue: bool = True, touch_all:
     # The first occurrence of an id in the batch wins (polars, in request order: no sort in PostgreSQL).
     frame = batch.frame.unique(subset="event_id", keep="first", maintain_order=True)
     with connection.cursor() as cursor:
-        cursor.execute(STAGE_TABLE)
-        cursor.execute("TRUNCATE pg_temp.segments_ingest_stage")
+        cursor.execute(f"{STAGE_TABLE}; TRUNCATE pg_temp.segments_ingest_stage")  # one round trip
         created = ensure_partitions(batch.days())
         with cursor.copy(f"COPY pg_temp.segments_ingest_stage ({STAGE_COLUMNS}) FROM STDIN (FORMAT csv)") as copy:  # type: ignore[attr-defined]
             copy.write(frame.select(STAGE_COLUMNS.split(", ")).write_csv(include_header=False))
-        # The staging table has no statistics: the planner would sort both sides of each event_id join (text
-        # sorts, most of the statement's CPU after the inserts themselves); hashing 10,000 ids takes a millisecond.
-        cursor.execute("SET LOCAL enable_mergejoin = off")
-        fresh, pending_id = _store_staged(cursor, now=now, enqueue=enqueue, touch_all=touch_all)
-        cursor.execute("SET LOCAL enable_mergejoin = DEFAULT")
+        fresh, pending_id = _store_staged(cursor, now=now, enqueue=enqueue, touch_all=touch_all, size=frame.height)
         if not enqueue and fresh:
             # Stored without evaluation: these users' window states no longer hold every event of their windows,
             # so their next evaluation re-reads the windows (segments.evaluator, incremental state).
@@ -566,20 +589,32 @@ def store_batch(batch: Batch, *, now: datetime, enqueue: bool = True, touch_all:
     return Stored(int(fresh), pending_id)
 
 
-def _store_staged(cursor: Any, *, now: datetime, enqueue: bool, touch_all: bool) -> tuple[int, int | None]:
-    """STORE_SQL over the staged batch: plain inserts when every id is new, else (or for a redelivered JetStream
-    message, which usually repeats ids) with the conflict clause. Returns (events stored, queue row id)."""
+def _store_staged(
+    cursor: Any, *, now: datetime, enqueue: bool, touch_all: bool, size: int
+) -> tuple[int, int | None]:
+    """The staged batch (`size` events, unique by id) into the store: FRESH_STORE_SQL when every id is new, else
+    (or for a redelivered JetStream message, which usually repeats ids) STORE_SQL with the conflict clause.
+    Returns (events stored, queue row id)."""
     params = {"now": now, "enqueue": enqueue}
     if FAST_STORE and not touch_all:
         try:
             with transaction.atomic():  # a savepoint: the staged rows and the partitions created stay
+                if LEAN_STORE:
+                    cursor.execute(FRESH_STORE_SQL, params)
+                    (pending_id,) = cursor.fetchone()
+                    return size, pending_id  # a plain insert stores every row or raises
+                cursor.execute("SET LOCAL enable_mergejoin = off")  # STORE_SQL's joins (see below)
                 cursor.execute(
                     STORE_SQL.format(queued=QUEUE_FRESH, attributes=QUEUE_FRESH_ATTRIBUTES, conflict=""), params
                 )
                 fresh, pending_id = cursor.fetchone()
+                cursor.execute("SET LOCAL enable_mergejoin = DEFAULT")
                 return int(fresh), pending_id
         except IntegrityError:
             pass  # an id seen before: the savepoint is gone, nothing of this statement stayed
+    # The staging table has no statistics: the planner would sort both sides of each event_id join (text sorts, most
+    # of the statement's CPU after the inserts themselves); hashing 10,000 ids takes a millisecond.
+    cursor.execute("SET LOCAL enable_mergejoin = off")
     cursor.execute(
         STORE_SQL.format(
             queued=QUEUE_ALL if touch_all else QUEUE_FRESH,
@@ -589,6 +624,7 @@ def _store_staged(cursor: Any, *, now: datetime, enqueue: bool, touch_all: bool)
         params,
     )
     fresh, pending_id = cursor.fetchone()
+    cursor.execute("SET LOCAL enable_mergejoin = DEFAULT")
     return int(fresh), pending_id
 
 
