@@ -1,13 +1,14 @@
-"""Segments ingest + evaluation profiling with same-run A/B (issue 13, session 9).
+"""Segments ingest + evaluation profiling with same-run A/B (issue 13, sessions 9 and 10).
 
     python -m bench.profile_segments [batches] [--ab] [--cprofile]
 
 Posts 10K-event batches through POST /events (the test client, as bench_segments does; batches over
 SEGMENTS_EVALUATE_INLINE_MAX are queued) and evaluates each one with `evaluate_pending` in this process, measuring
 per batch: API Python CPU, API PostgreSQL backend CPU, evaluator Python CPU, evaluator PostgreSQL CPU. With `--ab`
-batches alternate between variant A (`segments.events.FAST_STORE = False`: ids always inserted with the conflict
-clause; window state at the default fillfactor) and B (the current paths) on the same data, so both see the same
-machine. (Session 9's A/B also switched the evaluator's previous write paths, since removed: docs/segments.md.)
+batches alternate between variant A (session 9's ingest: `segments.events.LEAN_STORE = False`, new ids through the
+joined STORE_SQL; `segments.api.views.PAUSE_GC = False`; the previous `json_depth`) and B (the current paths) on the
+same data, so both see the same machine. (Session 9's A/B switched FAST_STORE, the window state fillfactor and the
+evaluator's previous write paths, since removed: docs/segments.md.)
 `--cprofile` prints the top functions of the API and the evaluator for one batch.
 """
 
@@ -26,9 +27,43 @@ from bench.common import backend_cpu_s, setup_database
 
 
 def _variant(new: bool) -> None:
+    """A: session 9's ingest (new ids through the joined STORE_SQL, the collector running, the previous
+    json_depth); B: the current one. (FAST_STORE, the id insert without conflict clause, is on in both.)"""
+    from p360.core import api_parsers
     from segments import events
+    from segments.api import views
 
-    events.FAST_STORE = new
+    events.LEAN_STORE = new
+    views.PAUSE_GC = new
+    current = _CURRENT.setdefault("json_depth", api_parsers.json_depth)
+    api_parsers.json_depth = current if new else _previous_json_depth  # type: ignore[assignment]
+
+
+_CURRENT: dict[str, object] = {}  # the functions _variant swaps out, as imported
+
+
+def _previous_json_depth(raw: bytes) -> int:
+    """p360.core.api_parsers.json_depth before session 10 (split on every quote), for the A/B only."""
+    from itertools import accumulate
+
+    from p360.core import api_parsers as ap
+
+    if b"\\" in raw:
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    kept = raw.translate(None, ap._ALL_BUT_QUOTES_AND_BRACKETS)
+    brackets = b"".join(kept.split(b'"')[::2]) if b'"' in kept else kept
+    if not brackets:
+        return 0
+    depth = 0
+    inner = brackets
+    while inner and depth <= ap.MAX_JSON_DEPTH:
+        peeled = ap._INNERMOST.sub(b"", inner)
+        if len(peeled) == len(inner):
+            break
+        inner, depth = peeled, depth + 1
+    if not inner:
+        return depth
+    return max(accumulate(1 if byte in b"[{" else -1 for byte in brackets))
 
 
 def _explain_next() -> None:
@@ -100,7 +135,7 @@ def _old_storage(schema: str) -> None:
             cursor.execute(sql.format(schema=schema))
 
 
-OLD_STORAGE: list[str] = ['ALTER TABLE "{schema}".segments_windowstate RESET (fillfactor)']
+OLD_STORAGE: list[str] = []
 
 
 STATEMENT_CPU: dict[str, float] = {}
