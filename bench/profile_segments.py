@@ -6,7 +6,8 @@ Posts 10K-event batches through POST /events (the test client, as bench_segments
 SEGMENTS_EVALUATE_INLINE_MAX are queued) and evaluates each one with `evaluate_pending` in this process, measuring
 per batch: API Python CPU, API PostgreSQL backend CPU, evaluator Python CPU, evaluator PostgreSQL CPU. With `--ab`
 batches alternate between variant A (session 9's ingest: `segments.events.LEAN_STORE = False`, new ids through the
-joined STORE_SQL; `segments.api.views.PAUSE_GC = False`; the previous `json_depth`) and B (the current paths) on the
+joined STORE_SQL; `segments.api.views.PAUSE_GC = False`; the previous `json_depth`; the id table in the
+database's collation, as before migration 0009) and B (the current paths) on the
 same data, so both see the same machine. (Session 9's A/B switched FAST_STORE, the window state fillfactor and the
 evaluator's previous write paths, since removed: docs/segments.md.)
 `--cprofile` prints the top functions of the API and the evaluator for one batch.
@@ -135,7 +136,9 @@ def _old_storage(schema: str) -> None:
             cursor.execute(sql.format(schema=schema))
 
 
-OLD_STORAGE: list[str] = []
+OLD_STORAGE: list[str] = [
+    'ALTER TABLE "{schema}".segments_event_id ALTER COLUMN event_id TYPE text COLLATE "default"',  # before 0009
+]
 
 
 STATEMENT_CPU: dict[str, float] = {}

@@ -178,3 +178,12 @@ def test_json_depth_matches_the_reference(value: Any) -> None:
 @given(st.binary(max_size=24).map(lambda b: bytes(b'"[]{}\\a'[x % 7] for x in b)))
 def test_json_depth_of_any_bracket_soup_matches_the_reference(raw: bytes) -> None:
     assert json_depth(raw) == _reference_depth(raw)
+
+
+def test_the_id_table_compares_ids_byte_by_byte(acme):
+    """Migration 0009: the id table's key (and its unique index) in the "C" collation."""
+    assert _rows(
+        "acme",
+        "SELECT a.attcollation::regcollation::text FROM pg_attribute a "
+        "WHERE a.attrelid = 'segments_event_id'::regclass AND a.attname = 'event_id'",
+    ) == [('"C"',)]
