@@ -595,9 +595,7 @@ def store_batch(batch: Batch, *, now: datetime, enqueue: bool = True, touch_all:
     return Stored(int(fresh), pending_id)
 
 
-def _store_staged(
-    cursor: Any, *, now: datetime, enqueue: bool, touch_all: bool, size: int
-) -> tuple[int, int | None]:
+def _store_staged(cursor: Any, *, now: datetime, enqueue: bool, touch_all: bool, size: int) -> tuple[int, int | None]:
     """The staged batch (`size` events, unique by id) into the store: FRESH_STORE_SQL when every id is new, else
     (or for a redelivered JetStream message, which usually repeats ids) STORE_SQL with the conflict clause.
     Returns (events stored, queue row id)."""
