@@ -5,11 +5,11 @@
 Posts 10K-event batches through POST /events (the test client, as bench_segments does; batches over
 SEGMENTS_EVALUATE_INLINE_MAX are queued) and evaluates each one with `evaluate_pending` in this process, measuring
 per batch: API Python CPU, API PostgreSQL backend CPU, evaluator Python CPU, evaluator PostgreSQL CPU. With `--ab`
-batches alternate between variant A (session 9's ingest: `segments.events.LEAN_STORE = False`, new ids through the
-joined STORE_SQL; `segments.api.views.PAUSE_GC = False`; the previous `json_depth`; the id table in the
-database's collation, as before migration 0009) and B (the current paths) on the
-same data, so both see the same machine. (Session 9's A/B switched FAST_STORE, the window state fillfactor and the
-evaluator's previous write paths, since removed: docs/segments.md.)
+batches alternate between variant A (`segments.api.views.PAUSE_GC = False`; the previous `json_depth`; the id table
+in the database's collation, as before migration 0009) and B (the current paths) on the
+same data, so both see the same machine. (Session 10's A/B also ran new ids through the joined STORE_SQL, since
+removed; session 9's switched FAST_STORE, the window state fillfactor and the evaluator's previous write paths:
+docs/segments.md.)
 `--cprofile` prints the top functions of the API and the evaluator for one batch.
 """
 
@@ -28,13 +28,11 @@ from bench.common import backend_cpu_s, setup_database
 
 
 def _variant(new: bool) -> None:
-    """A: session 9's ingest (new ids through the joined STORE_SQL, the collector running, the previous
-    json_depth); B: the current one. (FAST_STORE, the id insert without conflict clause, is on in both.)"""
+    """A: the collector running and the previous json_depth (session 10 also ran new ids through the joined
+    STORE_SQL, since removed: docs/segments.md); B: the current paths."""
     from p360.core import api_parsers
-    from segments import events
     from segments.api import views
 
-    events.LEAN_STORE = new
     views.PAUSE_GC = new
     current = _CURRENT.setdefault("json_depth", api_parsers.json_depth)
     api_parsers.json_depth = current if new else _previous_json_depth  # type: ignore[assignment]

@@ -544,7 +544,6 @@ WITH staged AS MATERIALIZED (
 )
 SELECT (SELECT id FROM queued)
 """
-LEAN_STORE = True  # False: new ids through STORE_SQL as before (bench.profile_segments' A/B of the previous path)
 # The id table's insert: `ON CONFLICT DO NOTHING` costs a speculative insertion per row (a third WAL record and a
 # conflict check before each index insertion: about a third of the statement's CPU). A batch of new ids (nearly
 # always) goes in with a plain INSERT inside a savepoint; a unique violation (an id seen before, or a concurrent
@@ -603,17 +602,9 @@ def _store_staged(cursor: Any, *, now: datetime, enqueue: bool, touch_all: bool,
     if FAST_STORE and not touch_all:
         try:
             with transaction.atomic():  # a savepoint: the staged rows and the partitions created stay
-                if LEAN_STORE:
-                    cursor.execute(FRESH_STORE_SQL, params)
-                    (pending_id,) = cursor.fetchone()
-                    return size, pending_id  # a plain insert stores every row or raises
-                cursor.execute("SET LOCAL enable_mergejoin = off")  # STORE_SQL's joins (see below)
-                cursor.execute(
-                    STORE_SQL.format(queued=QUEUE_FRESH, attributes=QUEUE_FRESH_ATTRIBUTES, conflict=""), params
-                )
-                fresh, pending_id = cursor.fetchone()
-                cursor.execute("SET LOCAL enable_mergejoin = DEFAULT")
-                return int(fresh), pending_id
+                cursor.execute(FRESH_STORE_SQL, params)
+                (pending_id,) = cursor.fetchone()
+                return size, pending_id  # a plain insert stores every row or raises
         except IntegrityError:
             pass  # an id seen before: the savepoint is gone, nothing of this statement stayed
     # The staging table has no statistics: the planner would sort both sides of each event_id join (text sorts, most
