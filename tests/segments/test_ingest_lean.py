@@ -16,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p360.core.api_parsers import _ALL_BUT_QUOTES_AND_BRACKETS, json_depth
-from segments import events as events_mod
 from tests.segments.helpers import ago, api, event, iso, post_events, schema_of
 
 pytestmark = pytest.mark.django_db
