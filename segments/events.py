@@ -520,7 +520,7 @@ SELECT (SELECT count(*) FROM stored), (SELECT id FROM queued)
 # The same for a batch of new ids (nearly always), flat: every staged event is new (else the plain id insert raises
 # a unique violation and the batch goes through STORE_SQL with the conflict clause), so nothing joins the id table's
 # or the events table's RETURNING back to the stage. The stage is read once (its attributes parsed to jsonb once)
-# into a CTE that the three inserts share; `xact` is this transaction. ~20 % less PostgreSQL CPU than STORE_SQL on a
+# into a CTE that the three inserts share; `xact` is this transaction. ~18 % less PostgreSQL CPU than STORE_SQL on a
 # 10,000-event batch (docs/segments.md, session 10).
 FRESH_STORE_SQL = f"""
 WITH staged AS MATERIALIZED (
