@@ -1,14 +1,16 @@
-"""Segments ingest + evaluation profiling with same-run A/B (issue 13, session 9).
+"""Segments ingest + evaluation profiling with same-run A/B (issue 13, sessions 9 and 10).
 
     python -m bench.profile_segments [batches] [--ab] [--cprofile]
 
 Posts 10K-event batches through POST /events (the test client, as bench_segments does; batches over
 SEGMENTS_EVALUATE_INLINE_MAX are queued) and evaluates each one with `evaluate_pending` in this process, measuring
 per batch: API Python CPU, API PostgreSQL backend CPU, evaluator Python CPU, evaluator PostgreSQL CPU. With `--ab`
-batches alternate between variant A (`segments.evaluator.CHUNK_COMMITS = False`: a claim of queued batches in one
-transaction) and B (the current paths: a commit per chunk of user buckets) on the same data, so both see the same
-machine. (Session 9's A/B switched the id insert, the fillfactor and the evaluator's previous write paths, since
-removed; session 10's shared window state was measured against a worktree of main: docs/segments.md.)
+batches alternate between variant A (`segments.evaluator.CHUNK_COMMITS = False`: a claim in one
+transaction; `segments.api.views.PAUSE_GC = False`; the previous `json_depth`; the id table
+in the database's collation, as before migration 0011) and B (the current paths) on the
+same data, so both see the same machine. (Session 10's A/B also ran new ids through the joined STORE_SQL, since
+removed; session 9's switched FAST_STORE, the window state fillfactor and the evaluator's previous write paths:
+docs/segments.md.)
 `--cprofile` prints the top functions of the API and the evaluator for one batch.
 """
 
@@ -27,9 +29,43 @@ from bench.common import backend_cpu_s, setup_database
 
 
 def _variant(new: bool) -> None:
+    """A: the collector running and the previous json_depth (session 10 also ran new ids through the joined
+    STORE_SQL, since removed: docs/segments.md); B: the current paths."""
+    from p360.core import api_parsers
     from segments import evaluator
+    from segments.api import views
 
+    views.PAUSE_GC = new
     evaluator.CHUNK_COMMITS = new
+    current = _CURRENT.setdefault("json_depth", api_parsers.json_depth)
+    api_parsers.json_depth = current if new else _previous_json_depth  # type: ignore[assignment]
+
+
+_CURRENT: dict[str, object] = {}  # the functions _variant swaps out, as imported
+
+
+def _previous_json_depth(raw: bytes) -> int:
+    """p360.core.api_parsers.json_depth before session 10 (split on every quote), for the A/B only."""
+    from itertools import accumulate
+
+    from p360.core import api_parsers as ap
+
+    if b"\\" in raw:
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    kept = raw.translate(None, ap._ALL_BUT_QUOTES_AND_BRACKETS)
+    brackets = b"".join(kept.split(b'"')[::2]) if b'"' in kept else kept
+    if not brackets:
+        return 0
+    depth = 0
+    inner = brackets
+    while inner and depth <= ap.MAX_JSON_DEPTH:
+        peeled = ap._INNERMOST.sub(b"", inner)
+        if len(peeled) == len(inner):
+            break
+        inner, depth = peeled, depth + 1
+    if not inner:
+        return depth
+    return max(accumulate(1 if byte in b"[{" else -1 for byte in brackets))
 
 
 def _explain_next() -> None:
@@ -97,7 +133,9 @@ def _old_storage(schema: str) -> None:
             cursor.execute(sql.format(schema=schema))
 
 
-OLD_STORAGE: list[str] = []  # session 9: ['ALTER TABLE "{schema}".segments_windowstate RESET (fillfactor)']
+OLD_STORAGE: list[str] = [
+    'ALTER TABLE "{schema}".segments_event_id ALTER COLUMN event_id TYPE text COLLATE "default"',  # before 0011
+]
 
 
 STATEMENT_CPU: dict[str, float] = {}

@@ -318,20 +318,25 @@ class Batch:
         return {(EPOCH + timedelta(days=d)).date() for d in (self.frame["event_us"] // day_us).unique().to_list()}
 
 
-def _plain_text(values: list[Any], ok: list[bool], *, optional: bool, nul: bool) -> list[bool]:
-    """Still on the fast path: an ASCII string, 1-MAX_ID long, nothing to trim (and no NUL when one may exist);
-    or, for an optional field, nothing at all."""
-    out = [
-        f
-        and (
-            (optional and v is None)
-            or (
-                type(v) is str and 0 < len(v) <= MAX_ID and v.isascii() and v.strip() == v and not (nul and "\x00" in v)
-            )
-        )
-        for f, v in zip(ok, values, strict=True)
-    ]
-    return out
+# A text the fast path takes as it is: printable ASCII with no space at either end (nothing for strip() to remove,
+# no NUL), checked with the length on the whole column at once. Anything else (another type, non-ASCII, a control
+# character) leaves the fast path for `validate`, the reference, to decide.
+PLAIN_TEXT = r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$"
+
+
+def _text_column(values: list[Any], *, optional: bool) -> tuple[pl.Series, pl.Series]:
+    """One field as a String column, and per event whether it stays on the fast path (absent is fine when
+    `optional`). A column holding anything but strings (a number, a list, an object, a lone surrogate) is built
+    from its ASCII strings only; the other values send their events to `validate`."""
+    try:
+        column = pl.Series(values, dtype=pl.String, strict=True)
+        odd = None
+    except (TypeError, ValueError):  # ValueError: UnicodeEncodeError, a lone surrogate
+        plain = [type(v) is str and v.isascii() for v in values]
+        column = pl.Series([v if p else None for v, p in zip(values, plain, strict=True)], dtype=pl.String)
+        odd = pl.Series([not p and v is not None for v, p in zip(values, plain, strict=True)], dtype=pl.Boolean)
+    fine = (column.str.contains(PLAIN_TEXT) & (column.str.len_bytes() <= MAX_ID)).fill_null(optional)
+    return column, fine if odd is None else fine & ~odd
 
 
 def _event_micros(stamps: list[Any], ok: list[bool]) -> list[int | None]:
@@ -409,40 +414,41 @@ def validate_columns(
     """
     oldest = now - timedelta(days=retention_days)
     rows = [r if type(r) is dict and ALIAS_KEYS.isdisjoint(r) else _NOTHING for r in raws]
-    ok = [r is not _NOTHING for r in rows]
-    # each field read once (10,000 events: a dict lookup per field and event is most of this function's time)
-    event_ids = [r.get("event_id") for r in rows]
-    user_ids = [r.get("user_id") for r in rows]
-    event_types = [r.get("event_type") for r in rows]
-    session_ids = [r.get("session_id") for r in rows]
-    device_ids = [r.get("device_id") for r in rows]
-    ok = _plain_text(event_ids, ok, optional=False, nul=may_hold_nul)
-    ok = _plain_text(user_ids, ok, optional=False, nul=may_hold_nul)
-    ok = [f and v in types for f, v in zip(ok, event_types, strict=True)]
-    ok = _plain_text(session_ids, ok, optional=True, nul=may_hold_nul)
-    ok = _plain_text(device_ids, ok, optional=True, nul=may_hold_nul)
+    # each field read once (10,000 events: a dict lookup per field and event is a large part of this function's time)
+    event_ids, id_fine = _text_column([r.get("event_id") for r in rows], optional=False)
+    user_ids, user_fine = _text_column([r.get("user_id") for r in rows], optional=False)
+    event_types, type_fine = _text_column([r.get("event_type") for r in rows], optional=False)
+    session_ids, session_fine = _text_column([r.get("session_id") for r in rows], optional=True)
+    device_ids, device_fine = _text_column([r.get("device_id") for r in rows], optional=True)
+    fine = (
+        pl.Series([r is not _NOTHING for r in rows], dtype=pl.Boolean)
+        & id_fine
+        & user_fine
+        & type_fine
+        & event_types.is_in(sorted(types)).fill_null(False)
+        & session_fine
+        & device_fine
+    )
+    ok = fine.to_list()
     stamps = _event_micros([r.get("timestamp") for r in rows], ok)
     texts = _attribute_texts([r.get("attributes") for r in rows], ok, strict_json=strict_json, nul=may_hold_nul)
-
-    def kept(values: list[Any]) -> list[Any]:  # a field of an event that left the fast path is never read
-        return [v if f else None for v, f in zip(values, ok, strict=True)]
-
+    # Fields of events off the fast path are in the frame too (strings or null): the filter below drops those rows.
     frame = pl.DataFrame(
         {
             "seq": range(len(rows)),
-            "event_id": kept(event_ids),
-            "user_id": kept(user_ids),
-            "event_type": kept(event_types),
+            "event_id": event_ids,
+            "user_id": user_ids,
+            "event_type": event_types,
             "event_us": stamps,
             "attributes": texts,
-            "session_id": kept(session_ids),
-            "device_id": kept(device_ids),
+            "session_id": session_ids,
+            "device_id": device_ids,
         },
         schema=BATCH_SCHEMA,
     )
     # Vectorised: the time window (future skew, retention) and the fields the loops above left empty.
     fast = (
-        pl.Series(ok, dtype=pl.Boolean)
+        fine
         & frame.select(
             pl.col("event_us").is_not_null()
             & pl.col("attributes").is_not_null()
@@ -511,6 +517,33 @@ WITH fresh AS (
 )
 SELECT (SELECT count(*) FROM stored), (SELECT id FROM queued)
 """
+# The same for a batch of new ids (nearly always), flat: every staged event is new (else the plain id insert raises
+# a unique violation and the batch goes through STORE_SQL with the conflict clause), so nothing joins the id table's
+# or the events table's RETURNING back to the stage. The stage is read once (its attributes parsed to jsonb once)
+# into a CTE that the three inserts share; `xact` is this transaction. ~18 % less PostgreSQL CPU than STORE_SQL on a
+# 10,000-event batch (docs/segments.md, session 10).
+FRESH_STORE_SQL = f"""
+WITH staged AS MATERIALIZED (
+    SELECT seq, event_id, user_id, event_type, timestamptz 'epoch' + event_us * interval '1 microsecond' AS event_time,
+           attributes::jsonb AS attributes, session_id, device_id
+    FROM pg_temp.segments_ingest_stage
+), fresh AS (
+    INSERT INTO {ID_TABLE} (event_id, event_time) SELECT event_id, event_time FROM staged
+), stored AS (
+    INSERT INTO {TABLE} (event_id, user_id, event_type, event_time, attributes, session_id, device_id)
+    SELECT event_id, user_id, event_type, event_time, attributes, session_id, device_id FROM staged
+), queued AS (
+    INSERT INTO {PENDING_TABLE} (created_at, size, xact, user_ids, event_types, event_ids, event_times, attributes)
+    SELECT %(now)s, count(*), pg_current_xact_id(), array_agg(user_id ORDER BY seq),
+           array_agg(event_type ORDER BY seq), array_agg(event_id ORDER BY seq), array_agg(event_time ORDER BY seq),
+           array_agg(attributes ORDER BY seq)
+    FROM staged
+    WHERE %(enqueue)s
+    HAVING count(*) > 0
+    RETURNING id
+)
+SELECT (SELECT id FROM queued)
+"""
 # The id table's insert: `ON CONFLICT DO NOTHING` costs a speculative insertion per row (a third WAL record and a
 # conflict check before each index insertion: about a third of the statement's CPU). A batch of new ids (nearly
 # always) goes in with a plain INSERT inside a savepoint; a unique violation (an id seen before, or a concurrent
@@ -544,16 +577,11 @@ def store_batch(batch: Batch, *, now: datetime, enqueue: bool = True, touch_all:
     # The first occurrence of an id in the batch wins (polars, in request order: no sort in PostgreSQL).
     frame = batch.frame.unique(subset="event_id", keep="first", maintain_order=True)
     with connection.cursor() as cursor:
-        cursor.execute(STAGE_TABLE)
-        cursor.execute("TRUNCATE pg_temp.segments_ingest_stage")
+        cursor.execute(f"{STAGE_TABLE}; TRUNCATE pg_temp.segments_ingest_stage")  # one round trip
         created = ensure_partitions(batch.days())
         with cursor.copy(f"COPY pg_temp.segments_ingest_stage ({STAGE_COLUMNS}) FROM STDIN (FORMAT csv)") as copy:  # type: ignore[attr-defined]
             copy.write(frame.select(STAGE_COLUMNS.split(", ")).write_csv(include_header=False))
-        # The staging table has no statistics: the planner would sort both sides of each event_id join (text
-        # sorts, most of the statement's CPU after the inserts themselves); hashing 10,000 ids takes a millisecond.
-        cursor.execute("SET LOCAL enable_mergejoin = off")
-        fresh, pending_id = _store_staged(cursor, now=now, enqueue=enqueue, touch_all=touch_all)
-        cursor.execute("SET LOCAL enable_mergejoin = DEFAULT")
+        fresh, pending_id = _store_staged(cursor, now=now, enqueue=enqueue, touch_all=touch_all, size=frame.height)
         if not enqueue and fresh:
             # Stored without evaluation: these users' window states no longer hold every event of their windows,
             # so their next evaluation re-reads the windows (segments.evaluator, incremental state).
@@ -566,20 +594,22 @@ def store_batch(batch: Batch, *, now: datetime, enqueue: bool = True, touch_all:
     return Stored(int(fresh), pending_id)
 
 
-def _store_staged(cursor: Any, *, now: datetime, enqueue: bool, touch_all: bool) -> tuple[int, int | None]:
-    """STORE_SQL over the staged batch: plain inserts when every id is new, else (or for a redelivered JetStream
-    message, which usually repeats ids) with the conflict clause. Returns (events stored, queue row id)."""
+def _store_staged(cursor: Any, *, now: datetime, enqueue: bool, touch_all: bool, size: int) -> tuple[int, int | None]:
+    """The staged batch (`size` events, unique by id) into the store: FRESH_STORE_SQL when every id is new, else
+    (or for a redelivered JetStream message, which usually repeats ids) STORE_SQL with the conflict clause.
+    Returns (events stored, queue row id)."""
     params = {"now": now, "enqueue": enqueue}
     if FAST_STORE and not touch_all:
         try:
             with transaction.atomic():  # a savepoint: the staged rows and the partitions created stay
-                cursor.execute(
-                    STORE_SQL.format(queued=QUEUE_FRESH, attributes=QUEUE_FRESH_ATTRIBUTES, conflict=""), params
-                )
-                fresh, pending_id = cursor.fetchone()
-                return int(fresh), pending_id
+                cursor.execute(FRESH_STORE_SQL, params)
+                (pending_id,) = cursor.fetchone()
+                return size, pending_id  # a plain insert stores every row or raises
         except IntegrityError:
             pass  # an id seen before: the savepoint is gone, nothing of this statement stayed
+    # The staging table has no statistics: the planner would sort both sides of each event_id join (text sorts, most
+    # of the statement's CPU after the inserts themselves); hashing 10,000 ids takes a millisecond.
+    cursor.execute("SET LOCAL enable_mergejoin = off")
     cursor.execute(
         STORE_SQL.format(
             queued=QUEUE_ALL if touch_all else QUEUE_FRESH,
@@ -589,6 +619,7 @@ def _store_staged(cursor: Any, *, now: datetime, enqueue: bool, touch_all: bool)
         params,
     )
     fresh, pending_id = cursor.fetchone()
+    cursor.execute("SET LOCAL enable_mergejoin = DEFAULT")
     return int(fresh), pending_id
 
 

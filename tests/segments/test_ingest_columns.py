@@ -30,6 +30,8 @@ texts = st.one_of(
     st.booleans(),
     st.none(),
     st.floats(allow_nan=True),
+    st.lists(st.integers(), max_size=2),  # unhashable: `v in types` was a TypeError (a 500) before session 10
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=1),
 )
 stamps = st.one_of(
     st.sampled_from(
