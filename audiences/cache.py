@@ -36,7 +36,7 @@ from django.conf import settings
 from django.db import connection
 
 from audiences import frame_files, records
-from audiences.logic.polars_engine import LeafMemo, StringColumn, audience_column
+from audiences.logic.polars_engine import LeafMemo, StringColumn, audience_column, index_nbytes
 from audiences.logic.sql_engine import RID_SHIFT, custom_sql
 from audiences.records import RECORD_COLUMNS
 from bombora.models import BomboraWeek, BomboraWeekStatus
@@ -203,6 +203,7 @@ class Entry:
             *(c.estimated_size() for c in self.ready_frame.get_columns() if c.name not in self.mapped),
             long.estimated_size() if long is not None else 0,
             *(s.estimated_size() for s in series),
+            index_nbytes(self.strings),  # per-category masks of the few-category columns (built on first use)
         ]
         return int(sum(sizes))
 

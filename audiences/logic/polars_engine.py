@@ -51,6 +51,8 @@ class StringColumn:
     categories: pl.Series | None = field(default=None, compare=False)
     # (operator, value) -> CodeMatch: the category scan is done once per predicate, not per request
     memo: dict[tuple[str, Any], Any] = field(default_factory=dict, compare=False)
+    # Row indexes built on first use (issue 17, session 10): "bitmaps" -> CategoryBitmaps (few categories)
+    index: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 def audience_column(audience_id: int) -> str:
@@ -532,6 +534,118 @@ def _kernel(frame: pl.DataFrame, cond: Condition, strings: Mapping[str, StringCo
     return bits.Kernel(values=values, test=test, valid=valid, negate=negate)
 
 
+# --- per-category bitmaps of low-cardinality Enum columns (issue 17, session 10) ---------------------------------
+BITMAP_MAX_CATEGORIES = 64  # Enum columns with at most this many categories keep a packed mask per category
+_index_lock = threading.Lock()
+
+
+@dataclass
+class CategoryBitmaps:
+    """A packed mask per category of an Enum column (bit i of mask c: row i's code is c), built once per entry.
+
+    A leaf on the column is then an OR of the masks of the matched codes, or of the unmatched ones subtracted from
+    the rows with a value, whichever are fewer (at most half the categories): `country in [5 of 15]` reads five
+    1.25 MB masks at 10M people instead of comparing 10M codes five times and packing the result."""
+
+    codes: np.ndarray  # the codes the masks were built from: held, so the buffer's address names the column
+    masks: list[bits.Words]
+    valid: bits.Words  # the rows with a value
+
+    def nbytes(self) -> int:
+        return int(sum(m.nbytes for m in self.masks) + self.valid.nbytes)
+
+    def union(self, matched: np.ndarray) -> bits.Words:
+        """The rows whose code is matched (a bool per category); new words (the caller may keep or memoise them)."""
+        selected = np.flatnonzero(matched)
+        others = np.flatnonzero(~matched)
+        if selected.size <= others.size:
+            return _or_masks(self.masks, selected, self.valid.size)
+        out = _or_masks(self.masks, others, self.valid.size)
+        np.invert(out, out=out)
+        out &= self.valid  # (clears the bits past the last row too: they are clear in `valid`)
+        return out
+
+
+def _or_masks(masks: list[bits.Words], which: np.ndarray, size: int) -> bits.Words:
+    if which.size == 0:
+        return np.zeros(size, dtype=np.uint64)
+    out = masks[int(which[0])].copy()
+    for code in which[1:]:
+        np.bitwise_or(out, masks[int(code)], out=out)
+    return out
+
+
+def category_bitmaps(series: pl.Series, info: StringColumn) -> CategoryBitmaps | None:
+    """The column's per-category masks (None: too many categories), built on first use (a kernel per category on
+    the leaf pool: ~0.2 s for 60 categories over 10M rows) and kept in `info.index` while the column is the same."""
+    categories = info.lowered_categories
+    if categories is None or not 0 < categories.len() <= BITMAP_MAX_CATEGORIES:
+        return None
+    values, valid = bits.column(series, enum=True)
+    found = _same_column(info.index.get("bitmaps"), values)
+    if found is not None:
+        return found
+    with _index_lock:  # concurrent first previews build it once
+        found = _same_column(info.index.get("bitmaps"), values)
+        if found is None:
+            n = values.size
+            kernels = [bits.Kernel(values=values, test=_equals(values.dtype.type(c))) for c in range(categories.len())]
+            masks = bits.run_kernels(kernels, n, _executor(), _threads())
+            found = CategoryBitmaps(codes=values, masks=masks, valid=bits.ones(n) if valid is None else valid)
+            if valid is not None:
+                for mask in masks:
+                    mask &= valid  # (codes under nulls are arbitrary)
+            info.index["bitmaps"] = found
+    return found
+
+
+def _same_column(found: CategoryBitmaps | None, values: np.ndarray) -> CategoryBitmaps | None:
+    """`found` if it was built from this very buffer of codes (another frame with the same StringColumn: None)."""
+    if found is None or found.codes.size != values.size or found.codes.dtype != values.dtype:
+        return None
+    return found if found.codes.ctypes.data == values.ctypes.data else None
+
+
+def _equals(code: Any) -> bits.Test:
+    return lambda x: x == code
+
+
+def index_nbytes(strings: Mapping[str, StringColumn]) -> int:
+    """Bytes of the row indexes kept with the columns (the cache counts them in its entry's size)."""
+    return sum(found.nbytes() for info in strings.values() if (found := info.index.get("bitmaps")) is not None)
+
+
+def matched_categories(match: CodeMatch, size: int) -> np.ndarray:
+    """A code match as a bool per category."""
+    if match.kind == "lookup":
+        assert match.lookup is not None
+        return match.lookup
+    inside = match.kind in ("range", "codes", "none")
+    matched = np.zeros(size, dtype=np.bool_) if inside else np.ones(size, dtype=np.bool_)
+    if match.kind in ("range", "outside"):
+        matched[match.low : match.high + 1] = inside
+    elif match.kind in ("codes", "not_codes"):
+        matched[list(match.codes)] = inside
+    return matched
+
+
+def _bitmap_leaf(frame: pl.DataFrame, cond: Condition, strings: Mapping[str, StringColumn]) -> bits.Words | None:
+    """A string leaf on a column with per-category masks, as their union (None: another leaf)."""
+    ref = cond.field
+    if ref.type not in STRING_TYPES or cond.operator in ("is_null", "is_not_null"):
+        return None
+    info = strings.get(ref.column)
+    if info is None or info.lowered_categories is None or info.lowered_categories.len() > BITMAP_MAX_CATEGORIES:
+        return None
+    match = match_codes(info, cond.operator, cond.value)
+    if match.kind in ("none", "present"):  # the validity (_direct)
+        return None
+    index = category_bitmaps(frame.get_column(ref.column), info)
+    if index is None:
+        return None
+    return index.union(matched_categories(match, len(index.masks)))
+
+
 def _direct(frame: pl.DataFrame, cond: Condition, strings: Mapping[str, StringColumn]) -> bits.Words | None:
     """A leaf that is the column's validity (or nothing): `is_null` / `is_not_null`, and a string predicate that
     holds for no category or for every one (`ends_with ".com"` when every domain is a .com). None: another leaf."""
@@ -592,7 +706,9 @@ def leaf_bits(frame: pl.DataFrame, leaves: list[Condition], strings: Mapping[str
     exprs: list[pl.Expr] = []
     names: dict[int, str] = {}
     for index, leaf in enumerate(leaves):
-        if (words := _direct(frame, leaf, strings)) is not None:
+        if (words := _direct(frame, leaf, strings)) is not None or (
+            words := _bitmap_leaf(frame, leaf, strings)
+        ) is not None:
             direct[index] = words
         elif (kernel := _kernel(frame, leaf, strings) or _integer_kernel(frame, leaf, schema)) is not None:
             kernels[index] = kernel

@@ -76,12 +76,15 @@ def _frame(people: list[dict[str, Any]]) -> tuple[pl.DataFrame, dict[str, Any]]:
     raw_trees=st.lists(trees, min_size=1, max_size=3),
     small=st.integers(0, 9),
     chunk=st.sampled_from([64, 1 << 18]),
+    masks=st.sampled_from([0, 3, 64]),
 )
 def test_code_matches_and_memo_agree_with_the_reference(
-    people: list[dict[str, Any]], raw_trees: list[dict[str, Any]], small: int, chunk: int
+    people: list[dict[str, Any]], raw_trees: list[dict[str, Any]], small: int, chunk: int, masks: int
 ) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(polars_engine, "SMALL_CODE_SET", small)  # every kind of match: ranges, code sets, lookups
+        # per-category masks (session 10) for no column, the columns of at most 3 categories, or every column here
+        patch.setattr(polars_engine, "BITMAP_MAX_CATEGORIES", masks)
         patch.setattr(bits, "SLICE", chunk)  # row slices shared by several pool tasks
         if chunk == 64:  # lookups through the packed bitset (a step of a few codes) instead of the bool table
             patch.setattr(polars_engine, "BYTE_LOOKUP_MAX", 0)
@@ -279,3 +282,62 @@ def test_integer_kernels_give_the_polars_comparison_at_the_types_limits(dtype: A
     for cond, words in zip(conditions, got, strict=True):
         expected = frame.select(polars_engine.condition_expr(cond, {"n": dtype}, {})).to_series()
         assert bits.to_series(words, frame.height).to_list() == expected.to_list(), (cond.operator, cond.value)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    size=st.integers(0, 700),
+    categories=st.integers(1, 12),
+    nulls=st.floats(0, 1),
+    raw_trees=st.lists(trees, min_size=1, max_size=3),
+)
+def test_per_category_masks_agree_with_the_code_kernels_and_the_reference(
+    seed: int, size: int, categories: int, nulls: float, raw_trees: list[dict[str, Any]]
+) -> None:
+    """Issue 17, session 10: a leaf on a few-category Enum column is the union of its per-category masks (the
+    matched codes', or the unmatched codes' subtracted from the present rows, whichever are fewer). Same rows as
+    the code kernels and the reference, with nulls, over several row slices and both pool threads."""
+    import random
+
+    rng = random.Random(seed)
+    values = ["Retail", "RETAIL", "retail ", "Ärzte", "ärzte", "aB", "b", "Z9", "z", "9", "ß", "a b"][:categories]
+    people = [
+        {
+            "company_name": None if rng.random() < nulls else rng.choice(values),
+            "industry": None if rng.random() < nulls else rng.choice(values[::-1]),
+            "revenue": rng.choice([None, rng.randint(0, 10)]),
+        }
+        for _ in range(size)
+    ]
+    frame, strings = _frame(people)
+    for raw in raw_trees:
+        node = parse(raw, FIELDS.get)
+        expected = [reference.holds(node, p) for p in people]
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(bits, "SLICE", 64)
+            patch.setattr(polars_engine, "BITMAP_MAX_CATEGORIES", 0)
+            kernels = evaluate(frame, node, strings)
+            patch.setattr(polars_engine, "BITMAP_MAX_CATEGORIES", 64)
+            masks = evaluate(frame, node, strings)
+        assert masks.mask.to_list() == expected, raw
+        assert kernels.mask.to_list() == expected, raw
+        assert masks.nodes == kernels.nodes, raw
+    if size and any(p["industry"] is not None for p in people):
+        assert polars_engine.index_nbytes(strings) == 0 or strings["industry"].index.get("bitmaps") is not None
+
+
+def test_per_category_masks_follow_the_column_they_were_built_from() -> None:
+    """The masks are kept with the column's StringColumn; a frame with other codes under the same StringColumn (a
+    slice, another entry) must not reuse them, and their bytes are counted for the cache's memory budget."""
+    series, info = cache._as_enum(pl.Series("industry", ["a", "b", None, "c", "a"] * 30))
+    frame = pl.DataFrame([series])
+    strings = {"industry": info}
+    leaf = parse({"field": "industry", "operator": "in", "value": ["a", "c"]}, FIELDS.get)
+    assert evaluate(frame, leaf, strings).count == 90
+    assert info.index.get("bitmaps") is not None
+    assert polars_engine.index_nbytes(strings) == 4 * bits.words_for(150) * 8  # three categories and the validity
+    other = pl.DataFrame([series.slice(1, 100)])  # another buffer view: rebuilt, not reused
+    assert evaluate(other, leaf, strings).count == sum(v in ("a", "c") for v in series.slice(1, 100).to_list())
+    negated = parse({"field": "industry", "operator": "not_in", "value": ["a"]}, FIELDS.get)  # the unmatched side
+    assert evaluate(frame, negated, strings).count == 60  # b and c, never the nulls
