@@ -199,6 +199,11 @@ def test_packed_kernels_over_many_row_slices_and_threads_agree_with_the_referenc
         "score": FieldRef(name="score", type=NUMBER, column="score"),
         "employees": FieldRef(name="employees", type=NUMBER, column="employees"),
     }
+    indexes = {
+        name: index
+        for name in ("revenue", "score", "employees")
+        if (index := polars_engine.sorted_index(frame.get_column(name))) is not None
+    }
     for raw in raw_trees:
         node = parse(raw, fields.get)
         expected = reference.count(node, people)
@@ -211,9 +216,13 @@ def test_packed_kernels_over_many_row_slices_and_threads_agree_with_the_referenc
             patch.setattr(polars_engine, "BYTE_LOOKUP_MAX", 0)  # lookups through the packed bitset, in odd steps
             patch.setattr(polars_engine, "BITSET_CHUNK", 40)
             sliced = evaluate(frame, node, strings)
-        assert (whole.count, sliced.count) == (expected, expected), raw
-        assert whole.nodes == sliced.nodes, raw
+        with pytest.MonkeyPatch.context() as patch:  # session 10: every integer range through the sorted indexes
+            patch.setattr(polars_engine, "SORTED_MAX_SHARE", 1.0)
+            indexed = evaluate(frame, node, strings, indexes=indexes)
+        assert (whole.count, sliced.count, indexed.count) == (expected, expected, expected), raw
+        assert whole.nodes == sliced.nodes == indexed.nodes, raw
         assert sliced.mask.to_list() == [reference.holds(node, p) for p in people], raw
+        assert indexed.mask.to_list() == sliced.mask.to_list(), raw
 
 
 def test_packed_masks_round_trip_through_arrow_and_positions() -> None:
@@ -323,8 +332,6 @@ def test_per_category_masks_agree_with_the_code_kernels_and_the_reference(
         assert masks.mask.to_list() == expected, raw
         assert kernels.mask.to_list() == expected, raw
         assert masks.nodes == kernels.nodes, raw
-    if size and any(p["industry"] is not None for p in people):
-        assert polars_engine.index_nbytes(strings) == 0 or strings["industry"].index.get("bitmaps") is not None
 
 
 def test_per_category_masks_follow_the_column_they_were_built_from() -> None:
@@ -341,3 +348,44 @@ def test_per_category_masks_follow_the_column_they_were_built_from() -> None:
     assert evaluate(other, leaf, strings).count == sum(v in ("a", "c") for v in series.slice(1, 100).to_list())
     negated = parse({"field": "industry", "operator": "not_in", "value": ["a"]}, FIELDS.get)  # the unmatched side
     assert evaluate(frame, negated, strings).count == 60  # b and c, never the nulls
+
+
+@pytest.mark.parametrize("dtype", [pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64])
+def test_sorted_indexes_give_the_polars_comparison_at_the_types_limits(dtype: Any) -> None:
+    """Issue 17, session 10: an integer range read from the column's sorted index (the matching rows set as bits,
+    or the other present rows set and inverted) equals polars' comparison at the limits of every integer type, with
+    fractional bounds and nulls; with the default share, a range whose both sides are many rows is left to a kernel."""
+    low, high = polars_engine.INTEGER_LIMITS[dtype]
+    raw = [low, low + 1, -1, 0, 1, 2, 7, high - 1, high, None]
+    values = [v for v in raw if v is None or low <= v <= high] * 70
+    frame = pl.DataFrame([pl.Series("n", values, dtype=dtype)])
+    index = polars_engine.sorted_index(frame.get_column("n"))
+    assert index is not None and index.values.tolist() == sorted(v for v in values if v is not None)
+    field = FieldRef(name="n", type=NUMBER, column="n")
+    bounds = [low - 1, low, low + 1, -1.5, -1, 0, 0.5, 1, 2, high - 1, high, high + 1, 2**70]
+    leaves: list[tuple[str, Any]] = [(op, v) for op in ("gt", "gte", "lt", "lte") for v in bounds]
+    leaves += [("between", (a, b)) for a in bounds for b in bounds if a <= b]
+    conditions = [
+        polars_engine.Condition(path=f"c{i}", field=field, operator=op, value=v) for i, (op, v) in enumerate(leaves)
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(polars_engine, "SORTED_MAX_SHARE", 1.0)
+        got = polars_engine.leaf_bits(frame, conditions, {}, {"n": index})
+        direct = [polars_engine._sorted_leaf(frame, c, {"n": dtype()}, {"n": index}) for c in conditions]
+    assert all(words is not None for words in direct)  # every leaf went through the index
+    for cond, words in zip(conditions, got, strict=True):
+        expected = frame.select(polars_engine.condition_expr(cond, {"n": dtype}, {})).to_series()
+        assert bits.to_series(words, frame.height).to_list() == expected.to_list(), (cond.operator, cond.value)
+    wide = polars_engine.Condition(path="w", field=field, operator="gte", value=1)  # many rows on each side
+    assert polars_engine._sorted_leaf(frame, wide, {"n": dtype()}, {"n": index}) is None
+    copied = pl.DataFrame([pl.Series("n", values, dtype=dtype)])  # the same values in another buffer: not used
+    assert polars_engine._sorted_leaf(copied, conditions[0], {"n": dtype()}, {"n": index}) is None
+
+
+def test_set_rows_sets_exactly_the_given_rows() -> None:
+    rng = np.random.default_rng(7)
+    for n in (0, 1, 63, 64, 65, 1000):
+        rows = rng.permutation(n)[: n // 3].astype(np.uint32)
+        words = polars_engine.set_rows(rows, n)
+        assert words.size == bits.words_for(n)
+        assert bits.to_series(words, n).to_list() == [i in set(rows.tolist()) for i in range(n)]
