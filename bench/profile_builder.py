@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from typing import Any
 
@@ -81,20 +82,21 @@ def _ab(tree: dict[str, Any], runs: int, entry: Any, timed: Any) -> None:
     code kernels of session 9), interleaved in rounds over the same entry: CPU and wall per preview."""
     from audiences.logic import polars_engine
 
-    default = polars_engine.BITMAP_MAX_CATEGORIES
-    results: dict[str, tuple[list[float], list[float]]] = {"kernels": ([], []), "bitmaps": ([], [])}
+    masks, share = polars_engine.BITMAP_MAX_CATEGORIES, polars_engine.SORTED_MAX_SHARE
+    variants = {"kernels": (0, 0.0), "+masks": (masks, 0.0), "+masks+sorted": (masks, share)}
+    results: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in variants}
     try:
         for _ in range(int(os.environ.get("P360_PROFILE_AB_ROUNDS", "4"))):
-            for name, limit in (("kernels", 0), ("bitmaps", default)):
-                polars_engine.BITMAP_MAX_CATEGORIES = limit
+            for name, (limit, fraction) in variants.items():
+                polars_engine.BITMAP_MAX_CATEGORIES, polars_engine.SORTED_MAX_SHARE = limit, fraction
                 walls, cpu = timed([tree] * max(1, runs // 4), before=entry.leaf_memo.clear)
                 results[name][0].extend(walls)
                 results[name][1].append(cpu)
     finally:
-        polars_engine.BITMAP_MAX_CATEGORIES = default
+        polars_engine.BITMAP_MAX_CATEGORIES, polars_engine.SORTED_MAX_SHARE = masks, share
     for name, (walls, cpus) in results.items():
         print(
-            f"  A/B cold, {name:>8}: {_stats(walls)}  cpu/preview {sum(cpus) / len(cpus) * 1000:6.1f} ms "
+            f"  A/B cold, {name:>13}: {_stats(walls)}  cpu/preview {sum(cpus) / len(cpus) * 1000:6.1f} ms "
             f"(load {os.getloadavg()[0]:.1f})"
         )
 
@@ -131,6 +133,10 @@ def main() -> None:
         started = time.perf_counter()
         entry, _ = cache.get()
         entry.bombora  # noqa: B018  (wait for the background read: steady state)
+        for thread in threading.enumerate():  # and for the indexes built after it (Entry.warm_indexes)
+            if thread.name.startswith("builder-bombora-"):
+                thread.join()
+        print(f"indexes: {sorted(entry.indexes)}, {entry.nbytes() / 2**20:.0f} MB heap", flush=True)
         print(
             f"cache: {entry.height:,} people in {time.perf_counter() - started:.1f} s "
             f"({entry.stats.get('build_phases')})",
