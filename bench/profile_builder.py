@@ -132,6 +132,9 @@ def main() -> None:
     with schema_context(org.schema_name):
         started = time.perf_counter()
         entry, _ = cache.get()
+        # A first build serves counts before its second pass (identifiers) is read and the generation stored: wait
+        # for it (else previews are timed beside that pass, and a set-up run exits before anything is stored).
+        entry.settled.wait()
         entry.bombora  # noqa: B018  (wait for the background read: steady state)
         for thread in threading.enumerate():  # and for the indexes built after it (Entry.warm_indexes)
             if thread.name.startswith("builder-bombora-"):
