@@ -535,7 +535,9 @@ def _kernel(frame: pl.DataFrame, cond: Condition, strings: Mapping[str, StringCo
 
 
 # --- per-category bitmaps of low-cardinality Enum columns (issue 17, session 10) ---------------------------------
-BITMAP_MAX_CATEGORIES = 64  # Enum columns with at most this many categories keep a packed mask per category
+BITMAP_MAX_CATEGORIES = (
+    32  # Enum columns with at most this many categories keep a packed mask per category (32: 4 bytes per row)
+)
 _index_lock = threading.Lock()
 
 
