@@ -375,6 +375,16 @@ def _busy_cpu_s(psutil: Any) -> float:
     return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
 
+def _join_cache_threads(
+    prefixes: tuple[str, ...] = ("builder-deferred-", "builder-bombora-", "builder-cache-"),
+) -> None:
+    """Wait for the cache's own background threads (not its idle pools), including those they start meanwhile
+    (the deferred pass starts the Bombora read, which then builds the row indexes)."""
+    while busy := [t for t in threading.enumerate() if t.name.startswith(prefixes) and t.is_alive()]:
+        for thread in busy:
+            thread.join()
+
+
 def _settle(entry: Any) -> None:
     """Wait for what a build leaves running, so that no preview is timed beside it: the built entry's background
     Bombora read (started after the deferred pass, on a thread of its own) and the server's autovacuum workers (the
@@ -386,9 +396,7 @@ def _settle(entry: Any) -> None:
     started = time.perf_counter()
     entry.settled.wait()
     entry.bombora  # noqa: B018  (waits for the read a thread is doing, or reads it now)
-    for thread in threading.enumerate():  # the cache's own threads (not its idle pools)
-        if thread.name.startswith(("builder-deferred-", "builder-bombora-", "builder-cache-")):
-            thread.join()
+    _join_cache_threads()
     vacuums = 0
     with connection.cursor() as cursor:
         for _ in range(600):

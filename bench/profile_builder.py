@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from typing import Any
 
@@ -136,9 +135,7 @@ def main() -> None:
         # for it (else previews are timed beside that pass, and a set-up run exits before anything is stored).
         entry.settled.wait()
         entry.bombora  # noqa: B018  (wait for the background read: steady state)
-        for thread in threading.enumerate():  # and for the indexes built after it (Entry.warm_indexes)
-            if thread.name.startswith("builder-bombora-"):
-                thread.join()
+        bb._join_cache_threads()  # and for the row indexes built after it (Entry.warm_indexes)
         print(f"indexes: {sorted(entry.indexes)}, {entry.nbytes() / 2**20:.0f} MB heap", flush=True)
         print(
             f"cache: {entry.height:,} people in {time.perf_counter() - started:.1f} s "
