@@ -94,6 +94,7 @@ def evaluate_tree(entry: cache.Entry, node: Node, *, per_node: bool = True, memo
         entry.strings,
         per_node=per_node,
         memo=entry.leaf_memo if memo else None,
+        indexes=entry.indexes,
     )
 
 
@@ -158,7 +159,7 @@ def audience_preview(*, tree: Any, sample: int = 10) -> dict[str, Any]:
     node = parse(tree, entry.resolver(), audience_ids=set(refs))
     frame = _frame_for(entry, node, refs)
     # An edit changes one or two leaves: the others come from the memo of this data generation.
-    result = evaluate(frame, node, entry.strings, memo=entry.leaf_memo)
+    result = evaluate(frame, node, entry.strings, memo=entry.leaf_memo, indexes=entry.indexes)
     hashed = _has_hash_bits(entry)
     uid2 = bits.count(result.bits & hashed) if hashed is not None else 0
     # A first build's emails and hashes may still be read (cache.build): the sample goes without them then.

@@ -17,6 +17,7 @@ import io
 import os
 import resource
 import shutil
+import threading
 import time
 from typing import Any
 
@@ -27,7 +28,7 @@ SCALE = float(os.environ.get("P360_BENCH_SCALE", "1.0"))
 RECORDS = max(1000, int(10_000_000 * SCALE))
 SCORES = max(2000, int(20_000_000 * SCALE))
 RUNS = int(os.environ.get("P360_BENCH_BUILDER_RUNS", "40"))
-ORG_SLUG = "builder-bench"
+ORG_SLUG = os.environ.get("P360_BENCH_BUILDER_ORG", "builder-bench")  # e.g. profile_builder's 10M org
 AUDIENCE_NAME = "Bench universe"
 WEEK = dt.date(2030, 1, 7)  # a Monday far ahead: the current week while the bench runs
 TOPICS = 2000
@@ -349,15 +350,67 @@ def _edits(tree: dict[str, Any], count: int) -> list[dict[str, Any]]:
     return versions
 
 
-def _timed(fn: Any, trees: list[dict[str, Any]], before: Any = None) -> list[float]:
+def _timed(fn: Any, trees: list[dict[str, Any]], before: Any = None, cpu: list[float] | None = None) -> list[float]:
+    """Wall seconds per call; with `cpu`, appends [this process's CPU seconds per call, the CPU seconds every other
+    process used meanwhile per call] (the second core is only ours when the second figure is near zero)."""
+    import psutil
+
     seconds = []
+    own, busy = own_cpu_s(), _busy_cpu_s(psutil)
     for tree in trees:
         if before is not None:
             before()
         t0 = time.perf_counter()
         fn(tree)
         seconds.append(time.perf_counter() - t0)
+    if cpu is not None:
+        used = own_cpu_s() - own
+        cpu.extend([used / len(trees), max(0.0, _busy_cpu_s(psutil) - busy - used) / len(trees)])
     return seconds
+
+
+def _busy_cpu_s(psutil: Any) -> float:
+    """CPU seconds the whole machine has been busy (every core, every process)."""
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
+def _join_cache_threads(
+    prefixes: tuple[str, ...] = ("builder-deferred-", "builder-bombora-", "builder-cache-"),
+) -> None:
+    """Wait for the cache's own background threads (not its idle pools), including those they start meanwhile
+    (the deferred pass starts the Bombora read, which then builds the row indexes)."""
+    while busy := [t for t in threading.enumerate() if t.name.startswith(prefixes) and t.is_alive()]:
+        for thread in busy:
+            thread.join()
+
+
+def _settle(entry: Any) -> None:
+    """Wait for what a build leaves running, so that no preview is timed beside it: the built entry's background
+    Bombora read (started after the deferred pass, on a thread of its own) and the server's autovacuum workers (the
+    set-up's fresh 10M records and 20M scores are vacuumed after their COPY). Session 9 timed previews without this."""
+    import sys
+
+    from django.db import connection
+
+    started = time.perf_counter()
+    entry.settled.wait()
+    entry.bombora  # noqa: B018  (waits for the read a thread is doing, or reads it now)
+    _join_cache_threads()
+    vacuums = 0
+    with connection.cursor() as cursor:
+        for _ in range(600):
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")
+            vacuums = cursor.fetchone()[0]
+            if not vacuums:
+                break
+            time.sleep(1)
+    print(
+        f"[bench_builder] waited {time.perf_counter() - started:.1f} s for the build's background work and autovacuum "
+        f"({vacuums} autovacuum workers still running)",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _peak_rss() -> int:
@@ -402,6 +455,7 @@ def run() -> list[Row]:
             whole = time.perf_counter() - started
             build_cpu = own_cpu_s() - cpu
             peak = _peak_rss()
+            _settle(entry)  # (the built entry's Bombora read runs after `settled`: not into the previews)
             phases = ", ".join(f"{k} {fmt_s(v)}" for k, v in entry.stats.get("build_phases", {}).items())
             # A restart or another worker: the stored generation is loaded (not rebuilt). The built entry is let go
             # first (a restarted process does not hold it; holding it put both in this process's peak).
@@ -458,6 +512,7 @@ def run() -> list[Row]:
                     goal=goal_text("<= 1 GB per 10M records", per_10m <= 2**30),
                 ),
             )
+            _settle(entry)  # the stored generation's own Bombora read (load_stored starts one), autovacuum
             client = Client()
             client.force_login(admin, backend="tenants.auth.RoleBackend")
             url = f"/o/{ORG_SLUG}/api/v1/audiences/preview"
@@ -470,7 +525,8 @@ def run() -> list[Row]:
                     audience_preview(tree=t, sample=10)
 
                 # Cold: every leaf evaluated (the memo emptied before each run); the category scans stay memoised.
-                cold = _timed(compute, [tree] * RUNS, before=entry.leaf_memo.clear)
+                cold_cpu: list[float] = []
+                cold = _timed(compute, [tree] * RUNS, before=entry.leaf_memo.clear, cpu=cold_cpu)
                 # Editing: each request changes one leaf; the others come from the session's leaf memo.
                 editing = _timed(compute, _edits(tree, RUNS))
 
@@ -501,7 +557,12 @@ def run() -> list[Row]:
                         Row(
                             workload=f"builder: preview compute {kind}, {label} (count {result['count']:,})",
                             size=where,
-                            p360=f"{text} (first {fmt_ms(first)})" if kind.startswith("cold") else text,
+                            p360=(
+                                f"{text} (first {fmt_ms(first)}; CPU {fmt_ms(cold_cpu[0])} per preview, other "
+                                f"processes {fmt_ms(cold_cpu[1])} of CPU meanwhile per preview)"
+                                if kind.startswith("cold")
+                                else text
+                            ),
                             baseline=f"SQL COUNT {fmt_s(sql_seconds)} ({agree})",
                             ratio=f"x{sql_seconds / p95:,.0f} faster" if p95 else "n/a",
                             goal=goal_text(f"p95 <= {goal_ms * 1000:.0f} ms", p95 <= goal_ms),
@@ -520,6 +581,18 @@ def run() -> list[Row]:
                             goal=goal_text("p95 <= 60 ms", p95 <= GOAL_HTTP_P95),
                         ),
                     )
+            after = entry.nbytes()
+            _emit(
+                rows,
+                Row(
+                    workload="builder: cache memory after the previews (+ per-category masks, topic columns, leaf memo)",
+                    size=f"{entry.height:,} people",
+                    p360=f"{after / 2**20:,.0f} MB heap",
+                    baseline=f"{after * 10_000_000 / max(entry.height, 1) / 2**20:,.0f} MB per 10M records",
+                    ratio="-",
+                    goal=goal_text("<= 1 GB per 10M records", after * 10_000_000 / max(entry.height, 1) <= 2**30),
+                ),
+            )
     finally:
         connection.set_schema_to_public()  # type: ignore[attr-defined]
         _drop_bombora()

@@ -23,6 +23,19 @@ def _cpu() -> float:
     return time.process_time()  # every thread of this process
 
 
+def _run_delay() -> float:
+    """Seconds this process's threads have waited for a core (ready to run, on the run queue: another process held
+    it), summed over threads (/proc schedstat; 0 where it cannot be read). Waiting for the GIL is not in it."""
+    total = 0
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/schedstat") as handle:
+                total += int(handle.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
 def _stats(values: list[float]) -> str:
     return f"p50 {percentile(values, 50) * 1000:6.1f} / p95 {percentile(values, 95) * 1000:6.1f} ms"
 
@@ -63,6 +76,30 @@ def _http(slug: str, tree: dict[str, Any], runs: int, entry: Any) -> tuple[list[
     return cold, edit
 
 
+def _ab(tree: dict[str, Any], runs: int, entry: Any, timed: Any) -> None:
+    """Cold previews with the per-category masks of few-category Enum columns (session 10) and without them (the
+    code kernels of session 9), interleaved in rounds over the same entry: CPU and wall per preview."""
+    from audiences.logic import polars_engine
+
+    masks, share = polars_engine.BITMAP_MAX_CATEGORIES, polars_engine.SORTED_MAX_SHARE
+    variants = {"kernels": (0, 0.0), "+masks": (masks, 0.0), "+masks+sorted": (masks, share)}
+    results: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in variants}
+    try:
+        for _ in range(int(os.environ.get("P360_PROFILE_AB_ROUNDS", "4"))):
+            for name, (limit, fraction) in variants.items():
+                polars_engine.BITMAP_MAX_CATEGORIES, polars_engine.SORTED_MAX_SHARE = limit, fraction
+                walls, cpu = timed([tree] * max(1, runs // 4), before=entry.leaf_memo.clear)
+                results[name][0].extend(walls)
+                results[name][1].append(cpu)
+    finally:
+        polars_engine.BITMAP_MAX_CATEGORIES, polars_engine.SORTED_MAX_SHARE = masks, share
+    for name, (walls, cpus) in results.items():
+        print(
+            f"  A/B cold, {name:>13}: {_stats(walls)}  cpu/preview {sum(cpus) / len(cpus) * 1000:6.1f} ms "
+            f"(load {os.getloadavg()[0]:.1f})"
+        )
+
+
 def main() -> None:
     from bench.common import setup_database
 
@@ -94,7 +131,12 @@ def main() -> None:
     with schema_context(org.schema_name):
         started = time.perf_counter()
         entry, _ = cache.get()
+        # A first build serves counts before its second pass (identifiers) is read and the generation stored: wait
+        # for it (else previews are timed beside that pass, and a set-up run exits before anything is stored).
+        entry.settled.wait()
         entry.bombora  # noqa: B018  (wait for the background read: steady state)
+        bb._join_cache_threads()  # and for the row indexes built after it (Entry.warm_indexes)
+        print(f"indexes: {sorted(entry.indexes)}, {entry.nbytes() / 2**20:.0f} MB heap", flush=True)
         print(
             f"cache: {entry.height:,} people in {time.perf_counter() - started:.1f} s "
             f"({entry.stats.get('build_phases')})",
@@ -133,23 +175,35 @@ def main() -> None:
                 print(f"  every leaf, {threads} thread(s): wall {_stats(walls)}, cpu min {min(cpus) * 1000:.1f} ms")
             os.environ.pop("P360_BUILDER_THREADS")
 
-            def timed(trees: list[dict[str, Any]], before: Any = None) -> tuple[list[float], float]:
+            delays: list[float] = []
+
+            def timed(
+                trees: list[dict[str, Any]], before: Any = None, delays: list[float] = delays
+            ) -> tuple[list[float], float]:
                 walls: list[float] = []
-                cpu = 0.0
+                cpu = delay = 0.0
                 for t in trees:
                     if before is not None:
                         before()
-                    t0, c0 = time.perf_counter(), _cpu()
+                    t0, c0, d0 = time.perf_counter(), _cpu(), _run_delay()
                     audience_preview(tree=t, sample=10)
                     walls.append(time.perf_counter() - t0)
                     cpu += _cpu() - c0
+                    delay += _run_delay() - d0
+                delays[:] = [delay / len(trees)]
                 return walls, cpu / len(trees)
 
             cold, cold_cpu = timed([tree] * runs, before=entry.leaf_memo.clear)
+            cold_delay = delays[0]
             edit, edit_cpu = timed(bb._edits(tree, runs))
             load = os.getloadavg()[0]
-            print(f"  cold    {_stats(cold)}  cpu/preview {cold_cpu * 1000:6.1f} ms  (load {load:.1f})")
+            print(
+                f"  cold    {_stats(cold)}  cpu/preview {cold_cpu * 1000:6.1f} ms  waiting for a core "
+                f"{cold_delay * 1000:6.1f} ms/preview  (load {load:.1f})"
+            )
             print(f"  editing {_stats(edit)}  cpu/preview {edit_cpu * 1000:6.1f} ms  (load {load:.1f})")
+            if os.environ.get("P360_PROFILE_AB"):
+                _ab(tree, runs, entry, timed)
             if os.environ.get("P360_PROFILE_HTTP"):
                 http_cold, http_edit = _http(slug, tree, runs, entry)
                 print(f"  HTTP cold    {_stats(http_cold)}  (load {os.getloadavg()[0]:.1f})")

@@ -76,12 +76,15 @@ def _frame(people: list[dict[str, Any]]) -> tuple[pl.DataFrame, dict[str, Any]]:
     raw_trees=st.lists(trees, min_size=1, max_size=3),
     small=st.integers(0, 9),
     chunk=st.sampled_from([64, 1 << 18]),
+    masks=st.sampled_from([0, 3, 64]),
 )
 def test_code_matches_and_memo_agree_with_the_reference(
-    people: list[dict[str, Any]], raw_trees: list[dict[str, Any]], small: int, chunk: int
+    people: list[dict[str, Any]], raw_trees: list[dict[str, Any]], small: int, chunk: int, masks: int
 ) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(polars_engine, "SMALL_CODE_SET", small)  # every kind of match: ranges, code sets, lookups
+        # per-category masks (session 10) for no column, the columns of at most 3 categories, or every column here
+        patch.setattr(polars_engine, "BITMAP_MAX_CATEGORIES", masks)
         patch.setattr(bits, "SLICE", chunk)  # row slices shared by several pool tasks
         if chunk == 64:  # lookups through the packed bitset (a step of a few codes) instead of the bool table
             patch.setattr(polars_engine, "BYTE_LOOKUP_MAX", 0)
@@ -196,6 +199,11 @@ def test_packed_kernels_over_many_row_slices_and_threads_agree_with_the_referenc
         "score": FieldRef(name="score", type=NUMBER, column="score"),
         "employees": FieldRef(name="employees", type=NUMBER, column="employees"),
     }
+    indexes = {
+        name: index
+        for name in ("revenue", "score", "employees")
+        if (index := polars_engine.sorted_index(frame.get_column(name))) is not None
+    }
     for raw in raw_trees:
         node = parse(raw, fields.get)
         expected = reference.count(node, people)
@@ -208,9 +216,13 @@ def test_packed_kernels_over_many_row_slices_and_threads_agree_with_the_referenc
             patch.setattr(polars_engine, "BYTE_LOOKUP_MAX", 0)  # lookups through the packed bitset, in odd steps
             patch.setattr(polars_engine, "BITSET_CHUNK", 40)
             sliced = evaluate(frame, node, strings)
-        assert (whole.count, sliced.count) == (expected, expected), raw
-        assert whole.nodes == sliced.nodes, raw
+        with pytest.MonkeyPatch.context() as patch:  # session 10: every integer range through the sorted indexes
+            patch.setattr(polars_engine, "SORTED_MAX_SHARE", 1.0)
+            indexed = evaluate(frame, node, strings, indexes=indexes)
+        assert (whole.count, sliced.count, indexed.count) == (expected, expected, expected), raw
+        assert whole.nodes == sliced.nodes == indexed.nodes, raw
         assert sliced.mask.to_list() == [reference.holds(node, p) for p in people], raw
+        assert indexed.mask.to_list() == sliced.mask.to_list(), raw
 
 
 def test_packed_masks_round_trip_through_arrow_and_positions() -> None:
@@ -279,3 +291,101 @@ def test_integer_kernels_give_the_polars_comparison_at_the_types_limits(dtype: A
     for cond, words in zip(conditions, got, strict=True):
         expected = frame.select(polars_engine.condition_expr(cond, {"n": dtype}, {})).to_series()
         assert bits.to_series(words, frame.height).to_list() == expected.to_list(), (cond.operator, cond.value)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    size=st.integers(0, 700),
+    categories=st.integers(1, 12),
+    nulls=st.floats(0, 1),
+    raw_trees=st.lists(trees, min_size=1, max_size=3),
+)
+def test_per_category_masks_agree_with_the_code_kernels_and_the_reference(
+    seed: int, size: int, categories: int, nulls: float, raw_trees: list[dict[str, Any]]
+) -> None:
+    """Issue 17, session 10: a leaf on a few-category Enum column is the union of its per-category masks (the
+    matched codes', or the unmatched codes' subtracted from the present rows, whichever are fewer). Same rows as
+    the code kernels and the reference, with nulls, over several row slices and both pool threads."""
+    import random
+
+    rng = random.Random(seed)
+    values = ["Retail", "RETAIL", "retail ", "Ärzte", "ärzte", "aB", "b", "Z9", "z", "9", "ß", "a b"][:categories]
+    people = [
+        {
+            "company_name": None if rng.random() < nulls else rng.choice(values),
+            "industry": None if rng.random() < nulls else rng.choice(values[::-1]),
+            "revenue": rng.choice([None, rng.randint(0, 10)]),
+        }
+        for _ in range(size)
+    ]
+    frame, strings = _frame(people)
+    for raw in raw_trees:
+        node = parse(raw, FIELDS.get)
+        expected = [reference.holds(node, p) for p in people]
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(bits, "SLICE", 64)
+            patch.setattr(polars_engine, "BITMAP_MAX_CATEGORIES", 0)
+            kernels = evaluate(frame, node, strings)
+            patch.setattr(polars_engine, "BITMAP_MAX_CATEGORIES", 64)
+            masks = evaluate(frame, node, strings)
+        assert masks.mask.to_list() == expected, raw
+        assert kernels.mask.to_list() == expected, raw
+        assert masks.nodes == kernels.nodes, raw
+
+
+def test_per_category_masks_follow_the_column_they_were_built_from() -> None:
+    """The masks are kept with the column's StringColumn; a frame with other codes under the same StringColumn (a
+    slice, another entry) must not reuse them, and their bytes are counted for the cache's memory budget."""
+    series, info = cache._as_enum(pl.Series("industry", ["a", "b", None, "c", "a"] * 30))
+    frame = pl.DataFrame([series])
+    strings = {"industry": info}
+    leaf = parse({"field": "industry", "operator": "in", "value": ["a", "c"]}, FIELDS.get)
+    assert evaluate(frame, leaf, strings).count == 90
+    assert info.index.get("bitmaps") is not None
+    assert polars_engine.index_nbytes(strings) == 4 * bits.words_for(150) * 8  # three categories and the validity
+    other = pl.DataFrame([series.slice(1, 100)])  # another buffer view: rebuilt, not reused
+    assert evaluate(other, leaf, strings).count == sum(v in ("a", "c") for v in series.slice(1, 100).to_list())
+    negated = parse({"field": "industry", "operator": "not_in", "value": ["a"]}, FIELDS.get)  # the unmatched side
+    assert evaluate(frame, negated, strings).count == 60  # b and c, never the nulls
+
+
+@pytest.mark.parametrize("dtype", [pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64])
+def test_sorted_indexes_give_the_polars_comparison_at_the_types_limits(dtype: Any) -> None:
+    """Issue 17, session 10: an integer range read from the column's sorted index (the matching rows set as bits,
+    or the other present rows set and inverted) equals polars' comparison at the limits of every integer type, with
+    fractional bounds and nulls; with the default share, a range whose both sides are many rows is left to a kernel."""
+    low, high = polars_engine.INTEGER_LIMITS[dtype]
+    raw = [low, low + 1, -1, 0, 1, 2, 7, high - 1, high, None]
+    values = [v for v in raw if v is None or low <= v <= high] * 70
+    frame = pl.DataFrame([pl.Series("n", values, dtype=dtype)])
+    index = polars_engine.sorted_index(frame.get_column("n"))
+    assert index is not None and index.values.tolist() == sorted(v for v in values if v is not None)
+    field = FieldRef(name="n", type=NUMBER, column="n")
+    bounds = [low - 1, low, low + 1, -1.5, -1, 0, 0.5, 1, 2, high - 1, high, high + 1, 2**70]
+    leaves: list[tuple[str, Any]] = [(op, v) for op in ("gt", "gte", "lt", "lte") for v in bounds]
+    leaves += [("between", (a, b)) for a in bounds for b in bounds if a <= b]
+    conditions = [
+        polars_engine.Condition(path=f"c{i}", field=field, operator=op, value=v) for i, (op, v) in enumerate(leaves)
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(polars_engine, "SORTED_MAX_SHARE", 1.0)
+        got = polars_engine.leaf_bits(frame, conditions, {}, {"n": index})
+        direct = [polars_engine._sorted_leaf(frame, c, {"n": dtype()}, {"n": index}) for c in conditions]
+    assert all(words is not None for words in direct)  # every leaf went through the index
+    for cond, words in zip(conditions, got, strict=True):
+        expected = frame.select(polars_engine.condition_expr(cond, {"n": dtype}, {})).to_series()
+        assert bits.to_series(words, frame.height).to_list() == expected.to_list(), (cond.operator, cond.value)
+    wide = polars_engine.Condition(path="w", field=field, operator="gte", value=1)  # many rows on each side
+    assert polars_engine._sorted_leaf(frame, wide, {"n": dtype()}, {"n": index}) is None
+    copied = pl.DataFrame([pl.Series("n", values, dtype=dtype)])  # the same values in another buffer: not used
+    assert polars_engine._sorted_leaf(copied, conditions[0], {"n": dtype()}, {"n": index}) is None
+
+
+def test_set_rows_sets_exactly_the_given_rows() -> None:
+    rng = np.random.default_rng(7)
+    for n in (0, 1, 63, 64, 65, 1000):
+        rows = rng.permutation(n)[: n // 3].astype(np.uint32)
+        words = polars_engine.set_rows(rows, n)
+        assert words.size == bits.words_for(n)
+        assert bits.to_series(words, n).to_list() == [i in set(rows.tolist()) for i in range(n)]

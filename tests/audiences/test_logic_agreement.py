@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from audiences import cache
 from audiences.catalogue import audience_refs, custom_fields, make_resolver
-from audiences.logic import reference
+from audiences.logic import polars_engine, reference
 from audiences.logic.sql_engine import RID_SHIFT, SqlContext, count_sql
 from audiences.logic.tree import TreeError, parse
 from audiences.normalize import normalize_email, normalize_maid, normalize_phone, uid2_hash
@@ -248,6 +248,7 @@ def test_polars_sql_and_reference_counts_agree(acme: Any, data: Any) -> None:
         )
         for days in HISTORY_DAYS
     }
+    share = pytest.MonkeyPatch()
     try:
         with schema_context("org_acme"), transaction.atomic():
             cache.invalidate()
@@ -279,6 +280,13 @@ def test_polars_sql_and_reference_counts_agree(acme: Any, data: Any) -> None:
             resolve = make_resolver(custom_fields())
             entry = cache.build()
             assert entry.height == len(people)
+            # issue 17, session 10: the row indexes (per-category masks, sorted integer indexes), read by every leaf
+            # they can answer (the builder's background thread builds them; here, on some examples)
+            indexed = data.draw(st.booleans())
+            if indexed:
+                entry.warm_indexes()
+                assert "revenue" in entry.indexes or all(p.get("revenue") is None for p in people)
+            share.setattr(polars_engine, "SORTED_MAX_SHARE", 1.0 if indexed else polars_engine.SORTED_MAX_SHARE)
             ctx = SqlContext(week=WEEK if loaded else None, audiences=refs, lower=_lower())
             for _ in range(4):
                 raw = data.draw(trees(audience_ids, segment_ids))
@@ -297,6 +305,7 @@ def test_polars_sql_and_reference_counts_agree(acme: Any, data: Any) -> None:
     except _Rollback:
         pass
     finally:
+        share.undo()
         cache.invalidate()
 
 
