@@ -19,7 +19,16 @@ from hypothesis import strategies as st
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneNumberType
 
 import audiences.normalize as normalize_module
-from audiences.normalize import normalize_email, normalize_phone, trim, uid2_hash, uid2_hashes
+from audiences.normalize import (
+    custom_value,
+    normalize_domain,
+    normalize_email,
+    normalize_ip,
+    normalize_phone,
+    trim,
+    uid2_hash,
+    uid2_hashes,
+)
 from audiences.normalize_batch import normalize_batch
 from audiences.normalize_phones import normalize_phones
 from tests.audiences.normalize_paths import PATHS, force_path
@@ -180,6 +189,76 @@ def test_repeating_column_is_hashed_per_distinct_value_at_default_thresholds() -
     assert got == [None if n is None else uid2_hash(n) for n in numbers]
 
 
+# Websites dense in the characters the host steps cut at (`://`, `/?#`, `@`, `:port`, trailing dots), so that the
+# scheme and port regexes, which run on every row without a literal-test guard, meet every shape.
+_HOST_PIECES = st.sampled_from(
+    [
+        "http",
+        "HTTPS",
+        "://",
+        "//",
+        "/",
+        "?",
+        "#",
+        "@",
+        ":",
+        "80",
+        "8080",
+        ".",
+        "www.",
+        "WWW.",
+        "a",
+        "Ex",
+        "co",
+        "ü",
+        "-",
+        " ",
+    ]
+)
+
+
+def _batch_column(field: str, values: list[str | None]) -> dict[int, tuple[dict[str, object] | None, str | None]]:
+    """{row: (record or None, reason or None)} of a one-column batch."""
+    frame = pl.DataFrame({"__row": list(range(len(values))), "C": values}, schema={"__row": pl.Int64, "C": pl.String})
+    result = normalize_batch(frame, {"C": field}, custom_types={})
+    records = {row["__row"]: row for row in result.records.iter_rows(named=True)}
+    reasons = {row: reason for row, reason in result.errors.select("__row", "reason").rows()}
+    return {row: (records.get(row), reasons.get(row)) for row in range(len(values))}
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_batch_domains_equal_scalar_on_cut_characters(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    force_path(monkeypatch, path)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(values=st.lists(st.one_of(st.none(), st.lists(_HOST_PIECES, max_size=10).map("".join)), max_size=30))
+    def check(values: list[str | None]) -> None:
+        for row, (record, reason) in _batch_column("domain", values).items():
+            expected = normalize_domain(values[row])
+            assert (record or {}).get("domain") == expected, values[row]
+            assert (reason is not None) == (expected is None and trim(values[row]) is not None), values[row]
+
+    check()
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_batch_fallbacks_fill_only_their_rows(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """IP addresses: IPv6 (the scalar fallback, written into its rows only) among IPv4 and junk, repeated, in
+    any order: every row gets its own value."""
+    force_path(monkeypatch, path)
+    addresses = st.sampled_from(["::1", "2001:DB8::0001", "fe80::1%eth0", "1.2.3.4", "256.1.1.1", "zz::", ":", "x"])
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(values=st.lists(st.one_of(st.none(), addresses, st.ip_addresses(v=6).map(str)), max_size=30))
+    def check(values: list[str | None]) -> None:
+        for row, (record, reason) in _batch_column("ip", values).items():
+            expected = normalize_ip(values[row])
+            assert (record or {}).get("ip") == expected, values[row]
+            assert (reason is not None) == (expected is None and trim(values[row]) is not None), values[row]
+
+    check()
+
+
 @settings(max_examples=200, deadline=None)
 @given(values=st.lists(st.one_of(st.none(), st.text(), st.sampled_from(['say "hi"', "a\\b", "tab\there", "é ü"]))))
 def test_custom_text_json_equals_json_dumps(values: list[str | None]) -> None:
@@ -195,3 +274,34 @@ def test_custom_text_json_equals_json_dumps(values: list[str | None]) -> None:
         text = trim(value)
         expected = None if text is None else json.dumps({"note": text}, ensure_ascii=False, separators=(",", ":"))
         assert records[row] == expected, value
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.sampled_from(["", " 12 ", "1,200", "x", "-3", "9" * 20])),
+            st.one_of(st.none(), st.text(max_size=8)),
+        ),
+        max_size=30,
+    )
+)
+def test_custom_json_object_of_two_columns_equals_json_dumps(rows: list[tuple[str | None, str | None]]) -> None:
+    """The `custom` object of several custom columns: only the present values, in column order; null when none."""
+    scores, notes = [r[0] for r in rows], [r[1] for r in rows]
+    frame = pl.DataFrame(
+        {"__row": list(range(len(rows))), "S": scores, "N": notes},
+        schema={"__row": pl.Int64, "S": pl.String, "N": pl.String},
+    )
+    result = normalize_batch(
+        frame, {}, custom_types={"S": "integer", "N": "text"}, custom_names={"S": "score", "N": "note"}
+    )
+    records = {row["__row"]: row["custom"] for row in result.records.iter_rows(named=True)}
+    for row, (score, note) in enumerate(rows):
+        (number, problem), (text, text_problem) = custom_value("integer", score), custom_value("text", note)
+        if problem is not None or text_problem is not None:
+            assert row not in records
+            continue
+        present = {key: value for key, value in (("score", number), ("note", text)) if value is not None}
+        expected = json.dumps(present, ensure_ascii=False, separators=(",", ":")) if present else None
+        assert records[row] == expected, (score, note)
