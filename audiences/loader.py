@@ -53,7 +53,7 @@ class SerialLoader:
 
     def copy_frame(self, frame: pl.DataFrame, first_row: int) -> None:
         if frame.height:
-            payload = records.csv_payload(self.version_id, frame, first_row=first_row)
+            payload = records.copy_payload_of(self.version_id, frame, first_row=first_row)
             self._run(
                 lambda cursor: records.copy_payload(cursor, records.qualified(self.schema, self.version_id), payload)
             )
@@ -133,7 +133,7 @@ def _copy_version_task(schema: str, source_id: int, target_id: int, key: str, sk
 
 def _copy_frame_task(schema: str, version_id: int, frame: pl.DataFrame, first_row: int) -> Task:
     def task(cursor: Any) -> None:
-        payload = records.csv_payload(version_id, frame, first_row=first_row)
+        payload = records.copy_payload_of(version_id, frame, first_row=first_row)
         records.copy_payload(cursor, records.qualified(schema, version_id), payload)
 
     return task

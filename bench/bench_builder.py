@@ -195,7 +195,7 @@ def _ensure_records() -> int:
         with connection.cursor() as cursor:
             for start in range(0, RECORDS, CHUNK):
                 size = min(CHUNK, RECORDS - start)
-                payload = records.csv_payload(version.pk, _generate_chunk(start, size), first_row=start)
+                payload = records.copy_payload_of(version.pk, _generate_chunk(start, size), first_row=start)
                 records.copy_payload(cursor, records.partition_name(version.pk), payload)
             cursor.execute(f"ANALYZE {records.partition_name(version.pk)}")
         audience.current_version = version
