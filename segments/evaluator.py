@@ -693,7 +693,7 @@ def evaluate_pending(
 
 
 def _claim_at_once(params: dict[str, Any], when: datetime) -> Outcome:
-    """One claim in one transaction (the previous path, kept for the A/B of CHUNK_COMMITS)."""
+    """One claim in one transaction (the default: see CHUNK_COMMITS)."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(CLAIM_SQL, params)
         ids = [row[0] for row in cursor.fetchall()]
@@ -714,7 +714,8 @@ def _claim_at_once(params: dict[str, Any], when: datetime) -> Outcome:
 
 
 def _claim_by_chunks(params: dict[str, Any], when: datetime) -> Outcome:
-    """One claim, each chunk of user buckets in a transaction of its own that moves the batches' marks."""
+    """One claim, each chunk of user buckets in a transaction of its own that moves the batches' marks (the opt-in
+    CHUNK_COMMITS path: both claim the same way, then differ in what one transaction holds)."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(CLAIM_SQL, params)
         ids = [row[0] for row in cursor.fetchall()]
