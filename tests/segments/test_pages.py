@@ -164,6 +164,7 @@ def test_send_history_filters_pages_and_links_to_the_user(client, monkeypatch):
     _sent_to(client, ["ann", "bob", "cy"])
     page = client.get(f"{BASE}campaigns/").content.decode()
     assert "3 sends, newest first" in page and f'href="{BASE}users/?q=ann"' in page
+    assert 'href="?campaign=' in page and "on entry" in page  # a campaign's name filters the history to its sends
     assert "3 sends match" in client.get(f"{BASE}campaigns/?status=sent&channel=email").content.decode()
     nothing = client.get(f"{BASE}campaigns/?status=failed").content.decode()
     assert "No send matches these filters" in nothing and "users/?q=ann" not in nothing
