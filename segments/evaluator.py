@@ -53,11 +53,10 @@ PAIRS = "pg_temp.segments_eval_pairs"
 TOUCHED = "pg_temp.segments_touched"
 QUEUE_CHANNEL = "p360_segments_queue"  # NOTIFY when a batch is queued for the loop (segments_timers LISTENs)
 DRAIN_BATCHES = 8  # queued batches one evaluation takes together (their (user, type) pairs evaluated once)
-# A claim of queued batches commits per chunk of user buckets of about this many pairs (latency: an event is
-# visible when its chunk commits); False: the whole claim in one transaction (the previous path, for the A/B).
-# Commit a claim per chunk of user buckets (see evaluate_pending). Off: measured on session 10's quiet machine, the
-# whole bench costs 637 ms of CPU per 10K events with it against 554 without, and the max-rate entry latency p95
-# was 3.41 s against 3.12 s (each chunk's re-lock, progress update and commit cost ~35 ms); kept as a tested option.
+# Commit a claim per chunk of user buckets of about PENDING_CHUNK_PAIRS pairs (see evaluate_pending). Off: measured
+# on session 10's quiet machine, the whole bench costs 637 ms of CPU per 10K events with it against 554 without, and
+# the max-rate entry latency p95 was 3.41 s against 3.12 s (each chunk's re-lock, progress update and commit cost
+# ~35 ms); kept as a tested option.
 CHUNK_COMMITS = False
 PENDING_CHUNK_PAIRS = 10_000
 
@@ -75,10 +74,19 @@ PAIRS_TABLE = (
 # other rules reading a window that an avg or distinct rule reads too).
 INCREMENTAL_ATTRIBUTES = ("count", "sum", "min", "max")
 
-# A rule's window: its state's key beside the user (segments_windowstate: user_id, event_type, window_minutes,
-# property). Rules on the same window share one state, whatever their attribute, operator or threshold.
-RULE_WINDOW = "coalesce(r.window_minutes, 1)"
-RULE_PROP = "coalesce(nullif(r.property, ''), 'value')"
+
+def _rule_window(alias: str) -> str:
+    """A rule's window: its state's key beside the user (segments_windowstate: user_id, event_type, window_minutes,
+    property). Rules on the same window share one state, whatever their attribute, operator or threshold."""
+    return f"coalesce({alias}.window_minutes, 1)"
+
+
+def _rule_prop(alias: str) -> str:
+    return f"coalesce(nullif({alias}.property, ''), 'value')"
+
+
+RULE_WINDOW = _rule_window("r")
+RULE_PROP = _rule_prop("r")
 SAME_WINDOW = f"r.event_type = s.event_type AND {RULE_WINDOW} = s.window_minutes AND {RULE_PROP} = s.property"
 
 # The pairs with their rule (`p`), and their windows with the current state (`k`, one row per window: its
@@ -252,8 +260,7 @@ SELECT DISTINCT o.id, q.user_id, ''
 FROM {PAIRS} q
 JOIN segments_segment s ON s.id = q.segment_id AND s.active AND s.kind = 'independent'
 JOIN segments_segment o ON o.active AND o.kind = 'independent' AND o.id <> s.id AND o.event_type = s.event_type
-    AND coalesce(o.window_minutes, 1) = coalesce(s.window_minutes, 1)
-    AND coalesce(nullif(o.property, ''), 'value') = coalesce(nullif(s.property, ''), 'value')
+    AND {_rule_window("o")} = {_rule_window("s")} AND {_rule_prop("o")} = {_rule_prop("s")}
 WHERE NOT EXISTS (SELECT 1 FROM {PAIRS} x WHERE x.segment_id = o.id AND x.user_id = q.user_id)
 """
 

@@ -495,7 +495,7 @@ STORE_SQL = f"""
 WITH fresh AS (
     INSERT INTO {ID_TABLE} (event_id, event_time)
     SELECT event_id, timestamptz 'epoch' + event_us * interval '1 microsecond' FROM pg_temp.segments_ingest_stage
-    {{conflict}}
+    ON CONFLICT DO NOTHING
     RETURNING event_id
 ), stored AS (
     INSERT INTO {TABLE} (event_id, user_id, event_type, event_time, attributes, session_id, device_id)
@@ -548,7 +548,6 @@ SELECT (SELECT id FROM queued)
 # conflict check before each index insertion: about a third of the statement's CPU). A batch of new ids (nearly
 # always) goes in with a plain INSERT inside a savepoint; a unique violation (an id seen before, or a concurrent
 # batch carrying the same id) rolls the savepoint back and the batch is stored again with the conflict clause.
-SKIP_SEEN = "ON CONFLICT DO NOTHING"
 FAST_STORE = True  # False: always the conflict clause (bench.profile_segments' A/B of the old path)
 QUEUE_FRESH = "pg_temp.segments_ingest_stage s JOIN stored USING (event_id)"
 QUEUE_ALL = "pg_temp.segments_ingest_stage s"
@@ -614,7 +613,6 @@ def _store_staged(cursor: Any, *, now: datetime, enqueue: bool, touch_all: bool,
         STORE_SQL.format(
             queued=QUEUE_ALL if touch_all else QUEUE_FRESH,
             attributes=QUEUE_ALL_ATTRIBUTES if touch_all else QUEUE_FRESH_ATTRIBUTES,
-            conflict=SKIP_SEEN,
         ),
         params,
     )
