@@ -121,16 +121,19 @@ registry.register_demo_loader(key="segments", order=700, load=_segments_demo)
 
 def _home_tile(request: HttpRequest) -> dict[str, Any]:
     """The marketer home's figure card: active segments and how many users are in one right now."""
-    from segments.models import Membership, Segment
+    from segments.models import Segment
+    from segments.selectors import users_in_segments
 
     active = Segment.objects.filter(active=True).count()
-    users = Membership.objects.values("user_id").distinct().count()
+    users, more = users_in_segments()
     return {
         "home_kpis": [
             {
                 "label": "Event segments",
                 "value": active,
-                "note": f"{users:,} user{'s' if users != 1 else ''} in a segment now" if active else "none active yet",
+                "note": f"{users:,}{'+' if more else ''} user{'s' if users != 1 else ''} in a segment now"
+                if active
+                else "none active yet",
                 "href": f"/o/{request.org.slug}/segments/",  # type: ignore[attr-defined]
             }
         ]

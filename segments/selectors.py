@@ -224,6 +224,13 @@ def sends(*, campaign: int | None = None, channel: str | None = None, status: st
     return rows
 
 
+def users_in_segments(cap: int = 100_000) -> tuple[int, bool]:
+    """How many users are in at least one segment now, counted up to `cap` (and whether it was reached): the home
+    page asks on every render, and a full distinct count over millions of memberships would take seconds."""
+    counted = Membership.objects.values("user_id").distinct().order_by()[: cap + 1].count()
+    return min(counted, cap), counted > cap
+
+
 def recent_transitions(limit: int) -> list[Transition]:
     """The ledger's newest entries and exits (its primary key is its order)."""
     return list(Transition.objects.select_related("segment").order_by("-id")[:limit])

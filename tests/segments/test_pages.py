@@ -192,3 +192,15 @@ def test_home_has_segment_and_destination_cards_of_its_own_org_only(client, glob
     assert "Destinations" in home and "none set up yet" in home
     other = login(globex_marketer).get("/o/globex/").content.decode()
     assert "Event segments" in other and "none active yet" in other and "2 users" not in other
+
+
+def test_users_in_segments_stops_counting_at_its_cap(client, acme):
+    from django_tenants.utils import schema_context
+
+    from segments.selectors import users_in_segments
+
+    create_segment(client, independent("buyers", value=0))
+    post_events(client, [event("cap-1"), event("cap-2"), event("cap-3")])
+    with schema_context(acme.schema_name):
+        assert users_in_segments() == (3, False)
+        assert users_in_segments(cap=2) == (2, True)  # the home page shows "2+"
