@@ -221,3 +221,16 @@ def test_dashboard_data_in_one_query_equals_the_separate_selectors(rows, acme):
             assert data["kpis"] == selectors.kpis(start, end, filters)
             assert data["trend"] == selectors.trend(start, end, filters)
             assert data["sources"] == selectors.by_source(start, end, filters)
+
+
+def test_home_tells_same_named_campaigns_apart_by_source(acme, acme_marketer, login):
+    """A campaign is unique per (name, source): the home's card shows the source beside an ingested campaign's
+    name, so a manual "Q4" and Surfside's "Q4" do not read as a duplicate."""
+    from campaigns.models import Campaign, MediaSource
+
+    with schema_context(acme.schema_name):
+        Campaign.objects.create(name="Q4 push", source=MediaSource.MANUAL)
+        Campaign.objects.create(name="Q4 push", source=MediaSource.SURFSIDE)
+    home = login(acme_marketer).get(f"/o/{acme.slug}/").content.decode()
+    assert home.count(">Q4 push</a>") == 2
+    assert home.count('title="Media source">Surfside</span>') == 1
