@@ -5,10 +5,11 @@
 Posts 10K-event batches through POST /events (the test client, as bench_segments does; batches over
 SEGMENTS_EVALUATE_INLINE_MAX are queued) and evaluates each one with `evaluate_pending` in this process, measuring
 per batch: API Python CPU, API PostgreSQL backend CPU, evaluator Python CPU, evaluator PostgreSQL CPU. With `--ab`
-batches alternate between variant A (`segments.evaluator.CHUNK_COMMITS = False`: a claim in one
-transaction; `segments.api.views.PAUSE_GC = False`; the previous `json_depth`; the id table
-in the database's collation, as before migration 0011) and B (the current paths) on the
-same data, so both see the same machine. (Session 10's A/B also ran new ids through the joined STORE_SQL, since
+batches alternate between variant A (`segments.api.views.PAUSE_GC = False`; the previous `json_depth`; the id
+table in the database's collation, as before migration 0011) and B (the current paths) on the same data, so both
+see the same machine. Both sides run the default evaluation path (`CHUNK_COMMITS` is left alone: off, a claim in
+one transaction, since session 10's review; until session 11 this script switched B to chunk commits, so its B
+figures measured the opt-in path). (Session 10's A/B also ran new ids through the joined STORE_SQL, since
 removed; session 9's switched FAST_STORE, the window state fillfactor and the evaluator's previous write paths:
 docs/segments.md.)
 `--cprofile` prints the top functions of the API and the evaluator for one batch.
@@ -30,13 +31,11 @@ from bench.common import backend_cpu_s, setup_database
 
 def _variant(new: bool) -> None:
     """A: the collector running and the previous json_depth (session 10 also ran new ids through the joined
-    STORE_SQL, since removed: docs/segments.md); B: the current paths."""
+    STORE_SQL, since removed: docs/segments.md); B: the current paths. Both: the default claim path."""
     from p360.core import api_parsers
-    from segments import evaluator
     from segments.api import views
 
-    views.PAUSE_GC = new
-    evaluator.CHUNK_COMMITS = new
+    views.PAUSE_GC = new  # CHUNK_COMMITS is left as it is: both sides run the default evaluation path
     current = _CURRENT.setdefault("json_depth", api_parsers.json_depth)
     api_parsers.json_depth = current if new else _previous_json_depth  # type: ignore[assignment]
 
