@@ -84,11 +84,7 @@ class Block:
     rows: pl.DataFrame
     lines: int
     blank: list[int] = field(default_factory=list)
-    quarantine: pl.DataFrame | None = None
-
-    def __post_init__(self) -> None:
-        if self.quarantine is None:
-            self.quarantine = pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    quarantine: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=QUARANTINE_SCHEMA))
 
 
 def line_problems(lines: pl.LazyFrame, delimiter: str, width: int) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -269,7 +265,9 @@ class DelimitedReader:
             raise pl.exceptions.ComputeError(f"{totals['n'][0]} lines in a block of {lines} from line {first_line}")
         blank = bad.filter(pl.col("reason") == "blank")["i"].to_list()
         rows = self._parse_block(data, first_line, lines, bad["i"])
-        return Block(rows, lines, blank, _quarantine_of(bad) if len(blank) < bad.height else None)
+        if len(blank) == bad.height:
+            return Block(rows, lines, blank)
+        return Block(rows, lines, blank, _quarantine_of(bad))
 
     def _parse_block(self, data: bytes, first_line: int, lines: int, skip: pl.Series) -> pl.DataFrame:
         """The block's good rows, numbered from `first_line`, parsed as the whole-file reader did."""
