@@ -165,5 +165,17 @@ def open_batches(path: Path, info: Any, tmp: Path) -> tuple[Iterator[pl.DataFram
     text = to_utf8(path, info, tmp)
     headers = unique_headers(read_header(text, info.delimiter or ","))
     reader = DelimitedReader(text, delimiter=info.delimiter or ",", headers=headers)
-    scan = reader.scan_lines()
-    return reader.batches(), reader, scan.lines
+    reader.check_while_reading()  # no whole-file pass before the first batch
+    return reader.batches(), reader, estimated_lines(text)
+
+
+def estimated_lines(path: Path) -> int:
+    """The file's lines for the progress bar, from its size and the lines in its first MiB (exact for a file that
+    small); the lines are counted as they are read, and counting them all first cost a pass over the file."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(1 << 20)
+    lines = head.count(b"\n") + (bool(head) and not head.endswith(b"\n"))
+    if len(head) >= size or not head:
+        return max(lines - 1, 0)  # less the header
+    return max(round(lines * size / len(head)) - 1, 1)

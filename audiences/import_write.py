@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -80,27 +81,61 @@ def stream_first(
 
     No staged file and no second pass: whether a row is kept depends only on the rows before it (and the
     existing records), so its row ordinal is known at once. Returns what was written and the duplicates.
+    Each batch is deduplicated and handed to the loader on a helper thread while this thread normalises the next
+    one (polars and numpy release the GIL): at most one batch waits there, and batches are taken in file order.
     """
-    written = Written(has_base=base is not None)
-    first_row = 0
+    stream = _FirstStream(loader, seen, staged, Written(has_base=base is not None))
     if base is not None:
         loader.copy_version(base.pk, key=key, skip_keys=[])
-        first_row = records.next_row(loader.schema, base.pk)
-    duplicates = 0
-    for good in batches:
-        with staged.phase("dedupe"):
-            keep = seen.first_new(good[KEY])
+        stream.first_row = records.next_row(loader.schema, base.pk)
+    if not loader.parallel:  # the caller's connection and transaction: Django's connections are per thread
+        for good in batches:
+            stream.take(good)
+            fault_point("audiences.import.copy")
+        return stream.written, stream.duplicates
+    with ThreadPoolExecutor(1, thread_name_prefix="import-dedupe") as pool:
+        pending: Future[None] | None = None
+        try:
+            for good in batches:
+                if pending is not None:
+                    pending.result()  # the previous batch is taken (its errors surface here)
+                    fault_point("audiences.import.copy")  # on this thread: a fault acts on the import's connection
+                pending = pool.submit(stream.take, good)
+                del good
+            if pending is not None:
+                pending.result()
+                fault_point("audiences.import.copy")
+        except BaseException:
+            if pending is not None:
+                pending.cancel()
+                wait([pending])  # never leave the helper writing while the caller drops the table
+            raise
+    return stream.written, stream.duplicates
+
+
+@dataclass
+class _FirstStream:
+    """The streamed `first` rule's state, advanced one batch at a time in file order (on the helper thread)."""
+
+    loader: SerialLoader | ParallelLoader
+    seen: SeenKeys
+    staged: Staged
+    written: Written
+    first_row: int = 0
+    duplicates: int = 0
+
+    def take(self, good: pl.DataFrame) -> None:
+        with self.staged.phase("dedupe"):
+            keep = self.seen.first_new(good[KEY])
             frame = good.filter(keep)
-        duplicates += good.height - frame.height
-        with staged.phase("load_prepare"):
+        self.duplicates += good.height - frame.height
+        with self.staged.phase("load_prepare"):
             frame = records.conform(frame)
-        with staged.phase("load_copy"):  # waits only when the COPY connections are behind
-            loader.copy_frame(frame, first_row)
-        written.count(frame)
-        first_row += frame.height
-        written.loaded += frame.height
-        fault_point("audiences.import.copy")
-    return written, duplicates
+        with self.staged.phase("load_copy"):  # waits only when the COPY connections are behind
+            self.loader.copy_frame(frame, self.first_row)
+        self.written.count(frame)
+        self.first_row += frame.height
+        self.written.loaded += frame.height
 
 
 def reserve_version_id() -> int:

@@ -175,6 +175,7 @@ def _write_version(imp: AudienceImport, staged: Staged, blank_lines: int, ctx: J
                 with loader:
                     written = load_rows(loader, plan, staged, base, key)
                 _count_copy_workers(staged, loader)
+                loader.analyzed()  # the statistics, gathered while the lines above ran
                 with transaction.atomic():
                     _finish_version(
                         imp,
@@ -251,6 +252,7 @@ def _stream_once(
                 with staged.phase("quarantine_file"):
                     quarantine_name = save_quarantine(imp, quarantine)
                 plan = Plan(keep_lines=pl.DataFrame(), merged=None, replace_keys=[], duplicates=duplicates)
+                loader.analyzed()  # the statistics, gathered while the lines above ran
                 with transaction.atomic():
                     _finish_version(
                         imp,
@@ -316,7 +318,7 @@ def _finish_version(
     )
     if attach:
         with connection.cursor() as cursor:
-            records.attach(cursor, str(connection.schema_name), version_id)  # type: ignore[attr-defined]
+            records.attach(cursor, str(connection.schema_name), version_id, analyze=False)  # type: ignore[attr-defined]
     with staged.phase("quality"):
         figures = quality(version.pk, staged, written, quarantine)  # one scan: counts and completeness
         version.record_count = figures["records_in_version"]

@@ -11,21 +11,34 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from p360.core.intake.reader import ROW, DelimitedReader, read_header
+from p360.core.intake.reader import ROW, DelimitedReader, RestartCarefully, read_header
 
 
 def read(
-    path: Path, *, careful: bool = False, chunk_size: int = 1000, block_bytes: int | None = None
+    path: Path,
+    *,
+    careful: bool = False,
+    chunk_size: int = 1000,
+    block_bytes: int | None = None,
+    scan_first: bool = False,
 ) -> tuple[pl.DataFrame, dict[int, str], set[int], bool]:
+    """Rows, bad lines, blank lines and whether the fast path read the file. By default the lines are checked
+    block by block while reading (the import's way); `scan_first` checks the whole file first."""
     headers = read_header(path, ",")
     reader = DelimitedReader(path, delimiter=",", headers=headers, chunk_size=chunk_size)
     if block_bytes is not None:
         reader.block_bytes = block_bytes
-    scan = reader.scan_lines()
-    fast = scan.fast
+    if scan_first:
+        reader.scan_lines()
+    else:
+        reader.check_while_reading()
     if careful:
         reader.scan.fast = False
-    batches = list(reader.batches())
+    try:
+        batches = list(reader.batches())
+    except RestartCarefully:  # an odd quote past the first block: the reader is careful now, as the import does
+        batches = list(reader.batches())
+    fast = reader.scan.fast
     rows = pl.concat(batches) if batches else pl.DataFrame(schema={ROW: pl.Int64, **dict.fromkeys(headers, pl.String)})
     bad = dict(zip(reader.scan.quarantine[ROW].to_list(), reader.scan.quarantine["reason"].to_list(), strict=True))
     return rows, bad, reader.scan.blank, fast
@@ -136,7 +149,7 @@ def test_the_fast_path_parses_blocks_on_demand_not_the_whole_file_ahead(tmp_path
     path.write_text("a,b\n" + "".join(f"{i},x{i}\n" for i in range(1000)))
     reader = DelimitedReader(path, delimiter=",", headers=["a", "b"], chunk_size=10)
     reader.block_bytes = 100  # about 12 lines a block: ~90 blocks
-    assert reader.scan_lines().fast
+    reader.check_while_reading()
     parsed: list[int] = []
     parse = reader._parse_block
 
@@ -185,3 +198,49 @@ def test_quoted_lines_get_their_first_reason_and_the_fields_outside_quotes(tmp_p
         7: "line longer than 1 MiB",
         9: "expected 3 fields, found 2",
     }
+
+
+messy_line = st.one_of(
+    st.text(alphabet=st.sampled_from(list('ab,"\x00\ufffd\r é')), max_size=10),
+    st.just(""),
+    st.just('"x,y",z'),
+    st.just('"q""r,s",2'),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    lines=st.lists(messy_line, min_size=0, max_size=25),
+    width=st.integers(min_value=1, max_value=3),
+    block_bytes=st.sampled_from([1, 9, 40, 1 << 20]),
+    crlf=st.booleans(),
+    final_newline=st.booleans(),
+)
+def test_checking_while_reading_agrees_with_the_whole_file_scan(
+    tmp_path: Path, lines: list[str], width: int, block_bytes: int, crlf: bool, final_newline: bool
+) -> None:
+    """Blank, ragged, NUL, invalid-text and odd-quote lines anywhere (an odd quote in a later block restarts on the
+    careful path): the same rows, reasons, blank lines and path as the scan of the whole file first."""
+    end = "\r\n" if crlf else "\n"
+    text = end.join([",".join(f"h{i}" for i in range(width)), *lines]) + (end if final_newline else "")
+    path = tmp_path / "m.csv"
+    path.write_bytes(text.encode("utf-8"))
+    scanned = read(path, chunk_size=4, block_bytes=block_bytes, scan_first=True)
+    checked = read(path, chunk_size=4, block_bytes=block_bytes)
+    assert checked[0].to_dicts() == scanned[0].to_dicts()
+    assert checked[1:] == scanned[1:]
+
+
+def test_line_counts_while_reading_match_the_scan(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text("a,b\n1,2\n\n3\n4,5\n\n")
+    whole = DelimitedReader(path, delimiter=",", headers=["a", "b"])
+    whole.scan_lines()
+    reader = DelimitedReader(path, delimiter=",", headers=["a", "b"])
+    reader.block_bytes = 4
+    reader.check_while_reading()
+    rows = pl.concat(list(reader.batches()))
+    assert rows[ROW].to_list() == [2, 5]
+    assert reader.scan.lines == whole.scan.lines == 5
+    assert reader.scan.blank == whole.scan.blank == {3, 6}
+    assert reader.scan.quarantine.to_dicts() == whole.scan.quarantine.to_dicts()
