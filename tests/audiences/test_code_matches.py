@@ -86,9 +86,6 @@ def test_code_matches_and_memo_agree_with_the_reference(
         # per-category masks (session 10) for no column, the columns of at most 3 categories, or every column here
         patch.setattr(polars_engine, "BITMAP_MAX_CATEGORIES", masks)
         patch.setattr(bits, "SLICE", chunk)  # row slices shared by several pool tasks
-        if chunk == 64:  # lookups through the packed bitset (a step of a few codes) instead of the bool table
-            patch.setattr(polars_engine, "BYTE_LOOKUP_MAX", 0)
-            patch.setattr(polars_engine, "BITSET_CHUNK", 24)
         frame, strings = _frame(people)
         memo = LeafMemo(1 << 20)
         for raw in [*raw_trees, *raw_trees]:  # the second pass reads the leaves from the memo
@@ -213,8 +210,6 @@ def test_packed_kernels_over_many_row_slices_and_threads_agree_with_the_referenc
             whole = evaluate(frame, node, strings)
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(bits, "SLICE", 64)
-            patch.setattr(polars_engine, "BYTE_LOOKUP_MAX", 0)  # lookups through the packed bitset, in odd steps
-            patch.setattr(polars_engine, "BITSET_CHUNK", 40)
             sliced = evaluate(frame, node, strings)
         with pytest.MonkeyPatch.context() as patch:  # session 10: every integer range through the sorted indexes
             patch.setattr(polars_engine, "SORTED_MAX_SHARE", 1.0)
@@ -246,13 +241,12 @@ def test_packed_masks_round_trip_through_arrow_and_positions() -> None:
     categories=st.integers(1, 3000),
     rows=st.integers(0, 2000),
     dtype=st.sampled_from(["uint8", "uint16", "uint32"]),
-    step=st.sampled_from([1, 7, 64, 1 << 15]),
+    stray=st.booleans(),
 )
-def test_bitset_and_chunked_table_lookups_equal_the_bool_table(
-    seed: int, categories: int, rows: int, dtype: str, step: int
-) -> None:
-    """Issue 17 (cold previews): a high-cardinality lookup reads a packed bit per category; it must give exactly the
-    bool table's answer for every code of the column's type, in any step size."""
+def test_arrow_table_lookups_equal_the_bool_table(seed: int, categories: int, rows: int, dtype: str, stray: bool) -> None:
+    """Issue 17, session 11: a lookup gathers a byte per category with Arrow's take (no bounds check); it must give
+    exactly the bool table's answer for every code of the column's type, and a code past the categories (what a
+    null's code may be) is clipped instead of read out of bounds."""
     rng = np.random.default_rng(seed)
     top = min(categories, int(np.iinfo(dtype).max) + 1)
     matches = rng.random(top) < rng.random()
@@ -260,14 +254,41 @@ def test_bitset_and_chunked_table_lookups_equal_the_bool_table(
         matches[0] = not matches[0]
     match = classify_matches(matches)
     codes = rng.integers(0, top, rows).astype(dtype)
+    if match.kind != "lookup":
+        return
+    assert match.table is not None and match.lookup is not None
+    if stray and rows:
+        codes[rng.integers(0, rows)] = np.iinfo(dtype).max  # past the categories (unless the type is full)
+    found = polars_engine._code_kernel(codes, match, int(codes.max()) if rows else 0)
+    assert found is not None
+    test, negate = found
+    expected = matches[np.minimum(codes, top - 1)]
+    got = test(codes)
+    assert not negate and got.dtype == np.bool_ and got.tolist() == expected.tolist()
+    assert polars_engine._take_test(match.table, np.minimum(codes, codes.dtype.type(top - 1))).tolist() == (
+        expected.tolist()
+    )
+
+
+def test_a_lookup_on_codes_past_the_categories_under_nulls_clips_them() -> None:
+    """Codes under nulls are arbitrary: the column's largest code is read once per buffer (kept in the column's
+    index), and a lookup over a buffer whose codes run past the categories clips them (the nulls are cleared by the
+    validity after)."""
+    series, info = cache._as_enum(pl.Series("company_name", ["a1", "b2", None, "a3", "c4"] * 13))  # 65 rows
+    frame = pl.DataFrame([series])
+    strings = {"company_name": info}
+    leaf = parse({"field": "company_name", "operator": "contains", "value": "a"}, FIELDS.get)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(polars_engine, "BITSET_CHUNK", step)
-        if match.kind == "lookup":
-            assert match.bitset is not None and match.lookup is not None
-            got = polars_engine._bitset_test(match.bitset, codes)
-            assert got.dtype == np.bool_ and got.tolist() == matches[codes].tolist()
-            table = polars_engine._table_test(match.lookup, codes)
-            assert table.dtype == np.bool_ and table.tolist() == matches[codes].tolist()
+        patch.setattr(polars_engine, "SMALL_CODE_SET", 0)  # a lookup, not a code set
+        assert polars_engine.match_codes(info, "contains", "a").kind in ("lookup", "range")
+        assert evaluate(frame, leaf, strings).count == 26
+        codes, _valid = bits.column(series, enum=True)
+        assert polars_engine._max_code(info, codes) == int(codes.max())
+        assert info.index["max_code"].codes is codes or polars_engine._same_column(info.index["max_code"], codes)
+        stray = np.array([0, 1, 250, 3], dtype=np.uint8)  # a null's code past the four categories
+        match = classify_matches(np.array([True, False, True, False]))
+        found = polars_engine._code_kernel(stray, match, 250)
+        assert found is not None and found[0](stray).tolist() == [True, False, False, False]
 
 
 @pytest.mark.parametrize("dtype", [pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64])
