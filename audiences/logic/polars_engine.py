@@ -940,35 +940,88 @@ def evaluate(
     return Evaluation(bits=words, height=n, count=total, nodes=nodes)
 
 
+COMBINE_BLOCK = 1 << 14  # words per block of the combine: 128 KB per mask, a tree's working set stays in L2
+
+
 def _combine(
     node: Node, leaf_words: dict[str, bits.Words], n: int, nodes: dict[str, dict[str, int]] | None
 ) -> tuple[bits.Words, int | None]:
-    """The node's mask (new words, or a leaf's own: never written to) and its count when known (per-node counts:
-    each mask is counted once; a group's count is its last running count)."""
+    """The node's mask (new words) and its count when known (per-node counts: each mask counted once; a group's
+    count is its last running count).
+
+    Session 11: the tree is combined block by block of COMBINE_BLOCK words, every node's AND/OR/NOT and popcount
+    done on a block before the next: each leaf mask is read from memory once, and the intermediate masks and their
+    counts stay in the CPU cache (whole-mask operations read and wrote 1.25 MB per node and step at 10M, and each
+    count read its mask again). The 9-condition tree's shape over random 10M-row masks, CPU (min of 20, load ~10):
+    5.4-5.8 ms whole-mask against 2.7 ms in blocks of 2**14 words (2**12: 4.4, 2**13: 3.1, 2**15: 4.1)."""
+    size = bits.words_for(n)
+    out = np.empty(size, dtype=np.uint64)
+    sums: dict[str, list[int]] | None = {} if nodes is not None else None
+    total = 0
+    for start in range(0, max(size, 1), COMBINE_BLOCK):  # (no rows: one empty block, every node counted 0)
+        stop = min(size, start + COMBINE_BLOCK)
+        # per block, each node's counts are set as the whole-mask combine set them (a group's own entry is then
+        # overwritten by its parent's), and the blocks' counts added up
+        block_sums: dict[str, tuple[int, int]] | None = {} if sums is not None else None
+        block, counted = _combine_block(node, leaf_words, start, stop, size, n, block_sums)
+        out[start:stop] = block
+        total += counted
+        if sums is not None and block_sums is not None:
+            for path, (own, running) in block_sums.items():
+                found = sums.setdefault(path, [0, 0])
+                found[0] += own
+                found[1] += running
+    if nodes is None or sums is None:
+        return out, None
+    for path, (own, running) in sums.items():
+        nodes[path] = {"count": own, "running": running}
+    return out, total
+
+
+def _combine_block(
+    node: Node,
+    leaf_words: dict[str, bits.Words],
+    start: int,
+    stop: int,
+    size: int,
+    n: int,
+    sums: dict[str, tuple[int, int]] | None,
+) -> tuple[bits.Words, int]:
+    """Words start..stop of the node's mask (a view of a leaf's own words for a leaf: never written to) and their
+    count (0 without `sums`); sets each child's count and running count in the block to `sums`."""
     if isinstance(node, Condition):
-        words = leaf_words[node.path]
-        return words, (bits.count(words) if nodes is not None else None)
-    children = [_combine(child, leaf_words, n, nodes) for child in node.children]
+        words = leaf_words[node.path][start:stop]
+        return words, (bits.count(words) if sums is not None else 0)
     if node.op == "not":
-        words, own = children[0]
-        if nodes is None or own is None:
-            return bits.invert(words, n), None
-        nodes[node.children[0].path] = {"count": own, "running": own}
-        return bits.invert(words, n), n - own
+        child = node.children[0]
+        words, own = _combine_block(child, leaf_words, start, stop, size, n, sums)
+        inverted = np.invert(words)
+        if stop == size and n & 63:  # the bits past the last row stay clear
+            inverted[-1] &= np.uint64((1 << (n & 63)) - 1)
+        if sums is None:
+            return inverted, 0
+        sums[child.path] = (own, own)
+        return inverted, (stop - start) * 64 - own - (64 - (n & 63) if stop == size and n & 63 else 0)
     running: bits.Words | None = None
-    total: int | None = None
-    for child, (words, own) in zip(node.children, children, strict=True):
+    total = 0
+    for child in node.children:
+        words, own = _combine_block(child, leaf_words, start, stop, size, n, sums)
         if running is None:
             running, total = words, own
+        elif running.base is None:  # new words of this block (not a view of a leaf's words): combined in place
+            if node.op == "and":
+                np.bitwise_and(running, words, out=running)
+            else:
+                np.bitwise_or(running, words, out=running)
+            total = bits.count(running) if sums is not None else 0
         else:
             running = running & words if node.op == "and" else running | words
-            total = bits.count(running) if nodes is not None else None
-        if nodes is not None:
-            assert own is not None and total is not None
-            nodes[child.path] = {"count": own, "running": total}
+            total = bits.count(running) if sums is not None else 0
+        if sums is not None:
+            sums[child.path] = (own, total)
     assert running is not None
-    if nodes is not None and total is not None:
-        nodes[node.path] = {"count": total, "running": total}
+    if sums is not None:
+        sums[node.path] = (total, total)
     return running, total
 
 
