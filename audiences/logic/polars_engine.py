@@ -374,10 +374,10 @@ class ColumnTypes(Mapping[str, pl.DataType]):
 def _code_kernel(values: np.ndarray, match: CodeMatch, top: int = -1) -> tuple[bits.Test, bool] | None:
     """The row test of a code match on the codes (and whether it is negated); None for `none` / `present`.
 
-    Measured at 10M rows (CPU, load ~8): a range on u32 codes 8.8 ms here against 13.8 ms for polars' `is_between`
-    (u8: 2.0 against 4.1), and polars' `is_in` on codes and its gather through a lookup are slower than numpy's
-    equalities and `take` on cache-sized slices. Integer comparisons stay polars expressions: its compare writes
-    the bitmap in one SIMD pass (an Int32 `lt`: 7.0 ms against 8.3-9.1 ms for numpy's compare and packbits)."""
+    Measured at 10M rows (CPU, load ~8, session 9): a range on u32 codes 8.8 ms here against 13.8 ms for polars'
+    `is_between` (u8: 2.0 against 4.1), and polars' `is_in` on codes is slower than numpy's equalities on
+    cache-sized slices. Session 11 (polars 2.1): a two-sided range costs the same either way (u32 3.2 ms), but a
+    single comparison is polars' whole-column compare (_compare_leaf), and a lookup Arrow's take (_take_test)."""
     kind = match.kind
     if kind in ("range", "outside"):
         # unsigned codes: low <= c <= high is one subtract (wrapping below low) and one compare
