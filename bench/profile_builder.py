@@ -100,6 +100,57 @@ def _ab(tree: dict[str, Any], runs: int, entry: Any, timed: Any) -> None:
         )
 
 
+def _leaf_path(frame: Any, leaf: Any, entry: Any) -> str:
+    """Which of leaf_bits' paths evaluates the leaf (the first that takes it, as leaf_bits tries them)."""
+    from audiences.logic import polars_engine as pe
+
+    schema = pe.ColumnTypes(frame)
+    if pe._direct(frame, leaf, entry.strings) is not None:
+        return "direct"
+    if pe._bitmap_leaf(frame, leaf, entry.strings) is not None:
+        return "masks"
+    if pe._sorted_leaf(frame, leaf, schema, entry.indexes) is not None:
+        return "sorted"
+    if pe._compare_leaf(frame, leaf, entry.strings, schema) is not None:
+        return "compare"
+    if pe._kernel(frame, leaf, entry.strings) is not None or pe._integer_kernel(frame, leaf, schema) is not None:
+        return "kernel"
+    return "polars"
+
+
+def _phases(entry: Any, tree: dict[str, Any], runs: int) -> None:
+    """A cold preview's CPU by phase, as audience_preview does them (session 11: where the time outside the
+    leaves goes)."""
+    from audiences.logic import bits
+    from audiences.logic.polars_engine import _combine, leaf_bits
+    from audiences.logic.tree import conditions, parse
+    from audiences.preview import _frame_for, _has_hash_bits, sample_records
+
+    names = ("parse", "frame", "leaves", "combine", "uid2", "sample")
+    spent = dict.fromkeys(names, 0.0)
+    for _ in range(runs):
+        marks = [_cpu()]
+        node = parse(tree, entry.resolver(), audience_ids=set())
+        marks.append(_cpu())
+        frame = _frame_for(entry, node, {})
+        marks.append(_cpu())
+        leaves = conditions(node)
+        words = leaf_bits(frame, leaves, entry.strings, entry.indexes)
+        marks.append(_cpu())
+        nodes: dict[str, dict[str, int]] = {}
+        mask, _ = _combine(node, {leaf.path: w for leaf, w in zip(leaves, words, strict=True)}, frame.height, nodes)
+        marks.append(_cpu())
+        hashed = _has_hash_bits(entry)
+        if hashed is not None:
+            bits.count(mask & hashed)
+        marks.append(_cpu())
+        sample_records(entry, bits.positions(mask, 10), wait=False)
+        marks.append(_cpu())
+        for name, start, end in zip(names, marks, marks[1:], strict=True):
+            spent[name] += end - start
+    print("  cold phases, cpu/preview: " + ", ".join(f"{k} {v / runs * 1000:.2f} ms" for k, v in spent.items()))
+
+
 def main() -> None:
     from bench.common import setup_database
 
@@ -108,7 +159,7 @@ def main() -> None:
     from django_tenants.utils import schema_context
 
     from audiences import cache
-    from audiences.logic.polars_engine import leaf_masks
+    from audiences.logic.polars_engine import leaf_bits, leaf_masks
     from audiences.logic.tree import conditions, parse
     from audiences.preview import _frame_for, audience_preview
     from bombora.models import BomboraWeek
@@ -156,13 +207,14 @@ def main() -> None:
                 walls, cpus = [], []
                 for _ in range(5):
                     t0, c0 = time.perf_counter(), _cpu()
-                    leaf_masks(frame, [leaf], entry.strings)
+                    leaf_bits(frame, [leaf], entry.strings, entry.indexes)  # the preview's path (row indexes)
                     walls.append(time.perf_counter() - t0)
                     cpus.append(_cpu() - c0)
                 print(
-                    f"  leaf {leaf.field.column:>16} {leaf.operator:>11}: wall {min(walls) * 1000:6.1f} ms "
-                    f"cpu {min(cpus) * 1000:6.1f} ms"
+                    f"  leaf {leaf.field.column:>16} {leaf.operator:>11} ({_leaf_path(frame, leaf, entry):>7}): "
+                    f"wall {min(walls) * 1000:6.1f} ms cpu {min(cpus) * 1000:6.1f} ms"
                 )
+            _phases(entry, tree, runs)
 
             for threads in ("1", "2"):
                 os.environ["P360_BUILDER_THREADS"] = threads

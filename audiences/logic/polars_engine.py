@@ -27,7 +27,7 @@ import math
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import reduce
@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from audiences.logic import bits
 from audiences.logic.tree import AUDIENCE, BOOLEAN, MEMBERSHIP, STRING_TYPES, Condition, Node, conditions
@@ -94,9 +96,8 @@ class CodeMatch:
     high: int = 0
     codes: tuple[int, ...] = ()
     lookup: np.ndarray | None = field(default=None, compare=False)
-    # the lookup packed a bit per category (Arrow bit order; one spare zero byte): 256 KB for 2M categories, which
-    # stays in the L2 cache where the 2 MB boolean table did not (the rows' codes read it at random)
-    bitset: np.ndarray | None = field(default=None, compare=False)
+    # the lookup as an Arrow array of a byte per category (zero-copy over `lookup`), gathered by the rows' codes
+    table: pa.Array | None = field(default=None, compare=False)
 
 
 def classify_matches(matches: np.ndarray) -> CodeMatch:
@@ -120,8 +121,7 @@ def classify_matches(matches: np.ndarray) -> CodeMatch:
     if misses.size <= SMALL_CODE_SET:
         return CodeMatch("not_codes", codes=tuple(int(p) for p in misses))
     lookup = np.ascontiguousarray(matches, dtype=np.bool_)
-    bitset = np.append(np.packbits(lookup, bitorder="little"), np.uint8(0))
-    return CodeMatch("lookup", lookup=lookup, bitset=bitset)
+    return CodeMatch("lookup", lookup=lookup, table=pa.array(lookup.view(np.uint8)))
 
 
 def match_codes(info: StringColumn, operator: str, value: Any) -> CodeMatch:
@@ -371,13 +371,13 @@ class ColumnTypes(Mapping[str, pl.DataType]):
         return self._frame.width
 
 
-def _code_kernel(values: np.ndarray, match: CodeMatch) -> tuple[bits.Test, bool] | None:
+def _code_kernel(values: np.ndarray, match: CodeMatch, top: int = -1) -> tuple[bits.Test, bool] | None:
     """The row test of a code match on the codes (and whether it is negated); None for `none` / `present`.
 
-    Measured at 10M rows (CPU, load ~8): a range on u32 codes 8.8 ms here against 13.8 ms for polars' `is_between`
-    (u8: 2.0 against 4.1), and polars' `is_in` on codes and its gather through a lookup are slower than numpy's
-    equalities and `take` on cache-sized slices. Integer comparisons stay polars expressions: its compare writes
-    the bitmap in one SIMD pass (an Int32 `lt`: 7.0 ms against 8.3-9.1 ms for numpy's compare and packbits)."""
+    Measured at 10M rows (CPU, load ~8, session 9): a range on u32 codes 8.8 ms here against 13.8 ms for polars'
+    `is_between` (u8: 2.0 against 4.1), and polars' `is_in` on codes is slower than numpy's equalities on
+    cache-sized slices. Session 11 (polars 2.1): a two-sided range costs the same either way (u32 3.2 ms), but a
+    single comparison is polars' whole-column compare (_compare_leaf), and a lookup Arrow's take (_take_test)."""
     kind = match.kind
     if kind in ("range", "outside"):
         # unsigned codes: low <= c <= high is one subtract (wrapping below low) and one compare
@@ -397,57 +397,41 @@ def _code_kernel(values: np.ndarray, match: CodeMatch) -> tuple[bits.Test, bool]
 
         return any_code, kind == "not_codes"
     if kind == "lookup":
-        lookup, bitset = match.lookup, match.bitset
-        assert lookup is not None and bitset is not None
-        if lookup.size <= BYTE_LOOKUP_MAX:
-            return (lambda x: _table_test(lookup, x)), False
-        return (lambda x: _bitset_test(bitset, x)), False
+        assert match.table is not None
+        table = match.table
+        if top < 0 or top >= len(table):  # a code under a null past the categories: clipped (a pass more)
+            last = values.dtype.type(len(table) - 1)
+            return (lambda x: _take_test(table, np.minimum(x, last))), False
+        return (lambda x: _take_test(table, x)), False
     return None
 
 
-BYTE_LOOKUP_MAX = 1 << 20  # categories up to which a lookup gathers from a bool per category (<= 1 MB: half an L2)
-BITSET_CHUNK = 1 << 15  # codes per step of a bitset lookup: its index and shift temporaries stay in the L1/L2 cache
+def _take_test(table: pa.Array, codes: np.ndarray) -> np.ndarray:
+    """`table[codes]` as a bool per code: Arrow's take of a byte per category, indexed by the codes as they are.
+
+    Session 11, measured at 10M rows on one thread (CPU): over 2M categories (u32 codes) 14.5 ms against 17.1 for
+    session 7's packed bitset and 14.4 for numpy's take of the bool table (numpy converts the codes to intp first:
+    a pass of 4.4 ms of its own); over 400k categories 10.1 against 12.3; 5,000 (u16) 4.4 against 10.4; 60 (u8) 4.1
+    against 9.4. The caller guarantees every code is inside the table (no bounds check: it is a pass of its own)."""
+    taken = pc.take(table, pa.array(codes), boundscheck=False)
+    return np.frombuffer(taken.buffers()[1], dtype=np.uint8, count=codes.size).view(np.bool_)
 
 
-def _table_test(lookup: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """`lookup[codes]` (a bool per category) in steps of BITSET_CHUNK codes through one preallocated intp index:
-    numpy's take converts u8-u32 indices to a fresh intp array on every call otherwise (10M rows, 400k categories:
-    11-12 ms against 14 ms CPU; 20 categories: 9.2 against 10.7). Codes under nulls are arbitrary: the take clips."""
-    out = np.empty(codes.size, dtype=np.bool_)
-    step = max(1, min(BITSET_CHUNK, codes.size))
-    index = np.empty(step, dtype=np.intp)
-    for start in range(0, codes.size, step):
-        part = codes[start : start + step]
-        size = part.size
-        index[:size] = part
-        np.take(lookup, index[:size], out=out[start : start + size], mode="clip")
-    return out
+@dataclass
+class MaxCode:
+    """The largest code in an Enum column's buffer (codes under nulls are arbitrary: a lookup cannot assume them
+    inside the categories), computed once per buffer (a pass: ~2 ms at 10M) and kept in `StringColumn.index`."""
+
+    codes: np.ndarray  # held, so the buffer's address names the column (_same_column)
+    top: int
 
 
-def _bitset_test(bitset: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """Whether each code's bit is set in `bitset` (a packed bit per category), as a bool per code.
-
-    A high-cardinality lookup (`contains "9"` over two million company names, half of them matching): the rows'
-    codes read the table at random, so the table's size decides the cost; 256 KB of bits instead of a 2 MB bool per
-    category, computed in steps of BITSET_CHUNK codes through preallocated intp/u8 temporaries (numpy's take converts
-    u32 indices to intp on every call otherwise). Measured at 10M rows over 2M categories, CPU on one thread: 21 ms
-    against 26-29 ms for `np.take` of the bool table. Codes under nulls are arbitrary: the take clips (the caller
-    clears those rows with the validity)."""
-    out = np.empty(codes.size, dtype=np.uint8)
-    step = max(1, min(BITSET_CHUNK, codes.size))
-    index = np.empty(step, dtype=np.intp)
-    shift = np.empty(step, dtype=np.uint8)
-    three, seven = codes.dtype.type(3), codes.dtype.type(7)
-    for start in range(0, codes.size, step):
-        part = codes[start : start + step]
-        size = part.size
-        target = out[start : start + size]
-        np.right_shift(part, three, out=index[:size], casting="unsafe")  # the byte holding the code's bit
-        np.take(bitset, index[:size], out=target, mode="clip")
-        np.bitwise_and(part, seven, out=shift[:size], casting="unsafe")  # the bit within that byte
-        np.right_shift(target, shift[:size], out=target)
-        np.bitwise_and(target, np.uint8(1), out=target)
-    return out.view(np.bool_)
+def _max_code(info: StringColumn, codes: np.ndarray) -> int:
+    found = _same_column(info.index.get("max_code"), codes)
+    if found is None:
+        found = MaxCode(codes=codes, top=int(codes.max()) if codes.size else 0)
+        info.index["max_code"] = found
+    return found.top  # type: ignore[no-any-return]
 
 
 INTEGER_LIMITS: dict[Any, tuple[int, int]] = {
@@ -513,6 +497,76 @@ def _integer_kernel(frame: pl.DataFrame, cond: Condition, schema: Mapping[str, p
     return bits.Kernel(values=values, test=test, valid=valid)
 
 
+Compare = Callable[[], bits.Words]  # a leaf computed over the whole column at once, on the leaf pool
+
+
+def _compare_leaf(
+    frame: pl.DataFrame, cond: Condition, strings: Mapping[str, StringColumn], schema: Mapping[str, pl.DataType]
+) -> Compare | None:
+    """A leaf that is one comparison with a constant, as polars' own compare of the whole column (None: another
+    leaf): a code range of an Enum that is one code (`eq`, `neq`) or reaches its first or last code (`starts_with
+    "1"` over postal codes sorted from "10000"), and an integer `gt`/`gte`/`lt`/`lte`.
+
+    Session 11: polars writes the compare's bitmap in one SIMD pass (and releases the GIL), where a numpy kernel
+    writes a bool per row and packs it. Measured at 10M rows on one thread (CPU): u8 `eq` 0.34 ms against 0.93,
+    u16 `neq` 0.69 against 1.67, u32 `<=` 1.44 against 3.2 (a two-sided range is no faster in polars: 2.3 against
+    2.1 on u16, so ranges stay kernels). Missing values are null in the compare and cleared by bits.from_series."""
+    ref = cond.field
+    if cond.operator in ("is_null", "is_not_null") or ref.type in (AUDIENCE, MEMBERSHIP, BOOLEAN):
+        return None
+    if ref.type in STRING_TYPES:
+        info = strings.get(ref.column)
+        if info is None or info.lowered_categories is None:
+            return None
+        match = match_codes(info, cond.operator, cond.value)
+        if match.kind not in ("range", "outside"):
+            return None
+        last = info.lowered_categories.len() - 1
+        codes = frame.get_column(ref.column).to_physical()
+        low, high, inside = match.low, match.high, match.kind == "range"
+        if low == high:
+            return _compared(codes, "eq" if inside else "neq", low)
+        if low == 0:
+            return _compared(codes, "lte" if inside else "gt", high)
+        if high == last:
+            return _compared(codes, "gte" if inside else "lt", low)
+        return None
+    if cond.operator not in INTEGER_OPERATORS or cond.operator == "between":
+        return None
+    limits = INTEGER_LIMITS.get(type(schema[ref.column]))
+    if limits is None:
+        return None
+    low_bound, high_bound = integer_bounds(cond.operator, cond.value)
+    column = frame.get_column(ref.column)
+    if high_bound is not None:  # lt / lte
+        if high_bound < limits[0]:
+            return None  # no value of the type qualifies: the kernel's empty test
+        return _compared(column, "lte", min(high_bound, limits[1]))
+    assert low_bound is not None
+    if low_bound > limits[1]:
+        return None
+    return _compared(column, "gte", max(low_bound, limits[0]))
+
+
+def _compared(series: pl.Series, operator: str, value: int) -> Compare:
+    def run() -> bits.Words:
+        if operator == "eq":
+            hit = series == value
+        elif operator == "neq":
+            hit = series != value
+        elif operator == "lte":
+            hit = series <= value
+        elif operator == "gte":
+            hit = series >= value
+        elif operator == "lt":
+            hit = series < value
+        else:
+            hit = series > value
+        return bits.from_series(hit)
+
+    return run
+
+
 def _kernel(frame: pl.DataFrame, cond: Condition, strings: Mapping[str, StringColumn]) -> bits.Kernel | None:
     """An Enum string leaf (a code range, its outside, a few codes, all but a few, or a per-category lookup) as a
     numpy kernel on the physical codes (None: another leaf). Missing values are cleared with the column's validity
@@ -527,7 +581,7 @@ def _kernel(frame: pl.DataFrame, cond: Condition, strings: Mapping[str, StringCo
     if match.kind in ("none", "present"):
         return None
     values, valid = bits.column(frame.get_column(ref.column), enum=True)
-    found = _code_kernel(values, match)
+    found = _code_kernel(values, match, _max_code(info, values) if match.kind == "lookup" else -1)
     if found is None:
         return None
     test, negate = found
@@ -688,15 +742,13 @@ class SortedIndex:
 
 
 def set_rows(rows: np.ndarray, n: int) -> bits.Words:
-    """Words with the bits of `rows` (any order, no repeats) set: sorted, then one OR per word (reduceat)."""
+    """Words with the bits of `rows` (any order, repeats harmless) set: one unbuffered OR per row (numpy 2's
+    `ufunc.at` fast path). Session 11: 68k rows at 10M people 0.62 ms CPU against 2.1 ms for session 10's sort and
+    one OR per word (reduceat)."""
     out = np.zeros(bits.words_for(n), dtype=np.uint64)
     if not rows.size:
         return out
-    ordered = np.sort(rows)
-    word = ordered >> 6
-    bit = np.left_shift(np.uint64(1), (ordered & 63).astype(np.uint64))
-    starts = np.flatnonzero(np.concatenate(([True], word[1:] != word[:-1])))
-    out[word[starts]] = np.bitwise_or.reduceat(bit, starts)
+    np.bitwise_or.at(out, rows >> 6, np.left_shift(np.uint64(1), (rows & 63).astype(np.uint64)))
     return out
 
 
@@ -798,6 +850,7 @@ def leaf_bits(
     schema = ColumnTypes(frame)
     n = frame.height
     kernels: dict[int, bits.Kernel] = {}
+    compares: dict[int, Compare] = {}
     direct: dict[int, bits.Words] = {}
     exprs: list[pl.Expr] = []
     names: dict[int, str] = {}
@@ -808,6 +861,8 @@ def leaf_bits(
             or (indexes and (words := _sorted_leaf(frame, leaf, schema, indexes)) is not None)
         ):
             direct[index] = words
+        elif (compare := _compare_leaf(frame, leaf, strings, schema)) is not None:
+            compares[index] = compare
         elif (kernel := _kernel(frame, leaf, strings) or _integer_kernel(frame, leaf, schema)) is not None:
             kernels[index] = kernel
         else:
@@ -820,8 +875,11 @@ def leaf_bits(
         read = list(dict.fromkeys(c for index in names for c in _columns_read(leaves[index]) if c in frame.columns))
         narrow = pl.DataFrame([_plan_column(frame, c, strings) for c in read]) if read else frame
         batch = _batch_executor().submit(lambda: narrow.with_columns(exprs).select(list(names.values())))
+    # whole-column compares on the leaf pool (polars releases the GIL), queued before the kernels' row slices
+    compared = {index: _executor().submit(compare) for index, compare in compares.items()}
     computed = bits.run_kernels(list(kernels.values()), n, _executor(), _threads())
     by_index = dict(zip(kernels, computed, strict=True))
+    by_index.update((index, future.result()) for index, future in compared.items())
     by_index.update(direct)
     if batch is not None:
         result = batch.result()
@@ -882,35 +940,88 @@ def evaluate(
     return Evaluation(bits=words, height=n, count=total, nodes=nodes)
 
 
+COMBINE_BLOCK = 1 << 14  # words per block of the combine: 128 KB per mask, a tree's working set stays in L2
+
+
 def _combine(
     node: Node, leaf_words: dict[str, bits.Words], n: int, nodes: dict[str, dict[str, int]] | None
 ) -> tuple[bits.Words, int | None]:
-    """The node's mask (new words, or a leaf's own: never written to) and its count when known (per-node counts:
-    each mask is counted once; a group's count is its last running count)."""
+    """The node's mask (new words) and its count when known (per-node counts: each mask counted once; a group's
+    count is its last running count).
+
+    Session 11: the tree is combined block by block of COMBINE_BLOCK words, every node's AND/OR/NOT and popcount
+    done on a block before the next: each leaf mask is read from memory once, and the intermediate masks and their
+    counts stay in the CPU cache (whole-mask operations read and wrote 1.25 MB per node and step at 10M, and each
+    count read its mask again). The 9-condition tree's shape over random 10M-row masks, CPU (min of 20, load ~10):
+    5.4-5.8 ms whole-mask against 2.7 ms in blocks of 2**14 words (2**12: 4.4, 2**13: 3.1, 2**15: 4.1)."""
+    size = bits.words_for(n)
+    out = np.empty(size, dtype=np.uint64)
+    sums: dict[str, list[int]] | None = {} if nodes is not None else None
+    total = 0
+    for start in range(0, max(size, 1), COMBINE_BLOCK):  # (no rows: one empty block, every node counted 0)
+        stop = min(size, start + COMBINE_BLOCK)
+        # per block, each node's counts are set as the whole-mask combine set them (a group's own entry is then
+        # overwritten by its parent's), and the blocks' counts added up
+        block_sums: dict[str, tuple[int, int]] | None = {} if sums is not None else None
+        block, counted = _combine_block(node, leaf_words, start, stop, size, n, block_sums)
+        out[start:stop] = block
+        total += counted
+        if sums is not None and block_sums is not None:
+            for path, (own, running) in block_sums.items():
+                found = sums.setdefault(path, [0, 0])
+                found[0] += own
+                found[1] += running
+    if nodes is None or sums is None:
+        return out, None
+    for path, (own, running) in sums.items():
+        nodes[path] = {"count": own, "running": running}
+    return out, total
+
+
+def _combine_block(
+    node: Node,
+    leaf_words: dict[str, bits.Words],
+    start: int,
+    stop: int,
+    size: int,
+    n: int,
+    sums: dict[str, tuple[int, int]] | None,
+) -> tuple[bits.Words, int]:
+    """Words start..stop of the node's mask (a view of a leaf's own words for a leaf: never written to) and their
+    count (0 without `sums`); sets each child's count and running count in the block to `sums`."""
     if isinstance(node, Condition):
-        words = leaf_words[node.path]
-        return words, (bits.count(words) if nodes is not None else None)
-    children = [_combine(child, leaf_words, n, nodes) for child in node.children]
+        words = leaf_words[node.path][start:stop]
+        return words, (bits.count(words) if sums is not None else 0)
     if node.op == "not":
-        words, own = children[0]
-        if nodes is None or own is None:
-            return bits.invert(words, n), None
-        nodes[node.children[0].path] = {"count": own, "running": own}
-        return bits.invert(words, n), n - own
+        child = node.children[0]
+        words, own = _combine_block(child, leaf_words, start, stop, size, n, sums)
+        inverted = np.invert(words)
+        if stop == size and n & 63:  # the bits past the last row stay clear
+            inverted[-1] &= np.uint64((1 << (n & 63)) - 1)
+        if sums is None:
+            return inverted, 0
+        sums[child.path] = (own, own)
+        return inverted, (stop - start) * 64 - own - (64 - (n & 63) if stop == size and n & 63 else 0)
     running: bits.Words | None = None
-    total: int | None = None
-    for child, (words, own) in zip(node.children, children, strict=True):
+    total = 0
+    for child in node.children:
+        words, own = _combine_block(child, leaf_words, start, stop, size, n, sums)
         if running is None:
             running, total = words, own
+        elif running.base is None:  # new words of this block (not a view of a leaf's words): combined in place
+            if node.op == "and":
+                np.bitwise_and(running, words, out=running)
+            else:
+                np.bitwise_or(running, words, out=running)
+            total = bits.count(running) if sums is not None else 0
         else:
             running = running & words if node.op == "and" else running | words
-            total = bits.count(running) if nodes is not None else None
-        if nodes is not None:
-            assert own is not None and total is not None
-            nodes[child.path] = {"count": own, "running": total}
+            total = bits.count(running) if sums is not None else 0
+        if sums is not None:
+            sums[child.path] = (own, total)
     assert running is not None
-    if nodes is not None and total is not None:
-        nodes[node.path] = {"count": total, "running": total}
+    if sums is not None:
+        sums[node.path] = (total, total)
     return running, total
 
 

@@ -86,9 +86,6 @@ def test_code_matches_and_memo_agree_with_the_reference(
         # per-category masks (session 10) for no column, the columns of at most 3 categories, or every column here
         patch.setattr(polars_engine, "BITMAP_MAX_CATEGORIES", masks)
         patch.setattr(bits, "SLICE", chunk)  # row slices shared by several pool tasks
-        if chunk == 64:  # lookups through the packed bitset (a step of a few codes) instead of the bool table
-            patch.setattr(polars_engine, "BYTE_LOOKUP_MAX", 0)
-            patch.setattr(polars_engine, "BITSET_CHUNK", 24)
         frame, strings = _frame(people)
         memo = LeafMemo(1 << 20)
         for raw in [*raw_trees, *raw_trees]:  # the second pass reads the leaves from the memo
@@ -213,8 +210,6 @@ def test_packed_kernels_over_many_row_slices_and_threads_agree_with_the_referenc
             whole = evaluate(frame, node, strings)
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(bits, "SLICE", 64)
-            patch.setattr(polars_engine, "BYTE_LOOKUP_MAX", 0)  # lookups through the packed bitset, in odd steps
-            patch.setattr(polars_engine, "BITSET_CHUNK", 40)
             sliced = evaluate(frame, node, strings)
         with pytest.MonkeyPatch.context() as patch:  # session 10: every integer range through the sorted indexes
             patch.setattr(polars_engine, "SORTED_MAX_SHARE", 1.0)
@@ -246,13 +241,14 @@ def test_packed_masks_round_trip_through_arrow_and_positions() -> None:
     categories=st.integers(1, 3000),
     rows=st.integers(0, 2000),
     dtype=st.sampled_from(["uint8", "uint16", "uint32"]),
-    step=st.sampled_from([1, 7, 64, 1 << 15]),
+    stray=st.booleans(),
 )
-def test_bitset_and_chunked_table_lookups_equal_the_bool_table(
-    seed: int, categories: int, rows: int, dtype: str, step: int
+def test_arrow_table_lookups_equal_the_bool_table(
+    seed: int, categories: int, rows: int, dtype: str, stray: bool
 ) -> None:
-    """Issue 17 (cold previews): a high-cardinality lookup reads a packed bit per category; it must give exactly the
-    bool table's answer for every code of the column's type, in any step size."""
+    """Issue 17, session 11: a lookup gathers a byte per category with Arrow's take (no bounds check); it must give
+    exactly the bool table's answer for every code of the column's type, and a code past the categories (what a
+    null's code may be) is clipped instead of read out of bounds."""
     rng = np.random.default_rng(seed)
     top = min(categories, int(np.iinfo(dtype).max) + 1)
     matches = rng.random(top) < rng.random()
@@ -260,14 +256,41 @@ def test_bitset_and_chunked_table_lookups_equal_the_bool_table(
         matches[0] = not matches[0]
     match = classify_matches(matches)
     codes = rng.integers(0, top, rows).astype(dtype)
+    if match.kind != "lookup":
+        return
+    assert match.table is not None and match.lookup is not None
+    if stray and rows:
+        codes[rng.integers(0, rows)] = np.iinfo(dtype).max  # past the categories (unless the type is full)
+    found = polars_engine._code_kernel(codes, match, int(codes.max()) if rows else 0)
+    assert found is not None
+    test, negate = found
+    expected = matches[np.minimum(codes, top - 1)]
+    got = test(codes)
+    assert not negate and got.dtype == np.bool_ and got.tolist() == expected.tolist()
+    assert polars_engine._take_test(match.table, np.minimum(codes, codes.dtype.type(top - 1))).tolist() == (
+        expected.tolist()
+    )
+
+
+def test_a_lookup_on_codes_past_the_categories_under_nulls_clips_them() -> None:
+    """Codes under nulls are arbitrary: the column's largest code is read once per buffer (kept in the column's
+    index), and a lookup over a buffer whose codes run past the categories clips them (the nulls are cleared by the
+    validity after)."""
+    series, info = cache._as_enum(pl.Series("company_name", ["a1", "b2", None, "a3", "c4"] * 13))  # 65 rows
+    frame = pl.DataFrame([series])
+    strings = {"company_name": info}
+    leaf = parse({"field": "company_name", "operator": "contains", "value": "a"}, FIELDS.get)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(polars_engine, "BITSET_CHUNK", step)
-        if match.kind == "lookup":
-            assert match.bitset is not None and match.lookup is not None
-            got = polars_engine._bitset_test(match.bitset, codes)
-            assert got.dtype == np.bool_ and got.tolist() == matches[codes].tolist()
-            table = polars_engine._table_test(match.lookup, codes)
-            assert table.dtype == np.bool_ and table.tolist() == matches[codes].tolist()
+        patch.setattr(polars_engine, "SMALL_CODE_SET", 0)  # a lookup, not a code set
+        assert polars_engine.match_codes(info, "contains", "a").kind in ("lookup", "range")
+        assert evaluate(frame, leaf, strings).count == 26
+        codes, _valid = bits.column(series, enum=True)
+        assert polars_engine._max_code(info, codes) == int(codes.max())
+        assert info.index["max_code"].codes is codes or polars_engine._same_column(info.index["max_code"], codes)
+        stray = np.array([0, 1, 250, 3], dtype=np.uint8)  # a null's code past the four categories
+        match = classify_matches(np.array([True, False, True, False]))
+        found = polars_engine._code_kernel(stray, match, 250)
+        assert found is not None and found[0](stray).tolist() == [True, False, False, False]
 
 
 @pytest.mark.parametrize("dtype", [pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64])
@@ -389,3 +412,133 @@ def test_set_rows_sets_exactly_the_given_rows() -> None:
         words = polars_engine.set_rows(rows, n)
         assert words.size == bits.words_for(n)
         assert bits.to_series(words, n).to_list() == [i in set(rows.tolist()) for i in range(n)]
+
+
+@pytest.mark.parametrize("rows", [0, 1, 63, 64, 65, 130])
+def test_one_comparison_leaves_are_polars_compares_equal_to_the_reference(rows: int) -> None:
+    """Issue 17, session 11: a leaf that is one comparison (one code, a code range reaching the first or last code,
+    its outside, an integer gt/gte/lt/lte) is polars' compare of the whole column; with nulls, a row count that is
+    no multiple of 64, a value no category has (no row) and one every category has (every present row), it gives
+    the reference's rows. A two-sided range is still a kernel."""
+    names = ["a1", "A2", "b1", "b2", "c", None]
+    people = [
+        {"company_name": names[i % 6], "industry": None, "revenue": None if i % 5 == 0 else i % 11} for i in range(rows)
+    ]
+    frame, strings = _frame(people)
+    raw_leaves = [
+        ("company_name", "eq", "c"),  # one code (the last)
+        ("company_name", "neq", "b1"),  # all but one code, nulls excluded
+        ("company_name", "starts_with", "a"),  # a range from the first code
+        ("company_name", "starts_with", "b"),  # a range inside: a kernel
+        ("company_name", "not_in", ["a1", "a2"]),  # outside a range from the first code
+        ("company_name", "not_in", ["c"]),  # outside the last code
+        ("company_name", "in", ["b2", "c"]),  # a range to the last code
+        ("company_name", "eq", "zz"),  # no category: no row
+        ("company_name", "neq", "zz"),  # every category: every present row
+        ("industry", "eq", "x"),  # a column without categories (every value missing)
+        ("revenue", "gte", 5),
+        ("revenue", "lt", 3),
+        ("revenue", "gt", 40000),  # past the type's limit: no row
+        ("revenue", "lte", -40000),
+        ("revenue", "between", [2, 6]),  # a kernel
+    ]
+    schema = polars_engine.ColumnTypes(frame)
+    patch = pytest.MonkeyPatch()
+    patch.setattr(polars_engine, "SMALL_CODE_SET", 0)  # ranges and their outsides, not a few codes
+    try:
+        _check_one_comparison_leaves(frame, strings, schema, people, raw_leaves)
+    finally:
+        patch.undo()
+
+
+def _check_one_comparison_leaves(
+    frame: pl.DataFrame, strings: dict[str, Any], schema: Any, people: list[dict[str, Any]], raw_leaves: list[Any]
+) -> None:
+    rows = frame.height
+    for field, op, value in raw_leaves:
+        node = parse({"field": field, "operator": op, "value": value}, FIELDS.get)
+        assert isinstance(node, polars_engine.Condition)
+        compare = polars_engine._compare_leaf(frame, node, strings, schema)
+        if rows < 6:  # not every name is a category: other kinds of match (checked by the rows below)
+            pass
+        elif (field, op) in (("company_name", "starts_with"), ("revenue", "between")) and value in ("b", [2, 6]):
+            assert compare is None, (field, op, value)
+        elif (field, op, value) in (("company_name", "eq", "zz"), ("company_name", "neq", "zz")):
+            assert compare is None  # no category or every category: the validity (_direct)
+        elif field == "industry" or value in (40000, -40000):
+            pass  # a constant leaf either way
+        else:
+            assert compare is not None, (field, op, value)
+            assert bits.to_series(compare(), rows).to_list() == [reference.holds(node, p) for p in people]
+        got = polars_engine.leaf_bits(frame, [node], strings)[0]
+        assert got.size == bits.words_for(rows)
+        assert bits.to_series(got, rows).to_list() == [reference.holds(node, p) for p in people], (field, op, value)
+
+
+def _expected_nodes(node: Any, people: list[dict[str, Any]], nodes: dict[str, dict[str, int]]) -> list[bool]:
+    """Per-node counts as the preview API defines them, from the plain-Python reference row by row: a node's own
+    count, and in a group each child's running count (the group so far)."""
+    if isinstance(node, polars_engine.Condition):
+        return [reference.holds(node, p) for p in people]
+    rows = [_expected_nodes(child, people, nodes) for child in node.children]
+    if node.op == "not":
+        nodes[node.children[0].path] = {"count": sum(rows[0]), "running": sum(rows[0])}
+        return [not v for v in rows[0]]
+    running = rows[0]
+    for child, values in zip(node.children, rows, strict=True):
+        if child is not node.children[0]:
+            running = [a and b if node.op == "and" else a or b for a, b in zip(running, values, strict=True)]
+        nodes[child.path] = {"count": sum(values), "running": sum(running)}
+    nodes[node.path] = {"count": sum(running), "running": sum(running)}
+    return running
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    size=st.sampled_from([0, 1, 63, 64, 65, 200, 257]),
+    block=st.sampled_from([1, 2, 3, 1 << 14]),
+    raw=wide_trees,
+)
+def test_the_blockwise_combine_gives_the_references_mask_and_per_node_counts(
+    seed: int, size: int, block: int, raw: dict[str, Any]
+) -> None:
+    """Issue 17, session 11: the tree is combined block by block of words (AND/OR/NOT and every count on a block
+    before the next); with blocks of one to three words and row counts that are no multiple of 64 (the last
+    block's bits past the last row under a NOT), the mask and every node's count and running count are the
+    reference's."""
+    import random
+
+    rng = random.Random(seed)
+    people = [
+        {
+            "company_name": rng.choice([None, "a", "B", "ab", "9"]),
+            "industry": rng.choice([None, "Retail", "b"]),
+            "revenue": rng.choice([None, rng.randint(-3, 12)]),
+            "score": rng.choice([None, rng.randint(0, 255)]),
+            "employees": rng.choice([None, rng.randint(-3, 300)]),
+        }
+        for _ in range(size)
+    ]
+    frame, strings = _frame(people)
+    frame = frame.with_columns(
+        pl.Series("score", [p["score"] for p in people], dtype=pl.UInt8),
+        pl.Series("employees", [p["employees"] for p in people], dtype=pl.Int32),
+    )
+    fields = {
+        **FIELDS,
+        "score": FieldRef(name="score", type=NUMBER, column="score"),
+        "employees": FieldRef(name="employees", type=NUMBER, column="employees"),
+    }
+    node = parse(raw, fields.get)
+    expected: dict[str, dict[str, int]] = {}
+    rows = _expected_nodes(node, people, expected)
+    expected[node.path] = {"count": sum(rows), "running": sum(rows)}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(polars_engine, "COMBINE_BLOCK", block)
+        result = evaluate(frame, node, strings)
+        bare = evaluate(frame, node, strings, per_node=False)
+    assert result.mask.to_list() == rows == bare.mask.to_list(), raw
+    assert result.count == sum(rows) == bare.count, raw
+    assert result.nodes == expected, raw
+    assert result.bits.size == bits.words_for(size) and (size % 64 == 0 or not result.bits[-1] >> (size % 64))
