@@ -7,7 +7,9 @@ only where polars cannot express a rule.
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -107,6 +109,33 @@ class _Fallback:
     function: Callable[[str], str | None]
     # Optional: the same function over a whole Series of (distinct) values at once, when one exists.
     batch: Callable[[pl.Series], pl.Series] | None = None
+
+
+@dataclass(frozen=True)
+class _Coded:
+    """A column evaluated on its distinct values and not yet spread to its rows: `result` has one row per distinct
+    value (the last one null) with the reason, output and derived columns; `codes` each row's index into it; `raw`
+    the column itself. Spread at the end to the rows that need it: the reason as a boolean to every row, the outputs
+    to the surviving rows only (gathering strings to every row, then filtering them, was most of the column's cost).
+    """
+
+    result: pl.DataFrame
+    codes: pl.Series
+    raw: pl.Series
+
+    @property
+    def columns(self) -> list[str]:
+        return [self.raw.name, *self.result.columns]
+
+    def failing(self, reason: str) -> pl.Series:
+        return self.result.get_column(reason).is_not_null().gather(self.codes)
+
+    def rows(self, mask: pl.Series, columns: list[str]) -> pl.DataFrame:
+        """`columns` on the rows of `mask`."""
+        return self.result.select(columns).gather(self.codes.filter(mask))
+
+
+_Piece = pl.DataFrame | _Coded
 
 
 class _Plan:
@@ -467,8 +496,7 @@ def _normalize_rows(
     hashes: dict[str, str] = {}  # hash field -> column already computed on distinct values
     # Every column is planned on its own (`__m0_raw`, ...: no source header can collide with plan columns), so a
     # column whose values repeat is normalised once per distinct value and joined back to its rows.
-    pieces: list[pl.DataFrame] = [df.select(ROW)]
-    jobs: list[tuple[str, dict[str, pl.Expr], Callable[[], pl.DataFrame]]] = []
+    jobs: list[tuple[str, dict[str, pl.Expr], Callable[[], _Piece]]] = []
     for index, (header, field) in enumerate(mapping.items()):
         p, reason = f"__m{index}_", f"__m{index}_reason"
         plan = _Plan()
@@ -485,7 +513,7 @@ def _normalize_rows(
         )
         sources.append((header, field, reason))
     custom_columns: list[tuple[str, str, str]] = []  # (json key, type, value column)
-    custom_jobs: list[tuple[str, dict[str, pl.Expr], Callable[[], pl.DataFrame]]] = []
+    custom_jobs: list[tuple[str, dict[str, pl.Expr], Callable[[], _Piece]]] = []
     for index, (header, type_name) in enumerate(custom_types.items()):
         p, reason = f"__c{index}_", f"__c{index}_reason"
         plan = _Plan()
@@ -511,21 +539,22 @@ def _normalize_rows(
             evaluated = [futures[i].result() for i in range(len(everything))]
     for (p, hashed, _), piece in zip(jobs, evaluated, strict=False):
         hashes.update({name.removeprefix(p): name for name in hashed if name in piece.columns})
-        pieces.append(piece)
     fragments: list[pl.Expr] = []  # each custom column's `"key":value` JSON fragment
     for (p, fragment, _), piece in zip(custom_jobs, evaluated[len(jobs) :], strict=True):
-        pieces.append(piece)
         fragments.append(pl.col(f"{p}json") if f"{p}json" in piece.columns else fragment[f"{p}json"])
-    frame = pl.concat(pieces, how="horizontal")
 
-    reason_columns = [reason for _, _, reason in sources]
-    for column in reason_columns:
-        if column not in frame.columns:  # fields without any possible error (none today; keeps the shape uniform)
-            frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(column))
-    errors = _error_parts(frame, sources)
-
-    ok = pl.all_horizontal([pl.col(c).is_null() for c in reason_columns]) if reason_columns else pl.lit(True)
-    good = frame.lazy().filter(ok)
+    rows = df.get_column(ROW)
+    failing = [_failing(piece, reason) for piece, (_, _, reason) in zip(evaluated, sources, strict=True)]
+    errors = [
+        _piece_errors(piece, rows, mask, header, field, reason)
+        for piece, mask, (header, field, reason) in zip(evaluated, failing, sources, strict=True)
+    ]
+    ok = ~functools.reduce(operator.or_, failing) if failing else pl.Series([True] * df.height)
+    survivors = [rows.filter(ok).to_frame()]
+    for piece, (_, _, reason) in zip(evaluated, sources, strict=True):
+        columns = [c for c in piece.columns if c not in (reason, piece.columns[0])]  # not the reason nor the raw
+        survivors.append(piece.rows(ok, columns) if isinstance(piece, _Coded) else piece.select(columns).filter(ok))
+    good = pl.concat(survivors, how="horizontal").lazy()
     selected: list[pl.Expr] = [pl.col(ROW)]
     for spec in FIELDS:
         source = outputs.get(spec.name)
@@ -561,7 +590,7 @@ DISTINCT_MIN_ROWS = 1_000
 
 def _evaluate(
     plan: _Plan, p: str, reason: str, values: pl.Series, outputs: list[str], derived: Mapping[str, pl.Expr]
-) -> pl.DataFrame:
+) -> _Piece:
     """One column through its plan: `{p}raw`, `reason` and the output columns, one row per value in `values`.
 
     Repeating columns (countries, revenue bands, names, phones of a CRM export) are evaluated on their distinct
@@ -628,14 +657,13 @@ def _evaluate_coded(
     derived: Mapping[str, pl.Expr],
     distinct: pl.Series,
     codes: pl.Series,
-) -> pl.DataFrame:
-    """`_evaluate` on the distinct values, each result gathered back to the rows by the rows' codes."""
+) -> _Coded:
+    """`_evaluate` on the distinct values, left for the caller to spread to the rows by the rows' codes."""
     raw = f"{p}raw"
     frame = _planned(plan, raw, reason, distinct)
     keep = [c for c in dict.fromkeys([reason, *outputs]) if c != raw]
     result = frame.select(*keep, *(expr.alias(name) for name, expr in derived.items()))
-    gathered = result.select(pl.all().gather(codes))
-    return pl.DataFrame({raw: values}, schema={raw: pl.String}).hstack(gathered)
+    return _Coded(result, codes, values.alias(raw))
 
 
 def _run_fallbacks(frame: pl.DataFrame, plan: _Plan) -> pl.DataFrame:
@@ -667,21 +695,28 @@ def _run_fallbacks(frame: pl.DataFrame, plan: _Plan) -> pl.DataFrame:
     return frame.with_columns(late) if late else frame
 
 
-def _error_parts(frame: pl.DataFrame, sources: list[tuple[str, str, str]]) -> list[pl.DataFrame]:
-    """Each source column's failing values (in row order), with the raw value from the plan's copy of the column."""
-    parts = [
-        frame.lazy()
-        .filter(pl.col(reason).is_not_null())
-        .select(
-            pl.col(ROW),
-            pl.lit(header, dtype=pl.String).alias("column"),
-            pl.lit(field, dtype=pl.String).alias("field"),
-            pl.col(reason.removesuffix("reason") + "raw").str.slice(0, ERROR_VALUE_CHARS).alias("value"),
-            pl.col(reason).cast(pl.String).alias("reason"),
-        )
-        for header, field, reason in sources
-    ]
-    return pl.collect_all(parts) if parts else []
+def _failing(piece: _Piece, reason: str) -> pl.Series:
+    """Whether each row's value fails (a Boolean Series over the batch's rows)."""
+    if isinstance(piece, _Coded):
+        return piece.failing(reason)
+    return piece.get_column(reason).is_not_null()
+
+
+def _piece_errors(
+    piece: _Piece, rows: pl.Series, failing: pl.Series, header: str, field: str, reason: str
+) -> pl.DataFrame:
+    """One column's failing values (in row order), with the raw value from the column."""
+    if isinstance(piece, _Coded):
+        raw, reasons = piece.raw.filter(failing), piece.rows(failing, [reason]).get_column(reason)
+    else:
+        raw, reasons = piece.get_column(piece.columns[0]).filter(failing), piece.get_column(reason).filter(failing)
+    return pl.DataFrame({ROW: rows.filter(failing), "value": raw, "reason": reasons}).select(
+        pl.col(ROW),
+        pl.lit(header, dtype=pl.String).alias("column"),
+        pl.lit(field, dtype=pl.String).alias("field"),
+        pl.col("value").str.slice(0, ERROR_VALUE_CHARS),
+        pl.col("reason").cast(pl.String),
+    )
 
 
 def _sorted_errors(parts: list[pl.DataFrame]) -> pl.DataFrame:
