@@ -477,8 +477,10 @@ def normalize_batch(
     return NormalizedBatch(records=pl.concat([first, second], how="vertical"), errors=_sorted_errors(parts))
 
 
-# Batches of at least this many rows are normalised as two halves on two threads.
-SPLIT_MIN_ROWS = 100_000
+# Batches of at least this many rows are normalised as two halves on two threads. Each half repeats the per-batch
+# work (plans, categorical codes, the fallbacks' distinct values): +2.5 % CPU at 1M rows, +20 % at 100K (the
+# import's batches, which keep the column split).
+SPLIT_MIN_ROWS = 500_000
 
 
 def _normalize_rows(
