@@ -551,7 +551,7 @@ def _normalize_rows(
         _piece_errors(piece, rows, mask, header, field, reason)
         for piece, mask, (header, field, reason) in zip(evaluated, failing, sources, strict=True)
     ]
-    ok = ~functools.reduce(operator.or_, failing) if failing else pl.Series([True] * df.height)
+    ok = ~functools.reduce(operator.or_, failing) if failing else pl.repeat(True, df.height, eager=True)
     survivors = [rows.filter(ok).to_frame()]
     for piece, (_, _, reason) in zip(evaluated, sources, strict=True):
         columns = [c for c in piece.columns if c not in (reason, piece.columns[0])]  # not the reason nor the raw
@@ -593,7 +593,8 @@ DISTINCT_MIN_ROWS = 1_000
 def _evaluate(
     plan: _Plan, p: str, reason: str, values: pl.Series, outputs: list[str], derived: Mapping[str, pl.Expr]
 ) -> _Piece:
-    """One column through its plan: `{p}raw`, `reason` and the output columns, one row per value in `values`.
+    """One column through its plan: `{p}raw`, `reason` and the output columns, one row per value in `values`; for
+    a column of few distinct values, a `_Coded` (the results per distinct value and each row's code) instead.
 
     Repeating columns (countries, revenue bands, names, phones of a CRM export) are evaluated on their distinct
     values and joined back, so regexes, fallbacks and SHA-256 run once per value, not once per row. On that path
