@@ -17,3 +17,8 @@ def force_path(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
     monkeypatch.setattr(normalize_batch_module, "DISTINCT_SHARE", 1.0)
     # A sample always has more than a negative share of distinct values: never coded.
     monkeypatch.setattr(normalize_batch_module, "FEW_SHARE", 1.0 if path == "coded" else -1.0)
+
+
+def force_split(monkeypatch: pytest.MonkeyPatch, halves: bool) -> None:
+    """`halves`: even a tiny batch is normalised as two halves of rows on two threads; else in one pass."""
+    monkeypatch.setattr(normalize_batch_module, "SPLIT_MIN_ROWS", 2 if halves else 1 << 62)

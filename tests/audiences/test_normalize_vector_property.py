@@ -2,7 +2,7 @@
 
 Phones: the NANP fast path and the international path built from phonenumbers' metadata (audiences/normalize_phones)
 against `normalize_phone`, over numbers drawn from every calling code's example numbers, mutated and punctuated
-(including a tab and `(0)`, which must leave the fast paths). Emails: the polars email steps and the polars-hash
+(including a tab and `(0)`, which must leave the fast paths). Emails: the polars email steps and the DataFusion
 SHA-256 against `normalize_email` + `uid2_hash` (hashlib). Hashes of repeating columns (hashed once per distinct
 value) and custom text as JSON against `json.dumps`.
 """
