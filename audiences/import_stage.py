@@ -11,9 +11,7 @@ row's dedupe key stays in memory for the dedupe step. Returns a `Staged` value; 
 
 from __future__ import annotations
 
-import importlib.util
 import resource
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -100,36 +98,6 @@ def peak_rss_mb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
-COUNTRY_NAMES_MODULE = "phonenumbers.geodata.locale"
-
-
-def load_country_names_alone() -> None:
-    """Load phonenumbers' country-name table (`geodata.locale`, ~40 ms) without its package's geocoding data.
-
-    The normaliser's country table imports `phonenumbers.geodata.locale`, and Python runs the package's
-    `__init__` first, which imports 38 MB of prefix-to-place data (`GEOCODE_DATA`, data0..data22) that nothing
-    here reads: 1.3-2.2 s on the first import of a fresh process (most of the 10K-row import's 1.44 s cold, against
-    0.3-0.44 s warm). Registered alone under its own name, the import statement finds it in `sys.modules` and never
-    loads the package. Left alone when the package (or the module) is loaded already.
-    """
-    if COUNTRY_NAMES_MODULE in sys.modules or "phonenumbers.geodata" in sys.modules:
-        return
-    package = importlib.util.find_spec("phonenumbers")
-    if package is None or package.origin is None:
-        return  # not installed: the normaliser's own import then fails with the usual error
-    location = Path(package.origin).parent / "geodata" / "locale.py"
-    spec = importlib.util.spec_from_file_location(COUNTRY_NAMES_MODULE, location)
-    if spec is None or spec.loader is None or not location.exists():
-        return
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[COUNTRY_NAMES_MODULE] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[COUNTRY_NAMES_MODULE]
-        raise
-
-
 def default_dedupe_key(mapping: dict[str, str]) -> str:
     fields = set(mapping.values())
     return "email_normalized" if "email" in fields else "domain"
@@ -188,7 +156,6 @@ def normalised(
     May raise `RestartCarefully` part-way (the fast reader gave up): the caller then starts again with
     `careful=True` and discards what it did with the batches already yielded.
     """
-    load_country_names_alone()  # before the first batch: a fresh process would load 38 MB of geocoding data
     with staged.phase("check_and_scan"):
         batches, reader, total = open_batches(path, info, tmp)
     if reader is not None and careful:

@@ -19,12 +19,15 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import importlib.util
 import ipaddress
 import math
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import phonenumbers
@@ -122,7 +125,19 @@ def uid2_hashes(values: pl.Series) -> pl.Series:
     return _hash_all(values)
 
 
+# Columns shorter than this are hashed by hashlib in Python: 20K values take ~15 ms that way, while DataFusion's
+# import (pandas with it) costs ~0.3 CPU-s once per process: most of a fresh process's 10K-row import (< 1 s goal).
+HASHLIB_MAX_ROWS = 20_000
+
+
 def _hash_all(values: pl.Series) -> pl.Series:
+    """`uid2_hash` of every value: hashlib for short columns, DataFusion for long ones (see `_hash_by_datafusion`)."""
+    if values.len() < HASHLIB_MAX_ROWS:
+        return pl.Series(values.name, [None if v is None else uid2_hash(v) for v in values.to_list()], dtype=pl.String)
+    return _hash_by_datafusion(values)
+
+
+def _hash_by_datafusion(values: pl.Series) -> pl.Series:
     """SHA-256 by DataFusion, which answers the raw 32-byte digests (nulls stay null), Base64-encoded by polars.
 
     polars-hash answers hex only: formatting it, decoding it and the null handling around it cost three times the
@@ -333,11 +348,41 @@ def _country_key(value: str) -> str:
     return _COUNTRY_KEY_STRIP_RE.sub("", value.lower().replace("&", "and"))
 
 
+COUNTRY_NAMES_MODULE = "phonenumbers.geodata.locale"
+
+
+def load_country_names_alone() -> None:
+    """Load phonenumbers' country-name table (`geodata.locale`, ~40 ms) without its package's geocoding data.
+
+    The normaliser's country table imports `phonenumbers.geodata.locale`, and Python runs the package's
+    `__init__` first, which imports 38 MB of prefix-to-place data (`GEOCODE_DATA`, data0..data22) that nothing
+    here reads: 1.3-2.2 s on the first import of a fresh process (most of the 10K-row import's 1.44 s cold, against
+    0.3-0.44 s warm). Registered alone under its own (package-relative: it imports `..util`) name, the import statement finds it in `sys.modules` and never
+    loads the package. Left alone when the package (or the module) is loaded already.
+    """
+    if COUNTRY_NAMES_MODULE in sys.modules or "phonenumbers.geodata" in sys.modules:
+        return
+    package = importlib.util.find_spec("phonenumbers")
+    if package is None or package.origin is None:
+        return  # not installed: the normaliser's own import then fails with the usual error
+    location = Path(package.origin).parent / "geodata" / "locale.py"
+    spec = importlib.util.spec_from_file_location(COUNTRY_NAMES_MODULE, location)
+    if spec is None or spec.loader is None or not location.exists():
+        return
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[COUNTRY_NAMES_MODULE] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[COUNTRY_NAMES_MODULE]
+        raise
+
+
 @functools.cache
 def country_table() -> dict[str, str]:
-    """Codes and English names -> alpha-2. Built on first use: phonenumbers' country names come with its whole
-    geocoding package (~0.35 CPU-s of imports), which every process importing this module (each manage.py
-    command, worker and web server) paid at start-up even when it never read a country."""
+    """Codes and English names -> alpha-2. Built on first use (a process that never reads a country never loads
+    phonenumbers' country names), from its names module alone (`load_country_names_alone`)."""
+    load_country_names_alone()
     from phonenumbers.geodata.locale import LOCALE_DATA
 
     table: dict[str, str] = {}

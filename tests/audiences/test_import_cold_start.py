@@ -15,9 +15,10 @@ PROBE = """
 import json, sys
 import django
 django.setup()
-from audiences.import_stage import load_country_names_alone
-if sys.argv[1] == "alone":
-    load_country_names_alone()
+from audiences.normalize import load_country_names_alone
+import audiences.normalize as normalize
+if sys.argv[1] == "package":
+    import phonenumbers.geodata  # what the normaliser used to do: the package's __init__ with its geocoding data
 from audiences.normalize import country_table
 print(json.dumps({"table": country_table(), "geocoding_loaded": "phonenumbers.geodata.data0" in sys.modules}))
 """
@@ -45,7 +46,7 @@ def test_country_names_load_without_the_geocoding_data_and_give_the_same_table()
 
 
 def test_loading_alone_is_a_no_op_once_the_module_is_loaded() -> None:
-    from audiences.import_stage import COUNTRY_NAMES_MODULE, load_country_names_alone
+    from audiences.normalize import COUNTRY_NAMES_MODULE, load_country_names_alone
 
     load_country_names_alone()
     module = sys.modules[COUNTRY_NAMES_MODULE]

@@ -165,11 +165,14 @@ def test_batch_emails_and_hashes_equal_scalar(path: str, monkeypatch: pytest.Mon
     check()
 
 
+@pytest.mark.parametrize("engine", ["datafusion", "hashlib"])
 @pytest.mark.parametrize("repeated", [False, True], ids=["each-value", "per-distinct-value"])
-def test_column_hashes_equal_scalar_hash(repeated: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`uid2_hashes` gives `uid2_hash` of every value, whether the column is hashed per distinct value or not."""
+def test_column_hashes_equal_scalar_hash(repeated: bool, engine: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`uid2_hashes` gives `uid2_hash` of every value, whether the column is hashed per distinct value or not, by
+    either engine (hashlib for short columns, DataFusion for long ones)."""
     monkeypatch.setattr(normalize_module, "HASH_REPEAT_MIN_ROWS", 0 if repeated else 1 << 62)
     monkeypatch.setattr(normalize_module, "HASH_REPEAT_SHARE", 1.0)
+    monkeypatch.setattr(normalize_module, "HASHLIB_MAX_ROWS", 0 if engine == "datafusion" else 1 << 62)
 
     @settings(max_examples=150, deadline=None)
     @given(
