@@ -43,24 +43,27 @@ class RequestContextMiddleware:
 
 
 class RefuseNulMiddleware:
-    """A NUL character in the query string is a 400, for every page and API path (issue 15).
+    """A NUL character in the path or the query string is a 400, for every page and API path (issue 15).
 
-    PostgreSQL text cannot hold NUL, so `/orgs/?q=%00` reached the database as a DataError: a 500. JSON
-    bodies are checked by the API's parser (p360.core.api_parsers); form fields by Django's forms."""
+    PostgreSQL text cannot hold NUL, so `/orgs/?q=%00` reached the database as a DataError: a 500; so did a
+    NUL in a `<str:...>` path parameter (`/o/<slug>/api/v1/users/%00/segments`, session 11's junk sweep).
+    JSON bodies are checked by the API's parser (p360.core.api_parsers); form fields by Django's forms."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "\x00" in request.path_info:
+            return refuse_nul(request, "path")
         if any("\x00" in key or any("\x00" in value for value in values) for key, values in request.GET.lists()):
             return refuse_nul(request)
         return self.get_response(request)
 
 
-def refuse_nul(request: HttpRequest) -> HttpResponse:
+def refuse_nul(request: HttpRequest, where: str = "query string") -> HttpResponse:
     from p360.core.api_errors import error_response, is_api_path
 
-    message = "The query string must not contain the NUL character (%00)."
+    message = f"The {where} must not contain the NUL character (%00)."
     if is_api_path(request.path):
         return error_response(400, message, "nul_character")
     return HttpResponse(message + "\n", status=400, content_type="text/plain; charset=utf-8")

@@ -98,3 +98,42 @@ def test_admin_filters_with_bad_values_are_not_500(super_admin: Any, login: Any)
     ]:
         response = client.get(path, params)
         assert response.status_code in (200, 302, 400), (path, params, response.status_code)
+
+
+# --- session 11: found by the junk sweep (tests/p360/test_junk_sweep.py) ---
+
+
+@pytest.mark.parametrize("suffix", ["segments", "profile"])
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_nul_in_a_path_parameter_is_a_400(api: Client, settings: Any, suffix: str, debug: bool) -> None:
+    # `<str:user_id>` let "\x00" reach PostgreSQL: a DataError, a 500.
+    settings.DEBUG = debug
+    body = _error_body(api.get(f"{A}/users/a%00b/{suffix}"))
+    assert "NUL" in body["error"]["message"]
+
+
+def test_a_nul_in_a_page_path_is_a_400(acme_marketer: Any, login: Any) -> None:
+    assert login(acme_marketer).get("/o/acme/segments/%00/").status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (f"{A}/line-items", {"campaign": 1, "name": "\ud800", "budget": "1", "bid": "1"}),
+        (f"{A}/imports", {"upload_id": "\ud800", "audience_name": "x"}),
+        (f"{A}/audiences", {"name": "ok", "tree": {"field": "country", "operator": "eq", "value": "\udfff"}}),
+        (f"{A}/programs", {"\ud83d": "key with a lone high surrogate"}),
+    ],
+)
+def test_a_lone_surrogate_in_a_json_body_is_a_400(api: Client, path: str, body: dict[str, Any]) -> None:
+    # JSON may spell "\ud800"; UTF-8 cannot encode it: saving or echoing it raised UnicodeEncodeError, a 500.
+    response = api.post(path, json.dumps(body), content_type="application/json")
+    assert "surrogate" in _error_body(response)["error"]["message"]
+
+
+def test_a_valid_surrogate_pair_is_text(api: Client) -> None:
+    # "\ud83d\ude00" is one character (an emoji): never refused.
+    body = json.dumps({"name": "smile \U0001f600", "tree": json.loads(deep_tree(1))})
+    assert "\\ud83d\\ude00" in body
+    response = api.post(f"{A}/audiences/preview", body, content_type="application/json")
+    assert "surrogate" not in response.content.decode()
