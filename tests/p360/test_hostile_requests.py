@@ -137,3 +137,35 @@ def test_a_valid_surrogate_pair_is_text(api: Client) -> None:
     assert "\\ud83d\\ude00" in body
     response = api.post(f"{A}/audiences/preview", body, content_type="application/json")
     assert "surrogate" not in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "created_at__year=99999999999999999999",  # OverflowError in Django's datetime()
+        "created_at__year=9999",  # the year's end bound (10000) raised ValueError outside Django's try
+        "created_at__year=9999&created_at__month=12&created_at__day=31",
+        "created_at__year=2026&created_at__month=13",
+    ],
+)
+@pytest.mark.parametrize("url", ["/admin/audit/auditevent/", "/o/acme/admin/uploads/upload/"])
+def test_a_date_hierarchy_no_date_can_hold_is_an_incorrect_filter(
+    super_admin: Any, login: Any, url: str, query: str
+) -> None:
+    client = login(super_admin)
+    client.raise_request_exception = False
+    response = client.get(f"{url}?{query}")
+    assert response.status_code == 302 and response["Location"].endswith("?e=1"), response.status_code
+
+
+def test_every_admin_with_a_date_hierarchy_bounds_it(rf: Any, super_admin: Any) -> None:
+    from p360.core.admin_base import BoundedDateChangeList
+    from p360.core.admin_sites import global_admin, org_admin
+
+    request = rf.get("/")
+    request.user = super_admin
+    dated = [ma for site in (global_admin, org_admin) for ma in site._registry.values() if ma.date_hierarchy]
+    assert len(dated) >= 8
+    assert all(issubclass(ma.get_changelist(request), BoundedDateChangeList) for ma in dated), [
+        type(ma).__name__ for ma in dated if not issubclass(ma.get_changelist(request), BoundedDateChangeList)
+    ]
