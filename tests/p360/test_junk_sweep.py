@@ -37,30 +37,21 @@ JUNK_LITERALS = [
     "-9223372036854775809",  # -2**63 - 1
     "1" + "0" * 30,
     "1e309",  # parsed as inf by Python
-    "-1e309",
     "NaN",
     "Infinity",
-    "-Infinity",
     "1e-400",
-    "-0",
-    "1.5",
     "-1",
     "true",
     "null",
     "[]",
     "{}",
-    '[{"a": [1, {"b": null}]}]',
     '""',
-    '"   "',
     json.dumps("x" * 20_000),
     '"a\\u0000b"',  # NUL
     '"\\ud800"',  # a lone surrogate: not encodable to UTF-8
     json.dumps("\u202eevil\u200b\ufeff\U0001f600 \u0301"),  # RTL override, zero-width, BOM, emoji, combining
     '"2026-13-45"',
-    '"99999-01-01"',
     '"abc"',
-    '"1e309"',
-    '"NaN"',
     '"9223372036854775808"',
     '"\' OR 1=1 --"',
 ]
@@ -95,22 +86,16 @@ NON_MATCHING = ["abc", "-1", "1.5", "%00", "%ED%A0%80"]
 
 JUNK_QUERY_VALUES = [
     "-1",
-    "0",
     "abc",
     str(10**9),
     "9223372036854775808",
-    str(10**40),
     "1e309",
     "NaN",
-    "inf",
     "2026-13-45",
     "99999-01-01",
-    "0000-00-00",
     "junk",
-    "-id",
     "x" * 5000,
     "%ED%A0%80",
-    "%E2%80%AE",
     "1,2,abc",
     "",
 ]
@@ -124,6 +109,51 @@ VALID_QUERY = {
     "start": "2026-01-01", "end": "2026-01-31", "period": "week", "model": "linear", "group_by": "campaign",
     "program": "1", "format": "json", "date": "2026-01-01", "user_id": "u1", "destination": "ttd",
 }  # fmt: skip
+
+
+# Plausible bodies of the endpoints that take structured input, with `<<name>>` slots: each slot in turn gets
+# every leaf junk value while the others keep their default (so the junk one is what the endpoint judges).
+TEMPLATES: list[tuple[str, str, str, dict[str, str]]] = [
+    ("post", "audiences/preview",
+     '{"tree": {"op": "and", "children": [{"field": "revenue", "operator": "gt", "value": <<v>>},'
+     ' {"field": "employee_count", "operator": "between", "value": [<<low>>, 10]},'
+     ' {"field": <<field>>, "operator": "eq", "value": "US"}]}, "sample": <<sample>>}',
+     {"v": "10", "low": "1", "field": '"country"', "sample": "10"}),
+    ("post", "audiences",
+     '{"name": <<name>>, "tree": {"field": "country", "operator": "in", "value": ["US", <<v>>]}}',
+     {"name": '"n"', "v": '"CA"'}),
+    ("patch", "audiences/1", '{"tree": {"field": "revenue", "operator": "lte", "value": <<v>>}}', {"v": "1"}),
+    ("post", "segments",
+     '{"name": "s", "type": "independent", "rule": {"event_type": "orders", "attribute": "sum", "property": "value",'
+     ' "operator": "gt", "value": <<v>>, "window_minutes": <<w>>}}',
+     {"v": "1", "w": "60"}),
+    ("patch", "segments/1", '{"active": <<v>>}', {"v": "false"}),
+    ("post", "events",
+     '{"event_id": <<id>>, "user_id": "u1", "event_type": "orders", "timestamp": <<ts>>,'
+     ' "attributes": {"value": <<v>>}}',
+     {"id": '"e1"', "ts": '"2026-01-01T00:00:00Z"', "v": "1"}),
+    ("post", "programs",
+     '{"name": "p", "budget": <<budget>>, "start": <<start>>, "end": "2026-12-31"}',
+     {"budget": '"100.00"', "start": '"2026-01-01"'}),
+    ("post", "campaigns",
+     '{"program": <<program>>, "name": "c", "budget": <<budget>>, "start": "2026-01-01", "end": "2026-02-01"}',
+     {"program": "1", "budget": '"10"'}),
+    ("post", "line-items",
+     '{"campaign": <<campaign>>, "name": "li", "budget": "10", "bid": <<bid>>, "pricing_model": "cpm",'
+     ' "pacing": "even"}',
+     {"campaign": "1", "bid": '"1.5"'}),
+]  # fmt: skip
+LEAF_LITERALS = [
+    "9223372036854775808", "-9223372036854775809", "1" + "0" * 30, "1e309", "NaN", "-Infinity", "1e-400", "-1",
+    "true", "null", "[]", "{}", '"abc"', '"2026-13-45"', json.dumps("x" * 20_000), '"\\ud800"',
+]  # fmt: skip
+
+
+def _template_bodies(text: str, defaults: dict[str, str]) -> Iterator[bytes]:
+    for slot in defaults:
+        for literal in LEAF_LITERALS:
+            values = {**defaults, slot: literal}
+            yield re.sub(r"<<(\w+)>>", lambda m, values=values: values[m[1]], text).encode()
 
 
 # --- what is checked ----------------------------------------------------------------------------------------
@@ -306,6 +336,8 @@ def _sweep_route(api: Client, route: Route, operations: dict[tuple[str, str], Op
         for literal in JUNK_LITERALS:
             body = _body_with(operation.fields or ["name", "id"], literal)
             sweep.check(f"{verb} {A}{path} {body[:80]!r}", api.generic(verb, A + path, body, "application/json"))
+    if (key, "get") not in operations:
+        return  # a route without GET answers 405 before reading its query string (checked above)
     # Junk query strings: every generic name at once, then each documented parameter alone beside valid ones.
     for value in JUNK_QUERY_VALUES:
         query = "&".join(f"{name}={value}" for name in GENERIC_QUERY_NAMES)
@@ -325,5 +357,9 @@ def test_every_org_api_path_answers_junk_with_the_error_body(api: Client, debug_
     sweep = Sweep(api_error_shape=True)
     for route in routes:
         _sweep_route(api, route, operations, sweep)
+    for method, path, text, defaults in TEMPLATES:
+        for body in _template_bodies(text, defaults):
+            label = f"{method.upper()} {A}{path} {body[:160]!r}"
+            sweep.check(label, api.generic(method.upper(), A + path, body, "application/json"))
     print(f"org API junk sweep (debug={debug_mode}): {len(routes)} patterns, {sweep.requests} requests")
     assert not sweep.failures, f"{len(sweep.failures)} failures:\n" + "\n".join(sweep.failures[:40])
