@@ -169,3 +169,35 @@ def test_every_admin_with_a_date_hierarchy_bounds_it(rf: Any, super_admin: Any) 
     assert all(issubclass(ma.get_changelist(request), BoundedDateChangeList) for ma in dated), [
         type(ma).__name__ for ma in dated if not issubclass(ma.get_changelist(request), BoundedDateChangeList)
     ]
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_too_many_query_fields_is_the_json_error_body_for_a_json_client(
+    api: Client, settings: Any, debug: bool
+) -> None:
+    # Django raises TooManyFieldsSent (a SuspiciousOperation) past DATA_UPLOAD_MAX_NUMBER_FIELDS. With DEBUG on its
+    # page is text/plain for a client that accepts JSON: it was passed through, not the error body.
+    settings.DEBUG = debug
+    api.raise_request_exception = False
+    query = "&".join(f"f{index}=1" for index in range(1_100))
+    response = api.get(f"{A}/audiences?{query}", HTTP_ACCEPT="application/json")
+    assert response["Content-Type"].startswith("application/json"), response.content[:200]
+    _error_body(response)
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_too_many_query_fields_on_a_page_is_a_400(acme_marketer: Any, login: Any, settings: Any, debug: bool) -> None:
+    settings.DEBUG = debug
+    client = login(acme_marketer)
+    client.raise_request_exception = False
+    query = "&".join(f"f{index}=1" for index in range(1_100))
+    assert client.get(f"/o/acme/audiences/?{query}").status_code == 400
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_too_many_form_fields_in_an_api_body_is_a_400(api: Client, settings: Any, debug: bool) -> None:
+    settings.DEBUG = debug
+    api.raise_request_exception = False
+    body = "&".join(f"f{index}=1" for index in range(1_100))
+    response = api.post(f"{A}/programs", body, content_type="application/x-www-form-urlencoded")
+    _error_body(response)
