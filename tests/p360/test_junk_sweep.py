@@ -310,7 +310,8 @@ def api(acme_marketer: Any, globex: Any) -> Client:
     with schema_context(globex.schema_name):
         Audience.objects.create(name="globex-only", record_count=1)
     _, token = api_token_create(user=acme_marketer, name="junk-sweep")
-    return Client(HTTP_AUTHORIZATION=f"Token {token}", raise_request_exception=False)
+    # An API client's Accept header: with DEBUG on, Django serves its error pages as text/plain to such a client.
+    return Client(HTTP_AUTHORIZATION=f"Token {token}", HTTP_ACCEPT="application/json", raise_request_exception=False)
 
 
 # --- the sweeps ---------------------------------------------------------------------------------------------
