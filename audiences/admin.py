@@ -15,6 +15,7 @@ from unfold.decorators import display
 
 from audiences.models import Audience, AudienceImport, AudienceVersion, MappingTemplate
 from audiences.services import audience_delete, audience_save, import_rerun
+from p360.core.admin_base import BoundedDateHierarchyMixin
 from p360.core.admin_sites import org_admin
 from tenants.services import ServiceError
 
@@ -69,7 +70,7 @@ AudienceAdmin.inlines = [VersionInline]
 
 
 @admin.register(AudienceImport, site=org_admin)
-class AudienceImportAdmin(ModelAdmin):
+class AudienceImportAdmin(BoundedDateHierarchyMixin, ModelAdmin):
     list_display = [
         "id",
         "source_name",

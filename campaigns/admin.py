@@ -52,14 +52,14 @@ from campaigns.services import (
     transition,
 )
 from p360.core import formatting
-from p360.core.admin_base import ReadOnlyAdmin
+from p360.core.admin_base import BoundedDateHierarchyMixin, ReadOnlyAdmin
 from p360.core.admin_sites import org_admin
 
 # --- Client settings, CPM history, hierarchy and daily metrics (ingestion issue) -------------------
 
 
 @admin.register(CpmRate, site=org_admin)
-class CpmRateAdmin(ModelAdmin):
+class CpmRateAdmin(BoundedDateHierarchyMixin, ModelAdmin):
     """CPM history: rates are added (or a day's rate replaced), never edited away; the rate in force
     on a date is the latest effective on or before it."""
 
@@ -468,7 +468,7 @@ class ProgramAdmin(ServiceFormMixin, _SaveInlinesThroughServices, ModelAdmin):
 
 
 @admin.register(Campaign, site=org_admin)
-class CampaignAdmin(ServiceFormMixin, _SaveInlinesThroughServices, ModelAdmin):
+class CampaignAdmin(BoundedDateHierarchyMixin, ServiceFormMixin, _SaveInlinesThroughServices, ModelAdmin):
     list_display = ["name", "program", "source", "status", "start_date", "end_date", "budget_bars"]
     list_filter = ["status", "source", "program", "currency"]
     search_fields = ["name", "external_id"]

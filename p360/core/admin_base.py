@@ -9,9 +9,31 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from unfold.admin import ModelAdmin
+from unfold.views import ChangeList  # unfold's own (its ModelAdmin returns it)
 
 
-class ReadOnlyAdmin(ModelAdmin):
+class BoundedDateChangeList(ChangeList):
+    """A date-hierarchy value no date can hold is an incorrect lookup (the list with its notice), not a 500.
+
+    Django (6.1) turns `?<field>__year=` into a datetime catching only ValueError from the constructor:
+    `__year=99999999999999999999` raised OverflowError, and `__year=9999` (the next year's bound, 10000) or
+    `__year=9999&__month=12&__day=31` raised outside its try. Found by session 11's junk sweep."""
+
+    def get_filters(self, request: HttpRequest) -> Any:
+        try:
+            return super().get_filters(request)
+        except (OverflowError, ValueError) as exc:
+            raise IncorrectLookupParameters(exc) from exc
+
+
+class BoundedDateHierarchyMixin:
+    """For every ModelAdmin with a `date_hierarchy` (tests/p360/test_hostile_requests.py checks each has it)."""
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return BoundedDateChangeList
+
+
+class ReadOnlyAdmin(BoundedDateHierarchyMixin, ModelAdmin):
     """For records written only by services (audit events, jobs): browse and filter, never edit."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -3,15 +3,18 @@
 - nesting deeper than MAX_JSON_DEPTH (a 10,000-level logic tree made `json.loads` raise RecursionError:
   a 500): measured by an iterative scan *before* parsing;
 - a body larger than DATA_UPLOAD_MAX_MEMORY_SIZE: 413;
-- text containing NUL (`\\u0000`), which PostgreSQL text columns cannot store: 400.
-Each is the JSON error body (p360.core.api_errors) with code `invalid_json`, `payload_too_large` or `nul_character`.
+- text containing NUL (`\\u0000`), which PostgreSQL text columns cannot store: 400;
+- text containing a lone surrogate (`"\\ud800"`: JSON can spell it, UTF-8 cannot encode it, so saving or
+  echoing it raised UnicodeEncodeError: a 500 found by session 11's junk sweep): 400.
+Each is the JSON error body (p360.core.api_errors) with code `invalid_json`, `payload_too_large`, `nul_character`
+or `invalid_text`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from itertools import accumulate
 from typing import Any
 
@@ -97,17 +100,37 @@ def may_hold_nul(raw: bytes) -> bool:
     return b"\\u0000" in raw
 
 
+# A surrogate escape (\ud800-\udfff). A valid pair decodes to one character; what is left after decoding is lone.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def may_hold_surrogate(raw: bytes) -> bool:
+    """False when the body cannot hold a lone surrogate (JSON spells one only as an escape)."""
+    return _SURROGATE_ESCAPE.search(raw) is not None
+
+
 def find_nul(data: Any, path: str = "") -> str | None:
     """The path of the first string (value or key) holding a NUL character, iteratively."""
+    return find_text(data, lambda text: "\x00" in text, path)
+
+
+def find_surrogate(data: Any, path: str = "") -> str | None:
+    """The path of the first string (value or key) holding a lone surrogate, iteratively."""
+    return find_text(data, lambda text: _SURROGATE.search(text) is not None, path)
+
+
+def find_text(data: Any, bad: Callable[[str], bool], path: str = "") -> str | None:
+    """The path of the first string (value or key) for which `bad` holds, iteratively."""
     stack: list[tuple[Any, str]] = [(data, path)]
     while stack:
         value, where = stack.pop()
         if isinstance(value, str):
-            if "\x00" in value:
+            if bad(value):
                 return where or "body"
         elif isinstance(value, dict):
             for key, item in value.items():
-                if "\x00" in key:
+                if bad(key):
                     return f"{where}.{key!r}" if where else repr(key)
                 stack.append((item, f"{where}.{key}" if where else str(key)))
         elif isinstance(value, list):
@@ -119,9 +142,15 @@ def nul_error(where: str) -> exceptions.ValidationError:
     return exceptions.ValidationError({where: ["must not contain the NUL character (\\u0000)"]}, code="nul_character")
 
 
+def surrogate_error(where: str) -> exceptions.ValidationError:
+    return exceptions.ValidationError(
+        {where: ["must not contain a lone surrogate (\\ud800-\\udfff): it is not text"]}, code="invalid_text"
+    )
+
+
 class SafeJSONParser(JSONParser):
     """`max_bytes` (None: DATA_UPLOAD_MAX_MEMORY_SIZE) and `refuse_nul` let an endpoint with larger bodies, or one
-    that judges NUL per item (the events API), keep every other rule."""
+    that judges NUL and lone surrogates per item (the events API), keep every other rule."""
 
     max_bytes: int | None = None
     refuse_nul = True
@@ -145,4 +174,8 @@ class SafeJSONParser(JSONParser):
             where = find_nul(data)
             if where is not None:
                 raise nul_error(where)
+        if self.refuse_nul and not strict and may_hold_surrogate(raw):
+            where = find_surrogate(data)
+            if where is not None:
+                raise surrogate_error(where)
         return data

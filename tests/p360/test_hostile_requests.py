@@ -98,3 +98,106 @@ def test_admin_filters_with_bad_values_are_not_500(super_admin: Any, login: Any)
     ]:
         response = client.get(path, params)
         assert response.status_code in (200, 302, 400), (path, params, response.status_code)
+
+
+# --- session 11: found by the junk sweep (tests/p360/test_junk_sweep.py) ---
+
+
+@pytest.mark.parametrize("suffix", ["segments", "profile"])
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_nul_in_a_path_parameter_is_a_400(api: Client, settings: Any, suffix: str, debug: bool) -> None:
+    # `<str:user_id>` let "\x00" reach PostgreSQL: a DataError, a 500.
+    settings.DEBUG = debug
+    body = _error_body(api.get(f"{A}/users/a%00b/{suffix}"))
+    assert "NUL" in body["error"]["message"]
+
+
+def test_a_nul_in_a_page_path_is_a_400(acme_marketer: Any, login: Any) -> None:
+    assert login(acme_marketer).get("/o/acme/segments/%00/").status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (f"{A}/line-items", {"campaign": 1, "name": "\ud800", "budget": "1", "bid": "1"}),
+        (f"{A}/imports", {"upload_id": "\ud800", "audience_name": "x"}),
+        (f"{A}/audiences", {"name": "ok", "tree": {"field": "country", "operator": "eq", "value": "\udfff"}}),
+        (f"{A}/programs", {"\ud83d": "key with a lone high surrogate"}),
+    ],
+)
+def test_a_lone_surrogate_in_a_json_body_is_a_400(api: Client, path: str, body: dict[str, Any]) -> None:
+    # JSON may spell "\ud800"; UTF-8 cannot encode it: saving or echoing it raised UnicodeEncodeError, a 500.
+    response = api.post(path, json.dumps(body), content_type="application/json")
+    assert "surrogate" in _error_body(response)["error"]["message"]
+
+
+def test_a_valid_surrogate_pair_is_text(api: Client) -> None:
+    # "\ud83d\ude00" is one character (an emoji): never refused.
+    body = json.dumps({"name": "smile \U0001f600", "tree": json.loads(deep_tree(1))})
+    assert "\\ud83d\\ude00" in body
+    response = api.post(f"{A}/audiences/preview", body, content_type="application/json")
+    assert "surrogate" not in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "created_at__year=99999999999999999999",  # OverflowError in Django's datetime()
+        "created_at__year=9999",  # the year's end bound (10000) raised ValueError outside Django's try
+        "created_at__year=9999&created_at__month=12&created_at__day=31",
+        "created_at__year=2026&created_at__month=13",
+    ],
+)
+@pytest.mark.parametrize("url", ["/admin/audit/auditevent/", "/o/acme/admin/uploads/upload/"])
+def test_a_date_hierarchy_no_date_can_hold_is_an_incorrect_filter(
+    super_admin: Any, login: Any, url: str, query: str
+) -> None:
+    client = login(super_admin)
+    client.raise_request_exception = False
+    response = client.get(f"{url}?{query}")
+    assert response.status_code == 302 and response["Location"].endswith("?e=1"), response.status_code
+
+
+def test_every_admin_with_a_date_hierarchy_bounds_it(rf: Any, super_admin: Any) -> None:
+    from p360.core.admin_base import BoundedDateChangeList
+    from p360.core.admin_sites import global_admin, org_admin
+
+    request = rf.get("/")
+    request.user = super_admin
+    dated = [ma for site in (global_admin, org_admin) for ma in site._registry.values() if ma.date_hierarchy]
+    assert len(dated) >= 8
+    assert all(issubclass(ma.get_changelist(request), BoundedDateChangeList) for ma in dated), [
+        type(ma).__name__ for ma in dated if not issubclass(ma.get_changelist(request), BoundedDateChangeList)
+    ]
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_too_many_query_fields_is_the_json_error_body_for_a_json_client(
+    api: Client, settings: Any, debug: bool
+) -> None:
+    # Django raises TooManyFieldsSent (a SuspiciousOperation) past DATA_UPLOAD_MAX_NUMBER_FIELDS. With DEBUG on its
+    # page is text/plain for a client that accepts JSON: it was passed through, not the error body.
+    settings.DEBUG = debug
+    api.raise_request_exception = False
+    query = "&".join(f"f{index}=1" for index in range(1_100))
+    response = api.get(f"{A}/audiences?{query}", HTTP_ACCEPT="application/json")
+    assert response["Content-Type"].startswith("application/json"), response.content[:200]
+    _error_body(response)
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_too_many_query_fields_on_a_page_is_a_400(acme_marketer: Any, login: Any, settings: Any, debug: bool) -> None:
+    settings.DEBUG = debug
+    client = login(acme_marketer)
+    client.raise_request_exception = False
+    query = "&".join(f"f{index}=1" for index in range(1_100))
+    assert client.get(f"/o/acme/audiences/?{query}").status_code == 400
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_too_many_form_fields_in_an_api_body_is_a_400(api: Client, settings: Any, debug: bool) -> None:
+    settings.DEBUG = debug
+    api.raise_request_exception = False
+    body = "&".join(f"f{index}=1" for index in range(1_100))
+    response = api.post(f"{A}/programs", body, content_type="application/x-www-form-urlencoded")
+    _error_body(response)
