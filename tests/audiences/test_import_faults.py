@@ -17,6 +17,7 @@ from audiences import records
 from audiences.models import Audience, AudienceImport, ImportStatus
 from p360.core.jobs.models import Job, JobStatus
 from p360.core.jobs.services import reap_stale_jobs
+from tests.audiences.committed import drop_committed_import
 from tests.cli import run_manage
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
@@ -71,14 +72,7 @@ def killed_then_recovered(
                 }
             yield outcome
         finally:
-            connection.set_schema_to_public()
-            with schema_context("org_acme"):
-                for version in Audience.objects.filter(name=NAME).values_list("versions__pk", flat=True):
-                    if version:
-                        records.drop_partition(version)
-                Audience.objects.filter(name=NAME).delete()
-                AudienceImport.objects.filter(audience_name=NAME).delete()
-            connection.set_schema_to_public()
+            drop_committed_import(NAME)
             Job.objects.filter(kind="audiences.import", status=JobStatus.RUNNING).update(status=JobStatus.FAILED)
 
 
@@ -135,14 +129,7 @@ def merged_outside_a_transaction(
                     audience.current_version_id, ["email_normalized", "first_name", "company_name"]
                 ).to_dicts()
         finally:
-            connection.set_schema_to_public()
-            with schema_context("org_acme"):
-                for version in Audience.objects.filter(name=name).values_list("versions__pk", flat=True):
-                    if version:
-                        records.drop_partition(version)
-                Audience.objects.filter(name=name).delete()
-                AudienceImport.objects.filter(audience_name=name).delete()
-            connection.set_schema_to_public()
+            drop_committed_import(name)
 
 
 def test_merge_into_existing_records_in_autocommit(merged_outside_a_transaction: list[dict[str, Any]]) -> None:
@@ -190,14 +177,7 @@ def disconnected_then_recovered(
                 outcome["cpu_seconds"] = imp.quality.get("cpu_seconds", {})
             yield outcome
         finally:
-            connection.set_schema_to_public()
-            with schema_context("org_acme"):
-                for version in Audience.objects.filter(name=name).values_list("versions__pk", flat=True):
-                    if version:
-                        records.drop_partition(version)
-                Audience.objects.filter(name=name).delete()
-                AudienceImport.objects.filter(audience_name=name).delete()
-            connection.set_schema_to_public()
+            drop_committed_import(name)
             Job.objects.filter(kind="audiences.import", status=JobStatus.RUNNING).update(status=JobStatus.FAILED)
 
 

@@ -21,7 +21,8 @@ from audiences import records
 from audiences.import_dedupe import SeenKeys
 from audiences.import_stage import KEY, Staged
 from audiences.import_write import stream_first
-from audiences.models import Audience, AudienceImport
+from audiences.models import Audience
+from tests.audiences.committed import drop_committed_import
 
 
 class RecordingLoader:
@@ -120,14 +121,7 @@ def parallel_import(django_db_setup: Any, django_db_blocker: Any, tmp_path_facto
                     attached = cursor.fetchone()[0]
                 yield {"statistics": statistics, "attached": attached, "rows": records.count_version(version_id)}
         finally:
-            connection.set_schema_to_public()
-            with schema_context("org_acme"):
-                for version in Audience.objects.filter(name=name).values_list("versions__pk", flat=True):
-                    if version:
-                        records.drop_partition(version)
-                Audience.objects.filter(name=name).delete()
-                AudienceImport.objects.filter(audience_name=name).delete()
-            connection.set_schema_to_public()
+            drop_committed_import(name)
 
 
 @pytest.mark.django_db
