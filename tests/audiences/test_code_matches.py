@@ -161,6 +161,21 @@ wide_trees = st.recursive(
 )  # fmt: skip
 
 
+def _wide_frame(people: list[dict[str, Any]]) -> tuple[pl.DataFrame, dict[str, Any], dict[str, FieldRef]]:
+    """`_frame` plus the wide trees' numeric columns: `score` (UInt8) and `employees` (Int32), with their fields."""
+    frame, strings = _frame(people)
+    frame = frame.with_columns(
+        pl.Series("score", [p["score"] for p in people], dtype=pl.UInt8),
+        pl.Series("employees", [p["employees"] for p in people], dtype=pl.Int32),
+    )
+    fields = {
+        **FIELDS,
+        "score": FieldRef(name="score", type=NUMBER, column="score"),
+        "employees": FieldRef(name="employees", type=NUMBER, column="employees"),
+    }
+    return frame, strings, fields
+
+
 @settings(max_examples=80, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1), size=st.integers(0, 1500), raw_trees=st.lists(wide_trees, min_size=1, max_size=3)
@@ -186,16 +201,7 @@ def test_packed_kernels_over_many_row_slices_and_threads_agree_with_the_referenc
         }
         for _ in range(size)
     ]
-    frame, strings = _frame(people)
-    frame = frame.with_columns(
-        pl.Series("score", [p["score"] for p in people], dtype=pl.UInt8),
-        pl.Series("employees", [p["employees"] for p in people], dtype=pl.Int32),
-    )
-    fields = {
-        **FIELDS,
-        "score": FieldRef(name="score", type=NUMBER, column="score"),
-        "employees": FieldRef(name="employees", type=NUMBER, column="employees"),
-    }
+    frame, strings, fields = _wide_frame(people)
     indexes = {
         name: index
         for name in ("revenue", "score", "employees")
@@ -520,16 +526,7 @@ def test_the_blockwise_combine_gives_the_references_mask_and_per_node_counts(
         }
         for _ in range(size)
     ]
-    frame, strings = _frame(people)
-    frame = frame.with_columns(
-        pl.Series("score", [p["score"] for p in people], dtype=pl.UInt8),
-        pl.Series("employees", [p["employees"] for p in people], dtype=pl.Int32),
-    )
-    fields = {
-        **FIELDS,
-        "score": FieldRef(name="score", type=NUMBER, column="score"),
-        "employees": FieldRef(name="employees", type=NUMBER, column="employees"),
-    }
+    frame, strings, fields = _wide_frame(people)
     node = parse(raw, fields.get)
     expected: dict[str, dict[str, int]] = {}
     rows = _expected_nodes(node, people, expected)
