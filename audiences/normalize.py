@@ -125,14 +125,20 @@ def uid2_hashes(values: pl.Series) -> pl.Series:
     return _hash_all(values)
 
 
-# Columns shorter than this are hashed by hashlib in Python: 20K values take ~15 ms that way, while DataFusion's
-# import (pandas with it) costs ~0.3 CPU-s once per process: most of a fresh process's 10K-row import (< 1 s goal).
+# Until DataFusion is loaded, columns shorter than this are hashed by hashlib in Python: 20K values take ~15-20 ms
+# that way, while DataFusion's import (pandas with it) costs ~0.3 CPU-s once per process: most of a fresh process's
+# 10K-row import (< 1 s goal). Once loaded, it hashes every column: ~6x less CPU per value than hashlib (a big
+# import's repeating phones are hashed per distinct value, often under 20K a batch).
 HASHLIB_MAX_ROWS = 20_000
 
 
+def _datafusion_loaded() -> bool:
+    return "datafusion" in sys.modules
+
+
 def _hash_all(values: pl.Series) -> pl.Series:
-    """`uid2_hash` of every value: hashlib for short columns, DataFusion for long ones (see `_hash_by_datafusion`)."""
-    if values.len() < HASHLIB_MAX_ROWS:
+    """`uid2_hash` of every value: hashlib for short columns while DataFusion is not loaded, DataFusion otherwise."""
+    if values.len() < HASHLIB_MAX_ROWS and not _datafusion_loaded():
         return pl.Series(values.name, [None if v is None else uid2_hash(v) for v in values.to_list()], dtype=pl.String)
     return _hash_by_datafusion(values)
 

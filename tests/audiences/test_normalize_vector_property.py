@@ -169,10 +169,11 @@ def test_batch_emails_and_hashes_equal_scalar(path: str, monkeypatch: pytest.Mon
 @pytest.mark.parametrize("repeated", [False, True], ids=["each-value", "per-distinct-value"])
 def test_column_hashes_equal_scalar_hash(repeated: bool, engine: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """`uid2_hashes` gives `uid2_hash` of every value, whether the column is hashed per distinct value or not, by
-    either engine (hashlib for short columns, DataFusion for long ones)."""
+    either engine (hashlib for short columns until DataFusion is loaded, DataFusion otherwise)."""
     monkeypatch.setattr(normalize_module, "HASH_REPEAT_MIN_ROWS", 0 if repeated else 1 << 62)
     monkeypatch.setattr(normalize_module, "HASH_REPEAT_SHARE", 1.0)
     monkeypatch.setattr(normalize_module, "HASHLIB_MAX_ROWS", 0 if engine == "datafusion" else 1 << 62)
+    monkeypatch.setattr(normalize_module, "_datafusion_loaded", lambda: engine == "datafusion")
 
     @settings(max_examples=150, deadline=None)
     @given(
@@ -308,3 +309,15 @@ def test_custom_json_object_of_two_columns_equals_json_dumps(rows: list[tuple[st
         present = {key: value for key, value in (("score", number), ("note", text)) if value is not None}
         expected = json.dumps(present, ensure_ascii=False, separators=(",", ":")) if present else None
         assert records[row] == expected, (score, note)
+
+
+def test_short_columns_use_datafusion_once_it_is_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """hashlib only spares a process DataFusion's import: once loaded (by a long column), short columns use it too
+    (a big import's phones, hashed per distinct value, are often under HASHLIB_MAX_ROWS a batch)."""
+    engines: list[str] = []
+    monkeypatch.setattr(normalize_module, "_hash_by_datafusion", lambda v: engines.append("datafusion") or v)
+    monkeypatch.setattr(normalize_module, "_datafusion_loaded", lambda: False)
+    uid2_hashes(pl.Series("v", ["a@b.co"], dtype=pl.String))
+    monkeypatch.setattr(normalize_module, "_datafusion_loaded", lambda: True)
+    uid2_hashes(pl.Series("v", ["a@b.co"], dtype=pl.String))
+    assert engines == ["datafusion"]
