@@ -158,7 +158,7 @@ def _device_rows(org: object, tmp: Path) -> list[Row]:
     from activation.exports import copy_rows, export_files
     from activation.models import DeliveryStatus
     from activation.services import destination_create
-    from activation.transport import SFTP_CIPHERS
+    from activation.transport import sftp_ciphers
     from audiences import records
     from p360.core.jobs.services import job_kinds
     from tests.activation.sftp_server import PASSWORD, USER
@@ -215,7 +215,7 @@ def _device_rows(org: object, tmp: Path) -> list[Row]:
         async def put() -> None:
             key = asyncssh.import_public_key(server.host_key_line)
             options = {"port": server.port, "username": USER, "password": PASSWORD, "known_hosts": ([key], [], []),
-                       "agent_path": None, "client_keys": None, "encryption_algs": SFTP_CIPHERS}  # fmt: skip
+                       "agent_path": None, "client_keys": None, "encryption_algs": sftp_ciphers()}  # fmt: skip
             async with asyncssh.connect("127.0.0.1", **options) as conn, conn.start_sftp_client() as sftp:
                 await sftp.put(str(sent), "/uploads/up/baseline.psv")
 
