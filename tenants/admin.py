@@ -74,7 +74,9 @@ class OrganizationAdmin(ModelAdmin):
     readonly_fields = ["slug", "schema_name", "created_at", "updated_at", "salesforce", "links"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
-        return orgs_manageable_by(request.user).annotate(user_total=Count("memberships"))
+        # An explicit order: Meta.ordering is not applied to a GROUP BY query (the count), so the autocomplete
+        # paginated an unordered list (UnorderedObjectListWarning, and pages could repeat or skip orgs).
+        return orgs_manageable_by(request.user).annotate(user_total=Count("memberships")).order_by("name", "pk")
 
     def get_inlines(self, request: HttpRequest, obj: Any = None) -> list[Any]:
         return list(self.inlines) if obj is not None else []
