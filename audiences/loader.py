@@ -130,7 +130,9 @@ class ParallelLoader:
             # Every row is committed: the statistics are gathered now, on a connection of their own, while the
             # caller checks the dropped keys and writes the quarantine file (ANALYZE of a 10M-row version was
             # 2.7-3.5 s of wall in the import's serial tail, after ATTACH). Statistics belong to the table, so they
-            # stay when it is attached.
+            # stay when it is attached. They are needed at once, not when autovacuum gets round to it: the first
+            # exports and match counts join the new partition to the UID2 identities, and without statistics that
+            # join is planned as a nested loop (minutes).
             self.analyzer = threading.Thread(target=self._analyze, name="import-analyze", daemon=True)
             self.analyzer.start()
 

@@ -318,7 +318,7 @@ def _finish_version(
     )
     if attach:
         with connection.cursor() as cursor:
-            records.attach(cursor, str(connection.schema_name), version_id, analyze=False)  # type: ignore[attr-defined]
+            records.attach(cursor, str(connection.schema_name), version_id)  # type: ignore[attr-defined]
     with staged.phase("quality"):
         figures = quality(version.pk, staged, written, quarantine)  # one scan: counts and completeness
         version.record_count = figures["records_in_version"]

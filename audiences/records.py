@@ -77,17 +77,13 @@ def create_detached(cursor: Any, schema: str, version_id: int) -> None:
     )
 
 
-def attach(cursor: Any, schema: str, version_id: int, *, analyze: bool = True) -> None:
-    """Attach a loaded detached table as the version's partition; `analyze=False` when its statistics were
-    gathered already (the parallel loader does it before the attach, beside the import's other closing work)."""
+def attach(cursor: Any, schema: str, version_id: int) -> None:
+    """Attach a loaded detached table as the version's partition (its statistics were gathered by the parallel
+    loader before: `ParallelLoader.analyzed`)."""
     cursor.execute(
         f'ALTER TABLE "{schema}".{TABLE} ATTACH PARTITION {qualified(schema, version_id)} '
         f"FOR VALUES IN ({int(version_id)})"
     )
-    # statistics now, not when autovacuum gets round to it: the first exports and match counts join the new
-    # partition to the UID2 identities, and without statistics that join is planned as a nested loop (minutes)
-    if analyze:
-        cursor.execute(f"ANALYZE {qualified(schema, version_id)}")
 
 
 def drop_partition(version_id: int, schema: str | None = None) -> None:
