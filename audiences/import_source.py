@@ -165,7 +165,6 @@ def open_batches(path: Path, info: Any, tmp: Path) -> tuple[Iterator[pl.DataFram
     text = to_utf8(path, info, tmp)
     headers = unique_headers(read_header(text, info.delimiter or ","))
     reader = DelimitedReader(text, delimiter=info.delimiter or ",", headers=headers)
-    reader.check_while_reading()  # no whole-file pass before the first batch
     return reader.batches(), reader, estimated_lines(text)
 
 

@@ -30,8 +30,6 @@ def read(
         reader.block_bytes = block_bytes
     if scan_first:
         reader.scan_lines()
-    else:
-        reader.check_while_reading()
     if careful:
         reader.scan.fast = False
     try:
@@ -149,7 +147,6 @@ def test_the_fast_path_parses_blocks_on_demand_not_the_whole_file_ahead(tmp_path
     path.write_text("a,b\n" + "".join(f"{i},x{i}\n" for i in range(1000)))
     reader = DelimitedReader(path, delimiter=",", headers=["a", "b"], chunk_size=10)
     reader.block_bytes = 100  # about 12 lines a block: ~90 blocks
-    reader.check_while_reading()
     parsed: list[int] = []
     parse = reader._parse_block
 
@@ -238,7 +235,6 @@ def test_line_counts_while_reading_match_the_scan(tmp_path: Path) -> None:
     whole.scan_lines()
     reader = DelimitedReader(path, delimiter=",", headers=["a", "b"])
     reader.block_bytes = 4
-    reader.check_while_reading()
     rows = pl.concat(list(reader.batches()))
     assert rows[ROW].to_list() == [2, 5]
     assert reader.scan.lines == whole.scan.lines == 5

@@ -144,12 +144,19 @@ class DelimitedReader:
         self.chunk_size = chunk_size
         self.scan = LineScan()
         self.block_bytes = BLOCK_BYTES
-        self.checks_blocks = False  # True: lines are checked block by block as they are read (`check_while_reading`)
+        # Each block's lines are checked as the block is parsed, on the reader's thread, instead of a pass over the
+        # whole file before the first batch (that pass was 5.1 s of wall and 9.8 CPU-s of a 10M-row import, all of
+        # it before normalising could start). Same reasons and lines; the counts (`scan.lines`, `scan.blank`,
+        # `scan.quarantine`) are complete once the batches are. A line with an odd number of quotes still sends the
+        # whole file to the careful path: at once when it is in the first block, else by `RestartCarefully`.
+        # `scan_lines` (the whole-file check first) turns it off.
+        self.checks_blocks = True
 
     # -- pass 1: what is wrong with which line -------------------------------------------------
     def scan_lines(self) -> LineScan:
-        """The whole file's line check in one pass before any batch (the import checks block by block instead,
-        `check_while_reading`; both give the same reasons)."""
+        """The whole file's line check in one pass before any batch, instead of block by block while reading (the
+        default); both give the same reasons (tests/audiences/test_reader.py compares them)."""
+        self.checks_blocks = False
         lines = pl.scan_lines(self.path).with_row_index("i", offset=1).filter(pl.col("i") > 1)
         totals, bad = line_problems(lines, self.delimiter, self.width)
         scan = LineScan(lines=int(totals["n"][0]))
@@ -161,15 +168,6 @@ class DelimitedReader:
         scan.quarantine = _quarantine_of(bad)
         self.scan = scan
         return scan
-
-    def check_while_reading(self) -> None:
-        """Check each block's lines as the block is parsed, on the reader's thread, instead of a pass over the
-        whole file before the first batch (that pass was 5.1 s of wall and 9.8 CPU-s of a 10M-row import, all of it
-        before normalising could start). Same reasons and lines; the counts (`scan.lines`, `scan.blank`,
-        `scan.quarantine`) are complete once the batches are. A line with an odd number of quotes still sends the
-        whole file to the careful path: at once when it is in the first block, else by `RestartCarefully`."""
-        self.scan = LineScan()
-        self.checks_blocks = True
 
     # -- pass 2: the records ------------------------------------------------------------------------
     def batches(self) -> Iterator[pl.DataFrame]:
