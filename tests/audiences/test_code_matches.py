@@ -299,10 +299,9 @@ def test_a_lookup_on_codes_past_the_categories_under_nulls_clips_them() -> None:
         assert found is not None and found[0](stray).tolist() == [True, False, False, False]
 
 
-@pytest.mark.parametrize("dtype", [pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64])
-def test_integer_kernels_give_the_polars_comparison_at_the_types_limits(dtype: Any) -> None:
-    """Issue 17: `between` (one unsigned subtract and compare) and the single comparisons run as numpy kernels equal
-    polars' own comparison, at and beyond the limits of every integer type, with fractional bounds and nulls."""
+def _limit_cases(dtype: Any) -> tuple[pl.DataFrame, list[Any]]:
+    """A column `n` of `dtype` holding its type's limits, small values and nulls over several 64-row slices, and
+    every single comparison and `between` against bounds at, inside and beyond the limits (fractional too)."""
     low, high = polars_engine.INTEGER_LIMITS[dtype]
     raw = [low, low + 1, -1, 0, 1, 2, 7, high - 1, high, None]
     values = [v for v in raw if v is None or low <= v <= high] * 70  # several 64-row slices
@@ -314,6 +313,14 @@ def test_integer_kernels_give_the_polars_comparison_at_the_types_limits(dtype: A
     conditions = [
         polars_engine.Condition(path=f"c{i}", field=field, operator=op, value=v) for i, (op, v) in enumerate(leaves)
     ]
+    return frame, conditions
+
+
+@pytest.mark.parametrize("dtype", [pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64])
+def test_integer_kernels_give_the_polars_comparison_at_the_types_limits(dtype: Any) -> None:
+    """Issue 17: `between` (one unsigned subtract and compare) and the single comparisons run as numpy kernels equal
+    polars' own comparison, at and beyond the limits of every integer type, with fractional bounds and nulls."""
+    frame, conditions = _limit_cases(dtype)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(bits, "SLICE", 64)
         got = polars_engine.leaf_bits(frame, conditions, {})
@@ -384,19 +391,10 @@ def test_sorted_indexes_give_the_polars_comparison_at_the_types_limits(dtype: An
     """Issue 17, session 10: an integer range read from the column's sorted index (the matching rows set as bits,
     or the other present rows set and inverted) equals polars' comparison at the limits of every integer type, with
     fractional bounds and nulls; with the default share, a range whose both sides are many rows is left to a kernel."""
-    low, high = polars_engine.INTEGER_LIMITS[dtype]
-    raw = [low, low + 1, -1, 0, 1, 2, 7, high - 1, high, None]
-    values = [v for v in raw if v is None or low <= v <= high] * 70
-    frame = pl.DataFrame([pl.Series("n", values, dtype=dtype)])
+    frame, conditions = _limit_cases(dtype)
+    values = frame.get_column("n").to_list()
     index = polars_engine.sorted_index(frame.get_column("n"))
     assert index is not None and index.values.tolist() == sorted(v for v in values if v is not None)
-    field = FieldRef(name="n", type=NUMBER, column="n")
-    bounds = [low - 1, low, low + 1, -1.5, -1, 0, 0.5, 1, 2, high - 1, high, high + 1, 2**70]
-    leaves: list[tuple[str, Any]] = [(op, v) for op in ("gt", "gte", "lt", "lte") for v in bounds]
-    leaves += [("between", (a, b)) for a in bounds for b in bounds if a <= b]
-    conditions = [
-        polars_engine.Condition(path=f"c{i}", field=field, operator=op, value=v) for i, (op, v) in enumerate(leaves)
-    ]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(polars_engine, "SORTED_MAX_SHARE", 1.0)
         got = polars_engine.leaf_bits(frame, conditions, {}, {"n": index})
@@ -405,7 +403,9 @@ def test_sorted_indexes_give_the_polars_comparison_at_the_types_limits(dtype: An
     for cond, words in zip(conditions, got, strict=True):
         expected = frame.select(polars_engine.condition_expr(cond, {"n": dtype}, {})).to_series()
         assert bits.to_series(words, frame.height).to_list() == expected.to_list(), (cond.operator, cond.value)
-    wide = polars_engine.Condition(path="w", field=field, operator="gte", value=1)  # many rows on each side
+    wide = polars_engine.Condition(
+        path="w", field=conditions[0].field, operator="gte", value=1
+    )  # many rows on each side
     assert polars_engine._sorted_leaf(frame, wide, {"n": dtype()}, {"n": index}) is None
     copied = pl.DataFrame([pl.Series("n", values, dtype=dtype)])  # the same values in another buffer: not used
     assert polars_engine._sorted_leaf(copied, conditions[0], {"n": dtype()}, {"n": index}) is None
