@@ -30,41 +30,23 @@ from bench.common import backend_cpu_s, setup_database
 
 
 def _variant(new: bool) -> None:
-    """A: the collector running and the previous json_depth (session 10 also ran new ids through the joined
-    STORE_SQL, since removed: docs/segments.md); B: the current paths. Both: the default claim path."""
+    """Session 12: A runs the evaluator's previous paths (the AB_FLAGS of segments.evaluator off), B the current ones;
+    the API's paths are the current ones on both sides (the collector paused, the current json_depth; sessions 9-11
+    switched those: docs/segments.md). Both: the default claim path (CHUNK_COMMITS left alone)."""
     from p360.core import api_parsers
+    from segments import evaluator
     from segments.api import views
 
-    views.PAUSE_GC = new  # CHUNK_COMMITS is left as it is: both sides run the default evaluation path
-    current = _CURRENT.setdefault("json_depth", api_parsers.json_depth)
-    api_parsers.json_depth = current if new else _previous_json_depth  # type: ignore[assignment]
+    views.PAUSE_GC = True
+    api_parsers.json_depth = _CURRENT.setdefault("json_depth", api_parsers.json_depth)  # type: ignore[assignment]
+    for flag in AB_FLAGS:
+        current_flag = _CURRENT.setdefault(flag, getattr(evaluator, flag))
+        setattr(evaluator, flag, current_flag if new else False)
 
 
 _CURRENT: dict[str, object] = {}  # the functions _variant swaps out, as imported
-
-
-def _previous_json_depth(raw: bytes) -> int:
-    """p360.core.api_parsers.json_depth before session 10 (split on every quote), for the A/B only."""
-    from itertools import accumulate
-
-    from p360.core import api_parsers as ap
-
-    if b"\\" in raw:
-        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
-    kept = raw.translate(None, ap._ALL_BUT_QUOTES_AND_BRACKETS)
-    brackets = b"".join(kept.split(b'"')[::2]) if b'"' in kept else kept
-    if not brackets:
-        return 0
-    depth = 0
-    inner = brackets
-    while inner and depth <= ap.MAX_JSON_DEPTH:
-        peeled = ap._INNERMOST.sub(b"", inner)
-        if len(peeled) == len(inner):
-            break
-        inner, depth = peeled, depth + 1
-    if not inner:
-        return depth
-    return max(accumulate(1 if byte in b"[{" else -1 for byte in brackets))
+# segments.evaluator flags A runs switched off (the steps session 12 measures); `AB_FLAGS=X,Y` narrows them.
+AB_FLAGS = [f for f in os.environ.get("AB_FLAGS", "WINDOW_FIRST").split(",") if f]
 
 
 def _explain_next() -> None:
@@ -185,7 +167,7 @@ def main() -> int:
         )
         for label in labels
     }
-    if ab:
+    if ab and "--old-storage" in args:  # session 10's A/B: org A's id table in the database's collation
         _old_storage(orgs["A"].schema_name)
     events = bs._events(batches * bs.BATCH, "p", users=10_000)
     bodies = [json.dumps({"events": events[o : o + bs.BATCH]}) for o in range(0, len(events), bs.BATCH)]

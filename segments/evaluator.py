@@ -59,6 +59,9 @@ DRAIN_BATCHES = 8  # queued batches one evaluation takes together (their (user, 
 # ~35 ms); kept as a tested option.
 CHUNK_COMMITS = False
 PENDING_CHUNK_PAIRS = 10_000
+# A claim's windows built straight from its events (EVALUATE_WINDOWS_SQL), not through (segment, user) pair rows
+# (TOUCHED_PAIRS_SQL + EVALUATE_TOUCHED_SQL): session 12. The flag keeps the previous path for the profile's A/B.
+WINDOW_FIRST = True
 
 # The (segment, user) pairs one transaction evaluates (distinct; `trigger` the event that caused it, or "";
 # `incremental`: the pair was touched by queued batches whose events sit in segments_touched, so its state may be
@@ -113,6 +116,34 @@ p AS MATERIALIZED (
         AND s.window_minutes = g.window_minutes AND s.property = g.prop
 )"""
 
+# The window-first head of the touched statement (WINDOW_FIRST): no pair rows. The active independent rules (`r`, a
+# handful of rows) and their distinct windows (`rw`); the chunk's touched (user, type) (`g`, with the trigger: the
+# latest claimed event of that (user, type)) times the windows of their type, each with its current state (`k`).
+# Every reader of a touched window is judged, as with the pairs (every active rule on the type).
+_TOUCHED_WINDOWS_CTE = f"""
+r AS MATERIALIZED (
+    SELECT r.id AS segment_id, r.version, r.event_type, r.attribute, {RULE_PROP} AS prop, r.operator,
+           coalesce(r.value, 0) AS target, {RULE_WINDOW} AS window_minutes
+    FROM segments_segment r WHERE r.active AND r.kind = 'independent'
+), rw AS MATERIALIZED (
+    SELECT event_type, window_minutes, prop, bool_and(attribute IN {INCREMENTAL_ATTRIBUTES}) AS plain,
+           bool_or(attribute = 'distinct') AS distinct_read
+    FROM r GROUP BY event_type, window_minutes, prop
+), g AS MATERIALIZED (
+    SELECT user_id, event_type, (array_agg(event_id ORDER BY seq DESC))[1] AS trigger
+    FROM {TOUCHED} WHERE {BUCKET} BETWEEN %(low)s AND %(high)s GROUP BY user_id, event_type
+), k AS MATERIALIZED (
+    SELECT g.user_id, rw.event_type, rw.window_minutes, rw.prop, g.trigger, rw.plain, rw.distinct_read,
+           s.events_in_window AS s_n, s.total AS s_total, s.low AS s_low, s.high AS s_high, s.due_at AS s_due,
+           s.snapshot AS s_snapshot, s.writer AS s_writer,
+           CASE WHEN s.snapshot <> '' THEN s.snapshot::pg_snapshot END AS s_snap,
+           (rw.plain AND s.snapshot <> '' AND s.evaluated_at <= %(now)s
+            AND (s.due_at IS NULL OR s.due_at > %(now)s)) IS TRUE AS inc0
+    FROM g CROSS JOIN LATERAL (SELECT * FROM rw WHERE rw.event_type = g.event_type OFFSET 0) rw
+    LEFT JOIN segments_windowstate s ON s.user_id = g.user_id AND s.event_type = rw.event_type
+        AND s.window_minutes = rw.window_minutes AND s.property = rw.prop
+)"""
+
 # The whole window read from the events table: its aggregates and the next instant they change by time.
 _FULL_SELECT = """
     SELECT k.*, x.*, d.distinct_values
@@ -149,18 +180,17 @@ _FULL_SELECT = """
 # the window's state written once (kept, or dropped when nothing is in the window and nothing is due). Only the
 # pairs whose verdict differs from the membership come back: those are the transitions. A state read whole records
 # the statement's snapshot and transaction; one brought forward keeps the ones it had.
-_VERDICT_AND_WRITE = """
+_VERDICT_AND_WRITE_T = """
 , j AS (
-    SELECT p.segment_id, p.user_id, p.trigger, p.version, p.event_type, p.attribute, p.prop, p.operator, p.target,
-           p.window_minutes, v.value,
-           (SELECT m.entered_at FROM segments_membership m WHERE m.segment_id = p.segment_id AND m.user_id = p.user_id)
-               AS entered_at,
+    SELECT p.segment_id, {user}.user_id, {user}.trigger, p.version, p.event_type, p.attribute, p.prop, p.operator,
+           p.target, p.window_minutes, v.value,
+           (SELECT m.entered_at FROM segments_membership m
+            WHERE m.segment_id = p.segment_id AND m.user_id = {user}.user_id) AS entered_at,
            coalesce(CASE p.operator WHEN 'gt' THEN v.value > p.target WHEN 'gte' THEN v.value >= p.target
                                     WHEN 'lt' THEN v.value < p.target WHEN 'lte' THEN v.value <= p.target
                                     WHEN 'eq' THEN v.value = p.target WHEN 'neq' THEN v.value <> p.target END,
                     false) AS holds
-    FROM p JOIN a ON a.user_id = p.user_id AND a.event_type = p.event_type AND a.window_minutes = p.window_minutes
-                 AND a.prop = p.prop
+    {pairs}
     CROSS JOIN LATERAL (
         SELECT CASE p.attribute WHEN 'count' THEN a.n::numeric WHEN 'sum' THEN a.total WHEN 'avg' THEN a.average
                                 WHEN 'min' THEN a.low WHEN 'max' THEN a.high
@@ -196,6 +226,17 @@ SELECT segment_id, user_id, trigger, version, event_type, attribute, prop, opera
 FROM j WHERE holds <> (entered_at IS NOT NULL)
 """
 
+_VERDICT_AND_WRITE = _VERDICT_AND_WRITE_T.replace("{user}", "p").replace(
+    "{pairs}",
+    "FROM p JOIN a ON a.user_id = p.user_id AND a.event_type = p.event_type AND a.window_minutes = p.window_minutes\n"
+    "                 AND a.prop = p.prop",
+)
+# Window-first: each window's row carries its user and trigger; its readers are the rules on it (hashed: few rows).
+_WINDOW_VERDICTS = _VERDICT_AND_WRITE_T.replace("{user}", "a").replace(
+    "{pairs}",
+    "FROM a JOIN r p ON p.event_type = a.event_type AND p.window_minutes = a.window_minutes AND p.prop = a.prop",
+)
+
 # Every window read whole (timers, a new or changed rule, re-evaluation): one set-based statement per chunk.
 EVALUATE_SQL = (
     f"WITH {_PAIRS_CTE}, a AS ({_FULL_SELECT.format(source='(SELECT k.*, false AS forward FROM k) k')})"
@@ -208,8 +249,7 @@ EVALUATE_SQL = (
 # counts again; one in the future makes it due). Everything else is read whole. A window is read whole too when a
 # batch's transaction is unknown (a redelivered JetStream message) or is the one that wrote the state (it saw its
 # own writes), or when an event lies past the horizon (a later whole read counts it; a later claim would not).
-EVALUATE_TOUCHED_SQL = f"""
-WITH {_PAIRS_CTE},
+_TOUCHED_BODY = f"""
 nv AS MATERIALIZED (  -- the claimed events of the windows that may be brought forward (a batch queued before this
     -- column existed has no attributes: its windows are read whole)
     SELECT t.user_id, t.event_type, t.event_time, CASE WHEN t.attributes IS NOT NULL THEN t.xact END AS xact,
@@ -247,9 +287,11 @@ nv AS MATERIALIZED (  -- the claimed events of the windows that may be brought f
     SELECT k.*, k.s_n + coalesce(k.add_n, 0), k.s_total + coalesce(k.add_total, 0), NULL, least(k.s_low, k.add_low),
            greatest(k.s_high, k.add_high), least(k.s_due, k.add_due), NULL
     FROM kk k WHERE k.forward
-)
-{_VERDICT_AND_WRITE}
-"""
+)"""
+EVALUATE_TOUCHED_SQL = f"WITH {_PAIRS_CTE},{_TOUCHED_BODY}{_VERDICT_AND_WRITE}"
+# The same, window-first (WINDOW_FIRST): the chunk's windows straight from segments_touched (%(low)s..%(high)s: its
+# range of user buckets), no pairs table.
+EVALUATE_WINDOWS_SQL = f"WITH {_TOUCHED_WINDOWS_CTE},{_TOUCHED_BODY}{_WINDOW_VERDICTS}"
 
 # A pair evaluated outside a claim (a new or changed rule) re-reads and rewrites its window's state: every other
 # active rule reading that window is evaluated with it, or a reader whose verdict changed by time (an event left the
@@ -318,17 +360,22 @@ def _lock_pairs(cursor: Any) -> None:
     lock_users(row[0] for row in cursor.fetchall())
 
 
-def _evaluate_table(cursor: Any, now: datetime, timer: bool, touched: bool = False) -> list[Transition]:
+def _evaluate_table(
+    cursor: Any, now: datetime, timer: bool, touched: bool = False, buckets: tuple[int, int] | None = None
+) -> list[Transition]:
     """Evaluate the pairs table (EVALUATE_TOUCHED_SQL when segments_touched holds the claimed events, else
-    EVALUATE_SQL); the transitions it found, as ledger rows (not yet written)."""
-    params = {"now": now, "horizon": now + FUTURE_SKEW}
+    EVALUATE_SQL), or with `buckets` the claimed events of that range of user buckets (EVALUATE_WINDOWS_SQL); the
+    transitions found, as ledger rows (not yet written)."""
+    params: dict[str, Any] = {"now": now, "horizon": now + FUTURE_SKEW}
+    if buckets is not None:
+        params["low"], params["high"] = buckets
     if touched:
         # Its CTEs have no statistics (estimated at a row or so): with sorting allowed the planner groups the
         # claimed events by sorting them, spilling to disk at tens of thousands; hashing them takes milliseconds.
         # Its hash aggregates over the claimed events of 20,000 pairs outgrow the default 4 MB and spill to disk
         # in batches; 64 MB holds them (one statement of one evaluator at a time).
         cursor.execute("SET LOCAL enable_sort = off; SET LOCAL work_mem = '64MB'")
-        cursor.execute(EVALUATE_TOUCHED_SQL, params)
+        cursor.execute(EVALUATE_TOUCHED_SQL if buckets is None else EVALUATE_WINDOWS_SQL, params)
         rows = cursor.fetchall()
         cursor.execute("SET LOCAL enable_sort = DEFAULT; SET LOCAL work_mem = DEFAULT")
     else:
@@ -498,14 +545,17 @@ def _derived(defs: rules_mod.Definitions, users: Sequence[str], now: datetime) -
     return transitions
 
 
-def _finish_chunk(cursor: Any, when: datetime, timer: bool, touched: bool = False) -> list[Transition]:
-    """Inside a chunk's transaction, pairs filled: lock, evaluate, write, derived segments, trigger sends."""
+def _finish_chunk(
+    cursor: Any, when: datetime, timer: bool, touched: bool = False, buckets: tuple[int, int] | None = None
+) -> list[Transition]:
+    """Inside a chunk's transaction, pairs filled (or, with `buckets`, the claimed events of that range of user
+    buckets in segments_touched): lock, evaluate, write, derived segments, trigger sends."""
     from segments import triggers as campaign_triggers
 
     if not touched:  # evaluate_pending locked every user of its claim already
         _lock_pairs(cursor)
     defs = rules_mod.load()
-    changed = _evaluate_table(cursor, when, timer, touched)
+    changed = _evaluate_table(cursor, when, timer, touched, buckets)
     _write(changed)  # first: derived segments read the memberships it leaves
     derived: list[Transition] = []
     if defs.derived:
@@ -513,7 +563,10 @@ def _finish_chunk(cursor: Any, when: datetime, timer: bool, touched: bool = Fals
             users = sorted({t.user_id for t in changed})
         else:
             # A user's first event can make a NOT/OR derived segment hold without an independent change.
-            cursor.execute(f"SELECT DISTINCT user_id FROM {PAIRS} ORDER BY 1")
+            if buckets is None:
+                cursor.execute(f"SELECT DISTINCT user_id FROM {PAIRS} ORDER BY 1")
+            else:  # the users a pair would have named: an event of a type some active rule reads
+                cursor.execute(CHUNK_USERS_SQL, [*buckets, sorted(defs.rules_by_type)])
             users = [row[0] for row in cursor.fetchall()]
         derived = _derived(defs, users, when)
         _write(derived)
@@ -550,7 +603,14 @@ def evaluate_pairs(
     return outcome
 
 
-def evaluate_touched(*, fresh: int, now: datetime | None = None) -> Outcome:
+# The users of a chunk of claimed events with an event of a type some active rule reads (the window-first path's
+# users for derived segments: those the pairs table would have held).
+CHUNK_USERS_SQL = f"""
+SELECT DISTINCT user_id FROM {TOUCHED} WHERE {BUCKET} BETWEEN %s AND %s AND event_type = ANY(%s::text[]) ORDER BY 1
+"""
+
+
+def evaluate_touched(*, fresh: int, now: datetime | None = None, pairs: int | None = None) -> Outcome:
     """Evaluate what `segments_touched` holds (filled by evaluate_pending from the queue, which locked its users):
     each of its (user, type) with the active rules on that type, in chunks of user buckets.
 
@@ -561,6 +621,14 @@ def evaluate_touched(*, fresh: int, now: datetime | None = None) -> Outcome:
     most = max((len(rules) for rules in defs.rules_by_type.values()), default=0)
     outcome = Outcome()
     if not most or not fresh:
+        return outcome
+    if WINDOW_FIRST and pairs is not None:
+        outcome.pairs = pairs
+        if not pairs:
+            return outcome
+        for low, high in bucket_ranges(fresh * most):
+            with transaction.atomic(), connection.cursor() as cursor:
+                outcome.transitions.extend(_finish_chunk(cursor, when, timer=False, touched=True, buckets=(low, high)))
         return outcome
     for low, high in bucket_ranges(fresh * most):
         with transaction.atomic(), connection.cursor() as cursor:
@@ -710,14 +778,20 @@ def _claim_at_once(params: dict[str, Any], when: datetime) -> Outcome:
         cursor.execute(FILL_TOUCHED_SQL, {"ids": ids})
         # Every user of the claim locked now, in one sorted pass: the chunks below run in this transaction
         # and keep their locks, so locking chunk by chunk could deadlock against another evaluator.
-        cursor.execute(f"SELECT user_id, count(DISTINCT event_type) FROM {TOUCHED} GROUP BY user_id")
-        users = cursor.fetchall()
-        lock_users(row[0] for row in users)
+        cursor.execute(f"SELECT user_id, event_type FROM {TOUCHED} GROUP BY user_id, event_type")
+        touched = cursor.fetchall()
+        lock_users(row[0] for row in touched)
         cursor.execute(PROFILES_SQL, [when])
-        outcome = evaluate_touched(fresh=sum(row[1] for row in users), now=when)
+        outcome = evaluate_touched(fresh=len(touched), now=when, pairs=_pair_count(touched))
         cursor.execute(f"DELETE FROM {PENDING_TABLE} WHERE id = ANY(%s)", [ids])
     outcome.batches = len(ids)
     return outcome
+
+
+def _pair_count(touched: Sequence[tuple[str, str]]) -> int:
+    """The (segment, user) pairs of these (user, type): one per active rule on the type (as Outcome.pairs counts)."""
+    per_type = {name: len(rules) for name, rules in rules_mod.load().rules_by_type.items()}
+    return sum(per_type.get(event_type, 0) for _user, event_type in touched)
 
 
 def _claim_by_chunks(params: dict[str, Any], when: datetime) -> Outcome:
@@ -748,7 +822,12 @@ def _claim_by_chunks(params: dict[str, Any], when: datetime) -> Outcome:
                 cursor.execute(f"SELECT DISTINCT user_id FROM {TOUCHED}")
                 lock_users(row[0] for row in cursor.fetchall())
                 cursor.execute(PROFILES_SQL, [when])
-                if most:
+                if most and WINDOW_FIRST:
+                    cursor.execute(f"SELECT user_id, event_type FROM {TOUCHED} GROUP BY user_id, event_type")
+                    outcome.pairs += _pair_count(cursor.fetchall())
+                    span = (0, LOCK_BUCKETS - 1)
+                    outcome.transitions.extend(_finish_chunk(cursor, when, timer=False, touched=True, buckets=span))
+                elif most:
                     cursor.execute(PAIRS_TABLE)
                     cursor.execute(TOUCHED_PAIRS_SQL, [0, LOCK_BUCKETS - 1])
                     outcome.pairs += max(0, cursor.rowcount)
