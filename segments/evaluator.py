@@ -4,7 +4,8 @@ For each (segment, user) pair an event or a timer touches, the aggregate of the 
 the rule's type with event time in (now - window, now] is computed, compared with the rule and with the
 current membership, and the window state written, in one set-based SQL statement per chunk of pairs
 (the events table, indexed by (user_id, event_type, event_time), is the window's contents; the pairs sit
-in a temporary table, never shipped as arrays). Only the differences come back to Python. A difference is a transition: written to
+in a temporary table, never shipped as arrays). A claim of queued batches goes window-first instead
+(EVALUATE_WINDOWS_SQL): its touched windows straight from its events, each judged for every rule reading it. Only the differences come back to Python. A difference is a transition: written to
 the current membership, to the append-only ledger (`Transition`) and, for campaigns listening, to
 the send outbox, in the same transaction.
 
