@@ -18,6 +18,8 @@ import pytest
 from django.core.management import call_command
 from playwright.sync_api import expect
 
+from tenants.models import Organization
+from tests.orchestration.helpers import tree
 from tests.uploads.test_browser_upload import _sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db]
@@ -111,3 +113,16 @@ def test_segment_rule_is_one_sentence_and_property_follows_the_measure(
     expect(page.locator("#property")).to_be_visible()
     for control in ("#name", "#value", "#window_minutes"):
         assert page.eval_on_selector(control, "e => getComputedStyle(e).borderTopLeftRadius") == "8px", control
+
+
+def test_a_change_form_with_a_two_box_chooser_fits_1366(browser_page: Any, live_url: str, manager: Any) -> None:
+    """The campaign form's audiences chooser made the whole form wider than the window (static/p360/admin.css)."""
+    ids = tree(Organization.objects.get(slug="acme"))
+    page = browser_page
+    page.set_viewport_size({"width": 1366, "height": 900})
+    _sign_in(page, live_url, manager)
+    page.goto(f"/o/acme/admin/campaigns/campaign/{ids['campaign']}/change/")
+    expect(page.locator(".selector-chosen")).to_be_visible()
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 1366
+    chosen = page.locator(".selector-chosen").bounding_box()
+    assert chosen and chosen["x"] + chosen["width"] <= 1366, chosen  # the "Chosen" box is not cut off
