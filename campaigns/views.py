@@ -23,12 +23,19 @@ PACING_LABELS = {"on_track": "On track", "under": "Under-pacing", "over": "Over-
 WORKFLOW_LABELS = dict(CampaignStatus.choices)
 
 
+# A draft or a proposal awaiting approval spends nothing yet: calling it "under-pacing" alarmed people.
+NOT_LIVE = {CampaignStatus.DRAFT, CampaignStatus.PENDING_APPROVAL}
+
+
 def _labelled(row: dict[str, Any]) -> dict[str, Any]:
     """A pacing row (campaign or line item) with the words the page shows beside its codes."""
+    workflow = row.get("workflow_status", "")
+    live = workflow not in NOT_LIVE
     return {
         **row,
-        "pacing_label": PACING_LABELS.get(row.get("status", ""), row.get("status", "")),
-        "workflow_label": WORKFLOW_LABELS.get(row.get("workflow_status", ""), row.get("workflow_status", "")),
+        "live": live,
+        "pacing_label": PACING_LABELS.get(row.get("status", ""), row.get("status", "")) if live else "Not live yet",
+        "workflow_label": WORKFLOW_LABELS.get(workflow, workflow),
     }
 
 

@@ -66,3 +66,13 @@ def test_a_rejected_proposal_keeps_what_was_typed_and_marks_the_field(acme, acme
     assert bad.status_code == 400 and "not a number" in bad.content.decode() and 'value="abc"' in bad.content.decode()
     with schema_context(acme.schema_name):
         assert not Campaign.objects.filter(name="Too big").exists()
+
+
+def test_a_draft_is_not_called_under_pacing(acme, acme_marketer, login):
+    ids = tree(acme)
+    client = login(acme_marketer)
+    client.post(f"/o/{acme.slug}/programs/drafts/", {"program": ids["program"], "name": "Idea", "budget": "100.00"})
+    body = client.get(f"/o/{acme.slug}/programs/").content.decode()
+    row = re.search(r"<tr><th scope=\"row\">Idea</th>.*?</tr>", body, re.S)
+    assert row and "Not live yet" in row.group(0)
+    assert not any(label in row.group(0) for label in ("Under-pacing", "Over-pacing", "On track")), row.group(0)
