@@ -126,3 +126,35 @@ def test_a_change_form_with_a_two_box_chooser_fits_1366(browser_page: Any, live_
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 1366
     chosen = page.locator(".selector-chosen").bounding_box()
     assert chosen and chosen["x"] + chosen["width"] <= 1366, chosen  # the "Chosen" box is not cut off
+
+
+def test_the_account_menu_closes_with_escape_and_an_outside_click(
+    browser_page: Any, live_url: str, acme_marketer: Any
+) -> None:
+    page = browser_page
+    _sign_in(page, live_url, acme_marketer)
+    page.goto("/o/acme/")
+    menu = page.locator("details.user-menu")
+    menu.locator("summary").focus()
+    page.keyboard.press("Enter")
+    expect(menu).to_have_attribute("open", "")
+    page.keyboard.press("Escape")
+    expect(menu).not_to_have_attribute("open", "")
+    assert page.evaluate("() => document.activeElement.closest('details.user-menu') !== null")  # focus stays put
+    menu.locator("summary").click()
+    expect(menu).to_have_attribute("open", "")
+    page.locator("h1").click()
+    expect(menu).not_to_have_attribute("open", "")
+
+
+def test_a_one_org_user_gets_a_link_home_from_global_pages(
+    browser_page: Any, live_url: str, acme_marketer: Any
+) -> None:
+    """/profile/ showed an organisation menu reading "choose…" and no way back but the logo."""
+    page = browser_page
+    _sign_in(page, live_url, acme_marketer)
+    page.goto("/profile/")
+    expect(page.locator("details.org-switcher")).to_have_count(0)
+    page.locator("a.org-home-link").click()
+    expect(page.locator("h1")).to_have_text("Acme Corporation")
+    assert page.url.endswith("/o/acme/")

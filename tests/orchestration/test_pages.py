@@ -76,3 +76,11 @@ def test_a_draft_is_not_called_under_pacing(acme, acme_marketer, login):
     row = re.search(r"<tr><th scope=\"row\">Idea</th>.*?</tr>", body, re.S)
     assert row and "Not live yet" in row.group(0)
     assert not any(label in row.group(0) for label in ("Under-pacing", "Over-pacing", "On track")), row.group(0)
+
+
+def test_one_org_users_get_a_link_not_a_one_entry_menu(acme, acme_marketer, manager, login):
+    marketer = login(acme_marketer)
+    for url in ("/profile/", f"/o/{acme.slug}/programs/"):
+        body = marketer.get(url).content.decode()
+        assert f'class="org-home-link" href="/o/{acme.slug}/"' in body and "org-switcher" not in body, url
+        assert "choose…" not in body and "/static/p360/menus.js" in body
