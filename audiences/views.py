@@ -181,9 +181,18 @@ def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "status": selectors.import_status(imp),
         "quality_rows": selectors.quality_rows(imp),
         "duration": selectors.import_duration(imp),
+        "mapping_rows": _mapping_rows(imp),
         "base": _base(request),
     }
     return render(request, "audiences/import_detail.html", context)
+
+
+def _mapping_rows(imp: AudienceImport) -> list[tuple[str, str]]:
+    """(file column, field label) in the file's column order: the report speaks the mapping step's words
+    ("Company", "Company domain"), not the stored field names (company_name, domain)."""
+    mapping = imp.mapping or {}
+    order = [h for h in (imp.headers or []) if h in mapping] + [h for h in mapping if h not in (imp.headers or [])]
+    return [(header, field_label(mapping[header])) for header in order]
 
 
 def import_status_json(request: HttpRequest, pk: int) -> JsonResponse:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import Any
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -16,27 +18,57 @@ from campaigns.pacing import program_pacing
 from campaigns.selectors import salesforce_account_url, salesforce_opportunity_url
 from campaigns.services import CampaignServiceError, campaign_save, transition
 
+# The pacing API's status codes, as a person reads them (the page shows words, the API keeps the codes).
+PACING_LABELS = {"on_track": "On track", "under": "Under-pacing", "over": "Over-pacing"}
+WORKFLOW_LABELS = dict(CampaignStatus.choices)
 
-def programs(request: HttpRequest) -> HttpResponse:
-    org = request.org  # type: ignore[attr-defined]
-    today = timezone.localdate()
+
+# A draft or a proposal awaiting approval spends nothing yet: calling it "under-pacing" alarmed people.
+NOT_LIVE = {CampaignStatus.DRAFT, CampaignStatus.PENDING_APPROVAL}
+
+
+def _labelled(row: dict[str, Any]) -> dict[str, Any]:
+    """A pacing row (campaign or line item) with the words the page shows beside its codes."""
+    workflow = row.get("workflow_status", "")
+    live = workflow not in NOT_LIVE
+    return {
+        **row,
+        "live": live,
+        "pacing_label": PACING_LABELS.get(row.get("status", ""), row.get("status", "")) if live else "Not live yet",
+        "workflow_label": WORKFLOW_LABELS.get(workflow, workflow),
+    }
+
+
+def _program_rows(today: dt.date) -> list[dict[str, Any]]:
     rows = []
     for program in Program.objects.order_by("-start_date", "name"):
+        pacing = program_pacing(program, today)
+        campaigns = [
+            {**_labelled(c), "line_items": [_labelled(li) for li in c["line_items"]]} for c in pacing["campaigns"]
+        ]
         rows.append(
             {
                 "program": program,
-                "pacing": program_pacing(program, today),
+                "pacing": {**pacing, "program": _labelled(pacing["program"]), "campaigns": campaigns},
                 "salesforce_url": salesforce_opportunity_url(program.salesforce_opportunity_id),
             }
         )
+    return rows
+
+
+def programs(request: HttpRequest, *, draft: dict[str, str] | None = None, status: int = 200) -> HttpResponse:
+    """The programs page; `draft` is a rejected proposal shown again as typed (with `status` 400)."""
+    org = request.org  # type: ignore[attr-defined]
+    today = timezone.localdate()
     context = {
-        "rows": rows,
+        "rows": _program_rows(today),
         "today": today,
         "account_url": salesforce_account_url(getattr(org, "salesforce_account_id", "") or ""),
         "drafts": Campaign.objects.filter(status__in=[CampaignStatus.DRAFT, CampaignStatus.PENDING_APPROVAL]),
         "all_programs": Program.objects.order_by("name"),
+        "draft": draft or {},
     }
-    return render(request, "campaigns/programs.html", context)
+    return render(request, "campaigns/programs.html", context, status=status)
 
 
 def _day(value: str) -> dt.date | None:
@@ -60,16 +92,27 @@ def create_draft(request: HttpRequest) -> HttpResponse:
     )
     try:
         campaign_save(campaign=campaign, actor=request.user)  # type: ignore[arg-type]
-        messages.success(request, f"Draft {campaign.name!r} saved. Submit it when it is ready for approval.")
     except CampaignServiceError as exc:
-        messages.error(request, f"Not saved ({exc.code}): {exc}")
-    except Exception as exc:  # model validation (empty name, duplicate name)
-        from django.core.exceptions import ValidationError
+        error, code = str(exc), exc.code
+    except ValidationError as exc:  # model validation (empty name, duplicate name)
+        error, code = "; ".join(exc.messages), "invalid"
+    else:
+        messages.success(request, f"Draft {campaign.name!r} saved. Submit it when it is ready for approval.")
+        return redirect("campaign-programs")
+    # Shown again with what was typed (a redirect would lose it) and the error beside the form.
+    typed = {key: request.POST.get(key, "") for key in ("program", "name", "budget", "start", "end")}
+    return programs(
+        request, draft={**typed, "error": error, "code": code, "field": _draft_field(error, code)}, status=400
+    )
 
-        if not isinstance(exc, ValidationError):
-            raise
-        messages.error(request, "Not saved: " + "; ".join(exc.messages))
-    return redirect("campaign-programs")
+
+def _draft_field(error: str, code: str) -> str:
+    """The proposal control an error is about (marked aria-invalid): budget rules, dates, else the name."""
+    text = f"{code} {error}".lower()
+    for field, words in (("budget", ("budget",)), ("start", ("flight", "start")), ("end", ("end",))):
+        if any(word in text for word in words):
+            return field
+    return "name" if "name" in text else ""
 
 
 @require_POST

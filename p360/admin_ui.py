@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Count, Q
 from django.http import HttpRequest
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import timezone
 
@@ -27,6 +28,11 @@ def environment_badge(request: HttpRequest) -> list[str]:
     if settings.IS_PROD:
         return ["Production", "danger"]
     return ["Test" if settings.TESTING else "Development", "warning"]
+
+
+def admin_styles(request: HttpRequest) -> str:
+    """Unfold's STYLES entry: our admin stylesheet through the static storage (hashed name in prod)."""
+    return static("p360/admin.css")
 
 
 def switch_org_path(path: str, target_slug: str) -> str:

@@ -409,6 +409,7 @@ _UNFOLD_COMMON = {
     "SHOW_VIEW_ON_SITE": True,
     "ENVIRONMENT": "p360.admin_ui.environment_badge",
     "SITE_DROPDOWN": "p360.admin_ui.org_switcher_items",
+    "STYLES": ["p360.admin_ui.admin_styles"],  # static/p360/admin.css: layout fixes on top of Unfold
     "COLORS": {
         "primary": {
             "50": "oklch(97.7% .014 246)",

@@ -75,16 +75,57 @@ def _form_data(post: Any) -> dict[str, Any]:
     return data
 
 
+# The editor's control for each field a SegmentError names (the first match wins): the control gets
+# aria-invalid and points at the error, so a keyboard or screen-reader user lands on what to fix.
+_ERROR_CONTROLS = (
+    ("rule.event_type", "event_type"),
+    ("rule.attribute", "attribute"),
+    ("rule.operator", "operator"),
+    ("rule.value", "value"),
+    ("rule.window_minutes", "window_minutes"),
+    ("rule.property", "property"),
+    ("expression", "expression"),
+    ("name", "name"),
+    ("description", "description"),
+)
+
+
+def _error_control(field: str) -> str:
+    for prefix, control in _ERROR_CONTROLS:
+        if field == prefix or field.startswith(prefix + "."):
+            return control
+    return ""
+
+
+def _posted_values(post: Any) -> dict[str, Any]:
+    """What the person typed, as typed: a rejected form is shown again with nothing lost (the parsed
+    values are not enough: a bad JSON expression has none, and a rule keeps only the chosen type's fields)."""
+    return {
+        "name": post.get("name", ""),
+        "description": post.get("description", ""),
+        "type": post.get("type", "independent"),
+        "rule": {
+            key: post.get(key, "")
+            for key in ("event_type", "attribute", "property", "operator", "value", "window_minutes")
+        },
+    }
+
+
 def segment_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     segment = get_object_or_404(Segment, pk=pk) if pk else None
     error = ""
+    error_control = ""
     values: dict[str, Any] = {}
+    expression_text = ""
     if segment is not None:
         values = {"name": segment.name, "description": segment.description, **definition_of(segment)}
+        if values.get("expression") is not None:
+            expression_text = json.dumps(values["expression"])
     if request.method == "POST":
+        values = _posted_values(request.POST)
+        expression_text = request.POST.get("expression", "")
         try:
             data = _form_data(request.POST)
-            values = data
             if segment is None:
                 segment = services.segment_create(data=data, actor=request.user)
             else:
@@ -94,11 +135,13 @@ def segment_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             return redirect(f"{_base(request)}{segment.pk}/")
         except SegmentError as exc:
             error = str(exc)
+            error_control = _error_control(exc.field)
     context = {
         "segment": segment,
         "values": values,
-        "values_json": json.dumps(values, default=str),
+        "expression_text": expression_text,
         "error": error,
+        "error_control": error_control,
         "base": _base(request),
         "api": f"/o/{request.org.slug}/api/v1/",  # type: ignore[attr-defined]
         "event_types": sorted(allowed_event_types()),

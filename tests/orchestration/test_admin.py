@@ -234,3 +234,11 @@ def test_global_admin_links_organisations_to_their_salesforce_account(
     org_update(org=Organization.objects.get(pk=acme.pk), actor=None, salesforce_account_id="")
     again = client.get(f"/admin/tenants/organization/{acme.pk}/change/").content.decode()
     assert "lightning/r/Account/001ACME" not in again
+
+
+def test_both_admins_load_the_p360_admin_stylesheet(acme, manager, login):
+    """static/p360/admin.css (layout fixes on top of Unfold) is linked from the global and the org admin."""
+    client = login(manager)
+    for url in ("/admin/", f"/o/{acme.slug}/admin/", f"/o/{acme.slug}/admin/campaigns/campaign/add/"):
+        page = client.get(url)
+        assert page.status_code == 200 and b'href="/static/p360/admin.css"' in page.content, url

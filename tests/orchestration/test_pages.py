@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django_tenants.utils import schema_context
 
@@ -35,3 +37,50 @@ def test_marketer_sees_programs_creates_a_draft_and_submits_it(acme, acme_market
 def test_other_org_marketer_gets_404(acme, globex_marketer, login):
     tree(acme)
     assert login(globex_marketer).get(f"/o/{acme.slug}/programs/").status_code == 404
+
+
+def test_programs_page_shows_money_and_pacing_as_words(acme, acme_marketer, login):
+    """Session 12 UX review: the page showed `1258400.00`, `on_track` and `active` (API codes and raw decimals)."""
+    tree(acme, program_budget="1250000.00", campaign_budget="600000.00", items=("200000.00", "300000.00"))
+    body = login(acme_marketer).get(f"/o/{acme.slug}/programs/").content.decode()
+    assert "$1,250,000.00" in body and "$600,000.00" in body and "1250000.00" not in body
+    assert ">Active<" in body and ">active<" not in body
+    labels = {"On track", "Under-pacing", "Over-pacing"}
+    assert any(f">{label}</span>" in body for label in labels)
+    assert "on_track<" not in body and ">under<" not in body and ">over<" not in body
+
+
+def test_a_rejected_proposal_keeps_what_was_typed_and_marks_the_field(acme, acme_marketer, login):
+    ids = tree(acme)
+    client = login(acme_marketer)
+    typed = {"program": ids["program"], "name": "Too big", "budget": "400.01", "start": "2026-11-02", "end": ""}
+    response = client.post(f"/o/{acme.slug}/programs/drafts/", typed)
+    body = response.content.decode()
+    assert response.status_code == 400
+    assert 'role="alert" id="draft-error" data-error-code="budget_exceeded"' in body
+    assert 'value="Too big"' in body and 'value="2026-11-02"' in body
+    budget = re.search(r'<input id="draft-budget"[^>]*>', body)
+    assert budget and 'value="400.01"' in budget.group(0) and 'aria-invalid="true"' in budget.group(0)
+    assert f'<option value="{ids["program"]}" selected>' in body
+    bad = client.post(f"/o/{acme.slug}/programs/drafts/", {**typed, "budget": "abc"})
+    assert bad.status_code == 400 and "not a number" in bad.content.decode() and 'value="abc"' in bad.content.decode()
+    with schema_context(acme.schema_name):
+        assert not Campaign.objects.filter(name="Too big").exists()
+
+
+def test_a_draft_is_not_called_under_pacing(acme, acme_marketer, login):
+    ids = tree(acme)
+    client = login(acme_marketer)
+    client.post(f"/o/{acme.slug}/programs/drafts/", {"program": ids["program"], "name": "Idea", "budget": "100.00"})
+    body = client.get(f"/o/{acme.slug}/programs/").content.decode()
+    row = re.search(r"<tr><th scope=\"row\">Idea</th>.*?</tr>", body, re.S)
+    assert row and "Not live yet" in row.group(0)
+    assert not any(label in row.group(0) for label in ("Under-pacing", "Over-pacing", "On track")), row.group(0)
+
+
+def test_one_org_users_get_a_link_not_a_one_entry_menu(acme, acme_marketer, manager, login):
+    marketer = login(acme_marketer)
+    for url in ("/profile/", f"/o/{acme.slug}/programs/"):
+        body = marketer.get(url).content.decode()
+        assert f'class="org-home-link" href="/o/{acme.slug}/"' in body and "org-switcher" not in body, url
+        assert "choose…" not in body and "/static/p360/menus.js" in body

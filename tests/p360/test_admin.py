@@ -190,3 +190,14 @@ def test_global_dashboard_cards_fill_their_rows(login, super_admin):
     kpis = response.context["kpis"]
     assert len(kpis) % _columns_at_1440(response.context["kpi_grid"]) != 1
     assert response.context["kpi_grid"] in response.content.decode()
+
+
+def test_org_admin_audience_list_shows_record_counts_with_separators(login, manager, acme):
+    from django_tenants.utils import schema_context
+
+    from tests.factories import AudienceFactory
+
+    with schema_context(acme.schema_name):
+        AudienceFactory(name="Big list", record_count=1234567)
+    page = login(manager).get("/o/acme/admin/audiences/audience/?q=Big+list").content.decode()
+    assert "1,234,567" in page and "1234567<" not in page

@@ -234,3 +234,17 @@ def test_home_tells_same_named_campaigns_apart_by_source(acme, acme_marketer, lo
     home = login(acme_marketer).get(f"/o/{acme.slug}/").content.decode()
     assert home.count(">Q4 push</a>") == 2
     assert home.count('title="Media source">Surfside</span>') == 1
+
+
+def test_an_empty_manual_campaign_says_why_it_has_no_figures(acme, acme_marketer, login):
+    """It read "the campaign's data comes from Manual." (the source label dropped into a sentence)."""
+    from campaigns.models import Campaign, MediaSource
+
+    with schema_context(acme.schema_name):
+        manual = Campaign.objects.create(name="Typed in", source=MediaSource.MANUAL)
+        ingested = Campaign.objects.create(name="From Surfside", source=MediaSource.SURFSIDE)
+    client = login(acme_marketer)
+    body = client.get(f"/o/{acme.slug}/reports/campaigns/{manual.pk}/").content.decode()
+    assert "No metrics for this campaign" in body and "entered by hand" in body and "comes from Manual" not in body
+    other = client.get(f"/o/{acme.slug}/reports/campaigns/{ingested.pk}/").content.decode()
+    assert "comes from Surfside" in other and "entered by hand" not in other
