@@ -258,3 +258,11 @@ def test_an_event_batch_with_one_nan_is_refused_whole(api: Client) -> None:
     assert error["code"] == "invalid_json" and "NaN" in error["message"] and error["trace_id"]
     response = api.post(f"{A}/events", json.dumps({"events": events}), content_type="application/json")
     assert response.status_code == 202 and response.json()["accepted"] == 3, response.content  # none was stored
+
+
+def test_a_nul_query_on_another_orgs_prefix_confirms_nothing(api: Client) -> None:
+    # Refused before routing (RefuseNulMiddleware): globex's prefix answers exactly as a prefix of no org does.
+    theirs = api.get("/o/globex/api/v1/metrics", {"program": "\x00"})
+    nobody = api.get("/o/no-such-org/api/v1/metrics", {"program": "\x00"})
+    assert (theirs.status_code, theirs.json()) == (nobody.status_code, nobody.json())
+    assert theirs.status_code == 400 and theirs.json()["error"]["code"] == "nul_character"
