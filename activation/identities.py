@@ -16,7 +16,7 @@ from django.utils import timezone
 from activation.models import MatchStats
 from activation.sources import audience_records_sql, org_records_sql, schema
 from activation.uid2 import Item, Outcome, Uid2Settings, map_all
-from audiences.models import Audience
+from audiences.models import Audience, AudienceKind
 from p360.core.jobs.models import Job, JobStatus
 from p360.core.jobs.services import job_start
 from p360.core.tenancy import current_org
@@ -186,11 +186,17 @@ def map_identities(
             "seconds": timings}  # fmt: skip
 
 
+def _members_at(audience: Audience) -> dt.datetime | None:
+    """When a built audience's members were last replaced (None for other kinds: their version says it)."""
+    return audience.materialized_at if audience.kind == AudienceKind.BUILT else None
+
+
 def _stored_is_current(stored: Any, audience: Audience, current_revision: int) -> bool:
     """Whether stored figures stand for the audience's records and identities as they are now (and are young)."""
     return bool(
         stored is not None
         and stored.version_id == audience.current_version_id
+        and stored.members_at == _members_at(audience)
         and stored.revision == current_revision
         and timezone.now() - stored.computed_at < MATCH_STATS_MAX_AGE
     )
@@ -213,10 +219,22 @@ def refresh_match_stats(audience: Audience) -> dict[str, Any]:
     before the count (a change during the count leaves them marked stale, never wrongly current)."""
     current = revision()
     version_id = audience.current_version_id
+    # read again, not taken from `audience` (loaded earlier): a refresh committed since then is counted below
+    members_at = (
+        Audience.objects.filter(pk=audience.pk).values_list("materialized_at", flat=True).first()
+        if audience.kind == AudienceKind.BUILT
+        else None
+    )
     stats = compute_match_stats(audience)
     MatchStats.objects.update_or_create(
         audience=audience,
-        defaults={"version_id": version_id, "revision": current, "stats": stats, "computed_at": timezone.now()},
+        defaults={
+            "version_id": version_id,
+            "members_at": members_at,
+            "revision": current,
+            "stats": stats,
+            "computed_at": timezone.now(),
+        },
     )
     return stats
 

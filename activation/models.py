@@ -68,6 +68,9 @@ class MatchStats(models.Model):
     revision = models.BigIntegerField()
     stats = models.JSONField()
     computed_at = models.DateTimeField()
+    # A built audience's members have no version: the `materialized_at` they were counted for (read before the
+    # count) tells whether a refresh replaced them since (session 12; they used to look current for up to an hour).
+    members_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "UID2 match statistics"

@@ -90,9 +90,22 @@ registry.register_demo_loader(key="activation", order=650, load=_activation_demo
 
 
 def _records_changed(audience_id: int) -> None:
-    """An audience's records changed: recount its stored match figures in a job (after the commit), so the next view
-    of its page reads them instead of counting. An audience never viewed has none and is counted on first view."""
+    """An audience's records changed: count its match figures in a job (after the commit), so the next view of its
+    page reads them instead of showing "counting…".
+
+    Always after an import or a restore (session 12: a new audience's first view showed "counting…"; the count is
+    seconds at 10M records, beside an import that takes far longer), and after a built audience's first members
+    (saved in the builder, then opened). A later refresh of a built audience recounts only figures someone looked at:
+    the daily schedule refreshes every built audience, and one nobody opens is counted on its first view."""
+    from audiences.models import Audience, AudienceCount, AudienceKind
+
     if MatchStats.objects.filter(audience_id=audience_id).exists():
+        request_match_refresh(audience_id)
+        return
+    kind = Audience.objects.filter(pk=audience_id).values_list("kind", flat=True).first()
+    if kind == AudienceKind.IMPORTED or (
+        kind == AudienceKind.BUILT and AudienceCount.objects.filter(audience_id=audience_id).count() <= 1
+    ):
         request_match_refresh(audience_id)
 
 

@@ -29,6 +29,7 @@ from audiences.models import (
 )
 from audiences.preview import parse_tree
 from bombora.store import current_week
+from p360.core import registry
 from p360.core.audit.services import record
 from p360.core.jobs.dispatch import org_task
 from tenants.selectors import current_org
@@ -93,6 +94,8 @@ def materialize(*, audience: Audience, node: Node, reason: str) -> int:
         audience.status = AudienceStatus.READY
         audience.save(update_fields=["record_count", "materialized_at", "refresh_error", "status", "updated_at"])
         AudienceCount.objects.create(audience=audience, count=count, reason=reason)
+        # new members: their stored UID2 match figures are stale (activation queues the recount after the commit)
+        registry.call_hooks("audience_records_changed", audience_id=audience.pk)
     return count
 
 

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from campaigns.api.orchestration import CampaignCreateMixin, ListFilters, list_filters
-from campaigns.models import Campaign, MediaSource
+from campaigns.models import Campaign, MediaSource, Program
 from campaigns.selectors import GROUPS, metrics_report
 
 MAX_METRICS_DAYS = 1100
@@ -61,11 +61,21 @@ class CampaignDetail(generics.RetrieveAPIView):
 
 
 def _ids(value: str, name: str) -> list[int]:
-    """Comma-separated whole numbers (ids), each a PostgreSQL bigint."""
+    """Comma-separated whole numbers (ids), each a PostgreSQL bigint, each once (in the order given)."""
     parts = [v.strip() for v in value.split(",") if v.strip()]
     if not parts or not all(p.isascii() and p.isdigit() and 0 < int(p) < 2**63 for p in parts):
         raise serializers.ValidationError(f"{name} takes ids (whole numbers, comma-separated)")
-    return [int(p) for p in parts]
+    return list(dict.fromkeys(int(p) for p in parts))
+
+
+class CommaListField(serializers.CharField):
+    """A comma-separated list that may also be given by repeating the parameter (`program=1&program=2` is
+    `program=1,2`): a repeated parameter used to keep its last value only, silently dropping the others."""
+
+    def get_value(self, dictionary: Any) -> Any:
+        if hasattr(dictionary, "getlist") and len(values := dictionary.getlist(self.field_name)) > 1:
+            return ",".join(values)
+        return super().get_value(dictionary)
 
 
 class MetricsQuery(serializers.Serializer):
@@ -76,10 +86,11 @@ class MetricsQuery(serializers.Serializer):
         default="date",
         help_text="date | program | campaign | strategy | placement | creative | source (comma-separated for several)",
     )
-    source = serializers.CharField(required=False, help_text="only these sources (comma-separated)")  # type: ignore[assignment]
-    campaign_id = serializers.CharField(required=False, help_text="only these campaign ids (comma-separated)")
-    program = serializers.IntegerField(
-        required=False, min_value=1, max_value=2**63 - 1, help_text="only the campaigns of this program (its id)"
+    source = CommaListField(required=False, help_text="only these sources (comma-separated or repeated)")  # type: ignore[assignment]
+    campaign_id = CommaListField(required=False, help_text="only these campaign ids (comma-separated or repeated)")
+    program = CommaListField(
+        required=False,
+        help_text="only the campaigns of these programs: ids, comma-separated or repeated (an unknown id is a 400)",
     )
 
     def validate_group_by(self, value: str) -> list[str]:
@@ -98,6 +109,18 @@ class MetricsQuery(serializers.Serializer):
 
     def validate_campaign_id(self, value: str) -> list[int]:
         return _ids(value, "campaign_id")
+
+    def validate_program(self, value: str) -> list[int]:
+        """Each id must be a program of this organisation (its schema): another org's id, or no program's, is
+        refused by name rather than answered with empty rows that look like a program without metrics."""
+        ids = _ids(value, "program")
+        known = set(Program.objects.filter(pk__in=ids).values_list("pk", flat=True))
+        unknown = [pk for pk in ids if pk not in known]
+        if unknown:
+            listed = ", ".join(str(pk) for pk in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+            noun = "program" if len(unknown) == 1 else "programs"
+            raise serializers.ValidationError(f"unknown {noun} {listed} (not a program of this organisation)")
+        return ids
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs["end"] < attrs["start"]:
@@ -125,6 +148,6 @@ class Metrics(APIView):
             data["group_by"],
             sources=data.get("source"),
             campaign_ids=data.get("campaign_id"),
-            program_ids=[data["program"]] if data.get("program") else None,
+            program_ids=data.get("program"),
         )
         return Response(report)

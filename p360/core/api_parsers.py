@@ -5,14 +5,18 @@
 - a body larger than DATA_UPLOAD_MAX_MEMORY_SIZE: 413;
 - text containing NUL (`\\u0000`), which PostgreSQL text columns cannot store: 400;
 - text containing a lone surrogate (`"\\ud800"`: JSON can spell it, UTF-8 cannot encode it, so saving or
-  echoing it raised UnicodeEncodeError: a 500 found by session 11's junk sweep): 400.
-Each is the JSON error body (p360.core.api_errors) with code `invalid_json`, `payload_too_large`, `nul_character`
-or `invalid_text`.
+  echoing it raised UnicodeEncodeError: a 500 found by session 11's junk sweep): 400;
+- `NaN`, `Infinity`, `-Infinity` and numbers beyond a double's range (`1e309`): not JSON (RFC 8259 has no
+  non-finite numbers), though Python's decoder reads them as float('nan')/float('inf'): 400 for the whole body
+  (session 12; every field validated them, but a body that is not strict JSON is not half-read).
+Each is the JSON error body (p360.core.api_errors) with code `parse_error` (the segments API words it
+`invalid_json`), `payload_too_large`, `nul_character` or `invalid_text`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from itertools import accumulate
@@ -79,20 +83,40 @@ def json_depth(raw: bytes) -> int:
     return max(accumulate(1 if byte in b"[{" else -1 for byte in brackets))  # deep or unbalanced: exact count
 
 
-def loads(raw: bytes) -> tuple[Any, bool]:
+class NonFiniteNumber(ValueError):
+    """A number JSON cannot hold: `NaN`, `Infinity`, `-Infinity`, or a literal beyond a double's range."""
+
+
+def _refuse_constant(name: str) -> float:
+    raise NonFiniteNumber(f"{name} is not a JSON number (numbers must be finite)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # float() never gives NaN from a JSON number literal; only overflow is left
+        shown = text if len(text) <= 40 else f"{text[:37]}..."
+        raise NonFiniteNumber(f"the number {shown} is out of range (numbers must be finite, at most ~1.8e308)")
+    return value
+
+
+def loads(raw: bytes, *, finite: bool = False) -> tuple[Any, bool]:
     """Decode JSON; returns (data, strict) where strict says orjson decoded it.
 
     orjson refuses what the standard library lets through (NaN, 1e400 as infinity, lone surrogates) and
     reads integers beyond 64 bits as floats; every such body is decoded by the standard library instead, so
     the result is always the standard library's. `strict` tells callers the data holds no NaN/infinity, no
-    lone surrogate and no integer beyond 64 bits.
+    lone surrogate and no integer beyond 64 bits. `finite` makes the standard library refuse NaN and infinity
+    too (NonFiniteNumber, a ValueError), as orjson does: what the API's parser asks for.
     """
     if orjson is not None and not has_long_integer(raw):
         try:
             return orjson.loads(raw), True
         except orjson.JSONDecodeError:
             pass  # the standard library decides (and words the error)
-    return json.loads(raw.decode(settings.DEFAULT_CHARSET) if raw else "null"), False
+    text = raw.decode(settings.DEFAULT_CHARSET) if raw else "null"
+    if finite:  # the hooks run per float literal / per constant, only on this (rare) fallback path
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float), False
+    return json.loads(text), False
 
 
 def may_hold_nul(raw: bytes) -> bool:
@@ -164,7 +188,7 @@ class SafeJSONParser(JSONParser):
         if depth > MAX_JSON_DEPTH:
             raise exceptions.ParseError(f"JSON nested too deep ({depth:,} levels; at most {MAX_JSON_DEPTH})")
         try:
-            data, strict = loads(raw)
+            data, strict = loads(raw, finite=True)
         except (ValueError, RecursionError) as exc:
             raise exceptions.ParseError(f"JSON parse error - {exc}") from exc
         if isinstance(parser_context, dict):  # DRF's request keeps this dict: views may read it

@@ -266,8 +266,9 @@ def audience_usage_providers() -> list[AudienceUsageProvider]:
 #                     metrics of those days in the current org schema (reporting rewrites its rollup).
 #   "campaign_deleted": campaign_id=; campaigns.services.campaign_delete, inside its transaction, after the delete
 #                     (reporting drops the campaign's rollup rows).
-#   "audience_records_changed": audience_id=; audiences (an import's new current version, a version restore), inside
-#                     its transaction (activation queues the recount of the audience's stored UID2 match figures).
+#   "audience_records_changed": audience_id=; audiences (an import's new current version, a version restore, a built
+#                     audience's new members), inside its transaction (activation queues the count of the audience's
+#                     UID2 match figures).
 _hooks: dict[str, dict[str, Callable[..., None]]] = {}
 
 

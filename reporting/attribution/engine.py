@@ -110,35 +110,41 @@ def _rows(
     return rows
 
 
+def _read_and_build(params: Params, timings: Timings) -> paths.Paths:
+    """The paths of every slice of users and the cost, all read from one snapshot (paths.one_snapshot)."""
+    start, end, lookback = params.start, params.end, params.lookback_days
+    with paths.one_snapshot():
+        began = time.perf_counter()
+        cost = paths.read_cost(start=start, end=end, lookback_days=lookback, group_by=params.group_by)
+        slices = paths.read_slices(start=start, end=end, lookback_days=lookback)
+        timings.read_s = time.perf_counter() - began
+        # One slice of users at a time: its events are read, walked and dropped before the next slice is read, so
+        # only one slice's events are alive at once (issue 17's memory goal). Conversion numbers continue across
+        # slices.
+        built_slices: list[paths.Paths] = []
+        last = 0
+        for index in range(slices):
+            began = time.perf_counter()
+            # One holder, emptied by `build`: the events' only reference is build's, which frees them slice by slice.
+            events = [
+                paths.read_events(
+                    start=start, end=end, lookback_days=lookback, group_by=params.group_by, part=(index, slices)
+                )
+            ]
+            timings.read_s += time.perf_counter() - began
+            began = time.perf_counter()
+            built_slices.append(
+                paths.build(events.pop(), start=start, end=end, lookback_days=lookback, cost=cost, offset=last)
+            )
+            last = built_slices[-1].last
+            timings.paths_s += time.perf_counter() - began
+    return paths.merge(built_slices)
+
+
 def compute(params: Params, timings: Timings | None = None) -> dict[str, Any]:
     """Every model in `params.models` over the current schema's REDS events (no cache)."""
     timings = timings or Timings()
-    start, end, lookback = params.start, params.end, params.lookback_days
-    began = time.perf_counter()
-    cost = paths.read_cost(start=start, end=end, lookback_days=lookback, group_by=params.group_by)
-    slices = paths.read_slices(start=start, end=end, lookback_days=lookback)
-    timings.read_s = time.perf_counter() - began
-    # One slice of users at a time: its events are read, walked and dropped before the next slice is read, so only
-    # one slice's events are alive at once (issue 17's memory goal). Conversion numbers continue across slices.
-    built_slices: list[paths.Paths] = []
-    last = 0
-    for index in range(slices):
-        began = time.perf_counter()
-        # One holder, emptied by `build`: the events' only reference is build's, which frees them slice by slice.
-        events = [
-            paths.read_events(
-                start=start, end=end, lookback_days=lookback, group_by=params.group_by, part=(index, slices)
-            )
-        ]
-        timings.read_s += time.perf_counter() - began
-        began = time.perf_counter()
-        built_slices.append(
-            paths.build(events.pop(), start=start, end=end, lookback_days=lookback, cost=cost, offset=last)
-        )
-        last = built_slices[-1].last
-        timings.paths_s += time.perf_counter() - began
-    built = paths.merge(built_slices)
-    del built_slices
+    built = _read_and_build(params, timings)
 
     credits: dict[str, pl.DataFrame] = {}
     for model in params.models:

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 import psycopg
-from django.db import connection
+from django.db import connection, transaction
 
 EVENTS = "ingestion_store_redsevent"
 GROUP_COLUMNS = {
@@ -100,6 +102,26 @@ def _day_sizes(cursor: Any, first: dt.date, last: dt.date) -> list[tuple[dt.date
         [first, last],
     )
     return [(day, int(size)) for day, size in cursor.fetchall()]
+
+
+@contextmanager
+def one_snapshot() -> Iterator[None]:
+    """The reads of one run in one REPEATABLE READ, READ ONLY transaction: every read sees the same events.
+
+    The cost and each slice of users are separate queries; under READ COMMITTED each took its own snapshot, so
+    events committed during a run could be in a later slice's users and not in an earlier one's, nor in the cost
+    (session 12). One snapshot costs nothing to take; the transaction stays open for the reads and path builds
+    (seconds at 10M events), read only. Inside a caller's transaction (a test's, an outer atomic block) that
+    transaction decides: its isolation cannot change after its first query.
+    """
+    if connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            # SET search_path (django-tenants, on the cursor's first use) takes no snapshot: this is still in time.
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
 
 
 def read_slices(*, start: dt.date, end: dt.date, lookback_days: int) -> int:

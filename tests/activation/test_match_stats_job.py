@@ -80,9 +80,10 @@ def test_a_records_change_queues_the_recount_of_stored_figures(
         audience = make_imported("Restored", [person(i) for i in range(3)])
         first = audience.current_version
         assert first is not None
-        with django_capture_on_commit_callbacks(execute=False):  # never viewed: no figures, nothing to recount
+        with django_capture_on_commit_callbacks(execute=False):  # never viewed: counted now all the same (session 12)
             version_restore(version=first, actor=None)
-        assert _queued(acme) == []
+        [job] = _queued(acme)
+        Job.objects.filter(pk=job.pk).delete()
         audience = make_imported("Restored", [person(i) for i in range(7)])
         assert refresh_match_stats(audience)["records"] == 7
         with django_capture_on_commit_callbacks(execute=False):
@@ -117,3 +118,77 @@ def test_another_org_never_sees_the_figures(
     assert api["uid2"]["records"] == 2
     with schema_context(acme.schema_name):
         assert MatchStats.objects.get(audience_id=mine.pk).stats["records"] == 4
+
+
+# --- session 12: figures ready at first view; a built audience's refresh recounts its figures ---
+
+
+def test_an_import_counts_the_figures_so_the_first_view_shows_them(
+    login: Any, super_admin: Any, acme: Any, tmp_path: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    path = tmp_path / "fresh.csv"
+    path.write_text("Email\n" + "".join(f"fresh{i}@example.com\n" for i in range(6)))
+    out = io.StringIO()
+    with django_capture_on_commit_callbacks(execute=True):  # the import commits: its queued jobs run (sync queue)
+        call_command("import_audience", "--org", "acme", str(path), "--name", "Fresh", "--json", stdout=out)
+    audience_id = json.loads(out.getvalue())["audience_id"]
+    html, sql = _view(login(super_admin), "acme", audience_id, django_capture_on_commit_callbacks)
+    assert not any(COUNT_SQL in q for q in sql)
+    assert "counting…" not in html and "0 of 6 records mapped" in html and "refreshing" not in html
+
+
+def _built(tree_value: str) -> Any:
+    from audiences.saved import built_audience_create
+
+    tree = {"field": "last_name", "operator": "starts_with", "value": tree_value}
+    return built_audience_create(name=f"Built {tree_value}", tree=tree, actor=None)
+
+
+def test_a_built_audience_is_counted_when_saved_and_recounted_when_refreshed(
+    login: Any, super_admin: Any, acme: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from audiences.saved import built_audience_refresh
+
+    client = login(super_admin)
+    with schema_context(acme.schema_name):
+        make_imported("Universe", [person(i) for i in range(4)])
+        with django_capture_on_commit_callbacks(execute=False):
+            built = _built("Last")
+    [job] = _queued(acme)  # saved in the builder: counted before anyone opens it
+    assert job.params == {"audience_id": built.pk} and run_job(job.pk) == "succeeded"
+    html, sql = _view(client, "acme", built.pk, django_capture_on_commit_callbacks)
+    assert not any(COUNT_SQL in q for q in sql) and "0 of 4 records mapped" in html and "refreshing" not in html
+    assert _queued(acme) == []
+
+    # the universe grows and the audience is refreshed: its figures are stale at once (not for up to an hour)
+    with schema_context(acme.schema_name):
+        make_imported("Universe 2", [person(i) for i in range(10, 13)])
+        with django_capture_on_commit_callbacks(execute=False):
+            assert built_audience_refresh(audience=built, actor=None) == 7
+    [job] = _queued(acme)
+    assert job.params == {"audience_id": built.pk}
+    html, _ = _view(client, "acme", built.pk, django_capture_on_commit_callbacks)
+    assert "0 of 4 records mapped" in html and "refreshing: counted" in html  # the last figures, marked
+    assert run_job(job.pk) == "succeeded"
+    html, _ = _view(client, "acme", built.pk, django_capture_on_commit_callbacks)
+    assert "0 of 7 records mapped" in html and "refreshing" not in html
+
+
+def test_a_refresh_of_a_built_audience_nobody_opened_counts_nothing(
+    acme: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from audiences.saved import built_audience_refresh
+
+    with schema_context(acme.schema_name):
+        make_imported("Universe", [person(i) for i in range(3)])
+        with django_capture_on_commit_callbacks(execute=False):
+            built = _built("Last")
+        Job.objects.filter(kind=MATCH_JOB).delete()  # the count queued on save (above), never run
+        with django_capture_on_commit_callbacks(execute=False):
+            built_audience_refresh(audience=built, actor=None)  # the daily schedule: no figures, no count
+    assert _queued(acme) == []

@@ -46,10 +46,12 @@ def conv(at: float, user: str = "u1", value: float | None = 100.0, key: str = "c
     return Ev(at, "conversion", key, user, value=value, **kw)
 
 
-def insert_events(org: Any, events: list[Ev]) -> None:
-    """Insert in list order (the event id, the tie-breaker for equal timestamps, follows it)."""
+def insert_events(org: Any, events: list[Ev], *, partitions: bool = True) -> None:
+    """Insert in list order (the event id, the tie-breaker for equal timestamps, follows it). `partitions=False`
+    when the day partitions exist (creating one locks the events table, which a reader may hold)."""
     with schema_context(org.schema_name):
-        _ensure_partitions(sorted({e.ts.date() for e in events}))
+        if partitions:
+            _ensure_partitions(sorted({e.ts.date() for e in events}))
         rows = [
             (
                 e.ts.date(),

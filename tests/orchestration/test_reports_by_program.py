@@ -239,13 +239,54 @@ def test_another_orgs_program_id_gives_none_of_its_data(
     # globex's own schema: the id is globex's program (or none), never acme's North with its campaigns
     page = other.get("/o/globex/reports/", {**REPORT_RANGE, "program": north}).content.decode()
     assert "North IO" not in page and "Retarget" not in page
-    body = other.get("/o/globex/api/v1/metrics", {"start": "2026-11-16", "end": "2026-11-22", "program": north})
-    assert body.status_code == 200 and body.json()["rows"] == [] and body.json()["totals"]["impressions"] == 0
+    # the metrics API names an id of no program of globex (session 12; it answered empty rows): globex has one
+    # program, so at least one of acme's two ids is none of globex's
+    both = f"{north},{program_metrics['evil']}"
+    body = other.get("/o/globex/api/v1/metrics", {"start": "2026-11-16", "end": "2026-11-22", "program": both})
+    assert body.status_code == 400 and "unknown program" in body.json()["error"]["message"], body.content
+    assert "North IO" not in body.content.decode()
     export = other.get("/o/globex/reports/export.csv", {**REPORT_RANGE, "program": north, "table": "campaign"})
     assert "Retarget" not in b"".join(export.streaming_content).decode()
     assert other.get("/o/acme/reports/", {**REPORT_RANGE, "program": north}).status_code == 404
-    # and an acme id that is no program at all: nothing, not everything
+    # and an acme id that is no program at all: a 400 naming it (session 12), not everything
     own = login(acme_marketer).get(
         "/o/acme/api/v1/metrics", {"start": "2026-11-16", "end": "2026-11-22", "program": 987654}
     )
-    assert own.json()["rows"] == []
+    assert own.status_code == 400 and own.json()["error"]["details"]["fields"]["program"] == [
+        "unknown program 987654 (not a program of this organisation)"
+    ]
+
+
+@pytest.mark.parametrize("spelling", ["comma", "repeated"])
+def test_the_metrics_api_takes_several_programs(
+    program_metrics: Any, acme_marketer: Any, login: Any, spelling: str
+) -> None:
+    client = login(acme_marketer)
+    north, evil = program_metrics["north"], program_metrics["evil"]
+    span = "start=2026-11-16&end=2026-11-22&group_by=campaign"
+    query = f"program={north},{evil}" if spelling == "comma" else f"program={north}&program={evil}"
+    body = client.get(f"/o/acme/api/v1/metrics?{span}&{query}").json()
+    assert {r["campaign"] for r in body["rows"]} == {"Brand", "Retarget", "Promo"}  # not "Unassigned"
+    assert body["totals"]["spend"] == "60.00"
+    one = client.get(f"/o/acme/api/v1/metrics?{span}&program={north}").json()
+    assert {r["campaign"] for r in one["rows"]} == {"Brand", "Retarget"} and one["totals"]["spend"] == "40.00"
+    # a repeated id counts once
+    again = client.get(f"/o/acme/api/v1/metrics?{span}&program={north}&program={north},{north}").json()
+    assert again["totals"] == one["totals"]
+
+
+@pytest.mark.parametrize("extra", ["987654", "abc", "", "-1"])
+def test_one_bad_program_among_several_is_a_400_naming_it(
+    program_metrics: Any, acme_marketer: Any, login: Any, extra: str
+) -> None:
+    client = login(acme_marketer)
+    north = program_metrics["north"]
+    span = "start=2026-11-16&end=2026-11-22"
+    for query in (f"program={north},{extra}", f"program={north}&program={extra}"):
+        response = client.get(f"/o/acme/api/v1/metrics?{span}&{query}")
+        if extra == "":  # an empty item is no id: the other id alone
+            assert response.status_code == 200, (query, response.content)
+            continue
+        error = response.json()["error"]
+        assert response.status_code == 400 and set(error["details"]["fields"]) == {"program"}, (query, error)
+        assert (extra in error["message"]) if extra.isdigit() else ("ids" in error["message"]), error

@@ -99,6 +99,13 @@ def _content_type(response: Any) -> str:
     return str(value[0] if isinstance(value, list) and value else value)
 
 
+def _error_code(response: Any) -> str:
+    try:
+        return str(response.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return ""
+
+
 def test_no_operation_answers_a_server_error_per_org(fuzz_schema: tuple[Any, dict[str, str]]) -> None:
     schema, tokens = fuzz_schema
     operations = _operations(schema)
@@ -135,6 +142,11 @@ def test_a_token_never_opens_another_orgs_operations(fuzz_schema: tuple[Any, dic
     leaks: list[str] = []
 
     def refused(case: Any, response: Any) -> None:
+        if response.status_code == 400 and _error_code(response) == "nul_character":
+            # A NUL in the query string is refused before routing, the same answer for every prefix, an org or
+            # none (`RefuseNulMiddleware`): it confirms nothing. Session 12: `program` became a string parameter
+            # (several ids), so the derandomised generator sends one.
+            return
         if response.status_code != 404:
             leaks.append(f"{case.method} {case.formatted_path} -> {response.status_code}")
 

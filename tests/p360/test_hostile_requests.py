@@ -201,3 +201,68 @@ def test_too_many_form_fields_in_an_api_body_is_a_400(api: Client, settings: Any
     body = "&".join(f"f{index}=1" for index in range(1_100))
     response = api.post(f"{A}/programs", body, content_type="application/x-www-form-urlencoded")
     _error_body(response)
+
+
+# --- session 12: NaN, Infinity and 1e309 are not JSON ---
+
+NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e309", "-1e400", "2.5e99999"]
+
+
+@pytest.mark.parametrize(
+    ("path", "template"),
+    [
+        (f"{A}/programs", '{"name": "P", "budget": <<x>>, "start": "2026-01-01", "end": "2026-12-31"}'),
+        (f"{A}/line-items", '{"campaign": 1, "name": "L", "budget": "1", "bid": <<x>>}'),
+        (f"{A}/audiences/preview", '{"tree": {"field": "revenue", "operator": "gt", "value": <<x>>}}'),
+        (f"{A}/audiences", '{"name": "N", "tree": {"field": "revenue", "operator": "gt", "value": 1}, "x": [<<x>>]}'),
+        (f"{A}/segments", '{"name": "S", "type": "independent", "rule": {"event_type": "orders", '
+         '"attribute": "count", "operator": "gt", "value": <<x>>, "window_minutes": 5}}'),
+        (f"{A}/events", '{"events": [{"event_id": "e", "user_id": "u", "event_type": "orders", '
+         '"timestamp": "2026-01-01T00:00:00Z", "attributes": {"value": <<x>>}}]}'),
+        (f"{A}/imports", '{"upload_id": <<x>>, "audience_name": "x"}'),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_non_finite_number_is_a_400_naming_it(api: Client, settings: Any, path: str, template: str, debug: bool):
+    # Python's decoder reads NaN/Infinity as floats and 1e309 as inf; none of them is JSON (RFC 8259).
+    settings.DEBUG = debug
+    api.raise_request_exception = False
+    for literal in NON_FINITE:
+        body = _error_body(api.post(path, template.replace("<<x>>", literal), content_type="application/json"))
+        message = body["error"]["message"]
+        assert "not valid JSON" in message or "JSON parse error" in message, (path, literal, message)
+        assert (literal.lstrip("-")[:6] in message) and "finite" in message, (path, literal, message)
+
+
+def test_a_non_finite_number_beside_a_long_integer_is_still_refused(api: Client) -> None:
+    # A 20-digit integer sends the body to the standard library's decoder (orjson reads it as a float): the
+    # refusal must not depend on which decoder read the body.
+    body = '{"name": "P", "budget": "1", "x": [12345678901234567890123, 1e309]}'
+    assert "1e309" in _error_body(api.post(f"{A}/programs", body, content_type="application/json"))["error"]["message"]
+
+
+def test_large_finite_numbers_and_long_integers_are_still_json(api: Client) -> None:
+    body = '{"tree": {"field": "revenue", "operator": "gt", "value": 1e308}, "x": 12345678901234567890123}'
+    assert api.post(f"{A}/audiences/preview", body, content_type="application/json").status_code == 200
+
+
+def test_an_event_batch_with_one_nan_is_refused_whole(api: Client) -> None:
+    # Not valid JSON: the whole request is a 400 (nothing stored), not one rejected event among accepted ones.
+    events = [
+        {"event_id": f"nan-{index}", "user_id": "u", "event_type": "orders", "timestamp": "2026-12-07T10:00:00Z"}
+        for index in range(3)
+    ]
+    body = json.dumps({"events": [*events[:2], {**events[2], "attributes": {"value": float("nan")}}]})
+    response = api.post(f"{A}/events", body, content_type="application/json")
+    error = _error_body(response)["error"]
+    assert error["code"] == "invalid_json" and "NaN" in error["message"] and error["trace_id"]
+    response = api.post(f"{A}/events", json.dumps({"events": events}), content_type="application/json")
+    assert response.status_code == 202 and response.json()["accepted"] == 3, response.content  # none was stored
+
+
+def test_a_nul_query_on_another_orgs_prefix_confirms_nothing(api: Client) -> None:
+    # Refused before routing (RefuseNulMiddleware): globex's prefix answers exactly as a prefix of no org does.
+    theirs = api.get("/o/globex/api/v1/metrics", {"program": "\x00"})
+    nobody = api.get("/o/no-such-org/api/v1/metrics", {"program": "\x00"})
+    assert (theirs.status_code, theirs.json()) == (nobody.status_code, nobody.json())
+    assert theirs.status_code == 400 and theirs.json()["error"]["code"] == "nul_character"

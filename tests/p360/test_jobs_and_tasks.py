@@ -122,3 +122,18 @@ def test_unsafe_task_cluster_settings_are_refused(conf, problem):
 
 def test_shipped_task_cluster_settings_are_safe(settings):
     assert validate_q_cluster(settings.Q_CLUSTER) == []
+
+
+def test_a_task_run_inline_gives_its_caller_back_its_schema(acme, globex):
+    # Session 12: a job queued inside another job (sync mode runs it at the caller's commit) left the caller in
+    # public: the import job's next query failed ("relation audiences_audienceversion does not exist").
+    from django_tenants.utils import schema_context
+
+    with schema_context(acme.schema_name):
+        task_id = enqueue_for_org(globex, "tests.p360.test_jobs_and_tasks.schema_and_canary")
+        assert result(task_id) == (globex.schema_name, "globex-canary-audience-1")
+        assert connection.schema_name == acme.schema_name
+        with pytest.raises(MissingOrgSchema):  # a task that raises gives it back too
+            async_task("tests.p360.test_jobs_and_tasks.schema_and_canary")
+        assert connection.schema_name == acme.schema_name
+    assert connection.schema_name == "public"

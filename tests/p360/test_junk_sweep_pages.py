@@ -4,18 +4,25 @@ The page half of tests/p360/test_junk_sweep.py (its own module so the two xdist 
 Pages come from the org URL resolver (every GET-able pattern outside the API and the admin, ids of objects that
 exist, do not exist and overflow bigint), changelists from both admin sites' registries; the query names are
 the ones the views read, every admin filter's parameters and the admin's own (`p`, `o`, `q`, date hierarchy).
+
+Session 12: each page's query names are swept one at a time (sent together, a 400 for one name could hide
+another's crash). The names are the ones the page's view reads, recorded while it runs (QueryDict reads from
+the view on, absent names included), so a name missing from PAGE_QUERY_NAMES is swept as soon as a view reads it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.admin import ModelAdmin
 from django.contrib.admin.sites import AdminSite
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.utils.datastructures import MultiValueDict
 
 from p360.core.admin_sites import global_admin, org_admin
 from p360.urls_tenant import urlpatterns as org_page_patterns
@@ -61,7 +68,69 @@ def _page_paths(route: Route) -> list[str]:
     return list(dict.fromkeys(paths))
 
 
-def test_marketer_pages_never_answer_500_to_junk_queries(login: Any, acme_marketer: Any, quiet: None) -> None:
+class _Reads:
+    """The query names read by view code (and what it renders) during one request."""
+
+    recording = False  # on from process_view (after every middleware's own reads) to the response
+    names: set[str] = set()
+
+
+class RecordQueryReads:
+    """Test-only middleware (last in MIDDLEWARE): turns recording on just before the view runs."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            return self.get_response(request)
+        finally:
+            _Reads.recording = False
+
+    def process_view(self, request: HttpRequest, *args: Any) -> None:
+        _Reads.recording = True
+
+
+@contextmanager
+def _recording_query_reads() -> Iterator[None]:
+    """Wrap QueryDict's readers by key (`[]`, get, getlist, `in`; forms and templates read through these).
+    A view that reads the query whole (iterates it, urlencodes it) sees every name: the all-names pass covers it."""
+
+    def keyed(original: Callable[..., Any]) -> Callable[..., Any]:
+        def read(self: QueryDict, key: str, *args: Any, **kwargs: Any) -> Any:
+            if _Reads.recording:
+                _Reads.names.add(key)
+            return original(self, key, *args, **kwargs)
+
+        return read
+
+    readers: dict[str, Callable[..., Any]] = {
+        "__getitem__": MultiValueDict.__getitem__,
+        "_getlist": MultiValueDict._getlist,
+        "__contains__": dict.__contains__,
+    }
+    for name, method in readers.items():
+        setattr(QueryDict, name, keyed(method))
+    try:
+        yield
+    finally:
+        for name in readers:
+            delattr(QueryDict, name)  # QueryDict defines none of them itself: its parents' come back
+
+
+def _names_read(client: Any, url: str) -> list[str]:
+    """The names the page reads: with no query, every name at "1", every name empty (conditional reads)."""
+    _Reads.names = set()
+    for value in (None, "1", ""):
+        query = "" if value is None else "?" + "&".join(f"{name}={value}" for name in PAGE_QUERY_NAMES)
+        client.get(url + query)
+    return sorted(_Reads.names)
+
+
+def test_marketer_pages_never_answer_500_to_junk_queries(
+    login: Any, acme_marketer: Any, quiet: None, settings: Any
+) -> None:
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, f"{__name__}.RecordQueryReads"]
     client = login(acme_marketer)
     client.raise_request_exception = False
     routes = [
@@ -70,15 +139,24 @@ def test_marketer_pages_never_answer_500_to_junk_queries(login: Any, acme_market
         if not route.template.startswith(("api/", "admin/")) and not route.template.endswith((".csv", "download/"))
     ]
     sweep = Sweep(api_error_shape=False)
+    swept: dict[str, list[str]] = {}
     for route in routes:
         for path in _page_paths(route):
             url = f"/o/acme/{path}"
             sweep.check(f"GET {url}", client.get(url))
         url = f"/o/acme/{_page_paths(route)[0]}"
-        for value in JUNK_QUERY_VALUES:
+        for value in JUNK_QUERY_VALUES:  # every name at once: junk meeting junk (`sort` with `dir`, ...)
             query = "&".join(f"{name}={value}" for name in PAGE_QUERY_NAMES)
             sweep.check(f"GET {url}?{query[:120]}", client.get(f"{url}?{query}"))
-    print(f"marketer page junk sweep: {len(routes)} patterns, {sweep.requests} requests")
+        with _recording_query_reads():
+            names = _names_read(client, url)
+        swept[route.template] = names
+        for name in names:  # one name per request: nothing else in the query can answer 400 first
+            for value in JUNK_QUERY_VALUES:
+                sweep.check(f"GET {url}?{name}={value[:60]}", client.get(url, {name: value}))
+    read = sum(len(names) for names in swept.values())
+    print(f"marketer page junk sweep: {len(routes)} patterns, {read} names read, {sweep.requests} requests")
+    assert swept["reports/"] and swept["audiences/imports/"], swept  # the recorder sees what views read
     assert not sweep.failures, f"{len(sweep.failures)} failures:\n" + "\n".join(sweep.failures[:40])
 
 

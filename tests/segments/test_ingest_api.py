@@ -155,10 +155,15 @@ def test_hostile_values_are_rejected_per_event_never_a_500(acme, acme_marketer, 
         '{"event_id": "h4", "user_id": "u4", "event_type": "orders", "timestamp": "%s"}'
         "]}"
     ) % ((iso(ago(seconds=1)),) * 4)
+    # 1e400 is not JSON (no finite double): the whole body is refused (session 12), nothing stored
+    response = client.post(f"{api()}/events", body, content_type="application/json")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
+    assert "1e400" in response.json()["error"]["message"]
+    body = body.replace("1e400", "1e300")  # valid JSON: each bad event is rejected by its index, the rest stored
     response = client.post(f"{api()}/events", body, content_type="application/json")
     assert response.status_code == 202
     result = response.json()
-    assert result["accepted"] == 1 and [r["index"] for r in result["rejected"]] == [0, 1, 2]
+    assert result["accepted"] == 2 and [r["index"] for r in result["rejected"]] == [1, 2]
     bad_name = client.post(
         f"{api()}/segments", '{"name": "a\\u0000b", "type": "independent"}', content_type="application/json"
     )
