@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneNumberType
 
 import audiences.normalize as normalize_module
+import audiences.normalize_batch as normalize_batch_module
 from audiences.normalize import (
     custom_value,
     normalize_domain,
@@ -275,6 +276,30 @@ def test_custom_text_json_equals_json_dumps(values: list[str | None]) -> None:
         if row in failed:
             assert value is not None and "\x00" in value
             continue
+        text = trim(value)
+        expected = None if text is None else json.dumps({"note": text}, ensure_ascii=False, separators=(",", ":"))
+        assert records[row] == expected, value
+
+
+_PRINTABLE = st.characters(min_codepoint=0x20, max_codepoint=0x7E)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.one_of(st.none(), st.text(alphabet=_PRINTABLE, max_size=12)), max_size=40),
+    odd=st.one_of(st.none(), st.sampled_from(['say "hi"', "a\\b", "tab\there", "é ü", "del\x7f", "a\u2028b"])),
+)
+def test_custom_text_json_plain_and_escaped_batches_equal_json_dumps(values: list[str | None], odd: str | None) -> None:
+    """The JSON of a batch whose text needs no escaping (printable ASCII without quotes or backslashes: the value
+    is put between quotes without the JSON encoder) and of the same batch with one value that does (the encoder
+    for the whole column): both exactly `json.dumps` of each trimmed value."""
+    values = [v for v in values if v is None or ('"' not in v and "\\" not in v)] + ([odd] if odd else [])
+    frame = pl.DataFrame({"__row": list(range(len(values))), "N": values}, schema={"__row": pl.Int64, "N": pl.String})
+    assert normalize_batch_module._plain_json_text(frame["N"].drop_nulls().str.strip_chars()) is (odd is None)
+    result = normalize_batch(frame, {}, custom_types={"N": "text"}, custom_names={"N": "note"})
+    records = {row["__row"]: row["custom"] for row in result.records.iter_rows(named=True)}
+    assert not result.errors.height
+    for row, value in enumerate(values):
         text = trim(value)
         expected = None if text is None else json.dumps({"note": text}, ensure_ascii=False, separators=(",", ":"))
         assert records[row] == expected, value
