@@ -192,7 +192,7 @@ _NARROW_WRITE = """
     -- and due_at did not change is not written at all (its snapshot, writer and evaluated_at stay true)
     SELECT user_id, event_type, window_minutes, prop, n, due, total, low, high, forward, s_n IS NOT NULL AS existed
     FROM a WHERE (n > 0 OR due IS NOT NULL)
-      AND NOT (forward AND n = s_n AND total = s_total AND due IS NOT DISTINCT FROM s_due
+      AND NOT (forward AND n = s_n AND total IS NOT DISTINCT FROM s_total AND due IS NOT DISTINCT FROM s_due
                AND low IS NOT DISTINCT FROM s_low AND high IS NOT DISTINCT FROM s_high)
 ), updated AS (  -- a plain UPDATE where the state exists (no speculative insert; HOT when due_at is unchanged); a
     -- state brought forward keeps its snapshot and writer, one read whole takes the statement's
