@@ -1,6 +1,6 @@
 """Segments ingest + evaluation profiling with same-run A/B (issue 13, sessions 9 and 10).
 
-    python -m bench.profile_segments [batches] [--ab] [--cprofile]
+    python -m bench.profile_segments [batches] [--ab] [--cprofile] [--statements] [--explain] [--live]
 
 Posts 10K-event batches through POST /events (the test client, as bench_segments does; batches over
 SEGMENTS_EVALUATE_INLINE_MAX are queued) and evaluates each one with `evaluate_pending` in this process, measuring
@@ -12,7 +12,9 @@ one transaction, since session 10's review; until session 11 this script switche
 figures measured the opt-in path). (Session 10's A/B also ran new ids through the joined STORE_SQL, since
 removed; session 9's switched FAST_STORE, the window state fillfactor and the evaluator's previous write paths:
 docs/segments.md.)
-`--cprofile` prints the top functions of the API and the evaluator for one batch.
+`--cprofile` prints the top functions of the API and the evaluator for one batch. `--live` makes each batch just
+before posting it (the same 10K users, event times relative to that moment: a user's last_active_at moves by
+seconds per batch, as for users active all day; session 12's PROFILE_SLACK A/B).
 """
 
 from __future__ import annotations
@@ -57,24 +59,31 @@ def _explain_next() -> None:
     from segments import evaluator
 
     real = evaluator._evaluate_table
-    sql = evaluator.EVALUATE_TOUCHED_SQL
-    membership = (
-        "(SELECT m.entered_at FROM segments_membership m WHERE m.segment_id = p.segment_id AND m.user_id = p.user_id)"
-    )
-    variants = {
-        "current": sql,
-        "no membership lookup": sql.replace(membership, "NULL::timestamptz"),
-        "no writes": sql[: sql.index(", w AS (")] + " SELECT count(*) FROM j",
-        "no update (insert/delete kept)": sql.replace("FROM w WHERE w.existed AND", "FROM w WHERE false AND"),
-        "no added agg (all read whole)": sql.replace(
-            "k.inc0 AND NOT coalesce(ad.unsure, false) AS forward", "false AS forward"
-        ),
-    }
-    for name, text in variants.items():  # a variant whose anchor moved would silently measure the current one
-        assert name == "current" or text != sql, f"--explain variant {name!r} no longer applies"
 
-    def explained(cursor, now, timer, touched=False):  # type: ignore[no-untyped-def]
+    def variants_of(sql: str) -> dict[str, str]:
+        probe = sql[sql.index("(SELECT m.entered_at FROM segments_membership m") : sql.index(" AS entered_at,")]
+        found = {
+            "current": sql,
+            "wide write (NARROW_WRITE off)": evaluator.WIDE_WRITE_SQL[sql],
+            "no membership lookup": sql.replace(probe, "NULL::timestamptz"),
+            "no writes": sql[: sql.index(", me AS MATERIALIZED (")] + " SELECT count(*) FROM j",
+            "no update (insert/delete kept)": sql.replace(
+                "FROM w CROSS JOIN me WHERE w.existed AND", "FROM w CROSS JOIN me WHERE false AND"
+            ),
+            "no added agg (all read whole)": sql.replace(
+                "k.inc0 AND NOT coalesce(ad.unsure, false) AS forward", "false AS forward"
+            ),
+        }
+        for name, text in found.items():  # a variant whose anchor moved would silently measure the current one
+            assert name == "current" or text != sql, f"--explain variant {name!r} no longer applies"
+        return found
+
+    def explained(cursor, now, timer, touched=False, buckets=None):  # type: ignore[no-untyped-def]
         params = {"now": now, "horizon": now + evaluator.FUTURE_SKEW}
+        if buckets is not None:  # window-first (WINDOW_FIRST): the chunk's range of user buckets
+            params["low"], params["high"] = buckets
+        sql = evaluator.EVALUATE_TOUCHED_SQL if buckets is None else evaluator.EVALUATE_WINDOWS_SQL
+        variants = variants_of(sql)
         cpu: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(5):
             for name, text in variants.items():
@@ -100,7 +109,7 @@ def _explain_next() -> None:
                 raise RuntimeError("rollback")
         except RuntimeError:
             pass
-        return real(cursor, now, timer, touched)
+        return real(cursor, now, timer, touched, buckets)
 
     evaluator._evaluate_table = explained  # type: ignore[assignment]
 
@@ -120,6 +129,7 @@ OLD_STORAGE: list[str] = [
 
 
 STATEMENT_CPU: dict[str, float] = {}
+LABEL = ["-"]  # the variant running (the statement table is per variant)
 
 
 def _time_statements() -> None:
@@ -140,7 +150,7 @@ def _time_statements() -> None:
         try:
             return real(self, sql, params)
         finally:
-            key = " ".join(str(sql).split())[:70]
+            key = f"{LABEL[0]} " + " ".join(str(sql).split())[:70]
             STATEMENT_CPU[key] = STATEMENT_CPU.get(key, 0.0) + sum(proc[0].cpu_times()[:2]) - t0
 
     utils.CursorWrapper.execute = timed  # type: ignore[method-assign]
@@ -171,6 +181,7 @@ def main() -> int:
         _old_storage(orgs["A"].schema_name)
     events = bs._events(batches * bs.BATCH, "p", users=10_000)
     bodies = [json.dumps({"events": events[o : o + bs.BATCH]}) for o in range(0, len(events), bs.BATCH)]
+    live = "--live" in args  # each batch made just before it is posted: a user's events move forward by seconds
     sums: dict[str, list[float]] = {label: [0.0] * 5 for label in labels}
     try:
         client = bs._client(orgs[labels[0]])
@@ -178,9 +189,12 @@ def main() -> int:
             with schema_context(org.schema_name):
                 bs._segments(8)
         for n, body in enumerate(bodies):
+            if live:
+                body = json.dumps({"events": bs._events(bs.BATCH, f"p{n}", users=10_000)})
             for label in labels if n % 2 == 0 else labels[::-1]:
                 org = orgs[label]
                 _variant(label == "B")
+                LABEL[0] = label
                 last = n == int(os.environ.get("PROFILE_BATCH", len(bodies) - 1)) and label == "B"
                 if "--explain" in args and last:
                     _explain_next()
@@ -226,7 +240,7 @@ def main() -> int:
                 )
         print(f"load {os.getloadavg()}")
         for key, cpu in sorted(STATEMENT_CPU.items(), key=lambda kv: -kv[1])[:25]:
-            print(f"  {cpu * 1000 / max(1, len(bodies) * len(labels)):7.1f} ms/batch  {key}")
+            print(f"  {cpu * 1000 / max(1, len(bodies)):7.1f} ms/batch  {key}")
         connection.set_schema_to_public()  # type: ignore[attr-defined]
         with connection.cursor() as cursor:
             cursor.execute(

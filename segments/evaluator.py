@@ -28,7 +28,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
 from typing import Any
@@ -63,6 +63,13 @@ PENDING_CHUNK_PAIRS = 10_000
 # A claim's windows built straight from its events (EVALUATE_WINDOWS_SQL), not through (segment, user) pair rows
 # (TOUCHED_PAIRS_SQL + EVALUATE_TOUCHED_SQL): session 12. The flag keeps the previous path for the profile's A/B.
 WINDOW_FIRST = True
+# The window state written from a narrow input (no snapshot text carried; the statement's snapshot computed once),
+# and a state brought forward whose aggregates and due_at did not change not written at all (session 12, step 2).
+NARROW_WRITE = True
+# How far behind a user's latest event last_active_at may stay (PROFILES_SQL): session 12, step 2. PROFILE_SLACK off
+# writes every forward move (the profile's A/B).
+LAST_ACTIVE_SLACK = timedelta(minutes=1)
+PROFILE_SLACK = True
 
 # The (segment, user) pairs one transaction evaluates (distinct; `trigger` the event that caused it, or "";
 # `incremental`: the pair was touched by queued batches whose events sit in segments_touched, so its state may be
@@ -177,26 +184,40 @@ _FULL_SELECT = """
         ) END AS distinct_values
     ) d"""
 
-# Verdicts and writes, from each window's aggregates (`a`): every reader's verdict, compared with its membership;
-# the window's state written once (kept, or dropped when nothing is in the window and nothing is due). Only the
-# pairs whose verdict differs from the membership come back: those are the transitions. A state read whole records
-# the statement's snapshot and transaction; one brought forward keeps the ones it had.
-_VERDICT_AND_WRITE_T = """
-, j AS (
-    SELECT p.segment_id, {user}.user_id, {user}.trigger, p.version, p.event_type, p.attribute, p.prop, p.operator,
-           p.target, p.window_minutes, v.value,
-           (SELECT m.entered_at FROM segments_membership m
-            WHERE m.segment_id = p.segment_id AND m.user_id = {user}.user_id) AS entered_at,
-           coalesce(CASE p.operator WHEN 'gt' THEN v.value > p.target WHEN 'gte' THEN v.value >= p.target
-                                    WHEN 'lt' THEN v.value < p.target WHEN 'lte' THEN v.value <= p.target
-                                    WHEN 'eq' THEN v.value = p.target WHEN 'neq' THEN v.value <> p.target END,
-                    false) AS holds
-    {pairs}
-    CROSS JOIN LATERAL (
-        SELECT CASE p.attribute WHEN 'count' THEN a.n::numeric WHEN 'sum' THEN a.total WHEN 'avg' THEN a.average
-                                WHEN 'min' THEN a.low WHEN 'max' THEN a.high
-                                WHEN 'distinct' THEN a.distinct_values::numeric END AS value
-    ) v
+# The window state's write (NARROW_WRITE; `_WIDE_WRITE` is the previous one, for the profile's A/B).
+_NARROW_WRITE = """
+), me AS MATERIALIZED (  -- this statement's snapshot and transaction, once (not per written row)
+    SELECT pg_current_snapshot()::text AS snapshot, pg_current_xact_id()::text::bigint AS writer
+), w AS MATERIALIZED (  -- only what the write needs (no snapshot text); a state brought forward whose aggregates
+    -- and due_at did not change is not written at all (its snapshot, writer and evaluated_at stay true)
+    SELECT user_id, event_type, window_minutes, prop, n, due, total, low, high, forward, s_n IS NOT NULL AS existed
+    FROM a WHERE (n > 0 OR due IS NOT NULL)
+      AND NOT (forward AND n = s_n AND total IS NOT DISTINCT FROM s_total AND due IS NOT DISTINCT FROM s_due
+               AND low IS NOT DISTINCT FROM s_low AND high IS NOT DISTINCT FROM s_high)
+), updated AS (  -- a plain UPDATE where the state exists (no speculative insert; HOT when due_at is unchanged); a
+    -- state brought forward keeps its snapshot and writer, one read whole takes the statement's
+    UPDATE segments_windowstate ws SET events_in_window = w.n, due_at = w.due, evaluated_at = %(now)s,
+        total = w.total, low = w.low, high = w.high,
+        snapshot = CASE WHEN w.forward THEN ws.snapshot ELSE me.snapshot END,
+        writer = CASE WHEN w.forward THEN ws.writer ELSE me.writer END
+    FROM w CROSS JOIN me WHERE w.existed AND ws.user_id = w.user_id AND ws.event_type = w.event_type
+        AND ws.window_minutes = w.window_minutes AND ws.property = w.prop
+), inserted AS (
+    INSERT INTO segments_windowstate (user_id, event_type, window_minutes, property, events_in_window, due_at,
+                                      evaluated_at, total, low, high, snapshot, writer)
+    SELECT user_id, event_type, window_minutes, prop, n, due, %(now)s, total, low, high, me.snapshot, me.writer
+    FROM w CROSS JOIN me WHERE NOT existed
+    ON CONFLICT (user_id, event_type, window_minutes, property) DO UPDATE SET
+        events_in_window = EXCLUDED.events_in_window, due_at = EXCLUDED.due_at, evaluated_at = EXCLUDED.evaluated_at,
+        total = EXCLUDED.total, low = EXCLUDED.low, high = EXCLUDED.high, snapshot = EXCLUDED.snapshot,
+        writer = EXCLUDED.writer
+), emptied AS (
+    DELETE FROM segments_windowstate ws USING a
+    WHERE ws.user_id = a.user_id AND ws.event_type = a.event_type AND ws.window_minutes = a.window_minutes
+      AND ws.property = a.prop AND a.n = 0 AND a.due IS NULL AND a.s_n IS NOT NULL
+)
+"""
+_WIDE_WRITE = """
 ), w AS (
     SELECT user_id, event_type, window_minutes, prop, n, due, total, low, high,
            CASE WHEN forward THEN s_snapshot ELSE pg_current_snapshot()::text END AS snapshot,
@@ -222,21 +243,45 @@ _VERDICT_AND_WRITE_T = """
     WHERE ws.user_id = a.user_id AND ws.event_type = a.event_type AND ws.window_minutes = a.window_minutes
       AND ws.property = a.prop AND a.n = 0 AND a.due IS NULL AND a.s_n IS NOT NULL
 )
-SELECT segment_id, user_id, trigger, version, event_type, attribute, prop, operator, target, window_minutes,
+"""
+
+# Verdicts and writes, from each window's aggregates (`a`): every reader's verdict, compared with its membership;
+# the window's state written once (kept, or dropped when nothing is in the window and nothing is due). Only the
+# pairs whose verdict differs from the membership come back: those are the transitions. A state read whole records
+# the statement's snapshot and transaction; one brought forward keeps the ones it had.
+_VERDICT_AND_WRITE_T = """
+, j AS (
+    SELECT p.segment_id, {user}.user_id, {user}.trigger, p.version, p.event_type, p.attribute, p.prop, p.operator,
+           p.target, p.window_minutes, v.value,
+           (SELECT m.entered_at FROM segments_membership m
+            WHERE m.segment_id = p.segment_id AND m.user_id = {user}.user_id) AS entered_at,
+           coalesce(CASE p.operator WHEN 'gt' THEN v.value > p.target WHEN 'gte' THEN v.value >= p.target
+                                    WHEN 'lt' THEN v.value < p.target WHEN 'lte' THEN v.value <= p.target
+                                    WHEN 'eq' THEN v.value = p.target WHEN 'neq' THEN v.value <> p.target END,
+                    false) AS holds
+    {pairs}
+    CROSS JOIN LATERAL (
+        SELECT CASE p.attribute WHEN 'count' THEN a.n::numeric WHEN 'sum' THEN a.total WHEN 'avg' THEN a.average
+                                WHEN 'min' THEN a.low WHEN 'max' THEN a.high
+                                WHEN 'distinct' THEN a.distinct_values::numeric END AS value
+    ) v
+{write}SELECT segment_id, user_id, trigger, version, event_type, attribute, prop, operator, target, window_minutes,
        value, entered_at, holds
 FROM j WHERE holds <> (entered_at IS NOT NULL)
 """
 
-_VERDICT_AND_WRITE = _VERDICT_AND_WRITE_T.replace("{user}", "p").replace(
+_VERDICT_AND_WRITE_W = _VERDICT_AND_WRITE_T.replace("{user}", "p").replace(
     "{pairs}",
     "FROM p JOIN a ON a.user_id = p.user_id AND a.event_type = p.event_type AND a.window_minutes = p.window_minutes\n"
     "                 AND a.prop = p.prop",
 )
 # Window-first: each window's row carries its user and trigger; its readers are the rules on it (hashed: few rows).
-_WINDOW_VERDICTS = _VERDICT_AND_WRITE_T.replace("{user}", "a").replace(
+_WINDOW_VERDICTS_W = _VERDICT_AND_WRITE_T.replace("{user}", "a").replace(
     "{pairs}",
     "FROM a JOIN r p ON p.event_type = a.event_type AND p.window_minutes = a.window_minutes AND p.prop = a.prop",
 )
+_VERDICT_AND_WRITE = _VERDICT_AND_WRITE_W.replace("{write}", _NARROW_WRITE)
+_WINDOW_VERDICTS = _WINDOW_VERDICTS_W.replace("{write}", _NARROW_WRITE)
 
 # Every window read whole (timers, a new or changed rule, re-evaluation): one set-based statement per chunk.
 EVALUATE_SQL = (
@@ -293,6 +338,10 @@ EVALUATE_TOUCHED_SQL = f"WITH {_PAIRS_CTE},{_TOUCHED_BODY}{_VERDICT_AND_WRITE}"
 # The same, window-first (WINDOW_FIRST): the chunk's windows straight from segments_touched (%(low)s..%(high)s: its
 # range of user buckets), no pairs table.
 EVALUATE_WINDOWS_SQL = f"WITH {_TOUCHED_WINDOWS_CTE},{_TOUCHED_BODY}{_WINDOW_VERDICTS}"
+# The three with the previous write (NARROW_WRITE off: the profile's A/B).
+WIDE_WRITE_SQL = {
+    sql: sql.replace(_NARROW_WRITE, _WIDE_WRITE) for sql in (EVALUATE_SQL, EVALUATE_TOUCHED_SQL, EVALUATE_WINDOWS_SQL)
+}
 
 # A pair evaluated outside a claim (a new or changed rule) re-reads and rewrites its window's state: every other
 # active rule reading that window is evaluated with it, or a reader whose verdict changed by time (an event left the
@@ -361,6 +410,11 @@ def _lock_pairs(cursor: Any) -> None:
     lock_users(row[0] for row in cursor.fetchall())
 
 
+def _written(sql: str) -> str:
+    """The statement with the window-state write NARROW_WRITE selects."""
+    return sql if NARROW_WRITE else WIDE_WRITE_SQL[sql]
+
+
 def _evaluate_table(
     cursor: Any, now: datetime, timer: bool, touched: bool = False, buckets: tuple[int, int] | None = None
 ) -> list[Transition]:
@@ -376,11 +430,11 @@ def _evaluate_table(
         # Its hash aggregates over the claimed events of 20,000 pairs outgrow the default 4 MB and spill to disk
         # in batches; 64 MB holds them (one statement of one evaluator at a time).
         cursor.execute("SET LOCAL enable_sort = off; SET LOCAL work_mem = '64MB'")
-        cursor.execute(EVALUATE_TOUCHED_SQL if buckets is None else EVALUATE_WINDOWS_SQL, params)
+        cursor.execute(_written(EVALUATE_TOUCHED_SQL if buckets is None else EVALUATE_WINDOWS_SQL), params)
         rows = cursor.fetchall()
         cursor.execute("SET LOCAL enable_sort = DEFAULT; SET LOCAL work_mem = DEFAULT")
     else:
-        cursor.execute(EVALUATE_SQL, params)
+        cursor.execute(_written(EVALUATE_SQL), params)
         rows = cursor.fetchall()
     transitions: list[Transition] = []
     enter, exit_ = Transition.Kind.ENTER, Transition.Kind.EXIT
@@ -706,7 +760,9 @@ WHERE c.bucket > d.done AND c.bucket <= %(high)s
 # row before its WHERE is judged: a WAL record per user of the batch, nearly all of them when users come back),
 # where only those whose last_active_at moves need a write. The probe is a
 # LATERAL with LIMIT (never a hash join over every profile). A profile inserted concurrently (a PUT of the profile)
-# is met by the conflict clause as before.
+# is met by the conflict clause as before. last_active_at is kept to LAST_ACTIVE_SLACK: an existing profile's moves
+# only when the user's latest event is more than that later (a user active all day is written once a minute at most,
+# not once per claim); the API and the users page show it as "last active", to the minute.
 PROFILES_SQL = f"""
 WITH t AS MATERIALIZED (
     SELECT g.user_id, g.seen, p.found, p.last
@@ -716,14 +772,18 @@ WITH t AS MATERIALIZED (
     ) p ON true
 ), moved AS (
     UPDATE segments_userprofile u SET last_active_at = t.seen FROM t
-    WHERE t.found AND (t.last IS NULL OR t.last < t.seen) AND u.user_id = t.user_id
-      AND (u.last_active_at IS NULL OR u.last_active_at < t.seen)
+    WHERE t.found AND (t.last IS NULL OR t.last < t.seen - %(slack)s) AND u.user_id = t.user_id
+      AND (u.last_active_at IS NULL OR u.last_active_at < t.seen - %(slack)s)
 )
 INSERT INTO segments_userprofile (user_id, email, phone, device_tokens, attributes, created_at, last_active_at)
-SELECT user_id, '', '', '[]'::jsonb, '{{}}'::jsonb, %s, seen FROM t WHERE found IS NULL ORDER BY user_id
+SELECT user_id, '', '', '[]'::jsonb, '{{}}'::jsonb, %(now)s, seen FROM t WHERE found IS NULL ORDER BY user_id
 ON CONFLICT (user_id) DO UPDATE SET last_active_at = EXCLUDED.last_active_at
 WHERE segments_userprofile.last_active_at IS NULL OR segments_userprofile.last_active_at < EXCLUDED.last_active_at
 """
+
+
+def _profile_params(when: datetime) -> dict[str, Any]:
+    return {"now": when, "slack": LAST_ACTIVE_SLACK if PROFILE_SLACK else timedelta(0)}
 
 
 def wake_evaluator() -> None:
@@ -782,7 +842,7 @@ def _claim_at_once(params: dict[str, Any], when: datetime) -> Outcome:
         cursor.execute(f"SELECT user_id, event_type FROM {TOUCHED} GROUP BY user_id, event_type")
         touched = cursor.fetchall()
         lock_users(row[0] for row in touched)
-        cursor.execute(PROFILES_SQL, [when])
+        cursor.execute(PROFILES_SQL, _profile_params(when))
         outcome = evaluate_touched(fresh=len(touched), now=when, pairs=_pair_count(touched))
         cursor.execute(f"DELETE FROM {PENDING_TABLE} WHERE id = ANY(%s)", [ids])
     outcome.batches = len(ids)
@@ -822,7 +882,7 @@ def _claim_by_chunks(params: dict[str, Any], when: datetime) -> Outcome:
                 # this chunk's users only (sorted buckets; the transaction holds no other user lock)
                 cursor.execute(f"SELECT DISTINCT user_id FROM {TOUCHED}")
                 lock_users(row[0] for row in cursor.fetchall())
-                cursor.execute(PROFILES_SQL, [when])
+                cursor.execute(PROFILES_SQL, _profile_params(when))
                 if most and WINDOW_FIRST:
                     cursor.execute(f"SELECT user_id, event_type FROM {TOUCHED} GROUP BY user_id, event_type")
                     outcome.pairs += _pair_count(cursor.fetchall())

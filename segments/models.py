@@ -109,6 +109,8 @@ class UserProfile(models.Model):
     device_tokens = models.JSONField(default=list, blank=True)
     attributes = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # the user's latest event time, to a minute: the evaluator moves it only when a newer event is more than
+    # segments.evaluator.LAST_ACTIVE_SLACK later (one write a minute at most for a user active all day)
     last_active_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:

@@ -224,3 +224,19 @@ def test_profiles_are_created_and_last_active_only_moves_forward(acme, acme_mark
     with schema_context(schema_of("acme")):
         seen = dict(UserProfile.objects.values_list("user_id", "last_active_at"))
     assert seen == {"p1": first, "p2": newer, "p3": newer}
+
+
+def test_last_active_moves_only_by_more_than_the_slack(acme, acme_marketer, login):
+    """last_active_at is kept to a minute (segments.evaluator.LAST_ACTIVE_SLACK): a newer event less than that later
+    leaves it alone (no write per claim for a user active all day), one more than that later moves it."""
+    from segments.evaluator import LAST_ACTIVE_SLACK
+    from segments.models import UserProfile
+
+    client = login(acme_marketer)
+    start = ago(seconds=300)
+    post_events(client, [event("q1", when=start), event("q2", when=start)])
+    near, far = start + LAST_ACTIVE_SLACK / 2, start + LAST_ACTIVE_SLACK * 2
+    post_events(client, [event("q1", when=near), event("q2", when=far)])
+    with schema_context(schema_of("acme")):
+        seen = dict(UserProfile.objects.values_list("user_id", "last_active_at"))
+    assert seen == {"q1": start, "q2": far}
