@@ -17,7 +17,8 @@ from unfold.decorators import action, display
 from activation import services
 from activation.delivery import diff_text, start_delivery
 from activation.models import Delivery, DeliveryConfig, Destination, IcpSeed, TtdMember, Uid2Identity
-from p360.core.admin_base import ReadOnlyAdmin
+from p360.core import formatting
+from p360.core.admin_base import ReadOnlyAdmin, count_column
 from p360.core.admin_sites import global_admin, org_admin
 from tenants.access import orgs_visible_to
 from tenants.services import ServiceError
@@ -108,8 +109,8 @@ class DestinationAdmin(ModelAdmin):
         return obj.has_credentials
 
     @display(description="Audiences")
-    def audience_count(self, obj: Destination) -> int:
-        return obj.audiences.count()
+    def audience_count(self, obj: Destination) -> str:
+        return formatting.count(obj.audiences.count())
 
     def save_model(self, request: HttpRequest, obj: Destination, form: Any, change: bool) -> None:
         """The form's clean() already ran the services' checks; a refusal that still happens here (a name taken
@@ -152,8 +153,9 @@ class DestinationAdmin(ModelAdmin):
 
 @admin.register(Delivery, site=org_admin)
 class DeliveryAdmin(ReadOnlyAdmin):
-    list_display = ["id", "destination", "status", "dry_run", "rows", "added", "removed", "attempts",
-                    "failed_lines", "created_at", "finished_at"]  # fmt: skip
+    list_display = ["id", "destination", "status", "dry_run", count_column("rows", "Rows"), count_column("added", "Added"),
+                    count_column("removed", "Removed"), "attempts", count_column("failed_lines", "Failed lines"),
+                    "created_at", "finished_at"]  # fmt: skip
     list_filter = ["status", "dry_run", "destination"]
     readonly_fields = ["destination", "status", "dry_run", "job_id", "rows", "added", "removed", "diff_note", "checksum", "files",
                        "skipped", "attempts", "receipt", "staged", "failed_lines", "alerts", "error",

@@ -16,7 +16,7 @@ from unfold.decorators import display
 from audiences.models import Audience, AudienceImport, AudienceVersion, MappingTemplate
 from audiences.services import audience_delete, audience_save, import_rerun
 from p360.core import formatting
-from p360.core.admin_base import BoundedDateHierarchyMixin
+from p360.core.admin_base import BoundedDateHierarchyMixin, count_column
 from p360.core.admin_sites import org_admin
 from tenants.services import ServiceError
 
@@ -83,10 +83,10 @@ class AudienceImportAdmin(BoundedDateHierarchyMixin, ModelAdmin):
         "source_name",
         "audience_name",
         "status_badge",
-        "rows_read",
-        "rows_loaded",
-        "rows_quarantined",
-        "duplicates",
+        count_column("rows_read", "Rows read"),
+        count_column("rows_loaded", "Rows loaded"),
+        count_column("rows_quarantined", "Rows quarantined"),
+        count_column("duplicates", "Duplicates"),
         "uid2_ready",
         "created_by_email",
         "created_at",

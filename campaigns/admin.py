@@ -52,7 +52,7 @@ from campaigns.services import (
     transition,
 )
 from p360.core import formatting
-from p360.core.admin_base import BoundedDateHierarchyMixin, ReadOnlyAdmin
+from p360.core.admin_base import BoundedDateHierarchyMixin, ReadOnlyAdmin, money_column
 from p360.core.admin_sites import org_admin
 
 # --- Client settings, CPM history, hierarchy and daily metrics (ingestion issue) -------------------
@@ -63,7 +63,7 @@ class CpmRateAdmin(BoundedDateHierarchyMixin, ModelAdmin):
     """CPM history: rates are added (or a day's rate replaced), never edited away; the rate in force
     on a date is the latest effective on or before it."""
 
-    list_display = ["effective_date", "cpm", "currency", "note", "created_by_email", "created_at"]
+    list_display = ["effective_date", money_column("cpm", "CPM"), "currency", "note", "created_by_email", "created_at"]
     fields = ["cpm", "effective_date", "currency", "note"]
     date_hierarchy = "effective_date"
     list_per_page = 50
@@ -612,7 +612,17 @@ class CampaignAdmin(BoundedDateHierarchyMixin, ServiceFormMixin, _SaveInlinesThr
 
 @admin.register(LineItem, site=org_admin)
 class LineItemAdmin(ServiceFormMixin, ModelAdmin):
-    list_display = ["name", "campaign", "status", "pricing_model", "pacing", "bid", "budget", "start_date", "end_date"]
+    list_display = [
+        "name",
+        "campaign",
+        "status",
+        "pricing_model",
+        "pacing",
+        money_column("bid", "Bid"),
+        money_column("budget", "Budget"),
+        "start_date",
+        "end_date",
+    ]
     list_filter = ["status", "pricing_model", "pacing", "campaign__program"]
     search_fields = ["name", "external_id", "campaign__name"]
     list_select_related = ["campaign"]

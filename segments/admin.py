@@ -13,6 +13,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from unfold.admin import ModelAdmin
 
+from p360.core import formatting
 from p360.core.admin_base import ReadOnlyAdmin
 from p360.core.admin_sites import org_admin
 from segments import selectors, services
@@ -43,8 +44,8 @@ class SegmentAdmin(ReadOnlyAdmin):
         return super().get_queryset(request)
 
     @admin.display(description="members")
-    def members(self, obj: Segment) -> int:
-        return getattr(self, "_counts", {}).get(obj.pk, 0)
+    def members(self, obj: Segment) -> str:
+        return formatting.count(getattr(self, "_counts", {}).get(obj.pk, 0))
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.has_perm("segments.change_segment"))  # for the actions; fields stay read-only

@@ -97,6 +97,42 @@ def _error_control(field: str) -> str:
     return ""
 
 
+# The editor speaks to a marketer, not to an API client. SegmentError messages name the API's field paths
+# ("rule.value must be a number") and the API keeps them (CONTRACT), so the page words them here, not in
+# the service: (field, a phrase of the API's message or "" for any, the page's words). First match wins.
+_PAGE_WORDS: tuple[tuple[str, str, str], ...] = (
+    ("rule.event_type", "", "Choose an event type from the list."),
+    ("rule.attribute", "", "Choose what to measure from the list."),
+    ("rule.operator", "", "Choose a comparison from the list."),
+    ("rule.value", "finite", "The value must be a number below 1,000,000,000,000,000."),
+    ("rule.value", "", "The value must be a number."),
+    ("rule.window_minutes", "", "The time window must be a whole number of minutes from 1 to 1,440."),
+    ("rule.property", "", "The property must be a name of at most 100 characters."),
+    ("expression", "too deep", "The expression is too deep or too large (at most 8 levels and 200 parts)."),
+    ("expression", "must be an object", 'The expression must be a group, e.g. {"op": "and", "children": [...]}.'),
+    ("expression.op", "", 'Each group\'s "op" must be "and", "or" or "not".'),
+    ("expression.children", "non-empty", 'Each group needs a "children" list with at least one segment.'),
+    ("expression.children", "exactly one", 'A "not" group takes exactly one segment or group.'),
+    ("expression.children", "segment id", 'Each "segment" must be the id of a segment listed below.'),
+    ("name", "required", "The name is required (at most 200 characters)."),
+    ("type", "", "Choose independent or derived."),
+)
+
+
+def _page_message(exc: SegmentError, name: str) -> str:
+    """The marketer's words for a SegmentError; a message the table does not know is shown as it is."""
+    message = str(exc)
+    if exc.code == "duplicate":
+        return f"A segment named “{name.strip()}” already exists: choose another name."
+    if exc.code == "unknown_segment":
+        ids = ", ".join(str(pk) for pk in exc.extra.get("unknown", []))
+        return f"There is no segment with id {ids}: use the ids listed below."
+    for field, phrase, words in _PAGE_WORDS:
+        if exc.field == field and phrase in message:
+            return words
+    return message[:1].upper() + message[1:]
+
+
 def _posted_values(post: Any) -> dict[str, Any]:
     """What the person typed, as typed: a rejected form is shown again with nothing lost (the parsed
     values are not enough: a bad JSON expression has none, and a rule keeps only the chosen type's fields)."""
@@ -134,7 +170,7 @@ def segment_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             messages.success(request, f"Segment “{segment.name}” saved (version {segment.version}).")
             return redirect(f"{_base(request)}{segment.pk}/")
         except SegmentError as exc:
-            error = str(exc)
+            error = _page_message(exc, request.POST.get("name", ""))
             error_control = _error_control(exc.field)
     context = {
         "segment": segment,

@@ -17,6 +17,7 @@ from django.utils.html import format_html
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action
 
+from p360.core import formatting
 from p360.core.admin_base import OrgIdListFilter
 from p360.core.admin_sites import global_admin
 from p360.core.audit.services import record
@@ -114,8 +115,8 @@ class OrganizationAdmin(ModelAdmin):
         return org.is_active
 
     @admin.display(description="users", ordering="user_total")
-    def user_count(self, org: Organization) -> int:
-        return getattr(org, "user_total", 0)
+    def user_count(self, org: Organization) -> str:
+        return formatting.count(getattr(org, "user_total", 0))
 
     @admin.display(description="Salesforce account", ordering="salesforce_account_id")
     def salesforce(self, org: Organization) -> str:

@@ -158,3 +158,35 @@ def test_a_one_org_user_gets_a_link_home_from_global_pages(
     page.locator("a.org-home-link").click()
     expect(page.locator("h1")).to_have_text("Acme Corporation")
     assert page.url.endswith("/o/acme/")
+
+
+@pytest.mark.parametrize("width", [1366, 800])
+def test_the_column_mapping_selects_fit_their_longest_option(
+    browser_page: Any, live_url: str, acme_marketer: Any, tmp_path: Path, settings: Any, width: int
+) -> None:
+    """The "Load as" selects were narrower than "Keep as a custom field" (a full-width select in a narrow cell)."""
+    from django_tenants.utils import schema_context
+
+    from audiences.services import import_create
+
+    settings.DATA_DIR = tmp_path
+    path = tmp_path / "wide.csv"
+    samples = ",".join(["a-rather-long-sample-value-of-thirty-two"] * 4)
+    path.write_text(f"Work Email,Custom thing,Another custom column,Notes\n{samples}\n")
+    with schema_context("org_acme"):
+        imp = import_create(audience_name="Mapping widths", source_name="wide.csv", actor=acme_marketer, path=path)
+    page = browser_page
+    page.set_viewport_size({"width": width, "height": 900})
+    _sign_in(page, live_url, acme_marketer)
+    page.goto(f"/o/acme/audiences/imports/{imp.pk}/map/")
+    expect(page.locator("#map-0")).to_be_visible()
+    # Each select's own width against the width it takes when left to size itself (its longest option).
+    short = page.evaluate(
+        """() => [...document.querySelectorAll('.mapping select')].map(s => {
+             const probe = s.cloneNode(true); probe.style.width = 'max-content'; probe.style.minWidth = '0';
+             s.parentNode.appendChild(probe); const need = probe.getBoundingClientRect().width; probe.remove();
+             return [s.id, Math.round(s.getBoundingClientRect().width), Math.round(need)];
+           }).filter(([, has, need]) => has < need - 1)"""
+    )
+    assert not short, f"selects narrower than their longest option (id, width, needed): {short}"
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= width

@@ -104,3 +104,82 @@ def test_a_taken_name_marks_the_name(client):
     response = client.post(f"{BASE}new/", {**form, "operator": "gt", "value": "1", "window_minutes": "60"})
     assert response.status_code == 400
     assert 'aria-invalid="true"' in _control(response.content.decode(), "name")
+
+
+def _alert(body: str) -> str:
+    match = re.search(r'id="segment-error">(.*?)</div>', body, re.S)
+    assert match, "no error alert"
+    return html.unescape(re.sub(r"<[^>]+>", "", match.group(1))).strip()
+
+
+_RULE = {
+    "name": "Busy",
+    "type": "independent",
+    "event_type": "orders",
+    "attribute": "sum",
+    "property": "amount",
+    "operator": "gte",
+    "value": "5",
+    "window_minutes": "60",
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"value": "lots"}, "The value must be a number."),
+        ({"value": "1e16"}, "The value must be a number below 1,000,000,000,000,000."),
+        ({"window_minutes": "0"}, "The time window must be a whole number of minutes from 1 to 1,440."),
+        ({"event_type": "nope"}, "Choose an event type from the list."),
+        ({"attribute": "median"}, "Choose what to measure from the list."),
+        ({"operator": "about"}, "Choose a comparison from the list."),
+        ({"property": "p" * 101}, "The property must be a name of at most 100 characters."),
+        ({"type": "other"}, "Choose independent or derived."),
+        (
+            {"type": "derived", "expression": "[1]"},
+            'The expression must be a group, e.g. {"op": "and", "children": [...]}.',
+        ),
+        (
+            {"type": "derived", "expression": '{"op": "xor", "children": [{"segment": 1}]}'},
+            'Each group\'s "op" must be "and", "or" or "not".',
+        ),
+        (
+            {"type": "derived", "expression": '{"op": "and", "children": []}'},
+            'Each group needs a "children" list with at least one segment.',
+        ),
+        (
+            {"type": "derived", "expression": '{"op": "not", "children": [{"segment": 1}, {"segment": 2}]}'},
+            'A "not" group takes exactly one segment or group.',
+        ),
+        (
+            {"type": "derived", "expression": '{"op": "and", "children": [{"segment": "x"}]}'},
+            'Each "segment" must be the id of a segment listed below.',
+        ),
+        (
+            {"type": "derived", "expression": '{"op": "and", "children": [{"segment": 987654}]}'},
+            "There is no segment with id 987654: use the ids listed below.",
+        ),
+    ],
+)
+def test_errors_speak_the_marketers_words_not_the_apis_field_paths(client, change, words):
+    response = client.post(f"{BASE}new/", {**_RULE, **change})
+    assert response.status_code == 400
+    alert = _alert(response.content.decode())
+    assert alert == f"Not saved. {words}"
+    assert not re.search(r"\b(rule|expression)\.\w", alert), alert
+
+
+def test_a_taken_name_is_worded_for_the_page(client):
+    create_segment(client, independent("Taken"))
+    response = client.post(f"{BASE}new/", {**_RULE, "name": "Taken"})
+    assert (
+        _alert(response.content.decode()) == "Not saved. A segment named “Taken” already exists: choose another name."
+    )
+
+
+def test_the_api_keeps_its_field_path_messages(client):
+    """The CONTRACT's wording: the page's words must not leak into the API's error body."""
+    body = independent("Api busy")
+    body["rule"]["value"] = "lots"
+    error = create_segment(client, body).json()["error"]
+    assert error["message"] == "rule.value must be a number", error
