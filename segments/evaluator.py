@@ -184,8 +184,26 @@ _FULL_SELECT = """
         ) END AS distinct_values
     ) d"""
 
+# Both writes end alike: a state not there yet is inserted (ON CONFLICT: another claim may have made it), and
+# an emptied window with nothing due is dropped.
+_INSERT_HEAD = """), inserted AS (
+    INSERT INTO segments_windowstate (user_id, event_type, window_minutes, property, events_in_window, due_at,
+                                      evaluated_at, total, low, high, snapshot, writer)
+"""
+_INSERT_TAIL = """    ON CONFLICT (user_id, event_type, window_minutes, property) DO UPDATE SET
+        events_in_window = EXCLUDED.events_in_window, due_at = EXCLUDED.due_at, evaluated_at = EXCLUDED.evaluated_at,
+        total = EXCLUDED.total, low = EXCLUDED.low, high = EXCLUDED.high, snapshot = EXCLUDED.snapshot,
+        writer = EXCLUDED.writer
+), emptied AS (
+    DELETE FROM segments_windowstate ws USING a
+    WHERE ws.user_id = a.user_id AND ws.event_type = a.event_type AND ws.window_minutes = a.window_minutes
+      AND ws.property = a.prop AND a.n = 0 AND a.due IS NULL AND a.s_n IS NOT NULL
+)
+"""
+
 # The window state's write (NARROW_WRITE; `_WIDE_WRITE` is the previous one, for the profile's A/B).
-_NARROW_WRITE = """
+_NARROW_WRITE = (
+    """
 ), me AS MATERIALIZED (  -- this statement's snapshot and transaction, once (not per written row)
     SELECT pg_current_snapshot()::text AS snapshot, pg_current_xact_id()::text::bigint AS writer
 ), w AS MATERIALIZED (  -- only what the write needs (no snapshot text); a state brought forward whose aggregates
@@ -202,22 +220,14 @@ _NARROW_WRITE = """
         writer = CASE WHEN w.forward THEN ws.writer ELSE me.writer END
     FROM w CROSS JOIN me WHERE w.existed AND ws.user_id = w.user_id AND ws.event_type = w.event_type
         AND ws.window_minutes = w.window_minutes AND ws.property = w.prop
-), inserted AS (
-    INSERT INTO segments_windowstate (user_id, event_type, window_minutes, property, events_in_window, due_at,
-                                      evaluated_at, total, low, high, snapshot, writer)
-    SELECT user_id, event_type, window_minutes, prop, n, due, %(now)s, total, low, high, me.snapshot, me.writer
-    FROM w CROSS JOIN me WHERE NOT existed
-    ON CONFLICT (user_id, event_type, window_minutes, property) DO UPDATE SET
-        events_in_window = EXCLUDED.events_in_window, due_at = EXCLUDED.due_at, evaluated_at = EXCLUDED.evaluated_at,
-        total = EXCLUDED.total, low = EXCLUDED.low, high = EXCLUDED.high, snapshot = EXCLUDED.snapshot,
-        writer = EXCLUDED.writer
-), emptied AS (
-    DELETE FROM segments_windowstate ws USING a
-    WHERE ws.user_id = a.user_id AND ws.event_type = a.event_type AND ws.window_minutes = a.window_minutes
-      AND ws.property = a.prop AND a.n = 0 AND a.due IS NULL AND a.s_n IS NOT NULL
-)
 """
-_WIDE_WRITE = """
+    + _INSERT_HEAD
+    + "    SELECT user_id, event_type, window_minutes, prop, n, due, %(now)s, total, low, high, me.snapshot, me.writer\n"
+    + "    FROM w CROSS JOIN me WHERE NOT existed\n"
+    + _INSERT_TAIL
+)
+_WIDE_WRITE = (
+    """
 ), w AS (
     SELECT user_id, event_type, window_minutes, prop, n, due, total, low, high,
            CASE WHEN forward THEN s_snapshot ELSE pg_current_snapshot()::text END AS snapshot,
@@ -229,21 +239,12 @@ _WIDE_WRITE = """
         total = w.total, low = w.low, high = w.high, snapshot = w.snapshot, writer = w.writer
     FROM w WHERE w.existed AND ws.user_id = w.user_id AND ws.event_type = w.event_type
         AND ws.window_minutes = w.window_minutes AND ws.property = w.prop
-), inserted AS (
-    INSERT INTO segments_windowstate (user_id, event_type, window_minutes, property, events_in_window, due_at,
-                                      evaluated_at, total, low, high, snapshot, writer)
-    SELECT user_id, event_type, window_minutes, prop, n, due, %(now)s, total, low, high, snapshot, writer
-    FROM w WHERE NOT existed
-    ON CONFLICT (user_id, event_type, window_minutes, property) DO UPDATE SET
-        events_in_window = EXCLUDED.events_in_window, due_at = EXCLUDED.due_at, evaluated_at = EXCLUDED.evaluated_at,
-        total = EXCLUDED.total, low = EXCLUDED.low, high = EXCLUDED.high, snapshot = EXCLUDED.snapshot,
-        writer = EXCLUDED.writer
-), emptied AS (
-    DELETE FROM segments_windowstate ws USING a
-    WHERE ws.user_id = a.user_id AND ws.event_type = a.event_type AND ws.window_minutes = a.window_minutes
-      AND ws.property = a.prop AND a.n = 0 AND a.due IS NULL AND a.s_n IS NOT NULL
-)
 """
+    + _INSERT_HEAD
+    + "    SELECT user_id, event_type, window_minutes, prop, n, due, %(now)s, total, low, high, snapshot, writer\n"
+    + "    FROM w WHERE NOT existed\n"
+    + _INSERT_TAIL
+)
 
 # Verdicts and writes, from each window's aggregates (`a`): every reader's verdict, compared with its membership;
 # the window's state written once (kept, or dropped when nothing is in the window and nothing is due). Only the

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import secrets
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -85,3 +88,35 @@ def drop_committed_org(org: Any) -> None:
     fresh = Organization.objects.get(pk=org.pk)
     fresh.domains.all().delete()
     fresh.delete(force_drop=True)
+
+
+RuleRow = tuple[str, str, str, str, str, float, int]  # name, event_type, attribute, property, operator, value, window
+
+
+@contextmanager
+def committed_org_with_rules(prefix: str, name: str, rules: Sequence[RuleRow]) -> Iterator[Any]:
+    """An org committed with one independent segment per rule row (for tests whose subprocesses must see it)."""
+    from django.db import connection
+    from django_tenants.utils import schema_context
+
+    from segments.services import segment_create
+    from tenants.services import org_create
+
+    token = secrets.token_hex(3)
+    org = org_create(slug=f"{prefix}-{token}", name=name, ttd_advertiser_id=f"{prefix}{token}")
+    with schema_context(org.schema_name):
+        for segment, event_type, attribute, prop, operator, value, window in rules:
+            rule = {
+                "event_type": event_type,
+                "attribute": attribute,
+                "property": prop,
+                "operator": operator,
+                "value": value,
+                "window_minutes": window,
+            }
+            segment_create(data={"name": segment, "type": "independent", "rule": rule}, actor=None)
+    connection.set_schema_to_public()  # type: ignore[attr-defined]
+    try:
+        yield org
+    finally:
+        drop_committed_org(org)

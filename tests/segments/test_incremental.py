@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ import pytest
 from django.db import connection
 from django_tenants.utils import schema_context
 
-from tests.segments.helpers import drop_committed_org
+from tests.segments.helpers import committed_org_with_rules
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,26 +44,8 @@ USERS = [f"u{i}" for i in range(5)]
 
 @pytest.fixture(scope="module")
 def inc_org(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Any]:
-    from segments.services import segment_create
-    from tenants.services import org_create
-
-    with django_db_blocker.unblock():
-        token = secrets.token_hex(3)
-        org = org_create(slug=f"inc-{token}", name="Incremental", ttd_advertiser_id=f"inc{token}")
-        with schema_context(org.schema_name):
-            for name, event_type, attribute, prop, operator, value, window in RULES:
-                rule = {
-                    "event_type": event_type,
-                    "attribute": attribute,
-                    "property": prop,
-                    "operator": operator,
-                    "value": value,
-                    "window_minutes": window,
-                }
-                segment_create(data={"name": name, "type": "independent", "rule": rule}, actor=None)
-        connection.set_schema_to_public()  # type: ignore[attr-defined]
+    with django_db_blocker.unblock(), committed_org_with_rules("inc", "Incremental", RULES) as org:
         yield org
-        drop_committed_org(org)
 
 
 def _reference(now: datetime) -> tuple[dict[tuple[str, str], bool], dict[tuple[str, str], tuple[int, Decimal | None]]]:

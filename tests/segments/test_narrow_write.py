@@ -8,7 +8,6 @@ every batch shares the states' transaction and no state is ever brought forward.
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ import pytest
 from django.db import connection
 from django_tenants.utils import schema_context
 
-from tests.segments.helpers import drop_committed_org
+from tests.segments.helpers import committed_org_with_rules
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,26 +36,8 @@ STATES = (
 
 @pytest.fixture(scope="module")
 def narrow_org(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Any]:
-    from segments.services import segment_create
-    from tenants.services import org_create
-
-    with django_db_blocker.unblock():
-        token = secrets.token_hex(3)
-        org = org_create(slug=f"narrow-{token}", name="Narrow write", ttd_advertiser_id=f"nw{token}")
-        with schema_context(org.schema_name):
-            for name, event_type, attribute, prop, operator, value, window in RULES:
-                rule = {
-                    "event_type": event_type,
-                    "attribute": attribute,
-                    "property": prop,
-                    "operator": operator,
-                    "value": value,
-                    "window_minutes": window,
-                }
-                segment_create(data={"name": name, "type": "independent", "rule": rule}, actor=None)
-        connection.set_schema_to_public()  # type: ignore[attr-defined]
+    with django_db_blocker.unblock(), committed_org_with_rules("narrow", "Narrow write", RULES) as org:
         yield org
-        drop_committed_org(org)
 
 
 def test_the_narrow_write_stores_what_the_wide_write_stored(narrow_org: Any) -> None:
