@@ -236,6 +236,28 @@ def test_home_tells_same_named_campaigns_apart_by_source(acme, acme_marketer, lo
     assert home.count('title="Media source">Surfside</span>') == 1
 
 
+def test_home_shows_budgets_and_dates_as_the_other_pages_do(acme, acme_marketer, login):
+    """The home's campaigns card showed `125,000.00 USD` and `2026-10-01` while the programs and report pages show
+    `$125,000.00` and `1 Oct 2026`: one formatting layer for every page."""
+    from datetime import date
+    from decimal import Decimal
+
+    from campaigns.models import Campaign, MediaSource
+
+    with schema_context(acme.schema_name):
+        Campaign.objects.create(
+            name="Formatted",
+            source=MediaSource.MANUAL,
+            budget=Decimal("125000"),
+            currency="USD",
+            start_date=date(2026, 10, 1),
+            end_date=date(2026, 12, 31),
+        )
+    home = login(acme_marketer).get(f"/o/{acme.slug}/").content.decode()
+    assert "$125,000.00" in home and "125,000.00 USD" not in home
+    assert "1 Oct 2026" in home and "31 Dec 2026" in home
+
+
 def test_an_empty_manual_campaign_says_why_it_has_no_figures(acme, acme_marketer, login):
     """It read "the campaign's data comes from Manual." (the source label dropped into a sentence)."""
     from campaigns.models import Campaign, MediaSource
