@@ -15,7 +15,6 @@ from unfold.decorators import display
 
 from audiences.models import Audience, AudienceImport, AudienceVersion, MappingTemplate
 from audiences.services import audience_delete, audience_save, import_rerun
-from p360.core import formatting
 from p360.core.admin_base import BoundedDateHierarchyMixin, count_column
 from p360.core.admin_sites import org_admin
 from tenants.services import ServiceError
@@ -23,15 +22,18 @@ from tenants.services import ServiceError
 
 @admin.register(Audience, site=org_admin)
 class AudienceAdmin(ModelAdmin):
-    list_display = ["name", "kind", "status", "records", "current_version", "created_by", "updated_at"]
+    list_display = [
+        "name",
+        "kind",
+        "status",
+        count_column("record_count", "Records"),
+        "current_version",
+        "created_by",
+        "updated_at",
+    ]
     list_filter = ["kind", "status"]
     search_fields = ["name", "description"]
     readonly_fields = ["record_count", "current_version", "created_by", "created_at", "updated_at"]
-
-    @display(description="Records", ordering="record_count")
-    def records(self, obj: Audience) -> str:
-        """With thousands separators, as on the marketer pages (the list showed 2414)."""
-        return formatting.count(obj.record_count)
 
     fields = [
         "name",

@@ -78,6 +78,12 @@ def _day(value: str) -> dt.date | None:
         return None
 
 
+# The proposal control an error is about (marked aria-invalid): the field a service or model error names, else
+# the one a rule's code is about (the budget guard, the parent's flight).
+_DRAFT_CONTROLS = {"name": "name", "budget": "budget", "start_date": "start", "end_date": "end", "end": "end"}
+_CONTROL_OF_CODE = {"budget_exceeded": "budget", "flight_outside_parent": "start"}
+
+
 @require_POST
 def create_draft(request: HttpRequest) -> HttpResponse:
     """A marketer's draft campaign under a program (the budget guard applies as everywhere)."""
@@ -94,25 +100,16 @@ def create_draft(request: HttpRequest) -> HttpResponse:
         campaign_save(campaign=campaign, actor=request.user)  # type: ignore[arg-type]
     except CampaignServiceError as exc:
         error, code = str(exc), exc.code
+        field = _DRAFT_CONTROLS.get(exc.details.get("field", ""), "") or _CONTROL_OF_CODE.get(code, "")
     except ValidationError as exc:  # model validation (empty name, duplicate name)
         error, code = "; ".join(exc.messages), "invalid"
+        field = next((_DRAFT_CONTROLS[f] for f in getattr(exc, "error_dict", {}) if f in _DRAFT_CONTROLS), "name")
     else:
         messages.success(request, f"Draft {campaign.name!r} saved. Submit it when it is ready for approval.")
         return redirect("campaign-programs")
     # Shown again with what was typed (a redirect would lose it) and the error beside the form.
     typed = {key: request.POST.get(key, "") for key in ("program", "name", "budget", "start", "end")}
-    return programs(
-        request, draft={**typed, "error": error, "code": code, "field": _draft_field(error, code)}, status=400
-    )
-
-
-def _draft_field(error: str, code: str) -> str:
-    """The proposal control an error is about (marked aria-invalid): budget rules, dates, else the name."""
-    text = f"{code} {error}".lower()
-    for field, words in (("budget", ("budget",)), ("start", ("flight", "start")), ("end", ("end",))):
-        if any(word in text for word in words):
-            return field
-    return "name" if "name" in text else ""
+    return programs(request, draft={**typed, "error": error, "code": code, "field": field}, status=400)
 
 
 @require_POST
