@@ -357,6 +357,15 @@ _SORTED_TRIGGER = f"""
     SELECT user_id, event_type, (array_agg(event_id ORDER BY seq DESC))[1] AS trigger
     FROM {TOUCHED} WHERE {BUCKET} BETWEEN %(low)s AND %(high)s GROUP BY user_id, event_type
 )"""
+# The per-event expressions computed once per event (OFFSET 0 keeps the subquery from being flattened into its
+# readers): flattened, the visibility test ran in each of the seven aggregates' filters and the property's jsonb
+# extraction and numeric parse in each of sum, min and max (and avg) that read it.
+_ONCE = "\n        OFFSET 0  -- computed once per event (see LEAN_CHUNK)"
+_PER_EVENT_ADDED = """               END AS v
+    ) c
+    WHERE k.inc0"""
+_PER_EVENT_READ = """              AND ev.event_time <= %(horizon)s
+        ) e"""
 _HASHED_TRIGGER = f"""
     SELECT t.user_id, t.event_type, t.event_id AS trigger
     FROM (SELECT max(seq) AS top FROM {TOUCHED} WHERE {BUCKET} BETWEEN %(low)s AND %(high)s
@@ -371,8 +380,10 @@ def _lean(sql: str) -> str:
         .replace(_KEYED_UPDATE, "ws.ctid = w.s_ctid")
         .replace(_KEYED_DELETE, "ws.ctid = a.s_ctid AND a.n = 0")
         .replace(_SORTED_TRIGGER, _HASHED_TRIGGER)
+        .replace(_PER_EVENT_ADDED, _PER_EVENT_ADDED.replace("\n    ) c", _ONCE + "\n    ) c"))
+        .replace(_PER_EVENT_READ, _PER_EVENT_READ.replace("\n        ) e", _ONCE + "\n        ) e"))
     )
-    assert lean.count("s_ctid") >= 4, "LEAN_CHUNK's anchors moved"
+    assert lean.count("s_ctid") >= 4 and lean.count(_ONCE) == 1 + (_PER_EVENT_ADDED in sql), "LEAN_CHUNK's anchors moved"
     return lean
 
 
