@@ -47,8 +47,9 @@ def _variant(new: bool) -> None:
 
 
 _CURRENT: dict[str, object] = {}  # the functions _variant swaps out, as imported
-# segments.evaluator flags A runs switched off (the steps session 12 measures); `AB_FLAGS=X,Y` narrows them.
-AB_FLAGS = [f for f in os.environ.get("AB_FLAGS", "WINDOW_FIRST").split(",") if f]
+# segments.evaluator flags A runs switched off (session 13: LEAN_CHUNK; session 12 measured WINDOW_FIRST);
+# `AB_FLAGS=X,Y` names others.
+AB_FLAGS = [f for f in os.environ.get("AB_FLAGS", "LEAN_CHUNK").split(",") if f]
 
 
 def _explain_next() -> None:
