@@ -383,7 +383,9 @@ def _lean(sql: str) -> str:
         .replace(_PER_EVENT_ADDED, _PER_EVENT_ADDED.replace("\n    ) c", _ONCE + "\n    ) c"))
         .replace(_PER_EVENT_READ, _PER_EVENT_READ.replace("\n        ) e", _ONCE + "\n        ) e"))
     )
-    assert lean.count("s_ctid") >= 4 and lean.count(_ONCE) == 1 + (_PER_EVENT_ADDED in sql), "LEAN_CHUNK's anchors moved"
+    assert lean.count("s_ctid") >= 4 and lean.count(_ONCE) == 1 + (_PER_EVENT_ADDED in sql), (
+        "LEAN_CHUNK's anchors moved"
+    )
     return lean
 
 
