@@ -47,8 +47,9 @@ def _variant(new: bool) -> None:
 
 
 _CURRENT: dict[str, object] = {}  # the functions _variant swaps out, as imported
-# segments.evaluator flags A runs switched off (the steps session 12 measures); `AB_FLAGS=X,Y` narrows them.
-AB_FLAGS = [f for f in os.environ.get("AB_FLAGS", "WINDOW_FIRST").split(",") if f]
+# segments.evaluator flags A runs switched off (session 13: LEAN_CHUNK; session 12 measured WINDOW_FIRST);
+# `AB_FLAGS=X,Y` names others.
+AB_FLAGS = [f for f in os.environ.get("AB_FLAGS", "LEAN_CHUNK").split(",") if f]
 
 
 def _explain_next() -> None:
@@ -64,7 +65,7 @@ def _explain_next() -> None:
         probe = sql[sql.index("(SELECT m.entered_at FROM segments_membership m") : sql.index(" AS entered_at,")]
         found = {
             "current": sql,
-            "wide write (NARROW_WRITE off)": evaluator.WIDE_WRITE_SQL[sql],
+            "wide write (NARROW_WRITE off)": evaluator.WIDE_WRITE_SQL.get(sql, ""),  # of the previous statements
             "no membership lookup": sql.replace(probe, "NULL::timestamptz"),
             "no writes": sql[: sql.index(", me AS MATERIALIZED (")] + " SELECT count(*) FROM j",
             "no update (insert/delete kept)": sql.replace(
@@ -74,6 +75,7 @@ def _explain_next() -> None:
                 "k.inc0 AND NOT coalesce(ad.unsure, false) AS forward", "false AS forward"
             ),
         }
+        found = {name: text for name, text in found.items() if text}
         for name, text in found.items():  # a variant whose anchor moved would silently measure the current one
             assert name == "current" or text != sql, f"--explain variant {name!r} no longer applies"
         return found
@@ -82,8 +84,11 @@ def _explain_next() -> None:
         params = {"now": now, "horizon": now + evaluator.FUTURE_SKEW}
         if buckets is not None:  # window-first (WINDOW_FIRST): the chunk's range of user buckets
             params["low"], params["high"] = buckets
-        sql = evaluator.EVALUATE_TOUCHED_SQL if buckets is None else evaluator.EVALUATE_WINDOWS_SQL
+        base = evaluator.EVALUATE_TOUCHED_SQL if buckets is None else evaluator.EVALUATE_WINDOWS_SQL
+        sql = evaluator._written(base)  # the statement the flags select (LEAN_CHUNK: session 13's)
         variants = variants_of(sql)
+        if sql != base:
+            variants["previous (LEAN_CHUNK off)"] = base
         cpu: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(5):
             for name, text in variants.items():

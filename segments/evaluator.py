@@ -70,6 +70,11 @@ NARROW_WRITE = True
 # writes every forward move (the profile's A/B).
 LAST_ACTIVE_SLACK = timedelta(minutes=1)
 PROFILE_SLACK = True
+# Session 13: the window state written (and an emptied one dropped) by the row's address read with it (`s_ctid`),
+# not by a second probe of the unique index per written row; each (user, type)'s trigger found by a hash aggregate
+# (no sort of the claimed events by text keys); a claim's users locked and its pairs counted in one statement (no
+# (user, type) rows back to Python). One flag for the profile's A/B (the previous paths with it off).
+LEAN_CHUNK = True
 
 # The (segment, user) pairs one transaction evaluates (distinct; `trigger` the event that caused it, or "";
 # `incremental`: the pair was touched by queued batches whose events sit in segments_touched, so its state may be
@@ -111,7 +116,7 @@ p AS MATERIALIZED (
     FROM {PAIRS} q JOIN segments_segment r ON r.id = q.segment_id AND r.active AND r.kind = 'independent'
 ), k AS MATERIALIZED (
     SELECT g.*, s.events_in_window AS s_n, s.total AS s_total, s.low AS s_low, s.high AS s_high, s.due_at AS s_due,
-           s.snapshot AS s_snapshot, s.writer AS s_writer,
+           s.snapshot AS s_snapshot, s.writer AS s_writer, s.ctid AS s_ctid,
            CASE WHEN s.snapshot <> '' THEN s.snapshot::pg_snapshot END AS s_snap,
            (g.incremental AND g.plain AND s.snapshot <> '' AND s.evaluated_at <= %(now)s
             AND (s.due_at IS NULL OR s.due_at > %(now)s)) IS TRUE AS inc0
@@ -143,7 +148,7 @@ r AS MATERIALIZED (
 ), k AS MATERIALIZED (
     SELECT g.user_id, rw.event_type, rw.window_minutes, rw.prop, g.trigger, rw.plain, rw.distinct_read,
            s.events_in_window AS s_n, s.total AS s_total, s.low AS s_low, s.high AS s_high, s.due_at AS s_due,
-           s.snapshot AS s_snapshot, s.writer AS s_writer,
+           s.snapshot AS s_snapshot, s.writer AS s_writer, s.ctid AS s_ctid,
            CASE WHEN s.snapshot <> '' THEN s.snapshot::pg_snapshot END AS s_snap,
            (rw.plain AND s.snapshot <> '' AND s.evaluated_at <= %(now)s
             AND (s.due_at IS NULL OR s.due_at > %(now)s)) IS TRUE AS inc0
@@ -339,6 +344,54 @@ EVALUATE_TOUCHED_SQL = f"WITH {_PAIRS_CTE},{_TOUCHED_BODY}{_VERDICT_AND_WRITE}"
 # The same, window-first (WINDOW_FIRST): the chunk's windows straight from segments_touched (%(low)s..%(high)s: its
 # range of user buckets), no pairs table.
 EVALUATE_WINDOWS_SQL = f"WITH {_TOUCHED_WINDOWS_CTE},{_TOUCHED_BODY}{_WINDOW_VERDICTS}"
+# Session 13 (LEAN_CHUNK): the window state updated and an emptied one deleted by the address `k` read it at (the
+# user's bucket lock keeps every other evaluator off the row between the read and the write, and the statement
+# neither writes it before), not by a second probe of the unique index per written row; and, window-first, each
+# (user, type)'s trigger by a hash aggregate of its latest `seq` (unique in a claim) joined back, where the ordered
+# array_agg sorted every claimed event by its text keys.
+_KEYED_UPDATE = """ws.user_id = w.user_id AND ws.event_type = w.event_type
+        AND ws.window_minutes = w.window_minutes AND ws.property = w.prop"""
+_KEYED_DELETE = """ws.user_id = a.user_id AND ws.event_type = a.event_type AND ws.window_minutes = a.window_minutes
+      AND ws.property = a.prop AND a.n = 0"""
+_SORTED_TRIGGER = f"""
+    SELECT user_id, event_type, (array_agg(event_id ORDER BY seq DESC))[1] AS trigger
+    FROM {TOUCHED} WHERE {BUCKET} BETWEEN %(low)s AND %(high)s GROUP BY user_id, event_type
+)"""
+# The per-event expressions computed once per event (OFFSET 0 keeps the subquery from being flattened into its
+# readers): flattened, the visibility test ran in each of the seven aggregates' filters and the property's jsonb
+# extraction and numeric parse in each of sum, min and max (and avg) that read it.
+_ONCE = "\n        OFFSET 0  -- computed once per event (see LEAN_CHUNK)"
+_PER_EVENT_ADDED = """               END AS v
+    ) c
+    WHERE k.inc0"""
+_PER_EVENT_READ = """              AND ev.event_time <= %(horizon)s
+        ) e"""
+_HASHED_TRIGGER = f"""
+    SELECT t.user_id, t.event_type, t.event_id AS trigger
+    FROM (SELECT max(seq) AS top FROM {TOUCHED} WHERE {BUCKET} BETWEEN %(low)s AND %(high)s
+          GROUP BY user_id, event_type) m
+    JOIN {TOUCHED} t ON t.seq = m.top
+)"""
+
+
+def _lean(sql: str) -> str:
+    lean = (
+        sql.replace("forward, s_n IS NOT NULL AS existed", "forward, s_ctid, s_n IS NOT NULL AS existed")
+        .replace(_KEYED_UPDATE, "ws.ctid = w.s_ctid")
+        .replace(_KEYED_DELETE, "ws.ctid = a.s_ctid AND a.n = 0")
+        .replace(_SORTED_TRIGGER, _HASHED_TRIGGER)
+        .replace(_PER_EVENT_ADDED, _PER_EVENT_ADDED.replace("\n    ) c", _ONCE + "\n    ) c"))
+        .replace(_PER_EVENT_READ, _PER_EVENT_READ.replace("\n        ) e", _ONCE + "\n        ) e"))
+    )
+    assert lean.count("s_ctid") >= 4 and lean.count(_ONCE) == 1 + (_PER_EVENT_ADDED in sql), (
+        "LEAN_CHUNK's anchors moved"
+    )
+    return lean
+
+
+LEAN_SQL = {sql: _lean(sql) for sql in (EVALUATE_SQL, EVALUATE_TOUCHED_SQL, EVALUATE_WINDOWS_SQL)}
+assert _HASHED_TRIGGER in LEAN_SQL[EVALUATE_WINDOWS_SQL]
+
 # The three with the previous write (NARROW_WRITE off: the profile's A/B).
 WIDE_WRITE_SQL = {
     sql: sql.replace(_NARROW_WRITE, _WIDE_WRITE) for sql in (EVALUATE_SQL, EVALUATE_TOUCHED_SQL, EVALUATE_WINDOWS_SQL)
@@ -412,8 +465,10 @@ def _lock_pairs(cursor: Any) -> None:
 
 
 def _written(sql: str) -> str:
-    """The statement with the window-state write NARROW_WRITE selects."""
-    return sql if NARROW_WRITE else WIDE_WRITE_SQL[sql]
+    """The statement with the window-state write NARROW_WRITE and LEAN_CHUNK select."""
+    if not NARROW_WRITE:
+        return WIDE_WRITE_SQL[sql]
+    return LEAN_SQL[sql] if LEAN_CHUNK else sql
 
 
 def _evaluate_table(
@@ -840,14 +895,41 @@ def _claim_at_once(params: dict[str, Any], when: datetime) -> Outcome:
         cursor.execute(FILL_TOUCHED_SQL, {"ids": ids})
         # Every user of the claim locked now, in one sorted pass: the chunks below run in this transaction
         # and keep their locks, so locking chunk by chunk could deadlock against another evaluator.
-        cursor.execute(f"SELECT user_id, event_type FROM {TOUCHED} GROUP BY user_id, event_type")
-        touched = cursor.fetchall()
-        lock_users(row[0] for row in touched)
+        if LEAN_CHUNK and connection.pg_version >= 180000:  # type: ignore[attr-defined]  # crc32() is PostgreSQL 18's
+            fresh, pairs = lock_touched(cursor)
+        else:
+            cursor.execute(f"SELECT user_id, event_type FROM {TOUCHED} GROUP BY user_id, event_type")
+            touched = cursor.fetchall()
+            lock_users(row[0] for row in touched)
+            fresh, pairs = len(touched), _pair_count(touched)
         cursor.execute(PROFILES_SQL, _profile_params(when))
-        outcome = evaluate_touched(fresh=len(touched), now=when, pairs=_pair_count(touched))
+        outcome = evaluate_touched(fresh=fresh, now=when, pairs=pairs)
         cursor.execute(f"DELETE FROM {PENDING_TABLE} WHERE id = ANY(%s)", [ids])
     outcome.batches = len(ids)
     return outcome
+
+
+# A claim's users locked in the database (LEAN_CHUNK): bucket() in SQL (crc32 of the UTF-8 bytes, as zlib's), the
+# buckets sorted as lock_users sorts them; with the distinct (user, type) and the pairs they make (one per active rule
+# on the type: `types`/`rules`), so no (user, type) row comes back to Python.
+LOCK_TOUCHED_SQL = f"""
+WITH t AS MATERIALIZED (SELECT user_id, event_type FROM {TOUCHED} GROUP BY user_id, event_type), locked AS (
+    SELECT count(pg_advisory_xact_lock({LOCK_NAMESPACE}, b)) AS n
+    FROM (SELECT DISTINCT (crc32(convert_to(user_id, 'UTF8')) %% {LOCK_BUCKETS})::int AS b FROM t ORDER BY b) s
+)
+SELECT (SELECT count(*) FROM t),
+       (SELECT coalesce(sum(r.rules), 0) FROM t JOIN unnest(%(types)s::text[], %(rules)s::int[]) AS r(event_type, rules)
+            ON r.event_type = t.event_type),
+       (SELECT n FROM locked)
+"""
+
+
+def lock_touched(cursor: Any) -> tuple[int, int]:
+    """Lock the users of segments_touched (as lock_users would) and count its distinct (user, type) and their pairs."""
+    per_type = {name: len(rules) for name, rules in rules_mod.load().rules_by_type.items()}
+    cursor.execute(LOCK_TOUCHED_SQL, {"types": list(per_type), "rules": list(per_type.values())})
+    fresh, pairs, _locked = cursor.fetchone()
+    return int(fresh), int(pairs)
 
 
 def _pair_count(touched: Sequence[tuple[str, str]]) -> int:
