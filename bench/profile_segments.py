@@ -52,6 +52,30 @@ _CURRENT: dict[str, object] = {}  # the functions _variant swaps out, as importe
 AB_FLAGS = [f for f in os.environ.get("AB_FLAGS", "LEAN_CHUNK").split(",") if f]
 
 
+def _inflate_states(copies: int) -> None:
+    """EXPLAIN_INFLATE=n: before the explain, add n copies of every window state under other user ids (then
+    ANALYZE), so the chunk statement is planned against a state table as large as a big org's, not the bench's."""
+    if copies <= 0:
+        return
+    from django.db import connection
+
+    with connection.cursor() as c:
+        c.execute(
+            "SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute "
+            "WHERE attrelid = 'segments_windowstate'::regclass AND attnum > 0 AND NOT attisdropped "
+            "AND attname NOT IN ('id', 'user_id')"
+        )
+        columns = c.fetchone()[0]
+        c.execute(
+            f"INSERT INTO segments_windowstate (user_id, {columns}) SELECT user_id || '~' || g, {columns} "
+            "FROM segments_windowstate, generate_series(1, %s) g",
+            [copies],
+        )
+        c.execute("ANALYZE segments_windowstate")
+        c.execute("SELECT count(*) FROM segments_windowstate")
+        print(f"   window states inflated to {c.fetchone()[0]:,} rows")
+
+
 def _explain_next() -> None:
     """Backend CPU of the evaluator's chunk statement and of variants with a part cut out (each run 5 times in a
     rolled-back savepoint, interleaved), then EXPLAIN (ANALYZE, BUFFERS) of the real one (`--explain`)."""
@@ -81,6 +105,7 @@ def _explain_next() -> None:
         return found
 
     def explained(cursor, now, timer, touched=False, buckets=None):  # type: ignore[no-untyped-def]
+        _inflate_states(int(os.environ.get("EXPLAIN_INFLATE", "0")))
         params = {"now": now, "horizon": now + evaluator.FUTURE_SKEW}
         if buckets is not None:  # window-first (WINDOW_FIRST): the chunk's range of user buckets
             params["low"], params["high"] = buckets
