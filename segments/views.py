@@ -147,6 +147,17 @@ def _posted_values(post: Any) -> dict[str, Any]:
     }
 
 
+def _readable_expression(text: str) -> bool:
+    """Whether the picker can show this expression text (else the page opens the JSON box on an error)."""
+    if not text.strip():
+        return True
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and isinstance(parsed.get("children"), list)
+
+
 def segment_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     segment = get_object_or_404(Segment, pk=pk) if pk else None
     error = ""
@@ -172,6 +183,7 @@ def segment_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         except SegmentError as exc:
             error = _page_message(exc, request.POST.get("name", ""))
             error_control = _error_control(exc.field)
+    others = list((Segment.objects.exclude(pk=segment.pk) if segment else Segment.objects.all()).order_by("name"))
     context = {
         "segment": segment,
         "values": values,
@@ -183,7 +195,13 @@ def segment_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         "event_types": sorted(allowed_event_types()),
         "attributes": Segment.Attribute.choices,
         "operators": Segment.Operator.choices,
-        "others": (Segment.objects.exclude(pk=segment.pk) if segment else Segment.objects.all()).order_by("name"),
+        "others": others,
+        # the derived-segment picker's choices (static/segments/expression.js)
+        "picker_segments": [
+            {"id": o.pk, "name": o.name, "derived": o.kind == Segment.Kind.DERIVED, "active": o.active} for o in others
+        ],
+        "picker_readable": _readable_expression(expression_text),
+        "json_open": request.method == "POST" and request.POST.get("json_open") == "1",  # as the person left it
     }
     return render(request, "segments/edit.html", context, status=400 if error else 200)
 
