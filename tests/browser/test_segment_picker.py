@@ -160,7 +160,9 @@ def test_cycles_missing_segments_and_empty_boxes_keep_clear_errors(
     _slots(page).first.select_option(label="Cycle second (derived)")
     page.get_by_role("button", name="Save", exact=True).click()
     alert = page.locator("#segment-error")
-    expect(alert).to_contain_text("refers back to this segment")
+    expect(alert).to_have_text(
+        "Not saved. A segment cannot be built from itself: a chosen segment already includes this one."
+    )
     expect(_slots(page).first).to_have_value(str(second))  # the picker shows what was tried, nothing lost
     assert _stored(first)[0] == {"op": "and", "children": [{"segment": base}]}
 
@@ -181,7 +183,7 @@ def test_cycles_missing_segments_and_empty_boxes_keep_clear_errors(
     expect(page.locator("#expression-picker .node-error")).to_contain_text("no segment with id 987654")
     _shoot(page, screenshot_dir, "segment-picker-missing.png")
     page.get_by_role("button", name="Save", exact=True).click()
-    expect(alert).to_have_text("Not saved. There is no segment with id 987654: use the ids listed below.")
+    expect(alert).to_have_text("Not saved. There is no segment with id 987654: choose another segment or remove it.")
     expect(_slots(page).first.locator("option:checked")).to_have_text("#987654 (not found)")
 
     # JSON the picker cannot show: the note says so and the JSON box stays open after the error.
