@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -56,9 +59,17 @@ def _program_rows(today: dt.date) -> list[dict[str, Any]]:
     return rows
 
 
-def programs(request: HttpRequest, *, draft: dict[str, str] | None = None, status: int = 200) -> HttpResponse:
-    """The programs page; `draft` is a rejected proposal shown again as typed (with `status` 400)."""
+# A rejected proposal, kept in the session for the page it redirects to (POST, redirect, GET: a reload of that
+# page shows it again as typed without sending it again). Only the latest one is kept.
+REJECTED_DRAFT = "campaigns.rejected_draft"
+
+
+def programs(request: HttpRequest) -> HttpResponse:
+    """The programs page; `?draft=<token>` shows the rejected proposal of that token again, as typed, with its error."""
     org = request.org  # type: ignore[attr-defined]
+    kept = request.session.get(REJECTED_DRAFT) or {}
+    asked = request.GET.get("draft", "")
+    draft = kept if asked and kept.get("token") == asked else {}
     today = timezone.localdate()
     context = {
         "rows": _program_rows(today),
@@ -66,9 +77,9 @@ def programs(request: HttpRequest, *, draft: dict[str, str] | None = None, statu
         "account_url": salesforce_account_url(getattr(org, "salesforce_account_id", "") or ""),
         "drafts": Campaign.objects.filter(status__in=[CampaignStatus.DRAFT, CampaignStatus.PENDING_APPROVAL]),
         "all_programs": Program.objects.order_by("name"),
-        "draft": draft or {},
+        "draft": draft,
     }
-    return render(request, "campaigns/programs.html", context, status=status)
+    return render(request, "campaigns/programs.html", context)
 
 
 def _day(value: str) -> dt.date | None:
@@ -84,9 +95,13 @@ _DRAFT_CONTROLS = {"name": "name", "budget": "budget", "start_date": "start", "e
 _CONTROL_OF_CODE = {"budget_exceeded": "budget", "flight_outside_parent": "start"}
 
 
-@require_POST
 def create_draft(request: HttpRequest) -> HttpResponse:
-    """A marketer's draft campaign under a program (the budget guard applies as everywhere)."""
+    """A marketer's draft campaign under a program (the budget guard applies as everywhere).
+
+    Saved or rejected, the answer is a redirect to the programs page (303): a reload there never sends the
+    proposal again. A rejected one comes back as typed, with its error, through the session."""
+    if request.method != "POST":  # a bookmarked or reloaded /drafts/ URL: the page the form lives on
+        return redirect("campaign-programs")
     program = get_object_or_404(Program, pk=request.POST.get("program") or 0)
     campaign = Campaign(
         program=program,
@@ -105,11 +120,16 @@ def create_draft(request: HttpRequest) -> HttpResponse:
         error, code = "; ".join(exc.messages), "invalid"
         field = next((_DRAFT_CONTROLS[f] for f in getattr(exc, "error_dict", {}) if f in _DRAFT_CONTROLS), "name")
     else:
+        request.session.pop(REJECTED_DRAFT, None)
         messages.success(request, f"Draft {campaign.name!r} saved. Submit it when it is ready for approval.")
         return redirect("campaign-programs")
-    # Shown again with what was typed (a redirect would lose it) and the error beside the form.
-    typed = {key: request.POST.get(key, "") for key in ("program", "name", "budget", "start", "end")}
-    return programs(request, draft={**typed, "error": error, "code": code, "field": field}, status=400)
+    # Shown again with what was typed and the error beside the form, on the page a reload may repeat safely.
+    typed = {key: request.POST.get(key, "")[:300] for key in ("program", "name", "budget", "start", "end")}
+    token = secrets.token_urlsafe(9)
+    request.session[REJECTED_DRAFT] = {**typed, "error": error, "code": code, "field": field, "token": token}
+    response = redirect(f"{reverse('campaign-programs')}?{urlencode({'draft': token})}#draft-error")
+    response.status_code = 303  # See Other: the browser follows with a GET
+    return response
 
 
 @require_POST
