@@ -219,23 +219,18 @@ def budget_bar(budget: Decimal, allocated: Decimal, spent: Decimal, currency: st
     budget = budget or Decimal("0")
     pct = lambda v: 0 if not budget else min(100, float(v / budget * 100))  # noqa: E731
     remaining = budget - spent
+    figures = [formatting.money(v, currency) for v in (allocated, spent, remaining)]  # $1,000.00, as the pages show
     return format_html(
-        '<div title="planned {} / spent {} / remaining {} {}" style="min-width:12rem">'
+        '<div title="planned {} / spent {} / remaining {}" style="min-width:12rem">'
         '<div style="position:relative;height:.6rem;background:#e5e7eb;border-radius:.3rem;overflow:hidden">'
         '<div style="position:absolute;inset:0 auto 0 0;width:{}%;background:#93c5fd"></div>'
         '<div style="position:absolute;inset:0 auto 0 0;width:{}%;background:{}"></div></div>'
-        "<small>planned {} · spent {} · remaining {} {}</small></div>",
-        f"{allocated:,.2f}",
-        f"{spent:,.2f}",
-        f"{remaining:,.2f}",
-        currency,
+        "<small>planned {} · spent {} · remaining {}</small></div>",
+        *figures,
         f"{pct(allocated):.1f}",
         f"{pct(spent):.1f}",
         "#dc2626" if spent > budget else "#2563eb",
-        f"{allocated:,.2f}",
-        f"{spent:,.2f}",
-        f"{remaining:,.2f}",
-        currency,
+        *figures,
     )
 
 

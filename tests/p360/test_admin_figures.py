@@ -126,3 +126,17 @@ def test_destination_list_counts_audiences_in_the_lists_query_not_one_per_row(
     for name, count in (("q-first", 2), ("q-more-0", 1), ("q-more-4", 5), ("q-more-5", 1)):
         row = re.search(rf"<tr[^>]*>(?:(?!</tr>).)*>{name}<(?:(?!</tr>).)*</tr>", page, re.S)
         assert row and _cells(row.group(0), str(count)), (name, row and row.group(0)[:500])
+
+
+def test_segment_list_shows_thresholds_and_windows_as_people_read_them(login: Any, manager: Any, acme: Any) -> None:
+    """Session 13 walk: the org admin's segment list read `200.0000` and `1440`."""
+    from segments.services import segment_create
+
+    rule = {"event_type": "orders", "attribute": "sum", "operator": "gte", "value": 200, "window_minutes": 1440}
+    with schema_context(acme.schema_name):
+        segment_create(data={"name": "Admin big carts", "type": "independent", "rule": rule}, actor=None)
+        rule = {**rule, "value": 2.5, "window_minutes": 60}
+        segment_create(data={"name": "Admin halves", "type": "independent", "rule": rule}, actor=None)
+    page = login(manager).get("/o/acme/admin/segments/segment/?q=Admin").content.decode()
+    assert _cells(page, "200") and _cells(page, "1,440 min") and _cells(page, "2.5") and _cells(page, "60 min")
+    assert "200.0000" not in page and "2.5000" not in page
