@@ -20,6 +20,7 @@ from campaigns.models import Campaign, CampaignStatus, Program
 from campaigns.pacing import program_pacing
 from campaigns.selectors import salesforce_account_url, salesforce_opportunity_url
 from campaigns.services import CampaignServiceError, campaign_save, transition
+from p360.core import formatting
 
 # The pacing API's status codes, as a person reads them (the page shows words, the API keeps the codes).
 PACING_LABELS = {"on_track": "On track", "under": "Under-pacing", "over": "Over-pacing"}
@@ -95,6 +96,21 @@ _DRAFT_CONTROLS = {"name": "name", "budget": "budget", "start_date": "start", "e
 _CONTROL_OF_CODE = {"budget_exceeded": "budget", "flight_outside_parent": "start"}
 
 
+def _draft_words(exc: CampaignServiceError, program: Program) -> str:
+    """A refusal in the page's words: the budget guard's figures as money ($114,400.00, not 114,400.00 USD);
+    other refusals as the service wrote them (the API keeps its message)."""
+    details = exc.details
+    if exc.code == "budget_exceeded" and {"available", "parent_budget", "requested"} <= set(details):
+        currency = details.get("currency")
+        left, total, asked = (
+            formatting.money(details[k], currency) for k in ("available", "parent_budget", "requested")
+        )
+        return (
+            f"The budget is more than “{program.name}” has left: {left} of its {total} remain, and {asked} was asked."
+        )
+    return str(exc)
+
+
 def create_draft(request: HttpRequest) -> HttpResponse:
     """A marketer's draft campaign under a program (the budget guard applies as everywhere).
 
@@ -114,7 +130,7 @@ def create_draft(request: HttpRequest) -> HttpResponse:
     try:
         campaign_save(campaign=campaign, actor=request.user)  # type: ignore[arg-type]
     except CampaignServiceError as exc:
-        error, code = str(exc), exc.code
+        error, code = _draft_words(exc, program), exc.code
         field = _DRAFT_CONTROLS.get(exc.details.get("field", ""), "") or _CONTROL_OF_CODE.get(code, "")
     except ValidationError as exc:  # model validation (empty name, duplicate name)
         error, code = "; ".join(exc.messages), "invalid"

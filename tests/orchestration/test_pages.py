@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -68,6 +69,8 @@ def test_a_rejected_proposal_keeps_what_was_typed_and_marks_the_field(acme, acme
     typed = {"program": ids["program"], "name": "Too big", "budget": "400.01", "start": "2026-11-02", "end": ""}
     location, body = _rejected(client, url, typed)
     assert 'role="alert" id="draft-error" data-error-code="budget_exceeded"' in body
+    # the guard's figures as money, as the page shows budgets (the service said "400.00 USD left of 1,000.00")
+    assert "has left: $400.00 of its $1,000.00 remain, and $400.01 was asked." in html.unescape(body)
     assert 'value="Too big"' in body and 'value="2026-11-02"' in body
     budget = re.search(r'<input id="draft-budget"[^>]*>', body)
     assert budget and 'value="400.01"' in budget.group(0) and 'aria-invalid="true"' in budget.group(0)
