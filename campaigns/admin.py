@@ -453,11 +453,12 @@ class ProgramAdmin(ServiceFormMixin, _SaveInlinesThroughServices, ModelAdmin):
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
         from campaigns.pacing import program_pacing
+        from campaigns.views import labelled_pacing
 
         program = Program.objects.filter(pk=object_id).first()
         extra = {**(extra_context or {})}
         if program is not None:
-            extra["pacing"] = program_pacing(program, timezone.localdate())
+            extra["pacing"] = labelled_pacing(program_pacing(program, timezone.localdate()))
             extra["calendar_url"] = reverse("admin:campaigns_program_calendar")
         return super().change_view(request, object_id, form_url, extra)
 

@@ -43,17 +43,20 @@ def _labelled(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def labelled_pacing(pacing: dict[str, Any]) -> dict[str, Any]:
+    """A program's pacing (campaigns.pacing.program_pacing) with the words beside the codes, for the programs
+    page and the admin's program form."""
+    campaigns = [{**_labelled(c), "line_items": [_labelled(li) for li in c["line_items"]]} for c in pacing["campaigns"]]
+    return {**pacing, "program": _labelled(pacing["program"]), "campaigns": campaigns}
+
+
 def _program_rows(today: dt.date) -> list[dict[str, Any]]:
     rows = []
     for program in Program.objects.order_by("-start_date", "name"):
-        pacing = program_pacing(program, today)
-        campaigns = [
-            {**_labelled(c), "line_items": [_labelled(li) for li in c["line_items"]]} for c in pacing["campaigns"]
-        ]
         rows.append(
             {
                 "program": program,
-                "pacing": {**pacing, "program": _labelled(pacing["program"]), "campaigns": campaigns},
+                "pacing": labelled_pacing(program_pacing(program, today)),
                 "salesforce_url": salesforce_opportunity_url(program.salesforce_opportunity_id),
             }
         )

@@ -144,7 +144,9 @@ def test_cycles_missing_segments_and_empty_boxes_keep_clear_errors(
     browser_page: Any, live_url: str, acme_marketer: Any, screenshot_dir: Path
 ) -> None:
     base = _create(independent("Cycle base"))
-    first = _create({"name": "Cycle first", "type": "derived", "expression": {"op": "and", "children": [{"segment": base}]}})
+    first = _create(
+        {"name": "Cycle first", "type": "derived", "expression": {"op": "and", "children": [{"segment": base}]}}
+    )
     second = _create(
         {"name": "Cycle second", "type": "derived", "expression": {"op": "not", "children": [{"segment": first}]}}
     )

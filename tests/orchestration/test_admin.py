@@ -3,6 +3,7 @@ workflow actions, duplicate, reallocation, calendar, budget bars, pacing charts;
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -58,6 +59,11 @@ def test_program_with_campaign_inlines_is_saved_through_the_guard(acme, manager,
     assert "/lightning/r/Opportunity/006ADMIN/view" in page
     detail = client.get(f"/o/{acme.slug}/admin/campaigns/program/{program.pk}/change/").content.decode()
     assert 'id="program-pacing"' in detail
+    # session 13 walk: the pacing table read 1000.00, "on_track" and "under" run into the projected figure
+    pacing = detail[detail.index('id="program-pacing"') :]
+    assert ">$1,000.00<" in pacing and ">$600.00<" in pacing and ">1000.00<" not in pacing
+    assert re.search(r'data-pacing="\w+">(On track|Under-pacing|Over-pacing|Not live yet)<', pacing)
+    assert not re.search(r">(on_track|under|over)<", pacing)
 
 
 def test_service_refusal_under_the_lock_rolls_the_whole_form_back(acme, manager, login):

@@ -67,7 +67,7 @@ def test_a_rejected_proposal_keeps_what_was_typed_and_marks_the_field(acme, acme
     client = login(acme_marketer)
     url = f"/o/{acme.slug}/programs/drafts/"
     typed = {"program": ids["program"], "name": "Too big", "budget": "400.01", "start": "2026-11-02", "end": ""}
-    location, body = _rejected(client, url, typed)
+    _, body = _rejected(client, url, typed)
     assert 'role="alert" id="draft-error" data-error-code="budget_exceeded"' in body
     # the guard's figures as money, as the page shows budgets (the service said "400.00 USD left of 1,000.00")
     assert "has left: $400.00 of its $1,000.00 remain, and $400.01 was asked." in html.unescape(body)
@@ -88,7 +88,7 @@ def test_a_reload_after_a_rejected_proposal_shows_it_again_without_sending_it(ac
     client = login(acme_marketer)
     url = f"/o/{acme.slug}/programs/drafts/"
     typed = {"program": ids["program"], "name": "Reloaded", "budget": "400.01", "start": "", "end": ""}
-    location, first = _rejected(client, url, typed)
+    location, _ = _rejected(client, url, typed)
     again = client.get(location)  # the reload: a GET of the page, the same form and error
     assert again.status_code == 200 and again.content.decode().count('id="draft-error"') == 1
     assert 'value="Reloaded"' in again.content.decode() and 'value="400.01"' in again.content.decode()

@@ -192,7 +192,9 @@ def test_a_cycle_is_worded_for_the_page_and_the_api_keeps_its_message(client):
     inner = {"name": "Loop inner", "type": "derived", "expression": {"op": "not", "children": [{"segment": outer_id}]}}
     inner_id = create_segment(client, inner).json()["id"]
     expression = json.dumps({"op": "and", "children": [{"segment": inner_id}]})
-    response = client.post(f"{BASE}{outer_id}/edit/", {"name": "Loop outer", "type": "derived", "expression": expression})
+    response = client.post(
+        f"{BASE}{outer_id}/edit/", {"name": "Loop outer", "type": "derived", "expression": expression}
+    )
     assert response.status_code == 400
     assert _alert(response.content.decode()) == (
         "Not saved. A segment cannot be built from itself: a chosen segment already includes this one."
