@@ -653,11 +653,34 @@ class AutomationActionAdmin(ReadOnlyAdmin):
                 self.message_user(request, f"Not reverted: {exc}", messages.ERROR)
 
 
+class PacingStatusFilter(admin.SimpleListFilter):
+    """The alerts' status filter in words (the field has no choices: its values are the pacing codes)."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        from campaigns.views import PACING_LABELS
+
+        codes = model_admin.get_queryset(request).values_list("status", flat=True).distinct().order_by("status")
+        return [(code, PACING_LABELS.get(code, code.replace("_", " ").capitalize())) for code in codes]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[PacingAlert]) -> QuerySet[PacingAlert]:
+        return queryset.filter(status=self.value()) if self.value() else queryset
+
+
 @admin.register(PacingAlert, site=org_admin)
 class PacingAlertAdmin(ReadOnlyAdmin):
-    list_display = ["day", "status", "message", "emailed", "acknowledged"]
-    list_filter = ["status", "acknowledged", ("day", RangeDateFilter)]
+    list_display = ["day", "status_shown", "message", "emailed", "acknowledged"]
+    list_filter = [PacingStatusFilter, "acknowledged", ("day", RangeDateFilter)]
     actions = ["acknowledge"]
+
+    @admin.display(description="Status", ordering="status")
+    def status_shown(self, obj: PacingAlert) -> str:
+        """Words as the programs page says them ("Under-pacing", not `under`)."""
+        from campaigns.views import PACING_LABELS
+
+        return PACING_LABELS.get(obj.status, obj.status.replace("_", " ").capitalize())
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return obj is None and request.user.has_perm("campaigns.change_pacingalert")

@@ -250,3 +250,22 @@ def test_both_admins_load_the_p360_admin_stylesheet(acme, manager, login):
     for url in ("/admin/", f"/o/{acme.slug}/admin/", f"/o/{acme.slug}/admin/campaigns/campaign/add/"):
         page = client.get(url)
         assert page.status_code == 200 and b'href="/static/p360/admin.css"' in page.content, url
+
+
+def test_pacing_alerts_say_their_status_in_words(acme, manager, login):
+    """Session 13 walk: the alerts list read `under` (the pacing code) where the programs page says Under-pacing."""
+    import datetime as dt
+
+    from campaigns.models import PacingAlert
+
+    ids = tree(acme)
+    with schema_context(acme.schema_name):
+        PacingAlert.objects.create(campaign_id=ids["campaign"], day=dt.date(2026, 11, 20), status="under", message="m")
+    client = login(manager)
+    page = client.get(f"/o/{acme.slug}/admin/campaigns/pacingalert/").content.decode()
+    assert re.search(r">\s*Under-pacing\s*<", page) and not re.search(r">\s*under\s*<", page)
+    counts = [
+        client.get(f"/o/{acme.slug}/admin/campaigns/pacingalert/?status={code}").context["cl"].result_count
+        for code in ("under", "over")
+    ]
+    assert counts == [1, 0]
