@@ -277,7 +277,7 @@ def test_sources_are_named_as_the_rest_of_the_portal_names_them(rows, acme, acme
     where the freshness line, the filters and the home say "Surfside"."""
     response = login(acme_marketer).get(f"/o/{acme.slug}/reports/", RANGE)
     html = response.content.decode()
-    assert "<tr><td>Surfside</td>" in html and "<tr><td>surfside</td>" not in html
+    assert '<td class="source-name">Surfside</td>' in html and ">surfside</td>" not in html
     assert '<span class="pill">Surfside</span>' in html and '<span class="pill">surfside</span>' not in html
     chart = response.context["chart"]["sources"]
     assert chart[0]["source"] == "surfside" and chart[0]["label"] == "Surfside"  # the code stays for the filters
