@@ -219,23 +219,18 @@ def budget_bar(budget: Decimal, allocated: Decimal, spent: Decimal, currency: st
     budget = budget or Decimal("0")
     pct = lambda v: 0 if not budget else min(100, float(v / budget * 100))  # noqa: E731
     remaining = budget - spent
+    figures = [formatting.money(v, currency) for v in (allocated, spent, remaining)]  # $1,000.00, as the pages show
     return format_html(
-        '<div title="planned {} / spent {} / remaining {} {}" style="min-width:12rem">'
+        '<div title="planned {} / spent {} / remaining {}" style="min-width:12rem">'
         '<div style="position:relative;height:.6rem;background:#e5e7eb;border-radius:.3rem;overflow:hidden">'
         '<div style="position:absolute;inset:0 auto 0 0;width:{}%;background:#93c5fd"></div>'
         '<div style="position:absolute;inset:0 auto 0 0;width:{}%;background:{}"></div></div>'
-        "<small>planned {} · spent {} · remaining {} {}</small></div>",
-        f"{allocated:,.2f}",
-        f"{spent:,.2f}",
-        f"{remaining:,.2f}",
-        currency,
+        "<small>planned {} · spent {} · remaining {}</small></div>",
+        *figures,
         f"{pct(allocated):.1f}",
         f"{pct(spent):.1f}",
         "#dc2626" if spent > budget else "#2563eb",
-        f"{allocated:,.2f}",
-        f"{spent:,.2f}",
-        f"{remaining:,.2f}",
-        currency,
+        *figures,
     )
 
 
@@ -458,11 +453,12 @@ class ProgramAdmin(ServiceFormMixin, _SaveInlinesThroughServices, ModelAdmin):
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
         from campaigns.pacing import program_pacing
+        from campaigns.views import labelled_pacing
 
         program = Program.objects.filter(pk=object_id).first()
         extra = {**(extra_context or {})}
         if program is not None:
-            extra["pacing"] = program_pacing(program, timezone.localdate())
+            extra["pacing"] = labelled_pacing(program_pacing(program, timezone.localdate()))
             extra["calendar_url"] = reverse("admin:campaigns_program_calendar")
         return super().change_view(request, object_id, form_url, extra)
 
@@ -657,11 +653,34 @@ class AutomationActionAdmin(ReadOnlyAdmin):
                 self.message_user(request, f"Not reverted: {exc}", messages.ERROR)
 
 
+class PacingStatusFilter(admin.SimpleListFilter):
+    """The alerts' status filter in words (the field has no choices: its values are the pacing codes)."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        from campaigns.views import PACING_LABELS
+
+        codes = model_admin.get_queryset(request).values_list("status", flat=True).distinct().order_by("status")
+        return [(code, PACING_LABELS.get(code, code.replace("_", " ").capitalize())) for code in codes]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[PacingAlert]) -> QuerySet[PacingAlert]:
+        return queryset.filter(status=self.value()) if self.value() else queryset
+
+
 @admin.register(PacingAlert, site=org_admin)
 class PacingAlertAdmin(ReadOnlyAdmin):
-    list_display = ["day", "status", "message", "emailed", "acknowledged"]
-    list_filter = ["status", "acknowledged", ("day", RangeDateFilter)]
+    list_display = ["day", "status_shown", "message", "emailed", "acknowledged"]
+    list_filter = [PacingStatusFilter, "acknowledged", ("day", RangeDateFilter)]
     actions = ["acknowledge"]
+
+    @admin.display(description="Status", ordering="status")
+    def status_shown(self, obj: PacingAlert) -> str:
+        """Words as the programs page says them ("Under-pacing", not `under`)."""
+        from campaigns.views import PACING_LABELS
+
+        return PACING_LABELS.get(obj.status, obj.status.replace("_", " ").capitalize())
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return obj is None and request.user.has_perm("campaigns.change_pacingalert")

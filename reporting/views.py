@@ -38,6 +38,7 @@ from reporting.selectors import LEVELS, SORTS, Filters
 
 PER_PAGE = 25
 MAX_PAGE = 100_000  # beyond this the OFFSET would overflow; no table has that many pages
+SOURCE_LABELS = dict(MediaSource.choices)  # "reds" -> "TTD REDS", as the rest of the portal names sources
 SORT_LABELS = {
     "name": "Name",
     "impressions": "Impressions",
@@ -214,7 +215,10 @@ def _report_page(
         "table": page,
         "levels": levels,
         "columns": [(key, SORT_LABELS[key]) for key in SORTS if key != "name"],
-        "chart": {"trend": data["trend"], "sources": data["sources"]},
+        "chart": {
+            "trend": data["trend"],
+            "sources": [{**s, "label": SOURCE_LABELS.get(s["source"], s["source"])} for s in data["sources"]],
+        },
         "campaigns": [] if campaign else _campaign_choices(q),
         "program_choices": [] if campaign else list(Program.objects.order_by("name").values("id", "name")[:500]),
         "selected_program": Program.objects.filter(pk=q.program_param).first() if q.program_param else None,

@@ -30,8 +30,8 @@ class SegmentAdmin(ReadOnlyAdmin):
         "event_type",
         "attribute",
         "operator",
-        "value",
-        "window_minutes",
+        "value_shown",
+        "window_shown",
         "members",
         "updated_at",
     ]
@@ -42,6 +42,18 @@ class SegmentAdmin(ReadOnlyAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Segment]:
         self._counts = selectors.member_counts()
         return super().get_queryset(request)
+
+    @admin.display(description="value", ordering="value")
+    def value_shown(self, obj: Segment) -> str:
+        """200, 2.5, 1,000 (the stored 200.0000 read like a price)."""
+        if obj.value is None:
+            return formatting.DASH
+        places = max(0, -int(obj.value.normalize().as_tuple().exponent))
+        return formatting.decimal(obj.value, places=min(places, 4))
+
+    @admin.display(description="window", ordering="window_minutes")
+    def window_shown(self, obj: Segment) -> str:
+        return formatting.DASH if obj.window_minutes is None else f"{formatting.count(obj.window_minutes)} min"
 
     @admin.display(description="members")
     def members(self, obj: Segment) -> str:

@@ -42,13 +42,29 @@ MAX_EXPRESSION_NODES = 200
 
 
 class SegmentError(ValueError):
-    """Bad input for a segment; `code` and `field` go into the API's error body."""
+    """Bad input for a segment; `code` and `field` go into the API's error body.
 
-    def __init__(self, message: str, *, code: str = "invalid", field: str = "", status: int = 400, **extra: Any):
+    `reason` names the error itself (one per check: `value_not_number`, `cycle`, ...) so a page can word it
+    for its reader without matching the message's phrases (segments.views._PAGE_WORDS). It never reaches the
+    API's body: the API's `code` stays the broad one it always was (`invalid`, `duplicate`, ...) and its
+    messages are unchanged (CONTRACT).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "invalid",
+        field: str = "",
+        status: int = 400,
+        reason: str = "",
+        **extra: Any,
+    ):
         super().__init__(message)
         self.code = code
         self.field = field
         self.status = status
+        self.reason = reason or code
         self.extra = extra
 
 
@@ -57,7 +73,7 @@ class SegmentError(ValueError):
 
 def _clean_rule(rule: Any) -> dict[str, Any]:
     if not isinstance(rule, dict):
-        raise SegmentError("rule must be an object", field="rule")
+        raise SegmentError("rule must be an object", field="rule", reason="rule_not_object")
     data = {
         {"eventType": "event_type", "windowMinutes": "window_minutes"}.get(key, key): value
         for key, value in rule.items()
@@ -65,30 +81,46 @@ def _clean_rule(rule: Any) -> dict[str, Any]:
     event_type = data.get("event_type")
     types = events_mod.allowed_event_types()
     if not isinstance(event_type, str) or event_type not in types:
-        raise SegmentError(f"rule.event_type must be one of {', '.join(sorted(types))}", field="rule.event_type")
+        raise SegmentError(
+            f"rule.event_type must be one of {', '.join(sorted(types))}",
+            field="rule.event_type",
+            reason="event_type_unknown",
+        )
     attribute = str(data.get("attribute", "")).lower()
     if attribute not in Segment.Attribute.values:
         raise SegmentError(
-            f"rule.attribute must be one of {', '.join(Segment.Attribute.values)}", field="rule.attribute"
+            f"rule.attribute must be one of {', '.join(Segment.Attribute.values)}",
+            field="rule.attribute",
+            reason="attribute_unknown",
         )
     operator = str(data.get("operator", "")).lower()
     if operator not in Segment.Operator.values:
-        raise SegmentError(f"rule.operator must be one of {', '.join(Segment.Operator.values)}", field="rule.operator")
+        raise SegmentError(
+            f"rule.operator must be one of {', '.join(Segment.Operator.values)}",
+            field="rule.operator",
+            reason="operator_unknown",
+        )
     raw_value = data.get("value")
     if isinstance(raw_value, bool) or not isinstance(raw_value, int | float | str):
-        raise SegmentError("rule.value must be a number", field="rule.value")
+        raise SegmentError("rule.value must be a number", field="rule.value", reason="value_not_number")
     try:
         value = Decimal(str(raw_value))
     except InvalidOperation as exc:
-        raise SegmentError("rule.value must be a number", field="rule.value") from exc
+        raise SegmentError("rule.value must be a number", field="rule.value", reason="value_not_number") from exc
     if not value.is_finite() or abs(value) >= Decimal("1e15"):
-        raise SegmentError("rule.value must be a finite number below 1e15", field="rule.value")
+        raise SegmentError(
+            "rule.value must be a finite number below 1e15", field="rule.value", reason="value_out_of_range"
+        )
     window = data.get("window_minutes")
     if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= 1440:
-        raise SegmentError("rule.window_minutes must be a whole number from 1 to 1440", field="rule.window_minutes")
+        raise SegmentError(
+            "rule.window_minutes must be a whole number from 1 to 1440",
+            field="rule.window_minutes",
+            reason="window_out_of_range",
+        )
     prop = data.get("property") or "value"
     if not isinstance(prop, str) or len(prop) > 100:
-        raise SegmentError("rule.property must be an attribute name", field="rule.property")
+        raise SegmentError("rule.property must be an attribute name", field="rule.property", reason="property_invalid")
     if attribute == "count":
         prop = "value"
     return {
@@ -105,23 +137,27 @@ def _clean_expression(expression: Any, depth: int = 0, counter: list[int] | None
     counter = counter if counter is not None else [0]
     counter[0] += 1
     if depth > MAX_EXPRESSION_DEPTH or counter[0] > MAX_EXPRESSION_NODES:
-        raise SegmentError("expression is too deep or too large", field="expression")
+        raise SegmentError("expression is too deep or too large", field="expression", reason="expression_too_large")
     if not isinstance(expression, dict):
-        raise SegmentError("expression must be an object", field="expression")
+        raise SegmentError("expression must be an object", field="expression", reason="expression_not_object")
     op = str(expression.get("op", "")).lower()
     if op not in ("and", "or", "not"):
-        raise SegmentError("expression.op must be and, or or not", field="expression.op")
+        raise SegmentError("expression.op must be and, or or not", field="expression.op", reason="op_unknown")
     children = expression.get("children")
     if not isinstance(children, list) or not children:
-        raise SegmentError("expression.children must be a non-empty list", field="expression.children")
+        raise SegmentError(
+            "expression.children must be a non-empty list", field="expression.children", reason="children_empty"
+        )
     if op == "not" and len(children) != 1:
-        raise SegmentError("not takes exactly one child", field="expression.children")
+        raise SegmentError("not takes exactly one child", field="expression.children", reason="not_one_child")
     cleaned: list[dict[str, Any]] = []
     for child in children:
         if isinstance(child, dict) and "segment" in child:
             ref = child["segment"]
             if isinstance(ref, bool) or not isinstance(ref, int | str) or not str(ref).isdigit() or len(str(ref)) > 18:
-                raise SegmentError("a child's segment must be a segment id", field="expression.children")
+                raise SegmentError(
+                    "a child's segment must be a segment id", field="expression.children", reason="child_not_segment_id"
+                )
             cleaned.append({"segment": int(ref)})
         else:
             cleaned.append(_clean_expression(child, depth + 1, counter))
@@ -169,7 +205,7 @@ def definition_of(segment: Segment) -> dict[str, Any]:
 def _apply_definition(segment: Segment, data: dict[str, Any]) -> set[int]:
     kind = str(data.get("type", segment.kind or "")).lower()
     if kind not in Segment.Kind.values:
-        raise SegmentError("type must be independent or derived", field="type")
+        raise SegmentError("type must be independent or derived", field="type", reason="type_unknown")
     segment.kind = kind
     if kind == Segment.Kind.INDEPENDENT:
         if "rule" not in data and segment.pk:
@@ -191,7 +227,7 @@ def _apply_definition(segment: Segment, data: dict[str, Any]) -> set[int]:
 
 def _clean_name(name: Any) -> str:
     if not isinstance(name, str) or not name.strip() or len(name.strip()) > 200:
-        raise SegmentError("name is required (at most 200 characters)", field="name")
+        raise SegmentError("name is required (at most 200 characters)", field="name", reason="name_required")
     return name.strip()
 
 
@@ -208,7 +244,7 @@ def _save_version(segment: Segment, actor: Any) -> None:
 def segment_create(*, data: dict[str, Any], actor: Any) -> Segment:
     name = _clean_name(data.get("name"))
     if Segment.objects.filter(name=name).exists():
-        raise SegmentError(f"a segment named {name!r} exists", code="duplicate", field="name")
+        raise SegmentError(f"a segment named {name!r} exists", code="duplicate", field="name", reason="name_taken")
     segment = Segment(name=name, description=str(data.get("description") or "")[:5000])
     if "active" in data:
         segment.active = bool(data["active"])
@@ -228,7 +264,7 @@ def segment_update(*, segment: Segment, data: dict[str, Any], actor: Any) -> Seg
     if "name" in data:
         name = _clean_name(data["name"])
         if Segment.objects.filter(name=name).exclude(pk=segment.pk).exists():
-            raise SegmentError(f"a segment named {name!r} exists", code="duplicate", field="name")
+            raise SegmentError(f"a segment named {name!r} exists", code="duplicate", field="name", reason="name_taken")
         segment.name = name
     if "description" in data:
         segment.description = str(data["description"] or "")[:5000]
@@ -244,7 +280,7 @@ def segment_update(*, segment: Segment, data: dict[str, Any], actor: Any) -> Seg
     deactivated = False
     if "active" in data:
         if not isinstance(data["active"], bool):
-            raise SegmentError("active must be true or false", field="active")
+            raise SegmentError("active must be true or false", field="active", reason="active_not_bool")
         deactivated = segment.active and not data["active"]
         segment.active = data["active"]
     segment.updated_at = timezone.now()
@@ -326,9 +362,11 @@ def segment_delete(*, segment: Segment, actor: Any) -> None:
 def event_type_create(*, name: str, description: str = "", actor: Any) -> EventType:
     name = (name or "").strip()
     if not name or len(name) > 64 or not name.replace("_", "").replace("-", "").isalnum():
-        raise SegmentError("an event type is 1-64 letters, digits, _ or -", field="name")
+        raise SegmentError(
+            "an event type is 1-64 letters, digits, _ or -", field="name", reason="event_type_name_invalid"
+        )
     if name in BUILTIN_EVENT_TYPES or EventType.objects.filter(name=name).exists():
-        raise SegmentError(f"event type {name!r} exists", code="duplicate", field="name")
+        raise SegmentError(f"event type {name!r} exists", code="duplicate", field="name", reason="event_type_taken")
     created = EventType.objects.create(name=name, description=description[:300])
     record(action="segments.event_type.created", actor=actor, org=current_org(), entity=created, after={"name": name})
     return created
@@ -433,7 +471,7 @@ def profile_put(*, user_id: str, data: dict[str, Any], actor: Any) -> UserProfil
     from django.core.validators import validate_email
 
     if not user_id or len(user_id) > 200:
-        raise SegmentError("user id must be 1-200 characters", field="user_id")
+        raise SegmentError("user id must be 1-200 characters", field="user_id", reason="user_id_invalid")
     profile, _ = UserProfile.objects.select_for_update().get_or_create(user_id=user_id)
     before = {"email": profile.email, "phone": profile.phone, "attributes": profile.attributes}
     if "email" in data:
@@ -442,22 +480,24 @@ def profile_put(*, user_id: str, data: dict[str, Any], actor: Any) -> UserProfil
             try:
                 validate_email(email)
             except ValidationError as exc:
-                raise SegmentError("email is not a valid address", field="email") from exc
+                raise SegmentError("email is not a valid address", field="email", reason="email_invalid") from exc
         profile.email = email
     if "phone" in data:
         phone = str(data["phone"] or "").strip()
         if phone and not (phone.startswith("+") and phone[1:].isdigit() and 8 <= len(phone) <= 16):
-            raise SegmentError("phone must be E.164 (+ and 7-15 digits)", field="phone")
+            raise SegmentError("phone must be E.164 (+ and 7-15 digits)", field="phone", reason="phone_invalid")
         profile.phone = phone
     for key in ("device_tokens", "deviceTokens"):
         if key in data:
             tokens = data[key]
             if not isinstance(tokens, list) or not all(isinstance(t, str) and 0 < len(t) <= 4096 for t in tokens):
-                raise SegmentError("device_tokens must be a list of strings", field="device_tokens")
+                raise SegmentError(
+                    "device_tokens must be a list of strings", field="device_tokens", reason="device_tokens_invalid"
+                )
             profile.device_tokens = tokens[:20]
     if "attributes" in data:
         if not isinstance(data["attributes"], dict):
-            raise SegmentError("attributes must be an object", field="attributes")
+            raise SegmentError("attributes must be an object", field="attributes", reason="attributes_not_object")
         profile.attributes = data["attributes"]
     profile.save()
     from segments.identity import sync_profile
@@ -480,9 +520,9 @@ def profile_put(*, user_id: str, data: dict[str, Any], actor: Any) -> UserProfil
 @transaction.atomic
 def campaign_save(*, campaign: TriggerCampaign, actor: Any) -> TriggerCampaign:
     if campaign.channel not in TriggerCampaign.Channel.values:
-        raise SegmentError("channel must be email, sms or push", field="channel")
+        raise SegmentError("channel must be email, sms or push", field="channel", reason="channel_unknown")
     if not campaign.template.strip():
-        raise SegmentError("template is required", field="template")
+        raise SegmentError("template is required", field="template", reason="template_required")
     created = campaign.pk is None
     campaign.save()
     record(

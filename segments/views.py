@@ -54,7 +54,12 @@ def _form_data(post: Any) -> dict[str, Any]:
         try:
             data["expression"] = json.loads(post.get("expression") or "null")
         except ValueError as exc:
-            raise SegmentError(f"the expression is not valid JSON: {exc}", field="expression") from exc
+            raise SegmentError(
+                f"the expression is not valid JSON: {exc}",
+                field="expression",
+                reason="expression_json",
+                detail=str(exc),
+            ) from exc
     else:
 
         def number(name: str) -> Any:
@@ -98,39 +103,40 @@ def _error_control(field: str) -> str:
 
 
 # The editor speaks to a marketer, not to an API client. SegmentError messages name the API's field paths
-# ("rule.value must be a number") and the API keeps them (CONTRACT), so the page words them here, not in
-# the service: (field, a phrase of the API's message or "" for any, the page's words). First match wins.
-_PAGE_WORDS: tuple[tuple[str, str, str], ...] = (
-    ("rule.event_type", "", "Choose an event type from the list."),
-    ("rule.attribute", "", "Choose what to measure from the list."),
-    ("rule.operator", "", "Choose a comparison from the list."),
-    ("rule.value", "finite", "The value must be a number below 1,000,000,000,000,000."),
-    ("rule.value", "", "The value must be a number."),
-    ("rule.window_minutes", "", "The time window must be a whole number of minutes from 1 to 1,440."),
-    ("rule.property", "", "The property must be a name of at most 100 characters."),
-    ("expression", "too deep", "The expression is too deep or too large (at most 8 levels and 200 parts)."),
-    ("expression", "must be an object", 'The expression must be a group, e.g. {"op": "and", "children": [...]}.'),
-    ("expression.op", "", 'Each group\'s "op" must be "and", "or" or "not".'),
-    ("expression.children", "non-empty", 'Each group needs a "children" list with at least one segment.'),
-    ("expression.children", "exactly one", 'A "not" group takes exactly one segment or group.'),
-    ("expression.children", "segment id", 'Each "segment" must be the id of a segment listed below.'),
-    ("name", "required", "The name is required (at most 200 characters)."),
-    ("type", "", "Choose independent or derived."),
-)
+# ("rule.value must be a number") and the API keeps them (CONTRACT), so the page words them here, by the
+# error's `reason` (one per check in segments.services), never by matching the message's phrases.
+_PAGE_WORDS: dict[str, str] = {
+    "expression_json": "The expression is not valid JSON ({detail}).",
+    "rule_not_object": "The rule is incomplete: choose what to measure, an event type, a comparison and a value.",
+    "event_type_unknown": "Choose an event type from the list.",
+    "attribute_unknown": "Choose what to measure from the list.",
+    "operator_unknown": "Choose a comparison from the list.",
+    "value_not_number": "The value must be a number.",
+    "value_out_of_range": "The value must be a number below 1,000,000,000,000,000.",
+    "window_out_of_range": "The time window must be a whole number of minutes from 1 to 1,440.",
+    "property_invalid": "The property must be a name of at most 100 characters.",
+    "expression_too_large": "The expression is too deep or too large (at most 8 levels and 200 parts).",
+    "expression_not_object": 'The expression must be a group, e.g. {{"op": "and", "children": [...]}}.',
+    "op_unknown": 'Each group\'s "op" must be "and", "or" or "not".',
+    "children_empty": "Each group needs at least one segment: add one or remove the group.",
+    "not_one_child": "A NOT group takes exactly one segment or group.",
+    "child_not_segment_id": "Each item must be one of the org's segments: choose it from the list.",
+    "unknown_segment": "There is no segment with id {unknown}: choose another segment or remove it.",
+    "cycle": "A segment cannot be built from itself: a chosen segment already includes this one.",
+    "name_required": "The name is required (at most 200 characters).",
+    "name_taken": "A segment named “{name}” already exists: choose another name.",
+    "type_unknown": "Choose independent or derived.",
+}
 
 
 def _page_message(exc: SegmentError, name: str) -> str:
-    """The marketer's words for a SegmentError; a message the table does not know is shown as it is."""
+    """The marketer's words for a SegmentError; a reason the table does not know is shown as the service wrote it."""
     message = str(exc)
-    if exc.code == "duplicate":
-        return f"A segment named “{name.strip()}” already exists: choose another name."
-    if exc.code == "unknown_segment":
-        ids = ", ".join(str(pk) for pk in exc.extra.get("unknown", []))
-        return f"There is no segment with id {ids}: use the ids listed below."
-    for field, phrase, words in _PAGE_WORDS:
-        if exc.field == field and phrase in message:
-            return words
-    return message[:1].upper() + message[1:]
+    words = _PAGE_WORDS.get(exc.reason)
+    if words is None:
+        return message[:1].upper() + message[1:]
+    unknown = ", ".join(str(pk) for pk in exc.extra.get("unknown", []))
+    return words.format(name=name.strip(), unknown=unknown, detail=exc.extra.get("detail", message))
 
 
 def _posted_values(post: Any) -> dict[str, Any]:
@@ -145,6 +151,17 @@ def _posted_values(post: Any) -> dict[str, Any]:
             for key in ("event_type", "attribute", "property", "operator", "value", "window_minutes")
         },
     }
+
+
+def _readable_expression(text: str) -> bool:
+    """Whether the picker can show this expression text (else the page opens the JSON box on an error)."""
+    if not text.strip():
+        return True
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and isinstance(parsed.get("children"), list)
 
 
 def segment_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
@@ -172,6 +189,7 @@ def segment_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         except SegmentError as exc:
             error = _page_message(exc, request.POST.get("name", ""))
             error_control = _error_control(exc.field)
+    others = list((Segment.objects.exclude(pk=segment.pk) if segment else Segment.objects.all()).order_by("name"))
     context = {
         "segment": segment,
         "values": values,
@@ -183,7 +201,13 @@ def segment_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         "event_types": sorted(allowed_event_types()),
         "attributes": Segment.Attribute.choices,
         "operators": Segment.Operator.choices,
-        "others": (Segment.objects.exclude(pk=segment.pk) if segment else Segment.objects.all()).order_by("name"),
+        "others": others,
+        # the derived-segment picker's choices (static/segments/expression.js)
+        "picker_segments": [
+            {"id": o.pk, "name": o.name, "derived": o.kind == Segment.Kind.DERIVED, "active": o.active} for o in others
+        ],
+        "picker_readable": _readable_expression(expression_text),
+        "json_open": request.method == "POST" and request.POST.get("json_open") == "1",  # as the person left it
     }
     return render(request, "segments/edit.html", context, status=400 if error else 200)
 

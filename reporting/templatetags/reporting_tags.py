@@ -7,6 +7,8 @@ from urllib.parse import parse_qsl
 
 from django import template
 
+from campaigns.models import MediaSource
+
 register = template.Library()
 
 
@@ -37,3 +39,9 @@ def next_dir(table: Any, key: str) -> str:
 @register.filter
 def get(mapping: dict[str, Any], key: str) -> Any:
     return mapping.get(key)
+
+
+@register.filter
+def source_label(code: Any) -> str:
+    """A media source's name as the rest of the portal writes it ("surfside" -> "Surfside", "reds" -> "TTD REDS")."""
+    return dict(MediaSource.choices).get(str(code), str(code))

@@ -36,7 +36,7 @@
   var src = document.getElementById("chart-sources");
   if (src) new Chart(src, {
     type: "doughnut",
-    data: { labels: data.sources.map(function (s) { return s.source; }), datasets: [{ data: data.sources.map(function (s) { return num(s.spend); }), backgroundColor: palette }] },
+    data: { labels: data.sources.map(function (s) { return s.label || s.source; }), datasets: [{ data: data.sources.map(function (s) { return num(s.spend); }), backgroundColor: palette }] },
     options: { plugins: { legend: { position: "bottom" } } }
   });
 })();

@@ -154,3 +154,13 @@ def test_manager_creates_a_destination_from_the_pages_and_a_marketer_cannot(
     assert 'destinations/new/"' not in marketer.get("/o/acme/activation/").content.decode()
     with schema_context(acme.schema_name):
         assert not Destination.objects.filter(name="LR evil").exists()
+
+
+def test_destinations_are_listed_with_their_kind_in_words(login: Any, acme_marketer: Any, acme: Any) -> None:
+    """Session 13 walk: the list read `s3 · disabled`, `ttd` (codes) where the destination's page says "Generic S3"."""
+    from activation.services import destination_create
+
+    with schema_context(acme.schema_name):
+        destination_create(actor=None, name="Words bucket", kind="s3", data={"bucket": "b"}, audience_ids=[])
+    page = login(acme_marketer).get("/o/acme/activation/").content.decode()
+    assert '<span class="muted small">Generic S3' in page and '<span class="muted small">s3' not in page

@@ -3,6 +3,7 @@ workflow actions, duplicate, reallocation, calendar, budget bars, pacing charts;
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -53,9 +54,16 @@ def test_program_with_campaign_inlines_is_saved_through_the_guard(acme, manager,
         program = Program.objects.get(name="Admin IO")
         assert sorted(program.campaigns.values_list("budget", flat=True)) == [Decimal("400.00"), Decimal("600.00")]
     page = client.get(f"/o/{acme.slug}/admin/campaigns/program/").content.decode()
-    assert "planned 1,000.00" in page and "/lightning/r/Opportunity/006ADMIN/view" in page
+    # the budget bar's figures through the formatting layer, as the pages show money (it read "1,000.00 USD")
+    assert "planned $1,000.00 · spent $0.00 · remaining $1,000.00" in page and " USD<" not in page
+    assert "/lightning/r/Opportunity/006ADMIN/view" in page
     detail = client.get(f"/o/{acme.slug}/admin/campaigns/program/{program.pk}/change/").content.decode()
     assert 'id="program-pacing"' in detail
+    # session 13 walk: the pacing table read 1000.00, "on_track" and "under" run into the projected figure
+    pacing = detail[detail.index('id="program-pacing"') :]
+    assert ">$1,000.00<" in pacing and ">$600.00<" in pacing and ">1000.00<" not in pacing
+    assert re.search(r'data-pacing="\w+">(On track|Under-pacing|Over-pacing|Not live yet)<', pacing)
+    assert not re.search(r">(on_track|under|over)<", pacing)
 
 
 def test_service_refusal_under_the_lock_rolls_the_whole_form_back(acme, manager, login):
@@ -242,3 +250,22 @@ def test_both_admins_load_the_p360_admin_stylesheet(acme, manager, login):
     for url in ("/admin/", f"/o/{acme.slug}/admin/", f"/o/{acme.slug}/admin/campaigns/campaign/add/"):
         page = client.get(url)
         assert page.status_code == 200 and b'href="/static/p360/admin.css"' in page.content, url
+
+
+def test_pacing_alerts_say_their_status_in_words(acme, manager, login):
+    """Session 13 walk: the alerts list read `under` (the pacing code) where the programs page says Under-pacing."""
+    import datetime as dt
+
+    from campaigns.models import PacingAlert
+
+    ids = tree(acme)
+    with schema_context(acme.schema_name):
+        PacingAlert.objects.create(campaign_id=ids["campaign"], day=dt.date(2026, 11, 20), status="under", message="m")
+    client = login(manager)
+    page = client.get(f"/o/{acme.slug}/admin/campaigns/pacingalert/").content.decode()
+    assert re.search(r">\s*Under-pacing\s*<", page) and not re.search(r">\s*under\s*<", page)
+    counts = [
+        client.get(f"/o/{acme.slug}/admin/campaigns/pacingalert/?status={code}").context["cl"].result_count
+        for code in ("under", "over")
+    ]
+    assert counts == [1, 0]

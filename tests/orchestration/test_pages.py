@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -50,22 +51,54 @@ def test_programs_page_shows_money_and_pacing_as_words(acme, acme_marketer, logi
     assert "on_track<" not in body and ">under<" not in body and ">over<" not in body
 
 
+def _rejected(client, url, typed):
+    """Post a proposal that is refused: a 303 to the programs page (POST, redirect, GET), then that page."""
+    response = client.post(url, typed)
+    assert response.status_code == 303, response.status_code
+    location = response["Location"]
+    assert location.startswith(url.replace("drafts/", "") + "?draft=") and location.endswith("#draft-error")
+    page = client.get(location)
+    assert page.status_code == 200
+    return location, page.content.decode()
+
+
 def test_a_rejected_proposal_keeps_what_was_typed_and_marks_the_field(acme, acme_marketer, login):
     ids = tree(acme)
     client = login(acme_marketer)
+    url = f"/o/{acme.slug}/programs/drafts/"
     typed = {"program": ids["program"], "name": "Too big", "budget": "400.01", "start": "2026-11-02", "end": ""}
-    response = client.post(f"/o/{acme.slug}/programs/drafts/", typed)
-    body = response.content.decode()
-    assert response.status_code == 400
+    _, body = _rejected(client, url, typed)
     assert 'role="alert" id="draft-error" data-error-code="budget_exceeded"' in body
+    # the guard's figures as money, as the page shows budgets (the service said "400.00 USD left of 1,000.00")
+    assert "has left: $400.00 of its $1,000.00 remain, and $400.01 was asked." in html.unescape(body)
     assert 'value="Too big"' in body and 'value="2026-11-02"' in body
     budget = re.search(r'<input id="draft-budget"[^>]*>', body)
     assert budget and 'value="400.01"' in budget.group(0) and 'aria-invalid="true"' in budget.group(0)
     assert f'<option value="{ids["program"]}" selected>' in body
-    bad = client.post(f"/o/{acme.slug}/programs/drafts/", {**typed, "budget": "abc"})
-    assert bad.status_code == 400 and "not a number" in bad.content.decode() and 'value="abc"' in bad.content.decode()
+    _, bad = _rejected(client, url, {**typed, "budget": "abc"})
+    assert "not a number" in bad and 'value="abc"' in bad
     with schema_context(acme.schema_name):
         assert not Campaign.objects.filter(name="Too big").exists()
+
+
+def test_a_reload_after_a_rejected_proposal_shows_it_again_without_sending_it(acme, acme_marketer, login):
+    """Session 13: the rejected proposal was the POST's own answer, so a reload sent it again (and would have
+    saved it had the program's budget grown meanwhile); /drafts/ itself answered 405 to a GET."""
+    ids = tree(acme)
+    client = login(acme_marketer)
+    url = f"/o/{acme.slug}/programs/drafts/"
+    typed = {"program": ids["program"], "name": "Reloaded", "budget": "400.01", "start": "", "end": ""}
+    location, _ = _rejected(client, url, typed)
+    again = client.get(location)  # the reload: a GET of the page, the same form and error
+    assert again.status_code == 200 and again.content.decode().count('id="draft-error"') == 1
+    assert 'value="Reloaded"' in again.content.decode() and 'value="400.01"' in again.content.decode()
+    plain = client.get(f"/o/{acme.slug}/programs/").content.decode()  # the page itself: a clean form
+    assert 'id="draft-error"' not in plain and 'value="Reloaded"' not in plain
+    assert client.get(url).status_code == 302 and client.get(url)["Location"] == f"/o/{acme.slug}/programs/"
+    client.post(url, {**typed, "budget": "400.00"})  # a saved proposal forgets the rejected one
+    assert 'id="draft-error"' not in client.get(location).content.decode()
+    with schema_context(acme.schema_name):
+        assert Campaign.objects.filter(name="Reloaded").count() == 1
 
 
 def test_a_draft_is_not_called_under_pacing(acme, acme_marketer, login):

@@ -89,3 +89,54 @@ def test_destination_list_shows_audience_counts_with_separators(login: Any, supe
         dest.audiences.set(Audience.objects.bulk_create([Audience(name=f"A{i}") for i in range(1001)]))
     page = login(super_admin).get("/o/acme/admin/activation/destination/").content.decode()
     assert _cells(page, "1,001") and not _cells(page, "1001")
+
+
+def test_destination_list_counts_audiences_in_the_lists_query_not_one_per_row(
+    login: Any, super_admin: Any, acme: Any
+) -> None:
+    """The audiences column was one COUNT per destination: the list's queries must not grow with its rows."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from activation.services import destination_create
+    from audiences.models import Audience
+
+    client = login(super_admin)
+    url = "/o/acme/admin/activation/destination/"
+
+    def queries_for_list() -> tuple[int, str]:
+        client.get(url)  # warm: sessions, the org, content types
+        with CaptureQueriesContext(connection) as captured:
+            page = client.get(url)
+        assert page.status_code == 200
+        return len(captured.captured_queries), page.content.decode()
+
+    with schema_context(acme.schema_name):
+        audiences = Audience.objects.bulk_create([Audience(name=f"Q{i}") for i in range(5)])
+        first = destination_create(actor=None, name="q-first", kind="s3", data={"bucket": "b"}, audience_ids=[])
+        first.audiences.set(audiences[:2])
+    one, _ = queries_for_list()
+    with schema_context(acme.schema_name):
+        for i in range(6):
+            more = destination_create(actor=None, name=f"q-more-{i}", kind="s3", data={"bucket": "b"}, audience_ids=[])
+            more.audiences.set(audiences[: i % 5 + 1])
+    seven, page = queries_for_list()
+    assert seven == one, (one, seven)
+    # the counts themselves are still right, row by row
+    for name, count in (("q-first", 2), ("q-more-0", 1), ("q-more-4", 5), ("q-more-5", 1)):
+        row = re.search(rf"<tr[^>]*>(?:(?!</tr>).)*>{name}<(?:(?!</tr>).)*</tr>", page, re.S)
+        assert row and _cells(row.group(0), str(count)), (name, row and row.group(0)[:500])
+
+
+def test_segment_list_shows_thresholds_and_windows_as_people_read_them(login: Any, manager: Any, acme: Any) -> None:
+    """Session 13 walk: the org admin's segment list read `200.0000` and `1440`."""
+    from segments.services import segment_create
+
+    rule = {"event_type": "orders", "attribute": "sum", "operator": "gte", "value": 200, "window_minutes": 1440}
+    with schema_context(acme.schema_name):
+        segment_create(data={"name": "Admin big carts", "type": "independent", "rule": rule}, actor=None)
+        rule = {**rule, "value": 2.5, "window_minutes": 60}
+        segment_create(data={"name": "Admin halves", "type": "independent", "rule": rule}, actor=None)
+    page = login(manager).get("/o/acme/admin/segments/segment/?q=Admin").content.decode()
+    assert _cells(page, "200") and _cells(page, "1,440 min") and _cells(page, "2.5") and _cells(page, "60 min")
+    assert "200.0000" not in page and "2.5000" not in page

@@ -270,3 +270,14 @@ def test_an_empty_manual_campaign_says_why_it_has_no_figures(acme, acme_marketer
     assert "No metrics for this campaign" in body and "entered by hand" in body and "comes from Manual" not in body
     other = client.get(f"/o/{acme.slug}/reports/campaigns/{ingested.pk}/").content.decode()
     assert "comes from Surfside" in other and "entered by hand" not in other
+
+
+def test_sources_are_named_as_the_rest_of_the_portal_names_them(rows, acme, acme_marketer, login):
+    """Session 13 walk: the dashboard's spend-by-source table, its chart and the campaign pills said `surfside`
+    where the freshness line, the filters and the home say "Surfside"."""
+    response = login(acme_marketer).get(f"/o/{acme.slug}/reports/", RANGE)
+    html = response.content.decode()
+    assert '<td class="source-name">Surfside</td>' in html and ">surfside</td>" not in html
+    assert '<span class="pill">Surfside</span>' in html and '<span class="pill">surfside</span>' not in html
+    chart = response.context["chart"]["sources"]
+    assert chart[0]["source"] == "surfside" and chart[0]["label"] == "Surfside"  # the code stays for the filters

@@ -145,19 +145,19 @@ _RULE = {
         ),
         (
             {"type": "derived", "expression": '{"op": "and", "children": []}'},
-            'Each group needs a "children" list with at least one segment.',
+            "Each group needs at least one segment: add one or remove the group.",
         ),
         (
             {"type": "derived", "expression": '{"op": "not", "children": [{"segment": 1}, {"segment": 2}]}'},
-            'A "not" group takes exactly one segment or group.',
+            "A NOT group takes exactly one segment or group.",
         ),
         (
             {"type": "derived", "expression": '{"op": "and", "children": [{"segment": "x"}]}'},
-            'Each "segment" must be the id of a segment listed below.',
+            "Each item must be one of the org's segments: choose it from the list.",
         ),
         (
             {"type": "derived", "expression": '{"op": "and", "children": [{"segment": 987654}]}'},
-            "There is no segment with id 987654: use the ids listed below.",
+            "There is no segment with id 987654: choose another segment or remove it.",
         ),
     ],
 )
@@ -183,3 +183,68 @@ def test_the_api_keeps_its_field_path_messages(client):
     body["rule"]["value"] = "lots"
     error = create_segment(client, body).json()["error"]
     assert error["message"] == "rule.value must be a number", error
+
+
+def test_a_cycle_is_worded_for_the_page_and_the_api_keeps_its_message(client):
+    first = create_segment(client, independent("Loop base")).json()["id"]
+    outer = {"name": "Loop outer", "type": "derived", "expression": {"op": "and", "children": [{"segment": first}]}}
+    outer_id = create_segment(client, outer).json()["id"]
+    inner = {"name": "Loop inner", "type": "derived", "expression": {"op": "not", "children": [{"segment": outer_id}]}}
+    inner_id = create_segment(client, inner).json()["id"]
+    expression = json.dumps({"op": "and", "children": [{"segment": inner_id}]})
+    response = client.post(
+        f"{BASE}{outer_id}/edit/", {"name": "Loop outer", "type": "derived", "expression": expression}
+    )
+    assert response.status_code == 400
+    assert _alert(response.content.decode()) == (
+        "Not saved. A segment cannot be built from itself: a chosen segment already includes this one."
+    )
+    api = client.patch(
+        f"/o/acme/api/v1/segments/{outer_id}", {"expression": json.loads(expression)}, content_type="application/json"
+    )
+    error = api.json()["error"]
+    assert (api.status_code, error["code"], error["message"]) == (
+        400,
+        "cycle",
+        "the expression refers back to this segment (a cycle)",
+    )
+
+
+# Each check of a segment's definition (segments.services) and the reason it raises: the page words every one.
+_DEFINITION_CHECKS = ("_clean_rule", "_clean_expression", "_check_references", "_apply_definition", "_clean_name")
+
+
+def _definition_raises() -> list[tuple[str, str]]:
+    """(function, reason) of every `raise SegmentError(...)` in the definition checks, read from the source."""
+    import ast
+    import inspect
+
+    from segments import services
+
+    tree = ast.parse(inspect.getsource(services))
+    found = []
+    for function in tree.body:
+        if isinstance(function, ast.FunctionDef) and function.name in (*_DEFINITION_CHECKS, "segment_create"):
+            for node in ast.walk(function):
+                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "SegmentError":
+                    keywords = {k.arg: k.value for k in node.keywords}
+                    reason = keywords.get("reason") or keywords.get("code")
+                    assert isinstance(reason, ast.Constant), f"{function.name}: a SegmentError without a reason"
+                    found.append((function.name, reason.value))
+    return found
+
+
+def test_every_definition_error_has_a_reason_the_page_words():
+    from segments.views import _PAGE_WORDS
+
+    raises = _definition_raises()
+    assert len(raises) >= 17, raises
+    assert not [r for _, r in raises if r not in _PAGE_WORDS], [r for _, r in raises if r not in _PAGE_WORDS]
+
+
+def test_the_reason_stays_out_of_the_apis_error_body(client):
+    body = independent("Api window")
+    body["rule"]["window_minutes"] = 0
+    error = create_segment(client, body).json()["error"]
+    assert error["code"] == "invalid" and error["details"] == {"field": "rule.window_minutes"}
+    assert error["message"] == "rule.window_minutes must be a whole number from 1 to 1440"
