@@ -452,8 +452,7 @@ class ProgramAdmin(ServiceFormMixin, _SaveInlinesThroughServices, ModelAdmin):
         return TemplateResponse(request, "admin/campaigns/calendar.html", context)
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
-        from campaigns.pacing import program_pacing
-        from campaigns.views import labelled_pacing
+        from campaigns.pacing import labelled_pacing, program_pacing
 
         program = Program.objects.filter(pk=object_id).first()
         extra = {**(extra_context or {})}
@@ -660,7 +659,7 @@ class PacingStatusFilter(admin.SimpleListFilter):
     parameter_name = "status"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        from campaigns.views import PACING_LABELS
+        from campaigns.pacing import PACING_LABELS
 
         codes = model_admin.get_queryset(request).values_list("status", flat=True).distinct().order_by("status")
         return [(code, PACING_LABELS.get(code, code.replace("_", " ").capitalize())) for code in codes]
@@ -678,7 +677,7 @@ class PacingAlertAdmin(ReadOnlyAdmin):
     @admin.display(description="Status", ordering="status")
     def status_shown(self, obj: PacingAlert) -> str:
         """Words as the programs page says them ("Under-pacing", not `under`)."""
-        from campaigns.views import PACING_LABELS
+        from campaigns.pacing import PACING_LABELS
 
         return PACING_LABELS.get(obj.status, obj.status.replace("_", " ").capitalize())
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from django.db import connection
 
-from campaigns.models import Campaign, LineItem, Pacing, Program, Strategy
+from campaigns.models import Campaign, CampaignStatus, LineItem, Pacing, Program, Strategy
 
 TOLERANCE = Decimal("0.10")
 ZERO = Decimal("0")
@@ -554,3 +554,31 @@ def chart_data(
         actual.append(float(running) if day <= today or day in spend else None)
         expected.append(float(budget * share))
     return {"labels": labels, "actual": actual, "expected": expected, "budget": float(budget)}
+
+
+# The pacing API's status codes, as a person reads them (the page shows words, the API keeps the codes).
+PACING_LABELS = {"on_track": "On track", "under": "Under-pacing", "over": "Over-pacing"}
+WORKFLOW_LABELS = dict(CampaignStatus.choices)
+
+
+# A draft or a proposal awaiting approval spends nothing yet: calling it "under-pacing" alarmed people.
+NOT_LIVE = {CampaignStatus.DRAFT, CampaignStatus.PENDING_APPROVAL}
+
+
+def _labelled(row: dict[str, Any]) -> dict[str, Any]:
+    """A pacing row (campaign or line item) with the words the page shows beside its codes."""
+    workflow = row.get("workflow_status", "")
+    live = workflow not in NOT_LIVE
+    return {
+        **row,
+        "live": live,
+        "pacing_label": PACING_LABELS.get(row.get("status", ""), row.get("status", "")) if live else "Not live yet",
+        "workflow_label": WORKFLOW_LABELS.get(workflow, workflow),
+    }
+
+
+def labelled_pacing(pacing: dict[str, Any]) -> dict[str, Any]:
+    """A program's pacing (campaigns.pacing.program_pacing) with the words beside the codes, for the programs
+    page and the admin's program form."""
+    campaigns = [{**_labelled(c), "line_items": [_labelled(li) for li in c["line_items"]]} for c in pacing["campaigns"]]
+    return {**pacing, "program": _labelled(pacing["program"]), "campaigns": campaigns}

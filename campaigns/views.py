@@ -17,37 +17,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from campaigns.models import Campaign, CampaignStatus, Program
-from campaigns.pacing import program_pacing
+from campaigns.pacing import labelled_pacing, program_pacing
 from campaigns.selectors import salesforce_account_url, salesforce_opportunity_url
 from campaigns.services import CampaignServiceError, campaign_save, transition
 from p360.core import formatting
-
-# The pacing API's status codes, as a person reads them (the page shows words, the API keeps the codes).
-PACING_LABELS = {"on_track": "On track", "under": "Under-pacing", "over": "Over-pacing"}
-WORKFLOW_LABELS = dict(CampaignStatus.choices)
-
-
-# A draft or a proposal awaiting approval spends nothing yet: calling it "under-pacing" alarmed people.
-NOT_LIVE = {CampaignStatus.DRAFT, CampaignStatus.PENDING_APPROVAL}
-
-
-def _labelled(row: dict[str, Any]) -> dict[str, Any]:
-    """A pacing row (campaign or line item) with the words the page shows beside its codes."""
-    workflow = row.get("workflow_status", "")
-    live = workflow not in NOT_LIVE
-    return {
-        **row,
-        "live": live,
-        "pacing_label": PACING_LABELS.get(row.get("status", ""), row.get("status", "")) if live else "Not live yet",
-        "workflow_label": WORKFLOW_LABELS.get(workflow, workflow),
-    }
-
-
-def labelled_pacing(pacing: dict[str, Any]) -> dict[str, Any]:
-    """A program's pacing (campaigns.pacing.program_pacing) with the words beside the codes, for the programs
-    page and the admin's program form."""
-    campaigns = [{**_labelled(c), "line_items": [_labelled(li) for li in c["line_items"]]} for c in pacing["campaigns"]]
-    return {**pacing, "program": _labelled(pacing["program"]), "campaigns": campaigns}
 
 
 def _program_rows(today: dt.date) -> list[dict[str, Any]]:
