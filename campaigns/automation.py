@@ -30,8 +30,9 @@ from campaigns.models import (
     Program,
     RuleMetric,
 )
-from campaigns.pacing import Pace, line_item_paces, money, program_pacing
+from campaigns.pacing import PACING_LABELS, Pace, line_item_paces, money, program_pacing
 from campaigns.services import CampaignServiceError, NotAllowed, is_staff
+from p360.core import formatting
 from p360.core.audit.services import record
 from p360.core.jobs.dispatch import org_task
 from tenants.selectors import current_org
@@ -294,6 +295,21 @@ def _recipients() -> list[str]:
     return [a.strip() for a in client_settings().alert_emails.split(",") if a.strip()]
 
 
+def _alert_message(
+    program: Program, campaign_name: str, line_item: dict[str, Any] | None, row: dict[str, Any], as_of: dt.date
+) -> str:
+    """An alert as the people it is e-mailed to read it: money and dates as the pages show them
+    ("spent $76.56 of $6,000.00, expected $300.00 by 10 Nov 2026"), the pace in words."""
+    path = f"{program.name} / {campaign_name}" + (f" / {line_item['name']}" if line_item else "")
+    kind = "Line item" if line_item else "Campaign"
+    pace = PACING_LABELS.get(row["status"], row["status"]).lower()
+    amounts = {key: formatting.money(row[key], program.currency) for key in ("spent", "budget", "expected_to_date")}
+    return (
+        f"{path}: {kind} {pace} (spent {amounts['spent']} of {amounts['budget']},"
+        f" expected {amounts['expected_to_date']} by {formatting.day(as_of)})"
+    )
+
+
 @org_task
 def check_pacing(*, as_of: dt.date, actor: User | None = None) -> dict[str, int]:
     """Raise an alert (once per object, day and status) for every active campaign or line item that is
@@ -307,11 +323,7 @@ def check_pacing(*, as_of: dt.date, actor: User | None = None) -> dict[str, int]
             for row, li_id in candidates:
                 if row["workflow_status"] != CampaignStatus.ACTIVE or row["status"] == "on_track":
                     continue
-                kind = "line item" if li_id else "campaign"
-                message = (
-                    f"{program.name} / {c['name']}{' / ' + row['name'] if li_id else ''}: {kind} {row['status']} pace"
-                    f" (spent {row['spent']} of {row['budget']}, expected {row['expected_to_date']} by {as_of})"
-                )
+                message = _alert_message(program, c["name"], row if li_id else None, row, as_of)
                 try:
                     with transaction.atomic():
                         alert = PacingAlert.objects.create(

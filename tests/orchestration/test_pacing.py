@@ -206,6 +206,14 @@ def test_alerts_by_email_and_pause_at_budget(acme, program, settings):
         again = check_pacing(as_of=dt.date(2026, 11, 12))
         assert again["alerts"] == 0 and again["paused"] == 0  # twice: nothing doubled
     assert len(mail.outbox) == 1 and "Native" in mail.outbox[0].body and mail.outbox[0].to == ["ops@acme.test"]
+    # Read by people: money and dates as the pages show them, the pace in words (it read "over pace (spent 60.00 of
+    # 50.00, ..., by 2026-11-12)").
+    with schema_context(acme.schema_name):
+        native = PacingAlert.objects.get(line_item_id=program["items"]["Native"], status="over").message
+    assert ": Line item over-pacing (spent $60.00 of $50.00, expected $" in native and native.endswith(
+        "by 12 Nov 2026)"
+    )
+    assert native in mail.outbox[0].body
 
 
 def test_reds_line_items_roll_up_by_external_id_with_media_cost(acme, manager, login, tmp_path):
