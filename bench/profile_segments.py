@@ -37,6 +37,7 @@ def _variant(new: bool) -> None:
     switched those: docs/segments.md). Both: the default claim path (CHUNK_COMMITS left alone)."""
     from p360.core import api_parsers
     from segments import evaluator
+    from segments import events as events_mod
     from segments.api import views
 
     views.PAUSE_GC = True
@@ -44,11 +45,18 @@ def _variant(new: bool) -> None:
     for flag in AB_FLAGS:
         current_flag = _CURRENT.setdefault(flag, getattr(evaluator, flag))
         setattr(evaluator, flag, current_flag if new else False)
+    for flag in AB_API:  # session 13: the API's paths (module flags of segments.events or p360.core.api_parsers)
+        module = events_mod if hasattr(events_mod, flag) else api_parsers
+        current_flag = _CURRENT.setdefault(f"api.{flag}", getattr(module, flag))
+        setattr(module, flag, current_flag if new else False)
 
 
 _CURRENT: dict[str, object] = {}  # the functions _variant swaps out, as imported
 # segments.evaluator flags A runs switched off (the steps session 12 measures); `AB_FLAGS=X,Y` narrows them.
 AB_FLAGS = [f for f in os.environ.get("AB_FLAGS", "WINDOW_FIRST").split(",") if f]
+# The API's flags A runs switched off (session 13: segments.events.FAST_COLUMNS, p360.core.api_parsers.FAST_DEPTH);
+# `AB_API=` (empty) leaves the API current on both sides, `AB_FLAGS=` the evaluator.
+AB_API = [f for f in os.environ.get("AB_API", "FAST_COLUMNS,FAST_DEPTH").split(",") if f]
 
 
 def _explain_next() -> None:
