@@ -12,6 +12,8 @@ one transaction, since session 10's review; until session 11 this script switche
 figures measured the opt-in path). (Session 10's A/B also ran new ids through the joined STORE_SQL, since
 removed; session 9's switched FAST_STORE, the window state fillfactor and the evaluator's previous write paths:
 docs/segments.md.)
+Session 13: `AB_API` (default `FAST_COLUMNS,FAST_DEPTH`) names the API's flags A switches off as well (`AB_FLAGS=`
+empty compares the API paths alone).
 `--cprofile` prints the top functions of the API and the evaluator for one batch. `--live` makes each batch just
 before posting it (the same 10K users, event times relative to that moment: a user's last_active_at moves by
 seconds per batch, as for users active all day; session 12's PROFILE_SLACK A/B).

@@ -69,16 +69,18 @@ def test_the_fast_columns_store_and_queue_what_the_previous_path_did(
         answers[slug] = [post_events(client, batch, org=slug).json() for _ in range(2)]  # the second: all seen
     assert answers["acme"] == answers["globex"]
     first, again = answers["acme"]
-    assert first["accepted"] == 11 and first["duplicates"] == 1
+    assert first["accepted"] == 12 and first["duplicates"] == 1
     assert [r["index"] for r in first["rejected"]] == [10, 11, 12, 16]
-    assert (again["accepted"], again["duplicates"]) == (0, 12)
+    assert (again["accepted"], again["duplicates"]) == (0, 13)
     events = (
         "SELECT event_id, user_id, event_type, event_time, attributes, session_id, device_id FROM segments_event "
         "ORDER BY event_id"
     )
-    queue = "SELECT size, xact IS NOT NULL, user_ids, event_types, event_ids, event_times, attributes FROM " \
+    queue = (
+        "SELECT size, xact IS NOT NULL, user_ids, event_types, event_ids, event_times, attributes FROM "
         "segments_pendingbatch ORDER BY id"
-    assert _rows("acme", events) == _rows("globex", events) and len(_rows("acme", events)) == 11
+    )
+    assert _rows("acme", events) == _rows("globex", events) and len(_rows("acme", events)) == 12
     assert _rows("acme", queue) == _rows("globex", queue) and len(_rows("acme", queue)) == 1
 
 
@@ -121,3 +123,37 @@ def test_the_fast_columns_validate_a_batch_as_the_previous_path(monkeypatch) -> 
         batch, rejected = events_mod.validate_columns(raws, types=TYPES, now=datetime.now(UTC), retention_days=365)
         out[fast] = (batch.frame.to_dicts(), [(r.index, r.code, r.message, r.field) for r in rejected])
     assert out[True] == out[False]
+
+
+@pytest.mark.django_db
+def test_the_bulk_load_decodes_lines_as_the_standard_library(acme, globex, tmp_path, capsys, monkeypatch):
+    """segments_load with orjson per line (FAST_LINES) stores, rejects and reports what the standard library did."""
+    from django.core.management import call_command
+
+    from segments.management.commands import segments_load
+
+    good = [event(f"u{i}", n=i) for i in range(4)]
+    lines = [
+        json.dumps(good[0]),
+        "{broken",
+        json.dumps({**good[1], "attributes": {"big": 10**30}}),  # beyond 64 bits: the standard library decodes
+        json.dumps(good[2]).replace('"n": 2', '"n": NaN'),  # not JSON, read as NaN: the event is rejected
+        json.dumps({**good[3], "attributes": {"t": "\ud800"}}),  # a lone surrogate: rejected
+        json.dumps({**event("nul"), "attributes": {"t": "a\u0000b"}}),  # NUL: rejected
+        '{"a": ' + "[" * 2_000 + "]" * 2_000 + "}",  # deeper than orjson reads: the standard library decides
+        json.dumps(good[0]),  # a duplicate
+        json.dumps({**event("late"), "eventId": "camel"}),
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    outputs = {}
+    for slug, fast in (("acme", True), ("globex", False)):
+        monkeypatch.setattr(segments_load, "FAST_LINES", fast)
+        rejects = tmp_path / f"rejects-{slug}.jsonl"
+        call_command("segments_load", str(path), "--org", slug, "--rejects", str(rejects))
+        captured = capsys.readouterr()
+        outputs[slug] = (captured.out.split(": ", 1)[1], captured.err, rejects.read_text())
+    assert outputs["acme"] == outputs["globex"]
+    assert outputs["acme"][0].startswith("3 accepted, 1 duplicate(s), 5 rejected")
+    stored = "SELECT event_id, user_id, event_type, event_time, attributes FROM segments_event ORDER BY event_id"
+    assert _rows("acme", stored) == _rows("globex", stored) and len(_rows("acme", stored)) == 3
