@@ -12,7 +12,7 @@ one transaction, since session 10's review; until session 11 this script switche
 figures measured the opt-in path). (Session 10's A/B also ran new ids through the joined STORE_SQL, since
 removed; session 9's switched FAST_STORE, the window state fillfactor and the evaluator's previous write paths:
 docs/segments.md.)
-Session 13: `AB_API` (default `FAST_COLUMNS,FAST_DEPTH`) names the API's flags A switches off as well (`AB_FLAGS=`
+Session 13: `AB_API` (default `FAST_COLUMNS,FAST_DEPTH,FORGET_BODY`) names the API's flags A switches off as well (`AB_FLAGS=`
 empty compares the API paths alone).
 `--cprofile` prints the top functions of the API and the evaluator for one batch. `--live` makes each batch just
 before posting it (the same 10K users, event times relative to that moment: a user's last_active_at moves by
@@ -47,8 +47,8 @@ def _variant(new: bool) -> None:
     for flag in AB_FLAGS:
         current_flag = _CURRENT.setdefault(flag, getattr(evaluator, flag))
         setattr(evaluator, flag, current_flag if new else False)
-    for flag in AB_API:  # session 13: the API's paths (module flags of segments.events or p360.core.api_parsers)
-        module = events_mod if hasattr(events_mod, flag) else api_parsers
+    for flag in AB_API:  # session 13: the API's paths (flags of segments.events, segments.api.views, api_parsers)
+        module = next(m for m in (events_mod, views, api_parsers) if hasattr(m, flag))
         current_flag = _CURRENT.setdefault(f"api.{flag}", getattr(module, flag))
         setattr(module, flag, current_flag if new else False)
 
@@ -58,7 +58,7 @@ _CURRENT: dict[str, object] = {}  # the functions _variant swaps out, as importe
 AB_FLAGS = [f for f in os.environ.get("AB_FLAGS", "WINDOW_FIRST").split(",") if f]
 # The API's flags A runs switched off (session 13: segments.events.FAST_COLUMNS, p360.core.api_parsers.FAST_DEPTH);
 # `AB_API=` (empty) leaves the API current on both sides, `AB_FLAGS=` the evaluator.
-AB_API = [f for f in os.environ.get("AB_API", "FAST_COLUMNS,FAST_DEPTH").split(",") if f]
+AB_API = [f for f in os.environ.get("AB_API", "FAST_COLUMNS,FAST_DEPTH,FORGET_BODY").split(",") if f]
 
 
 def _explain_next() -> None:

@@ -157,3 +157,22 @@ def test_the_bulk_load_decodes_lines_as_the_standard_library(acme, globex, tmp_p
     assert outputs["acme"][0].startswith("3 accepted, 1 duplicate(s), 5 rejected")
     stored = "SELECT event_id, user_id, event_type, event_time, attributes FROM segments_event ORDER BY event_id"
     assert _rows("acme", stored) == _rows("globex", stored) and len(_rows("acme", stored)) == 3
+
+
+@pytest.mark.django_db
+def test_the_decoded_body_is_dropped_before_the_collector_is_back_on(acme, acme_marketer, login, monkeypatch):
+    """segments.api.views.FORGET_BODY: the events are freed while the collector is off (never traversed by it); the
+    answer is the same either way."""
+    import gc
+
+    from segments.api import views
+
+    client = login(acme_marketer)
+    answers = []
+    for forget in (True, False):
+        monkeypatch.setattr(views, "FORGET_BODY", forget)
+        response = post_events(client, [event(f"f{forget}-{i}") for i in range(3)])
+        drf_request = response.renderer_context["request"]
+        assert (drf_request._full_data == {}) is forget and gc.isenabled()
+        answers.append(response.json())
+    assert answers[0] == answers[1] == {"accepted": 3, "duplicates": 0, "rejected": []}
