@@ -12,6 +12,8 @@ one transaction, since session 10's review; until session 11 this script switche
 figures measured the opt-in path). (Session 10's A/B also ran new ids through the joined STORE_SQL, since
 removed; session 9's switched FAST_STORE, the window state fillfactor and the evaluator's previous write paths:
 docs/segments.md.)
+Session 13: `AB_API` (default `FAST_COLUMNS,FAST_DEPTH,FORGET_BODY`) names the API's flags A switches off as well (`AB_FLAGS=`
+empty compares the API paths alone).
 `--cprofile` prints the top functions of the API and the evaluator for one batch. `--live` makes each batch just
 before posting it (the same 10K users, event times relative to that moment: a user's last_active_at moves by
 seconds per batch, as for users active all day; session 12's PROFILE_SLACK A/B).
@@ -37,6 +39,7 @@ def _variant(new: bool) -> None:
     switched those: docs/segments.md). Both: the default claim path (CHUNK_COMMITS left alone)."""
     from p360.core import api_parsers
     from segments import evaluator
+    from segments import events as events_mod
     from segments.api import views
 
     views.PAUSE_GC = True
@@ -44,12 +47,19 @@ def _variant(new: bool) -> None:
     for flag in AB_FLAGS:
         current_flag = _CURRENT.setdefault(flag, getattr(evaluator, flag))
         setattr(evaluator, flag, current_flag if new else False)
+    for flag in AB_API:  # session 13: the API's paths (flags of segments.events, segments.api.views, api_parsers)
+        module = next(m for m in (events_mod, views, api_parsers) if hasattr(m, flag))
+        current_flag = _CURRENT.setdefault(f"api.{flag}", getattr(module, flag))
+        setattr(module, flag, current_flag if new else False)
 
 
 _CURRENT: dict[str, object] = {}  # the functions _variant swaps out, as imported
 # segments.evaluator flags A runs switched off (session 13: LEAN_CHUNK; session 12 measured WINDOW_FIRST);
 # `AB_FLAGS=X,Y` names others.
 AB_FLAGS = [f for f in os.environ.get("AB_FLAGS", "LEAN_CHUNK").split(",") if f]
+# The API's flags A runs switched off (session 13: segments.events.FAST_COLUMNS, p360.core.api_parsers.FAST_DEPTH);
+# `AB_API=` (empty) leaves the API current on both sides, `AB_FLAGS=` the evaluator.
+AB_API = [f for f in os.environ.get("AB_API", "FAST_COLUMNS,FAST_DEPTH,FORGET_BODY").split(",") if f]
 
 
 def _inflate_states(copies: int) -> None:

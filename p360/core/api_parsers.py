@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping
 from itertools import accumulate
 from typing import Any
 
+import numpy as np
+
 try:  # optional: ~5x faster decoding of large bodies (the events API's 10,000-event batches)
     import orjson
 except ImportError:  # pragma: no cover - the standard library is the reference
@@ -56,11 +58,41 @@ class PayloadTooLarge(exceptions.APIException):
 
 
 def json_depth(raw: bytes) -> int:
-    """The deepest nesting of arrays/objects, without recursion (brackets inside strings ignored).
+    """The deepest nesting of arrays/objects, without recursion (brackets inside strings ignored): the largest
+    running count of opening minus closing brackets outside strings (negative for a body that only closes).
 
     Byte-level C operations only (a regex over a 30 MB body cost ~0.2 s per 10,000 events): drop escaped
-    backslashes and quotes, keep only quotes and brackets, drop what lies between quote pairs.
+    backslashes and quotes, keep only quotes and brackets, then one numpy pass: a bracket is outside every string
+    when an even number of quotes precede it (session 13; the peeling of innermost pairs it replaces cost ~4 ms
+    on a 10,000-event body, this ~1 ms).
     """
+    if not FAST_DEPTH:
+        return _json_depth_peeling(raw)
+    if b"\\" in raw:
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    kept = raw.translate(None, _ALL_BUT_QUOTES_AND_BRACKETS)
+    if not kept:
+        return 0
+    codes = np.frombuffer(kept, dtype=np.uint8)
+    steps = _BRACKET_STEP.take(codes)
+    if b'"' in kept:
+        inside = np.bitwise_xor.accumulate((codes == 0x22).view(np.uint8))  # 1 after an odd number of quotes
+        counted = (inside == 0) & (steps != 0)
+        if not counted.all():
+            steps = steps[counted]
+    if not len(steps):
+        return 0
+    return int(np.cumsum(steps, dtype=np.int64).max())
+
+
+FAST_DEPTH = True  # False: the previous scan (bench.profile_segments' A/B)
+_BRACKET_STEP = np.zeros(256, dtype=np.int8)
+_BRACKET_STEP[list(b"[{")] = 1
+_BRACKET_STEP[list(b"]}")] = -1
+
+
+def _json_depth_peeling(raw: bytes) -> int:
+    """The scan before session 13 (peeling innermost pairs with a regex), kept for the A/B."""
     if b"\\" in raw:
         raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
     # Two adjacent quotes enclose nothing (an empty string, or the end of one string and the start of the next,
