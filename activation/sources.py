@@ -1,7 +1,7 @@
 """Where activation reads audience records from: SQL fragments over the audience tables (read-only).
 
 Every fragment is schema-qualified (tasks and streamed responses do not share a request's search path)
-and yields rows of `audiences_record` for one audience (its current version, or a built audience's
+and yields rows of `audiences_record` (with the derived hashes: `records.row_select`) for one audience (its current version, or a built audience's
 materialised members) or for the whole organisation (every imported audience's current version).
 """
 
@@ -23,19 +23,21 @@ def audience_records_sql(audience: Audience) -> str | None:
     s = schema()
     if audience.kind == AudienceKind.BUILT:
         return (
-            f'(SELECT rec.* FROM "{s}".audiences_builtmember m JOIN "{s}".{records.TABLE} rec '
+            f'(SELECT {records.row_select("rec")} FROM "{s}".audiences_builtmember m JOIN "{s}".{records.TABLE} rec '
             f"ON rec.version_id = (m.rid >> {RID_SHIFT}) AND rec.row = (m.rid & {(1 << RID_SHIFT) - 1}) "
             f"WHERE m.audience_id = {int(audience.pk)}) r"
         )
     if audience.current_version_id is None:
         return None
-    return f'"{s}".{records.partition_name(audience.current_version_id)} r'
+    return (
+        f'(SELECT {records.row_select("rec")} FROM "{s}".{records.partition_name(audience.current_version_id)} rec) r'
+    )
 
 
 def org_records_sql() -> str:
     """Every imported audience's current version (the org's universe)."""
     s = schema()
     return (
-        f'(SELECT rec.* FROM "{s}".{records.TABLE} rec WHERE rec.version_id IN '
+        f'(SELECT {records.row_select("rec")} FROM "{s}".{records.TABLE} rec WHERE rec.version_id IN '
         f'(SELECT current_version_id FROM "{s}".audiences_audience WHERE current_version_id IS NOT NULL)) r'
     )

@@ -46,7 +46,8 @@ from audiences.logic.polars_engine import (
     sorted_index,
 )
 from audiences.logic.sql_engine import RID_SHIFT, custom_sql
-from audiences.records import RECORD_COLUMNS
+from audiences.normalize import uid2_hashes
+from audiences.records import COLUMN_TYPES, DATA_COLUMNS, DERIVED, RECORD_COLUMNS
 from bombora.models import BomboraWeek, BomboraWeekStatus
 from bombora.store import current_week, scores_frame
 from p360.core import arrow_reads
@@ -55,7 +56,8 @@ logger = logging.getLogger(__name__)
 
 ENUM_MAX_SHARE = 0.5  # a string column with more distinct values than this share of rows stays String
 ALWAYS_ENUM = frozenset({"domain"})  # domain codes index the Bombora scores
-STRING_COLUMNS = [name for name, _, dtype in RECORD_COLUMNS if dtype is pl.String and name != "custom"]
+# the frame's string columns, the UID2 hashes among them (not stored: derived from their base in polars, see build())
+STRING_COLUMNS = [name for name in DATA_COLUMNS if COLUMN_TYPES[name] is pl.String and name != "custom"]
 NUMBER_COLUMNS = {name: dtype for name, _, dtype in RECORD_COLUMNS if dtype is not pl.String}
 MAX_TOPIC_COLUMNS = 64
 TOPIC_COLUMNS_SHARE = 0.1  # per-person Bombora columns kept: at most this share of the frame's bytes (and 64)
@@ -951,7 +953,10 @@ def build(*, stamp: Stamp | None = None, defer: bool = False) -> Entry:
     schema.update(NUMBER_COLUMNS)
     # One small integer for every deferred column's presence: a field costs the driver's decode more than its
     # bytes (2M rows: 0.11 client CPU-s per all-null text column, as much as a filled one).
-    select.append(" | ".join(f"((r.{name} IS NOT NULL)::int << {k})" for k, name in enumerate(DEFERRED)))
+    # (a UID2 hash is present exactly where its base column is)
+    select.append(
+        " | ".join(f"((r.{DERIVED.get(name, name)} IS NOT NULL)::int << {k})" for k, name in enumerate(DEFERRED))
+    )
     schema[PRESENT] = pl.Int32
     for key, type_name in custom.items():
         select.append(custom_sql("r", key, type_name))
@@ -1031,6 +1036,7 @@ def build(*, stamp: Stamp | None = None, defer: bool = False) -> Entry:
     presence = {name: _presence((present & (1 << k)) != 0) for k, name in enumerate(DEFERRED)}
     del present
     rids = universe.get_column("__rid")
+    emails = universe.get_column("email_normalized")  # the people's, for their UID2 hashes (the deferred pass)
     del read, universe, encode  # (encode's defaults hold them too)
     phase("encode")
     week = current_week()
@@ -1057,7 +1063,9 @@ def build(*, stamp: Stamp | None = None, defer: bool = False) -> Entry:
         deferred=frozenset(DEFERRED),
         presence=presence,
     )
-    second = _SecondPass(version_ids=version_ids, keep=keep, rids=rids, order=order, timer=timer, started=started)
+    second = _SecondPass(
+        version_ids=version_ids, keep=keep, rids=rids, order=order, timer=timer, started=started, emails=emails
+    )
     then = entry.load_bombora_later if bombora is None else None
     if defer:  # the week's scores are read after the deferred columns (one background read at a time: its peak)
         second.start(entry, then=then)
@@ -1105,10 +1113,12 @@ class _SecondPass:
     order: list[str]
     timer: _Phases
     started: float
+    emails: pl.Series  # the people's email_normalized (String), in the people's order
 
     def read(self) -> list[tuple[pl.Series, StringColumn | None]]:
-        select = ["r.version_id", "r.row", *[f"r.{c}" for c in DEFERRED]]
-        schema: dict[str, Any] = {"version_id": pl.Int64, "row": pl.Int64, **{c: pl.String for c in DEFERRED}}
+        stored = [c for c in DEFERRED if c not in DERIVED]
+        select = ["r.version_id", "r.row", *[f"r.{c}" for c in stored]]
+        schema: dict[str, Any] = {"version_id": pl.Int64, "row": pl.Int64, **{c: pl.String for c in stored}}
         read = (
             _read_records(select, schema, self.version_ids)
             if self.version_ids
@@ -1119,8 +1129,20 @@ class _SecondPass:
         if not rids.equals(self.rids, check_names=False):
             raise RuntimeError("builder cache: the second read's records are not the first read's")
         self.timer.phase("deferred read")
-        # one column at a time: the read's strings go as each is gathered (this pass's peak is one column's copies)
-        return [_encode(name, read.take(name, self.keep)) for name in DEFERRED]
+        # One column at a time: the read's strings go as each is gathered (this pass's peak is one column's copies).
+        # The UID2 hashes are not stored (issue 17): `uid2_hashes` of their base column, the people's values.
+        encoded: dict[str, tuple[pl.Series, StringColumn | None]] = {}
+        bases: dict[str, pl.Series] = {"email_normalized": self.emails}
+        for name in stored:
+            column = read.take(name, self.keep)
+            if name in DERIVED.values():
+                bases[name] = (column.decoded() if isinstance(column, _Coded) else column).alias(name)
+            encoded[name] = _encode(name, column)
+        del read
+        for name, base in DERIVED.items():
+            encoded[name] = _encode(name, uid2_hashes(bases.pop(base)).alias(name))
+        self.emails = self.emails.clear()
+        return [encoded[name] for name in DEFERRED]
 
     def add(self, entry: Entry, encoded: list[tuple[pl.Series, StringColumn | None]]) -> None:
         """The deferred columns into the entry (its frame swapped for one that has them), then stored."""

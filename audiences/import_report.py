@@ -37,16 +37,18 @@ def save_quarantine(imp: AudienceImport, quarantine: pl.DataFrame) -> str:
 def quality(version_id: int, staged: Staged, written: Written, quarantine: pl.DataFrame) -> dict[str, Any]:
     """Counts, completeness and validity of the new version, and why rows were quarantined."""
     columns = records.DATA_COLUMNS
+    # A UID2 hash is not stored (records.DERIVED): it is present exactly where its base column is.
+    stored = [records.DERIVED.get(c, c) for c in columns]
     if written.has_base:  # kept records from the previous version count too: ask the table (one scan)
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT count(*), "
-                + ", ".join(f"count({c})" for c in columns)
+                + ", ".join(f"count({c})" for c in stored)
                 + f" FROM {records.partition_name(version_id)}"
             )
             counts = cursor.fetchone()
     else:  # the version holds exactly what this import wrote: counted on the way in
-        counts = (written.rows, *(written.filled.get(c, 0) for c in columns))
+        counts = (written.rows, *(written.filled.get(c, 0) for c in stored))
     total = int(counts[0])
     completeness = {c: round(int(n) / total, 4) if total else 0.0 for c, n in zip(columns, counts[1:], strict=True)}
     reasons = (
@@ -62,8 +64,12 @@ def quality(version_id: int, staged: Staged, written: Written, quarantine: pl.Da
         if invalid_by_field.height
         else {}
     )
+    field_filled = dict(staged.field_filled)
+    for derived, base in records.DERIVED.items():  # the import no longer hashes: as many hashes as base values
+        if base in field_filled and derived not in field_filled:
+            field_filled[derived] = field_filled[base]
     validity = {}
-    for column, filled in staged.field_filled.items():
+    for column, filled in field_filled.items():
         bad = int(invalid.get(column, 0))
         validity[column] = round(filled / (filled + bad), 4) if filled + bad else None
     return {

@@ -177,7 +177,11 @@ def normalised(
         with staged.phase("normalise"):
             batch = _quarantine_empty_rows(batch, staged)
             result = normalize_batch(
-                batch, mapping, custom_types=imp.custom_types, default_country=imp.default_country or "US"
+                batch,
+                mapping,
+                custom_types=imp.custom_types,
+                default_country=imp.default_country or "US",
+                hashes=False,  # not stored: readers derive them (records.DERIVED)
             )
         if result.errors.height:
             staged.quarantine.append(_first_error_per_row(result.errors))

@@ -466,6 +466,7 @@ def normalize_batch(
     custom_types: Mapping[str, str],
     default_country: str = "US",
     custom_names: Mapping[str, str] | None = None,
+    hashes: bool = True,
 ) -> NormalizedBatch:
     """Validate and normalise one batch.
 
@@ -473,11 +474,15 @@ def normalize_batch(
     canonical field for the mapped columns. `custom_types`: source header -> custom type (`fields.CUSTOM_TYPES`)
     for the columns kept as custom fields; their JSON keys are `custom_names[header]`, by default
     `fields.custom_field_names(custom_types)`. Columns in neither are ignored. Empty and whitespace-only values
-    are null, never errors; a row with any error is left out of `records` and reported in `errors`.
+    are null, never errors; a row with any error is left out of `records` and reported in `errors`. Without
+    `hashes` the UID2 hashes (`email_sha256`, `phone_sha256`) are neither computed nor returned: the import does
+    not store them (issue 17: every reader derives them from `email_normalized` / `phone_e164`).
     """
     _check_arguments(df, mapping, custom_types)
     names = dict(custom_names) if custom_names is not None else custom_field_names(custom_types)
-    normalise = partial(_normalize_rows, mapping=mapping, custom_types=custom_types, default_country=default_country)
+    normalise = partial(
+        _normalize_rows, mapping=mapping, custom_types=custom_types, default_country=default_country, hashes=hashes
+    )
     if df.height < SPLIT_MIN_ROWS:
         records, parts = normalise(df, names=names, workers=2)
         return NormalizedBatch(records=records, errors=_sorted_errors(parts))
@@ -507,11 +512,12 @@ def _normalize_rows(
     default_country: str,
     names: Mapping[str, str],
     workers: int,
+    hashes: bool = True,
 ) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
     """(records, each column's error rows in batch order) of `df`, its columns `workers` at a time."""
     outputs: dict[str, str] = {}  # record column -> plan column
     sources: list[tuple[str, str, str]] = []  # (header, field label for errors, reason column)
-    hashes: dict[str, str] = {}  # hash field -> column already computed on distinct values
+    hashed_on_distinct: dict[str, str] = {}  # hash field -> column already computed on distinct values
     # Every column is planned on its own (`__m0_raw`, ...: no source header can collide with plan columns), so a
     # column whose values repeat is normalised once per distinct value and joined back to its rows.
     jobs: list[tuple[str, dict[str, pl.Expr], Callable[[], _Piece]]] = []
@@ -524,7 +530,7 @@ def _normalize_rows(
         hashed: dict[str, pl.Expr] = {
             f"{p}{_HASH_OF[base]}": pl.when(pl.col(reason).is_null()).then(uid2_hash_expr(pl.col(column)))
             for base, column in planned.items()
-            if base in _HASH_OF
+            if base in _HASH_OF and hashes
         }
         jobs.append(
             (p, hashed, partial(_evaluate, plan, p, reason, df.get_column(header), [*planned.values()], hashed))
@@ -556,7 +562,7 @@ def _normalize_rows(
             futures = {i: pool.submit(everything[i][2]) for i in order}
             evaluated = [futures[i].result() for i in range(len(everything))]
     for (p, hashed, _), piece in zip(jobs, evaluated, strict=False):
-        hashes.update({name.removeprefix(p): name for name in hashed if name in piece.columns})
+        hashed_on_distinct.update({name.removeprefix(p): name for name in hashed if name in piece.columns})
     fragments: list[pl.Expr] = []  # each custom column's `"key":value` JSON fragment
     for (p, fragment, _), piece, (key, type_name, column) in zip(
         custom_jobs, evaluated[len(jobs) :], custom_columns, strict=True
@@ -583,9 +589,11 @@ def _normalize_rows(
     selected: list[pl.Expr] = [pl.col(ROW)]
     for spec in FIELDS:
         source = outputs.get(spec.name)
-        if spec.name in hashes:
-            selected.append(pl.col(hashes[spec.name]).alias(spec.name))
+        if spec.name in hashed_on_distinct:
+            selected.append(pl.col(hashed_on_distinct[spec.name]).alias(spec.name))
         elif spec.name in ("email_sha256", "phone_sha256"):
+            if not hashes:
+                continue
             base = outputs.get(
                 spec.name.replace("_sha256", "_normalized" if spec.name.startswith("email") else "_e164")
             )

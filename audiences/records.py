@@ -17,14 +17,12 @@ from django.db import connection, transaction
 
 TABLE = "audiences_record"
 
-# (column, PostgreSQL type, polars type): the contract's canonical fields, then the derived ones.
+# (column, PostgreSQL type, polars type): the stored columns, the contract's canonical fields, then the derived ones.
 RECORD_COLUMNS: list[tuple[str, str, type[pl.DataType] | pl.DataType]] = [
     ("email", "text", pl.String),
     ("email_normalized", "text", pl.String),
-    ("email_sha256", "text", pl.String),
     ("phone", "text", pl.String),
     ("phone_e164", "text", pl.String),
-    ("phone_sha256", "text", pl.String),
     ("first_name", "text", pl.String),
     ("last_name", "text", pl.String),
     ("job_title", "text", pl.String),
@@ -42,15 +40,63 @@ RECORD_COLUMNS: list[tuple[str, str, type[pl.DataType] | pl.DataType]] = [
     ("ip", "text", pl.String),
     ("custom", "jsonb", pl.String),
 ]
-DATA_COLUMNS = [name for name, _, _ in RECORD_COLUMNS]
+STORED_COLUMNS = [name for name, _, _ in RECORD_COLUMNS]
+# The UID2 hashes (standard Base64 of the SHA-256 of the UTF-8 base value) are not stored (issue 17: 28 % of the
+# table, and the import's hashing and COPY parsing): every reader derives them from their base column, in SQL by
+# `column_sql`/`select_list` (the `uid2_hash(text)` function of migration 0009, inlined here so that a reader
+# needs no search path) and in polars by `normalize.uid2_hashes`.
+DERIVED: dict[str, str] = {"email_sha256": "email_normalized", "phone_sha256": "phone_e164"}
+# The record's data columns as readers see them (stored and derived), in the contract's order.
+DATA_COLUMNS = [
+    "email",
+    "email_normalized",
+    "email_sha256",
+    "phone",
+    "phone_e164",
+    "phone_sha256",
+    *STORED_COLUMNS[4:],
+]
 # Bookkeeping columns: the ordinal of the row in its version, and the source line it came from.
-ALL_COLUMNS = ["version_id", "row", "line", *DATA_COLUMNS]
+ALL_COLUMNS = ["version_id", "row", "line", *STORED_COLUMNS]
+# polars type of every data column a reader can ask for.
+COLUMN_TYPES: dict[str, type[pl.DataType] | pl.DataType] = {
+    **{name: dtype for name, _, dtype in RECORD_COLUMNS},
+    **{name: pl.String for name in DERIVED},
+}
 
 CREATE_TABLE_SQL = (
     f"CREATE TABLE {TABLE} (version_id bigint NOT NULL, row bigint NOT NULL, line bigint NOT NULL, "
     + ", ".join(f"{name} {pg}" for name, pg, _ in RECORD_COLUMNS)
     + ") PARTITION BY LIST (version_id)"
 )
+
+
+def uid2_hash_sql(value: str) -> str:
+    """SQL of the UID2 hash of a text expression: equal to `normalize.uid2_hash` on every text (tests prove it).
+
+    `convert_to` is STABLE, so the UTF-8 bytes come from `decode(..., 'escape')` with every backslash doubled
+    (a text holds no NUL); every function here is IMMUTABLE, like migration 0009's `uid2_hash(text)`."""
+    return f"encode(sha256(decode(replace({value}, '\\', '\\\\'), 'escape')), 'base64')"
+
+
+def column_sql(alias: str, name: str) -> str:
+    """A data column of a record row aliased `alias`: the stored column, or a derived hash computed from its base."""
+    prefix = f"{alias}." if alias else ""
+    base = DERIVED.get(name)
+    return f"{prefix}{name}" if base is None else uid2_hash_sql(f"{prefix}{base}")
+
+
+def row_select(alias: str) -> str:
+    """The SELECT list of a whole record row as readers see it (what `alias.*` gave when the hashes were stored):
+    the bookkeeping columns, then every data column, derived ones computed (only where a query uses them: the
+    planner drops unused outputs of a flattened subquery)."""
+    return select_list(alias, ["version_id", "row", "line", *DATA_COLUMNS])
+
+
+def select_list(alias: str, columns: Iterable[str]) -> str:
+    """A SELECT list of data columns (and bookkeeping ones) of rows aliased `alias`, derived ones computed."""
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(f"{column_sql(alias, c)} AS {c}" if c in DERIVED else f"{prefix}{c}" for c in columns)
 
 
 def partition_name(version_id: int) -> str:
@@ -169,7 +215,7 @@ def copy_version(
 ) -> int:
     """Copy a version's rows into another (append keeps the old records), except the rows whose
     dedupe key is in `skip_keys` (this import replaces them). Rows keep their ordinals."""
-    columns = ", ".join(["row", "line", *DATA_COLUMNS])
+    columns = ", ".join(["row", "line", *STORED_COLUMNS])
     where = "true"
     if skip_keys:
         # IF NOT EXISTS + TRUNCATE: several imports may share one outer transaction (tests, scripts).
@@ -194,20 +240,22 @@ def key_sql(column: str, alias: str) -> str:
         return f"lower(trim({alias}.custom ->> '{name}'))"
     if column not in DATA_COLUMNS:
         raise ValueError(f"unknown dedupe key {column!r}")
-    return f"lower({alias}.{column}::text)"
+    return f"lower(({column_sql(alias, column)})::text)"
 
 
 def read_version(version_id: int, columns: Iterable[str] | None = None, *, where: str = "true") -> pl.DataFrame:
     """A version's rows as a frame (for exports and tests; the builder reads column-wise itself)."""
     wanted = list(columns or ["row", "line", *DATA_COLUMNS])
-    sql = f"COPY (SELECT {', '.join(wanted)} FROM {partition_name(version_id)} s WHERE {where} ORDER BY row) TO STDOUT (FORMAT csv, HEADER)"
+    sql = (
+        f"COPY (SELECT {select_list('s', wanted)} FROM {partition_name(version_id)} s WHERE {where} ORDER BY s.row) "
+        "TO STDOUT (FORMAT csv, HEADER)"
+    )
     buffer = io.BytesIO()
     with connection.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[attr-defined]
         for chunk in copy:
             buffer.write(chunk)
     buffer.seek(0)
-    types = {name: dtype for name, _, dtype in RECORD_COLUMNS}
-    schema = {c: types.get(c, pl.Int64) for c in wanted}
+    schema = {c: COLUMN_TYPES.get(c, pl.Int64) for c in wanted}
     if buffer.getbuffer().nbytes == 0:
         return pl.DataFrame(schema=schema)
     return pl.read_csv(buffer, schema=schema)
@@ -227,7 +275,7 @@ def _read_version_keys(version_id: int, key: str, keys: list[str]) -> pl.DataFra
             for value in keys:
                 copy.write_row((value,))
     return read_version(
-        version_id, ["line", *DATA_COLUMNS], where=f"{key_sql(key, 's')} IN (SELECT key FROM _wanted_keys)"
+        version_id, ["line", *STORED_COLUMNS], where=f"{key_sql(key, 's')} IN (SELECT key FROM _wanted_keys)"
     )
 
 

@@ -147,25 +147,27 @@ def members_copy_sql(audience: Audience, *, for_people: bool) -> tuple[list[str]
     schema = connection.schema_name  # type: ignore[attr-defined]
     columns = [c for c in records.DATA_COLUMNS if c != "custom"]
     select = ", ".join(
-        f"{neutralise_sql(c)} AS {c}" if for_people and dtype is pl.String else c
-        for c, _, dtype in records.RECORD_COLUMNS
-        if c in columns
+        f"{neutralise_sql(f's.{c}')} AS {c}" if for_people and records.COLUMN_TYPES[c] == pl.String else f"s.{c}"
+        for c in columns
     )
     header = [*columns, "custom"]
     built = audience.kind == "built"
     if audience.current_version_id is None and not built:
         return header, None
     if built:  # issue 5: the materialised members, each by its representative record
-        table = (
-            f'(SELECT r.*, m.rid FROM "{schema}".audiences_builtmember m JOIN "{schema}".{records.TABLE} r '
+        source = (
+            f'"{schema}".audiences_builtmember m JOIN "{schema}".{records.TABLE} r '
             f"ON r.version_id = (m.rid >> {RID_SHIFT}) AND r.row = (m.rid & {(1 << RID_SHIFT) - 1}) "
-            f"WHERE m.audience_id = {int(audience.pk)}) s"
+            f"WHERE m.audience_id = {int(audience.pk)}"
         )
-        order = "rid"
+        rows, order = f"{records.row_select('r')}, m.rid", "rid"
     else:
-        table = f'"{schema}".{records.partition_name(audience.current_version_id)}'  # type: ignore[arg-type]
-        order = "row"
-    custom = neutralise_sql("custom::text") if for_people else "custom::text"
+        source = f'"{schema}".{records.partition_name(audience.current_version_id)} r'  # type: ignore[arg-type]
+        rows, order = records.row_select("r"), "row"
+    # The UID2 hashes are derived from their base columns (`records.row_select`), once a row: OFFSET 0 keeps the
+    # subquery from being flattened into the outer list, which names a column up to four times (`neutralise_sql`).
+    table = f"(SELECT {rows} FROM {source} OFFSET 0) s"
+    custom = neutralise_sql("s.custom::text") if for_people else "s.custom::text"
     return header, f"COPY (SELECT {select}, {custom} FROM {table} ORDER BY {order}) TO STDOUT (FORMAT csv)"
 
 

@@ -157,7 +157,6 @@ def _generate_chunk(start: int, size: int) -> Any:
         (n + 2).alias("line"),
         email.alias("email"),
         email.alias("email_normalized"),
-        pl.when(has_email).then(email.hash().cast(pl.String).str.zfill(44).str.slice(0, 44)).alias("email_sha256"),
         pl.lit("d").add(domain_k.cast(pl.String)).add(pl.lit(".com")).alias("domain"),
         pl.lit("Company ").add(domain_k.cast(pl.String)).alias("company_name"),
         _pick(INDUSTRIES, (h // 7) % len(INDUSTRIES)).alias("industry"),

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from audiences import records
 from audiences.models import Audience, AudienceImport, AudienceKind, AudienceStatus, AudienceVersion, ImportStatus
+from audiences.normalize import uid2_hash
 from campaigns.models import Campaign, CampaignStatus, Creative, DailyMetric, Placement, Strategy
 from campaigns.services import campaign_save
 from ingestion.models import IngestionRun, RunStatus, Source, Trigger
@@ -144,6 +145,11 @@ def audience_with_records(
     audience = Audience.objects.filter(name=name).first() or AudienceFactory(name=name)
     version = AudienceVersionFactory(audience=audience, record_count=len(rows))
     records.create_partition(version.pk)
+    for row in rows:  # the hashes are not stored (readers derive them): a row can only name the derived value
+        for hashed, base in records.DERIVED.items():
+            given, value = row.get(hashed), row.get(base)
+            if given is not None and given != (None if value is None else uid2_hash(value)):
+                raise ValueError(f"{hashed} {given!r} is not the UID2 hash of {base} {value!r}")
     data: dict[str, list[Any]] = {"line": list(range(2, len(rows) + 2))}
     for column, _, _dtype in records.RECORD_COLUMNS:
         values = [row.get(column) for row in rows]

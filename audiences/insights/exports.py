@@ -26,7 +26,7 @@ BATCH_BYTES = 16 * 1024 * 1024  # CSV bytes per Parquet row group (memory: a few
 
 def members_schema() -> dict[str, Any]:
     """The members file's columns with their types (`custom` is the JSON object as text)."""
-    return {name: dtype for name, _, dtype in records.RECORD_COLUMNS}
+    return {name: records.COLUMN_TYPES[name] for name in records.DATA_COLUMNS}
 
 
 def members_csv(audience: Audience) -> Iterator[bytes]:

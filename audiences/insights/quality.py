@@ -160,8 +160,8 @@ def score(entry: cache.Entry, mask: pl.Series, ctx: Context, counted: Any = None
         "score": round(total_valid / total_present, 6) if total_present else 1.0,
     }
 
-    # UID2-ready: an email or phone hash to map.
-    hashed = frame.get_column("email_sha256").is_not_null() | frame.get_column("phone_sha256").is_not_null()
+    # UID2-ready: an email or phone hash to map (a hash is present exactly where its base column is).
+    hashed = frame.get_column("email_normalized").is_not_null() | frame.get_column("phone_e164").is_not_null()
     ready = int((hashed & mask).sum())
     uid2_share = ready / size if size else 0.0
     parts["uid2_ready"] = {"count": ready, "share": round(uid2_share, 6), "score": round(uid2_share, 6)}

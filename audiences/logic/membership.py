@@ -22,6 +22,7 @@ from typing import Any
 
 import polars as pl
 
+from audiences.records import column_sql
 from p360.core.registry import BuilderField, builder_field
 
 IDENTITY_COLUMNS = ("email_sha256", "phone_e164", "maid")
@@ -51,7 +52,7 @@ def membership_sql(field: str, ids: tuple[int, ...]) -> str:
     """`field in ids` over the universe row `u`, never NULL: one hashed semi-join per identity column."""
     subqueries = provider(field).keys_sql(tuple(int(i) for i in ids))
     _checked(subqueries)
-    parts = [f"coalesce(u.{column} IN ({sql}), false)" for column, sql in sorted(subqueries.items())]
+    parts = [f"coalesce({column_sql('u', column)} IN ({sql}), false)" for column, sql in sorted(subqueries.items())]
     return "(" + " OR ".join(parts) + ")" if parts else "false"
 
 

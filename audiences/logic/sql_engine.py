@@ -3,7 +3,8 @@
 The universe (`universe_sql`) is one row per person: every record of the current version of every imported
 audience, deduplicated by `email_normalized` when present (the most recent version wins, then the first row),
 else one person per record. `rid` identifies the representative record: `(version_id << 36) | row`.
-The polars cache builds exactly the same rows (audiences/cache.py); tests hold the two to each other.
+The polars cache builds exactly the same rows (audiences/cache.py); tests hold the two to each other. The UID2
+hashes are not stored: a condition on one computes it from its base column (`records.column_sql`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from audiences.logic.tree import AUDIENCE, BOMBORA, BOOLEAN, DATE, MEMBERSHIP, NUMBER, STRING_TYPES, Condition, Node
-from audiences.records import DATA_COLUMNS
+from audiences.records import DATA_COLUMNS, DERIVED, column_sql
 from bombora.store import QUALIFIED, measure_sql
 
 RID_SHIFT = 36  # rows per version < 2**36; version ids < 2**27
@@ -90,9 +91,9 @@ def _column_sql(cond: Condition, ctx: SqlContext) -> str:
         )
     if ref.column not in DATA_COLUMNS:  # never interpolate anything the catalogue did not produce
         raise ValueError(f"unknown column {ref.column!r}")
-    if ref.type in STRING_TYPES:
-        return ctx.lower.format(f"u.{ref.column}")
-    return f"u.{ref.column}"
+    if ref.type in STRING_TYPES:  # a UID2 hash is derived from its base column where it is read
+        return ctx.lower.format(column_sql("u", ref.column))
+    return column_sql("u", ref.column)
 
 
 def _number(value: Any) -> Decimal:
@@ -132,7 +133,10 @@ def condition_sql(cond: Condition, ctx: SqlContext, params: list[Any]) -> str:
 
         hit = membership_sql(ref.column, tuple(value))
         return hit if op == "in" else f"(NOT {hit})"
-    column = _column_sql(cond, ctx)
+    if op in ("is_null", "is_not_null") and ref.column in DERIVED and ref.topic_id is None:
+        column = f"u.{DERIVED[ref.column]}"  # a hash is present exactly where its base is: nothing to compute
+    else:
+        column = _column_sql(cond, ctx)
     if op == "is_null":
         return f"({column} IS NULL)"
     if op == "is_not_null":

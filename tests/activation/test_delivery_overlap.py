@@ -194,7 +194,9 @@ def test_a_baseline_without_member_set_is_reported_unknown(acme: Any, sftp: Any,
 
 def test_a_renamed_audience_moves_its_ttd_segment(acme: Any, ttd: Any) -> None:
     with schema_context(acme.schema_name):
-        audience = make_imported("Loyal buyers", [{**person(i), "phone_sha256": None} for i in range(30)])
+        audience = make_imported(
+            "Loyal buyers", [{**person(i), "phone_e164": None, "phone_sha256": None} for i in range(30)]
+        )
         map_everything()
         dest = ttd_destination(ttd, [audience], name="TTD rename")
         first = start_delivery(destination=dest, actor=None, dry_run=False, inline=True)

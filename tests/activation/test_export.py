@@ -39,7 +39,11 @@ def test_liveramp_device_file_layout_and_rules(acme: Any, tmp_path: Path) -> Non
     rows = [person(i) for i in range(30)]
     rows += [person(100, maid="not-a-maid", ip="999.1.1.1"), person(101, maid="00000000-0000-0000-0000-000000000000",
              ip=None), person(102, maid=None, ip="192.168.7.7")]  # fmt: skip
-    rows.append(person(103, email="optout@example.com", email_sha256=h("optout@example.com")))
+    rows.append(
+        person(
+            103, email="optout@example.com", email_normalized="optout@example.com", email_sha256=h("optout@example.com")
+        )
+    )
     with schema_context(acme.schema_name):
         audience = make_imported("Device people", rows)
         Uid2Identity.objects.create(kind="email", hashed=h("optout@example.com"), status="optout")

@@ -53,7 +53,9 @@ def test_ttd_delivery_payload_failed_lines_413_429_then_removals(acme: Any, ttd:
     slept: list[float] = []
     monkeypatch.setattr("activation.ttd.time.sleep", slept.append)
     with schema_context(acme.schema_name):
-        audience = make_imported("TTD buyers", [{**person(i), "phone_sha256": None} for i in range(30)])
+        audience = make_imported(
+            "TTD buyers", [{**person(i), "phone_e164": None, "phone_sha256": None} for i in range(30)]
+        )
         map_everything()
         dest = ttd_destination(ttd, [audience])
         ttd.max_items = 10
@@ -73,7 +75,7 @@ def test_ttd_delivery_payload_failed_lines_413_429_then_removals(acme: Any, ttd:
         assert refused.status == "failed" and refused.error_code == "Uid2Error" and "item #" in refused.error_message
         assert TtdMember.objects.filter(status="sent").count() == 28
         # Three members leave, the refused ones are fixed, one member's TTL is about to end.
-        make_imported("TTD buyers", [{**person(i), "phone_sha256": None} for i in range(3, 30)])
+        make_imported("TTD buyers", [{**person(i), "phone_e164": None, "phone_sha256": None} for i in range(3, 30)])
         ttd.refuse = set()
         TtdMember.objects.filter(uid2=uid(10)).update(expires_at=timezone.now() + dt.timedelta(days=1))
         before = len(ttd.requests)
@@ -130,7 +132,7 @@ def _seed_audience(name: str, n: int) -> Audience:
     version = audience.current_version_id
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO audiences_record_v{version} (version_id, row, line, email_sha256) "
+            f"INSERT INTO audiences_record_v{version} (version_id, row, line, email_normalized) "
             "SELECT %s, g, g + 2, 'seed-' || %s || '-' || g FROM generate_series(0, %s - 1) g",
             [version, name, n],
         )

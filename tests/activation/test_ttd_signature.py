@@ -51,7 +51,9 @@ def test_delivery_signed_with_the_advertiser_secret_is_accepted(acme: Any, ttd: 
     """Every batch (split by a 413 into several requests, each signed over its own body) is accepted on its
     signature alone; no TTD-Auth token is sent."""
     with schema_context(acme.schema_name):
-        audience = make_imported("Signed buyers", [{**person(i), "phone_sha256": None} for i in range(30)])
+        audience = make_imported(
+            "Signed buyers", [{**person(i), "phone_e164": None, "phone_sha256": None} for i in range(30)]
+        )
         map_everything()
         dest = _signed_destination(ttd, [audience], SECRET_KEY, "TTD signed")
         ttd.max_items = 10  # 413s: the halves are new bodies and must carry their own signatures

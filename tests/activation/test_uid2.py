@@ -63,7 +63,9 @@ def test_retries_429_and_5xx_with_retry_after_then_gives_up(operator: Any) -> No
 def test_batches_in_parallel_records_identities_and_match_rate(operator: Any, acme: Any) -> None:
     operator.delay = 0.05
     rows = [person(i) for i in range(40)] + [
-        person(99, email="optout@example.com", email_sha256=h("optout@example.com"))
+        person(
+            99, email="optout@example.com", email_normalized="optout@example.com", email_sha256=h("optout@example.com")
+        )
     ]
     rows.append({"first_name": "NoIds"})
     with schema_context(acme.schema_name):

@@ -134,7 +134,6 @@ def _people(n: int, offset: int = 0) -> list[dict[str, Any]]:
         {
             "email": f"P{i}@Example.com",
             "email_normalized": f"p{i}@example.com",
-            "email_sha256": f"h{i:043d}",
             "country": ("US", "DE", "FR")[i % 3],
             "employee_count": i % 500,
         }

@@ -38,7 +38,6 @@ def _people(n: int, offset: int = 0) -> list[dict[str, Any]]:
             {
                 "email": email,
                 "email_normalized": email,
-                "email_sha256": None if email is None else f"{i % 2500:064d}",
                 # the other deferred identifiers (read in the second pass), present on different rows
                 "phone_e164": None if i % 3 == 0 else f"+1555{i:07d}",
                 "maid": f"{i:08d}-0000-4000-8000-000000000000" if i % 4 == 1 else None,

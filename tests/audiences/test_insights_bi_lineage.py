@@ -17,19 +17,21 @@ from django_tenants.utils import schema_context
 
 from audiences.insights import exports
 from audiences.models import Audience
+from audiences.normalize import uid2_hash
 from tests.audiences.builder_helpers import fresh_cache, make_imported  # noqa: F401
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_cache")]
 API = "/o/acme/api/v1"
 ROWS = 6000
+PLUS_HASHED, PLUS_HASH = "person39@company39.com", "+cXnOdR3bZ7MUXLgm+YX+EWOaw1pMDBcUNM6tCj62Ig="
 
 
 def _rows(n: int) -> list[dict[str, Any]]:
     return [
         {
-            "email": f"p{i}@x.com",
-            "email_normalized": f"p{i}@x.com",
-            "email_sha256": "+base64/hash=" if i == 0 else f"h{i}",  # a machine value a spreadsheet would evaluate
+            # row 0's UID2 hash (derived) starts with "+": a machine value a spreadsheet would evaluate
+            "email": PLUS_HASHED if i == 0 else f"p{i}@x.com",
+            "email_normalized": PLUS_HASHED if i == 0 else f"p{i}@x.com",
             "phone_e164": "+14155550039" if i % 2 else None,
             "job_title": "=SUM(A1)" if i == 1 else ("" if i == 2 else "Engineer"),
             "revenue": i * 1000 if i % 3 else None,
@@ -69,7 +71,7 @@ def test_members_csv_export_is_the_members_file_streamed(big: int, acme_marketer
     assert len(pieces) > ROWS // 2  # arrives as PostgreSQL sends it, never assembled in memory
     frame = pl.read_csv(io.BytesIO(exported), infer_schema=False)
     assert frame.height == ROWS
-    assert frame.get_column("email_sha256")[0] == "+base64/hash="  # exact: no spreadsheet escaping
+    assert frame.get_column("email_sha256")[0] == uid2_hash(PLUS_HASHED) == PLUS_HASH  # exact: no spreadsheet escaping
     assert frame.get_column("job_title")[1] == "=SUM(A1)"
 
 
@@ -88,12 +90,13 @@ def test_members_parquet_streams_in_row_groups_with_exact_values(
     with schema_context("org_acme"), connection.cursor() as cursor:
         version = Audience.objects.get(pk=big).current_version_id
         cursor.execute(
-            f"SELECT email_sha256, phone_e164, job_title, revenue, employee_count, custom::text "
+            f"SELECT email_normalized, phone_e164, job_title, revenue, employee_count, custom::text "
             f"FROM audiences_record_v{int(version)} ORDER BY row"  # type: ignore[arg-type]
         )
         expected = cursor.fetchall()
     got = frame.select("email_sha256", "phone_e164", "job_title", "revenue", "employee_count", "custom").rows()
-    assert got == [tuple(r) for r in expected]  # typed and exact: "+..." kept, empty text kept, JSON as text
+    # typed and exact: "+..." kept, empty text kept, JSON as text; the hash derived is Python's of the stored email
+    assert got == [(None if r[0] is None else uid2_hash(r[0]), *r[1:]) for r in expected]
     assert frame.schema["revenue"] == pl.Int64 and frame.schema["employee_count"] == pl.Int32
 
 

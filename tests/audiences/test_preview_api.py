@@ -14,12 +14,12 @@ from tests.audiences.builder_helpers import fresh_cache, load_bombora, make_impo
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_cache")]
 
 PEOPLE = [
-    {"email": "ann@a.com", "email_normalized": "ann@a.com", "email_sha256": "h1", "domain": "acme.com",
+    {"email": "ann@a.com", "email_normalized": "ann@a.com", "domain": "acme.com",
      "industry": "Technology", "revenue": 50_000_000, "country": "US", "employee_count": 200},
-    {"email": "bob@b.com", "email_normalized": "bob@b.com", "email_sha256": "h2", "domain": "beta.io",
+    {"email": "bob@b.com", "email_normalized": "bob@b.com", "domain": "beta.io",
      "industry": "technology", "revenue": 5_000_000, "country": "GB"},
     {"domain": "gamma.org", "industry": "Retail", "country": "US"},
-    {"email": "cy@c.com", "email_normalized": "cy@c.com", "email_sha256": "h3", "domain": "acme.com",
+    {"email": "cy@c.com", "email_normalized": "cy@c.com", "domain": "acme.com",
      "industry": "Finance", "revenue": None, "country": "us", "custom": {"lead_score": 7}},
 ]  # fmt: skip
 

@@ -56,7 +56,7 @@ def frames(draw: st.DrawFn) -> pl.DataFrame:
 def _stored(version_id: int) -> list[dict[str, Any]]:
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT version_id, row, line, {', '.join(records.DATA_COLUMNS)} "
+            f"SELECT version_id, row, line, {', '.join(records.STORED_COLUMNS)} "
             f"FROM {records.partition_name(version_id)} ORDER BY row"
         )
         names = [d[0] for d in cursor.description]

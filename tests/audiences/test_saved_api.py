@@ -31,7 +31,6 @@ def _generated(seed: int, n: int) -> list[dict[str, Any]]:
             {
                 "email": email,
                 "email_normalized": email,
-                "email_sha256": f"h-{email}" if email else None,
                 "domain": rng.choice(DOMAINS),
                 "industry": rng.choice(INDUSTRIES),
                 "country": rng.choice(COUNTRIES),
