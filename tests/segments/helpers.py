@@ -120,3 +120,40 @@ def committed_org_with_rules(prefix: str, name: str, rules: Sequence[RuleRow]) -
         yield org
     finally:
         drop_committed_org(org)
+
+
+def rules_and_their_negation(client: Client, bodies: Sequence[dict[str, Any]], negated: str) -> dict[str, int]:
+    """Create independent segments from `bodies` and a derived `not <negated>` over one of them: the shared set-up
+    of the tests that run one claim sequence through two evaluator paths. Returns name -> id."""
+    ids: dict[str, int] = {}
+    for body in bodies:
+        response = create_segment(client, body)
+        assert response.status_code == 201, response.content
+        ids[body["name"]] = response.json()["id"]
+    expression = {"op": "not", "children": [{"segment": ids[negated]}]}
+    derived = create_segment(client, {"name": f"not {negated}", "type": "derived", "expression": expression})
+    assert derived.status_code == 201, derived.content
+    return ids
+
+
+def empty_event_tables(schema: str) -> None:
+    """Each run of an equality test starts from no events, states, members or ledger (the org and its rules stay)."""
+    from django.db import connection
+    from django_tenants.utils import schema_context
+
+    with schema_context(schema), connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the test's transaction holds deferred checks
+        cursor.execute(
+            "TRUNCATE segments_event, segments_event_id, segments_windowstate, segments_membership, "
+            "segments_pendingbatch, segments_transition, segments_userprofile CASCADE"
+        )
+
+
+def decisions() -> dict[str, list[tuple[Any, ...]]]:
+    """What an evaluation decided, in the current schema: the ledger (with triggers and reasons) and the members."""
+    from segments.models import Membership, Transition
+
+    return {
+        "ledger": sorted(Transition.objects.values_list("segment__name", "user_id", "kind", "event_id", "reason")),
+        "members": sorted(Membership.objects.values_list("segment__name", "user_id")),
+    }

@@ -15,7 +15,17 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from tests.segments.helpers import ago, create_segment, event, independent, post_events, schema_of
+from tests.segments.helpers import (
+    ago,
+    create_segment,
+    decisions,
+    empty_event_tables,
+    event,
+    independent,
+    post_events,
+    rules_and_their_negation,
+    schema_of,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -52,15 +62,9 @@ def _states() -> list[tuple[Any, ...]]:
 
 def _run(client: Any, batches: list[list[dict[str, Any]]], lean: bool) -> dict[str, Any]:
     from segments import evaluator
-    from segments.models import Membership, Transition
 
     schema = schema_of("acme")
-    with schema_context(schema), connection.cursor() as cursor:  # each run starts from nothing
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the test's transaction holds deferred checks
-        cursor.execute(
-            "TRUNCATE segments_event, segments_event_id, segments_windowstate, segments_membership, "
-            "segments_pendingbatch, segments_transition, segments_userprofile CASCADE"
-        )
+    empty_event_tables(schema)
     saved = evaluator.LEAN_CHUNK
     evaluator.LEAN_CHUNK = lean
     try:
@@ -83,10 +87,7 @@ def _run(client: Any, batches: list[list[dict[str, Any]]], lean: bool) -> dict[s
             pairs += timers.pairs
             return {
                 "pairs": pairs,
-                "ledger": sorted(
-                    Transition.objects.values_list("segment__name", "user_id", "kind", "event_id", "reason")
-                ),
-                "members": sorted(Membership.objects.values_list("segment__name", "user_id")),
+                **decisions(),
                 "states": [*states, _states()],  # after each claim and after the timers
             }
     finally:
@@ -95,19 +96,16 @@ def _run(client: Any, batches: list[list[dict[str, Any]]], lean: bool) -> dict[s
 
 def test_the_lean_chunk_decides_what_the_previous_paths_decided(acme, acme_marketer, login, queued):
     client = login(acme_marketer)
-    ids = {}
-    for body in (
-        independent("two orders", value=1),
-        independent("big spenders", attribute="sum", prop="value", value=6),
-        independent("small max", attribute="max", operator="lt", prop="value", value=6, window=30),
-        independent("clickers", "clicks", value=0),
-    ):
-        response = create_segment(client, body)
-        assert response.status_code == 201, response.content
-        ids[body["name"]] = response.json()["id"]
-    not_ordering = {"op": "not", "children": [{"segment": ids["two orders"]}]}
-    derived = create_segment(client, {"name": "not two orders", "type": "derived", "expression": not_ordering})
-    assert derived.status_code == 201, derived.content
+    rules_and_their_negation(
+        client,
+        [
+            independent("two orders", value=1),
+            independent("big spenders", attribute="sum", prop="value", value=6),
+            independent("small max", attribute="max", operator="lt", prop="value", value=6, window=30),
+            independent("clickers", "clicks", value=0),
+        ],
+        negated="two orders",
+    )
     batches = _batches()
 
     previous = _run(client, batches, lean=False)

@@ -8,10 +8,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.db import connection
 from django_tenants.utils import schema_context
 
-from tests.segments.helpers import ago, create_segment, event, independent, post_events, schema_of
+from tests.segments.helpers import (
+    ago,
+    decisions,
+    empty_event_tables,
+    event,
+    independent,
+    post_events,
+    rules_and_their_negation,
+    schema_of,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -35,15 +43,10 @@ def _batches() -> list[list[dict[str, Any]]]:
 
 def _run(client: Any, batches: list[list[dict[str, Any]]], window_first: bool) -> dict[str, Any]:
     from segments import evaluator
-    from segments.models import Membership, Transition, WindowState
+    from segments.models import WindowState
 
     schema = schema_of("acme")
-    with schema_context(schema), connection.cursor() as cursor:  # each run starts from nothing
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the test's transaction holds deferred checks
-        cursor.execute(
-            "TRUNCATE segments_event, segments_event_id, segments_windowstate, segments_membership, "
-            "segments_pendingbatch, segments_transition, segments_userprofile CASCADE"
-        )
+    empty_event_tables(schema)
     saved = evaluator.WINDOW_FIRST
     evaluator.WINDOW_FIRST = window_first
     try:
@@ -56,10 +59,7 @@ def _run(client: Any, batches: list[list[dict[str, Any]]], window_first: bool) -
         with schema_context(schema):
             return {
                 "pairs": pairs,
-                "ledger": sorted(
-                    Transition.objects.values_list("segment__name", "user_id", "kind", "event_id", "reason")
-                ),
-                "members": sorted(Membership.objects.values_list("segment__name", "user_id")),
+                **decisions(),
                 "states": sorted(
                     WindowState.objects.values_list(
                         "user_id", "event_type", "window_minutes", "property", "events_in_window", "due_at"
@@ -72,18 +72,15 @@ def _run(client: Any, batches: list[list[dict[str, Any]]], window_first: bool) -
 
 def test_the_window_first_claim_decides_what_the_pairs_claim_decided(acme, acme_marketer, login, queued):
     client = login(acme_marketer)
-    ids = {}
-    for body in (
-        independent("two orders", value=1),
-        independent("big spenders", attribute="sum", prop="value", value=6),
-        independent("clickers", "clicks", value=0),
-    ):
-        response = create_segment(client, body)
-        assert response.status_code == 201, response.content
-        ids[body["name"]] = response.json()["id"]
-    not_ordering = {"op": "not", "children": [{"segment": ids["two orders"]}]}
-    derived = create_segment(client, {"name": "not two orders", "type": "derived", "expression": not_ordering})
-    assert derived.status_code == 201, derived.content
+    rules_and_their_negation(
+        client,
+        [
+            independent("two orders", value=1),
+            independent("big spenders", attribute="sum", prop="value", value=6),
+            independent("clickers", "clicks", value=0),
+        ],
+        negated="two orders",
+    )
     batches = _batches()
 
     pairs_path = _run(client, batches, window_first=False)
