@@ -46,15 +46,11 @@ STORED_COLUMNS = [name for name, _, _ in RECORD_COLUMNS]
 # `column_sql`/`select_list` (the `uid2_hash(text)` function of migration 0009, inlined here so that a reader
 # needs no search path) and in polars by `normalize.uid2_hashes`.
 DERIVED: dict[str, str] = {"email_sha256": "email_normalized", "phone_sha256": "phone_e164"}
-# The record's data columns as readers see them (stored and derived), in the contract's order.
+# The record's data columns as readers see them, in the contract's order: each derived hash after its base.
 DATA_COLUMNS = [
-    "email",
-    "email_normalized",
-    "email_sha256",
-    "phone",
-    "phone_e164",
-    "phone_sha256",
-    *STORED_COLUMNS[4:],
+    column
+    for name in STORED_COLUMNS
+    for column in (name, *(derived for derived, base in DERIVED.items() if base == name))
 ]
 # Bookkeeping columns: the ordinal of the row in its version, and the source line it came from.
 ALL_COLUMNS = ["version_id", "row", "line", *STORED_COLUMNS]
