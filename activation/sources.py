@@ -1,8 +1,9 @@
 """Where activation reads audience records from: SQL fragments over the audience tables (read-only).
 
 Every fragment is schema-qualified (tasks and streamed responses do not share a request's search path)
-and yields rows of `audiences_record` (with the derived hashes: `records.row_select`) for one audience (its current version, or a built audience's
-materialised members) or for the whole organisation (every imported audience's current version).
+and yields rows of `audiences_record` as readers see them (the UID2 hashes derived: `records.row_select`) for one
+audience (its current version, or a built audience's materialised members) or for the whole organisation (every
+imported audience's current version).
 """
 
 from __future__ import annotations
