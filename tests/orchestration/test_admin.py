@@ -269,3 +269,24 @@ def test_pacing_alerts_say_their_status_in_words(acme, manager, login):
         for code in ("under", "over")
     ]
     assert counts == [1, 0]
+
+
+def test_empty_admin_lists_say_what_is_empty_and_what_to_do(acme, manager, login):
+    """Unfold's empty list said "No results found / This page yielded into no results." whether nothing existed yet,
+    a search found nothing or the filters excluded everything; each case now says which, and what to do."""
+    client = login(manager)
+    base = f"/o/{acme.slug}/admin/campaigns/program/"
+
+    def words(query: str) -> str:
+        response = client.get(base + query)
+        assert response.status_code == 200
+        return re.sub(r"\s+", " ", response.content.decode())
+
+    empty = words("")
+    assert "No programs yet" in empty and "Add the first program with the button below." in empty
+    assert "yielded into no results" not in empty
+    searched = words("?q=nothing-like-this")
+    assert "No programs match" in searched and "Nothing matches &ldquo;nothing-like-this&rdquo;" in searched
+    tree(acme)  # a program exists now: a search that misses it still says so, and the list shows it otherwise
+    assert "Nothing matches &ldquo;zzz-none&rdquo;" in words("?q=zzz-none")
+    assert "No programs" not in words("")
