@@ -23,6 +23,7 @@ from django.views.decorators.http import require_POST
 from django_tenants.utils import schema_context
 
 from campaigns.models import Campaign, MediaSource, Program
+from p360.core import formatting
 from p360.core.audit.services import record
 from p360.core.exports import XLSX_CONTENT_TYPE
 from p360.core.jobs.models import Job, JobStatus
@@ -38,7 +39,6 @@ from reporting.selectors import LEVELS, SORTS, Filters
 
 PER_PAGE = 25
 MAX_PAGE = 100_000  # beyond this the OFFSET would overflow; no table has that many pages
-SOURCE_LABELS = dict(MediaSource.choices)  # "reds" -> "TTD REDS", as the rest of the portal names sources
 SORT_LABELS = {
     "name": "Name",
     "impressions": "Impressions",
@@ -217,7 +217,7 @@ def _report_page(
         "columns": [(key, SORT_LABELS[key]) for key in SORTS if key != "name"],
         "chart": {
             "trend": data["trend"],
-            "sources": [{**s, "label": SOURCE_LABELS.get(s["source"], s["source"])} for s in data["sources"]],
+            "sources": [{**s, "label": formatting.choice(MediaSource, s["source"])} for s in data["sources"]],
         },
         "campaigns": [] if campaign else _campaign_choices(q),
         "program_choices": [] if campaign else list(Program.objects.order_by("name").values("id", "name")[:500]),

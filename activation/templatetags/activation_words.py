@@ -7,6 +7,7 @@ from typing import Any
 from django import template
 
 from activation.models import DestinationKind
+from p360.core import formatting
 
 register = template.Library()
 
@@ -14,4 +15,4 @@ register = template.Library()
 @register.filter
 def destination_kind(code: Any) -> str:
     """A destination's kind as the admin and its own page name it ("ttd" -> "The Trade Desk (API)")."""
-    return dict(DestinationKind.choices).get(str(code), str(code))
+    return formatting.choice(DestinationKind, code)

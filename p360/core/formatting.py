@@ -6,6 +6,7 @@ Exact values stay in exports and the API; these functions only present them.
   ROAS and other large ones 1 place ("229.3 %").
 - counts: thousands separators, no places ("1,234,567").
 - dates: "6 Dec 2026" everywhere; date ranges "6 Dec 2026 to 12 Dec 2026".
+- codes: a stored choice as its label ("reds" -> "TTD REDS"); an unknown code as it is.
 A missing figure is an em dash.
 """
 
@@ -50,6 +51,11 @@ def money(value: Any, currency: str | None = None, places: int = 2) -> str:
     body = _fixed(abs(number), places)
     sign = "-" if number < 0 and body.strip("0.,") else ""
     return f"{sign}{symbol}{body}" if symbol else f"{sign}{body} {code}"
+
+
+def choice(choices: Any, code: Any) -> str:
+    """A model choice's label (`choices`: a Django `Choices` class), or the code itself when it is not one."""
+    return dict(choices.choices).get(str(code), str(code))
 
 
 def count(value: Any) -> str:

@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl
 from django import template
 
 from campaigns.models import MediaSource
+from p360.core import formatting
 
 register = template.Library()
 
@@ -44,4 +45,4 @@ def get(mapping: dict[str, Any], key: str) -> Any:
 @register.filter
 def source_label(code: Any) -> str:
     """A media source's name as the rest of the portal writes it ("surfside" -> "Surfside", "reds" -> "TTD REDS")."""
-    return dict(MediaSource.choices).get(str(code), str(code))
+    return formatting.choice(MediaSource, code)
