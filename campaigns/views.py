@@ -46,7 +46,8 @@ def programs(request: HttpRequest) -> HttpResponse:
     org = request.org  # type: ignore[attr-defined]
     kept = request.session.get(REJECTED_DRAFT) or {}
     asked = request.GET.get("draft", "")
-    draft = kept if asked and kept.get("token") == asked else {}
+    # the proposal is the org's it was typed in (a user of several orgs has one session)
+    draft = kept if asked and kept.get("token") == asked and kept.get("org") == org.schema_name else {}
     today = timezone.localdate()
     context = {
         "rows": _program_rows(today),
@@ -118,7 +119,15 @@ def create_draft(request: HttpRequest) -> HttpResponse:
     # Shown again with what was typed and the error beside the form, on the page a reload may repeat safely.
     typed = {key: request.POST.get(key, "")[:300] for key in ("program", "name", "budget", "start", "end")}
     token = secrets.token_urlsafe(9)
-    request.session[REJECTED_DRAFT] = {**typed, "error": error, "code": code, "field": field, "token": token}
+    org = request.org  # type: ignore[attr-defined]
+    request.session[REJECTED_DRAFT] = {
+        **typed,
+        "error": error,
+        "code": code,
+        "field": field,
+        "token": token,
+        "org": org.schema_name,
+    }
     response = redirect(f"{reverse('campaign-programs')}?{urlencode({'draft': token})}#draft-error")
     response.status_code = 303  # See Other: the browser follows with a GET
     return response

@@ -117,3 +117,16 @@ def test_one_org_users_get_a_link_not_a_one_entry_menu(acme, acme_marketer, mana
         body = marketer.get(url).content.decode()
         assert f'class="org-home-link" href="/o/{acme.slug}/"' in body and "org-switcher" not in body, url
         assert "choose…" not in body and "/static/p360/menus.js" in body
+
+
+def test_a_rejected_proposal_stays_in_the_org_it_was_typed_in(acme, globex, super_admin, login):
+    """A user of several orgs has one session: the proposal rejected in acme never shows on globex's page."""
+    ids = tree(acme)
+    tree(globex)  # globex's page has a proposal form too
+    client = login(super_admin)
+    typed = {"program": ids["program"], "name": "Acme only", "budget": "400.01", "start": "", "end": ""}
+    location, body = _rejected(client, f"/o/{acme.slug}/programs/drafts/", typed)
+    assert 'value="Acme only"' in body
+    elsewhere = client.get(location.replace(f"/o/{acme.slug}/", f"/o/{globex.slug}/"))
+    assert elsewhere.status_code == 200
+    assert 'id="draft-error"' not in elsewhere.content.decode() and "Acme only" not in elsewhere.content.decode()
